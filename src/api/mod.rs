@@ -1,0 +1,2 @@
+//! The client-facing dialects (OpenAI, Anthropic), translation between them,
+//! and the SSE stream scanner.

@@ -1,0 +1,1 @@
+//! The per-shard arena of reusable I/O buffers.

@@ -1,0 +1,1 @@
+//! Typed configuration: file format, defaults, validation.

@@ -1,0 +1,8 @@
+//! HTTP/1.1 codec, sans-IO: heads parsed into spans over the caller's buffer,
+//! RFC 9112 framing decisions, the chunked transfer coding, and head writing.
+//! Nothing here allocates per message in steady state or touches I/O.
+
+pub mod chunked;
+pub mod framing;
+pub mod parse;
+pub mod write;

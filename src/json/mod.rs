@@ -1,0 +1,2 @@
+//! JSON, sans-IO: the top-level field scan and in-place patch of request
+//! bodies, and JSON string escaping.

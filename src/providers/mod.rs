@@ -1,0 +1,1 @@
+//! Provider families: base URL, auth style and quirks, one file each.

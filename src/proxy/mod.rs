@@ -1,0 +1,1 @@
+//! The life of one proxied request: admit → route → upstream → respond → log.

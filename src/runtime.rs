@@ -1,0 +1,1 @@
+//! Runtime driver probe (io_uring, else epoll) and CPU feature check.

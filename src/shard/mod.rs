@@ -1,0 +1,1 @@
+//! Per-core shards: one pinned thread, one monoio runtime, one listener each.

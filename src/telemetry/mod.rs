@@ -1,0 +1,1 @@
+//! Metrics, Prometheus text, and the access log.

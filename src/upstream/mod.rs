@@ -1,0 +1,1 @@
+//! Upstream peers and per-shard keep-alive connection pools.
