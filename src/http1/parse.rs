@@ -1,6 +1,18 @@
 //! Request and response heads parsed into spans (offsets into the read
-//! buffer, never copies). Syntax matches httparse; framing semantics live in
-//! `framing.rs`.
+//! buffer, never copies). Syntax matches httparse 1.10 with its default
+//! configuration (RFC 9112 §2–§5 as httparse reads them); framing semantics
+//! live in `framing.rs`.
+//!
+//! There is one parser, [`HeadScanner`], a resumable state machine: it keeps
+//! the step it is in, where the current element (method, target, name,
+//! value…) began and how far it has validated, so bytes arriving one at a
+//! time are each looked at once. `parse_request` / `parse_response` are the
+//! same machine run from a fresh state, so both agree by construction.
+//!
+//! Invariants: spans always lie inside `head_len` (or inside the bytes seen so
+//! far while partial); `headers` only ever grows by `push` into its kept
+//! capacity; limits are checked against the head's bytes, not the buffer's,
+//! so a pipelined body after a complete head never trips `max_head_bytes`.
 
 /// A byte range `start..end` into the buffer the head was parsed from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -13,6 +25,15 @@ impl Span {
     #[inline]
     pub fn get(self, buf: &[u8]) -> &[u8] {
         &buf[self.start as usize..self.end as usize]
+    }
+
+    #[inline]
+    fn new(start: usize, end: usize) -> Span {
+        // The window parsed is clamped to u32::MAX bytes, so these never truncate.
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
     }
 }
 
@@ -32,7 +53,10 @@ pub struct HeadLimits {
 
 impl Default for HeadLimits {
     fn default() -> Self {
-        HeadLimits { max_head_bytes: 16 * 1024, max_headers: 100 }
+        HeadLimits {
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+        }
     }
 }
 
@@ -77,4 +101,521 @@ pub struct ResponseHead {
     pub reason: Span,
     pub headers: Vec<HeaderSpan>,
     pub head_len: usize,
+}
+
+impl RequestHead {
+    /// The value of the first header named `name` (ASCII case-insensitive).
+    pub fn header<'b>(&self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
+        find_header(&self.headers, buf, name)
+    }
+}
+
+impl ResponseHead {
+    /// The value of the first header named `name` (ASCII case-insensitive).
+    pub fn header<'b>(&self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
+        find_header(&self.headers, buf, name)
+    }
+}
+
+fn find_header<'b>(headers: &[HeaderSpan], buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
+    headers
+        .iter()
+        .find(|h| h.name.get(buf).eq_ignore_ascii_case(name))
+        .map(|h| h.value.get(buf))
+}
+
+/// Parses a request head from the start of `buf` in one go.
+pub fn parse_request(
+    buf: &[u8],
+    limits: &HeadLimits,
+    head: &mut RequestHead,
+) -> Result<Parsed, HeadError> {
+    HeadScanner::default().request(buf, limits, head)
+}
+
+/// Parses a response head from the start of `buf` in one go.
+pub fn parse_response(
+    buf: &[u8],
+    limits: &HeadLimits,
+    head: &mut ResponseHead,
+) -> Result<Parsed, HeadError> {
+    HeadScanner::default().response(buf, limits, head)
+}
+
+// Byte classes, as httparse defines them.
+const TOKEN: u8 = 1; // RFC 9110 §5.6.2 tchar
+const TARGET: u8 = 2; // %x21-7E / obs-text (httparse does not check URI syntax further)
+const FIELD: u8 = 4; // HTAB / SP / VCHAR / obs-text: field values and reason phrases
+
+static CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut class = 0;
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            )
+        {
+            class |= TOKEN;
+        }
+        if b >= 0x21 && b != 0x7f {
+            class |= TARGET;
+        }
+        if b == b'\t' || (b >= 0x20 && b != 0x7f) {
+            class |= FIELD;
+        }
+        table[i] = class;
+        i += 1;
+    }
+    table
+};
+
+/// Index of the first byte at or after `from` not in `class` (or `buf.len()`).
+#[inline(always)]
+fn scan(buf: &[u8], from: usize, class: u8) -> usize {
+    let mut i = from;
+    // Four at a time: the common case is a long run of valid bytes.
+    while i + 4 <= buf.len() {
+        let ok = CLASS[buf[i] as usize]
+            & CLASS[buf[i + 1] as usize]
+            & CLASS[buf[i + 2] as usize]
+            & CLASS[buf[i + 3] as usize];
+        if ok & class == 0 {
+            break;
+        }
+        i += 4;
+    }
+    while i < buf.len() && CLASS[buf[i] as usize] & class != 0 {
+        i += 1;
+    }
+    i
+}
+
+/// Where the parser stands between two calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Step {
+    /// RFC 9112 §2.2: empty lines before the start line are ignored.
+    #[default]
+    LeadingEmptyLines,
+    Method,
+    Target,
+    RequestVersion,
+    RequestLineEnd,
+    StatusVersion,
+    StatusCode,
+    AfterStatusCode,
+    Reason,
+    /// At the start of a field line or of the empty line ending the head.
+    LineStart,
+    Name,
+    /// Between the colon and the first byte of the value (OWS).
+    ValueStart,
+    Value,
+    Complete,
+    Failed(HeadError),
+}
+
+/// Incremental head parser. Call it again with the same buffer, grown, and
+/// the same head after every read: each byte is examined once, so a head
+/// trickling in byte by byte costs linear time. [`HeadScanner::reset`]
+/// before the next message.
+///
+/// A finished scanner (complete or failed) keeps returning its result.
+#[derive(Clone, Debug, Default)]
+pub struct HeadScanner {
+    step: Step,
+    /// Start of the element being parsed.
+    mark: usize,
+    /// Everything before `pos` has been validated.
+    pos: usize,
+    /// Name of the field line whose value is being parsed.
+    name: Span,
+}
+
+enum Progress {
+    Done,
+    NeedMore,
+}
+
+impl HeadScanner {
+    pub fn reset(&mut self) {
+        *self = HeadScanner::default();
+    }
+
+    /// Parses (more of) a request head at the start of `buf`.
+    pub fn request(
+        &mut self,
+        buf: &[u8],
+        limits: &HeadLimits,
+        head: &mut RequestHead,
+    ) -> Result<Parsed, HeadError> {
+        if self.step == Step::LeadingEmptyLines {
+            head.headers.clear();
+        }
+        let window = window(buf, limits);
+        let result = self
+            .request_line(window, head)
+            .and_then(|progress| match progress {
+                Progress::Done => {
+                    self.field_lines(window, limits, &mut head.headers, &mut head.head_len)
+                }
+                Progress::NeedMore => Ok(Progress::NeedMore),
+            });
+        self.finish(result, buf, limits)
+    }
+
+    /// Parses (more of) a response head at the start of `buf`.
+    pub fn response(
+        &mut self,
+        buf: &[u8],
+        limits: &HeadLimits,
+        head: &mut ResponseHead,
+    ) -> Result<Parsed, HeadError> {
+        if self.step == Step::LeadingEmptyLines {
+            head.headers.clear();
+        }
+        let window = window(buf, limits);
+        let result = self
+            .status_line(window, head)
+            .and_then(|progress| match progress {
+                Progress::Done => {
+                    self.field_lines(window, limits, &mut head.headers, &mut head.head_len)
+                }
+                Progress::NeedMore => Ok(Progress::NeedMore),
+            });
+        self.finish(result, buf, limits)
+    }
+
+    fn finish(
+        &mut self,
+        result: Result<Progress, HeadError>,
+        buf: &[u8],
+        limits: &HeadLimits,
+    ) -> Result<Parsed, HeadError> {
+        let error = match result {
+            Ok(Progress::Done) => {
+                self.step = Step::Complete;
+                return Ok(Parsed::Complete);
+            }
+            // The window is full and the head has not ended within it.
+            Ok(Progress::NeedMore) if buf.len() > limits.max_head_bytes => HeadError::TooLarge,
+            Ok(Progress::NeedMore) => return Ok(Parsed::Partial),
+            Err(e) => e,
+        };
+        self.step = Step::Failed(error);
+        Err(error)
+    }
+
+    /// Skips the empty lines httparse tolerates before a start line.
+    fn leading_empty_lines(&mut self, buf: &[u8]) -> Result<Progress, HeadError> {
+        let mut i = self.pos;
+        loop {
+            match buf.get(i) {
+                None => break,
+                Some(b'\n') => i += 1,
+                Some(b'\r') => match buf.get(i + 1) {
+                    None => break,
+                    Some(b'\n') => i += 2,
+                    Some(_) => return Err(HeadError::Invalid("invalid line ending")),
+                },
+                Some(_) => {
+                    self.pos = i;
+                    self.mark = i;
+                    return Ok(Progress::Done);
+                }
+            }
+        }
+        self.pos = i;
+        Ok(Progress::NeedMore)
+    }
+
+    /// RFC 9112 §3: `method SP request-target SP HTTP-version CRLF`.
+    fn request_line(&mut self, buf: &[u8], head: &mut RequestHead) -> Result<Progress, HeadError> {
+        loop {
+            match self.step {
+                Step::LeadingEmptyLines => {
+                    if let Progress::NeedMore = self.leading_empty_lines(buf)? {
+                        return Ok(Progress::NeedMore);
+                    }
+                    self.step = Step::Method;
+                }
+                Step::Method => {
+                    let end = scan(buf, self.pos, TOKEN);
+                    match buf.get(end) {
+                        None => return Ok(self.need_more_at(end)),
+                        Some(b' ') if end > self.mark => {
+                            head.method = Span::new(self.mark, end);
+                            self.start_element(end + 1, Step::Target);
+                        }
+                        Some(_) => return Err(HeadError::Invalid("invalid method")),
+                    }
+                }
+                Step::Target => {
+                    let end = scan(buf, self.pos, TARGET);
+                    match buf.get(end) {
+                        None => return Ok(self.need_more_at(end)),
+                        // httparse hands the target out as &str, so it must be UTF-8.
+                        Some(b' ')
+                            if end > self.mark
+                                && std::str::from_utf8(&buf[self.mark..end]).is_ok() =>
+                        {
+                            head.target = Span::new(self.mark, end);
+                            self.start_element(end + 1, Step::RequestVersion);
+                        }
+                        Some(_) => return Err(HeadError::Invalid("invalid request target")),
+                    }
+                }
+                Step::RequestVersion => match version(buf, self.mark)? {
+                    None => return Ok(Progress::NeedMore),
+                    Some(minor) => {
+                        head.minor_version = minor;
+                        self.start_element(self.mark + 8, Step::RequestLineEnd);
+                    }
+                },
+                Step::RequestLineEnd => match line_end(buf, self.pos)? {
+                    None => return Ok(Progress::NeedMore),
+                    Some(next) => self.start_element(next, Step::LineStart),
+                },
+                _ => return Ok(Progress::Done),
+            }
+        }
+    }
+
+    /// RFC 9112 §4: `HTTP-version SP status-code SP [ reason-phrase ] CRLF`;
+    /// like httparse, the SP before an absent reason may be missing too.
+    fn status_line(&mut self, buf: &[u8], head: &mut ResponseHead) -> Result<Progress, HeadError> {
+        loop {
+            match self.step {
+                Step::LeadingEmptyLines => {
+                    if let Progress::NeedMore = self.leading_empty_lines(buf)? {
+                        return Ok(Progress::NeedMore);
+                    }
+                    self.step = Step::StatusVersion;
+                }
+                Step::StatusVersion => match version(buf, self.mark)? {
+                    None => return Ok(Progress::NeedMore),
+                    Some(_) if buf.len() == self.mark + 8 => return Ok(Progress::NeedMore),
+                    Some(_) if buf[self.mark + 8] != b' ' => {
+                        return Err(HeadError::Invalid("invalid HTTP version"))
+                    }
+                    Some(minor) => {
+                        head.minor_version = minor;
+                        self.start_element(self.mark + 9, Step::StatusCode);
+                    }
+                },
+                Step::StatusCode => {
+                    let digits = &buf[self.mark..buf.len().min(self.mark + 3)];
+                    if !digits.iter().all(u8::is_ascii_digit) {
+                        return Err(HeadError::Invalid("invalid status code"));
+                    }
+                    if digits.len() < 3 {
+                        return Ok(Progress::NeedMore);
+                    }
+                    head.status = digits
+                        .iter()
+                        .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+                    self.start_element(self.mark + 3, Step::AfterStatusCode);
+                }
+                Step::AfterStatusCode => match buf.get(self.pos) {
+                    None => return Ok(Progress::NeedMore),
+                    Some(b' ') => self.start_element(self.pos + 1, Step::Reason),
+                    Some(b'\r' | b'\n') => {
+                        match line_end(buf, self.pos).map_err(|_| invalid_status())? {
+                            None => return Ok(Progress::NeedMore),
+                            Some(next) => {
+                                head.reason = Span::new(self.pos, self.pos);
+                                self.start_element(next, Step::LineStart);
+                            }
+                        }
+                    }
+                    Some(_) => return Err(invalid_status()),
+                },
+                Step::Reason => {
+                    let end = scan(buf, self.pos, FIELD);
+                    match line_end(buf, end).map_err(|_| invalid_status())? {
+                        None => return Ok(self.need_more_at(end)),
+                        Some(next) => {
+                            head.reason = Span::new(self.mark, end);
+                            self.start_element(next, Step::LineStart);
+                        }
+                    }
+                }
+                _ => return Ok(Progress::Done),
+            }
+        }
+    }
+
+    /// RFC 9112 §5: `field-name ":" OWS field-value OWS CRLF` lines up to an
+    /// empty line. No whitespace before the colon (§5.1), no obs-fold (§5.2).
+    fn field_lines(
+        &mut self,
+        buf: &[u8],
+        limits: &HeadLimits,
+        headers: &mut Vec<HeaderSpan>,
+        head_len: &mut usize,
+    ) -> Result<Progress, HeadError> {
+        loop {
+            match self.step {
+                Step::LineStart => match buf.get(self.pos) {
+                    None => return Ok(Progress::NeedMore),
+                    Some(b'\r' | b'\n') => match line_end(buf, self.pos)? {
+                        None => return Ok(Progress::NeedMore),
+                        Some(end) => {
+                            *head_len = end;
+                            return Ok(Progress::Done);
+                        }
+                    },
+                    Some(&b) if CLASS[b as usize] & TOKEN != 0 => {
+                        self.start_element(self.pos, Step::Name)
+                    }
+                    Some(_) => return Err(invalid_name()),
+                },
+                Step::Name => {
+                    let end = scan(buf, self.pos, TOKEN);
+                    match buf.get(end) {
+                        None => return Ok(self.need_more_at(end)),
+                        Some(b':') => {
+                            self.name = Span::new(self.mark, end);
+                            self.start_element(end + 1, Step::ValueStart);
+                        }
+                        Some(_) => return Err(invalid_name()),
+                    }
+                }
+                Step::ValueStart => {
+                    let mut i = self.pos;
+                    while matches!(buf.get(i), Some(b' ' | b'\t')) {
+                        i += 1;
+                    }
+                    match buf.get(i) {
+                        None => return Ok(self.need_more_at(i)),
+                        Some(b'\r' | b'\n') => {
+                            match line_end(buf, i).map_err(|_| invalid_value())? {
+                                None => return Ok(self.need_more_at(i)),
+                                Some(next) => {
+                                    self.push_field(headers, limits, Span::new(i, i), next)?
+                                }
+                            }
+                        }
+                        Some(&b) if CLASS[b as usize] & FIELD != 0 => {
+                            self.start_element(i, Step::Value)
+                        }
+                        Some(_) => return Err(invalid_value()),
+                    }
+                }
+                Step::Value => {
+                    let end = scan(buf, self.pos, FIELD);
+                    match line_end(buf, end).map_err(|_| invalid_value())? {
+                        None => return Ok(self.need_more_at(end)),
+                        Some(next) => {
+                            let trimmed = buf[self.mark..end]
+                                .iter()
+                                .rposition(|&b| b != b' ' && b != b'\t')
+                                .map_or(self.mark, |last| self.mark + last + 1);
+                            self.push_field(headers, limits, Span::new(self.mark, trimmed), next)?;
+                        }
+                    }
+                }
+                Step::Complete => return Ok(Progress::Done),
+                Step::Failed(e) => return Err(e),
+                _ => unreachable!("field_lines entered before the start line was done"),
+            }
+        }
+    }
+
+    fn push_field(
+        &mut self,
+        headers: &mut Vec<HeaderSpan>,
+        limits: &HeadLimits,
+        value: Span,
+        next: usize,
+    ) -> Result<(), HeadError> {
+        // Counted once the line is whole, as httparse does.
+        if headers.len() >= limits.max_headers {
+            return Err(HeadError::TooManyHeaders);
+        }
+        headers.push(HeaderSpan {
+            name: self.name,
+            value,
+        });
+        self.start_element(next, Step::LineStart);
+        Ok(())
+    }
+
+    #[inline]
+    fn start_element(&mut self, at: usize, step: Step) {
+        self.step = step;
+        self.mark = at;
+        self.pos = at;
+    }
+
+    #[inline]
+    fn need_more_at(&mut self, validated_up_to: usize) -> Progress {
+        self.pos = validated_up_to;
+        Progress::NeedMore
+    }
+}
+
+fn invalid_name() -> HeadError {
+    HeadError::Invalid("invalid header name")
+}
+
+fn invalid_value() -> HeadError {
+    HeadError::Invalid("invalid header value")
+}
+
+fn invalid_status() -> HeadError {
+    HeadError::Invalid("invalid status line")
+}
+
+/// The part of `buf` a head may occupy.
+fn window<'b>(buf: &'b [u8], limits: &HeadLimits) -> &'b [u8] {
+    &buf[..buf.len().min(limits.max_head_bytes).min(u32::MAX as usize)]
+}
+
+/// `HTTP/1.0` or `HTTP/1.1` at `at` (RFC 9112 §2.3; other versions are
+/// refused as httparse refuses them). `None` while a valid prefix is short.
+fn version(buf: &[u8], at: usize) -> Result<Option<u8>, HeadError> {
+    const PREFIX: &[u8] = b"HTTP/1.";
+    let seen = &buf[at.min(buf.len())..buf.len().min(at + 8)];
+    let prefix_len = seen.len().min(PREFIX.len());
+    if seen[..prefix_len] != PREFIX[..prefix_len] {
+        return Err(HeadError::Invalid("invalid HTTP version"));
+    }
+    match seen.get(7) {
+        None => Ok(None),
+        Some(b'0') => Ok(Some(0)),
+        Some(b'1') => Ok(Some(1)),
+        Some(_) => Err(HeadError::Invalid("invalid HTTP version")),
+    }
+}
+
+/// A line end at `at`: CRLF, or a bare LF as httparse accepts (RFC 9112 §2.2
+/// allows a recipient to). Returns where the next line starts.
+fn line_end(buf: &[u8], at: usize) -> Result<Option<usize>, HeadError> {
+    match buf.get(at) {
+        None => Ok(None),
+        Some(b'\n') => Ok(Some(at + 1)),
+        Some(b'\r') => match buf.get(at + 1) {
+            None => Ok(None),
+            Some(b'\n') => Ok(Some(at + 2)),
+            Some(_) => Err(HeadError::Invalid("invalid line ending")),
+        },
+        Some(_) => Err(HeadError::Invalid("invalid line ending")),
+    }
 }
