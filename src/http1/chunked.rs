@@ -1,2 +1,244 @@
 //! The chunked transfer coding (RFC 9112 §7.1): an incremental decoder that
 //! hands out payload as borrowed slices of the input, never copying.
+//!
+//! The decoder is a byte-exact state machine: its state after feeding
+//! `a ++ b` in one call equals its state after feeding `a` then `b`, for any
+//! split, so reads may end anywhere. It never looks past the final CRLF of
+//! the trailer section: `consumed` then marks where the next pipelined
+//! message starts. Line ends must be CRLF (a bare LF is refused, as hyper
+//! does) because a lenient chunk parser in front of a strict one is a
+//! smuggling vector.
+
+use super::parse::{is_field_byte, is_token_byte};
+
+/// Limits on the parts of a chunked body that are not payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkLimits {
+    /// Bytes of one chunk-size line, extensions included, CRLF excluded.
+    pub max_line_bytes: usize,
+    /// Bytes of the whole trailer section, CRLFs included.
+    pub max_trailer_bytes: usize,
+}
+
+impl Default for ChunkLimits {
+    fn default() -> Self {
+        ChunkLimits {
+            max_line_bytes: 4096,
+            max_trailer_bytes: 16 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkError {
+    /// Malformed framing; the text names what was wrong.
+    Invalid(&'static str),
+    /// A chunk size above `u64::MAX`.
+    SizeOverflow,
+    /// A chunk-size line longer than `max_line_bytes`.
+    LineTooLong,
+    /// A trailer section longer than `max_trailer_bytes`.
+    TrailersTooLarge,
+}
+
+/// What one [`ChunkedDecoder::feed`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkProgress {
+    /// Bytes of the input that belong to this body. Equal to the input's
+    /// length unless `done`.
+    pub consumed: usize,
+    /// The last chunk and the trailer section have been read.
+    pub done: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Hex digits of a chunk size; `digits` so far (at least one is needed).
+    Size {
+        size: u64,
+        digits: bool,
+    },
+    /// After the size: BWS before `;` or the line end (RFC 9112 §7.1.1).
+    SizeWhitespace {
+        size: u64,
+    },
+    /// Inside chunk extensions: skipped, but bounded and free of bare LF.
+    Extension {
+        size: u64,
+    },
+    /// Read CR of the size line.
+    SizeLf {
+        size: u64,
+    },
+    Data {
+        remaining: u64,
+    },
+    DataCr,
+    DataLf,
+    /// At the start of a trailer line or of the final empty line.
+    TrailerStart,
+    TrailerName,
+    TrailerValue,
+    TrailerLf,
+    EndLf,
+    Done,
+    Failed(ChunkError),
+}
+
+/// Decodes one chunked body. Reuse it for the next with [`ChunkedDecoder::reset`].
+#[derive(Clone, Debug)]
+pub struct ChunkedDecoder {
+    limits: ChunkLimits,
+    state: State,
+    /// Bytes of the current size line so far.
+    line_bytes: usize,
+    /// Bytes of the trailer section so far.
+    trailer_bytes: usize,
+}
+
+impl ChunkedDecoder {
+    pub fn new(limits: ChunkLimits) -> ChunkedDecoder {
+        ChunkedDecoder {
+            limits,
+            state: State::Size {
+                size: 0,
+                digits: false,
+            },
+            line_bytes: 0,
+            trailer_bytes: 0,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        *self = ChunkedDecoder::new(self.limits);
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Decodes as much of `input` as belongs to this body, handing each run
+    /// of payload to `on_data` as a slice of `input`. After an error the
+    /// decoder keeps returning that error until reset.
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        mut on_data: impl FnMut(&[u8]),
+    ) -> Result<ChunkProgress, ChunkError> {
+        let mut at = 0;
+        while at < input.len() {
+            match self.state {
+                State::Done => break,
+                State::Failed(e) => return Err(e),
+                State::Data { remaining } => {
+                    let run = remaining.min((input.len() - at) as u64) as usize;
+                    on_data(&input[at..at + run]);
+                    at += run;
+                    let remaining = remaining - run as u64;
+                    self.state = if remaining == 0 {
+                        State::DataCr
+                    } else {
+                        State::Data { remaining }
+                    };
+                }
+                state => {
+                    let next = self.step(state, input[at]);
+                    if let State::Failed(e) = next {
+                        self.state = next;
+                        return Err(e);
+                    }
+                    self.state = next;
+                    at += 1;
+                }
+            }
+        }
+        match self.state {
+            State::Failed(e) => Err(e),
+            state => Ok(ChunkProgress {
+                consumed: at,
+                done: state == State::Done,
+            }),
+        }
+    }
+
+    /// One byte of framing (everything but payload).
+    fn step(&mut self, state: State, byte: u8) -> State {
+        use State::*;
+        match state {
+            Size { .. } | SizeWhitespace { .. } | Extension { .. } => {
+                self.line_bytes += 1;
+                if self.line_bytes > self.limits.max_line_bytes && byte != b'\r' {
+                    return Failed(ChunkError::LineTooLong);
+                }
+            }
+            TrailerStart | TrailerName | TrailerValue | TrailerLf | EndLf => {
+                self.trailer_bytes += 1;
+                if self.trailer_bytes > self.limits.max_trailer_bytes {
+                    return Failed(ChunkError::TrailersTooLarge);
+                }
+            }
+            _ => {}
+        }
+        match (state, byte) {
+            // RFC 9112 §7.1: chunk-size = 1*HEXDIG.
+            (Size { size, .. }, _) if byte.is_ascii_hexdigit() => {
+                let digit = u64::from(hex_value(byte));
+                match size.checked_mul(16).and_then(|s| s.checked_add(digit)) {
+                    Some(size) => Size { size, digits: true },
+                    None => Failed(ChunkError::SizeOverflow),
+                }
+            }
+            (Size { digits: false, .. }, _) => Failed(invalid("chunk size is not hex")),
+            (Size { size, .. } | SizeWhitespace { size }, b' ' | b'\t') => SizeWhitespace { size },
+            (Size { size, .. } | SizeWhitespace { size }, b';') => Extension { size },
+            (Size { size, .. } | SizeWhitespace { size } | Extension { size }, b'\r') => {
+                SizeLf { size }
+            }
+            (Size { .. } | SizeWhitespace { .. }, _) => {
+                Failed(invalid("invalid byte after chunk size"))
+            }
+            // Extension names and values are not interpreted, only kept to
+            // field-value bytes so no control byte (bare LF above all) hides in them.
+            (Extension { size }, _) if is_field_byte(byte) => Extension { size },
+            (Extension { .. }, _) => Failed(invalid("invalid byte in chunk extension")),
+            (SizeLf { size }, b'\n') => {
+                self.line_bytes = 0;
+                match size {
+                    0 => TrailerStart,
+                    remaining => Data { remaining },
+                }
+            }
+            (SizeLf { .. }, _) => Failed(invalid("chunk size line not ended by CRLF")),
+            (DataCr, b'\r') => DataLf,
+            (DataLf, b'\n') => Size {
+                size: 0,
+                digits: false,
+            },
+            (DataCr | DataLf, _) => Failed(invalid("chunk data not followed by CRLF")),
+            // RFC 9112 §7.1.2: trailer-section = *( field-line CRLF ), then CRLF.
+            (TrailerStart, b'\r') => EndLf,
+            (TrailerStart | TrailerName, _) if is_token_byte(byte) => TrailerName,
+            (TrailerName, b':') => TrailerValue,
+            (TrailerStart | TrailerName, _) => Failed(invalid("invalid trailer field name")),
+            (TrailerValue, b'\r') => TrailerLf,
+            (TrailerValue, _) if is_field_byte(byte) => TrailerValue,
+            (TrailerValue, _) => Failed(invalid("invalid trailer field value")),
+            (TrailerLf, b'\n') => TrailerStart,
+            (EndLf, b'\n') => Done,
+            (TrailerLf | EndLf, _) => Failed(invalid("trailer line not ended by CRLF")),
+            (Data { .. } | Done | Failed(_), _) => unreachable!("handled by feed"),
+        }
+    }
+}
+
+fn invalid(reason: &'static str) -> ChunkError {
+    ChunkError::Invalid(reason)
+}
+
+fn hex_value(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        b'a'..=b'f' => digit - b'a' + 10,
+        _ => digit - b'A' + 10,
+    }
+}

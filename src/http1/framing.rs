@@ -1,2 +1,236 @@
 //! RFC 9112 message framing: from a parsed head, how long the body is,
 //! whether the connection persists, and whether the client expects 100-continue.
+//!
+//! The rules are those of RFC 9112 §6.3, read strictly on the request side:
+//! anything that could let two parsers disagree about where a body ends
+//! (request smuggling) is refused rather than repaired. Header names are
+//! matched ASCII case-insensitively and list-valued fields may be split over
+//! several lines (RFC 9110 §5.3), so every line of a field is considered.
+
+use super::parse::{is_token_byte, HeadError, HeaderSpan, RequestHead, ResponseHead};
+
+/// How the body of a message is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    /// No body at all (not even a zero-length one was announced).
+    Empty,
+    /// Exactly this many bytes (RFC 9112 §6.2); may be 0.
+    Length(u64),
+    /// The chunked transfer coding (RFC 9112 §7.1).
+    Chunked,
+    /// Everything until the peer closes (responses only, RFC 9112 §6.3 rule 8).
+    CloseDelimited,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestFraming {
+    pub body: BodyKind,
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResponseFraming {
+    pub body: BodyKind,
+    pub keep_alive: bool,
+}
+
+/// The framing of a request, or why it cannot be trusted (400).
+pub fn request_framing(buf: &[u8], head: &RequestHead) -> Result<RequestFraming, HeadError> {
+    let fields = FramingFields::collect(buf, &head.headers)?;
+    let body = match (fields.transfer_encoding, fields.content_length) {
+        // RFC 9112 §6.1: a server MAY reject both; a proxy forwarding both
+        // is how smuggling happens, so we always do.
+        (Some(_), Some(_)) => return Err(invalid("both transfer-encoding and content-length")),
+        // RFC 9112 §6.1: HTTP/1.0 has no transfer codings; treat as faulty.
+        (Some(_), None) if head.minor_version == 0 => {
+            return Err(invalid("transfer-encoding in an HTTP/1.0 request"))
+        }
+        (Some(codings), None) => {
+            if codings.unknown {
+                // RFC 9112 §6.1: a coding we do not understand (501 would do too).
+                return Err(invalid("unknown transfer coding"));
+            }
+            if !codings.chunked_last {
+                // RFC 9112 §6.3 rule 4: without chunked last the length is unknowable.
+                return Err(invalid("transfer-encoding does not end in chunked"));
+            }
+            BodyKind::Chunked
+        }
+        (None, Some(length)) => BodyKind::Length(length),
+        // RFC 9112 §6.3 rule 6: neither field means no body.
+        (None, None) => BodyKind::Empty,
+    };
+    Ok(RequestFraming {
+        body,
+        keep_alive: fields.keep_alive(head.minor_version),
+        // RFC 9110 §10.1.1: 100-continue means nothing to an HTTP/1.0 client.
+        expect_continue: head.minor_version >= 1 && fields.expect_continue,
+    })
+}
+
+/// The framing of a response to a request (`request_was_head` when it was a
+/// HEAD), or why it cannot be trusted (502).
+pub fn response_framing(
+    buf: &[u8],
+    head: &ResponseHead,
+    request_was_head: bool,
+) -> Result<ResponseFraming, HeadError> {
+    let fields = FramingFields::collect(buf, &head.headers)?;
+    let keep_alive = fields.keep_alive(head.minor_version);
+    // RFC 9112 §6.3 rules 1: these never carry a body, whatever they announce.
+    if request_was_head || (100..200).contains(&head.status) || matches!(head.status, 204 | 304) {
+        return Ok(ResponseFraming {
+            body: BodyKind::Empty,
+            keep_alive,
+        });
+    }
+    let framing = match (fields.transfer_encoding, fields.content_length) {
+        // RFC 9112 §6.1: faulty framing in HTTP/1.0.
+        (Some(_), _) if head.minor_version == 0 => {
+            return Err(invalid("transfer-encoding in an HTTP/1.0 response"))
+        }
+        // RFC 9112 §6.3 rule 3: chunked overrides content-length, but the
+        // connection cannot be trusted afterwards.
+        (Some(codings), length) if codings.chunked_last => ResponseFraming {
+            body: BodyKind::Chunked,
+            keep_alive: keep_alive && length.is_none(),
+        },
+        // RFC 9112 §6.3 rule 4: read until close.
+        (Some(_), _) => ResponseFraming {
+            body: BodyKind::CloseDelimited,
+            keep_alive: false,
+        },
+        (None, Some(length)) => ResponseFraming {
+            body: BodyKind::Length(length),
+            keep_alive,
+        },
+        // RFC 9112 §6.3 rule 8.
+        (None, None) => ResponseFraming {
+            body: BodyKind::CloseDelimited,
+            keep_alive: false,
+        },
+    };
+    Ok(framing)
+}
+
+fn invalid(reason: &'static str) -> HeadError {
+    HeadError::Invalid(reason)
+}
+
+/// What the transfer-encoding lines said.
+#[derive(Clone, Copy, Default)]
+struct Codings {
+    chunked_last: bool,
+    unknown: bool,
+}
+
+/// The framing-relevant fields of a head, gathered in one pass.
+#[derive(Default)]
+struct FramingFields {
+    content_length: Option<u64>,
+    transfer_encoding: Option<Codings>,
+    connection_close: bool,
+    connection_keep_alive: bool,
+    expect_continue: bool,
+}
+
+impl FramingFields {
+    fn collect(buf: &[u8], headers: &[HeaderSpan]) -> Result<FramingFields, HeadError> {
+        let mut fields = FramingFields::default();
+        for header in headers {
+            let name = header.name.get(buf);
+            let value = header.value.get(buf);
+            if name.eq_ignore_ascii_case(b"content-length") {
+                fields.add_content_length(value)?;
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                fields.add_transfer_codings(value)?;
+            } else if name.eq_ignore_ascii_case(b"connection") {
+                for option in list_elements(value) {
+                    fields.connection_close |= option.eq_ignore_ascii_case(b"close");
+                    fields.connection_keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+                }
+            } else if name.eq_ignore_ascii_case(b"expect") {
+                fields.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
+            }
+        }
+        Ok(fields)
+    }
+
+    /// RFC 9112 §6.2 / RFC 9110 §8.6: `1*DIGIT`. A list or repeated lines
+    /// of one identical value may be taken as that value; anything else,
+    /// including an empty element, is invalid.
+    fn add_content_length(&mut self, value: &[u8]) -> Result<(), HeadError> {
+        for element in value.split(|&b| b == b',').map(trim_ows) {
+            let length = parse_decimal(element).ok_or(invalid("invalid content-length"))?;
+            match self.content_length {
+                Some(seen) if seen != length => return Err(invalid("conflicting content-length")),
+                _ => self.content_length = Some(length),
+            }
+        }
+        Ok(())
+    }
+
+    /// RFC 9112 §6.1: `#transfer-coding`, each `token *( OWS ";" OWS param )`.
+    fn add_transfer_codings(&mut self, value: &[u8]) -> Result<(), HeadError> {
+        let codings = self.transfer_encoding.get_or_insert_with(Codings::default);
+        for element in list_elements(value) {
+            let name = trim_ows(element.split(|&b| b == b';').next().unwrap_or_default());
+            if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
+                return Err(invalid("invalid transfer coding"));
+            }
+            if name.eq_ignore_ascii_case(b"chunked") {
+                // RFC 9112 §6.1: chunked MUST NOT be applied more than once.
+                if codings.chunked_last {
+                    return Err(invalid("chunked applied twice"));
+                }
+                codings.chunked_last = true;
+                continue;
+            }
+            // RFC 9112 §6.1: chunked must be last, so anything after it
+            // means chunked is not the final coding.
+            if codings.chunked_last {
+                return Err(invalid("transfer coding after chunked"));
+            }
+            const KNOWN: [&[u8]; 5] = [b"gzip", b"x-gzip", b"deflate", b"compress", b"x-compress"];
+            codings.unknown |= !KNOWN.iter().any(|known| name.eq_ignore_ascii_case(known));
+        }
+        Ok(())
+    }
+
+    /// RFC 9112 §9.3: HTTP/1.1 persists unless told `close`; HTTP/1.0 only
+    /// with `keep-alive`; `close` always wins.
+    fn keep_alive(&self, minor_version: u8) -> bool {
+        !self.connection_close && (minor_version >= 1 || self.connection_keep_alive)
+    }
+}
+
+/// Non-empty elements of a comma list (RFC 9110 §5.6.1: empty ones are ignored).
+fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|e| !e.is_empty())
+}
+
+fn trim_ows(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
+/// Unsigned decimal without sign or whitespace; `None` when empty, not all
+/// digits, or over `u64::MAX`.
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        let digit = d.is_ascii_digit().then(|| u64::from(d - b'0'))?;
+        n.checked_mul(10)?.checked_add(digit)
+    })
+}

@@ -186,6 +186,18 @@ static CLASS: [u8; 256] = {
     table
 };
 
+/// RFC 9110 §5.6.2 `tchar`.
+#[inline]
+pub(crate) fn is_token_byte(b: u8) -> bool {
+    CLASS[b as usize] & TOKEN != 0
+}
+
+/// HTAB / SP / VCHAR / obs-text: what a field value may hold (RFC 9110 §5.5).
+#[inline]
+pub(crate) fn is_field_byte(b: u8) -> bool {
+    CLASS[b as usize] & FIELD != 0
+}
+
 /// Index of the first byte at or after `from` not in `class` (or `buf.len()`).
 #[inline(always)]
 fn scan(buf: &[u8], from: usize, class: u8) -> usize {
@@ -481,9 +493,7 @@ impl HeadScanner {
                             return Ok(Progress::Done);
                         }
                     },
-                    Some(&b) if CLASS[b as usize] & TOKEN != 0 => {
-                        self.start_element(self.pos, Step::Name)
-                    }
+                    Some(&b) if is_token_byte(b) => self.start_element(self.pos, Step::Name),
                     Some(_) => return Err(invalid_name()),
                 },
                 Step::Name => {
@@ -512,9 +522,7 @@ impl HeadScanner {
                                 }
                             }
                         }
-                        Some(&b) if CLASS[b as usize] & FIELD != 0 => {
-                            self.start_element(i, Step::Value)
-                        }
+                        Some(&b) if is_field_byte(b) => self.start_element(i, Step::Value),
                         Some(_) => return Err(invalid_value()),
                     }
                 }
