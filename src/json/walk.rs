@@ -1,0 +1,227 @@
+//! The validating walk over a body's top-level object, built from sonic-rs's
+//! tokenizer (`Parser::skip_space`, and `skip_one` for strings, numbers and
+//! literals) with our own iterative handling of arrays and objects.
+//!
+//! Why not `skip_one` on containers: sonic-rs validates nested values by
+//! unbounded recursion (a hostile `[[[[…` overflows the stack; unoptimized,
+//! each level costs ~25 KiB), and its string skipper does not check that `\u`
+//! is followed by four hex digits. Here nesting is tracked in a `u128`
+//! bit-stack (no recursion, no allocation, depth capped at [`MAX_NESTING`]),
+//! and strings that contain escapes get their escapes checked.
+//!
+//! Invariant: `next_member` returns members in order, each value validated in
+//! full; when it returns `Ok(None)` the object was closed, and `finish` then
+//! confirms only whitespace follows. Offsets are byte offsets into the body.
+
+use sonic_rs::parser::{ParseStatus, Parser};
+use sonic_rs::Read;
+
+use super::error::{JsonError, JsonErrorKind};
+use super::escape::check_escapes;
+
+/// Deepest nesting of arrays/objects accepted, the top-level object included.
+/// Real requests (tool schemas included) stay far below it.
+pub const MAX_NESTING: usize = 128;
+
+// The bit-stack has one bit per level below the top-level object.
+const _: () = assert!(MAX_NESTING <= 129);
+
+/// One top-level member as raw slices of the body.
+pub(crate) struct Member<'a> {
+    pub key_start: usize,
+    /// The key's literal, quotes included.
+    pub key_raw: &'a str,
+    pub key_status: ParseStatus,
+    pub value_start: usize,
+    /// The value's text, exactly as in the body.
+    pub value_raw: &'a str,
+    /// Whether the value has escapes (meaningful when it is a string).
+    pub value_status: ParseStatus,
+}
+
+impl Member<'_> {
+    pub fn value_span(&self) -> std::ops::Range<usize> {
+        self.value_start..self.value_start + self.value_raw.len()
+    }
+}
+
+pub(crate) struct MemberWalker<'a> {
+    text: &'a str,
+    parser: Parser<Read<'a>>,
+    first: bool,
+    object_end: Option<usize>,
+}
+
+impl<'a> MemberWalker<'a> {
+    /// Starts at the top-level object's `{`.
+    pub fn new(text: &'a str) -> Result<Self, JsonError> {
+        // `&str` input: UTF-8 was checked already, sonic-rs skips it.
+        let mut parser = Parser::new(Read::from(text));
+        match parser.skip_space() {
+            Some(b'{') => Ok(Self {
+                text,
+                parser,
+                first: true,
+                object_end: None,
+            }),
+            Some(first) => {
+                let at = parser.offset() - 1;
+                if matches!(first, b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') {
+                    Err(JsonError::new(JsonErrorKind::NotAnObject, at))
+                } else {
+                    Err(syntax_at("Expected a JSON value", at))
+                }
+            }
+            None => Err(syntax_at("EOF while parsing a value", text.len())),
+        }
+    }
+
+    pub fn next_member(&mut self) -> Result<Option<Member<'a>>, JsonError> {
+        if self.object_end.is_some() {
+            return Ok(None);
+        }
+        match self.parser.skip_space_peek() {
+            Some(b'}') if self.first => {
+                self.parser.skip_space();
+                self.object_end = Some(self.parser.offset() - 1);
+                return Ok(None);
+            }
+            Some(b'"') => self.first = false,
+            _ => return Err(self.error("Expected an object key or '}'")),
+        }
+        let (key_start, key_raw, key_status) = self.skip_scalar()?;
+        if self.parser.skip_space() != Some(b':') {
+            return Err(self.error("Expected ':' after an object key"));
+        }
+        let (value_start, value_raw, value_status) = self.skip_value()?;
+        match self.parser.skip_space() {
+            Some(b',') if self.parser.skip_space_peek() == Some(b'"') => {}
+            Some(b'}') => self.object_end = Some(self.parser.offset() - 1),
+            _ => return Err(self.error("Expected ',' and a key, or '}'")),
+        }
+        Ok(Some(Member {
+            key_start,
+            key_raw,
+            key_status,
+            value_start,
+            value_raw,
+            value_status,
+        }))
+    }
+
+    /// Offset of the closing `}`, after checking only whitespace follows it.
+    pub fn finish(mut self) -> Result<usize, JsonError> {
+        let end = self
+            .object_end
+            .expect("finish is called after next_member returned None");
+        if self.parser.skip_space().is_some() {
+            return Err(self.error("Trailing characters after the top-level object"));
+        }
+        Ok(end)
+    }
+
+    /// Validates one value of any kind without recursion. Returns its start,
+    /// its text, and (for a string) whether it has escapes.
+    fn skip_value(&mut self) -> Result<(usize, &'a str, ParseStatus), JsonError> {
+        match self.parser.skip_space_peek() {
+            Some(b'{' | b'[') => {}
+            _ => return self.skip_scalar(),
+        }
+        let start = self.parser.offset();
+        // Bit `d` set: the container open at depth `d` (1-based, below the
+        // top-level object) is an object.
+        let mut objects: u128 = 0;
+        let mut depth = 0usize;
+        let mut want_value = true;
+        loop {
+            if want_value {
+                match self.parser.skip_space_peek() {
+                    Some(open @ (b'{' | b'[')) => {
+                        self.parser.skip_space();
+                        depth += 1;
+                        if depth >= MAX_NESTING {
+                            let at = self.parser.offset() - 1;
+                            let limit = MAX_NESTING;
+                            return Err(JsonError::new(JsonErrorKind::TooDeep { limit }, at));
+                        }
+                        let is_object = open == b'{';
+                        let bit = 1u128 << (depth - 1);
+                        objects = if is_object {
+                            objects | bit
+                        } else {
+                            objects & !bit
+                        };
+                        let close = if is_object { b'}' } else { b']' };
+                        if self.parser.skip_space_peek() == Some(close) {
+                            self.parser.skip_space();
+                            depth -= 1;
+                            want_value = false;
+                        } else if is_object {
+                            self.skip_key_and_colon()?;
+                        }
+                    }
+                    _ => {
+                        self.skip_scalar()?;
+                        want_value = false;
+                    }
+                }
+            } else {
+                if depth == 0 {
+                    let end = self.parser.offset();
+                    return Ok((start, &self.text[start..end], ParseStatus::None));
+                }
+                let in_object = objects & (1u128 << (depth - 1)) != 0;
+                match (self.parser.skip_space(), in_object) {
+                    (Some(b','), true) => {
+                        self.skip_key_and_colon()?;
+                        want_value = true;
+                    }
+                    (Some(b','), false) => want_value = true,
+                    (Some(b'}'), true) | (Some(b']'), false) => depth -= 1,
+                    (_, true) => return Err(self.error("Expected ',' or '}' in an object")),
+                    (_, false) => return Err(self.error("Expected ',' or ']' in an array")),
+                }
+            }
+        }
+    }
+
+    fn skip_key_and_colon(&mut self) -> Result<(), JsonError> {
+        if self.parser.skip_space_peek() != Some(b'"') {
+            return Err(self.error("Expected an object key"));
+        }
+        self.skip_scalar()?;
+        if self.parser.skip_space() != Some(b':') {
+            return Err(self.error("Expected ':' after an object key"));
+        }
+        Ok(())
+    }
+
+    /// A string, number or literal; never called on `{` or `[`, so sonic-rs
+    /// does not recurse.
+    fn skip_scalar(&mut self) -> Result<(usize, &'a str, ParseStatus), JsonError> {
+        let (raw, status) = self
+            .parser
+            .skip_one(true)
+            .map_err(|e| JsonError::from_sonic(&e, self.parser.offset()))?;
+        // skip_one skips leading whitespace itself, so the value is the last
+        // `raw.len()` bytes before the new offset.
+        let end = self.parser.offset();
+        let start = end - raw.len();
+        let raw = &self.text[start..end];
+        if status == ParseStatus::HasEscaped {
+            check_escapes(raw, start)?;
+        }
+        Ok((start, raw, status))
+    }
+
+    fn error(&self, what: &str) -> JsonError {
+        syntax_at(
+            what,
+            self.parser.offset().saturating_sub(1).min(self.text.len()),
+        )
+    }
+}
+
+fn syntax_at(what: &str, at: usize) -> JsonError {
+    JsonError::syntax(format!("{what} at byte {at}"), at)
+}
