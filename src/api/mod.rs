@@ -1,2 +1,4 @@
 //! The client-facing dialects (OpenAI, Anthropic), translation between them,
 //! and the SSE stream scanner.
+
+pub mod translate;

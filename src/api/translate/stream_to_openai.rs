@@ -1,0 +1,259 @@
+//! Anthropic messages SSE stream → OpenAI `chat.completion.chunk` stream.
+//!
+//! Every Anthropic event maps to at most one OpenAI chunk, written as soon as
+//! it arrives. The first chunk carries `role: assistant`; text deltas become
+//! `content` deltas; a tool_use block becomes a `tool_calls` entry (index, id,
+//! name) followed by its argument fragments under the same index;
+//! `message_delta` becomes the `finish_reason` chunk; `message_stop` becomes
+//! the usage chunk (when the client asked for `include_usage`) and `[DONE]`.
+//! Thinking blocks are skipped: chat completions have no place for them.
+
+use sonic_rs::{json, JsonValueTrait, Value};
+
+use super::response::{openai_finish_reason, openai_usage, token_usage};
+use super::{swap_id_prefix, unix_seconds_now, TokenUsage, TranslateError};
+
+/// Translates one Anthropic stream, event by event, into OpenAI chunks.
+#[derive(Debug)]
+pub struct AnthropicToOpenAiStream {
+    client_model: String,
+    include_usage: bool,
+    id: String,
+    /// One timestamp for the whole stream, as OpenAI sends it.
+    created: u64,
+    started: bool,
+    ended: bool,
+    /// Anthropic block index → OpenAI tool-call index, for the tool_use blocks.
+    tool_blocks: Vec<(u64, u64)>,
+    finish_reason: Option<&'static str>,
+    usage: TokenUsage,
+    cached_tokens: u64,
+}
+
+impl AnthropicToOpenAiStream {
+    /// `client_model` is the model name the OpenAI client asked for;
+    /// `include_usage` is its `stream_options.include_usage` (see
+    /// [`super::openai_stream_wants_usage`]).
+    pub fn new(client_model: &str, include_usage: bool) -> Self {
+        Self {
+            client_model: client_model.to_owned(),
+            include_usage,
+            id: String::new(),
+            created: unix_seconds_now(),
+            started: false,
+            ended: false,
+            tool_blocks: Vec::new(),
+            finish_reason: None,
+            usage: TokenUsage::default(),
+            cached_tokens: 0,
+        }
+    }
+
+    /// Usage the upstream reported so far (all of it once the stream ended).
+    pub fn usage(&self) -> TokenUsage {
+        self.usage
+    }
+
+    /// Feeds one Anthropic SSE event: its `event:` name (may be empty, then
+    /// the data's `type` is used) and its `data:` payload. Appends complete
+    /// `data: …\n\n` lines to `out`.
+    pub fn on_event(
+        &mut self,
+        event: &[u8],
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TranslateError> {
+        if self.ended || event == b"ping" {
+            return Ok(());
+        }
+        let data: Value =
+            sonic_rs::from_slice(data).map_err(|e| TranslateError::Json(e.to_string()))?;
+        let event = match std::str::from_utf8(event.trim_ascii()) {
+            Ok(name) if !name.is_empty() => name,
+            _ => data["type"].as_str().unwrap_or_default(),
+        };
+        match event {
+            "message_start" => {
+                let message = &data["message"];
+                self.id = swap_id_prefix(
+                    message["id"].as_str().unwrap_or_default(),
+                    "msg_",
+                    "chatcmpl-",
+                );
+                self.record_usage(&message["usage"]);
+                self.ensure_started(out);
+            }
+            "content_block_start" => {
+                self.ensure_started(out);
+                let block = &data["content_block"];
+                match block["type"].as_str() {
+                    Some("text") => {
+                        self.text_delta(block["text"].as_str().unwrap_or_default(), out)
+                    }
+                    Some("tool_use") => {
+                        let tool_index = self.tool_blocks.len() as u64;
+                        self.tool_blocks
+                            .push((data["index"].as_u64().unwrap_or(0), tool_index));
+                        self.write_chunk(
+                            out,
+                            &json!({"tool_calls": [{
+                                "index": tool_index,
+                                "id": block["id"],
+                                "type": "function",
+                                "function": {"name": block["name"], "arguments": ""},
+                            }]}),
+                            None,
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            "content_block_delta" => {
+                self.ensure_started(out);
+                let delta = &data["delta"];
+                match delta["type"].as_str() {
+                    Some("text_delta") => {
+                        self.text_delta(delta["text"].as_str().unwrap_or_default(), out)
+                    }
+                    Some("input_json_delta") => {
+                        let block_index = data["index"].as_u64().unwrap_or(0);
+                        let fragment = delta["partial_json"].as_str().unwrap_or_default();
+                        let tool = self
+                            .tool_blocks
+                            .iter()
+                            .find(|(block, _)| *block == block_index);
+                        if let (Some(&(_, tool_index)), false) = (tool, fragment.is_empty()) {
+                            self.write_chunk(
+                                out,
+                                &json!({"tool_calls": [{
+                                    "index": tool_index,
+                                    "function": {"arguments": fragment},
+                                }]}),
+                                None,
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                self.ensure_started(out);
+                self.record_usage(&data["usage"]);
+                let finish_reason = openai_finish_reason(data["delta"]["stop_reason"].as_str());
+                self.finish_reason = Some(finish_reason);
+                self.write_chunk(out, &json!({}), Some(finish_reason));
+            }
+            "message_stop" => self.end_stream(out),
+            "error" => {
+                let message = data["error"]["message"]
+                    .as_str()
+                    .unwrap_or("upstream stream error");
+                let error_type = data["error"]["type"].as_str().unwrap_or("api_error");
+                self.end_with_error(error_type, message, out);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Called when the upstream stream ends. After `message_stop` this writes
+    /// nothing. A stream that delivered its stop reason but lost
+    /// `message_stop` is closed normally; one cut earlier ends with an error
+    /// chunk, so the client does not take a truncated answer for a whole one.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.ended {
+            return;
+        }
+        if self.finish_reason.is_some() {
+            self.end_stream(out);
+        } else {
+            self.end_with_error(
+                "api_error",
+                "upstream stream ended before the response was complete",
+                out,
+            );
+        }
+    }
+
+    /// Anthropic reports input usage in `message_start` and (in newer API
+    /// versions) again in `message_delta`; output usage is cumulative.
+    fn record_usage(&mut self, usage: &Value) {
+        if usage["input_tokens"].is_number() {
+            self.usage.input_tokens = token_usage(usage).input_tokens;
+            self.cached_tokens = usage["cache_read_input_tokens"].as_u64().unwrap_or(0);
+        }
+        if let Some(output) = usage["output_tokens"].as_u64() {
+            self.usage.output_tokens = output;
+        }
+    }
+
+    fn ensure_started(&mut self, out: &mut Vec<u8>) {
+        if !self.started {
+            self.started = true;
+            self.write_chunk(out, &json!({"role": "assistant", "content": ""}), None);
+        }
+    }
+
+    fn text_delta(&mut self, text: &str, out: &mut Vec<u8>) {
+        if !text.is_empty() {
+            self.write_chunk(out, &json!({"content": text}), None);
+        }
+    }
+
+    fn write_chunk(&self, out: &mut Vec<u8>, delta: &Value, finish_reason: Option<&str>) {
+        let mut chunk = json!({
+            "id": self.id.as_str(),
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.client_model.as_str(),
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
+        });
+        if self.include_usage {
+            // OpenAI marks every chunk but the last with `usage: null` when asked for usage.
+            chunk.insert("usage", Value::new_null());
+        }
+        write_data(out, &chunk);
+    }
+
+    fn end_stream(&mut self, out: &mut Vec<u8>) {
+        self.ensure_started(out);
+        self.ended = true;
+        if self.include_usage {
+            write_data(
+                out,
+                &json!({
+                    "id": self.id.as_str(),
+                    "object": "chat.completion.chunk",
+                    "created": self.created,
+                    "model": self.client_model.as_str(),
+                    "choices": [],
+                    "usage": openai_usage(self.usage, self.cached_tokens),
+                }),
+            );
+        }
+        out.extend_from_slice(b"data: [DONE]\n\n");
+    }
+
+    /// OpenAI reports a failure mid-stream as a data line holding an `error`
+    /// object, which the official SDKs raise.
+    fn end_with_error(&mut self, anthropic_type: &str, message: &str, out: &mut Vec<u8>) {
+        self.ended = true;
+        let error_type = match anthropic_type {
+            "overloaded_error" | "api_error" => "server_error",
+            other => other,
+        };
+        write_data(
+            out,
+            &json!({
+                "error": {"message": message, "type": error_type, "param": null, "code": null},
+            }),
+        );
+    }
+}
+
+fn write_data(out: &mut Vec<u8>, data: &Value) {
+    out.extend_from_slice(b"data: ");
+    // Writing a `Value` tree into a Vec cannot fail.
+    sonic_rs::to_writer(&mut *out, data).expect("a sonic_rs::Value always serializes");
+    out.extend_from_slice(b"\n\n");
+}
