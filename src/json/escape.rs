@@ -49,6 +49,8 @@ pub fn push_json_string(out: &mut Vec<u8>, s: &str) {
 
 /// Checks every escape in `raw`, a string literal (quotes included) that
 /// sonic-rs already found well delimited; `start` is its offset in the body.
+/// Surrogate escapes must pair up (a high one followed by a low one), as
+/// serde_json and most upstream parsers require.
 pub(crate) fn check_escapes(raw: &str, start: usize) -> Result<(), JsonError> {
     let bytes = raw.as_bytes();
     let mut i = 0;
@@ -56,21 +58,42 @@ pub(crate) fn check_escapes(raw: &str, start: usize) -> Result<(), JsonError> {
         let at = i + found;
         i = match bytes.get(at + 1) {
             Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => at + 2,
-            Some(b'u')
-                if bytes
-                    .get(at + 2..at + 6)
-                    .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit)) =>
-            {
-                at + 6
-            }
-            _ => {
-                let offset = start + at;
-                let message = format!("Invalid escape sequence in a string at byte {offset}");
-                return Err(JsonError::syntax(message, offset));
-            }
+            Some(b'u') => match unicode_escape(bytes, at) {
+                Some(0xD800..=0xDBFF)
+                    if matches!(unicode_escape(bytes, at + 6), Some(0xDC00..=0xDFFF)) =>
+                {
+                    at + 12
+                }
+                Some(0xD800..=0xDFFF) | None => return Err(invalid_escape(start + at)),
+                Some(_) => at + 6,
+            },
+            _ => return Err(invalid_escape(start + at)),
         };
     }
     Ok(())
+}
+
+/// The code unit of the `\uXXXX` escape at `at`, if there is one.
+fn unicode_escape(bytes: &[u8], at: usize) -> Option<u32> {
+    match bytes.get(at..at + 6)? {
+        [b'\\', b'u', hex @ ..] => {
+            let hex = std::str::from_utf8(hex).ok()?;
+            // from_str_radix accepts a leading '+'; JSON does not.
+            if hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                u32::from_str_radix(hex, 16).ok()
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+fn invalid_escape(offset: usize) -> JsonError {
+    JsonError::syntax(
+        format!("Invalid escape sequence in a string at byte {offset}"),
+        offset,
+    )
 }
 
 #[cfg(test)]
@@ -91,6 +114,10 @@ mod tests {
             (r#""ab\u12G4""#, 3),
             (r#""\u12""#, 1),
             (r#""\n\'""#, 3),
+            (r#""\ud83e""#, 1),
+            (r#""\ud83e\u0041""#, 1),
+            (r#""\udd80\ud83e""#, 1),
+            (r#""x\ud83e\n""#, 2),
         ] {
             let err = check_escapes(raw, 10).unwrap_err();
             assert_eq!(err.offset(), 10 + at, "{raw}");
