@@ -417,3 +417,26 @@ fn streams_round_trip_through_the_other_dialect() {
     assert_eq!(completion["usage"]["prompt_tokens"], 82);
     assert_eq!(completion["usage"]["completion_tokens"], 17);
 }
+
+#[test]
+fn translated_streams_are_byte_for_byte_reproducible_in_provider_key_order() {
+    let (first, _) = openai_to_anthropic(&fixture("openai_stream_tool_calls.sse"));
+    let (second, _) = openai_to_anthropic(&fixture("openai_stream_tool_calls.sse"));
+    assert_eq!(first, second);
+    assert!(first
+        .iter()
+        .all(|e| e.data.starts_with(&format!("{{\"type\":\"{}\"", e.event))));
+    assert_eq!(
+        first[1].data,
+        r#"{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"call_abc123","name":"get_weather","input":{}}}"#
+    );
+
+    let (chunks, _) = anthropic_to_openai(&fixture("anthropic_stream_tool_use.sse"), false);
+    let created = parse(chunks[0].data.as_bytes())["created"].clone();
+    assert_eq!(
+        chunks[0].data,
+        format!(
+            r#"{{"id":"chatcmpl-01Aq9w938a90dw8q","object":"chat.completion.chunk","created":{created},"model":"gpt-via-claude","choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},"logprobs":null,"finish_reason":null}}]}}"#
+        )
+    );
+}

@@ -12,9 +12,10 @@
 //! (a proxy's HTML page, say) still yields a well-formed error whose message
 //! carries the start of that body.
 
-use sonic_rs::{json, JsonValueTrait, Value};
+use sonic_rs::{JsonValueTrait, Value};
 
 use super::serialize;
+use super::wire::{AnthropicError, ErrorDetail, OpenAiError};
 
 /// Keeps a non-JSON upstream body from flooding the client's error message.
 const MAX_RAW_MESSAGE_BYTES: usize = 512;
@@ -69,10 +70,13 @@ pub fn anthropic_error_to_openai(status: u16, body: &[u8]) -> TranslatedError {
 
 /// A gateway-made error in Anthropic's shape, its type derived from `status`.
 pub fn anthropic_error(status: u16, message: &str) -> Vec<u8> {
-    serialize(&json!({
-        "type": "error",
-        "error": {"type": anthropic_error_type(status), "message": message},
-    }))
+    serialize(&AnthropicError {
+        kind: "error",
+        error: ErrorDetail {
+            kind: anthropic_error_type(status),
+            message,
+        },
+    })
 }
 
 /// A gateway-made error in OpenAI's shape, its type derived from `status`.
@@ -81,9 +85,7 @@ pub fn openai_error(status: u16, message: &str) -> Vec<u8> {
 }
 
 fn openai_error_body(error_type: &str, message: &str) -> Vec<u8> {
-    serialize(&json!({
-        "error": {"message": message, "type": error_type, "param": null, "code": null},
-    }))
+    serialize(&OpenAiError::new(error_type, message))
 }
 
 /// Anthropic's error types correspond one to one with its statuses.

@@ -23,6 +23,7 @@ mod request_to_openai;
 mod response;
 mod stream_to_anthropic;
 mod stream_to_openai;
+mod wire;
 
 use std::fmt;
 
@@ -82,9 +83,9 @@ fn parse_object(body: &[u8]) -> Result<Value, TranslateError> {
     Ok(value)
 }
 
-fn serialize(value: &Value) -> Vec<u8> {
-    // A `Value` tree always serializes: its keys are strings and its numbers finite.
-    sonic_rs::to_vec(value).expect("a sonic_rs::Value always serializes")
+fn serialize<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    // Every body written here has string keys and finite numbers, which always serialize.
+    sonic_rs::to_vec(value).expect("translated bodies always serialize")
 }
 
 /// The id with its dialect prefix swapped, so an upstream id stays traceable in

@@ -11,9 +11,13 @@
 //! so `message_delta` waits for `[DONE]` (or [`OpenAiToAnthropicStream::finish`]);
 //! holding back one small event is the only delay this adds.
 
-use sonic_rs::{json, JsonContainerTrait, JsonValueTrait, Value};
+use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
 
 use super::response::anthropic_stop_reason;
+use super::wire::{
+    AnthropicDelta, AnthropicEvent, AnthropicMessage, AnthropicUsage, EmptyObject, ErrorDetail,
+    StopDelta, StreamBlockStart,
+};
 use super::{swap_id_prefix, TokenUsage, TranslateError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,23 +143,17 @@ impl OpenAiToAnthropicStream {
         self.started = true;
         let id = swap_id_prefix(upstream_id, "chatcmpl-", "msg_");
         // OpenAI only knows the prompt size at the end; message_delta carries it.
-        write_event(
-            out,
-            "message_start",
-            &json!({
-                "type": "message_start",
-                "message": {
-                    "id": id,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": self.client_model.as_str(),
-                    "content": [],
-                    "stop_reason": null,
-                    "stop_sequence": null,
-                    "usage": {"input_tokens": 0, "output_tokens": 0},
-                },
-            }),
-        );
+        let message = AnthropicMessage {
+            id: &id,
+            kind: "message",
+            role: "assistant",
+            model: &self.client_model,
+            content: &[],
+            stop_reason: None,
+            stop_sequence: None,
+            usage: AnthropicUsage::default(),
+        };
+        write_event(out, &AnthropicEvent::MessageStart { message });
     }
 
     fn text_delta(&mut self, text: &str, out: &mut Vec<u8>) {
@@ -163,20 +161,13 @@ impl OpenAiToAnthropicStream {
             OpenBlock::Text { index } => index,
             _ => {
                 self.close_block(out);
-                let index = self.open(out, json!({"type": "text", "text": ""}));
+                let index = self.open(out, StreamBlockStart::Text { text: "" });
                 self.open_block = OpenBlock::Text { index };
                 index
             }
         };
-        write_event(
-            out,
-            "content_block_delta",
-            &json!({
-                "type": "content_block_delta",
-                "index": index,
-                "delta": {"type": "text_delta", "text": text},
-            }),
-        );
+        let delta = AnthropicDelta::TextDelta { text };
+        write_event(out, &AnthropicEvent::ContentBlockDelta { index, delta });
     }
 
     fn tool_call_delta(&mut self, call: &Value, out: &mut Vec<u8>) -> Result<(), TranslateError> {
@@ -196,16 +187,12 @@ impl OpenAiToAnthropicStream {
                     )));
                 }
                 self.close_block(out);
-                let function = &call["function"];
-                let index = self.open(
-                    out,
-                    json!({
-                        "type": "tool_use",
-                        "id": call["id"].as_str().unwrap_or_default(),
-                        "name": function["name"].as_str().unwrap_or_default(),
-                        "input": {},
-                    }),
-                );
+                let block = StreamBlockStart::ToolUse {
+                    id: call["id"].as_str().unwrap_or_default(),
+                    name: call["function"]["name"].as_str().unwrap_or_default(),
+                    input: EmptyObject {},
+                };
+                let index = self.open(out, block);
                 self.open_block = OpenBlock::ToolUse {
                     index,
                     openai_index,
@@ -214,32 +201,23 @@ impl OpenAiToAnthropicStream {
                 index
             }
         };
-        let fragment = call["function"]["arguments"].as_str().unwrap_or_default();
-        if !fragment.is_empty() {
-            write_event(
-                out,
-                "content_block_delta",
-                &json!({
-                    "type": "content_block_delta",
-                    "index": index,
-                    "delta": {"type": "input_json_delta", "partial_json": fragment},
-                }),
-            );
+        let partial_json = call["function"]["arguments"].as_str().unwrap_or_default();
+        if !partial_json.is_empty() {
+            let delta = AnthropicDelta::InputJsonDelta { partial_json };
+            write_event(out, &AnthropicEvent::ContentBlockDelta { index, delta });
         }
         Ok(())
     }
 
-    fn open(&mut self, out: &mut Vec<u8>, content_block: Value) -> u64 {
+    fn open(&mut self, out: &mut Vec<u8>, content_block: StreamBlockStart<'_>) -> u64 {
         let index = self.next_block_index;
         self.next_block_index += 1;
         write_event(
             out,
-            "content_block_start",
-            &json!({
-                "type": "content_block_start",
-                "index": index,
-                "content_block": content_block,
-            }),
+            &AnthropicEvent::ContentBlockStart {
+                index,
+                content_block,
+            },
         );
         index
     }
@@ -250,11 +228,7 @@ impl OpenAiToAnthropicStream {
             OpenBlock::Text { index } | OpenBlock::ToolUse { index, .. } => index,
         };
         self.open_block = OpenBlock::None;
-        write_event(
-            out,
-            "content_block_stop",
-            &json!({"type": "content_block_stop", "index": index}),
-        );
+        write_event(out, &AnthropicEvent::ContentBlockStop { index });
     }
 
     fn end_message(&mut self, out: &mut Vec<u8>) {
@@ -263,42 +237,34 @@ impl OpenAiToAnthropicStream {
         }
         self.close_block(out);
         self.ended = true;
-        let cached = self.cached_tokens.min(self.usage.input_tokens);
-        write_event(
-            out,
-            "message_delta",
-            &json!({
-                "type": "message_delta",
-                "delta": {"stop_reason": self.stop_reason.unwrap_or("end_turn"), "stop_sequence": null},
-                "usage": {
-                    "input_tokens": self.usage.input_tokens - cached,
-                    "output_tokens": self.usage.output_tokens,
-                    "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": cached,
-                },
-            }),
+        let delta = StopDelta {
+            stop_reason: self.stop_reason.unwrap_or("end_turn"),
+            stop_sequence: None,
+        };
+        let usage = AnthropicUsage::from_openai(
+            self.usage.input_tokens,
+            self.cached_tokens,
+            self.usage.output_tokens,
         );
-        write_event(out, "message_stop", &json!({"type": "message_stop"}));
+        write_event(out, &AnthropicEvent::MessageDelta { delta, usage });
+        write_event(out, &AnthropicEvent::MessageStop);
     }
 
     fn end_with_error(&mut self, message: &str, out: &mut Vec<u8>) {
         self.ended = true;
-        write_event(
-            out,
-            "error",
-            &json!({
-                "type": "error",
-                "error": {"type": "api_error", "message": message},
-            }),
-        );
+        let error = ErrorDetail {
+            kind: "api_error",
+            message,
+        };
+        write_event(out, &AnthropicEvent::Error { error });
     }
 }
 
-fn write_event(out: &mut Vec<u8>, name: &str, data: &Value) {
+fn write_event(out: &mut Vec<u8>, event: &AnthropicEvent<'_>) {
     out.extend_from_slice(b"event: ");
-    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(event.name().as_bytes());
     out.extend_from_slice(b"\ndata: ");
-    // Writing a `Value` tree into a Vec cannot fail.
-    sonic_rs::to_writer(&mut *out, data).expect("a sonic_rs::Value always serializes");
+    // Events have string keys and integer numbers: serializing into a Vec cannot fail.
+    sonic_rs::to_writer(&mut *out, event).expect("stream events always serialize");
     out.extend_from_slice(b"\n\n");
 }

@@ -8,9 +8,13 @@
 //! the usage chunk (when the client asked for `include_usage`) and `[DONE]`.
 //! Thinking blocks are skipped: chat completions have no place for them.
 
-use sonic_rs::{json, JsonValueTrait, Value};
+use sonic_rs::{JsonValueTrait, Value};
 
-use super::response::{openai_finish_reason, openai_usage, token_usage};
+use super::response::{openai_finish_reason, token_usage};
+use super::wire::{
+    ChunkChoice, ChunkDelta, OpenAiChunk, OpenAiError, OpenAiUsage, ToolCallDelta,
+    ToolCallFunctionDelta,
+};
 use super::{swap_id_prefix, unix_seconds_now, TokenUsage, TranslateError};
 
 /// Translates one Anthropic stream, event by event, into OpenAI chunks.
@@ -94,16 +98,16 @@ impl AnthropicToOpenAiStream {
                         let tool_index = self.tool_blocks.len() as u64;
                         self.tool_blocks
                             .push((data["index"].as_u64().unwrap_or(0), tool_index));
-                        self.write_chunk(
-                            out,
-                            &json!({"tool_calls": [{
-                                "index": tool_index,
-                                "id": block["id"],
-                                "type": "function",
-                                "function": {"name": block["name"], "arguments": ""},
-                            }]}),
-                            None,
-                        );
+                        let call = ToolCallDelta {
+                            index: tool_index,
+                            id: Some(block["id"].as_str().unwrap_or_default()),
+                            kind: Some("function"),
+                            function: ToolCallFunctionDelta {
+                                name: Some(block["name"].as_str().unwrap_or_default()),
+                                arguments: "",
+                            },
+                        };
+                        self.write_tool_call(out, call);
                     }
                     _ => {}
                 }
@@ -123,14 +127,16 @@ impl AnthropicToOpenAiStream {
                             .iter()
                             .find(|(block, _)| *block == block_index);
                         if let (Some(&(_, tool_index)), false) = (tool, fragment.is_empty()) {
-                            self.write_chunk(
-                                out,
-                                &json!({"tool_calls": [{
-                                    "index": tool_index,
-                                    "function": {"arguments": fragment},
-                                }]}),
-                                None,
-                            );
+                            let call = ToolCallDelta {
+                                index: tool_index,
+                                id: None,
+                                kind: None,
+                                function: ToolCallFunctionDelta {
+                                    name: None,
+                                    arguments: fragment,
+                                },
+                            };
+                            self.write_tool_call(out, call);
                         }
                     }
                     _ => {}
@@ -141,7 +147,7 @@ impl AnthropicToOpenAiStream {
                 self.record_usage(&data["usage"]);
                 let finish_reason = openai_finish_reason(data["delta"]["stop_reason"].as_str());
                 self.finish_reason = Some(finish_reason);
-                self.write_chunk(out, &json!({}), Some(finish_reason));
+                self.write_chunk(out, ChunkDelta::default(), Some(finish_reason));
             }
             "message_stop" => self.end_stream(out),
             "error" => {
@@ -190,46 +196,71 @@ impl AnthropicToOpenAiStream {
     fn ensure_started(&mut self, out: &mut Vec<u8>) {
         if !self.started {
             self.started = true;
-            self.write_chunk(out, &json!({"role": "assistant", "content": ""}), None);
+            let delta = ChunkDelta {
+                role: Some("assistant"),
+                content: Some(""),
+                tool_calls: None,
+            };
+            self.write_chunk(out, delta, None);
         }
     }
 
     fn text_delta(&mut self, text: &str, out: &mut Vec<u8>) {
         if !text.is_empty() {
-            self.write_chunk(out, &json!({"content": text}), None);
+            let delta = ChunkDelta {
+                content: Some(text),
+                ..ChunkDelta::default()
+            };
+            self.write_chunk(out, delta, None);
         }
     }
 
-    fn write_chunk(&self, out: &mut Vec<u8>, delta: &Value, finish_reason: Option<&str>) {
-        let mut chunk = json!({
-            "id": self.id.as_str(),
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.client_model.as_str(),
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason}],
-        });
-        if self.include_usage {
-            // OpenAI marks every chunk but the last with `usage: null` when asked for usage.
-            chunk.insert("usage", Value::new_null());
+    fn write_tool_call(&self, out: &mut Vec<u8>, call: ToolCallDelta<'_>) {
+        let delta = ChunkDelta {
+            tool_calls: Some([call]),
+            ..ChunkDelta::default()
+        };
+        self.write_chunk(out, delta, None);
+    }
+
+    fn write_chunk(
+        &self,
+        out: &mut Vec<u8>,
+        delta: ChunkDelta<'_>,
+        finish_reason: Option<&'static str>,
+    ) {
+        let choice = ChunkChoice {
+            index: 0,
+            delta,
+            logprobs: None,
+            finish_reason,
+        };
+        // OpenAI marks every chunk but the last with `usage: null` when asked for usage.
+        let usage = self.include_usage.then_some(None);
+        write_data(out, &self.chunk(std::slice::from_ref(&choice), usage));
+    }
+
+    fn chunk<'a>(
+        &'a self,
+        choices: &'a [ChunkChoice<'a>],
+        usage: Option<Option<OpenAiUsage>>,
+    ) -> OpenAiChunk<'a> {
+        OpenAiChunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.client_model,
+            choices,
+            usage,
         }
-        write_data(out, &chunk);
     }
 
     fn end_stream(&mut self, out: &mut Vec<u8>) {
         self.ensure_started(out);
         self.ended = true;
         if self.include_usage {
-            write_data(
-                out,
-                &json!({
-                    "id": self.id.as_str(),
-                    "object": "chat.completion.chunk",
-                    "created": self.created,
-                    "model": self.client_model.as_str(),
-                    "choices": [],
-                    "usage": openai_usage(self.usage, self.cached_tokens),
-                }),
-            );
+            let usage = OpenAiUsage::new(self.usage, self.cached_tokens);
+            write_data(out, &self.chunk(&[], Some(Some(usage))));
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
     }
@@ -242,18 +273,13 @@ impl AnthropicToOpenAiStream {
             "overloaded_error" | "api_error" => "server_error",
             other => other,
         };
-        write_data(
-            out,
-            &json!({
-                "error": {"message": message, "type": error_type, "param": null, "code": null},
-            }),
-        );
+        write_data(out, &OpenAiError::new(error_type, message));
     }
 }
 
-fn write_data(out: &mut Vec<u8>, data: &Value) {
+fn write_data<T: serde::Serialize>(out: &mut Vec<u8>, data: &T) {
     out.extend_from_slice(b"data: ");
-    // Writing a `Value` tree into a Vec cannot fail.
-    sonic_rs::to_writer(&mut *out, data).expect("a sonic_rs::Value always serializes");
+    // Chunks have string keys and integer numbers: serializing into a Vec cannot fail.
+    sonic_rs::to_writer(&mut *out, data).expect("stream chunks always serialize");
     out.extend_from_slice(b"\n\n");
 }

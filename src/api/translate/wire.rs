@@ -1,0 +1,291 @@
+//! The bodies and events the translators write, as typed shapes.
+//!
+//! A `sonic_rs::Value` object built by hand keeps its keys in a hash map, so
+//! it would serialize in a different order on every run; these structs
+//! serialize in the order the providers themselves use (`type` first, `id`
+//! before `model`, ...), stay byte-for-byte reproducible, and write straight
+//! into the output buffer without building a tree per stream event. Nested
+//! values copied from the upstream (tool input) are parsed `Value`s, which
+//! keep their source order.
+
+use serde::Serialize;
+use sonic_rs::Value;
+
+use super::TokenUsage;
+
+/// `{}`: the initial `input` of a streamed tool_use block.
+#[derive(Serialize)]
+pub(super) struct EmptyObject {}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum AnthropicBlock<'a> {
+    Text {
+        text: &'a str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: &'a Value,
+    },
+}
+
+/// An Anthropic `Message`, complete (a response) or empty (in `message_start`).
+#[derive(Serialize)]
+pub(super) struct AnthropicMessage<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub role: &'static str,
+    pub model: &'a str,
+    pub content: &'a [AnthropicBlock<'a>],
+    pub stop_reason: Option<&'static str>,
+    pub stop_sequence: Option<&'a str>,
+    pub usage: AnthropicUsage,
+}
+
+#[derive(Serialize, Clone, Copy, Default)]
+pub(super) struct AnthropicUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
+}
+
+impl AnthropicUsage {
+    /// OpenAI counts cached prompt tokens inside `prompt_tokens`; Anthropic
+    /// reports them beside `input_tokens`.
+    pub fn from_openai(prompt_tokens: u64, cached_tokens: u64, completion_tokens: u64) -> Self {
+        let cached = cached_tokens.min(prompt_tokens);
+        Self {
+            input_tokens: prompt_tokens - cached,
+            output_tokens: completion_tokens,
+            cache_creation_input_tokens: 0,
+            cache_read_input_tokens: cached,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct ErrorDetail<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub message: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum AnthropicDelta<'a> {
+    TextDelta { text: &'a str },
+    InputJsonDelta { partial_json: &'a str },
+}
+
+#[derive(Serialize)]
+pub(super) struct StopDelta {
+    pub stop_reason: &'static str,
+    pub stop_sequence: Option<&'static str>,
+}
+
+/// One Anthropic stream event; its SSE `event:` name is its `type`.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum AnthropicEvent<'a> {
+    MessageStart {
+        message: AnthropicMessage<'a>,
+    },
+    ContentBlockStart {
+        index: u64,
+        content_block: StreamBlockStart<'a>,
+    },
+    ContentBlockDelta {
+        index: u64,
+        delta: AnthropicDelta<'a>,
+    },
+    ContentBlockStop {
+        index: u64,
+    },
+    MessageDelta {
+        delta: StopDelta,
+        usage: AnthropicUsage,
+    },
+    MessageStop,
+    Error {
+        error: ErrorDetail<'a>,
+    },
+}
+
+impl AnthropicEvent<'_> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AnthropicEvent::MessageStart { .. } => "message_start",
+            AnthropicEvent::ContentBlockStart { .. } => "content_block_start",
+            AnthropicEvent::ContentBlockDelta { .. } => "content_block_delta",
+            AnthropicEvent::ContentBlockStop { .. } => "content_block_stop",
+            AnthropicEvent::MessageDelta { .. } => "message_delta",
+            AnthropicEvent::MessageStop => "message_stop",
+            AnthropicEvent::Error { .. } => "error",
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum StreamBlockStart<'a> {
+    Text {
+        text: &'static str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: EmptyObject,
+    },
+}
+
+#[derive(Serialize)]
+pub(super) struct AnthropicError<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+pub(super) struct OpenAiError<'a> {
+    pub error: OpenAiErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+pub(super) struct OpenAiErrorDetail<'a> {
+    pub message: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub param: Option<&'a str>,
+    pub code: Option<&'a str>,
+}
+
+impl<'a> OpenAiError<'a> {
+    pub fn new(kind: &'a str, message: &'a str) -> Self {
+        Self {
+            error: OpenAiErrorDetail {
+                message,
+                kind,
+                param: None,
+                code: None,
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct OpenAiFunction<'a> {
+    pub name: &'a str,
+    pub arguments: &'a str,
+}
+
+#[derive(Serialize)]
+pub(super) struct OpenAiToolCall<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: OpenAiFunction<'a>,
+}
+
+#[derive(Serialize)]
+pub(super) struct OpenAiMessage<'a> {
+    pub role: &'static str,
+    pub content: Option<&'a str>,
+    pub refusal: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub tool_calls: &'a [OpenAiToolCall<'a>],
+}
+
+#[derive(Serialize)]
+pub(super) struct OpenAiChoice<'a> {
+    pub index: u32,
+    pub message: OpenAiMessage<'a>,
+    pub logprobs: Option<()>,
+    pub finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+pub(super) struct OpenAiCompletion<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: [OpenAiChoice<'a>; 1],
+    pub usage: OpenAiUsage,
+}
+
+#[derive(Serialize, Clone, Copy)]
+pub(super) struct OpenAiUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+#[derive(Serialize, Clone, Copy)]
+pub(super) struct PromptTokensDetails {
+    pub cached_tokens: u64,
+}
+
+impl OpenAiUsage {
+    pub fn new(usage: TokenUsage, cached_tokens: u64) -> Self {
+        Self {
+            prompt_tokens: usage.input_tokens,
+            completion_tokens: usage.output_tokens,
+            total_tokens: usage.input_tokens + usage.output_tokens,
+            prompt_tokens_details: PromptTokensDetails { cached_tokens },
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct ToolCallFunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    pub arguments: &'a str,
+}
+
+/// A tool call in a chunk: the first one names it (id, type, name), the
+/// following ones only carry argument fragments under the same index.
+#[derive(Serialize)]
+pub(super) struct ToolCallDelta<'a> {
+    pub index: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub function: ToolCallFunctionDelta<'a>,
+}
+
+#[derive(Serialize, Default)]
+pub(super) struct ChunkDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<[ToolCallDelta<'a>; 1]>,
+}
+
+#[derive(Serialize)]
+pub(super) struct ChunkChoice<'a> {
+    pub index: u32,
+    pub delta: ChunkDelta<'a>,
+    pub logprobs: Option<()>,
+    pub finish_reason: Option<&'static str>,
+}
+
+/// A `chat.completion.chunk`. `usage` is absent unless the client asked for
+/// it; then it is `null` on every chunk but the last, which has no choices.
+#[derive(Serialize)]
+pub(super) struct OpenAiChunk<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: &'a [ChunkChoice<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Option<OpenAiUsage>>,
+}
