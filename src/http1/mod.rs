@@ -6,3 +6,10 @@ pub mod chunked;
 pub mod framing;
 pub mod parse;
 pub mod write;
+
+pub use chunked::{ChunkError, ChunkLimits, ChunkProgress, ChunkedDecoder};
+pub use framing::{request_framing, response_framing, BodyKind, RequestFraming, ResponseFraming};
+pub use parse::{
+    parse_request, parse_response, HeadError, HeadLimits, HeadScanner, HeaderSpan, Parsed,
+    RequestHead, ResponseHead, Span,
+};

@@ -6,7 +6,7 @@
 //! There is one parser, [`HeadScanner`], a resumable state machine: it keeps
 //! the step it is in, where the current element (method, target, name,
 //! value…) began and how far it has validated, so bytes arriving one at a
-//! time are each looked at once. `parse_request` / `parse_response` are the
+//! time are not re-parsed. `parse_request` / `parse_response` are the
 //! same machine run from a fresh state, so both agree by construction.
 //!
 //! Invariants: spans always lie inside `head_len` (or inside the bytes seen so
@@ -243,10 +243,12 @@ enum Step {
     Failed(HeadError),
 }
 
-/// Incremental head parser. Call it again with the same buffer, grown, and
-/// the same head after every read: each byte is examined once, so a head
-/// trickling in byte by byte costs linear time. [`HeadScanner::reset`]
-/// before the next message.
+/// Incremental head parser. Call it after every read with the buffer grown
+/// (earlier bytes unchanged and in place) and the same head: long runs are
+/// resumed where validation stopped, and only short fixed elements (a
+/// version, a CRLF) are looked at again, so a head trickling in byte by byte
+/// costs linear time. [`HeadScanner::reset`] before the next message, or if
+/// the buffer was compacted or replaced.
 ///
 /// A finished scanner (complete or failed) keeps returning its result.
 #[derive(Clone, Debug, Default)]
