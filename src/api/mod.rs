@@ -1,4 +1,5 @@
 //! The client-facing dialects (OpenAI, Anthropic), translation between them,
 //! and the SSE stream scanner.
 
+pub mod sse;
 pub mod translate;
