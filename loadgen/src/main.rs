@@ -3,11 +3,19 @@
 //! pinned one executor per CPU so they can be kept off the gateway's cores.
 
 mod args;
+mod client;
 mod cores;
+mod drive;
 mod mock;
+mod plot;
 mod readbuf;
+mod report;
 mod rng;
+mod run;
+mod stats;
+mod validate;
 mod wire;
+mod workload;
 
 use args::Flags;
 
@@ -19,7 +27,12 @@ fn main() {
             f.finish()?;
             mock::serve(config, |addr| eprintln!("loadgen mock listening on {addr}"))
         }),
-        _ => Err(format!("usage:\n{}", mock::USAGE)),
+        Some("run") => Flags::parse(&argv[1..], &["json"]).and_then(|mut f| {
+            let config = run::RunConfig::from_flags(&mut f)?;
+            f.finish()?;
+            run::run(config)
+        }),
+        _ => Err(format!("usage:\n{}\n\n{}", run::RunConfig::usage(), mock::USAGE)),
     };
     if let Err(e) = result {
         eprintln!("loadgen: {e}");

@@ -43,7 +43,7 @@ impl MockConfig {
         let listen = f.take("listen").unwrap_or_else(|| "127.0.0.1:8000".into());
         Ok(MockConfig {
             listen: listen.parse().map_err(|_| format!("--listen: bad address `{listen}`"))?,
-            cpus: cores::parse_cores(&f.take("cores").unwrap_or_else(|| "1".into()))?,
+            cpus: cores::parse_cores(&f.take("cores").unwrap_or_else(|| "=0".into()))?,
             latency: Latency::parse(&f.take("latency").unwrap_or_else(|| "0".into()))?,
             tokens: f.parsed("tokens")?.unwrap_or(16),
             chunk_interval: f.duration("chunk-interval")?.unwrap_or_default(),

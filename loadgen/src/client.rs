@@ -1,0 +1,186 @@
+//! One client connection and one exchange on it: send the pre-encoded
+//! request, read and validate the response, time the stream's events.
+//! Invariant: after any error the connection is dropped, so the next exchange
+//! never reads a previous response's leftovers.
+
+use crate::readbuf::ReadBuf;
+use crate::validate::{check_json, ErrorClass, StreamCheck};
+use crate::wire::{self, BodyKind, ChunkedDecoder};
+use crate::workload::StreamEnd;
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// What every exchange sends and expects.
+pub struct Target {
+    pub addr: SocketAddr,
+    pub request: Vec<u8>,
+    pub stream: Option<StreamEnd>,
+    pub timeout: Duration,
+}
+
+/// A successful exchange.
+pub struct Exchange {
+    pub bytes_in: u64,
+    /// Streams: when the first complete event arrived.
+    pub first_event: Option<Instant>,
+}
+
+pub struct Conn {
+    stream: Option<TcpStream>,
+    input: ReadBuf,
+    body: Vec<u8>,
+    /// Streams: gaps between reads that completed events, for the last exchange.
+    pub gaps: Vec<Duration>,
+}
+
+enum Failure {
+    /// A kept-alive connection was found closed (FIN, no response byte):
+    /// servers may close idle connections, so the request is retried once.
+    Stale,
+    Class(ErrorClass),
+}
+
+impl From<ErrorClass> for Failure {
+    fn from(c: ErrorClass) -> Failure {
+        Failure::Class(c)
+    }
+}
+
+impl Conn {
+    pub fn new() -> Conn {
+        Conn { stream: None, input: ReadBuf::new(16 * 1024), body: Vec::with_capacity(16 * 1024), gaps: Vec::new() }
+    }
+
+    pub async fn exchange(&mut self, target: &Target) -> Result<Exchange, ErrorClass> {
+        let deadline = glommio::timer::sleep(target.timeout);
+        let attempt = async {
+            match self.attempt(target).await {
+                Err(Failure::Stale) => match self.attempt(target).await {
+                    Err(Failure::Stale) => Err(ErrorClass::Truncated),
+                    Err(Failure::Class(c)) => Err(c),
+                    Ok(x) => Ok(x),
+                },
+                Err(Failure::Class(c)) => Err(c),
+                Ok(x) => Ok(x),
+            }
+        };
+        let result = futures_lite::future::or(attempt, async {
+            deadline.await;
+            Err(ErrorClass::Timeout)
+        })
+        .await;
+        if result.is_err() {
+            self.stream = None;
+        }
+        result
+    }
+
+    async fn attempt(&mut self, target: &Target) -> Result<Exchange, Failure> {
+        let reused = self.stream.is_some();
+        if !reused {
+            let stream = TcpStream::connect(target.addr).await.map_err(|_| ErrorClass::Connect)?;
+            let _ = stream.set_nodelay(true);
+            self.stream = Some(stream);
+            self.input.clear();
+        }
+        let stream = self.stream.as_mut().expect("connected above");
+        let lost = |stream: &mut Option<TcpStream>, input_empty: bool| {
+            *stream = None;
+            if reused && input_empty {
+                Failure::Stale
+            } else {
+                Failure::Class(ErrorClass::Truncated)
+            }
+        };
+        if stream.write_all(&target.request).await.is_err() {
+            return Err(lost(&mut self.stream, true));
+        }
+        let head = loop {
+            match wire::parse_response(self.input.bytes(), false) {
+                Ok(Some(head)) => break head,
+                Ok(None) => {}
+                Err(_) => return Err(ErrorClass::Malformed.into()),
+            }
+            match self.input.fill(stream).await {
+                Ok(0) => {
+                    let empty = self.input.bytes().is_empty();
+                    return Err(lost(&mut self.stream, empty));
+                }
+                Ok(_) => {}
+                // A reset (unlike a quiet close of an idle connection) is the server's answer.
+                Err(_) => return Err(lost(&mut self.stream, false)),
+            }
+        };
+        let mut bytes_in = head.head_len as u64;
+        self.input.consume(head.head_len);
+        self.body.clear();
+        self.gaps.clear();
+        let status_ok = (200..300).contains(&head.status);
+        let mut check = target.stream.filter(|_| status_ok).map(StreamCheck::new);
+        let (mut first_event, mut last_event) = (None, None);
+        let mut chunked = ChunkedDecoder::default();
+        let mut remaining = match head.body {
+            BodyKind::Length(n) => n,
+            _ => 0,
+        };
+        loop {
+            let available = self.input.bytes();
+            let (consumed, done) = match head.body {
+                BodyKind::Empty => (0, true),
+                BodyKind::Length(_) => {
+                    let take = available.len().min(remaining as usize);
+                    self.body.extend_from_slice(&available[..take]);
+                    remaining -= take as u64;
+                    (take, remaining == 0)
+                }
+                BodyKind::Chunked => {
+                    let body = &mut self.body;
+                    let p = chunked.feed(available, |d| body.extend_from_slice(d)).map_err(|_| ErrorClass::Malformed)?;
+                    (p.consumed, p.done)
+                }
+                BodyKind::CloseDelimited => {
+                    self.body.extend_from_slice(available);
+                    (available.len(), false)
+                }
+            };
+            bytes_in += consumed as u64;
+            self.input.consume(consumed);
+            if let Some(check) = &mut check {
+                if check.scan(&self.body)? > 0 {
+                    let now = Instant::now();
+                    if let Some(last) = last_event.replace(now) {
+                        self.gaps.push(now - last);
+                    }
+                    first_event.get_or_insert(now);
+                }
+            }
+            if done {
+                break;
+            }
+            let stream = self.stream.as_mut().expect("connected above");
+            if !matches!(self.input.fill(stream).await, Ok(n) if n > 0) {
+                self.stream = None;
+                if head.body == BodyKind::CloseDelimited {
+                    break;
+                }
+                return Err(ErrorClass::Truncated.into());
+            }
+        }
+        if !head.keep_alive {
+            self.stream = None;
+        }
+        if !status_ok {
+            return Err(ErrorClass::Status.into());
+        }
+        match check {
+            Some(check) if !check.finished => Err(ErrorClass::Truncated.into()),
+            Some(_) => Ok(Exchange { bytes_in, first_event }),
+            None => {
+                check_json(&self.body)?;
+                Ok(Exchange { bytes_in, first_event })
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! `loadgen run`: flags → a plan per executor, the pinned executors, the live
+//! progress line, and the merged result handed to the report.
+
+use crate::args::Flags;
+use crate::client::Target;
+use crate::cores;
+use crate::drive::{self, Arrivals, Plan, Progress};
+use crate::report::{self, Summary};
+use crate::stats::Stats;
+use crate::workload::{self, Workload};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const USAGE: &str = "\
+loadgen run --target http://HOST:PORT [--workload chat] [--connections 32]
+            [--rate R [--arrivals constant|poisson]] [--duration 10s] [--requests N] [--warmup 0s]
+            [--cores N|LIST] [--timeout 30s] [--model NAME] [--body-bytes 500]
+            [--body FILE --path /v1/...] [--json] [--plot FILE.svg] [--seed 1]
+  Closed loop by default (each connection sends when its last answer is in); --rate makes it
+  open loop, with latency measured from each request's scheduled time. --cores N takes the
+  last N CPUs; a list (=0, 2-3, 0,2) names them. Workloads: ";
+
+pub struct RunConfig {
+    pub target: String,
+    addr: SocketAddr,
+    pub workload: Workload,
+    pub connections: usize,
+    pub rate: Option<(f64, Arrivals)>,
+    pub duration: Option<Duration>,
+    pub requests: Option<u64>,
+    pub warmup: Duration,
+    pub cpus: Vec<usize>,
+    timeout: Duration,
+    json: bool,
+    plot: Option<String>,
+    seed: u64,
+}
+
+impl RunConfig {
+    pub fn from_flags(f: &mut Flags) -> Result<RunConfig, String> {
+        let target = f.take("target").ok_or("--target http://HOST:PORT is required")?;
+        let host = target.trim_start_matches("http://");
+        let host = host.split('/').next().unwrap_or(host).to_string();
+        let addr = host
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| format!("--target: cannot resolve `{host}`"))?;
+        let path = f.take("path");
+        let workload = match f.take("body") {
+            Some(file) => Workload::custom(&file, path.ok_or("--body needs --path /v1/...")?)?,
+            None => Workload::builtin(
+                &f.take("workload").unwrap_or_else(|| "chat".into()),
+                &f.take("model").unwrap_or_else(|| "gpt-4o-mini".into()),
+                f.parsed("body-bytes")?.unwrap_or(500),
+                path,
+            )?,
+        };
+        let arrivals = match f.take("arrivals").as_deref() {
+            None | Some("constant") => Arrivals::Constant,
+            Some("poisson") => Arrivals::Poisson,
+            Some(other) => return Err(format!("--arrivals: `{other}` is not constant or poisson")),
+        };
+        let rate = f.parsed::<f64>("rate")?;
+        if rate.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
+            return Err("--rate must be positive".into());
+        }
+        let cpus = cores::parse_cores(&f.take("cores").unwrap_or_else(|| "1".into()))?;
+        let connections = f.parsed("connections")?.unwrap_or(32).max(cpus.len());
+        let mut duration = f.duration("duration")?;
+        let requests = f.parsed("requests")?;
+        if duration.is_none() && requests.is_none() {
+            duration = Some(Duration::from_secs(10));
+        }
+        Ok(RunConfig {
+            target: host,
+            addr,
+            workload,
+            connections,
+            rate: rate.map(|r| (r, arrivals)),
+            duration,
+            requests,
+            warmup: f.duration("warmup")?.unwrap_or_default(),
+            cpus,
+            timeout: f.duration("timeout")?.unwrap_or(Duration::from_secs(30)),
+            json: f.switch("json"),
+            plot: f.take("plot"),
+            seed: f.parsed("seed")?.unwrap_or(1),
+        })
+    }
+
+    pub fn usage() -> String {
+        format!("{USAGE}{}", workload::NAMES)
+    }
+}
+
+/// Splits `total` into `parts` shares that differ by at most one.
+fn share(total: u64, parts: usize, index: usize) -> u64 {
+    total / parts as u64 + u64::from((index as u64) < total % parts as u64)
+}
+
+pub fn run(config: RunConfig) -> Result<(), String> {
+    let target = Arc::new(Target {
+        addr: config.addr,
+        request: config.workload.encode(&config.target),
+        stream: config.workload.stream,
+        timeout: config.timeout,
+    });
+    let cores = config.cpus.len();
+    // Executors start a little in the future so all begin the schedule together.
+    let start = Instant::now() + Duration::from_millis(50);
+    let measure_from = start + config.warmup;
+    let plans: Vec<Plan> = (0..cores)
+        .map(|i| Plan {
+            connections: share(config.connections as u64, cores, i) as usize,
+            start,
+            measure_from,
+            stop_at: config.duration.map(|d| measure_from + d),
+            quota: config.requests.map(|n| share(n, cores, i)),
+            rate: config.rate.map(|(r, a)| (r / cores as f64, a)),
+            seed: config.seed.wrapping_add(i as u64),
+        })
+        .collect();
+    let progress: Vec<Arc<Progress>> = (0..cores).map(|_| Arc::default()).collect();
+    let runner = {
+        let (target, progress, cpus) = (target.clone(), progress.clone(), config.cpus.clone());
+        std::thread::spawn(move || {
+            cores::run_pinned(&cpus, "loadgen", move |i| {
+                let (target, plan, progress) = (target.clone(), plans[i].clone(), progress[i].clone());
+                async move {
+                    glommio::timer::sleep(plan.start.saturating_duration_since(Instant::now())).await;
+                    drive::drive(target, plan, progress).await
+                }
+            })
+        })
+    };
+    let live = config.duration.is_none_or(|d| d + config.warmup > Duration::from_secs(3));
+    let mut last = (start, 0u64);
+    while !runner.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = Instant::now();
+        if live && now.duration_since(last.0) >= Duration::from_secs(1) && now > start {
+            let done: u64 = progress.iter().map(|p| p.done.load(Relaxed)).sum();
+            let errors: u64 = progress.iter().map(|p| p.errors.load(Relaxed)).sum();
+            let rate = (done - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+            let phase = if now < measure_from { " (warmup)" } else { "" };
+            eprint!(
+                "\r{:>6.1}s  {done:>9} done  {rate:>9.0} req/s  {errors} errors{phase}   ",
+                now.duration_since(start).as_secs_f64()
+            );
+            last = (now, done);
+        }
+    }
+    if live {
+        eprintln!();
+    }
+    let mut merged = Stats::new();
+    for stats in runner.join().map_err(|_| "an executor panicked")? {
+        merged.merge(&stats);
+    }
+    let summary = Summary::new(&config, &merged, measure_from);
+    if config.json {
+        println!("{}", report::json(&summary, &merged));
+    } else {
+        print!("{}", report::table(&summary, &merged));
+    }
+    if let Some(path) = &config.plot {
+        std::fs::write(path, crate::plot::svg(&summary, &merged)).map_err(|e| format!("--plot {path}: {e}"))?;
+    }
+    Ok(())
+}
