@@ -44,7 +44,10 @@ impl Flags {
 
     pub fn parsed<T: std::str::FromStr>(&mut self, name: &str) -> Result<Option<T>, String> {
         self.take(name)
-            .map(|v| v.parse().map_err(|_| format!("--{name}: cannot parse `{v}`")))
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| format!("--{name}: cannot parse `{v}`"))
+            })
             .transpose()
     }
 
@@ -58,7 +61,10 @@ impl Flags {
 
     pub fn duration(&mut self, name: &str) -> Result<Option<Duration>, String> {
         self.take(name)
-            .map(|v| parse_duration(&v).ok_or_else(|| format!("--{name}: bad duration `{v}` (e.g. 10s, 250ms, 50us)")))
+            .map(|v| {
+                parse_duration(&v)
+                    .ok_or_else(|| format!("--{name}: bad duration `{v}` (e.g. 10s, 250ms, 50us)"))
+            })
             .transpose()
     }
 
@@ -76,7 +82,9 @@ impl Flags {
 /// `1.5s`, `250ms`, `40us`, `2m`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().ok()?;
     let secs = match unit {
@@ -103,7 +111,10 @@ mod tests {
 
     #[test]
     fn leftover_flags_are_errors() {
-        let args: Vec<String> = ["--rate", "5", "--typo", "1"].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = ["--rate", "5", "--typo", "1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let mut f = Flags::parse(&args, &[]).unwrap();
         assert_eq!(f.parsed::<u32>("rate").unwrap(), Some(5));
         assert!(f.finish().unwrap_err().contains("typo"));

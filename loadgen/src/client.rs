@@ -5,10 +5,12 @@
 
 use crate::readbuf::ReadBuf;
 use crate::validate::{check_json, ErrorClass, StreamCheck};
-use crate::wire::{self, BodyKind, ChunkedDecoder};
 use crate::workload::StreamEnd;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
+use shardgate::http1::chunked::{ChunkLimits, ChunkedDecoder};
+use shardgate::http1::framing::{response_framing, BodyKind};
+use shardgate::http1::parse::{HeadLimits, HeadScanner, Parsed, ResponseHead};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,9 @@ pub struct Exchange {
 pub struct Conn {
     stream: Option<TcpStream>,
     input: ReadBuf,
+    head: ResponseHead,
+    scanner: HeadScanner,
+    chunked: ChunkedDecoder,
     body: Vec<u8>,
     /// Streams: gaps between reads that completed events, for the last exchange.
     pub gaps: Vec<Duration>,
@@ -50,7 +55,15 @@ impl From<ErrorClass> for Failure {
 
 impl Conn {
     pub fn new() -> Conn {
-        Conn { stream: None, input: ReadBuf::new(16 * 1024), body: Vec::with_capacity(16 * 1024), gaps: Vec::new() }
+        Conn {
+            stream: None,
+            input: ReadBuf::new(16 * 1024),
+            head: ResponseHead::default(),
+            scanner: HeadScanner::default(),
+            chunked: ChunkedDecoder::new(ChunkLimits::default()),
+            body: Vec::with_capacity(16 * 1024),
+            gaps: Vec::new(),
+        }
     }
 
     pub async fn exchange(&mut self, target: &Target) -> Result<Exchange, ErrorClass> {
@@ -80,7 +93,9 @@ impl Conn {
     async fn attempt(&mut self, target: &Target) -> Result<Exchange, Failure> {
         let reused = self.stream.is_some();
         if !reused {
-            let stream = TcpStream::connect(target.addr).await.map_err(|_| ErrorClass::Connect)?;
+            let stream = TcpStream::connect(target.addr)
+                .await
+                .map_err(|_| ErrorClass::Connect)?;
             let _ = stream.set_nodelay(true);
             self.stream = Some(stream);
             self.input.clear();
@@ -97,10 +112,15 @@ impl Conn {
         if stream.write_all(&target.request).await.is_err() {
             return Err(lost(&mut self.stream, true));
         }
-        let head = loop {
-            match wire::parse_response(self.input.bytes(), false) {
-                Ok(Some(head)) => break head,
-                Ok(None) => {}
+        self.scanner.reset();
+        let limits = HeadLimits::default();
+        loop {
+            match self
+                .scanner
+                .response(self.input.bytes(), &limits, &mut self.head)
+            {
+                Ok(Parsed::Complete) => break,
+                Ok(Parsed::Partial) => {}
                 Err(_) => return Err(ErrorClass::Malformed.into()),
             }
             match self.input.fill(stream).await {
@@ -112,22 +132,25 @@ impl Conn {
                 // A reset (unlike a quiet close of an idle connection) is the server's answer.
                 Err(_) => return Err(lost(&mut self.stream, false)),
             }
-        };
-        let mut bytes_in = head.head_len as u64;
-        self.input.consume(head.head_len);
+        }
+        let framing = response_framing(self.input.bytes(), &self.head, false)
+            .map_err(|_| ErrorClass::Malformed)?;
+        let head_len = self.head.head_len;
+        let mut bytes_in = head_len as u64;
+        self.input.consume(head_len);
         self.body.clear();
         self.gaps.clear();
-        let status_ok = (200..300).contains(&head.status);
+        let status_ok = (200..300).contains(&self.head.status);
         let mut check = target.stream.filter(|_| status_ok).map(StreamCheck::new);
         let (mut first_event, mut last_event) = (None, None);
-        let mut chunked = ChunkedDecoder::default();
-        let mut remaining = match head.body {
+        self.chunked.reset();
+        let mut remaining = match framing.body {
             BodyKind::Length(n) => n,
             _ => 0,
         };
         loop {
             let available = self.input.bytes();
-            let (consumed, done) = match head.body {
+            let (consumed, done) = match framing.body {
                 BodyKind::Empty => (0, true),
                 BodyKind::Length(_) => {
                     let take = available.len().min(remaining as usize);
@@ -137,7 +160,10 @@ impl Conn {
                 }
                 BodyKind::Chunked => {
                     let body = &mut self.body;
-                    let p = chunked.feed(available, |d| body.extend_from_slice(d)).map_err(|_| ErrorClass::Malformed)?;
+                    let p = self
+                        .chunked
+                        .feed(available, |d| body.extend_from_slice(d))
+                        .map_err(|_| ErrorClass::Malformed)?;
                     (p.consumed, p.done)
                 }
                 BodyKind::CloseDelimited => {
@@ -162,13 +188,13 @@ impl Conn {
             let stream = self.stream.as_mut().expect("connected above");
             if !matches!(self.input.fill(stream).await, Ok(n) if n > 0) {
                 self.stream = None;
-                if head.body == BodyKind::CloseDelimited {
+                if framing.body == BodyKind::CloseDelimited {
                     break;
                 }
                 return Err(ErrorClass::Truncated.into());
             }
         }
-        if !head.keep_alive {
+        if !framing.keep_alive {
             self.stream = None;
         }
         if !status_ok {
@@ -176,10 +202,16 @@ impl Conn {
         }
         match check {
             Some(check) if !check.finished => Err(ErrorClass::Truncated.into()),
-            Some(_) => Ok(Exchange { bytes_in, first_event }),
+            Some(_) => Ok(Exchange {
+                bytes_in,
+                first_event,
+            }),
             None => {
                 check_json(&self.body)?;
-                Ok(Exchange { bytes_in, first_event })
+                Ok(Exchange {
+                    bytes_in,
+                    first_event,
+                })
             }
         }
     }

@@ -21,14 +21,17 @@ pub fn parse_cores(spec: &str) -> Result<Vec<usize>, String> {
         let bad = || format!("--cores: bad CPU list `{spec}`");
         match part.split_once('-') {
             Some((a, b)) => {
-                let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                let (a, b): (usize, usize) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
                 cpus.extend(a..=b);
             }
             None => cpus.push(part.parse().map_err(|_| bad())?),
         }
     }
     if let Some(cpu) = cpus.iter().find(|&&c| c >= online) {
-        return Err(format!("--cores: CPU {cpu} does not exist ({online} online)"));
+        return Err(format!(
+            "--cores: CPU {cpu} does not exist ({online} online)"
+        ));
     }
     cpus.sort_unstable();
     cpus.dedup();
@@ -56,7 +59,10 @@ where
         .collect();
     handles
         .into_iter()
-        .map(|h| h.join().unwrap_or_else(|e| panic!("executor failed: {e:?}")))
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|e| panic!("executor failed: {e:?}"))
+        })
         .collect()
 }
 

@@ -91,15 +91,30 @@ pub async fn drive(target: Arc<Target>, plan: Plan, progress: Arc<Progress>) -> 
         plan,
     });
     let tasks: Vec<_> = (0..gate.plan.connections)
-        .map(|_| glommio::spawn_local(connection(target.clone(), gate.clone(), stats.clone(), progress.clone())))
+        .map(|_| {
+            glommio::spawn_local(connection(
+                target.clone(),
+                gate.clone(),
+                stats.clone(),
+                progress.clone(),
+            ))
+        })
         .collect();
     for task in tasks {
         task.await;
     }
-    Rc::try_unwrap(stats).ok().expect("all connection tasks finished").into_inner()
+    Rc::try_unwrap(stats)
+        .ok()
+        .expect("all connection tasks finished")
+        .into_inner()
 }
 
-async fn connection(target: Arc<Target>, gate: Rc<Gate>, stats: Rc<RefCell<Stats>>, progress: Arc<Progress>) {
+async fn connection(
+    target: Arc<Target>,
+    gate: Rc<Gate>,
+    stats: Rc<RefCell<Stats>>,
+    progress: Arc<Progress>,
+) {
     let mut conn = Conn::new();
     while let Some((at, measured)) = gate.next() {
         let now = Instant::now();

@@ -14,7 +14,6 @@ mod rng;
 mod run;
 mod stats;
 mod validate;
-mod wire;
 mod workload;
 
 use args::Flags;
@@ -32,7 +31,11 @@ fn main() {
             f.finish()?;
             run::run(config)
         }),
-        _ => Err(format!("usage:\n{}\n\n{}", run::RunConfig::usage(), mock::USAGE)),
+        _ => Err(format!(
+            "usage:\n{}\n\n{}",
+            run::RunConfig::usage(),
+            mock::USAGE
+        )),
     };
     if let Err(e) = result {
         eprintln!("loadgen: {e}");

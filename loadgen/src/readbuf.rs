@@ -14,7 +14,11 @@ pub struct ReadBuf {
 
 impl ReadBuf {
     pub fn new(capacity: usize) -> ReadBuf {
-        ReadBuf { data: vec![0; capacity], start: 0, end: 0 }
+        ReadBuf {
+            data: vec![0; capacity],
+            start: 0,
+            end: 0,
+        }
     }
 
     /// The received, unconsumed bytes.

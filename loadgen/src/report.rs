@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use std::fmt::Write;
 use std::time::Instant;
 
-pub const PERCENTILES: [(f64, &str); 4] = [(50.0, "p50"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99.9")];
+pub const PERCENTILES: [(f64, &str); 4] =
+    [(50.0, "p50"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99.9")];
 
 /// The facts of a run that the table, the JSON and the plot all show.
 pub struct Summary {
@@ -24,20 +25,34 @@ pub struct Summary {
 
 impl Summary {
     pub fn new(config: &RunConfig, stats: &Stats, measure_from: Instant) -> Summary {
-        let seconds = stats.window.map_or(0.0, |(_, end)| end.saturating_duration_since(measure_from).as_secs_f64());
+        let seconds = stats.window.map_or(0.0, |(_, end)| {
+            end.saturating_duration_since(measure_from).as_secs_f64()
+        });
         let completed = stats.ok + stats.total_errors();
         let w = &config.workload;
         Summary {
             target: config.target.clone(),
-            workload: format!("{} ({} {}, {} B body)", w.name, w.method, w.path, w.body.len()),
+            workload: format!(
+                "{} ({} {}, {} B body)",
+                w.name,
+                w.method,
+                w.path,
+                w.body.len()
+            ),
             mode: match config.rate {
                 None => "closed loop".into(),
-                Some((rate, arrivals)) => format!("open loop, {rate} req/s {arrivals:?} arrivals").to_lowercase(),
+                Some((rate, arrivals)) => {
+                    format!("open loop, {rate} req/s {arrivals:?} arrivals").to_lowercase()
+                }
             },
             connections: config.connections,
             cpus: config.cpus.clone(),
             seconds,
-            throughput: if seconds > 0.0 { completed as f64 / seconds } else { 0.0 },
+            throughput: if seconds > 0.0 {
+                completed as f64 / seconds
+            } else {
+                0.0
+            },
         }
     }
 }
@@ -58,8 +73,10 @@ fn percentiles_json(h: &Histogram<u64>) -> Value {
 }
 
 pub fn json(s: &Summary, stats: &Stats) -> Value {
-    let errors: serde_json::Map<_, _> =
-        ErrorClass::ALL.iter().map(|c| (c.name().to_string(), json!(stats.errors[*c as usize]))).collect();
+    let errors: serde_json::Map<_, _> = ErrorClass::ALL
+        .iter()
+        .map(|c| (c.name().to_string(), json!(stats.errors[*c as usize])))
+        .collect();
     json!({
         "target": s.target,
         "workload": s.workload,
@@ -95,8 +112,18 @@ pub fn table(s: &Summary, stats: &Stats) -> String {
     let mut out = String::new();
     let total = stats.ok + stats.total_errors();
     let _ = writeln!(out, "target      {}  workload {}", s.target, s.workload);
-    let _ = writeln!(out, "mode        {}, {} connections on CPUs {:?}", s.mode, s.connections, s.cpus);
-    let _ = writeln!(out, "measured    {:.2} s, {total} requests: {} ok, {} errors", s.seconds, stats.ok, stats.total_errors());
+    let _ = writeln!(
+        out,
+        "mode        {}, {} connections on CPUs {:?}",
+        s.mode, s.connections, s.cpus
+    );
+    let _ = writeln!(
+        out,
+        "measured    {:.2} s, {total} requests: {} ok, {} errors",
+        s.seconds,
+        stats.ok,
+        stats.total_errors()
+    );
     if stats.total_errors() > 0 {
         let detail: Vec<String> = ErrorClass::ALL
             .iter()

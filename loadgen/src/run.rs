@@ -40,7 +40,9 @@ pub struct RunConfig {
 
 impl RunConfig {
     pub fn from_flags(f: &mut Flags) -> Result<RunConfig, String> {
-        let target = f.take("target").ok_or("--target http://HOST:PORT is required")?;
+        let target = f
+            .take("target")
+            .ok_or("--target http://HOST:PORT is required")?;
         let host = target.trim_start_matches("http://");
         let host = host.split('/').next().unwrap_or(host).to_string();
         let addr = host
@@ -128,15 +130,19 @@ pub fn run(config: RunConfig) -> Result<(), String> {
         let (target, progress, cpus) = (target.clone(), progress.clone(), config.cpus.clone());
         std::thread::spawn(move || {
             cores::run_pinned(&cpus, "loadgen", move |i| {
-                let (target, plan, progress) = (target.clone(), plans[i].clone(), progress[i].clone());
+                let (target, plan, progress) =
+                    (target.clone(), plans[i].clone(), progress[i].clone());
                 async move {
-                    glommio::timer::sleep(plan.start.saturating_duration_since(Instant::now())).await;
+                    glommio::timer::sleep(plan.start.saturating_duration_since(Instant::now()))
+                        .await;
                     drive::drive(target, plan, progress).await
                 }
             })
         })
     };
-    let live = config.duration.is_none_or(|d| d + config.warmup > Duration::from_secs(3));
+    let live = config
+        .duration
+        .is_none_or(|d| d + config.warmup > Duration::from_secs(3));
     let mut last = (start, 0u64);
     while !runner.is_finished() {
         std::thread::sleep(Duration::from_millis(100));
@@ -167,7 +173,8 @@ pub fn run(config: RunConfig) -> Result<(), String> {
         print!("{}", report::table(&summary, &merged));
     }
     if let Some(path) = &config.plot {
-        std::fs::write(path, crate::plot::svg(&summary, &merged)).map_err(|e| format!("--plot {path}: {e}"))?;
+        std::fs::write(path, crate::plot::svg(&summary, &merged))
+            .map_err(|e| format!("--plot {path}: {e}"))?;
     }
     Ok(())
 }

@@ -21,8 +21,13 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 5] =
-        [ErrorClass::Connect, ErrorClass::Timeout, ErrorClass::Status, ErrorClass::Malformed, ErrorClass::Truncated];
+    pub const ALL: [ErrorClass; 5] = [
+        ErrorClass::Connect,
+        ErrorClass::Timeout,
+        ErrorClass::Status,
+        ErrorClass::Malformed,
+        ErrorClass::Truncated,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,7 +41,9 @@ impl ErrorClass {
 }
 
 pub fn check_json(body: &[u8]) -> Result<(), ErrorClass> {
-    serde_json::from_slice::<IgnoredAny>(body).map(|_| ()).map_err(|_| ErrorClass::Malformed)
+    serde_json::from_slice::<IgnoredAny>(body)
+        .map(|_| ())
+        .map_err(|_| ErrorClass::Malformed)
 }
 
 /// Incremental SSE checker over a growing decoded body.
@@ -48,7 +55,11 @@ pub struct StreamCheck {
 
 impl StreamCheck {
     pub fn new(end: StreamEnd) -> StreamCheck {
-        StreamCheck { end, scanned: 0, finished: false }
+        StreamCheck {
+            end,
+            scanned: 0,
+            finished: false,
+        }
     }
 
     /// Checks the complete events in `body` not seen before and returns how
@@ -79,7 +90,11 @@ impl StreamCheck {
                 } else {
                     check_json(v)?;
                 }
-            } else if !(line.is_empty() || line.starts_with(b":") || line.starts_with(b"id:") || line.starts_with(b"retry:")) {
+            } else if !(line.is_empty()
+                || line.starts_with(b":")
+                || line.starts_with(b"id:")
+                || line.starts_with(b"retry:"))
+            {
                 return Err(ErrorClass::Malformed);
             }
         }
@@ -115,7 +130,11 @@ mod tests {
         let mut c = StreamCheck::new(StreamEnd::Done);
         assert_eq!(c.scan(b"data: {\"a\":1}\n\ndata: {\"b\"").unwrap(), 1);
         assert!(!c.finished);
-        assert_eq!(c.scan(b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\ndata: [DONE]\n\n").unwrap(), 2);
+        assert_eq!(
+            c.scan(b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\ndata: [DONE]\n\n")
+                .unwrap(),
+            2
+        );
         assert!(c.finished);
     }
 

@@ -2,6 +2,7 @@
 //! bodies: what request to send, pre-encoded once, and how its response must
 //! end to count as complete.
 
+use shardgate::http1::write;
 use std::io::Write;
 
 /// How a stream in a given dialect ends; a stream that stops before this is truncated.
@@ -36,18 +37,28 @@ pub struct Workload {
     pub stream: Option<StreamEnd>,
 }
 
-pub const NAMES: &str = "chat, chat-stream, responses, responses-stream, messages, messages-stream, \
+pub const NAMES: &str =
+    "chat, chat-stream, responses, responses-stream, messages, messages-stream, \
 completions, completions-stream, embeddings, models, custom (--body FILE --path /v1/...)";
 
 /// A user message padded so the whole chat body is about `target` bytes.
 fn padded_text(target: usize, overhead: usize) -> String {
     let filler = "The quick brown fox jumps over the lazy dog. ";
-    filler.repeat(target.saturating_sub(overhead).div_ceil(filler.len())).chars().take(target.saturating_sub(overhead)).collect()
+    filler
+        .repeat(target.saturating_sub(overhead).div_ceil(filler.len()))
+        .chars()
+        .take(target.saturating_sub(overhead))
+        .collect()
 }
 
 impl Workload {
     /// A built-in workload by name; `path` overrides its default path.
-    pub fn builtin(name: &str, model: &str, body_bytes: usize, path: Option<String>) -> Result<Workload, String> {
+    pub fn builtin(
+        name: &str,
+        model: &str,
+        body_bytes: usize,
+        path: Option<String>,
+    ) -> Result<Workload, String> {
         let (base, stream) = match name.strip_suffix("-stream") {
             Some(base) => (base, true),
             None => (name, false),
@@ -61,7 +72,11 @@ impl Workload {
                     body,
                     r#"{{"model":{model},"messages":[{{"role":"system","content":"You are a helpful assistant."}},{{"role":"user","content":"{}"}}],"max_tokens":64,"temperature":0.7{}}}"#,
                     padded_text(body_bytes, overhead),
-                    if stream { r#","stream":true,"stream_options":{"include_usage":true}"# } else { "" }
+                    if stream {
+                        r#","stream":true,"stream_options":{"include_usage":true}"#
+                    } else {
+                        ""
+                    }
                 );
                 ("/v1/chat/completions", "POST")
             }
@@ -93,7 +108,11 @@ impl Workload {
                 ("/v1/completions", "POST")
             }
             "embeddings" if !stream => {
-                let _ = write!(body, r#"{{"model":{model},"input":"{}"}}"#, padded_text(body_bytes, 30 + model.len()));
+                let _ = write!(
+                    body,
+                    r#"{{"model":{model},"input":"{}"}}"#,
+                    padded_text(body_bytes, 30 + model.len())
+                );
                 ("/v1/embeddings", "POST")
             }
             "models" if !stream => ("/v1/models", "GET"),
@@ -101,29 +120,46 @@ impl Workload {
         };
         let path = path.unwrap_or_else(|| default_path.to_string());
         let stream = stream.then(|| StreamEnd::for_path(default_path));
-        Ok(Workload { name: name.to_string(), method, path, body, stream })
+        Ok(Workload {
+            name: name.to_string(),
+            method,
+            path,
+            body,
+            stream,
+        })
     }
 
     /// A custom POST body from a file; it streams if its top-level `stream` is true.
     pub fn custom(body_file: &str, path: String) -> Result<Workload, String> {
         let body = std::fs::read(body_file).map_err(|e| format!("--body {body_file}: {e}"))?;
-        let parsed: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| format!("--body {body_file}: not JSON: {e}"))?;
-        let stream = (parsed.get("stream") == Some(&serde_json::Value::Bool(true))).then(|| StreamEnd::for_path(&path));
-        Ok(Workload { name: "custom".into(), method: "POST", path, body, stream })
+        let parsed: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("--body {body_file}: not JSON: {e}"))?;
+        let stream = (parsed.get("stream") == Some(&serde_json::Value::Bool(true)))
+            .then(|| StreamEnd::for_path(&path));
+        Ok(Workload {
+            name: "custom".into(),
+            method: "POST",
+            path,
+            body,
+            stream,
+        })
     }
 
     /// The complete request, head and body, as sent on every exchange.
     pub fn encode(&self, host: &str) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.body.len());
-        let _ = write!(out, "{} {} HTTP/1.1\r\nhost: {host}\r\nauthorization: Bearer loadgen\r\n", self.method, self.path);
+        write::push_request_line(&mut out, self.method.as_bytes(), self.path.as_bytes());
+        write::push_header(&mut out, b"host", host.as_bytes());
+        write::push_header(&mut out, b"authorization", b"Bearer loadgen");
         if self.path.ends_with("/messages") {
-            out.extend_from_slice(b"x-api-key: loadgen\r\nanthropic-version: 2023-06-01\r\n");
+            write::push_header(&mut out, b"x-api-key", b"loadgen");
+            write::push_header(&mut out, b"anthropic-version", b"2023-06-01");
         }
         if self.method == "POST" {
-            let _ = write!(out, "content-type: application/json\r\ncontent-length: {}\r\n", self.body.len());
+            write::push_header(&mut out, b"content-type", b"application/json");
+            write::push_content_length(&mut out, self.body.len() as u64);
         }
-        out.extend_from_slice(b"\r\n");
+        write::end_head(&mut out);
         out.extend_from_slice(&self.body);
         out
     }
@@ -135,13 +171,29 @@ mod tests {
 
     #[test]
     fn chat_body_is_about_the_asked_size_and_valid_json() {
-        for name in ["chat", "chat-stream", "responses", "messages-stream", "completions", "embeddings"] {
+        for name in [
+            "chat",
+            "chat-stream",
+            "responses",
+            "messages-stream",
+            "completions",
+            "embeddings",
+        ] {
             let w = Workload::builtin(name, "gpt-4o-mini", 500, None).unwrap();
             let v: serde_json::Value = serde_json::from_slice(&w.body).unwrap();
             assert_eq!(v["model"], "gpt-4o-mini");
-            assert!((450..=560).contains(&w.body.len()), "{name}: {} bytes", w.body.len());
+            assert!(
+                (450..=560).contains(&w.body.len()),
+                "{name}: {} bytes",
+                w.body.len()
+            );
         }
-        assert_eq!(Workload::builtin("messages-stream", "m", 500, None).unwrap().stream, Some(StreamEnd::MessageStop));
+        assert_eq!(
+            Workload::builtin("messages-stream", "m", 500, None)
+                .unwrap()
+                .stream,
+            Some(StreamEnd::MessageStop)
+        );
         assert!(Workload::builtin("embeddings-stream", "m", 500, None).is_err());
     }
 }

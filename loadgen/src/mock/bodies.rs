@@ -44,7 +44,10 @@ impl Endpoint {
     }
 
     pub fn can_stream(self) -> bool {
-        matches!(self, Endpoint::Chat | Endpoint::Completions | Endpoint::Responses | Endpoint::Messages)
+        matches!(
+            self,
+            Endpoint::Chat | Endpoint::Completions | Endpoint::Responses | Endpoint::Messages
+        )
     }
 }
 
@@ -87,12 +90,22 @@ pub fn json_body(endpoint: Endpoint, r: &Reply<'_>, anthropic_models: bool, out:
             let _ = write!(out, r#"{{"object":"list","data":["#);
             for i in 0..r.inputs.max(1) {
                 let sep = if i == 0 { "" } else { "," };
-                let _ = write!(out, r#"{sep}{{"object":"embedding","index":{i},"embedding":{}}}"#, r.embedding);
+                let _ = write!(
+                    out,
+                    r#"{sep}{{"object":"embedding","index":{i},"embedding":{}}}"#,
+                    r.embedding
+                );
             }
-            write!(out, r#"],"model":{m},"usage":{{"prompt_tokens":{pt},"total_tokens":{pt}}}}}"#)
+            write!(
+                out,
+                r#"],"model":{m},"usage":{{"prompt_tokens":{pt},"total_tokens":{pt}}}}}"#
+            )
         }
         Endpoint::Responses => {
-            let _ = write!(out, r#"{{"id":"resp_mock{id}","object":"response","created_at":{CREATED},"status":"completed","#);
+            let _ = write!(
+                out,
+                r#"{{"id":"resp_mock{id}","object":"response","created_at":{CREATED},"status":"completed","#
+            );
             response_tail(out, r, &m, &text)
         }
         Endpoint::Messages => write!(
@@ -135,26 +148,64 @@ pub fn sse_events(endpoint: Endpoint, r: &Reply<'_>, out: &mut Vec<u8>, ends: &m
     };
     match endpoint {
         Endpoint::Chat => {
-            let usage_null = if r.include_usage { r#","usage":null"# } else { "" };
-            let head = format!(r#"data: {{"id":"chatcmpl-mock{id}","object":"chat.completion.chunk","created":{CREATED},"model":{m},"system_fingerprint":"fp_mock","choices":["#);
-            event(out, format_args!(r#"{head}{{"index":0,"delta":{{"role":"assistant","content":"","refusal":null}},"logprobs":null,"finish_reason":null}}]{usage_null}}}"#));
+            let usage_null = if r.include_usage {
+                r#","usage":null"#
+            } else {
+                ""
+            };
+            let head = format!(
+                r#"data: {{"id":"chatcmpl-mock{id}","object":"chat.completion.chunk","created":{CREATED},"model":{m},"system_fingerprint":"fp_mock","choices":["#
+            );
+            event(
+                out,
+                format_args!(
+                    r#"{head}{{"index":0,"delta":{{"role":"assistant","content":"","refusal":null}},"logprobs":null,"finish_reason":null}}]{usage_null}}}"#
+                ),
+            );
             for _ in 0..ct {
-                event(out, format_args!(r#"{head}{{"index":0,"delta":{{"content":"{TOKEN}"}},"logprobs":null,"finish_reason":null}}]{usage_null}}}"#));
+                event(
+                    out,
+                    format_args!(
+                        r#"{head}{{"index":0,"delta":{{"content":"{TOKEN}"}},"logprobs":null,"finish_reason":null}}]{usage_null}}}"#
+                    ),
+                );
             }
-            event(out, format_args!(r#"{head}{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":"stop"}}]{usage_null}}}"#));
+            event(
+                out,
+                format_args!(
+                    r#"{head}{{"index":0,"delta":{{}},"logprobs":null,"finish_reason":"stop"}}]{usage_null}}}"#
+                ),
+            );
             if r.include_usage {
-                event(out, format_args!(r#"{head}],"usage":{{"prompt_tokens":{pt},"completion_tokens":{ct},"total_tokens":{total}}}}}"#));
+                event(
+                    out,
+                    format_args!(
+                        r#"{head}],"usage":{{"prompt_tokens":{pt},"completion_tokens":{ct},"total_tokens":{total}}}}}"#
+                    ),
+                );
             }
             event(out, format_args!("data: [DONE]"));
         }
         Endpoint::Completions => {
-            let head = format!(r#"data: {{"id":"cmpl-mock{id}","object":"text_completion","created":{CREATED},"model":{m},"choices":["#);
+            let head = format!(
+                r#"data: {{"id":"cmpl-mock{id}","object":"text_completion","created":{CREATED},"model":{m},"choices":["#
+            );
             for i in 0..ct {
                 let finish = if i + 1 == ct { r#""stop""# } else { "null" };
-                event(out, format_args!(r#"{head}{{"text":"{TOKEN}","index":0,"logprobs":null,"finish_reason":{finish}}}]}}"#));
+                event(
+                    out,
+                    format_args!(
+                        r#"{head}{{"text":"{TOKEN}","index":0,"logprobs":null,"finish_reason":{finish}}}]}}"#
+                    ),
+                );
             }
             if r.include_usage {
-                event(out, format_args!(r#"{head}],"usage":{{"prompt_tokens":{pt},"completion_tokens":{ct},"total_tokens":{total}}}}}"#));
+                event(
+                    out,
+                    format_args!(
+                        r#"{head}],"usage":{{"prompt_tokens":{pt},"completion_tokens":{ct},"total_tokens":{total}}}}}"#
+                    ),
+                );
             }
             event(out, format_args!("data: [DONE]"));
         }
@@ -165,31 +216,128 @@ pub fn sse_events(endpoint: Endpoint, r: &Reply<'_>, out: &mut Vec<u8>, ends: &m
                 seq += 1;
                 seq - 1
             };
-            let created = format!(r#""response":{{"id":"resp_mock{id}","object":"response","created_at":{CREATED},"status":"in_progress","model":{m},"output":[],"usage":null}}"#);
-            event(out, format_args!(r#"event: response.created{}data: {{"type":"response.created","sequence_number":{},{created}}}"#, "\n", next()));
-            event(out, format_args!(r#"event: response.in_progress{}data: {{"type":"response.in_progress","sequence_number":{},{created}}}"#, "\n", next()));
-            event(out, format_args!(r#"event: response.output_item.added{}data: {{"type":"response.output_item.added","sequence_number":{},"output_index":0,"item":{{"type":"message","id":"msg_mock{id}","status":"in_progress","role":"assistant","content":[]}}}}"#, "\n", next()));
-            event(out, format_args!(r#"event: response.content_part.added{}data: {{"type":"response.content_part.added","sequence_number":{},"item_id":"msg_mock{id}","output_index":0,"content_index":0,"part":{{"type":"output_text","text":"","annotations":[]}}}}"#, "\n", next()));
+            let created = format!(
+                r#""response":{{"id":"resp_mock{id}","object":"response","created_at":{CREATED},"status":"in_progress","model":{m},"output":[],"usage":null}}"#
+            );
+            event(
+                out,
+                format_args!(
+                    r#"event: response.created{}data: {{"type":"response.created","sequence_number":{},{created}}}"#,
+                    "\n",
+                    next()
+                ),
+            );
+            event(
+                out,
+                format_args!(
+                    r#"event: response.in_progress{}data: {{"type":"response.in_progress","sequence_number":{},{created}}}"#,
+                    "\n",
+                    next()
+                ),
+            );
+            event(
+                out,
+                format_args!(
+                    r#"event: response.output_item.added{}data: {{"type":"response.output_item.added","sequence_number":{},"output_index":0,"item":{{"type":"message","id":"msg_mock{id}","status":"in_progress","role":"assistant","content":[]}}}}"#,
+                    "\n",
+                    next()
+                ),
+            );
+            event(
+                out,
+                format_args!(
+                    r#"event: response.content_part.added{}data: {{"type":"response.content_part.added","sequence_number":{},"item_id":"msg_mock{id}","output_index":0,"content_index":0,"part":{{"type":"output_text","text":"","annotations":[]}}}}"#,
+                    "\n",
+                    next()
+                ),
+            );
             for _ in 0..ct {
-                event(out, format_args!(r#"event: response.output_text.delta{}data: {{"type":"response.output_text.delta","sequence_number":{},"item_id":"msg_mock{id}","output_index":0,"content_index":0,"delta":"{TOKEN}"}}"#, "\n", next()));
+                event(
+                    out,
+                    format_args!(
+                        r#"event: response.output_text.delta{}data: {{"type":"response.output_text.delta","sequence_number":{},"item_id":"msg_mock{id}","output_index":0,"content_index":0,"delta":"{TOKEN}"}}"#,
+                        "\n",
+                        next()
+                    ),
+                );
             }
-            event(out, format_args!(r#"event: response.output_text.done{}data: {{"type":"response.output_text.done","sequence_number":{},"item_id":"msg_mock{id}","output_index":0,"content_index":0,"text":"{text}"}}"#, "\n", next()));
-            event(out, format_args!(r#"event: response.content_part.done{}data: {{"type":"response.content_part.done","sequence_number":{},"item_id":"msg_mock{id}","output_index":0,"content_index":0,"part":{{"type":"output_text","text":"{text}","annotations":[]}}}}"#, "\n", next()));
-            event(out, format_args!(r#"event: response.output_item.done{}data: {{"type":"response.output_item.done","sequence_number":{},"output_index":0,"item":{{"type":"message","id":"msg_mock{id}","status":"completed","role":"assistant","content":[{{"type":"output_text","text":"{text}","annotations":[]}}]}}}}"#, "\n", next()));
+            event(
+                out,
+                format_args!(
+                    r#"event: response.output_text.done{}data: {{"type":"response.output_text.done","sequence_number":{},"item_id":"msg_mock{id}","output_index":0,"content_index":0,"text":"{text}"}}"#,
+                    "\n",
+                    next()
+                ),
+            );
+            event(
+                out,
+                format_args!(
+                    r#"event: response.content_part.done{}data: {{"type":"response.content_part.done","sequence_number":{},"item_id":"msg_mock{id}","output_index":0,"content_index":0,"part":{{"type":"output_text","text":"{text}","annotations":[]}}}}"#,
+                    "\n",
+                    next()
+                ),
+            );
+            event(
+                out,
+                format_args!(
+                    r#"event: response.output_item.done{}data: {{"type":"response.output_item.done","sequence_number":{},"output_index":0,"item":{{"type":"message","id":"msg_mock{id}","status":"completed","role":"assistant","content":[{{"type":"output_text","text":"{text}","annotations":[]}}]}}}}"#,
+                    "\n",
+                    next()
+                ),
+            );
             let _ = write!(out, "event: response.completed\ndata: {{\"type\":\"response.completed\",\"sequence_number\":{},\"response\":{{\"id\":\"resp_mock{id}\",\"object\":\"response\",\"created_at\":{CREATED},\"status\":\"completed\",", next());
             let _ = response_tail(out, r, &m, &text);
             event(out, format_args!("}}"));
         }
         Endpoint::Messages => {
-            event(out, format_args!(r#"event: message_start{}data: {{"type":"message_start","message":{{"id":"msg_mock{id}","type":"message","role":"assistant","model":{m},"content":[],"stop_reason":null,"stop_sequence":null,"usage":{{"input_tokens":{pt},"output_tokens":1}}}}}}"#, "\n"));
-            event(out, format_args!(r#"event: content_block_start{}data: {{"type":"content_block_start","index":0,"content_block":{{"type":"text","text":""}}}}"#, "\n"));
-            event(out, format_args!(r#"event: ping{}data: {{"type":"ping"}}"#, "\n"));
+            event(
+                out,
+                format_args!(
+                    r#"event: message_start{}data: {{"type":"message_start","message":{{"id":"msg_mock{id}","type":"message","role":"assistant","model":{m},"content":[],"stop_reason":null,"stop_sequence":null,"usage":{{"input_tokens":{pt},"output_tokens":1}}}}}}"#,
+                    "\n"
+                ),
+            );
+            event(
+                out,
+                format_args!(
+                    r#"event: content_block_start{}data: {{"type":"content_block_start","index":0,"content_block":{{"type":"text","text":""}}}}"#,
+                    "\n"
+                ),
+            );
+            event(
+                out,
+                format_args!(r#"event: ping{}data: {{"type":"ping"}}"#, "\n"),
+            );
             for _ in 0..ct {
-                event(out, format_args!(r#"event: content_block_delta{}data: {{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"{TOKEN}"}}}}"#, "\n"));
+                event(
+                    out,
+                    format_args!(
+                        r#"event: content_block_delta{}data: {{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"{TOKEN}"}}}}"#,
+                        "\n"
+                    ),
+                );
             }
-            event(out, format_args!(r#"event: content_block_stop{}data: {{"type":"content_block_stop","index":0}}"#, "\n"));
-            event(out, format_args!(r#"event: message_delta{}data: {{"type":"message_delta","delta":{{"stop_reason":"end_turn","stop_sequence":null}},"usage":{{"output_tokens":{ct}}}}}"#, "\n"));
-            event(out, format_args!(r#"event: message_stop{}data: {{"type":"message_stop"}}"#, "\n"));
+            event(
+                out,
+                format_args!(
+                    r#"event: content_block_stop{}data: {{"type":"content_block_stop","index":0}}"#,
+                    "\n"
+                ),
+            );
+            event(
+                out,
+                format_args!(
+                    r#"event: message_delta{}data: {{"type":"message_delta","delta":{{"stop_reason":"end_turn","stop_sequence":null}},"usage":{{"output_tokens":{ct}}}}}"#,
+                    "\n"
+                ),
+            );
+            event(
+                out,
+                format_args!(
+                    r#"event: message_stop{}data: {{"type":"message_stop"}}"#,
+                    "\n"
+                ),
+            );
         }
         Endpoint::Embeddings | Endpoint::CountTokens | Endpoint::Models => {}
     }
@@ -210,9 +358,15 @@ pub fn error_body(endpoint: Option<Endpoint>, status: u16, message: &str, out: &
         (_, false) => "server_error",
     };
     let _ = if anthropic {
-        write!(out, r#"{{"type":"error","error":{{"type":"{kind}","message":"{message}"}}}}"#)
+        write!(
+            out,
+            r#"{{"type":"error","error":{{"type":"{kind}","message":"{message}"}}}}"#
+        )
     } else {
-        write!(out, r#"{{"error":{{"message":"{message}","type":"{kind}","param":null,"code":null}}}}"#)
+        write!(
+            out,
+            r#"{{"error":{{"message":"{message}","type":"{kind}","param":null,"code":null}}}}"#
+        )
     };
 }
 

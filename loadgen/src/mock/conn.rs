@@ -8,18 +8,18 @@ use super::faults::Fault;
 use super::MockConfig;
 use crate::readbuf::ReadBuf;
 use crate::rng::Rng;
-use crate::wire::{self, BodyKind, ChunkedDecoder, RequestHead};
 use futures_lite::AsyncWriteExt;
 use glommio::net::{TcpListener, TcpStream};
+use shardgate::http1::chunked::{ChunkLimits, ChunkedDecoder};
+use shardgate::http1::framing::{request_framing, BodyKind};
+use shardgate::http1::parse::{HeadLimits, HeadScanner, Parsed, RequestHead};
+use shardgate::http1::write;
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-
-const MAX_HEAD: usize = 64 * 1024;
 
 /// Per-executor state every connection on it shares.
 struct Shard {
@@ -73,14 +73,33 @@ async fn serve(mut stream: TcpStream, shard: Rc<Shard>) {
     let _ = stream.set_nodelay(true);
     let mut input = ReadBuf::new(16 * 1024);
     let mut head = RequestHead::default();
-    let mut bufs = Buffers { out: Vec::with_capacity(16 * 1024), body: Vec::new(), ends: Vec::new(), chunked: Vec::new() };
+    let mut scanner = HeadScanner::default();
+    let limits = HeadLimits {
+        max_head_bytes: 64 * 1024,
+        max_headers: 128,
+    };
+    let mut bufs = Buffers {
+        out: Vec::with_capacity(16 * 1024),
+        body: Vec::new(),
+        ends: Vec::new(),
+        chunked: Vec::new(),
+    };
     loop {
+        scanner.reset();
         loop {
-            match wire::parse_request(input.bytes(), &mut head) {
-                Ok(true) => break,
-                Ok(false) if input.bytes().len() < MAX_HEAD => {}
-                _ => {
-                    let _ = write_simple(&mut stream, &mut bufs, 400, "malformed or oversized request head", None, false).await;
+            match scanner.request(input.bytes(), &limits, &mut head) {
+                Ok(Parsed::Complete) => break,
+                Ok(Parsed::Partial) => {}
+                Err(_) => {
+                    let _ = write_simple(
+                        &mut stream,
+                        &mut bufs,
+                        400,
+                        "malformed or oversized request head",
+                        None,
+                        false,
+                    )
+                    .await;
                     return;
                 }
             }
@@ -88,8 +107,20 @@ async fn serve(mut stream: TcpStream, shard: Rc<Shard>) {
                 return;
             }
         }
-        let consumed = match head.body {
-            Some(BodyKind::Length(n)) => {
+        let Ok(framing) = request_framing(input.bytes(), &head) else {
+            let _ = write_simple(
+                &mut stream,
+                &mut bufs,
+                400,
+                "untrustworthy request framing",
+                None,
+                false,
+            )
+            .await;
+            return;
+        };
+        let consumed = match framing.body {
+            BodyKind::Length(n) => {
                 let total = head.head_len + n as usize;
                 while input.bytes().len() < total {
                     if !matches!(input.fill(&mut stream).await, Ok(n) if n > 0) {
@@ -98,8 +129,8 @@ async fn serve(mut stream: TcpStream, shard: Rc<Shard>) {
                 }
                 total
             }
-            Some(BodyKind::Chunked) => {
-                let mut decoder = ChunkedDecoder::default();
+            BodyKind::Chunked => {
+                let mut decoder = ChunkedDecoder::new(ChunkLimits::default());
                 let mut pos = head.head_len;
                 bufs.chunked.clear();
                 loop {
@@ -112,7 +143,15 @@ async fn serve(mut stream: TcpStream, shard: Rc<Shard>) {
                             }
                         }
                         Err(_) => {
-                            let _ = write_simple(&mut stream, &mut bufs, 400, "bad chunked body", None, false).await;
+                            let _ = write_simple(
+                                &mut stream,
+                                &mut bufs,
+                                400,
+                                "bad chunked body",
+                                None,
+                                false,
+                            )
+                            .await;
                             return;
                         }
                     }
@@ -121,14 +160,20 @@ async fn serve(mut stream: TcpStream, shard: Rc<Shard>) {
                     }
                 }
             }
-            _ => head.head_len,
+            BodyKind::Empty | BodyKind::CloseDelimited => head.head_len,
         };
         let chunked_body = std::mem::take(&mut bufs.chunked);
-        let body = match head.body {
-            Some(BodyKind::Chunked) => &chunked_body[..],
+        let body = match framing.body {
+            BodyKind::Chunked => &chunked_body[..],
             _ => &input.bytes()[head.head_len..consumed],
         };
-        let after = respond(&mut stream, input.bytes(), &head, body, &shard, &mut bufs).await;
+        let request = Request {
+            buf: input.bytes(),
+            head: &head,
+            body,
+            keep_alive: framing.keep_alive,
+        };
+        let after = respond(&mut stream, &request, &shard, &mut bufs).await;
         bufs.chunked = chunked_body;
         match after {
             After::KeepAlive => input.consume(consumed),
@@ -143,7 +188,10 @@ async fn serve(mut stream: TcpStream, shard: Rc<Shard>) {
 
 /// Makes the coming close send RST instead of FIN (SO_LINGER with zero timeout).
 fn reset_on_close(stream: &TcpStream) {
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     // SAFETY: a valid, open socket descriptor and a correctly sized option value.
     unsafe {
         libc::setsockopt(
@@ -174,35 +222,68 @@ struct StreamOptions {
     include_usage: bool,
 }
 
+/// A parsed request; its spans point into `buf`.
+struct Request<'a> {
+    buf: &'a [u8],
+    head: &'a RequestHead,
+    body: &'a [u8],
+    keep_alive: bool,
+}
+
 async fn respond(
     stream: &mut TcpStream,
-    buf: &[u8],
-    head: &RequestHead,
-    body: &[u8],
+    req: &Request<'_>,
     shard: &Shard,
     bufs: &mut Buffers,
 ) -> After {
-    let keep_alive = head.keep_alive;
-    let target = &buf[head.target.clone()];
-    if head.header(buf, "x-mock-echo-body") == Some(b"1") || target.starts_with(b"/mock/echo") {
-        echo(buf, head, body, &mut bufs.body);
+    let (buf, head, body, keep_alive) = (req.buf, req.head, req.body, req.keep_alive);
+    let target = head.target.get(buf);
+    if head.header(buf, b"x-mock-echo-body") == Some(b"1") || target.starts_with(b"/mock/echo") {
+        bufs.body.clear();
+        echo(req, &mut bufs.body);
         return write_body(stream, bufs, 200, "application/json", None, keep_alive).await;
     }
-    let Some(endpoint) = Endpoint::route(&buf[head.method.clone()], target) else {
-        return write_simple(stream, bufs, 404, "no such endpoint on the mock", None, keep_alive).await;
+    let Some(endpoint) = Endpoint::route(head.method.get(buf), target) else {
+        return write_simple(
+            stream,
+            bufs,
+            404,
+            "no such endpoint on the mock",
+            None,
+            keep_alive,
+        )
+        .await;
     };
     let params = if endpoint == Endpoint::Models {
-        Params { model: None, stream: false, stream_options: None, input: None }
+        Params {
+            model: None,
+            stream: false,
+            stream_options: None,
+            input: None,
+        }
     } else {
         match serde_json::from_slice::<Params<'_>>(body) {
             Ok(p) => p,
-            Err(_) => return write_simple(stream, bufs, 400, "request body is not a JSON object", Some(endpoint), keep_alive).await,
+            Err(_) => {
+                return write_simple(
+                    stream,
+                    bufs,
+                    400,
+                    "request body is not a JSON object",
+                    Some(endpoint),
+                    keep_alive,
+                )
+                .await
+            }
         }
     };
     let config = &shard.config;
     let (fault, latency) = {
         let mut rng = shard.rng.borrow_mut();
-        (config.faults.draw(&mut rng), config.latency.sample(&mut rng))
+        (
+            config.faults.draw(&mut rng),
+            config.latency.sample(&mut rng),
+        )
     };
     match fault {
         Some(Fault::Reset) => return After::Reset,
@@ -211,13 +292,37 @@ async fn respond(
             return After::Close;
         }
         Some(Fault::TooManyRequests) => {
-            return write_simple(stream, bufs, 429, "mock rate limit", Some(endpoint), keep_alive).await
+            return write_simple(
+                stream,
+                bufs,
+                429,
+                "mock rate limit",
+                Some(endpoint),
+                keep_alive,
+            )
+            .await
         }
         Some(Fault::InternalError) => {
-            return write_simple(stream, bufs, 500, "mock internal error", Some(endpoint), keep_alive).await
+            return write_simple(
+                stream,
+                bufs,
+                500,
+                "mock internal error",
+                Some(endpoint),
+                keep_alive,
+            )
+            .await
         }
         Some(Fault::Unavailable) => {
-            return write_simple(stream, bufs, 503, "mock overloaded", Some(endpoint), keep_alive).await
+            return write_simple(
+                stream,
+                bufs,
+                503,
+                "mock overloaded",
+                Some(endpoint),
+                keep_alive,
+            )
+            .await
         }
         Some(Fault::Truncate) | None => {}
     }
@@ -225,7 +330,10 @@ async fn respond(
         glommio::timer::sleep(latency).await;
     }
     let mut model_json = Vec::with_capacity(32);
-    let _ = serde_json::to_writer(&mut model_json, params.model.as_deref().unwrap_or("mock-model"));
+    let _ = serde_json::to_writer(
+        &mut model_json,
+        params.model.as_deref().unwrap_or("mock-model"),
+    );
     let id = shard.next_id.get();
     shard.next_id.set(id + 1);
     let reply = Reply {
@@ -235,7 +343,9 @@ async fn respond(
         prompt_tokens: (body.len() / 4).max(1),
         include_usage: params.stream_options.is_some_and(|o| o.include_usage),
         inputs: match &params.input {
-            Some(serde_json::Value::Array(items)) if !items.iter().all(|v| v.is_number()) => items.len(),
+            Some(serde_json::Value::Array(items)) if !items.iter().all(|v| v.is_number()) => {
+                items.len()
+            }
             _ => 1,
         },
         embedding: &shard.embedding,
@@ -247,46 +357,51 @@ async fn respond(
         bodies::sse_events(endpoint, &reply, &mut bufs.body, &mut bufs.ends);
         return write_stream(stream, bufs, config.chunk_interval, truncate, keep_alive).await;
     }
-    let anthropic_models = head.header(buf, "anthropic-version").is_some();
+    let anthropic_models = head.header(buf, b"anthropic-version").is_some();
     bodies::json_body(endpoint, &reply, anthropic_models, &mut bufs.body);
     if truncate {
         bufs.out.clear();
-        push_head(&mut bufs.out, 200, "application/json", Some(bufs.body.len()), None, true);
-        bufs.out.extend_from_slice(&bufs.body[..bufs.body.len() / 2]);
+        push_head(
+            &mut bufs.out,
+            200,
+            "application/json",
+            Some(bufs.body.len()),
+            None,
+            true,
+        );
+        bufs.out
+            .extend_from_slice(&bufs.body[..bufs.body.len() / 2]);
         let _ = stream.write_all(&bufs.out).await;
         return After::Close;
     }
     write_body(stream, bufs, 200, "application/json", None, keep_alive).await
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Unknown",
-    }
-}
-
 /// A response head; `length: None` means chunked.
-fn push_head(out: &mut Vec<u8>, status: u16, content_type: &str, length: Option<usize>, extra: Option<&str>, keep_alive: bool) {
-    let _ = write!(out, "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\n", reason(status));
+fn push_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    length: Option<usize>,
+    extra: Option<(&str, &str)>,
+    keep_alive: bool,
+) {
+    write::push_status_line(out, status);
+    write::push_header(out, b"content-type", content_type.as_bytes());
     match length {
-        Some(n) => {
-            let _ = write!(out, "content-length: {n}\r\n");
+        Some(n) => write::push_content_length(out, n as u64),
+        None => {
+            write::push_header(out, b"cache-control", b"no-cache");
+            write::push_header(out, b"transfer-encoding", b"chunked");
         }
-        None => out.extend_from_slice(b"cache-control: no-cache\r\ntransfer-encoding: chunked\r\n"),
     }
-    if let Some(extra) = extra {
-        out.extend_from_slice(extra.as_bytes());
+    if let Some((name, value)) = extra {
+        write::push_header(out, name.as_bytes(), value.as_bytes());
     }
     if !keep_alive {
-        out.extend_from_slice(b"connection: close\r\n");
+        write::push_header(out, b"connection", b"close");
     }
-    out.extend_from_slice(b"\r\n");
+    write::end_head(out);
 }
 
 async fn write_simple(
@@ -299,7 +414,7 @@ async fn write_simple(
 ) -> After {
     bufs.body.clear();
     bodies::error_body(endpoint, status, message, &mut bufs.body);
-    let extra = (status == 429).then_some("retry-after: 1\r\n");
+    let extra = (status == 429).then_some(("retry-after", "1"));
     write_body(stream, bufs, status, "application/json", extra, keep_alive).await
 }
 
@@ -309,11 +424,18 @@ async fn write_body(
     bufs: &mut Buffers,
     status: u16,
     content_type: &str,
-    extra: Option<&str>,
+    extra: Option<(&str, &str)>,
     keep_alive: bool,
 ) -> After {
     bufs.out.clear();
-    push_head(&mut bufs.out, status, content_type, Some(bufs.body.len()), extra, keep_alive);
+    push_head(
+        &mut bufs.out,
+        status,
+        content_type,
+        Some(bufs.body.len()),
+        extra,
+        keep_alive,
+    );
     bufs.out.extend_from_slice(&bufs.body);
     match stream.write_all(&bufs.out).await {
         Ok(()) if keep_alive => After::KeepAlive,
@@ -322,7 +444,7 @@ async fn write_body(
 }
 
 fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
-    let _ = write!(out, "{:x}\r\n", data.len());
+    write::push_chunk_size(out, data.len());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }
@@ -338,10 +460,25 @@ async fn write_stream(
     truncate: bool,
     keep_alive: bool,
 ) -> After {
-    let events = if truncate { bufs.ends.len() / 2 } else { bufs.ends.len() };
-    let end = if events == 0 { 0 } else { bufs.ends[events - 1] };
+    let events = if truncate {
+        bufs.ends.len() / 2
+    } else {
+        bufs.ends.len()
+    };
+    let end = if events == 0 {
+        0
+    } else {
+        bufs.ends[events - 1]
+    };
     bufs.out.clear();
-    push_head(&mut bufs.out, 200, "text/event-stream", None, None, keep_alive && !truncate);
+    push_head(
+        &mut bufs.out,
+        200,
+        "text/event-stream",
+        None,
+        None,
+        keep_alive && !truncate,
+    );
     if interval.is_zero() {
         push_chunk(&mut bufs.out, &bufs.body[..end]);
     } else {
@@ -360,7 +497,7 @@ async fn write_stream(
         let _ = stream.write_all(&bufs.out).await;
         return After::Close;
     }
-    bufs.out.extend_from_slice(b"0\r\n\r\n");
+    bufs.out.extend_from_slice(write::LAST_CHUNK);
     match stream.write_all(&bufs.out).await {
         Ok(()) if keep_alive => After::KeepAlive,
         _ => After::Close,
@@ -368,14 +505,19 @@ async fn write_stream(
 }
 
 /// The echo envelope: what arrived, so integration tests can assert on it.
-fn echo(buf: &[u8], head: &RequestHead, body: &[u8], out: &mut Vec<u8>) {
-    let text = |r: std::ops::Range<usize>| String::from_utf8_lossy(&buf[r]).into_owned();
-    let headers: Vec<[String; 2]> = head.headers.iter().map(|(n, v)| [text(n.clone()), text(v.clone())]).collect();
+fn echo(req: &Request<'_>, out: &mut Vec<u8>) {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let headers: Vec<[String; 2]> = req
+        .head
+        .headers
+        .iter()
+        .map(|h| [text(h.name.get(req.buf)), text(h.value.get(req.buf))])
+        .collect();
     let envelope = serde_json::json!({
-        "method": text(head.method.clone()),
-        "target": text(head.target.clone()),
+        "method": text(req.head.method.get(req.buf)),
+        "target": text(req.head.target.get(req.buf)),
         "headers": headers,
-        "body": String::from_utf8_lossy(body),
+        "body": text(req.body),
     });
     let _ = serde_json::to_writer(out, &envelope);
 }

@@ -21,7 +21,11 @@ impl Latency {
         if let Some(range) = spec.strip_prefix("uniform:") {
             let (a, b) = range.split_once("..").ok_or_else(bad)?;
             let (a, b) = (d(a)?, d(b)?);
-            return if a <= b { Ok(Latency::Uniform(a, b)) } else { Err(bad()) };
+            return if a <= b {
+                Ok(Latency::Uniform(a, b))
+            } else {
+                Err(bad())
+            };
         }
         if let Some(mean) = spec.strip_prefix("exp:") {
             return Ok(Latency::Exponential(d(mean)?));
@@ -33,7 +37,9 @@ impl Latency {
         match self {
             Latency::Fixed(d) => d,
             Latency::Uniform(a, b) => a + (b - a).mul_f64(rng.unit()),
-            Latency::Exponential(mean) => Duration::from_secs_f64(rng.exponential(mean.as_secs_f64())),
+            Latency::Exponential(mean) => {
+                Duration::from_secs_f64(rng.exponential(mean.as_secs_f64()))
+            }
         }
     }
 }
@@ -76,7 +82,10 @@ impl Faults {
         if total > 1.0 + 1e-9 {
             return Err(format!("fault fractions sum to {total}, more than 1"));
         }
-        Ok(Faults { slices, stall_for: f.duration("stall-for")?.unwrap_or(Duration::from_secs(60)) })
+        Ok(Faults {
+            slices,
+            stall_for: f.duration("stall-for")?.unwrap_or(Duration::from_secs(60)),
+        })
     }
 
     pub fn draw(&self, rng: &mut Rng) -> Option<Fault> {
@@ -84,7 +93,10 @@ impl Faults {
             return None;
         }
         let u = rng.unit();
-        self.slices.iter().find(|(upper, _)| u < *upper).map(|&(_, fault)| fault)
+        self.slices
+            .iter()
+            .find(|(upper, _)| u < *upper)
+            .map(|&(_, fault)| fault)
     }
 }
 
@@ -94,15 +106,27 @@ mod tests {
 
     #[test]
     fn latency_specs() {
-        assert_eq!(Latency::parse("5ms").unwrap(), Latency::Fixed(Duration::from_millis(5)));
-        assert!(matches!(Latency::parse("uniform:1ms..2ms").unwrap(), Latency::Uniform(..)));
-        assert!(matches!(Latency::parse("exp:3ms").unwrap(), Latency::Exponential(..)));
+        assert_eq!(
+            Latency::parse("5ms").unwrap(),
+            Latency::Fixed(Duration::from_millis(5))
+        );
+        assert!(matches!(
+            Latency::parse("uniform:1ms..2ms").unwrap(),
+            Latency::Uniform(..)
+        ));
+        assert!(matches!(
+            Latency::parse("exp:3ms").unwrap(),
+            Latency::Exponential(..)
+        ));
         assert!(Latency::parse("uniform:3ms..1ms").is_err());
     }
 
     #[test]
     fn fractions_are_cumulative_and_bounded() {
-        let args: Vec<String> = ["--fail-429", "0.25", "--reset", "0.25"].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = ["--fail-429", "0.25", "--reset", "0.25"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let faults = Faults::from_flags(&mut Flags::parse(&args, &[]).unwrap()).unwrap();
         let mut rng = Rng::new(3);
         let n = 40_000;
@@ -111,7 +135,10 @@ mod tests {
         assert!((share(Some(Fault::TooManyRequests)) - 0.25).abs() < 0.02);
         assert!((share(Some(Fault::Reset)) - 0.25).abs() < 0.02);
         assert!((share(None) - 0.5).abs() < 0.02);
-        let too_much: Vec<String> = ["--fail-500", "0.7", "--stall", "0.7"].iter().map(|s| s.to_string()).collect();
+        let too_much: Vec<String> = ["--fail-500", "0.7", "--stall", "0.7"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert!(Faults::from_flags(&mut Flags::parse(&too_much, &[]).unwrap()).is_err());
     }
 }

@@ -42,7 +42,9 @@ impl MockConfig {
     pub fn from_flags(f: &mut Flags) -> Result<MockConfig, String> {
         let listen = f.take("listen").unwrap_or_else(|| "127.0.0.1:8000".into());
         Ok(MockConfig {
-            listen: listen.parse().map_err(|_| format!("--listen: bad address `{listen}`"))?,
+            listen: listen
+                .parse()
+                .map_err(|_| format!("--listen: bad address `{listen}`"))?,
             cpus: cores::parse_cores(&f.take("cores").unwrap_or_else(|| "=0".into()))?,
             latency: Latency::parse(&f.take("latency").unwrap_or_else(|| "0".into()))?,
             tokens: f.parsed("tokens")?.unwrap_or(16),
@@ -57,7 +59,8 @@ impl MockConfig {
 /// Binds every executor's listener (port 0 is resolved once, on the first,
 /// so all share it), calls `ready` with the bound address, and serves forever.
 pub fn serve(config: MockConfig, ready: impl FnOnce(SocketAddr)) -> ! {
-    let probe = std::net::TcpListener::bind(config.listen).map_err(|e| format!("bind {}: {e}", config.listen));
+    let probe = std::net::TcpListener::bind(config.listen)
+        .map_err(|e| format!("bind {}: {e}", config.listen));
     let addr = match probe.and_then(|l| l.local_addr().map_err(|e| e.to_string())) {
         Ok(addr) => addr,
         Err(e) => {
@@ -65,7 +68,10 @@ pub fn serve(config: MockConfig, ready: impl FnOnce(SocketAddr)) -> ! {
             std::process::exit(1);
         }
     };
-    let config = Arc::new(MockConfig { listen: addr, ..config });
+    let config = Arc::new(MockConfig {
+        listen: addr,
+        ..config
+    });
     let (tx, rx) = std::sync::mpsc::channel();
     let shared = config.clone();
     std::thread::spawn(move || {

@@ -1,0 +1,143 @@
+//! `loadgen run` against the mock: counts add up, fault fractions are
+//! honoured, and validation catches what the mock breaks on purpose.
+
+mod common;
+use common::*;
+
+fn errors(report: &serde_json::Value, class: &str) -> u64 {
+    report["errors"][class].as_u64().unwrap()
+}
+
+#[test]
+fn closed_loop_counts_every_request() {
+    let mock = Mock::start(&[]);
+    for workload in [
+        "chat",
+        "chat-stream",
+        "responses-stream",
+        "messages-stream",
+        "embeddings",
+    ] {
+        let r = run(
+            mock.addr,
+            &[
+                "--workload",
+                workload,
+                "--requests",
+                "400",
+                "--connections",
+                "4",
+            ],
+        );
+        assert_eq!(r["ok"], 400, "{workload}: {r}");
+        assert_eq!(r["latency_ms"]["count"], 400);
+        assert!(r["throughput_rps"].as_f64().unwrap() > 0.0);
+        if workload.ends_with("-stream") {
+            assert_eq!(r["ttft_ms"]["count"], 400);
+        }
+    }
+}
+
+#[test]
+fn open_loop_keeps_its_rate_and_excludes_warmup() {
+    let mock = Mock::start(&[]);
+    let r = run(
+        mock.addr,
+        &[
+            "--rate",
+            "400",
+            "--duration",
+            "1s",
+            "--warmup",
+            "500ms",
+            "--connections",
+            "8",
+        ],
+    );
+    let total = r["ok"].as_u64().unwrap();
+    assert!((360..=440).contains(&total), "{r}");
+    assert!(
+        (380.0..=420.0).contains(&r["throughput_rps"].as_f64().unwrap()),
+        "{r}"
+    );
+}
+
+#[test]
+fn fault_fractions_are_roughly_honoured() {
+    let mock = Mock::start(&[
+        "--fail-429",
+        "0.2",
+        "--fail-500",
+        "0.1",
+        "--truncate",
+        "0.1",
+        "--seed",
+        "9",
+    ]);
+    let r = run(
+        mock.addr,
+        &[
+            "--workload",
+            "chat",
+            "--requests",
+            "2000",
+            "--connections",
+            "8",
+        ],
+    );
+    let share = |n: u64| n as f64 / 2000.0;
+    assert!((share(errors(&r, "status")) - 0.3).abs() < 0.04, "{r}");
+    assert!((share(errors(&r, "truncated")) - 0.1).abs() < 0.03, "{r}");
+    assert!((share(r["ok"].as_u64().unwrap()) - 0.6).abs() < 0.05, "{r}");
+}
+
+#[test]
+fn truncated_streams_and_stalls_are_caught() {
+    let mock = Mock::start(&["--truncate", "1"]);
+    for workload in [
+        "chat-stream",
+        "responses-stream",
+        "messages-stream",
+        "completions",
+    ] {
+        let r = run(
+            mock.addr,
+            &[
+                "--workload",
+                workload,
+                "--requests",
+                "50",
+                "--connections",
+                "2",
+            ],
+        );
+        assert_eq!(
+            (r["ok"].as_u64(), errors(&r, "truncated")),
+            (Some(0), 50),
+            "{workload}: {r}"
+        );
+    }
+    let stalling = Mock::start(&["--stall", "1"]);
+    let r = run(
+        stalling.addr,
+        &[
+            "--requests",
+            "2",
+            "--connections",
+            "2",
+            "--timeout",
+            "300ms",
+        ],
+    );
+    assert_eq!(errors(&r, "timeout"), 2, "{r}");
+}
+
+#[test]
+fn nothing_listening_is_a_connect_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let r = run(port, &["--requests", "3", "--connections", "1"]);
+    assert_eq!(errors(&r, "connect"), 3, "{r}");
+}
