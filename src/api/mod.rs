@@ -3,3 +3,4 @@
 
 pub mod sse;
 pub mod translate;
+pub mod usage;

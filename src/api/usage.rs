@@ -1,0 +1,288 @@
+//! Token usage read from upstream responses and stream events, for metering
+//! and logs. Only the `usage` object is parsed: sonic-rs's `get` skips to it
+//! without building the rest of the body.
+//!
+//! Conventions: `input_tokens` counts every prompt token, cached ones
+//! included (OpenAI's `prompt_tokens`; Anthropic's `input_tokens` plus its
+//! cache reads and writes); `cached_input_tokens` is the part served from a
+//! prompt cache. A missing, null or malformed `usage` yields `None`: usage is
+//! observed on the side and never fails a request.
+
+use serde::Deserialize;
+
+use super::sse::SseEvent;
+
+/// Tokens consumed by one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+}
+
+/// The union of the providers' usage fields.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RawUsage {
+    // OpenAI chat/completions/embeddings.
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    prompt_tokens_details: Option<CachedDetails>,
+    // OpenAI responses and Anthropic.
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    input_tokens_details: Option<CachedDetails>,
+    // Anthropic prompt caching.
+    cache_creation_input_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CachedDetails {
+    cached_tokens: Option<u64>,
+}
+
+fn raw_usage_at(body: &[u8], path: &[&str]) -> Option<RawUsage> {
+    let value = sonic_rs::get_from_slice(body, path).ok()?;
+    let raw = value.as_raw_str();
+    if raw == "null" {
+        return None;
+    }
+    sonic_rs::from_str(raw).ok()
+}
+
+fn cached(details: Option<CachedDetails>) -> u64 {
+    details.and_then(|d| d.cached_tokens).unwrap_or(0)
+}
+
+impl RawUsage {
+    fn openai(self) -> Usage {
+        Usage {
+            input_tokens: self.prompt_tokens.or(self.input_tokens).unwrap_or(0),
+            output_tokens: self.completion_tokens.or(self.output_tokens).unwrap_or(0),
+            cached_input_tokens: cached(self.prompt_tokens_details.or(self.input_tokens_details)),
+        }
+    }
+
+    fn anthropic_input(&self) -> Option<u64> {
+        let uncached = self.input_tokens?;
+        let read = self.cache_read_input_tokens.unwrap_or(0);
+        Some(uncached + read + self.cache_creation_input_tokens.unwrap_or(0))
+    }
+
+    fn anthropic(self) -> Usage {
+        Usage {
+            input_tokens: self.anthropic_input().unwrap_or(0),
+            output_tokens: self.output_tokens.unwrap_or(0),
+            cached_input_tokens: self.cache_read_input_tokens.unwrap_or(0),
+        }
+    }
+}
+
+/// Usage in a non-streaming OpenAI response: chat completions, completions,
+/// embeddings (no output tokens) or responses.
+pub fn openai_response_usage(body: &[u8]) -> Option<Usage> {
+    raw_usage_at(body, &["usage"]).map(RawUsage::openai)
+}
+
+/// Usage in the `data` of an OpenAI stream event: the final chat chunk sent
+/// with `stream_options.include_usage` (top-level `usage`), or the responses
+/// API's `response.completed` event (`response.usage`). Other chunks: `None`.
+pub fn openai_stream_usage(data: &[u8]) -> Option<Usage> {
+    raw_usage_at(data, &["usage"])
+        .or_else(|| raw_usage_at(data, &["response", "usage"]))
+        .map(RawUsage::openai)
+}
+
+/// Usage in a non-streaming Anthropic Messages response.
+pub fn anthropic_response_usage(body: &[u8]) -> Option<Usage> {
+    raw_usage_at(body, &["usage"]).map(RawUsage::anthropic)
+}
+
+/// Usage accumulated over an Anthropic Messages stream: input from
+/// `message_start`, output from `message_delta` (whose counts are
+/// cumulative, and in newer API versions may restate the input).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AnthropicStreamUsage {
+    usage: Usage,
+    seen: bool,
+}
+
+impl AnthropicStreamUsage {
+    pub fn observe(&mut self, event: SseEvent<'_>) {
+        let path: &[&str] = match event.event {
+            b"message_start" => &["message", "usage"],
+            b"message_delta" => &["usage"],
+            _ => return,
+        };
+        let Some(raw) = raw_usage_at(event.data, path) else {
+            return;
+        };
+        self.seen = true;
+        if let Some(input) = raw.anthropic_input() {
+            self.usage.input_tokens = input;
+            self.usage.cached_input_tokens = raw.cache_read_input_tokens.unwrap_or(0);
+        }
+        if let Some(output) = raw.output_tokens {
+            self.usage.output_tokens = output;
+        }
+    }
+
+    /// The usage so far, or `None` if no event carried any.
+    pub fn usage(&self) -> Option<Usage> {
+        self.seen.then_some(self.usage)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::sse::SseScanner;
+
+    #[test]
+    fn openai_chat_completion() {
+        let body = br#"{"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion","created":1741569952,"model":"gpt-4.1-2025-04-14","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I assist you today?","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default"}"#;
+        let expected = Usage {
+            input_tokens: 19,
+            output_tokens: 10,
+            cached_input_tokens: 0,
+        };
+        assert_eq!(openai_response_usage(body), Some(expected));
+    }
+
+    #[test]
+    fn openai_cached_prompt_and_usage_after_choices_with_nested_usage_keys() {
+        let body = br#"{"choices":[{"message":{"content":"{\"usage\":{\"prompt_tokens\":1}}"}}],"metadata":{"usage":{"prompt_tokens":5}},"usage":{"prompt_tokens":2006,"completion_tokens":300,"total_tokens":2306,"prompt_tokens_details":{"cached_tokens":1920}}}"#;
+        let expected = Usage {
+            input_tokens: 2006,
+            output_tokens: 300,
+            cached_input_tokens: 1920,
+        };
+        assert_eq!(openai_response_usage(body), Some(expected));
+    }
+
+    #[test]
+    fn openai_embeddings() {
+        let body = br#"{"object":"list","data":[{"object":"embedding","embedding":[0.0023064255,-0.009327292,-0.0028842222],"index":0}],"model":"text-embedding-ada-002","usage":{"prompt_tokens":8,"total_tokens":8}}"#;
+        let expected = Usage {
+            input_tokens: 8,
+            output_tokens: 0,
+            cached_input_tokens: 0,
+        };
+        assert_eq!(openai_response_usage(body), Some(expected));
+    }
+
+    #[test]
+    fn openai_responses_api() {
+        let body = br#"{"id":"resp_67ccd3a9da748190baa7f1570fe91ac604becb25c45c1d41","object":"response","status":"completed","model":"gpt-4.1-2025-04-14","output":[{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":"In a peaceful grove...","annotations":[]}]}],"usage":{"input_tokens":36,"input_tokens_details":{"cached_tokens":0},"output_tokens":87,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":123}}"#;
+        let expected = Usage {
+            input_tokens: 36,
+            output_tokens: 87,
+            cached_input_tokens: 0,
+        };
+        assert_eq!(openai_response_usage(body), Some(expected));
+    }
+
+    #[test]
+    fn openai_missing_or_null_usage() {
+        assert_eq!(openai_response_usage(br#"{"id":"x","choices":[]}"#), None);
+        assert_eq!(openai_response_usage(br#"{"usage":null}"#), None);
+        assert_eq!(openai_response_usage(br#"{"usage":"lots"}"#), None);
+        assert_eq!(openai_response_usage(b"not json"), None);
+    }
+
+    #[test]
+    fn openai_stream_only_the_usage_chunk_counts() {
+        let stream = concat!(
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":12,\"total_tokens\":21,\"prompt_tokens_details\":{\"cached_tokens\":4}}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let mut found = Vec::new();
+        SseScanner::new(1 << 16)
+            .feed(stream.as_bytes(), |e| {
+                found.extend(openai_stream_usage(e.data))
+            })
+            .unwrap();
+        let expected = Usage {
+            input_tokens: 9,
+            output_tokens: 12,
+            cached_input_tokens: 4,
+        };
+        assert_eq!(found, [expected]);
+    }
+
+    #[test]
+    fn openai_responses_stream_completed_event() {
+        let data = br#"{"type":"response.completed","sequence_number":21,"response":{"id":"resp_1","object":"response","status":"completed","usage":{"input_tokens":37,"input_tokens_details":{"cached_tokens":0},"output_tokens":11,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":48}}}"#;
+        let expected = Usage {
+            input_tokens: 37,
+            output_tokens: 11,
+            cached_input_tokens: 0,
+        };
+        assert_eq!(openai_stream_usage(data), Some(expected));
+        assert_eq!(
+            openai_stream_usage(br#"{"type":"response.output_text.delta","delta":"Hi"}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn anthropic_message_with_prompt_caching() {
+        let body = br#"{"id":"msg_013Zva2CMHLNnXjNJJKqJ2EF","type":"message","role":"assistant","model":"claude-sonnet-4-20250514","content":[{"type":"text","text":"Hi! My name is Claude."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":21,"cache_creation_input_tokens":188086,"cache_read_input_tokens":5,"output_tokens":393}}"#;
+        let expected = Usage {
+            input_tokens: 188112,
+            output_tokens: 393,
+            cached_input_tokens: 5,
+        };
+        assert_eq!(anthropic_response_usage(body), Some(expected));
+    }
+
+    #[test]
+    fn anthropic_stream_combines_start_and_delta() {
+        let stream = concat!(
+            "event: message_start\n",
+            "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1nZdL29xx5MUA1yADyHTEsnR8uuvGzszyY\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-sonnet-4-20250514\",\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":25,\"cache_read_input_tokens\":10,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\n",
+            "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: ping\n",
+            "data: {\"type\": \"ping\"}\n\n",
+            "event: content_block_delta\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n",
+            "event: content_block_stop\n",
+            "data: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+            "event: message_delta\n",
+            "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":15}}\n\n",
+            "event: message_stop\n",
+            "data: {\"type\":\"message_stop\"}\n\n",
+        );
+        let mut usage = AnthropicStreamUsage::default();
+        assert_eq!(usage.usage(), None);
+        SseScanner::new(1 << 16)
+            .feed(stream.as_bytes(), |e| usage.observe(e))
+            .unwrap();
+        let expected = Usage {
+            input_tokens: 35,
+            output_tokens: 15,
+            cached_input_tokens: 10,
+        };
+        assert_eq!(usage.usage(), Some(expected));
+    }
+
+    #[test]
+    fn anthropic_delta_may_restate_input() {
+        let mut usage = AnthropicStreamUsage::default();
+        usage.observe(SseEvent {
+            event: b"message_delta",
+            data: br#"{"type":"message_delta","usage":{"input_tokens":7,"cache_creation_input_tokens":3,"output_tokens":2}}"#,
+        });
+        let expected = Usage {
+            input_tokens: 10,
+            output_tokens: 2,
+            cached_input_tokens: 0,
+        };
+        assert_eq!(usage.usage(), Some(expected));
+    }
+}
