@@ -9,7 +9,7 @@
 //! does) because a lenient chunk parser in front of a strict one is a
 //! smuggling vector.
 
-use super::parse::{is_field_byte, is_token_byte};
+use super::bytes::{is_field_byte, is_token_byte};
 
 /// Limits on the parts of a chunked body that are not payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

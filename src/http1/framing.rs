@@ -7,7 +7,8 @@
 //! matched ASCII case-insensitively and list-valued fields may be split over
 //! several lines (RFC 9110 §5.3), so every line of a field is considered.
 
-use super::parse::{is_token_byte, HeadError, HeaderSpan, RequestHead, ResponseHead};
+use super::bytes::is_token_byte;
+use super::parse::{HeadError, HeaderSpan, RequestHead, ResponseHead};
 
 /// How the body of a message is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

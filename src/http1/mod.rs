@@ -2,6 +2,7 @@
 //! RFC 9112 framing decisions, the chunked transfer coding, and head writing.
 //! Nothing here allocates per message in steady state or touches I/O.
 
+mod bytes;
 pub mod chunked;
 pub mod framing;
 pub mod parse;

@@ -14,6 +14,8 @@
 //! capacity; limits are checked against the head's bytes, not the buffer's,
 //! so a pipelined body after a complete head never trips `max_head_bytes`.
 
+use super::bytes::{is_field_byte, is_token_byte, scan, FIELD, TARGET, TOKEN};
+
 /// A byte range `start..end` into the buffer the head was parsed from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Span {
@@ -140,83 +142,6 @@ pub fn parse_response(
     head: &mut ResponseHead,
 ) -> Result<Parsed, HeadError> {
     HeadScanner::default().response(buf, limits, head)
-}
-
-// Byte classes, as httparse defines them.
-const TOKEN: u8 = 1; // RFC 9110 §5.6.2 tchar
-const TARGET: u8 = 2; // %x21-7E / obs-text (httparse does not check URI syntax further)
-const FIELD: u8 = 4; // HTAB / SP / VCHAR / obs-text: field values and reason phrases
-
-static CLASS: [u8; 256] = {
-    let mut table = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        let mut class = 0;
-        if b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            )
-        {
-            class |= TOKEN;
-        }
-        if b >= 0x21 && b != 0x7f {
-            class |= TARGET;
-        }
-        if b == b'\t' || (b >= 0x20 && b != 0x7f) {
-            class |= FIELD;
-        }
-        table[i] = class;
-        i += 1;
-    }
-    table
-};
-
-/// RFC 9110 §5.6.2 `tchar`.
-#[inline]
-pub(crate) fn is_token_byte(b: u8) -> bool {
-    CLASS[b as usize] & TOKEN != 0
-}
-
-/// HTAB / SP / VCHAR / obs-text: what a field value may hold (RFC 9110 §5.5).
-#[inline]
-pub(crate) fn is_field_byte(b: u8) -> bool {
-    CLASS[b as usize] & FIELD != 0
-}
-
-/// Index of the first byte at or after `from` not in `class` (or `buf.len()`).
-#[inline(always)]
-fn scan(buf: &[u8], from: usize, class: u8) -> usize {
-    let mut i = from;
-    // Four at a time: the common case is a long run of valid bytes.
-    while i + 4 <= buf.len() {
-        let ok = CLASS[buf[i] as usize]
-            & CLASS[buf[i + 1] as usize]
-            & CLASS[buf[i + 2] as usize]
-            & CLASS[buf[i + 3] as usize];
-        if ok & class == 0 {
-            break;
-        }
-        i += 4;
-    }
-    while i < buf.len() && CLASS[buf[i] as usize] & class != 0 {
-        i += 1;
-    }
-    i
 }
 
 /// Where the parser stands between two calls.
