@@ -1,1 +1,217 @@
-fn main() {}
+//! The shardgate binary: command line, config load, shard start-up, and
+//! signal handling.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use shardgate::config::Config;
+use shardgate::proxy::route::Router;
+use shardgate::runtime::missing_cpu_feature;
+use shardgate::shard::{allowed_cores, spawn_shards, Gateway};
+use shardgate::telemetry::{log_error, log_info, log_warn};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const USAGE: &str = "\
+shardgate — a thread-per-core LLM gateway (OpenAI-compatible)
+
+USAGE:
+    shardgate [OPTIONS]
+
+OPTIONS:
+    --config PATH     TOML config file (default: none; providers from the
+                      environment, e.g. OPENAI_API_KEY and OPENAI_BASE_URL)
+    --listen ADDR     listen address, overrides server.listen (default 127.0.0.1:8080)
+    --shards N        number of shards (default: one per CPU this process may use)
+    --check-config    validate the configuration and exit (non-zero if invalid)
+    -h, --help        print this help
+    -V, --version     print the version
+";
+
+struct Args {
+    config: Option<PathBuf>,
+    listen: Option<String>,
+    shards: Option<usize>,
+    check_config: bool,
+}
+
+fn parse_args() -> Result<Option<Args>, String> {
+    let mut args = Args {
+        config: None,
+        listen: None,
+        shards: None,
+        check_config: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or(format!("{name} needs a value"))
+        };
+        match flag.as_str() {
+            "--config" | "-c" => args.config = Some(PathBuf::from(value("--config")?)),
+            "--listen" | "-l" => args.listen = Some(value("--listen")?),
+            "--shards" => {
+                let v = value("--shards")?;
+                args.shards = Some(
+                    v.parse()
+                        .map_err(|_| format!("--shards: {v:?} is not a number"))?,
+                );
+            }
+            "--check-config" => args.check_config = true,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(None);
+            }
+            "-V" | "--version" => {
+                println!("shardgate {}", env!("CARGO_PKG_VERSION"));
+                return Ok(None);
+            }
+            other => return Err(format!("unknown argument {other:?} (see --help)")),
+        }
+    }
+    Ok(Some(args))
+}
+
+fn main() -> ExitCode {
+    if let Some(feature) = missing_cpu_feature() {
+        eprintln!(
+            "shardgate: this CPU lacks {feature}, which this binary was built for; rebuild with \
+             `cargo build --release --config 'target.x86_64-unknown-linux-gnu.rustflags=[]'`"
+        );
+        return ExitCode::from(1);
+    }
+    let args = match parse_args() {
+        Ok(Some(a)) => a,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shardgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shardgate: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        println!("shardgate: configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log_error(format_args!("{e}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn load_config(args: &Args) -> Result<Config, shardgate::config::ConfigError> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(listen) = &args.listen {
+        config.server.listen = listen.clone();
+    }
+    if let Some(shards) = args.shards {
+        config.server.shards = shards;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn run(config: Config) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    // Signals are taken by the main thread only: block them before any
+    // shard thread exists so the threads inherit the mask.
+    let signals = block_signals();
+    let router = Router::new(&config).map_err(|e| format!("invalid configuration: {e}"))?;
+    for p in &router.providers {
+        if p.addrs.is_empty() {
+            log_warn(format_args!(
+                "provider {}: cannot resolve {} yet; its requests will fail with 502",
+                p.name, p.url.host
+            ));
+        }
+    }
+    if router.providers.is_empty() {
+        log_warn(format_args!(
+            "no providers configured: set OPENAI_API_KEY (and OPENAI_BASE_URL) or pass --config"
+        ));
+    }
+    let cores = allowed_cores();
+    let shards = if config.server.shards == 0 {
+        cores.len()
+    } else {
+        config.server.shards
+    };
+    let addr: std::net::SocketAddr = config
+        .server
+        .listen
+        .parse()
+        .map_err(|e| format!("server.listen: {e}"))?;
+    let listeners = shardgate::net::bind_listeners(addr, shards, config.server.share_port)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = listeners[0].local_addr().map_err(|e| e.to_string())?;
+    let placement: Vec<_> = (0..shards)
+        .map(|i| config.server.pin_cores.then(|| cores[i % cores.len()]))
+        .collect();
+    let gateway = Arc::new(Gateway { config, router });
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let _threads = spawn_shards(gateway, listeners, placement.clone(), ready_tx);
+    let mut drivers = vec![None; shards];
+    for _ in 0..shards {
+        let (id, res) = ready_rx
+            .recv()
+            .map_err(|_| "a shard died during start-up".to_string())?;
+        let driver = res.map_err(|e| format!("shard {id} failed to start: {e}"))?;
+        let core = placement[id].map_or("unpinned".to_string(), |c| format!("cpu {}", c.id));
+        log_info(format_args!("shard {id}: {driver} driver, {core}"));
+        drivers[id] = Some(driver);
+    }
+    log_info(format_args!(
+        "listening on {bound} with {shards} shard(s), ready in {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    ));
+    let sig = wait_for_signal(&signals);
+    log_info(format_args!("received signal {sig}, exiting"));
+    Ok(())
+}
+
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-set manipulation on a local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+    loop {
+        let mut sig = 0;
+        // SAFETY: `set` is a valid signal set blocked in every thread.
+        if unsafe { libc::sigwait(set, &mut sig) } == 0 {
+            if sig == libc::SIGHUP {
+                log_info(format_args!(
+                    "SIGHUP: configuration reload is not supported yet; ignoring"
+                ));
+                continue;
+            }
+            return sig;
+        }
+    }
+}

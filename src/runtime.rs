@@ -1,1 +1,111 @@
-//! Runtime driver probe (io_uring, else epoll) and CPU feature check.
+//! The runtime layer: which monoio driver a shard gets (io_uring, else the
+//! epoll "legacy" driver), building the per-shard runtime, and the start-up
+//! check that the CPU has the SIMD features the binary was compiled for.
+//!
+//! `MONOIO_FORCE_LEGACY_DRIVER=1` forces the epoll driver (monoio reads it in
+//! `detect_uring`); io_uring is also skipped where the kernel or a seccomp
+//! policy refuses it.
+
+use std::fmt;
+use std::io;
+
+/// The I/O driver a shard runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    IoUring,
+    Epoll,
+}
+
+impl Driver {
+    /// What monoio will pick on this thread: io_uring when it works here and
+    /// is not disabled by `MONOIO_FORCE_LEGACY_DRIVER`.
+    pub fn probe() -> Driver {
+        if monoio::utils::detect_uring() {
+            Driver::IoUring
+        } else {
+            Driver::Epoll
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Driver::IoUring => "io_uring",
+            Driver::Epoll => "epoll",
+        }
+    }
+}
+
+impl fmt::Display for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The runtime type every shard runs: io_uring with an epoll fallback, plus timers.
+pub type ShardRuntime = monoio::FusionRuntime<
+    monoio::time::TimeDriver<monoio::IoUringDriver>,
+    monoio::time::TimeDriver<monoio::LegacyDriver>,
+>;
+
+/// Submission queue depth: enough for every connection of a shard to have a
+/// read and a write in flight without forcing early submits.
+const URING_ENTRIES: u32 = 1024;
+
+/// Builds this thread's runtime and reports which driver it got.
+pub fn build_runtime() -> io::Result<(ShardRuntime, Driver)> {
+    let driver = Driver::probe();
+    let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .with_entries(URING_ENTRIES)
+        .enable_timer()
+        .build()?;
+    Ok((rt, driver))
+}
+
+/// Checks that the CPU supports the target features this binary was built
+/// with (see `.cargo/config.toml`); returns the first missing one. Called
+/// first thing in `main` so an old CPU gets a message instead of SIGILL.
+pub fn missing_cpu_feature() -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! check {
+            ($($f:tt),*) => {$(
+                if cfg!(target_feature = $f) && !std::arch::is_x86_feature_detected!($f) {
+                    return Some($f);
+                }
+            )*};
+        }
+        check!(
+            "sse4.2",
+            "avx",
+            "avx2",
+            "pclmulqdq",
+            "bmi1",
+            "bmi2",
+            "popcnt",
+            "lzcnt",
+            "fma"
+        );
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_machine_runs_this_binary() {
+        assert_eq!(missing_cpu_feature(), None);
+    }
+
+    #[test]
+    fn runtime_builds_and_runs_a_future() {
+        let (mut rt, driver) = build_runtime().unwrap();
+        let v = rt.block_on(async {
+            monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+            7
+        });
+        assert_eq!(v, 7);
+        assert!(matches!(driver, Driver::IoUring | Driver::Epoll));
+    }
+}

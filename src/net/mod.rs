@@ -1,1 +1,5 @@
 //! Listeners and downstream connections.
+
+mod listener;
+
+pub use listener::bind_listeners;

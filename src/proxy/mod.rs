@@ -1,1 +1,12 @@
-//! The life of one proxied request: admit → route → upstream → respond → log.
+//! The life of one proxied request: admit (parse and bound the request) →
+//! route (model → provider) → upstream (send on a pooled connection) →
+//! respond (relay as it arrives).
+
+mod conn;
+mod downstream;
+mod endpoint;
+mod forward;
+mod headers;
+pub mod route;
+
+pub use conn::serve_connection;

@@ -1,1 +1,5 @@
-//! Metrics, Prometheus text, and the access log.
+//! Metrics, Prometheus text, and logs.
+
+mod log;
+
+pub use log::{log_error, log_info, log_warn};

@@ -1,0 +1,278 @@
+//! The client side of a connection: reading request heads and bodies into
+//! the connection's buffer, and writing the gateway's own responses.
+//!
+//! Invariants: `rbuf` holds the current request from offset 0 (head, then a
+//! Content-Length body in place) followed by any pipelined bytes; the
+//! scanner only looks at bytes it has not seen; nothing is read past the
+//! configured limits.
+
+use std::io;
+use std::mem;
+use std::ops::Range;
+
+use monoio::buf::IoBufMut;
+use monoio::io::AsyncReadRent;
+use monoio::net::TcpStream;
+
+use crate::buf::{write_all, PooledBuf};
+use crate::config::LimitsConfig;
+use crate::error::{Error, Kind};
+use crate::http1::chunked::{ChunkLimits, ChunkedDecoder};
+use crate::http1::framing::{BodyKind, RequestFraming};
+use crate::http1::parse::{HeadError, HeadLimits, HeadScanner, Parsed, RequestHead};
+use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
+
+/// Initial read buffer: a typical chat request (head + body) fits at once.
+pub const READ_BUF_BYTES: usize = 16 * 1024;
+
+/// Where a request body is.
+pub enum Body {
+    Empty,
+    /// A Content-Length body, in place in `rbuf`.
+    InPlace(Range<usize>),
+    /// A decoded chunked body.
+    Decoded(PooledBuf),
+}
+
+pub struct Downstream {
+    pub stream: TcpStream,
+    pub rbuf: PooledBuf,
+    pub head: RequestHead,
+    scanner: HeadScanner,
+    decoder: Option<ChunkedDecoder>,
+}
+
+/// Reads into the spare capacity of `buf` (growing it when full).
+pub async fn read_more<S: AsyncReadRent>(stream: &mut S, buf: &mut PooledBuf) -> io::Result<usize> {
+    if buf.len() == buf.capacity() {
+        let grow = buf.capacity().max(4096);
+        buf.reserve(grow);
+    }
+    let owned = mem::replace(buf, PooledBuf::empty());
+    let (len, cap) = (owned.len(), owned.capacity());
+    let (res, slice) = stream.read(owned.slice_mut(len..cap)).await;
+    *buf = slice.into_inner();
+    res
+}
+
+impl Downstream {
+    pub fn new(stream: TcpStream) -> Downstream {
+        Downstream {
+            stream,
+            rbuf: PooledBuf::take(READ_BUF_BYTES),
+            head: RequestHead::default(),
+            scanner: HeadScanner::default(),
+            decoder: None,
+        }
+    }
+
+    /// Waits for a complete request head. `Ok(false)`: the client closed
+    /// cleanly between requests.
+    pub async fn read_head(&mut self, limits: &LimitsConfig) -> Result<bool, Error> {
+        let head_limits = HeadLimits {
+            max_head_bytes: limits.max_head_bytes,
+            max_headers: limits.max_headers,
+        };
+        loop {
+            match self
+                .scanner
+                .request(&self.rbuf, &head_limits, &mut self.head)
+            {
+                Ok(Parsed::Complete) => return Ok(true),
+                Ok(Parsed::Partial) => {}
+                Err(e) => return Err(head_error(e)),
+            }
+            match read_more(&mut self.stream, &mut self.rbuf).await {
+                Ok(0) if self.rbuf.is_empty() => return Ok(false),
+                Ok(0) => {
+                    return Err(Error::client(
+                        Kind::BadRequest,
+                        "connection closed inside a request head",
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(Error::client(Kind::BadRequest, format!("read failed: {e}"))),
+            }
+        }
+    }
+
+    /// Reads the body the framing announces. Returns it and the offset in
+    /// `rbuf` where the next pipelined request starts.
+    pub async fn read_body(
+        &mut self,
+        framing: &RequestFraming,
+        limits: &LimitsConfig,
+    ) -> Result<(Body, usize), Error> {
+        let head_len = self.head.head_len;
+        match framing.body {
+            BodyKind::Empty | BodyKind::CloseDelimited => Ok((Body::Empty, head_len)),
+            BodyKind::Length(0) => Ok((Body::Empty, head_len)),
+            BodyKind::Length(n) => {
+                if n > limits.max_body_bytes as u64 {
+                    return Err(too_large(limits));
+                }
+                let end = head_len + n as usize;
+                if self.rbuf.len() < end {
+                    if framing.expect_continue {
+                        self.write_continue().await?;
+                    }
+                    let missing = end - self.rbuf.len();
+                    self.rbuf.reserve(missing);
+                    while self.rbuf.len() < end {
+                        match read_more(&mut self.stream, &mut self.rbuf).await {
+                            Ok(0) => {
+                                return Err(Error::client(
+                                    Kind::BadRequest,
+                                    "connection closed inside a request body",
+                                ))
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                return Err(Error::client(
+                                    Kind::BadRequest,
+                                    format!("read failed: {e}"),
+                                ))
+                            }
+                        }
+                    }
+                }
+                Ok((Body::InPlace(head_len..end), end))
+            }
+            BodyKind::Chunked => self.read_chunked(framing, limits).await,
+        }
+    }
+
+    async fn read_chunked(
+        &mut self,
+        framing: &RequestFraming,
+        limits: &LimitsConfig,
+    ) -> Result<(Body, usize), Error> {
+        let mut decoder = self.decoder.take().unwrap_or_else(|| {
+            ChunkedDecoder::new(ChunkLimits {
+                max_line_bytes: limits.max_chunk_line_bytes,
+                max_trailer_bytes: 16 * 1024,
+            })
+        });
+        decoder.reset();
+        let result = self.read_chunked_with(&mut decoder, framing, limits).await;
+        self.decoder = Some(decoder);
+        result
+    }
+
+    async fn read_chunked_with(
+        &mut self,
+        decoder: &mut ChunkedDecoder,
+        framing: &RequestFraming,
+        limits: &LimitsConfig,
+    ) -> Result<(Body, usize), Error> {
+        let head_len = self.head.head_len;
+        let mut body = PooledBuf::take(READ_BUF_BYTES);
+        let mut sent_continue = false;
+        loop {
+            let mut over_limit = false;
+            let progress = decoder
+                .feed(&self.rbuf[head_len..], |data| {
+                    if body.len() + data.len() > limits.max_body_bytes {
+                        over_limit = true;
+                    } else {
+                        body.extend_from_slice(data);
+                    }
+                })
+                .map_err(|e| {
+                    Error::client(Kind::BadRequest, format!("invalid chunked body: {e:?}"))
+                })?;
+            if over_limit {
+                return Err(too_large(limits));
+            }
+            if progress.done {
+                // Keep the head (its spans are still used) and any pipelined
+                // bytes after the body, contiguous.
+                let next = head_len + progress.consumed;
+                return Ok((Body::Decoded(body), next));
+            }
+            // Everything fed was consumed: drop it so raw chunk framing never
+            // accumulates in `rbuf`.
+            self.rbuf.truncate(head_len);
+            if framing.expect_continue && !sent_continue {
+                self.write_continue().await?;
+                sent_continue = true;
+            }
+            match read_more(&mut self.stream, &mut self.rbuf).await {
+                Ok(0) => {
+                    return Err(Error::client(
+                        Kind::BadRequest,
+                        "connection closed inside a chunked body",
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(Error::client(Kind::BadRequest, format!("read failed: {e}"))),
+            }
+        }
+    }
+
+    async fn write_continue(&mut self) -> Result<(), Error> {
+        let mut buf = PooledBuf::take(64);
+        buf.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        let (res, _) = write_all(&mut self.stream, buf).await;
+        res.map_err(|e| Error::client(Kind::BadRequest, format!("write failed: {e}")))
+    }
+
+    /// Drops the finished request (and its body) from the front of `rbuf`,
+    /// keeping pipelined bytes, and readies the scanner for the next head.
+    pub fn finish_request(&mut self, next: usize) {
+        self.rbuf.consume_front(next);
+        self.scanner.reset();
+    }
+
+    /// Writes a complete response the gateway makes itself.
+    pub async fn write_response(
+        &mut self,
+        status: u16,
+        body: &[u8],
+        close: bool,
+        head_only: bool,
+    ) -> io::Result<()> {
+        let mut out = PooledBuf::take(256 + body.len());
+        push_status_line(&mut out, status);
+        push_header(&mut out, b"content-type", b"application/json");
+        push_content_length(&mut out, body.len() as u64);
+        if close {
+            push_header(&mut out, b"connection", b"close");
+        }
+        end_head(&mut out);
+        if !head_only {
+            out.extend_from_slice(body);
+        }
+        let (res, _) = write_all(&mut self.stream, out).await;
+        res
+    }
+
+    /// Writes an OpenAI-shaped error response.
+    pub async fn write_error(&mut self, err: &Error, close: bool) -> io::Result<()> {
+        let mut body = PooledBuf::take(256);
+        err.write_openai_body(&mut body);
+        self.write_response(err.status(), &body, close, false).await
+    }
+}
+
+fn head_error(e: HeadError) -> Error {
+    match e {
+        HeadError::Invalid(why) => {
+            Error::client(Kind::BadRequest, format!("malformed request: {why}"))
+        }
+        HeadError::TooLarge => Error::client(Kind::HeadersTooLarge, "request head too large"),
+        HeadError::TooManyHeaders => {
+            Error::client(Kind::HeadersTooLarge, "too many request headers")
+        }
+    }
+}
+
+fn too_large(limits: &LimitsConfig) -> Error {
+    Error::client(
+        Kind::PayloadTooLarge,
+        format!(
+            "request body exceeds the limit of {} bytes",
+            limits.max_body_bytes
+        ),
+    )
+}

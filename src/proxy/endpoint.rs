@@ -1,0 +1,119 @@
+//! Which API a request line names. Paths are accepted with and without the
+//! `/v1` prefix, as OpenAI's SDKs and older clients use both.
+
+use crate::error::{Error, Kind};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+    Responses,
+    /// GET /v1/models (answered from config, or passed to the default provider).
+    Models,
+    Health,
+}
+
+impl Endpoint {
+    /// The path appended to the provider's base URL (which carries `/v1`).
+    pub fn upstream_path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Embeddings => "/embeddings",
+            Endpoint::Responses => "/responses",
+            Endpoint::Models => "/models",
+            Endpoint::Health => "/health",
+        }
+    }
+}
+
+/// Splits a request target into path and query (`?` kept with the query).
+pub fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
+    match target.iter().position(|&b| b == b'?') {
+        Some(i) => (&target[..i], &target[i..]),
+        None => (target, b""),
+    }
+}
+
+/// Maps method + path to an endpoint, or the OpenAI-style 404/405.
+pub fn classify(method: &[u8], path: &[u8]) -> Result<Endpoint, Error> {
+    let api = path.strip_prefix(b"/v1").unwrap_or(path);
+    let (endpoint, allowed): (Endpoint, &[u8]) = match api {
+        b"/chat/completions" => (Endpoint::ChatCompletions, b"POST"),
+        b"/completions" => (Endpoint::Completions, b"POST"),
+        b"/embeddings" => (Endpoint::Embeddings, b"POST"),
+        b"/responses" => (Endpoint::Responses, b"POST"),
+        b"/models" => (Endpoint::Models, b"GET"),
+        b"/health" if path == b"/health" => (Endpoint::Health, b"GET"),
+        _ => {
+            return Err(Error::client(
+                Kind::NotFound,
+                format!(
+                    "Invalid URL ({} {})",
+                    String::from_utf8_lossy(method),
+                    String::from_utf8_lossy(path)
+                ),
+            ))
+        }
+    };
+    if method == allowed || (allowed == b"GET" && method == b"HEAD") {
+        Ok(endpoint)
+    } else {
+        Err(Error::client(
+            Kind::MethodNotAllowed,
+            format!(
+                "Method {} is not allowed for {}; use {}",
+                String::from_utf8_lossy(method),
+                String::from_utf8_lossy(path),
+                String::from_utf8_lossy(allowed)
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_with_and_without_v1() {
+        for (m, p, e) in [
+            (
+                &b"POST"[..],
+                &b"/v1/chat/completions"[..],
+                Endpoint::ChatCompletions,
+            ),
+            (b"POST", b"/chat/completions", Endpoint::ChatCompletions),
+            (b"POST", b"/v1/completions", Endpoint::Completions),
+            (b"POST", b"/embeddings", Endpoint::Embeddings),
+            (b"POST", b"/v1/responses", Endpoint::Responses),
+            (b"GET", b"/v1/models", Endpoint::Models),
+            (b"GET", b"/health", Endpoint::Health),
+        ] {
+            assert_eq!(classify(m, p).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn unknown_paths_404_and_wrong_methods_405() {
+        assert_eq!(classify(b"POST", b"/v1/nope").unwrap_err().status(), 404);
+        assert_eq!(
+            classify(b"GET", b"/v1/chat/completions")
+                .unwrap_err()
+                .status(),
+            405
+        );
+        assert_eq!(classify(b"POST", b"/v1/models").unwrap_err().status(), 405);
+        assert_eq!(classify(b"GET", b"/v1/health").unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn splits_query() {
+        assert_eq!(
+            split_target(b"/v1/models?x=1"),
+            (&b"/v1/models"[..], &b"?x=1"[..])
+        );
+        assert_eq!(split_target(b"/v1/models"), (&b"/v1/models"[..], &b""[..]));
+    }
+}

@@ -1,0 +1,444 @@
+//! The upstream phase of a request: send the assembled request on a pooled
+//! (or fresh) connection, read the response head, and relay the response to
+//! the client as it arrives, one upstream read → one client write.
+//!
+//! Invariants: a request is re-sent only when a *reused* connection failed
+//! before any response byte (the upstream cannot have acted on it), and
+//! only once, on a fresh connection; a connection goes back to the pool only
+//! after a complete, well-framed response with nothing after it.
+
+use std::mem;
+use std::ops::Range;
+use std::time::Duration;
+
+use monoio::buf::IoBuf;
+use monoio::io::AsyncWriteRentExt;
+
+use crate::buf::{write_all_vectored, IoVecs, PooledBuf};
+use crate::error::{Error, Kind};
+use crate::http1::chunked::{ChunkLimits, ChunkedDecoder};
+use crate::http1::framing::{response_framing, BodyKind};
+use crate::http1::parse::{HeadLimits, HeadScanner, Parsed, ResponseHead};
+use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
+use crate::proxy::downstream::read_more;
+use crate::proxy::headers::is_dropped_response_header;
+use crate::shard::{Shard, ShardStats};
+use crate::upstream::{connect, UpstreamConn};
+
+/// Upstream response heads larger than this are a protocol error.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+const RESPONSE_BUF_BYTES: usize = 16 * 1024;
+
+/// The request as slices of two owned buffers: `head` holds the upstream
+/// request head in `head_range` and the replacement `model` value in
+/// `value_range`; `body` holds the client's body bytes in `body_range`, of
+/// which `patch` (if any) is the old value to replace.
+pub struct OutgoingRequest {
+    pub head: PooledBuf,
+    pub head_range: Range<usize>,
+    pub value_range: Range<usize>,
+    pub body: Option<PooledBuf>,
+    pub body_range: Range<usize>,
+    pub patch: Option<Range<usize>>,
+}
+
+impl OutgoingRequest {
+    fn segments(&self, iov: &mut IoVecs) {
+        iov.clear_segments();
+        iov.push(0, self.head_range.clone());
+        match &self.patch {
+            Some(old) => {
+                iov.push(1, self.body_range.start..old.start);
+                iov.push(0, self.value_range.clone());
+                iov.push(1, old.end..self.body_range.end);
+            }
+            None => iov.push(1, self.body_range.clone()),
+        }
+    }
+}
+
+/// Per-connection state of the upstream side, reused across requests.
+#[derive(Default)]
+pub struct UpstreamSide {
+    iov: IoVecs,
+    scanner: HeadScanner,
+    head: ResponseHead,
+    decoder: Option<ChunkedDecoder>,
+    /// Set by the relay: the last response left the connection reusable.
+    upstream_reusable: bool,
+}
+
+/// How the exchange ended, for the connection loop.
+pub enum Relayed {
+    /// The response went out whole; the client connection may continue
+    /// unless `close` (the response had to be close-delimited).
+    Complete { close: bool },
+    /// The client went away, or the upstream broke off after the response
+    /// began: the client connection must close (its response is cut).
+    Broken,
+}
+
+/// What the client connection needs to know about the request.
+pub struct ClientFacts {
+    pub http10: bool,
+    pub keep_alive: bool,
+    pub is_head: bool,
+}
+
+/// Sends `req` to provider `provider` and relays the response to `client`.
+/// An `Err` means nothing has been written to the client yet, so the caller
+/// can still answer with an error. The request's buffers are handed back.
+pub async fn forward(
+    shard: &Shard,
+    provider: usize,
+    side: &mut UpstreamSide,
+    mut req: OutgoingRequest,
+    client: &mut monoio::net::TcpStream,
+    facts: &ClientFacts,
+) -> (Result<Relayed, Error>, Option<PooledBuf>) {
+    let gw = &shard.gateway;
+    let p = &gw.router.providers[provider];
+    let pool = &shard.pools[provider];
+    let up_cfg = &gw.config.upstream;
+    if p.addrs.is_empty() {
+        let err = Error::upstream(
+            Kind::UpstreamConnect,
+            true,
+            format!("provider {}: cannot resolve {}", p.name, p.url.host),
+        );
+        return (Err(err), req.body.take());
+    }
+
+    let mut iov = mem::take(&mut side.iov);
+    let mut urbuf = PooledBuf::take(RESPONSE_BUF_BYTES);
+    let mut retried = false;
+    let first_byte = Duration::from_millis(up_cfg.first_byte_timeout_ms);
+    let connect_timeout = Duration::from_millis(up_cfg.connect_timeout_ms);
+
+    let exchange: Result<UpstreamConn, Error> = loop {
+        let pooled = if retried { None } else { pool.take() };
+        let reused = pooled.is_some();
+        let mut up = match pooled {
+            Some(c) => {
+                ShardStats::bump(&shard.stats.upstream_reuses);
+                c
+            }
+            None => {
+                ShardStats::bump(&shard.stats.upstream_connects);
+                let tls = p.tls.as_ref().map(|(c, n)| (c, n));
+                match connect(&p.addrs, tls, connect_timeout).await {
+                    Ok(c) => c,
+                    Err(e) => break Err(e),
+                }
+            }
+        };
+        // Hand the buffers to the iovec for the write, take them back after.
+        iov.reset(
+            mem::replace(&mut req.head, PooledBuf::empty()),
+            req.body.take(),
+        );
+        req.segments(&mut iov);
+        let (res, back) = write_all_vectored(&mut up, iov).await;
+        iov = back;
+        let (h, b) = iov.take_bufs();
+        req.head = h.expect("head buffer returned");
+        req.body = b;
+        if let Err(e) = res {
+            if reused && !retried {
+                retried = true;
+                continue;
+            }
+            break Err(Error::upstream(
+                Kind::UpstreamClosed,
+                true,
+                format!("writing to {} failed: {e}", p.name),
+            ));
+        }
+        urbuf.clear();
+        side.scanner.reset();
+        match monoio::time::timeout(first_byte, read_response_head(&mut up, &mut urbuf, side)).await
+        {
+            Ok(Ok(())) => break Ok(up),
+            Ok(Err(HeadFailure::ClosedBeforeResponse(e))) => {
+                if reused && !retried {
+                    retried = true;
+                    continue;
+                }
+                break Err(Error::upstream(
+                    Kind::UpstreamClosed,
+                    true,
+                    format!("{} closed the connection before responding{}", p.name, e),
+                ));
+            }
+            Ok(Err(HeadFailure::Malformed(why))) => {
+                break Err(Error::upstream(
+                    Kind::UpstreamProtocol,
+                    false,
+                    format!("{}: {why}", p.name),
+                ))
+            }
+            Err(_) => {
+                break Err(Error::upstream(
+                    Kind::UpstreamTimeout,
+                    false,
+                    format!("{} sent no response within {first_byte:?}", p.name),
+                ))
+            }
+        }
+    };
+    side.iov = iov;
+    let body_buf = req.body.take();
+    let mut up = match exchange {
+        Ok(up) => up,
+        Err(e) => return (Err(e), body_buf),
+    };
+    let relayed = relay_response(shard, &mut up, urbuf, req.head, side, client, facts).await;
+    if let Ok(Relayed::Complete { .. }) = &relayed {
+        if side.upstream_reusable {
+            pool.put(up);
+        }
+    }
+    (relayed, body_buf)
+}
+
+enum HeadFailure {
+    /// EOF or reset before the first response byte: safe to retry.
+    ClosedBeforeResponse(String),
+    Malformed(String),
+}
+
+async fn read_response_head(
+    up: &mut UpstreamConn,
+    urbuf: &mut PooledBuf,
+    side: &mut UpstreamSide,
+) -> Result<(), HeadFailure> {
+    let limits = HeadLimits {
+        max_head_bytes: MAX_RESPONSE_HEAD,
+        max_headers: 256,
+    };
+    loop {
+        match side.scanner.response(urbuf, &limits, &mut side.head) {
+            Ok(Parsed::Complete) => {
+                // Interim responses (100 Continue, 103 Early Hints) precede the real one.
+                if (100..200).contains(&side.head.status) && side.head.status != 101 {
+                    let n = side.head.head_len;
+                    urbuf.drain(..n);
+                    side.scanner.reset();
+                    continue;
+                }
+                return Ok(());
+            }
+            Ok(Parsed::Partial) => {}
+            Err(e) => {
+                return Err(HeadFailure::Malformed(format!(
+                    "malformed response head: {e:?}"
+                )))
+            }
+        }
+        let was_empty = urbuf.is_empty();
+        match read_more(up, urbuf).await {
+            Ok(0) if was_empty => return Err(HeadFailure::ClosedBeforeResponse(String::new())),
+            Ok(0) => {
+                return Err(HeadFailure::Malformed(
+                    "connection closed inside the response head".into(),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) if was_empty => return Err(HeadFailure::ClosedBeforeResponse(format!(": {e}"))),
+            Err(e) => {
+                return Err(HeadFailure::Malformed(format!(
+                    "read failed inside the response head: {e}"
+                )))
+            }
+        }
+    }
+}
+
+/// Tracks how much of the upstream byte stream is response body.
+struct BodyProgress {
+    kind: BodyKind,
+    remaining: u64,
+    done: bool,
+}
+
+impl BodyProgress {
+    /// Returns how many leading bytes of `data` belong to the body. With
+    /// `decoded`, chunked payload is also copied there (HTTP/1.0 clients).
+    fn advance(
+        &mut self,
+        data: &[u8],
+        decoder: &mut ChunkedDecoder,
+        decoded: Option<&mut Vec<u8>>,
+    ) -> Result<usize, Error> {
+        match self.kind {
+            BodyKind::Empty => {
+                self.done = true;
+                Ok(0)
+            }
+            BodyKind::Length(_) => {
+                let take = (data.len() as u64).min(self.remaining) as usize;
+                self.remaining -= take as u64;
+                self.done = self.remaining == 0;
+                Ok(take)
+            }
+            BodyKind::Chunked => {
+                let progress = match decoded {
+                    Some(out) => decoder.feed(data, |d| out.extend_from_slice(d)),
+                    None => decoder.feed(data, |_| {}),
+                }
+                .map_err(|e| {
+                    Error::upstream(
+                        Kind::UpstreamProtocol,
+                        false,
+                        format!("bad chunked response: {e:?}"),
+                    )
+                })?;
+                self.done = progress.done;
+                Ok(progress.consumed)
+            }
+            BodyKind::CloseDelimited => Ok(data.len()),
+        }
+    }
+}
+
+impl UpstreamSide {
+    fn decoder(&mut self) -> &mut ChunkedDecoder {
+        let d = self.decoder.get_or_insert_with(|| {
+            ChunkedDecoder::new(ChunkLimits {
+                max_line_bytes: 4096,
+                max_trailer_bytes: 64 * 1024,
+            })
+        });
+        d
+    }
+}
+
+async fn relay_response(
+    shard: &Shard,
+    up: &mut UpstreamConn,
+    mut urbuf: PooledBuf,
+    mut hbuf: PooledBuf,
+    side: &mut UpstreamSide,
+    client: &mut monoio::net::TcpStream,
+    facts: &ClientFacts,
+) -> Result<Relayed, Error> {
+    side.upstream_reusable = false;
+    let head_len = side.head.head_len;
+    let framing = response_framing(&urbuf, &side.head, facts.is_head).map_err(|e| {
+        Error::upstream(
+            Kind::UpstreamProtocol,
+            false,
+            format!("bad response framing: {e:?}"),
+        )
+    })?;
+    // HTTP/1.0 clients cannot read chunked: decode for them, then close.
+    let decode_for_client = facts.http10 && framing.body == BodyKind::Chunked;
+    let close = !facts.keep_alive || facts.http10 || framing.body == BodyKind::CloseDelimited;
+
+    hbuf.clear();
+    push_status_line(&mut hbuf, side.head.status);
+    for h in &side.head.headers {
+        let name = h.name.get(&urbuf);
+        if !is_dropped_response_header(name) {
+            push_header(&mut hbuf, name, h.value.get(&urbuf));
+        }
+    }
+    match framing.body {
+        BodyKind::Length(n) => push_content_length(&mut hbuf, n),
+        BodyKind::Chunked if !decode_for_client => {
+            push_header(&mut hbuf, b"transfer-encoding", b"chunked")
+        }
+        BodyKind::Empty if side.head.status != 204 && side.head.status != 304 && !facts.is_head => {
+            push_content_length(&mut hbuf, 0)
+        }
+        _ => {}
+    }
+    if close {
+        push_header(&mut hbuf, b"connection", b"close");
+    }
+    end_head(&mut hbuf);
+
+    let mut progress = BodyProgress {
+        kind: framing.body,
+        remaining: if let BodyKind::Length(n) = framing.body {
+            n
+        } else {
+            0
+        },
+        done: false,
+    };
+    let decoder = side.decoder();
+    decoder.reset();
+    let mut decoded = decode_for_client.then(|| PooledBuf::take(RESPONSE_BUF_BYTES));
+    let initial = progress.advance(&urbuf[head_len..], decoder, decoded.as_deref_mut())?;
+    let mut extra = head_len + initial < urbuf.len();
+
+    // Head and the first body bytes in one write.
+    let mut iov = mem::take(&mut side.iov);
+    iov.reset(hbuf, Some(urbuf));
+    iov.push(0, 0..iov.buf_len(0));
+    if decoded.is_none() {
+        iov.push(1, head_len..head_len + initial);
+    }
+    let (res, back) = write_all_vectored(client, iov).await;
+    iov = back;
+    let (_, u) = iov.take_bufs();
+    side.iov = iov;
+    urbuf = u.expect("response buffer returned");
+    if res.is_err() {
+        return Ok(Relayed::Broken);
+    }
+    if let Some(d) = decoded.as_mut() {
+        if !write_out(client, d).await {
+            return Ok(Relayed::Broken);
+        }
+    }
+
+    let idle = Duration::from_millis(shard.gateway.config.upstream.idle_timeout_ms);
+    while !progress.done {
+        urbuf.clear();
+        let n = match monoio::time::timeout(idle, read_more(up, &mut urbuf)).await {
+            Ok(Ok(n)) => n,
+            // Upstream failed or stalled after the response began: the
+            // client's response is cut; closing tells it so.
+            Ok(Err(_)) | Err(_) => return Ok(Relayed::Broken),
+        };
+        if n == 0 {
+            if progress.kind == BodyKind::CloseDelimited {
+                break;
+            }
+            return Ok(Relayed::Broken);
+        }
+        let take = progress.advance(&urbuf, side.decoder(), decoded.as_deref_mut())?;
+        extra |= take < n;
+        match decoded.as_mut() {
+            Some(d) => {
+                if !write_out(client, d).await {
+                    return Ok(Relayed::Broken);
+                }
+            }
+            None => {
+                let (res, slice) = client.write_all(urbuf.slice(0..take)).await;
+                urbuf = slice.into_inner();
+                if res.is_err() {
+                    return Ok(Relayed::Broken);
+                }
+            }
+        }
+    }
+    side.upstream_reusable =
+        framing.keep_alive && !extra && progress.kind != BodyKind::CloseDelimited;
+    Ok(Relayed::Complete { close })
+}
+
+/// Writes and clears `buf`; false if the client is gone.
+async fn write_out(client: &mut monoio::net::TcpStream, buf: &mut PooledBuf) -> bool {
+    if buf.is_empty() {
+        return true;
+    }
+    let owned = mem::replace(buf, PooledBuf::empty());
+    let (res, mut owned) = client.write_all(owned).await;
+    owned.clear();
+    *buf = owned;
+    res.is_ok()
+}
