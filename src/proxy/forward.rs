@@ -60,7 +60,9 @@ impl OutgoingRequest {
 /// Per-connection state of the upstream side, reused across requests.
 #[derive(Default)]
 pub struct UpstreamSide {
-    iov: IoVecs,
+    /// Boxed iovecs, allocated once per connection; `None` only while a
+    /// write owns them.
+    iov: Option<IoVecs>,
     scanner: HeadScanner,
     head: ResponseHead,
     decoder: Option<ChunkedDecoder>,
@@ -109,7 +111,7 @@ pub async fn forward(
         return (Err(err), req.body.take());
     }
 
-    let mut iov = mem::take(&mut side.iov);
+    let mut iov = side.iov.take().unwrap_or_default();
     let mut urbuf = PooledBuf::take(RESPONSE_BUF_BYTES);
     let mut retried = false;
     let first_byte = Duration::from_millis(up_cfg.first_byte_timeout_ms);
@@ -186,7 +188,7 @@ pub async fn forward(
             }
         }
     };
-    side.iov = iov;
+    side.iov = Some(iov);
     let body_buf = req.body.take();
     let mut up = match exchange {
         Ok(up) => up,
@@ -374,7 +376,7 @@ async fn relay_response(
     let mut extra = head_len + initial < urbuf.len();
 
     // Head and the first body bytes in one write.
-    let mut iov = mem::take(&mut side.iov);
+    let mut iov = side.iov.take().unwrap_or_default();
     iov.reset(hbuf, Some(urbuf));
     iov.push(0, 0..iov.buf_len(0));
     if decoded.is_none() {
@@ -383,7 +385,7 @@ async fn relay_response(
     let (res, back) = write_all_vectored(client, iov).await;
     iov = back;
     let (_, u) = iov.take_bufs();
-    side.iov = iov;
+    side.iov = Some(iov);
     urbuf = u.expect("response buffer returned");
     if res.is_err() {
         return Ok(Relayed::Broken);

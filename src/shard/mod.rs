@@ -78,13 +78,16 @@ impl Shard {
     }
 }
 
+/// Where a shard reports that it is accepting (or why it could not start).
+pub type ReadySender = std::sync::mpsc::Sender<(usize, std::io::Result<Driver>)>;
+
 /// Starts one thread per listener, each pinned to `cores[i]` when given.
 /// Each thread reports its driver on `ready` once it is accepting.
 pub fn spawn_shards(
     gateway: Arc<Gateway>,
     listeners: Vec<std::net::TcpListener>,
     cores: Vec<Option<CoreId>>,
-    ready: std::sync::mpsc::Sender<(usize, std::io::Result<Driver>)>,
+    ready: ReadySender,
 ) -> Vec<JoinHandle<()>> {
     listeners
         .into_iter()
@@ -95,22 +98,30 @@ pub fn spawn_shards(
             let ready = ready.clone();
             std::thread::Builder::new()
                 .name(format!("shard-{id}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        core_affinity::set_for_current(core);
-                    }
-                    let (mut rt, driver) = match build_runtime() {
-                        Ok(x) => x,
-                        Err(e) => {
-                            let _ = ready.send((id, Err(e)));
-                            return;
-                        }
-                    };
-                    rt.block_on(run_shard(id, driver, gateway, listener, ready));
-                })
+                .spawn(move || run_shard_thread(id, gateway, listener, core, ready))
                 .expect("spawn shard thread")
         })
         .collect()
+}
+
+/// Runs shard `id` on the calling thread until the process ends: pins it,
+/// builds its runtime, and serves `listener`.
+pub fn run_shard_thread(
+    id: usize,
+    gateway: Arc<Gateway>,
+    listener: std::net::TcpListener,
+    core: Option<CoreId>,
+    ready: ReadySender,
+) {
+    if let Some(core) = core {
+        core_affinity::set_for_current(core);
+    }
+    match build_runtime() {
+        Ok((mut rt, driver)) => rt.block_on(run_shard(id, driver, gateway, listener, ready)),
+        Err(e) => {
+            let _ = ready.send((id, Err(e)));
+        }
+    }
 }
 
 async fn run_shard(
@@ -118,7 +129,7 @@ async fn run_shard(
     driver: Driver,
     gateway: Arc<Gateway>,
     listener: std::net::TcpListener,
-    ready: std::sync::mpsc::Sender<(usize, std::io::Result<Driver>)>,
+    ready: ReadySender,
 ) {
     let listener = match monoio::net::TcpListener::from_std(listener) {
         Ok(l) => l,

@@ -1,0 +1,28 @@
+//! The shipped example config documents every option: it must parse (no
+//! unknown keys), validate, and name every field the config structs have.
+
+use shardgate::config::Config;
+
+#[test]
+fn example_config_parses_and_validates() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/shardgate.example.toml"
+    ))
+    .unwrap();
+    let mut config = Config::from_toml(&text).unwrap();
+    config.resolve_keys(|_| Some("sk-example".into())).unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.models.len(), 2);
+    // Every documented default matches the code's default.
+    let d = Config::default();
+    assert_eq!(config.server.listen, d.server.listen);
+    assert_eq!(config.limits.max_body_bytes, d.limits.max_body_bytes);
+    assert_eq!(config.limits.max_head_bytes, d.limits.max_head_bytes);
+    assert_eq!(config.limits.max_headers, d.limits.max_headers);
+    assert_eq!(
+        config.upstream.first_byte_timeout_ms,
+        d.upstream.first_byte_timeout_ms
+    );
+    assert_eq!(config.upstream.pool_max_idle, d.upstream.pool_max_idle);
+}
