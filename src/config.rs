@@ -6,9 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::providers::catalog::{self, CatalogEntry, Family};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -107,22 +109,68 @@ impl Default for UpstreamConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
-    /// Provider family: "openai" (any OpenAI-compatible API) for now.
-    #[serde(default = "default_kind")]
-    pub kind: String,
-    /// Base URL including the API version path, e.g. `https://api.openai.com/v1`.
-    pub base_url: String,
+    /// Provider family or catalogue name: "openai" (OpenAI and any
+    /// OpenAI-compatible API), "azure", "anthropic", or a catalogue name
+    /// ("gemini", "groq", "mistral", "xai", "deepseek", "together",
+    /// "fireworks", "openrouter", "cerebras", "perplexity", "vllm", "ollama",
+    /// "lmstudio", "llamacpp"), which brings its default `base_url`.
+    /// Defaults to the provider's name when that is a catalogue name, else
+    /// "openai".
+    pub kind: Option<String>,
+    /// Base URL. For the OpenAI family it includes the API version path
+    /// (`https://api.openai.com/v1`); for "anthropic" it has none
+    /// (`https://api.anthropic.com`, as in the Anthropic SDK); for "azure" it
+    /// is the resource endpoint (`https://NAME.openai.azure.com`). Optional
+    /// for catalogue kinds, required for "azure" and custom providers.
+    pub base_url: Option<String>,
     /// The key sent upstream. Prefer `api_key_env` so keys stay out of files.
     pub api_key: Option<String>,
     /// Name of an environment variable holding the key.
     pub api_key_env: Option<String>,
+    /// "azure": the `api-version` query parameter (default 2024-10-21).
+    /// "anthropic": the `anthropic-version` header (default 2023-06-01).
+    pub api_version: Option<String>,
+    /// PEM file of the CA certificates that sign a private https endpoint.
+    /// When set, only these CAs are trusted for this provider (by default:
+    /// the webpki roots and the system store).
+    pub ca_file: Option<PathBuf>,
+    /// Accept any server certificate. For tests against throwaway endpoints
+    /// only; logged as a warning at every start.
+    #[serde(default)]
+    pub tls_insecure_skip_verify: bool,
 }
 
-fn default_kind() -> String {
-    "openai".into()
+impl ProviderConfig {
+    /// The catalogue entry for this provider's kind (see `kind`) and its
+    /// base URL: the configured one, else the catalogue's default, which a
+    /// provider with neither a catalogue name nor a `kind` does not get (its
+    /// key must not go to api.openai.com by accident).
+    pub fn resolve_kind(
+        &self,
+        name: &str,
+    ) -> Result<(&'static CatalogEntry, Option<&str>), ConfigError> {
+        let kind = match &self.kind {
+            Some(k) => k.as_str(),
+            None if catalog::lookup(name).is_some() => name,
+            None => {
+                let entry = catalog::lookup("openai").expect("openai is in the catalogue");
+                return Ok((entry, self.base_url.as_deref()));
+            }
+        };
+        let entry = catalog::lookup(kind).ok_or_else(|| {
+            bad(
+                format!("providers.{name}.kind"),
+                format!(
+                    "unknown provider kind {kind:?} (known: {})",
+                    catalog::known_kinds()
+                ),
+            )
+        })?;
+        Ok((entry, self.base_url.as_deref().or(entry.default_base_url)))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,18 +213,6 @@ fn bad(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// The zero-config providers: enabled by their SDK's standard key variable,
-/// base URL overridable by the SDK's conventional variable.
-const ENV_PROVIDERS: &[(&str, &str, &str, &str)] = &[
-    // (provider name, key variable, base URL variable, default base URL)
-    (
-        "openai",
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "https://api.openai.com/v1",
-    ),
-];
-
 impl Config {
     /// Parses TOML text. Unknown keys are errors.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
@@ -203,23 +239,12 @@ impl Config {
     }
 
     /// The zero-config default: listen on 127.0.0.1:8080 and enable each
-    /// provider whose key variable is set.
+    /// catalogue provider whose SDK variables are set (see [`env_provider`]).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Config {
         let mut config = Config::default();
-        for &(name, key_var, url_var, default_url) in ENV_PROVIDERS {
-            if let Some(key) = var(key_var).filter(|k| !k.is_empty()) {
-                let base_url = var(url_var)
-                    .filter(|u| !u.is_empty())
-                    .unwrap_or(default_url.into());
-                config.providers.insert(
-                    name.into(),
-                    ProviderConfig {
-                        kind: default_kind(),
-                        base_url,
-                        api_key: Some(key),
-                        api_key_env: None,
-                    },
-                );
+        for entry in catalog::CATALOG {
+            if let Some(p) = env_provider(entry, &var) {
+                config.providers.insert(entry.name.into(), p);
             }
         }
         config
@@ -285,21 +310,13 @@ impl Config {
             }
         }
         for (name, p) in &self.providers {
-            let field = |f: &str| format!("providers.{name}.{f}");
             if name.is_empty() || name.contains('/') {
                 return Err(bad(
                     format!("providers.{name:?}"),
                     "a provider name must be non-empty and contain no '/'",
                 ));
             }
-            if p.kind != "openai" {
-                return Err(bad(
-                    field("kind"),
-                    format!("unknown provider kind {:?} (known: \"openai\")", p.kind),
-                ));
-            }
-            crate::upstream::UpstreamUrl::parse(&p.base_url)
-                .map_err(|m| bad(field("base_url"), m))?;
+            validate_provider(name, p)?;
         }
         if let Some(d) = &self.default_provider {
             if !self.providers.contains_key(d) {
@@ -338,6 +355,103 @@ impl Config {
             None => None,
         }
     }
+}
+
+/// The zero-config provider for a catalogue entry, if the environment
+/// enables it: a hosted provider by its SDK's key variable (its base URL
+/// variable, where one is conventional, overrides the default); a local
+/// server only by its base URL variable, with a key when its variable is set.
+/// Azure needs both `AZURE_OPENAI_API_KEY` and `AZURE_OPENAI_ENDPOINT`, and
+/// takes `OPENAI_API_VERSION` as its `api_version`.
+fn env_provider(
+    entry: &'static CatalogEntry,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Option<ProviderConfig> {
+    let set = |name: &str| var(name).filter(|v| !v.is_empty());
+    let key = entry.key_var.and_then(set);
+    if key.is_none() && !entry.local {
+        return None;
+    }
+    let Some(base_url) = entry.env_base_url(var) else {
+        if let (Family::Azure, Some(k)) = (entry.family, entry.key_var) {
+            crate::telemetry::log_warn(format_args!(
+                "{k} is set but AZURE_OPENAI_ENDPOINT is not; Azure OpenAI stays disabled"
+            ));
+        }
+        return None;
+    };
+    Some(ProviderConfig {
+        kind: Some(entry.name.into()),
+        base_url: Some(base_url),
+        api_key: key,
+        api_version: (entry.family == Family::Azure)
+            .then(|| set("OPENAI_API_VERSION"))
+            .flatten(),
+        ..ProviderConfig::default()
+    })
+}
+
+/// Checks one `[providers.NAME]` table: name, kind, URL, header-safe values,
+/// and TLS settings that make sense together (and a readable `ca_file`).
+fn validate_provider(name: &str, p: &ProviderConfig) -> Result<(), ConfigError> {
+    let field = |f: &str| format!("providers.{name}.{f}");
+    let (entry, base_url) = p.resolve_kind(name)?;
+    let Some(base_url) = base_url else {
+        return Err(bad(
+            field("base_url"),
+            format!(
+                "is required (kind {:?} has no default; a custom provider needs its URL)",
+                entry.name
+            ),
+        ));
+    };
+    let url =
+        crate::upstream::UpstreamUrl::parse(base_url).map_err(|m| bad(field("base_url"), m))?;
+    // These end up in request heads (and the query string for Azure).
+    let header_safe = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic());
+    if let Some(k) = &p.api_key {
+        if !header_safe(k) {
+            return Err(bad(
+                field("api_key"),
+                "must be non-empty printable ASCII without spaces",
+            ));
+        }
+    }
+    if let Some(v) = &p.api_version {
+        if entry.family == Family::OpenAi {
+            return Err(bad(
+                field("api_version"),
+                "only applies to kinds \"azure\" and \"anthropic\"",
+            ));
+        }
+        let query_safe = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+        if v.is_empty() || !v.bytes().all(query_safe) {
+            return Err(bad(
+                field("api_version"),
+                format!("{v:?} is not a version like \"2024-10-21\""),
+            ));
+        }
+    }
+    let tls_field =
+        match (&p.ca_file, p.tls_insecure_skip_verify) {
+            (Some(_), true) => return Err(bad(
+                field("tls_insecure_skip_verify"),
+                "cannot be combined with ca_file: either verify against the CA or do not verify",
+            )),
+            (Some(path), false) => {
+                crate::upstream::tls::load_ca_file(path).map_err(|m| bad(field("ca_file"), m))?;
+                Some("ca_file")
+            }
+            (None, true) => Some("tls_insecure_skip_verify"),
+            (None, false) => None,
+        };
+    if let (Some(f), false) = (tls_field, url.tls) {
+        return Err(bad(
+            field(f),
+            format!("has no effect: base_url {base_url:?} is not https"),
+        ));
+    }
+    Ok(())
 }
 
 /// Best-effort dotted path of the TOML key at `span`, for error messages.
@@ -393,7 +507,7 @@ mod tests {
             _ => None,
         });
         let p = &c.providers["openai"];
-        assert_eq!(p.base_url, "http://127.0.0.1:9/v1");
+        assert_eq!(p.base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
         assert_eq!(p.api_key.as_deref(), Some("sk-test"));
         assert_eq!(c.default_provider_name(), Some("openai"));
     }
@@ -443,5 +557,171 @@ mod tests {
         assert_eq!(e.field, "providers.a.api_key_env");
         c.resolve_keys(|_| Some("k".into())).unwrap();
         assert_eq!(c.providers["a"].api_key.as_deref(), Some("k"));
+    }
+
+    /// A fake environment from pairs.
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn every_hosted_provider_is_enabled_by_its_key_variable_alone() {
+        for entry in catalog::CATALOG.iter().filter(|e| !e.local) {
+            let key_var = entry.key_var.unwrap();
+            let c = Config::from_env(env(&[(key_var, "k-1")]));
+            if entry.family == Family::Azure {
+                assert!(c.providers.is_empty(), "azure needs its endpoint too");
+                continue;
+            }
+            c.validate().unwrap();
+            let p = &c.providers[entry.name];
+            assert_eq!(p.kind.as_deref(), Some(entry.name));
+            assert_eq!(p.base_url.as_deref(), entry.default_base_url);
+            assert_eq!(p.api_key.as_deref(), Some("k-1"));
+            assert_eq!(
+                c.providers.len(),
+                1,
+                "{key_var} enables only {}",
+                entry.name
+            );
+        }
+    }
+
+    #[test]
+    fn zero_config_catalogue_urls() {
+        let c = Config::from_env(env(&[
+            ("GEMINI_API_KEY", "g"),
+            ("GROQ_API_KEY", "q"),
+            ("PERPLEXITY_API_KEY", "p"),
+            ("ANTHROPIC_API_KEY", "a"),
+            ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9"),
+        ]));
+        c.validate().unwrap();
+        let url = |n: &str| c.providers[n].base_url.clone().unwrap();
+        assert_eq!(
+            url("gemini"),
+            "https://generativelanguage.googleapis.com/v1beta/openai"
+        );
+        assert_eq!(url("groq"), "https://api.groq.com/openai/v1");
+        assert_eq!(url("perplexity"), "https://api.perplexity.ai");
+        assert_eq!(url("anthropic"), "http://127.0.0.1:9");
+        // Several providers and none named the default: bare names are 404.
+        assert_eq!(c.default_provider_name(), None);
+    }
+
+    #[test]
+    fn azure_needs_key_and_endpoint_and_takes_the_api_version() {
+        let c = Config::from_env(env(&[
+            ("AZURE_OPENAI_API_KEY", "az"),
+            ("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com/"),
+            ("OPENAI_API_VERSION", "2025-01-01-preview"),
+        ]));
+        c.validate().unwrap();
+        let p = &c.providers["azure"];
+        assert_eq!(p.kind.as_deref(), Some("azure"));
+        assert_eq!(p.base_url.as_deref(), Some("https://res.openai.azure.com/"));
+        assert_eq!(p.api_version.as_deref(), Some("2025-01-01-preview"));
+        let c = Config::from_env(env(&[(
+            "AZURE_OPENAI_ENDPOINT",
+            "https://r.openai.azure.com",
+        )]));
+        assert!(c.providers.is_empty());
+    }
+
+    #[test]
+    fn local_servers_only_by_their_url_variable() {
+        let c = Config::from_env(env(&[("VLLM_API_KEY", "v")]));
+        assert!(
+            c.providers.is_empty(),
+            "a key alone says nothing about a server"
+        );
+        let c = Config::from_env(env(&[
+            ("VLLM_BASE_URL", "http://gpu:8000/v1"),
+            ("VLLM_API_KEY", "v"),
+            ("OLLAMA_HOST", "0.0.0.0:11500"),
+            ("LMSTUDIO_BASE_URL", "http://127.0.0.1:1234/v1"),
+            ("LLAMACPP_BASE_URL", "http://127.0.0.1:8080/v1"),
+        ]));
+        c.validate().unwrap();
+        let p = |n: &str| &c.providers[n];
+        assert_eq!(p("vllm").base_url.as_deref(), Some("http://gpu:8000/v1"));
+        assert_eq!(p("vllm").api_key.as_deref(), Some("v"));
+        assert_eq!(
+            p("ollama").base_url.as_deref(),
+            Some("http://127.0.0.1:11500/v1")
+        );
+        assert_eq!(p("ollama").api_key, None);
+        assert_eq!(p("lmstudio").kind.as_deref(), Some("lmstudio"));
+        assert_eq!(p("llamacpp").kind.as_deref(), Some("llamacpp"));
+        // OLLAMA_BASE_URL is taken as is and wins over OLLAMA_HOST.
+        let c = Config::from_env(env(&[
+            ("OLLAMA_BASE_URL", "http://box:1/v1"),
+            ("OLLAMA_HOST", "other"),
+        ]));
+        assert_eq!(
+            c.providers["ollama"].base_url.as_deref(),
+            Some("http://box:1/v1")
+        );
+    }
+
+    #[test]
+    fn kind_defaults_to_a_catalogue_name_and_brings_its_base_url() {
+        let c = Config::from_toml(
+            "[providers.groq]\napi_key = \"k\"\n[providers.mine]\nkind = \"mistral\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let (entry, url) = c.providers["groq"].resolve_kind("groq").unwrap();
+        assert_eq!(entry.name, "groq");
+        assert_eq!(url, Some("https://api.groq.com/openai/v1"));
+        let (entry, url) = c.providers["mine"].resolve_kind("mine").unwrap();
+        assert_eq!(entry.name, "mistral");
+        assert_eq!(url, Some("https://api.mistral.ai/v1"));
+        // A custom name is OpenAI-compatible and needs a base URL.
+        let c = Config::from_toml("[providers.mine]\napi_key = \"k\"\n").unwrap();
+        assert_eq!(c.validate().unwrap_err().field, "providers.mine.base_url");
+    }
+
+    #[test]
+    fn provider_validation_names_the_field() {
+        let err = |toml: &str| Config::from_toml(toml).unwrap().validate().unwrap_err();
+        let e = err("[providers.a]\nkind = \"bedrock\"\n");
+        assert_eq!(e.field, "providers.a.kind");
+        assert!(
+            e.message.contains("\"azure\"") && e.message.contains("\"ollama\""),
+            "{e}"
+        );
+        assert_eq!(
+            err("[providers.a]\nkind = \"azure\"\n").field,
+            "providers.a.base_url"
+        );
+        assert_eq!(
+            err("[providers.openai]\napi_version = \"2024-10-21\"\n").field,
+            "providers.openai.api_version"
+        );
+        assert_eq!(
+            err("[providers.azure]\nbase_url = \"https://r\"\napi_version = \"x&y=1\"\n").field,
+            "providers.azure.api_version"
+        );
+        assert_eq!(
+            err("[providers.openai]\napi_key = \"sk\\r\\nx-evil: 1\"\n").field,
+            "providers.openai.api_key"
+        );
+        assert_eq!(
+            err("[providers.a]\nbase_url = \"http://127.0.0.1:1/v1\"\ntls_insecure_skip_verify = true\n").field,
+            "providers.a.tls_insecure_skip_verify"
+        );
+        let e =
+            err("[providers.a]\nbase_url = \"https://h/v1\"\nca_file = \"/nonexistent/ca.pem\"\n");
+        assert_eq!(e.field, "providers.a.ca_file");
+        assert!(e.message.contains("/nonexistent/ca.pem"), "{e}");
+        assert_eq!(
+            err("[providers.a]\nbase_url = \"https://h/v1\"\nca_file = \"/x\"\ntls_insecure_skip_verify = true\n").field,
+            "providers.a.tls_insecure_skip_verify"
+        );
     }
 }

@@ -1,75 +1,271 @@
-//! Provider families: base URL, auth style and quirks. A `Provider` is built
-//! once from config (URL split, DNS resolved, auth header rendered, TLS
-//! connector made) so the hot path only copies prepared bytes.
+//! Providers: who a request goes to and how to address it. A `Provider` is
+//! built once from config (URL split, DNS resolved, auth headers rendered,
+//! TLS client config chosen) so the hot path only copies prepared bytes.
+//!
+//! The families differ in three things the proxy asks a provider for: its
+//! dialect ([`Provider::dialect`]), its auth headers
+//! ([`Provider::write_auth_headers`]) and the request target for an endpoint
+//! ([`Provider::write_request_target`]). Each family's rules live in its own
+//! file; the catalogue of known providers in `catalog`.
+//!
+//! Invariant: everything written into a request head comes from validated
+//! config or is percent-encoded, so no provider setting or model name can
+//! break the head's framing.
+
+pub mod anthropic;
+pub mod azure;
+pub mod catalog;
+pub mod openai;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
 
 use rustls::pki_types::ServerName;
 
+pub use catalog::Family;
+
 use crate::config::{ConfigError, ProviderConfig};
+use crate::upstream::tls::{self, Trust};
 use crate::upstream::UpstreamUrl;
+
+/// The request/response shape a provider speaks natively.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// OpenAI's API (chat completions, embeddings, ...): OpenAI, Azure and
+    /// every OpenAI-compatible server.
+    OpenAi,
+    /// Anthropic's Messages API.
+    Anthropic,
+}
 
 /// One configured upstream provider.
 pub struct Provider {
     pub name: String,
+    pub family: Family,
     pub url: UpstreamUrl,
     /// Resolved at start-up and reload; empty when resolution failed (each
     /// request then gets a 502 that says so).
     pub addrs: Vec<SocketAddr>,
-    /// The auth header sent upstream in place of the client's, rendered.
-    pub auth_header: Option<(&'static [u8], Vec<u8>)>,
+    /// For https base URLs: the connector (sharing one session cache across
+    /// shards, so reconnects resume) and the SNI name.
     pub tls: Option<(monoio_rustls::TlsConnector, ServerName<'static>)>,
+    /// Path every request target starts with (base path + family root).
+    path_root: String,
+    /// Azure's `api-version` value.
+    api_version: String,
+    /// Auth and fixed headers, rendered as `name: value\r\n` lines.
+    headers: Vec<u8>,
+    /// Names of the headers in `headers`: a client's copy is not forwarded.
+    header_names: Vec<&'static str>,
 }
 
 impl Provider {
+    /// Builds the provider `name` from its validated config. Resolves DNS
+    /// (blocking): call it off the shards.
     pub fn from_config(name: &str, cfg: &ProviderConfig) -> Result<Provider, ConfigError> {
         let field = |f: &str| format!("providers.{name}.{f}");
-        let url = UpstreamUrl::parse(&cfg.base_url).map_err(|m| ConfigError {
-            field: field("base_url"),
-            message: m,
-        })?;
-        let addrs = url.resolve().unwrap_or_default();
-        let auth_header = cfg
-            .api_key
-            .as_ref()
-            .map(|k| (&b"authorization"[..], format!("Bearer {k}").into_bytes()));
+        let bad = |f: &str, message: String| ConfigError {
+            field: field(f),
+            message,
+        };
+        let (entry, base_url) = cfg.resolve_kind(name)?;
+        let base_url = base_url.ok_or_else(|| bad("base_url", "is required".into()))?;
+        let url = UpstreamUrl::parse(base_url).map_err(|m| bad("base_url", m))?;
+        let key = cfg.api_key.as_deref();
+        let family = entry.family;
+        let (path_root, api_version, headers) = match family {
+            Family::OpenAi => (
+                openai::path_root(&url.path_prefix),
+                String::new(),
+                openai::auth_headers(key),
+            ),
+            Family::Azure => {
+                let version = cfg.api_version.as_deref();
+                (
+                    azure::path_root(&url.path_prefix),
+                    version.unwrap_or(azure::DEFAULT_API_VERSION).to_string(),
+                    azure::auth_headers(key),
+                )
+            }
+            Family::Anthropic => {
+                let version = cfg.api_version.as_deref();
+                (
+                    anthropic::path_root(&url.path_prefix),
+                    String::new(),
+                    anthropic::auth_headers(key, version.unwrap_or(anthropic::DEFAULT_VERSION)),
+                )
+            }
+        };
         let tls = if url.tls {
-            let name = ServerName::try_from(url.host.clone()).map_err(|e| ConfigError {
-                field: field("base_url"),
-                message: format!("bad TLS server name: {e}"),
-            })?;
-            Some((default_tls_connector(), name))
+            let server = ServerName::try_from(url.host.clone())
+                .map_err(|e| bad("base_url", format!("bad TLS server name: {e}")))?;
+            let (trust, trust_field) = match (&cfg.ca_file, cfg.tls_insecure_skip_verify) {
+                (_, true) => (Trust::Insecure, "tls_insecure_skip_verify"),
+                (Some(path), false) => (Trust::CaFile(path), "ca_file"),
+                (None, false) => (Trust::Default, "base_url"),
+            };
+            let config = tls::client_config(trust, name).map_err(|m| bad(trust_field, m))?;
+            Some((monoio_rustls::TlsConnector::from(config), server))
         } else {
             None
         };
+        let addrs = url.resolve().unwrap_or_default();
+        let mut rendered = Vec::new();
+        for (n, v) in &headers {
+            crate::http1::write::push_header(&mut rendered, n.as_bytes(), v.as_bytes());
+        }
         Ok(Provider {
             name: name.to_string(),
+            family,
             url,
             addrs,
-            auth_header,
             tls,
+            path_root,
+            api_version,
+            headers: rendered,
+            header_names: headers.iter().map(|(n, _)| *n).collect(),
         })
+    }
+
+    /// The API this provider speaks natively.
+    pub fn dialect(&self) -> Dialect {
+        match self.family {
+            Family::OpenAi | Family::Azure => Dialect::OpenAi,
+            Family::Anthropic => Dialect::Anthropic,
+        }
+    }
+
+    /// Appends the upstream request target: `api_path` is the endpoint's
+    /// path below the API version (`/chat/completions`, `/messages`,
+    /// `/models`), `model` the upstream model name when the request has one
+    /// (Azure puts it in the path), `client_query` the client's query string
+    /// (empty or starting with `?`), passed on.
+    pub fn write_request_target(
+        &self,
+        out: &mut Vec<u8>,
+        api_path: &str,
+        model: Option<&str>,
+        client_query: &[u8],
+    ) {
+        match self.family {
+            Family::Azure => azure::write_target(
+                out,
+                &self.path_root,
+                &self.api_version,
+                api_path,
+                model,
+                client_query,
+            ),
+            Family::OpenAi | Family::Anthropic => {
+                out.extend_from_slice(self.path_root.as_bytes());
+                out.extend_from_slice(api_path.as_bytes());
+                out.extend_from_slice(client_query);
+            }
+        }
+    }
+
+    /// Appends this provider's auth (and fixed protocol) header lines.
+    pub fn write_auth_headers(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.headers);
+    }
+
+    /// Whether a client header of this name must not be forwarded because
+    /// the provider sets it (e.g. `anthropic-version`). The client's
+    /// credentials are dropped by the proxy for every provider already.
+    pub fn overrides_request_header(&self, name: &[u8]) -> bool {
+        self.header_names
+            .iter()
+            .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
     }
 }
 
-/// A rustls client verifying against the webpki roots, offering ALPN
-/// http/1.1, with rustls' in-memory session resumption cache.
-fn default_tls_connector() -> monoio_rustls::TlsConnector {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(config)
-    });
-    monoio_rustls::TlsConnector::from(config.clone())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// Builds provider `name` from a TOML `[providers.name]` body.
+    fn provider(name: &str, body: &str) -> Provider {
+        let c = Config::from_toml(&format!("[providers.{name}]\n{body}")).unwrap();
+        c.validate().unwrap();
+        Provider::from_config(name, &c.providers[name]).unwrap()
+    }
+
+    fn target(p: &Provider, api_path: &str, model: Option<&str>, query: &str) -> String {
+        let mut out = Vec::new();
+        p.write_request_target(&mut out, api_path, model, query.as_bytes());
+        String::from_utf8(out).unwrap()
+    }
+
+    fn auth(p: &Provider) -> String {
+        let mut out = Vec::new();
+        p.write_auth_headers(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn openai_compatible_custom_provider() {
+        let p = provider(
+            "mine",
+            "base_url = \"http://127.0.0.1:9/v1/\"\napi_key = \"sk-1\"",
+        );
+        assert_eq!(p.family, Family::OpenAi);
+        assert_eq!(p.dialect(), Dialect::OpenAi);
+        assert!(p.tls.is_none());
+        assert_eq!(
+            target(&p, "/chat/completions", Some("m"), "?x=1"),
+            "/v1/chat/completions?x=1"
+        );
+        assert_eq!(auth(&p), "authorization: Bearer sk-1\r\n");
+        assert!(!p.overrides_request_header(b"anthropic-version"));
+    }
+
+    #[test]
+    fn catalogue_kind_with_local_base_url_and_no_key() {
+        let p = provider(
+            "local",
+            "kind = \"ollama\"\nbase_url = \"http://127.0.0.1:9/v1\"",
+        );
+        assert_eq!(p.family, Family::OpenAi);
+        assert_eq!(auth(&p), "");
+        assert_eq!(target(&p, "/models", None, ""), "/v1/models");
+    }
+
+    #[test]
+    fn azure_deployment_targets_and_api_key() {
+        let p = provider(
+            "az",
+            "kind = \"azure\"\nbase_url = \"http://127.0.0.1:9/\"\napi_key = \"k\"\napi_version = \"2025-01-01-preview\"",
+        );
+        assert_eq!(p.dialect(), Dialect::OpenAi);
+        assert_eq!(
+            target(&p, "/chat/completions", Some("gpt-4o"), ""),
+            "/openai/deployments/gpt-4o/chat/completions?api-version=2025-01-01-preview"
+        );
+        assert_eq!(auth(&p), "api-key: k\r\n");
+    }
+
+    #[test]
+    fn anthropic_by_name_adds_v1_and_version_header() {
+        // A provider named like a catalogue entry gets that kind by default.
+        let p = provider(
+            "anthropic",
+            "base_url = \"http://127.0.0.1:9\"\napi_key = \"sk-ant\"",
+        );
+        assert_eq!(p.family, Family::Anthropic);
+        assert_eq!(p.dialect(), Dialect::Anthropic);
+        assert_eq!(target(&p, "/messages", Some("claude"), ""), "/v1/messages");
+        assert_eq!(
+            auth(&p),
+            "x-api-key: sk-ant\r\nanthropic-version: 2023-06-01\r\n"
+        );
+        assert!(p.overrides_request_header(b"Anthropic-Version"));
+        assert!(!p.overrides_request_header(b"anthropic-beta"));
+    }
+
+    #[test]
+    fn https_gets_sni_and_a_connector() {
+        let p = provider("t", "base_url = \"https://127.0.0.1:9/v1\"");
+        let (_, name) = p.tls.as_ref().unwrap();
+        assert_eq!(name.to_str(), "127.0.0.1");
+    }
 }

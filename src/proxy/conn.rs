@@ -99,7 +99,16 @@ async fn handle_request(shard: &Shard, down: &mut Downstream, side: &mut Upstrea
             // With no models configured, the default provider's list is the truth.
             Some(provider) => (
                 provider,
-                build_request(shard, down, &body, endpoint, query_range, provider, None),
+                build_request(
+                    shard,
+                    down,
+                    &body,
+                    endpoint,
+                    query_range,
+                    provider,
+                    None,
+                    None,
+                ),
             ),
             None => return respond_local(down, 200, &gw.router.models_body, &facts, next).await,
         },
@@ -133,7 +142,16 @@ async fn handle_request(shard: &Shard, down: &mut Downstream, side: &mut Upstrea
             let provider = target.provider;
             (
                 provider,
-                build_request(shard, down, &body, endpoint, query_range, provider, patch),
+                build_request(
+                    shard,
+                    down,
+                    &body,
+                    endpoint,
+                    query_range,
+                    provider,
+                    Some(target.upstream_model),
+                    patch,
+                ),
             )
         }
     };
@@ -180,7 +198,7 @@ async fn handle_request(shard: &Shard, down: &mut Downstream, side: &mut Upstrea
 /// Assembles the upstream request head in a fresh buffer: the replacement
 /// model value first (so its length is known for Content-Length), then the
 /// head. Returns (buffer, head range, value range, old value span).
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn build_request(
     shard: &Shard,
     down: &Downstream,
@@ -188,6 +206,7 @@ fn build_request(
     endpoint: Endpoint,
     query: std::ops::Range<usize>,
     provider: usize,
+    model: Option<&str>,
     patch: Option<(std::ops::Range<usize>, &str)>,
 ) -> (
     PooledBuf,
@@ -214,20 +233,16 @@ fn build_request(
     let head_start = out.len();
     out.extend_from_slice(down.head.method.get(rbuf));
     out.push(b' ');
-    out.extend_from_slice(p.url.path_prefix.as_bytes());
-    out.extend_from_slice(endpoint.upstream_path().as_bytes());
-    out.extend_from_slice(&rbuf[query]);
+    p.write_request_target(&mut out, endpoint.upstream_path(), model, &rbuf[query]);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     push_header(&mut out, b"host", p.url.host_header.as_bytes());
-    if let Some((name, value)) = &p.auth_header {
-        push_header(&mut out, name, value);
-    }
+    p.write_auth_headers(&mut out);
     if !matches!(body, Body::Empty) {
         push_content_length(&mut out, content_length as u64);
     }
     for h in &down.head.headers {
         let name = h.name.get(rbuf);
-        if !is_dropped_request_header(name) {
+        if !is_dropped_request_header(name) && !p.overrides_request_header(name) {
             push_header(&mut out, name, h.value.get(rbuf));
         }
     }

@@ -1,6 +1,8 @@
 //! Opening upstream connections: TCP with a deadline, TCP_NODELAY, and TLS
-//! (rustls over monoio's owned buffers) when the provider's URL is https.
-//! `UpstreamConn` hides which of the two a connection is.
+//! (rustls over monoio's owned buffers, SNI from the provider's host) when
+//! the provider's URL is https. `UpstreamConn` hides which of the two a
+//! connection is. A failed handshake says why (see `tls`), and a rejected
+//! certificate is not marked retryable: another attempt would fail the same.
 
 use std::io;
 use std::net::SocketAddr;
@@ -54,15 +56,16 @@ pub async fn connect(
                         .await
                         {
                             Ok(Ok(tls)) => Ok(UpstreamConn::Tls(Box::new(tls), fd)),
-                            Ok(Err(e)) => Err(Error::upstream(
-                                Kind::UpstreamConnect,
-                                true,
-                                format!("TLS handshake with {addr} failed: {e}"),
-                            )),
+                            Ok(Err(e)) => {
+                                let peer = format!("{} ({addr})", name.to_str());
+                                let (message, bad_cert) =
+                                    super::tls::describe_handshake_error(&e, &peer);
+                                Err(Error::upstream(Kind::UpstreamConnect, !bad_cert, message))
+                            }
                             Err(_) => Err(Error::upstream(
                                 Kind::UpstreamTimeout,
                                 true,
-                                format!("TLS handshake with {addr} timed out"),
+                                format!("TLS handshake with {} ({addr}) timed out", name.to_str()),
                             )),
                         }
                     }
