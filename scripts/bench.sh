@@ -28,7 +28,7 @@ GEN_CPU="${GEN_CPU:-$((NCPU - 1))}"
 MOCK_PORT=18100 NGINX_PORT=18101 GATE_PORT=18102
 CONNS=64
 if ((QUICK)); then
-  WORKLOADS=(chat chat-stream) WARMUP=500ms DUR=2s RATES=(1000 5000)
+  WORKLOADS=(chat chat-stream) WARMUP=300ms DUR=1500ms RATES=(1000 5000)
 else
   WORKLOADS=(chat chat-stream responses responses-stream messages messages-stream embeddings)
   WARMUP=1s DUR=4s RATES=(1000 5000)
@@ -206,6 +206,7 @@ fi
 [[ -n "$COLD_MS" ]] && echo "$COLD_MS" >"$OUT/shardgate.cold_ms"
 
 {
+  echo "date: $(date -u +%FT%TZ), load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "kernel: $(uname -r)"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $NCPU online"
   echo "placement: system under test on CPU $SUT_CPU; loadgen + mock on CPU $GEN_CPU"
