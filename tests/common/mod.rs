@@ -561,14 +561,22 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A `Command` for the gateway binary with a clean provider environment.
+/// A `Command` for the gateway binary with a clean provider environment:
+/// every variable that enables a zero-config provider is removed, so a
+/// developer's own keys cannot add providers to a test.
 pub fn gateway_command() -> Command {
+    use shardgate::providers::catalog::{UrlVar, CATALOG};
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardgate"));
-    for v in [
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "MONOIO_FORCE_LEGACY_DRIVER",
-    ] {
+    for entry in CATALOG {
+        if let Some(key) = entry.key_var {
+            cmd.env_remove(key);
+        }
+        for v in entry.url_vars {
+            let (UrlVar::BaseUrl(name) | UrlVar::OllamaHost(name)) = *v;
+            cmd.env_remove(name);
+        }
+    }
+    for v in ["OPENAI_API_VERSION", "MONOIO_FORCE_LEGACY_DRIVER"] {
         cmd.env_remove(v);
     }
     cmd
