@@ -425,3 +425,55 @@ fn unknown_paths_are_404_and_wrong_methods_405() {
         assert_eq!(v["status"], "ok");
     });
 }
+
+#[test]
+fn lenient_but_unambiguous_framing_is_accepted() {
+    let mock = MockUpstream::start();
+    let body = r#"{"model":"gpt-4o"}"#;
+    let n = body.len();
+    // (case, request)
+    let table = [
+        (
+            "identical duplicate CL",
+            format!("POST {CHAT_PATH} HTTP/1.1\r\nhost: t\r\ncontent-length: {n}\r\ncontent-length: {n}\r\n\r\n{body}"),
+        ),
+        (
+            "TE in mixed case",
+            format!("POST {CHAT_PATH} HTTP/1.1\r\nhost: t\r\nTransfer-Encoding: Chunked\r\n\r\n{n:x}\r\n{body}\r\n0\r\n\r\n"),
+        ),
+        (
+            "empty line before the request line",
+            format!("\r\nPOST {CHAT_PATH} HTTP/1.1\r\nhost: t\r\ncontent-length: {n}\r\n\r\n{body}"),
+        ),
+        (
+            "HTTP/1.0 with content-length",
+            format!("POST {CHAT_PATH} HTTP/1.0\r\ncontent-length: {n}\r\n\r\n{body}"),
+        ),
+    ];
+    each_driver(|d| {
+        let gw = Gateway::start(GatewayOpts::env(d, &mock));
+        for (name, req) in &table {
+            let r = gw
+                .connect()
+                .request(req)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(r.status, 200, "{name}: {}", r.text());
+            assert_eq!(mock.last().body, body.as_bytes(), "{name}");
+        }
+    });
+}
+
+#[test]
+fn expect_100_continue_over_the_limit_gets_413_without_100() {
+    let mock = MockUpstream::start();
+    let cfg = config_for(&mock, "", "[limits]\nmax_body_bytes = 64\n");
+    each_driver(|d| {
+        let gw = Gateway::start(GatewayOpts::config(d, cfg.clone()));
+        let mut c = gw.connect();
+        c.send(format!(
+            "POST {CHAT_PATH} HTTP/1.1\r\nhost: t\r\nexpect: 100-continue\r\ncontent-length: 1000\r\n\r\n"
+        ))
+        .unwrap();
+        c.read_response().unwrap().assert_openai_error(413);
+    });
+}

@@ -465,3 +465,165 @@ fn upstream_stall_is_504_within_the_configured_timeout() {
         gw.assert_healthy();
     });
 }
+
+#[test]
+fn large_bodies_cross_intact_both_ways() {
+    let mock = MockUpstream::start();
+    each_driver(|d| {
+        let gw = Gateway::start(GatewayOpts::env(d, &mock));
+        let content: String = (0..300_000)
+            .map(|i| (b'a' + (i % 26) as u8) as char)
+            .collect();
+        let body = format!(
+            r#"{{"messages":[{{"role":"user","content":"{content}"}}],"model":"openai/gpt-4o"}}"#
+        );
+        let r = gw.post("/v1/chat/completions", &body);
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.json()["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .len(),
+            content.len() + "echo: ".len()
+        );
+        assert_eq!(
+            mock.last().body,
+            body.replacen("openai/gpt-4o", "gpt-4o", 1).as_bytes()
+        );
+    });
+}
+
+#[test]
+fn http10_clients_get_a_close_delimited_decoded_stream() {
+    let mock = MockUpstream::start();
+    each_driver(|d| {
+        let gw = Gateway::start(GatewayOpts::env(d, &mock));
+        let body = r#"{"model":"gpt-4o","stream":true}"#;
+        let mut c = gw.connect();
+        c.send(format!(
+            "POST /v1/chat/completions HTTP/1.0\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+        .unwrap();
+        let raw = c.read_to_close(Duration::from_secs(5)).unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        let (head, payload) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+            "{head}"
+        );
+        assert!(
+            !head.to_ascii_lowercase().contains("transfer-encoding"),
+            "{head}"
+        );
+        let data = sse_data(payload.as_bytes());
+        assert_eq!(data.len(), 4, "{payload}");
+        assert_eq!(data[3], "[DONE]");
+    });
+}
+
+#[test]
+fn connection_close_from_the_client_is_honoured() {
+    let mock = MockUpstream::start();
+    each_driver(|d| {
+        let gw = Gateway::start(GatewayOpts::env(d, &mock));
+        for req in [
+            post("/v1/chat/completions", CHAT, &["Connection: close"]),
+            "GET /health HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n".to_string(),
+            "GET /v1/nope HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n".to_string(),
+        ] {
+            let mut c = gw.connect();
+            let r = c.request(&req).unwrap();
+            assert_eq!(r.header("connection"), Some("close"), "{req}");
+            assert!(c.is_closed(Duration::from_secs(5)), "{req}");
+        }
+    });
+}
+
+#[test]
+fn an_upstream_silent_mid_stream_cuts_the_client_after_the_idle_timeout() {
+    let mock = MockUpstream::with(|_| Reply::Sse {
+        events: 3,
+        delay: Duration::from_secs(3),
+        framing: SseFraming::Chunked,
+    });
+    let cfg = config_for(&mock, "", "[upstream]\nidle_timeout_ms = 300\n");
+    each_driver(|d| {
+        let gw = Gateway::start(GatewayOpts::config(d, cfg.clone()));
+        let mut c = gw.connect();
+        let t = Instant::now();
+        c.send(post(
+            "/v1/chat/completions",
+            r#"{"model":"m","stream":true}"#,
+            &[],
+        ))
+        .unwrap();
+        let got = c.read_to_close(Duration::from_secs(5)).unwrap();
+        let took = t.elapsed();
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.contains("tok0") && !text.contains("tok1"), "{text}");
+        assert!(
+            !text.ends_with("0\r\n\r\n"),
+            "a cut stream must not look complete: {text}"
+        );
+        assert!(took < Duration::from_millis(2500), "cut after {took:?}");
+        gw.assert_healthy();
+    });
+}
+
+#[test]
+fn a_client_leaving_mid_stream_does_not_hurt_the_shard() {
+    let mock = MockUpstream::with(|_| Reply::Sse {
+        events: 5,
+        delay: Duration::from_millis(100),
+        framing: SseFraming::Chunked,
+    });
+    each_driver(|d| {
+        let gw = Gateway::start(GatewayOpts::env(d, &mock));
+        for _ in 0..3 {
+            let mut c = gw.connect();
+            c.send(post(
+                "/v1/chat/completions",
+                r#"{"model":"m","stream":true}"#,
+                &[],
+            ))
+            .unwrap();
+            c.read_until(b"tok0", Duration::from_secs(5)).unwrap();
+            drop(c);
+        }
+        mock.set_script(|_| Reply::Auto);
+        let r = gw.post("/v1/chat/completions", CHAT);
+        assert_eq!(r.status, 200);
+        mock.set_script(|_| Reply::Sse {
+            events: 5,
+            delay: Duration::from_millis(100),
+            framing: SseFraming::Chunked,
+        });
+    });
+}
+
+#[test]
+fn head_and_query_strings_pass() {
+    let mock = MockUpstream::start();
+    each_driver(|d| {
+        let gw = Gateway::start(GatewayOpts::env(d, &mock));
+        let mut c = gw.connect();
+        c.send("HEAD /health HTTP/1.1\r\nhost: t\r\n\r\n").unwrap();
+        let r = c.read_response_within(READ_TIMEOUT, true).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-length"), Some("15"));
+        assert!(r.body.is_empty());
+        let r = c
+            .request(post(
+                "/v1/chat/completions?api-version=2024-06-01",
+                CHAT,
+                &[],
+            ))
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            mock.last().target,
+            "/v1/chat/completions?api-version=2024-06-01"
+        );
+    });
+}
