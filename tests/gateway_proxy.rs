@@ -627,3 +627,32 @@ fn head_and_query_strings_pass() {
         );
     });
 }
+
+#[test]
+fn concurrent_clients_on_several_shards_all_get_their_own_answers() {
+    let mock = MockUpstream::start();
+    each_driver(|d| {
+        let mut opts = GatewayOpts::env(d, &mock);
+        opts.shards = 2;
+        let gw = Gateway::start(opts);
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let gw = &gw;
+                s.spawn(move || {
+                    let mut c = gw.connect();
+                    for i in 0..5 {
+                        let model = format!("openai/m-{t}-{i}");
+                        let body = format!(r#"{{"model":"{model}","stream":{}}}"#, i % 2 == 1);
+                        let r = c.request(post("/v1/chat/completions", &body, &[])).unwrap();
+                        assert_eq!(r.status, 200);
+                        assert!(
+                            contains(&r.body, format!("\"m-{t}-{i}\"").as_bytes()),
+                            "{model}: {}",
+                            r.text()
+                        );
+                    }
+                });
+            }
+        });
+    });
+}
