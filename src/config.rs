@@ -239,11 +239,12 @@ impl Config {
     }
 
     /// The zero-config default: listen on 127.0.0.1:8080 and enable each
-    /// catalogue provider whose SDK variables are set (see [`env_provider`]).
+    /// catalogue provider whose SDK variables are set (see
+    /// [`CatalogEntry::env_config`]).
     pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Config {
         let mut config = Config::default();
         for entry in catalog::CATALOG {
-            if let Some(p) = env_provider(entry, &var) {
+            if let Some(p) = entry.env_config(&var) {
                 config.providers.insert(entry.name.into(), p);
             }
         }
@@ -355,40 +356,6 @@ impl Config {
             None => None,
         }
     }
-}
-
-/// The zero-config provider for a catalogue entry, if the environment
-/// enables it: a hosted provider by its SDK's key variable (its base URL
-/// variable, where one is conventional, overrides the default); a local
-/// server only by its base URL variable, with a key when its variable is set.
-/// Azure needs both `AZURE_OPENAI_API_KEY` and `AZURE_OPENAI_ENDPOINT`, and
-/// takes `OPENAI_API_VERSION` as its `api_version`.
-fn env_provider(
-    entry: &'static CatalogEntry,
-    var: &impl Fn(&str) -> Option<String>,
-) -> Option<ProviderConfig> {
-    let set = |name: &str| var(name).filter(|v| !v.is_empty());
-    let key = entry.key_var.and_then(set);
-    if key.is_none() && !entry.local {
-        return None;
-    }
-    let Some(base_url) = entry.env_base_url(var) else {
-        if let (Family::Azure, Some(k)) = (entry.family, entry.key_var) {
-            crate::telemetry::log_warn(format_args!(
-                "{k} is set but AZURE_OPENAI_ENDPOINT is not; Azure OpenAI stays disabled"
-            ));
-        }
-        return None;
-    };
-    Some(ProviderConfig {
-        kind: Some(entry.name.into()),
-        base_url: Some(base_url),
-        api_key: key,
-        api_version: (entry.family == Family::Azure)
-            .then(|| set("OPENAI_API_VERSION"))
-            .flatten(),
-        ..ProviderConfig::default()
-    })
 }
 
 /// Checks one `[providers.NAME]` table: name, kind, URL, header-safe values,

@@ -7,6 +7,10 @@
 //! provider names and `name/model` prefixes in zero-config); every entry
 //! without a default base URL names a variable that supplies one.
 
+use crate::config::ProviderConfig;
+use Family::{Anthropic, OpenAi};
+use UrlVar::{BaseUrl, OllamaHost};
+
 /// How a provider speaks: request shape, URL layout and auth.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
@@ -77,9 +81,6 @@ const fn local(
         url_vars,
     }
 }
-
-use Family::{Anthropic, OpenAi};
-use UrlVar::{BaseUrl, OllamaHost};
 
 pub static CATALOG: &[CatalogEntry] = &[
     cloud(
@@ -239,8 +240,39 @@ pub fn ollama_host_base_url(host: &str) -> String {
 }
 
 impl CatalogEntry {
+    /// This entry's zero-config provider, if the environment
+    /// enables it: a hosted provider by its SDK's key variable (its base URL
+    /// variable, where one is conventional, overrides the default); a local
+    /// server only by its base URL variable, with a key when its variable is set.
+    /// Azure needs both `AZURE_OPENAI_API_KEY` and `AZURE_OPENAI_ENDPOINT`, and
+    /// takes `OPENAI_API_VERSION` as its `api_version`.
+    pub fn env_config(&self, var: &impl Fn(&str) -> Option<String>) -> Option<ProviderConfig> {
+        let set = |name: &str| var(name).filter(|v| !v.is_empty());
+        let key = self.key_var.and_then(set);
+        if key.is_none() && !self.local {
+            return None;
+        }
+        let Some(base_url) = self.env_base_url(var) else {
+            if let (Family::Azure, Some(k)) = (self.family, self.key_var) {
+                crate::telemetry::log_warn(format_args!(
+                    "{k} is set but AZURE_OPENAI_ENDPOINT is not; Azure OpenAI stays disabled"
+                ));
+            }
+            return None;
+        };
+        Some(ProviderConfig {
+            kind: Some(self.name.into()),
+            base_url: Some(base_url),
+            api_key: key,
+            api_version: (self.family == Family::Azure)
+                .then(|| set("OPENAI_API_VERSION"))
+                .flatten(),
+            ..ProviderConfig::default()
+        })
+    }
+
     /// The zero-config base URL: the first URL variable set, else the default.
-    pub fn env_base_url(&self, var: &impl Fn(&str) -> Option<String>) -> Option<String> {
+    fn env_base_url(&self, var: &impl Fn(&str) -> Option<String>) -> Option<String> {
         self.url_vars
             .iter()
             .find_map(|v| match *v {
