@@ -130,7 +130,10 @@ impl LabelTable {
 
     /// The provider at router index `index`.
     pub fn provider(&self, index: usize) -> ProviderId {
-        assert!(index < self.providers.len() - 1, "provider index out of range");
+        assert!(
+            index < self.providers.len() - 1,
+            "provider index out of range"
+        );
         ProviderId(index as u16)
     }
 
@@ -438,19 +441,9 @@ impl ShardMetrics {
                 .iter()
                 .map(|(&k, &v)| (k, v))
                 .collect(),
-            errors: self
-                .errors
-                .borrow()
-                .iter()
-                .map(|(&k, &v)| (k, v))
-                .collect(),
+            errors: self.errors.borrow().iter().map(|(&k, &v)| (k, v)).collect(),
             providers: self.providers.borrow().clone(),
-            usage: self
-                .usage
-                .borrow()
-                .iter()
-                .map(|(&k, &v)| (k, v))
-                .collect(),
+            usage: self.usage.borrow().iter().map(|(&k, &v)| (k, v)).collect(),
             request_duration: h.request.clone(),
             upstream_duration: h.upstream.clone(),
             stream_ttft: h.ttft.clone(),
@@ -664,7 +657,12 @@ mod tests {
             ]
         );
         let key = |p: &str, model: &str, st: &'static str| {
-            (Arc::from("chat_completions"), Arc::from(p), Arc::from(model), st)
+            (
+                Arc::from("chat_completions"),
+                Arc::from(p),
+                Arc::from(model),
+                st,
+            )
         };
         assert_eq!(m.requests[&key("openai", "fast", "200")], 4);
         assert_eq!(m.requests[&key("anthropic", "other", "5xx")], 1);

@@ -3,6 +3,7 @@
 mod log;
 pub mod metrics;
 pub mod notify;
+pub mod prometheus;
 
 pub use log::{log_error, log_info, log_warn};
 pub use metrics::{

@@ -178,7 +178,11 @@ mod tests {
         let msg = recv(&sock);
         let (first, second) = msg.split_once('\n').unwrap();
         assert_eq!(first, "RELOADING=1");
-        let usec: u64 = second.strip_prefix("MONOTONIC_USEC=").unwrap().parse().unwrap();
+        let usec: u64 = second
+            .strip_prefix("MONOTONIC_USEC=")
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(usec >= before && usec <= monotonic_usec());
         std::fs::remove_file(&path).unwrap();
     }
@@ -195,10 +199,7 @@ mod tests {
         assert_eq!(f(None, None, 7), None);
         assert_eq!(f(Some("0"), None, 7), None);
         assert_eq!(f(Some("junk"), None, 7), None);
-        assert_eq!(
-            f(Some("30000000"), None, 7),
-            Some(Duration::from_secs(30))
-        );
+        assert_eq!(f(Some("30000000"), None, 7), Some(Duration::from_secs(30)));
         assert_eq!(
             f(Some("2500000"), Some("7"), 7),
             Some(Duration::from_millis(2500))

@@ -1,0 +1,339 @@
+//! Prometheus text exposition (format 0.0.4) of [`MergedMetrics`].
+//!
+//! Invariants: every family gets `# HELP` and `# TYPE` once, before its
+//! samples, even when it has none yet; label values are escaped (`\`, `"`,
+//! newline); histogram buckets are cumulative with fixed bounds, end in
+//! `le="+Inf"` equal to `_count`; durations are seconds and money is US
+//! dollars, written from integer micro-units so no float noise appears.
+
+use std::fmt::Write;
+
+use super::metrics::{Latency, MergedMetrics, ProviderCounters};
+
+/// The `Content-Type` of a scrape response.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Bucket upper bounds (µs) for end-to-end, upstream and TTFT durations:
+/// 5 ms to 10 min, LLM calls being slow and long-tailed.
+const SLOW_BOUNDS_US: [u64; 16] = [
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    30_000_000,
+    60_000_000,
+    120_000_000,
+    300_000_000,
+    600_000_000,
+];
+
+/// Bucket upper bounds (µs) for the gateway's own overhead: 10 µs to 100 ms.
+const FAST_BOUNDS_US: [u64; 12] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000,
+];
+
+/// Reads one counter out of a provider's counters.
+type CounterOf = fn(&ProviderCounters) -> u64;
+
+/// Appends the exposition of `m` to `out`.
+pub fn render(m: &MergedMetrics, out: &mut String) {
+    family(
+        out,
+        "shardgate_requests_total",
+        "counter",
+        "Requests answered, by route, provider, model and status.",
+    );
+    for ((route, provider, model, status), v) in &m.requests {
+        sample(
+            out,
+            "shardgate_requests_total",
+            &[
+                ("route", route),
+                ("provider", provider),
+                ("model", model),
+                ("status", status),
+            ],
+            *v,
+        );
+    }
+
+    family(
+        out,
+        "shardgate_errors_total",
+        "counter",
+        "Errors, by provider (none: before routing) and kind.",
+    );
+    for ((provider, kind), v) in &m.errors {
+        sample(
+            out,
+            "shardgate_errors_total",
+            &[("provider", provider), ("kind", kind)],
+            *v,
+        );
+    }
+
+    family(
+        out,
+        "shardgate_upstream_connections_total",
+        "counter",
+        "Upstream requests by connection: newly opened or reused from the pool.",
+    );
+    for (provider, c) in &m.providers {
+        for (kind, v) in [("new", c.connects), ("reused", c.reuses)] {
+            sample(
+                out,
+                "shardgate_upstream_connections_total",
+                &[("provider", provider), ("kind", kind)],
+                v,
+            );
+        }
+    }
+    let per_provider: [(&str, &str, CounterOf); 3] = [
+        (
+            "shardgate_retries_total",
+            "Upstream attempts retried.",
+            |c| c.retries,
+        ),
+        (
+            "shardgate_fallbacks_total",
+            "Requests that fell back from this provider to another.",
+            |c| c.fallbacks,
+        ),
+        (
+            "shardgate_ejections_total",
+            "Upstream peers ejected as unhealthy.",
+            |c| c.ejections,
+        ),
+    ];
+    for (name, help, get) in per_provider {
+        family(out, name, "counter", help);
+        for (provider, c) in &m.providers {
+            sample(out, name, &[("provider", provider)], get(c));
+        }
+    }
+
+    family(
+        out,
+        "shardgate_open_connections",
+        "gauge",
+        "Client connections open now.",
+    );
+    sample_i64(out, "shardgate_open_connections", m.open_connections);
+
+    family(
+        out,
+        "shardgate_tokens_total",
+        "counter",
+        "Tokens reported by providers, by direction.",
+    );
+    for ((provider, model), u) in &m.usage {
+        for (direction, v) in [("input", u.input_tokens), ("output", u.output_tokens)] {
+            sample(
+                out,
+                "shardgate_tokens_total",
+                &[
+                    ("provider", provider),
+                    ("model", model),
+                    ("direction", direction),
+                ],
+                v,
+            );
+        }
+    }
+
+    family(
+        out,
+        "shardgate_cost_usd_total",
+        "counter",
+        "Estimated cost of requests in US dollars.",
+    );
+    for ((provider, model), u) in &m.usage {
+        sample_start(
+            out,
+            "shardgate_cost_usd_total",
+            &[("provider", provider), ("model", model)],
+        );
+        push_micros(out, u.cost_micros);
+        out.push('\n');
+    }
+
+    let slow = [
+        (
+            "shardgate_request_duration_seconds",
+            "Time from the first request byte to the last response byte.",
+            &m.request_duration,
+        ),
+        (
+            "shardgate_upstream_duration_seconds",
+            "Time from sending upstream to the last upstream byte.",
+            &m.upstream_duration,
+        ),
+        (
+            "shardgate_stream_ttft_seconds",
+            "Time to the first streamed token event.",
+            &m.stream_ttft,
+        ),
+    ];
+    for (name, help, by_provider) in slow {
+        family(out, name, "histogram", help);
+        for (provider, h) in by_provider {
+            histogram(out, name, Some(provider), h, &SLOW_BOUNDS_US);
+        }
+    }
+    family(
+        out,
+        "shardgate_gateway_overhead_seconds",
+        "histogram",
+        "Request duration minus upstream duration: the gateway's own cost.",
+    );
+    histogram(
+        out,
+        "shardgate_gateway_overhead_seconds",
+        None,
+        &m.gateway_overhead,
+        &FAST_BOUNDS_US,
+    );
+
+    family(
+        out,
+        "shardgate_access_log_dropped_total",
+        "counter",
+        "Access-log lines dropped because the log writer fell behind.",
+    );
+    sample(
+        out,
+        "shardgate_access_log_dropped_total",
+        &[],
+        m.access_log_dropped,
+    );
+
+    family(
+        out,
+        "shardgate_shard_driver",
+        "gauge",
+        "The I/O driver each shard runs on (always 1).",
+    );
+    for s in &m.shards {
+        let mut id = itoa::Buffer::new();
+        sample(
+            out,
+            "shardgate_shard_driver",
+            &[("shard", id.format(s.shard)), ("driver", s.driver.as_str())],
+            1,
+        );
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+}
+
+fn sample_start(out: &mut String, name: &str, labels: &[(&str, &str)]) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push_str("=\"");
+            push_escaped(out, v);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+}
+
+fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], v: u64) {
+    sample_start(out, name, labels);
+    out.push_str(itoa::Buffer::new().format(v));
+    out.push('\n');
+}
+
+fn sample_i64(out: &mut String, name: &str, v: i64) {
+    sample_start(out, name, &[]);
+    out.push_str(itoa::Buffer::new().format(v));
+    out.push('\n');
+}
+
+fn histogram(out: &mut String, name: &str, provider: Option<&str>, h: &Latency, bounds: &[u64]) {
+    let base: Vec<(&str, &str)> = provider.map(|p| ("provider", p)).into_iter().collect();
+    let bucket = format!("{name}_bucket");
+    let mut le = String::new();
+    for bound in bounds.iter().map(Some).chain([None]) {
+        le.clear();
+        let count = match bound {
+            Some(&b) => {
+                push_micros(&mut le, b);
+                h.count_le(b)
+            }
+            None => {
+                le.push_str("+Inf");
+                h.count()
+            }
+        };
+        let mut labels = base.clone();
+        labels.push(("le", &le));
+        sample(out, &bucket, &labels, count);
+    }
+    sample_start(out, &format!("{name}_sum"), &base);
+    let _ = writeln!(out, "{}", h.sum_seconds());
+    sample(out, &format!("{name}_count"), &base, h.count());
+}
+
+/// Writes `micros / 10^6` exactly, without trailing zeros.
+fn push_micros(out: &mut String, micros: u64) {
+    out.push_str(itoa::Buffer::new().format(micros / 1_000_000));
+    let frac = micros % 1_000_000;
+    if frac != 0 {
+        let digits = format!(".{frac:06}");
+        out.push_str(digits.trim_end_matches('0'));
+    }
+}
+
+/// Label value escaping per the text format: backslash, double quote, newline.
+fn push_escaped(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micros_are_exact_decimals() {
+        let f = |v| {
+            let mut s = String::new();
+            push_micros(&mut s, v);
+            s
+        };
+        assert_eq!(f(0), "0");
+        assert_eq!(f(10), "0.00001");
+        assert_eq!(f(2_500_000), "2.5");
+        assert_eq!(f(600_000_000), "600");
+        assert_eq!(f(1_234_567), "1.234567");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut s = String::new();
+        push_escaped(&mut s, "a\\b\"c\nd");
+        assert_eq!(s, r#"a\\b\"c\nd"#);
+    }
+}
