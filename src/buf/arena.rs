@@ -69,6 +69,15 @@ impl PooledBuf {
         }
     }
 
+    /// Adopts a buffer built elsewhere (e.g. a translated body); it joins
+    /// this shard's arena when dropped.
+    pub fn from_vec(buf: Vec<u8>) -> PooledBuf {
+        PooledBuf {
+            buf,
+            _shard_local: PhantomData,
+        }
+    }
+
     /// Drops the first `n` bytes, moving the rest to the front (used for the
     /// pipelined bytes that follow a request).
     pub fn consume_front(&mut self, n: usize) {

@@ -6,7 +6,9 @@
 //! correctly framed, so a keep-alive connection never loses sync; on any
 //! doubt the connection is closed instead.
 
+use std::borrow::Cow;
 use std::mem;
+use std::ops::Range;
 use std::rc::Rc;
 
 use monoio::net::TcpStream;
@@ -15,12 +17,17 @@ use super::downstream::{Body, Downstream};
 use super::endpoint::{classify, split_target, Endpoint};
 use super::forward::{forward, ClientFacts, OutgoingRequest, Relayed, UpstreamSide};
 use super::headers::is_dropped_request_header;
+use super::translated::{TranslatedCall, Translation};
+use crate::api::translate::{
+    anthropic_request_to_openai, openai_request_to_anthropic, openai_stream_wants_usage,
+};
 use crate::buf::PooledBuf;
 use crate::error::{Error, Kind};
 use crate::http1::framing::request_framing;
 use crate::http1::write::{end_head, push_content_length, push_header};
 use crate::json::{push_json_string, scan_top_level};
-use crate::shard::{Shard, ShardStats};
+use crate::providers::{Dialect, Provider};
+use crate::shard::{Gateway, Shard, ShardStats};
 
 enum Next {
     KeepAlive,
@@ -38,7 +45,7 @@ pub async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
-                let _ = down.write_error(&e, true).await;
+                let _ = down.write_error(&e, true, Dialect::OpenAi).await;
                 return;
             }
         }
@@ -50,6 +57,23 @@ pub async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
     }
 }
 
+/// How a routed request goes upstream.
+enum Plan<'a> {
+    /// Same dialect: the client's body, with the old `model` value span
+    /// replaced when the upstream name differs.
+    PassThrough {
+        upstream_model: Cow<'a, str>,
+        patch: Option<Range<usize>>,
+    },
+    /// Different dialects: a translated body, sent to `api_path`.
+    Translate {
+        body: Vec<u8>,
+        api_path: &'static str,
+        upstream_model: Cow<'a, str>,
+        call: TranslatedCall,
+    },
+}
+
 async fn handle_request(shard: &Shard, down: &mut Downstream, side: &mut UpstreamSide) -> Next {
     let gw = &shard.gateway;
     let framing = match request_framing(&down.rbuf, &down.head) {
@@ -59,35 +83,34 @@ async fn handle_request(shard: &Shard, down: &mut Downstream, side: &mut Upstrea
                 Kind::BadRequest,
                 format!("malformed request framing: {e:?}"),
             );
-            let _ = down.write_error(&err, true).await;
+            let _ = down.write_error(&err, true, Dialect::OpenAi).await;
             return Next::Close;
         }
     };
-    let facts = ClientFacts {
+    let mut facts = ClientFacts {
         http10: down.head.minor_version == 0,
         keep_alive: framing.keep_alive,
         is_head: down.head.method.get(&down.rbuf) == b"HEAD",
+        dialect: Dialect::OpenAi,
     };
     // The body is always consumed whole so the connection stays in sync.
     let (body, next) = match down.read_body(&framing, &gw.config.limits).await {
         Ok(x) => x,
         Err(e) => {
-            let _ = down.write_error(&e, true).await;
+            let _ = down.write_error(&e, true, Dialect::OpenAi).await;
             return Next::Close;
         }
     };
     let target = down.head.target.get(&down.rbuf);
     let (path, query) = split_target(target);
-    let query_range = {
-        let start = down.head.target.end as usize - query.len();
-        start..down.head.target.end as usize
-    };
+    let query_range = down.head.target.end as usize - query.len()..down.head.target.end as usize;
     let endpoint = match classify(down.head.method.get(&down.rbuf), path) {
         Ok(e) => e,
         Err(e) => return respond_error(down, &e, &facts, next).await,
     };
+    facts.dialect = endpoint.client_dialect();
 
-    let outgoing = match endpoint {
+    let (provider, plan) = match endpoint {
         Endpoint::Health => {
             return respond_local(down, 200, b"{\"status\":\"ok\"}", &facts, next).await
         }
@@ -99,16 +122,10 @@ async fn handle_request(shard: &Shard, down: &mut Downstream, side: &mut Upstrea
             // With no models configured, the default provider's list is the truth.
             Some(provider) => (
                 provider,
-                build_request(
-                    shard,
-                    down,
-                    &body,
-                    endpoint,
-                    query_range,
-                    provider,
-                    None,
-                    None,
-                ),
+                Plan::PassThrough {
+                    upstream_model: Cow::Borrowed(""),
+                    patch: None,
+                },
             ),
             None => return respond_local(down, 200, &gw.router.models_body, &facts, next).await,
         },
@@ -118,56 +135,81 @@ async fn handle_request(shard: &Shard, down: &mut Downstream, side: &mut Upstrea
                 Body::InPlace(r) => &down.rbuf[r.clone()],
                 Body::Decoded(b) => b,
             };
-            let top = match scan_top_level(body_bytes) {
-                Ok(t) => t,
-                Err(e) => {
-                    let mut err = Error::client(Kind::InvalidJson, e.message());
-                    if let Some(p) = e.param() {
-                        err = err.with_param(p.to_string());
-                    }
-                    return respond_error(down, &err, &facts, next).await;
-                }
-            };
-            let Some(model) = top.model else {
-                let err = Error::client(Kind::BadRequest, "you must provide a model parameter")
-                    .with_param("model");
-                return respond_error(down, &err, &facts, next).await;
-            };
-            let target = match gw.router.route(&model.value) {
-                Ok(t) => t,
+            match plan_request(gw, endpoint, body_bytes) {
+                Ok(x) => x,
                 Err(e) => return respond_error(down, &e, &facts, next).await,
-            };
-            let patch = (target.upstream_model != model.value)
-                .then(|| (model.span.clone(), target.upstream_model));
-            let provider = target.provider;
-            (
-                provider,
-                build_request(
-                    shard,
-                    down,
-                    &body,
-                    endpoint,
-                    query_range,
-                    provider,
-                    Some(target.upstream_model),
-                    patch,
-                ),
-            )
+            }
         }
     };
-    let (provider, (head, head_range, value_range, patch_span)) = outgoing;
 
-    // Hand the body's buffer to the request; it comes back after.
-    let (body_buf, body_range, in_place) = match body {
-        Body::Empty => (None, 0..0, false),
-        Body::InPlace(r) => (
+    // The head is built while the client's head (in `rbuf`) is at hand;
+    // then the body's buffer is handed to the request and comes back after.
+    let p = &gw.router.providers[provider];
+    let (body_len, body_offset) = match &body {
+        Body::Empty => (None, 0),
+        Body::InPlace(r) => (Some(r.len()), r.start),
+        Body::Decoded(b) => (Some(b.len()), 0),
+    };
+    // Everything borrowed from the body (the model name) is used up here,
+    // before its buffer moves.
+    let (head, head_range, value_range, patch, translated) = match plan {
+        Plan::PassThrough {
+            upstream_model,
+            patch,
+        } => {
+            let model = (!upstream_model.is_empty()).then_some(upstream_model.as_ref());
+            let patch = patch.map(|span| span.start + body_offset..span.end + body_offset);
+            let (head, head_range, value_range) = build_head(
+                down,
+                p,
+                endpoint.upstream_path(),
+                model,
+                query_range,
+                body_len,
+                patch.clone().map(|span| (span, upstream_model.as_ref())),
+                false,
+            );
+            (head, head_range, value_range, patch, None)
+        }
+        Plan::Translate {
+            body: new_body,
+            api_path,
+            upstream_model,
+            call,
+        } => {
+            let (head, head_range, value_range) = build_head(
+                down,
+                p,
+                api_path,
+                Some(&upstream_model),
+                query_range,
+                Some(new_body.len()),
+                None,
+                true,
+            );
+            (head, head_range, value_range, None, Some((new_body, call)))
+        }
+    };
+    let (body_buf, body_range, in_place, call) = match (translated, body) {
+        (Some((new_body, call)), _) => {
+            let len = new_body.len();
+            (
+                Some(PooledBuf::from_vec(new_body)),
+                0..len,
+                false,
+                Some(call),
+            )
+        }
+        (None, Body::Empty) => (None, 0..0, false, None),
+        (None, Body::InPlace(r)) => (
             Some(mem::replace(&mut down.rbuf, PooledBuf::empty())),
             r,
             true,
+            None,
         ),
-        Body::Decoded(b) => {
+        (None, Body::Decoded(b)) => {
             let len = b.len();
-            (Some(b), 0..len, false)
+            (Some(b), 0..len, false, None)
         }
     };
     let req = OutgoingRequest {
@@ -176,9 +218,18 @@ async fn handle_request(shard: &Shard, down: &mut Downstream, side: &mut Upstrea
         value_range,
         body: body_buf,
         body_range,
-        patch: patch_span,
+        patch,
     };
-    let (result, body_back) = forward(shard, provider, side, req, &mut down.stream, &facts).await;
+    let (result, body_back) = forward(
+        shard,
+        provider,
+        side,
+        req,
+        &mut down.stream,
+        &facts,
+        call.as_ref(),
+    )
+    .await;
     if in_place {
         match body_back {
             Some(b) => down.rbuf = b,
@@ -195,60 +246,148 @@ async fn handle_request(shard: &Shard, down: &mut Downstream, side: &mut Upstrea
     }
 }
 
+/// Admits and routes a request with a JSON body: validates it, finds
+/// `model`, picks the provider, and decides between pass-through and
+/// translation.
+fn plan_request<'a>(
+    gw: &'a Gateway,
+    endpoint: Endpoint,
+    body: &'a [u8],
+) -> Result<(usize, Plan<'a>), Error> {
+    let top = scan_top_level(body).map_err(|e| {
+        let err = Error::client(Kind::InvalidJson, e.message());
+        match e.param() {
+            Some(p) => err.with_param(p.to_string()),
+            None => err,
+        }
+    })?;
+    let Some(model) = top.model else {
+        return Err(
+            Error::client(Kind::BadRequest, "you must provide a model parameter")
+                .with_param("model"),
+        );
+    };
+    // Route on the unescaped name; a name that needed unescaping (rare)
+    // is the only case that owns its copy.
+    let (provider_idx, upstream_model): (usize, Cow<'a, str>) = match &model.value {
+        Cow::Borrowed(name) => {
+            let t = gw.router.route(name)?;
+            (t.provider, Cow::Borrowed(t.upstream_model))
+        }
+        Cow::Owned(name) => {
+            let t = gw.router.route(name)?;
+            (t.provider, Cow::Owned(t.upstream_model.to_string()))
+        }
+    };
+    let provider = &gw.router.providers[provider_idx];
+    let stream = top.stream.unwrap_or(false);
+    let plan = match (endpoint.client_dialect(), provider.dialect()) {
+        (c, p) if c == p => {
+            let patch = (upstream_model != model.value).then_some(model.span.clone());
+            Plan::PassThrough {
+                upstream_model,
+                patch,
+            }
+        }
+        (Dialect::Anthropic, Dialect::OpenAi) if endpoint == Endpoint::Messages => {
+            Plan::Translate {
+                body: anthropic_request_to_openai(body, &upstream_model)
+                    .map_err(translate_error)?,
+                api_path: Endpoint::ChatCompletions.upstream_path(),
+                upstream_model,
+                call: TranslatedCall {
+                    translation: Translation::OpenAiToAnthropic,
+                    stream,
+                    client_model: model.value.to_string(),
+                },
+            }
+        }
+        (Dialect::OpenAi, Dialect::Anthropic) if endpoint == Endpoint::ChatCompletions => {
+            Plan::Translate {
+                body: openai_request_to_anthropic(body, &upstream_model)
+                    .map_err(translate_error)?,
+                api_path: Endpoint::Messages.upstream_path(),
+                upstream_model,
+                call: TranslatedCall {
+                    translation: Translation::AnthropicToOpenAi {
+                        include_usage: openai_stream_wants_usage(body),
+                    },
+                    stream,
+                    client_model: model.value.to_string(),
+                },
+            }
+        }
+        (_, upstream) => {
+            let api = match upstream {
+                Dialect::OpenAi => "OpenAI",
+                Dialect::Anthropic => "Anthropic Messages",
+            };
+            return Err(Error::client(
+                Kind::BadRequest,
+                format!(
+                    "provider `{}` speaks the {api} API, which has no equivalent of {}",
+                    provider.name,
+                    endpoint.upstream_path()
+                ),
+            )
+            .with_param("model"));
+        }
+    };
+    Ok((provider_idx, plan))
+}
+
+fn translate_error(e: crate::api::translate::TranslateError) -> Error {
+    Error::client(
+        Kind::BadRequest,
+        format!("cannot translate the request: {e}"),
+    )
+}
+
 /// Assembles the upstream request head in a fresh buffer: the replacement
 /// model value first (so its length is known for Content-Length), then the
-/// head. Returns (buffer, head range, value range, old value span).
-#[allow(clippy::type_complexity, clippy::too_many_arguments)]
-fn build_request(
-    shard: &Shard,
+/// head. Returns (buffer, head range, value range).
+#[allow(clippy::too_many_arguments)]
+fn build_head(
     down: &Downstream,
-    body: &Body,
-    endpoint: Endpoint,
-    query: std::ops::Range<usize>,
-    provider: usize,
+    p: &Provider,
+    api_path: &str,
     model: Option<&str>,
-    patch: Option<(std::ops::Range<usize>, &str)>,
-) -> (
-    PooledBuf,
-    std::ops::Range<usize>,
-    std::ops::Range<usize>,
-    Option<std::ops::Range<usize>>,
-) {
-    let p = &shard.gateway.router.providers[provider];
+    query: Range<usize>,
+    body_len: Option<usize>,
+    patch: Option<(Range<usize>, &str)>,
+    translated: bool,
+) -> (PooledBuf, Range<usize>, Range<usize>) {
     let rbuf = &down.rbuf;
     let mut out = PooledBuf::take(1024 + down.head.head_len);
-    let (body_len, body_offset) = match body {
-        Body::Empty => (0, 0),
-        Body::InPlace(r) => (r.len(), r.start),
-        Body::Decoded(b) => (b.len(), 0),
-    };
     let mut content_length = body_len;
-    let mut patch_span = None;
-    if let Some((span, new_model)) = patch {
+    if let (Some((span, new_model)), Some(len)) = (patch, body_len) {
         push_json_string(&mut out, new_model);
-        content_length = body_len - span.len() + out.len();
-        patch_span = Some(span.start + body_offset..span.end + body_offset);
+        content_length = Some(len - span.len() + out.len());
     }
     let value_range = 0..out.len();
     let head_start = out.len();
     out.extend_from_slice(down.head.method.get(rbuf));
     out.push(b' ');
-    p.write_request_target(&mut out, endpoint.upstream_path(), model, &rbuf[query]);
+    p.write_request_target(&mut out, api_path, model, &rbuf[query]);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     push_header(&mut out, b"host", p.url.host_header.as_bytes());
     p.write_auth_headers(&mut out);
-    if !matches!(body, Body::Empty) {
-        push_content_length(&mut out, content_length as u64);
+    if let Some(len) = content_length {
+        push_content_length(&mut out, len as u64);
     }
     for h in &down.head.headers {
         let name = h.name.get(rbuf);
-        if !is_dropped_request_header(name) && !p.overrides_request_header(name) {
+        // A translated response must arrive uncompressed to be read.
+        let skip = is_dropped_request_header(name)
+            || p.overrides_request_header(name)
+            || (translated && name.eq_ignore_ascii_case(b"accept-encoding"));
+        if !skip {
             push_header(&mut out, name, h.value.get(rbuf));
         }
     }
     end_head(&mut out);
     let head_range = head_start..out.len();
-    (out, head_range, value_range, patch_span)
+    (out, head_range, value_range)
 }
 
 async fn respond_local(
@@ -278,7 +417,7 @@ async fn respond_error(
     next: usize,
 ) -> Next {
     let close = !facts.keep_alive;
-    if down.write_error(err, close).await.is_err() || close {
+    if down.write_error(err, close, facts.dialect).await.is_err() || close {
         return Next::Close;
     }
     down.finish_request(next);

@@ -14,6 +14,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 
+use crate::api::translate::anthropic_error;
 use crate::buf::{write_all, PooledBuf};
 use crate::config::LimitsConfig;
 use crate::error::{Error, Kind};
@@ -21,6 +22,7 @@ use crate::http1::chunked::{ChunkLimits, ChunkedDecoder};
 use crate::http1::framing::{BodyKind, RequestFraming};
 use crate::http1::parse::{HeadError, HeadLimits, HeadScanner, Parsed, RequestHead};
 use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
+use crate::providers::Dialect;
 
 /// Initial read buffer: a typical chat request (head + body) fits at once.
 pub const READ_BUF_BYTES: usize = 16 * 1024;
@@ -247,10 +249,20 @@ impl Downstream {
         res
     }
 
-    /// Writes an OpenAI-shaped error response.
-    pub async fn write_error(&mut self, err: &Error, close: bool) -> io::Result<()> {
+    /// Writes an error response shaped for the client's dialect.
+    pub async fn write_error(
+        &mut self,
+        err: &Error,
+        close: bool,
+        dialect: Dialect,
+    ) -> io::Result<()> {
         let mut body = PooledBuf::take(256);
-        err.write_openai_body(&mut body);
+        match dialect {
+            Dialect::OpenAi => err.write_openai_body(&mut body),
+            Dialect::Anthropic => {
+                body.extend_from_slice(&anthropic_error(err.status(), &err.message))
+            }
+        }
         self.write_response(err.status(), &body, close, false).await
     }
 }

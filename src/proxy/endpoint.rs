@@ -2,6 +2,7 @@
 //! `/v1` prefix, as OpenAI's SDKs and older clients use both.
 
 use crate::error::{Error, Kind};
+use crate::providers::Dialect;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -12,6 +13,10 @@ pub enum Endpoint {
     /// GET /v1/models (answered from config, or passed to the default provider).
     Models,
     Health,
+    /// Anthropic's POST /v1/messages.
+    Messages,
+    /// Anthropic's POST /v1/messages/count_tokens.
+    CountTokens,
 }
 
 impl Endpoint {
@@ -24,6 +29,16 @@ impl Endpoint {
             Endpoint::Responses => "/responses",
             Endpoint::Models => "/models",
             Endpoint::Health => "/health",
+            Endpoint::Messages => "/messages",
+            Endpoint::CountTokens => "/messages/count_tokens",
+        }
+    }
+
+    /// The dialect the client speaks on this endpoint.
+    pub fn client_dialect(self) -> Dialect {
+        match self {
+            Endpoint::Messages | Endpoint::CountTokens => Dialect::Anthropic,
+            _ => Dialect::OpenAi,
         }
     }
 }
@@ -45,6 +60,8 @@ pub fn classify(method: &[u8], path: &[u8]) -> Result<Endpoint, Error> {
         b"/embeddings" => (Endpoint::Embeddings, b"POST"),
         b"/responses" => (Endpoint::Responses, b"POST"),
         b"/models" => (Endpoint::Models, b"GET"),
+        b"/messages" => (Endpoint::Messages, b"POST"),
+        b"/messages/count_tokens" => (Endpoint::CountTokens, b"POST"),
         b"/health" if path == b"/health" => (Endpoint::Health, b"GET"),
         _ => {
             return Err(Error::client(
@@ -90,6 +107,8 @@ mod tests {
             (b"POST", b"/v1/responses", Endpoint::Responses),
             (b"GET", b"/v1/models", Endpoint::Models),
             (b"GET", b"/health", Endpoint::Health),
+            (b"POST", b"/v1/messages", Endpoint::Messages),
+            (b"POST", b"/v1/messages/count_tokens", Endpoint::CountTokens),
         ] {
             assert_eq!(classify(m, p).unwrap(), e);
         }

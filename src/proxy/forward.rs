@@ -25,6 +25,8 @@ use crate::proxy::headers::is_dropped_response_header;
 use crate::shard::{Shard, ShardStats};
 use crate::upstream::{connect, UpstreamConn};
 
+use super::translated::{relay_translated, TranslatedCall};
+
 /// Upstream response heads larger than this are a protocol error.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 const RESPONSE_BUF_BYTES: usize = 16 * 1024;
@@ -85,6 +87,8 @@ pub struct ClientFacts {
     pub http10: bool,
     pub keep_alive: bool,
     pub is_head: bool,
+    /// The dialect errors must be shaped in.
+    pub dialect: crate::providers::Dialect,
 }
 
 /// Sends `req` to provider `provider` and relays the response to `client`.
@@ -97,6 +101,7 @@ pub async fn forward(
     mut req: OutgoingRequest,
     client: &mut monoio::net::TcpStream,
     facts: &ClientFacts,
+    translation: Option<&TranslatedCall>,
 ) -> (Result<Relayed, Error>, Option<PooledBuf>) {
     let gw = &shard.gateway;
     let p = &gw.router.providers[provider];
@@ -194,7 +199,11 @@ pub async fn forward(
         Ok(up) => up,
         Err(e) => return (Err(e), body_buf),
     };
-    let relayed = relay_response(shard, &mut up, urbuf, req.head, side, client, facts).await;
+    let idle = Duration::from_millis(up_cfg.idle_timeout_ms);
+    let relayed = match translation {
+        None => relay_response(&mut up, urbuf, req.head, side, client, facts, idle).await,
+        Some(call) => relay_translated(&mut up, urbuf, side, client, facts, call, idle).await,
+    };
     if let Ok(Relayed::Complete { .. }) = &relayed {
         if side.upstream_reusable {
             pool.put(up);
@@ -257,16 +266,29 @@ async fn read_response_head(
 }
 
 /// Tracks how much of the upstream byte stream is response body.
-struct BodyProgress {
+pub(super) struct BodyProgress {
     kind: BodyKind,
     remaining: u64,
     done: bool,
 }
 
 impl BodyProgress {
+    pub(super) fn new(kind: BodyKind) -> BodyProgress {
+        let remaining = if let BodyKind::Length(n) = kind { n } else { 0 };
+        BodyProgress {
+            kind,
+            remaining,
+            done: matches!(kind, BodyKind::Empty | BodyKind::Length(0)),
+        }
+    }
+
+    pub(super) fn is_done(&self) -> bool {
+        self.done
+    }
+
     /// Returns how many leading bytes of `data` belong to the body. With
     /// `decoded`, chunked payload is also copied there (HTTP/1.0 clients).
-    fn advance(
+    pub(super) fn advance(
         &mut self,
         data: &[u8],
         decoder: &mut ChunkedDecoder,
@@ -304,7 +326,15 @@ impl BodyProgress {
 }
 
 impl UpstreamSide {
-    fn decoder(&mut self) -> &mut ChunkedDecoder {
+    pub(super) fn head(&self) -> &ResponseHead {
+        &self.head
+    }
+
+    pub(super) fn set_reusable(&mut self, reusable: bool) {
+        self.upstream_reusable = reusable;
+    }
+
+    pub(super) fn decoder(&mut self) -> &mut ChunkedDecoder {
         let d = self.decoder.get_or_insert_with(|| {
             ChunkedDecoder::new(ChunkLimits {
                 max_line_bytes: 4096,
@@ -316,13 +346,13 @@ impl UpstreamSide {
 }
 
 async fn relay_response(
-    shard: &Shard,
     up: &mut UpstreamConn,
     mut urbuf: PooledBuf,
     mut hbuf: PooledBuf,
     side: &mut UpstreamSide,
     client: &mut monoio::net::TcpStream,
     facts: &ClientFacts,
+    idle: Duration,
 ) -> Result<Relayed, Error> {
     side.upstream_reusable = false;
     let head_len = side.head.head_len;
@@ -396,7 +426,6 @@ async fn relay_response(
         }
     }
 
-    let idle = Duration::from_millis(shard.gateway.config.upstream.idle_timeout_ms);
     while !progress.done {
         urbuf.clear();
         let n = match monoio::time::timeout(idle, read_more(up, &mut urbuf)).await {

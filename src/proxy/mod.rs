@@ -8,5 +8,6 @@ mod endpoint;
 mod forward;
 mod headers;
 pub mod route;
+mod translated;
 
 pub use conn::serve_connection;
