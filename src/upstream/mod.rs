@@ -1,10 +1,16 @@
 //! Upstream peers and per-shard keep-alive connection pools: where a provider
 //! lives (`UpstreamUrl`), how to reach it (`connect`, with the TLS client
 //! settings of `tls`), and the idle connections a shard keeps for it
-//! (`UpstreamPool`).
+//! (`UpstreamPool`); and, per shard, how a request is spread over a model's
+//! deployments and recovers from their failures: `balance` (which
+//! deployment), `breaker` (which are ejected), `retry` (whether, when and
+//! where to send again).
 
+pub mod balance;
+pub mod breaker;
 mod connect;
 mod pool;
+pub mod retry;
 pub mod tls;
 mod url;
 
