@@ -74,7 +74,9 @@ pub enum Strategy {
     LeastInFlight,
     /// Power of two choices over the latency EWMA; `decay` is the time
     /// constant both of the average and of its fading while unsampled.
-    LatencyP2c { decay: Duration },
+    LatencyP2c {
+        decay: Duration,
+    },
 }
 
 /// One deployment's shard-local counters.
@@ -344,7 +346,11 @@ mod tests {
         }
         let b = Balancer::new(Strategy::WeightedRoundRobin, &[3, 2, 0, 4]);
         for _ in 0..5 {
-            assert_eq!(counts(&b, 10, &[]), [3, 2, 1, 4], "zero weight counts as one");
+            assert_eq!(
+                counts(&b, 10, &[]),
+                [3, 2, 1, 4],
+                "zero weight counts as one"
+            );
         }
     }
 
@@ -421,10 +427,7 @@ mod tests {
         assert_eq!(seq.iter().filter(|&&i| i == 0).count(), 2, "{seq:?}");
         assert_eq!(seq.iter().filter(|&&i| i == 1).count(), 2, "{seq:?}");
         drop((g0, g2));
-        assert_eq!(
-            (b.in_flight(0), b.in_flight(1), b.in_flight(2)),
-            (0, 1, 1)
-        );
+        assert_eq!((b.in_flight(0), b.in_flight(1), b.in_flight(2)), (0, 1, 1));
         assert_eq!(b.pick(&[], now, &rng), Some(0));
         // Tied by in-flight, weights decide.
         let w = Balancer::new(Strategy::LeastInFlight, &[3, 1]);

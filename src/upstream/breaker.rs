@@ -215,7 +215,8 @@ impl Breaker {
                     return None;
                 }
                 // A long healthy spell forgets earlier ejections.
-                if since.is_some_and(|s| now.saturating_duration_since(s) >= self.config.max_ejection)
+                if since
+                    .is_some_and(|s| now.saturating_duration_since(s) >= self.config.max_ejection)
                 {
                     self.ejections.set(0);
                 }
@@ -415,7 +416,10 @@ mod tests {
         let t0 = Instant::now();
         eject(&b, t0);
         let t1 = t0 + 10 * S;
-        assert_eq!(send(&b, Outcome::Status(200), t1), Some(BreakerEvent::Closed));
+        assert_eq!(
+            send(&b, Outcome::Status(200), t1),
+            Some(BreakerEvent::Closed)
+        );
         // Fails again soon after closing: second ejection, twice as long.
         assert_eq!(
             eject(&b, t1 + S),
@@ -426,7 +430,10 @@ mod tests {
             })
         );
         let t2 = t1 + 21 * S;
-        assert_eq!(send(&b, Outcome::Status(200), t2), Some(BreakerEvent::Closed));
+        assert_eq!(
+            send(&b, Outcome::Status(200), t2),
+            Some(BreakerEvent::Closed)
+        );
         // Healthy for max_ejection: back to the base cool-down.
         assert_eq!(
             eject(&b, t2 + 35 * S),
@@ -446,7 +453,10 @@ mod tests {
         eject(&b, t0);
         assert_eq!(b.record(early[0], Outcome::Status(200), t0), None);
         assert_eq!(b.record(early[1], Outcome::Connect, t0), None);
-        assert!(!b.is_available(t0 + 9 * S), "late outcomes moved the breaker");
+        assert!(
+            !b.is_available(t0 + 9 * S),
+            "late outcomes moved the breaker"
+        );
         let probe = b.admit(t0 + 10 * S).ticket().unwrap();
         // Still half-open: a late success of an ordinary request does not close.
         assert_eq!(b.record(early[2], Outcome::Status(200), t0 + 10 * S), None);
