@@ -205,7 +205,7 @@ impl Balancer {
     }
 
     fn p2c(&self, eligible: impl Fn(usize) -> bool, now: Instant, rng: &ShardRng) -> usize {
-        let first = self.weighted_random(|i| eligible(i), rng);
+        let first = self.weighted_random(&eligible, rng);
         let Some(second) = self.weighted_random_opt(|i| eligible(i) && i != first, rng) else {
             return first;
         };
