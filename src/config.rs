@@ -45,6 +45,9 @@ pub struct ServerConfig {
     /// Start even if another process already listens on the port (only for a
     /// zero-downtime upgrade, where the old binary drains beside the new one).
     pub share_port: bool,
+    /// On SIGTERM, how long in-flight requests and streams may take to
+    /// finish before the process exits anyway, milliseconds.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +57,7 @@ impl Default for ServerConfig {
             shards: 0,
             pin_cores: true,
             share_port: false,
+            drain_timeout_ms: 30_000,
         }
     }
 }
@@ -349,11 +353,17 @@ impl Config {
     }
 
     /// The provider for bare names that match no model.
+    /// The provider for bare names: `default_provider`, else the only
+    /// provider, else `openai` when it is among several (bare names are
+    /// OpenAI's in the SDKs' own convention).
     pub fn default_provider_name(&self) -> Option<&str> {
         match &self.default_provider {
             Some(d) => Some(d),
             None if self.providers.len() == 1 => self.providers.keys().next().map(|s| s.as_str()),
-            None => None,
+            None => self
+                .providers
+                .get_key_value("openai")
+                .map(|(k, _)| k.as_str()),
         }
     }
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use shardgate::config::Config;
 use shardgate::proxy::route::Router;
 use shardgate::runtime::missing_cpu_feature;
-use shardgate::shard::{allowed_cores, spawn_shards, Gateway};
+use std::os::fd::{AsRawFd, RawFd};
+
+use shardgate::shard::{allowed_cores, spawn_shards, Control, Gateway};
 use shardgate::telemetry::{log_error, log_info, log_warn};
 
 #[global_allocator]
@@ -25,6 +27,8 @@ OPTIONS:
                       environment, e.g. OPENAI_API_KEY and OPENAI_BASE_URL)
     --listen ADDR     listen address, overrides server.listen (default 127.0.0.1:8080)
     --shards N        number of shards (default: one per CPU this process may use)
+    --share-port      start beside a running instance on the same port (upgrade:
+                      start the new binary with this, then SIGTERM the old one)
     --check-config    validate the configuration and exit (non-zero if invalid)
     -h, --help        print this help
     -V, --version     print the version
@@ -34,6 +38,7 @@ struct Args {
     config: Option<PathBuf>,
     listen: Option<String>,
     shards: Option<usize>,
+    share_port: bool,
     check_config: bool,
 }
 
@@ -42,6 +47,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         config: None,
         listen: None,
         shards: None,
+        share_port: false,
         check_config: false,
     };
     let mut it = std::env::args().skip(1);
@@ -67,6 +73,7 @@ fn parse_args() -> Result<Option<Args>, String> {
                 );
             }
             "--check-config" => args.check_config = true,
+            "--share-port" => args.share_port = true,
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return Ok(None);
@@ -108,7 +115,7 @@ fn main() -> ExitCode {
         println!("shardgate: configuration is valid");
         return ExitCode::SUCCESS;
     }
-    match run(config) {
+    match run(config, &args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log_error(format_args!("{e}"));
@@ -125,11 +132,12 @@ fn load_config(args: &Args) -> Result<Config, shardgate::config::ConfigError> {
     if let Some(shards) = args.shards {
         config.server.shards = shards;
     }
+    config.server.share_port |= args.share_port;
     config.validate()?;
     Ok(config)
 }
 
-fn run(config: Config) -> Result<(), String> {
+fn run(config: Config, args: &Args) -> Result<(), String> {
     let started = std::time::Instant::now();
     // Signals are taken by the main thread only: block them before any
     // shard thread exists so the threads inherit the mask.
@@ -165,9 +173,10 @@ fn run(config: Config) -> Result<(), String> {
     let placement: Vec<_> = (0..shards)
         .map(|i| config.server.pin_cores.then(|| cores[i % cores.len()]))
         .collect();
-    let gateway = Arc::new(Gateway { config, router });
+    let listener_fds: Vec<RawFd> = listeners.iter().map(|l| l.as_raw_fd()).collect();
+    let control = Control::new(Arc::new(Gateway { config, router }), shards);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let _threads = spawn_shards(gateway, listeners, placement.clone(), ready_tx);
+    let _threads = spawn_shards(control.clone(), listeners, placement.clone(), ready_tx);
     let mut drivers = vec![None; shards];
     for _ in 0..shards {
         let (id, res) = ready_rx
@@ -182,9 +191,85 @@ fn run(config: Config) -> Result<(), String> {
         "listening on {bound} with {shards} shard(s), ready in {:.1} ms",
         started.elapsed().as_secs_f64() * 1e3
     ));
-    let sig = wait_for_signal(&signals);
-    log_info(format_args!("received signal {sig}, exiting"));
-    Ok(())
+    loop {
+        match wait_for_signal(&signals) {
+            libc::SIGHUP => reload(args, &control),
+            sig => {
+                drain(&control, &listener_fds, sig);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Loads, validates and publishes the configuration again. An invalid one
+/// is refused and the running one kept.
+fn reload(args: &Args, control: &Control) {
+    let old = control.current();
+    let config = match load_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            log_error(format_args!(
+                "reload refused, keeping the running configuration: {e}"
+            ));
+            return;
+        }
+    };
+    if config.server.listen != old.config.server.listen
+        || config.server.shards != old.config.server.shards
+    {
+        log_warn(format_args!(
+            "reload: server.listen and server.shards take effect only after a restart"
+        ));
+    }
+    match Router::new(&config) {
+        Ok(router) => {
+            control.publish(Arc::new(Gateway { config, router }));
+            log_info(format_args!("configuration reloaded"));
+        }
+        Err(e) => log_error(format_args!(
+            "reload refused, keeping the running configuration: {e}"
+        )),
+    }
+}
+
+/// Stops accepting, lets in-flight requests and streams finish (up to the
+/// drain timeout), then returns so the process exits.
+fn drain(control: &Control, listener_fds: &[RawFd], sig: i32) {
+    let timeout =
+        std::time::Duration::from_millis(control.current().config.server.drain_timeout_ms);
+    log_info(format_args!("signal {sig}: draining (up to {timeout:?})"));
+    control.start_draining();
+    for &fd in listener_fds {
+        // Wakes each shard's pending accept with an error; it sees the drain
+        // flag and stops accepting. New connections go to other instances
+        // sharing the port, or are refused.
+        // SAFETY: shutting down a listening socket we own.
+        unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+    }
+    let started = std::time::Instant::now();
+    let mut idle_checks = 0;
+    while started.elapsed() < timeout {
+        // Two consecutive idle readings: a request whose head was just read
+        // has had time to register.
+        idle_checks = if control.in_flight() == 0 {
+            idle_checks + 1
+        } else {
+            0
+        };
+        if idle_checks >= 2 {
+            log_info(format_args!(
+                "drained in {:.0} ms; exiting",
+                started.elapsed().as_secs_f64() * 1e3
+            ));
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    log_warn(format_args!(
+        "drain timeout: {} request(s) still in flight; exiting",
+        control.in_flight()
+    ));
 }
 
 fn block_signals() -> libc::sigset_t {
@@ -205,12 +290,6 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
         let mut sig = 0;
         // SAFETY: `set` is a valid signal set blocked in every thread.
         if unsafe { libc::sigwait(set, &mut sig) } == 0 {
-            if sig == libc::SIGHUP {
-                log_info(format_args!(
-                    "SIGHUP: configuration reload is not supported yet; ignoring"
-                ));
-                continue;
-            }
             return sig;
         }
     }

@@ -27,7 +27,7 @@ use crate::http1::framing::request_framing;
 use crate::http1::write::{end_head, push_content_length, push_header};
 use crate::json::{push_json_string, scan_top_level};
 use crate::providers::{Dialect, Provider};
-use crate::shard::{Gateway, Shard, ShardStats};
+use crate::shard::{Gateway, Routes, Shard, ShardStats};
 
 enum Next {
     KeepAlive,
@@ -41,7 +41,8 @@ pub async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
     let mut down = Downstream::new(stream);
     let mut side = UpstreamSide::default();
     loop {
-        match down.read_head(&shard.gateway.config.limits).await {
+        let limits = shard.routes().gateway.config.limits.clone();
+        match down.read_head(&limits).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
@@ -50,7 +51,9 @@ pub async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
             }
         }
         ShardStats::bump(&shard.stats.requests);
-        match handle_request(&shard, &mut down, &mut side).await {
+        let _in_flight = shard.request_guard();
+        let routes = shard.routes();
+        match handle_request(&shard, &routes, &mut down, &mut side).await {
             Next::KeepAlive => {}
             Next::Close => return,
         }
@@ -74,8 +77,13 @@ enum Plan<'a> {
     },
 }
 
-async fn handle_request(shard: &Shard, down: &mut Downstream, side: &mut UpstreamSide) -> Next {
-    let gw = &shard.gateway;
+async fn handle_request(
+    shard: &Shard,
+    routes: &Routes,
+    down: &mut Downstream,
+    side: &mut UpstreamSide,
+) -> Next {
+    let gw = &routes.gateway;
     let framing = match request_framing(&down.rbuf, &down.head) {
         Ok(f) => f,
         Err(e) => {
@@ -89,7 +97,8 @@ async fn handle_request(shard: &Shard, down: &mut Downstream, side: &mut Upstrea
     };
     let mut facts = ClientFacts {
         http10: down.head.minor_version == 0,
-        keep_alive: framing.keep_alive,
+        // While draining, every response closes its connection.
+        keep_alive: framing.keep_alive && !shard.is_draining(),
         is_head: down.head.method.get(&down.rbuf) == b"HEAD",
         dialect: Dialect::OpenAi,
     };
@@ -222,6 +231,7 @@ async fn handle_request(shard: &Shard, down: &mut Downstream, side: &mut Upstrea
     };
     let (result, body_back) = forward(
         shard,
+        routes,
         provider,
         side,
         req,

@@ -22,7 +22,7 @@ use crate::http1::parse::{HeadLimits, HeadScanner, Parsed, ResponseHead};
 use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
 use crate::proxy::downstream::read_more;
 use crate::proxy::headers::is_dropped_response_header;
-use crate::shard::{Shard, ShardStats};
+use crate::shard::{Routes, Shard, ShardStats};
 use crate::upstream::{connect, UpstreamConn};
 
 use super::translated::{relay_translated, TranslatedCall};
@@ -94,8 +94,10 @@ pub struct ClientFacts {
 /// Sends `req` to provider `provider` and relays the response to `client`.
 /// An `Err` means nothing has been written to the client yet, so the caller
 /// can still answer with an error. The request's buffers are handed back.
+#[allow(clippy::too_many_arguments)]
 pub async fn forward(
     shard: &Shard,
+    routes: &Routes,
     provider: usize,
     side: &mut UpstreamSide,
     mut req: OutgoingRequest,
@@ -103,9 +105,9 @@ pub async fn forward(
     facts: &ClientFacts,
     translation: Option<&TranslatedCall>,
 ) -> (Result<Relayed, Error>, Option<PooledBuf>) {
-    let gw = &shard.gateway;
+    let gw = &routes.gateway;
     let p = &gw.router.providers[provider];
-    let pool = &shard.pools[provider];
+    let pool = &routes.pools[provider];
     let up_cfg = &gw.config.upstream;
     if p.addrs.is_empty() {
         let err = Error::upstream(

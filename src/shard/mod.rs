@@ -8,9 +8,10 @@
 mod catch_panic;
 mod topology;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -26,6 +27,60 @@ pub use topology::{allowed_cores, CoreId};
 pub struct Gateway {
     pub config: Config,
     pub router: Router,
+}
+
+/// Process-wide control shared with the main thread: config generations
+/// for reload and the drain flag. Shards only *read* it on the request path
+/// (one relaxed load of a line that rarely changes), and each shard writes
+/// only its own padded in-flight counter.
+pub struct Control {
+    generation: AtomicU64,
+    next: Mutex<Arc<Gateway>>,
+    draining: AtomicBool,
+    in_flight: Vec<PaddedCounter>,
+}
+
+/// A counter alone on its cache line, so shards never share one.
+#[repr(align(128))]
+#[derive(Default)]
+struct PaddedCounter(AtomicUsize);
+
+impl Control {
+    pub fn new(gateway: Arc<Gateway>, shards: usize) -> Arc<Control> {
+        Arc::new(Control {
+            generation: AtomicU64::new(0),
+            next: Mutex::new(gateway),
+            draining: AtomicBool::new(false),
+            in_flight: (0..shards).map(|_| PaddedCounter::default()).collect(),
+        })
+    }
+
+    /// Publishes a new configuration; each shard picks it up at its next
+    /// request, in-flight requests finish on the one they started with.
+    pub fn publish(&self, gateway: Arc<Gateway>) {
+        *self.next.lock().unwrap_or_else(|e| e.into_inner()) = gateway;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn current(&self) -> Arc<Gateway> {
+        self.next.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Requests being served across all shards.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+            .iter()
+            .map(|c| c.0.load(Ordering::Acquire))
+            .sum()
+    }
 }
 
 /// Per-shard counters; merged by whoever reads them, never shared.
@@ -44,18 +99,17 @@ impl ShardStats {
     }
 }
 
-/// One shard's state.
-pub struct Shard {
-    pub id: usize,
-    pub driver: Driver,
+/// One configuration generation as a shard uses it: the gateway and the
+/// shard's upstream pools for its providers (indexed like
+/// `gateway.router.providers`). Requests hold an `Rc` to the generation
+/// they started on.
+pub struct Routes {
     pub gateway: Arc<Gateway>,
-    /// One pool per provider, indexed like `gateway.router.providers`.
     pub pools: Vec<UpstreamPool>,
-    pub stats: ShardStats,
 }
 
-impl Shard {
-    pub fn new(id: usize, driver: Driver, gateway: Arc<Gateway>) -> Shard {
+impl Routes {
+    fn new(gateway: Arc<Gateway>) -> Routes {
         let up = &gateway.config.upstream;
         let pools = gateway
             .router
@@ -68,13 +122,63 @@ impl Shard {
                 )
             })
             .collect();
+        Routes { gateway, pools }
+    }
+}
+
+/// One shard's state.
+pub struct Shard {
+    pub id: usize,
+    pub driver: Driver,
+    pub stats: ShardStats,
+    control: Arc<Control>,
+    routes: RefCell<Rc<Routes>>,
+    generation: Cell<u64>,
+}
+
+impl Shard {
+    pub fn new(id: usize, driver: Driver, control: Arc<Control>) -> Shard {
+        let generation = control.generation.load(Ordering::Acquire);
+        let routes = Rc::new(Routes::new(control.current()));
         Shard {
             id,
             driver,
-            gateway,
-            pools,
             stats: ShardStats::default(),
+            control,
+            routes: RefCell::new(routes),
+            generation: Cell::new(generation),
         }
+    }
+
+    /// The routes for a new request: the latest published configuration.
+    pub fn routes(&self) -> Rc<Routes> {
+        let generation = self.control.generation.load(Ordering::Acquire);
+        if generation != self.generation.get() {
+            self.generation.set(generation);
+            *self.routes.borrow_mut() = Rc::new(Routes::new(self.control.current()));
+        }
+        self.routes.borrow().clone()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.control.is_draining()
+    }
+
+    /// Marks a request in flight until the guard drops.
+    pub fn request_guard(&self) -> InFlight<'_> {
+        self.control.in_flight[self.id]
+            .0
+            .fetch_add(1, Ordering::AcqRel);
+        InFlight(&self.control.in_flight[self.id].0)
+    }
+}
+
+/// A request in flight on its shard (see [`Shard::request_guard`]).
+pub struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -84,7 +188,7 @@ pub type ReadySender = std::sync::mpsc::Sender<(usize, std::io::Result<Driver>)>
 /// Starts one thread per listener, each pinned to `cores[i]` when given.
 /// Each thread reports its driver on `ready` once it is accepting.
 pub fn spawn_shards(
-    gateway: Arc<Gateway>,
+    control: Arc<Control>,
     listeners: Vec<std::net::TcpListener>,
     cores: Vec<Option<CoreId>>,
     ready: ReadySender,
@@ -93,12 +197,12 @@ pub fn spawn_shards(
         .into_iter()
         .enumerate()
         .map(|(id, listener)| {
-            let gateway = gateway.clone();
+            let control = control.clone();
             let core = cores.get(id).copied().flatten();
             let ready = ready.clone();
             std::thread::Builder::new()
                 .name(format!("shard-{id}"))
-                .spawn(move || run_shard_thread(id, gateway, listener, core, ready))
+                .spawn(move || run_shard_thread(id, control, listener, core, ready))
                 .expect("spawn shard thread")
         })
         .collect()
@@ -108,7 +212,7 @@ pub fn spawn_shards(
 /// builds its runtime, and serves `listener`.
 pub fn run_shard_thread(
     id: usize,
-    gateway: Arc<Gateway>,
+    control: Arc<Control>,
     listener: std::net::TcpListener,
     core: Option<CoreId>,
     ready: ReadySender,
@@ -117,7 +221,7 @@ pub fn run_shard_thread(
         core_affinity::set_for_current(core);
     }
     match build_runtime() {
-        Ok((mut rt, driver)) => rt.block_on(run_shard(id, driver, gateway, listener, ready)),
+        Ok((mut rt, driver)) => rt.block_on(run_shard(id, driver, control, listener, ready)),
         Err(e) => {
             let _ = ready.send((id, Err(e)));
         }
@@ -127,7 +231,7 @@ pub fn run_shard_thread(
 async fn run_shard(
     id: usize,
     driver: Driver,
-    gateway: Arc<Gateway>,
+    control: Arc<Control>,
     listener: std::net::TcpListener,
     ready: ReadySender,
 ) {
@@ -138,7 +242,7 @@ async fn run_shard(
             return;
         }
     };
-    let shard = Rc::new(Shard::new(id, driver, gateway));
+    let shard = Rc::new(Shard::new(id, driver, control));
     let _ = ready.send((id, Ok(driver)));
     drop(ready);
     monoio::spawn(sweep_pools(shard.clone()));
@@ -161,6 +265,10 @@ async fn run_shard(
                     }
                 });
             }
+            // The listener was shut down to drain: stop accepting, but keep
+            // the runtime (and every in-flight request) running until the
+            // process exits.
+            Err(_) if shard.is_draining() => break,
             Err(e) => {
                 // EMFILE/ENFILE and friends: back off instead of spinning.
                 crate::telemetry::log_error(format_args!("shard {id}: accept failed: {e}"));
@@ -168,12 +276,14 @@ async fn run_shard(
             }
         }
     }
+    drop(listener);
+    std::future::pending::<()>().await;
 }
 
 async fn sweep_pools(shard: Rc<Shard>) {
     loop {
         monoio::time::sleep(Duration::from_secs(5)).await;
-        for pool in &shard.pools {
+        for pool in &shard.routes().pools {
             pool.sweep();
         }
     }
