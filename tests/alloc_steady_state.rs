@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use shardgate::config::Config;
 use shardgate::proxy::route::Router;
-use shardgate::shard::{run_shard_thread, Gateway};
+use shardgate::shard::{run_shard_thread, Control, Gateway};
 
 struct CountingAlloc;
 
@@ -129,7 +129,7 @@ fn steady_state_pass_through_allocates_nothing_per_request() {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         COUNTED.with(|c| c.set(true));
-        run_shard_thread(0, gateway, listener, None, ready_tx);
+        run_shard_thread(0, Control::new(gateway, 1), listener, None, ready_tx);
     });
     ready_rx
         .recv_timeout(Duration::from_secs(10))
