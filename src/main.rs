@@ -11,7 +11,7 @@ use shardgate::runtime::missing_cpu_feature;
 use std::os::fd::{AsRawFd, RawFd};
 
 use shardgate::shard::{allowed_cores, spawn_shards, Control, Gateway};
-use shardgate::telemetry::{log_error, log_info, log_warn};
+use shardgate::telemetry::{log_error, log_info, log_warn, notify};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -191,6 +191,9 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
         "listening on {bound} with {shards} shard(s), ready in {:.1} ms",
         started.elapsed().as_secs_f64() * 1e3
     ));
+    // systemd (Type=notify): every shard is accepting.
+    let _ = notify::ready();
+    let _ = notify::status(&format!("listening on {bound} with {shards} shard(s)"));
     loop {
         match wait_for_signal(&signals) {
             libc::SIGHUP => reload(args, &control),
@@ -205,6 +208,12 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
 /// Loads, validates and publishes the configuration again. An invalid one
 /// is refused and the running one kept.
 fn reload(args: &Args, control: &Control) {
+    let _ = notify::reloading();
+    reload_config(args, control);
+    let _ = notify::ready();
+}
+
+fn reload_config(args: &Args, control: &Control) {
     let old = control.current();
     let config = match load_config(args) {
         Ok(c) => c,
@@ -239,6 +248,7 @@ fn drain(control: &Control, listener_fds: &[RawFd], sig: i32) {
     let timeout =
         std::time::Duration::from_millis(control.current().config.server.drain_timeout_ms);
     log_info(format_args!("signal {sig}: draining (up to {timeout:?})"));
+    let _ = notify::stopping();
     control.start_draining();
     for &fd in listener_fds {
         // Wakes each shard's pending accept with an error; it sees the drain
