@@ -247,7 +247,7 @@ for w in workloads:
     cells = []
     for t in targets:
         r = load(f"{t}.{w}.sat"); note(f"{t} {w} sat", r)
-        cells.append(f"{r['throughput_rps']:>12.0f} ({r['throughput_rps'] / base:4.2f}x)")
+        cells.append(f"{r['throughput_rps']:>12.0f} ({r['throughput_rps'] / base:4.2f}x)" if r["ok"] else "all failed")
     print(f"{w:<18}" + "".join(f"{c:>22}" for c in cells))
 for rate in rates:
     print(f"\nOpen loop {rate} req/s (poisson): latency p50 / p99 ms; overhead = target - direct")
@@ -255,16 +255,19 @@ for rate in rates:
     for w in workloads:
         rs = {t: load(f"{t}.{w}.rate{rate}") for t in targets}
         for t, r in rs.items(): note(f"{t} {w} {rate}/s", r)
-        lat = {t: (r["latency_ms"]["p50"], r["latency_ms"]["p99"]) for t, r in rs.items()}
-        row = "".join(f"{lat[t][0]:>10.3f} /{lat[t][1]:>9.3f}" for t in targets)
-        row += "".join(f"{lat[t][0] - lat['direct'][0]:>+10.3f} /{lat[t][1] - lat['direct'][1]:>+9.3f}" for t in targets[1:])
+        lat = {t: (r["latency_ms"]["p50"], r["latency_ms"]["p99"]) for t, r in rs.items() if r["ok"]}
+        row = "".join(f"{lat[t][0]:>10.3f} /{lat[t][1]:>9.3f}" if t in lat else f"{'all failed':>21}" for t in targets)
+        row += "".join(
+            f"{lat[t][0] - lat['direct'][0]:>+10.3f} /{lat[t][1] - lat['direct'][1]:>+9.3f}"
+            if t in lat and "direct" in lat else f"{'-':>21}" for t in targets[1:])
         print(f"{w:<18}{row}")
     streams = [w for w in workloads if w.endswith("-stream")]
     if streams:
         print(f"  stream TTFT p50 ms (overhead vs direct):")
         for w in streams:
-            rs = {t: load(f"{t}.{w}.rate{rate}")["ttft_ms"]["p50"] for t in targets}
-            print(f"  {w:<16}" + "".join(f"  {t} {v:.3f} ({v - rs['direct']:+.3f})" for t, v in rs.items()))
+            rs = {t: (load(f"{t}.{w}.rate{rate}")["ttft_ms"] or {}).get("p50") for t in targets}
+            base = rs["direct"] or 0.0
+            print(f"  {w:<16}" + "".join(f"  {t} {v:.3f} ({v - base:+.3f})" if v is not None else f"  {t} failed" for t, v in rs.items()))
 print("\nProxy cost (chat workload at the highest rate)")
 for t in targets[1:]:
     rate = rates[-1]

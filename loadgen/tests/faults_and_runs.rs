@@ -39,6 +39,33 @@ fn closed_loop_counts_every_request() {
 }
 
 #[test]
+fn plot_is_an_svg_percentile_curve() {
+    let mock = Mock::start(&["--latency", "uniform:0ms..2ms"]);
+    let path = std::env::temp_dir().join(format!("loadgen-plot-{}.svg", std::process::id()));
+    let r = run(
+        mock.addr,
+        &[
+            "--workload",
+            "chat-stream",
+            "--requests",
+            "200",
+            "--plot",
+            path.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r["ok"], 200);
+    let svg = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(
+        svg.matches("<polyline").count(),
+        2,
+        "latency and ttft curves"
+    );
+    assert!(svg.contains("99.9%"));
+}
+
+#[test]
 fn open_loop_keeps_its_rate_and_excludes_warmup() {
     let mock = Mock::start(&[]);
     let r = run(

@@ -234,3 +234,16 @@ fn pipelined_and_chunked_requests_are_answered_in_order() {
     assert_eq!(read_response(&mut reader).json()["body"], "abcde");
     assert_eq!(read_response(&mut reader).json()["model"], "third");
 }
+
+#[test]
+fn expect_continue_gets_an_interim_response() {
+    let mock = Mock::start(&[]);
+    let stream = connect(mock.addr);
+    let body = r#"{"model":"late"}"#;
+    let head = format!("POST /v1/chat/completions HTTP/1.1\r\nhost: t\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n", body.len());
+    (&stream).write_all(head.as_bytes()).unwrap();
+    let mut reader = BufReader::new(&stream);
+    assert_eq!(read_response(&mut reader).status, 100);
+    (&stream).write_all(body.as_bytes()).unwrap();
+    assert_eq!(read_response(&mut reader).json()["model"], "late");
+}

@@ -119,6 +119,16 @@ async fn serve(mut stream: TcpStream, shard: Rc<Shard>) {
             .await;
             return;
         };
+        let body_pending = input.bytes().len() == head.head_len && framing.body != BodyKind::Empty;
+        if framing.expect_continue
+            && body_pending
+            && stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+        {
+            return;
+        }
         let consumed = match framing.body {
             BodyKind::Length(n) => {
                 let total = head.head_len + n as usize;
