@@ -22,6 +22,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub access_log: AccessLogConfig,
     /// Provider used for bare model names that match no configured model.
     /// Defaults to the only provider when exactly one is configured.
     pub default_provider: Option<String>,
@@ -31,6 +35,47 @@ pub struct Config {
     /// Models served; each maps a public name (and aliases) to a provider.
     #[serde(default)]
     pub models: Vec<ModelConfig>,
+}
+
+/// The admin listener: Prometheus metrics and the reload endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `GET /metrics`, `POST /admin/reload`, `GET /health`; keep it on
+    /// loopback or a private network. Empty disables it.
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
+/// One JSON line per request, written by a thread of its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogConfig {
+    /// "off", "stdout", or "file" (at `path`, rotated).
+    pub target: String,
+    pub path: String,
+    /// Rotate when the file reaches this size.
+    pub max_bytes: u64,
+    /// Rotated files kept (`path.1` … `path.keep`).
+    pub keep: usize,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig {
+            target: "off".into(),
+            path: "/var/log/shardgate/access.log".into(),
+            max_bytes: 100 * 1024 * 1024,
+            keep: 5,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -278,6 +323,26 @@ impl Config {
 
     /// Checks everything that parsing cannot: addresses, URLs, references.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.admin.listen.is_empty()
+            && self.admin.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(bad(
+                "admin.listen",
+                format!(
+                    "{:?} is not an IP:port address (or \"\" to disable)",
+                    self.admin.listen
+                ),
+            ));
+        }
+        if !matches!(self.access_log.target.as_str(), "off" | "stdout" | "file") {
+            return Err(bad(
+                "access_log.target",
+                format!(
+                    "{:?} is not one of \"off\", \"stdout\", \"file\"",
+                    self.access_log.target
+                ),
+            ));
+        }
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(bad(
                 "server.listen",

@@ -10,8 +10,12 @@ use shardgate::proxy::route::Router;
 use shardgate::runtime::missing_cpu_feature;
 use std::os::fd::{AsRawFd, RawFd};
 
-use shardgate::shard::{allowed_cores, spawn_shards, Control, Gateway};
-use shardgate::telemetry::{log_error, log_info, log_warn, notify};
+use shardgate::proxy::ROUTE_NAMES;
+use shardgate::shard::{allowed_cores, spawn_shards, Control, Gateway, ShardSetup};
+use shardgate::telemetry::admin::spawn_admin;
+use shardgate::telemetry::{
+    log_error, log_info, log_warn, notify, AccessLog, AccessLogOptions, LabelTable, LogTarget,
+};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -174,9 +178,24 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
         .map(|i| config.server.pin_cores.then(|| cores[i % cores.len()]))
         .collect();
     let listener_fds: Vec<RawFd> = listeners.iter().map(|l| l.as_raw_fd()).collect();
+    let labels = Arc::new(LabelTable::from_config(&config, &ROUTE_NAMES));
+    let access_log = start_access_log(&config.access_log)?;
+    let setups = (0..shards)
+        .map(|_| ShardSetup {
+            labels: labels.clone(),
+            access_log: access_log.as_ref().map(|l| l.sender()),
+        })
+        .collect();
+    let admin_listen = config.admin.listen.clone();
     let control = Control::new(Arc::new(Gateway { config, router }), shards);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let _threads = spawn_shards(control.clone(), listeners, placement.clone(), ready_tx);
+    let _threads = spawn_shards(
+        control.clone(),
+        listeners,
+        placement.clone(),
+        setups,
+        ready_tx,
+    );
     let mut drivers = vec![None; shards];
     for _ in 0..shards {
         let (id, res) = ready_rx
@@ -191,14 +210,43 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
         "listening on {bound} with {shards} shard(s), ready in {:.1} ms",
         started.elapsed().as_secs_f64() * 1e3
     ));
+    if !admin_listen.is_empty() {
+        let dropped = access_log
+            .as_ref()
+            .map(|l| l.dropped_counter())
+            .unwrap_or_default();
+        // The admin port is for operators: failing to get it is reported
+        // loudly but does not take the data plane down.
+        match admin_listen
+            .parse()
+            .map_err(|e| format!("{e}"))
+            .and_then(|addr| {
+                spawn_admin(addr, control.clone(), dropped).map_err(|e| format!("{e}"))
+            }) {
+            Ok(addr) => log_info(format_args!("admin (metrics, reload) on http://{addr}")),
+            Err(e) => log_error(format_args!(
+                "admin listener {admin_listen} unavailable: {e}"
+            )),
+        }
+    }
     // systemd (Type=notify): every shard is accepting.
     let _ = notify::ready();
     let _ = notify::status(&format!("listening on {bound} with {shards} shard(s)"));
     loop {
         match wait_for_signal(&signals) {
-            libc::SIGHUP => reload(args, &control),
+            libc::SIGHUP => {
+                reload(args, &control);
+                if let Some(log) = &access_log {
+                    log.reopen(); // after logrotate moved the file
+                }
+            }
             sig => {
                 drain(&control, &listener_fds, sig);
+                if let Some(log) = access_log {
+                    // Shards flush their batches on their next tick.
+                    std::thread::sleep(std::time::Duration::from_millis(150));
+                    log.shutdown();
+                }
                 return Ok(());
             }
         }
@@ -280,6 +328,21 @@ fn drain(control: &Control, listener_fds: &[RawFd], sig: i32) {
         "drain timeout: {} request(s) still in flight; exiting",
         control.in_flight()
     ));
+}
+
+fn start_access_log(cfg: &shardgate::config::AccessLogConfig) -> Result<Option<AccessLog>, String> {
+    let target = match cfg.target.as_str() {
+        "stdout" => LogTarget::Stdout,
+        "file" => LogTarget::File {
+            path: cfg.path.clone().into(),
+            max_bytes: cfg.max_bytes,
+            keep: cfg.keep,
+        },
+        _ => return Ok(None),
+    };
+    AccessLog::start(target, AccessLogOptions::default())
+        .map(Some)
+        .map_err(|e| format!("access_log: cannot open {}: {e}", cfg.path))
 }
 
 fn block_signals() -> libc::sigset_t {

@@ -2,7 +2,8 @@
 //! runs on a thread whose heap allocations are counted, a real upstream and
 //! a real keep-alive client talk to it over loopback, and after warm-up
 //! (buffers pooled, pools and slabs grown) thousands of non-streaming chat
-//! requests, with the `model` value patched, cause zero allocations.
+//! requests, with the `model` value patched, its usage read and its metrics
+//! recorded, cause zero allocations.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -14,7 +15,9 @@ use std::time::Duration;
 
 use shardgate::config::Config;
 use shardgate::proxy::route::Router;
-use shardgate::shard::{run_shard_thread, Control, Gateway};
+use shardgate::proxy::ROUTE_NAMES;
+use shardgate::shard::{run_shard_thread, Control, Gateway, ShardSetup};
+use shardgate::telemetry::LabelTable;
 
 struct CountingAlloc;
 
@@ -121,6 +124,7 @@ fn steady_state_pass_through_allocates_nothing_per_request() {
     config.server.listen = "127.0.0.1:0".into();
     config.validate().unwrap();
     let router = Router::new(&config).unwrap();
+    let labels = Arc::new(LabelTable::from_config(&config, &ROUTE_NAMES));
     let gateway = Arc::new(Gateway { config, router });
     let listener = shardgate::net::bind_listeners("127.0.0.1:0".parse().unwrap(), 1, false)
         .unwrap()
@@ -129,7 +133,17 @@ fn steady_state_pass_through_allocates_nothing_per_request() {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         COUNTED.with(|c| c.set(true));
-        run_shard_thread(0, Control::new(gateway, 1), listener, None, ready_tx);
+        run_shard_thread(
+            0,
+            Control::new(gateway, 1),
+            ShardSetup {
+                labels,
+                access_log: None,
+            },
+            listener,
+            None,
+            ready_tx,
+        );
     });
     ready_rx
         .recv_timeout(Duration::from_secs(10))

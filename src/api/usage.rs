@@ -43,13 +43,32 @@ struct CachedDetails {
     cached_tokens: Option<u64>,
 }
 
+/// The usage object at `path` (a chain of object keys). Walks members
+/// with the JSON module's walker instead of `sonic_rs::get`, which
+/// allocates its path on every call: this runs once per proxied response.
 fn raw_usage_at(body: &[u8], path: &[&str]) -> Option<RawUsage> {
-    let value = sonic_rs::get_from_slice(body, path).ok()?;
-    let raw = value.as_raw_str();
+    let mut raw = std::str::from_utf8(body).ok()?;
+    for key in path {
+        raw = member_value(raw, key)?;
+    }
     if raw == "null" {
         return None;
     }
     sonic_rs::from_str(raw).ok()
+}
+
+/// The raw text of the value of member `key` of the object `text`. The
+/// providers never escape these ASCII keys, so the raw key is compared.
+fn member_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    let mut walker = crate::json::walk::MemberWalker::new(text).ok()?;
+    while let Ok(Some(member)) = walker.next_member() {
+        if member.key_raw.len() == key.len() + 2
+            && &member.key_raw[1..member.key_raw.len() - 1] == key
+        {
+            return Some(member.value_raw);
+        }
+    }
+    None
 }
 
 fn cached(details: Option<CachedDetails>) -> u64 {

@@ -8,7 +8,7 @@
 mod error;
 mod escape;
 mod scan;
-mod walk;
+pub(crate) mod walk;
 
 use std::ops::Range;
 

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::mem;
 use std::ops::Range;
 use std::rc::Rc;
+use std::time::Instant;
 
 use monoio::net::TcpStream;
 
@@ -17,6 +18,7 @@ use super::downstream::{Body, Downstream};
 use super::endpoint::{classify, split_target, Endpoint};
 use super::forward::{forward, ClientFacts, OutgoingRequest, Relayed, UpstreamSide};
 use super::headers::is_dropped_request_header;
+use super::outcome::Outcome;
 use super::translated::{TranslatedCall, Translation};
 use crate::api::translate::{
     anthropic_request_to_openai, openai_request_to_anthropic, openai_stream_wants_usage,
@@ -40,6 +42,7 @@ pub async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
     let _ = stream.set_nodelay(true);
     let mut down = Downstream::new(stream);
     let mut side = UpstreamSide::default();
+    let mut outcome = Outcome::default();
     loop {
         let limits = shard.routes().gateway.config.limits.clone();
         match down.read_head(&limits).await {
@@ -52,8 +55,11 @@ pub async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
         }
         ShardStats::bump(&shard.stats.requests);
         let _in_flight = shard.request_guard();
+        outcome.reset(Instant::now());
         let routes = shard.routes();
-        match handle_request(&shard, &routes, &mut down, &mut side).await {
+        let next = handle_request(&shard, &routes, &mut down, &mut side, &mut outcome).await;
+        outcome.record(&shard, &routes);
+        match next {
             Next::KeepAlive => {}
             Next::Close => return,
         }
@@ -82,6 +88,7 @@ async fn handle_request(
     routes: &Routes,
     down: &mut Downstream,
     side: &mut UpstreamSide,
+    outcome: &mut Outcome,
 ) -> Next {
     let gw = &routes.gateway;
     let framing = match request_framing(&down.rbuf, &down.head) {
@@ -106,8 +113,27 @@ async fn handle_request(
     let (body, next) = match down.read_body(&framing, &gw.config.limits).await {
         Ok(x) => x,
         Err(e) => {
+            outcome.status = e.status();
             let _ = down.write_error(&e, true, Dialect::OpenAi).await;
             return Next::Close;
+        }
+    };
+    outcome.bytes_in = match &body {
+        Body::Empty => 0,
+        Body::InPlace(r) => r.len() as u64,
+        Body::Decoded(b) => b.len() as u64,
+    };
+    // x-request-id: the client's, else ours; either way it goes upstream.
+    let generated_id = match down.head.header(&down.rbuf, b"x-request-id") {
+        Some(id) => {
+            outcome.request_id.push_str(&String::from_utf8_lossy(id));
+            false
+        }
+        None => {
+            outcome
+                .request_id
+                .push_str(shard.request_ids.next_id().as_str());
+            true
         }
     };
     let target = down.head.target.get(&down.rbuf);
@@ -115,13 +141,14 @@ async fn handle_request(
     let query_range = down.head.target.end as usize - query.len()..down.head.target.end as usize;
     let endpoint = match classify(down.head.method.get(&down.rbuf), path) {
         Ok(e) => e,
-        Err(e) => return respond_error(down, &e, &facts, next).await,
+        Err(e) => return respond_error(down, &e, &facts, next, outcome).await,
     };
     facts.dialect = endpoint.client_dialect();
+    outcome.route = endpoint.route_index();
 
     let (provider, plan) = match endpoint {
         Endpoint::Health => {
-            return respond_local(down, 200, b"{\"status\":\"ok\"}", &facts, next).await
+            return respond_local(outcome, down, 200, b"{\"status\":\"ok\"}", &facts, next).await
         }
         Endpoint::Models => match gw
             .router
@@ -136,7 +163,10 @@ async fn handle_request(
                     patch: None,
                 },
             ),
-            None => return respond_local(down, 200, &gw.router.models_body, &facts, next).await,
+            None => {
+                return respond_local(outcome, down, 200, &gw.router.models_body, &facts, next)
+                    .await
+            }
         },
         _ => {
             let body_bytes: &[u8] = match &body {
@@ -144,9 +174,9 @@ async fn handle_request(
                 Body::InPlace(r) => &down.rbuf[r.clone()],
                 Body::Decoded(b) => b,
             };
-            match plan_request(gw, endpoint, body_bytes) {
+            match plan_request(gw, endpoint, body_bytes, &mut outcome.model) {
                 Ok(x) => x,
-                Err(e) => return respond_error(down, &e, &facts, next).await,
+                Err(e) => return respond_error(down, &e, &facts, next, outcome).await,
             }
         }
     };
@@ -154,6 +184,8 @@ async fn handle_request(
     // The head is built while the client's head (in `rbuf`) is at hand;
     // then the body's buffer is handed to the request and comes back after.
     let p = &gw.router.providers[provider];
+    outcome.provider = Some(provider);
+    let request_id = generated_id.then_some(outcome.request_id.as_str());
     let (body_len, body_offset) = match &body {
         Body::Empty => (None, 0),
         Body::InPlace(r) => (Some(r.len()), r.start),
@@ -176,6 +208,7 @@ async fn handle_request(
                 query_range,
                 body_len,
                 patch.clone().map(|span| (span, upstream_model.as_ref())),
+                request_id,
                 false,
             );
             (head, head_range, value_range, patch, None)
@@ -194,6 +227,7 @@ async fn handle_request(
                 query_range,
                 Some(new_body.len()),
                 None,
+                request_id,
                 true,
             );
             (head, head_range, value_range, None, Some((new_body, call)))
@@ -240,6 +274,10 @@ async fn handle_request(
         call.as_ref(),
     )
     .await;
+    outcome.upstream = side.sent_at().map(|t| t.elapsed());
+    outcome.ttft = side.first_body().map(|t| t.duration_since(outcome.started));
+    outcome.usage = side.usage();
+    outcome.status = side.status();
     if in_place {
         match body_back {
             Some(b) => down.rbuf = b,
@@ -252,7 +290,7 @@ async fn handle_request(
             Next::KeepAlive
         }
         Ok(Relayed::Complete { close: true }) | Ok(Relayed::Broken) => Next::Close,
-        Err(e) => respond_error(down, &e, &facts, next).await,
+        Err(e) => respond_error(down, &e, &facts, next, outcome).await,
     }
 }
 
@@ -263,6 +301,7 @@ fn plan_request<'a>(
     gw: &'a Gateway,
     endpoint: Endpoint,
     body: &'a [u8],
+    model_out: &mut String,
 ) -> Result<(usize, Plan<'a>), Error> {
     let top = scan_top_level(body).map_err(|e| {
         let err = Error::client(Kind::InvalidJson, e.message());
@@ -277,6 +316,7 @@ fn plan_request<'a>(
                 .with_param("model"),
         );
     };
+    model_out.push_str(&model.value);
     // Route on the unescaped name; a name that needed unescaping (rare)
     // is the only case that owns its copy.
     let (provider_idx, upstream_model): (usize, Cow<'a, str>) = match &model.value {
@@ -365,6 +405,7 @@ fn build_head(
     query: Range<usize>,
     body_len: Option<usize>,
     patch: Option<(Range<usize>, &str)>,
+    request_id: Option<&str>,
     translated: bool,
 ) -> (PooledBuf, Range<usize>, Range<usize>) {
     let rbuf = &down.rbuf;
@@ -385,6 +426,9 @@ fn build_head(
     if let Some(len) = content_length {
         push_content_length(&mut out, len as u64);
     }
+    if let Some(id) = request_id {
+        push_header(&mut out, b"x-request-id", id.as_bytes());
+    }
     for h in &down.head.headers {
         let name = h.name.get(rbuf);
         // A translated response must arrive uncompressed to be read.
@@ -401,12 +445,14 @@ fn build_head(
 }
 
 async fn respond_local(
+    outcome: &mut Outcome,
     down: &mut Downstream,
     status: u16,
     body: &[u8],
     facts: &ClientFacts,
     next: usize,
 ) -> Next {
+    outcome.status = status;
     let close = !facts.keep_alive;
     if down
         .write_response(status, body, close, facts.is_head)
@@ -425,7 +471,9 @@ async fn respond_error(
     err: &Error,
     facts: &ClientFacts,
     next: usize,
+    outcome: &mut Outcome,
 ) -> Next {
+    outcome.status = err.status();
     let close = !facts.keep_alive;
     if down.write_error(err, close, facts.dialect).await.is_err() || close {
         return Next::Close;

@@ -19,7 +19,37 @@ pub enum Endpoint {
     CountTokens,
 }
 
+/// Route labels for metrics and the access log, indexed by
+/// [`Endpoint::route_index`]; the last is for requests that matched none.
+pub const ROUTE_NAMES: [&str; 9] = [
+    "chat_completions",
+    "completions",
+    "embeddings",
+    "responses",
+    "models",
+    "health",
+    "messages",
+    "count_tokens",
+    "unknown",
+];
+
+/// Index of `"unknown"` in [`ROUTE_NAMES`].
+pub const UNKNOWN_ROUTE: usize = 8;
+
 impl Endpoint {
+    pub fn route_index(self) -> usize {
+        match self {
+            Endpoint::ChatCompletions => 0,
+            Endpoint::Completions => 1,
+            Endpoint::Embeddings => 2,
+            Endpoint::Responses => 3,
+            Endpoint::Models => 4,
+            Endpoint::Health => 5,
+            Endpoint::Messages => 6,
+            Endpoint::CountTokens => 7,
+        }
+    }
+
     /// The path appended to the provider's base URL (which carries `/v1`).
     pub fn upstream_path(self) -> &'static str {
         match self {

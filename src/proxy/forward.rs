@@ -9,17 +9,19 @@
 
 use std::mem;
 use std::ops::Range;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::buf::IoBuf;
 use monoio::io::AsyncWriteRentExt;
 
+use crate::api::usage::{anthropic_response_usage, openai_response_usage, Usage};
 use crate::buf::{write_all_vectored, IoVecs, PooledBuf};
 use crate::error::{Error, Kind};
 use crate::http1::chunked::{ChunkLimits, ChunkedDecoder};
 use crate::http1::framing::{response_framing, BodyKind};
 use crate::http1::parse::{HeadLimits, HeadScanner, Parsed, ResponseHead};
 use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
+use crate::providers::Dialect;
 use crate::proxy::downstream::read_more;
 use crate::proxy::headers::is_dropped_response_header;
 use crate::shard::{Routes, Shard, ShardStats};
@@ -70,6 +72,11 @@ pub struct UpstreamSide {
     decoder: Option<ChunkedDecoder>,
     /// Set by the relay: the last response left the connection reusable.
     upstream_reusable: bool,
+    /// What the last exchange came to, for the log phase.
+    sent_at: Option<Instant>,
+    first_body: Option<Instant>,
+    status: u16,
+    usage: Option<Usage>,
 }
 
 /// How the exchange ended, for the connection loop.
@@ -118,6 +125,10 @@ pub async fn forward(
         return (Err(err), req.body.take());
     }
 
+    side.sent_at = Some(Instant::now());
+    side.first_body = None;
+    side.status = 0;
+    side.usage = None;
     let mut iov = side.iov.take().unwrap_or_default();
     let mut urbuf = PooledBuf::take(RESPONSE_BUF_BYTES);
     let mut retried = false;
@@ -328,6 +339,37 @@ impl BodyProgress {
 }
 
 impl UpstreamSide {
+    /// When the request was sent upstream (None: it never was).
+    pub(super) fn sent_at(&self) -> Option<Instant> {
+        self.sent_at
+    }
+
+    /// When the first response body bytes reached the client.
+    pub(super) fn first_body(&self) -> Option<Instant> {
+        self.first_body
+    }
+
+    pub(super) fn mark_first_body(&mut self) {
+        self.first_body.get_or_insert_with(Instant::now);
+    }
+
+    /// The status the client got (0: none yet).
+    pub(super) fn status(&self) -> u16 {
+        self.status
+    }
+
+    pub(super) fn set_status(&mut self, status: u16) {
+        self.status = status;
+    }
+
+    pub(super) fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    pub(super) fn set_usage(&mut self, usage: Option<Usage>) {
+        self.usage = usage;
+    }
+
     pub(super) fn head(&self) -> &ResponseHead {
         &self.head
     }
@@ -357,6 +399,7 @@ async fn relay_response(
     idle: Duration,
 ) -> Result<Relayed, Error> {
     side.upstream_reusable = false;
+    side.status = side.head.status;
     let head_len = side.head.head_len;
     let framing = response_framing(&urbuf, &side.head, facts.is_head).map_err(|e| {
         Error::upstream(
@@ -406,6 +449,18 @@ async fn relay_response(
     let mut decoded = decode_for_client.then(|| PooledBuf::take(RESPONSE_BUF_BYTES));
     let initial = progress.advance(&urbuf[head_len..], decoder, decoded.as_deref_mut())?;
     let mut extra = head_len + initial < urbuf.len();
+    // Tokens: a whole JSON body that arrived in one read is read in place,
+    // with no copy (the common non-streaming case).
+    if progress.done
+        && matches!(framing.body, BodyKind::Length(_))
+        && (200..300).contains(&side.head.status)
+    {
+        let body = &urbuf[head_len..head_len + initial];
+        side.usage = match facts.dialect {
+            Dialect::OpenAi => openai_response_usage(body),
+            Dialect::Anthropic => anthropic_response_usage(body),
+        };
+    }
 
     // Head and the first body bytes in one write.
     let mut iov = side.iov.take().unwrap_or_default();
@@ -421,6 +476,9 @@ async fn relay_response(
     urbuf = u.expect("response buffer returned");
     if res.is_err() {
         return Ok(Relayed::Broken);
+    }
+    if initial > 0 {
+        side.mark_first_body();
     }
     if let Some(d) = decoded.as_mut() {
         if !write_out(client, d).await {
@@ -444,6 +502,7 @@ async fn relay_response(
         }
         let take = progress.advance(&urbuf, side.decoder(), decoded.as_deref_mut())?;
         extra |= take < n;
+        side.mark_first_body();
         match decoded.as_mut() {
             Some(d) => {
                 if !write_out(client, d).await {

@@ -7,7 +7,9 @@ mod downstream;
 mod endpoint;
 mod forward;
 mod headers;
+mod outcome;
 pub mod route;
 mod translated;
 
 pub use conn::serve_connection;
+pub use endpoint::ROUTE_NAMES;

@@ -15,6 +15,7 @@ use crate::api::translate::{
     anthropic_error_to_openai, anthropic_response_to_openai, openai_error_to_anthropic,
     openai_response_to_anthropic, AnthropicToOpenAiStream, OpenAiToAnthropicStream,
 };
+use crate::api::usage::{anthropic_response_usage, openai_response_usage, Usage};
 use crate::buf::PooledBuf;
 use crate::error::{Error, Kind};
 use crate::http1::framing::{response_framing, BodyKind};
@@ -65,6 +66,18 @@ impl StreamTranslator {
         match self {
             StreamTranslator::ToAnthropic(t) => t.finish(out),
             StreamTranslator::ToOpenAi(t) => t.finish(out),
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        let u = match self {
+            StreamTranslator::ToAnthropic(t) => t.usage(),
+            StreamTranslator::ToOpenAi(t) => t.usage(),
+        };
+        Usage {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cached_input_tokens: 0,
         }
     }
 }
@@ -127,7 +140,12 @@ pub async fn relay_translated(
                 ));
             }
         }
+        side.set_usage(match call.translation {
+            Translation::OpenAiToAnthropic => openai_response_usage(&payload),
+            Translation::AnthropicToOpenAi { .. } => anthropic_response_usage(&payload),
+        });
         let (status, body) = translate_whole(status, &payload, call)?;
+        side.set_status(status);
         let close = !facts.keep_alive || facts.http10;
         let mut out = PooledBuf::take(256 + body.len());
         push_status_line(&mut out, status);
@@ -142,6 +160,7 @@ pub async fn relay_translated(
         if res.is_err() {
             return Ok(Relayed::Broken);
         }
+        side.mark_first_body();
         side.set_reusable(framing.keep_alive && !extra && framing.body != BodyKind::CloseDelimited);
         return Ok(Relayed::Complete { close });
     }
@@ -157,6 +176,7 @@ pub async fn relay_translated(
         ),
     };
     let chunked = !facts.http10;
+    side.set_status(200);
     let mut head = PooledBuf::take(256);
     push_status_line(&mut head, 200);
     push_header(&mut head, b"content-type", b"text/event-stream");
@@ -190,6 +210,9 @@ pub async fn relay_translated(
         if progress.is_done() || failure.is_some() {
             break;
         }
+        if !events.is_empty() {
+            side.mark_first_body();
+        }
         if !write_chunk(client, &events, chunked).await {
             return Ok(Relayed::Broken);
         }
@@ -208,6 +231,7 @@ pub async fn relay_translated(
         extra |= take < n;
     }
     translator.finish(&mut events);
+    side.set_usage(Some(translator.usage()));
     if !write_chunk(client, &events, chunked).await {
         return Ok(Relayed::Broken);
     }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::proxy::route::Router;
 use crate::runtime::{build_runtime, Driver};
+use crate::telemetry::{AccessLogSender, LabelTable, MetricsSnapshot, RequestIdGen, ShardMetrics};
 use crate::upstream::UpstreamPool;
 
 pub use catch_panic::CatchPanic;
@@ -38,6 +39,9 @@ pub struct Control {
     next: Mutex<Arc<Gateway>>,
     draining: AtomicBool,
     in_flight: Vec<PaddedCounter>,
+    /// Scrapes: a request number, and each shard's latest answer to it.
+    snapshot_request: AtomicU64,
+    snapshots: Vec<Mutex<(u64, Option<MetricsSnapshot>)>>,
 }
 
 /// A counter alone on its cache line, so shards never share one.
@@ -52,7 +56,31 @@ impl Control {
             next: Mutex::new(gateway),
             draining: AtomicBool::new(false),
             in_flight: (0..shards).map(|_| PaddedCounter::default()).collect(),
+            snapshot_request: AtomicU64::new(0),
+            snapshots: (0..shards).map(|_| Mutex::new((0, None))).collect(),
         })
+    }
+
+    /// Asks every shard for a metrics snapshot and waits (up to `timeout`)
+    /// for the answers; a shard that does not answer in time contributes
+    /// its previous snapshot.
+    pub fn scrape(&self, timeout: Duration) -> Vec<MetricsSnapshot> {
+        let wanted = self.snapshot_request.fetch_add(1, Ordering::AcqRel) + 1;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let answered = self
+                .snapshots
+                .iter()
+                .all(|s| s.lock().map(|s| s.0 >= wanted).unwrap_or(true));
+            if answered || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.snapshots
+            .iter()
+            .filter_map(|s| s.lock().ok().and_then(|s| s.1.clone()))
+            .collect()
     }
 
     /// Publishes a new configuration; each shard picks it up at its next
@@ -126,27 +154,52 @@ impl Routes {
     }
 }
 
+/// What a shard gets from start-up besides its listener.
+pub struct ShardSetup {
+    pub labels: Arc<LabelTable>,
+    pub access_log: Option<AccessLogSender>,
+}
+
 /// One shard's state.
 pub struct Shard {
     pub id: usize,
     pub driver: Driver,
     pub stats: ShardStats,
+    pub metrics: ShardMetrics,
+    pub access_log: RefCell<Option<AccessLogSender>>,
+    pub request_ids: RequestIdGen,
     control: Arc<Control>,
     routes: RefCell<Rc<Routes>>,
     generation: Cell<u64>,
 }
 
 impl Shard {
-    pub fn new(id: usize, driver: Driver, control: Arc<Control>) -> Shard {
+    pub fn new(id: usize, driver: Driver, control: Arc<Control>, setup: ShardSetup) -> Shard {
         let generation = control.generation.load(Ordering::Acquire);
         let routes = Rc::new(Routes::new(control.current()));
         Shard {
             id,
             driver,
             stats: ShardStats::default(),
+            metrics: ShardMetrics::new(id, driver, setup.labels),
+            access_log: RefCell::new(setup.access_log),
+            request_ids: RequestIdGen::new(id),
             control,
             routes: RefCell::new(routes),
             generation: Cell::new(generation),
+        }
+    }
+
+    /// Answers a pending scrape with this shard's snapshot.
+    fn answer_scrape(&self) {
+        let wanted = self.control.snapshot_request.load(Ordering::Acquire);
+        let slot = &self.control.snapshots[self.id];
+        let answered = slot.lock().map(|s| s.0).unwrap_or(u64::MAX);
+        if answered < wanted {
+            let snapshot = self.metrics.snapshot();
+            if let Ok(mut s) = slot.lock() {
+                *s = (wanted, Some(snapshot));
+            }
         }
     }
 
@@ -191,18 +244,20 @@ pub fn spawn_shards(
     control: Arc<Control>,
     listeners: Vec<std::net::TcpListener>,
     cores: Vec<Option<CoreId>>,
+    setups: Vec<ShardSetup>,
     ready: ReadySender,
 ) -> Vec<JoinHandle<()>> {
     listeners
         .into_iter()
+        .zip(setups)
         .enumerate()
-        .map(|(id, listener)| {
+        .map(|(id, (listener, setup))| {
             let control = control.clone();
             let core = cores.get(id).copied().flatten();
             let ready = ready.clone();
             std::thread::Builder::new()
                 .name(format!("shard-{id}"))
-                .spawn(move || run_shard_thread(id, control, listener, core, ready))
+                .spawn(move || run_shard_thread(id, control, setup, listener, core, ready))
                 .expect("spawn shard thread")
         })
         .collect()
@@ -213,6 +268,7 @@ pub fn spawn_shards(
 pub fn run_shard_thread(
     id: usize,
     control: Arc<Control>,
+    setup: ShardSetup,
     listener: std::net::TcpListener,
     core: Option<CoreId>,
     ready: ReadySender,
@@ -221,7 +277,7 @@ pub fn run_shard_thread(
         core_affinity::set_for_current(core);
     }
     match build_runtime() {
-        Ok((mut rt, driver)) => rt.block_on(run_shard(id, driver, control, listener, ready)),
+        Ok((mut rt, driver)) => rt.block_on(run_shard(id, driver, control, setup, listener, ready)),
         Err(e) => {
             let _ = ready.send((id, Err(e)));
         }
@@ -232,6 +288,7 @@ async fn run_shard(
     id: usize,
     driver: Driver,
     control: Arc<Control>,
+    setup: ShardSetup,
     listener: std::net::TcpListener,
     ready: ReadySender,
 ) {
@@ -242,10 +299,10 @@ async fn run_shard(
             return;
         }
     };
-    let shard = Rc::new(Shard::new(id, driver, control));
+    let shard = Rc::new(Shard::new(id, driver, control, setup));
     let _ = ready.send((id, Ok(driver)));
     drop(ready);
-    monoio::spawn(sweep_pools(shard.clone()));
+    monoio::spawn(tick(shard.clone()));
     loop {
         match listener.accept().await {
             Ok((stream, _peer)) => {
@@ -280,11 +337,22 @@ async fn run_shard(
     std::future::pending::<()>().await;
 }
 
-async fn sweep_pools(shard: Rc<Shard>) {
+/// The shard's housekeeping, off the request path: flush the access log
+/// batch, answer scrapes, close stale pooled connections.
+async fn tick(shard: Rc<Shard>) {
+    const TICK: Duration = Duration::from_millis(50);
+    let mut ticks: u64 = 0;
     loop {
-        monoio::time::sleep(Duration::from_secs(5)).await;
-        for pool in &shard.routes().pools {
-            pool.sweep();
+        monoio::time::sleep(TICK).await;
+        ticks += 1;
+        if let Some(log) = shard.access_log.borrow_mut().as_mut() {
+            log.maybe_flush(std::time::Instant::now());
+        }
+        shard.answer_scrape();
+        if ticks % 100 == 0 {
+            for pool in &shard.routes().pools {
+                pool.sweep();
+            }
         }
     }
 }

@@ -237,6 +237,11 @@ impl AccessLog {
         let _ = self.tx.send(Msg::Reopen);
     }
 
+    /// The dropped-lines counter, for a reader on another thread (metrics).
+    pub fn dropped_counter(&self) -> Arc<AtomicU64> {
+        self.dropped.clone()
+    }
+
     /// Lines dropped so far because the writer fell behind.
     pub fn dropped_lines(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

@@ -128,13 +128,15 @@ impl LabelTable {
         RouteId(index as u8)
     }
 
-    /// The provider at router index `index`.
+    /// The provider at router index `index`. A provider added by a reload
+    /// after this table was built is counted under the no-provider label
+    /// rather than misattributed.
     pub fn provider(&self, index: usize) -> ProviderId {
-        assert!(
-            index < self.providers.len() - 1,
-            "provider index out of range"
-        );
-        ProviderId(index as u16)
+        if index < self.providers.len() - 1 {
+            ProviderId(index as u16)
+        } else {
+            self.no_provider()
+        }
     }
 
     /// For requests answered before a provider was chosen.

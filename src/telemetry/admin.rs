@@ -1,0 +1,117 @@
+//! The admin listener: `GET /metrics` (Prometheus text merged from every
+//! shard's snapshot), `POST /admin/reload` (the same reload as SIGHUP), and
+//! `GET /health`. It runs on a thread of its own, off the shards, serving one
+//! short connection at a time: it is for operators and scrapers, not traffic.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::http1::parse::{parse_request, HeadLimits, Parsed, RequestHead};
+use crate::shard::Control;
+use crate::telemetry::{log_error, prometheus, MergedMetrics};
+
+/// How long a scrape waits for the shards' snapshots.
+const SCRAPE_WAIT: Duration = Duration::from_millis(500);
+
+/// Binds `addr` and serves it on a new thread.
+pub fn spawn_admin(
+    addr: SocketAddr,
+    control: Arc<Control>,
+    log_dropped: Arc<AtomicU64>,
+) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("admin".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                if let Err(e) = serve(stream, &control, &log_dropped) {
+                    log_error(format_args!("admin: {e}"));
+                }
+            }
+        })?;
+    Ok(bound)
+}
+
+fn serve(mut stream: TcpStream, control: &Control, log_dropped: &AtomicU64) -> io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = Vec::with_capacity(4096);
+    let mut head = RequestHead::default();
+    let limits = HeadLimits {
+        max_head_bytes: 8192,
+        max_headers: 64,
+    };
+    loop {
+        match parse_request(&buf, &limits, &mut head) {
+            Ok(Parsed::Complete) => break,
+            Ok(Parsed::Partial) => {}
+            Err(_) => {
+                return respond(
+                    &mut stream,
+                    400,
+                    "application/json",
+                    b"{\"error\":\"bad request\"}",
+                )
+            }
+        }
+        let mut chunk = [0u8; 2048];
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let method = head.method.get(&buf);
+    let path = head
+        .target
+        .get(&buf)
+        .split(|&b| b == b'?')
+        .next()
+        .unwrap_or_default();
+    match (method, path) {
+        (b"GET", b"/metrics") => {
+            let snapshots = control.scrape(SCRAPE_WAIT);
+            let mut merged = MergedMetrics::merge(&snapshots);
+            merged.access_log_dropped = log_dropped.load(Ordering::Relaxed);
+            let mut text = String::with_capacity(16 * 1024);
+            prometheus::render(&merged, &mut text);
+            respond(&mut stream, 200, prometheus::CONTENT_TYPE, text.as_bytes())
+        }
+        (b"POST", b"/admin/reload") => {
+            // The main thread owns reloading; this takes the same path as
+            // `systemctl reload`.
+            // SAFETY: signalling our own process.
+            unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
+            respond(
+                &mut stream,
+                202,
+                "application/json",
+                b"{\"status\":\"reload requested\"}",
+            )
+        }
+        (b"GET", b"/health") => {
+            respond(&mut stream, 200, "application/json", b"{\"status\":\"ok\"}")
+        }
+        _ => respond(
+            &mut stream,
+            404,
+            "application/json",
+            b"{\"error\":\"not found\"}",
+        ),
+    }
+}
+
+fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &[u8]) -> io::Result<()> {
+    let mut out = Vec::with_capacity(body.len() + 128);
+    crate::http1::write::push_status_line(&mut out, status);
+    crate::http1::write::push_header(&mut out, b"content-type", content_type.as_bytes());
+    crate::http1::write::push_content_length(&mut out, body.len() as u64);
+    crate::http1::write::push_header(&mut out, b"connection", b"close");
+    crate::http1::write::end_head(&mut out);
+    out.extend_from_slice(body);
+    stream.write_all(&out)
+}
