@@ -596,14 +596,27 @@ impl Gateway {
     }
 
     fn try_start(opts: &GatewayOpts) -> Result<Gateway, String> {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Gateway::spawn_at(opts, addr, &[], &[])
+    }
+
+    /// Starts a gateway on `addr` with extra command-line `args` and
+    /// environment `env` (e.g. `--share-port` beside a running instance,
+    /// `NOTIFY_SOCKET`), and waits until it answers `/health` and has logged
+    /// that it listens. No retry: the caller chose the port.
+    pub fn spawn_at(
+        opts: &GatewayOpts,
+        addr: SocketAddr,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Gateway, String> {
         let dir = TempDir::new("gw");
-        let port = free_port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut cmd = gateway_command();
         cmd.arg("--listen")
             .arg(addr.to_string())
             .arg("--shards")
-            .arg(opts.shards.to_string());
+            .arg(opts.shards.to_string())
+            .args(args);
         if let Some(text) = &opts.config {
             cmd.arg("--config").arg(dir.write("shardgate.toml", text));
         }
@@ -615,6 +628,9 @@ impl Gateway {
         }
         if opts.driver == Driver::Legacy {
             cmd.env("MONOIO_FORCE_LEGACY_DRIVER", "1");
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let log = std::fs::File::create(dir.0.join("stderr.log")).unwrap();
         cmd.stdin(Stdio::null())
@@ -632,10 +648,15 @@ impl Gateway {
             if let Ok(Some(status)) = gw.child.try_wait() {
                 return Err(format!("exited with {status}: {}", gw.log()));
             }
-            if let Ok(mut c) = Client::connect(addr) {
-                if let Ok(r) = c.request("GET /health HTTP/1.1\r\nhost: t\r\n\r\n") {
-                    if r.status == 200 {
-                        break;
+            // Shards answer before the main thread logs their drivers: wait
+            // for both. The log also tells this process from another one
+            // answering on a shared port.
+            if gw.log().contains("listening on") {
+                if let Ok(mut c) = Client::connect(addr) {
+                    if let Ok(r) = c.request("GET /health HTTP/1.1\r\nhost: t\r\n\r\n") {
+                        if r.status == 200 {
+                            break;
+                        }
                     }
                 }
             }
@@ -643,10 +664,6 @@ impl Gateway {
                 return Err(format!("/health never answered: {}", gw.log()));
             }
             thread::sleep(Duration::from_millis(20));
-        }
-        // Shards answer before the main thread logs their drivers: wait for it.
-        while !gw.log().contains("listening on") && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(10));
         }
         if opts.driver == Driver::IoUring && !gw.log().contains("io_uring driver") {
             eprintln!("note: io_uring is unavailable here; the gateway fell back to epoll");
@@ -699,6 +716,68 @@ impl Gateway {
         self.connect()
             .request(format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n"))
             .unwrap_or_else(|e| panic!("GET {path}: {e}\n{}", self.log()))
+    }
+}
+
+impl Gateway {
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends signal `sig` (e.g. `libc::SIGTERM`) to the gateway process.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid; it is not reaped until
+        // `wait_exit` or drop, so the pid cannot have been reused.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.child.id());
+    }
+
+    /// The exit status if the process ends within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The config file the gateway was started with (config mode only).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.0.join("shardgate.toml")
+    }
+
+    /// Replaces the config file's text (the gateway rereads it on SIGHUP).
+    /// Written to a temporary name and renamed, so a reload never reads a
+    /// half-written file.
+    pub fn rewrite_config(&self, text: &str) {
+        let tmp = self.dir.0.join("shardgate.toml.new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.config_path()).unwrap();
+    }
+
+    /// Waits until the stderr log contains `needle` `count` times or more.
+    pub fn wait_log(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().matches(needle).count() >= count {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 
@@ -803,6 +882,12 @@ impl Client {
     pub fn request(&mut self, req: impl AsRef<[u8]>) -> io::Result<Response> {
         self.send(req)?;
         self.read_response()
+    }
+
+    /// Response bytes received and not yet consumed (after a failed read:
+    /// whether the peer sent anything at all).
+    pub fn pending_bytes(&self) -> usize {
+        self.buf.len()
     }
 
     /// Reads more bytes before `deadline`; 0 at EOF.
