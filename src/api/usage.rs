@@ -10,7 +10,7 @@
 
 use serde::Deserialize;
 
-use super::sse::SseEvent;
+use super::sse::{SseEvent, SseScanner};
 
 /// Tokens consumed by one request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -151,6 +151,71 @@ impl AnthropicStreamUsage {
     /// The usage so far, or `None` if no event carried any.
     pub fn usage(&self) -> Option<Usage> {
         self.seen.then_some(self.usage)
+    }
+}
+
+/// Reads usage on the side of a stream as its payload passes through:
+/// OpenAI's usage chunk, or Anthropic's `message_start`/`message_delta`.
+/// Fed decoded payload bytes in any split; never buffers the stream (only an
+/// incomplete event, bounded by the scanner's limit).
+pub struct StreamUsageScanner {
+    sse: SseScanner,
+    anthropic: bool,
+    openai_usage: Option<Usage>,
+    anthropic_usage: AnthropicStreamUsage,
+}
+
+impl StreamUsageScanner {
+    /// An event larger than this is skipped for usage (the stream itself
+    /// still passes through untouched).
+    const MAX_EVENT: usize = 256 * 1024;
+
+    pub fn new() -> StreamUsageScanner {
+        StreamUsageScanner {
+            sse: SseScanner::new(Self::MAX_EVENT),
+            anthropic: false,
+            openai_usage: None,
+            anthropic_usage: AnthropicStreamUsage::default(),
+        }
+    }
+
+    /// Starts a new stream in the given dialect.
+    pub fn reset(&mut self, anthropic: bool) {
+        self.sse.reset();
+        self.anthropic = anthropic;
+        self.openai_usage = None;
+        self.anthropic_usage = AnthropicStreamUsage::default();
+    }
+
+    pub fn feed(&mut self, payload: &[u8]) {
+        let (anthropic, openai_usage, anthropic_usage) = (
+            self.anthropic,
+            &mut self.openai_usage,
+            &mut self.anthropic_usage,
+        );
+        let _ = self.sse.feed(payload, |event| {
+            if anthropic {
+                anthropic_usage.observe(event);
+            } else if memchr::memmem::find(event.data, b"\"usage\"").is_some() {
+                if let Some(u) = openai_stream_usage(event.data) {
+                    *openai_usage = Some(u);
+                }
+            }
+        });
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        if self.anthropic {
+            self.anthropic_usage.usage()
+        } else {
+            self.openai_usage
+        }
+    }
+}
+
+impl Default for StreamUsageScanner {
+    fn default() -> Self {
+        StreamUsageScanner::new()
     }
 }
 

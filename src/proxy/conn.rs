@@ -275,7 +275,9 @@ async fn handle_request(
     )
     .await;
     outcome.upstream = side.sent_at().map(|t| t.elapsed());
-    outcome.ttft = side.first_body().map(|t| t.duration_since(outcome.started));
+    outcome.ttft = side
+        .first_event()
+        .map(|t| t.duration_since(outcome.started));
     outcome.usage = side.usage();
     outcome.status = side.status();
     if in_place {

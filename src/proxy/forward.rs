@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use monoio::buf::IoBuf;
 use monoio::io::AsyncWriteRentExt;
 
-use crate::api::usage::{anthropic_response_usage, openai_response_usage, Usage};
+use crate::api::usage::{
+    anthropic_response_usage, openai_response_usage, StreamUsageScanner, Usage,
+};
 use crate::buf::{write_all_vectored, IoVecs, PooledBuf};
 use crate::error::{Error, Kind};
 use crate::http1::chunked::{ChunkLimits, ChunkedDecoder};
@@ -74,6 +76,10 @@ pub struct UpstreamSide {
     upstream_reusable: bool,
     /// What the last exchange came to, for the log phase.
     sent_at: Option<Instant>,
+    /// The response is an event stream (TTFT applies).
+    streamed: bool,
+    /// Reused across this connection's streams.
+    usage_scanner: Option<StreamUsageScanner>,
     first_body: Option<Instant>,
     status: u16,
     usage: Option<Usage>,
@@ -127,6 +133,7 @@ pub async fn forward(
 
     side.sent_at = Some(Instant::now());
     side.first_body = None;
+    side.streamed = false;
     side.status = 0;
     side.usage = None;
     let mut iov = side.iov.take().unwrap_or_default();
@@ -301,39 +308,53 @@ impl BodyProgress {
 
     /// Returns how many leading bytes of `data` belong to the body. With
     /// `decoded`, chunked payload is also copied there (HTTP/1.0 clients).
+    /// With `usage`, the payload is also scanned for token usage.
     pub(super) fn advance(
         &mut self,
         data: &[u8],
         decoder: &mut ChunkedDecoder,
-        decoded: Option<&mut Vec<u8>>,
+        mut decoded: Option<&mut Vec<u8>>,
+        mut usage: Option<&mut StreamUsageScanner>,
     ) -> Result<usize, Error> {
         match self.kind {
             BodyKind::Empty => {
                 self.done = true;
                 Ok(0)
             }
-            BodyKind::Length(_) => {
-                let take = (data.len() as u64).min(self.remaining) as usize;
-                self.remaining -= take as u64;
-                self.done = self.remaining == 0;
+            BodyKind::Length(_) | BodyKind::CloseDelimited => {
+                let take = match self.kind {
+                    BodyKind::Length(_) => (data.len() as u64).min(self.remaining) as usize,
+                    _ => data.len(),
+                };
+                if let BodyKind::Length(_) = self.kind {
+                    self.remaining -= take as u64;
+                    self.done = self.remaining == 0;
+                }
+                if let Some(u) = usage {
+                    u.feed(&data[..take]);
+                }
                 Ok(take)
             }
             BodyKind::Chunked => {
-                let progress = match decoded {
-                    Some(out) => decoder.feed(data, |d| out.extend_from_slice(d)),
-                    None => decoder.feed(data, |_| {}),
-                }
-                .map_err(|e| {
-                    Error::upstream(
-                        Kind::UpstreamProtocol,
-                        false,
-                        format!("bad chunked response: {e:?}"),
-                    )
-                })?;
+                let progress = decoder
+                    .feed(data, |d| {
+                        if let Some(out) = decoded.as_deref_mut() {
+                            out.extend_from_slice(d);
+                        }
+                        if let Some(u) = usage.as_deref_mut() {
+                            u.feed(d);
+                        }
+                    })
+                    .map_err(|e| {
+                        Error::upstream(
+                            Kind::UpstreamProtocol,
+                            false,
+                            format!("bad chunked response: {e:?}"),
+                        )
+                    })?;
                 self.done = progress.done;
                 Ok(progress.consumed)
             }
-            BodyKind::CloseDelimited => Ok(data.len()),
         }
     }
 }
@@ -344,9 +365,13 @@ impl UpstreamSide {
         self.sent_at
     }
 
-    /// When the first response body bytes reached the client.
-    pub(super) fn first_body(&self) -> Option<Instant> {
-        self.first_body
+    /// When the first event of a streamed response reached the client.
+    pub(super) fn first_event(&self) -> Option<Instant> {
+        self.first_body.filter(|_| self.streamed)
+    }
+
+    pub(super) fn set_streamed(&mut self, streamed: bool) {
+        self.streamed = streamed;
     }
 
     pub(super) fn mark_first_body(&mut self) {
@@ -391,7 +416,7 @@ impl UpstreamSide {
 
 async fn relay_response(
     up: &mut UpstreamConn,
-    mut urbuf: PooledBuf,
+    urbuf: PooledBuf,
     mut hbuf: PooledBuf,
     side: &mut UpstreamSide,
     client: &mut monoio::net::TcpStream,
@@ -400,7 +425,10 @@ async fn relay_response(
 ) -> Result<Relayed, Error> {
     side.upstream_reusable = false;
     side.status = side.head.status;
-    let head_len = side.head.head_len;
+    side.streamed = side
+        .head
+        .header(&urbuf, b"content-type")
+        .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
     let framing = response_framing(&urbuf, &side.head, facts.is_head).map_err(|e| {
         Error::upstream(
             Kind::UpstreamProtocol,
@@ -435,19 +463,60 @@ async fn relay_response(
     }
     end_head(&mut hbuf);
 
-    let mut progress = BodyProgress {
-        kind: framing.body,
-        remaining: if let BodyKind::Length(n) = framing.body {
-            n
-        } else {
-            0
-        },
-        done: false,
-    };
+    // Streams: usage is read on the side as the events pass.
+    let mut usage_scan = side.streamed.then(|| {
+        let mut scan = side.usage_scanner.take().unwrap_or_default();
+        scan.reset(facts.dialect == Dialect::Anthropic);
+        scan
+    });
+    let relayed = relay_body(
+        up,
+        urbuf,
+        hbuf,
+        side,
+        client,
+        facts,
+        idle,
+        framing,
+        decode_for_client,
+        close,
+        usage_scan.as_mut(),
+    )
+    .await;
+    if let Some(scan) = usage_scan {
+        if side.usage.is_none() {
+            side.usage = scan.usage();
+        }
+        side.usage_scanner = Some(scan);
+    }
+    relayed
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay_body(
+    up: &mut UpstreamConn,
+    mut urbuf: PooledBuf,
+    hbuf: PooledBuf,
+    side: &mut UpstreamSide,
+    client: &mut monoio::net::TcpStream,
+    facts: &ClientFacts,
+    idle: Duration,
+    framing: crate::http1::framing::ResponseFraming,
+    decode_for_client: bool,
+    close: bool,
+    mut usage_scan: Option<&mut StreamUsageScanner>,
+) -> Result<Relayed, Error> {
+    let head_len = side.head.head_len;
+    let mut progress = BodyProgress::new(framing.body);
     let decoder = side.decoder();
     decoder.reset();
     let mut decoded = decode_for_client.then(|| PooledBuf::take(RESPONSE_BUF_BYTES));
-    let initial = progress.advance(&urbuf[head_len..], decoder, decoded.as_deref_mut())?;
+    let initial = progress.advance(
+        &urbuf[head_len..],
+        decoder,
+        decoded.as_deref_mut(),
+        usage_scan.as_deref_mut(),
+    )?;
     let mut extra = head_len + initial < urbuf.len();
     // Tokens: a whole JSON body that arrived in one read is read in place,
     // with no copy (the common non-streaming case).
@@ -500,7 +569,12 @@ async fn relay_response(
             }
             return Ok(Relayed::Broken);
         }
-        let take = progress.advance(&urbuf, side.decoder(), decoded.as_deref_mut())?;
+        let take = progress.advance(
+            &urbuf,
+            side.decoder(),
+            decoded.as_deref_mut(),
+            usage_scan.as_deref_mut(),
+        )?;
         extra |= take < n;
         side.mark_first_body();
         match decoded.as_mut() {

@@ -106,7 +106,7 @@ pub async fn relay_translated(
     let mut progress = BodyProgress::new(framing.body);
     side.decoder().reset();
     let mut payload = PooledBuf::take(16 * 1024);
-    let first = progress.advance(&urbuf[head_len..], side.decoder(), Some(&mut payload))?;
+    let first = progress.advance(&urbuf[head_len..], side.decoder(), Some(&mut payload), None)?;
     if framing.body != BodyKind::Chunked {
         payload.extend_from_slice(&urbuf[head_len..head_len + first]);
     }
@@ -127,7 +127,7 @@ pub async fn relay_translated(
                     "upstream closed inside the response body",
                 ));
             }
-            let take = progress.advance(&urbuf, side.decoder(), Some(&mut payload))?;
+            let take = progress.advance(&urbuf, side.decoder(), Some(&mut payload), None)?;
             if framing.body != BodyKind::Chunked {
                 payload.extend_from_slice(&urbuf[..take]);
             }
@@ -177,6 +177,7 @@ pub async fn relay_translated(
     };
     let chunked = !facts.http10;
     side.set_status(200);
+    side.set_streamed(true);
     let mut head = PooledBuf::take(256);
     push_status_line(&mut head, 200);
     push_header(&mut head, b"content-type", b"text/event-stream");
@@ -224,7 +225,7 @@ pub async fn relay_translated(
         if n == 0 {
             break;
         }
-        let take = progress.advance(&urbuf, side.decoder(), Some(&mut payload))?;
+        let take = progress.advance(&urbuf, side.decoder(), Some(&mut payload), None)?;
         if framing.body != BodyKind::Chunked {
             payload.extend_from_slice(&urbuf[..take]);
         }
