@@ -39,6 +39,49 @@ fn closed_loop_counts_every_request() {
 }
 
 #[test]
+fn custom_bodies_are_sent_and_validated_in_their_paths_dialect() {
+    let mock = Mock::start(&[]);
+    let dir = std::env::temp_dir();
+    let plain = dir.join(format!("loadgen-body-{}.json", std::process::id()));
+    let stream = dir.join(format!("loadgen-body-stream-{}.json", std::process::id()));
+    std::fs::write(&plain, r#"{"model":"custom","input":["a","b","c"]}"#).unwrap();
+    std::fs::write(
+        &stream,
+        r#"{"model":"c","max_tokens":8,"stream":true,"messages":[]}"#,
+    )
+    .unwrap();
+    let r = run(
+        mock.addr,
+        &[
+            "--body",
+            plain.to_str().unwrap(),
+            "--path",
+            "/v1/embeddings",
+            "--requests",
+            "50",
+        ],
+    );
+    assert_eq!(r["ok"], 50, "{r}");
+    let r = run(
+        mock.addr,
+        &[
+            "--body",
+            stream.to_str().unwrap(),
+            "--path",
+            "/v1/messages",
+            "--requests",
+            "50",
+        ],
+    );
+    assert_eq!(
+        (r["ok"].as_u64(), r["ttft_ms"]["count"].as_u64()),
+        (Some(50), Some(50)),
+        "{r}"
+    );
+    let _ = (std::fs::remove_file(plain), std::fs::remove_file(stream));
+}
+
+#[test]
 fn plot_is_an_svg_percentile_curve() {
     let mock = Mock::start(&["--latency", "uniform:0ms..2ms"]);
     let path = std::env::temp_dir().join(format!("loadgen-plot-{}.svg", std::process::id()));
