@@ -22,6 +22,11 @@
 //!   response byte arrived, count those retries (printed), and the test
 //!   checks that the upstreams saw exactly one request per success (no
 //!   retried request was ever processed).
+//! - **systemd notify**: with `$NOTIFY_SOCKET` bound to a datagram socket,
+//!   `READY=1` arrives once `/health` answers (probed the moment it
+//!   arrives), then `STATUS=`; SIGHUP gives `RELOADING=1` with a current
+//!   `MONOTONIC_USEC` then `READY=1` (for a refused config too); SIGTERM
+//!   gives `STOPPING=1` and nothing after it.
 //!
 //! Every read has a deadline; every wait on the process is bounded.
 
@@ -505,5 +510,134 @@ fn upgrade_with_share_port_serves_every_request_while_the_old_one_drains() {
         // ever seen by a gateway.
         assert_eq!(a_served + chat_requests(&up_b).len(), stats.ok);
         b.assert_healthy();
+    });
+}
+
+// ---------------------------------------------------------------------------
+// systemd notify protocol
+// ---------------------------------------------------------------------------
+
+/// One datagram on the notify socket; for the first `READY=1`, the status
+/// of a `/health` request sent the moment it arrived.
+struct Notice {
+    text: String,
+    health_at_ready: Option<io::Result<u16>>,
+}
+
+/// Binds a `$NOTIFY_SOCKET` and forwards every datagram until `stop`.
+fn notify_listener(
+    dir: &TempDir,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+) -> (String, std::sync::mpsc::Receiver<Notice>) {
+    let path = dir.0.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut ready_seen = false;
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(n) = sock.recv(&mut buf) else { continue };
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let health_at_ready = (text == "READY=1" && !ready_seen).then(|| {
+                ready_seen = true;
+                Client::connect(addr)
+                    .and_then(|mut c| c.request("GET /health HTTP/1.1\r\nhost: t\r\n\r\n"))
+                    .map(|r| r.status)
+            });
+            if tx
+                .send(Notice {
+                    text,
+                    health_at_ready,
+                })
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    (path.to_str().unwrap().to_string(), rx)
+}
+
+fn next_notice(rx: &std::sync::mpsc::Receiver<Notice>, what: &str, gw: &Gateway) -> Notice {
+    rx.recv_timeout(Duration::from_secs(5))
+        .unwrap_or_else(|_| panic!("no notify datagram ({what} expected)\n{}", gw.log()))
+}
+
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid, writable timespec; CLOCK_MONOTONIC exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
+
+/// Expects `RELOADING=1` with a current `MONOTONIC_USEC`, then `READY=1`.
+fn expect_reload_notices(rx: &std::sync::mpsc::Receiver<Notice>, gw: &Gateway, since: u64) {
+    let n = next_notice(rx, "RELOADING=1", gw);
+    let (first, second) = n
+        .text
+        .split_once('\n')
+        .unwrap_or_else(|| panic!("reloading notice: {:?}", n.text));
+    assert_eq!(first, "RELOADING=1");
+    let usec: u64 = second
+        .strip_prefix("MONOTONIC_USEC=")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("reloading notice: {:?}", n.text));
+    assert!(
+        usec >= since && usec <= monotonic_usec(),
+        "{usec} vs {since}"
+    );
+    assert_eq!(next_notice(rx, "READY=1 after reload", gw).text, "READY=1");
+}
+
+#[test]
+fn notify_socket_gets_ready_reloading_and_stopping() {
+    each_driver(|d| {
+        let mock = MockUpstream::start();
+        let dir = TempDir::new("notify");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (socket, rx) = notify_listener(&dir, addr, stop.clone());
+        let opts = GatewayOpts::config(d, ops_config(&mock.base_url(), "", ""));
+        let mut gw = Gateway::spawn_at(&opts, addr, &[], &[("NOTIFY_SOCKET", &socket)])
+            .unwrap_or_else(|e| panic!("start: {e}"));
+
+        // READY=1 only once the gateway serves.
+        let ready = next_notice(&rx, "READY=1", &gw);
+        assert_eq!(ready.text, "READY=1");
+        match ready.health_at_ready {
+            Some(Ok(200)) => {}
+            other => panic!("/health at READY=1: {other:?}"),
+        }
+        let status = next_notice(&rx, "STATUS=", &gw);
+        assert!(status.text.starts_with("STATUS="), "{}", status.text);
+
+        // SIGHUP: RELOADING=1 then READY=1, for a good and a refused config.
+        let since = monotonic_usec();
+        gw.signal(libc::SIGHUP);
+        expect_reload_notices(&rx, &gw, since);
+        assert!(gw.wait_log("configuration reloaded", 1, Duration::from_secs(5)));
+        gw.rewrite_config("[server]\nno_such_key = 1\n");
+        let since = monotonic_usec();
+        gw.signal(libc::SIGHUP);
+        expect_reload_notices(&rx, &gw, since);
+        assert!(gw.wait_log("reload refused", 1, Duration::from_secs(5)));
+        gw.assert_healthy();
+
+        // SIGTERM: STOPPING=1, then a clean exit.
+        gw.signal(libc::SIGTERM);
+        assert_eq!(next_notice(&rx, "STOPPING=1", &gw).text, "STOPPING=1");
+        let exit = gw.wait_exit(Duration::from_secs(5)).expect("exit");
+        assert_eq!(exit.code(), Some(0), "{}", gw.log());
+        thread::sleep(Duration::from_millis(200));
+        if let Ok(n) = rx.try_recv() {
+            panic!("a datagram after STOPPING=1: {:?}", n.text);
+        }
+        stop.store(true, Ordering::Relaxed);
     });
 }
