@@ -512,10 +512,10 @@ fn locate_key(text: &str, span: std::ops::Range<usize>) -> String {
             })
         })
         .unwrap_or_default();
-    let line = text[span.start.min(text.len())..]
-        .lines()
-        .next()
-        .unwrap_or("");
+    // The whole line the span is on: for an unknown key the span is the key,
+    // for a bad value it is the value; either way the key starts the line.
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
     let key = line
         .split('=')
         .next()
@@ -552,6 +552,14 @@ mod tests {
         assert_eq!(p.base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
         assert_eq!(p.api_key.as_deref(), Some("sk-test"));
         assert_eq!(c.default_provider_name(), Some("openai"));
+    }
+
+    #[test]
+    fn a_bad_value_is_reported_under_its_key() {
+        let e = Config::from_toml("[upstream]\nconnect_timeout_ms = \"soon\"\n").unwrap_err();
+        assert_eq!(e.field, "upstream.connect_timeout_ms", "{e}");
+        let e = Config::from_toml("[server]\nshards = -1\n").unwrap_err();
+        assert_eq!(e.field, "server.shards", "{e}");
     }
 
     #[test]

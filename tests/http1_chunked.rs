@@ -113,6 +113,7 @@ fn limits_bound_the_framing_not_the_payload() {
     let limits = ChunkLimits {
         max_line_bytes: 8,
         max_trailer_bytes: 12,
+        ..ChunkLimits::default()
     };
     let decode = |input: &[u8]| decode_split(input, &[], limits).2;
     assert_eq!(
@@ -245,7 +246,7 @@ proptest! {
     ) {
         let mut ends = ends;
         ends.sort_unstable();
-        let limits = ChunkLimits { max_line_bytes: 10, max_trailer_bytes: 16 };
+        let limits = ChunkLimits { max_line_bytes: 10, max_trailer_bytes: 16, ..ChunkLimits::default() };
         prop_assert_eq!(decode_split(&input, &ends, limits), decode_split(&input, &[], limits));
     }
 }

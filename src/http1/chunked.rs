@@ -18,6 +18,10 @@ pub struct ChunkLimits {
     pub max_line_bytes: usize,
     /// Bytes of the whole trailer section, CRLFs included.
     pub max_trailer_bytes: usize,
+    /// Payload bytes of the whole body. Checked as each chunk-size line
+    /// ends, so an announced chunk that would pass it fails at once instead
+    /// of holding the connection until the bytes arrive.
+    pub max_body_bytes: u64,
 }
 
 impl Default for ChunkLimits {
@@ -25,6 +29,7 @@ impl Default for ChunkLimits {
         ChunkLimits {
             max_line_bytes: 4096,
             max_trailer_bytes: 16 * 1024,
+            max_body_bytes: u64::MAX,
         }
     }
 }
@@ -39,6 +44,8 @@ pub enum ChunkError {
     LineTooLong,
     /// A trailer section longer than `max_trailer_bytes`.
     TrailersTooLarge,
+    /// The chunk sizes announced add up to more than `max_body_bytes`.
+    BodyTooLarge,
 }
 
 /// What one [`ChunkedDecoder::feed`] did.
@@ -94,6 +101,8 @@ pub struct ChunkedDecoder {
     line_bytes: usize,
     /// Bytes of the trailer section so far.
     trailer_bytes: usize,
+    /// Payload bytes announced by the chunk sizes so far.
+    announced: u64,
 }
 
 impl ChunkedDecoder {
@@ -106,6 +115,7 @@ impl ChunkedDecoder {
             },
             line_bytes: 0,
             trailer_bytes: 0,
+            announced: 0,
         }
     }
 
@@ -203,7 +213,11 @@ impl ChunkedDecoder {
             (Extension { .. }, _) => Failed(invalid("invalid byte in chunk extension")),
             (SizeLf { size }, b'\n') => {
                 self.line_bytes = 0;
+                self.announced = self.announced.saturating_add(size);
                 match size {
+                    _ if self.announced > self.limits.max_body_bytes => {
+                        Failed(ChunkError::BodyTooLarge)
+                    }
                     0 => TrailerStart,
                     remaining => Data { remaining },
                 }
@@ -240,5 +254,33 @@ fn hex_value(digit: u8) -> u8 {
         b'0'..=b'9' => digit - b'0',
         b'a'..=b'f' => digit - b'a' + 10,
         _ => digit - b'A' + 10,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_announced_chunk_over_the_body_limit_fails_at_its_size_line() {
+        let limits = ChunkLimits {
+            max_body_bytes: 10,
+            ..ChunkLimits::default()
+        };
+        let mut d = ChunkedDecoder::new(limits);
+        assert_eq!(
+            d.feed(b"ffffffffffffffff\r\n", |_| {}),
+            Err(ChunkError::BodyTooLarge)
+        );
+        let mut d = ChunkedDecoder::new(limits);
+        assert_eq!(
+            d.feed(b"6\r\nabcdef\r\n5\r\n", |_| {}),
+            Err(ChunkError::BodyTooLarge)
+        );
+        let mut d = ChunkedDecoder::new(limits);
+        let p = d
+            .feed(b"6\r\nabcdef\r\n4\r\nabcd\r\n0\r\n\r\n", |_| {})
+            .unwrap();
+        assert!(p.done, "exactly at the limit is accepted");
     }
 }

@@ -18,7 +18,7 @@ use crate::api::translate::anthropic_error;
 use crate::buf::{write_all, PooledBuf};
 use crate::config::LimitsConfig;
 use crate::error::{Error, Kind};
-use crate::http1::chunked::{ChunkLimits, ChunkedDecoder};
+use crate::http1::chunked::{ChunkError, ChunkLimits, ChunkedDecoder};
 use crate::http1::framing::{BodyKind, RequestFraming};
 use crate::http1::parse::{HeadError, HeadLimits, HeadScanner, Parsed, RequestHead};
 use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
@@ -153,6 +153,7 @@ impl Downstream {
             ChunkedDecoder::new(ChunkLimits {
                 max_line_bytes: limits.max_chunk_line_bytes,
                 max_trailer_bytes: 16 * 1024,
+                max_body_bytes: limits.max_body_bytes as u64,
             })
         });
         decoder.reset();
@@ -180,8 +181,9 @@ impl Downstream {
                         body.extend_from_slice(data);
                     }
                 })
-                .map_err(|e| {
-                    Error::client(Kind::BadRequest, format!("invalid chunked body: {e:?}"))
+                .map_err(|e| match e {
+                    ChunkError::BodyTooLarge => too_large(limits),
+                    e => Error::client(Kind::BadRequest, format!("invalid chunked body: {e:?}")),
                 })?;
             if over_limit {
                 return Err(too_large(limits));

@@ -408,6 +408,7 @@ impl UpstreamSide {
             ChunkedDecoder::new(ChunkLimits {
                 max_line_bytes: 4096,
                 max_trailer_bytes: 64 * 1024,
+                max_body_bytes: u64::MAX,
             })
         });
         d

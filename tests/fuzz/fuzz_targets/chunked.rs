@@ -10,6 +10,7 @@ fn decode(pieces: &[&[u8]]) -> (Vec<u8>, Result<Option<usize>, ChunkError>) {
     let limits = ChunkLimits {
         max_line_bytes: 64,
         max_trailer_bytes: 256,
+        ..ChunkLimits::default()
     };
     let mut decoder = ChunkedDecoder::new(limits);
     let mut payload = Vec::new();
