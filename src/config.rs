@@ -35,6 +35,23 @@ pub struct Config {
     /// Models served; each maps a public name (and aliases) to a provider.
     #[serde(default)]
     pub models: Vec<ModelConfig>,
+    /// Prices (USD per million tokens) that override or extend the shipped
+    /// table, by the model name sent upstream.
+    #[serde(default)]
+    pub prices: Vec<PriceConfig>,
+}
+
+/// One `[[prices]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    pub model: String,
+    /// USD per million input tokens.
+    pub input: f64,
+    /// USD per million cached input tokens (default: `input`).
+    pub cached_input: Option<f64>,
+    /// USD per million output tokens.
+    pub output: f64,
 }
 
 /// The admin listener: Prometheus metrics and the reload endpoint.
@@ -333,6 +350,16 @@ impl Config {
                     self.admin.listen
                 ),
             ));
+        }
+        for (i, p) in self.prices.iter().enumerate() {
+            let ok = |v: f64| v.is_finite() && v >= 0.0;
+            if p.model.is_empty() || !ok(p.input) || !ok(p.output) || !p.cached_input.is_none_or(ok)
+            {
+                return Err(bad(
+                    format!("prices[{i}]"),
+                    "needs a model name and prices that are finite and not negative",
+                ));
+            }
         }
         if !matches!(self.access_log.target.as_str(), "off" | "stdout" | "file") {
             return Err(bad(

@@ -16,6 +16,7 @@ pub mod anthropic;
 pub mod azure;
 pub mod catalog;
 pub mod openai;
+pub mod prices;
 
 use std::net::SocketAddr;
 

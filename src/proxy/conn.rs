@@ -174,7 +174,13 @@ async fn handle_request(
                 Body::InPlace(r) => &down.rbuf[r.clone()],
                 Body::Decoded(b) => b,
             };
-            match plan_request(gw, endpoint, body_bytes, &mut outcome.model) {
+            match plan_request(
+                gw,
+                endpoint,
+                body_bytes,
+                &mut outcome.model,
+                &mut outcome.upstream_model,
+            ) {
                 Ok(x) => x,
                 Err(e) => return respond_error(down, &e, &facts, next, outcome).await,
             }
@@ -304,6 +310,7 @@ fn plan_request<'a>(
     endpoint: Endpoint,
     body: &'a [u8],
     model_out: &mut String,
+    upstream_model_out: &mut String,
 ) -> Result<(usize, Plan<'a>), Error> {
     let top = scan_top_level(body).map_err(|e| {
         let err = Error::client(Kind::InvalidJson, e.message());
@@ -333,6 +340,7 @@ fn plan_request<'a>(
     };
     let provider = &gw.router.providers[provider_idx];
     let stream = top.stream.unwrap_or(false);
+    upstream_model_out.push_str(&upstream_model);
     let plan = match (endpoint.client_dialect(), provider.dialect()) {
         (c, p) if c == p => {
             let patch = (upstream_model != model.value).then_some(model.span.clone());

@@ -22,6 +22,8 @@ pub struct Outcome {
     pub usage: Option<Usage>,
     /// The model the client asked for.
     pub model: String,
+    /// The model name sent upstream (prices are by it).
+    pub upstream_model: String,
     /// The client's `x-request-id`, or one generated for it.
     pub request_id: String,
     pub bytes_in: u64,
@@ -38,6 +40,7 @@ impl Default for Outcome {
             ttft: None,
             usage: None,
             model: String::with_capacity(64),
+            upstream_model: String::with_capacity(64),
             request_id: String::with_capacity(64),
             bytes_in: 0,
         }
@@ -55,6 +58,7 @@ impl Outcome {
         self.ttft = None;
         self.usage = None;
         self.model.clear();
+        self.upstream_model.clear();
         self.request_id.clear();
         self.bytes_in = 0;
     }
@@ -64,6 +68,11 @@ impl Outcome {
         let total = self.started.elapsed();
         let labels = shard.metrics.labels();
         let usage = self.usage.unwrap_or_default();
+        let cost_micros = routes
+            .gateway
+            .router
+            .prices
+            .cost_micros(&self.upstream_model, &usage);
         shard.metrics.record_request(&RequestMetrics {
             route: labels.route(self.route),
             provider: self
@@ -77,7 +86,7 @@ impl Outcome {
             usage: metrics::Usage {
                 input_tokens: usage.input_tokens,
                 output_tokens: usage.output_tokens,
-                cost_micros: 0,
+                cost_micros,
             },
         });
         if let Some(log) = shard.access_log.borrow_mut().as_mut() {
@@ -96,7 +105,7 @@ impl Outcome {
                     status: self.status,
                     input_tokens: usage.input_tokens,
                     output_tokens: usage.output_tokens,
-                    cost_micros: 0,
+                    cost_micros,
                     overhead: total.saturating_sub(self.upstream.unwrap_or_default()),
                     upstream: self.upstream,
                     ttft: self.ttft,

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use crate::config::{Config, ConfigError};
 use crate::error::{Error, Kind};
+use crate::providers::prices::PriceTable;
 use crate::providers::Provider;
 
 pub struct Router {
@@ -20,6 +21,8 @@ pub struct Router {
     default: Option<usize>,
     /// The `/v1/models` response body, rendered once.
     pub models_body: Vec<u8>,
+    /// Prices for the cost of each request.
+    pub prices: PriceTable,
     pub has_models: bool,
 }
 
@@ -54,6 +57,7 @@ impl Router {
             models,
             default,
             models_body,
+            prices: PriceTable::new(&config.prices),
             has_models: !config.models.is_empty(),
         })
     }
