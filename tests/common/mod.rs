@@ -92,6 +92,14 @@ pub enum Reply {
         message: String,
         headers: Vec<(String, String)>,
     },
+    /// This status, content type, extra headers and body, verbatim, with a
+    /// content-length (an Anthropic-shaped answer, a whole SSE stream).
+    Raw {
+        status: u16,
+        content_type: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
     /// Read the request, then close without a byte of response.
     CloseBeforeResponse,
     /// Send a head announcing a body, part of it, then close.
@@ -355,6 +363,16 @@ fn answer(
             }
             Ok(framing != SseFraming::CloseDelimited)
         }
+        Reply::Raw {
+            status,
+            content_type,
+            mut headers,
+            body,
+        } => {
+            headers.insert(0, ("content-type".into(), content_type));
+            write_head_and_body(stream, status, &headers, &body)?;
+            Ok(true)
+        }
         Reply::CloseBeforeResponse => {
             let _ = stream.shutdown(Shutdown::Both);
             Ok(false)
@@ -380,7 +398,18 @@ fn write_simple(
     headers: &[(String, String)],
     body: &[u8],
 ) -> io::Result<()> {
-    let mut out = format!("HTTP/1.1 {status} Mock\r\ncontent-type: application/json\r\n");
+    let mut all = vec![("content-type".to_string(), "application/json".to_string())];
+    all.extend_from_slice(headers);
+    write_head_and_body(stream, status, &all, body)
+}
+
+fn write_head_and_body(
+    stream: &mut TcpStream,
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> io::Result<()> {
+    let mut out = format!("HTTP/1.1 {status} Mock\r\n");
     for (n, v) in headers {
         out.push_str(&format!("{n}: {v}\r\n"));
     }
