@@ -172,7 +172,11 @@ fn anthropic_reply(req: &Value) -> Reply {
         Ask::ToolCall { name } => Some(name.clone()),
         _ => None,
     };
-    let stop_reason = if tool.is_some() { "tool_use" } else { "end_turn" };
+    let stop_reason = if tool.is_some() {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
     if req["stream"] != json!(true) {
         let mut content = vec![json!({"type": "text", "text": text})];
         if let Some(name) = &tool {
@@ -307,8 +311,10 @@ fn openai_reply(req: &Value) -> Reply {
         sse_event(
             &mut s,
             None,
-            &chunk(json!([{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": TOOL_ID_OPENAI,
-                "type": "function", "function": {"name": name, "arguments": ""}}]}, "finish_reason": null}])),
+            &chunk(
+                json!([{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": TOOL_ID_OPENAI,
+                "type": "function", "function": {"name": name, "arguments": ""}}]}, "finish_reason": null}]),
+            ),
         );
         for p in TOOL_ARGS_PIECES {
             sse_event(
@@ -413,7 +419,11 @@ fn official_sdks_native_and_translated_in_both_directions() {
             .filter(|r| r.target == "/v1/chat/completions")
             .collect();
         assert!(anthropic.len() >= 10, "{} to /v1/messages", anthropic.len());
-        assert!(openai.len() >= 8, "{} to /v1/chat/completions", openai.len());
+        assert!(
+            openai.len() >= 8,
+            "{} to /v1/chat/completions",
+            openai.len()
+        );
         assert_eq!(reqs.len(), anthropic.len() + openai.len(), "{reqs:#?}");
         // Each provider got its own key in its own header; the SDKs' keys
         // never reached either.
