@@ -73,6 +73,10 @@ enum Plan<'a> {
     PassThrough {
         upstream_model: Cow<'a, str>,
         patch: Option<Range<usize>>,
+        /// Add `stream_options.include_usage` before the body's closing
+        /// brace (offset, whether a comma is needed), and hide the usage
+        /// chunk it brings from the client, who did not ask for it.
+        inject_usage: Option<(usize, bool)>,
     },
     /// Different dialects: a translated body, sent to `api_path`.
     Translate {
@@ -161,6 +165,7 @@ async fn handle_request(
                 Plan::PassThrough {
                     upstream_model: Cow::Borrowed(""),
                     patch: None,
+                    inject_usage: None,
                 },
             ),
             None => {
@@ -199,25 +204,44 @@ async fn handle_request(
     };
     // Everything borrowed from the body (the model name) is used up here,
     // before its buffer moves.
-    let (head, head_range, value_range, patch, translated) = match plan {
+    let (head, head_range, value_range, patch, insert, translated, call) = match plan {
         Plan::PassThrough {
             upstream_model,
             patch,
+            inject_usage,
         } => {
             let model = (!upstream_model.is_empty()).then_some(upstream_model.as_ref());
             let patch = patch.map(|span| span.start + body_offset..span.end + body_offset);
-            let (head, head_range, value_range) = build_head(
+            let insert = inject_usage.map(|(at, comma)| {
+                let member: &[u8] = if comma {
+                    INCLUDE_USAGE
+                } else {
+                    &INCLUDE_USAGE[1..]
+                };
+                (at + body_offset, member)
+            });
+            let edits = BodyEdits {
+                len: body_len,
+                patch: patch.clone().map(|span| (span, upstream_model.as_ref())),
+                insert: insert.map(|(_, member)| member),
+            };
+            let (head, ranges) = build_head(
                 down,
                 p,
                 endpoint.upstream_path(),
                 model,
                 query_range,
-                body_len,
-                patch.clone().map(|span| (span, upstream_model.as_ref())),
+                edits,
                 request_id,
                 false,
             );
-            (head, head_range, value_range, patch, None)
+            let insert = insert.map(|(at, _)| (at, ranges.insert.clone()));
+            let call = inject_usage.map(|_| TranslatedCall {
+                translation: Translation::HideUsageChunk,
+                stream: true,
+                client_model: String::new(),
+            });
+            (head, ranges.head, ranges.value, patch, insert, None, call)
         }
         Plan::Translate {
             body: new_body,
@@ -225,40 +249,46 @@ async fn handle_request(
             upstream_model,
             call,
         } => {
-            let (head, head_range, value_range) = build_head(
+            let edits = BodyEdits {
+                len: Some(new_body.len()),
+                patch: None,
+                insert: None,
+            };
+            let (head, ranges) = build_head(
                 down,
                 p,
                 api_path,
                 Some(&upstream_model),
                 query_range,
-                Some(new_body.len()),
-                None,
+                edits,
                 request_id,
                 true,
             );
-            (head, head_range, value_range, None, Some((new_body, call)))
-        }
-    };
-    let (body_buf, body_range, in_place, call) = match (translated, body) {
-        (Some((new_body, call)), _) => {
-            let len = new_body.len();
             (
-                Some(PooledBuf::from_vec(new_body)),
-                0..len,
-                false,
+                head,
+                ranges.head,
+                ranges.value,
+                None,
+                None,
+                Some(new_body),
                 Some(call),
             )
         }
-        (None, Body::Empty) => (None, 0..0, false, None),
+    };
+    let (body_buf, body_range, in_place) = match (translated, body) {
+        (Some(new_body), _) => {
+            let len = new_body.len();
+            (Some(PooledBuf::from_vec(new_body)), 0..len, false)
+        }
+        (None, Body::Empty) => (None, 0..0, false),
         (None, Body::InPlace(r)) => (
             Some(mem::replace(&mut down.rbuf, PooledBuf::empty())),
             r,
             true,
-            None,
         ),
         (None, Body::Decoded(b)) => {
             let len = b.len();
-            (Some(b), 0..len, false, None)
+            (Some(b), 0..len, false)
         }
     };
     let req = OutgoingRequest {
@@ -268,6 +298,7 @@ async fn handle_request(
         body: body_buf,
         body_range,
         patch,
+        insert,
     };
     let (result, body_back) = forward(
         shard,
@@ -344,9 +375,17 @@ fn plan_request<'a>(
     let plan = match (endpoint.client_dialect(), provider.dialect()) {
         (c, p) if c == p => {
             let patch = (upstream_model != model.value).then_some(model.span.clone());
+            // An OpenAI stream reports usage only when asked; ask for the
+            // client that did not (and hide the extra chunk from it).
+            let asks_usage = c == Dialect::OpenAi
+                && stream
+                && matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions)
+                && top.stream_options.is_none();
+            let inject_usage = asks_usage.then_some((top.object_end, top.member_count > 0));
             Plan::PassThrough {
                 upstream_model,
                 patch,
+                inject_usage,
             }
         }
         (Dialect::Anthropic, Dialect::OpenAi) if endpoint == Endpoint::Messages => {
@@ -403,9 +442,31 @@ fn translate_error(e: crate::api::translate::TranslateError) -> Error {
     )
 }
 
+/// What is done to the body on its way upstream, for the head's
+/// Content-Length and the bytes the head buffer carries.
+struct BodyEdits<'a> {
+    /// The client's body length (`None`: no body).
+    len: Option<usize>,
+    /// The old `model` value span and the new model name.
+    patch: Option<(Range<usize>, &'a str)>,
+    /// Bytes inserted into the body.
+    insert: Option<&'a [u8]>,
+}
+
+/// Where `build_head` put things in its buffer.
+struct HeadRanges {
+    head: Range<usize>,
+    value: Range<usize>,
+    insert: Range<usize>,
+}
+
+/// `,"stream_options":{"include_usage":true}` (without the comma when the
+/// body's object is empty).
+const INCLUDE_USAGE: &[u8] = b",\"stream_options\":{\"include_usage\":true}";
+
 /// Assembles the upstream request head in a fresh buffer: the replacement
-/// model value first (so its length is known for Content-Length), then the
-/// head. Returns (buffer, head range, value range).
+/// model value and any inserted bytes first (so the body's new length is
+/// known for Content-Length), then the head.
 #[allow(clippy::too_many_arguments)]
 fn build_head(
     down: &Downstream,
@@ -413,19 +474,23 @@ fn build_head(
     api_path: &str,
     model: Option<&str>,
     query: Range<usize>,
-    body_len: Option<usize>,
-    patch: Option<(Range<usize>, &str)>,
+    edits: BodyEdits<'_>,
     request_id: Option<&str>,
     translated: bool,
-) -> (PooledBuf, Range<usize>, Range<usize>) {
+) -> (PooledBuf, HeadRanges) {
     let rbuf = &down.rbuf;
     let mut out = PooledBuf::take(1024 + down.head.head_len);
-    let mut content_length = body_len;
-    if let (Some((span, new_model)), Some(len)) = (patch, body_len) {
+    let mut content_length = edits.len;
+    if let (Some((span, new_model)), Some(len)) = (edits.patch, edits.len) {
         push_json_string(&mut out, new_model);
         content_length = Some(len - span.len() + out.len());
     }
-    let value_range = 0..out.len();
+    let value = 0..out.len();
+    if let (Some(bytes), Some(len)) = (edits.insert, content_length) {
+        out.extend_from_slice(bytes);
+        content_length = Some(len + bytes.len());
+    }
+    let insert = value.end..out.len();
     let head_start = out.len();
     out.extend_from_slice(down.head.method.get(rbuf));
     out.push(b' ');
@@ -439,19 +504,28 @@ fn build_head(
     if let Some(id) = request_id {
         push_header(&mut out, b"x-request-id", id.as_bytes());
     }
+    // A response the gateway reads (translated, or re-framed to hide the
+    // usage chunk) must arrive uncompressed.
+    let reads_response = translated || edits.insert.is_some();
     for h in &down.head.headers {
         let name = h.name.get(rbuf);
-        // A translated response must arrive uncompressed to be read.
         let skip = is_dropped_request_header(name)
             || p.overrides_request_header(name)
-            || (translated && name.eq_ignore_ascii_case(b"accept-encoding"));
+            || (reads_response && name.eq_ignore_ascii_case(b"accept-encoding"));
         if !skip {
             push_header(&mut out, name, h.value.get(rbuf));
         }
     }
     end_head(&mut out);
-    let head_range = head_start..out.len();
-    (out, head_range, value_range)
+    let head = head_start..out.len();
+    (
+        out,
+        HeadRanges {
+            head,
+            value,
+            insert,
+        },
+    )
 }
 
 async fn respond_local(

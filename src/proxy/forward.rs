@@ -46,20 +46,30 @@ pub struct OutgoingRequest {
     pub body: Option<PooledBuf>,
     pub body_range: Range<usize>,
     pub patch: Option<Range<usize>>,
+    /// Bytes of `head` inserted into the body at an offset (a member added
+    /// before the closing brace); after `patch` in the body.
+    pub insert: Option<(usize, Range<usize>)>,
 }
 
 impl OutgoingRequest {
+    /// Head, then the body with each edit (span of the body replaced by a
+    /// range of the head buffer) applied in order: at most six segments.
     fn segments(&self, iov: &mut IoVecs) {
         iov.clear_segments();
         iov.push(0, self.head_range.clone());
-        match &self.patch {
-            Some(old) => {
-                iov.push(1, self.body_range.start..old.start);
-                iov.push(0, self.value_range.clone());
-                iov.push(1, old.end..self.body_range.end);
-            }
-            None => iov.push(1, self.body_range.clone()),
+        let edits = self
+            .patch
+            .clone()
+            .map(|old| (old, self.value_range.clone()))
+            .into_iter()
+            .chain(self.insert.clone().map(|(at, bytes)| (at..at, bytes)));
+        let mut cursor = self.body_range.start;
+        for (span, replacement) in edits {
+            iov.push(1, cursor..span.start);
+            iov.push(0, replacement);
+            cursor = span.end;
         }
+        iov.push(1, cursor..self.body_range.end);
     }
 }
 

@@ -15,7 +15,9 @@ use crate::api::translate::{
     anthropic_error_to_openai, anthropic_response_to_openai, openai_error_to_anthropic,
     openai_response_to_anthropic, AnthropicToOpenAiStream, OpenAiToAnthropicStream,
 };
-use crate::api::usage::{anthropic_response_usage, openai_response_usage, Usage};
+use crate::api::usage::{
+    anthropic_response_usage, openai_response_usage, openai_stream_usage, Usage,
+};
 use crate::buf::PooledBuf;
 use crate::error::{Error, Kind};
 use crate::http1::framing::{response_framing, BodyKind};
@@ -36,6 +38,9 @@ pub enum Translation {
     OpenAiToAnthropic,
     /// The client speaks OpenAI, the provider Anthropic.
     AnthropicToOpenAi { include_usage: bool },
+    /// Same dialect (OpenAI); the gateway asked for the usage chunk the
+    /// client did not, so it is read and dropped, every other event passes.
+    HideUsageChunk,
 }
 
 /// A translated call: direction, whether it streams, the model name the
@@ -50,6 +55,7 @@ pub struct TranslatedCall {
 enum StreamTranslator {
     ToAnthropic(OpenAiToAnthropicStream),
     ToOpenAi(AnthropicToOpenAiStream),
+    HideUsage(Option<Usage>),
 }
 
 impl StreamTranslator {
@@ -59,6 +65,16 @@ impl StreamTranslator {
             StreamTranslator::ToOpenAi(t) => {
                 t.on_event(event, data, out).map_err(|e| e.to_string())
             }
+            StreamTranslator::HideUsage(usage) => {
+                // With include_usage, every chunk carries `"usage":null`
+                // except the last, which carries only the usage.
+                if let Some(u) = openai_stream_usage(data) {
+                    *usage = Some(u);
+                    return Ok(());
+                }
+                write_event(event, data, out);
+                Ok(())
+            }
         }
     }
 
@@ -66,19 +82,21 @@ impl StreamTranslator {
         match self {
             StreamTranslator::ToAnthropic(t) => t.finish(out),
             StreamTranslator::ToOpenAi(t) => t.finish(out),
+            StreamTranslator::HideUsage(_) => {}
         }
     }
 
-    fn usage(&self) -> Usage {
+    fn usage(&self) -> Option<Usage> {
         let u = match self {
             StreamTranslator::ToAnthropic(t) => t.usage(),
             StreamTranslator::ToOpenAi(t) => t.usage(),
+            StreamTranslator::HideUsage(usage) => return *usage,
         };
-        Usage {
+        Some(Usage {
             input_tokens: u.input_tokens,
             output_tokens: u.output_tokens,
             cached_input_tokens: 0,
-        }
+        })
     }
 }
 
@@ -112,7 +130,14 @@ pub async fn relay_translated(
     }
     let mut extra = head_len + first < urbuf.len();
 
-    if !call.stream || !(200..300).contains(&status) {
+    // Hiding the usage chunk only applies to an event stream; an upstream
+    // that answered a stream request with a plain body is passed on as is.
+    let is_sse = side
+        .head()
+        .header(&urbuf, b"content-type")
+        .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
+    let hiding_without_stream = matches!(call.translation, Translation::HideUsageChunk) && !is_sse;
+    if !call.stream || !(200..300).contains(&status) || hiding_without_stream {
         // Collect, translate, answer with a length.
         while !progress.is_done() {
             urbuf.clear();
@@ -141,7 +166,9 @@ pub async fn relay_translated(
             }
         }
         side.set_usage(match call.translation {
-            Translation::OpenAiToAnthropic => openai_response_usage(&payload),
+            Translation::OpenAiToAnthropic | Translation::HideUsageChunk => {
+                openai_response_usage(&payload)
+            }
             Translation::AnthropicToOpenAi { .. } => anthropic_response_usage(&payload),
         });
         let (status, body) = translate_whole(status, &payload, call)?;
@@ -174,6 +201,7 @@ pub async fn relay_translated(
         Translation::AnthropicToOpenAi { include_usage } => StreamTranslator::ToOpenAi(
             AnthropicToOpenAiStream::new(&call.client_model, *include_usage),
         ),
+        Translation::HideUsageChunk => StreamTranslator::HideUsage(None),
     };
     let chunked = !facts.http10;
     side.set_status(200);
@@ -195,6 +223,8 @@ pub async fn relay_translated(
     let mut scanner = SseScanner::new(MAX_SSE_EVENT);
     let mut events = PooledBuf::take(16 * 1024);
     let mut failure = None;
+    // The upstream stream ended before its framing said it was complete.
+    let mut cut = false;
     loop {
         events.clear();
         scanner
@@ -208,21 +238,25 @@ pub async fn relay_translated(
             .map_err(|e| failure = Some(format!("{e:?}")))
             .ok();
         payload.clear();
-        if progress.is_done() || failure.is_some() {
-            break;
-        }
         if !events.is_empty() {
             side.mark_first_body();
         }
         if !write_chunk(client, &events, chunked).await {
             return Ok(Relayed::Broken);
         }
+        if progress.is_done() || failure.is_some() {
+            break;
+        }
         urbuf.clear();
         let n = match read_body(up, &mut urbuf, idle).await {
             Ok(n) => n,
-            Err(_) => break, // cut stream: finish() tells the client it ended early
+            Err(_) => {
+                cut = true;
+                break;
+            }
         };
         if n == 0 {
+            cut = framing.body != BodyKind::CloseDelimited;
             break;
         }
         let take = progress.advance(&urbuf, side.decoder(), Some(&mut payload), None)?;
@@ -231,8 +265,17 @@ pub async fn relay_translated(
         }
         extra |= take < n;
     }
+    // A cut pass-through stream must not look complete: close without the
+    // terminating chunk. (A translator instead tells the client in-band.)
+    if cut && matches!(translator, StreamTranslator::HideUsage(_)) {
+        side.set_usage(translator.usage());
+        return Ok(Relayed::Broken);
+    }
+    // Everything fed so far has been written; the translator may close the
+    // stream (or say it was cut).
+    events.clear();
     translator.finish(&mut events);
-    side.set_usage(Some(translator.usage()));
+    side.set_usage(translator.usage());
     if !write_chunk(client, &events, chunked).await {
         return Ok(Relayed::Broken);
     }
@@ -243,10 +286,12 @@ pub async fn relay_translated(
             return Ok(Relayed::Broken);
         }
     }
-    if !progress.is_done() || failure.is_some() {
-        // The upstream stream was cut or unreadable: the translator has
-        // told the client; the upstream connection is not reused.
-        return Ok(Relayed::Complete { close: !chunked });
+    if cut || failure.is_some() || !progress.is_done() {
+        // The upstream stream was cut, unreadable or close-delimited: it is
+        // not reused; after a cut the client connection closes too.
+        return Ok(Relayed::Complete {
+            close: !chunked || cut || failure.is_some(),
+        });
     }
     side.set_reusable(framing.keep_alive && !extra);
     Ok(Relayed::Complete {
@@ -268,6 +313,8 @@ fn translate_whole(
         )
     };
     Ok(match (&call.translation, ok) {
+        // Nothing to translate: the response goes out as it came.
+        (Translation::HideUsageChunk, _) => (status, body.to_vec()),
         (Translation::OpenAiToAnthropic, true) => (
             status,
             openai_response_to_anthropic(body, &call.client_model).map_err(bad)?,
@@ -285,6 +332,22 @@ fn translate_whole(
             (t.status, t.body)
         }
     })
+}
+
+/// Appends one SSE event as it arrived (multi-line data split back into
+/// `data:` lines).
+fn write_event(event: &[u8], data: &[u8], out: &mut Vec<u8>) {
+    if !event.is_empty() {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(event);
+        out.push(b'\n');
+    }
+    for line in data.split(|&b| b == b'\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.push(b'\n');
 }
 
 async fn read_body(
