@@ -39,6 +39,7 @@ fn record<'a>(request_id: &'a str, model: &'a str) -> AccessRecord<'a> {
         upstream: Some(Duration::from_micros(12_345)),
         ttft: None,
         bytes_in: 300,
+        truncated: false,
         bytes_out: 900,
     }
 }

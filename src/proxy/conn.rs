@@ -317,6 +317,7 @@ async fn handle_request(
         .map(|t| t.duration_since(outcome.started));
     outcome.usage = side.usage();
     outcome.status = side.status();
+    outcome.truncated = side.truncated();
     if in_place {
         match body_back {
             Some(b) => down.rbuf = b,

@@ -88,6 +88,8 @@ pub struct UpstreamSide {
     sent_at: Option<Instant>,
     /// The response is an event stream (TTFT applies).
     streamed: bool,
+    /// The upstream cut the response after it began.
+    truncated: bool,
     /// Reused across this connection's streams.
     usage_scanner: Option<StreamUsageScanner>,
     first_body: Option<Instant>,
@@ -144,6 +146,7 @@ pub async fn forward(
     side.sent_at = Some(Instant::now());
     side.first_body = None;
     side.streamed = false;
+    side.truncated = false;
     side.status = 0;
     side.usage = None;
     let mut iov = side.iov.take().unwrap_or_default();
@@ -384,6 +387,15 @@ impl UpstreamSide {
         self.streamed = streamed;
     }
 
+    /// The upstream cut the last response after it began.
+    pub(super) fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    pub(super) fn set_truncated(&mut self) {
+        self.truncated = true;
+    }
+
     pub(super) fn mark_first_body(&mut self) {
         self.first_body.get_or_insert_with(Instant::now);
     }
@@ -572,12 +584,16 @@ async fn relay_body(
             Ok(Ok(n)) => n,
             // Upstream failed or stalled after the response began: the
             // client's response is cut; closing tells it so.
-            Ok(Err(_)) | Err(_) => return Ok(Relayed::Broken),
+            Ok(Err(_)) | Err(_) => {
+                side.truncated = true;
+                return Ok(Relayed::Broken);
+            }
         };
         if n == 0 {
             if progress.kind == BodyKind::CloseDelimited {
                 break;
             }
+            side.truncated = true;
             return Ok(Relayed::Broken);
         }
         let take = progress.advance(

@@ -27,6 +27,8 @@ pub struct Outcome {
     /// The client's `x-request-id`, or one generated for it.
     pub request_id: String,
     pub bytes_in: u64,
+    /// The upstream cut the response before its end.
+    pub truncated: bool,
 }
 
 impl Default for Outcome {
@@ -43,6 +45,7 @@ impl Default for Outcome {
             upstream_model: String::with_capacity(64),
             request_id: String::with_capacity(64),
             bytes_in: 0,
+            truncated: false,
         }
     }
 }
@@ -61,6 +64,7 @@ impl Outcome {
         self.upstream_model.clear();
         self.request_id.clear();
         self.bytes_in = 0;
+        self.truncated = false;
     }
 
     /// Records the finished request in the shard's metrics and access log.
@@ -73,6 +77,12 @@ impl Outcome {
             .router
             .prices
             .cost_micros(&self.upstream_model, &usage);
+        if self.truncated {
+            let provider = self
+                .provider
+                .map_or(labels.no_provider(), |p| labels.provider(p));
+            shard.metrics.error(provider, "truncated");
+        }
         shard.metrics.record_request(&RequestMetrics {
             route: labels.route(self.route),
             provider: self
@@ -111,6 +121,7 @@ impl Outcome {
                     ttft: self.ttft,
                     bytes_in: self.bytes_in,
                     bytes_out: 0,
+                    truncated: self.truncated,
                 },
                 Instant::now(),
             );

@@ -265,6 +265,9 @@ pub async fn relay_translated(
         }
         extra |= take < n;
     }
+    if cut {
+        side.set_truncated();
+    }
     // A cut pass-through stream must not look complete: close without the
     // terminating chunk. (A translator instead tells the client in-band.)
     if cut && matches!(translator, StreamTranslator::HideUsage(_)) {

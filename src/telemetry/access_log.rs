@@ -67,6 +67,8 @@ pub struct AccessRecord<'a> {
     pub ttft: Option<Duration>,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// The upstream cut the response before its end (the client got part).
+    pub truncated: bool,
 }
 
 impl AccessRecord<'_> {
@@ -92,6 +94,11 @@ impl AccessRecord<'_> {
             None => out.extend_from_slice(b"null"),
         }
         push_field(out, b",\"status\":", self.status as u64);
+        out.extend_from_slice(if self.truncated {
+            b",\"truncated\":true"
+        } else {
+            b",\"truncated\":false"
+        });
         push_field(out, b",\"input_tokens\":", self.input_tokens);
         push_field(out, b",\"output_tokens\":", self.output_tokens);
         out.extend_from_slice(b",\"cost_usd\":");
