@@ -125,6 +125,7 @@ fn lines_are_json_with_every_field() {
             "ttft_ms",
             "bytes_in",
             "bytes_out",
+            "truncated",
         ];
         expected.sort();
         let mut keys = keys.clone();
@@ -135,6 +136,7 @@ fn lines_are_json_with_every_field() {
         assert_eq!(o["model"], model.as_str());
         assert_eq!(o["route"], "chat_completions");
         assert_eq!(o["status"], 200);
+        assert_eq!(o["truncated"], false);
         assert_eq!(o["input_tokens"], 120);
         assert_eq!(o["output_tokens"], 45);
         assert_eq!(o["cost_usd"].as_f64(), Some(0.0015));
