@@ -135,6 +135,22 @@ pub struct LimitsConfig {
     pub max_body_bytes: usize,
     /// Longest chunk-size line (with extensions) in a chunked body, bytes.
     pub max_chunk_line_bytes: usize,
+    /// A whole request head must arrive within this, milliseconds, counted
+    /// from the accept (first request) or from its first byte (later
+    /// requests). Over it: 408 and the connection is closed (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// A whole request body must arrive within this, milliseconds, counted
+    /// from the end of its head. Over it: 408 and the connection is closed.
+    pub body_read_timeout_ms: u64,
+    /// A keep-alive connection idle this long between requests is closed
+    /// silently, milliseconds.
+    pub keepalive_idle_timeout_ms: u64,
+    /// Open client connections per shard. Over it a new connection is
+    /// answered 503 with `Retry-After: 1` and closed.
+    pub max_connections_per_shard: usize,
+    /// Requests in flight to one provider from one shard. Over it: 503 with
+    /// `Retry-After: 1`, before anything is sent upstream.
+    pub max_in_flight_per_upstream: usize,
 }
 
 impl Default for LimitsConfig {
@@ -144,6 +160,11 @@ impl Default for LimitsConfig {
             max_headers: 100,
             max_body_bytes: 32 * 1024 * 1024,
             max_chunk_line_bytes: 4096,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 60_000,
+            keepalive_idle_timeout_ms: 60_000,
+            max_connections_per_shard: 16_384,
+            max_in_flight_per_upstream: 4_096,
         }
     }
 }
@@ -382,6 +403,14 @@ impl Config {
             ("limits.max_headers", l.max_headers),
             ("limits.max_body_bytes", l.max_body_bytes),
             ("limits.max_chunk_line_bytes", l.max_chunk_line_bytes),
+            (
+                "limits.max_connections_per_shard",
+                l.max_connections_per_shard,
+            ),
+            (
+                "limits.max_in_flight_per_upstream",
+                l.max_in_flight_per_upstream,
+            ),
             ("upstream.pool_max_idle", self.upstream.pool_max_idle),
         ] {
             if v == 0 {
@@ -401,6 +430,12 @@ impl Config {
                 self.upstream.first_byte_timeout_ms,
             ),
             ("upstream.idle_timeout_ms", self.upstream.idle_timeout_ms),
+            ("limits.header_read_timeout_ms", l.header_read_timeout_ms),
+            ("limits.body_read_timeout_ms", l.body_read_timeout_ms),
+            (
+                "limits.keepalive_idle_timeout_ms",
+                l.keepalive_idle_timeout_ms,
+            ),
         ] {
             if v == 0 {
                 return Err(bad(field, "must be greater than 0"));

@@ -21,6 +21,26 @@ fn example_config_parses_and_validates() {
     assert_eq!(config.limits.max_head_bytes, d.limits.max_head_bytes);
     assert_eq!(config.limits.max_headers, d.limits.max_headers);
     assert_eq!(
+        config.limits.header_read_timeout_ms,
+        d.limits.header_read_timeout_ms
+    );
+    assert_eq!(
+        config.limits.body_read_timeout_ms,
+        d.limits.body_read_timeout_ms
+    );
+    assert_eq!(
+        config.limits.keepalive_idle_timeout_ms,
+        d.limits.keepalive_idle_timeout_ms
+    );
+    assert_eq!(
+        config.limits.max_connections_per_shard,
+        d.limits.max_connections_per_shard
+    );
+    assert_eq!(
+        config.limits.max_in_flight_per_upstream,
+        d.limits.max_in_flight_per_upstream
+    );
+    assert_eq!(
         config.upstream.first_byte_timeout_ms,
         d.upstream.first_byte_timeout_ms
     );

@@ -43,9 +43,10 @@ pub async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
     let mut down = Downstream::new(stream);
     let mut side = UpstreamSide::default();
     let mut outcome = Outcome::default();
+    let mut first = true;
     loop {
         let limits = shard.routes().gateway.config.limits.clone();
-        match down.read_head(&limits).await {
+        match down.read_head(&limits, first).await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
@@ -53,6 +54,7 @@ pub async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
                 return;
             }
         }
+        first = false;
         ShardStats::bump(&shard.stats.requests);
         let _in_flight = shard.request_guard();
         outcome.reset(Instant::now());
@@ -190,6 +192,16 @@ async fn handle_request(
                 Err(e) => return respond_error(down, &e, &facts, next, outcome).await,
             }
         }
+    };
+
+    // Bounded under load: past the per-shard cap for this provider, fail
+    // fast before anything is sent upstream.
+    let Some(_upstream_slot) = routes.upstream_slot(provider) else {
+        let err = Error::gateway(
+            Kind::Overloaded,
+            "too many requests in flight to this provider; retry shortly",
+        );
+        return respond_error(down, &err, &facts, next, outcome).await;
     };
 
     // The head is built while the client's head (in `rbuf`) is at hand;

@@ -9,6 +9,7 @@
 use std::io;
 use std::mem;
 use std::ops::Range;
+use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
@@ -57,6 +58,27 @@ pub async fn read_more<S: AsyncReadRent>(stream: &mut S, buf: &mut PooledBuf) ->
     res
 }
 
+/// Reads more before `deadline`; `None` when it passes first. After a
+/// timeout `buf` is left empty (the in-flight read owns it): the caller
+/// closes the connection.
+async fn read_more_before(
+    stream: &mut TcpStream,
+    buf: &mut PooledBuf,
+    deadline: Instant,
+) -> Option<io::Result<usize>> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return None;
+    }
+    monoio::time::timeout(left, read_more(stream, buf))
+        .await
+        .ok()
+}
+
+fn read_timeout(what: &'static str) -> Error {
+    Error::client(Kind::RequestTimeout, what)
+}
+
 impl Downstream {
     pub fn new(stream: TcpStream) -> Downstream {
         Downstream {
@@ -69,12 +91,19 @@ impl Downstream {
     }
 
     /// Waits for a complete request head. `Ok(false)`: the client closed
-    /// cleanly between requests.
-    pub async fn read_head(&mut self, limits: &LimitsConfig) -> Result<bool, Error> {
+    /// cleanly between requests, or stayed idle past the keep-alive idle
+    /// timeout (closed silently). The head must arrive whole within
+    /// `header_read_timeout_ms`, counted from now on a connection's first
+    /// request and from the first byte of a later one; else 408.
+    pub async fn read_head(&mut self, limits: &LimitsConfig, first: bool) -> Result<bool, Error> {
         let head_limits = HeadLimits {
             max_head_bytes: limits.max_head_bytes,
             max_headers: limits.max_headers,
         };
+        let now = Instant::now();
+        let head_timeout = Duration::from_millis(limits.header_read_timeout_ms);
+        let idle_deadline = now + Duration::from_millis(limits.keepalive_idle_timeout_ms);
+        let mut head_deadline = (first || !self.rbuf.is_empty()).then(|| now + head_timeout);
         loop {
             match self
                 .scanner
@@ -84,7 +113,21 @@ impl Downstream {
                 Ok(Parsed::Partial) => {}
                 Err(e) => return Err(head_error(e)),
             }
-            match read_more(&mut self.stream, &mut self.rbuf).await {
+            if head_deadline.is_none() && !self.rbuf.is_empty() {
+                head_deadline = Some(Instant::now() + head_timeout);
+            }
+            let read = match head_deadline {
+                Some(deadline) => read_more_before(&mut self.stream, &mut self.rbuf, deadline)
+                    .await
+                    .ok_or_else(|| read_timeout("the request head did not arrive in time"))?,
+                None => {
+                    match read_more_before(&mut self.stream, &mut self.rbuf, idle_deadline).await {
+                        Some(r) => r,
+                        None => return Ok(false),
+                    }
+                }
+            };
+            match read {
                 Ok(0) if self.rbuf.is_empty() => return Ok(false),
                 Ok(0) => {
                     return Err(Error::client(
@@ -106,6 +149,7 @@ impl Downstream {
         limits: &LimitsConfig,
     ) -> Result<(Body, usize), Error> {
         let head_len = self.head.head_len;
+        let deadline = Instant::now() + Duration::from_millis(limits.body_read_timeout_ms);
         match framing.body {
             BodyKind::Empty | BodyKind::CloseDelimited => Ok((Body::Empty, head_len)),
             BodyKind::Length(0) => Ok((Body::Empty, head_len)),
@@ -121,7 +165,10 @@ impl Downstream {
                     let missing = end - self.rbuf.len();
                     self.rbuf.reserve(missing);
                     while self.rbuf.len() < end {
-                        match read_more(&mut self.stream, &mut self.rbuf).await {
+                        let read = read_more_before(&mut self.stream, &mut self.rbuf, deadline)
+                            .await
+                            .ok_or_else(body_timeout)?;
+                        match read {
                             Ok(0) => {
                                 return Err(Error::client(
                                     Kind::BadRequest,
@@ -140,7 +187,7 @@ impl Downstream {
                 }
                 Ok((Body::InPlace(head_len..end), end))
             }
-            BodyKind::Chunked => self.read_chunked(framing, limits).await,
+            BodyKind::Chunked => self.read_chunked(framing, limits, deadline).await,
         }
     }
 
@@ -148,6 +195,7 @@ impl Downstream {
         &mut self,
         framing: &RequestFraming,
         limits: &LimitsConfig,
+        deadline: Instant,
     ) -> Result<(Body, usize), Error> {
         let mut decoder = self.decoder.take().unwrap_or_else(|| {
             ChunkedDecoder::new(ChunkLimits {
@@ -157,7 +205,9 @@ impl Downstream {
             })
         });
         decoder.reset();
-        let result = self.read_chunked_with(&mut decoder, framing, limits).await;
+        let result = self
+            .read_chunked_with(&mut decoder, framing, limits, deadline)
+            .await;
         self.decoder = Some(decoder);
         result
     }
@@ -167,6 +217,7 @@ impl Downstream {
         decoder: &mut ChunkedDecoder,
         framing: &RequestFraming,
         limits: &LimitsConfig,
+        deadline: Instant,
     ) -> Result<(Body, usize), Error> {
         let head_len = self.head.head_len;
         let mut body = PooledBuf::take(READ_BUF_BYTES);
@@ -201,7 +252,10 @@ impl Downstream {
                 self.write_continue().await?;
                 sent_continue = true;
             }
-            match read_more(&mut self.stream, &mut self.rbuf).await {
+            let read = read_more_before(&mut self.stream, &mut self.rbuf, deadline)
+                .await
+                .ok_or_else(body_timeout)?;
+            match read {
                 Ok(0) => {
                     return Err(Error::client(
                         Kind::BadRequest,
@@ -236,17 +290,7 @@ impl Downstream {
         close: bool,
         head_only: bool,
     ) -> io::Result<()> {
-        let mut out = PooledBuf::take(256 + body.len());
-        push_status_line(&mut out, status);
-        push_header(&mut out, b"content-type", b"application/json");
-        push_content_length(&mut out, body.len() as u64);
-        if close {
-            push_header(&mut out, b"connection", b"close");
-        }
-        end_head(&mut out);
-        if !head_only {
-            out.extend_from_slice(body);
-        }
+        let out = local_response(status, body, close, head_only, false);
         let (res, _) = write_all(&mut self.stream, out).await;
         res
     }
@@ -265,8 +309,37 @@ impl Downstream {
                 body.extend_from_slice(&anthropic_error(err.status(), &err.message))
             }
         }
-        self.write_response(err.status(), &body, close, false).await
+        // Overload is momentary: tell the client when to come back.
+        let retry_after = err.kind == Kind::Overloaded;
+        let out = local_response(err.status(), &body, close, false, retry_after);
+        let (res, _) = write_all(&mut self.stream, out).await;
+        res
     }
+}
+
+/// A complete response the gateway makes itself, JSON body.
+pub fn local_response(
+    status: u16,
+    body: &[u8],
+    close: bool,
+    head_only: bool,
+    retry_after: bool,
+) -> PooledBuf {
+    let mut out = PooledBuf::take(256 + body.len());
+    push_status_line(&mut out, status);
+    push_header(&mut out, b"content-type", b"application/json");
+    push_content_length(&mut out, body.len() as u64);
+    if retry_after {
+        push_header(&mut out, b"retry-after", b"1");
+    }
+    if close {
+        push_header(&mut out, b"connection", b"close");
+    }
+    end_head(&mut out);
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    out
 }
 
 fn head_error(e: HeadError) -> Error {
@@ -279,6 +352,10 @@ fn head_error(e: HeadError) -> Error {
             Error::client(Kind::HeadersTooLarge, "too many request headers")
         }
     }
+}
+
+fn body_timeout() -> Error {
+    read_timeout("the request body did not arrive in time")
 }
 
 fn too_large(limits: &LimitsConfig) -> Error {

@@ -12,4 +12,5 @@ pub mod route;
 mod translated;
 
 pub use conn::serve_connection;
+pub use downstream::local_response;
 pub use endpoint::ROUTE_NAMES;

@@ -134,6 +134,8 @@ impl ShardStats {
 pub struct Routes {
     pub gateway: Arc<Gateway>,
     pub pools: Vec<UpstreamPool>,
+    /// Requests in flight to each provider from this shard.
+    in_flight: Vec<Cell<usize>>,
 }
 
 impl Routes {
@@ -150,7 +152,48 @@ impl Routes {
                 )
             })
             .collect();
-        Routes { gateway, pools }
+        let in_flight = gateway
+            .router
+            .providers
+            .iter()
+            .map(|_| Cell::new(0))
+            .collect();
+        Routes {
+            gateway,
+            pools,
+            in_flight,
+        }
+    }
+
+    /// Takes one of the `limits.max_in_flight_per_upstream` slots for
+    /// provider `provider` until the guard drops; `None` when all are taken.
+    pub fn upstream_slot(&self, provider: usize) -> Option<UpstreamSlot<'_>> {
+        let cell = &self.in_flight[provider];
+        if cell.get() >= self.gateway.config.limits.max_in_flight_per_upstream {
+            return None;
+        }
+        cell.set(cell.get() + 1);
+        Some(UpstreamSlot(cell))
+    }
+}
+
+/// A request in flight to one provider (see [`Routes::upstream_slot`]).
+pub struct UpstreamSlot<'a>(&'a Cell<usize>);
+
+impl Drop for UpstreamSlot<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
+}
+
+/// An open client connection counted against
+/// `limits.max_connections_per_shard` until it drops.
+struct OpenConnection(Rc<Shard>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let open = &self.0.open_connections;
+        open.set(open.get() - 1);
     }
 }
 
@@ -171,6 +214,10 @@ pub struct Shard {
     control: Arc<Control>,
     routes: RefCell<Rc<Routes>>,
     generation: Cell<u64>,
+    /// Client connections open on this shard (being served).
+    open_connections: Cell<usize>,
+    /// Connections being turned away (503) right now.
+    rejecting: Cell<usize>,
 }
 
 impl Shard {
@@ -187,6 +234,8 @@ impl Shard {
             control,
             routes: RefCell::new(routes),
             generation: Cell::new(generation),
+            open_connections: Cell::new(0),
+            rejecting: Cell::new(0),
         }
     }
 
@@ -307,8 +356,20 @@ async fn run_shard(
         match listener.accept().await {
             Ok((stream, _peer)) => {
                 ShardStats::bump(&shard.stats.connections);
+                let max = shard
+                    .routes()
+                    .gateway
+                    .config
+                    .limits
+                    .max_connections_per_shard;
+                if shard.open_connections.get() >= max {
+                    reject_connection(&shard, stream);
+                    continue;
+                }
+                shard.open_connections.set(shard.open_connections.get() + 1);
                 let shard = shard.clone();
                 monoio::spawn(async move {
+                    let _open = OpenConnection(shard.clone());
                     let s = shard.clone();
                     if let Err(panic) =
                         CatchPanic::new(crate::proxy::serve_connection(stream, shard)).await
@@ -335,6 +396,49 @@ async fn run_shard(
     }
     drop(listener);
     std::future::pending::<()>().await;
+}
+
+/// Turns away a connection over `limits.max_connections_per_shard`: 503
+/// with `Retry-After: 1`, then close. Fail fast: the answer is written at
+/// once, and what the client already sent is read (briefly, bounded) only so
+/// that closing does not reset the connection before the answer is read.
+fn reject_connection(shard: &Rc<Shard>, stream: monoio::net::TcpStream) {
+    /// Turned-away connections lingering at once; past it, close at once.
+    const MAX_LINGERING: usize = 1024;
+    const LINGER: Duration = Duration::from_millis(200);
+    if shard.rejecting.get() >= MAX_LINGERING {
+        return;
+    }
+    shard.rejecting.set(shard.rejecting.get() + 1);
+    let shard = shard.clone();
+    monoio::spawn(async move {
+        use monoio::io::{AsyncReadRent, AsyncWriteRent};
+        let mut stream = stream;
+        let err = crate::error::Error::gateway(
+            crate::error::Kind::Overloaded,
+            "too many connections to this gateway; retry shortly",
+        );
+        let mut body = Vec::with_capacity(256);
+        err.write_openai_body(&mut body);
+        let out = crate::proxy::local_response(503, &body, true, false, true);
+        let (res, _) = crate::buf::write_all(&mut stream, out).await;
+        if res.is_ok() {
+            let _ = stream.shutdown().await;
+            let deadline = std::time::Instant::now() + LINGER;
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match monoio::time::timeout(left, stream.read(buf)).await {
+                    Ok((Ok(n), b)) if n > 0 => buf = b,
+                    _ => break,
+                }
+            }
+        }
+        shard.rejecting.set(shard.rejecting.get() - 1);
+    });
 }
 
 /// The shard's housekeeping, off the request path: flush the access log
