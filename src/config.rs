@@ -647,6 +647,16 @@ mod tests {
 
         let c = Config::from_toml("[limits]\nmax_body_bytes = 0\n").unwrap();
         assert_eq!(c.validate().unwrap_err().field, "limits.max_body_bytes");
+        for key in [
+            "header_read_timeout_ms",
+            "body_read_timeout_ms",
+            "keepalive_idle_timeout_ms",
+            "max_connections_per_shard",
+            "max_in_flight_per_upstream",
+        ] {
+            let c = Config::from_toml(&format!("[limits]\n{key} = 0\n")).unwrap();
+            assert_eq!(c.validate().unwrap_err().field, format!("limits.{key}"));
+        }
     }
 
     #[test]
