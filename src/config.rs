@@ -26,6 +26,8 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub access_log: AccessLogConfig,
+    #[serde(default)]
+    pub resilience: ResilienceConfig,
     /// Provider used for bare model names that match no configured model.
     /// Defaults to the only provider when exactly one is configured.
     pub default_provider: Option<String>,
@@ -260,18 +262,202 @@ impl ProviderConfig {
     }
 }
 
+/// Retries, fail-over and outlier ejection (see `upstream::{retry, breaker}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResilienceConfig {
+    /// Retries on one deployment before failing over to another.
+    pub max_retries: u32,
+    /// First backoff ceiling (full jitter), milliseconds; doubles per retry.
+    pub backoff_base_ms: u64,
+    /// Largest backoff, milliseconds.
+    pub backoff_cap_ms: u64,
+    /// Longest upstream `Retry-After` waited out, milliseconds; a longer one
+    /// fails over at once.
+    pub max_retry_after_ms: u64,
+    /// Re-sends (retries and fail-overs) allowed per client request, over
+    /// the budget window, per shard.
+    pub retry_budget_ratio: f64,
+    /// Re-sends always allowed per window, per shard.
+    pub retry_budget_min_retries: u32,
+    /// The retry budget's sliding window, milliseconds.
+    pub retry_budget_window_ms: u64,
+    /// Failures in a row that eject a deployment.
+    pub breaker_consecutive_failures: u32,
+    /// First ejection cool-down, milliseconds; doubles per re-ejection.
+    pub breaker_base_ejection_ms: u64,
+    /// Longest ejection cool-down, milliseconds.
+    pub breaker_max_ejection_ms: u64,
+    /// Whether a 429 counts as a deployment failure for the breaker.
+    pub breaker_count_429: bool,
+    /// `strategy = "latency"`: how fast an unsampled latency average decays,
+    /// milliseconds.
+    pub latency_decay_ms: u64,
+}
+
+impl Default for ResilienceConfig {
+    fn default() -> Self {
+        ResilienceConfig {
+            max_retries: 2,
+            backoff_base_ms: 100,
+            backoff_cap_ms: 5_000,
+            max_retry_after_ms: 10_000,
+            retry_budget_ratio: 0.2,
+            retry_budget_min_retries: 10,
+            retry_budget_window_ms: 10_000,
+            breaker_consecutive_failures: 5,
+            breaker_base_ejection_ms: 30_000,
+            breaker_max_ejection_ms: 300_000,
+            breaker_count_429: false,
+            latency_decay_ms: 10_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// The name clients send in `model`.
     pub name: String,
-    /// Provider (a key of `[providers]`).
-    pub provider: String,
+    /// Provider (a key of `[providers]`); or give `deployments`.
+    pub provider: Option<String>,
     /// The model name sent upstream; defaults to `name`.
     pub upstream_model: Option<String>,
     /// Other names clients may use for this model.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Several places that serve this model (instead of `provider`).
+    #[serde(default)]
+    pub deployments: Vec<DeploymentConfig>,
+    /// How requests spread over `deployments`: "weighted_round_robin"
+    /// (default), "least_in_flight" or "latency".
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// Models tried, in order, when every deployment of this one failed.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// Models tried, in order, when the prompt is too long for this one.
+    #[serde(default)]
+    pub context_window_fallbacks: Vec<String>,
+}
+
+/// One deployment of a model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    /// Provider (a key of `[providers]`).
+    pub provider: String,
+    /// The model name sent upstream; defaults to the model's `upstream_model`,
+    /// else its `name`.
+    pub upstream_model: Option<String>,
+    /// Share of the traffic relative to the other deployments (1 or more).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl ModelConfig {
+    /// The deployments as (provider, upstream model, weight): `deployments`,
+    /// or the single one `provider` names.
+    pub fn resolved_deployments(&self) -> Vec<(&str, &str, u32)> {
+        let default_upstream = self.upstream_model.as_deref().unwrap_or(&self.name);
+        if self.deployments.is_empty() {
+            return self
+                .provider
+                .as_deref()
+                .map(|p| (p, default_upstream, 1))
+                .into_iter()
+                .collect();
+        }
+        self.deployments
+            .iter()
+            .map(|d| {
+                (
+                    d.provider.as_str(),
+                    d.upstream_model.as_deref().unwrap_or(default_upstream),
+                    d.weight,
+                )
+            })
+            .collect()
+    }
+}
+
+impl ResilienceConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (field, v) in [
+            ("resilience.backoff_base_ms", self.backoff_base_ms),
+            ("resilience.backoff_cap_ms", self.backoff_cap_ms),
+            (
+                "resilience.retry_budget_window_ms",
+                self.retry_budget_window_ms,
+            ),
+            (
+                "resilience.breaker_consecutive_failures",
+                u64::from(self.breaker_consecutive_failures),
+            ),
+            (
+                "resilience.breaker_base_ejection_ms",
+                self.breaker_base_ejection_ms,
+            ),
+            (
+                "resilience.breaker_max_ejection_ms",
+                self.breaker_max_ejection_ms,
+            ),
+            ("resilience.latency_decay_ms", self.latency_decay_ms),
+        ] {
+            if v == 0 {
+                return Err(bad(field, "must be greater than 0"));
+            }
+        }
+        if self.backoff_cap_ms < self.backoff_base_ms {
+            return Err(bad(
+                "resilience.backoff_cap_ms",
+                "must be at least resilience.backoff_base_ms",
+            ));
+        }
+        if self.breaker_max_ejection_ms < self.breaker_base_ejection_ms {
+            return Err(bad(
+                "resilience.breaker_max_ejection_ms",
+                "must be at least resilience.breaker_base_ejection_ms",
+            ));
+        }
+        if !self.retry_budget_ratio.is_finite() || self.retry_budget_ratio < 0.0 {
+            return Err(bad(
+                "resilience.retry_budget_ratio",
+                "must be a number 0 or greater",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn retry_config(&self) -> crate::upstream::retry::RetryConfig {
+        use std::time::Duration;
+        crate::upstream::retry::RetryConfig {
+            max_retries: self.max_retries,
+            backoff_base: Duration::from_millis(self.backoff_base_ms),
+            backoff_cap: Duration::from_millis(self.backoff_cap_ms),
+            jitter: crate::upstream::retry::Jitter::Full,
+            max_retry_after: Duration::from_millis(self.max_retry_after_ms),
+            budget_ratio: self.retry_budget_ratio,
+            budget_min_retries: self.retry_budget_min_retries,
+            budget_window: Duration::from_millis(self.retry_budget_window_ms),
+        }
+    }
+
+    pub fn breaker_config(&self) -> crate::upstream::breaker::BreakerConfig {
+        use std::time::Duration;
+        let max = Duration::from_millis(self.breaker_max_ejection_ms);
+        crate::upstream::breaker::BreakerConfig {
+            consecutive_failures: self.breaker_consecutive_failures,
+            base_ejection: Duration::from_millis(self.breaker_base_ejection_ms),
+            max_ejection: max,
+            probe_timeout: crate::upstream::breaker::BreakerConfig::default().probe_timeout,
+            count_429: self.breaker_count_429,
+        }
+    }
 }
 
 /// A configuration problem, naming the field at fault.
@@ -441,6 +627,7 @@ impl Config {
                 return Err(bad(field, "must be greater than 0"));
             }
         }
+        self.resilience.validate()?;
         for (name, p) in &self.providers {
             if name.is_empty() || name.contains('/') {
                 return Err(bad(
@@ -458,11 +645,67 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for (i, m) in self.models.iter().enumerate() {
             let field = |f: &str| format!("models[{i}].{f}");
-            if !self.providers.contains_key(&m.provider) {
-                return Err(bad(
-                    field("provider"),
-                    format!("no provider named {:?}", m.provider),
-                ));
+            match (&m.provider, m.deployments.is_empty()) {
+                (Some(_), false) => {
+                    return Err(bad(
+                        field("deployments"),
+                        "give either `provider` or `deployments`, not both",
+                    ))
+                }
+                (None, true) => {
+                    return Err(bad(
+                        field("provider"),
+                        "is required (or a non-empty `deployments` list)",
+                    ))
+                }
+                (Some(p), true) if !self.providers.contains_key(p) => {
+                    return Err(bad(field("provider"), format!("no provider named {p:?}")));
+                }
+                _ => {}
+            }
+            for (j, d) in m.deployments.iter().enumerate() {
+                if !self.providers.contains_key(&d.provider) {
+                    return Err(bad(
+                        field(&format!("deployments[{j}].provider")),
+                        format!("no provider named {:?}", d.provider),
+                    ));
+                }
+                if d.weight == 0 {
+                    return Err(bad(
+                        field(&format!("deployments[{j}].weight")),
+                        "must be at least 1",
+                    ));
+                }
+            }
+            if let Some(s) = &m.strategy {
+                if !matches!(
+                    s.as_str(),
+                    "weighted_round_robin" | "least_in_flight" | "latency"
+                ) {
+                    return Err(bad(
+                        field("strategy"),
+                        format!(
+                            "{s:?} is not one of \"weighted_round_robin\", \"least_in_flight\", \"latency\""
+                        ),
+                    ));
+                }
+            }
+            for (key, list) in [
+                ("fallbacks", &m.fallbacks),
+                ("context_window_fallbacks", &m.context_window_fallbacks),
+            ] {
+                for f in list {
+                    let known = self
+                        .models
+                        .iter()
+                        .any(|o| &o.name == f || o.aliases.contains(f));
+                    if !known {
+                        return Err(bad(field(key), format!("{f:?} is not a configured model")));
+                    }
+                    if &m.name == f || m.aliases.contains(f) {
+                        return Err(bad(field(key), "a model cannot fall back to itself"));
+                    }
+                }
             }
             for n in std::iter::once(&m.name).chain(&m.aliases) {
                 if n.is_empty() {

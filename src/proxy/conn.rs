@@ -10,13 +10,13 @@ use std::borrow::Cow;
 use std::mem;
 use std::ops::Range;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use monoio::net::TcpStream;
 
 use super::downstream::{Body, Downstream};
 use super::endpoint::{classify, split_target, Endpoint};
-use super::forward::{forward, ClientFacts, OutgoingRequest, Relayed, UpstreamSide};
+use super::forward::{forward, relay_held, ClientFacts, OutgoingRequest, Relayed, UpstreamSide};
 use super::headers::is_dropped_request_header;
 use super::outcome::Outcome;
 use super::translated::{TranslatedCall, Translation};
@@ -30,6 +30,8 @@ use crate::http1::write::{end_head, push_content_length, push_header};
 use crate::json::{push_json_string, scan_top_level};
 use crate::providers::{Dialect, Provider};
 use crate::shard::{Gateway, Routes, Shard, ShardStats};
+use crate::upstream::breaker::{BreakerEvent, Outcome as BreakerOutcome};
+use crate::upstream::retry::{Attempt, Decision};
 
 enum Next {
     KeepAlive,
@@ -152,7 +154,8 @@ async fn handle_request(
     facts.dialect = endpoint.client_dialect();
     outcome.route = endpoint.route_index();
 
-    let (provider, plan) = match endpoint {
+    // `/v1/models` passed to the default provider, when no models are configured.
+    let models_provider = match endpoint {
         Endpoint::Health => {
             return respond_local(outcome, down, 200, b"{\"status\":\"ok\"}", &facts, next).await
         }
@@ -161,7 +164,27 @@ async fn handle_request(
             .default_provider()
             .filter(|_| !gw.router.has_models)
         {
-            // With no models configured, the default provider's list is the truth.
+            Some(provider) => Some(provider),
+            None => {
+                return respond_local(outcome, down, 200, &gw.router.models_body, &facts, next)
+                    .await
+            }
+        },
+        _ => None,
+    };
+
+    let request_id = generated_id.then_some(outcome.request_id.as_str());
+    let mut body = body;
+    let mut retry_state = routes.retry.start(Instant::now());
+    let mut choice = Choice::Route;
+    // The client's configured model, whose fallbacks apply.
+    let mut origin_model: Option<usize> = None;
+    // Deployments of the current model already given up on (allocates
+    // only on a fail-over).
+    let mut tried: Vec<usize> = Vec::new();
+    let mut first = true;
+    let result = loop {
+        let (provider, plan) = match models_provider {
             Some(provider) => (
                 provider,
                 Plan::PassThrough {
@@ -171,158 +194,291 @@ async fn handle_request(
                 },
             ),
             None => {
-                return respond_local(outcome, down, 200, &gw.router.models_body, &facts, next)
-                    .await
-            }
-        },
-        _ => {
-            let body_bytes: &[u8] = match &body {
-                Body::Empty => b"",
-                Body::InPlace(r) => &down.rbuf[r.clone()],
-                Body::Decoded(b) => b,
-            };
-            match plan_request(
-                gw,
-                endpoint,
-                body_bytes,
-                &mut outcome.model,
-                &mut outcome.upstream_model,
-            ) {
-                Ok(x) => x,
-                Err(e) => return respond_error(down, &e, &facts, next, outcome).await,
-            }
-        }
-    };
-
-    // Bounded under load: past the per-shard cap for this provider, fail
-    // fast before anything is sent upstream.
-    let Some(_upstream_slot) = routes.upstream_slot(provider) else {
-        let err = Error::gateway(
-            Kind::Overloaded,
-            "too many requests in flight to this provider; retry shortly",
-        );
-        return respond_error(down, &err, &facts, next, outcome).await;
-    };
-
-    // The head is built while the client's head (in `rbuf`) is at hand;
-    // then the body's buffer is handed to the request and comes back after.
-    let p = &gw.router.providers[provider];
-    outcome.provider = Some(provider);
-    let request_id = generated_id.then_some(outcome.request_id.as_str());
-    let (body_len, body_offset) = match &body {
-        Body::Empty => (None, 0),
-        Body::InPlace(r) => (Some(r.len()), r.start),
-        Body::Decoded(b) => (Some(b.len()), 0),
-    };
-    // Everything borrowed from the body (the model name) is used up here,
-    // before its buffer moves.
-    let (head, head_range, value_range, patch, insert, translated, call) = match plan {
-        Plan::PassThrough {
-            upstream_model,
-            patch,
-            inject_usage,
-        } => {
-            let model = (!upstream_model.is_empty()).then_some(upstream_model.as_ref());
-            let patch = patch.map(|span| span.start + body_offset..span.end + body_offset);
-            let insert = inject_usage.map(|(at, comma)| {
-                let member: &[u8] = if comma {
-                    INCLUDE_USAGE
-                } else {
-                    &INCLUDE_USAGE[1..]
+                let body_bytes: &[u8] = match &body {
+                    Body::Empty => b"",
+                    Body::InPlace(r) => &down.rbuf[r.clone()],
+                    Body::Decoded(b) => b,
                 };
-                (at + body_offset, member)
-            });
-            let edits = BodyEdits {
-                len: body_len,
-                patch: patch.clone().map(|span| (span, upstream_model.as_ref())),
-                insert: insert.map(|(_, member)| member),
-            };
-            let (head, ranges) = build_head(
-                down,
-                p,
-                endpoint.upstream_path(),
-                model,
-                query_range,
-                edits,
-                request_id,
-                false,
-            );
-            let insert = insert.map(|(at, _)| (at, ranges.insert.clone()));
-            let call = inject_usage.map(|_| TranslatedCall {
-                translation: Translation::HideUsageChunk,
-                stream: true,
-                client_model: String::new(),
-            });
-            (head, ranges.head, ranges.value, patch, insert, None, call)
+                let model_out = first.then_some(&mut outcome.model);
+                match plan_request(
+                    gw,
+                    routes,
+                    endpoint,
+                    body_bytes,
+                    model_out,
+                    &mut outcome.upstream_model,
+                    &mut choice,
+                ) {
+                    Ok(x) => x,
+                    Err(e) => break Err(e),
+                }
+            }
+        };
+        if first {
+            if let Choice::Deployment { model, .. } = choice {
+                origin_model = Some(model);
+            }
+            first = false;
         }
-        Plan::Translate {
-            body: new_body,
-            api_path,
-            upstream_model,
-            call,
-        } => {
-            let edits = BodyEdits {
-                len: Some(new_body.len()),
-                patch: None,
-                insert: None,
-            };
-            let (head, ranges) = build_head(
-                down,
-                p,
+
+        // Bounded under load: past the per-shard cap for this provider, fail
+        // fast before anything is sent upstream.
+        let Some(_upstream_slot) = routes.upstream_slot(provider) else {
+            break Err(Error::gateway(
+                Kind::Overloaded,
+                "too many requests in flight to this provider; retry shortly",
+            ));
+        };
+
+        // The head is built while the client's head (in `rbuf`) is at hand;
+        // then the body's buffer is handed to the request and comes back after.
+        let p = &gw.router.providers[provider];
+        outcome.provider = Some(provider);
+        let (body_len, body_offset) = match &body {
+            Body::Empty => (None, 0),
+            Body::InPlace(r) => (Some(r.len()), r.start),
+            Body::Decoded(b) => (Some(b.len()), 0),
+        };
+        // Everything borrowed from the body (the model name) is used up here,
+        // before its buffer moves.
+        let (head, head_range, value_range, patch, insert, translated, call) = match plan {
+            Plan::PassThrough {
+                upstream_model,
+                patch,
+                inject_usage,
+            } => {
+                let model = (!upstream_model.is_empty()).then_some(upstream_model.as_ref());
+                let patch = patch.map(|span| span.start + body_offset..span.end + body_offset);
+                let insert = inject_usage.map(|(at, comma)| {
+                    let member: &[u8] = if comma {
+                        INCLUDE_USAGE
+                    } else {
+                        &INCLUDE_USAGE[1..]
+                    };
+                    (at + body_offset, member)
+                });
+                let edits = BodyEdits {
+                    len: body_len,
+                    patch: patch.clone().map(|span| (span, upstream_model.as_ref())),
+                    insert: insert.map(|(_, member)| member),
+                };
+                let (head, ranges) = build_head(
+                    down,
+                    p,
+                    endpoint.upstream_path(),
+                    model,
+                    query_range.clone(),
+                    edits,
+                    request_id,
+                    false,
+                );
+                let insert = insert.map(|(at, _)| (at, ranges.insert.clone()));
+                let call = inject_usage.map(|_| TranslatedCall {
+                    translation: Translation::HideUsageChunk,
+                    stream: true,
+                    client_model: String::new(),
+                });
+                (head, ranges.head, ranges.value, patch, insert, None, call)
+            }
+            Plan::Translate {
+                body: new_body,
                 api_path,
-                Some(&upstream_model),
-                query_range,
-                edits,
-                request_id,
-                true,
-            );
-            (
-                head,
-                ranges.head,
-                ranges.value,
-                None,
-                None,
-                Some(new_body),
-                Some(call),
-            )
+                upstream_model,
+                call,
+            } => {
+                let edits = BodyEdits {
+                    len: Some(new_body.len()),
+                    patch: None,
+                    insert: None,
+                };
+                let (head, ranges) = build_head(
+                    down,
+                    p,
+                    api_path,
+                    Some(&upstream_model),
+                    query_range.clone(),
+                    edits,
+                    request_id,
+                    true,
+                );
+                (
+                    head,
+                    ranges.head,
+                    ranges.value,
+                    None,
+                    None,
+                    Some(new_body),
+                    Some(call),
+                )
+            }
+        };
+        let (body_buf, body_range, lent) = match (translated, &mut body) {
+            (Some(new_body), _) => {
+                let len = new_body.len();
+                (Some(PooledBuf::from_vec(new_body)), 0..len, Lent::Nothing)
+            }
+            (None, Body::Empty) => (None, 0..0, Lent::Nothing),
+            (None, Body::InPlace(r)) => (
+                Some(mem::replace(&mut down.rbuf, PooledBuf::empty())),
+                r.clone(),
+                Lent::ReadBuffer,
+            ),
+            (None, Body::Decoded(b)) => {
+                let b = mem::replace(b, PooledBuf::empty());
+                let len = b.len();
+                (Some(b), 0..len, Lent::Decoded)
+            }
+        };
+        let req = OutgoingRequest {
+            head,
+            head_range,
+            value_range,
+            body: body_buf,
+            body_range,
+            patch,
+            insert,
+        };
+
+        // Health and load bookkeeping for a configured model's deployment.
+        let deployment = match choice {
+            Choice::Deployment { model, index } => Some((model, index)),
+            _ => None,
+        };
+        let ticket = deployment.and_then(|(m, i)| {
+            let admission = routes.models[m].breakers[i].admit(Instant::now());
+            if let Some(event) = admission.event() {
+                report_breaker(shard, routes, m, i, event);
+            }
+            admission.ticket()
+        });
+        let mut flight =
+            deployment.map(|(m, i)| routes.models[m].balancer.begin(i, Instant::now()));
+        let head_seen = std::cell::Cell::new(false);
+        let mut on_head = |status: u16| {
+            head_seen.set(true);
+            let now = Instant::now();
+            if let Some(f) = flight.as_mut() {
+                f.record_latency(now);
+            }
+            if let (Some(t), Some((m, i))) = (ticket, deployment) {
+                if let Some(event) =
+                    routes.models[m].breakers[i].record(t, BreakerOutcome::Status(status), now)
+                {
+                    report_breaker(shard, routes, m, i, event);
+                }
+            }
+        };
+        let (result, body_back) = forward(
+            shard,
+            routes,
+            provider,
+            side,
+            req,
+            &mut down.stream,
+            &facts,
+            call.as_ref(),
+            deployment.is_some(),
+            &mut on_head,
+        )
+        .await;
+        drop(flight);
+        match lent {
+            Lent::Nothing => {}
+            Lent::ReadBuffer => match body_back {
+                Some(b) => down.rbuf = b,
+                None => return Next::Close,
+            },
+            Lent::Decoded => {
+                if let (Body::Decoded(slot), Some(b)) = (&mut body, body_back) {
+                    *slot = b;
+                }
+            }
+        }
+        let attempt_outcome = match &result {
+            Ok(Relayed::Held) => BreakerOutcome::Status(side.head().status),
+            Err(e) => {
+                let o = match e.kind {
+                    Kind::UpstreamConnect => BreakerOutcome::Connect,
+                    Kind::UpstreamTimeout => BreakerOutcome::Timeout,
+                    _ => BreakerOutcome::Protocol,
+                };
+                if let (Some(t), Some((m, i)), false) = (ticket, deployment, head_seen.get()) {
+                    if let Some(event) = routes.models[m].breakers[i].record(t, o, Instant::now()) {
+                        report_breaker(shard, routes, m, i, event);
+                    }
+                }
+                o
+            }
+            Ok(_) => break result,
+        };
+        // Only a configured model's requests are retried.
+        if deployment.is_none() {
+            break result;
+        }
+        let attempt = Attempt {
+            outcome: attempt_outcome,
+            client_bytes_sent: false,
+            retry_after: side.held_retry_after(),
+            error_body: side.held_body(),
+        };
+        let decision = routes.retry.decide(
+            &mut retry_state,
+            &attempt,
+            Instant::now(),
+            SystemTime::now(),
+            &routes.rng,
+        );
+        let labels = shard.metrics.labels();
+        let next_choice = match decision {
+            Decision::Retry { after } => {
+                shard.metrics.retry(labels.provider(provider));
+                side.discard_held();
+                monoio::time::sleep(after).await;
+                Some(choice)
+            }
+            Decision::FailOver => {
+                let other = match choice {
+                    Choice::Deployment { model, index } => {
+                        tried.push(index);
+                        pick_deployment(routes, model, &tried)
+                            .map(|index| Choice::Deployment { model, index })
+                    }
+                    _ => None,
+                };
+                match other {
+                    Some(c) => {
+                        shard.metrics.retry(labels.provider(provider));
+                        Some(c)
+                    }
+                    None => origin_model.and_then(|o| {
+                        let name = gw.router.model_routes[o]
+                            .fallbacks
+                            .next_model(&mut retry_state)?;
+                        fallback_choice(shard, routes, provider, name, &mut tried)
+                    }),
+                }
+            }
+            Decision::ContextWindowFallback => origin_model.and_then(|o| {
+                let name = gw.router.model_routes[o]
+                    .fallbacks
+                    .next_context_window_model(&mut retry_state)?;
+                fallback_choice(shard, routes, provider, name, &mut tried)
+            }),
+            Decision::Respond => None,
+        };
+        match next_choice {
+            Some(c) => {
+                side.discard_held();
+                choice = c;
+            }
+            None => match result {
+                Ok(Relayed::Held) => {
+                    break relay_held(routes, side, &mut down.stream, &facts, call.as_ref()).await
+                }
+                other => break other,
+            },
         }
     };
-    let (body_buf, body_range, in_place) = match (translated, body) {
-        (Some(new_body), _) => {
-            let len = new_body.len();
-            (Some(PooledBuf::from_vec(new_body)), 0..len, false)
-        }
-        (None, Body::Empty) => (None, 0..0, false),
-        (None, Body::InPlace(r)) => (
-            Some(mem::replace(&mut down.rbuf, PooledBuf::empty())),
-            r,
-            true,
-        ),
-        (None, Body::Decoded(b)) => {
-            let len = b.len();
-            (Some(b), 0..len, false)
-        }
-    };
-    let req = OutgoingRequest {
-        head,
-        head_range,
-        value_range,
-        body: body_buf,
-        body_range,
-        patch,
-        insert,
-    };
-    let (result, body_back) = forward(
-        shard,
-        routes,
-        provider,
-        side,
-        req,
-        &mut down.stream,
-        &facts,
-        call.as_ref(),
-    )
-    .await;
     outcome.upstream = side.sent_at().map(|t| t.elapsed());
     outcome.ttft = side
         .first_event()
@@ -330,20 +486,84 @@ async fn handle_request(
     outcome.usage = side.usage();
     outcome.status = side.status();
     outcome.truncated = side.truncated();
-    if in_place {
-        match body_back {
-            Some(b) => down.rbuf = b,
-            None => return Next::Close,
-        }
-    }
     match result {
         Ok(Relayed::Complete { close: false }) => {
             down.finish_request(next);
             Next::KeepAlive
         }
-        Ok(Relayed::Complete { close: true }) | Ok(Relayed::Broken) => Next::Close,
+        Ok(Relayed::Complete { close: true }) | Ok(Relayed::Broken) | Ok(Relayed::Held) => {
+            Next::Close
+        }
         Err(e) => respond_error(down, &e, &facts, next, outcome).await,
     }
+}
+
+/// Which body buffer an attempt lent to the upstream request.
+enum Lent {
+    Nothing,
+    ReadBuffer,
+    Decoded,
+}
+
+/// Where the next attempt of a request goes.
+#[derive(Clone, Copy)]
+enum Choice {
+    /// Not routed yet: route the client's model name.
+    Route,
+    /// Where the client's model name routes, with no deployments to spread
+    /// over (the default provider, a `provider/` prefix).
+    Direct,
+    /// Deployment `index` of configured model `model`.
+    Deployment { model: usize, index: usize },
+}
+
+/// A deployment of `model` not in `exclude`, preferring those whose
+/// breaker admits requests now.
+fn pick_deployment(routes: &Routes, model: usize, exclude: &[usize]) -> Option<usize> {
+    let state = &routes.models[model];
+    let now = Instant::now();
+    for (i, b) in state.breakers.iter().enumerate() {
+        state.balancer.set_available(i, b.is_available(now));
+    }
+    state.balancer.pick(exclude, now, &routes.rng)
+}
+
+/// The first deployment of fallback model `name`, counted as a fallback
+/// from `from` (a provider index).
+fn fallback_choice(
+    shard: &Shard,
+    routes: &Routes,
+    from: usize,
+    name: &str,
+    tried: &mut Vec<usize>,
+) -> Option<Choice> {
+    let model = routes.gateway.router.model_index(name)?;
+    tried.clear();
+    let index = pick_deployment(routes, model, tried)?;
+    shard
+        .metrics
+        .fallback(shard.metrics.labels().provider(from));
+    crate::telemetry::log_info(format_args!(
+        "shard {}: falling back to model {name}",
+        shard.id
+    ));
+    Some(Choice::Deployment { model, index })
+}
+
+/// Logs and counts a breaker's state change.
+fn report_breaker(shard: &Shard, routes: &Routes, model: usize, index: usize, event: BreakerEvent) {
+    let m = &routes.gateway.router.model_routes[model];
+    let d = &m.deployments[index];
+    let provider = &routes.gateway.router.providers[d.provider].name;
+    if let BreakerEvent::Ejected { .. } | BreakerEvent::ReEjected { .. } = event {
+        shard
+            .metrics
+            .ejection(shard.metrics.labels().provider(d.provider));
+    }
+    crate::telemetry::log_warn(format_args!(
+        "shard {}: model {} deployment {index} ({provider}, {}): breaker {event:?}",
+        shard.id, m.name, d.upstream_model
+    ));
 }
 
 /// Admits and routes a request with a JSON body: validates it, finds
@@ -351,10 +571,12 @@ async fn handle_request(
 /// translation.
 fn plan_request<'a>(
     gw: &'a Gateway,
+    routes: &Routes,
     endpoint: Endpoint,
     body: &'a [u8],
-    model_out: &mut String,
+    model_out: Option<&mut String>,
     upstream_model_out: &mut String,
+    choice: &mut Choice,
 ) -> Result<(usize, Plan<'a>), Error> {
     let top = scan_top_level(body).map_err(|e| {
         let err = Error::client(Kind::InvalidJson, e.message());
@@ -369,21 +591,44 @@ fn plan_request<'a>(
                 .with_param("model"),
         );
     };
-    model_out.push_str(&model.value);
+    if let Some(out) = model_out {
+        out.push_str(&model.value);
+    }
     // Route on the unescaped name; a name that needed unescaping (rare)
     // is the only case that owns its copy.
-    let (provider_idx, upstream_model): (usize, Cow<'a, str>) = match &model.value {
-        Cow::Borrowed(name) => {
-            let t = gw.router.route(name)?;
-            (t.provider, Cow::Borrowed(t.upstream_model))
-        }
-        Cow::Owned(name) => {
-            let t = gw.router.route(name)?;
-            (t.provider, Cow::Owned(t.upstream_model.to_string()))
-        }
-    };
+    let (mut provider_idx, mut upstream_model, configured): (usize, Cow<'a, str>, _) =
+        match &model.value {
+            Cow::Borrowed(name) => {
+                let t = gw.router.route(name)?;
+                (t.provider, Cow::Borrowed(t.upstream_model), t.model)
+            }
+            Cow::Owned(name) => {
+                let t = gw.router.route(name)?;
+                (
+                    t.provider,
+                    Cow::Owned(t.upstream_model.to_string()),
+                    t.model,
+                )
+            }
+        };
+    // A configured model's deployment is chosen per attempt.
+    if let (Choice::Route, Some(m)) = (*choice, configured) {
+        *choice = match pick_deployment(routes, m, &[]) {
+            Some(index) => Choice::Deployment { model: m, index },
+            None => Choice::Direct,
+        };
+    } else if let Choice::Route = *choice {
+        *choice = Choice::Direct;
+    }
+    if let Choice::Deployment { model: m, index } = *choice {
+        let d = &gw.router.model_routes[m].deployments[index];
+        provider_idx = d.provider;
+        upstream_model = Cow::Borrowed(d.upstream_model.as_str());
+    }
     let provider = &gw.router.providers[provider_idx];
     let stream = top.stream.unwrap_or(false);
+    // The last attempt's upstream model is the one the log phase prices.
+    upstream_model_out.clear();
     upstream_model_out.push_str(&upstream_model);
     let plan = match (endpoint.client_dialect(), provider.dialect()) {
         (c, p) if c == p => {

@@ -95,6 +95,27 @@ pub struct UpstreamSide {
     first_body: Option<Instant>,
     status: u16,
     usage: Option<Usage>,
+    /// An error response held back (not yet relayed) so the caller can
+    /// decide to retry instead.
+    held: Option<Held>,
+}
+
+/// A response whose head (and a bounded part of its body) has arrived but
+/// not a byte of which went to the client.
+struct Held {
+    up: UpstreamConn,
+    urbuf: PooledBuf,
+    hbuf: PooledBuf,
+    provider: usize,
+}
+
+/// The most of a held error body read ahead for the retry decision.
+const HELD_BODY_BYTES: usize = 16 * 1024;
+
+/// Statuses held back when the caller may still try elsewhere: the
+/// retryable ones, and 400 (a context-window error goes to a fallback).
+fn is_held_status(status: u16) -> bool {
+    matches!(status, 400 | 429 | 500 | 502 | 503 | 504)
 }
 
 /// How the exchange ended, for the connection loop.
@@ -105,6 +126,10 @@ pub enum Relayed {
     /// The client went away, or the upstream broke off after the response
     /// began: the client connection must close (its response is cut).
     Broken,
+    /// An error response arrived and is held in the [`UpstreamSide`]:
+    /// nothing reached the client. Relay it with [`relay_held`] or drop it
+    /// with [`UpstreamSide::discard_held`].
+    Held,
 }
 
 /// What the client connection needs to know about the request.
@@ -119,6 +144,9 @@ pub struct ClientFacts {
 /// Sends `req` to provider `provider` and relays the response to `client`.
 /// An `Err` means nothing has been written to the client yet, so the caller
 /// can still answer with an error. The request's buffers are handed back.
+/// `on_head` is told the status as soon as the response head arrives. With
+/// `hold`, an error response that another attempt might improve on
+/// (see [`is_held_status`]) is not relayed but held ([`Relayed::Held`]).
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
     shard: &Shard,
@@ -129,7 +157,10 @@ pub async fn forward(
     client: &mut monoio::net::TcpStream,
     facts: &ClientFacts,
     translation: Option<&TranslatedCall>,
+    hold: bool,
+    on_head: &mut dyn FnMut(u16),
 ) -> (Result<Relayed, Error>, Option<PooledBuf>) {
+    side.discard_held();
     let gw = &routes.gateway;
     let p = &gw.router.providers[provider];
     let pool = &routes.pools[provider];
@@ -232,7 +263,18 @@ pub async fn forward(
         Ok(up) => up,
         Err(e) => return (Err(e), body_buf),
     };
+    on_head(side.head.status);
     let idle = Duration::from_millis(up_cfg.idle_timeout_ms);
+    if hold && is_held_status(side.head.status) {
+        read_error_body(&mut up, &mut urbuf, side, idle).await;
+        side.held = Some(Held {
+            up,
+            urbuf,
+            hbuf: req.head,
+            provider,
+        });
+        return (Ok(Relayed::Held), body_buf);
+    }
     let relayed = match translation {
         None => relay_response(&mut up, urbuf, req.head, side, client, facts, idle).await,
         Some(call) => relay_translated(&mut up, urbuf, side, client, facts, call, idle).await,
@@ -243,6 +285,58 @@ pub async fn forward(
         }
     }
     (relayed, body_buf)
+}
+
+/// Relays the response [`forward`] held, as it would have relayed it.
+pub async fn relay_held(
+    routes: &Routes,
+    side: &mut UpstreamSide,
+    client: &mut monoio::net::TcpStream,
+    facts: &ClientFacts,
+    translation: Option<&TranslatedCall>,
+) -> Result<Relayed, Error> {
+    let Some(Held {
+        mut up,
+        urbuf,
+        hbuf,
+        provider,
+    }) = side.held.take()
+    else {
+        return Ok(Relayed::Broken);
+    };
+    let idle = Duration::from_millis(routes.gateway.config.upstream.idle_timeout_ms);
+    let relayed = match translation {
+        None => relay_response(&mut up, urbuf, hbuf, side, client, facts, idle).await,
+        Some(call) => relay_translated(&mut up, urbuf, side, client, facts, call, idle).await,
+    };
+    if let Ok(Relayed::Complete { .. }) = &relayed {
+        if side.upstream_reusable {
+            routes.pools[provider].put(up);
+        }
+    }
+    relayed
+}
+
+/// Reads ahead (bounded, best effort) so a held error's body is at hand for
+/// the retry decision; what was read stays in `urbuf` for the relay.
+async fn read_error_body(
+    up: &mut UpstreamConn,
+    urbuf: &mut PooledBuf,
+    side: &UpstreamSide,
+    idle: Duration,
+) {
+    let head_len = side.head.head_len;
+    let want = match response_framing(urbuf, &side.head, false).map(|f| f.body) {
+        Ok(BodyKind::Length(n)) => (n as usize).min(HELD_BODY_BYTES),
+        Ok(BodyKind::Chunked) | Ok(BodyKind::CloseDelimited) => HELD_BODY_BYTES,
+        _ => 0,
+    };
+    while urbuf.len() - head_len < want && !urbuf[head_len..].ends_with(b"0\r\n\r\n") {
+        match monoio::time::timeout(idle, read_more(up, urbuf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => break,
+        }
+    }
 }
 
 enum HeadFailure {
@@ -373,6 +467,25 @@ impl BodyProgress {
 }
 
 impl UpstreamSide {
+    /// Drops a held response (its connection is closed, not pooled).
+    pub(super) fn discard_held(&mut self) {
+        self.held = None;
+    }
+
+    /// The held response's `Retry-After` value.
+    pub(super) fn held_retry_after(&self) -> Option<&[u8]> {
+        let held = self.held.as_ref()?;
+        self.head.header(&held.urbuf, b"retry-after")
+    }
+
+    /// What arrived of the held response's body (bounded).
+    pub(super) fn held_body(&self) -> &[u8] {
+        match &self.held {
+            Some(h) => &h.urbuf[self.head.head_len.min(h.urbuf.len())..],
+            None => b"",
+        }
+    }
+
     /// When the request was sent upstream (None: it never was).
     pub(super) fn sent_at(&self) -> Option<Instant> {
         self.sent_at

@@ -8,16 +8,40 @@
 
 use std::collections::HashMap;
 
+use std::time::Duration;
+
 use crate::config::{Config, ConfigError};
 use crate::error::{Error, Kind};
 use crate::providers::prices::PriceTable;
 use crate::providers::Provider;
+use crate::upstream::balance::Strategy;
+use crate::upstream::retry::Fallbacks;
+
+/// One place a configured model is served.
+#[derive(Debug)]
+pub struct Deployment {
+    pub provider: usize,
+    pub upstream_model: String,
+}
+
+/// A configured model: its deployments, how they share traffic, and where
+/// a request goes when they fail.
+#[derive(Debug)]
+pub struct ModelRoute {
+    pub name: String,
+    pub deployments: Vec<Deployment>,
+    pub weights: Vec<u32>,
+    pub strategy: Strategy,
+    pub fallbacks: Fallbacks,
+}
 
 pub struct Router {
     pub providers: Vec<Provider>,
     by_name: HashMap<String, usize>,
-    /// public name or alias → (provider index, upstream model name)
-    models: HashMap<String, (usize, String)>,
+    /// public name or alias → index into `model_routes`
+    models: HashMap<String, usize>,
+    /// The configured models, in config order.
+    pub model_routes: Vec<ModelRoute>,
     default: Option<usize>,
     /// The `/v1/models` response body, rendered once.
     pub models_body: Vec<u8>,
@@ -31,6 +55,10 @@ pub struct Router {
 pub struct Target<'a> {
     pub provider: usize,
     pub upstream_model: &'a str,
+    /// The configured model (index into `model_routes`) whose deployments
+    /// the request may be spread over; `provider`/`upstream_model` are then
+    /// its first deployment. `None`: exactly this provider.
+    pub model: Option<usize>,
 }
 
 impl Router {
@@ -42,11 +70,34 @@ impl Router {
             providers.push(Provider::from_config(name, p)?);
         }
         let mut models = HashMap::new();
-        for m in &config.models {
-            let idx = by_name[&m.provider];
-            let upstream = m.upstream_model.clone().unwrap_or_else(|| m.name.clone());
+        let mut model_routes = Vec::new();
+        let decay = Duration::from_millis(config.resilience.latency_decay_ms);
+        for (i, m) in config.models.iter().enumerate() {
+            let resolved = m.resolved_deployments();
+            let deployments = resolved
+                .iter()
+                .map(|&(p, upstream, _)| Deployment {
+                    provider: by_name[p],
+                    upstream_model: upstream.to_string(),
+                })
+                .collect();
+            let strategy = match m.strategy.as_deref() {
+                Some("least_in_flight") => Strategy::LeastInFlight,
+                Some("latency") => Strategy::LatencyP2c { decay },
+                _ => Strategy::WeightedRoundRobin,
+            };
+            model_routes.push(ModelRoute {
+                name: m.name.clone(),
+                deployments,
+                weights: resolved.iter().map(|d| d.2).collect(),
+                strategy,
+                fallbacks: Fallbacks {
+                    models: m.fallbacks.clone(),
+                    context_window: m.context_window_fallbacks.clone(),
+                },
+            });
             for n in std::iter::once(&m.name).chain(&m.aliases) {
-                models.insert(n.clone(), (idx, upstream.clone()));
+                models.insert(n.clone(), i);
             }
         }
         let default = config.default_provider_name().map(|d| by_name[d]);
@@ -55,6 +106,7 @@ impl Router {
             providers,
             by_name,
             models,
+            model_routes,
             default,
             models_body,
             prices: PriceTable::new(&config.prices),
@@ -63,10 +115,12 @@ impl Router {
     }
 
     pub fn route<'a>(&'a self, model: &'a str) -> Result<Target<'a>, Error> {
-        if let Some((provider, upstream)) = self.models.get(model) {
+        if let Some(&m) = self.models.get(model) {
+            let d = &self.model_routes[m].deployments[0];
             return Ok(Target {
-                provider: *provider,
-                upstream_model: upstream,
+                provider: d.provider,
+                upstream_model: &d.upstream_model,
+                model: Some(m),
             });
         }
         if let Some((prefix, rest)) = model.split_once('/') {
@@ -75,17 +129,24 @@ impl Router {
                     return Err(model_not_found(model));
                 }
                 // A provider-qualified name may still be a configured model.
-                if let Some((p, upstream)) = self.models.get(rest) {
-                    if *p == provider {
+                // (pinned to that provider's deployment).
+                if let Some(&m) = self.models.get(rest) {
+                    let found = self.model_routes[m]
+                        .deployments
+                        .iter()
+                        .find(|d| d.provider == provider);
+                    if let Some(d) = found {
                         return Ok(Target {
                             provider,
-                            upstream_model: upstream,
+                            upstream_model: &d.upstream_model,
+                            model: None,
                         });
                     }
                 }
                 return Ok(Target {
                     provider,
                     upstream_model: rest,
+                    model: None,
                 });
             }
             return Err(Error::client(
@@ -98,9 +159,16 @@ impl Router {
             Some(provider) => Ok(Target {
                 provider,
                 upstream_model: model,
+                model: None,
             }),
             None => Err(model_not_found(model)),
         }
+    }
+
+    /// The configured model named `name` (or alias), as an index into
+    /// `model_routes`.
+    pub fn model_index(&self, name: &str) -> Option<usize> {
+        self.models.get(name).copied()
     }
 
     pub fn default_provider(&self) -> Option<usize> {
@@ -129,7 +197,8 @@ fn render_models(config: &Config) -> Vec<u8> {
             out.extend_from_slice(b"{\"id\":");
             crate::json::push_json_string(&mut out, n);
             out.extend_from_slice(b",\"object\":\"model\",\"created\":0,\"owned_by\":");
-            crate::json::push_json_string(&mut out, &m.provider);
+            let owner = m.resolved_deployments().first().map_or("", |d| d.0);
+            crate::json::push_json_string(&mut out, owner);
             out.push(b'}');
         }
     }
@@ -172,49 +241,56 @@ mod tests {
             r.route("fast").unwrap(),
             Target {
                 provider: b,
-                upstream_model: "b-fast-2"
+                upstream_model: "b-fast-2",
+                model: Some(0)
             }
         );
         assert_eq!(
             r.route("quick").unwrap(),
             Target {
                 provider: b,
-                upstream_model: "b-fast-2"
+                upstream_model: "b-fast-2",
+                model: Some(0)
             }
         );
         assert_eq!(
             r.route("b/anything").unwrap(),
             Target {
                 provider: b,
-                upstream_model: "anything"
+                upstream_model: "anything",
+                model: None
             }
         );
         assert_eq!(
             r.route("a/gpt-4o").unwrap(),
             Target {
                 provider: a,
-                upstream_model: "gpt-4o"
+                upstream_model: "gpt-4o",
+                model: None
             }
         );
         assert_eq!(
             r.route("gpt-4o").unwrap(),
             Target {
                 provider: a,
-                upstream_model: "gpt-4o"
+                upstream_model: "gpt-4o",
+                model: None
             }
         );
         assert_eq!(
             r.route("org/llama").unwrap(),
             Target {
                 provider: b,
-                upstream_model: "org/llama"
+                upstream_model: "org/llama",
+                model: Some(1)
             }
         );
         assert_eq!(
             r.route("b/fast").unwrap(),
             Target {
                 provider: b,
-                upstream_model: "b-fast-2"
+                upstream_model: "b-fast-2",
+                model: None
             }
         );
     }

@@ -19,6 +19,9 @@ use crate::config::Config;
 use crate::proxy::route::Router;
 use crate::runtime::{build_runtime, Driver};
 use crate::telemetry::{AccessLogSender, LabelTable, MetricsSnapshot, RequestIdGen, ShardMetrics};
+use crate::upstream::balance::{Balancer, ShardRng};
+use crate::upstream::breaker::Breaker;
+use crate::upstream::retry::RetryPolicy;
 use crate::upstream::UpstreamPool;
 
 pub use catch_panic::CatchPanic;
@@ -136,6 +139,18 @@ pub struct Routes {
     pub pools: Vec<UpstreamPool>,
     /// Requests in flight to each provider from this shard.
     in_flight: Vec<Cell<usize>>,
+    /// Per configured model (indexed like `gateway.router.model_routes`):
+    /// its balancer and one breaker per deployment.
+    pub models: Vec<ModelState>,
+    /// Retry rules and this shard's retry budget.
+    pub retry: RetryPolicy,
+    pub rng: ShardRng,
+}
+
+/// One configured model's shard-local health and load state.
+pub struct ModelState {
+    pub balancer: Balancer,
+    pub breakers: Vec<Breaker>,
 }
 
 impl Routes {
@@ -158,10 +173,35 @@ impl Routes {
             .iter()
             .map(|_| Cell::new(0))
             .collect();
+        let res = &gateway.config.resilience;
+        let breaker = res.breaker_config();
+        let models = gateway
+            .router
+            .model_routes
+            .iter()
+            .map(|m| ModelState {
+                balancer: Balancer::new(m.strategy, &m.weights),
+                breakers: m
+                    .deployments
+                    .iter()
+                    .map(|_| Breaker::new(breaker.clone()))
+                    .collect(),
+            })
+            .collect();
+        let now = std::time::Instant::now();
+        let retry = RetryPolicy::new(res.retry_config(), now);
+        // Seeded per shard and generation: jitter must differ between shards.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ (&now as *const std::time::Instant as u64);
         Routes {
             gateway,
             pools,
             in_flight,
+            models,
+            retry,
+            rng: ShardRng::new(seed),
         }
     }
 

@@ -1,0 +1,286 @@
+//! Retries, fail-over, outlier ejection and fallbacks, end to end: the real
+//! `shardgate` binary in front of scriptable mock upstreams, under both
+//! monoio drivers.
+//!
+//! Covers: a deployment that always answers 503 (every request served by
+//! the other), a refused connection (failed over), a 429's Retry-After
+//! waited out, the breaker (a failing deployment stops getting traffic,
+//! then gets exactly one probe after the cool-down), a fallback model when
+//! the primary's deployments are exhausted, a context-length 400 going to
+//! the context-window fallback, the retry budget bounding upstream attempts
+//! (the client gets the upstream's own error), and no retry once a byte of
+//! a response reached the client.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn chat(model: &str) -> String {
+    format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#)
+}
+
+/// A config with providers `a` and `b` at these base URLs, `resilience`
+/// settings, and `models` (TOML `[[models]]` tables).
+fn config(a: &str, b: &str, resilience: &str, models: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:1\"\npin_cores = false\n\n[resilience]\n{resilience}\n\n\
+         [providers.a]\nbase_url = \"{a}\"\napi_key = \"{PROVIDER_KEY}\"\n\n\
+         [providers.b]\nbase_url = \"{b}\"\napi_key = \"{PROVIDER_KEY}\"\n\n{models}\n"
+    )
+}
+
+const FAST: &str = "backoff_base_ms = 1\nbackoff_cap_ms = 5";
+
+const TWO_DEPLOYMENTS: &str = r#"
+[[models]]
+name = "m"
+deployments = [
+  { provider = "a", upstream_model = "a-m" },
+  { provider = "b", upstream_model = "b-m" },
+]
+"#;
+
+fn error(status: u16, message: &str) -> Reply {
+    Reply::Error {
+        status,
+        message: message.into(),
+        headers: vec![],
+    }
+}
+
+#[test]
+fn a_deployment_that_always_fails_is_failed_over_every_time() {
+    let a = MockUpstream::with(|_| error(503, "overloaded"));
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let toml = config(&a.base_url(), &b.base_url(), FAST, TWO_DEPLOYMENTS);
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        let (a0, b0) = (a.requests().len(), b.requests().len());
+        for i in 0..10 {
+            let r = gw.post("/v1/chat/completions", &chat("m"));
+            assert_eq!(r.status, 200, "request {i}: {}", r.text());
+            assert_eq!(r.json()["model"], "b-m");
+        }
+        assert_eq!(b.requests().len() - b0, 10);
+        assert!(a.requests().len() > a0, "a was never tried");
+        assert_eq!(b.last().json()["model"], "b-m");
+    });
+}
+
+#[test]
+fn a_refused_connection_fails_over_to_another_deployment() {
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let dead = format!("http://127.0.0.1:{}/v1", free_port());
+        let res = format!("{FAST}\nmax_retries = 0");
+        let toml = config(&dead, &b.base_url(), &res, TWO_DEPLOYMENTS);
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        for i in 0..4 {
+            let r = gw.post("/v1/chat/completions", &chat("m"));
+            assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        }
+    });
+}
+
+#[test]
+fn a_429_retry_after_is_waited_out_then_the_retry_succeeds() {
+    let a = MockUpstream::start();
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let start_seq = a.requests().len();
+        a.set_script(move |r| {
+            if r.seq == start_seq {
+                Reply::Error {
+                    status: 429,
+                    message: "slow down".into(),
+                    headers: vec![("retry-after".into(), "1".into())],
+                }
+            } else {
+                Reply::Auto
+            }
+        });
+        let models = "[[models]]\nname = \"m\"\nprovider = \"a\"\n";
+        let toml = config(&a.base_url(), &b.base_url(), FAST, models);
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        let t = Instant::now();
+        let r = gw.post("/v1/chat/completions", &chat("m"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(
+            t.elapsed() >= Duration::from_millis(950),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(a.requests().len() - start_seq, 2);
+    });
+}
+
+#[test]
+fn the_breaker_ejects_a_failing_deployment_then_sends_one_probe() {
+    let a = MockUpstream::with(|_| error(500, "broken"));
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let res = format!(
+            "{FAST}\nmax_retries = 0\nbreaker_consecutive_failures = 2\n\
+             breaker_base_ejection_ms = 1000\nbreaker_max_ejection_ms = 60000"
+        );
+        let toml = config(&a.base_url(), &b.base_url(), &res, TWO_DEPLOYMENTS);
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        let a0 = a.requests().len();
+        // Round-robin sends a share of the requests to a until it is ejected.
+        for i in 0..8 {
+            let r = gw.post("/v1/chat/completions", &chat("m"));
+            assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        }
+        assert_eq!(a.requests().len() - a0, 2, "ejected after 2 failures");
+        for _ in 0..6 {
+            assert_eq!(gw.post("/v1/chat/completions", &chat("m")).status, 200);
+        }
+        assert_eq!(a.requests().len() - a0, 2, "no traffic while ejected");
+        assert!(gw.log().contains("Ejected"), "{}", gw.log());
+        // After the cool-down: exactly one probe, which fails and ejects
+        // again (for twice as long).
+        std::thread::sleep(Duration::from_millis(1100));
+        for _ in 0..6 {
+            assert_eq!(gw.post("/v1/chat/completions", &chat("m")).status, 200);
+        }
+        assert_eq!(a.requests().len() - a0, 3, "one half-open probe");
+        assert!(gw.log().contains("HalfOpen"), "{}", gw.log());
+        assert!(gw.log().contains("ReEjected"), "{}", gw.log());
+    });
+}
+
+#[test]
+fn a_fallback_model_serves_when_the_primary_is_exhausted() {
+    let a = MockUpstream::with(|_| error(503, "down"));
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let models = r#"
+[[models]]
+name = "m"
+provider = "a"
+fallbacks = ["f"]
+
+[[models]]
+name = "f"
+provider = "b"
+upstream_model = "b-fallback"
+"#;
+        let res = format!("{FAST}\nmax_retries = 1");
+        let toml = config(&a.base_url(), &b.base_url(), &res, models);
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        let (a0, b0) = (a.requests().len(), b.requests().len());
+        let r = gw.post("/v1/chat/completions", &chat("m"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(a.requests().len() - a0, 2, "one try and one retry");
+        assert_eq!(b.requests().len() - b0, 1);
+        // The fallback got the body with its own upstream model name.
+        let sent = b.last();
+        assert_eq!(sent.json()["model"], "b-fallback");
+        assert_eq!(sent.json()["messages"][0]["content"], "hi");
+    });
+}
+
+#[test]
+fn a_context_length_error_goes_to_the_context_window_fallback() {
+    let a = MockUpstream::with(|_| {
+        error(
+            400,
+            "This model's maximum context length is 8192 tokens. (context_length_exceeded)",
+        )
+    });
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let models = r#"
+[[models]]
+name = "small"
+provider = "a"
+context_window_fallbacks = ["big"]
+
+[[models]]
+name = "big"
+provider = "b"
+upstream_model = "big-128k"
+"#;
+        let toml = config(&a.base_url(), &b.base_url(), FAST, models);
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        let (a0, b0) = (a.requests().len(), b.requests().len());
+        let r = gw.post("/v1/chat/completions", &chat("small"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(a.requests().len() - a0, 1, "a context error is not retried");
+        assert_eq!(b.requests().len() - b0, 1);
+        assert_eq!(b.last().json()["model"], "big-128k");
+
+        // Any other 400 is the client's answer, as the upstream sent it.
+        a.set_script(|_| error(400, "bad temperature"));
+        let r = gw.post("/v1/chat/completions", &chat("small"));
+        assert_eq!(r.status, 400);
+        assert!(r.text().contains("bad temperature"), "{}", r.text());
+        a.set_script(|_| {
+            error(
+                400,
+                "This model's maximum context length is 8192 tokens. (context_length_exceeded)",
+            )
+        });
+    });
+}
+
+#[test]
+fn the_retry_budget_bounds_upstream_attempts_and_the_client_gets_the_upstream_error() {
+    let a = MockUpstream::with(|_| error(500, "always broken"));
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let res = format!(
+            "{FAST}\nmax_retries = 5\nretry_budget_ratio = 0.0\nretry_budget_min_retries = 3\n\
+             retry_budget_window_ms = 60000\nbreaker_consecutive_failures = 1000"
+        );
+        let models = "[[models]]\nname = \"m\"\nprovider = \"a\"\n";
+        let toml = config(&a.base_url(), &b.base_url(), &res, models);
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        let a0 = a.requests().len();
+        for _ in 0..6 {
+            let r = gw.post("/v1/chat/completions", &chat("m"));
+            assert_eq!(r.status, 500);
+            assert!(r.text().contains("always broken"), "{}", r.text());
+            assert_eq!(r.json()["error"]["code"], "mock_code");
+        }
+        // 6 requests + at most 3 re-sends, not 6 × 6.
+        assert_eq!(a.requests().len() - a0, 6 + 3);
+    });
+}
+
+#[test]
+fn nothing_is_retried_after_a_byte_reached_the_client() {
+    let a = MockUpstream::with(|_| Reply::PartialThenClose);
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let models = r#"
+[[models]]
+name = "m"
+deployments = [
+  { provider = "a", weight = 100 },
+  { provider = "b", weight = 1 },
+]
+"#;
+        let toml = config(&a.base_url(), &b.base_url(), FAST, models);
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        let (a0, b0) = (a.requests().len(), b.requests().len());
+        let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let mut c = gw.connect();
+        c.send(post("/v1/chat/completions", body, &[])).unwrap();
+        let got = c.read_to_close(READ_TIMEOUT).unwrap_or_default();
+        assert!(
+            got.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        assert_eq!(a.requests().len() - a0, 1);
+        assert_eq!(
+            b.requests().len() - b0,
+            0,
+            "no fail-over after bytes were sent"
+        );
+        gw.assert_healthy();
+    });
+}
