@@ -266,7 +266,8 @@ deployments = [
         let toml = config(&a.base_url(), &b.base_url(), FAST, models);
         let gw = Gateway::start(GatewayOpts::config(d, toml));
         let (a0, b0) = (a.requests().len(), b.requests().len());
-        let body = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        // (stream_options given: the stream is passed through as it comes.)
+        let body = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
         let mut c = gw.connect();
         c.send(post("/v1/chat/completions", body, &[])).unwrap();
         let got = c.read_to_close(READ_TIMEOUT).unwrap_or_default();
