@@ -1052,6 +1052,77 @@ mod tests {
     }
 
     #[test]
+    fn deployments_fallbacks_and_resilience_are_validated_naming_the_field() {
+        const P: &str = "[providers.a]\nbase_url = \"http://127.0.0.1:1/v1\"\n[providers.b]\nbase_url = \"http://127.0.0.1:2/v1\"\n";
+        let field = |text: &str| {
+            Config::from_toml(&format!("{P}{text}"))
+                .unwrap()
+                .validate()
+                .err()
+                .map(|e| e.field)
+        };
+        let ok = "[[models]]\nname = \"m\"\nupstream_model = \"x\"\ndeployments = [{ provider = \"a\", weight = 3 }, { provider = \"b\", upstream_model = \"y\" }]\nstrategy = \"latency\"\nfallbacks = [\"n\"]\ncontext_window_fallbacks = [\"n\"]\n[[models]]\nname = \"n\"\nprovider = \"b\"\n";
+        assert_eq!(field(ok), None);
+        let c = Config::from_toml(&format!("{P}{ok}")).unwrap();
+        assert_eq!(
+            c.models[0].resolved_deployments(),
+            [("a", "x", 3), ("b", "y", 1)]
+        );
+        assert_eq!(c.models[1].resolved_deployments(), [("b", "n", 1)]);
+        for (text, want) in [
+            ("[[models]]\nname = \"m\"\n", "models[0].provider"),
+            (
+                "[[models]]\nname = \"m\"\nprovider = \"a\"\ndeployments = [{ provider = \"a\" }]\n",
+                "models[0].deployments",
+            ),
+            (
+                "[[models]]\nname = \"m\"\ndeployments = [{ provider = \"a\" }, { provider = \"z\" }]\n",
+                "models[0].deployments[1].provider",
+            ),
+            (
+                "[[models]]\nname = \"m\"\ndeployments = [{ provider = \"a\", weight = 0 }]\n",
+                "models[0].deployments[0].weight",
+            ),
+            (
+                "[[models]]\nname = \"m\"\nprovider = \"a\"\nstrategy = \"random\"\n",
+                "models[0].strategy",
+            ),
+            (
+                "[[models]]\nname = \"m\"\nprovider = \"a\"\nfallbacks = [\"nope\"]\n",
+                "models[0].fallbacks",
+            ),
+            (
+                "[[models]]\nname = \"m\"\nprovider = \"a\"\ncontext_window_fallbacks = [\"m\"]\n",
+                "models[0].context_window_fallbacks",
+            ),
+            ("[resilience]\nbackoff_base_ms = 0\n", "resilience.backoff_base_ms"),
+            (
+                "[resilience]\nbackoff_base_ms = 100\nbackoff_cap_ms = 10\n",
+                "resilience.backoff_cap_ms",
+            ),
+            (
+                "[resilience]\nretry_budget_ratio = -1.0\n",
+                "resilience.retry_budget_ratio",
+            ),
+            (
+                "[resilience]\nbreaker_consecutive_failures = 0\n",
+                "resilience.breaker_consecutive_failures",
+            ),
+            (
+                "[resilience]\nbreaker_base_ejection_ms = 5000\nbreaker_max_ejection_ms = 10\n",
+                "resilience.breaker_max_ejection_ms",
+            ),
+        ] {
+            assert_eq!(field(text).as_deref(), Some(want), "{text}");
+        }
+        // Unknown keys in a deployment are refused at parse time.
+        assert!(Config::from_toml(&format!(
+            "{P}[[models]]\nname = \"m\"\ndeployments = [{{ provider = \"a\", wieght = 2 }}]\n"
+        ))
+        .is_err());
+    }
+
+    #[test]
     fn provider_validation_names_the_field() {
         let err = |toml: &str| Config::from_toml(toml).unwrap().validate().unwrap_err();
         let e = err("[providers.a]\nkind = \"bedrock\"\n");

@@ -24,11 +24,35 @@ fn chat(model: &str) -> String {
 /// A config with providers `a` and `b` at these base URLs, `resilience`
 /// settings, and `models` (TOML `[[models]]` tables).
 fn config(a: &str, b: &str, resilience: &str, models: &str) -> String {
+    let admin = free_port();
     format!(
-        "[server]\nlisten = \"127.0.0.1:1\"\npin_cores = false\n\n[resilience]\n{resilience}\n\n\
+        "[server]\nlisten = \"127.0.0.1:1\"\npin_cores = false\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n[resilience]\n{resilience}\n\n\
          [providers.a]\nbase_url = \"{a}\"\napi_key = \"{PROVIDER_KEY}\"\n\n\
          [providers.b]\nbase_url = \"{b}\"\napi_key = \"{PROVIDER_KEY}\"\n\n{models}\n"
     )
+}
+
+/// The value of the Prometheus sample `name{provider="PROVIDER"}` on the
+/// gateway's admin listener (0 when absent).
+fn counter(gw: &Gateway, name: &str, provider: &str) -> u64 {
+    let text = std::fs::read_to_string(gw.config_path()).unwrap();
+    let admin = text
+        .lines()
+        .skip_while(|l| *l != "[admin]")
+        .nth(1)
+        .and_then(|l| l.split('"').nth(1))
+        .unwrap()
+        .to_string();
+    let mut c = Client::connect(admin.parse().unwrap()).unwrap();
+    let r = c
+        .request("GET /metrics HTTP/1.1\r\nhost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let prefix = format!("{name}{{provider=\"{provider}\"}} ");
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map_or(0, |v| v.trim().parse().unwrap())
 }
 
 const FAST: &str = "backoff_base_ms = 1\nbackoff_cap_ms = 5";
@@ -148,6 +172,8 @@ fn the_breaker_ejects_a_failing_deployment_then_sends_one_probe() {
         assert_eq!(a.requests().len() - a0, 3, "one half-open probe");
         assert!(gw.log().contains("HalfOpen"), "{}", gw.log());
         assert!(gw.log().contains("ReEjected"), "{}", gw.log());
+        assert_eq!(counter(&gw, "shardgate_ejections_total", "a"), 2);
+        assert!(counter(&gw, "shardgate_retries_total", "a") >= 3);
     });
 }
 
@@ -179,6 +205,8 @@ upstream_model = "b-fallback"
         let sent = b.last();
         assert_eq!(sent.json()["model"], "b-fallback");
         assert_eq!(sent.json()["messages"][0]["content"], "hi");
+        assert_eq!(counter(&gw, "shardgate_fallbacks_total", "a"), 1);
+        assert_eq!(counter(&gw, "shardgate_retries_total", "a"), 1);
     });
 }
 

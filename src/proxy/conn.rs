@@ -357,8 +357,11 @@ async fn handle_request(
         let mut on_head = |status: u16| {
             head_seen.set(true);
             let now = Instant::now();
-            if let Some(f) = flight.as_mut() {
-                f.record_latency(now);
+            // A failure is the breaker's to judge, not a latency sample.
+            if status < 500 && status != 429 {
+                if let Some(f) = flight.as_mut() {
+                    f.record_latency(now);
+                }
             }
             if let (Some(t), Some((m, i))) = (ticket, deployment) {
                 if let Some(event) =

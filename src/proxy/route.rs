@@ -296,6 +296,42 @@ mod tests {
     }
 
     #[test]
+    fn a_model_with_deployments_routes_to_its_set_and_a_prefix_pins_one() {
+        let c = Config::from_toml(
+            r#"
+            [providers.a]
+            base_url = "http://127.0.0.1:1/v1"
+            [providers.b]
+            base_url = "http://127.0.0.1:2/v1"
+            [[models]]
+            name = "m"
+            deployments = [{ provider = "a", upstream_model = "a-m", weight = 2 }, { provider = "b" }]
+            strategy = "least_in_flight"
+            fallbacks = ["n"]
+            [[models]]
+            name = "n"
+            provider = "b"
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let r = Router::new(&c).unwrap();
+        let (a, b) = (r.by_name["a"], r.by_name["b"]);
+        let t = r.route("m").unwrap();
+        assert_eq!((t.provider, t.upstream_model, t.model), (a, "a-m", Some(0)));
+        let m = &r.model_routes[0];
+        assert_eq!(m.weights, [2, 1]);
+        assert_eq!(m.strategy, Strategy::LeastInFlight);
+        assert_eq!(m.deployments[1].provider, b);
+        assert_eq!(m.deployments[1].upstream_model, "m");
+        assert_eq!(m.fallbacks.models, ["n"]);
+        assert_eq!(r.model_index("n"), Some(1));
+        // `b/m` is m's deployment on b, and only that one.
+        let t = r.route("b/m").unwrap();
+        assert_eq!((t.provider, t.upstream_model, t.model), (b, "m", None));
+    }
+
+    #[test]
     fn unknown_provider_prefix_is_404() {
         let e = router().route("nope/gpt-4o").unwrap_err();
         assert_eq!(e.status(), 404);
