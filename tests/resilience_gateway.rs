@@ -9,7 +9,7 @@
 //! the primary's deployments are exhausted, a context-length 400 going to
 //! the context-window fallback, the retry budget bounding upstream attempts
 //! (the client gets the upstream's own error), and no retry once a byte of
-//! a response reached the client.
+//! a response reached the client; weights splitting healthy traffic.
 
 mod common;
 
@@ -311,5 +311,30 @@ deployments = [
             "no fail-over after bytes were sent"
         );
         gw.assert_healthy();
+    });
+}
+
+#[test]
+fn weights_split_traffic_between_healthy_deployments() {
+    let a = MockUpstream::start();
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let models = r#"
+[[models]]
+name = "m"
+deployments = [
+  { provider = "a", weight = 3 },
+  { provider = "b", weight = 1 },
+]
+"#;
+        let toml = config(&a.base_url(), &b.base_url(), FAST, models);
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        let (a0, b0) = (a.requests().len(), b.requests().len());
+        for _ in 0..12 {
+            assert_eq!(gw.post("/v1/chat/completions", &chat("m")).status, 200);
+        }
+        // Smooth weighted round-robin: exactly 3:1 over whole cycles.
+        assert_eq!(a.requests().len() - a0, 9);
+        assert_eq!(b.requests().len() - b0, 3);
     });
 }
