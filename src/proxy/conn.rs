@@ -8,7 +8,6 @@
 
 use std::borrow::Cow;
 use std::mem;
-use std::ops::Range;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
@@ -17,19 +16,16 @@ use monoio::net::TcpStream;
 use super::downstream::{Body, Downstream};
 use super::endpoint::{classify, split_target, Endpoint};
 use super::forward::{forward, relay_held, ClientFacts, OutgoingRequest, Relayed, UpstreamSide};
-use super::headers::is_dropped_request_header;
 use super::outcome::Outcome;
-use super::translated::{TranslatedCall, Translation};
-use crate::api::translate::{
-    anthropic_request_to_openai, openai_request_to_anthropic, openai_stream_wants_usage,
+use super::plan::{
+    build_head, pick_deployment, plan_request, BodyEdits, Choice, Plan, INCLUDE_USAGE,
 };
+use super::translated::{TranslatedCall, Translation};
 use crate::buf::PooledBuf;
 use crate::error::{Error, Kind};
 use crate::http1::framing::request_framing;
-use crate::http1::write::{end_head, push_content_length, push_header};
-use crate::json::{push_json_string, scan_top_level};
-use crate::providers::{Dialect, Provider};
-use crate::shard::{Gateway, Routes, Shard, ShardStats};
+use crate::providers::Dialect;
+use crate::shard::{Routes, Shard, ShardStats};
 use crate::upstream::breaker::{BreakerEvent, Outcome as BreakerOutcome};
 use crate::upstream::retry::{Attempt, Decision};
 
@@ -68,27 +64,6 @@ pub async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
             Next::Close => return,
         }
     }
-}
-
-/// How a routed request goes upstream.
-enum Plan<'a> {
-    /// Same dialect: the client's body, with the old `model` value span
-    /// replaced when the upstream name differs.
-    PassThrough {
-        upstream_model: Cow<'a, str>,
-        patch: Option<Range<usize>>,
-        /// Add `stream_options.include_usage` before the body's closing
-        /// brace (offset, whether a comma is needed), and hide the usage
-        /// chunk it brings from the client, who did not ask for it.
-        inject_usage: Option<(usize, bool)>,
-    },
-    /// Different dialects: a translated body, sent to `api_path`.
-    Translate {
-        body: Vec<u8>,
-        api_path: &'static str,
-        upstream_model: Cow<'a, str>,
-        call: TranslatedCall,
-    },
 }
 
 async fn handle_request(
@@ -508,29 +483,6 @@ enum Lent {
     Decoded,
 }
 
-/// Where the next attempt of a request goes.
-#[derive(Clone, Copy)]
-enum Choice {
-    /// Not routed yet: route the client's model name.
-    Route,
-    /// Where the client's model name routes, with no deployments to spread
-    /// over (the default provider, a `provider/` prefix).
-    Direct,
-    /// Deployment `index` of configured model `model`.
-    Deployment { model: usize, index: usize },
-}
-
-/// A deployment of `model` not in `exclude`, preferring those whose
-/// breaker admits requests now.
-fn pick_deployment(routes: &Routes, model: usize, exclude: &[usize]) -> Option<usize> {
-    let state = &routes.models[model];
-    let now = Instant::now();
-    for (i, b) in state.breakers.iter().enumerate() {
-        state.balancer.set_available(i, b.is_available(now));
-    }
-    state.balancer.pick(exclude, now, &routes.rng)
-}
-
 /// The first deployment of fallback model `name`, counted as a fallback
 /// from `from` (a provider index).
 fn fallback_choice(
@@ -567,226 +519,6 @@ fn report_breaker(shard: &Shard, routes: &Routes, model: usize, index: usize, ev
         "shard {}: model {} deployment {index} ({provider}, {}): breaker {event:?}",
         shard.id, m.name, d.upstream_model
     ));
-}
-
-/// Admits and routes a request with a JSON body: validates it, finds
-/// `model`, picks the provider, and decides between pass-through and
-/// translation.
-fn plan_request<'a>(
-    gw: &'a Gateway,
-    routes: &Routes,
-    endpoint: Endpoint,
-    body: &'a [u8],
-    model_out: Option<&mut String>,
-    upstream_model_out: &mut String,
-    choice: &mut Choice,
-) -> Result<(usize, Plan<'a>), Error> {
-    let top = scan_top_level(body).map_err(|e| {
-        let err = Error::client(Kind::InvalidJson, e.message());
-        match e.param() {
-            Some(p) => err.with_param(p.to_string()),
-            None => err,
-        }
-    })?;
-    let Some(model) = top.model else {
-        return Err(
-            Error::client(Kind::BadRequest, "you must provide a model parameter")
-                .with_param("model"),
-        );
-    };
-    if let Some(out) = model_out {
-        out.push_str(&model.value);
-    }
-    // Route on the unescaped name; a name that needed unescaping (rare)
-    // is the only case that owns its copy.
-    let (mut provider_idx, mut upstream_model, configured): (usize, Cow<'a, str>, _) =
-        match &model.value {
-            Cow::Borrowed(name) => {
-                let t = gw.router.route(name)?;
-                (t.provider, Cow::Borrowed(t.upstream_model), t.model)
-            }
-            Cow::Owned(name) => {
-                let t = gw.router.route(name)?;
-                (
-                    t.provider,
-                    Cow::Owned(t.upstream_model.to_string()),
-                    t.model,
-                )
-            }
-        };
-    // A configured model's deployment is chosen per attempt.
-    if let (Choice::Route, Some(m)) = (*choice, configured) {
-        *choice = match pick_deployment(routes, m, &[]) {
-            Some(index) => Choice::Deployment { model: m, index },
-            None => Choice::Direct,
-        };
-    } else if let Choice::Route = *choice {
-        *choice = Choice::Direct;
-    }
-    if let Choice::Deployment { model: m, index } = *choice {
-        let d = &gw.router.model_routes[m].deployments[index];
-        provider_idx = d.provider;
-        upstream_model = Cow::Borrowed(d.upstream_model.as_str());
-    }
-    let provider = &gw.router.providers[provider_idx];
-    let stream = top.stream.unwrap_or(false);
-    // The last attempt's upstream model is the one the log phase prices.
-    upstream_model_out.clear();
-    upstream_model_out.push_str(&upstream_model);
-    let plan = match (endpoint.client_dialect(), provider.dialect()) {
-        (c, p) if c == p => {
-            let patch = (upstream_model != model.value).then_some(model.span.clone());
-            // An OpenAI stream reports usage only when asked; ask for the
-            // client that did not (and hide the extra chunk from it).
-            let asks_usage = c == Dialect::OpenAi
-                && stream
-                && matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions)
-                && top.stream_options.is_none();
-            let inject_usage = asks_usage.then_some((top.object_end, top.member_count > 0));
-            Plan::PassThrough {
-                upstream_model,
-                patch,
-                inject_usage,
-            }
-        }
-        (Dialect::Anthropic, Dialect::OpenAi) if endpoint == Endpoint::Messages => {
-            Plan::Translate {
-                body: anthropic_request_to_openai(body, &upstream_model)
-                    .map_err(translate_error)?,
-                api_path: Endpoint::ChatCompletions.upstream_path(),
-                upstream_model,
-                call: TranslatedCall {
-                    translation: Translation::OpenAiToAnthropic,
-                    stream,
-                    client_model: model.value.to_string(),
-                },
-            }
-        }
-        (Dialect::OpenAi, Dialect::Anthropic) if endpoint == Endpoint::ChatCompletions => {
-            Plan::Translate {
-                body: openai_request_to_anthropic(body, &upstream_model)
-                    .map_err(translate_error)?,
-                api_path: Endpoint::Messages.upstream_path(),
-                upstream_model,
-                call: TranslatedCall {
-                    translation: Translation::AnthropicToOpenAi {
-                        include_usage: openai_stream_wants_usage(body),
-                    },
-                    stream,
-                    client_model: model.value.to_string(),
-                },
-            }
-        }
-        (_, upstream) => {
-            let api = match upstream {
-                Dialect::OpenAi => "OpenAI",
-                Dialect::Anthropic => "Anthropic Messages",
-            };
-            return Err(Error::client(
-                Kind::BadRequest,
-                format!(
-                    "provider `{}` speaks the {api} API, which has no equivalent of {}",
-                    provider.name,
-                    endpoint.upstream_path()
-                ),
-            )
-            .with_param("model"));
-        }
-    };
-    Ok((provider_idx, plan))
-}
-
-fn translate_error(e: crate::api::translate::TranslateError) -> Error {
-    Error::client(
-        Kind::BadRequest,
-        format!("cannot translate the request: {e}"),
-    )
-}
-
-/// What is done to the body on its way upstream, for the head's
-/// Content-Length and the bytes the head buffer carries.
-struct BodyEdits<'a> {
-    /// The client's body length (`None`: no body).
-    len: Option<usize>,
-    /// The old `model` value span and the new model name.
-    patch: Option<(Range<usize>, &'a str)>,
-    /// Bytes inserted into the body.
-    insert: Option<&'a [u8]>,
-}
-
-/// Where `build_head` put things in its buffer.
-struct HeadRanges {
-    head: Range<usize>,
-    value: Range<usize>,
-    insert: Range<usize>,
-}
-
-/// `,"stream_options":{"include_usage":true}` (without the comma when the
-/// body's object is empty).
-const INCLUDE_USAGE: &[u8] = b",\"stream_options\":{\"include_usage\":true}";
-
-/// Assembles the upstream request head in a fresh buffer: the replacement
-/// model value and any inserted bytes first (so the body's new length is
-/// known for Content-Length), then the head.
-#[allow(clippy::too_many_arguments)]
-fn build_head(
-    down: &Downstream,
-    p: &Provider,
-    api_path: &str,
-    model: Option<&str>,
-    query: Range<usize>,
-    edits: BodyEdits<'_>,
-    request_id: Option<&str>,
-    translated: bool,
-) -> (PooledBuf, HeadRanges) {
-    let rbuf = &down.rbuf;
-    let mut out = PooledBuf::take(1024 + down.head.head_len);
-    let mut content_length = edits.len;
-    if let (Some((span, new_model)), Some(len)) = (edits.patch, edits.len) {
-        push_json_string(&mut out, new_model);
-        content_length = Some(len - span.len() + out.len());
-    }
-    let value = 0..out.len();
-    if let (Some(bytes), Some(len)) = (edits.insert, content_length) {
-        out.extend_from_slice(bytes);
-        content_length = Some(len + bytes.len());
-    }
-    let insert = value.end..out.len();
-    let head_start = out.len();
-    out.extend_from_slice(down.head.method.get(rbuf));
-    out.push(b' ');
-    p.write_request_target(&mut out, api_path, model, &rbuf[query]);
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    push_header(&mut out, b"host", p.url.host_header.as_bytes());
-    p.write_auth_headers(&mut out);
-    if let Some(len) = content_length {
-        push_content_length(&mut out, len as u64);
-    }
-    if let Some(id) = request_id {
-        push_header(&mut out, b"x-request-id", id.as_bytes());
-    }
-    // A response the gateway reads (translated, or re-framed to hide the
-    // usage chunk) must arrive uncompressed.
-    let reads_response = translated || edits.insert.is_some();
-    for h in &down.head.headers {
-        let name = h.name.get(rbuf);
-        let skip = is_dropped_request_header(name)
-            || p.overrides_request_header(name)
-            || (reads_response && name.eq_ignore_ascii_case(b"accept-encoding"));
-        if !skip {
-            push_header(&mut out, name, h.value.get(rbuf));
-        }
-    }
-    end_head(&mut out);
-    let head = head_start..out.len();
-    (
-        out,
-        HeadRanges {
-            head,
-            value,
-            insert,
-        },
-    )
 }
 
 async fn respond_local(

@@ -8,6 +8,7 @@ mod endpoint;
 mod forward;
 mod headers;
 mod outcome;
+mod plan;
 pub mod route;
 mod translated;
 
