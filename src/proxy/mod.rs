@@ -9,6 +9,7 @@ mod forward;
 mod headers;
 mod outcome;
 mod plan;
+mod relay;
 pub mod route;
 mod translated;
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 use monoio::io::AsyncWriteRentExt;
 
 use super::downstream::read_more;
-use super::forward::{BodyProgress, ClientFacts, Relayed, UpstreamSide};
+use super::forward::{ClientFacts, Relayed, UpstreamSide};
+use super::relay::BodyProgress;
 use crate::api::sse::SseScanner;
 use crate::api::translate::{
     anthropic_error_to_openai, anthropic_response_to_openai, openai_error_to_anthropic,
