@@ -25,7 +25,7 @@ use crate::buf::PooledBuf;
 use crate::error::{Error, Kind};
 use crate::http1::framing::request_framing;
 use crate::providers::Dialect;
-use crate::shard::{Routes, Shard, ShardStats};
+use crate::shard::{Routes, Shard};
 use crate::upstream::breaker::{BreakerEvent, Outcome as BreakerOutcome};
 use crate::upstream::retry::{Attempt, Decision};
 
@@ -53,7 +53,6 @@ pub async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
             }
         }
         first = false;
-        ShardStats::bump(&shard.stats.requests);
         let _in_flight = shard.request_guard();
         outcome.reset(Instant::now());
         let routes = shard.routes();

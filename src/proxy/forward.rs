@@ -19,7 +19,7 @@ use crate::http1::chunked::{ChunkLimits, ChunkedDecoder};
 use crate::http1::framing::{response_framing, BodyKind};
 use crate::http1::parse::{HeadLimits, HeadScanner, Parsed, ResponseHead};
 use crate::proxy::downstream::read_more;
-use crate::shard::{Routes, Shard, ShardStats};
+use crate::shard::{Routes, Shard};
 use crate::upstream::{connect, UpstreamConn};
 
 use super::translated::{relay_translated, TranslatedCall};
@@ -184,11 +184,15 @@ pub async fn forward(
         let reused = pooled.is_some();
         let mut up = match pooled {
             Some(c) => {
-                ShardStats::bump(&shard.stats.upstream_reuses);
+                shard
+                    .metrics
+                    .upstream_connection(shard.metrics.labels().provider(provider), true);
                 c
             }
             None => {
-                ShardStats::bump(&shard.stats.upstream_connects);
+                shard
+                    .metrics
+                    .upstream_connection(shard.metrics.labels().provider(provider), false);
                 let tls = p.tls.as_ref().map(|(c, n)| (c, n));
                 match connect(&p.addrs, tls, connect_timeout).await {
                     Ok(c) => c,

@@ -114,22 +114,6 @@ impl Control {
     }
 }
 
-/// Per-shard counters; merged by whoever reads them, never shared.
-#[derive(Default)]
-pub struct ShardStats {
-    pub connections: Cell<u64>,
-    pub requests: Cell<u64>,
-    pub panics: Cell<u64>,
-    pub upstream_connects: Cell<u64>,
-    pub upstream_reuses: Cell<u64>,
-}
-
-impl ShardStats {
-    pub fn bump(cell: &Cell<u64>) {
-        cell.set(cell.get() + 1);
-    }
-}
-
 /// One configuration generation as a shard uses it: the gateway and the
 /// shard's upstream pools for its providers (indexed like
 /// `gateway.router.providers`). Requests hold an `Rc` to the generation
@@ -234,6 +218,7 @@ impl Drop for OpenConnection {
     fn drop(&mut self) {
         let open = &self.0.open_connections;
         open.set(open.get() - 1);
+        self.0.metrics.connection_closed();
     }
 }
 
@@ -247,7 +232,6 @@ pub struct ShardSetup {
 pub struct Shard {
     pub id: usize,
     pub driver: Driver,
-    pub stats: ShardStats,
     pub metrics: ShardMetrics,
     pub access_log: RefCell<Option<AccessLogSender>>,
     pub request_ids: RequestIdGen,
@@ -267,7 +251,6 @@ impl Shard {
         Shard {
             id,
             driver,
-            stats: ShardStats::default(),
             metrics: ShardMetrics::new(id, driver, setup.labels),
             access_log: RefCell::new(setup.access_log),
             request_ids: RequestIdGen::new(id),
@@ -395,7 +378,6 @@ async fn run_shard(
     loop {
         match listener.accept().await {
             Ok((stream, _peer)) => {
-                ShardStats::bump(&shard.stats.connections);
                 let max = shard
                     .routes()
                     .gateway
@@ -407,6 +389,7 @@ async fn run_shard(
                     continue;
                 }
                 shard.open_connections.set(shard.open_connections.get() + 1);
+                shard.metrics.connection_opened();
                 let shard = shard.clone();
                 monoio::spawn(async move {
                     let _open = OpenConnection(shard.clone());
@@ -414,7 +397,7 @@ async fn run_shard(
                     if let Err(panic) =
                         CatchPanic::new(crate::proxy::serve_connection(stream, shard)).await
                     {
-                        ShardStats::bump(&s.stats.panics);
+                        s.metrics.error(s.metrics.labels().no_provider(), "panic");
                         crate::telemetry::log_error(format_args!(
                             "shard {}: a connection handler panicked ({}); connection closed, shard continues",
                             s.id,
