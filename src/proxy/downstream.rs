@@ -165,24 +165,7 @@ impl Downstream {
                     let missing = end - self.rbuf.len();
                     self.rbuf.reserve(missing);
                     while self.rbuf.len() < end {
-                        let read = read_more_before(&mut self.stream, &mut self.rbuf, deadline)
-                            .await
-                            .ok_or_else(body_timeout)?;
-                        match read {
-                            Ok(0) => {
-                                return Err(Error::client(
-                                    Kind::BadRequest,
-                                    "connection closed inside a request body",
-                                ))
-                            }
-                            Ok(_) => {}
-                            Err(e) => {
-                                return Err(Error::client(
-                                    Kind::BadRequest,
-                                    format!("read failed: {e}"),
-                                ))
-                            }
-                        }
+                        self.read_body_more(deadline, "a request body").await?;
                     }
                 }
                 Ok((Body::InPlace(head_len..end), end))
@@ -252,19 +235,27 @@ impl Downstream {
                 self.write_continue().await?;
                 sent_continue = true;
             }
-            let read = read_more_before(&mut self.stream, &mut self.rbuf, deadline)
-                .await
-                .ok_or_else(body_timeout)?;
-            match read {
-                Ok(0) => {
-                    return Err(Error::client(
-                        Kind::BadRequest,
-                        "connection closed inside a chunked body",
-                    ))
-                }
-                Ok(_) => {}
-                Err(e) => return Err(Error::client(Kind::BadRequest, format!("read failed: {e}"))),
-            }
+            self.read_body_more(deadline, "a chunked body").await?;
+        }
+    }
+
+    /// Reads more body bytes before `deadline`; the client closing or
+    /// failing inside the body (`inside`) ends the request.
+    async fn read_body_more(
+        &mut self,
+        deadline: Instant,
+        inside: &'static str,
+    ) -> Result<(), Error> {
+        let read = read_more_before(&mut self.stream, &mut self.rbuf, deadline)
+            .await
+            .ok_or_else(body_timeout)?;
+        match read {
+            Ok(0) => Err(Error::client(
+                Kind::BadRequest,
+                format!("connection closed inside {inside}"),
+            )),
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::client(Kind::BadRequest, format!("read failed: {e}"))),
         }
     }
 
