@@ -6,7 +6,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -36,25 +36,12 @@ fn openai_python_sdk_sees_the_same_results_through_the_gateway() {
     let mock = MockUpstream::start();
     each_driver(|d| {
         let gw = Gateway::start(GatewayOpts::env(d, &mock));
-        let mut child = Command::new("python3")
-            .arg(script)
-            .args(["--gateway", &gw.base_url(), "--direct", &mock.base_url()])
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("OPENAI_BASE_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run python3");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let out = child.wait_with_output().unwrap();
+        let (gateway, direct) = (gw.base_url(), mock.base_url());
+        let out = run_python(
+            script,
+            &["--gateway", &gateway, "--direct", &direct],
+            Duration::from_secs(60),
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(

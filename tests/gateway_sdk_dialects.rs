@@ -18,7 +18,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -366,28 +366,8 @@ fn config(mock: &MockUpstream) -> String {
 
 fn run_script(gw: &Gateway) -> (std::process::ExitStatus, String, String) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/dialects_sdk.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .args(["--gateway", &format!("http://{}", gw.addr)])
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("ANTHROPIC_AUTH_TOKEN")
-        .env_remove("ANTHROPIC_BASE_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
+    let gateway = format!("http://{}", gw.addr);
+    let out = run_python(script, &["--gateway", &gateway], Duration::from_secs(90));
     (
         out.status,
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -1090,3 +1090,35 @@ pub fn config_for(mock: &MockUpstream, top: &str, extra: &str) -> String {
         mock.base_url()
     )
 }
+
+/// Runs a Python script (an official-SDK check) with `args`, with the SDKs'
+/// own key and base-URL variables removed so only the arguments steer it;
+/// killed after `timeout`.
+pub fn run_python(script: &str, args: &[&str], timeout: Duration) -> std::process::Output {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(script).args(args);
+    for var in [
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_BASE_URL",
+    ] {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run python3");
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
