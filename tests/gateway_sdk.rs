@@ -5,31 +5,13 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 
-/// True when the SDK can run here; panics if it cannot but is required.
-fn sdk_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import openai"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("SHARDGATE_REQUIRE_SDK").as_deref() == Ok("1") {
-            panic!("SHARDGATE_REQUIRE_SDK=1 but `python3 -c \"import openai\"` fails");
-        }
-        println!("SKIP gateway_sdk: python3 with the openai package is not available");
-    }
-    ok
-}
-
 #[test]
 fn openai_python_sdk_sees_the_same_results_through_the_gateway() {
-    if !sdk_available() {
+    if !python_modules_available("gateway_sdk", "openai") {
         return;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk.py");

@@ -17,7 +17,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -32,23 +31,6 @@ const TOOL_ID_OPENAI: &str = "call_mock1";
 /// The tool input the mock always "decides" on, as JSON text split into the
 /// pieces streamed one delta each.
 const TOOL_ARGS_PIECES: [&str; 3] = ["{\"city\": \"Pa", "ris\", \"unit\"", ": \"c\"}"];
-
-/// True when the SDKs can run here; panics if they cannot but are required.
-fn sdks_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import openai, anthropic"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if std::env::var("SHARDGATE_REQUIRE_SDK").as_deref() == Ok("1") {
-            panic!("SHARDGATE_REQUIRE_SDK=1 but `python3 -c \"import openai, anthropic\"` fails");
-        }
-        println!("SKIP gateway_sdk_dialects: python3 with the openai and anthropic packages is not available");
-    }
-    ok
-}
 
 /// The text of a message's `content`: a string, or the text of its text
 /// parts / blocks.
@@ -377,7 +359,7 @@ fn run_script(gw: &Gateway) -> (std::process::ExitStatus, String, String) {
 
 #[test]
 fn official_sdks_native_and_translated_in_both_directions() {
-    if !sdks_available() {
+    if !python_modules_available("gateway_sdk_dialects", "openai, anthropic") {
         return;
     }
     each_driver(|d| {

@@ -1122,3 +1122,22 @@ pub fn run_python(script: &str, args: &[&str], timeout: Duration) -> std::proces
     }
     child.wait_with_output().unwrap()
 }
+
+/// True when `python3` can import `modules` (e.g. "openai, anthropic"); when
+/// it cannot, prints a SKIP line for `test`, or panics if
+/// `SHARDGATE_REQUIRE_SDK=1` (CI installs the SDKs and sets it).
+pub fn python_modules_available(test: &str, modules: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        if std::env::var("SHARDGATE_REQUIRE_SDK").as_deref() == Ok("1") {
+            panic!("SHARDGATE_REQUIRE_SDK=1 but `python3 -c \"import {modules}\"` fails");
+        }
+        println!("SKIP {test}: python3 cannot import {modules}");
+    }
+    ok
+}
