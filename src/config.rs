@@ -282,6 +282,14 @@ pub struct ResilienceConfig {
     pub retry_budget_min_retries: u32,
     /// The retry budget's sliding window, milliseconds.
     pub retry_budget_window_ms: u64,
+    /// A first-byte timeout fails over to another deployment (or fallback)
+    /// instead of answering 504. The stalled upstream may still do (and
+    /// bill) the work; false answers the timeout.
+    pub retry_on_timeout: bool,
+    /// A response that broke before any of it reached the client (reset,
+    /// cut body, bad framing) is retried instead of answering 502. As with
+    /// timeouts, the upstream may have done the work.
+    pub retry_on_broken_response: bool,
     /// Failures in a row that eject a deployment.
     pub breaker_consecutive_failures: u32,
     /// First ejection cool-down, milliseconds; doubles per re-ejection.
@@ -305,6 +313,8 @@ impl Default for ResilienceConfig {
             retry_budget_ratio: 0.2,
             retry_budget_min_retries: 10,
             retry_budget_window_ms: 10_000,
+            retry_on_timeout: true,
+            retry_on_broken_response: true,
             breaker_consecutive_failures: 5,
             breaker_base_ejection_ms: 30_000,
             breaker_max_ejection_ms: 300_000,
@@ -444,6 +454,8 @@ impl ResilienceConfig {
             budget_ratio: self.retry_budget_ratio,
             budget_min_retries: self.retry_budget_min_retries,
             budget_window: Duration::from_millis(self.retry_budget_window_ms),
+            on_timeout: self.retry_on_timeout,
+            on_broken_response: self.retry_on_broken_response,
         }
     }
 

@@ -9,7 +9,10 @@
 //! the primary's deployments are exhausted, a context-length 400 going to
 //! the context-window fallback, the retry budget bounding upstream attempts
 //! (the client gets the upstream's own error), and no retry once a byte of
-//! a response reached the client; weights splitting healthy traffic.
+//! a response reached the client (the cut stream ends with an in-band
+//! error); a body cut before it reached the client and a first-byte timeout
+//! both failed over; a provider at its in-flight cap passed over for
+//! another deployment; weights splitting healthy traffic.
 
 mod common;
 
@@ -280,7 +283,7 @@ fn the_retry_budget_bounds_upstream_attempts_and_the_client_gets_the_upstream_er
 
 #[test]
 fn nothing_is_retried_after_a_byte_reached_the_client() {
-    let a = MockUpstream::with(|_| Reply::PartialThenClose);
+    let a = MockUpstream::with(|_| Reply::SseCut { events: 2 });
     let b = MockUpstream::start();
     each_driver(|d| {
         let models = r#"
@@ -299,11 +302,11 @@ deployments = [
         let mut c = gw.connect();
         c.send(post("/v1/chat/completions", body, &[])).unwrap();
         let got = c.read_to_close(READ_TIMEOUT).unwrap_or_default();
-        assert!(
-            got.starts_with(b"HTTP/1.1 200"),
-            "{}",
-            String::from_utf8_lossy(&got)
-        );
+        let text = String::from_utf8_lossy(&got);
+        assert!(got.starts_with(b"HTTP/1.1 200"), "{text}");
+        // The cut is said in-band, and the stream is then ended properly.
+        assert!(text.contains("\"code\":\"stream_truncated\""), "{text}");
+        assert!(text.ends_with("\r\n0\r\n\r\n"), "{text}");
         assert_eq!(a.requests().len() - a0, 1);
         assert_eq!(
             b.requests().len() - b0,
@@ -311,6 +314,84 @@ deployments = [
             "no fail-over after bytes were sent"
         );
         gw.assert_healthy();
+    });
+}
+
+#[test]
+fn a_body_cut_before_it_reached_the_client_is_retried_elsewhere() {
+    let a = MockUpstream::with(|_| Reply::PartialThenClose);
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let res = format!("{FAST}\nmax_retries = 0");
+        let toml = config(&a.base_url(), &b.base_url(), &res, TWO_DEPLOYMENTS);
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        for i in 0..4 {
+            let r = gw.post("/v1/chat/completions", &chat("m"));
+            assert_eq!(r.status, 200, "request {i}: {}", r.text());
+            assert_eq!(r.json()["model"], "b-m");
+        }
+        // Switched off, the cut body is answered with a well-formed 502.
+        let res = format!("{FAST}\nmax_retries = 0\nretry_on_broken_response = false");
+        let models = "[[models]]\nname = \"m\"\nprovider = \"a\"\n";
+        let toml = config(&a.base_url(), &b.base_url(), &res, models);
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        let r = gw.post("/v1/chat/completions", &chat("m"));
+        let e = r.assert_openai_error(502);
+        assert_eq!(e["code"], "upstream_closed", "{}", r.text());
+        gw.assert_healthy();
+    });
+}
+
+#[test]
+fn a_first_byte_timeout_fails_over_to_the_other_deployment() {
+    let a = MockUpstream::with(|_| Reply::Stall(Duration::from_secs(3)));
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let toml = config(&a.base_url(), &b.base_url(), FAST, TWO_DEPLOYMENTS)
+            + "\n[upstream]\nfirst_byte_timeout_ms = 200\n";
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        for i in 0..2 {
+            let t = Instant::now();
+            let r = gw.post("/v1/chat/completions", &chat("m"));
+            assert_eq!(r.status, 200, "request {i}: {}", r.text());
+            assert_eq!(r.json()["model"], "b-m");
+            assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        }
+    });
+}
+
+#[test]
+fn a_provider_at_its_in_flight_cap_fails_over_without_a_503() {
+    let a = MockUpstream::with(|_| Reply::Stall(Duration::from_millis(1500)));
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let models = r#"
+[[models]]
+name = "slow"
+provider = "a"
+
+[[models]]
+name = "m"
+deployments = [
+  { provider = "a", upstream_model = "a-m", weight = 100 },
+  { provider = "b", upstream_model = "b-m", weight = 1 },
+]
+"#;
+        let toml = config(&a.base_url(), &b.base_url(), FAST, models)
+            + "\n[limits]\nmax_in_flight_per_upstream = 1\n";
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        // One request holds provider a's only slot on the single shard...
+        let mut holder = gw.connect();
+        holder
+            .send(post("/v1/chat/completions", &chat("slow"), &[]))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        // ...so the weighted pick of a is passed over for b at once.
+        for i in 0..3 {
+            let r = gw.post("/v1/chat/completions", &chat("m"));
+            assert_eq!(r.status, 200, "request {i}: {}", r.text());
+            assert_eq!(r.json()["model"], "b-m");
+        }
     });
 }
 

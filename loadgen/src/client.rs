@@ -201,6 +201,7 @@ impl Conn {
             return Err(ErrorClass::Status.into());
         }
         match check {
+            Some(check) if check.errored => Err(ErrorClass::StreamError.into()),
             Some(check) if !check.finished => Err(ErrorClass::Truncated.into()),
             Some(_) => Ok(Exchange {
                 bytes_in,

@@ -18,15 +18,20 @@ pub enum ErrorClass {
     Malformed,
     /// The connection closed before the response (or stream) was complete.
     Truncated,
+    /// A stream that ended with a well-formed error in its dialect (an
+    /// OpenAI `data:` payload with an `error` member, an Anthropic `error`
+    /// event): how a gateway says a stream broke after it began.
+    StreamError,
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 5] = [
+    pub const ALL: [ErrorClass; 6] = [
         ErrorClass::Connect,
         ErrorClass::Timeout,
         ErrorClass::Status,
         ErrorClass::Malformed,
         ErrorClass::Truncated,
+        ErrorClass::StreamError,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +41,7 @@ impl ErrorClass {
             ErrorClass::Status => "status",
             ErrorClass::Malformed => "malformed",
             ErrorClass::Truncated => "truncated",
+            ErrorClass::StreamError => "stream_error",
         }
     }
 }
@@ -51,6 +57,8 @@ pub struct StreamCheck {
     end: StreamEnd,
     scanned: usize,
     pub finished: bool,
+    /// The stream carried an error event (see [`ErrorClass::StreamError`]).
+    pub errored: bool,
 }
 
 impl StreamCheck {
@@ -59,6 +67,7 @@ impl StreamCheck {
             end,
             scanned: 0,
             finished: false,
+            errored: false,
         }
     }
 
@@ -89,6 +98,12 @@ impl StreamCheck {
                     self.finished |= self.end == StreamEnd::Done;
                 } else {
                     check_json(v)?;
+                    // Only a payload that mentions it is parsed again.
+                    if v.windows(7).any(|w| w == b"\"error\"") {
+                        let value: serde_json::Value =
+                            serde_json::from_slice(v).map_err(|_| ErrorClass::Malformed)?;
+                        self.errored |= value.get("error").is_some();
+                    }
                 }
             } else if !(line.is_empty()
                 || line.starts_with(b":")
@@ -98,6 +113,7 @@ impl StreamCheck {
                 return Err(ErrorClass::Malformed);
             }
         }
+        self.errored |= name == b"error";
         self.finished |= match self.end {
             StreamEnd::Done => false,
             StreamEnd::ResponseCompleted => name == b"response.completed",
@@ -146,6 +162,21 @@ mod tests {
         let mut c = StreamCheck::new(StreamEnd::ResponseCompleted);
         c.scan(b"event: response.created\ndata: {}\n\n").unwrap();
         assert!(!c.finished);
+    }
+
+    #[test]
+    fn error_events_are_recognised_in_both_dialects() {
+        let mut c = StreamCheck::new(StreamEnd::Done);
+        c.scan(b"data: {\"choices\":[],\"note\":\"error\"}\n\n")
+            .unwrap();
+        assert!(!c.errored, "a mere mention is not an error");
+        c.scan(b"data: {\"choices\":[],\"note\":\"error\"}\n\ndata: {\"error\":{\"message\":\"cut\"}}\n\n")
+            .unwrap();
+        assert!(c.errored && !c.finished);
+        let mut c = StreamCheck::new(StreamEnd::MessageStop);
+        c.scan(b"event: error\ndata: {\"type\":\"error\",\"error\":{}}\n\n")
+            .unwrap();
+        assert!(c.errored);
     }
 
     #[test]

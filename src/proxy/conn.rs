@@ -27,7 +27,7 @@ use crate::http1::framing::request_framing;
 use crate::providers::Dialect;
 use crate::shard::{Routes, Shard};
 use crate::upstream::breaker::{BreakerEvent, Outcome as BreakerOutcome};
-use crate::upstream::retry::{Attempt, Decision};
+use crate::upstream::retry::{Attempt, Decision, RetryState};
 
 enum Next {
     KeepAlive,
@@ -198,10 +198,31 @@ async fn handle_request(
         // Bounded under load: past the per-shard cap for this provider, fail
         // fast before anything is sent upstream.
         let Some(_upstream_slot) = routes.upstream_slot(provider) else {
-            break Err(Error::gateway(
-                Kind::Overloaded,
-                "too many requests in flight to this provider; retry shortly",
-            ));
+            // Nothing was sent: another deployment (or fallback) may have room.
+            let elsewhere = match choice {
+                Choice::Deployment { .. } => fail_over(
+                    shard,
+                    routes,
+                    choice,
+                    provider,
+                    origin_model,
+                    &mut retry_state,
+                    &mut tried,
+                ),
+                _ => None,
+            };
+            match elsewhere {
+                Some(c) => {
+                    choice = c;
+                    continue;
+                }
+                None => {
+                    break Err(Error::gateway(
+                        Kind::Overloaded,
+                        "too many requests in flight to this provider; retry shortly",
+                    ))
+                }
+            }
         };
 
         // The head is built while the client's head (in `rbuf`) is at hand;
@@ -374,9 +395,12 @@ async fn handle_request(
         let attempt_outcome = match &result {
             Ok(Relayed::Held) => BreakerOutcome::Status(side.head().status),
             Err(e) => {
+                // A retry-safe failure (the connection failed before any
+                // response byte) is as good as a connect error.
                 let o = match e.kind {
                     Kind::UpstreamConnect => BreakerOutcome::Connect,
                     Kind::UpstreamTimeout => BreakerOutcome::Timeout,
+                    _ if e.retryable => BreakerOutcome::Connect,
                     _ => BreakerOutcome::Protocol,
                 };
                 if let (Some(t), Some((m, i)), false) = (ticket, deployment, head_seen.get()) {
@@ -395,7 +419,8 @@ async fn handle_request(
         let attempt = Attempt {
             outcome: attempt_outcome,
             client_bytes_sent: false,
-            retry_after: side.held_retry_after(),
+            retry_after: side.held_header(b"retry-after"),
+            retry_after_ms: side.held_header(b"retry-after-ms"),
             error_body: side.held_body(),
         };
         let decision = routes.retry.decide(
@@ -413,28 +438,15 @@ async fn handle_request(
                 monoio::time::sleep(after).await;
                 Some(choice)
             }
-            Decision::FailOver => {
-                let other = match choice {
-                    Choice::Deployment { model, index } => {
-                        tried.push(index);
-                        pick_deployment(routes, model, &tried)
-                            .map(|index| Choice::Deployment { model, index })
-                    }
-                    _ => None,
-                };
-                match other {
-                    Some(c) => {
-                        shard.metrics.retry(labels.provider(provider));
-                        Some(c)
-                    }
-                    None => origin_model.and_then(|o| {
-                        let name = gw.router.model_routes[o]
-                            .fallbacks
-                            .next_model(&mut retry_state)?;
-                        fallback_choice(shard, routes, provider, name, &mut tried)
-                    }),
-                }
-            }
+            Decision::FailOver => fail_over(
+                shard,
+                routes,
+                choice,
+                provider,
+                origin_model,
+                &mut retry_state,
+                &mut tried,
+            ),
             Decision::ContextWindowFallback => origin_model.and_then(|o| {
                 let name = gw.router.model_routes[o]
                     .fallbacks
@@ -480,6 +492,31 @@ enum Lent {
     Nothing,
     ReadBuffer,
     Decoded,
+}
+
+/// Gives up on `choice`'s deployment: another deployment of its model not
+/// yet tried, else the origin model's next fallback (counted as a retry or
+/// a fallback from provider `from`).
+fn fail_over(
+    shard: &Shard,
+    routes: &Routes,
+    choice: Choice,
+    from: usize,
+    origin_model: Option<usize>,
+    retry_state: &mut RetryState,
+    tried: &mut Vec<usize>,
+) -> Option<Choice> {
+    if let Choice::Deployment { model, index } = choice {
+        tried.push(index);
+        if let Some(index) = pick_deployment(routes, model, tried) {
+            shard.metrics.retry(shard.metrics.labels().provider(from));
+            return Some(Choice::Deployment { model, index });
+        }
+    }
+    let name = routes.gateway.router.model_routes[origin_model?]
+        .fallbacks
+        .next_model(retry_state)?;
+    fallback_choice(shard, routes, from, name, tried)
 }
 
 /// The first deployment of fallback model `name`, counted as a fallback

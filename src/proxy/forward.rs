@@ -395,10 +395,10 @@ impl UpstreamSide {
         self.held = None;
     }
 
-    /// The held response's `Retry-After` value.
-    pub(super) fn held_retry_after(&self) -> Option<&[u8]> {
+    /// A header of the held response (`name` in lower case).
+    pub(super) fn held_header(&self, name: &[u8]) -> Option<&[u8]> {
         let held = self.held.as_ref()?;
-        self.head.header(&held.urbuf, b"retry-after")
+        self.head.header(&held.urbuf, name)
     }
 
     /// What arrived of the held response's body (bounded).

@@ -7,12 +7,15 @@
 //! relayed, and a connection that had any goes back to no pool.
 
 use super::forward::{ClientFacts, Relayed, UpstreamSide, RESPONSE_BUF_BYTES};
+use crate::api::translate::{ANTHROPIC_STREAM_CUT, OPENAI_STREAM_CUT};
 use crate::api::usage::{anthropic_response_usage, openai_response_usage, StreamUsageScanner};
 use crate::buf::{write_all_vectored, PooledBuf};
 use crate::error::{Error, Kind};
 use crate::http1::chunked::ChunkedDecoder;
 use crate::http1::framing::{response_framing, BodyKind};
-use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
+use crate::http1::write::{
+    end_head, push_chunk_size, push_content_length, push_header, push_status_line, LAST_CHUNK,
+};
 use crate::providers::Dialect;
 use crate::proxy::downstream::read_more;
 use crate::proxy::headers::is_dropped_response_header;
@@ -199,14 +202,18 @@ async fn relay_body(
         decoded.as_deref_mut(),
         usage_scan.as_deref_mut(),
     )?;
-    let mut extra = head_len + initial < urbuf.len();
-    // Tokens: a whole JSON body that arrived in one read is read in place,
-    // with no copy (the common non-streaming case).
+    let mut body_end = head_len + initial;
+    if !side.streamed && decoded.is_none() && !progress.done {
+        body_end = read_held_body(up, &mut urbuf, &mut progress, side, body_end, idle).await?;
+    }
+    let mut extra = body_end < urbuf.len();
+    // Tokens: a whole JSON body is read in place, with no copy (the common
+    // non-streaming case).
     if progress.done
         && matches!(framing.body, BodyKind::Length(_))
         && (200..300).contains(&side.head.status)
     {
-        let body = &urbuf[head_len..head_len + initial];
+        let body = &urbuf[head_len..body_end];
         side.usage = match facts.dialect {
             Dialect::OpenAi => openai_response_usage(body),
             Dialect::Anthropic => anthropic_response_usage(body),
@@ -218,7 +225,7 @@ async fn relay_body(
     iov.reset(hbuf, Some(urbuf));
     iov.push(0, 0..iov.buf_len(0));
     if decoded.is_none() {
-        iov.push(1, head_len..head_len + initial);
+        iov.push(1, head_len..body_end);
     }
     let (res, back) = write_all_vectored(client, iov).await;
     iov = back;
@@ -228,7 +235,7 @@ async fn relay_body(
     if res.is_err() {
         return Ok(Relayed::Broken);
     }
-    if initial > 0 {
+    if body_end > head_len {
         side.mark_first_body();
     }
     if let Some(d) = decoded.as_mut() {
@@ -242,10 +249,17 @@ async fn relay_body(
         let n = match monoio::time::timeout(idle, read_more(up, &mut urbuf)).await {
             Ok(Ok(n)) => n,
             // Upstream failed or stalled after the response began: the
-            // client's response is cut; closing tells it so.
+            // client's response is cut.
             Ok(Err(_)) | Err(_) => {
                 side.truncated = true;
-                return Ok(Relayed::Broken);
+                return Ok(end_cut_response(
+                    client,
+                    side.streamed,
+                    &framing,
+                    decode_for_client,
+                    facts,
+                )
+                .await);
             }
         };
         if n == 0 {
@@ -253,7 +267,9 @@ async fn relay_body(
                 break;
             }
             side.truncated = true;
-            return Ok(Relayed::Broken);
+            return Ok(
+                end_cut_response(client, side.streamed, &framing, decode_for_client, facts).await,
+            );
         }
         let take = progress.advance(
             &urbuf,
@@ -281,6 +297,106 @@ async fn relay_body(
     side.upstream_reusable =
         framing.keep_alive && !extra && progress.kind != BodyKind::CloseDelimited;
     Ok(Relayed::Complete { close })
+}
+
+/// Non-streamed bodies up to this size are read whole before the client
+/// gets a byte, so an upstream that breaks off inside one is answered with
+/// an error (or retried) rather than relayed as a cut response.
+const MAX_HELD_BODY_BYTES: usize = 256 * 1024;
+
+/// Reads the rest of a non-streamed Content-Length or chunked body into
+/// `urbuf` (bounded by [`MAX_HELD_BODY_BYTES`]; past that the caller relays
+/// as usual) and returns where the body's bytes end. An `Err` means the
+/// upstream failed inside the body, while nothing has reached the client.
+async fn read_held_body(
+    up: &mut UpstreamConn,
+    urbuf: &mut PooledBuf,
+    progress: &mut BodyProgress,
+    side: &mut UpstreamSide,
+    mut body_end: usize,
+    idle: Duration,
+) -> Result<usize, Error> {
+    if progress.kind == BodyKind::CloseDelimited {
+        return Ok(body_end);
+    }
+    while !progress.done && body_end - side.head.head_len < MAX_HELD_BODY_BYTES {
+        // Not done means every byte so far was body: read after them.
+        let n = match monoio::time::timeout(idle, read_more(up, urbuf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                return Err(Error::upstream(
+                    Kind::UpstreamClosed,
+                    false,
+                    format!("upstream read failed inside the response body: {e}"),
+                ))
+            }
+            Err(_) => {
+                return Err(Error::upstream(
+                    Kind::UpstreamTimeout,
+                    false,
+                    format!("upstream silent for {idle:?} inside the response body"),
+                ))
+            }
+        };
+        if n == 0 {
+            return Err(Error::upstream(
+                Kind::UpstreamClosed,
+                false,
+                "upstream closed the connection inside the response body",
+            ));
+        }
+        let fresh = urbuf.len() - n..urbuf.len();
+        body_end = fresh.start + progress.advance(&urbuf[fresh], side.decoder(), None, None)?;
+    }
+    Ok(body_end)
+}
+
+/// Ends a response the upstream cut after it began. An event stream tells
+/// the client in-band, in its dialect, and is then ended properly (the last
+/// chunk, or the close for a close-delimited one), so the SDK raises an API
+/// error instead of returning a truncated answer as whole or reporting a
+/// network failure. Other bodies cannot say it: the connection closes
+/// mid-body.
+async fn end_cut_response(
+    client: &mut monoio::net::TcpStream,
+    streamed: bool,
+    framing: &crate::http1::framing::ResponseFraming,
+    decode_for_client: bool,
+    facts: &ClientFacts,
+) -> Relayed {
+    let chunked = framing.body == BodyKind::Chunked && !decode_for_client;
+    let raw = decode_for_client || framing.body == BodyKind::CloseDelimited;
+    if !streamed || !(chunked || raw) {
+        return Relayed::Broken;
+    }
+    if write_stream_cut(client, facts.dialect, chunked).await {
+        Relayed::Complete { close: true }
+    } else {
+        Relayed::Broken
+    }
+}
+
+/// Writes the dialect's stream-cut event (as one chunk, with the last chunk
+/// after it, when `chunked`); false if the client is gone.
+pub(super) async fn write_stream_cut(
+    client: &mut monoio::net::TcpStream,
+    dialect: Dialect,
+    chunked: bool,
+) -> bool {
+    let event = match dialect {
+        Dialect::OpenAi => OPENAI_STREAM_CUT,
+        Dialect::Anthropic => ANTHROPIC_STREAM_CUT,
+    };
+    let mut out = PooledBuf::take(event.len() + 16);
+    if chunked {
+        push_chunk_size(&mut out, event.len());
+    }
+    out.extend_from_slice(event);
+    if chunked {
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(LAST_CHUNK);
+    }
+    client.write_all(out).await.0.is_ok()
 }
 
 /// Writes and clears `buf`; false if the client is gone.

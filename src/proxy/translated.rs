@@ -10,7 +10,7 @@ use monoio::io::AsyncWriteRentExt;
 
 use super::downstream::read_more;
 use super::forward::{ClientFacts, Relayed, UpstreamSide};
-use super::relay::BodyProgress;
+use super::relay::{write_stream_cut, BodyProgress};
 use crate::api::sse::SseScanner;
 use crate::api::translate::{
     anthropic_error_to_openai, anthropic_response_to_openai, openai_error_to_anthropic,
@@ -269,11 +269,15 @@ pub async fn relay_translated(
     if cut {
         side.set_truncated();
     }
-    // A cut pass-through stream must not look complete: close without the
-    // terminating chunk. (A translator instead tells the client in-band.)
+    // A cut pass-through stream must not look complete: it ends with the
+    // dialect's error event. (A translator says it in its own words.)
     if cut && matches!(translator, StreamTranslator::HideUsage(_)) {
         side.set_usage(translator.usage());
-        return Ok(Relayed::Broken);
+        return Ok(if write_stream_cut(client, facts.dialect, chunked).await {
+            Relayed::Complete { close: true }
+        } else {
+            Relayed::Broken
+        });
     }
     // Everything fed so far has been written; the translator may close the
     // stream (or say it was cut).

@@ -6,9 +6,13 @@
 //!
 //! Invariants:
 //! - Nothing is re-sent once a byte of the response has reached the client.
-//! - Only connect errors and 429/500/502/503/504 are retried: the upstream
-//!   either never saw the request or said it did not act on it. A timeout
-//!   or a broken response may have cost tokens; it is answered, not repeated.
+//! - Connect errors (and connections closed before any response byte) and
+//!   429/500/502/503/504 are retried: the upstream either never saw the
+//!   request or said it did not act on it. A first-byte timeout fails over
+//!   to another deployment (the stalled one would likely stall again) and a
+//!   response cut before any of it reached the client is retried like a
+//!   5xx; both may have cost tokens upstream, so each has a switch
+//!   (`on_timeout`, `on_broken_response`) that answers them instead.
 //! - Every re-send (retry or fail-over) is paid from the budget: at most
 //!   `min_retries + ratio × requests` over the sliding window (as Finagle's
 //!   and Envoy's budgets), so a total outage adds at most that fraction of
@@ -49,6 +53,11 @@ pub struct RetryConfig {
     /// Re-sends always allowed per window, so a quiet shard can still retry.
     pub budget_min_retries: u32,
     pub budget_window: Duration,
+    /// A first-byte timeout fails over instead of being answered (504).
+    pub on_timeout: bool,
+    /// A response that broke before any byte reached the client is retried
+    /// instead of being answered (502).
+    pub on_broken_response: bool,
 }
 
 impl Default for RetryConfig {
@@ -62,6 +71,8 @@ impl Default for RetryConfig {
             budget_ratio: 0.2,
             budget_min_retries: 10,
             budget_window: Duration::from_secs(10),
+            on_timeout: true,
+            on_broken_response: true,
         }
     }
 }
@@ -74,6 +85,9 @@ pub struct Attempt<'a> {
     pub client_bytes_sent: bool,
     /// The response's `Retry-After` value, if any.
     pub retry_after: Option<&'a [u8]>,
+    /// The response's `retry-after-ms` value (OpenAI's and Azure's), which
+    /// takes precedence over `Retry-After`.
+    pub retry_after_ms: Option<&'a [u8]>,
     /// The (bounded) error body, for a 400; empty otherwise.
     pub error_body: &'a [u8],
 }
@@ -178,13 +192,18 @@ impl RetryPolicy {
                 return Decision::ContextWindowFallback
             }
             Outcome::Status(s @ (429 | 500 | 502 | 503 | 504)) => Some(s),
+            Outcome::Timeout if self.config.on_timeout => {
+                return self.fail_over(state, now);
+            }
+            Outcome::Protocol if self.config.on_broken_response => None,
             Outcome::Status(_) | Outcome::Timeout | Outcome::Protocol | Outcome::Cancelled => {
                 return Decision::Respond
             }
         };
-        let asked_wait = status
-            .and(attempt.retry_after)
-            .and_then(|v| parse_retry_after(v, wall));
+        let asked_wait = status.and_then(|_| {
+            let ms = attempt.retry_after_ms.and_then(parse_retry_after_ms);
+            ms.or_else(|| parse_retry_after(attempt.retry_after?, wall))
+        });
         let decision = match asked_wait {
             Some(wait) if wait > self.config.max_retry_after => Decision::FailOver,
             _ if state.retries_here >= self.config.max_retries => Decision::FailOver,
@@ -204,6 +223,16 @@ impl RetryPolicy {
             }
         }
         decision
+    }
+
+    /// Gives up on this deployment (paid from the budget like any re-send).
+    fn fail_over(&self, state: &mut RetryState, now: Instant) -> Decision {
+        if !self.budget.try_withdraw(now) {
+            return Decision::Respond;
+        }
+        state.retries_here = 0;
+        state.last_delay = None;
+        Decision::FailOver
     }
 
     fn backoff(&self, state: &mut RetryState, rng: &ShardRng) -> Duration {
@@ -316,6 +345,12 @@ fn is_context_window_error(body: &[u8]) -> bool {
         .any(|m| body.windows(m.len()).any(|w| w.eq_ignore_ascii_case(m)))
 }
 
+/// `retry-after-ms` as a wait: milliseconds, a fraction accepted.
+pub fn parse_retry_after_ms(value: &[u8]) -> Option<Duration> {
+    let ms: f64 = std::str::from_utf8(value).ok()?.trim().parse().ok()?;
+    Duration::try_from_secs_f64(ms / 1000.0).ok()
+}
+
 /// `Retry-After` as a wait from `wall`: delay-seconds (a fraction is
 /// accepted, as some providers send one) or an IMF-fixdate HTTP-date
 /// (RFC 9110 §10.2.3; a date in the past means no wait). `None` if invalid.
@@ -370,6 +405,7 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
 mod tests {
     use super::*;
 
+    const US: Duration = Duration::from_micros(1);
     const MS: Duration = Duration::from_millis(1);
     const S: Duration = Duration::from_secs(1);
 
@@ -378,6 +414,7 @@ mod tests {
             outcome,
             client_bytes_sent: false,
             retry_after: None,
+            retry_after_ms: None,
             error_body: b"",
         }
     }
@@ -423,8 +460,6 @@ mod tests {
             Outcome::Status(401),
             Outcome::Status(404),
             Outcome::Status(501),
-            Outcome::Timeout,
-            Outcome::Protocol,
             Outcome::Cancelled,
         ] {
             let mut st = p.start(Instant::now());
@@ -434,6 +469,49 @@ mod tests {
                 "{outcome:?}"
             );
         }
+    }
+
+    #[test]
+    fn timeouts_fail_over_and_broken_responses_retry_unless_switched_off() {
+        let p = policy(RetryConfig::default());
+        let mut st = p.start(Instant::now());
+        assert_eq!(
+            decide(&p, &mut st, &attempt(Outcome::Timeout)),
+            Decision::FailOver
+        );
+        assert!(matches!(
+            decide(&p, &mut st, &attempt(Outcome::Protocol)),
+            Decision::Retry { .. }
+        ));
+        let off = policy(RetryConfig {
+            on_timeout: false,
+            on_broken_response: false,
+            ..RetryConfig::default()
+        });
+        for outcome in [Outcome::Timeout, Outcome::Protocol] {
+            let mut st = off.start(Instant::now());
+            assert_eq!(decide(&off, &mut st, &attempt(outcome)), Decision::Respond);
+        }
+    }
+
+    #[test]
+    fn retry_after_ms_takes_precedence() {
+        let p = policy(RetryConfig::default());
+        let run = |ms: &[u8], secs: Option<&[u8]>| {
+            let mut st = p.start(Instant::now());
+            let a = Attempt {
+                retry_after_ms: Some(ms),
+                retry_after: secs,
+                ..attempt(Outcome::Status(429))
+            };
+            decide(&p, &mut st, &a)
+        };
+        assert_eq!(run(b"250", Some(b"3")), Decision::Retry { after: 250 * MS });
+        assert_eq!(run(b"1.5", None), Decision::Retry { after: 1500 * US });
+        assert_eq!(run(b"60000", None), Decision::FailOver);
+        // An unreadable value falls back to Retry-After.
+        assert_eq!(run(b"soon", Some(b"2")), Decision::Retry { after: 2 * S });
+        assert_eq!(run(b"-5", Some(b"2")), Decision::Retry { after: 2 * S });
     }
 
     #[test]

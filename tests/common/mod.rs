@@ -104,6 +104,9 @@ pub enum Reply {
     CloseBeforeResponse,
     /// Send a head announcing a body, part of it, then close.
     PartialThenClose,
+    /// A chunked SSE stream of `events` data events, then close (no
+    /// `[DONE]`, no last chunk).
+    SseCut { events: usize },
     /// Read the request and say nothing for this long (then close).
     Stall(Duration),
 }
@@ -381,6 +384,17 @@ fn answer(
             stream.write_all(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"partial\":",
             )?;
+            thread::sleep(Duration::from_millis(50));
+            let _ = stream.shutdown(Shutdown::Both);
+            Ok(false)
+        }
+        Reply::SseCut { events } => {
+            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")?;
+            for i in 0..events {
+                let ev = format!("data: {}\n\n", mock_event(path, &model, i));
+                stream.write_all(format!("{:x}\r\n{ev}\r\n", ev.len()).as_bytes())?;
+                st.events_sent.fetch_add(1, Ordering::SeqCst);
+            }
             thread::sleep(Duration::from_millis(50));
             let _ = stream.shutdown(Shutdown::Both);
             Ok(false)

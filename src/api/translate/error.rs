@@ -30,6 +30,14 @@ pub struct TranslatedError {
     pub body: Vec<u8>,
 }
 
+/// The event that ends an OpenAI-dialect stream the upstream cut: the
+/// official SDK raises a `data:` payload with an `error` member as an API
+/// error, so a client never takes a truncated answer for a whole one.
+pub const OPENAI_STREAM_CUT: &[u8] = b"data: {\"error\":{\"message\":\"the upstream cut the stream before the response was complete\",\"type\":\"server_error\",\"param\":null,\"code\":\"stream_truncated\"}}\n\n";
+
+/// The same for an Anthropic-dialect stream: an `error` event.
+pub const ANTHROPIC_STREAM_CUT: &[u8] = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"the upstream cut the stream before the response was complete\"}}\n\n";
+
 /// An OpenAI-dialect upstream error, for an Anthropic client.
 pub fn openai_error_to_anthropic(status: u16, body: &[u8]) -> TranslatedError {
     let message = upstream_message(body, |error| {
@@ -139,4 +147,28 @@ fn status_text(status: u16) -> String {
         .and_then(|code| code.canonical_reason())
         .unwrap_or("upstream error");
     format!("upstream returned {status} {reason}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The payload of the single `data:` line of an event.
+    fn data(event: &[u8]) -> Value {
+        let text = std::str::from_utf8(event).unwrap();
+        assert!(text.ends_with("\n\n"), "{text:?}");
+        let line = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+        sonic_rs::from_str(line).unwrap()
+    }
+
+    #[test]
+    fn stream_cut_events_are_errors_in_their_dialect() {
+        let openai = data(OPENAI_STREAM_CUT);
+        assert_eq!(openai["error"]["type"].as_str(), Some("server_error"));
+        assert!(openai["error"]["message"].as_str().unwrap().contains("cut"));
+        assert!(ANTHROPIC_STREAM_CUT.starts_with(b"event: error\n"));
+        let anthropic = data(ANTHROPIC_STREAM_CUT);
+        assert_eq!(anthropic["type"].as_str(), Some("error"));
+        assert_eq!(anthropic["error"]["type"].as_str(), Some("api_error"));
+    }
 }

@@ -31,7 +31,7 @@ use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
 
 pub use error::{
     anthropic_error, anthropic_error_to_openai, openai_error, openai_error_to_anthropic,
-    TranslatedError,
+    TranslatedError, ANTHROPIC_STREAM_CUT, OPENAI_STREAM_CUT,
 };
 pub use request_to_anthropic::{openai_request_to_anthropic, openai_stream_wants_usage};
 pub use request_to_openai::anthropic_request_to_openai;
