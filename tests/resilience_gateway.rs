@@ -301,7 +301,9 @@ deployments = [
         let body = r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
         let mut c = gw.connect();
         c.send(post("/v1/chat/completions", body, &[])).unwrap();
-        let got = c.read_to_close(READ_TIMEOUT).unwrap_or_default();
+        let got = c
+            .read_until(b"\r\n0\r\n\r\n", READ_TIMEOUT)
+            .unwrap_or_default();
         let text = String::from_utf8_lossy(&got);
         assert!(got.starts_with(b"HTTP/1.1 200"), "{text}");
         // The cut is said in-band, and the stream is then ended properly.

@@ -198,6 +198,8 @@ impl Conn {
             self.stream = None;
         }
         if !status_ok {
+            // An error answer must still be well-formed (JSON, in any dialect).
+            check_json(&self.body)?;
             return Err(ErrorClass::Status.into());
         }
         match check {

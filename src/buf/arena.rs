@@ -3,8 +3,10 @@
 //! Invariants: a `PooledBuf` never leaves the thread that took it (it is
 //! `!Send`), so the arena is a plain thread-local free list with no locking;
 //! a buffer that grew beyond `MAX_POOLED_CAPACITY` (a large body) is freed on
-//! return instead of pooled, and at most `MAX_FREE_BUFFERS` wait in the list,
-//! so the arena's memory is bounded whatever the traffic was.
+//! return instead of pooled, and the free list holds at most
+//! `MAX_FREE_BYTES` of capacity, so the arena's memory is bounded whatever
+//! the traffic was (buffers adopted with `from_vec` join it too, so a bound
+//! on the count alone would let it fill with them).
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -14,12 +16,15 @@ use monoio::buf::{IoBuf, IoBufMut};
 
 /// Buffers larger than this go back to the allocator, not the arena.
 const MAX_POOLED_CAPACITY: usize = 256 * 1024;
-/// Free buffers kept per shard.
-const MAX_FREE_BUFFERS: usize = 4096;
+/// Capacity kept in the free list per shard: 256 buffers of 16 KiB, enough
+/// to absorb a burst without going back to the allocator.
+const MAX_FREE_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Default)]
 struct Arena {
     free: Vec<Vec<u8>>,
+    /// Sum of the free buffers' capacities.
+    free_bytes: usize,
     taken: u64,
     allocated: u64,
 }
@@ -43,6 +48,7 @@ impl PooledBuf {
             a.taken += 1;
             match a.free.pop() {
                 Some(mut b) => {
+                    a.free_bytes -= b.capacity();
                     if b.capacity() < capacity {
                         b.reserve(capacity);
                     }
@@ -99,7 +105,8 @@ impl Drop for PooledBuf {
         // `try_with`: during thread teardown the arena may already be gone.
         let _ = ARENA.try_with(|a| {
             if let Ok(mut a) = a.try_borrow_mut() {
-                if a.free.len() < MAX_FREE_BUFFERS {
+                if a.free_bytes + buf.capacity() <= MAX_FREE_BYTES {
+                    a.free_bytes += buf.capacity();
                     a.free.push(buf);
                 }
             }
@@ -164,6 +171,11 @@ pub fn arena_stats() -> (u64, u64, usize) {
 }
 
 #[cfg(test)]
+fn free_bytes() -> usize {
+    ARENA.with(|a| a.borrow().free_bytes)
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -187,6 +199,18 @@ mod tests {
         drop(b);
         let (_, _, free_after) = arena_stats();
         assert_eq!(free_before, free_after);
+    }
+
+    #[test]
+    fn adopted_buffers_cannot_grow_the_free_list_past_its_byte_bound() {
+        for _ in 0..2 * MAX_FREE_BYTES / (16 * 1024) {
+            drop(PooledBuf::from_vec(Vec::with_capacity(16 * 1024)));
+        }
+        assert!(free_bytes() <= MAX_FREE_BYTES);
+        assert!(free_bytes() > MAX_FREE_BYTES - 16 * 1024);
+        let taken: Vec<PooledBuf> = (0..8).map(|_| PooledBuf::take(1024)).collect();
+        assert!(free_bytes() <= MAX_FREE_BYTES - 8 * 16 * 1024);
+        drop(taken);
     }
 
     #[test]

@@ -258,6 +258,7 @@ async fn relay_body(
                     &framing,
                     decode_for_client,
                     facts,
+                    close,
                 )
                 .await);
             }
@@ -267,9 +268,15 @@ async fn relay_body(
                 break;
             }
             side.truncated = true;
-            return Ok(
-                end_cut_response(client, side.streamed, &framing, decode_for_client, facts).await,
-            );
+            return Ok(end_cut_response(
+                client,
+                side.streamed,
+                &framing,
+                decode_for_client,
+                facts,
+                close,
+            )
+            .await);
         }
         let take = progress.advance(
             &urbuf,
@@ -353,7 +360,8 @@ async fn read_held_body(
 
 /// Ends a response the upstream cut after it began. An event stream tells
 /// the client in-band, in its dialect, and is then ended properly (the last
-/// chunk, or the close for a close-delimited one), so the SDK raises an API
+/// chunk, or the close for a close-delimited one, which `close` then says),
+/// so the SDK raises an API
 /// error instead of returning a truncated answer as whole or reporting a
 /// network failure. Other bodies cannot say it: the connection closes
 /// mid-body.
@@ -363,14 +371,17 @@ async fn end_cut_response(
     framing: &crate::http1::framing::ResponseFraming,
     decode_for_client: bool,
     facts: &ClientFacts,
+    close: bool,
 ) -> Relayed {
     let chunked = framing.body == BodyKind::Chunked && !decode_for_client;
     let raw = decode_for_client || framing.body == BodyKind::CloseDelimited;
     if !streamed || !(chunked || raw) {
         return Relayed::Broken;
     }
+    // A chunked stream ended this way is whole as HTTP: the client
+    // connection stays in sync and is kept as the head announced.
     if write_stream_cut(client, facts.dialect, chunked).await {
-        Relayed::Complete { close: true }
+        Relayed::Complete { close }
     } else {
         Relayed::Broken
     }

@@ -274,7 +274,9 @@ pub async fn relay_translated(
     if cut && matches!(translator, StreamTranslator::HideUsage(_)) {
         side.set_usage(translator.usage());
         return Ok(if write_stream_cut(client, facts.dialect, chunked).await {
-            Relayed::Complete { close: true }
+            Relayed::Complete {
+                close: !chunked || !facts.keep_alive,
+            }
         } else {
             Relayed::Broken
         });
@@ -294,14 +296,12 @@ pub async fn relay_translated(
             return Ok(Relayed::Broken);
         }
     }
-    if cut || failure.is_some() || !progress.is_done() {
-        // The upstream stream was cut, unreadable or close-delimited: it is
-        // not reused; after a cut the client connection closes too.
-        return Ok(Relayed::Complete {
-            close: !chunked || cut || failure.is_some(),
-        });
+    // The client's stream ended whole as HTTP even after a cut (the
+    // translator said so in-band): its connection stays as announced. The
+    // upstream connection is reused only after a complete response.
+    if !(cut || failure.is_some() || !progress.is_done()) {
+        side.set_reusable(framing.keep_alive && !extra);
     }
-    side.set_reusable(framing.keep_alive && !extra);
     Ok(Relayed::Complete {
         close: !chunked || !facts.keep_alive,
     })
