@@ -4,8 +4,11 @@
 //! Invariants: `rbuf` holds the current request from offset 0 (head, then a
 //! Content-Length body in place) followed by any pipelined bytes; the
 //! scanner only looks at bytes it has not seen; nothing is read past the
-//! configured limits.
+//! configured limits. Between requests, when no pipelined bytes remain,
+//! `rbuf` holds no storage while the connection waits: an idle connection
+//! costs its task, not a read buffer.
 
+use std::future::Future;
 use std::io;
 use std::mem;
 use std::ops::Range;
@@ -23,9 +26,11 @@ use crate::http1::chunked::{ChunkError, ChunkLimits, ChunkedDecoder};
 use crate::http1::framing::{BodyKind, RequestFraming};
 use crate::http1::parse::{HeadError, HeadLimits, HeadScanner, Parsed, RequestHead};
 use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
+use crate::net::read_when_readable;
 use crate::providers::Dialect;
 
-/// Initial read buffer: a typical chat request (head + body) fits at once.
+/// Read buffer taken when a request starts arriving: a typical chat
+/// request (head + body) fits at once.
 pub const READ_BUF_BYTES: usize = 16 * 1024;
 
 /// Where a request body is.
@@ -58,21 +63,15 @@ pub async fn read_more<S: AsyncReadRent>(stream: &mut S, buf: &mut PooledBuf) ->
     res
 }
 
-/// Reads more before `deadline`; `None` when it passes first. After a
-/// timeout `buf` is left empty (the in-flight read owns it): the caller
-/// closes the connection.
-async fn read_more_before(
-    stream: &mut TcpStream,
-    buf: &mut PooledBuf,
-    deadline: Instant,
-) -> Option<io::Result<usize>> {
+/// Runs a read until `deadline`; `None` when it passes first. After a
+/// timeout the read's buffer is left empty (the in-flight read owns it, or
+/// it was never taken): the caller closes the connection.
+async fn before<T>(deadline: Instant, read: impl Future<Output = T>) -> Option<T> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return None;
     }
-    monoio::time::timeout(left, read_more(stream, buf))
-        .await
-        .ok()
+    monoio::time::timeout(left, read).await.ok()
 }
 
 fn read_timeout(what: &'static str) -> Error {
@@ -83,7 +82,8 @@ impl Downstream {
     pub fn new(stream: TcpStream) -> Downstream {
         Downstream {
             stream,
-            rbuf: PooledBuf::take(READ_BUF_BYTES),
+            // Taken when the first bytes are there to read.
+            rbuf: PooledBuf::empty(),
             head: RequestHead::default(),
             scanner: HeadScanner::default(),
             decoder: None,
@@ -116,16 +116,20 @@ impl Downstream {
             if head_deadline.is_none() && !self.rbuf.is_empty() {
                 head_deadline = Some(Instant::now() + head_timeout);
             }
-            let read = match head_deadline {
-                Some(deadline) => read_more_before(&mut self.stream, &mut self.rbuf, deadline)
-                    .await
-                    .ok_or_else(|| read_timeout("the request head did not arrive in time"))?,
-                None => {
-                    match read_more_before(&mut self.stream, &mut self.rbuf, idle_deadline).await {
-                        Some(r) => r,
-                        None => return Ok(false),
-                    }
+            let deadline = head_deadline.unwrap_or(idle_deadline);
+            let read = if self.rbuf.is_empty() {
+                // Nothing of a request yet: wait without holding a buffer.
+                let read = read_when_readable(&self.stream, &mut self.rbuf, READ_BUF_BYTES);
+                before(deadline, read).await
+            } else {
+                before(deadline, read_more(&mut self.stream, &mut self.rbuf)).await
+            };
+            let read = match (read, head_deadline) {
+                (Some(r), _) => r,
+                (None, Some(_)) => {
+                    return Err(read_timeout("the request head did not arrive in time"))
                 }
+                (None, None) => return Ok(false),
             };
             match read {
                 Ok(0) if self.rbuf.is_empty() => return Ok(false),
@@ -246,7 +250,7 @@ impl Downstream {
         deadline: Instant,
         inside: &'static str,
     ) -> Result<(), Error> {
-        let read = read_more_before(&mut self.stream, &mut self.rbuf, deadline)
+        let read = before(deadline, read_more(&mut self.stream, &mut self.rbuf))
             .await
             .ok_or_else(body_timeout)?;
         match read {

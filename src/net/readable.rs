@@ -1,0 +1,133 @@
+//! Reading a client socket without parking a buffer on it while it is idle.
+//! An io_uring read owns its buffer from submission to completion, so a
+//! connection waiting for its next request with a read in flight pins that
+//! buffer for as long as the client stays quiet; here a buffer is filled
+//! only when bytes are already there, and the wait holds none.
+//!
+//! Invariants: while waiting, `buf` holds no storage (it is back in the
+//! arena); bytes that are there are read at once by one non-blocking recv,
+//! with no readiness wait first (a request that arrived while the previous
+//! one was being answered costs what a read would). Only a connection that
+//! would otherwise sit on a buffer pays for the wait: the failed recv, then
+//! a PollAdd on io_uring, or on the epoll driver a poll(2) check on each
+//! side of the epoll wait. Works under both monoio drivers.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use monoio::net::TcpStream;
+
+use crate::buf::PooledBuf;
+
+/// Reads into the empty `buf`, taking `capacity` bytes from the arena when
+/// it has none; waits for readability (with `buf` handed back) only when
+/// nothing is there yet. `Ok(0)` is end of stream.
+pub async fn read_when_readable(
+    stream: &TcpStream,
+    buf: &mut PooledBuf,
+    capacity: usize,
+) -> io::Result<usize> {
+    debug_assert!(buf.is_empty(), "only whole requests are read this way");
+    loop {
+        if buf.capacity() == 0 {
+            *buf = PooledBuf::take(capacity);
+        }
+        match recv_now(stream, buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                *buf = PooledBuf::empty();
+                // Not relaxed: the epoll driver's readiness is not cleared by
+                // our own reads, and a stale "ready" would spin this loop.
+                stream.readable(false).await?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            read => return read,
+        }
+    }
+}
+
+/// One non-blocking recv into the spare capacity of `buf`.
+fn recv_now(stream: &TcpStream, buf: &mut PooledBuf) -> io::Result<usize> {
+    let len = buf.len();
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: recv writes at most `spare.len()` bytes into the buffer's
+    // spare capacity, and only the `n` it reports are marked initialised.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            spare.as_mut_ptr().cast(),
+            spare.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: see above; `n` bytes past `len` were written by the kernel.
+    unsafe { buf.set_len(len + n as usize) };
+    Ok(n as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buf::arena_stats;
+    use std::io::Write;
+    use std::time::Duration;
+
+    /// Bytes already there are read at once; with none, the wait holds no
+    /// buffer (it is back in the arena); later bytes and the end of stream
+    /// are read after the wait.
+    async fn reads_without_parking_a_buffer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let stream = TcpStream::from_std(listener.accept().unwrap().0).unwrap();
+        let mut buf = PooledBuf::empty();
+
+        client.write_all(b"abc").unwrap();
+        assert_eq!(read_when_readable(&stream, &mut buf, 64).await.unwrap(), 3);
+        assert_eq!(&buf[..], b"abc");
+
+        buf.clear();
+        let (_, _, free_before) = arena_stats();
+        let waited = monoio::time::timeout(
+            Duration::from_millis(50),
+            read_when_readable(&stream, &mut buf, 64),
+        )
+        .await;
+        assert!(waited.is_err(), "nothing was sent: it waits");
+        assert_eq!(buf.capacity(), 0);
+        assert_eq!(
+            arena_stats().2,
+            free_before + 1,
+            "the buffer waited in the arena"
+        );
+
+        client.write_all(b"de").unwrap();
+        assert_eq!(read_when_readable(&stream, &mut buf, 64).await.unwrap(), 2);
+        assert_eq!(&buf[..], b"de");
+
+        buf.clear();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(read_when_readable(&stream, &mut buf, 64).await.unwrap(), 0);
+    }
+
+    #[test]
+    fn reads_without_parking_a_buffer_on_io_uring() {
+        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build()
+        {
+            Ok(mut rt) => rt.block_on(reads_without_parking_a_buffer()),
+            Err(e) => eprintln!("SKIP: io_uring unavailable here: {e}"),
+        }
+    }
+
+    #[test]
+    fn reads_without_parking_a_buffer_on_epoll() {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(reads_without_parking_a_buffer());
+    }
+}
