@@ -109,6 +109,10 @@ pub enum Reply {
     SseCut { events: usize },
     /// Read the request and say nothing for this long (then close).
     Stall(Duration),
+    /// A chunked SSE stream of `events` data events of about 1 KiB each,
+    /// then `[DONE]`, written as fast as the peer takes them: a response
+    /// larger than any socket buffer, never held whole in memory.
+    SseBulk { events: usize },
 }
 
 /// Facts the script sees to choose a reply.
@@ -402,6 +406,30 @@ fn answer(
         Reply::Stall(d) => {
             thread::sleep(d);
             Ok(false)
+        }
+        Reply::SseBulk { events } => {
+            // One event, chunk-framed once, written in blocks of 64.
+            const BLOCK: usize = 64;
+            let mut ev = mock_event(path, &model, 0);
+            ev["choices"][0]["delta"]["content"] = json!("x".repeat(900));
+            let ev = format!("data: {ev}\n\n");
+            let chunk = format!("{:x}\r\n{ev}\r\n", ev.len());
+            let block = chunk.repeat(BLOCK);
+            // A small send buffer: once the peer stops taking the stream,
+            // it blocks here after little data, not megabytes of kernel memory.
+            socket2::SockRef::from(&*stream).set_send_buffer_size(64 * 1024)?;
+            stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+            )?;
+            let mut left = events;
+            while left > 0 {
+                let n = left.min(BLOCK);
+                stream.write_all(&block.as_bytes()[..n * chunk.len()])?;
+                st.events_sent.fetch_add(n, Ordering::SeqCst);
+                left -= n;
+            }
+            stream.write_all(b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n")?;
+            Ok(true)
         }
     }
 }
