@@ -4,9 +4,9 @@
 //! Invariants: `rbuf` holds the current request from offset 0 (head, then a
 //! Content-Length body in place) followed by any pipelined bytes; the
 //! scanner only looks at bytes it has not seen; nothing is read past the
-//! configured limits. Between requests, when no pipelined bytes remain,
-//! `rbuf` holds no storage while the connection waits: an idle connection
-//! costs its task, not a read buffer.
+//! configured limits. A new connection holds no buffer until bytes arrive,
+//! and a keep-alive one gives its buffer back after `HOT_WAIT` without a
+//! request: an idle connection costs its task, not a read buffer.
 
 use std::future::Future;
 use std::io;
@@ -32,6 +32,10 @@ use crate::providers::Dialect;
 /// Read buffer taken when a request starts arriving: a typical chat
 /// request (head + body) fits at once.
 pub const READ_BUF_BYTES: usize = 16 * 1024;
+
+/// How long a keep-alive connection that just finished a request keeps its
+/// read buffer waiting for the next one before it waits without it.
+const HOT_WAIT: Duration = Duration::from_millis(250);
 
 /// Where a request body is.
 pub enum Body {
@@ -117,7 +121,17 @@ impl Downstream {
                 head_deadline = Some(Instant::now() + head_timeout);
             }
             let deadline = head_deadline.unwrap_or(idle_deadline);
-            let read = if self.rbuf.is_empty() {
+            let read = if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+                // Just answered: a busy client's next request usually
+                // follows, and a read on the buffer in hand costs one ring
+                // op. A quiet client gets the buffer back after HOT_WAIT
+                // (the timed-out read takes it; the next turn waits bare).
+                let hot = deadline.min(Instant::now() + HOT_WAIT);
+                match before(hot, read_more(&mut self.stream, &mut self.rbuf)).await {
+                    None if hot < deadline => continue,
+                    read => read,
+                }
+            } else if self.rbuf.is_empty() {
                 // Nothing of a request yet: wait without holding a buffer.
                 let read = read_when_readable(&self.stream, &mut self.rbuf, READ_BUF_BYTES);
                 before(deadline, read).await
