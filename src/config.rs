@@ -180,6 +180,11 @@ pub struct UpstreamConfig {
     pub first_byte_timeout_ms: u64,
     /// Longest silence between two reads of a response body (streams).
     pub idle_timeout_ms: u64,
+    /// The whole exchange, from the request's send to the last response
+    /// byte (streams included), milliseconds; 0: unbounded. Before a byte
+    /// reached the client it is a 504, after it cuts the response as the
+    /// idle timeout does.
+    pub total_timeout_ms: u64,
     /// Idle keep-alive connections kept per upstream per shard.
     pub pool_max_idle: usize,
     /// An idle pooled connection older than this is closed, milliseconds.
@@ -192,6 +197,10 @@ impl Default for UpstreamConfig {
             connect_timeout_ms: 5_000,
             first_byte_timeout_ms: 300_000,
             idle_timeout_ms: 120_000,
+            // Finite, so a trickling upstream cannot hold a connection and an
+            // in-flight slot forever; an hour, so no real generation (long
+            // reasoning, tens of thousands of tokens streamed) is ever cut.
+            total_timeout_ms: 3_600_000,
             pool_max_idle: 128,
             pool_idle_timeout_ms: 60_000,
         }
@@ -230,6 +239,13 @@ pub struct ProviderConfig {
     /// only; logged as a warning at every start.
     #[serde(default)]
     pub tls_insecure_skip_verify: bool,
+    /// This provider's `[upstream]` timeouts, where they differ (a slow
+    /// self-hosted model, a fast API worth failing over from early).
+    pub connect_timeout_ms: Option<u64>,
+    pub first_byte_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    /// 0: unbounded, even when `upstream.total_timeout_ms` is not.
+    pub total_timeout_ms: Option<u64>,
 }
 
 impl ProviderConfig {
@@ -259,6 +275,19 @@ impl ProviderConfig {
             )
         })?;
         Ok((entry, self.base_url.as_deref().or(entry.default_base_url)))
+    }
+
+    /// This provider's timeouts: its own where set, else `upstream`'s.
+    pub fn timeouts(&self, upstream: &UpstreamConfig) -> crate::upstream::timeouts::Timeouts {
+        use std::time::Duration;
+        let ms = |own: Option<u64>, global: u64| Duration::from_millis(own.unwrap_or(global));
+        let total = self.total_timeout_ms.unwrap_or(upstream.total_timeout_ms);
+        crate::upstream::timeouts::Timeouts {
+            connect: ms(self.connect_timeout_ms, upstream.connect_timeout_ms),
+            first_byte: ms(self.first_byte_timeout_ms, upstream.first_byte_timeout_ms),
+            idle: ms(self.idle_timeout_ms, upstream.idle_timeout_ms),
+            total: (total > 0).then(|| Duration::from_millis(total)),
+        }
     }
 }
 
@@ -810,6 +839,15 @@ fn validate_provider(name: &str, p: &ProviderConfig) -> Result<(), ConfigError> 
             format!("has no effect: base_url {base_url:?} is not https"),
         ));
     }
+    for (f, v) in [
+        ("connect_timeout_ms", p.connect_timeout_ms),
+        ("first_byte_timeout_ms", p.first_byte_timeout_ms),
+        ("idle_timeout_ms", p.idle_timeout_ms),
+    ] {
+        if v == Some(0) {
+            return Err(bad(field(f), "must be greater than 0"));
+        }
+    }
     Ok(())
 }
 
@@ -912,6 +950,62 @@ mod tests {
             let c = Config::from_toml(&format!("[limits]\n{key} = 0\n")).unwrap();
             assert_eq!(c.validate().unwrap_err().field, format!("limits.{key}"));
         }
+    }
+
+    #[test]
+    fn provider_timeouts_override_upstream_and_inherit_the_rest() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        let c = Config::from_toml(
+            "[upstream]\nconnect_timeout_ms = 700\nfirst_byte_timeout_ms = 9000\ntotal_timeout_ms = 60000\n\
+             [providers.a]\nbase_url = \"http://127.0.0.1:1/v1\"\nfirst_byte_timeout_ms = 200\nidle_timeout_ms = 300\n\
+             [providers.b]\nbase_url = \"http://127.0.0.1:2/v1\"\nconnect_timeout_ms = 50\ntotal_timeout_ms = 0\n\
+             [providers.c]\nbase_url = \"http://127.0.0.1:3/v1\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let t = |n: &str| c.providers[n].timeouts(&c.upstream);
+        let a = t("a");
+        assert_eq!(
+            (a.connect, a.first_byte, a.idle),
+            (ms(700), ms(200), ms(300))
+        );
+        assert_eq!(a.total, Some(ms(60_000)));
+        // 0 lifts a global total for this provider alone.
+        let b = t("b");
+        assert_eq!((b.connect, b.first_byte, b.total), (ms(50), ms(9000), None));
+        let c3 = t("c");
+        assert_eq!(c3.idle, ms(UpstreamConfig::default().idle_timeout_ms));
+        assert_eq!(c3.total, Some(ms(60_000)));
+        // The shipped default total is finite; 0 globally means unbounded.
+        let d = ProviderConfig::default();
+        assert_eq!(
+            d.timeouts(&UpstreamConfig::default()).total,
+            Some(ms(3_600_000))
+        );
+        let none = Config::from_toml("[upstream]\ntotal_timeout_ms = 0\n").unwrap();
+        none.validate().unwrap();
+        assert_eq!(d.timeouts(&none.upstream).total, None);
+    }
+
+    #[test]
+    fn provider_timeouts_are_validated_naming_the_field() {
+        const A: &str = "[providers.a]\nbase_url = \"http://127.0.0.1:1/v1\"\n";
+        for key in [
+            "connect_timeout_ms",
+            "first_byte_timeout_ms",
+            "idle_timeout_ms",
+        ] {
+            let c = Config::from_toml(&format!("{A}{key} = 0\n")).unwrap();
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.field, format!("providers.a.{key}"), "{e}");
+            let e = Config::from_toml(&format!("{A}{key} = \"soon\"\n")).unwrap_err();
+            assert_eq!(e.field, format!("providers.a.{key}"), "{e}");
+        }
+        let c = Config::from_toml(&format!("{A}total_timeout_ms = 0\n")).unwrap();
+        c.validate().unwrap();
+        let c = Config::from_toml("[upstream]\nidle_timeout_ms = 0\n").unwrap();
+        assert_eq!(c.validate().unwrap_err().field, "upstream.idle_timeout_ms");
     }
 
     #[test]

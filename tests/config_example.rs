@@ -44,5 +44,21 @@ fn example_config_parses_and_validates() {
         config.upstream.first_byte_timeout_ms,
         d.upstream.first_byte_timeout_ms
     );
+    assert_eq!(
+        config.upstream.connect_timeout_ms,
+        d.upstream.connect_timeout_ms
+    );
+    assert_eq!(config.upstream.idle_timeout_ms, d.upstream.idle_timeout_ms);
+    assert_eq!(
+        config.upstream.total_timeout_ms,
+        d.upstream.total_timeout_ms
+    );
     assert_eq!(config.upstream.pool_max_idle, d.upstream.pool_max_idle);
+    // The per-provider override shown resolves over [upstream].
+    let local = config.providers["local"].timeouts(&config.upstream);
+    assert_eq!(local.first_byte.as_millis(), 600_000);
+    assert_eq!(
+        local.idle.as_millis(),
+        u128::from(config.upstream.idle_timeout_ms)
+    );
 }

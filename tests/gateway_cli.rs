@@ -77,6 +77,10 @@ fn check_config_rejects_invalid_files_naming_the_field() {
         ("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", &["lisen"]),
         ("[limits]\nmax_body_bytes = 0\n", &["limits.max_body_bytes"]),
         ("[upstream]\nconnect_timeout_ms = 0\n", &["upstream.connect_timeout_ms"]),
+        (
+            "[providers.a]\nbase_url = \"http://127.0.0.1:1/v1\"\nfirst_byte_timeout_ms = 0\n",
+            &["providers.a.first_byte_timeout_ms"],
+        ),
         ("[providers.a]\nbase_url = \"ftp://x\"\n", &["providers.a.base_url"]),
         ("[providers.a]\nbase_url = \"http://127.0.0.1:1/v1\"\nkind = \"nope\"\n", &["providers.a.kind"]),
         ("default_provider = \"zz\"\n", &["default_provider", "zz"]),

@@ -12,7 +12,9 @@
 //! a response reached the client (the cut stream ends with an in-band
 //! error); a body cut before it reached the client and a first-byte timeout
 //! both failed over; a provider at its in-flight cap passed over for
-//! another deployment; weights splitting healthy traffic.
+//! another deployment; weights splitting healthy traffic; and the timeouts:
+//! a provider's own first-byte limit over the global one, and the total
+//! limit as a 504 before the response head and as a cut stream after it.
 
 mod common;
 
@@ -68,6 +70,23 @@ deployments = [
   { provider = "b", upstream_model = "b-m" },
 ]
 "#;
+
+/// `toml` with the `keys` lines added to its table `[table]`.
+fn with_keys(toml: &str, table: &str, keys: &str) -> String {
+    let header = format!("[{table}]\n");
+    assert!(toml.contains(&header), "no [{table}] in {toml}");
+    toml.replacen(&header, &format!("{header}{keys}\n"), 1)
+}
+
+/// Asserts `took` is within `[at_least, at_least + 2 s)`: the limit held,
+/// and nothing waited for a longer one.
+fn assert_took(took: Duration, at_least: Duration) {
+    let slack = Duration::from_millis(50);
+    assert!(
+        took + slack >= at_least && took < at_least + Duration::from_secs(2),
+        "took {took:?}, expected about {at_least:?}"
+    );
+}
 
 fn error(status: u16, message: &str) -> Reply {
     Reply::Error {
@@ -419,5 +438,109 @@ deployments = [
         // Smooth weighted round-robin: exactly 3:1 over whole cycles.
         assert_eq!(a.requests().len() - a0, 9);
         assert_eq!(b.requests().len() - b0, 3);
+    });
+}
+
+#[test]
+fn a_providers_first_byte_timeout_overrides_the_global_one() {
+    // a never answers; b closes without answering after 800 ms.
+    let a = MockUpstream::with(|_| Reply::Stall(Duration::from_secs(3)));
+    let b = MockUpstream::with(|_| Reply::Stall(Duration::from_millis(800)));
+    each_driver(|d| {
+        let toml = config(&a.base_url(), &b.base_url(), FAST, "")
+            + "\n[upstream]\nfirst_byte_timeout_ms = 60000\n";
+        let toml = with_keys(&toml, "providers.a", "first_byte_timeout_ms = 300");
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        let t = Instant::now();
+        let e = gw
+            .post("/v1/chat/completions", &chat("a/x"))
+            .assert_openai_error(504);
+        assert_took(t.elapsed(), Duration::from_millis(300));
+        assert_eq!(e["code"], "upstream_timeout");
+        assert!(e["message"].as_str().unwrap().contains("300ms"), "{e}");
+        // b keeps the global limit: it is still waited on when it hangs up.
+        let t = Instant::now();
+        let e = gw
+            .post("/v1/chat/completions", &chat("b/x"))
+            .assert_openai_error(502);
+        assert_took(t.elapsed(), Duration::from_millis(800));
+        assert_eq!(e["code"], "upstream_closed");
+        gw.assert_healthy();
+    });
+}
+
+#[test]
+fn the_total_timeout_cuts_a_stream_that_never_goes_quiet() {
+    // An event every 100 ms (well inside the idle limit) for 5 s.
+    let a = MockUpstream::with(|_| Reply::Sse {
+        events: 50,
+        delay: Duration::from_millis(100),
+        framing: SseFraming::Chunked,
+    });
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let toml = config(&a.base_url(), &b.base_url(), FAST, "")
+            + "\n[upstream]\nidle_timeout_ms = 2000\ntotal_timeout_ms = 700\n";
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        let total = Duration::from_millis(700);
+
+        // Passed through (stream_options given): cut as an idle upstream
+        // cuts it, with no terminating chunk.
+        let body = r#"{"model":"a/x","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
+        let mut c = gw.connect();
+        let t = Instant::now();
+        c.send(post("/v1/chat/completions", body, &[])).unwrap();
+        let got = c.read_to_close(Duration::from_secs(5)).unwrap();
+        assert_took(t.elapsed(), total);
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.contains("tok2") && !text.contains("tok20"), "{text}");
+        assert!(!text.contains("[DONE]"), "{text}");
+        assert!(
+            !text.ends_with("0\r\n\r\n"),
+            "a cut stream must not look complete: {text}"
+        );
+
+        // Translated for an Anthropic client: the cut is said in-band.
+        let body = r#"{"model":"a/x","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let mut c = gw.connect();
+        let t = Instant::now();
+        c.send(post(
+            "/v1/messages",
+            body,
+            &["anthropic-version: 2023-06-01"],
+        ))
+        .unwrap();
+        let got = c.read_to_close(Duration::from_secs(5)).unwrap();
+        assert_took(t.elapsed(), total);
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.contains("tok2") && !text.contains("tok20"), "{text}");
+        assert!(text.contains("event: error"), "{text}");
+        assert!(!text.contains("message_stop"), "{text}");
+        gw.assert_healthy();
+    });
+}
+
+#[test]
+fn the_total_timeout_bounds_the_wait_for_a_response_head_as_a_504() {
+    let a = MockUpstream::with(|_| Reply::Stall(Duration::from_secs(3)));
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let toml = config(&a.base_url(), &b.base_url(), FAST, "")
+            + "\n[upstream]\nfirst_byte_timeout_ms = 60000\n";
+        let toml = with_keys(&toml, "providers.a", "total_timeout_ms = 500");
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        let t = Instant::now();
+        let e = gw
+            .post("/v1/chat/completions", &chat("a/x"))
+            .assert_openai_error(504);
+        assert_took(t.elapsed(), Duration::from_millis(500));
+        assert_eq!(e["code"], "upstream_timeout");
+        assert!(
+            e["message"].as_str().unwrap().contains("total timeout"),
+            "{e}"
+        );
+        // b has no total of its own and the global one is an hour.
+        assert_eq!(gw.post("/v1/chat/completions", &chat("b/x")).status, 200);
     });
 }

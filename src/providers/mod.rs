@@ -24,7 +24,8 @@ use rustls::pki_types::ServerName;
 
 pub use catalog::Family;
 
-use crate::config::{ConfigError, ProviderConfig};
+use crate::config::{ConfigError, ProviderConfig, UpstreamConfig};
+use crate::upstream::timeouts::Timeouts;
 use crate::upstream::tls::{self, Trust};
 use crate::upstream::UpstreamUrl;
 
@@ -49,6 +50,8 @@ pub struct Provider {
     /// For https base URLs: the connector (sharing one session cache across
     /// shards, so reconnects resume) and the SNI name.
     pub tls: Option<(monoio_rustls::TlsConnector, ServerName<'static>)>,
+    /// Its own timeouts, or `[upstream]`'s where it sets none.
+    pub timeouts: Timeouts,
     /// Path every request target starts with (base path + family root).
     path_root: String,
     /// Azure's `api-version` value.
@@ -60,9 +63,14 @@ pub struct Provider {
 }
 
 impl Provider {
-    /// Builds the provider `name` from its validated config. Resolves DNS
-    /// (blocking): call it off the shards.
-    pub fn from_config(name: &str, cfg: &ProviderConfig) -> Result<Provider, ConfigError> {
+    /// Builds the provider `name` from its validated config, its unset
+    /// timeouts taken from `upstream`. Resolves DNS (blocking): call it off
+    /// the shards.
+    pub fn from_config(
+        name: &str,
+        cfg: &ProviderConfig,
+        upstream: &UpstreamConfig,
+    ) -> Result<Provider, ConfigError> {
         let field = |f: &str| format!("providers.{name}.{f}");
         let bad = |f: &str, message: String| ConfigError {
             field: field(f),
@@ -120,6 +128,7 @@ impl Provider {
             url,
             addrs,
             tls,
+            timeouts: cfg.timeouts(upstream),
             path_root,
             api_version,
             headers: rendered,
@@ -188,7 +197,7 @@ mod tests {
     fn provider(name: &str, body: &str) -> Provider {
         let c = Config::from_toml(&format!("[providers.{name}]\n{body}")).unwrap();
         c.validate().unwrap();
-        Provider::from_config(name, &c.providers[name]).unwrap()
+        Provider::from_config(name, &c.providers[name], &c.upstream).unwrap()
     }
 
     fn target(p: &Provider, api_path: &str, model: Option<&str>, query: &str) -> String {

@@ -1,6 +1,9 @@
 //! The upstream phase of a request: send the assembled request on a pooled
 //! (or fresh) connection, read the response head, and relay the response to
-//! the client as it arrives, one upstream read → one client write.
+//! the client as it arrives, one upstream read → one client write. Every
+//! wait runs on the provider's own timeouts (`Provider::timeouts`); one
+//! attempt's clock, started at the send, bounds the head and every body read
+//! (see `upstream::timeouts`).
 //!
 //! Invariants: a request is re-sent only when a *reused* connection failed
 //! before any response byte (the upstream cannot have acted on it), and
@@ -10,7 +13,7 @@
 use super::relay::relay_response;
 use std::mem;
 use std::ops::Range;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::api::usage::{StreamUsageScanner, Usage};
 use crate::buf::{write_all_vectored, IoVecs, PooledBuf};
@@ -20,6 +23,7 @@ use crate::http1::framing::{response_framing, BodyKind};
 use crate::http1::parse::{HeadLimits, HeadScanner, Parsed, ResponseHead};
 use crate::proxy::downstream::read_more;
 use crate::shard::{Routes, Shard};
+use crate::upstream::timeouts::AttemptClock;
 use crate::upstream::{connect, UpstreamConn};
 
 use super::translated::{relay_translated, TranslatedCall};
@@ -100,6 +104,8 @@ struct Held {
     urbuf: PooledBuf,
     hbuf: PooledBuf,
     provider: usize,
+    /// The attempt's clock: its total deadline still runs.
+    clock: AttemptClock,
 }
 
 /// The most of a held error body read ahead for the retry decision.
@@ -157,7 +163,6 @@ pub async fn forward(
     let gw = &routes.gateway;
     let p = &gw.router.providers[provider];
     let pool = &routes.pools[provider];
-    let up_cfg = &gw.config.upstream;
     if p.addrs.is_empty() {
         let err = Error::upstream(
             Kind::UpstreamConnect,
@@ -176,10 +181,8 @@ pub async fn forward(
     let mut iov = side.iov.take().unwrap_or_default();
     let mut urbuf = PooledBuf::take(RESPONSE_BUF_BYTES);
     let mut retried = false;
-    let first_byte = Duration::from_millis(up_cfg.first_byte_timeout_ms);
-    let connect_timeout = Duration::from_millis(up_cfg.connect_timeout_ms);
 
-    let exchange: Result<UpstreamConn, Error> = loop {
+    let exchange: Result<(UpstreamConn, AttemptClock), Error> = loop {
         let pooled = if retried { None } else { pool.take() };
         let reused = pooled.is_some();
         let mut up = match pooled {
@@ -194,12 +197,14 @@ pub async fn forward(
                     .metrics
                     .upstream_connection(shard.metrics.labels().provider(provider), false);
                 let tls = p.tls.as_ref().map(|(c, n)| (c, n));
-                match connect(&p.addrs, tls, connect_timeout).await {
+                match connect(&p.addrs, tls, p.timeouts.connect).await {
                     Ok(c) => c,
                     Err(e) => break Err(e),
                 }
             }
         };
+        // The total runs from the send (connecting has its own limit).
+        let clock = AttemptClock::start(p.timeouts, Instant::now());
         // Hand the buffers to the iovec for the write, take them back after.
         iov.reset(
             mem::replace(&mut req.head, PooledBuf::empty()),
@@ -224,9 +229,11 @@ pub async fn forward(
         }
         urbuf.clear();
         side.scanner.reset();
-        match monoio::time::timeout(first_byte, read_response_head(&mut up, &mut urbuf, side)).await
+        match clock
+            .head(read_response_head(&mut up, &mut urbuf, side))
+            .await
         {
-            Ok(Ok(())) => break Ok(up),
+            Ok(Ok(())) => break Ok((up, clock)),
             Ok(Err(HeadFailure::ClosedBeforeResponse(e))) => {
                 if reused && !retried {
                     retried = true;
@@ -245,36 +252,36 @@ pub async fn forward(
                     format!("{}: {why}", p.name),
                 ))
             }
-            Err(_) => {
+            Err(expired) => {
                 break Err(Error::upstream(
                     Kind::UpstreamTimeout,
                     false,
-                    format!("{} sent no response within {first_byte:?}", p.name),
+                    format!("{} {expired}", p.name),
                 ))
             }
         }
     };
     side.iov = Some(iov);
     let body_buf = req.body.take();
-    let mut up = match exchange {
-        Ok(up) => up,
+    let (mut up, clock) = match exchange {
+        Ok(exchanged) => exchanged,
         Err(e) => return (Err(e), body_buf),
     };
     on_head(side.head.status);
-    let idle = Duration::from_millis(up_cfg.idle_timeout_ms);
     if hold && is_held_status(side.head.status) {
-        read_error_body(&mut up, &mut urbuf, side, idle).await;
+        read_error_body(&mut up, &mut urbuf, side, clock).await;
         side.held = Some(Held {
             up,
             urbuf,
             hbuf: req.head,
             provider,
+            clock,
         });
         return (Ok(Relayed::Held), body_buf);
     }
     let relayed = match translation {
-        None => relay_response(&mut up, urbuf, req.head, side, client, facts, idle).await,
-        Some(call) => relay_translated(&mut up, urbuf, side, client, facts, call, idle).await,
+        None => relay_response(&mut up, urbuf, req.head, side, client, facts, clock).await,
+        Some(call) => relay_translated(&mut up, urbuf, side, client, facts, call, clock).await,
     };
     if let Ok(Relayed::Complete { .. }) = &relayed {
         if side.upstream_reusable {
@@ -297,14 +304,14 @@ pub async fn relay_held(
         urbuf,
         hbuf,
         provider,
+        clock,
     }) = side.held.take()
     else {
         return Ok(Relayed::Broken);
     };
-    let idle = Duration::from_millis(routes.gateway.config.upstream.idle_timeout_ms);
     let relayed = match translation {
-        None => relay_response(&mut up, urbuf, hbuf, side, client, facts, idle).await,
-        Some(call) => relay_translated(&mut up, urbuf, side, client, facts, call, idle).await,
+        None => relay_response(&mut up, urbuf, hbuf, side, client, facts, clock).await,
+        Some(call) => relay_translated(&mut up, urbuf, side, client, facts, call, clock).await,
     };
     if let Ok(Relayed::Complete { .. }) = &relayed {
         if side.upstream_reusable {
@@ -320,7 +327,7 @@ async fn read_error_body(
     up: &mut UpstreamConn,
     urbuf: &mut PooledBuf,
     side: &UpstreamSide,
-    idle: Duration,
+    clock: AttemptClock,
 ) {
     let head_len = side.head.head_len;
     let want = match response_framing(urbuf, &side.head, false).map(|f| f.body) {
@@ -329,7 +336,7 @@ async fn read_error_body(
         _ => 0,
     };
     while urbuf.len() - head_len < want && !urbuf[head_len..].ends_with(b"0\r\n\r\n") {
-        match monoio::time::timeout(idle, read_more(up, urbuf)).await {
+        match clock.body(read_more(up, urbuf)).await {
             Ok(Ok(n)) if n > 0 => {}
             _ => break,
         }

@@ -19,11 +19,11 @@ use crate::http1::write::{
 use crate::providers::Dialect;
 use crate::proxy::downstream::read_more;
 use crate::proxy::headers::is_dropped_response_header;
+use crate::upstream::timeouts::AttemptClock;
 use crate::upstream::UpstreamConn;
 use monoio::buf::IoBuf;
 use monoio::io::AsyncWriteRentExt;
 use std::mem;
-use std::time::Duration;
 
 /// Tracks how much of the upstream byte stream is response body.
 pub(super) struct BodyProgress {
@@ -106,7 +106,7 @@ pub(super) async fn relay_response(
     side: &mut UpstreamSide,
     client: &mut monoio::net::TcpStream,
     facts: &ClientFacts,
-    idle: Duration,
+    clock: AttemptClock,
 ) -> Result<Relayed, Error> {
     side.upstream_reusable = false;
     side.status = side.head.status;
@@ -161,7 +161,7 @@ pub(super) async fn relay_response(
         side,
         client,
         facts,
-        idle,
+        clock,
         framing,
         decode_for_client,
         close,
@@ -185,7 +185,7 @@ async fn relay_body(
     side: &mut UpstreamSide,
     client: &mut monoio::net::TcpStream,
     facts: &ClientFacts,
-    idle: Duration,
+    clock: AttemptClock,
     framing: crate::http1::framing::ResponseFraming,
     decode_for_client: bool,
     close: bool,
@@ -204,7 +204,7 @@ async fn relay_body(
     )?;
     let mut body_end = head_len + initial;
     if !side.streamed && decoded.is_none() && !progress.done {
-        body_end = read_held_body(up, &mut urbuf, &mut progress, side, body_end, idle).await?;
+        body_end = read_held_body(up, &mut urbuf, &mut progress, side, body_end, clock).await?;
     }
     let mut extra = body_end < urbuf.len();
     // Tokens: a whole JSON body is read in place, with no copy (the common
@@ -246,10 +246,10 @@ async fn relay_body(
 
     while !progress.done {
         urbuf.clear();
-        let n = match monoio::time::timeout(idle, read_more(up, &mut urbuf)).await {
+        let n = match clock.body(read_more(up, &mut urbuf)).await {
             Ok(Ok(n)) => n,
-            // Upstream failed or stalled after the response began: the
-            // client's response is cut.
+            // Upstream failed, stalled or ran out of total time after the
+            // response began: the client's response is cut.
             Ok(Err(_)) | Err(_) => {
                 side.truncated = true;
                 return Ok(end_cut_response(
@@ -321,14 +321,14 @@ async fn read_held_body(
     progress: &mut BodyProgress,
     side: &mut UpstreamSide,
     mut body_end: usize,
-    idle: Duration,
+    clock: AttemptClock,
 ) -> Result<usize, Error> {
     if progress.kind == BodyKind::CloseDelimited {
         return Ok(body_end);
     }
     while !progress.done && body_end - side.head.head_len < MAX_HELD_BODY_BYTES {
         // Not done means every byte so far was body: read after them.
-        let n = match monoio::time::timeout(idle, read_more(up, urbuf)).await {
+        let n = match clock.body(read_more(up, urbuf)).await {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
                 return Err(Error::upstream(
@@ -337,11 +337,11 @@ async fn read_held_body(
                     format!("upstream read failed inside the response body: {e}"),
                 ))
             }
-            Err(_) => {
+            Err(expired) => {
                 return Err(Error::upstream(
                     Kind::UpstreamTimeout,
                     false,
-                    format!("upstream silent for {idle:?} inside the response body"),
+                    format!("upstream {expired} inside the response body"),
                 ))
             }
         };

@@ -67,7 +67,7 @@ impl Router {
         let mut by_name = HashMap::new();
         for (name, p) in &config.providers {
             by_name.insert(name.clone(), providers.len());
-            providers.push(Provider::from_config(name, p)?);
+            providers.push(Provider::from_config(name, p, &config.upstream)?);
         }
         let mut models = HashMap::new();
         let mut model_routes = Vec::new();

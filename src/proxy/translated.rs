@@ -4,8 +4,6 @@
 //! translated event by event as they arrive and re-framed as our own chunks,
 //! never buffered whole.
 
-use std::time::Duration;
-
 use monoio::io::AsyncWriteRentExt;
 
 use super::downstream::read_more;
@@ -25,6 +23,7 @@ use crate::http1::framing::{response_framing, BodyKind};
 use crate::http1::write::{
     end_head, push_chunk_size, push_content_length, push_header, push_status_line, LAST_CHUNK,
 };
+use crate::upstream::timeouts::AttemptClock;
 use crate::upstream::UpstreamConn;
 
 /// Largest upstream body collected for a non-streaming translation.
@@ -110,7 +109,7 @@ pub async fn relay_translated(
     client: &mut monoio::net::TcpStream,
     facts: &ClientFacts,
     call: &TranslatedCall,
-    idle: Duration,
+    clock: AttemptClock,
 ) -> Result<Relayed, Error> {
     side.set_reusable(false);
     let head_len = side.head().head_len;
@@ -142,7 +141,7 @@ pub async fn relay_translated(
         // Collect, translate, answer with a length.
         while !progress.is_done() {
             urbuf.clear();
-            let n = read_body(up, &mut urbuf, idle).await?;
+            let n = read_body(up, &mut urbuf, clock).await?;
             if n == 0 {
                 if framing.body == BodyKind::CloseDelimited {
                     break;
@@ -249,7 +248,7 @@ pub async fn relay_translated(
             break;
         }
         urbuf.clear();
-        let n = match read_body(up, &mut urbuf, idle).await {
+        let n = match read_body(up, &mut urbuf, clock).await {
             Ok(n) => n,
             Err(_) => {
                 cut = true;
@@ -361,19 +360,19 @@ fn write_event(event: &[u8], data: &[u8], out: &mut Vec<u8>) {
 async fn read_body(
     up: &mut UpstreamConn,
     buf: &mut PooledBuf,
-    idle: Duration,
+    clock: AttemptClock,
 ) -> Result<usize, Error> {
-    match monoio::time::timeout(idle, read_more(up, buf)).await {
+    match clock.body(read_more(up, buf)).await {
         Ok(Ok(n)) => Ok(n),
         Ok(Err(e)) => Err(Error::upstream(
             Kind::UpstreamClosed,
             false,
             format!("upstream read failed: {e}"),
         )),
-        Err(_) => Err(Error::upstream(
+        Err(expired) => Err(Error::upstream(
             Kind::UpstreamTimeout,
             false,
-            format!("upstream silent for {idle:?}"),
+            format!("upstream {expired}"),
         )),
     }
 }

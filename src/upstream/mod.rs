@@ -4,13 +4,14 @@
 //! (`UpstreamPool`); and, per shard, how a request is spread over a model's
 //! deployments and recovers from their failures: `balance` (which
 //! deployment), `breaker` (which are ejected), `retry` (whether, when and
-//! where to send again).
+//! where to send again); and how long an attempt may take (`timeouts`).
 
 pub mod balance;
 pub mod breaker;
 mod connect;
 mod pool;
 pub mod retry;
+pub mod timeouts;
 pub mod tls;
 mod url;
 
