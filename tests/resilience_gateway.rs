@@ -14,7 +14,8 @@
 //! both failed over; a provider at its in-flight cap passed over for
 //! another deployment; weights splitting healthy traffic; and the timeouts:
 //! a provider's own first-byte limit over the global one, and the total
-//! limit as a 504 before the response head and as a cut stream after it.
+//! limit as a 504 before the response head (or inside a held error body)
+//! and as a cut stream after it.
 
 mod common;
 
@@ -542,5 +543,29 @@ fn the_total_timeout_bounds_the_wait_for_a_response_head_as_a_504() {
         );
         // b has no total of its own and the global one is an hour.
         assert_eq!(gw.post("/v1/chat/completions", &chat("b/x")).status, 200);
+    });
+}
+
+#[test]
+fn the_total_timeout_inside_a_held_error_body_is_a_504() {
+    // A 503 (held back for a possible retry) whose body never completes.
+    let a = MockUpstream::with(|_| Reply::PartialThenStall(503, Duration::from_secs(3)));
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let models = "[[models]]\nname = \"m\"\nprovider = \"a\"\n";
+        let toml = config(&a.base_url(), &b.base_url(), FAST, models);
+        let toml = with_keys(&toml, "providers.a", "total_timeout_ms = 500");
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        let t = Instant::now();
+        let e = gw
+            .post("/v1/chat/completions", &chat("m"))
+            .assert_openai_error(504);
+        assert_took(t.elapsed(), Duration::from_millis(500));
+        assert_eq!(e["code"], "upstream_timeout");
+        assert!(
+            e["message"].as_str().unwrap().contains("total timeout"),
+            "{e}"
+        );
+        gw.assert_healthy();
     });
 }

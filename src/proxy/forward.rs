@@ -23,7 +23,7 @@ use crate::http1::framing::{response_framing, BodyKind};
 use crate::http1::parse::{HeadLimits, HeadScanner, Parsed, ResponseHead};
 use crate::proxy::downstream::read_more;
 use crate::shard::{Routes, Shard};
-use crate::upstream::timeouts::AttemptClock;
+use crate::upstream::timeouts::{AttemptClock, Expired};
 use crate::upstream::{connect, UpstreamConn};
 
 use super::translated::{relay_translated, TranslatedCall};
@@ -269,7 +269,17 @@ pub async fn forward(
     };
     on_head(side.head.status);
     if hold && is_held_status(side.head.status) {
-        read_error_body(&mut up, &mut urbuf, side, clock).await;
+        if let Err(expired) = read_error_body(&mut up, &mut urbuf, side, clock).await {
+            let err = Error::upstream(
+                Kind::UpstreamTimeout,
+                false,
+                format!(
+                    "{} {expired} (inside a {} response)",
+                    p.name, side.head.status
+                ),
+            );
+            return (Err(err), body_buf);
+        }
         side.held = Some(Held {
             up,
             urbuf,
@@ -322,13 +332,15 @@ pub async fn relay_held(
 }
 
 /// Reads ahead (bounded, best effort) so a held error's body is at hand for
-/// the retry decision; what was read stays in `urbuf` for the relay.
+/// the retry decision; what was read stays in `urbuf` for the relay. `Err`
+/// when a limit ran out first: the response cannot be relayed (the timed-out
+/// read took `urbuf`, head and all, with it) nor finished in time.
 async fn read_error_body(
     up: &mut UpstreamConn,
     urbuf: &mut PooledBuf,
     side: &UpstreamSide,
     clock: AttemptClock,
-) {
+) -> Result<(), Expired> {
     let head_len = side.head.head_len;
     let want = match response_framing(urbuf, &side.head, false).map(|f| f.body) {
         Ok(BodyKind::Length(n)) => (n as usize).min(HELD_BODY_BYTES),
@@ -338,9 +350,11 @@ async fn read_error_body(
     while urbuf.len() - head_len < want && !urbuf[head_len..].ends_with(b"0\r\n\r\n") {
         match clock.body(read_more(up, urbuf)).await {
             Ok(Ok(n)) if n > 0 => {}
-            _ => break,
+            Ok(_) => break,
+            Err(expired) => return Err(expired),
         }
     }
+    Ok(())
 }
 
 enum HeadFailure {

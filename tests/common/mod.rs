@@ -107,6 +107,9 @@ pub enum Reply {
     /// A chunked SSE stream of `events` data events, then close (no
     /// `[DONE]`, no last chunk).
     SseCut { events: usize },
+    /// Send this status with a head announcing a body, part of it, then
+    /// say nothing more for this long (then close).
+    PartialThenStall(u16, Duration),
     /// Read the request and say nothing for this long (then close).
     Stall(Duration),
     /// A chunked SSE stream of `events` data events of about 1 KiB each,
@@ -401,6 +404,13 @@ fn answer(
             }
             thread::sleep(Duration::from_millis(50));
             let _ = stream.shutdown(Shutdown::Both);
+            Ok(false)
+        }
+        Reply::PartialThenStall(status, d) => {
+            stream.write_all(
+                format!("HTTP/1.1 {status} Mock\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"error\":").as_bytes(),
+            )?;
+            thread::sleep(d);
             Ok(false)
         }
         Reply::Stall(d) => {
