@@ -147,6 +147,10 @@ pub struct LimitsConfig {
     /// A keep-alive connection idle this long between requests is closed
     /// silently, milliseconds.
     pub keepalive_idle_timeout_ms: u64,
+    /// One write to the client must finish within this, milliseconds: a
+    /// client that stops reading a response (its socket buffer full) is
+    /// cut off, freeing the upstream connection and its in-flight slot.
+    pub client_write_timeout_ms: u64,
     /// Open client connections per shard. Over it a new connection is
     /// answered 503 with `Retry-After: 1` and closed.
     pub max_connections_per_shard: usize,
@@ -165,6 +169,7 @@ impl Default for LimitsConfig {
             header_read_timeout_ms: 10_000,
             body_read_timeout_ms: 60_000,
             keepalive_idle_timeout_ms: 60_000,
+            client_write_timeout_ms: 60_000,
             max_connections_per_shard: 16_384,
             max_in_flight_per_upstream: 4_096,
         }
@@ -663,6 +668,7 @@ impl Config {
                 "limits.keepalive_idle_timeout_ms",
                 l.keepalive_idle_timeout_ms,
             ),
+            ("limits.client_write_timeout_ms", l.client_write_timeout_ms),
         ] {
             if v == 0 {
                 return Err(bad(field, "must be greater than 0"));
@@ -944,6 +950,7 @@ mod tests {
             "header_read_timeout_ms",
             "body_read_timeout_ms",
             "keepalive_idle_timeout_ms",
+            "client_write_timeout_ms",
             "max_connections_per_shard",
             "max_in_flight_per_upstream",
         ] {

@@ -678,3 +678,51 @@ fn slow_upstreams_cost_bounded_memory() {
         );
     });
 }
+
+/// A client that stops reading a stream is cut off after the client write
+/// timeout, which frees the provider's in-flight slot: with a cap of one,
+/// the next request is served instead of answered 503. Both relays (the
+/// plain one, and the event-by-event one that hides the usage chunk).
+#[test]
+fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
+    const BULK: &str =
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"bulk"}]}"#;
+    const BULK_USAGE: &str = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"bulk"}]}"#;
+    let mock = MockUpstream::with(|info| {
+        if info.body.windows(4).any(|w| w == b"bulk") {
+            Reply::SseBulk { events: 16 * 1024 }
+        } else {
+            Reply::Auto
+        }
+    });
+    each_driver(|d| {
+        let gw = start(
+            d,
+            &mock,
+            "client_write_timeout_ms = 400\nmax_in_flight_per_upstream = 1",
+        );
+        for body in [BULK, BULK_USAGE] {
+            let mut reader = small_window_client(gw.addr);
+            reader
+                .write_all(post("/v1/chat/completions", body, &[]).as_bytes())
+                .unwrap();
+            // While the stream is stuck on the reader, its slot is taken.
+            std::thread::sleep(Duration::from_millis(150));
+            let r = gw.post("/v1/chat/completions", CHAT);
+            assert_eq!(r.status, 503, "{}", r.text());
+            // After the write timeout the reader is cut off and the slot freed.
+            let t = Instant::now();
+            let served = loop {
+                std::thread::sleep(Duration::from_millis(100));
+                let r = gw.post("/v1/chat/completions", CHAT);
+                if r.status == 200 {
+                    break t.elapsed();
+                }
+                assert!(t.elapsed() < Duration::from_secs(5), "never freed");
+            };
+            assert!(served >= Duration::from_millis(150), "{served:?}");
+            drop(reader);
+        }
+        gw.assert_healthy();
+    });
+}

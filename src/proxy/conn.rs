@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::mem;
 use std::rc::Rc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use monoio::net::TcpStream;
 
@@ -90,6 +90,7 @@ async fn handle_request(
         keep_alive: framing.keep_alive && !shard.is_draining(),
         is_head: down.head.method.get(&down.rbuf) == b"HEAD",
         dialect: Dialect::OpenAi,
+        write_timeout: Duration::from_millis(gw.config.limits.client_write_timeout_ms),
     };
     // The body is always consumed whole so the connection stays in sync.
     let (body, next) = match down.read_body(&framing, &gw.config.limits).await {

@@ -138,6 +138,9 @@ pub struct ClientFacts {
     pub is_head: bool,
     /// The dialect errors must be shaped in.
     pub dialect: crate::providers::Dialect,
+    /// The longest one write to the client may take (a client that stops
+    /// reading is cut off after this).
+    pub write_timeout: std::time::Duration,
 }
 
 /// Sends `req` to provider `provider` and relays the response to `client`.

@@ -23,6 +23,7 @@ use crate::upstream::timeouts::AttemptClock;
 use crate::upstream::UpstreamConn;
 use monoio::buf::IoBuf;
 use monoio::io::AsyncWriteRentExt;
+use std::future::Future;
 use std::mem;
 
 /// Tracks how much of the upstream byte stream is response body.
@@ -227,7 +228,9 @@ async fn relay_body(
     if decoded.is_none() {
         iov.push(1, head_len..body_end);
     }
-    let (res, back) = write_all_vectored(client, iov).await;
+    let Some((res, back)) = to_client(facts, write_all_vectored(client, iov)).await else {
+        return Ok(Relayed::Broken);
+    };
     iov = back;
     let (_, u) = iov.take_bufs();
     side.iov = Some(iov);
@@ -239,7 +242,7 @@ async fn relay_body(
         side.mark_first_body();
     }
     if let Some(d) = decoded.as_mut() {
-        if !write_out(client, d).await {
+        if !write_out(client, d, facts).await {
             return Ok(Relayed::Broken);
         }
     }
@@ -288,12 +291,16 @@ async fn relay_body(
         side.mark_first_body();
         match decoded.as_mut() {
             Some(d) => {
-                if !write_out(client, d).await {
+                if !write_out(client, d, facts).await {
                     return Ok(Relayed::Broken);
                 }
             }
             None => {
-                let (res, slice) = client.write_all(urbuf.slice(0..take)).await;
+                let Some((res, slice)) =
+                    to_client(facts, client.write_all(urbuf.slice(0..take))).await
+                else {
+                    return Ok(Relayed::Broken);
+                };
                 urbuf = slice.into_inner();
                 if res.is_err() {
                     return Ok(Relayed::Broken);
@@ -380,7 +387,7 @@ async fn end_cut_response(
     }
     // A chunked stream ended this way is whole as HTTP: the client
     // connection stays in sync and is kept as the head announced.
-    if write_stream_cut(client, facts.dialect, chunked).await {
+    if write_stream_cut(client, facts, chunked).await {
         Relayed::Complete { close }
     } else {
         Relayed::Broken
@@ -391,10 +398,10 @@ async fn end_cut_response(
 /// after it, when `chunked`); false if the client is gone.
 pub(super) async fn write_stream_cut(
     client: &mut monoio::net::TcpStream,
-    dialect: Dialect,
+    facts: &ClientFacts,
     chunked: bool,
 ) -> bool {
-    let event = match dialect {
+    let event = match facts.dialect {
         Dialect::OpenAi => OPENAI_STREAM_CUT,
         Dialect::Anthropic => ANTHROPIC_STREAM_CUT,
     };
@@ -407,16 +414,33 @@ pub(super) async fn write_stream_cut(
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(LAST_CHUNK);
     }
-    client.write_all(out).await.0.is_ok()
+    matches!(
+        to_client(facts, client.write_all(out)).await,
+        Some((Ok(_), _))
+    )
 }
 
-/// Writes and clears `buf`; false if the client is gone.
-async fn write_out(client: &mut monoio::net::TcpStream, buf: &mut PooledBuf) -> bool {
+/// Runs a write to the client within the client write timeout; `None` when
+/// it ran out. A client that stops reading must not hold the upstream
+/// connection and its in-flight slot for ever; the write's buffer goes with
+/// the cancelled write, and the caller closes the connection.
+pub(super) async fn to_client<F: Future>(facts: &ClientFacts, write: F) -> Option<F::Output> {
+    monoio::time::timeout(facts.write_timeout, write).await.ok()
+}
+
+/// Writes and clears `buf`; false if the client is gone (or stopped reading).
+async fn write_out(
+    client: &mut monoio::net::TcpStream,
+    buf: &mut PooledBuf,
+    facts: &ClientFacts,
+) -> bool {
     if buf.is_empty() {
         return true;
     }
     let owned = mem::replace(buf, PooledBuf::empty());
-    let (res, mut owned) = client.write_all(owned).await;
+    let Some((res, mut owned)) = to_client(facts, client.write_all(owned)).await else {
+        return false;
+    };
     owned.clear();
     *buf = owned;
     res.is_ok()

@@ -8,7 +8,7 @@ use monoio::io::AsyncWriteRentExt;
 
 use super::downstream::read_more;
 use super::forward::{ClientFacts, Relayed, UpstreamSide};
-use super::relay::{write_stream_cut, BodyProgress};
+use super::relay::{to_client, write_stream_cut, BodyProgress};
 use crate::api::sse::SseScanner;
 use crate::api::translate::{
     anthropic_error_to_openai, anthropic_response_to_openai, openai_error_to_anthropic,
@@ -183,8 +183,10 @@ pub async fn relay_translated(
         }
         end_head(&mut out);
         out.extend_from_slice(&body);
-        let (res, _) = client.write_all(out).await;
-        if res.is_err() {
+        if !matches!(
+            to_client(facts, client.write_all(out)).await,
+            Some((Ok(_), _))
+        ) {
             return Ok(Relayed::Broken);
         }
         side.mark_first_body();
@@ -216,8 +218,10 @@ pub async fn relay_translated(
         push_header(&mut head, b"connection", b"close");
     }
     end_head(&mut head);
-    let (res, _) = client.write_all(head).await;
-    if res.is_err() {
+    if !matches!(
+        to_client(facts, client.write_all(head)).await,
+        Some((Ok(_), _))
+    ) {
         return Ok(Relayed::Broken);
     }
     let mut scanner = SseScanner::new(MAX_SSE_EVENT);
@@ -241,7 +245,7 @@ pub async fn relay_translated(
         if !events.is_empty() {
             side.mark_first_body();
         }
-        if !write_chunk(client, &events, chunked).await {
+        if !write_chunk(client, &events, chunked, facts).await {
             return Ok(Relayed::Broken);
         }
         if progress.is_done() || failure.is_some() {
@@ -272,7 +276,7 @@ pub async fn relay_translated(
     // dialect's error event. (A translator says it in its own words.)
     if cut && matches!(translator, StreamTranslator::HideUsage(_)) {
         side.set_usage(translator.usage());
-        return Ok(if write_stream_cut(client, facts.dialect, chunked).await {
+        return Ok(if write_stream_cut(client, facts, chunked).await {
             Relayed::Complete {
                 close: !chunked || !facts.keep_alive,
             }
@@ -285,13 +289,16 @@ pub async fn relay_translated(
     events.clear();
     translator.finish(&mut events);
     side.set_usage(translator.usage());
-    if !write_chunk(client, &events, chunked).await {
+    if !write_chunk(client, &events, chunked, facts).await {
         return Ok(Relayed::Broken);
     }
     if chunked {
         let mut last = PooledBuf::take(8);
         last.extend_from_slice(LAST_CHUNK);
-        if client.write_all(last).await.0.is_err() {
+        if !matches!(
+            to_client(facts, client.write_all(last)).await,
+            Some((Ok(_), _))
+        ) {
             return Ok(Relayed::Broken);
         }
     }
@@ -379,7 +386,12 @@ async fn read_body(
 
 /// Writes `data` as one chunk (or raw, for close-delimited); false if the
 /// client is gone. Nothing is written for empty data.
-async fn write_chunk(client: &mut monoio::net::TcpStream, data: &[u8], chunked: bool) -> bool {
+async fn write_chunk(
+    client: &mut monoio::net::TcpStream,
+    data: &[u8],
+    chunked: bool,
+    facts: &ClientFacts,
+) -> bool {
     if data.is_empty() {
         return true;
     }
@@ -391,5 +403,8 @@ async fn write_chunk(client: &mut monoio::net::TcpStream, data: &[u8], chunked: 
     if chunked {
         out.extend_from_slice(b"\r\n");
     }
-    client.write_all(out).await.0.is_ok()
+    matches!(
+        to_client(facts, client.write_all(out)).await,
+        Some((Ok(_), _))
+    )
 }
