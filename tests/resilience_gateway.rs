@@ -570,3 +570,44 @@ fn the_total_timeout_inside_a_held_error_body_is_a_504() {
         gw.assert_healthy();
     });
 }
+
+/// One of two upstreams is killed (SIGKILL) mid-load: every request still
+/// succeeds, the in-flight ones on the dead upstream by fail-over (a reset
+/// before the response, or a body cut before it reached the client), the
+/// later ones because its connections are refused, then it is ejected.
+/// The killed upstream is a real process: a second gateway in front of a
+/// mock.
+#[test]
+fn killing_one_of_two_upstreams_mid_load_loses_no_request() {
+    let mock = MockUpstream::start();
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let mut a = Gateway::start(GatewayOpts::env(d, &mock));
+        let toml = config(&a.base_url(), &b.base_url(), FAST, TWO_DEPLOYMENTS);
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        let until = Instant::now() + Duration::from_millis(2500);
+        let served = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    let mut c = gw.connect();
+                    while Instant::now() < until {
+                        let r = c
+                            .request(post("/v1/chat/completions", &chat("m"), &[]))
+                            .expect("the client connection failed");
+                        assert_eq!(r.status, 200, "{}", r.text());
+                        assert!(r.json()["choices"].is_array(), "{}", r.text());
+                        served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(800));
+            a.signal(libc::SIGKILL);
+            assert!(a.wait_exit(Duration::from_secs(5)).is_some());
+        });
+        let served = served.into_inner();
+        assert!(served > 100, "too little load: {served}");
+        eprintln!("{d:?}: {served} requests, all 200, across the kill");
+        gw.assert_healthy();
+    });
+}
