@@ -24,11 +24,12 @@ trap 'kill "${PIDS[@]}" 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$DIR"
 
 # Waits until something answers HTTP on 127.0.0.1:$1, or gives up.
 wait_http() {
-  for _ in $(seq 100); do
-    curl -s -o /dev/null "http://127.0.0.1:$1/${2:-}" && return 0
+  for _ in $(seq 200); do
+    curl -s -m 1 -o /dev/null "http://127.0.0.1:$1/${2:-}" && return 0
     sleep 0.05
   done
   echo "nothing answers on port $1" >&2
+  tail -n 5 "$DIR"/*.log >&2
   exit 1
 }
 
