@@ -119,6 +119,19 @@ pub fn anthropic_response_usage(body: &[u8]) -> Option<Usage> {
     raw_usage_at(body, &["usage"]).map(RawUsage::anthropic)
 }
 
+/// Whether `data` has a `"usage"` key whose value is an object: a cheap
+/// test that spares the walk of every chunk of a stream whose chunks carry
+/// `"usage":null` (OpenAI's with `include_usage`). A key inside a string
+/// value cannot match: its quotes would be escaped.
+fn has_usage_object(data: &[u8]) -> bool {
+    memchr::memmem::find_iter(data, b"\"usage\"").any(|at| {
+        let mut rest = data[at + 7..]
+            .iter()
+            .skip_while(|b| b.is_ascii_whitespace());
+        rest.next() == Some(&b':') && rest.find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+    })
+}
+
 /// Usage accumulated over an Anthropic Messages stream: input from
 /// `message_start`, output from `message_delta` (whose counts are
 /// cumulative, and in newer API versions may restate the input).
@@ -196,7 +209,7 @@ impl StreamUsageScanner {
         let _ = self.sse.feed(payload, |event| {
             if anthropic {
                 anthropic_usage.observe(event);
-            } else if memchr::memmem::find(event.data, b"\"usage\"").is_some() {
+            } else if has_usage_object(event.data) {
                 if let Some(u) = openai_stream_usage(event.data) {
                     *openai_usage = Some(u);
                 }
@@ -223,6 +236,22 @@ impl Default for StreamUsageScanner {
 mod tests {
     use super::*;
     use crate::api::sse::SseScanner;
+
+    #[test]
+    fn only_a_usage_object_is_worth_a_walk() {
+        assert!(has_usage_object(
+            br#"{"choices":[],"usage":{"prompt_tokens":1}}"#
+        ));
+        assert!(has_usage_object(b"{\"usage\" :\n {}}"));
+        assert!(!has_usage_object(
+            br#"{"choices":[{"delta":{}}],"usage":null}"#
+        ));
+        assert!(!has_usage_object(br#"{"text":"say \"usage\":{ here"}"#));
+        assert!(
+            has_usage_object(br#"{"usage":null,"x":{"usage":{}}}"#),
+            "a nested one is left to the walk"
+        );
+    }
 
     #[test]
     fn openai_chat_completion() {
