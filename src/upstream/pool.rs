@@ -2,7 +2,10 @@
 //!
 //! Invariants: last in, first out (the warmest connection is reused, cold
 //! ones age out); never more than `max_idle` kept; a connection idle longer
-//! than `idle_timeout` or that the peer has closed is dropped, not reused.
+//! than `idle_timeout`, or idle over `PROBE_AFTER` and found closed by a
+//! peek, is dropped, not reused. A warmer one is not probed (a syscall per
+//! request): if its peer closed it after all, the request fails before any
+//! response byte and is re-sent once on a fresh connection.
 //! Shard-local (`RefCell`, no locks): pools never cross threads.
 
 use std::cell::RefCell;
@@ -10,6 +13,10 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::UpstreamConn;
+
+/// Connections idle at least this long are peeked at before reuse: upstream
+/// servers close idle keep-alive connections after seconds, not sooner.
+const PROBE_AFTER: Duration = Duration::from_secs(1);
 
 pub struct UpstreamPool {
     idle: RefCell<Vec<(UpstreamConn, Instant)>>,
@@ -31,7 +38,8 @@ impl UpstreamPool {
         let mut idle = self.idle.borrow_mut();
         let now = Instant::now();
         while let Some((conn, since)) = idle.pop() {
-            if now.duration_since(since) < self.idle_timeout && is_alive(&conn) {
+            let idle_for = now.duration_since(since);
+            if idle_for < self.idle_timeout && (idle_for < PROBE_AFTER || is_alive(&conn)) {
                 return Some(conn);
             }
         }
