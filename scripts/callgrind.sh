@@ -10,7 +10,11 @@
 #  3. what a wake-up across CPUs costs on this machine (pipe ping-pong between
 #     two processes), and latency at one connection with the proxy on its own
 #     CPU (as scripts/bench.sh places it) vs on the generator's CPU.
-#     Wall-clock, so noisy on a shared machine; the gaps it shows are large.
+#     Wall-clock, so noisy on a shared machine; the gaps it shows are large;
+#  4. scripts/bench-wrk.sh's conditions (wrk -t2 -c10, nginx static mock,
+#     everything on all CPUs): CPU and context switches per request of the
+#     proxy, the mock and wrk, for nginx (a proxy process of its own),
+#     shardgate with one shard per CPU (the default) and with one shard.
 #
 # valgrind counts only user-space instructions: kernel work (syscalls, the TCP
 # stack, wake-ups) is not in the Ir column; part 2 is there for that.
@@ -18,9 +22,10 @@
 #   scripts/callgrind.sh [REQUESTS] [WARMUP]     defaults 20000 and 2000
 #
 # Environment: CG_CONNS (client connections for the callgrind runs, default
-# "1 64"), PARTS (default "1 2 3": which parts to run), SUT_CPU / GEN_CPU (default 0 and the last
+# "1 64"), PARTS (default "1 2 3 4": which parts to run), WRK_ROUNDS
+# (default 3), SUT_CPU / GEN_CPU (default 0 and the last
 # CPU), OUT (default $CARGO_TARGET_DIR/callgrind/<timestamp>).
-# Ports 18301-18304 (or the next free set in 183xx). Needs valgrind (apt-get install valgrind), nginx, and
+# Ports 18300-18309 (or the next free set of ten in 183xx). Needs valgrind (apt-get install valgrind), nginx, and
 # for part 2 perf (tracepoints; counts fall back to /proc without it).
 set -euo pipefail
 
@@ -35,14 +40,17 @@ NCPU=$(nproc)
 SUT_CPU="${SUT_CPU:-0}"
 GEN_CPU="${GEN_CPU:-$((NCPU - 1))}"
 read -r -a CG_CONNS <<<"${CG_CONNS:-1 64}"
-PARTS=" ${PARTS:-1 2 3} "
+PARTS=" ${PARTS:-1 2 3 4} "
+WRK_ROUNDS=${WRK_ROUNDS:-3}
 # Four ports from 18301-18304, or the next free set of ten up to 18394 (a
 # listener that cannot use SO_REUSEADDR, like the mock, cannot bind a port
 # with connections still in TIME-WAIT).
 port_busy() { [[ -n "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]]; }
 for base in 18300 18310 18320 18330 18340 18350 18360 18370 18380 18390; do
   MOCK_PORT=$((base + 1)) GATE_PORT=$((base + 2)) ADMIN_PORT=$((base + 3)) NGINX_PORT=$((base + 4))
-  port_busy $MOCK_PORT || port_busy $GATE_PORT || port_busy $ADMIN_PORT || port_busy $NGINX_PORT || break
+  busy=0
+  for ((p = base; p < base + 10; p++)); do port_busy $p && busy=1; done
+  ((busy)) || break
 done
 WORKLOADS=(chat chat-stream messages)
 RUN_LIMIT=600 # seconds for any one loadgen run
@@ -109,6 +117,19 @@ r = json.load(open(sys.argv[1]))
 errs = sum(r["errors"].values())
 sys.exit(0 if errs == 0 and r["ok"] == int(sys.argv[2]) else 1)
 PY
+}
+# A run with errors is not a cost: record what failed (loadgen's error
+# classes, one probe request's status, shardgate's status counters), and
+# let the caller repeat the run.
+noted() { # label loadgen-json
+  {
+    echo "$1: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("ok", r["ok"], "errors", r["errors"])' "$2" 2>/dev/null || echo "no result")"
+    echo "  probe: HTTP $(curl -s -m 30 -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
+      -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
+      "http://127.0.0.1:$SUT_PORT/v1/chat/completions" 2>/dev/null)"
+    curl -s -m 10 "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null | grep -E '^shardgate_(requests|retries|upstream_errors)' | sed 's/^/  /'
+  } >>"$OUT/failures.txt"
+  log "warning: $1 had errors (see $OUT/failures.txt); repeating it"
 }
 
 log "== mock upstream on CPU $GEN_CPU (port $MOCK_PORT)"
@@ -193,9 +214,13 @@ stop_sut() {
   for c in "${CG_CONNS[@]}"; do
     for w in "${WORKLOADS[@]}"; do
       log "-- $name $w, $c connection(s): $WARMUP warm-up, $REQUESTS measured"
-      lg "$SUT_PORT" "$w" "$c" "$WARMUP" "$OUT/cg/warmup.json" || die "$name $w warm-up failed"
-      callgrind_control --zero "$SUT_PID" >/dev/null 2>&1 || die "callgrind_control --zero failed"
-      lg "$SUT_PORT" "$w" "$c" "$REQUESTS" "$OUT/cg/$name.$w.c$c.json" || die "$name $w c$c failed"
+      for attempt in 1 2 3; do
+        lg "$SUT_PORT" "$w" "$c" "$WARMUP" "$OUT/cg/warmup.json" || noted "$name $w c$c warm-up" "$OUT/cg/warmup.json"
+        callgrind_control --zero "$SUT_PID" >/dev/null 2>&1 || die "callgrind_control --zero failed"
+        lg "$SUT_PORT" "$w" "$c" "$REQUESTS" "$OUT/cg/$name.$w.c$c.json" && break
+        noted "$name $w c$c under callgrind, attempt $attempt" "$OUT/cg/$name.$w.c$c.json"
+        ((attempt < 3)) || die "$name $w c$c failed three times"
+      done
       callgrind_control --dump="$name/$w/c$c" "$SUT_PID" >/dev/null 2>&1 || die "callgrind_control --dump failed"
     done
   done
@@ -222,17 +247,23 @@ measure() { # name scenario workload loadgen-flags...
   local name=$1 sc=$2 w=$3 base
   shift 3
   base="$OUT/native/$name.$w.$sc"
-  lg "$SUT_PORT" "$w" "$CONN" "$WARMUP" "$OUT/native/warmup.json" "$@" || die "$name $w $sc warm-up failed"
-  local perf_pid=""
-  if ((HAVE_PERF)); then
-    perf stat -x, -o "$base.perf" -e "$EVENTS" -p "$SUT_PID" &
-    perf_pid=$!
-    sleep 0.5
-  fi
-  proc_snapshot "$SUT_PID" >"$base.proc"
-  lg "$SUT_PORT" "$w" "$CONN" "$REQUESTS" "$base.json" "$@" || die "$name $w $sc failed"
-  proc_snapshot "$SUT_PID" >>"$base.proc"
-  if [[ -n "$perf_pid" ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+  local perf_pid="" attempt ok
+  for attempt in 1 2 3; do
+    lg "$SUT_PORT" "$w" "$CONN" "$WARMUP" "$OUT/native/warmup.json" "$@" || noted "$name $w $sc warm-up" "$OUT/native/warmup.json"
+    if ((HAVE_PERF)); then
+      perf stat -x, -o "$base.perf" -e "$EVENTS" -p "$SUT_PID" &
+      perf_pid=$!
+      sleep 0.5
+    fi
+    proc_snapshot "$SUT_PID" >"$base.proc"
+    ok=0
+    lg "$SUT_PORT" "$w" "$CONN" "$REQUESTS" "$base.json" "$@" && ok=1
+    proc_snapshot "$SUT_PID" >>"$base.proc"
+    if [[ -n "$perf_pid" ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+    ((ok)) && return 0
+    noted "$name $w $sc, attempt $attempt" "$base.json"
+  done
+  die "$name $w $sc failed three times"
 }
 if [[ $PARTS == *" 2 "* ]]; then
   mkdir -p "$OUT/native"
@@ -292,10 +323,90 @@ PY
       lg "$MOCK_PORT" "$w" 1 "$REQUESTS" "$OUT/placement/direct.$w.cpu$cpu.json" || die "direct $w failed"
       for name in nginx shardgate; do
         SUT_ON=$cpu start_sut "$name"
-        lg "$SUT_PORT" "$w" 1 "$WARMUP" "$OUT/placement/warmup.json" || die "$name $w warm-up failed"
-        lg "$SUT_PORT" "$w" 1 "$REQUESTS" "$OUT/placement/$name.$w.cpu$cpu.json" || die "$name $w failed"
+        for attempt in 1 2 3; do
+          lg "$SUT_PORT" "$w" 1 "$WARMUP" "$OUT/placement/warmup.json" || noted "$name $w cpu$cpu warm-up" "$OUT/placement/warmup.json"
+          lg "$SUT_PORT" "$w" 1 "$REQUESTS" "$OUT/placement/$name.$w.cpu$cpu.json" && break
+          noted "$name $w cpu$cpu, attempt $attempt" "$OUT/placement/$name.$w.cpu$cpu.json"
+          ((attempt < 3)) || die "$name $w cpu$cpu failed three times"
+        done
         stop_sut
       done
+    done
+  done
+fi
+
+# ---- part 4: bench-wrk.sh's conditions: CPU and context switches per request --
+if [[ $PARTS == *" 4 "* ]] && command -v wrk >/dev/null; then
+  W="$OUT/wrk"
+  mkdir -p "$W/mock" "$W/proxy"
+  log "== wrk conditions: nginx mock, nginx proxy (own process), shardgate with $NCPU and 1 shard(s)"
+  RESP='{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Packets flow like streams"},"finish_reason":"stop"}],"usage":{"prompt_tokens":50,"completion_tokens":8,"total_tokens":58}}'
+  WRK_MOCK=$((base + 5)) WRK_NGINX=$((base + 6)) WRK_SGN=$((base + 7)) WRK_SG1=$((base + 8))
+  for role in mock proxy; do
+    if [[ $role == mock ]]; then
+      server="server { listen 127.0.0.1:$WRK_MOCK; location / { default_type application/json; return 200 '$RESP'; } }"
+    else
+      server="server { listen 127.0.0.1:$WRK_NGINX; location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+    fi
+    cat >"$W/$role/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $W/$role/nginx.pid;
+error_log $W/$role/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream mock { server 127.0.0.1:$WRK_MOCK; keepalive 64; }
+  $server
+}
+CONF
+    "$NGINX" -p "$W/$role" -c "$W/$role/nginx.conf" 2>>"$W/$role/stderr.log" &
+    PIDS+=($!)
+    if [[ $role == mock ]]; then WRK_MOCK_PID=$!; else WRK_NGINX_PID=$!; fi
+  done
+  for shards in "$NCPU" 1; do
+    port=$WRK_SG1 admin=$((base + 9))
+    [[ $shards == 1 ]] || { port=$WRK_SGN admin=$base; }
+    sed -e "s/^listen = .*:$GATE_PORT\"/listen = \"127.0.0.1:$port\"/" -e "s/^shards = 1/shards = $shards/" \
+      -e "s/:$ADMIN_PORT\"/:$admin\"/" -e "s#http://127.0.0.1:$MOCK_PORT/v1#http://127.0.0.1:$WRK_MOCK/v1#" \
+      "$OUT/shardgate.toml" >"$W/shardgate-$shards.toml"
+    OPENAI_API_KEY=x "$GATE_BIN" --config "$W/shardgate-$shards.toml" 2>>"$W/shardgate-$shards.log" &
+    PIDS+=($!)
+    if [[ $shards == 1 ]]; then WRK_SG1_PID=$!; else WRK_SGN_PID=$!; fi
+  done
+  for p in "$WRK_MOCK" "$WRK_NGINX" "$WRK_SGN" "$WRK_SG1"; do wait_port "$p" 10 || die "port $p did not open (see $W)"; done
+  BODY='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write a haiku about a gateway that forwards requests quickly and never gets in the way of the traffic it carries. '"$(printf 'x%.0s' $(seq 250))"'"}],"temperature":0.7,"max_tokens":64}'
+  printf '%s' "$BODY" >"$W/body.json"
+  cat >"$W/post.lua" <<LUA
+wrk.method = "POST"
+local f = io.open("$W/body.json"); wrk.body = f:read("*a"); f:close()
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer sk-client"
+LUA
+  curl -sf -o /dev/null -d @"$W/body.json" "http://127.0.0.1:$WRK_SG1/v1/chat/completions" || die "shardgate (wrk part) not answering"
+  cpu_ctx() { # pid... -> "ticks voluntary involuntary" per pid, all threads
+    local p f v n
+    for p in "$@"; do
+      v=0 n=0
+      for f in /proc/"$p"/task/*/status; do
+        v=$((v + $(awk '/^voluntary_ctxt/ {print $2}' "$f")))
+        n=$((n + $(awk '/^nonvoluntary_ctxt/ {print $2}' "$f")))
+      done
+      printf '%s %s %s ' "$(awk '{print $14 + $15}' "/proc/$p/stat")" "$v" "$n"
+    done
+    echo
+  }
+  for ((round = 1; round <= WRK_ROUNDS; round++)); do
+    for t in "nginx:$WRK_NGINX:$WRK_NGINX_PID" "shardgate-$NCPU:$WRK_SGN:$WRK_SGN_PID" "shardgate-1:$WRK_SG1:$WRK_SG1_PID"; do
+      IFS=: read -r name port pid <<<"$t"
+      log "-- wrk round $round: $name"
+      f="$W/$name.$round"
+      cpu_ctx "$WRK_MOCK_PID" "$pid" >"$f.before"
+      /usr/bin/time -f "%U %S %w %c" -o "$f.time" \
+        timeout 60 wrk -t2 -c10 -d5s -s "$W/post.lua" "http://127.0.0.1:$port/v1/chat/completions" >"$f.txt"
+      cpu_ctx "$WRK_MOCK_PID" "$pid" >"$f.after"
     done
   done
 fi
@@ -310,7 +421,7 @@ fi
 } >"$OUT/env.txt"
 
 python3 - "$OUT" "$ROOT" "$REQUESTS" "${CG_CONNS[*]}" "${WORKLOADS[*]}" "$(getconf CLK_TCK)" <<'PY' | tee "$OUT/summary.txt"
-import collections, glob, json, os, re, sys
+import collections, glob, json, os, re, statistics, sys
 
 out, root, n_req, cg_conns, workloads, clk = sys.argv[1:7]
 n_req, cg_conns, workloads, clk = int(n_req), cg_conns.split(), workloads.split(), int(clk)
@@ -395,9 +506,13 @@ def short(name, width=78):
     return name if len(name) <= width else name[: width - 1] + "~"
 
 print(open(f"{out}/env.txt").read())
-print("User-space instructions per request (callgrind Ir / measured requests; kernel not included)")
-print(f"{'workload':<14}{'conns':>6}{'shardgate':>12}{'nginx':>12}{'ratio':>8}")
-for c in cg_conns:
+if os.path.exists(f"{out}/failures.txt"):
+    print("Runs repeated after errors (the tables use the clean repeat):")
+    print(open(f"{out}/failures.txt").read())
+if profiles:
+    print("User-space instructions per request (callgrind Ir / measured requests; kernel not included)")
+    print(f"{'workload':<14}{'conns':>6}{'shardgate':>12}{'nginx':>12}{'ratio':>8}")
+for c in cg_conns if profiles else []:
     for w in workloads:
         s, n = profiles.get(f"shardgate/{w}/c{c}"), profiles.get(f"nginx/{w}/c{c}")
         si = s["total"] / n_req if s else None
@@ -405,7 +520,8 @@ for c in cg_conns:
         ratio = f"{si / ni:7.2f}x" if si and ni else "      -"
         label = w + (" *" if w == "messages" else "")
         print(f"{label:<14}{c:>6}{si or 0:>12,.0f}{ni or 0:>12,.0f} {ratio}")
-print("  * messages: shardgate translates Anthropic -> OpenAI chat and back; nginx passes it through.")
+if profiles:
+    print("  * messages: shardgate translates Anthropic -> OpenAI chat and back; nginx passes it through.")
 
 for c in cg_conns:
     for w in workloads:
@@ -511,5 +627,33 @@ if os.path.isdir(f"{out}/placement"):
             print(f"  proxy on CPU {cpu}, {w:<12} " + "; ".join(cells))
     print("  (loadgen and the mock share the generator CPU named under 'placement' above: direct never crosses CPUs;")
     print("   a proxy on the other CPU adds four cross-CPU wake-ups per request, one on the generator's CPU none)")
+
+wrk_files = sorted(glob.glob(f"{out}/wrk/*.txt"))
+if wrk_files:
+    print("\nbench-wrk.sh conditions: wrk -t2 -c10 -d5s, nginx static mock, all processes on all CPUs (wall-clock: noisy);")
+    print("CPU = utime+stime per request from /proc (10 ms ticks); ctx = voluntary / involuntary context switches per request")
+    rows = collections.defaultdict(list)
+    for f in wrk_files:
+        name, rnd = os.path.basename(f)[:-4].rsplit(".", 1)
+        t = open(f).read()
+        m = re.search(r"(\d+) requests in", t)
+        if not m:
+            continue
+        n = int(m.group(1))
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+        base = f[:-4]
+        a = list(map(int, open(base + ".before").read().split()))
+        b = list(map(int, open(base + ".after").read().split()))
+        d = [y - x for x, y in zip(a, b)]
+        wu, ws, wv, wi = map(float, open(base + ".time").read().split()[:4])
+        rows[name].append((rps, 1e6 * d[3] / clk / n, d[4] / n, d[5] / n, 1e6 * d[0] / clk / n, d[1] / n, d[2] / n,
+                           1e6 * (wu + ws) / n, wv / n, wi / n))
+        print(f"  round {rnd} {name:<13}{rps:>8.0f} req/s | proxy CPU {rows[name][-1][1]:5.1f} us ctx {rows[name][-1][2]:.2f} / {rows[name][-1][3]:.2f}"
+              f" | mock CPU {rows[name][-1][4]:5.1f} us ctx {rows[name][-1][5]:.2f} / {rows[name][-1][6]:.2f}"
+              f" | wrk CPU {rows[name][-1][7]:5.1f} us ctx {rows[name][-1][8]:.2f} / {rows[name][-1][9]:.2f}")
+    med = {k: [statistics.median(c) for c in zip(*v)] for k, v in rows.items()}
+    for k, m in med.items():
+        print(f"  median {k:<13}{m[0]:>8.0f} req/s ({m[0] / med['nginx'][0]:.2f}x nginx) | proxy CPU {m[1]:5.1f} us/request,"
+              f" ctx {m[2]:.2f} / {m[3]:.2f} | CPU of proxy + mock + wrk {m[1] + m[4] + m[7]:5.1f} us/request")
 PY
 log "raw results: $OUT"
