@@ -228,42 +228,54 @@ stop_sut() {
 done
 
 # ---- part 2: syscalls, io_uring submissions, context switches (native) -----
-EVENTS=raw_syscalls:sys_enter,context-switches,cpu-migrations
+EVENTS=raw_syscalls:sys_enter,context-switches,cpu-migrations,ipi:ipi_send_cpu
 SYSCALLS=(io_uring_enter epoll_wait epoll_pwait epoll_ctl read readv recvfrom recvmsg write writev sendto sendmsg
   accept4 close futex setsockopt getsockopt)
 for s in "${SYSCALLS[@]}"; do EVENTS+=",syscalls:sys_enter_$s"; done
 for e in io_uring_submit_req io_uring_poll_arm io_uring_cqring_wait io_uring_local_work_run io_uring_task_add; do
   EVENTS+=",io_uring:$e"
 done
-proc_snapshot() { # pid -> "utime stime voluntary nonvoluntary" (all threads)
-  local pid=$1 f v=0 n=0
+proc_snapshot() { # pid -> "utime stime voluntary nonvoluntary cpu-ns" (all threads)
+  local pid=$1 f v=0 n=0 ns=0
   for f in /proc/"$pid"/task/*/status; do
     v=$((v + $(awk '/^voluntary_ctxt_switches/ {print $2}' "$f")))
     n=$((n + $(awk '/^nonvoluntary_ctxt_switches/ {print $2}' "$f")))
   done
-  echo "$(awk '{print $14, $15}' "/proc/$pid/stat") $v $n"
+  for f in /proc/"$pid"/task/*/schedstat; do ns=$((ns + $(cut -d' ' -f1 "$f"))); done
+  echo "$(awk '{print $14, $15}' "/proc/$pid/stat") $v $n $ns"
 }
+# Two measured runs: one bare (CPU time and context switches from /proc), one
+# with perf's tracepoints attached (counts only: tracepoints cost CPU, more
+# for the proxy that makes more traced calls).
 measure() { # name scenario workload loadgen-flags...
-  local name=$1 sc=$2 w=$3 base
+  local name=$1 sc=$2 w=$3 base attempt perf_pid
   shift 3
   base="$OUT/native/$name.$w.$sc"
-  local perf_pid="" attempt ok
   for attempt in 1 2 3; do
     lg "$SUT_PORT" "$w" "$CONN" "$WARMUP" "$OUT/native/warmup.json" "$@" || noted "$name $w $sc warm-up" "$OUT/native/warmup.json"
-    if ((HAVE_PERF)); then
-      perf stat -x, -o "$base.perf" -e "$EVENTS" -p "$SUT_PID" &
-      perf_pid=$!
-      sleep 0.5
-    fi
     proc_snapshot "$SUT_PID" >"$base.proc"
-    ok=0
-    lg "$SUT_PORT" "$w" "$CONN" "$REQUESTS" "$base.json" "$@" && ok=1
-    proc_snapshot "$SUT_PID" >>"$base.proc"
-    if [[ -n "$perf_pid" ]]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
-    ((ok)) && return 0
+    if lg "$SUT_PORT" "$w" "$CONN" "$REQUESTS" "$base.json" "$@"; then
+      proc_snapshot "$SUT_PID" >>"$base.proc"
+      break
+    fi
     noted "$name $w $sc, attempt $attempt" "$base.json"
+    ((attempt < 3)) || die "$name $w $sc failed three times"
   done
-  die "$name $w $sc failed three times"
+  ((HAVE_PERF)) || return 0
+  for attempt in 1 2 3; do
+    perf stat -x, -o "$base.perf" -e "$EVENTS" -p "$SUT_PID" &
+    perf_pid=$!
+    sleep 0.5
+    if lg "$SUT_PORT" "$w" "$CONN" "$REQUESTS" "$base.perf.json" "$@"; then
+      kill -INT "$perf_pid"
+      wait "$perf_pid" || true
+      return 0
+    fi
+    kill -INT "$perf_pid"
+    wait "$perf_pid" || true
+    noted "$name $w $sc with perf, attempt $attempt" "$base.perf.json"
+  done
+  die "$name $w $sc with perf failed three times"
 }
 if [[ $PARTS == *" 2 "* ]]; then
   mkdir -p "$OUT/native"
@@ -386,15 +398,16 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer sk-client"
 LUA
   curl -sf -o /dev/null -d @"$W/body.json" "http://127.0.0.1:$WRK_SG1/v1/chat/completions" || die "shardgate (wrk part) not answering"
-  cpu_ctx() { # pid... -> "ticks voluntary involuntary" per pid, all threads
-    local p f v n
+  cpu_ctx() { # pid... -> "cpu-ns voluntary involuntary" per pid, all threads
+    local p f v n ns
     for p in "$@"; do
-      v=0 n=0
+      v=0 n=0 ns=0
       for f in /proc/"$p"/task/*/status; do
         v=$((v + $(awk '/^voluntary_ctxt/ {print $2}' "$f")))
         n=$((n + $(awk '/^nonvoluntary_ctxt/ {print $2}' "$f")))
       done
-      printf '%s %s %s ' "$(awk '{print $14 + $15}' "/proc/$p/stat")" "$v" "$n"
+      for f in /proc/"$p"/task/*/schedstat; do ns=$((ns + $(cut -d' ' -f1 "$f"))); done
+      printf '%s %s %s ' "$ns" "$v" "$n"
     done
     echo
   }
@@ -567,10 +580,10 @@ def perf_counts(path):
     return counts
 
 if os.path.isdir(f"{out}/native"):
-    print("\nKernel-side work per request, without valgrind (perf stat tracepoints on the proxy's PID;")
-    print("ctx = voluntary + involuntary context switches of all its threads; CPU from /proc/PID/stat)")
+    print("\nKernel-side work per request, without valgrind: counts from perf stat tracepoints on the proxy's PID;")
+    print("ctx and CPU from /proc in a separate run without perf (ctx = voluntary + involuntary, all threads)")
     print("  c1: closed loop, 1 connection; c64: closed loop, 64 connections; r5000: open loop 5000 req/s, 64 connections")
-    hdr = f"{'workload':<12}{'scenario':>9}{'target':>10}{'syscalls':>9}{'ctx':>7}{'sqes':>6}{'poll':>6}{'wait':>6}{'usr us':>7}{'sys us':>7}  top syscalls per request"
+    hdr = f"{'workload':<12}{'scenario':>9}{'target':>10}{'syscalls':>9}{'ctx':>7}{'sqes':>6}{'poll':>6}{'wait':>6}{'ipi':>6}{'cpu us':>7}{'usr %':>6}  top syscalls per request"
     print(hdr)
     for w in workloads:
         for sc in ("c1", "c64", "r5000"):
@@ -584,15 +597,21 @@ if os.path.isdir(f"{out}/native"):
                 n = r["ok"]
                 d = [b - a for a, b in zip(*proc)]
                 pc = perf_counts(base + ".perf")
-                per = lambda k: pc[k] / n if k in pc else float("nan")
-                tops = sorted(((k.split("sys_enter_")[1], v / n) for k, v in pc.items() if "sys_enter_" in k and v), key=lambda kv: -kv[1])
+                try:
+                    n_perf = json.load(open(base + ".perf.json"))["ok"]
+                except OSError:
+                    n_perf = n
+                per = lambda k: pc[k] / n_perf if k in pc else float("nan")
+                tops = sorted(((k.split("sys_enter_")[1], v / n_perf) for k, v in pc.items() if "sys_enter_" in k and v), key=lambda kv: -kv[1])
                 top = ", ".join(f"{k} {v:.2f}" for k, v in tops[:5])
                 print(f"{w:<12}{sc:>9}{name:>10}{per('raw_syscalls:sys_enter'):>9.2f}{(d[2] + d[3]) / n:>7.2f}"
                       f"{per('io_uring:io_uring_submit_req'):>6.2f}{per('io_uring:io_uring_poll_arm'):>6.2f}"
-                      f"{per('io_uring:io_uring_cqring_wait'):>6.2f}"
-                      f"{1e6 * d[0] / clk / n:>7.1f}{1e6 * d[1] / clk / n:>7.1f}  {top}")
+                      f"{per('io_uring:io_uring_cqring_wait'):>6.2f}{per('ipi:ipi_send_cpu'):>6.2f}"
+                      f"{d[4] / 1e3 / n:>7.1f}{100 * d[0] / max(d[0] + d[1], 1):>6.0f}  {top}")
     print("  sqes = io_uring submissions, poll = submissions that found the socket not ready and armed a poll,")
-    print("  wait = io_uring_enter calls that waited for completions (sleeps); usr/sys us = CPU time per request (10 ms ticks, noisy)")
+    print("  wait = io_uring_enter calls that waited for completions (sleeps); ipi = inter-processor interrupts sent from the")
+    print("  proxy's context (waking a task on another CPU); cpu us = on-CPU time per request (schedstat),")
+    print("  usr % = its user-space share (10 ms tick samples: a rough split)")
     for name in ("shardgate", "nginx"):
         pc = perf_counts(f"{out}/native/{name}.idle.perf")
         if pc:
@@ -631,7 +650,7 @@ if os.path.isdir(f"{out}/placement"):
 wrk_files = sorted(glob.glob(f"{out}/wrk/*.txt"))
 if wrk_files:
     print("\nbench-wrk.sh conditions: wrk -t2 -c10 -d5s, nginx static mock, all processes on all CPUs (wall-clock: noisy);")
-    print("CPU = utime+stime per request from /proc (10 ms ticks); ctx = voluntary / involuntary context switches per request")
+    print("CPU = on-CPU time per request (/proc schedstat; wrk: rusage); ctx = voluntary / involuntary context switches per request")
     rows = collections.defaultdict(list)
     for f in wrk_files:
         name, rnd = os.path.basename(f)[:-4].rsplit(".", 1)
@@ -646,7 +665,7 @@ if wrk_files:
         b = list(map(int, open(base + ".after").read().split()))
         d = [y - x for x, y in zip(a, b)]
         wu, ws, wv, wi = map(float, open(base + ".time").read().split()[:4])
-        rows[name].append((rps, 1e6 * d[3] / clk / n, d[4] / n, d[5] / n, 1e6 * d[0] / clk / n, d[1] / n, d[2] / n,
+        rows[name].append((rps, d[3] / 1e3 / n, d[4] / n, d[5] / n, d[0] / 1e3 / n, d[1] / n, d[2] / n,
                            1e6 * (wu + ws) / n, wv / n, wi / n))
         print(f"  round {rnd} {name:<13}{rps:>8.0f} req/s | proxy CPU {rows[name][-1][1]:5.1f} us ctx {rows[name][-1][2]:.2f} / {rows[name][-1][3]:.2f}"
               f" | mock CPU {rows[name][-1][4]:5.1f} us ctx {rows[name][-1][5]:.2f} / {rows[name][-1][6]:.2f}"
