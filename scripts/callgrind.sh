@@ -22,11 +22,12 @@
 #   scripts/callgrind.sh [REQUESTS] [WARMUP]     defaults 20000 and 2000
 #
 # Environment: CG_CONNS (client connections for the callgrind runs, default
-# "1 64"), PARTS (default "1 2 3 4": which parts to run), WRK_ROUNDS
-# (default 3), SUT_CPU / GEN_CPU (default 0 and the last
-# CPU), OUT (default $CARGO_TARGET_DIR/callgrind/<timestamp>).
-# Ports 18300-18309 (or the next free set of ten in 183xx). Needs valgrind (apt-get install valgrind), nginx, and
-# for part 2 perf (tracepoints; counts fall back to /proc without it).
+# "1 64"), PARTS (default "1 2 3 4": which parts to run), WRK_ROUNDS (default
+# 3), SUT_CPU / GEN_CPU (default 0 and the last CPU), OUT (default
+# $CARGO_TARGET_DIR/callgrind/<timestamp>; summary.txt there).
+# Ports 18300-18309, or the next free set of ten in 183xx. Needs valgrind
+# (apt-get install valgrind), nginx, wrk for part 4, and perf for part 2's
+# counts (without it part 2 reports only context switches and CPU).
 set -euo pipefail
 
 REQUESTS=${1:-20000}
@@ -42,9 +43,9 @@ GEN_CPU="${GEN_CPU:-$((NCPU - 1))}"
 read -r -a CG_CONNS <<<"${CG_CONNS:-1 64}"
 PARTS=" ${PARTS:-1 2 3 4} "
 WRK_ROUNDS=${WRK_ROUNDS:-3}
-# Four ports from 18301-18304, or the next free set of ten up to 18394 (a
-# listener that cannot use SO_REUSEADDR, like the mock, cannot bind a port
-# with connections still in TIME-WAIT).
+# Ten ports from 18300, or the next free set of ten up to 18399 (a listener
+# that does not set SO_REUSEADDR, like the mock, cannot bind a port with
+# connections still in TIME-WAIT).
 port_busy() { [[ -n "$(ss -Htan "( sport = :$1 )" 2>/dev/null)" ]]; }
 for base in 18300 18310 18320 18330 18340 18350 18360 18370 18380 18390; do
   MOCK_PORT=$((base + 1)) GATE_PORT=$((base + 2)) ADMIN_PORT=$((base + 3)) NGINX_PORT=$((base + 4))
@@ -127,7 +128,8 @@ noted() { # label loadgen-json
     echo "  probe: HTTP $(curl -s -m 30 -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
       -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
       "http://127.0.0.1:$SUT_PORT/v1/chat/completions" 2>/dev/null)"
-    curl -s -m 10 "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null | grep -E '^shardgate_(requests|retries|upstream_errors)' | sed 's/^/  /'
+    curl -s -m 10 "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null |
+      grep -E '^shardgate_(requests|retries|upstream_errors)' | sed 's/^/  /' || true
   } >>"$OUT/failures.txt"
   log "warning: $1 had errors (see $OUT/failures.txt); repeating it"
 }
@@ -235,6 +237,13 @@ for s in "${SYSCALLS[@]}"; do EVENTS+=",syscalls:sys_enter_$s"; done
 for e in io_uring_submit_req io_uring_poll_arm io_uring_cqring_wait io_uring_local_work_run io_uring_task_add; do
   EVENTS+=",io_uring:$e"
 done
+if ((HAVE_PERF)); then # keep the events this kernel has
+  IFS=, read -r -a all <<<"$EVENTS"
+  EVENTS=""
+  for e in "${all[@]}"; do
+    perf stat -e "$e" -x, -o /dev/null -- true 2>/dev/null && EVENTS+="${EVENTS:+,}$e"
+  done
+fi
 proc_snapshot() { # pid -> "utime stime voluntary nonvoluntary cpu-ns" (all threads)
   local pid=$1 f v=0 n=0 ns=0
   for f in /proc/"$pid"/task/*/status; do
