@@ -282,20 +282,6 @@ fn raise_nofile(want: u64) -> u64 {
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
 /// Waits until `pid` has at most (`up` false) or at least (`up` true)
 /// `target` open fds; false if it does not within `cap`.
 fn wait_fds(pid: u32, target: usize, up: bool, cap: Duration) -> bool {

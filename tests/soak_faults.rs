@@ -188,20 +188,6 @@ fn load(gw: &Gateway, run: Duration, tally: &Tally) {
     });
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
 #[test]
 fn every_request_ends_in_success_or_a_well_formed_error_under_faults() {
     let (a, b) = (faulty_mock(1), faulty_mock(2));
@@ -226,13 +212,13 @@ fn every_request_ends_in_success_or_a_well_formed_error_under_faults() {
         // Counted once idle pooled connections have timed out, so a leaked
         // descriptor cannot hide behind the pool's size.
         thread::sleep(SETTLE);
-        let (rss0, fds0) = (rss_kib(gw.pid()), open_fds(gw.pid()));
+        let (rss0, fds0) = (rss_kib(gw.pid()), fd_count(gw.pid()));
         let sent0 = a.requests().len() + b.requests().len();
 
         let tally = Tally::default();
         load(&gw, LOAD, &tally);
         thread::sleep(SETTLE);
-        let (rss1, fds1) = (rss_kib(gw.pid()), open_fds(gw.pid()));
+        let (rss1, fds1) = (rss_kib(gw.pid()), fd_count(gw.pid()));
         let sent = a.requests().len() + b.requests().len() - sent0;
         let (ok, errors, cut) = (
             tally.success.load(Ordering::Relaxed),

@@ -249,11 +249,13 @@ async fn relay_body(
 
     while !progress.done {
         urbuf.clear();
+        // Upstream failed, stalled or ran out of total time after the
+        // response began, or closed before the body's end: the client's
+        // response is cut.
         let n = match clock.body(read_more(up, &mut urbuf)).await {
-            Ok(Ok(n)) => n,
-            // Upstream failed, stalled or ran out of total time after the
-            // response began: the client's response is cut.
-            Ok(Err(_)) | Err(_) => {
+            Ok(Ok(0)) if progress.kind == BodyKind::CloseDelimited => break,
+            Ok(Ok(n)) if n > 0 => n,
+            _ => {
                 side.truncated = true;
                 return Ok(end_cut_response(
                     client,
@@ -266,21 +268,6 @@ async fn relay_body(
                 .await);
             }
         };
-        if n == 0 {
-            if progress.kind == BodyKind::CloseDelimited {
-                break;
-            }
-            side.truncated = true;
-            return Ok(end_cut_response(
-                client,
-                side.streamed,
-                &framing,
-                decode_for_client,
-                facts,
-                close,
-            )
-            .await);
-        }
         let take = progress.advance(
             &urbuf,
             side.decoder(),
