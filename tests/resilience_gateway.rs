@@ -201,6 +201,42 @@ fn the_breaker_ejects_a_failing_deployment_then_sends_one_probe() {
 }
 
 #[test]
+fn an_ejection_survives_a_reload() {
+    let a = MockUpstream::with(|_| error(500, "broken"));
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let res = format!(
+            "{FAST}\nmax_retries = 0\nbreaker_consecutive_failures = 2\n\
+             breaker_base_ejection_ms = 30000"
+        );
+        let toml = config(&a.base_url(), &b.base_url(), &res, TWO_DEPLOYMENTS);
+        let gw = Gateway::start(GatewayOpts::config(d, toml.clone()));
+        let a0 = a.requests().len();
+        for _ in 0..8 {
+            assert_eq!(gw.post("/v1/chat/completions", &chat("m")).status, 200);
+        }
+        assert_eq!(a.requests().len() - a0, 2, "ejected after 2 failures");
+        // A reload that adds a model keeps m's deployments as they were.
+        gw.rewrite_config(&(toml + "\n[[models]]\nname = \"other\"\nprovider = \"b\"\n"));
+        gw.signal(libc::SIGHUP);
+        assert!(
+            gw.wait_log("configuration reloaded", 1, Duration::from_secs(5)),
+            "{}",
+            gw.log()
+        );
+        for _ in 0..8 {
+            assert_eq!(gw.post("/v1/chat/completions", &chat("m")).status, 200);
+        }
+        assert_eq!(
+            a.requests().len() - a0,
+            2,
+            "the ejected deployment got traffic again after the reload"
+        );
+        assert_eq!(gw.post("/v1/chat/completions", &chat("other")).status, 200);
+    });
+}
+
+#[test]
 fn a_fallback_model_serves_when_the_primary_is_exhausted() {
     let a = MockUpstream::with(|_| error(503, "down"));
     let b = MockUpstream::start();

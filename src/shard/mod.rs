@@ -131,6 +131,32 @@ pub struct Routes {
     pub rng: ShardRng,
 }
 
+/// Copies each breaker's state from the same deployment in `old`.
+fn carry_breakers(gateway: &Gateway, models: &[ModelState], old: &Routes) {
+    let (new_router, old_router) = (&gateway.router, &old.gateway.router);
+    let key = |router: &crate::proxy::route::Router, d: &crate::proxy::route::Deployment| {
+        (
+            router.providers[d.provider].name.clone(),
+            d.upstream_model.clone(),
+        )
+    };
+    for (route, state) in new_router.model_routes.iter().zip(models) {
+        let Some(o) = old_router.model_index(&route.name) else {
+            continue;
+        };
+        let old_route = &old_router.model_routes[o];
+        for (d, breaker) in route.deployments.iter().zip(&state.breakers) {
+            let found = old_route
+                .deployments
+                .iter()
+                .position(|od| key(old_router, od) == key(new_router, d));
+            if let Some(i) = found {
+                breaker.carry_over(&old.models[o].breakers[i]);
+            }
+        }
+    }
+}
+
 /// One configured model's shard-local health and load state.
 pub struct ModelState {
     pub balancer: Balancer,
@@ -138,7 +164,10 @@ pub struct ModelState {
 }
 
 impl Routes {
-    fn new(gateway: Arc<Gateway>) -> Routes {
+    /// The routes of `gateway`; breakers of deployments that `previous` had
+    /// too (same model, provider name and upstream model) keep their state,
+    /// so a reload neither forgets an ejection nor ejects anew.
+    fn new(gateway: Arc<Gateway>, previous: Option<&Routes>) -> Routes {
         let up = &gateway.config.upstream;
         let pools = gateway
             .router
@@ -159,7 +188,7 @@ impl Routes {
             .collect();
         let res = &gateway.config.resilience;
         let breaker = res.breaker_config();
-        let models = gateway
+        let models: Vec<ModelState> = gateway
             .router
             .model_routes
             .iter()
@@ -172,6 +201,9 @@ impl Routes {
                     .collect(),
             })
             .collect();
+        if let Some(old) = previous {
+            carry_breakers(&gateway, &models, old);
+        }
         let now = std::time::Instant::now();
         let retry = RetryPolicy::new(res.retry_config(), now);
         // Seeded per shard and generation: jitter must differ between shards.
@@ -247,7 +279,7 @@ pub struct Shard {
 impl Shard {
     pub fn new(id: usize, driver: Driver, control: Arc<Control>, setup: ShardSetup) -> Shard {
         let generation = control.generation.load(Ordering::Acquire);
-        let routes = Rc::new(Routes::new(control.current()));
+        let routes = Rc::new(Routes::new(control.current(), None));
         Shard {
             id,
             driver,
@@ -280,7 +312,8 @@ impl Shard {
         let generation = self.control.generation.load(Ordering::Acquire);
         if generation != self.generation.get() {
             self.generation.set(generation);
-            *self.routes.borrow_mut() = Rc::new(Routes::new(self.control.current()));
+            let next = Routes::new(self.control.current(), Some(&self.routes.borrow()));
+            *self.routes.borrow_mut() = Rc::new(next);
         }
         self.routes.borrow().clone()
     }

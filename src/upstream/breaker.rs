@@ -157,6 +157,13 @@ impl Breaker {
         }
     }
 
+    /// Takes over `old`'s state and ejection count: the same deployment in a
+    /// new configuration generation stays ejected (or healthy) as it was.
+    pub fn carry_over(&self, old: &Breaker) {
+        self.state.set(old.state.get());
+        self.ejections.set(old.ejections.get());
+    }
+
     /// Whether a request sent now would be admitted (for
     /// `Balancer::set_available`); changes nothing.
     pub fn is_available(&self, now: Instant) -> bool {
