@@ -164,6 +164,31 @@ fn a_429_retry_after_is_waited_out_then_the_retry_succeeds() {
 }
 
 #[test]
+fn a_client_that_leaves_during_a_backoff_gets_no_resend() {
+    let a = MockUpstream::with(|_| Reply::Error {
+        status: 429,
+        message: "slow down".into(),
+        headers: vec![("retry-after".into(), "1".into())],
+    });
+    let b = MockUpstream::start();
+    each_driver(|d| {
+        let models = "[[models]]\nname = \"m\"\nprovider = \"a\"\n";
+        let toml = config(&a.base_url(), &b.base_url(), FAST, models);
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        let a0 = a.requests().len();
+        let mut c = gw.connect();
+        c.send(post("/v1/chat/completions", &chat("m"), &[]))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(a.requests().len() - a0, 1);
+        drop(c); // gone while the gateway waits out the Retry-After
+        std::thread::sleep(Duration::from_millis(1200));
+        assert_eq!(a.requests().len() - a0, 1, "re-sent for a client that left");
+        gw.assert_healthy();
+    });
+}
+
+#[test]
 fn the_breaker_ejects_a_failing_deployment_then_sends_one_probe() {
     let a = MockUpstream::with(|_| error(500, "broken"));
     let b = MockUpstream::start();

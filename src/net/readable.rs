@@ -45,6 +45,28 @@ pub async fn read_when_readable(
     }
 }
 
+/// Whether the peer has closed or reset its side of `stream`, by a
+/// non-blocking peek: the end of stream, or an error. Bytes waiting (a
+/// pipelined request) or none yet both mean it is still there.
+pub fn peer_closed(stream: &TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte peek into a valid stack byte on an open socket.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n == 0
+        || (n < 0
+            && !matches!(
+                io::Error::last_os_error().kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ))
+}
+
 /// One non-blocking recv into the spare capacity of `buf`.
 fn recv_now(stream: &TcpStream, buf: &mut PooledBuf) -> io::Result<usize> {
     let len = buf.len();

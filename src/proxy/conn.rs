@@ -459,6 +459,13 @@ async fn handle_request(
         match next_choice {
             Some(c) => {
                 side.discard_held();
+                // A client that left meanwhile (during a backoff, say) is
+                // not worth another upstream request: 499, as nginx logs it.
+                if crate::net::peer_closed(&down.stream) {
+                    outcome.status = 499;
+                    outcome.upstream = side.sent_at().map(|t| t.elapsed());
+                    return Next::Close;
+                }
                 choice = c;
             }
             None => match result {
