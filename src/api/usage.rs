@@ -1,6 +1,7 @@
 //! Token usage read from upstream responses and stream events, for metering
-//! and logs. Only the `usage` object is parsed: sonic-rs's `get` skips to it
-//! without building the rest of the body.
+//! and logs. Only the `usage` object is parsed: the JSON module's member
+//! walker skips to it without building the rest of the body or allocating,
+//! and a stream event is walked only when its `usage` is an object.
 //!
 //! Conventions: `input_tokens` counts every prompt token, cached ones
 //! included (OpenAI's `prompt_tokens`; Anthropic's `input_tokens` plus its
