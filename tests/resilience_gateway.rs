@@ -163,6 +163,58 @@ fn a_429_retry_after_is_waited_out_then_the_retry_succeeds() {
     });
 }
 
+/// An upstream that accepts the connection but never reads: the request
+/// write is bounded by the first-byte limit, answered 504, and the client
+/// connection closed (the request's buffers went with the cancelled write).
+#[test]
+fn an_upstream_that_never_reads_the_request_is_a_504() {
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener.set_recv_buffer_size(4096).unwrap();
+    listener
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    listener.listen(16).unwrap();
+    let deaf: std::net::TcpListener = listener.into();
+    let deaf_url = format!("http://{}/v1", deaf.local_addr().unwrap());
+    // Holds every accepted connection open, unread.
+    std::thread::spawn(move || {
+        let held: Vec<_> = deaf.incoming().collect();
+        drop(held);
+    });
+    let b = MockUpstream::start();
+    let big = format!(
+        r#"{{"model":"m","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(12 * 1024 * 1024)
+    );
+    each_driver(|d| {
+        let models = "[[models]]\nname = \"m\"\nprovider = \"a\"\n";
+        let toml = config(&deaf_url, &b.base_url(), FAST, models)
+            + "\n[upstream]\nfirst_byte_timeout_ms = 300\n";
+        let gw = Gateway::start(GatewayOpts::config(d, toml));
+        let mut c = gw.connect();
+        let t = Instant::now();
+        let r = c.request(post("/v1/chat/completions", &big, &[])).unwrap();
+        let e = r.assert_openai_error(504);
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("did not take the request"),
+            "{e}"
+        );
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(c.is_closed(Duration::from_secs(2)));
+        gw.assert_healthy();
+    });
+}
+
 #[test]
 fn a_client_that_leaves_during_a_backoff_gets_no_resend() {
     let a = MockUpstream::with(|_| Reply::Error {

@@ -381,17 +381,22 @@ async fn handle_request(
         )
         .await;
         drop(flight);
-        match lent {
-            Lent::Nothing => {}
-            Lent::ReadBuffer => match body_back {
-                Some(b) => down.rbuf = b,
-                None => return Next::Close,
-            },
-            Lent::Decoded => {
-                if let (Body::Decoded(slot), Some(b)) = (&mut body, body_back) {
+        // The body went with an upstream write that timed out: the error is
+        // answered (nothing can be re-sent), then the connection closes, as
+        // its read buffer may have gone too.
+        let body_lost = !matches!(lent, Lent::Nothing) && body_back.is_none();
+        match (lent, body_back) {
+            (Lent::ReadBuffer, Some(b)) => down.rbuf = b,
+            (Lent::Decoded, Some(b)) => {
+                if let Body::Decoded(slot) = &mut body {
                     *slot = b;
                 }
             }
+            _ => {}
+        }
+        if body_lost {
+            facts.keep_alive = false;
+            break result;
         }
         let attempt_outcome = match &result {
             Ok(Relayed::Held) => BreakerOutcome::Status(side.head().status),

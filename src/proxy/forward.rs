@@ -145,7 +145,8 @@ pub struct ClientFacts {
 
 /// Sends `req` to provider `provider` and relays the response to `client`.
 /// An `Err` means nothing has been written to the client yet, so the caller
-/// can still answer with an error. The request's buffers are handed back.
+/// can still answer with an error. The request's body buffer is handed back,
+/// except after an upstream write that timed out (`None`: the body is gone).
 /// `on_head` is told the status as soon as the response head arrives. With
 /// `hold`, an error response that another attempt might improve on
 /// (see [`is_held_status`]) is not relayed but held ([`Relayed::Held`]).
@@ -214,7 +215,22 @@ pub async fn forward(
             req.body.take(),
         );
         req.segments(&mut iov);
-        let (res, back) = write_all_vectored(&mut up, iov).await;
+        let written =
+            monoio::time::timeout(p.timeouts.first_byte, write_all_vectored(&mut up, iov)).await;
+        let Ok((res, back)) = written else {
+            // The upstream did not take the request in time. Its buffers
+            // went with the cancelled write, so nothing can be re-sent, and
+            // the caller closes the client connection after answering.
+            let err = Error::upstream(
+                Kind::UpstreamTimeout,
+                false,
+                format!(
+                    "{} did not take the request within {:?}",
+                    p.name, p.timeouts.first_byte
+                ),
+            );
+            return (Err(err), None);
+        };
         iov = back;
         let (h, b) = iov.take_bufs();
         req.head = h.expect("head buffer returned");
