@@ -18,6 +18,8 @@ MODE="${1:-full}"
 QUICK=0
 [[ "$MODE" == "--quick" ]] && QUICK=1
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/nginx-proxy.sh
+. scripts/nginx-proxy.sh
 cd "$ROOT"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 OUT="${OUT:-$TARGET_DIR/bench/$(date +%Y%m%d-%H%M%S)}"
@@ -113,31 +115,7 @@ wait_port $MOCK_PORT
 
 log "== nginx (1 worker, CPU $SUT_CPU, upstream keepalive pool)"
 mkdir -p "$OUT/nginx"
-cat >"$OUT/nginx/nginx.conf" <<CONF
-worker_processes 1;
-worker_cpu_affinity auto;
-daemon off;
-pid $OUT/nginx/nginx.pid;
-error_log $OUT/nginx/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path $OUT/nginx/body;
-  proxy_temp_path $OUT/nginx/proxy;
-  upstream mock { server 127.0.0.1:$MOCK_PORT; keepalive 256; keepalive_requests 1000000; }
-  server {
-    listen 127.0.0.1:$NGINX_PORT reuseport;
-    keepalive_requests 1000000;
-    location / {
-      proxy_pass http://mock;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-      proxy_request_buffering off;
-    }
-  }
-}
-CONF
+nginx_proxy_conf "$OUT/nginx" "$MOCK_PORT" "$NGINX_PORT" "worker_processes 1; worker_cpu_affinity auto; daemon off;" >"$OUT/nginx/nginx.conf"
 taskset -c "$SUT_CPU" "$NGINX" -p "$OUT/nginx" -c "$OUT/nginx/nginx.conf" &
 PIDS+=($!)
 NGINX_PID=$!

@@ -33,6 +33,8 @@ set -euo pipefail
 REQUESTS=${1:-20000}
 WARMUP=${2:-2000}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/nginx-proxy.sh
+. scripts/nginx-proxy.sh
 cd "$ROOT"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 OUT="${OUT:-$TARGET_DIR/callgrind/$(date +%Y%m%d-%H%M%S)}"
@@ -154,31 +156,7 @@ CONF
 # nginx as scripts/bench.sh runs it (one worker, upstream keep-alive pool,
 # no buffering), in one process so valgrind and perf see all of it.
 mkdir -p "$OUT/nginx"
-cat >"$OUT/nginx/nginx.conf" <<CONF
-master_process off;
-daemon off;
-worker_processes 1;
-pid $OUT/nginx/nginx.pid;
-error_log $OUT/nginx/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path $OUT/nginx/body;
-  proxy_temp_path $OUT/nginx/proxy;
-  upstream mock { server 127.0.0.1:$MOCK_PORT; keepalive 256; keepalive_requests 1000000; }
-  server {
-    listen 127.0.0.1:$NGINX_PORT reuseport;
-    keepalive_requests 1000000;
-    location / {
-      proxy_pass http://mock;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-      proxy_request_buffering off;
-    }
-  }
-}
-CONF
+nginx_proxy_conf "$OUT/nginx" "$MOCK_PORT" "$NGINX_PORT" "master_process off; daemon off; worker_processes 1;" >"$OUT/nginx/nginx.conf"
 
 start_sut() { # name wrapper... ; sets SUT_PID and SUT_PORT; runs on CPU ${SUT_ON:-$SUT_CPU}
   local name=$1 cpu=${SUT_ON:-$SUT_CPU}
