@@ -92,6 +92,11 @@ bitflags::bitflags! {
         const CQSIZE    = 1 << 3;
         const CLAMP     = 1 << 4;
         const ATTACH_WQ = 1 << 5;
+        /// Run completions' task work at the next kernel entry instead of
+        /// interrupting the thread (Linux 5.19). shardgate patch.
+        const COOP_TASKRUN = 1 << 8;
+        /// Flag pending task work in the SQ ring (with `COOP_TASKRUN`). shardgate patch.
+        const TASKRUN_FLAG = 1 << 9;
     }
 }
 

@@ -135,6 +135,16 @@ pub(crate) struct InnerSource {
 }
 
 impl InnerSource {
+    /// shardgate patch: whether this source's I/O latency is collected, the
+    /// only use of its queued/submitted/fulfilled timestamps (three clock
+    /// reads per operation otherwise; see PATCHES.md).
+    pub(crate) fn records_latency(&self) -> bool {
+        self.stats_collection
+            .is_some_and(|stats| stats.latency.is_some())
+    }
+}
+
+impl InnerSource {
     pub(crate) fn update_source_type(&mut self, source_type: SourceType) -> SourceType {
         std::mem::replace(&mut self.source_type, source_type)
     }
@@ -292,6 +302,12 @@ impl Source {
             SourceType::ForeignNotifier(_, installed) => Some(*installed),
             _ => None,
         }
+    }
+
+    /// shardgate patch: whether the source is still in a ring (submitted or
+    /// queued, and not yet completed).
+    pub(super) fn is_enqueued(&self) -> bool {
+        self.inner.borrow().enqueued.is_some()
     }
 
     pub(super) fn raw(&self) -> RawFd {

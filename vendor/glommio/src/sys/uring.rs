@@ -457,7 +457,11 @@ fn record_stats<Ring: UringCommon>(
     src: &mut InnerSource,
     res: &io::Result<usize>,
 ) {
-    src.wakers.fulfilled_at = Some(Instant::now());
+    // shardgate patch: timestamps only for sources that report latency
+    // (see PATCHES.md).
+    if src.records_latency() {
+        src.wakers.fulfilled_at = Some(Instant::now());
+    }
     if let Some(fulfilled) = src.stats_collection.and_then(|x| x.fulfilled) {
         fulfilled(res, ring.io_stats_mut(), 1);
         if let Some(handle) = src.task_queue {
@@ -503,7 +507,6 @@ fn extract_one_chain(
     source_map: &mut SourceMap,
     queue: &mut VecDeque<UringDescriptor>,
     chain: Range<usize>,
-    now: Instant,
 ) -> SmallVec<[UringDescriptor; 1]> {
     queue
         .drain(chain)
@@ -511,7 +514,9 @@ fn extract_one_chain(
             if op.user_data > 0 {
                 let id = from_user_data(op.user_data);
                 let status = source_map.peek_source_mut(from_user_data(op.user_data), |mut x| {
-                    x.wakers.submitted_at = Some(now);
+                    if x.records_latency() {
+                        x.wakers.submitted_at = Some(Instant::now());
+                    }
                     let current = x.enqueued.as_mut().expect("bug");
                     match current.status {
                         EnqueuedStatus::Enqueued => {
@@ -855,11 +860,9 @@ impl UringCommon for PollRing {
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
         let source_map = &mut *self.source_map.borrow_mut();
-        let now = Instant::now();
-
         while let Some(chain) = peek_one_chain(queue, self.size) {
             return if let Some(sqes) = self.ring.sq().prepare_sqes(chain.len() as u32) {
-                let ops = extract_one_chain(source_map, queue, chain, now);
+                let ops = extract_one_chain(source_map, queue, chain);
                 if ops.is_empty() {
                     // all the sources in the ring were cancelled
                     continue;
@@ -902,9 +905,20 @@ impl SleepableRing {
         allocator: Rc<UringBufferAllocator>,
         source_map: Rc<RefCell<SourceMap>>,
     ) -> io::Result<Self> {
+        Self::with_flags(size, name, allocator, source_map, iou::SetupFlags::empty())
+    }
+
+    /// shardgate patch: `new` with io_uring setup flags (see PATCHES.md).
+    fn with_flags(
+        size: usize,
+        name: &'static str,
+        allocator: Rc<UringBufferAllocator>,
+        source_map: Rc<RefCell<SourceMap>>,
+        flags: iou::SetupFlags,
+    ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
         Ok(SleepableRing {
-            ring: iou::IoUring::new(size as _)?,
+            ring: iou::IoUring::new_with_flags(size as _, flags, iou::SetupFeatures::empty())?,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
@@ -1042,6 +1056,22 @@ impl SleepableRing {
         } else {
             false
         }
+    }
+
+    /// shardgate patch: `sleep` with the rings already linked by an armed poll.
+    fn wait_linked(&mut self) -> io::Result<usize> {
+        assert_eq!(
+            self.waiting_kernel_submission(),
+            0,
+            "sleeping with pending SQEs"
+        );
+        self.ring
+            .cq()
+            .wait(1)
+            .map(|_| 1)
+            .or_else(Reactor::busy_ok)
+            .or_else(Reactor::again_ok)
+            .or_else(Reactor::intr_ok)
     }
 
     fn sleep(&mut self, link: &Source) -> io::Result<usize> {
@@ -1187,11 +1217,9 @@ impl UringCommon for SleepableRing {
 
     fn submit_one_event(&mut self, queue: &mut VecDeque<UringDescriptor>) -> Option<bool> {
         let source_map = &mut *self.source_map.borrow_mut();
-        let now = Instant::now();
-
         while let Some(chain) = peek_one_chain(queue, self.size) {
             return if let Some(sqes) = self.ring.sq().prepare_sqes(chain.len() as u32) {
-                let ops = extract_one_chain(source_map, queue, chain, now);
+                let ops = extract_one_chain(source_map, queue, chain);
                 if ops.is_empty() {
                     // all the sources in the ring were cancelled
                     continue;
@@ -1222,9 +1250,13 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    /// shardgate patch: when `latency_preemption_timeout_src` fires.
+    latency_timer_deadline: Cell<Instant>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
+    /// shardgate patch: the armed poll linking the rings (see `link_rings_and_sleep`).
+    link_rings_src: Cell<Option<Source>>,
 
     // This keeps the `eventfd` alive. Drop will close it when we're done
     notifier: Arc<sys::SleepNotifier>,
@@ -1306,8 +1338,20 @@ impl Reactor {
         let allocator = Rc::new(UringBufferAllocator::new(io_memory));
         let registry = vec![allocator.as_bytes()];
 
-        let main_ring =
-            SleepableRing::new(ring_depth, "main", allocator.clone(), source_map.clone())?;
+        // shardgate patch: completions on the main ring (sockets, files) are
+        // run when the thread next enters the kernel instead of interrupting
+        // it with an IPI each (see PATCHES.md); fall back where the kernel
+        // predates COOP_TASKRUN (5.19).
+        let main_ring = SleepableRing::with_flags(
+            ring_depth,
+            "main",
+            allocator.clone(),
+            source_map.clone(),
+            iou::SetupFlags::COOP_TASKRUN | iou::SetupFlags::TASKRUN_FLAG,
+        )
+        .or_else(|_| {
+            SleepableRing::new(ring_depth, "main", allocator.clone(), source_map.clone())
+        })?;
         let poll_ring = PollRing::new(ring_depth, allocator.clone(), source_map.clone())?;
         let mut latency_ring =
             SleepableRing::new(ring_depth, "latency", allocator.clone(), source_map.clone())?;
@@ -1353,9 +1397,11 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_timer_deadline: Cell::new(Instant::now()),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
+            link_rings_src: Cell::new(None),
             notifier,
             eventfd_src,
             source_map,
@@ -1726,6 +1772,13 @@ impl Reactor {
     /// We may not be able to register an `SQE` at this point, so we return an
     /// Error and will just not sleep.
     fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
+        // shardgate patch: the poll that links the rings stays armed across
+        // sleeps until the latency ring fires it, instead of being submitted
+        // before and cancelled after every sleep (see PATCHES.md).
+        if let Some(link) = self.link_rings_src.take().filter(Source::is_enqueued) {
+            self.link_rings_src.set(Some(link));
+            return ring.wait_linked().or_else(Self::busy_ok).map(|_| {});
+        }
         let link_rings = Source::new(
             IoRequirements::default(),
             self.link_fd,
@@ -1733,7 +1786,11 @@ impl Reactor {
             None,
             None,
         );
-        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
+        let slept = ring.sleep(&link_rings);
+        if slept.is_ok() && link_rings.is_enqueued() {
+            self.link_rings_src.set(Some(link_rings));
+        }
+        slept.or_else(Self::busy_ok).map(|_| {})
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
@@ -1820,16 +1877,30 @@ impl Reactor {
         //
         // But if we will sleep, there might be a timer registered that needs
         // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        //
+        // shardgate patch: a preemption timer that has not fired yet is kept
+        // for a loop that will not sleep, instead of being cancelled and
+        // re-armed on every loop (two timeout SQEs, a cancel and an
+        // io_uring_enter on the latency ring per loop; see PATCHES.md). A
+        // kept timer only ends a quantum early, which costs one extra loop.
+        let pending_latency_timer = self
+            .latency_preemption_timeout_src
+            .take()
+            .filter(|timer| timer.result().is_none());
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        let pending_throughput_timer = self
+            .throughput_preemption_timeout_src
+            .take()
+            .filter(|timer| timer.result().is_none());
+        self.throughput_preemption_timeout_src
+            .replace(Some(pending_throughput_timer.unwrap_or_else(|| {
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                )
+            })));
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1847,13 +1918,29 @@ impl Reactor {
             && main_ring.can_sleep()
             && lat_ring.can_sleep();
 
+        let mut pending_latency_timer = pending_latency_timer;
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
+            //
+            // shardgate patch: a pending timer that fires no later than the
+            // user timer is slept on as it is; at worst it wakes us once
+            // early, and a loop that finds nothing to do sleeps again.
+            let now = Instant::now();
+            let wake_by = user_timer.map(|dur| now + dur);
+            let pending_in_time = pending_latency_timer.is_some()
+                && wake_by.is_none_or(|by| self.latency_timer_deadline.get() <= by);
+            if pending_in_time {
                 self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
+                    .set(pending_latency_timer.take());
+            } else {
+                drop(pending_latency_timer.take());
+                if let Some(dur) = user_timer {
+                    self.latency_preemption_timeout_src
+                        .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                    self.latency_timer_deadline.set(now + dur);
+                    assert!(flush_rings!(lat_ring)? > 0);
+                }
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
@@ -1880,9 +1967,19 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            flush_rings!(lat_ring, main_ring)?;
+            // shardgate patch: keep the pending timer (the one from before,
+            // or the one slept on above).
+            let pending = pending_latency_timer
+                .or_else(|| self.latency_preemption_timeout_src.take())
+                .filter(|timer| timer.result().is_none());
+            if let Some(timer) = pending {
+                self.latency_preemption_timeout_src.set(Some(timer));
+            } else {
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+                self.latency_timer_deadline.set(Instant::now() + preempt);
+                flush_rings!(lat_ring, main_ring)?;
+            }
         }
 
         // A Note about `need_preempt`:
@@ -1997,7 +2094,12 @@ fn queue_request_into_ring(
     descriptor: UringOpDescriptor,
     source_map: &mut SourceMap,
 ) {
-    source.inner.borrow_mut().wakers.queued_at = Some(Instant::now());
+    {
+        let mut inner = source.inner.borrow_mut();
+        if inner.records_latency() {
+            inner.wakers.queued_at = Some(Instant::now());
+        }
+    }
     let q = ring.submission_queue();
     let id = source_map.add_source(source, Rc::clone(&q));
 
