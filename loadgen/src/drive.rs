@@ -5,6 +5,7 @@
 //! queueing by slowing the generator (coordinated omission).
 
 use crate::client::{Conn, Target};
+use crate::deadline::{self, Deadline};
 use crate::rng::Rng;
 use crate::stats::{Stats, LATE};
 use crate::validate::ErrorClass;
@@ -90,9 +91,16 @@ pub async fn drive(target: Arc<Target>, plan: Plan, progress: Arc<Progress>) -> 
         rng: RefCell::new(Rng::new(plan.seed)),
         plan,
     });
-    let tasks: Vec<_> = (0..gate.plan.connections)
-        .map(|_| {
+    let deadlines: Rc<[Rc<Deadline>]> = (0..gate.plan.connections).map(|_| Rc::default()).collect();
+    let watchdog = glommio::spawn_local(deadline::watch(
+        deadlines.clone(),
+        deadline::tick_for(target.timeout),
+    ));
+    let tasks: Vec<_> = deadlines
+        .iter()
+        .map(|slot| {
             glommio::spawn_local(connection(
+                Conn::new(slot.clone()),
                 target.clone(),
                 gate.clone(),
                 stats.clone(),
@@ -103,6 +111,7 @@ pub async fn drive(target: Arc<Target>, plan: Plan, progress: Arc<Progress>) -> 
     for task in tasks {
         task.await;
     }
+    drop(watchdog);
     Rc::try_unwrap(stats)
         .ok()
         .expect("all connection tasks finished")
@@ -110,26 +119,34 @@ pub async fn drive(target: Arc<Target>, plan: Plan, progress: Arc<Progress>) -> 
 }
 
 async fn connection(
+    mut conn: Conn,
     target: Arc<Target>,
     gate: Rc<Gate>,
     stats: Rc<RefCell<Stats>>,
     progress: Arc<Progress>,
 ) {
-    let mut conn = Conn::new();
     while let Some((at, measured)) = gate.next() {
-        let now = Instant::now();
-        if at > now {
-            glommio::timer::sleep(at - now).await;
-            let lag = Instant::now().saturating_duration_since(at);
-            if measured && lag > LATE {
-                let mut s = stats.borrow_mut();
-                s.generator_late += 1;
-                s.generator_max_lag = s.generator_max_lag.max(lag);
+        // Closed loop: `at` was read from the clock just now.
+        let mut sent = at;
+        if gate.plan.rate.is_some() {
+            let now = Instant::now();
+            if at > now {
+                glommio::timer::sleep(at - now).await;
+                sent = Instant::now();
+                let lag = sent.saturating_duration_since(at);
+                if measured && lag > LATE {
+                    let mut s = stats.borrow_mut();
+                    s.generator_late += 1;
+                    s.generator_max_lag = s.generator_max_lag.max(lag);
+                }
+            } else {
+                sent = now;
+                if measured && now - at > LATE {
+                    stats.borrow_mut().queued_late += 1;
+                }
             }
-        } else if measured && gate.plan.rate.is_some() && now - at > LATE {
-            stats.borrow_mut().queued_late += 1;
         }
-        let result = conn.exchange(&target).await;
+        let result = conn.exchange(&target, sent + target.timeout).await;
         let end = Instant::now();
         progress.done.fetch_add(1, Relaxed);
         if result.is_err() {

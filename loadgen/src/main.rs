@@ -5,6 +5,7 @@
 mod args;
 mod client;
 mod cores;
+mod deadline;
 mod drive;
 mod mock;
 mod plot;

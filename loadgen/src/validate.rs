@@ -46,8 +46,11 @@ impl ErrorClass {
     }
 }
 
+/// sonic-rs rather than serde_json: as strict (stricter: it also rejects
+/// invalid UTF-8) and about twice as fast, which is most of the
+/// generator's own user time on small answers.
 pub fn check_json(body: &[u8]) -> Result<(), ErrorClass> {
-    serde_json::from_slice::<IgnoredAny>(body)
+    sonic_rs::from_slice::<IgnoredAny>(body)
         .map(|_| ())
         .map_err(|_| ErrorClass::Malformed)
 }
@@ -183,6 +186,17 @@ mod tests {
     fn bad_payload_is_malformed() {
         let mut c = StreamCheck::new(StreamEnd::Done);
         assert_eq!(c.scan(b"data: {not json\n\n"), Err(ErrorClass::Malformed));
-        assert_eq!(check_json(b"{\"a\":"), Err(ErrorClass::Malformed));
+        for bad in [
+            &b"{\"a\":"[..],
+            b"",
+            b"[1,]",
+            b"{} x",
+            b"{\"a\":tru}",
+            b"{\"a\":\"\\x\"}",
+            b"\"\xff\"",
+        ] {
+            assert_eq!(check_json(bad), Err(ErrorClass::Malformed), "{bad:?}");
+        }
+        assert_eq!(check_json(b"{\"a\":[1,{\"b\":null}]}"), Ok(()));
     }
 }
