@@ -2,6 +2,7 @@
 //! route (model → provider) → upstream (send on a pooled connection) →
 //! respond (relay as it arrives).
 
+mod attempt;
 mod conn;
 mod downstream;
 mod endpoint;

@@ -1,0 +1,620 @@
+//! One request's upstream attempts, from the first to the answer. Each
+//! attempt is routed (the client's model, or a configured model's
+//! deployment, or a fallback model's), takes one of its provider's in-flight
+//! slots and goes out through `forward`, its deployment's breaker and
+//! balancer told how it went. After a failure the retry policy decides: the
+//! same deployment again after a backoff, another deployment or fallback
+//! model (fail-over), or the answer as it is.
+//!
+//! Invariants:
+//! - Only a configured model's attempts are retried or failed over, and
+//!   their error responses are held back, not a byte sent to the client,
+//!   until it is decided that no other attempt replaces them: a request
+//!   gets exactly one answer.
+//! - No attempt starts for a client that has left (499).
+//! - The client's body buffer is lent to each attempt and comes back; only
+//!   an upstream write that timed out keeps it, which ends the attempts (and,
+//!   after the error answer, the connection).
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::mem;
+use std::ops::Range;
+use std::time::{Duration, Instant, SystemTime};
+
+use monoio::net::TcpStream;
+
+use super::downstream::{Body, Downstream};
+use super::endpoint::Endpoint;
+use super::forward::{forward, relay_held, ClientFacts, OutgoingRequest, Relayed, UpstreamSide};
+use super::outcome::Outcome;
+use super::plan::{
+    build_head, pick_deployment, plan_request, BodyEdits, Choice, Plan, INCLUDE_USAGE,
+};
+use super::translated::{TranslatedCall, Translation};
+use crate::buf::PooledBuf;
+use crate::error::{Error, Kind};
+use crate::providers::Provider;
+use crate::shard::{Routes, Shard};
+use crate::upstream::breaker::{BreakerEvent, Outcome as BreakerOutcome, Ticket};
+use crate::upstream::retry::{Attempt, Decision, RetryState};
+
+/// A request read whole and classified by the connection, to be sent upstream.
+pub(super) struct Request {
+    pub(super) endpoint: Endpoint,
+    pub(super) body: Body,
+    /// The query string's span of the client's head (in `rbuf`).
+    pub(super) query: Range<usize>,
+    /// `/v1/models` passed to this provider (the default one, when no
+    /// models are configured) instead of routed by the body's model.
+    pub(super) models_provider: Option<usize>,
+    /// The request id in [`Outcome::request_id`] is the gateway's, so the
+    /// upstream head carries it (a client's own goes with its headers).
+    pub(super) generated_id: bool,
+}
+
+/// Sends `request` upstream, attempt after attempt, until one gives the
+/// answer, and notes in `outcome` what it came to. An `Err` is still to be
+/// answered: nothing has reached the client. A client that left between
+/// attempts is [`Relayed::Broken`], logged as 499. `facts.keep_alive` is
+/// cleared when the connection must close after the answer.
+pub(super) async fn run_attempts(
+    shard: &Shard,
+    routes: &Routes,
+    down: &mut Downstream,
+    side: &mut UpstreamSide,
+    facts: &mut ClientFacts,
+    outcome: &mut Outcome,
+    request: Request,
+) -> Result<Relayed, Error> {
+    let Request {
+        endpoint,
+        mut body,
+        query,
+        models_provider,
+        generated_id,
+    } = request;
+    let gw = &routes.gateway;
+    let request_id = generated_id.then_some(outcome.request_id.as_str());
+    let mut attempts = Attempts {
+        shard,
+        routes,
+        side,
+        facts,
+        choice: Choice::Route,
+        origin_model: None,
+        tried: Vec::new(),
+        retry: routes.retry.start(Instant::now()),
+    };
+    let result = loop {
+        let (provider, plan) = match models_provider {
+            Some(provider) => (
+                provider,
+                Plan::PassThrough {
+                    upstream_model: Cow::Borrowed(""),
+                    patch: None,
+                    inject_usage: None,
+                },
+            ),
+            None => {
+                let body_bytes: &[u8] = match &body {
+                    Body::Empty => b"",
+                    Body::InPlace(r) => &down.rbuf[r.clone()],
+                    Body::Decoded(b) => b,
+                };
+                let routed = attempts.route(
+                    endpoint,
+                    body_bytes,
+                    &mut outcome.model,
+                    &mut outcome.upstream_model,
+                );
+                match routed {
+                    Ok(x) => x,
+                    Err(e) => break Err(e),
+                }
+            }
+        };
+
+        // Bounded under load: past the per-shard cap for this provider, fail
+        // fast before anything is sent upstream.
+        let Some(_upstream_slot) = routes.upstream_slot(provider) else {
+            // Nothing was sent: another deployment (or fallback) may have room.
+            match attempts.fail_over(provider) {
+                Some(c) => {
+                    attempts.choice = c;
+                    continue;
+                }
+                None => {
+                    break Err(Error::gateway(
+                        Kind::Overloaded,
+                        "too many requests in flight to this provider; retry shortly",
+                    ))
+                }
+            }
+        };
+
+        outcome.provider = Some(provider);
+        let p = &gw.router.providers[provider];
+        let (mut req, translated, call) =
+            upstream_request(down, &body, plan, p, endpoint, query.clone(), request_id);
+        let lent = lend_body(&mut req, translated, down, &mut body);
+        let (result, failure) = match attempts
+            .send(down, &mut body, provider, req, lent, call.as_ref())
+            .await
+        {
+            Tried::Answer(result) => break result,
+            Tried::Failed(result, failure) => (result, failure),
+        };
+        let Some(next) = attempts.after_failure(provider, failure) else {
+            break match result {
+                Ok(Relayed::Held) => {
+                    relay_held(
+                        routes,
+                        attempts.side,
+                        &mut down.stream,
+                        attempts.facts,
+                        call.as_ref(),
+                    )
+                    .await
+                }
+                other => other,
+            };
+        };
+        attempts.side.discard_held();
+        if !back_off(&down.stream, next.backoff).await {
+            // The client left (during the backoff, say): no other upstream
+            // request for it; 499, as nginx logs it.
+            outcome.status = 499;
+            outcome.upstream = attempts.side.sent_at().map(|t| t.elapsed());
+            return Ok(Relayed::Broken);
+        }
+        attempts.choice = next.choice;
+    };
+    let side = attempts.side;
+    outcome.upstream = side.sent_at().map(|t| t.elapsed());
+    outcome.ttft = side
+        .first_event()
+        .map(|t| t.duration_since(outcome.started));
+    outcome.usage = side.usage();
+    outcome.status = side.status();
+    outcome.truncated = side.truncated();
+    result
+}
+
+/// A request's attempts: where the next one goes, and what those before it
+/// used up.
+struct Attempts<'a> {
+    shard: &'a Shard,
+    routes: &'a Routes,
+    side: &'a mut UpstreamSide,
+    facts: &'a mut ClientFacts,
+    choice: Choice,
+    /// The client's configured model, whose fallbacks apply.
+    origin_model: Option<usize>,
+    /// Deployments of the current model already given up on (allocates
+    /// only on a fail-over).
+    tried: Vec<usize>,
+    retry: RetryState,
+}
+
+/// What one attempt came to.
+enum Tried {
+    /// The request's answer: a response relayed (whole or cut), or an
+    /// error no other attempt may replace.
+    Answer(Result<Relayed, Error>),
+    /// A configured model's attempt failed: an error, or an error response
+    /// held back. The outcome is what the retry policy judges.
+    Failed(Result<Relayed, Error>, BreakerOutcome),
+}
+
+/// Where the attempt after a failed one goes.
+struct NextAttempt {
+    choice: Choice,
+    /// A retry's wait first (a fail-over goes at once).
+    backoff: Option<Duration>,
+}
+
+impl<'a> Attempts<'a> {
+    /// Routes the next attempt of a request with a JSON body: its provider
+    /// and how the body goes there. The first routing also notes the
+    /// client's model (in `model`), and whose fallbacks apply.
+    fn route<'b>(
+        &mut self,
+        endpoint: Endpoint,
+        body: &'b [u8],
+        model: &mut String,
+        upstream_model: &mut String,
+    ) -> Result<(usize, Plan<'b>), Error>
+    where
+        'a: 'b,
+    {
+        // Only the first routing starts from `Choice::Route`.
+        let first = matches!(self.choice, Choice::Route);
+        let routed = plan_request(
+            &self.routes.gateway,
+            self.routes,
+            endpoint,
+            body,
+            first.then_some(model),
+            upstream_model,
+            &mut self.choice,
+        )?;
+        if let (true, Choice::Deployment { model, .. }) = (first, self.choice) {
+            self.origin_model = Some(model);
+        }
+        Ok(routed)
+    }
+
+    /// One attempt: sends `req` to `provider` and relays the response, or,
+    /// for a configured model's deployment, holds back an error response
+    /// that another attempt might replace. The deployment's breaker and
+    /// balancer hear of the response head as soon as it arrives, and of a
+    /// failure before one. The body buffer `lent` to `req` is put back.
+    async fn send(
+        &mut self,
+        down: &mut Downstream,
+        body: &mut Body,
+        provider: usize,
+        req: OutgoingRequest,
+        lent: Lent,
+        call: Option<&TranslatedCall>,
+    ) -> Tried {
+        let (shard, routes) = (self.shard, self.routes);
+        // Health and load bookkeeping for a configured model's deployment.
+        let deployment = match self.choice {
+            Choice::Deployment { model, index } => Some((model, index)),
+            _ => None,
+        };
+        let admitted = deployment.and_then(|(model, index)| {
+            let admission = routes.models[model].breakers[index].admit(Instant::now());
+            if let Some(event) = admission.event() {
+                report_breaker(shard, routes, model, index, event);
+            }
+            admission.ticket().map(|ticket| Admitted {
+                model,
+                index,
+                ticket,
+            })
+        });
+        let mut flight =
+            deployment.map(|(m, i)| routes.models[m].balancer.begin(i, Instant::now()));
+        let head_seen = Cell::new(false);
+        let mut on_head = |status: u16| {
+            head_seen.set(true);
+            let now = Instant::now();
+            // A failure is the breaker's to judge, not a latency sample.
+            if status < 500 && status != 429 {
+                if let Some(f) = flight.as_mut() {
+                    f.record_latency(now);
+                }
+            }
+            if let Some(a) = admitted {
+                a.record(shard, routes, BreakerOutcome::Status(status), now);
+            }
+        };
+        let (result, body_back) = forward(
+            shard,
+            routes,
+            provider,
+            self.side,
+            req,
+            &mut down.stream,
+            self.facts,
+            call,
+            deployment.is_some(),
+            &mut on_head,
+        )
+        .await;
+        drop(flight);
+        if !lent.put_back(body_back, down, body) {
+            // The body went with an upstream write that timed out: the error
+            // is answered (nothing can be re-sent), then the connection
+            // closes, as its read buffer may have gone too.
+            self.facts.keep_alive = false;
+            return Tried::Answer(result);
+        }
+        let failure = match &result {
+            Ok(Relayed::Held) => BreakerOutcome::Status(self.side.head().status),
+            Err(e) => {
+                // A retry-safe failure (the connection failed before any
+                // response byte) is as good as a connect error.
+                let o = match e.kind {
+                    Kind::UpstreamConnect => BreakerOutcome::Connect,
+                    Kind::UpstreamTimeout => BreakerOutcome::Timeout,
+                    _ if e.retryable => BreakerOutcome::Connect,
+                    _ => BreakerOutcome::Protocol,
+                };
+                if let (Some(a), false) = (admitted, head_seen.get()) {
+                    a.record(shard, routes, o, Instant::now());
+                }
+                o
+            }
+            Ok(_) => return Tried::Answer(result),
+        };
+        // Only a configured model's requests are retried.
+        if deployment.is_none() {
+            return Tried::Answer(result);
+        }
+        Tried::Failed(result, failure)
+    }
+
+    /// After a failed attempt on provider `from`: where the next one goes,
+    /// as the retry policy decides; `None` to answer with this one.
+    fn after_failure(&mut self, from: usize, failure: BreakerOutcome) -> Option<NextAttempt> {
+        let attempt = Attempt {
+            outcome: failure,
+            client_bytes_sent: false,
+            retry_after: self.side.held_header(b"retry-after"),
+            retry_after_ms: self.side.held_header(b"retry-after-ms"),
+            error_body: self.side.held_body(),
+        };
+        let decision = self.routes.retry.decide(
+            &mut self.retry,
+            &attempt,
+            Instant::now(),
+            SystemTime::now(),
+            &self.routes.rng,
+        );
+        let elsewhere = |choice| NextAttempt {
+            choice,
+            backoff: None,
+        };
+        match decision {
+            Decision::Retry { after } => {
+                let metrics = &self.shard.metrics;
+                metrics.retry(metrics.labels().provider(from));
+                Some(NextAttempt {
+                    choice: self.choice,
+                    backoff: Some(after),
+                })
+            }
+            Decision::FailOver => self.fail_over(from).map(elsewhere),
+            Decision::ContextWindowFallback => self.context_window_fallback(from).map(elsewhere),
+            Decision::Respond => None,
+        }
+    }
+
+    /// Gives up on the current deployment: another deployment of its model
+    /// not yet tried, else the origin model's next fallback (counted as a
+    /// retry or a fallback from provider `from`). `None` when the attempt
+    /// was not to a deployment, or nothing is left.
+    fn fail_over(&mut self, from: usize) -> Option<Choice> {
+        let Choice::Deployment { model, index } = self.choice else {
+            return None;
+        };
+        self.tried.push(index);
+        if let Some(index) = pick_deployment(self.routes, model, &self.tried) {
+            let metrics = &self.shard.metrics;
+            metrics.retry(metrics.labels().provider(from));
+            return Some(Choice::Deployment { model, index });
+        }
+        let name = self.routes.gateway.router.model_routes[self.origin_model?]
+            .fallbacks
+            .next_model(&mut self.retry)?;
+        self.fall_back(from, name)
+    }
+
+    /// The origin model's next fallback for a prompt too long for the
+    /// model tried.
+    fn context_window_fallback(&mut self, from: usize) -> Option<Choice> {
+        let name = self.routes.gateway.router.model_routes[self.origin_model?]
+            .fallbacks
+            .next_context_window_model(&mut self.retry)?;
+        self.fall_back(from, name)
+    }
+
+    /// The first deployment of fallback model `name`, counted as a fallback
+    /// from `from` (a provider index).
+    fn fall_back(&mut self, from: usize, name: &str) -> Option<Choice> {
+        let model = self.routes.gateway.router.model_index(name)?;
+        self.tried.clear();
+        let index = pick_deployment(self.routes, model, &self.tried)?;
+        let metrics = &self.shard.metrics;
+        metrics.fallback(metrics.labels().provider(from));
+        crate::telemetry::log_info(format_args!(
+            "shard {}: falling back to model {name}",
+            self.shard.id
+        ));
+        Some(Choice::Deployment { model, index })
+    }
+}
+
+/// Waits out a retry's backoff, if any; then whether the client is still
+/// there (one that left meanwhile is not worth another upstream request).
+async fn back_off(client: &TcpStream, backoff: Option<Duration>) -> bool {
+    if let Some(after) = backoff {
+        monoio::time::sleep(after).await;
+    }
+    !crate::net::peer_closed(client)
+}
+
+/// Builds an attempt's upstream request, all but the body buffer (see
+/// [`lend_body`]), while the client's head (in `rbuf`) is at hand. Also
+/// returns a translated body, which replaces the client's, and how the
+/// gateway reads the response when it does. Everything `plan` borrowed
+/// from the body (the model name) is used up here, before its buffer moves.
+fn upstream_request(
+    down: &Downstream,
+    body: &Body,
+    plan: Plan<'_>,
+    p: &Provider,
+    endpoint: Endpoint,
+    query: Range<usize>,
+    request_id: Option<&str>,
+) -> (OutgoingRequest, Option<Vec<u8>>, Option<TranslatedCall>) {
+    let (body_len, body_offset) = match body {
+        Body::Empty => (None, 0),
+        Body::InPlace(r) => (Some(r.len()), r.start),
+        Body::Decoded(b) => (Some(b.len()), 0),
+    };
+    let (head, head_range, value_range, patch, insert, translated, call) = match plan {
+        Plan::PassThrough {
+            upstream_model,
+            patch,
+            inject_usage,
+        } => {
+            let model = (!upstream_model.is_empty()).then_some(upstream_model.as_ref());
+            let patch = patch.map(|span| span.start + body_offset..span.end + body_offset);
+            let insert = inject_usage.map(|(at, comma)| {
+                let member: &[u8] = if comma {
+                    INCLUDE_USAGE
+                } else {
+                    &INCLUDE_USAGE[1..]
+                };
+                (at + body_offset, member)
+            });
+            let edits = BodyEdits {
+                len: body_len,
+                patch: patch.clone().map(|span| (span, upstream_model.as_ref())),
+                insert: insert.map(|(_, member)| member),
+            };
+            let (head, ranges) = build_head(
+                down,
+                p,
+                endpoint.upstream_path(),
+                model,
+                query,
+                edits,
+                request_id,
+                false,
+            );
+            let insert = insert.map(|(at, _)| (at, ranges.insert.clone()));
+            let call = inject_usage.map(|_| TranslatedCall {
+                translation: Translation::HideUsageChunk,
+                stream: true,
+                client_model: String::new(),
+            });
+            (head, ranges.head, ranges.value, patch, insert, None, call)
+        }
+        Plan::Translate {
+            body: new_body,
+            api_path,
+            upstream_model,
+            call,
+        } => {
+            let edits = BodyEdits {
+                len: Some(new_body.len()),
+                patch: None,
+                insert: None,
+            };
+            let (head, ranges) = build_head(
+                down,
+                p,
+                api_path,
+                Some(&upstream_model),
+                query,
+                edits,
+                request_id,
+                true,
+            );
+            (
+                head,
+                ranges.head,
+                ranges.value,
+                None,
+                None,
+                Some(new_body),
+                Some(call),
+            )
+        }
+    };
+    let req = OutgoingRequest {
+        head,
+        head_range,
+        value_range,
+        body: None,
+        body_range: 0..0,
+        patch,
+        insert,
+    };
+    (req, translated, call)
+}
+
+/// Which body buffer an attempt lent to the upstream request.
+enum Lent {
+    Nothing,
+    ReadBuffer,
+    Decoded,
+}
+
+/// Hands `req` its body: the `translated` one, else the client's, whose
+/// buffer (the read buffer, or the decoded chunked body) is lent.
+fn lend_body(
+    req: &mut OutgoingRequest,
+    translated: Option<Vec<u8>>,
+    down: &mut Downstream,
+    body: &mut Body,
+) -> Lent {
+    let (buf, range, lent) = match (translated, body) {
+        (Some(new_body), _) => {
+            let len = new_body.len();
+            (Some(PooledBuf::from_vec(new_body)), 0..len, Lent::Nothing)
+        }
+        (None, Body::Empty) => (None, 0..0, Lent::Nothing),
+        (None, Body::InPlace(r)) => (
+            Some(mem::replace(&mut down.rbuf, PooledBuf::empty())),
+            r.clone(),
+            Lent::ReadBuffer,
+        ),
+        (None, Body::Decoded(b)) => {
+            let b = mem::replace(b, PooledBuf::empty());
+            let len = b.len();
+            (Some(b), 0..len, Lent::Decoded)
+        }
+    };
+    req.body = buf;
+    req.body_range = range;
+    lent
+}
+
+impl Lent {
+    /// Puts the lent buffer back from what `forward` handed back; `false`
+    /// when it did not come back (the body is gone).
+    fn put_back(self, back: Option<PooledBuf>, down: &mut Downstream, body: &mut Body) -> bool {
+        let lost = !matches!(self, Lent::Nothing) && back.is_none();
+        match (self, back) {
+            (Lent::ReadBuffer, Some(b)) => down.rbuf = b,
+            (Lent::Decoded, Some(b)) => {
+                if let Body::Decoded(slot) = body {
+                    *slot = b;
+                }
+            }
+            _ => {}
+        }
+        !lost
+    }
+}
+
+/// A configured model's deployment whose breaker admitted an attempt.
+#[derive(Clone, Copy)]
+struct Admitted {
+    model: usize,
+    index: usize,
+    ticket: Ticket,
+}
+
+impl Admitted {
+    /// Tells the breaker how the attempt went.
+    fn record(self, shard: &Shard, routes: &Routes, outcome: BreakerOutcome, now: Instant) {
+        let breaker = &routes.models[self.model].breakers[self.index];
+        if let Some(event) = breaker.record(self.ticket, outcome, now) {
+            report_breaker(shard, routes, self.model, self.index, event);
+        }
+    }
+}
+
+/// Logs and counts a breaker's state change.
+fn report_breaker(shard: &Shard, routes: &Routes, model: usize, index: usize, event: BreakerEvent) {
+    let m = &routes.gateway.router.model_routes[model];
+    let d = &m.deployments[index];
+    let provider = &routes.gateway.router.providers[d.provider].name;
+    if let BreakerEvent::Ejected { .. } | BreakerEvent::ReEjected { .. } = event {
+        shard
+            .metrics
+            .ejection(shard.metrics.labels().provider(d.provider));
+    }
+    crate::telemetry::log_warn(format_args!(
+        "shard {}: model {} deployment {index} ({provider}, {}): breaker {event:?}",
+        shard.id, m.name, d.upstream_model
+    ));
+}
