@@ -1,7 +1,8 @@
 //! An upstream attempt's time limits (connect, first response byte, silence
 //! between body reads, and the whole exchange), resolved per provider when
 //! the config is loaded, and [`AttemptClock`], which turns them into how
-//! long each read of one attempt may wait.
+//! long each read of one attempt may wait ([`Within`]: the read and its
+//! timer as one future).
 //!
 //! Invariants: no read of an attempt waits past its total deadline, and
 //! none starts once that deadline has passed (a read that is always ready
@@ -10,7 +11,11 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use monoio::time::Timeout;
 
 /// The time limits of one upstream attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,18 +75,23 @@ impl AttemptClock {
     }
 
     /// Reads the response head within the first-byte limit (and the total).
-    pub async fn head<F: Future>(&self, read: F) -> Result<F::Output, Expired> {
-        self.within(Phase::Head, read).await
+    pub fn head<F: Future>(&self, read: F) -> Within<F> {
+        self.within(Phase::Head, read)
     }
 
     /// One read of the body within the idle limit (and the total).
-    pub async fn body<F: Future>(&self, read: F) -> Result<F::Output, Expired> {
-        self.within(Phase::Body, read).await
+    pub fn body<F: Future>(&self, read: F) -> Within<F> {
+        self.within(Phase::Body, read)
     }
 
-    async fn within<F: Future>(&self, phase: Phase, read: F) -> Result<F::Output, Expired> {
-        let (wait, limit) = self.wait(phase, Instant::now)?;
-        monoio::time::timeout(wait, read).await.map_err(|_| limit)
+    fn within<F: Future>(&self, phase: Phase, read: F) -> Within<F> {
+        match self.wait(phase, Instant::now) {
+            Ok((wait, limit)) => Within {
+                read: Some(monoio::time::timeout(wait, read)),
+                limit,
+            },
+            Err(limit) => Within { read: None, limit },
+        }
     }
 
     /// How long a read in `phase` may wait, and the limit reported if it
@@ -111,6 +121,35 @@ impl AttemptClock {
         } else {
             own
         })
+    }
+}
+
+/// A read bounded by an attempt's clock: the read and its timer as one
+/// plain future. (Async wrappers moved the read's whole state, often
+/// kilobytes, once per layer on every read.) Its wait is measured when it
+/// is made, so it is awaited at once.
+#[must_use = "a read does nothing unless awaited"]
+pub struct Within<F> {
+    /// `None`: the total deadline had passed, so the read never starts.
+    read: Option<Timeout<F>>,
+    /// Reported when the timer runs out (or had already).
+    limit: Expired,
+}
+
+impl<F: Future> Future for Within<F> {
+    type Output = Result<F::Output, Expired>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `read` is pinned along with `self`: nothing moves it out
+        // or replaces it, and `Within` has no `Drop` of its own.
+        let (read, limit) = unsafe {
+            let this = self.get_unchecked_mut();
+            (Pin::new_unchecked(&mut this.read), this.limit)
+        };
+        match read.as_pin_mut() {
+            Some(read) => read.poll(cx).map(|r| r.map_err(|_| limit)),
+            None => Poll::Ready(Err(limit)),
+        }
     }
 }
 
@@ -174,6 +213,26 @@ mod tests {
             c.wait(Phase::Head, || t0),
             Ok((100 * MS, Expired::Total(100 * MS)))
         );
+    }
+
+    #[test]
+    fn a_read_ends_at_its_limit_and_none_starts_past_the_total() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let t0 = Instant::now();
+            let c = AttemptClock::start(limits(Some(1000 * MS)), t0);
+            assert_eq!(c.head(async { 7 }).await, Ok(7));
+            assert_eq!(
+                c.body(std::future::pending::<()>()).await,
+                Err(Expired::Idle(200 * MS))
+            );
+            let spent = AttemptClock::start(limits(Some(Duration::ZERO)), t0);
+            let never = std::future::poll_fn(|_| -> Poll<()> { panic!("a read started") });
+            assert_eq!(spent.head(never).await, Err(Expired::Total(Duration::ZERO)));
+        });
     }
 
     #[test]
