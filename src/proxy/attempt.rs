@@ -28,13 +28,10 @@ use super::downstream::{Body, Downstream};
 use super::endpoint::Endpoint;
 use super::forward::{forward, relay_held, ClientFacts, OutgoingRequest, Relayed, UpstreamSide};
 use super::outcome::Outcome;
-use super::plan::{
-    build_head, pick_deployment, plan_request, BodyEdits, Choice, Plan, INCLUDE_USAGE,
-};
-use super::translated::{TranslatedCall, Translation};
+use super::plan::{pick_deployment, plan_request, upstream_request, Choice, Plan};
+use super::translated::TranslatedCall;
 use crate::buf::PooledBuf;
 use crate::error::{Error, Kind};
-use crate::providers::Provider;
 use crate::shard::{Routes, Shard};
 use crate::upstream::breaker::{BreakerEvent, Outcome as BreakerOutcome, Ticket};
 use crate::upstream::retry::{Attempt, Decision, RetryState};
@@ -137,7 +134,7 @@ pub(super) async fn run_attempts(
         let p = &gw.router.providers[provider];
         let (mut req, translated, call) =
             upstream_request(down, &body, plan, p, endpoint, query.clone(), request_id);
-        let lent = lend_body(&mut req, translated, down, &mut body);
+        let lent = Lent::lend(&mut req, translated, down, &mut body);
         let (result, failure) = match attempts
             .send(down, &mut body, provider, req, lent, call.as_ref())
             .await
@@ -428,108 +425,6 @@ async fn back_off(client: &TcpStream, backoff: Option<Duration>) -> bool {
     !crate::net::peer_closed(client)
 }
 
-/// Builds an attempt's upstream request, all but the body buffer (see
-/// [`lend_body`]), while the client's head (in `rbuf`) is at hand. Also
-/// returns a translated body, which replaces the client's, and how the
-/// gateway reads the response when it does. Everything `plan` borrowed
-/// from the body (the model name) is used up here, before its buffer moves.
-fn upstream_request(
-    down: &Downstream,
-    body: &Body,
-    plan: Plan<'_>,
-    p: &Provider,
-    endpoint: Endpoint,
-    query: Range<usize>,
-    request_id: Option<&str>,
-) -> (OutgoingRequest, Option<Vec<u8>>, Option<TranslatedCall>) {
-    let (body_len, body_offset) = match body {
-        Body::Empty => (None, 0),
-        Body::InPlace(r) => (Some(r.len()), r.start),
-        Body::Decoded(b) => (Some(b.len()), 0),
-    };
-    let (head, head_range, value_range, patch, insert, translated, call) = match plan {
-        Plan::PassThrough {
-            upstream_model,
-            patch,
-            inject_usage,
-        } => {
-            let model = (!upstream_model.is_empty()).then_some(upstream_model.as_ref());
-            let patch = patch.map(|span| span.start + body_offset..span.end + body_offset);
-            let insert = inject_usage.map(|(at, comma)| {
-                let member: &[u8] = if comma {
-                    INCLUDE_USAGE
-                } else {
-                    &INCLUDE_USAGE[1..]
-                };
-                (at + body_offset, member)
-            });
-            let edits = BodyEdits {
-                len: body_len,
-                patch: patch.clone().map(|span| (span, upstream_model.as_ref())),
-                insert: insert.map(|(_, member)| member),
-            };
-            let (head, ranges) = build_head(
-                down,
-                p,
-                endpoint.upstream_path(),
-                model,
-                query,
-                edits,
-                request_id,
-                false,
-            );
-            let insert = insert.map(|(at, _)| (at, ranges.insert.clone()));
-            let call = inject_usage.map(|_| TranslatedCall {
-                translation: Translation::HideUsageChunk,
-                stream: true,
-                client_model: String::new(),
-            });
-            (head, ranges.head, ranges.value, patch, insert, None, call)
-        }
-        Plan::Translate {
-            body: new_body,
-            api_path,
-            upstream_model,
-            call,
-        } => {
-            let edits = BodyEdits {
-                len: Some(new_body.len()),
-                patch: None,
-                insert: None,
-            };
-            let (head, ranges) = build_head(
-                down,
-                p,
-                api_path,
-                Some(&upstream_model),
-                query,
-                edits,
-                request_id,
-                true,
-            );
-            (
-                head,
-                ranges.head,
-                ranges.value,
-                None,
-                None,
-                Some(new_body),
-                Some(call),
-            )
-        }
-    };
-    let req = OutgoingRequest {
-        head,
-        head_range,
-        value_range,
-        body: None,
-        body_range: 0..0,
-        patch,
-        insert,
-    };
-    (req, translated, call)
-}
-
 /// Which body buffer an attempt lent to the upstream request.
 enum Lent {
     Nothing,
@@ -537,37 +432,37 @@ enum Lent {
     Decoded,
 }
 
-/// Hands `req` its body: the `translated` one, else the client's, whose
-/// buffer (the read buffer, or the decoded chunked body) is lent.
-fn lend_body(
-    req: &mut OutgoingRequest,
-    translated: Option<Vec<u8>>,
-    down: &mut Downstream,
-    body: &mut Body,
-) -> Lent {
-    let (buf, range, lent) = match (translated, body) {
-        (Some(new_body), _) => {
-            let len = new_body.len();
-            (Some(PooledBuf::from_vec(new_body)), 0..len, Lent::Nothing)
-        }
-        (None, Body::Empty) => (None, 0..0, Lent::Nothing),
-        (None, Body::InPlace(r)) => (
-            Some(mem::replace(&mut down.rbuf, PooledBuf::empty())),
-            r.clone(),
-            Lent::ReadBuffer,
-        ),
-        (None, Body::Decoded(b)) => {
-            let b = mem::replace(b, PooledBuf::empty());
-            let len = b.len();
-            (Some(b), 0..len, Lent::Decoded)
-        }
-    };
-    req.body = buf;
-    req.body_range = range;
-    lent
-}
-
 impl Lent {
+    /// Hands `req` its body: the `translated` one, else the client's, whose
+    /// buffer (the read buffer, or the decoded chunked body) is lent.
+    fn lend(
+        req: &mut OutgoingRequest,
+        translated: Option<Vec<u8>>,
+        down: &mut Downstream,
+        body: &mut Body,
+    ) -> Lent {
+        let (buf, range, lent) = match (translated, body) {
+            (Some(new_body), _) => {
+                let len = new_body.len();
+                (Some(PooledBuf::from_vec(new_body)), 0..len, Lent::Nothing)
+            }
+            (None, Body::Empty) => (None, 0..0, Lent::Nothing),
+            (None, Body::InPlace(r)) => (
+                Some(mem::replace(&mut down.rbuf, PooledBuf::empty())),
+                r.clone(),
+                Lent::ReadBuffer,
+            ),
+            (None, Body::Decoded(b)) => {
+                let b = mem::replace(b, PooledBuf::empty());
+                let len = b.len();
+                (Some(b), 0..len, Lent::Decoded)
+            }
+        };
+        req.body = buf;
+        req.body_range = range;
+        lent
+    }
+
     /// Puts the lent buffer back from what `forward` handed back; `false`
     /// when it did not come back (the body is gone).
     fn put_back(self, back: Option<PooledBuf>, down: &mut Downstream, body: &mut Body) -> bool {

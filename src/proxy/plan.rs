@@ -1,14 +1,16 @@
 //! The route phase of a request with a JSON body: validate it, find
 //! `model`, pick the provider (or a model's deployment), decide between
 //! pass-through (only `model` patched, maybe `stream_options` added) and
-//! dialect translation, and assemble the upstream request head.
+//! dialect translation, and assemble the upstream request (its head, and
+//! the edits `forward` makes to the body on the way).
 //!
 //! Invariant: a pass-through body is never re-serialised; what changes is
 //! carried as byte ranges of the head buffer that `forward` writes between
 //! slices of the client's body.
 
-use super::downstream::Downstream;
+use super::downstream::{Body, Downstream};
 use super::endpoint::Endpoint;
+use super::forward::OutgoingRequest;
 use super::headers::is_dropped_request_header;
 use super::translated::{TranslatedCall, Translation};
 use crate::api::translate::{
@@ -179,33 +181,135 @@ pub(super) fn translate_error(e: crate::api::translate::TranslateError) -> Error
     )
 }
 
+/// Builds an attempt's upstream request, all but the body buffer (lent to it
+/// afterwards), while the client's head (in `rbuf`) is at hand. Also
+/// returns a translated body, which replaces the client's, and how the
+/// gateway reads the response when it does. Everything `plan` borrowed
+/// from the body (the model name) is used up here, before its buffer moves.
+pub(super) fn upstream_request(
+    down: &Downstream,
+    body: &Body,
+    plan: Plan<'_>,
+    p: &Provider,
+    endpoint: Endpoint,
+    query: Range<usize>,
+    request_id: Option<&str>,
+) -> (OutgoingRequest, Option<Vec<u8>>, Option<TranslatedCall>) {
+    let (body_len, body_offset) = match body {
+        Body::Empty => (None, 0),
+        Body::InPlace(r) => (Some(r.len()), r.start),
+        Body::Decoded(b) => (Some(b.len()), 0),
+    };
+    let (head, head_range, value_range, patch, insert, translated, call) = match plan {
+        Plan::PassThrough {
+            upstream_model,
+            patch,
+            inject_usage,
+        } => {
+            let model = (!upstream_model.is_empty()).then_some(upstream_model.as_ref());
+            let patch = patch.map(|span| span.start + body_offset..span.end + body_offset);
+            let insert = inject_usage.map(|(at, comma)| {
+                let member: &[u8] = if comma {
+                    INCLUDE_USAGE
+                } else {
+                    &INCLUDE_USAGE[1..]
+                };
+                (at + body_offset, member)
+            });
+            let edits = BodyEdits {
+                len: body_len,
+                patch: patch.clone().map(|span| (span, upstream_model.as_ref())),
+                insert: insert.map(|(_, member)| member),
+            };
+            let (head, ranges) = build_head(
+                down,
+                p,
+                endpoint.upstream_path(),
+                model,
+                query,
+                edits,
+                request_id,
+                false,
+            );
+            let insert = insert.map(|(at, _)| (at, ranges.insert.clone()));
+            let call = inject_usage.map(|_| TranslatedCall {
+                translation: Translation::HideUsageChunk,
+                stream: true,
+                client_model: String::new(),
+            });
+            (head, ranges.head, ranges.value, patch, insert, None, call)
+        }
+        Plan::Translate {
+            body: new_body,
+            api_path,
+            upstream_model,
+            call,
+        } => {
+            let edits = BodyEdits {
+                len: Some(new_body.len()),
+                patch: None,
+                insert: None,
+            };
+            let (head, ranges) = build_head(
+                down,
+                p,
+                api_path,
+                Some(&upstream_model),
+                query,
+                edits,
+                request_id,
+                true,
+            );
+            (
+                head,
+                ranges.head,
+                ranges.value,
+                None,
+                None,
+                Some(new_body),
+                Some(call),
+            )
+        }
+    };
+    let req = OutgoingRequest {
+        head,
+        head_range,
+        value_range,
+        body: None,
+        body_range: 0..0,
+        patch,
+        insert,
+    };
+    (req, translated, call)
+}
+
 /// What is done to the body on its way upstream, for the head's
 /// Content-Length and the bytes the head buffer carries.
-pub(super) struct BodyEdits<'a> {
+struct BodyEdits<'a> {
     /// The client's body length (`None`: no body).
-    pub(super) len: Option<usize>,
+    len: Option<usize>,
     /// The old `model` value span and the new model name.
-    pub(super) patch: Option<(Range<usize>, &'a str)>,
+    patch: Option<(Range<usize>, &'a str)>,
     /// Bytes inserted into the body.
-    pub(super) insert: Option<&'a [u8]>,
+    insert: Option<&'a [u8]>,
 }
 
 /// Where `build_head` put things in its buffer.
-pub(super) struct HeadRanges {
-    pub(super) head: Range<usize>,
-    pub(super) value: Range<usize>,
-    pub(super) insert: Range<usize>,
+struct HeadRanges {
+    head: Range<usize>,
+    value: Range<usize>,
+    insert: Range<usize>,
 }
 
 /// `,"stream_options":{"include_usage":true}` (without the comma when the
 /// body's object is empty).
-pub(super) const INCLUDE_USAGE: &[u8] = b",\"stream_options\":{\"include_usage\":true}";
+const INCLUDE_USAGE: &[u8] = b",\"stream_options\":{\"include_usage\":true}";
 
 /// Assembles the upstream request head in a fresh buffer: the replacement
 /// model value and any inserted bytes first (so the body's new length is
 /// known for Content-Length), then the head.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn build_head(
+fn build_head(
     down: &Downstream,
     p: &Provider,
     api_path: &str,
