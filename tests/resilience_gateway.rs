@@ -164,8 +164,9 @@ fn a_429_retry_after_is_waited_out_then_the_retry_succeeds() {
 }
 
 /// An upstream that accepts the connection but never reads: the request
-/// write is bounded by the first-byte limit, answered 504, and the client
-/// connection closed (the request's buffers went with the cancelled write).
+/// write is bounded by the first-byte limit, answered 504, the client
+/// connection closed (the request's buffers went with the cancelled write),
+/// and the deployment's breaker told.
 #[test]
 fn an_upstream_that_never_reads_the_request_is_a_504() {
     let listener =
@@ -194,7 +195,8 @@ fn an_upstream_that_never_reads_the_request_is_a_504() {
     );
     each_driver(|d| {
         let models = "[[models]]\nname = \"m\"\nprovider = \"a\"\n";
-        let toml = config(&deaf_url, &b.base_url(), FAST, models)
+        let res = format!("{FAST}\nbreaker_consecutive_failures = 1");
+        let toml = config(&deaf_url, &b.base_url(), &res, models)
             + "\n[upstream]\nfirst_byte_timeout_ms = 300\n";
         let gw = Gateway::start(GatewayOpts::config(d, toml));
         let mut c = gw.connect();
@@ -211,6 +213,9 @@ fn an_upstream_that_never_reads_the_request_is_a_504() {
         assert_eq!(r.header("connection"), Some("close"));
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
         assert!(c.is_closed(Duration::from_secs(2)));
+        // The breaker heard of the timed-out write (a lost half-open probe
+        // would otherwise block the deployment until the probe timeout).
+        assert_eq!(counter(&gw, "shardgate_ejections_total", "a"), 1);
         gw.assert_healthy();
     });
 }

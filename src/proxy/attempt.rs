@@ -303,15 +303,8 @@ impl<'a> Attempts<'a> {
         )
         .await;
         drop(flight);
-        if !lent.put_back(body_back, down, body) {
-            // The body went with an upstream write that timed out: the error
-            // is answered (nothing can be re-sent), then the connection
-            // closes, as its read buffer may have gone too.
-            self.facts.keep_alive = false;
-            return Tried::Answer(result);
-        }
         let failure = match &result {
-            Ok(Relayed::Held) => BreakerOutcome::Status(self.side.head().status),
+            Ok(Relayed::Held) => Some(BreakerOutcome::Status(self.side.head().status)),
             Err(e) => {
                 // A retry-safe failure (the connection failed before any
                 // response byte) is as good as a connect error.
@@ -324,9 +317,19 @@ impl<'a> Attempts<'a> {
                 if let (Some(a), false) = (admitted, head_seen.get()) {
                     a.record(shard, routes, o, Instant::now());
                 }
-                o
+                Some(o)
             }
-            Ok(_) => return Tried::Answer(result),
+            Ok(_) => None,
+        };
+        if !lent.put_back(body_back, down, body) {
+            // The body went with an upstream write that timed out: the error
+            // is answered (nothing can be re-sent), then the connection
+            // closes, as its read buffer may have gone too.
+            self.facts.keep_alive = false;
+            return Tried::Answer(result);
+        }
+        let Some(failure) = failure else {
+            return Tried::Answer(result);
         };
         // Only a configured model's requests are retried.
         if deployment.is_none() {
