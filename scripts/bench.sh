@@ -5,7 +5,8 @@
 #   scripts/bench.sh            full run (under 10 minutes)
 #   scripts/bench.sh --quick    chat + chat-stream, short runs (under 2 minutes)
 #   scripts/bench.sh --trust    the instrument against wrk, and the mock against
-#                               nginx serving a static file (about 1 minute)
+#                               nginx serving a static file (about 2 minutes;
+#                               TRUST_CONNS="10 64" TRUST_RUNS=5)
 #
 # Placement (stated in the output): the system under test (nginx with one
 # worker, or shardgate with one shard) runs alone on CPU $SUT_CPU; loadgen and
@@ -50,9 +51,12 @@ LOADGEN="$TARGET_DIR/release/loadgen"
 wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.025; done; return 1; }
 
 if [[ "$MODE" == "--trust" ]]; then
-  # Same target, same core, same connections, alternated 3 times: wrk and
-  # loadgen against nginx serving a 318-byte JSON file (one worker, CPU
-  # $SUT_CPU); then wrk against that file vs the mock's GET /v1/models.
+  # Same target, same core, same connections, alternated $TRUST_RUNS times at
+  # each of $TRUST_CONNS connections: wrk and loadgen against nginx serving a
+  # 318-byte JSON file (one worker, CPU $SUT_CPU); then wrk against that file
+  # vs the mock's GET /v1/models. CPU per request is user + system time of
+  # the whole generator process over the requests it completed.
+  TRUST_CONNS=(${TRUST_CONNS:-10 64}) TRUST_RUNS=${TRUST_RUNS:-5}
   mkdir -p "$OUT/static/www"
   echo '{"id":"chatcmpl-x","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"tok tok tok tok tok tok tok tok tok tok tok tok tok tok tok tok "},"finish_reason":"stop"}],"usage":{"prompt_tokens":120,"completion_tokens":16,"total_tokens":136}}' >"$OUT/static/www/chat.json"
   cat >"$OUT/static/nginx.conf" <<CONF
@@ -69,35 +73,38 @@ CONF
   "$LOADGEN" mock --listen "127.0.0.1:$MOCK_PORT" --cores "=$SUT_CPU" 2>/dev/null &
   PIDS+=($!)
   wait_port $NGINX_PORT && wait_port $MOCK_PORT
-  cpu_of() { awk '/^cpu/ {print $2 + $3}' "$1"; } # user + system seconds, from /usr/bin/time -f
-  for i in 1 2 3; do
-    taskset -c "$GEN_CPU" /usr/bin/time -f "cpu %U %S" -o "$OUT/wrk.$i.time" \
-      wrk -t1 -c$CONNS -d4s "http://127.0.0.1:$NGINX_PORT/chat.json" >"$OUT/wrk.$i.txt"
-    /usr/bin/time -f "cpu %U %S" -o "$OUT/loadgen.$i.time" "$LOADGEN" run --target "127.0.0.1:$NGINX_PORT" \
-      --workload models --path /chat.json --connections $CONNS --duration 4s --cores "=$GEN_CPU" --json >"$OUT/loadgen.$i.json"
-    taskset -c "$GEN_CPU" wrk -t1 -c$CONNS -d4s "http://127.0.0.1:$MOCK_PORT/v1/models" >"$OUT/wrk-mock.$i.txt"
+  for c in "${TRUST_CONNS[@]}"; do
+    for i in $(seq "$TRUST_RUNS"); do
+      taskset -c "$GEN_CPU" /usr/bin/time -f "cpu %U %S" -o "$OUT/wrk.$c.$i.time" \
+        wrk -t1 -c"$c" -d4s "http://127.0.0.1:$NGINX_PORT/chat.json" >"$OUT/wrk.$c.$i.txt"
+      /usr/bin/time -f "cpu %U %S" -o "$OUT/loadgen.$c.$i.time" "$LOADGEN" run --target "127.0.0.1:$NGINX_PORT" \
+        --workload models --path /chat.json --connections "$c" --duration 4s --cores "=$GEN_CPU" --json >"$OUT/loadgen.$c.$i.json"
+      taskset -c "$GEN_CPU" wrk -t1 -c"$c" -d4s "http://127.0.0.1:$MOCK_PORT/v1/models" >"$OUT/wrk-mock.$c.$i.txt"
+    done
   done
-  python3 - "$OUT" "$CONNS" <<'PY' | tee "$OUT/trust.txt"
+  python3 - "$OUT" "$TRUST_RUNS" "${TRUST_CONNS[@]}" <<'PY' | tee "$OUT/trust.txt"
 import json, re, statistics, sys
-out, conns = sys.argv[1], sys.argv[2]
+out, runs, conns = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 def wrk(f):
     t = open(f).read()
     return float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1)), int(re.search(r"(\d+) requests in", t).group(1))
 def cpu(f):
     u, s = open(f).read().split("cpu ")[1].split()[:2]
     return float(u) + float(s)
-rows = []
-for i in (1, 2, 3):
-    w_rps, w_n = wrk(f"{out}/wrk.{i}.txt")
-    l = json.load(open(f"{out}/loadgen.{i}.json"))
-    l_n = l["ok"] + sum(l["errors"].values())
-    rows.append((w_rps, l["throughput_rps"], 1e6 * cpu(f"{out}/wrk.{i}.time") / w_n, 1e6 * cpu(f"{out}/loadgen.{i}.time") / l_n, wrk(f"{out}/wrk-mock.{i}.txt")[0]))
-med = [statistics.median(c) for c in zip(*rows)]
-print(f"trust: {conns} connections, 4 s, generator pinned to one CPU, target on the other")
-for i, r in enumerate(rows, 1):
-    print(f"  run {i}: wrk {r[0]:.0f} req/s ({r[2]:.1f} us CPU/req) | loadgen {r[1]:.0f} req/s ({r[3]:.1f} us CPU/req) | wrk->mock /v1/models {r[4]:.0f} req/s")
-print(f"median: loadgen/wrk throughput {med[1] / med[0]:.3f}, CPU per request loadgen {med[3]:.1f} us vs wrk {med[2]:.1f} us")
-print(f"median: mock {med[4]:.0f} req/s vs nginx static {med[0]:.0f} req/s (wrk, one core each): ratio {med[4] / med[0]:.2f}")
+print(f"trust: wrk and loadgen alternated {runs} times per row, 4 s each, generator pinned to CPU, target nginx (static JSON) on the other")
+print("conns | wrk req/s | loadgen req/s | loadgen/wrk | wrk us CPU/req | loadgen us CPU/req | loadgen/wrk CPU | mock/nginx (wrk)")
+for c in conns:
+    rows = []
+    for i in range(1, runs + 1):
+        w_rps, w_n = wrk(f"{out}/wrk.{c}.{i}.txt")
+        l = json.load(open(f"{out}/loadgen.{c}.{i}.json"))
+        l_n = l["ok"] + sum(l["errors"].values())
+        rows.append((w_rps, l["throughput_rps"], 1e6 * cpu(f"{out}/wrk.{c}.{i}.time") / w_n,
+                     1e6 * cpu(f"{out}/loadgen.{c}.{i}.time") / l_n, wrk(f"{out}/wrk-mock.{c}.{i}.txt")[0]))
+    for r in rows:
+        print(f"  run: wrk {r[0]:.0f} ({r[2]:.1f} us) | loadgen {r[1]:.0f} ({r[3]:.1f} us) | mock {r[4]:.0f}", file=sys.stderr)
+    m = [statistics.median(col) for col in zip(*rows)]
+    print(f"{c:>5} | {m[0]:9.0f} | {m[1]:13.0f} | {m[1] / m[0]:11.2f} | {m[2]:14.1f} | {m[3]:18.1f} | {m[3] / m[2]:15.2f} | {m[4] / m[0]:.2f}")
 PY
   exit 0
 fi
