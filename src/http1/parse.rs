@@ -411,18 +411,33 @@ impl HeadScanner {
     ) -> Result<Progress, HeadError> {
         loop {
             match self.step {
-                Step::LineStart => match buf.get(self.pos) {
-                    None => return Ok(Progress::NeedMore),
-                    Some(b'\r' | b'\n') => match line_end(buf, self.pos)? {
+                Step::LineStart => {
+                    // Lines already whole in the buffer skip the step
+                    // machine; it takes over at the first line that is not
+                    // (the empty line, a partial line, an error, the limit).
+                    let mut pos = self.pos;
+                    while headers.len() < limits.max_headers {
+                        let Some((header, next)) = whole_field_line(buf, pos) else {
+                            break;
+                        };
+                        headers.push(header);
+                        pos = next;
+                    }
+                    self.mark = pos;
+                    self.pos = pos;
+                    match buf.get(pos) {
                         None => return Ok(Progress::NeedMore),
-                        Some(end) => {
-                            *head_len = end;
-                            return Ok(Progress::Done);
-                        }
-                    },
-                    Some(&b) if is_token_byte(b) => self.start_element(self.pos, Step::Name),
-                    Some(_) => return Err(invalid_name()),
-                },
+                        Some(b'\r' | b'\n') => match line_end(buf, pos)? {
+                            None => return Ok(Progress::NeedMore),
+                            Some(end) => {
+                                *head_len = end;
+                                return Ok(Progress::Done);
+                            }
+                        },
+                        Some(&b) if is_token_byte(b) => self.start_element(pos, Step::Name),
+                        Some(_) => return Err(invalid_name()),
+                    }
+                }
                 Step::Name => {
                     let end = scan(buf, self.pos, TOKEN);
                     match buf.get(end) {
@@ -504,6 +519,38 @@ impl HeadScanner {
         self.pos = validated_up_to;
         Progress::NeedMore
     }
+}
+
+/// The field line at `start` when it is whole and valid in `buf`: its spans
+/// and where the next line starts. `None` for anything else (the empty line,
+/// a line cut by the buffer's end, a syntax error), which the step machine
+/// then parses from `start`, so this only ever agrees with it.
+#[inline(always)]
+fn whole_field_line(buf: &[u8], start: usize) -> Option<(HeaderSpan, usize)> {
+    let colon = scan(buf, start, TOKEN);
+    if colon == start || buf.get(colon) != Some(&b':') {
+        return None;
+    }
+    let mut value = colon + 1;
+    while let Some(b' ' | b'\t') = buf.get(value) {
+        value += 1;
+    }
+    let end = scan(buf, value, FIELD);
+    let next = match buf.get(end..)? {
+        [b'\n', ..] => end + 1,
+        [b'\r', b'\n', ..] => end + 2,
+        _ => return None,
+    };
+    // The value begins with a non-blank byte, so trimming stops at or after it.
+    let mut trimmed = end;
+    while trimmed > value && matches!(buf[trimmed - 1], b' ' | b'\t') {
+        trimmed -= 1;
+    }
+    let header = HeaderSpan {
+        name: Span::new(start, colon),
+        value: Span::new(value, trimmed),
+    };
+    Some((header, next))
 }
 
 fn invalid_name() -> HeadError {
