@@ -142,16 +142,16 @@ impl FramingFields {
         for header in headers {
             let name = header.name.get(buf);
             let value = header.value.get(buf);
-            if name.eq_ignore_ascii_case(b"content-length") {
+            if is_named(name, b"content-length") {
                 fields.add_content_length(value)?;
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            } else if is_named(name, b"transfer-encoding") {
                 fields.add_transfer_codings(value)?;
-            } else if name.eq_ignore_ascii_case(b"connection") {
+            } else if is_named(name, b"connection") {
                 for option in list_elements(value) {
                     fields.connection_close |= option.eq_ignore_ascii_case(b"close");
                     fields.connection_keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
                 }
-            } else if name.eq_ignore_ascii_case(b"expect") {
+            } else if is_named(name, b"expect") {
                 fields.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
             }
         }
@@ -206,6 +206,45 @@ impl FramingFields {
     }
 }
 
+/// `name.eq_ignore_ascii_case(lower)` for a lowercase constant `lower`, eight
+/// bytes at a time: every head's every field name is compared with four of
+/// these. OR-ing 0x20 into the bytes facing a letter of `lower` maps exactly
+/// that letter's two cases onto it; every other byte must match as is.
+#[inline(always)]
+fn is_named<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
+    debug_assert!(lower
+        .iter()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase()));
+    let Ok(name) = <&[u8; N]>::try_from(name) else {
+        return false;
+    };
+    // Words at 0, 8, … and one ending at N (overlapping the one before);
+    // names under eight bytes are padded with zeros on both sides.
+    let word = |bytes: &[u8; N], at: usize| {
+        let mut word = [0u8; 8];
+        let end = N.min(at + 8);
+        word[..end - at].copy_from_slice(&bytes[at..end]);
+        u64::from_le_bytes(word)
+    };
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    let mut at = 0;
+    loop {
+        let start = at.min(N.saturating_sub(8));
+        let expected = word(lower, start);
+        // 0x20 in each byte of the (constant) word that is in 'a'..='z'.
+        let letters = (expected + ONES * (0x80 - u64::from(b'a')))
+            & !(expected + ONES * (0x7f - u64::from(b'z')))
+            & (ONES * 0x80);
+        if word(name, start) | (letters >> 2) != expected {
+            return false;
+        }
+        if start + 8 >= N {
+            return true;
+        }
+        at += 8;
+    }
+}
+
 /// Non-empty elements of a comma list (RFC 9110 §5.6.1: empty ones are ignored).
 fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
@@ -234,4 +273,43 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
         let digit = d.is_ascii_digit().then(|| u64::from(d - b'0'))?;
         n.checked_mul(10)?.checked_add(digit)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_named_is_eq_ignore_ascii_case() {
+        fn check<const N: usize>(lower: &[u8; N]) {
+            let mut upper = *lower;
+            upper.make_ascii_uppercase();
+            for len in [0, 1, N.saturating_sub(1), N, N + 1] {
+                let mut name = [lower.as_slice(), b"x"].concat();
+                name.truncate(len);
+                assert_eq!(is_named(&name, lower), name.eq_ignore_ascii_case(lower));
+            }
+            // Every byte value at every position, over both cases.
+            for base in [*lower, upper] {
+                for at in 0..N {
+                    for b in 0..=255u8 {
+                        let mut name = base;
+                        name[at] = b;
+                        assert_eq!(
+                            is_named(&name, lower),
+                            name.eq_ignore_ascii_case(lower),
+                            "{:?}",
+                            String::from_utf8_lossy(&name)
+                        );
+                    }
+                }
+            }
+        }
+        check(b"content-length");
+        check(b"transfer-encoding");
+        check(b"connection");
+        check(b"expect");
+        check(b"a");
+        check(b"x-8bytes");
+    }
 }
