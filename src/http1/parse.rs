@@ -342,10 +342,12 @@ impl HeadScanner {
                     let end = scan(buf, self.pos, TARGET);
                     match buf.get(end) {
                         None => return Ok(self.need_more_at(end)),
-                        // httparse hands the target out as &str, so it must be UTF-8.
+                        // httparse hands the target out as &str, so it must be
+                        // UTF-8; ASCII, nearly always, is checked inline.
                         Some(b' ')
                             if end > self.mark
-                                && std::str::from_utf8(&buf[self.mark..end]).is_ok() =>
+                                && (buf[self.mark..end].is_ascii()
+                                    || std::str::from_utf8(&buf[self.mark..end]).is_ok()) =>
                         {
                             head.target = Span::new(self.mark, end);
                             self.start_element(end + 1, Step::RequestVersion);
@@ -582,6 +584,9 @@ fn whole_field_line(buf: &[u8], start: usize) -> Option<(HeaderSpan, usize)> {
         return None;
     }
     let mut value = colon + 1;
+    if buf.get(value) == Some(&b' ') {
+        value += 1;
+    }
     while let Some(b' ' | b'\t') = buf.get(value) {
         value += 1;
     }
