@@ -579,6 +579,18 @@ fn whole_field_lines(
 /// then parses from `start`, so this only ever agrees with it.
 #[inline(always)]
 fn whole_field_line(buf: &[u8], start: usize) -> Option<(HeaderSpan, usize)> {
+    // Names, the colon and OWS are all field bytes too, so one scan from the
+    // line's start finds its end. Where the next line starts then depends on
+    // that scan alone; the name's scan below runs beside it, not after it.
+    let end = scan(buf, start, FIELD);
+    let next = if buf.get(end..end + 2) == Some(b"\r\n") {
+        end + 2
+    } else if buf.get(end) == Some(&b'\n') {
+        end + 1
+    } else {
+        return None;
+    };
+    // The name stops at or before `end`, which holds no tchar.
     let colon = scan(buf, start, TOKEN);
     if colon == start || buf.get(colon) != Some(&b':') {
         return None;
@@ -590,14 +602,6 @@ fn whole_field_line(buf: &[u8], start: usize) -> Option<(HeaderSpan, usize)> {
     while let Some(b' ' | b'\t') = buf.get(value) {
         value += 1;
     }
-    let end = scan(buf, value, FIELD);
-    let next = if buf.get(end..end + 2) == Some(b"\r\n") {
-        end + 2
-    } else if buf.get(end) == Some(&b'\n') {
-        end + 1
-    } else {
-        return None;
-    };
     // The value begins with a non-blank byte, so trimming stops at or after it.
     let mut trimmed = end;
     while trimmed > value && matches!(buf[trimmed - 1], b' ' | b'\t') {
