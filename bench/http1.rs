@@ -1,11 +1,15 @@
 //! Head parsing cost: our parser against httparse on the head of a typical
-//! chat-completions request (about 500 bytes, a dozen fields). Both parse
-//! into storage reused across iterations, as the server does.
+//! chat-completions request (572 bytes, 15 fields) and on an nginx response
+//! head (245 bytes, 8 fields; what the load generator and the upstream side
+//! parse). Both parse into storage reused across iterations, as the server
+//! does.
 //!
 //! Run: `cargo bench --bench http1`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use shardgate::http1::parse::{parse_request, HeadLimits, HeadScanner, Parsed, RequestHead};
+use shardgate::http1::parse::{
+    parse_request, parse_response, HeadLimits, HeadScanner, Parsed, RequestHead, ResponseHead,
+};
 
 const CHAT_HEAD: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\n\
 Host: gateway.internal.example.com\r\n\
@@ -22,6 +26,17 @@ X-Stainless-Runtime-Version: 3.12.7\r\n\
 X-Request-Id: 4f1c2b7e-9a3d-4c8e-b2f1-7d6a5e4c3b2a\r\n\
 traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\
 Connection: keep-alive\r\n\
+\r\n";
+
+const NGINX_RESPONSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
+Server: nginx/1.22.1\r\n\
+Date: Sun, 22 Nov 2026 00:16:05 GMT\r\n\
+Content-Type: application/json\r\n\
+Content-Length: 296\r\n\
+Last-Modified: Sat, 21 Nov 2026 23:40:00 GMT\r\n\
+Connection: keep-alive\r\n\
+ETag: \"6740c1a0-128\"\r\n\
+Accept-Ranges: bytes\r\n\
 \r\n";
 
 fn parse_heads(c: &mut Criterion) {
@@ -59,6 +74,26 @@ fn parse_heads(c: &mut Criterion) {
             let parsed = request.parse(black_box(CHAT_HEAD));
             assert!(matches!(parsed, Ok(httparse::Status::Complete(_))));
             black_box(request.headers.len())
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("nginx_response_head");
+    group.throughput(Throughput::Bytes(NGINX_RESPONSE_HEAD.len() as u64));
+    let mut head = ResponseHead::default();
+    group.bench_function("shardgate::parse_response", |b| {
+        b.iter(|| {
+            let parsed = parse_response(black_box(NGINX_RESPONSE_HEAD), &limits, &mut head);
+            assert_eq!(parsed, Ok(Parsed::Complete));
+            black_box(head.head_len)
+        })
+    });
+    group.bench_function("httparse::Response::parse", |b| {
+        b.iter(|| {
+            let mut response = httparse::Response::new(&mut slots);
+            let parsed = response.parse(black_box(NGINX_RESPONSE_HEAD));
+            assert!(matches!(parsed, Ok(httparse::Status::Complete(_))));
+            black_box(response.headers.len())
         })
     });
     group.finish();
