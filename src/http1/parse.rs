@@ -9,12 +9,13 @@
 //! time are not re-parsed. `parse_request` / `parse_response` are the
 //! same machine run from a fresh state, so both agree by construction.
 //!
-//! Most heads arrive whole, so field lines already complete in the buffer
-//! are parsed by a straight-line function (`whole_field_line`) that keeps
-//! no state; the step machine takes over at the first line that is not
-//! whole and valid (the empty line, a line cut short, an error, the header
-//! limit) and re-reads it from its start, so it alone decides every edge.
-//! The tests compare the two on random heads fed in random pieces.
+//! Most heads arrive whole, so a start line or field line already complete
+//! in the buffer is parsed by a straight-line function (`whole_*_line`)
+//! that keeps no state; the step machine takes over at the first line that
+//! is not whole and valid (leading empty lines, the empty line that ends
+//! the head, a line cut short, an error, the header limit) and reads it from
+//! its start, so it alone decides every edge. The tests compare the two on
+//! random heads fed in random pieces.
 //!
 //! Invariants: spans always lie inside `head_len` (or inside the bytes seen so
 //! far while partial); `headers` only ever grows by `push` into its kept
@@ -224,18 +225,22 @@ impl HeadScanner {
         self.response_head::<true>(buf, limits, head)
     }
 
-    /// `WHOLE_LINES` turns the fast path for whole field lines on; the tests
-    /// turn it off to compare against the step machine alone.
+    /// `WHOLE_LINES` turns the fast paths for whole lines on; the tests turn
+    /// them off to compare against the step machine alone.
     fn request_head<const WHOLE_LINES: bool>(
         &mut self,
         buf: &[u8],
         limits: &HeadLimits,
         head: &mut RequestHead,
     ) -> Result<Parsed, HeadError> {
+        let window = window(buf, limits);
         if self.step == Step::LeadingEmptyLines {
             head.headers.clear();
+            if let Some(line) = whole_request_line(window, self.pos).filter(|_| WHOLE_LINES) {
+                (head.method, head.target, head.minor_version) = line.0;
+                self.start_element(line.1, Step::LineStart);
+            }
         }
-        let window = window(buf, limits);
         let result = self
             .request_line(window, head)
             .and_then(|progress| match progress {
@@ -256,10 +261,14 @@ impl HeadScanner {
         limits: &HeadLimits,
         head: &mut ResponseHead,
     ) -> Result<Parsed, HeadError> {
+        let window = window(buf, limits);
         if self.step == Step::LeadingEmptyLines {
             head.headers.clear();
+            if let Some(line) = whole_status_line(window, self.pos).filter(|_| WHOLE_LINES) {
+                (head.minor_version, head.status, head.reason) = line.0;
+                self.start_element(line.1, Step::LineStart);
+            }
         }
-        let window = window(buf, limits);
         let result = self
             .status_line(window, head)
             .and_then(|progress| match progress {
@@ -573,12 +582,79 @@ fn whole_field_lines(
     pos
 }
 
+/// The request line at `start` when it is whole and valid, with no empty
+/// lines before it: (method, target, minor version) and where the next line
+/// starts. `None` for anything else, which the step machine then parses.
+#[inline]
+fn whole_request_line(buf: &[u8], start: usize) -> Option<((Span, Span, u8), usize)> {
+    let method_end = scan(buf, start, TOKEN);
+    if method_end == start || buf.get(method_end) != Some(&b' ') {
+        return None;
+    }
+    let target_start = method_end + 1;
+    let target_end = scan(buf, target_start, TARGET);
+    if target_end == target_start || buf.get(target_end) != Some(&b' ') {
+        return None;
+    }
+    let target = &buf[target_start..target_end];
+    if !(target.is_ascii() || std::str::from_utf8(target).is_ok()) {
+        return None;
+    }
+    let version = target_end + 1;
+    let minor = match buf.get(version..version + 8)? {
+        b"HTTP/1.0" => 0,
+        b"HTTP/1.1" => 1,
+        _ => return None,
+    };
+    let next = line_end(buf, version + 8).ok()??;
+    let line = (
+        Span::new(start, method_end),
+        Span::new(target_start, target_end),
+        minor,
+    );
+    Some((line, next))
+}
+
+/// The status line at `start` when it is whole and valid, with no empty
+/// lines before it: (minor version, status, reason) and where the next line
+/// starts. `None` for anything else, which the step machine then parses.
+#[inline]
+fn whole_status_line(buf: &[u8], start: usize) -> Option<((u8, u16, Span), usize)> {
+    let [b'H', b'T', b'T', b'P', b'/', b'1', b'.', minor @ (b'0' | b'1'), b' ', digits @ .., after] =
+        *buf.get(start..)?.first_chunk::<13>()?
+    else {
+        return None;
+    };
+    let [d0, d1, d2] = digits;
+    if !(d0.is_ascii_digit() && d1.is_ascii_digit() && d2.is_ascii_digit()) {
+        return None;
+    }
+    let status = [d0, d1, d2]
+        .iter()
+        .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    let (reason, end) = match after {
+        b' ' => {
+            let end = scan(buf, start + 13, FIELD);
+            (Span::new(start + 13, end), end)
+        }
+        // Like httparse: no reason, and no space before it either.
+        b'\r' | b'\n' => (Span::new(start + 12, start + 12), start + 12),
+        _ => return None,
+    };
+    let next = line_end(buf, end).ok()??;
+    Some(((minor - b'0', status, reason), next))
+}
+
 /// The field line at `start` when it is whole and valid in `buf`: its spans
 /// and where the next line starts. `None` for anything else (the empty line,
 /// a line cut by the buffer's end, a syntax error), which the step machine
 /// then parses from `start`, so this only ever agrees with it.
 #[inline(always)]
 fn whole_field_line(buf: &[u8], start: usize) -> Option<(HeaderSpan, usize)> {
+    // Every head ends with the empty line: leave it before any scan.
+    if !is_token_byte(*buf.get(start)?) {
+        return None;
+    }
     // Names, the colon and OWS are all field bytes too, so one scan from the
     // line's start finds its end. Where the next line starts then depends on
     // that scan alone; the name's scan below runs beside it, not after it.
@@ -684,6 +760,57 @@ mod tests {
             .boxed()
     }
 
+    /// Request and status lines, valid and near misses (fields may cut them).
+    fn start_line() -> impl Strategy<Value = Vec<u8>> {
+        let request = (
+            one_of(&[b"", b"", b"\r\n", b"\n"]),
+            one_of(&[b"GET", b"POST", b"M-SEARCH", b"X_Y!", b"", b"G(T", b"\xc3"]),
+            one_of(&[b" ", b" ", b"  ", b"\t"]),
+            one_of(&[
+                b"/",
+                b"/v1/chat/completions",
+                b"*",
+                b"",
+                b"/\x7f",
+                b"/\xc3\xa9",
+                b"/\xe9",
+                b"/a\x01",
+            ]),
+            one_of(&[b" ", b" ", b"  "]),
+            one_of(&[
+                b"HTTP/1.1",
+                b"HTTP/1.0",
+                b"HTTP/1.2",
+                b"HTTP/2.0",
+                b"HTTP/1.",
+                b"HTTP/1.1 ",
+            ]),
+        )
+            .prop_map(|(lead, m, s1, t, s2, v)| [lead, m, s1, t, s2, v].concat());
+        let status = (
+            one_of(&[b"", b"", b"\r\n"]),
+            one_of(&[b"HTTP/1.1", b"HTTP/1.0", b"HTTP/1.2", b"HTTP/1.1x"]),
+            one_of(&[b" ", b" ", b"  ", b""]),
+            one_of(&[b"200", b"101", b"99", b"2000", b"2x0"]),
+            one_of(&[
+                b" OK",
+                b" ",
+                b"",
+                b" \xe9t\xe9",
+                b" a\tb",
+                b" a\x7f",
+                b"x",
+                b" Not Found Here At All",
+            ]),
+        )
+            .prop_map(|(lead, v, sp, code, reason)| [lead, v, sp, code, reason].concat());
+        (
+            prop_oneof![request, status],
+            one_of(&[b"\r\n", b"\r\n", b"\n", b"\r", b"\r\r\n", b""]),
+        )
+            .prop_map(|(line, eol)| [&line, eol].concat())
+    }
+
     fn head() -> impl Strategy<Value = Vec<u8>> {
         let name = run(
             &[b"a", b"Z", b"-", b"9", b"Content-Length", b"X-Stainless-"],
@@ -706,16 +833,12 @@ mod tests {
         )
             .prop_map(|(n, c, v, ows, eol)| [&n, c, &v, ows, eol].concat());
         (
-            one_of(&[
-                b"GET / HTTP/1.1\r\n",
-                b"HTTP/1.1 200 OK\r\n",
-                b"\nPOST /v1 HTTP/1.0\n",
-            ]),
+            start_line(),
             prop::collection::vec(field, 0..12),
             one_of(&[b"\r\n", b"\n", b"", b"\r"]),
             prop::collection::vec(any::<u8>(), 0..24),
         )
-            .prop_map(|(start, fields, end, body)| [start, &fields.concat(), end, &body].concat())
+            .prop_map(|(start, fields, end, body)| [&start, &fields.concat(), end, &body].concat())
     }
 
     /// Feeds `buf` in growing prefixes (then whole), as a connection reads.
