@@ -142,17 +142,17 @@ impl FramingFields {
         for header in headers {
             let name = header.name.get(buf);
             let value = header.value.get(buf);
-            if is_named(name, b"content-length") {
+            if eq_ignore_case(name, b"content-length") {
                 fields.add_content_length(value)?;
-            } else if is_named(name, b"transfer-encoding") {
+            } else if eq_ignore_case(name, b"transfer-encoding") {
                 fields.add_transfer_codings(value)?;
-            } else if is_named(name, b"connection") {
+            } else if eq_ignore_case(name, b"connection") {
                 for option in list_elements(value) {
-                    fields.connection_close |= option.eq_ignore_ascii_case(b"close");
-                    fields.connection_keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+                    fields.connection_close |= eq_ignore_case(option, b"close");
+                    fields.connection_keep_alive |= eq_ignore_case(option, b"keep-alive");
                 }
-            } else if is_named(name, b"expect") {
-                fields.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
+            } else if eq_ignore_case(name, b"expect") {
+                fields.expect_continue |= eq_ignore_case(value, b"100-continue");
             }
         }
         Ok(fields)
@@ -206,20 +206,20 @@ impl FramingFields {
     }
 }
 
-/// `name.eq_ignore_ascii_case(lower)` for a lowercase constant `lower`, eight
-/// bytes at a time: every head's every field name is compared with four of
-/// these. OR-ing 0x20 into the bytes facing a letter of `lower` maps exactly
-/// that letter's two cases onto it; every other byte must match as is.
+/// `bytes.eq_ignore_ascii_case(lower)` for a lowercase constant `lower`,
+/// eight bytes at a time: every field name of every head is compared with
+/// four of these. OR-ing 0x20 into the bytes facing a letter of `lower` maps
+/// exactly that letter's two cases onto it; every other byte must match as is.
 #[inline(always)]
-fn is_named<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
+fn eq_ignore_case<const N: usize>(bytes: &[u8], lower: &[u8; N]) -> bool {
     debug_assert!(lower
         .iter()
         .all(|b| b.is_ascii() && !b.is_ascii_uppercase()));
-    let Ok(name) = <&[u8; N]>::try_from(name) else {
+    let Ok(bytes) = <&[u8; N]>::try_from(bytes) else {
         return false;
     };
     // Words at 0, 8, … and one ending at N (overlapping the one before);
-    // names under eight bytes are padded with zeros on both sides.
+    // constants under eight bytes are padded with zeros on both sides.
     let word = |bytes: &[u8; N], at: usize| {
         let mut word = [0u8; 8];
         let end = N.min(at + 8);
@@ -235,7 +235,7 @@ fn is_named<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
         let letters = (expected + ONES * (0x80 - u64::from(b'a')))
             & !(expected + ONES * (0x7f - u64::from(b'z')))
             & (ONES * 0x80);
-        if word(name, start) | (letters >> 2) != expected {
+        if word(bytes, start) | (letters >> 2) != expected {
             return false;
         }
         if start + 8 >= N {
@@ -280,14 +280,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn is_named_is_eq_ignore_ascii_case() {
+    fn eq_ignore_case_is_eq_ignore_ascii_case() {
         fn check<const N: usize>(lower: &[u8; N]) {
             let mut upper = *lower;
             upper.make_ascii_uppercase();
             for len in [0, 1, N.saturating_sub(1), N, N + 1] {
                 let mut name = [lower.as_slice(), b"x"].concat();
                 name.truncate(len);
-                assert_eq!(is_named(&name, lower), name.eq_ignore_ascii_case(lower));
+                assert_eq!(
+                    eq_ignore_case(&name, lower),
+                    name.eq_ignore_ascii_case(lower)
+                );
             }
             // Every byte value at every position, over both cases.
             for base in [*lower, upper] {
@@ -296,7 +299,7 @@ mod tests {
                         let mut name = base;
                         name[at] = b;
                         assert_eq!(
-                            is_named(&name, lower),
+                            eq_ignore_case(&name, lower),
                             name.eq_ignore_ascii_case(lower),
                             "{:?}",
                             String::from_utf8_lossy(&name)
@@ -309,6 +312,9 @@ mod tests {
         check(b"transfer-encoding");
         check(b"connection");
         check(b"expect");
+        check(b"close");
+        check(b"keep-alive");
+        check(b"100-continue");
         check(b"a");
         check(b"x-8bytes");
     }
