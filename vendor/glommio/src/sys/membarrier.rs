@@ -13,6 +13,9 @@ macro_rules! fatal_assert {
 
 use core::sync::atomic;
 
+/// shardgate patch: always use the `SeqCst` fence strategy.
+const FENCES_ONLY: bool = true;
+
 /// A choice between three strategies for process-wide barrier on Linux.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Strategy {
@@ -27,7 +30,13 @@ enum Strategy {
 lazy_static! {
     /// The right strategy to use on the current machine.
     static ref STRATEGY: Strategy = {
-        if syscall::is_supported() {
+        // shardgate patch: SeqCst fences on both sides (`light` is issued by
+        // `SleepNotifier::notify`) instead of a membarrier system call each
+        // time an executor goes to sleep, which is thousands of times a
+        // second for a load generator (see PATCHES.md).
+        if FENCES_ONLY {
+            Strategy::Fallback
+        } else if syscall::is_supported() {
             Strategy::Membarrier
         } else if mprotect::is_supported() {
             Strategy::Mprotect

@@ -306,6 +306,10 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
+        // shardgate patch: pairs with `membarrier::heavy` in the sleeping
+        // executor (upstream never issues `light`, which is only a compiler
+        // fence with the membarrier strategy but a real fence without it).
+        membarrier::light();
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
