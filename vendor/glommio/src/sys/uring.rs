@@ -1250,6 +1250,8 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    /// shardgate patch: when `latency_preemption_timeout_src` fires.
+    latency_timer_deadline: Cell<Instant>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1395,6 +1397,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_timer_deadline: Cell::new(Instant::now()),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1919,15 +1922,28 @@ impl Reactor {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             //
-            // shardgate patch: as upstream, a sleep cancels the pending timer
-            // and arms one for the user timer. (Sleeping on a pending timer
-            // that fires sooner lost wake-ups: loadgen hung in about one
-            // 5k req/s open-loop run in ten.)
-            drop(pending_latency_timer.take());
-            if let Some(dur) = user_timer {
+            // shardgate patch: a pending timer that fires no later than the
+            // user timer is slept on as it is (at worst it wakes us once
+            // early). Whether it is still pending is asked again here: its
+            // completion may have been consumed since the top of this
+            // function, and sleeping on a timer that already fired is
+            // sleeping with none (the lost wake-up in PATCHES.md).
+            let now = Instant::now();
+            let keep = pending_latency_timer
+                .as_ref()
+                .is_some_and(|timer| timer.result().is_none())
+                && user_timer.is_none_or(|dur| self.latency_timer_deadline.get() <= now + dur);
+            if keep {
                 self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
+                    .set(pending_latency_timer.take());
+            } else {
+                drop(pending_latency_timer.take());
+                if let Some(dur) = user_timer {
+                    self.latency_preemption_timeout_src
+                        .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                    self.latency_timer_deadline.set(now + dur);
+                    assert!(flush_rings!(lat_ring)? > 0);
+                }
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
@@ -1954,12 +1970,18 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            // shardgate patch: a loop that did not sleep keeps its pending timer.
-            if let Some(timer) = pending_latency_timer {
+            // shardgate patch: keep the timer still pending (the one from
+            // before, or the one slept on above), asked again for the same
+            // reason as above.
+            let pending = pending_latency_timer
+                .or_else(|| self.latency_preemption_timeout_src.take())
+                .filter(|timer| timer.result().is_none());
+            if let Some(timer) = pending {
                 self.latency_preemption_timeout_src.set(Some(timer));
             } else {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+                self.latency_timer_deadline.set(Instant::now() + preempt);
                 flush_rings!(lat_ring, main_ring)?;
             }
         }
