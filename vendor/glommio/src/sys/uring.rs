@@ -1117,13 +1117,7 @@ impl SleepableRing {
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
                 // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
+                self.wait_linked()
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1879,8 +1873,9 @@ impl Reactor {
         // to be removed otherwise we'll wake up when it expires.
         //
         // shardgate patch: a preemption timer that has not fired yet is kept
-        // for a loop that will not sleep, instead of being cancelled and
-        // re-armed on every loop (two timeout SQEs, a cancel and an
+        // (by a loop that will not sleep, and by a sleep when it is due
+        // first; see below), instead of being cancelled and re-armed on
+        // every loop (two timeout SQEs, a cancel and an
         // io_uring_enter on the latency ring per loop; see PATCHES.md). A
         // kept timer only ends a quantum early, which costs one extra loop.
         let mut pending_latency_timer = self
