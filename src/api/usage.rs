@@ -1,7 +1,7 @@
 //! Token usage read from upstream responses and stream events, for metering
-//! and logs. Only the `usage` object is parsed: the JSON module's member
-//! walker skips to it without building the rest of the body or allocating,
-//! and a stream event is walked only when its `usage` is an object.
+//! and logs. Only the `usage` object is parsed: `json::top_level_value`
+//! skips to it without validating or building the rest of the body, and a
+//! stream event is looked into only when its `usage` is an object.
 //!
 //! Conventions: `input_tokens` counts every prompt token, cached ones
 //! included (OpenAI's `prompt_tokens`; Anthropic's `input_tokens` plus its
@@ -12,6 +12,7 @@
 use serde::Deserialize;
 
 use super::sse::{SseEvent, SseScanner};
+use crate::json::top_level_value;
 
 /// Tokens consumed by one request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,32 +45,19 @@ struct CachedDetails {
     cached_tokens: Option<u64>,
 }
 
-/// The usage object at `path` (a chain of object keys). Walks members
-/// with the JSON module's walker instead of `sonic_rs::get`, which
-/// allocates its path on every call: this runs once per proxied response.
+/// The usage object at `path` (a chain of object keys). Locates it with
+/// [`top_level_value`] instead of a validating walk or `sonic_rs::get`
+/// (which allocates its path): this runs once per proxied response, and
+/// the usage object itself is parsed strictly.
 fn raw_usage_at(body: &[u8], path: &[&str]) -> Option<RawUsage> {
-    let mut raw = std::str::from_utf8(body).ok()?;
+    let mut raw = body;
     for key in path {
-        raw = member_value(raw, key)?;
+        raw = top_level_value(raw, key.as_bytes())?;
     }
-    if raw == "null" {
+    if raw == b"null" {
         return None;
     }
-    sonic_rs::from_str(raw).ok()
-}
-
-/// The raw text of the value of member `key` of the object `text`. The
-/// providers never escape these ASCII keys, so the raw key is compared.
-fn member_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    let mut walker = crate::json::walk::MemberWalker::new(text).ok()?;
-    while let Ok(Some(member)) = walker.next_member() {
-        if member.key_raw.len() == key.len() + 2
-            && &member.key_raw[1..member.key_raw.len() - 1] == key
-        {
-            return Some(member.value_raw);
-        }
-    }
-    None
+    sonic_rs::from_slice(raw).ok()
 }
 
 fn cached(details: Option<CachedDetails>) -> u64 {

@@ -1,5 +1,6 @@
 //! JSON, sans-IO: the top-level field scan and in-place patch of request
-//! bodies, and JSON string escaping.
+//! bodies, reading one member of a response on the side, and JSON string
+//! escaping.
 //!
 //! The proxy never re-serializes a pass-through body: [`scan_top_level`]
 //! validates it and returns byte spans, and the patched body is written as
@@ -7,6 +8,7 @@
 
 mod error;
 mod escape;
+mod locate;
 mod scan;
 pub(crate) mod walk;
 
@@ -14,6 +16,7 @@ use std::ops::Range;
 
 pub use error::{JsonError, JsonErrorKind};
 pub use escape::push_json_string;
+pub use locate::top_level_value;
 pub use scan::{scan_top_level, FieldSpan, StringField, TopLevel};
 pub use walk::MAX_NESTING;
 

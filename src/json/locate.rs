@@ -1,0 +1,196 @@
+//! Finding one top-level member's value in a body the gateway only reads on
+//! the side (usage in upstream responses), without validating the rest.
+//!
+//! A response's `usage` sits after `choices`, which holds most of the body;
+//! the validating walk (`walk`) spends about 25 instructions a byte getting
+//! past it. Here strings are skipped with `memchr2` on `"` and `\`, and
+//! containers by counting brackets outside strings.
+//!
+//! Invariants: never panics, never allocates, no recursion, O(len). On valid
+//! JSON the result is exactly the raw text of the first member named `key`
+//! of the top-level object. On malformed JSON the result is `None` or some
+//! slice of the body, so the caller parses what it gets strictly.
+
+use memchr::memchr2;
+
+/// The raw text of the value of the first top-level member whose key,
+/// as written (escapes not decoded), is `key`.
+pub fn top_level_value<'a>(json: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let mut at = skip_space(json, 0);
+    if json.get(at) != Some(&b'{') {
+        return None;
+    }
+    at += 1;
+    loop {
+        at = skip_space(json, at);
+        if json.get(at) != Some(&b'"') {
+            return None; // `}` (no such key) or malformed
+        }
+        let key_end = string_end(json, at)?;
+        let wanted = &json[at + 1..key_end - 1] == key;
+        at = skip_space(json, key_end);
+        if json.get(at) != Some(&b':') {
+            return None;
+        }
+        at = skip_space(json, at + 1);
+        let value_end = value_end(json, at)?;
+        if wanted {
+            return Some(&json[at..value_end]);
+        }
+        at = skip_space(json, value_end);
+        if json.get(at) != Some(&b',') {
+            return None;
+        }
+        at += 1;
+    }
+}
+
+fn skip_space(json: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = json.get(at) {
+        at += 1;
+    }
+    at
+}
+
+/// One past the closing quote of the string opening at `open`.
+fn string_end(json: &[u8], open: usize) -> Option<usize> {
+    let mut at = open + 1;
+    loop {
+        let hit = at + memchr2(b'"', b'\\', json.get(at..)?)?;
+        if json[hit] == b'"' {
+            return Some(hit + 1);
+        }
+        at = hit + 2; // the escaped byte cannot close the string
+    }
+}
+
+/// One past the end of the value starting at `start`.
+fn value_end(json: &[u8], start: usize) -> Option<usize> {
+    match *json.get(start)? {
+        b'"' => string_end(json, start),
+        b'{' | b'[' => container_end(json, start),
+        _ => {
+            let len = json[start..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
+                .unwrap_or(json.len() - start);
+            (len > 0).then_some(start + len)
+        }
+    }
+}
+
+/// One past the bracket closing the container opening at `open`. Bracket
+/// kinds are not matched against each other: valid JSON needs no check.
+fn container_end(json: &[u8], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut at = open;
+    while let Some(&byte) = json.get(at) {
+        match byte {
+            b'"' => {
+                at = string_end(json, at)?;
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(at + 1);
+                }
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    fn found<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+        top_level_value(json.as_bytes(), key.as_bytes()).map(|v| std::str::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn skips_nested_keys_strings_and_escapes_to_the_top_level_member() {
+        let body = r#" { "id" : "x\"usage\\" , "choices": [{"usage": 1, "t": "}]\\\"{"}],
+            "n": -1.5e3, "ok": true, "usage" : {"prompt_tokens": 3} , "usage": 9 }"#;
+        assert_eq!(found(body, "usage"), Some(r#"{"prompt_tokens": 3}"#));
+        assert_eq!(found(body, "n"), Some("-1.5e3"));
+        assert_eq!(found(body, "ok"), Some("true"));
+        assert_eq!(found(body, "id"), Some(r#""x\"usage\\""#));
+        assert_eq!(found(body, "t"), None);
+        assert_eq!(found(body, "missing"), None);
+    }
+
+    #[test]
+    fn malformed_or_cut_bodies_give_none() {
+        for body in [
+            "",
+            "[]",
+            r#"{"usage""#,
+            r#"{"usage":"#,
+            r#"{"usage": {"a": 1"#,
+            r#"{"a": "open, "usage": 1"#,
+            r#"{"a" 1, "usage": 1}"#,
+            r#"{"a": 1 "usage": 1}"#,
+            r#"{"a": "\"#,
+            r#"{"usage": }"#,
+        ] {
+            assert_eq!(found(body, "usage"), None, "{body}");
+        }
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "[ -~\"\\\\\u{e9}\u{1}\n]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z\"\\\\{}]{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn agrees_with_serde_json_on_valid_objects(
+            members in prop::collection::btree_map("[a-c]{1,2}", json_value(), 0..6),
+            key in "[a-c]",
+            pretty in any::<bool>(),
+        ) {
+            let object = Value::Object(members.into_iter().collect());
+            let text = if pretty {
+                serde_json::to_string_pretty(&object).unwrap()
+            } else {
+                serde_json::to_string(&object).unwrap()
+            };
+            // Compared with a parse of the same text: serde_json's default
+            // float parsing does not round-trip every float it prints.
+            let reparsed: Value = serde_json::from_str(&text).unwrap();
+            let located = found(&text, &key)
+                .map(|raw| serde_json::from_str::<Value>(raw).expect("a whole value"));
+            prop_assert_eq!(located.as_ref(), reparsed.get(&key));
+        }
+
+        #[test]
+        fn json_like_bytes_never_panic(
+            bytes in prop::collection::vec(prop::sample::select(b"{}[]\":, \\usage1".to_vec()), 0..64)
+        ) {
+            if let Some(value) = top_level_value(&bytes, b"usage") {
+                prop_assert!(!value.is_empty());
+            }
+        }
+    }
+}
