@@ -10,7 +10,7 @@ use crate::workload::StreamEnd;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use shardgate::http1::chunked::{ChunkLimits, ChunkedDecoder};
-use shardgate::http1::framing::{response_framing, BodyKind};
+use shardgate::http1::framing::{response_framing, BodyKind, ResponseFraming};
 use shardgate::http1::parse::{HeadLimits, HeadScanner, Parsed, ResponseHead};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -43,8 +43,40 @@ pub struct Conn {
     /// same verdict, so repeated answers (a mock's, a static file's) are
     /// parsed once instead of on every request.
     validated: Vec<u8>,
+    /// The last response head parsed, with its status and framing: a
+    /// byte-identical head parses the same, so a server's repeated head
+    /// costs a comparison instead of a parse.
+    known_head: KnownHead,
     /// Streams: gaps between reads that completed events, for the last exchange.
     pub gaps: Vec<Duration>,
+}
+
+#[derive(Default)]
+struct KnownHead {
+    bytes: Vec<u8>,
+    status: u16,
+    framing: Option<ResponseFraming>,
+}
+
+impl KnownHead {
+    /// Status and framing of the head at the start of `input`, if it is
+    /// the known one.
+    fn recognise(&self, input: &[u8]) -> Option<(u16, ResponseFraming, usize)> {
+        let framing = self.framing?;
+        let len = self.bytes.len();
+        (input.get(..len)? == self.bytes).then_some((self.status, framing, len))
+    }
+}
+
+/// A connection lost before its response: on a reused connection with
+/// nothing read, the server may have closed it while idle (`Stale`).
+fn lost(stream: &mut Option<TcpStream>, reused: bool, input_empty: bool) -> Failure {
+    *stream = None;
+    if reused && input_empty {
+        Failure::Stale
+    } else {
+        Failure::Class(ErrorClass::Truncated)
+    }
 }
 
 enum Failure {
@@ -72,6 +104,7 @@ impl Conn {
             chunked: ChunkedDecoder::new(ChunkLimits::default()),
             body: Vec::with_capacity(16 * 1024),
             validated: Vec::new(),
+            known_head: KnownHead::default(),
             gaps: Vec::new(),
         }
     }
@@ -112,6 +145,46 @@ impl Conn {
         Ok(())
     }
 
+    /// Reads a response head: its status, framing and length. A head that
+    /// is not the known one is parsed, and becomes the known one.
+    async fn read_head(&mut self, reused: bool) -> Result<(u16, ResponseFraming, usize), Failure> {
+        self.scanner.reset();
+        let limits = HeadLimits::default();
+        loop {
+            if let Some(known) = self.known_head.recognise(self.input.bytes()) {
+                return Ok(known);
+            }
+            match self
+                .scanner
+                .response(self.input.bytes(), &limits, &mut self.head)
+            {
+                Ok(Parsed::Complete) => break,
+                Ok(Parsed::Partial) => {}
+                Err(_) => return Err(ErrorClass::Malformed.into()),
+            }
+            let stream = self.stream.as_mut().expect("connected");
+            match self.input.fill(stream).await {
+                Ok(0) => {
+                    let empty = self.input.bytes().is_empty();
+                    return Err(lost(&mut self.stream, reused, empty));
+                }
+                Ok(_) => {}
+                // A reset (unlike a quiet close of an idle connection) is the server's answer.
+                Err(_) => return Err(lost(&mut self.stream, reused, false)),
+            }
+        }
+        let framing = response_framing(self.input.bytes(), &self.head, false)
+            .map_err(|_| ErrorClass::Malformed)?;
+        let (status, head_len) = (self.head.status, self.head.head_len);
+        let known = &mut self.known_head;
+        known.bytes.clear();
+        known
+            .bytes
+            .extend_from_slice(&self.input.bytes()[..head_len]);
+        (known.status, known.framing) = (status, Some(framing));
+        Ok((status, framing, head_len))
+    }
+
     async fn attempt(&mut self, target: &Target) -> Result<Exchange, Failure> {
         let reused = self.stream.is_some();
         if !reused {
@@ -123,46 +196,15 @@ impl Conn {
             self.input.clear();
         }
         let stream = self.stream.as_mut().expect("connected above");
-        let lost = |stream: &mut Option<TcpStream>, input_empty: bool| {
-            *stream = None;
-            if reused && input_empty {
-                Failure::Stale
-            } else {
-                Failure::Class(ErrorClass::Truncated)
-            }
-        };
         if stream.write_all(&target.request).await.is_err() {
-            return Err(lost(&mut self.stream, true));
+            return Err(lost(&mut self.stream, reused, true));
         }
-        self.scanner.reset();
-        let limits = HeadLimits::default();
-        loop {
-            match self
-                .scanner
-                .response(self.input.bytes(), &limits, &mut self.head)
-            {
-                Ok(Parsed::Complete) => break,
-                Ok(Parsed::Partial) => {}
-                Err(_) => return Err(ErrorClass::Malformed.into()),
-            }
-            match self.input.fill(stream).await {
-                Ok(0) => {
-                    let empty = self.input.bytes().is_empty();
-                    return Err(lost(&mut self.stream, empty));
-                }
-                Ok(_) => {}
-                // A reset (unlike a quiet close of an idle connection) is the server's answer.
-                Err(_) => return Err(lost(&mut self.stream, false)),
-            }
-        }
-        let framing = response_framing(self.input.bytes(), &self.head, false)
-            .map_err(|_| ErrorClass::Malformed)?;
-        let head_len = self.head.head_len;
+        let (status, framing, head_len) = self.read_head(reused).await?;
         let mut bytes_in = head_len as u64;
         self.input.consume(head_len);
         self.body.clear();
         self.gaps.clear();
-        let status_ok = (200..300).contains(&self.head.status);
+        let status_ok = (200..300).contains(&status);
         let mut check = target.stream.filter(|_| status_ok).map(StreamCheck::new);
         let (mut first_event, mut last_event) = (None, None);
         self.chunked.reset();
