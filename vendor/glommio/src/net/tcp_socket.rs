@@ -125,6 +125,10 @@ impl TcpListener {
         let sk = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
         let addr = socket2::SockAddr::from(addr);
         sk.set_reuse_port(true)?;
+        // shardgate patch: SO_REUSEADDR, as std's and nginx's listeners set
+        // it, so a restarted server can bind a port that still has
+        // connections in TIME-WAIT.
+        sk.set_reuse_address(true)?;
         sk.bind(&addr)?;
         sk.listen(1024)?;
         let listener = sk.into();
