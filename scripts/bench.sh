@@ -195,6 +195,9 @@ fi
   echo "kernel: $(uname -r)"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $NCPU online"
   echo "placement: system under test on CPU $SUT_CPU; loadgen + mock on CPU $GEN_CPU"
+  # Idle CPUs' wake-up latency dominates the open-loop overheads: say how they idle.
+  echo "cpuidle: $(cat /sys/devices/system/cpu/cpuidle/current_driver 2>/dev/null || echo n/a)," \
+    "guest_halt_poll_ns $(cat /sys/module/haltpoll/parameters/guest_halt_poll_ns 2>/dev/null || echo n/a)"
   echo "shardgate driver: $(grep -iom1 'io_uring\|legacy\|epoll' "$OUT/shardgate.log" 2>/dev/null || echo n/a)"
   echo "nginx: $("$NGINX" -v 2>&1 | cut -d/ -f2)"
   echo "runs: $CONNS connections, warmup $WARMUP, $DUR measured, open-loop poisson arrivals"
