@@ -2,7 +2,8 @@
 //! serde_json: for every body, patching `model` by splicing must equal
 //! parse → set model → re-serialize, appending a member before `object_end`
 //! must equal inserting it, and the scan must agree with the oracle on
-//! whether the body is acceptable at all.
+//! whether the body is acceptable at all. And locating a top-level member
+//! without validating (`top_level_value`) must find what the parse finds.
 //!
 //! The oracle is serde_json plus the rules serde_json does not enforce: the
 //! top level must be an object, no top-level key may repeat, and the fields
@@ -15,7 +16,7 @@ use std::fmt;
 use proptest::prelude::*;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{json, Map, Value};
-use shardgate::json::{push_json_string, scan_top_level, splice};
+use shardgate::json::{push_json_string, scan_top_level, splice, top_level_value};
 
 /// The oracle's verdict: the parsed top-level object, or why it is refused.
 fn oracle(body: &[u8]) -> Result<Map<String, Value>, String> {
@@ -307,5 +308,31 @@ proptest! {
         }
         body.push('}');
         check_body(body.as_bytes());
+    }
+}
+
+proptest! {
+    /// Locating a top-level member without validating (how usage is read
+    /// from responses) finds exactly the member a full parse finds.
+    #[test]
+    fn locating_a_member_matches_the_parse(
+        members in prop::collection::btree_map(key(), arbitrary_value(), 0..6),
+        probe in key(),
+        pretty in any::<bool>(),
+    ) {
+        let object = Value::Object(members.into_iter().collect());
+        let text = if pretty {
+            serde_json::to_string_pretty(&object).unwrap()
+        } else {
+            serde_json::to_string(&object).unwrap()
+        };
+        // Keys are matched as written; serde_json escapes these.
+        prop_assume!(!probe.contains(|c: char| c == '"' || c == '\\' || c.is_control()));
+        // Compared with a parse of the same text: serde_json's default float
+        // parsing does not round-trip every float it prints.
+        let reparsed: Value = serde_json::from_str(&text).unwrap();
+        let located = top_level_value(text.as_bytes(), probe.as_bytes())
+            .map(|raw| serde_json::from_slice::<Value>(raw).expect("a whole value"));
+        prop_assert_eq!(located.as_ref(), reparsed.get(&probe));
     }
 }
