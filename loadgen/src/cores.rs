@@ -41,7 +41,7 @@ pub fn parse_cores(spec: &str) -> Result<Vec<usize>, String> {
 /// Submission ring entries per executor. glommio also arms a "throughput
 /// preemption" timeout that fires after this many completions and wakes the
 /// executor through an eventfd write, which the kernel runs on an io-wq
-/// thread: at the default 128 that was a thread switch every ~60 requests.
+/// thread: at the default 128 that was a thread switch every ~130 requests.
 const RING_DEPTH: usize = 4096;
 
 /// Runs `make(index)` on one pinned executor per CPU and returns each result,
