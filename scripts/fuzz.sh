@@ -6,9 +6,10 @@ set -euo pipefail
 
 seconds="${1:-60}"
 shift || true
-cd "$(dirname "$0")/../tests/fuzz"
+cd "$(dirname "$0")/.."
 
-for target in $(cargo +nightly fuzz list); do
+# cargo-fuzz looks for ./fuzz unless told where the targets live.
+for target in $(cargo +nightly fuzz list --fuzz-dir tests/fuzz); do
     echo "== fuzzing ${target} for ${seconds}s"
-    cargo +nightly fuzz run "${target}" -- -max_total_time="${seconds}" "$@"
+    cargo +nightly fuzz run --fuzz-dir tests/fuzz "${target}" -- -max_total_time="${seconds}" "$@"
 done
