@@ -252,6 +252,36 @@ fn syntax_errors_explain_themselves() {
 }
 
 #[test]
+fn syntax_errors_point_at_the_offending_byte() {
+    for (body, at, says) in [
+        ("{bad", 1, "Expected an object key or '}'"),
+        ("  {x", 3, "Expected an object key or '}'"),
+        (r#"{"a":1,bad}"#, 7, "Expected an object key after ','"),
+        (r#"{"a":1, }"#, 8, "Expected an object key after ','"),
+        (
+            r#"{"a":1 "b":2}"#,
+            7,
+            "Expected ',' or '}' after an object member",
+        ),
+        (r#"{"a":1"#, 6, "Expected ',' or '}' after an object member"),
+        (r#"{"a" 1}"#, 5, "Expected ':' after an object key"),
+        (r#"{"a":{"b" 1}}"#, 10, "Expected ':' after an object key"),
+        (r#"{"a":{x}}"#, 6, "Expected an object key"),
+        (r#"{"a":[1 2]}"#, 8, "Expected ',' or ']' in an array"),
+        (r#"{"a":[1"#, 7, "Expected ',' or ']' in an array"),
+        (r#"{"a":{"b":1 x}}"#, 12, "Expected ',' or '}' in an object"),
+    ] {
+        let err = scan_top_level(body.as_bytes()).unwrap_err();
+        assert_eq!(err.offset(), at, "{body}: {}", err.message());
+        assert!(
+            err.message().contains(&format!("{says} at byte {at}")),
+            "{body}: {}",
+            err.message()
+        );
+    }
+}
+
+#[test]
 fn trailing_garbage_is_rejected() {
     for body in ["{} {}", "{}x", "{\"model\":\"m\"}]", "{}\n,", "{}\u{0}"] {
         assert!(

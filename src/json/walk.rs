@@ -87,17 +87,21 @@ impl<'a> MemberWalker<'a> {
                 return Ok(None);
             }
             Some(b'"') => self.first = false,
-            _ => return Err(self.error("Expected an object key or '}'")),
+            _ => return Err(self.error_here("Expected an object key or '}'")),
         }
         let (key_start, key_raw, key_status) = self.skip_scalar()?;
-        if self.parser.skip_space() != Some(b':') {
-            return Err(self.error("Expected ':' after an object key"));
+        match self.parser.skip_space() {
+            Some(b':') => {}
+            found => return Err(self.unexpected(found, "Expected ':' after an object key")),
         }
         let (value_start, value_raw, value_status) = self.skip_value()?;
         match self.parser.skip_space() {
             Some(b',') if self.parser.skip_space_peek() == Some(b'"') => {}
+            Some(b',') => return Err(self.error_here("Expected an object key after ','")),
             Some(b'}') => self.object_end = Some(self.parser.offset() - 1),
-            _ => return Err(self.error("Expected ',' and a key, or '}'")),
+            found => {
+                return Err(self.unexpected(found, "Expected ',' or '}' after an object member"))
+            }
         }
         Ok(Some(Member {
             key_start,
@@ -178,8 +182,12 @@ impl<'a> MemberWalker<'a> {
                     }
                     (Some(b','), false) => want_value = true,
                     (Some(b'}'), true) | (Some(b']'), false) => depth -= 1,
-                    (_, true) => return Err(self.error("Expected ',' or '}' in an object")),
-                    (_, false) => return Err(self.error("Expected ',' or ']' in an array")),
+                    (found, true) => {
+                        return Err(self.unexpected(found, "Expected ',' or '}' in an object"))
+                    }
+                    (found, false) => {
+                        return Err(self.unexpected(found, "Expected ',' or ']' in an array"))
+                    }
                 }
             }
         }
@@ -187,13 +195,13 @@ impl<'a> MemberWalker<'a> {
 
     fn skip_key_and_colon(&mut self) -> Result<(), JsonError> {
         if self.parser.skip_space_peek() != Some(b'"') {
-            return Err(self.error("Expected an object key"));
+            return Err(self.error_here("Expected an object key"));
         }
         self.skip_scalar()?;
-        if self.parser.skip_space() != Some(b':') {
-            return Err(self.error("Expected ':' after an object key"));
+        match self.parser.skip_space() {
+            Some(b':') => Ok(()),
+            found => Err(self.unexpected(found, "Expected ':' after an object key")),
         }
-        Ok(())
     }
 
     /// A string, number or literal; never called on `{` or `[`, so sonic-rs
@@ -214,11 +222,26 @@ impl<'a> MemberWalker<'a> {
         Ok((start, raw, status))
     }
 
+    /// An error at the byte `skip_space` just consumed.
     fn error(&self, what: &str) -> JsonError {
         syntax_at(
             what,
             self.parser.offset().saturating_sub(1).min(self.text.len()),
         )
+    }
+
+    /// An error at the next byte, which was only peeked at (or at the end).
+    fn error_here(&self, what: &str) -> JsonError {
+        syntax_at(what, self.parser.offset().min(self.text.len()))
+    }
+
+    /// An error for what `skip_space` returned: the byte it consumed, or
+    /// the end of the body when there was none.
+    fn unexpected(&self, found: Option<u8>, what: &str) -> JsonError {
+        match found {
+            Some(_) => self.error(what),
+            None => self.error_here(what),
+        }
     }
 }
 
