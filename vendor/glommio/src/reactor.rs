@@ -429,14 +429,24 @@ impl Reactor {
 
     pub(crate) fn poll_read_ready(&self, fd: RawFd) -> Source {
         let source = self.new_source(fd, SourceType::PollAdd, None);
-        self.sys.poll_ready(&source, common_flags() | read_flags());
+        self.sys.poll_ready(&source, common_flags() | read_flags(), false);
+        source
+    }
+
+    /// shardgate patch: a read-readiness poll that stays armed and sets the
+    /// source's result on every wake-up, until it is dropped or the kernel
+    /// ends it (then `Source::is_armed` turns false).
+    pub(crate) fn poll_read_ready_multishot(&self, fd: RawFd) -> Source {
+        let source = self.new_source(fd, SourceType::PollAdd, None);
+        let flags = common_flags() | read_flags() | PollFlags::from_bits_retain(libc::POLLRDHUP);
+        self.sys.poll_ready(&source, flags, true);
         source
     }
 
     pub(crate) fn poll_write_ready(&self, fd: RawFd) -> Source {
         let source = self.new_source(fd, SourceType::PollAdd, None);
         self.sys
-            .poll_ready(&source, common_flags() | PollFlags::POLLOUT);
+            .poll_ready(&source, common_flags() | PollFlags::POLLOUT, false);
         source
     }
 

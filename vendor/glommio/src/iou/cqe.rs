@@ -209,5 +209,9 @@ bitflags::bitflags! {
     #[derive(Debug, Clone, Copy)]
     pub struct CompletionFlags: u32 {
         const BUFFER_SHIFT    = 1 << 0;
+        // shardgate patch: IORING_CQE_F_MORE, kept so that a multishot
+        // request's reports can be told from its last (`from_bits_truncate`
+        // would drop it).
+        const MORE            = 1 << 1;
     }
 }

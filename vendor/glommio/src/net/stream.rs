@@ -8,7 +8,7 @@ use crate::{
     sys::{self, Source, SourceType},
 };
 use futures_lite::ready;
-use nix::sys::socket::MsgFlags;
+use nix::{poll::PollFlags, sys::socket::MsgFlags};
 use std::{
     cell::Cell,
     io,
@@ -221,6 +221,13 @@ pub(crate) struct NonBufferedStream<S> {
     stream: S,
     source_tx: Option<Source>,
     source_rx: Option<Source>,
+    /// shardgate patch: the last read filled its buffer, so the socket may
+    /// hold more than it took; the next read tries it without a report.
+    rx_maybe_more: bool,
+    /// shardgate patch: the poll reported the peer's FIN, a hang-up or an
+    /// error. That is an end a read reaches only after the data before it,
+    /// and it is reported once: from here on every read tries the socket.
+    rx_ending: bool,
     write_timeout: Timeout,
     read_timeout: Timeout,
 }
@@ -229,7 +236,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
     fn init(&mut self) {
         let reactor = self.reactor.upgrade().unwrap();
         let stream_fd = self.stream.as_raw_fd();
-        self.source_rx = Some(reactor.poll_read_ready(stream_fd));
+        self.source_rx = Some(reactor.poll_read_ready_multishot(stream_fd));
     }
 
     pub(crate) fn try_peek(&self, buf: &mut [u8]) -> Option<io::Result<usize>> {
@@ -253,6 +260,16 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         Ok(sz)
     }
 
+    // shardgate patch: readiness comes from one multishot poll per stream,
+    // armed when the stream is made (again if the kernel ends it) and kept
+    // until the stream is dropped, instead of a one-shot poll armed after every read
+    // (an SQE, a source and a wait-queue insertion per response; see
+    // PATCHES.md). The socket is tried when the poll has reported since the
+    // last try, when no poll is armed, or when the last read filled its
+    // buffer (the poll reports arrivals, not what is left unread); a report
+    // whose data an earlier read already took costs one `EAGAIN`. The poll
+    // checks readiness when it is armed, so data that arrived before that is
+    // reported too.
     pub(crate) fn poll_read(
         &mut self,
         cx: &Context<'_>,
@@ -261,35 +278,25 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         let reactor = self.reactor.upgrade().unwrap();
         let reactor = reactor.as_ref();
 
-        let no_pending_poll = self
-            .source_rx
-            .as_ref()
-            .map(|src| src.result().is_some())
-            .unwrap_or(true);
-
-        if no_pending_poll {
+        let armed = self.source_rx.as_ref().filter(|src| src.is_armed());
+        let report = armed.map_or(Some(0), |src| src.take_report());
+        let ending = PollFlags::from_bits_retain(libc::POLLRDHUP)
+            | PollFlags::POLLHUP
+            | PollFlags::POLLERR;
+        self.rx_ending |= report.is_some_and(|events| events & ending.bits() as u32 != 0);
+        if report.is_some() || self.rx_maybe_more || self.rx_ending {
             if let Some(result) = super::yolo_recv(self.stream.as_raw_fd(), buf) {
-                self.source_rx.take();
                 self.read_timeout.cancel_timer(reactor);
-                let result = poll_err!(result);
-                // Start an early poll if the buffer is not fully filled. So when
-                // the next time `poll_read` is called, it will be known immediately
-                // whether the underlying stream is ready for reading.
-                if result > 0 && result < buf.len() {
-                    self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
-                    // The `rush_dispatch`s here and after could be removed to
-                    // improve performance if #458 is handled appropriately.
-                    // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
-                }
-                return Poll::Ready(Ok(result));
+                self.rx_maybe_more = matches!(result, Ok(n) if n == buf.len() && n > 0);
+                return Poll::Ready(result);
             }
+            self.rx_maybe_more = false;
         }
 
         poll_err!(self.read_timeout.check(reactor));
 
-        if no_pending_poll {
-            self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
-            // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
+        if !self.source_rx.as_ref().is_some_and(|src| src.is_armed()) {
+            self.source_rx = Some(reactor.poll_read_ready_multishot(self.stream.as_raw_fd()));
         }
 
         let source = self.source_rx.as_ref().unwrap();
@@ -366,6 +373,8 @@ where
             stream: socket.into(),
             source_tx: None,
             source_rx: None,
+            rx_maybe_more: false,
+            rx_ending: false,
             write_timeout: Timeout::new(reactor.register_timer()),
             read_timeout: Timeout::new(reactor.register_timer()),
         };

@@ -85,12 +85,19 @@ pub(crate) fn write_eventfd(eventfd: RawFd) {
     assert_eq!(ret, 8);
 }
 
+// shardgate patch: `sendto`/`recvfrom` through `libc::syscall` rather than
+// glibc's `send`/`recv`, which wrap every call in the thread-cancellation
+// enable/disable pair (two atomic read-modify-writes; 4.4% of loadgen's user
+// time at 64 connections). Nothing here uses thread cancellation, and both
+// calls are always non-blocking (`MSG_DONTWAIT`), see PATCHES.md.
 pub(crate) fn send_syscall(fd: RawFd, buf: *const u8, len: usize, flags: i32) -> io::Result<usize> {
-    syscall!(send(fd, buf as _, len, flags)).map(|x| x as usize)
+    let null = std::ptr::null::<libc::sockaddr>();
+    syscall!(syscall(libc::SYS_sendto, fd as libc::c_long, buf, len, flags as libc::c_long, null, 0 as libc::c_long)).map(|x| x as usize)
 }
 
 pub(crate) fn recv_syscall(fd: RawFd, buf: *mut u8, len: usize, flags: i32) -> io::Result<usize> {
-    syscall!(recv(fd, buf as _, len, flags)).map(|x| x as usize)
+    let null = std::ptr::null_mut::<libc::sockaddr>();
+    syscall!(syscall(libc::SYS_recvfrom, fd as libc::c_long, buf, len, flags as libc::c_long, null, 0 as libc::c_long)).map(|x| x as usize)
 }
 
 pub(crate) fn accept_syscall(fd: RawFd) -> io::Result<RawFd> {

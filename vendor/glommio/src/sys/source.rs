@@ -274,6 +274,19 @@ impl Source {
         ret
     }
 
+    /// shardgate patch: whether the request is still queued or in the kernel
+    /// (a multishot poll until it is ended).
+    pub(crate) fn is_armed(&self) -> bool {
+        self.inner.borrow().enqueued.is_some()
+    }
+
+    /// shardgate patch: takes the result a multishot poll left since the last
+    /// call: the events it last reported (all bits set for an error).
+    pub(crate) fn take_report(&self) -> Option<u32> {
+        let result = self.inner.borrow_mut().wakers.result.take()?;
+        Some(result.map_or(u32::MAX, |mask| mask as u32))
+    }
+
     // adds a single waiter to the list, replacing any waiter that may already
     // exist. Should be used for single streams that map a future 1:1 to their I/O
     // source

@@ -52,11 +52,17 @@ use nix::sys::{
 use smallvec::SmallVec;
 
 const MSG_ZEROCOPY: i32 = 0x4000000;
+/// shardgate patch: `sqe.len` flag of a multishot `POLL_ADD`.
+const IORING_POLL_ADD_MULTI: u32 = 1;
+/// shardgate patch: the CQE flag of a multishot request that stays armed.
+const IORING_CQE_F_MORE: u32 = 1 << 1;
 
 #[allow(dead_code)]
 #[derive(Debug)]
 enum UringOpDescriptor {
     PollAdd(PollFlags),
+    /// shardgate patch: a poll that stays armed and reports every wake-up.
+    PollAddMulti(PollFlags),
     PollRemove(*const u8),
     Cancel(u64),
     Write(*const u8, usize, u64),
@@ -274,6 +280,10 @@ fn fill_sqe<F>(
         match op.args {
             UringOpDescriptor::PollAdd(events) => {
                 sqe.prep_poll_add(op.fd, events);
+            }
+            UringOpDescriptor::PollAddMulti(events) => {
+                sqe.prep_poll_add(op.fd, events);
+                sqe.raw_mut().len = IORING_POLL_ADD_MULTI;
             }
             UringOpDescriptor::PollRemove(to_remove) => {
                 user_data = 0;
@@ -542,7 +552,7 @@ fn process_one_event<F, R>(
     try_process: F,
     post_process: R,
     source_map: Rc<RefCell<SourceMap>>,
-) -> Option<bool>
+) -> Option<(bool, bool)>
 where
     F: FnOnce(Ref<'_, InnerSource>) -> Option<()>,
     R: FnOnce(RefMut<'_, InnerSource>, io::Result<usize>) -> io::Result<usize>,
@@ -550,12 +560,18 @@ where
     if let Some(value) = cqe {
         // No user data is `POLL_REMOVE` or `CANCEL`, we won't process.
         if value.user_data() == 0 {
-            return Some(false);
+            return Some((false, true));
         }
 
-        let src = source_map
-            .borrow_mut()
-            .consume_source(from_user_data(value.user_data()));
+        // shardgate patch: a multishot request that stays armed keeps its
+        // source registered; each report replaces the last result.
+        let id = from_user_data(value.user_data());
+        let finished = value.raw_flags() & IORING_CQE_F_MORE == 0;
+        let src = if !finished {
+            source_map.borrow()[id].clone()
+        } else {
+            source_map.borrow_mut().consume_source(id)
+        };
 
         let result = value.result();
 
@@ -566,7 +582,8 @@ where
             inner_source.wakers.result = res;
             woke = inner_source.wakers.wake_waiters();
         }
-        return Some(woke);
+        // shardgate patch: whether the request left the kernel, for `in_kernel`.
+        return Some((woke, finished));
     }
     None
 }
@@ -852,9 +869,9 @@ impl UringCommon for PollRing {
             },
             source_map,
         )
-        .map(|x| {
-            self.in_kernel -= 1;
-            x
+        .map(|(woke, finished)| {
+            self.in_kernel -= usize::from(finished);
+            woke
         })
     }
 
@@ -1203,9 +1220,9 @@ impl UringCommon for SleepableRing {
             },
             source_map,
         )
-        .map(|x| {
-            self.in_kernel -= 1;
-            x
+        .map(|(woke, finished)| {
+            self.in_kernel -= usize::from(finished);
+            woke
         })
     }
 
@@ -1484,8 +1501,13 @@ impl Reactor {
         );
     }
 
-    pub(crate) fn poll_ready(&self, source: &Source, flags: PollFlags) {
-        let op = UringOpDescriptor::PollAdd(flags);
+    /// shardgate patch: `multishot` keeps the poll armed after it fires.
+    pub(crate) fn poll_ready(&self, source: &Source, flags: PollFlags, multishot: bool) {
+        let op = if multishot {
+            UringOpDescriptor::PollAddMulti(flags)
+        } else {
+            UringOpDescriptor::PollAdd(flags)
+        };
         queue_request_into_ring(
             &mut *self.ring_for_source(source),
             source,
