@@ -1,16 +1,19 @@
-//! Proves the pass-through hot path allocates nothing per request: a shard
-//! runs on a thread whose heap allocations are counted, a real upstream and
-//! a real keep-alive client talk to it over loopback, and after warm-up
-//! (buffers pooled, pools and slabs grown) thousands of non-streaming chat
-//! requests, with the `model` value patched, its usage read and its metrics
-//! recorded, cause zero allocations.
+//! Proves the pass-through hot path allocates nothing per request, and that
+//! no path leaves memory behind per request: a shard runs on a thread whose
+//! heap allocations and live bytes are counted, a real upstream and a real
+//! keep-alive client talk to it over loopback, and after warm-up (buffers
+//! pooled, pools and slabs grown) thousands of non-streaming chat requests,
+//! with the `model` value patched, its usage read and its metrics recorded,
+//! cause zero allocations; thousands of translated `/v1/messages` requests
+//! (which do allocate) leave the shard's heap no larger than they found it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shardgate::config::Config;
@@ -22,32 +25,39 @@ use shardgate::telemetry::LabelTable;
 struct CountingAlloc;
 
 static SHARD_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Bytes allocated minus bytes freed on shard threads (a shard's buffers
+/// never leave its thread, so its frees are counted there too).
+static SHARD_LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
+/// The counters are global: one test's shard at a time.
+static ONE_SHARD_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 thread_local! {
     static COUNTED: Cell<bool> = const { Cell::new(false) };
 }
 
-fn count() {
+fn count(allocations: u64, bytes: i64) {
     if COUNTED.try_with(|c| c.get()).unwrap_or(false) {
-        SHARD_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        SHARD_ALLOCATIONS.fetch_add(allocations, Ordering::Relaxed);
+        SHARD_LIVE_BYTES.fetch_add(bytes, Ordering::Relaxed);
     }
 }
 
 // SAFETY: forwards to the system allocator unchanged; only counts.
 unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
+        count(1, layout.size() as i64);
         System.alloc(layout)
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
+        count(1, layout.size() as i64);
         System.alloc_zeroed(layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
+        count(1, new_size as i64 - layout.size() as i64);
         System.realloc(ptr, layout, new_size)
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(0, -(layout.size() as i64));
         System.dealloc(ptr, layout)
     }
 }
@@ -113,8 +123,9 @@ fn mock_upstream() -> u16 {
     port
 }
 
-#[test]
-fn steady_state_pass_through_allocates_nothing_per_request() {
+/// A shard on its own counted thread, routing model "fast" to a mock
+/// OpenAI upstream; returns its address.
+fn start_shard() -> SocketAddr {
     let upstream = mock_upstream();
     let mut config = Config::from_toml(&format!(
         "[providers.openai]\nbase_url = \"http://127.0.0.1:{upstream}/v1\"\napi_key = \"sk-up\"\n\
@@ -150,6 +161,32 @@ fn steady_state_pass_through_allocates_nothing_per_request() {
         .unwrap()
         .1
         .unwrap();
+    addr
+}
+
+/// Sends `request` `n` times on `client`, expecting a 200 each time.
+fn exchange(client: &mut TcpStream, buf: &mut Vec<u8>, request: &str, n: usize) {
+    for _ in 0..n {
+        client.write_all(request.as_bytes()).unwrap();
+        let head = read_message(client, buf).expect("response");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+}
+
+fn client(addr: SocketAddr) -> TcpStream {
+    let client = TcpStream::connect(addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+}
+
+#[test]
+fn steady_state_pass_through_allocates_nothing_per_request() {
+    let _one = ONE_SHARD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let addr = start_shard();
 
     // A ~500-byte chat body whose model ("fast") is patched to "gpt-4o-mini".
     let body = format!(
@@ -160,28 +197,52 @@ fn steady_state_pass_through_allocates_nothing_per_request() {
         "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer client\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
-    let mut client = TcpStream::connect(addr).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut client = client(addr);
     let mut buf = Vec::with_capacity(64 * 1024);
-    let mut exchange = |n: usize| {
-        for _ in 0..n {
-            client.write_all(request.as_bytes()).unwrap();
-            let head = read_message(&mut client, &mut buf).expect("response");
-            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        }
-    };
-
-    exchange(2_000); // warm-up: arena, pools, slabs, timer wheel reach steady state
+    // Warm-up: arena, pools, slabs, timer wheel reach steady state.
+    exchange(&mut client, &mut buf, &request, 2_000);
     let before = SHARD_ALLOCATIONS.load(Ordering::Relaxed);
     const MEASURED: u64 = 5_000;
-    exchange(MEASURED as usize);
+    exchange(&mut client, &mut buf, &request, MEASURED as usize);
     let allocations = SHARD_ALLOCATIONS.load(Ordering::Relaxed) - before;
     assert_eq!(
         allocations,
         0,
         "{allocations} heap allocations on the shard thread over {MEASURED} requests ({:.3}/request)",
         allocations as f64 / MEASURED as f64
+    );
+}
+
+#[test]
+fn translated_requests_leave_the_shard_heap_as_they_found_it() {
+    let _one = ONE_SHARD_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let addr = start_shard();
+    // An Anthropic request for "fast", translated to OpenAI chat for the
+    // upstream and its answer back: both directions allocate (the bodies
+    // are rebuilt), and all of it must be freed or reused.
+    let body = format!(
+        r#"{{"model":"fast","max_tokens":64,"system":"You are terse.","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "word ".repeat(80)
+    );
+    let request = format!(
+        "POST /v1/messages HTTP/1.1\r\nhost: gw\r\nx-api-key: client\r\nanthropic-version: 2023-06-01\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut client = client(addr);
+    let mut buf = Vec::with_capacity(64 * 1024);
+    // A short warm-up: the free list is bounded (4 MiB), so a leak into it
+    // shows only before that bound is reached.
+    exchange(&mut client, &mut buf, &request, 200);
+    let before = SHARD_LIVE_BYTES.load(Ordering::Relaxed);
+    const MEASURED: usize = 5_000;
+    exchange(&mut client, &mut buf, &request, MEASURED);
+    let grown = SHARD_LIVE_BYTES.load(Ordering::Relaxed) - before;
+    assert!(
+        grown < 64 * 1024,
+        "the shard's heap grew by {grown} bytes over {MEASURED} translated requests \
+         ({:.0} bytes/request)",
+        grown as f64 / MEASURED as f64
     );
 }

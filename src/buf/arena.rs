@@ -2,11 +2,15 @@
 //!
 //! Invariants: a `PooledBuf` never leaves the thread that took it (it is
 //! `!Send`), so the arena is a plain thread-local free list with no locking;
-//! a buffer that grew beyond `MAX_POOLED_CAPACITY` (a large body) is freed on
-//! return instead of pooled, and the free list holds at most
-//! `MAX_FREE_BYTES` of capacity, so the arena's memory is bounded whatever
-//! the traffic was (buffers adopted with `from_vec` join it too, so a bound
-//! on the count alone would let it fill with them).
+//! every buffer in it was taken from it (nothing is adopted), so in steady
+//! state returns balance takes and the free lists do not grow; small and
+//! large buffers are kept apart, so a request for a few hundred bytes never
+//! holds a 16 KiB read buffer while it is in flight (that doubled the memory
+//! of 64 connections translating Anthropic requests); a buffer that grew
+//! beyond `MAX_POOLED_CAPACITY` (a large body) is freed on return instead of
+//! pooled, and the free lists hold at most `MAX_FREE_BYTES` of capacity, so
+//! the arena's memory is bounded whatever the traffic was (a burst of
+//! connections that all close returns all their buffers at once).
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -16,21 +20,40 @@ use monoio::buf::{IoBuf, IoBufMut};
 
 /// Buffers larger than this go back to the allocator, not the arena.
 const MAX_POOLED_CAPACITY: usize = 256 * 1024;
-/// Capacity kept in the free list per shard: 256 buffers of 16 KiB, enough
+/// Capacity kept in the free lists per shard: 256 buffers of 16 KiB, enough
 /// to absorb a burst without going back to the allocator.
 const MAX_FREE_BYTES: usize = 4 * 1024 * 1024;
+/// Takes of at most this many bytes (heads, small bodies) are served from
+/// the small list, larger ones (read buffers) from the large list; a buffer
+/// returns to the list its capacity belongs to.
+const SMALL_MAX: usize = 4 * 1024;
 
 #[derive(Default)]
 struct Arena {
-    free: Vec<Vec<u8>>,
+    small: Vec<Vec<u8>>,
+    large: Vec<Vec<u8>>,
     /// Sum of the free buffers' capacities.
     free_bytes: usize,
     taken: u64,
     allocated: u64,
 }
 
+impl Arena {
+    fn list(&mut self, capacity: usize) -> &mut Vec<Vec<u8>> {
+        if capacity <= SMALL_MAX {
+            &mut self.small
+        } else {
+            &mut self.large
+        }
+    }
+}
+
 thread_local! {
-    static ARENA: RefCell<Arena> = RefCell::new(Arena { free: Vec::with_capacity(256), ..Default::default() });
+    static ARENA: RefCell<Arena> = RefCell::new(Arena {
+        small: Vec::with_capacity(256),
+        large: Vec::with_capacity(256),
+        ..Default::default()
+    });
 }
 
 /// A byte buffer borrowed from this shard's arena; it returns there on drop.
@@ -46,7 +69,7 @@ impl PooledBuf {
         let buf = ARENA.with(|a| {
             let mut a = a.borrow_mut();
             a.taken += 1;
-            match a.free.pop() {
+            match a.list(capacity).pop() {
                 Some(mut b) => {
                     a.free_bytes -= b.capacity();
                     if b.capacity() < capacity {
@@ -75,15 +98,6 @@ impl PooledBuf {
         }
     }
 
-    /// Adopts a buffer built elsewhere (e.g. a translated body); it joins
-    /// this shard's arena when dropped.
-    pub fn from_vec(buf: Vec<u8>) -> PooledBuf {
-        PooledBuf {
-            buf,
-            _shard_local: PhantomData,
-        }
-    }
-
     /// Drops the first `n` bytes, moving the rest to the front (used for the
     /// pipelined bytes that follow a request).
     pub fn consume_front(&mut self, n: usize) {
@@ -107,7 +121,7 @@ impl Drop for PooledBuf {
             if let Ok(mut a) = a.try_borrow_mut() {
                 if a.free_bytes + buf.capacity() <= MAX_FREE_BYTES {
                     a.free_bytes += buf.capacity();
-                    a.free.push(buf);
+                    a.list(buf.capacity()).push(buf);
                 }
             }
         });
@@ -166,7 +180,7 @@ unsafe impl IoBufMut for PooledBuf {
 pub fn arena_stats() -> (u64, u64, usize) {
     ARENA.with(|a| {
         let a = a.borrow();
-        (a.taken, a.allocated, a.free.len())
+        (a.taken, a.allocated, a.small.len() + a.large.len())
     })
 }
 
@@ -193,6 +207,19 @@ mod tests {
     }
 
     #[test]
+    fn a_small_take_never_holds_a_large_buffer() {
+        drop(PooledBuf::take(16 * 1024));
+        let small = PooledBuf::take(256);
+        assert!(small.capacity() <= SMALL_MAX, "{}", small.capacity());
+        let large = PooledBuf::take(16 * 1024);
+        assert!(large.capacity() >= 16 * 1024);
+        drop((small, large));
+        let (_, before, _) = arena_stats();
+        drop((PooledBuf::take(256), PooledBuf::take(16 * 1024)));
+        assert_eq!(arena_stats().1, before, "both came back to their own list");
+    }
+
+    #[test]
     fn oversized_buffers_are_freed_not_pooled() {
         let b = PooledBuf::take(MAX_POOLED_CAPACITY * 2);
         let (_, _, free_before) = arena_stats();
@@ -202,13 +229,14 @@ mod tests {
     }
 
     #[test]
-    fn adopted_buffers_cannot_grow_the_free_list_past_its_byte_bound() {
-        for _ in 0..2 * MAX_FREE_BYTES / (16 * 1024) {
-            drop(PooledBuf::from_vec(Vec::with_capacity(16 * 1024)));
-        }
+    fn a_burst_of_returns_cannot_grow_the_free_list_past_its_byte_bound() {
+        let burst: Vec<PooledBuf> = (0..2 * MAX_FREE_BYTES / (16 * 1024))
+            .map(|_| PooledBuf::take(16 * 1024))
+            .collect();
+        drop(burst);
         assert!(free_bytes() <= MAX_FREE_BYTES);
         assert!(free_bytes() > MAX_FREE_BYTES - 16 * 1024);
-        let taken: Vec<PooledBuf> = (0..8).map(|_| PooledBuf::take(1024)).collect();
+        let taken: Vec<PooledBuf> = (0..8).map(|_| PooledBuf::take(16 * 1024)).collect();
         assert!(free_bytes() <= MAX_FREE_BYTES - 8 * 16 * 1024);
         drop(taken);
     }
