@@ -149,7 +149,8 @@ binary, port, mock, cpu, log = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(s
 body = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}'
 request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)) + body
-env = dict(os.environ, OPENAI_API_KEY="x", OPENAI_BASE_URL=f"http://127.0.0.1:{mock}/v1")
+env = dict(os.environ, OPENAI_API_KEY="x", OPENAI_BASE_URL=f"http://127.0.0.1:{mock}/v1",
+           ANTHROPIC_API_KEY="x", ANTHROPIC_BASE_URL=f"http://127.0.0.1:{mock}")
 start = time.monotonic()
 gate = subprocess.Popen([binary, "--listen", f"127.0.0.1:{port}"], env=env, stdin=subprocess.DEVNULL,
                         stdout=subprocess.DEVNULL, stderr=open(log, "w"),
@@ -186,11 +187,17 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # nginx forks its worker; measure the whole process group's children too.
 sut_pid() { case "$1" in nginx) pgrep -P "$NGINX_PID" | head -1 ;; shardgate) echo "$GATE_PID" ;; *) echo "" ;; esac; }
 
+# Anthropic workloads name an `anthropic/` model, which shardgate routes to
+# its Anthropic provider (the mock's /v1/messages) as is, the way nginx
+# passes them through; a bare name would go to the OpenAI provider and be
+# translated, which is more work than nginx does.
+model_for() { case "$1" in messages*) echo anthropic/claude-3-5-haiku-latest ;; *) echo gpt-4o-mini ;; esac; }
+
 run_lg() { # name workload mode-args...
   local name=$1 workload=$2 file=$3; shift 3
   local port=${name#*=}
-  "$LOADGEN" run --target "http://127.0.0.1:$port" --workload "$workload" --cores "=$GEN_CPU" \
-    --connections $CONNS --warmup $WARMUP --duration $DUR --json "$@" >"$OUT/$file.json"
+  "$LOADGEN" run --target "http://127.0.0.1:$port" --workload "$workload" --model "$(model_for "$workload")" \
+    --cores "=$GEN_CPU" --connections $CONNS --warmup $WARMUP --duration $DUR --json "$@" >"$OUT/$file.json"
 }
 
 for t in "${TARGETS[@]}"; do
