@@ -173,6 +173,14 @@ fn exchange(client: &mut TcpStream, buf: &mut Vec<u8>, request: &str, n: usize) 
     }
 }
 
+/// A keep-alive JSON POST with `headers` (CRLF-separated lines).
+fn post(path: &str, headers: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: gw\r\n{headers}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 fn client(addr: SocketAddr) -> TcpStream {
     let client = TcpStream::connect(addr).unwrap();
     client
@@ -193,9 +201,10 @@ fn steady_state_pass_through_allocates_nothing_per_request() {
         r#"{{"model":"fast","messages":[{{"role":"system","content":"You are terse."}},{{"role":"user","content":"{}"}}],"temperature":0.2}}"#,
         "word ".repeat(80)
     );
-    let request = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer client\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
+    let request = post(
+        "/v1/chat/completions",
+        "authorization: Bearer client",
+        &body,
     );
     let mut client = client(addr);
     let mut buf = Vec::with_capacity(64 * 1024);
@@ -226,10 +235,8 @@ fn translated_requests_leave_the_shard_heap_as_they_found_it() {
         r#"{{"model":"fast","max_tokens":64,"system":"You are terse.","messages":[{{"role":"user","content":"{}"}}]}}"#,
         "word ".repeat(80)
     );
-    let request = format!(
-        "POST /v1/messages HTTP/1.1\r\nhost: gw\r\nx-api-key: client\r\nanthropic-version: 2023-06-01\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let headers = "x-api-key: client\r\nanthropic-version: 2023-06-01";
+    let request = post("/v1/messages", headers, &body);
     let mut client = client(addr);
     let mut buf = Vec::with_capacity(64 * 1024);
     // A short warm-up: the free list is bounded (4 MiB), so a leak into it
