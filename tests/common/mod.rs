@@ -116,6 +116,42 @@ pub enum Reply {
     /// then `[DONE]`, written as fast as the peer takes them: a response
     /// larger than any socket buffer, never held whole in memory.
     SseBulk { events: usize },
+    /// A hostile upstream's turn: the writer gets the connection (the
+    /// request already read whole) and writes, waits or shuts down as it
+    /// likes. `Ok(true)`: read the next request on this connection;
+    /// `Ok(false)` or `Err`: close it.
+    Scripted(Writer),
+}
+
+/// What a [`Reply::Scripted`] does with the connection.
+pub type WriterFn = dyn Fn(&mut TcpStream, &Recorded) -> io::Result<bool> + Send + Sync;
+
+/// A [`Reply::Scripted`] writer.
+#[derive(Clone)]
+pub struct Writer(pub Arc<WriterFn>);
+
+impl Writer {
+    pub fn new(
+        f: impl Fn(&mut TcpStream, &Recorded) -> io::Result<bool> + Send + Sync + 'static,
+    ) -> Writer {
+        Writer(Arc::new(f))
+    }
+
+    /// Writes `bytes` verbatim, then reads the next request (`keep`) or
+    /// closes.
+    pub fn bytes(bytes: impl Into<Vec<u8>>, keep: bool) -> Writer {
+        let bytes = bytes.into();
+        Writer::new(move |s, _| {
+            s.write_all(&bytes)?;
+            Ok(keep)
+        })
+    }
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer(..)")
+    }
 }
 
 /// Facts the script sees to choose a reply.
@@ -317,6 +353,7 @@ fn answer(
         r => r,
     };
     match reply {
+        Reply::Scripted(w) => (w.0)(stream, rec),
         Reply::Auto => {
             let body = mock_json(path, &model, &req).to_string();
             write_simple(stream, 200, &[], body.as_bytes())?;
