@@ -4,7 +4,13 @@
 # nginx as the mock upstream (a static JSON answer) and one nginx as the
 # reference proxy (proxy_pass with an upstream keepalive pool). Runs direct,
 # nginx and shardgate in alternation ROUNDS times and prints medians and
-# ratios. Usage: scripts/bench-wrk.sh [ROUNDS] [SECONDS]
+# ratios, with each proxy's CPU per request (its utime+stime over the round,
+# from /proc, divided by the requests wrk counted).
+# Usage: scripts/bench-wrk.sh [ROUNDS] [SECONDS]
+# BASELINE=path/to/another/shardgate adds that binary (an earlier build, or
+# the same build with a feature off) as a fourth target in the same
+# alternation, so a change's cost is a ratio measured side by side (its
+# admin listener finds the port taken by the first and runs without one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
@@ -13,7 +19,8 @@ command -v nginx >/dev/null && command -v wrk >/dev/null || {
   echo "needs nginx and wrk (apt-get install nginx wrk)"; exit 1; }
 cargo build --release -p shardgate -q
 DIR=$(mktemp -d)
-trap 'kill $(cat $DIR/nginx.pid) $SG 2>/dev/null || true; rm -rf $DIR' EXIT
+BL=
+trap 'kill $(cat $DIR/nginx.pid) $SG $BL 2>/dev/null || true; rm -rf $DIR' EXIT
 RESP='{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Packets flow like streams"},"finish_reason":"stop"}],"usage":{"prompt_tokens":50,"completion_tokens":8,"total_tokens":58}}'
 cat > "$DIR/nginx.conf" <<NGX
 worker_processes 1;
@@ -40,20 +47,45 @@ nginx -c "$DIR/nginx.conf" -p "$DIR" -g 'daemon on;'
 OPENAI_API_KEY=sk-up OPENAI_BASE_URL=http://127.0.0.1:19101/v1 target/release/shardgate \
   --listen 127.0.0.1:19103 2>"$DIR/shardgate.log" &
 SG=$!
+TARGETS="direct:19101 nginx:19102 shardgate:19103"
+if [[ -n "${BASELINE:-}" ]]; then
+  OPENAI_API_KEY=sk-up OPENAI_BASE_URL=http://127.0.0.1:19101/v1 "$BASELINE" \
+    --listen 127.0.0.1:19104 2>"$DIR/baseline.log" &
+  BL=$!
+  TARGETS="$TARGETS baseline:19104"
+fi
 sleep 0.5
-curl -sf -o /dev/null http://127.0.0.1:19103/v1/chat/completions -d @"$DIR/body.json" || { echo "shardgate not answering"; cat "$DIR/shardgate.log"; exit 1; }
-declare -A R
+for port in 19103 ${BL:+19104}; do
+  curl -sf -o /dev/null http://127.0.0.1:$port/v1/chat/completions -d @"$DIR/body.json" || { echo "shardgate on $port not answering"; cat "$DIR"/*.log; exit 1; }
+done
+NGINX_WORKER=$(pgrep -P "$(cat "$DIR/nginx.pid")" | head -1)
+declare -A PID=([nginx]=$NGINX_WORKER [shardgate]=$SG [baseline]=$BL)
+# utime+stime of a process, in clock ticks.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+declare -A R C
 for round in $(seq "$ROUNDS"); do
-  for t in direct:19101 nginx:19102 shardgate:19103; do
+  for t in $TARGETS; do
     name=${t%%:*}; port=${t##*:}
+    pid=${PID[$name]:-}
+    [[ -n "$pid" ]] && t0=$(ticks "$pid")
     rps=$(wrk -t2 -c10 -d"${SECS}s" -s "$DIR/post.lua" "http://127.0.0.1:$port/v1/chat/completions" | awk '/Requests\/sec/ {print $2}')
     R[$name]="${R[$name]:-} $rps"
+    if [[ -n "$pid" ]]; then
+      # microseconds of CPU per request over the round
+      C[$name]="${C[$name]:-} $(awk -v t="$(( $(ticks "$pid") - t0 ))" -v hz="$(getconf CLK_TCK)" -v r="$rps" -v s="$SECS" 'BEGIN { printf "%.2f", t / hz * 1e6 / (r * s) }')"
+    fi
   done
 done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo "wrk -t2 -c10 -d${SECS}s, ${ROUNDS} alternating rounds, $(nproc) CPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "shardgate: $(grep -o '[a-z_]* driver' "$DIR/shardgate.log" | sort | uniq -c | tr -s ' ' | paste -sd,)"
-for name in direct nginx shardgate; do echo "$name: ${R[$name]}"; done
+for t in $TARGETS; do name=${t%%:*}; echo "$name: req/s${R[$name]}${C[$name]:+; CPU us/request${C[$name]}}"; done
 D=$(echo "${R[direct]}" | median); N=$(echo "${R[nginx]}" | median); S=$(echo "${R[shardgate]}" | median)
 printf 'median req/s: direct %.0f, nginx %.0f, shardgate %.0f\n' "$D" "$N" "$S"
 awk -v d="$D" -v n="$N" -v s="$S" 'BEGIN { printf "shardgate / nginx = %.2fx; shardgate / direct = %.2fx; nginx / direct = %.2fx\n", s/n, s/d, n/d }'
+NC=$(echo "${C[nginx]}" | median); SC=$(echo "${C[shardgate]}" | median)
+awk -v n="$NC" -v s="$SC" 'BEGIN { printf "median CPU per request: nginx %.2f us, shardgate %.2f us (%.2fx nginx)\n", n, s, s/n }'
+if [[ -n "$BL" ]]; then
+  B=$(echo "${R[baseline]}" | median); BC=$(echo "${C[baseline]}" | median)
+  awk -v b="$B" -v s="$S" -v bc="$BC" -v sc="$SC" 'BEGIN { printf "baseline: median %.0f req/s, %.2f us CPU/request; shardgate / baseline = %.2fx throughput, %.2fx CPU per request\n", b, bc, s/b, sc/bc }'
+fi
