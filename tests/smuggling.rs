@@ -1,7 +1,10 @@
 //! Request smuggling and malformed requests against the real gateway, over
 //! raw sockets, under both drivers: CL.TE, TE.CL and TE.TE obfuscations,
 //! header injection, oversize heads, bodies that are not UTF-8 or nest too
-//! deep, bad chunk sizes and bare LFs in chunked framing.
+//! deep, bad chunk sizes and bare LFs in chunked framing, missing, repeated
+//! and invalid Hosts, transfer codings other than a lone final chunked,
+//! chunk extensions outside the grammar, and bodies on GET and HEAD (which
+//! an upstream that ignores them would read as a second request).
 //!
 //! Every case carries a smuggled request (`…/SMUGGLED…`) behind the
 //! attack. The invariants checked for each: the client gets the expected
