@@ -28,6 +28,9 @@ pub enum Kind {
     HeadersTooLarge,
     /// The client did not send its request head or body in time.
     RequestTimeout,
+    /// The client used a feature we do not implement, e.g. a transfer
+    /// coding other than chunked (RFC 9112 §6.1: 501).
+    NotImplemented,
     UpstreamConnect,
     UpstreamTimeout,
     UpstreamProtocol,
@@ -92,6 +95,7 @@ impl Error {
             Kind::PayloadTooLarge => 413,
             Kind::HeadersTooLarge => 431,
             Kind::RequestTimeout => 408,
+            Kind::NotImplemented => 501,
             Kind::UpstreamConnect | Kind::UpstreamProtocol | Kind::UpstreamClosed => 502,
             Kind::UpstreamTimeout => 504,
             Kind::Overloaded => 503,
@@ -118,6 +122,7 @@ impl Error {
             Kind::PayloadTooLarge => "payload_too_large",
             Kind::HeadersTooLarge => "headers_too_large",
             Kind::RequestTimeout => "request_timeout",
+            Kind::NotImplemented => "not_implemented",
             Kind::UpstreamConnect => "upstream_connect_failed",
             Kind::UpstreamTimeout => "upstream_timeout",
             Kind::UpstreamProtocol => "upstream_protocol_error",

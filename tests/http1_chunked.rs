@@ -65,7 +65,7 @@ fn valid_bodies() {
 #[test]
 fn malformed_bodies() {
     let invalid = |reason| Err(ChunkError::Invalid(reason));
-    let cases: [(&[u8], Result<bool, ChunkError>); 16] = [
+    let cases: [(&[u8], Result<bool, ChunkError>); 19] = [
         (b"\r\n", invalid("chunk size is not hex")),
         (b"g\r\n", invalid("chunk size is not hex")),
         (b"-1\r\n", invalid("chunk size is not hex")),
@@ -75,6 +75,12 @@ fn malformed_bodies() {
         (b"5\r\r\n", invalid("chunk size line not ended by CRLF")),
         (b"5;a\nb\r\n", invalid("invalid byte in chunk extension")),
         (b"5;a\x00\r\n", invalid("invalid byte in chunk extension")),
+        (
+            b"5;a=\"open\r\nhello\r\n0\r\n\r\n",
+            invalid("unterminated quoted string in chunk extension"),
+        ),
+        (b"5;a@b\r\n", invalid("invalid byte in chunk extension")),
+        (b"5;=b\r\n", invalid("empty chunk extension name")),
         (
             b"5\r\nhelloX\r\n",
             invalid("chunk data not followed by CRLF"),
@@ -206,7 +212,9 @@ fn body(chunks: &[Vec<u8>], extensions: bool, trailers: bool) -> Vec<u8> {
     for chunk in chunks.iter().filter(|c| !c.is_empty()) {
         out.extend_from_slice(format!("{:X}", chunk.len()).as_bytes());
         if extensions {
-            out.extend_from_slice(b" ; a=b");
+            // A quoted string holding what would end it or the line if the
+            // decoder lost its place: an escaped quote, `;`, `=`.
+            out.extend_from_slice(b" ; a=b;q = \"x\\\"y;z=\" ;flag");
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(chunk);

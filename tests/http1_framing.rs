@@ -1,13 +1,18 @@
 //! RFC 9112 §6 framing decisions, one table row per rule.
 
 use shardgate::http1::framing::{
-    request_framing, response_framing, BodyKind, RequestFraming, ResponseFraming,
+    request_framing, response_framing, BodyKind, FramingError, RequestFraming, ResponseFraming,
 };
 use shardgate::http1::parse::{
     parse_request, parse_response, HeadError, HeadLimits, Parsed, RequestHead, ResponseHead,
 };
 
-fn request(version: &str, fields: &str) -> Result<RequestFraming, HeadError> {
+/// The framing of a request with these fields and a valid Host.
+fn request(version: &str, fields: &str) -> Result<RequestFraming, FramingError> {
+    request_without_host(version, &format!("Host: t\r\n{fields}"))
+}
+
+fn request_without_host(version: &str, fields: &str) -> Result<RequestFraming, FramingError> {
     let buf = format!("POST /v1/chat/completions HTTP/1.{version}\r\n{fields}\r\n");
     let mut head = RequestHead::default();
     assert_eq!(
@@ -35,7 +40,7 @@ fn ok(
     body: BodyKind,
     keep_alive: bool,
     expect_continue: bool,
-) -> Result<RequestFraming, HeadError> {
+) -> Result<RequestFraming, FramingError> {
     Ok(RequestFraming {
         body,
         keep_alive,
@@ -73,17 +78,17 @@ fn request_bodies() {
         ),
         (
             "1",
-            "Transfer-Encoding: gzip, chunked\r\n",
+            "Transfer-Encoding: ,, chunked ,\r\n",
             ok(Chunked, true, false),
         ),
         (
             "1",
-            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding:\r\nTransfer-Encoding: chunked\r\n",
             ok(Chunked, true, false),
         ),
         (
             "1",
-            "Transfer-Encoding: gzip;q=1 ,, chunked\r\n",
+            "transfer-encoding:\tChunked \t\r\n",
             ok(Chunked, true, false),
         ),
         ("0", "Content-Length: 3\r\n", ok(Length(3), false, false)),
@@ -120,15 +125,97 @@ fn request_framing_violations_are_rejected() {
             "Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n",
         ),
         ("1", "Transfer-Encoding: chunked, chunked\r\n"),
-        ("1", "Transfer-Encoding: br, chunked\r\n"),
+        (
+            "1",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        ),
+        ("1", "Transfer-Encoding: chunked;q=1\r\n"),
+        ("1", "Transfer-Encoding: chunked ; q=1\r\n"),
         ("1", "Transfer-Encoding: identity\r\n"),
+        ("1", "Transfer-Encoding: identity, gzip\r\n"),
         ("1", "Transfer-Encoding: \"chunked\"\r\n"),
+        ("1", "Transfer-Encoding: chun ked\r\n"),
+        ("1", "Transfer-Encoding: ;chunked\r\n"),
         ("1", "Transfer-Encoding:\r\n"),
+        ("1", "Transfer-Encoding: , ,\r\n"),
     ];
     for (version, fields) in cases {
         assert!(
-            matches!(request(version, fields), Err(HeadError::Invalid(_))),
+            matches!(request(version, fields), Err(FramingError::Invalid(_))),
             "accepted HTTP/1.{version} {fields:?}"
+        );
+    }
+}
+
+/// RFC 9112 §6.1: a coding before the final chunked is one we do not
+/// implement (501), never ignored; the framing itself is sound.
+#[test]
+fn request_codings_other_than_chunked_are_not_implemented() {
+    let cases = [
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding: GZIP , Chunked\r\n",
+        "Transfer-Encoding: x-gzip, chunked\r\n",
+        "Transfer-Encoding: deflate, chunked\r\n",
+        "Transfer-Encoding: br, chunked\r\n",
+        "Transfer-Encoding: identity, chunked\r\n",
+        "Transfer-Encoding: bogus, chunked\r\n",
+        "Transfer-Encoding: gzip;q=1 ,, chunked\r\n",
+        "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n",
+    ];
+    for fields in cases {
+        assert_eq!(
+            request("1", fields),
+            Err(FramingError::UnsupportedCoding),
+            "{fields:?}"
+        );
+    }
+}
+
+/// RFC 9112 §3.2: exactly one Host in HTTP/1.1, at most one in HTTP/1.0,
+/// and always a valid one.
+#[test]
+fn request_host_admission() {
+    use BodyKind::Empty;
+    let accepted = [
+        ("1", "Host: t\r\n", ok(Empty, true, false)),
+        ("1", "HOST: api.openai.com:443\r\n", ok(Empty, true, false)),
+        ("1", "host: [::1]:8080\r\n", ok(Empty, true, false)),
+        ("1", "host:\r\n", ok(Empty, true, false)),
+        ("1", "host: \t t \t\r\n", ok(Empty, true, false)),
+        ("0", "", ok(Empty, false, false)),
+        ("0", "Host: t\r\n", ok(Empty, false, false)),
+        (
+            "1",
+            "X-Host: t\r\nHost: t\r\nHosts: u\r\n",
+            ok(Empty, true, false),
+        ),
+    ];
+    for (version, fields, expected) in accepted {
+        assert_eq!(
+            request_without_host(version, fields),
+            expected,
+            "HTTP/1.{version} {fields:?}"
+        );
+    }
+    let invalid = |reason| Err(FramingError::Invalid(reason));
+    let refused = [
+        ("1", "", invalid("missing host")),
+        ("1", "X-Host: t\r\n", invalid("missing host")),
+        ("1", "Host: t\r\nHost: u\r\n", invalid("more than one host")),
+        ("1", "Host: t\r\nhost: t\r\n", invalid("more than one host")),
+        ("0", "Host: t\r\nHost: t\r\n", invalid("more than one host")),
+        ("1", "Host: t, u\r\n", invalid("invalid host")),
+        ("1", "Host: user@t\r\n", invalid("invalid host")),
+        ("1", "Host: t/x\r\n", invalid("invalid host")),
+        ("1", "Host: t:x\r\n", invalid("invalid host")),
+        ("0", "Host: a b\r\n", invalid("invalid host")),
+    ];
+    for (version, fields, expected) in refused {
+        assert_eq!(
+            request_without_host(version, fields),
+            expected,
+            "HTTP/1.{version} {fields:?}"
         );
     }
 }

@@ -7,7 +7,10 @@
 //! the trailer section: `consumed` then marks where the next pipelined
 //! message starts. Line ends must be CRLF (a bare LF is refused, as hyper
 //! does) because a lenient chunk parser in front of a strict one is a
-//! smuggling vector.
+//! smuggling vector. For the same reason chunk extensions, though never
+//! interpreted, must follow the grammar exactly (RFC 9112 §7.1.1): a quoted
+//! string left open, or a byte no token may hold, is refused, so no two
+//! parsers can disagree about where a size line ends.
 
 use super::bytes::{is_field_byte, is_token_byte};
 
@@ -69,9 +72,11 @@ enum State {
     SizeWhitespace {
         size: u64,
     },
-    /// Inside chunk extensions: skipped, but bounded and free of bare LF.
+    /// Inside chunk extensions: checked against the grammar, bounded by
+    /// the line limit, and otherwise skipped.
     Extension {
         size: u64,
+        at: Ext,
     },
     /// Read CR of the size line.
     SizeLf {
@@ -90,6 +95,27 @@ enum State {
     EndLf,
     Done,
     Failed(ChunkError),
+}
+
+/// Where in `chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS
+/// chunk-ext-val ] )` (RFC 9112 §7.1.1) the decoder is; `chunk-ext-val =
+/// token / quoted-string` (RFC 9110 §5.6.2, §5.6.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ext {
+    /// After `;`: BWS, then the first byte of a name.
+    BeforeName,
+    Name,
+    /// BWS after a name: `=`, the next `;` or the line end.
+    AfterName,
+    /// After `=`: BWS, then a token or a quoted string.
+    BeforeValue,
+    Token,
+    /// Inside `"…"`.
+    Quoted,
+    /// After a `\` inside a quoted string.
+    QuotedPair,
+    /// After a value: BWS, the next `;` or the line end.
+    AfterValue,
 }
 
 /// Decodes one chunked body. Reuse it for the next with [`ChunkedDecoder::reset`].
@@ -200,17 +226,19 @@ impl ChunkedDecoder {
             }
             (Size { digits: false, .. }, _) => Failed(invalid("chunk size is not hex")),
             (Size { size, .. } | SizeWhitespace { size }, b' ' | b'\t') => SizeWhitespace { size },
-            (Size { size, .. } | SizeWhitespace { size }, b';') => Extension { size },
-            (Size { size, .. } | SizeWhitespace { size } | Extension { size }, b'\r') => {
-                SizeLf { size }
-            }
+            (Size { size, .. } | SizeWhitespace { size }, b';') => Extension {
+                size,
+                at: Ext::BeforeName,
+            },
+            (Size { size, .. } | SizeWhitespace { size }, b'\r') => SizeLf { size },
             (Size { .. } | SizeWhitespace { .. }, _) => {
                 Failed(invalid("invalid byte after chunk size"))
             }
-            // Extension names and values are not interpreted, only kept to
-            // field-value bytes so no control byte (bare LF above all) hides in them.
-            (Extension { size }, _) if is_field_byte(byte) => Extension { size },
-            (Extension { .. }, _) => Failed(invalid("invalid byte in chunk extension")),
+            (Extension { size, at }, _) => match extension_step(at, byte) {
+                Ok(Some(at)) => Extension { size, at },
+                Ok(None) => SizeLf { size },
+                Err(reason) => Failed(invalid(reason)),
+            },
             (SizeLf { size }, b'\n') => {
                 self.line_bytes = 0;
                 self.announced = self.announced.saturating_add(size);
@@ -245,6 +273,37 @@ impl ChunkedDecoder {
     }
 }
 
+/// One byte of chunk extensions: the next place in the grammar, `None` at
+/// the CR that ends the size line, or why the byte is refused. Whitespace
+/// before the line end is let through, as after the size itself.
+fn extension_step(at: Ext, byte: u8) -> Result<Option<Ext>, &'static str> {
+    use Ext::*;
+    let next = match (at, byte) {
+        (Quoted, b'"') => AfterValue,
+        (Quoted, b'\\') => QuotedPair,
+        (Quoted | QuotedPair, b'\r' | b'\n') => {
+            return Err("unterminated quoted string in chunk extension")
+        }
+        // qdtext, and the quoted-pair's second byte (HTAB / SP / VCHAR /
+        // obs-text): field-value bytes, where `"` and `\` were taken above.
+        (Quoted | QuotedPair, _) if is_field_byte(byte) => Quoted,
+        (Quoted | QuotedPair, _) => return Err("invalid byte in chunk extension"),
+        (BeforeName | Name, _) if is_token_byte(byte) => Name,
+        (BeforeValue | Token, _) if is_token_byte(byte) => Token,
+        (BeforeValue, b'"') => Quoted,
+        (BeforeName | BeforeValue, b' ' | b'\t') => at,
+        (Name | AfterName, b' ' | b'\t') => AfterName,
+        (Token | AfterValue, b' ' | b'\t') => AfterValue,
+        (Name | AfterName, b'=') => BeforeValue,
+        (Name | AfterName | Token | AfterValue, b';') => BeforeName,
+        (Name | AfterName | Token | AfterValue, b'\r') => return Ok(None),
+        (BeforeName, b'\r' | b';' | b'=') => return Err("empty chunk extension name"),
+        (BeforeValue, b'\r' | b';') => return Err("empty chunk extension value"),
+        _ => return Err("invalid byte in chunk extension"),
+    };
+    Ok(Some(next))
+}
+
 fn invalid(reason: &'static str) -> ChunkError {
     ChunkError::Invalid(reason)
 }
@@ -260,6 +319,124 @@ fn hex_value(digit: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Feeds `3<ext>\r\nabc\r\n0\r\n\r\n` whole and byte by byte; both
+    /// must agree. Returns the outcome.
+    fn with_extension(ext: &[u8]) -> Result<bool, ChunkError> {
+        let body = [b"3", ext, b"\r\nabc\r\n0\r\n\r\n"].concat();
+        let mut whole = ChunkedDecoder::new(ChunkLimits::default());
+        let once = whole.feed(&body, |_| {}).map(|p| p.done);
+        let mut split = ChunkedDecoder::new(ChunkLimits::default());
+        let mut bytewise = Ok(false);
+        for byte in body.chunks(1) {
+            bytewise = split.feed(byte, |_| {}).map(|p| p.done);
+            if bytewise != Ok(false) {
+                break;
+            }
+        }
+        assert_eq!(once, bytewise, "{:?}", String::from_utf8_lossy(ext));
+        once
+    }
+
+    #[test]
+    fn chunk_extensions_follow_the_grammar() {
+        let valid: &[&[u8]] = &[
+            b"",
+            b" ",
+            b";a",
+            b";a=b",
+            b";a=b;c",
+            b";a=b;c=d",
+            b" ; a = b ; c",
+            b";a=\"\"",
+            b";a=\"q s\"",
+            b";a=\"semi;colon=eq\"",
+            b";a=\"\\\"escaped quote\"",
+            b";a=\"\\\\\"",
+            b";a=\"tab\there\"",
+            b";a=\"obs-text \xe9\"",
+            b";a=\"x\" ",
+            b";a \t",
+            b";!#$%&'*+-.^_`|~=!#$%&'*+-.^_`|~",
+        ];
+        for ext in valid {
+            assert_eq!(
+                with_extension(ext),
+                Ok(true),
+                "{:?}",
+                String::from_utf8_lossy(ext)
+            );
+        }
+        let invalid = |reason| Err(ChunkError::Invalid(reason));
+        let cases: &[(&[u8], Result<bool, ChunkError>)] = &[
+            (
+                b";a=\"abc",
+                invalid("unterminated quoted string in chunk extension"),
+            ),
+            (
+                b";a=\"abc\\\"",
+                invalid("unterminated quoted string in chunk extension"),
+            ),
+            (
+                b";a=\"abc\\",
+                invalid("unterminated quoted string in chunk extension"),
+            ),
+            (
+                b";a=\"x\ry\"",
+                invalid("unterminated quoted string in chunk extension"),
+            ),
+            (
+                b";a=\"x\ny\"",
+                invalid("unterminated quoted string in chunk extension"),
+            ),
+            (b";a=\"x\x00\"", invalid("invalid byte in chunk extension")),
+            (b";a=\"x\x7f\"", invalid("invalid byte in chunk extension")),
+            (
+                b";a=\"x\\\x01\"",
+                invalid("invalid byte in chunk extension"),
+            ),
+            (b";a=\"x\"y", invalid("invalid byte in chunk extension")),
+            (b";a=b\"c\"", invalid("invalid byte in chunk extension")),
+            (b";a=b c", invalid("invalid byte in chunk extension")),
+            (b";a b", invalid("invalid byte in chunk extension")),
+            (b";a@b", invalid("invalid byte in chunk extension")),
+            (b";a=b@c", invalid("invalid byte in chunk extension")),
+            (b";a=(b)", invalid("invalid byte in chunk extension")),
+            (b";\"a\"=b", invalid("invalid byte in chunk extension")),
+            (b";a==b", invalid("invalid byte in chunk extension")),
+            (b";a=b,c=d", invalid("invalid byte in chunk extension")),
+            (b";a\x80", invalid("invalid byte in chunk extension")),
+            (b";a\nb", invalid("invalid byte in chunk extension")),
+            (b";", invalid("empty chunk extension name")),
+            (b"; ", invalid("empty chunk extension name")),
+            (b";;a", invalid("empty chunk extension name")),
+            (b";=b", invalid("empty chunk extension name")),
+            (b";a=b;", invalid("empty chunk extension name")),
+            (b";a=", invalid("empty chunk extension value")),
+            (b";a= ", invalid("empty chunk extension value")),
+            (b";a=;b", invalid("empty chunk extension value")),
+        ];
+        for (ext, expected) in cases {
+            assert_eq!(
+                with_extension(ext),
+                *expected,
+                "{:?}",
+                String::from_utf8_lossy(ext)
+            );
+        }
+    }
+
+    #[test]
+    fn an_open_quoted_string_is_bounded_by_the_line_limit() {
+        let limits = ChunkLimits {
+            max_line_bytes: 16,
+            ..ChunkLimits::default()
+        };
+        let mut d = ChunkedDecoder::new(limits);
+        let mut line = b"3;a=\"".to_vec();
+        line.resize(64, b'x');
+        assert_eq!(d.feed(&line, |_| {}), Err(ChunkError::LineTooLong));
+    }
 
     #[test]
     fn an_announced_chunk_over_the_body_limit_fails_at_its_size_line() {

@@ -9,7 +9,9 @@ pub mod parse;
 pub mod write;
 
 pub use chunked::{ChunkError, ChunkLimits, ChunkProgress, ChunkedDecoder};
-pub use framing::{request_framing, response_framing, BodyKind, RequestFraming, ResponseFraming};
+pub use framing::{
+    request_framing, response_framing, BodyKind, FramingError, RequestFraming, ResponseFraming,
+};
 pub use parse::{
     parse_request, parse_response, HeadError, HeadLimits, HeadScanner, HeaderSpan, Parsed,
     RequestHead, ResponseHead, Span,

@@ -15,11 +15,11 @@ use monoio::net::TcpStream;
 
 use super::attempt::{run_attempts, Request};
 use super::downstream::{Body, Downstream};
-use super::endpoint::{classify, split_target, Endpoint};
+use super::endpoint::{classify, method_forbids_content, split_target, Endpoint};
 use super::forward::{ClientFacts, Relayed, UpstreamSide};
 use super::outcome::Outcome;
 use crate::error::{Error, Kind};
-use crate::http1::framing::request_framing;
+use crate::http1::framing::{request_framing, FramingError};
 use crate::providers::Dialect;
 use crate::shard::{Routes, Shard};
 
@@ -72,10 +72,16 @@ async fn handle_request(
     let framing = match request_framing(&down.rbuf, &down.head) {
         Ok(f) => f,
         Err(e) => {
-            let err = Error::client(
-                Kind::BadRequest,
-                format!("malformed request framing: {e:?}"),
-            );
+            let err = match e {
+                FramingError::Invalid(why) => {
+                    Error::client(Kind::BadRequest, format!("malformed request: {why}"))
+                }
+                FramingError::UnsupportedCoding => Error::client(
+                    Kind::NotImplemented,
+                    "transfer codings other than chunked are not implemented",
+                ),
+            };
+            outcome.status = err.status();
             let _ = down.write_error(&err, true, Dialect::OpenAi).await;
             return Next::Close;
         }
@@ -118,12 +124,35 @@ async fn handle_request(
     let target = down.head.target.get(&down.rbuf);
     let (path, query) = split_target(target);
     let query_range = down.head.target.end as usize - query.len()..down.head.target.end as usize;
-    let endpoint = match classify(down.head.method.get(&down.rbuf), path) {
+    let method = down.head.method.get(&down.rbuf);
+    let endpoint = match classify(method, path) {
         Ok(e) => e,
         Err(e) => return respond_error(down, &e, &facts, next, outcome).await,
     };
     facts.dialect = endpoint.client_dialect();
     outcome.route = endpoint.route_index();
+    // Content on a GET or HEAD has no defined meaning (RFC 9110 §9.3.1), and
+    // an upstream that ignores it reads it as its next request, whose answer
+    // then waits on a pooled connection for another client. Refused rather
+    // than dropped: dropping would hide a client bug and still act on a
+    // request the client framed oddly. The body was read whole, so the
+    // connection is in sync and may stay open. An empty body (Content-Length:
+    // 0, or a chunked body of no data) is no body, and is never forwarded.
+    let body = if method_forbids_content(method) {
+        if outcome.bytes_in > 0 {
+            let err = Error::client(
+                Kind::BadRequest,
+                format!(
+                    "a {} request must not carry a body",
+                    String::from_utf8_lossy(method)
+                ),
+            );
+            return respond_error(down, &err, &facts, next, outcome).await;
+        }
+        Body::Empty
+    } else {
+        body
+    };
 
     // `/v1/models` passed to the default provider, when no models are configured.
     let models_provider = match endpoint {
@@ -194,7 +223,16 @@ async fn respond_error(
 ) -> Next {
     outcome.status = err.status();
     let close = !facts.keep_alive;
-    if down.write_error(err, close, facts.dialect).await.is_err() || close {
+    let written = if facts.is_head {
+        // A response to HEAD carries no body (RFC 9110 §9.3.2): a client
+        // would read the error's JSON as the start of its next response.
+        let mut body = Vec::new();
+        err.write_openai_body(&mut body);
+        down.write_response(err.status(), &body, close, true).await
+    } else {
+        down.write_error(err, close, facts.dialect).await
+    };
+    if written.is_err() || close {
         return Next::Close;
     }
     down.finish_request(next);

@@ -81,6 +81,15 @@ pub fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+/// Methods whose requests the gateway never forwards with content: RFC 9110
+/// gives content on GET, HEAD and DELETE no defined meaning (§9.3.1, §9.3.2,
+/// §9.3.5), forbids it on TRACE (§9.3.8) and CONNECT has none (§9.3.6).
+/// Upstreams commonly ignore such a body, which is how one becomes a
+/// smuggled request; the caller refuses any that is not empty.
+pub fn method_forbids_content(method: &[u8]) -> bool {
+    matches!(method, b"GET" | b"HEAD" | b"DELETE" | b"TRACE" | b"CONNECT")
+}
+
 /// Maps method + path to an endpoint, or the OpenAI-style 404/405.
 pub fn classify(method: &[u8], path: &[u8]) -> Result<Endpoint, Error> {
     let api = path.strip_prefix(b"/v1").unwrap_or(path);
@@ -155,6 +164,26 @@ mod tests {
         );
         assert_eq!(classify(b"POST", b"/v1/models").unwrap_err().status(), 405);
         assert_eq!(classify(b"GET", b"/v1/health").unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn only_methods_with_content_semantics_may_carry_a_body() {
+        for (method, forbids) in [
+            (&b"GET"[..], true),
+            (b"HEAD", true),
+            (b"DELETE", true),
+            (b"TRACE", true),
+            (b"CONNECT", true),
+            (b"POST", false),
+            (b"PUT", false),
+            (b"PATCH", false),
+            (b"OPTIONS", false),
+            // Methods are case-sensitive (RFC 9110 §9.1): `get` is not GET,
+            // and is refused by `classify` instead.
+            (b"get", false),
+        ] {
+            assert_eq!(method_forbids_content(method), forbids, "{method:?}");
+        }
     }
 
     #[test]
