@@ -112,6 +112,87 @@ pub struct ServerConfig {
     /// On SIGTERM, how long in-flight requests and streams may take to
     /// finish before the process exits anyway, milliseconds.
     pub drain_timeout_ms: u64,
+    /// Whether upstream requests carry the client's address in
+    /// `X-Forwarded-For`.
+    pub forwarded_for: ForwardedFor,
+    /// Peers (proxies in front of the gateway) whose own `X-Forwarded-For`
+    /// chain is kept, the peer appended; any other client's is replaced by
+    /// its address.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// `server.forwarded_for`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardedFor {
+    /// The client's address appended to a trusted proxy's chain, or alone.
+    Append,
+    /// No `X-Forwarded-For`: providers never learn client addresses.
+    Off,
+}
+
+/// An address block, `ADDR/PREFIX` or a single `ADDR`, IPv4 or IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct IpNet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` lies in the block (an IPv4-mapped IPv6 address counts
+    /// as its IPv4 address).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        match (self.addr, ip.to_canonical()) {
+            (V4(net), V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (V6(net), V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<IpNet, String> {
+        let bad = || format!("{s:?} is not an IP address or ADDR/PREFIX block");
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr = addr
+            .parse::<std::net::IpAddr>()
+            .map_err(|_| bad())?
+            .to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => match p.parse::<u8>() {
+                Ok(n) if n <= max && p.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => return Err(format!("{s:?}: the prefix length must be 0 to {max}")),
+            },
+        };
+        Ok(IpNet { addr, prefix })
+    }
+}
+
+impl TryFrom<String> for IpNet {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<IpNet, String> {
+        s.parse()
+    }
 }
 
 impl Default for ServerConfig {
@@ -122,6 +203,8 @@ impl Default for ServerConfig {
             pin_cores: true,
             share_port: false,
             drain_timeout_ms: 30_000,
+            forwarded_for: ForwardedFor::Append,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -893,6 +976,43 @@ fn locate_key(text: &str, span: std::ops::Range<usize>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarding_trusts_no_one_by_default_and_parses_address_blocks() {
+        let d = ServerConfig::default();
+        assert_eq!(d.forwarded_for, ForwardedFor::Append);
+        assert!(d.trusted_proxies.is_empty());
+        let c = Config::from_toml(
+            "[server]\nforwarded_for = \"off\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\", \"fd00::/8\", \"192.168.1.7\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.forwarded_for, ForwardedFor::Off);
+        let nets = &c.server.trusted_proxies;
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(nets[0].contains(ip("10.255.0.1")));
+        assert!(nets[0].contains(ip("::ffff:10.1.1.1")));
+        assert!(!nets[0].contains(ip("11.0.0.1")));
+        assert!(nets[1].contains(ip("::1")) && !nets[1].contains(ip("::2")));
+        assert!(nets[2].contains(ip("fd12::1")) && !nets[2].contains(ip("fe80::1")));
+        assert!(nets[3].contains(ip("192.168.1.7")) && !nets[3].contains(ip("192.168.1.8")));
+        assert!(!nets[3].contains(ip("::1")));
+        let all: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("1.2.3.4")) && !all.contains(ip("::2")));
+        for bad_net in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "nope",
+            "10.0.0/8",
+        ] {
+            let e = Config::from_toml(&format!("[server]\ntrusted_proxies = [\"{bad_net}\"]\n"))
+                .unwrap_err();
+            assert_eq!(e.field, "server.trusted_proxies", "{bad_net}: {e}");
+        }
+        let e = Config::from_toml("[server]\nforwarded_for = \"replace\"\n").unwrap_err();
+        assert_eq!(e.field, "server.forwarded_for", "{e}");
+    }
 
     #[test]
     fn defaults_listen_on_loopback_8080() {

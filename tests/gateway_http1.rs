@@ -20,7 +20,7 @@ fn a_request_arriving_one_byte_at_a_time_is_served() {
     each_driver(|d| {
         let gw = Gateway::start(GatewayOpts::env(d, &mock));
         let body = r#"{"model":"openai/gpt-4o","messages":[{"role":"user","content":"slow"}]}"#;
-        let req = post(CHAT_PATH, body, &["X-Trickle: yes"]);
+        let req = post(CHAT_PATH, body, &["User-Agent: trickle/1"]);
         let mut c = gw.connect();
         for b in req.as_bytes() {
             c.send([*b]).unwrap();
@@ -34,7 +34,7 @@ fn a_request_arriving_one_byte_at_a_time_is_served() {
             seen.body,
             body.replacen("openai/gpt-4o", "gpt-4o", 1).as_bytes()
         );
-        assert_eq!(seen.header("x-trickle"), Some("yes"));
+        assert_eq!(seen.header("user-agent"), Some("trickle/1"));
     });
 }
 

@@ -8,8 +8,13 @@
 //! request carries the `api-version` query parameter (a client's own
 //! `api-version` wins). Auth is the `api-key` header.
 //!
-//! The model name comes from the client's request body, so it is
-//! percent-encoded into the path: it can never break the request line.
+//! The model name comes from the client's request body, so one that is not
+//! a single plain path segment (Azure's deployment names are letters,
+//! digits, `-`, `_` and `.`) is refused before anything is sent
+//! ([`deployment_name_error`]): `..` would climb out of `/deployments/`, and
+//! a percent-encoded `/` is decoded by some servers in front of Azure. What
+//! reaches the path is percent-encoded all the same, so nothing could break
+//! the request line even past that check.
 
 /// `api-version` when neither config nor `OPENAI_API_VERSION` names one (the
 /// latest GA version of the data-plane API).
@@ -25,6 +30,30 @@ const DEPLOYMENT_PATHS: &[&str] = &[
     "/audio/speech",
     "/images/generations",
 ];
+
+/// Whether `api_path` is addressed per deployment (the model in the path).
+pub fn is_deployment_path(api_path: &str) -> bool {
+    DEPLOYMENT_PATHS.contains(&api_path)
+}
+
+/// Why `model` cannot be a deployment path segment, if it cannot: empty, a
+/// dot segment (RFC 3986 §3.3), or a byte other than RFC 3986's unreserved
+/// ones (letters, digits, `-`, `.`, `_`, `~`).
+pub fn deployment_name_error(model: &str) -> Option<&'static str> {
+    if model.is_empty() {
+        return Some("a deployment name cannot be empty");
+    }
+    if model == "." || model == ".." {
+        return Some("a deployment name cannot be `.` or `..`");
+    }
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    if !model.bytes().all(plain) {
+        return Some(
+            "a deployment name is one path segment of letters, digits, `-`, `.`, `_` or `~`",
+        );
+    }
+    None
+}
 
 /// The `api-key` header (when a key is configured).
 pub fn auth_headers(key: Option<&str>) -> Vec<(&'static str, String)> {
@@ -53,7 +82,7 @@ pub fn write_target(
     client_query: &[u8],
 ) {
     out.extend_from_slice(root.as_bytes());
-    if let Some(model) = model.filter(|_| DEPLOYMENT_PATHS.contains(&api_path)) {
+    if let Some(model) = model.filter(|_| is_deployment_path(api_path)) {
         out.extend_from_slice(b"/deployments/");
         push_path_segment(out, model);
     }
@@ -150,6 +179,20 @@ mod tests {
             target("/chat/completions", Some("a b\r\n/../x?"), ""),
             "/openai/deployments/a%20b%0D%0A%2F..%2Fx%3F/chat/completions?api-version=2024-10-21"
         );
+    }
+
+    #[test]
+    fn only_plain_single_segments_name_a_deployment() {
+        for ok in ["gpt-4o", "gpt-4o.mini_2~x", "...", ".a", "a..b", "A1"] {
+            assert_eq!(deployment_name_error(ok), None, "{ok}");
+        }
+        for bad in [
+            "", ".", "..", "a/b", "../x", "a b", "a%2Fb", "a?b", "a#b", "é", "a\\b", "a;b",
+        ] {
+            assert!(deployment_name_error(bad).is_some(), "{bad:?}");
+        }
+        assert!(is_deployment_path("/chat/completions"));
+        assert!(!is_deployment_path("/models"));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!
 //! Invariant: everything written into a request head comes from validated
 //! config or is percent-encoded, so no provider setting or model name can
-//! break the head's framing.
+//! break the head's framing; a model name that goes into a path is one
+//! plain segment ([`Provider::check_request_target`]), never `..`.
 
 pub mod anthropic;
 pub mod azure;
@@ -25,6 +26,7 @@ use rustls::pki_types::ServerName;
 pub use catalog::Family;
 
 use crate::config::{ConfigError, ProviderConfig, UpstreamConfig};
+use crate::error::{Error, Kind};
 use crate::upstream::timeouts::Timeouts;
 use crate::upstream::tls::{self, Trust};
 use crate::upstream::UpstreamUrl;
@@ -173,6 +175,26 @@ impl Provider {
         }
     }
 
+    /// Refuses (400, `param: model`) an upstream model name this provider
+    /// cannot put in the request target for `api_path`: Azure's deployment
+    /// paths take it as one path segment. Checked before anything is sent.
+    pub fn check_request_target(&self, api_path: &str, model: &str) -> Result<(), Error> {
+        if self.family != Family::Azure || !azure::is_deployment_path(api_path) {
+            return Ok(());
+        }
+        match azure::deployment_name_error(model) {
+            None => Ok(()),
+            Some(why) => Err(Error::client(
+                Kind::BadRequest,
+                format!(
+                    "model {model:?} cannot name a deployment of provider `{}`: {why}",
+                    self.name
+                ),
+            )
+            .with_param("model")),
+        }
+    }
+
     /// Appends this provider's auth (and fixed protocol) header lines.
     pub fn write_auth_headers(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.headers);
@@ -252,6 +274,18 @@ mod tests {
             "/openai/deployments/gpt-4o/chat/completions?api-version=2025-01-01-preview"
         );
         assert_eq!(auth(&p), "api-key: k\r\n");
+        assert!(p
+            .check_request_target("/chat/completions", "gpt-4o")
+            .is_ok());
+        assert!(p.check_request_target("/models", "").is_ok());
+        let e = p
+            .check_request_target("/chat/completions", "..")
+            .unwrap_err();
+        assert_eq!((e.status(), e.param.as_deref()), (400, Some("model")));
+        let openai = provider("o", "base_url = \"http://127.0.0.1:9/v1\"");
+        assert!(openai
+            .check_request_target("/chat/completions", "..")
+            .is_ok());
     }
 
     #[test]

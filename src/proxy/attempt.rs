@@ -132,8 +132,16 @@ pub(super) async fn run_attempts(
 
         outcome.provider = Some(provider);
         let p = &gw.router.providers[provider];
-        let (mut req, translated, call) =
-            upstream_request(down, &body, plan, p, endpoint, query.clone(), request_id);
+        let (mut req, translated, call) = upstream_request(
+            &gw.config.server,
+            down,
+            &body,
+            plan,
+            p,
+            endpoint,
+            query.clone(),
+            request_id,
+        );
         let lent = Lent::lend(&mut req, translated, down, &mut body);
         let (result, failure) = match attempts
             .send(down, &mut body, provider, req, lent, call.as_ref())

@@ -8,6 +8,7 @@
 //! correctly framed, so a keep-alive connection never loses sync; on any
 //! doubt the connection is closed instead.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use super::attempt::{run_attempts, Request};
 use super::downstream::{Body, Downstream};
 use super::endpoint::{classify, method_forbids_content, split_target, Endpoint};
 use super::forward::{ClientFacts, Relayed, UpstreamSide};
+use super::headers::PeerAddr;
 use super::outcome::Outcome;
 use crate::error::{Error, Kind};
 use crate::http1::framing::{request_framing, FramingError};
@@ -28,11 +30,11 @@ enum Next {
     Close,
 }
 
-/// Serves one accepted client connection to the end.
-pub async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
+/// Serves one accepted client connection, from `peer`, to the end.
+pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, shard: Rc<Shard>) {
     // Responses (and stream chunks) must leave as soon as they are written.
     let _ = stream.set_nodelay(true);
-    let mut down = Downstream::new(stream);
+    let mut down = Downstream::new(stream, PeerAddr::new(peer.ip()));
     let mut side = UpstreamSide::default();
     let mut outcome = Outcome::default();
     let mut first = true;

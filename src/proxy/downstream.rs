@@ -28,6 +28,7 @@ use crate::http1::parse::{HeadError, HeadLimits, HeadScanner, Parsed, RequestHea
 use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
 use crate::net::read_when_readable;
 use crate::providers::Dialect;
+use crate::proxy::headers::PeerAddr;
 
 /// Read buffer taken when a request starts arriving: a typical chat
 /// request (head + body) fits at once.
@@ -48,6 +49,8 @@ pub enum Body {
 
 pub struct Downstream {
     pub stream: TcpStream,
+    /// The client's address, from `accept` (for `X-Forwarded-For`).
+    pub peer: PeerAddr,
     pub rbuf: PooledBuf,
     pub head: RequestHead,
     scanner: HeadScanner,
@@ -83,9 +86,10 @@ fn read_timeout(what: &'static str) -> Error {
 }
 
 impl Downstream {
-    pub fn new(stream: TcpStream) -> Downstream {
+    pub fn new(stream: TcpStream, peer: PeerAddr) -> Downstream {
         Downstream {
             stream,
+            peer,
             // Taken when the first bytes are there to read.
             rbuf: PooledBuf::empty(),
             head: RequestHead::default(),

@@ -286,6 +286,9 @@ pub async fn forward(
         Ok(exchanged) => exchanged,
         Err(e) => return (Err(e), body_buf),
     };
+    if let Some(refused) = super::headers::response_head_refusal(&side.head, &urbuf) {
+        return (Err(refused), body_buf);
+    }
     on_head(side.head.status);
     if hold && is_held_status(side.head.status) {
         if let Err(expired) = read_error_body(&mut up, &mut urbuf, side, clock).await {

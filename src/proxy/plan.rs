@@ -11,12 +11,15 @@
 use super::downstream::{Body, Downstream};
 use super::endpoint::Endpoint;
 use super::forward::OutgoingRequest;
-use super::headers::is_dropped_request_header;
+use super::headers::{
+    is_forwarded_request_header, push_accept_identity, push_forwarded_for, ConnectionOptions,
+};
 use super::translated::{TranslatedCall, Translation};
 use crate::api::translate::{
     anthropic_request_to_openai, openai_request_to_anthropic, openai_stream_wants_usage,
 };
 use crate::buf::PooledBuf;
+use crate::config::ServerConfig;
 use crate::error::{Error, Kind};
 use crate::http1::write::{end_head, push_content_length, push_header};
 use crate::json::{push_json_string, scan_top_level};
@@ -171,7 +174,23 @@ pub(super) fn plan_request<'a>(
             .with_param("model"));
         }
     };
+    let (api_path, upstream_model) = plan.target(endpoint);
+    provider.check_request_target(api_path, upstream_model)?;
     Ok((provider_idx, plan))
+}
+
+impl Plan<'_> {
+    /// The upstream endpoint path and model name the plan sends to.
+    fn target(&self, endpoint: Endpoint) -> (&str, &str) {
+        match self {
+            Plan::PassThrough { upstream_model, .. } => (endpoint.upstream_path(), upstream_model),
+            Plan::Translate {
+                api_path,
+                upstream_model,
+                ..
+            } => (api_path, upstream_model),
+        }
+    }
 }
 
 pub(super) fn translate_error(e: crate::api::translate::TranslateError) -> Error {
@@ -186,7 +205,9 @@ pub(super) fn translate_error(e: crate::api::translate::TranslateError) -> Error
 /// returns a translated body, which replaces the client's, and how the
 /// gateway reads the response when it does. Everything `plan` borrowed
 /// from the body (the model name) is used up here, before its buffer moves.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn upstream_request(
+    server: &ServerConfig,
     down: &Downstream,
     body: &Body,
     plan: Plan<'_>,
@@ -222,6 +243,7 @@ pub(super) fn upstream_request(
                 insert: insert.map(|(_, member)| member),
             };
             let (head, ranges) = build_head(
+                server,
                 down,
                 p,
                 endpoint.upstream_path(),
@@ -229,7 +251,6 @@ pub(super) fn upstream_request(
                 query,
                 edits,
                 request_id,
-                false,
             );
             let insert = insert.map(|(at, _)| (at, ranges.insert.clone()));
             let call = inject_usage.map(|_| TranslatedCall {
@@ -251,6 +272,7 @@ pub(super) fn upstream_request(
                 insert: None,
             };
             let (head, ranges) = build_head(
+                server,
                 down,
                 p,
                 api_path,
@@ -258,7 +280,6 @@ pub(super) fn upstream_request(
                 query,
                 edits,
                 request_id,
-                true,
             );
             (
                 head,
@@ -307,9 +328,13 @@ const INCLUDE_USAGE: &[u8] = b",\"stream_options\":{\"include_usage\":true}";
 
 /// Assembles the upstream request head in a fresh buffer: the replacement
 /// model value and any inserted bytes first (so the body's new length is
-/// known for Content-Length), then the head.
+/// known for Content-Length), then the head. Of the client's headers only
+/// those `headers` lets cross go (its allow-list, less what the client's
+/// `Connection` names and what the provider sets itself); the response is
+/// asked for uncompressed, as the gateway reads its usage.
 #[allow(clippy::too_many_arguments)]
 fn build_head(
+    server: &ServerConfig,
     down: &Downstream,
     p: &Provider,
     api_path: &str,
@@ -317,7 +342,6 @@ fn build_head(
     query: Range<usize>,
     edits: BodyEdits<'_>,
     request_id: Option<&str>,
-    translated: bool,
 ) -> (PooledBuf, HeadRanges) {
     let rbuf = &down.rbuf;
     let mut out = PooledBuf::take(1024 + down.head.head_len);
@@ -345,18 +369,19 @@ fn build_head(
     if let Some(id) = request_id {
         push_header(&mut out, b"x-request-id", id.as_bytes());
     }
-    // A response the gateway reads (translated, or re-framed to hide the
-    // usage chunk) must arrive uncompressed.
-    let reads_response = translated || edits.insert.is_some();
-    for h in &down.head.headers {
+    push_accept_identity(&mut out);
+    let headers = &down.head.headers;
+    let connection = ConnectionOptions::of(headers, rbuf);
+    for h in headers {
         let name = h.name.get(rbuf);
-        let skip = is_dropped_request_header(name)
-            || p.overrides_request_header(name)
-            || (reads_response && name.eq_ignore_ascii_case(b"accept-encoding"));
-        if !skip {
+        if is_forwarded_request_header(name)
+            && !connection.names(name)
+            && !p.overrides_request_header(name)
+        {
             push_header(&mut out, name, h.value.get(rbuf));
         }
     }
+    push_forwarded_for(&mut out, server, &down.peer, headers, rbuf, &connection);
     end_head(&mut out);
     let head = head_start..out.len();
     (

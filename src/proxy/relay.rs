@@ -18,7 +18,7 @@ use crate::http1::write::{
 };
 use crate::providers::Dialect;
 use crate::proxy::downstream::read_more;
-use crate::proxy::headers::is_dropped_response_header;
+use crate::proxy::headers::{is_forwarded_response_header, ConnectionOptions};
 use crate::upstream::timeouts::AttemptClock;
 use crate::upstream::UpstreamConn;
 use monoio::buf::IoBuf;
@@ -128,9 +128,10 @@ pub(super) async fn relay_response(
 
     hbuf.clear();
     push_status_line(&mut hbuf, side.head.status);
+    let connection = ConnectionOptions::of(&side.head.headers, &urbuf);
     for h in &side.head.headers {
         let name = h.name.get(&urbuf);
-        if !is_dropped_response_header(name) {
+        if is_forwarded_response_header(name) && !connection.names(name) {
             push_header(&mut hbuf, name, h.value.get(&urbuf));
         }
     }

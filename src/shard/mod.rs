@@ -410,7 +410,7 @@ async fn run_shard(
     monoio::spawn(tick(shard.clone()));
     loop {
         match listener.accept().await {
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 let max = shard
                     .routes()
                     .gateway
@@ -428,7 +428,7 @@ async fn run_shard(
                     let _open = OpenConnection(shard.clone());
                     let s = shard.clone();
                     if let Err(panic) =
-                        CatchPanic::new(crate::proxy::serve_connection(stream, shard)).await
+                        CatchPanic::new(crate::proxy::serve_connection(stream, peer, shard)).await
                     {
                         s.metrics.error(s.metrics.labels().no_provider(), "panic");
                         crate::telemetry::log_error(format_args!(
