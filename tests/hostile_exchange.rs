@@ -9,8 +9,9 @@
 //! connection, sees them); an upstream that closes its idle keep-alive
 //! connections (not reused, and nothing re-sent); clients that leave before
 //! the response head (the upstream request abandoned at once, its in-flight
-//! slot freed) and one that pipelined its next request meanwhile (not taken
-//! for gone); and the re-send rule: a POST that the upstream read on a
+//! slot freed, 499 logged) or inside a held error body, and one that
+//! pipelined its next request meanwhile (not taken for gone); and the
+//! re-send rule: a POST that the upstream read on a
 //! reused connection and closed without answering reaches it once (502),
 //! while a GET there is re-sent once on a fresh connection.
 
@@ -356,6 +357,46 @@ fn clients_that_leave_before_the_head_release_their_upstream_at_once() {
             thread::sleep(Duration::from_millis(50));
         }
         assert_eq!(requests_with_status(admin, "499"), 4);
+        gw.assert_healthy();
+    });
+}
+
+/// A configured model's error response is held back (a retry may replace
+/// it) while its body is read ahead; a client that leaves meanwhile has the
+/// upstream let go at once, not when the body's idle limit runs out.
+#[test]
+fn a_client_that_leaves_inside_a_held_error_body_releases_its_upstream() {
+    let closings: Closings = Arc::default();
+    let noted = closings.clone();
+    let mock = MockUpstream::with(move |_| {
+        let noted = noted.clone();
+        Reply::Scripted(Writer::new(move |s, _| {
+            s.write_all(
+                b"HTTP/1.1 503 Mock\r\ncontent-type: application/json\r\n\
+                  content-length: 100\r\n\r\n{\"error\":",
+            )?;
+            noted.lock().unwrap().push(wait_for_close(s));
+            Ok(false)
+        }))
+    });
+    each_driver(|d| {
+        closings.lock().unwrap().clear();
+        let models = "[[models]]\nname = \"m\"\nprovider = \"openai\"\n";
+        let gw = Gateway::start(GatewayOpts::config(d, config_for(&mock, "", models)));
+        let mut c = gw.connect();
+        let body = r#"{"model":"m","messages":[{"role":"user","content":"held"}]}"#;
+        c.send(post("/v1/chat/completions", body, &[])).unwrap();
+        thread::sleep(Duration::from_millis(300));
+        drop(c);
+        let left = Instant::now();
+        let deadline = left + Duration::from_secs(2);
+        while closings.lock().unwrap().is_empty() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let at = closings.lock().unwrap().first().copied().flatten();
+        let at = at.expect("the upstream connection was not closed");
+        let after = at.saturating_duration_since(left);
+        assert!(after < Duration::from_secs(1), "closed {after:?} after");
         gw.assert_healthy();
     });
 }
