@@ -1,6 +1,7 @@
 //! The one error type: what failed, who failed (client, upstream, gateway),
-//! and whether a retry is safe. Every error the gateway itself answers with
-//! is rendered as an OpenAI-shaped JSON body with the matching status.
+//! and whether the request may be sent again ([`Retry`]). Every error the
+//! gateway itself answers with is rendered as an OpenAI-shaped JSON body
+//! with the matching status.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -40,13 +41,45 @@ pub enum Kind {
     Internal,
 }
 
-/// An error with its provenance. `retryable` means the request can safely be
-/// sent again (no byte of it can have been acted upon upstream).
+/// Whether a request that failed upstream may be sent again, by what is
+/// known of how far it got (pingora's `RetryType`, in these terms). An
+/// upstream that read a request may have done, and billed, the work: only
+/// what it provably never read is re-sent freely.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// The upstream may have acted on the request: it is not re-sent by the
+    /// gateway on its own (the retry policy's `on_broken_response` switch
+    /// may still, for a configured model's attempts).
+    Never,
+    /// A reused keep-alive connection ended after the request was written
+    /// and before any response byte. Most likely a close that crossed the
+    /// request in flight, but the upstream may have read it: only an
+    /// idempotent request is re-sent, once, on a fresh connection.
+    ReusedOnly,
+    /// The upstream cannot have read the request (the connection failed,
+    /// or the write failed before the stream took a byte of it): safe to
+    /// send again, anywhere.
+    Safe,
+}
+
+impl From<bool> for Retry {
+    /// `true`: [`Retry::Safe`]; `false`: [`Retry::Never`].
+    fn from(safe: bool) -> Retry {
+        if safe {
+            Retry::Safe
+        } else {
+            Retry::Never
+        }
+    }
+}
+
+/// An error with its provenance. `retry` says whether the request may be
+/// sent again (see [`Retry`]).
 #[derive(Clone, Debug)]
 pub struct Error {
     pub kind: Kind,
     pub source: Source,
-    pub retryable: bool,
+    pub retry: Retry,
     pub message: Cow<'static, str>,
     pub param: Option<Cow<'static, str>>,
 }
@@ -56,17 +89,23 @@ impl Error {
         Error {
             kind,
             source: Source::Client,
-            retryable: false,
+            retry: Retry::Never,
             message: message.into(),
             param: None,
         }
     }
 
-    pub fn upstream(kind: Kind, retryable: bool, message: impl Into<Cow<'static, str>>) -> Error {
+    /// An upstream failure; `retry` is a [`Retry`], or a bool for the two
+    /// plain cases (`true`: [`Retry::Safe`], `false`: [`Retry::Never`]).
+    pub fn upstream(
+        kind: Kind,
+        retry: impl Into<Retry>,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Error {
         Error {
             kind,
             source: Source::Upstream,
-            retryable,
+            retry: retry.into(),
             message: message.into(),
             param: None,
         }
@@ -76,7 +115,7 @@ impl Error {
         Error {
             kind,
             source: Source::Gateway,
-            retryable: false,
+            retry: Retry::Never,
             message: message.into(),
             param: None,
         }

@@ -5,8 +5,8 @@
 //! they arrive in all three framings), `/v1/models` (local and passed
 //! through), `/health`, `provider/model` routing, credential replacement,
 //! byte-exact bodies apart from the model value, upstream keep-alive reuse,
-//! the retry-once rule, error pass-through, and 502/504 for a dead or silent
-//! upstream.
+//! the retry-once rule (a GET, never a POST the upstream may have read),
+//! error pass-through, and 502/504 for a dead or silent upstream.
 
 mod common;
 
@@ -339,8 +339,9 @@ fn upstream_connections_are_kept_alive_and_reused() {
 }
 
 #[test]
-fn a_pooled_connection_closed_before_responding_is_retried_once_on_a_fresh_one() {
-    // The second request on any upstream connection finds it closed.
+fn a_pooled_connection_closed_before_responding_retries_a_get_once_but_not_a_post() {
+    // The second request on any upstream connection is read, then the
+    // connection closed without a response.
     let mock = MockUpstream::with(|r| {
         if r.index_in_conn >= 1 {
             Reply::CloseBeforeResponse
@@ -353,12 +354,19 @@ fn a_pooled_connection_closed_before_responding_is_retried_once_on_a_fresh_one()
         let (conns, reqs) = (mock.connections(), mock.requests().len());
         let mut c = gw.connect();
         for i in 0..3 {
-            let r = c.request(post("/v1/chat/completions", CHAT, &[])).unwrap();
+            let r = c
+                .request("GET /v1/models HTTP/1.1\r\nhost: t\r\n\r\n")
+                .unwrap();
             assert_eq!(r.status, 200, "request {i}: {}", r.text());
         }
         // Request 0: fresh. Requests 1, 2: pooled conn closes, retried fresh.
         assert_eq!(mock.connections() - conns, 3);
         assert_eq!(mock.requests().len() - reqs, 5);
+        // The upstream may have acted on a POST it read: not sent again.
+        let r = c.request(post("/v1/chat/completions", CHAT, &[])).unwrap();
+        let e = r.assert_openai_error(502);
+        assert_eq!(e["code"], "upstream_closed");
+        assert_eq!(mock.requests().len() - reqs, 6);
     });
 }
 

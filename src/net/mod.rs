@@ -4,4 +4,4 @@ mod listener;
 mod readable;
 
 pub use listener::bind_listeners;
-pub use readable::{peer_closed, read_when_readable};
+pub use readable::{peek, peer_closed, peer_gone, read_when_readable, Peeked};

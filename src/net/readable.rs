@@ -11,9 +11,14 @@
 //! would otherwise sit on a buffer pays for the wait: the failed recv, then
 //! a PollAdd on io_uring, or on the epoll driver a poll(2) check on each
 //! side of the epoll wait. Works under both monoio drivers.
+//!
+//! Also here, the non-blocking looks at a socket that the gateway takes
+//! without reading from it: [`peek`] (is anything, or the end, waiting?)
+//! and [`peer_gone`] (wait, holding no buffer, until the peer has left).
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
 
 use monoio::net::TcpStream;
 
@@ -45,26 +50,88 @@ pub async fn read_when_readable(
     }
 }
 
+/// What a non-blocking one-byte peek at a socket found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peeked {
+    /// Nothing to read: the peer is there and has said nothing.
+    Quiet,
+    /// Bytes are waiting (left where they are).
+    Bytes,
+    /// The end of stream, or an error (a reset): the peer has gone.
+    Closed,
+}
+
+/// Peeks at socket `fd` without blocking and without consuming anything:
+/// one `recv(MSG_PEEK | MSG_DONTWAIT)` of one byte.
+pub fn peek(fd: RawFd) -> Peeked {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: a one-byte peek into a valid stack byte.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        return match n {
+            0 => Peeked::Closed,
+            n if n > 0 => Peeked::Bytes,
+            _ => match io::Error::last_os_error().kind() {
+                io::ErrorKind::WouldBlock => Peeked::Quiet,
+                io::ErrorKind::Interrupted => continue,
+                _ => Peeked::Closed,
+            },
+        };
+    }
+}
+
 /// Whether the peer has closed or reset its side of `stream`, by a
 /// non-blocking peek: the end of stream, or an error. Bytes waiting (a
 /// pipelined request) or none yet both mean it is still there.
 pub fn peer_closed(stream: &TcpStream) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: a one-byte peek into a valid stack byte on an open socket.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
+    peek(stream.as_raw_fd()) == Peeked::Closed
+}
+
+/// Resolves once the peer of `stream` has closed or reset its side (a
+/// half-close counts: a client that shut its side down is taken as gone,
+/// as [`peer_closed`] takes it). Meanwhile it holds no buffer and reads
+/// nothing: it waits for readability (`readable(false)`: a PollAdd on
+/// io_uring, the epoll readiness confirmed by a poll(2) on the epoll
+/// driver), then peeks. A peer that sent bytes instead (a pipelined
+/// request) keeps the socket readable until they are read, so readiness
+/// can tell no more without spinning: from then on a poll(2) for
+/// `POLLRDHUP`, which sees a close even behind unread bytes, every
+/// `recheck`.
+pub async fn peer_gone(stream: &TcpStream, recheck: Duration) {
+    loop {
+        if stream.readable(false).await.is_err() {
+            // Readiness cannot be waited for: fall back to the timer.
+            break;
+        }
+        match peek(stream.as_raw_fd()) {
+            Peeked::Closed => return,
+            Peeked::Bytes => break,
+            Peeked::Quiet => {}
+        }
+    }
+    while !hung_up(stream.as_raw_fd()) {
+        monoio::time::sleep(recheck).await;
+    }
+}
+
+/// Whether the peer of socket `fd` has shut down its side or reset it,
+/// whatever unread bytes are waiting: one non-blocking poll(2).
+fn hung_up(fd: RawFd) -> bool {
+    let mut pollfd = libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
     };
-    n == 0
-        || (n < 0
-            && !matches!(
-                io::Error::last_os_error().kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ))
+    // SAFETY: poll(2) on one valid pollfd, without waiting.
+    let n = unsafe { libc::poll(&mut pollfd, 1, 0) };
+    n > 0 && pollfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 /// One non-blocking recv into the spare capacity of `buf`.
@@ -131,6 +198,66 @@ mod tests {
         buf.clear();
         client.shutdown(std::net::Shutdown::Write).unwrap();
         assert_eq!(read_when_readable(&stream, &mut buf, 64).await.unwrap(), 0);
+    }
+
+    /// Resolves `peer_gone` within `within`, or says it did not.
+    async fn gone_within(stream: &TcpStream, within: Duration) -> bool {
+        monoio::time::timeout(within, peer_gone(stream, Duration::from_millis(20)))
+            .await
+            .is_ok()
+    }
+
+    /// A quiet peer and one with bytes waiting (a pipelined request) are
+    /// there; a close is seen on readiness, or behind unread bytes by the
+    /// recheck; a reset is seen too. The bytes stay where they are.
+    async fn sees_a_peer_leave_but_not_one_that_pipelined() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let accept = || {
+            let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let ours = TcpStream::from_std(listener.accept().unwrap().0).unwrap();
+            (client, ours)
+        };
+        let short = Duration::from_millis(100);
+        let (client, ours) = accept();
+        assert!(!gone_within(&ours, short).await, "quiet");
+        assert_eq!(peek(ours.as_raw_fd()), Peeked::Quiet);
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(gone_within(&ours, short).await, "closed");
+
+        let (mut client, ours) = accept();
+        client.write_all(b"POST /next").unwrap();
+        assert!(!gone_within(&ours, short).await, "pipelined");
+        assert_eq!(peek(ours.as_raw_fd()), Peeked::Bytes);
+        drop(client);
+        assert!(gone_within(&ours, short).await, "closed behind bytes");
+
+        let (client, ours) = accept();
+        socket2::SockRef::from(&client)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(client);
+        assert!(gone_within(&ours, short).await, "reset");
+        assert!(peer_closed(&ours));
+    }
+
+    #[test]
+    fn sees_a_peer_leave_but_not_one_that_pipelined_on_io_uring() {
+        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build()
+        {
+            Ok(mut rt) => rt.block_on(sees_a_peer_leave_but_not_one_that_pipelined()),
+            Err(e) => eprintln!("SKIP: io_uring unavailable here: {e}"),
+        }
+    }
+
+    #[test]
+    fn sees_a_peer_leave_but_not_one_that_pipelined_on_epoll() {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(sees_a_peer_leave_but_not_one_that_pipelined());
     }
 
     #[test]

@@ -11,7 +11,11 @@
 //!   their error responses are held back, not a byte sent to the client,
 //!   until it is decided that no other attempt replaces them: a request
 //!   gets exactly one answer.
-//! - No attempt starts for a client that has left (499).
+//! - No attempt starts, nor goes on waiting for a response head, for a
+//!   client that has left (499): its in-flight slot is freed at once.
+//! - A failure is retried as one that never reached the upstream only when
+//!   its error says so (`Retry::Safe`); one the upstream may have acted on
+//!   is a broken response to the retry policy (its `on_broken_response`).
 //! - The client's body buffer is lent to each attempt and comes back; only
 //!   an upstream write that timed out keeps it, which ends the attempts (and,
 //!   after the error answer, the connection).
@@ -26,12 +30,14 @@ use monoio::net::TcpStream;
 
 use super::downstream::{Body, Downstream};
 use super::endpoint::Endpoint;
-use super::forward::{forward, relay_held, ClientFacts, OutgoingRequest, Relayed, UpstreamSide};
+use super::forward::{
+    forward, relay_held, ClientFacts, OutgoingRequest, Relayed, UpstreamSide, PIPELINED_RECHECK,
+};
 use super::outcome::Outcome;
 use super::plan::{pick_deployment, plan_request, upstream_request, Choice, Plan};
 use super::translated::TranslatedCall;
 use crate::buf::PooledBuf;
-use crate::error::{Error, Kind};
+use crate::error::{Error, Kind, Retry};
 use crate::shard::{Routes, Shard};
 use crate::upstream::breaker::{BreakerEvent, Outcome as BreakerOutcome, Ticket};
 use crate::upstream::retry::{Attempt, Decision, RetryState};
@@ -181,7 +187,11 @@ pub(super) async fn run_attempts(
         .first_event()
         .map(|t| t.duration_since(outcome.started));
     outcome.usage = side.usage();
-    outcome.status = side.status();
+    outcome.status = if side.client_left() {
+        499
+    } else {
+        side.status()
+    };
     outcome.truncated = side.truncated();
     result
 }
@@ -314,12 +324,14 @@ impl<'a> Attempts<'a> {
         let failure = match &result {
             Ok(Relayed::Held) => Some(BreakerOutcome::Status(self.side.head().status)),
             Err(e) => {
-                // A retry-safe failure (the connection failed before any
-                // response byte) is as good as a connect error.
+                // A failure the upstream provably never saw the request
+                // through is as good as a connect error; one it may have
+                // acted on (a close after the request was written) is a
+                // broken response.
                 let o = match e.kind {
                     Kind::UpstreamConnect => BreakerOutcome::Connect,
                     Kind::UpstreamTimeout => BreakerOutcome::Timeout,
-                    _ if e.retryable => BreakerOutcome::Connect,
+                    _ if e.retry == Retry::Safe => BreakerOutcome::Connect,
                     _ => BreakerOutcome::Protocol,
                 };
                 if let (Some(a), false) = (admitted, head_seen.get()) {
@@ -327,7 +339,15 @@ impl<'a> Attempts<'a> {
                 }
                 Some(o)
             }
-            Ok(_) => None,
+            Ok(_) => {
+                // Abandoned for a client that left: says nothing of the
+                // deployment, but frees a half-open probe's slot.
+                if let (Some(a), false, true) = (admitted, head_seen.get(), self.side.client_left())
+                {
+                    a.record(shard, routes, BreakerOutcome::Cancelled, Instant::now());
+                }
+                None
+            }
         };
         if !lent.put_back(body_back, down, body) {
             // The body went with an upstream write that timed out: the error
@@ -427,11 +447,17 @@ impl<'a> Attempts<'a> {
     }
 }
 
-/// Waits out a retry's backoff, if any; then whether the client is still
-/// there (one that left meanwhile is not worth another upstream request).
+/// Waits out a retry's backoff, if any, watching the client; then whether
+/// it is still there (one that left is not worth another upstream request,
+/// and is let go the moment it leaves, not after a long `Retry-After`).
 async fn back_off(client: &TcpStream, backoff: Option<Duration>) -> bool {
     if let Some(after) = backoff {
-        monoio::time::sleep(after).await;
+        monoio::select! {
+            () = monoio::time::sleep(after) => {}
+            () = crate::net::peer_gone(client, PIPELINED_RECHECK) => {
+                return false;
+            }
+        }
     }
     !crate::net::peer_closed(client)
 }

@@ -5,22 +5,38 @@
 //! attempt's clock, started at the send, bounds the head and every body read
 //! (see `upstream::timeouts`).
 //!
-//! Invariants: a request is re-sent only when a *reused* connection failed
-//! before any response byte (the upstream cannot have acted on it), and
-//! only once, on a fresh connection; a connection goes back to the pool only
-//! after a complete, well-framed response with nothing after it.
+//! Invariants:
+//! - A pooled connection is checked (a peek, see `upstream::pool`) right
+//!   before the request is written on it: there is no await between taking
+//!   it and the write.
+//! - A request is re-sent at once only after a *reused* connection failed,
+//!   only once, on a fresh connection, and only when the upstream provably
+//!   did not read it (the write failed before a byte of it was taken) or
+//!   it is idempotent: a POST the upstream read and then dropped may have
+//!   been done, and billed. Each failure says which (`error::Retry`), and
+//!   [`resend_on_fresh`] alone decides.
+//! - A connection goes back to the pool only after a complete, well-framed
+//!   response with nothing after it.
+//! - While the response head (or a held error body) is awaited, the client
+//!   is watched: one that left has its upstream request abandoned at once
+//!   (the connection closed, never pooled), not held to the first-byte
+//!   timeout. One that pipelined its next request meanwhile is still there.
 
 use super::relay::relay_response;
+use std::future::Future;
 use std::mem;
 use std::ops::Range;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
 
 use crate::api::usage::{StreamUsageScanner, Usage};
 use crate::buf::{write_all_vectored, IoVecs, PooledBuf};
-use crate::error::{Error, Kind};
+use crate::error::{Error, Kind, Retry};
 use crate::http1::chunked::{ChunkLimits, ChunkedDecoder};
 use crate::http1::framing::{response_framing, BodyKind};
 use crate::http1::parse::{HeadLimits, HeadScanner, Parsed, ResponseHead};
+use crate::net::peer_gone;
 use crate::proxy::downstream::read_more;
 use crate::shard::{Routes, Shard};
 use crate::upstream::timeouts::{AttemptClock, Expired};
@@ -31,6 +47,20 @@ use super::translated::{relay_translated, TranslatedCall};
 /// Upstream response heads larger than this are a protocol error.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 pub(super) const RESPONSE_BUF_BYTES: usize = 16 * 1024;
+
+/// How long the response head may take before the client is watched for
+/// having left. A head that comes sooner (a local or cached upstream, a
+/// benchmark's mock) costs the watch one entry in monoio's timer wheel and
+/// no syscall; a later one adds a readiness poll on the client socket (on
+/// io_uring a PollAdd and, when the head comes, its cancel, riding the
+/// ring's next submit; on epoll a poll(2) at arming), against a wait that
+/// is by then at least this long. An LLM's head takes hundreds of ms.
+const WATCH_CLIENT_AFTER: Duration = Duration::from_millis(10);
+
+/// How often a client that pipelined its next request (its socket stays
+/// readable until that is read) is checked for having left while its
+/// response head, or a retry's backoff, is awaited.
+pub(super) const PIPELINED_RECHECK: Duration = Duration::from_millis(250);
 
 /// The request as slices of two owned buffers: `head` holds the upstream
 /// request head in `head_range` and the replacement `model` value in
@@ -49,6 +79,18 @@ pub struct OutgoingRequest {
 }
 
 impl OutgoingRequest {
+    /// Whether the request's method is idempotent (RFC 9110 §9.2.2): the
+    /// upstream may get it twice to the effect of once. Read off the head's
+    /// request line, which starts with the client's method.
+    fn is_idempotent(&self) -> bool {
+        let line = &self.head[self.head_range.clone()];
+        let method = line.split(|&b| b == b' ').next().unwrap_or_default();
+        matches!(
+            method,
+            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
+        )
+    }
+
     /// Head, then the body with each edit (span of the body replaced by a
     /// range of the head buffer) applied in order: at most six segments.
     fn segments(&self, iov: &mut IoVecs) {
@@ -95,6 +137,9 @@ pub struct UpstreamSide {
     /// An error response held back (not yet relayed) so the caller can
     /// decide to retry instead.
     held: Option<Held>,
+    /// The client left while the response head (or a held error body) was
+    /// awaited: the upstream request was abandoned.
+    client_left: bool,
 }
 
 /// A response whose head (and a bounded part of its body) has arrived but
@@ -122,8 +167,10 @@ pub enum Relayed {
     /// The response went out whole; the client connection may continue
     /// unless `close` (the response had to be close-delimited).
     Complete { close: bool },
-    /// The client went away, or the upstream broke off after the response
-    /// began: the client connection must close (its response is cut).
+    /// The client went away (before the response head, too: then
+    /// [`UpstreamSide::client_left`]), or the upstream broke off after the
+    /// response began: the client connection must close (its response is
+    /// cut).
     Broken,
     /// An error response arrived and is held in the [`UpstreamSide`]:
     /// nothing reached the client. Relay it with [`relay_held`] or drop it
@@ -182,12 +229,15 @@ pub async fn forward(
     side.truncated = false;
     side.status = 0;
     side.usage = None;
+    side.client_left = false;
     let mut iov = side.iov.take().unwrap_or_default();
     let mut urbuf = PooledBuf::take(RESPONSE_BUF_BYTES);
-    let mut retried = false;
+    let idempotent = req.is_idempotent();
+    let mut resent = false;
 
     let exchange: Result<(UpstreamConn, AttemptClock), Error> = loop {
-        let pooled = if retried { None } else { pool.take() };
+        // Checked as it is taken: no await from here to the write.
+        let pooled = if resent { None } else { pool.take() };
         let reused = pooled.is_some();
         let mut up = match pooled {
             Some(c) => {
@@ -215,6 +265,7 @@ pub async fn forward(
             req.body.take(),
         );
         req.segments(&mut iov);
+        let request_len = iov.remaining();
         let written =
             monoio::time::timeout(p.timeouts.first_byte, write_all_vectored(&mut up, iov)).await;
         let Ok((res, back)) = written else {
@@ -232,35 +283,54 @@ pub async fn forward(
             return (Err(err), None);
         };
         iov = back;
+        // Not a byte taken: the upstream cannot have read the request. (A
+        // TLS stream takes the first segment, the head, before writing it:
+        // it may have had part of the head, never the body.)
+        let none_taken = iov.remaining() == request_len;
         let (h, b) = iov.take_bufs();
         req.head = h.expect("head buffer returned");
         req.body = b;
         if let Err(e) = res {
-            if reused && !retried {
-                retried = true;
+            let retry = match (none_taken, reused) {
+                (true, _) => Retry::Safe,
+                (false, true) => Retry::ReusedOnly,
+                (false, false) => Retry::Never,
+            };
+            if resend_on_fresh(retry, reused, idempotent, resent) {
+                resent = true;
                 continue;
             }
             break Err(Error::upstream(
                 Kind::UpstreamClosed,
-                true,
+                retry,
                 format!("writing to {} failed: {e}", p.name),
             ));
         }
         urbuf.clear();
         side.scanner.reset();
-        match clock
-            .head(read_response_head(&mut up, &mut urbuf, side))
-            .await
-        {
+        let head = clock.head(read_response_head(&mut up, &mut urbuf, side));
+        let Some(head) = unless_client_leaves(client, head).await else {
+            side.iov = Some(iov);
+            side.client_left = true;
+            return (Ok(Relayed::Broken), req.body.take());
+        };
+        match head {
             Ok(Ok(())) => break Ok((up, clock)),
             Ok(Err(HeadFailure::ClosedBeforeResponse(e))) => {
-                if reused && !retried {
-                    retried = true;
+                // Written whole: the upstream may have read it, acted on it
+                // and then closed.
+                let retry = if reused {
+                    Retry::ReusedOnly
+                } else {
+                    Retry::Never
+                };
+                if resend_on_fresh(retry, reused, idempotent, resent) {
+                    resent = true;
                     continue;
                 }
                 break Err(Error::upstream(
                     Kind::UpstreamClosed,
-                    true,
+                    retry,
                     format!("{} closed the connection before responding{}", p.name, e),
                 ));
             }
@@ -291,7 +361,12 @@ pub async fn forward(
     }
     on_head(side.head.status);
     if hold && is_held_status(side.head.status) {
-        if let Err(expired) = read_error_body(&mut up, &mut urbuf, side, clock).await {
+        let read = read_error_body(&mut up, &mut urbuf, side, clock);
+        let Some(read) = unless_client_leaves(client, read).await else {
+            side.client_left = true;
+            return (Ok(Relayed::Broken), body_buf);
+        };
+        if let Err(expired) = read {
             let err = Error::upstream(
                 Kind::UpstreamTimeout,
                 false,
@@ -353,6 +428,38 @@ pub async fn relay_held(
     relayed
 }
 
+/// Whether an exchange that failed, as `retry` says, on a connection that
+/// was `reused` is sent again at once on a fresh connection: once per
+/// request (`resent`), only after a reused connection failed (a fresh one
+/// failing tells of the upstream, and is the retry policy's to judge), and
+/// only when the upstream cannot have read it, or it was read but may
+/// safely be done twice (`idempotent`).
+fn resend_on_fresh(retry: Retry, reused: bool, idempotent: bool, resent: bool) -> bool {
+    if resent || !reused {
+        return false;
+    }
+    match retry {
+        Retry::Safe => true,
+        Retry::ReusedOnly => idempotent,
+        Retry::Never => false,
+    }
+}
+
+/// Runs `work` unless the client leaves first (`None`): the client socket
+/// is watched once `work` has taken [`WATCH_CLIENT_AFTER`], and `work` is
+/// dropped (cancelled) the moment the client is seen gone.
+async fn unless_client_leaves<F: Future>(client: &TcpStream, work: F) -> Option<F::Output> {
+    let gone = async {
+        monoio::time::sleep(WATCH_CLIENT_AFTER).await;
+        peer_gone(client, PIPELINED_RECHECK).await
+    };
+    monoio::select! {
+        biased;
+        out = work => Some(out),
+        () = gone => None,
+    }
+}
+
 /// Reads ahead (bounded, best effort) so a held error's body is at hand for
 /// the retry decision; what was read stays in `urbuf` for the relay. `Err`
 /// when a limit ran out first: the response cannot be relayed (the timed-out
@@ -380,7 +487,8 @@ async fn read_error_body(
 }
 
 enum HeadFailure {
-    /// EOF or reset before the first response byte: safe to retry.
+    /// EOF or reset before the first response byte, after the request was
+    /// written: the upstream may or may not have read it.
     ClosedBeforeResponse(String),
     Malformed(String),
 }
@@ -452,6 +560,12 @@ impl UpstreamSide {
         }
     }
 
+    /// The client left before the response head (or inside a held error
+    /// body), and the upstream request was abandoned for it.
+    pub(super) fn client_left(&self) -> bool {
+        self.client_left
+    }
+
     /// When the request was sent upstream (None: it never was).
     pub(super) fn sent_at(&self) -> Option<Instant> {
         self.sent_at
@@ -513,5 +627,64 @@ impl UpstreamSide {
             })
         });
         d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_reused_connection_that_failed_is_resent_once_and_only_when_safe() {
+        use Retry::*;
+        // (retry, reused, idempotent) → re-sent at once on a fresh connection.
+        let cases = [
+            (Safe, true, false, true),
+            (Safe, true, true, true),
+            (ReusedOnly, true, true, true),
+            (ReusedOnly, true, false, false),
+            (Never, true, true, false),
+            (Never, true, false, false),
+            // A fresh connection's failure is the retry policy's to judge.
+            (Safe, false, true, false),
+            (ReusedOnly, false, true, false),
+        ];
+        for (retry, reused, idempotent, expected) in cases {
+            assert_eq!(
+                resend_on_fresh(retry, reused, idempotent, false),
+                expected,
+                "{retry:?} reused={reused} idempotent={idempotent}"
+            );
+            assert!(!resend_on_fresh(retry, reused, idempotent, true), "twice");
+        }
+    }
+
+    #[test]
+    fn idempotence_is_read_off_the_request_line() {
+        let request = |line: &[u8]| {
+            let mut head = PooledBuf::take(64);
+            head.extend_from_slice(b"xx");
+            head.extend_from_slice(line);
+            OutgoingRequest {
+                head_range: 2..head.len(),
+                head,
+                value_range: 0..0,
+                body: None,
+                body_range: 0..0,
+                patch: None,
+                insert: None,
+            }
+        };
+        for line in [&b"GET /v1/models HTTP/1.1\r\n"[..], b"HEAD / HTTP/1.1\r\n"] {
+            assert!(request(line).is_idempotent());
+        }
+        for line in [
+            &b"POST /v1/chat/completions HTTP/1.1\r\n"[..],
+            b"PATCH / HTTP/1.1\r\n",
+            b"GETX / HTTP/1.1\r\n",
+            b"",
+        ] {
+            assert!(!request(line).is_idempotent());
+        }
     }
 }

@@ -6,13 +6,15 @@
 //!
 //! Invariants:
 //! - Nothing is re-sent once a byte of the response has reached the client.
-//! - Connect errors (and connections closed before any response byte) and
-//!   429/500/502/503/504 are retried: the upstream either never saw the
-//!   request or said it did not act on it. A first-byte timeout fails over
-//!   to another deployment (the stalled one would likely stall again) and a
-//!   response cut before any of it reached the client is retried like a
-//!   5xx; both may have cost tokens upstream, so each has a switch
-//!   (`on_timeout`, `on_broken_response`) that answers them instead.
+//! - Connect errors (and failures the upstream provably never read the
+//!   request through, `Retry::Safe`) and 429/500/502/503/504 are retried:
+//!   the upstream either never saw the request or said it did not act on
+//!   it. A first-byte timeout fails over to another deployment (the stalled
+//!   one would likely stall again), and a response cut before any of it
+//!   reached the client, or a connection closed after the request was
+//!   written and before any response byte, is retried like a 5xx; both may
+//!   have cost tokens upstream, so each has a switch (`on_timeout`,
+//!   `on_broken_response`) that answers them instead.
 //! - Every re-send (retry or fail-over) is paid from the budget: at most
 //!   `min_retries + ratio × requests` over the sliding window (as Finagle's
 //!   and Envoy's budgets), so a total outage adds at most that fraction of
