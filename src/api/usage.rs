@@ -181,8 +181,14 @@ impl StreamUsageScanner {
     pub const MAX_EVENT: usize = 8 * 1024 * 1024;
 
     pub fn new() -> StreamUsageScanner {
+        StreamUsageScanner::with_max_event(Self::MAX_EVENT)
+    }
+
+    /// With a smaller event limit than [`Self::MAX_EVENT`] (tests and
+    /// fuzzing reach the limit with small inputs).
+    pub fn with_max_event(max_event: usize) -> StreamUsageScanner {
         StreamUsageScanner {
-            sse: SseScanner::new(Self::MAX_EVENT),
+            sse: SseScanner::new(max_event),
             anthropic: false,
             openai_usage: None,
             anthropic_usage: AnthropicStreamUsage::default(),

@@ -171,14 +171,13 @@ struct BodyStart {
 /// nothing reached the client.
 async fn read_body_start(
     up: &mut UpstreamConn,
-    urbuf: PooledBuf,
+    mut urbuf: PooledBuf,
     side: &mut UpstreamSide,
     facts: &ClientFacts,
     clock: AttemptClock,
     framing: &ClientFraming,
     usage_scan: &mut Option<StreamUsageScanner>,
 ) -> Result<BodyStart, Error> {
-    let mut urbuf = urbuf;
     let head_len = side.head.head_len;
     let mut progress = BodyProgress::new(framing.upstream.body);
     let decoder = side.decoder();
