@@ -15,9 +15,16 @@
 //! - The size of an event (each line's bytes plus one per line, comments
 //!   included, the dispatching blank line not) is capped; past the cap the
 //!   scanner fails and stays failed until `reset`, so its buffers stay
-//!   bounded.
+//!   bounded. `reset` also gives back buffers a large event grew past
+//!   [`KEPT_BUFFER_BYTES`], so a long-lived scanner does not keep one
+//!   stream's worst case.
 
 use std::fmt;
+
+/// The most capacity a buffer keeps across [`SseScanner::reset`]: ordinary
+/// events fit, and reuse stays allocation-free; one huge event's buffer is
+/// not held for the life of the connection.
+pub const KEPT_BUFFER_BYTES: usize = 64 * 1024;
 
 /// One dispatched event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +106,17 @@ impl SseScanner {
         self.skip_leading_lf = false;
         self.clear_event();
         self.failure = None;
+        for buf in [&mut self.partial_line, &mut self.name, &mut self.data] {
+            buf.shrink_to(KEPT_BUFFER_BYTES);
+        }
+    }
+
+    /// Whether the bytes fed so far end inside an event (a partial line, or
+    /// lines not yet dispatched by a blank one), or the scanner failed:
+    /// whatever is written after them joins that event unless a blank line
+    /// ends it first.
+    pub fn mid_event(&self) -> bool {
+        self.failure.is_some() || !self.partial_line.is_empty() || self.event_bytes > 0
     }
 
     /// Scans `input`, calling `on_event` for each event it completes.
@@ -444,6 +462,47 @@ mod tests {
         }
         assert_eq!(error, Some(SseError::EventTooLarge { limit: 64 }));
         assert!(scanner.partial_line.len() <= 72);
+    }
+
+    #[test]
+    fn mid_event_says_whether_a_blank_line_is_due() {
+        let mut scanner = SseScanner::new(64);
+        assert!(!scanner.mid_event());
+        for (input, mid) in [
+            (&b"data: a"[..], true),
+            (b"\n", true),
+            (b"\n", false),
+            (b": comment\r\n", true),
+            (b"\r\n", false),
+            (b"data: b\n\n", false),
+        ] {
+            scanner.feed(input, |_| {}).unwrap();
+            assert_eq!(scanner.mid_event(), mid, "after {input:?}");
+        }
+        let _ = scanner.feed(&[b'x'; 100], |_| {});
+        assert!(scanner.mid_event(), "a failed scanner is inside its event");
+        scanner.reset();
+        assert!(!scanner.mid_event());
+    }
+
+    #[test]
+    fn reset_gives_back_what_a_huge_event_grew() {
+        let mut scanner = SseScanner::new(1 << 20);
+        let mut line = b"data: ".to_vec();
+        line.resize(512 * 1024, b'x');
+        scanner.feed(&line, |_| {}).unwrap();
+        assert!(scanner.partial_line.capacity() >= 512 * 1024);
+        scanner.reset();
+        assert!(scanner.partial_line.capacity() <= KEPT_BUFFER_BYTES);
+        let mut small = SseScanner::new(1 << 20);
+        small.feed(b"data: a", |_| {}).unwrap();
+        let kept = small.partial_line.capacity();
+        small.reset();
+        assert_eq!(
+            small.partial_line.capacity(),
+            kept,
+            "small buffers are kept"
+        );
     }
 
     fn stream_piece() -> impl Strategy<Value = &'static str> {

@@ -7,11 +7,13 @@
 //! included (OpenAI's `prompt_tokens`; Anthropic's `input_tokens` plus its
 //! cache reads and writes); `cached_input_tokens` is the part served from a
 //! prompt cache. A missing, null or malformed `usage` yields `None`: usage is
-//! observed on the side and never fails a request.
+//! observed on the side and never fails a request. The one exception is a
+//! stream event too large to read ([`StreamUsageScanner::feed`] fails): the
+//! gateway can no longer meter the stream, and the caller must end it.
 
 use serde::Deserialize;
 
-use super::sse::{SseEvent, SseScanner};
+use super::sse::{SseError, SseEvent, SseScanner};
 use crate::json::top_level_value;
 
 /// Tokens consumed by one request.
@@ -157,9 +159,10 @@ impl AnthropicStreamUsage {
 }
 
 /// Reads usage on the side of a stream as its payload passes through:
-/// OpenAI's usage chunk, or Anthropic's `message_start`/`message_delta`.
-/// Fed decoded payload bytes in any split; never buffers the stream (only an
-/// incomplete event, bounded by the scanner's limit).
+/// OpenAI's usage chunk (or the responses API's `response.completed`), or
+/// Anthropic's `message_start`/`message_delta`. Fed decoded payload bytes in
+/// any split; never buffers the stream (only an incomplete event, bounded by
+/// [`StreamUsageScanner::MAX_EVENT`]).
 pub struct StreamUsageScanner {
     sse: SseScanner,
     anthropic: bool,
@@ -168,13 +171,24 @@ pub struct StreamUsageScanner {
 }
 
 impl StreamUsageScanner {
-    /// An event larger than this is skipped for usage (the stream itself
-    /// still passes through untouched).
-    const MAX_EVENT: usize = 256 * 1024;
+    /// The largest event read for usage. Past it the scanner fails for the
+    /// rest of the stream: the event could be the one that carries the
+    /// usage, so skipping it would let a stream go unmetered. The largest
+    /// event a sound upstream sends is the responses API's
+    /// `response.completed`, which restates the whole output and the
+    /// request's instructions and tools: far below this in practice. Chat
+    /// and messages events are a few hundred bytes.
+    pub const MAX_EVENT: usize = 8 * 1024 * 1024;
 
     pub fn new() -> StreamUsageScanner {
+        StreamUsageScanner::with_max_event(Self::MAX_EVENT)
+    }
+
+    /// With a smaller event limit than [`Self::MAX_EVENT`] (tests and
+    /// fuzzing reach the limit with small inputs).
+    pub fn with_max_event(max_event: usize) -> StreamUsageScanner {
         StreamUsageScanner {
-            sse: SseScanner::new(Self::MAX_EVENT),
+            sse: SseScanner::new(max_event),
             anthropic: false,
             openai_usage: None,
             anthropic_usage: AnthropicStreamUsage::default(),
@@ -189,13 +203,17 @@ impl StreamUsageScanner {
         self.anthropic_usage = AnthropicStreamUsage::default();
     }
 
-    pub fn feed(&mut self, payload: &[u8]) {
+    /// Scans the next payload bytes. An `Err` (an event past
+    /// [`Self::MAX_EVENT`]) means no usage after it can be read: the usage
+    /// so far stays available, and every later feed fails the same way
+    /// until [`Self::reset`].
+    pub fn feed(&mut self, payload: &[u8]) -> Result<(), SseError> {
         let (anthropic, openai_usage, anthropic_usage) = (
             self.anthropic,
             &mut self.openai_usage,
             &mut self.anthropic_usage,
         );
-        let _ = self.sse.feed(payload, |event| {
+        self.sse.feed(payload, |event| {
             if anthropic {
                 anthropic_usage.observe(event);
             } else if has_usage_object(event.data) {
@@ -203,7 +221,13 @@ impl StreamUsageScanner {
                     *openai_usage = Some(u);
                 }
             }
-        });
+        })
+    }
+
+    /// Whether the payload so far ends inside an event (see
+    /// [`SseScanner::mid_event`]).
+    pub fn mid_event(&self) -> bool {
+        self.sse.mid_event()
     }
 
     pub fn usage(&self) -> Option<Usage> {
@@ -371,6 +395,26 @@ mod tests {
             cached_input_tokens: 10,
         };
         assert_eq!(usage.usage(), Some(expected));
+    }
+
+    #[test]
+    fn an_event_too_large_to_meter_fails_the_scanner_and_keeps_the_usage_so_far() {
+        let mut scan = StreamUsageScanner::new();
+        scan.reset(true);
+        let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":4,\"output_tokens\":1}}}\n\n";
+        scan.feed(start.as_bytes()).unwrap();
+        assert!(!scan.mid_event());
+        scan.feed(b"event: content_block_delta\ndata: ").unwrap();
+        assert!(scan.mid_event());
+        let block = vec![b'x'; 1 << 20];
+        let failed = (0..9).find_map(|_| scan.feed(&block).err());
+        assert!(failed.is_some(), "an event past MAX_EVENT fails the scan");
+        assert_eq!(scan.feed(b"\n\n").err(), failed, "and it stays failed");
+        assert_eq!(scan.usage().map(|u| u.input_tokens), Some(4));
+        scan.reset(false);
+        scan.feed(b"data: {\"usage\":{\"prompt_tokens\":2}}\n\n")
+            .unwrap();
+        assert_eq!(scan.usage().map(|u| u.input_tokens), Some(2));
     }
 
     #[test]

@@ -153,16 +153,47 @@ impl ChunkedDecoder {
         self.state == State::Done
     }
 
+    /// Whether the bytes fed so far end exactly between two chunks (or
+    /// before the first): a proxy relaying the framing as is may then add a
+    /// chunk of its own and the last chunk, and the body stays well framed.
+    pub fn between_chunks(&self) -> bool {
+        matches!(self.state, State::Size { digits: false, .. })
+    }
+
     /// Decodes as much of `input` as belongs to this body, handing each run
     /// of payload to `on_data` as a slice of `input`. After an error the
     /// decoder keeps returning that error until reset.
     pub fn feed(
         &mut self,
         input: &[u8],
+        on_data: impl FnMut(&[u8]),
+    ) -> Result<ChunkProgress, ChunkError> {
+        self.feed_until(input, on_data, false)
+    }
+
+    /// Like [`Self::feed`], but stops at the first point between two chunks
+    /// (where it starts, if that is one): `consumed` then marks that point
+    /// and may be short of the input even when not `done`. A proxy relaying
+    /// the framing as is finds with it where a chunk of its own may go.
+    pub fn feed_to_chunk_end(
+        &mut self,
+        input: &[u8],
+        on_data: impl FnMut(&[u8]),
+    ) -> Result<ChunkProgress, ChunkError> {
+        self.feed_until(input, on_data, true)
+    }
+
+    fn feed_until(
+        &mut self,
+        input: &[u8],
         mut on_data: impl FnMut(&[u8]),
+        stop_between_chunks: bool,
     ) -> Result<ChunkProgress, ChunkError> {
         let mut at = 0;
         while at < input.len() {
+            if stop_between_chunks && self.between_chunks() {
+                break;
+            }
             match self.state {
                 State::Done => break,
                 State::Failed(e) => return Err(e),
@@ -459,5 +490,41 @@ mod tests {
             .feed(b"6\r\nabcdef\r\n4\r\nabcd\r\n0\r\n\r\n", |_| {})
             .unwrap();
         assert!(p.done, "exactly at the limit is accepted");
+    }
+
+    #[test]
+    fn between_chunks_only_where_a_chunk_of_ones_own_may_go() {
+        let body = b"3;x=1\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let mut d = ChunkedDecoder::new(ChunkLimits::default());
+        let mut between = vec![d.between_chunks()];
+        for byte in body {
+            d.feed(std::slice::from_ref(byte), |_| {}).unwrap();
+            between.push(d.between_chunks());
+        }
+        let at: Vec<usize> = (0..between.len()).filter(|&i| between[i]).collect();
+        // Before the first size, and after each chunk's data CRLF.
+        assert_eq!(at, [0, 12, 19]);
+        assert!(d.feed(b"", |_| {}).is_ok() && !d.between_chunks());
+
+        let mut d = ChunkedDecoder::new(ChunkLimits::default());
+        let mut data = Vec::new();
+        let fed = d.feed_to_chunk_end(body, |x| data.extend_from_slice(x));
+        assert_eq!(
+            fed,
+            Ok(ChunkProgress {
+                consumed: 0,
+                done: false
+            }),
+            "starts between"
+        );
+        d.feed(b"3;x", |_| {}).unwrap();
+        let rest = &body[3..];
+        let fed = d
+            .feed_to_chunk_end(rest, |x| data.extend_from_slice(x))
+            .unwrap();
+        assert_eq!((fed.consumed, &data[..]), (12 - 3, &b"abc"[..]));
+        assert!(d.between_chunks());
+        let fed = d.feed(&rest[fed.consumed..], |_| {}).unwrap();
+        assert!(fed.done);
     }
 }

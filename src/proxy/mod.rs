@@ -3,6 +3,7 @@
 //! respond (relay as it arrives).
 
 mod attempt;
+pub mod body;
 mod conn;
 mod downstream;
 mod endpoint;

@@ -3,20 +3,29 @@
 //! relayed as it arrives, one upstream read → one client write, with token
 //! usage read on the side from streams.
 //!
-//! Invariant: bytes past the end of the upstream's framing are never
-//! relayed, and a connection that had any goes back to no pool.
+//! Two phases, split by the type system: before the head is sent
+//! ([`read_body_start`]) a failure is an `Err` the caller answers (or
+//! retries); once it is sent ([`send_response`]) there is only a
+//! [`Relayed`], so no failure can put a second response inside the first:
+//! it ends the response as an upstream cut does (the dialect's error event
+//! and a proper end for a stream, a close otherwise) and marks it truncated.
+//!
+//! Invariants: bytes past the end of the upstream's framing are never
+//! relayed, and a connection that had any, or whose response broke, goes
+//! back to no pool.
 
 use super::forward::{ClientFacts, Relayed, UpstreamSide, RESPONSE_BUF_BYTES};
 use crate::api::translate::{ANTHROPIC_STREAM_CUT, OPENAI_STREAM_CUT};
 use crate::api::usage::{anthropic_response_usage, openai_response_usage, StreamUsageScanner};
 use crate::buf::{write_all_vectored, PooledBuf};
 use crate::error::{Error, Kind};
-use crate::http1::chunked::ChunkedDecoder;
-use crate::http1::framing::{response_framing, BodyKind};
+use crate::http1::framing::{response_framing, BodyKind, ResponseFraming};
+use crate::http1::parse::ResponseHead;
 use crate::http1::write::{
     end_head, push_chunk_size, push_content_length, push_header, push_status_line, LAST_CHUNK,
 };
 use crate::providers::Dialect;
+use crate::proxy::body::{BodyFailure, BodyProgress, ClientPosition};
 use crate::proxy::downstream::read_more;
 use crate::proxy::headers::{is_forwarded_response_header, ConnectionOptions};
 use crate::upstream::timeouts::AttemptClock;
@@ -25,80 +34,6 @@ use monoio::buf::IoBuf;
 use monoio::io::AsyncWriteRentExt;
 use std::future::Future;
 use std::mem;
-
-/// Tracks how much of the upstream byte stream is response body.
-pub(super) struct BodyProgress {
-    kind: BodyKind,
-    remaining: u64,
-    done: bool,
-}
-
-impl BodyProgress {
-    pub(super) fn new(kind: BodyKind) -> BodyProgress {
-        let remaining = if let BodyKind::Length(n) = kind { n } else { 0 };
-        BodyProgress {
-            kind,
-            remaining,
-            done: matches!(kind, BodyKind::Empty | BodyKind::Length(0)),
-        }
-    }
-
-    pub(super) fn is_done(&self) -> bool {
-        self.done
-    }
-
-    /// Returns how many leading bytes of `data` belong to the body. With
-    /// `decoded`, chunked payload is also copied there (HTTP/1.0 clients).
-    /// With `usage`, the payload is also scanned for token usage.
-    pub(super) fn advance(
-        &mut self,
-        data: &[u8],
-        decoder: &mut ChunkedDecoder,
-        mut decoded: Option<&mut Vec<u8>>,
-        mut usage: Option<&mut StreamUsageScanner>,
-    ) -> Result<usize, Error> {
-        match self.kind {
-            BodyKind::Empty => {
-                self.done = true;
-                Ok(0)
-            }
-            BodyKind::Length(_) | BodyKind::CloseDelimited => {
-                let take = match self.kind {
-                    BodyKind::Length(_) => (data.len() as u64).min(self.remaining) as usize,
-                    _ => data.len(),
-                };
-                if let BodyKind::Length(_) = self.kind {
-                    self.remaining -= take as u64;
-                    self.done = self.remaining == 0;
-                }
-                if let Some(u) = usage {
-                    u.feed(&data[..take]);
-                }
-                Ok(take)
-            }
-            BodyKind::Chunked => {
-                let progress = decoder
-                    .feed(data, |d| {
-                        if let Some(out) = decoded.as_deref_mut() {
-                            out.extend_from_slice(d);
-                        }
-                        if let Some(u) = usage.as_deref_mut() {
-                            u.feed(d);
-                        }
-                    })
-                    .map_err(|e| {
-                        Error::upstream(
-                            Kind::UpstreamProtocol,
-                            false,
-                            format!("bad chunked response: {e:?}"),
-                        )
-                    })?;
-                self.done = progress.done;
-                Ok(progress.consumed)
-            }
-        }
-    }
-}
 
 pub(super) async fn relay_response(
     up: &mut UpstreamConn,
@@ -110,6 +45,7 @@ pub(super) async fn relay_response(
     clock: AttemptClock,
 ) -> Result<Relayed, Error> {
     side.upstream_reusable = false;
+    refuse_upgrade(&side.head)?;
     side.status = side.head.status;
     side.streamed = side
         .head
@@ -156,63 +92,114 @@ pub(super) async fn relay_response(
         scan.reset(facts.dialect == Dialect::Anthropic);
         scan
     });
-    let relayed = relay_body(
-        up,
-        urbuf,
-        hbuf,
-        side,
-        client,
-        facts,
-        clock,
-        framing,
+    let framing = ClientFraming {
+        upstream: framing,
         decode_for_client,
         close,
-        usage_scan.as_mut(),
-    )
-    .await;
-    if let Some(scan) = usage_scan {
+    };
+    let relayed =
+        match read_body_start(up, urbuf, side, facts, clock, &framing, &mut usage_scan).await {
+            Ok(start) => Ok(send_response(
+                up,
+                start,
+                hbuf,
+                side,
+                client,
+                facts,
+                clock,
+                &framing,
+                usage_scan.as_mut(),
+            )
+            .await),
+            Err(e) => Err(e),
+        };
+    if let Some(mut scan) = usage_scan {
         if side.usage.is_none() {
             side.usage = scan.usage();
         }
+        // Gives back what a huge event grew, while the connection idles.
+        scan.reset(false);
         side.usage_scanner = Some(scan);
     }
     relayed
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn relay_body(
+/// The gateway never asks for a protocol upgrade, so a `101 Switching
+/// Protocols` (which forward.rs does not skip as interim) is a broken or
+/// confused upstream: a 502 before anything reaches the client. Not
+/// retry-safe: the upstream read the request.
+pub(super) fn refuse_upgrade(head: &ResponseHead) -> Result<(), Error> {
+    if head.status == 101 {
+        return Err(Error::upstream(
+            Kind::UpstreamProtocol,
+            false,
+            "upstream answered 101 Switching Protocols to a request that asked for no upgrade",
+        ));
+    }
+    Ok(())
+}
+
+/// How the body reaches the client.
+struct ClientFraming {
+    upstream: ResponseFraming,
+    /// Chunked payload decoded and relayed bare (an HTTP/1.0 client).
+    decode_for_client: bool,
+    /// The client connection closes after this response.
+    close: bool,
+}
+
+impl ClientFraming {
+    /// The upstream's chunk framing reaches the client as is.
+    fn relays_chunks(&self) -> bool {
+        self.upstream.body == BodyKind::Chunked && !self.decode_for_client
+    }
+}
+
+/// What was read of the body before the head goes out.
+struct BodyStart {
+    urbuf: PooledBuf,
+    progress: BodyProgress,
+    /// The decoded payload for an HTTP/1.0 client (else `None`).
+    decoded: Option<PooledBuf>,
+    /// Where the body's bytes in `urbuf` end (they start at the head's end).
+    body_end: usize,
+    /// Bytes followed the body's end: the connection cannot be reused.
+    extra: bool,
+}
+
+/// Before the head is sent: the body bytes already read, a non-streamed
+/// body's start read ahead (bounded), its usage read. An `Err` means
+/// nothing reached the client.
+async fn read_body_start(
     up: &mut UpstreamConn,
     mut urbuf: PooledBuf,
-    hbuf: PooledBuf,
     side: &mut UpstreamSide,
-    client: &mut monoio::net::TcpStream,
     facts: &ClientFacts,
     clock: AttemptClock,
-    framing: crate::http1::framing::ResponseFraming,
-    decode_for_client: bool,
-    close: bool,
-    mut usage_scan: Option<&mut StreamUsageScanner>,
-) -> Result<Relayed, Error> {
+    framing: &ClientFraming,
+    usage_scan: &mut Option<StreamUsageScanner>,
+) -> Result<BodyStart, Error> {
     let head_len = side.head.head_len;
-    let mut progress = BodyProgress::new(framing.body);
+    let mut progress = BodyProgress::new(framing.upstream.body);
     let decoder = side.decoder();
     decoder.reset();
-    let mut decoded = decode_for_client.then(|| PooledBuf::take(RESPONSE_BUF_BYTES));
+    let mut decoded = framing
+        .decode_for_client
+        .then(|| PooledBuf::take(RESPONSE_BUF_BYTES));
     let initial = progress.advance(
         &urbuf[head_len..],
         decoder,
         decoded.as_deref_mut(),
-        usage_scan.as_deref_mut(),
+        usage_scan.as_mut(),
     )?;
     let mut body_end = head_len + initial;
-    if !side.streamed && decoded.is_none() && !progress.done {
+    if !side.streamed && decoded.is_none() && !progress.is_done() {
         body_end = read_held_body(up, &mut urbuf, &mut progress, side, body_end, clock).await?;
     }
-    let mut extra = body_end < urbuf.len();
     // Tokens: a whole JSON body is read in place, with no copy (the common
     // non-streaming case).
-    if progress.done
-        && matches!(framing.body, BodyKind::Length(_))
+    if progress.is_done()
+        && matches!(framing.upstream.body, BodyKind::Length(_))
         && (200..300).contains(&side.head.status)
     {
         let body = &urbuf[head_len..body_end];
@@ -221,6 +208,47 @@ async fn relay_body(
             Dialect::Anthropic => anthropic_response_usage(body),
         };
     }
+    Ok(BodyStart {
+        extra: body_end < urbuf.len(),
+        urbuf,
+        progress,
+        decoded,
+        body_end,
+    })
+}
+
+/// After the head is committed: writes it with the body's start, then
+/// relays the rest. Whatever fails from here on ends the response in place
+/// ([`end_cut_response`]); nothing here can answer the request again.
+#[allow(clippy::too_many_arguments)]
+async fn send_response(
+    up: &mut UpstreamConn,
+    start: BodyStart,
+    hbuf: PooledBuf,
+    side: &mut UpstreamSide,
+    client: &mut monoio::net::TcpStream,
+    facts: &ClientFacts,
+    clock: AttemptClock,
+    framing: &ClientFraming,
+    mut usage_scan: Option<&mut StreamUsageScanner>,
+) -> Relayed {
+    let BodyStart {
+        mut urbuf,
+        mut progress,
+        mut decoded,
+        body_end,
+        mut extra,
+    } = start;
+    let head_len = side.head.head_len;
+    // Where the client's copy stands after each relayed read, should the
+    // next one fail.
+    let mut at = progress.position(
+        side.decoder(),
+        usage_scan.as_deref(),
+        framing.decode_for_client,
+    );
+    // The usage scan failed inside a chunk the client is in (see below).
+    let mut unmetered = false;
 
     // Head and the first body bytes in one write.
     let mut iov = side.iov.take().unwrap_or_default();
@@ -230,75 +258,93 @@ async fn relay_body(
         iov.push(1, head_len..body_end);
     }
     let Some((res, back)) = to_client(facts, write_all_vectored(client, iov)).await else {
-        return Ok(Relayed::Broken);
+        return Relayed::Broken;
     };
     iov = back;
     let (_, u) = iov.take_bufs();
     side.iov = Some(iov);
     urbuf = u.expect("response buffer returned");
     if res.is_err() {
-        return Ok(Relayed::Broken);
+        return Relayed::Broken;
     }
     if body_end > head_len {
         side.mark_first_body();
     }
     if let Some(d) = decoded.as_mut() {
         if !write_out(client, d, facts).await {
-            return Ok(Relayed::Broken);
+            return Relayed::Broken;
         }
     }
 
-    while !progress.done {
+    while !progress.is_done() {
         urbuf.clear();
         // Upstream failed, stalled or ran out of total time after the
         // response began, or closed before the body's end: the client's
         // response is cut.
         let n = match clock.body(read_more(up, &mut urbuf)).await {
-            Ok(Ok(0)) if progress.kind == BodyKind::CloseDelimited => break,
+            Ok(Ok(0)) if progress.kind() == BodyKind::CloseDelimited => break,
             Ok(Ok(n)) if n > 0 => n,
-            _ => {
-                side.truncated = true;
-                return Ok(end_cut_response(
-                    client,
-                    side.streamed,
-                    &framing,
-                    decode_for_client,
-                    facts,
-                    close,
-                )
-                .await);
-            }
+            _ => return end_cut_response(client, side, facts, framing, at).await,
         };
-        let take = progress.advance(
-            &urbuf,
+        // A read whose framing is malformed is not relayed: the response
+        // ends where the previous read left the client. So is one past
+        // which the stream can no longer be metered (an event too large),
+        // unless the client is inside a chunk relayed as is: the stream
+        // then goes on, unmetered, to that chunk's end, where it is cut.
+        let advanced = if unmetered {
+            progress.advance_to_chunk_end(&urbuf, side.decoder())
+        } else {
+            progress.advance(
+                &urbuf,
+                side.decoder(),
+                decoded.as_deref_mut(),
+                usage_scan.as_deref_mut(),
+            )
+        };
+        let take = match advanced {
+            Ok(take) => take,
+            Err(BodyFailure::Unmetered { consumed, .. })
+                if framing.relays_chunks() && !at.between_chunks =>
+            {
+                unmetered = true;
+                consumed
+            }
+            Err(_) => return end_cut_response(client, side, facts, framing, at).await,
+        };
+        at = progress.position(
             side.decoder(),
-            decoded.as_deref_mut(),
-            usage_scan.as_deref_mut(),
-        )?;
+            usage_scan.as_deref(),
+            framing.decode_for_client,
+        );
         extra |= take < n;
         side.mark_first_body();
         match decoded.as_mut() {
             Some(d) => {
                 if !write_out(client, d, facts).await {
-                    return Ok(Relayed::Broken);
+                    return Relayed::Broken;
                 }
             }
             None => {
                 let Some((res, slice)) =
                     to_client(facts, client.write_all(urbuf.slice(0..take))).await
                 else {
-                    return Ok(Relayed::Broken);
+                    return Relayed::Broken;
                 };
                 urbuf = slice.into_inner();
                 if res.is_err() {
-                    return Ok(Relayed::Broken);
+                    return Relayed::Broken;
                 }
             }
         }
+        if unmetered && at.between_chunks && !progress.is_done() {
+            return end_cut_response(client, side, facts, framing, at).await;
+        }
     }
     side.upstream_reusable =
-        framing.keep_alive && !extra && progress.kind != BodyKind::CloseDelimited;
-    Ok(Relayed::Complete { close })
+        framing.upstream.keep_alive && !extra && progress.kind() != BodyKind::CloseDelimited;
+    Relayed::Complete {
+        close: framing.close,
+    }
 }
 
 /// Non-streamed bodies up to this size are read whole before the client
@@ -318,10 +364,10 @@ async fn read_held_body(
     mut body_end: usize,
     clock: AttemptClock,
 ) -> Result<usize, Error> {
-    if progress.kind == BodyKind::CloseDelimited {
+    if progress.kind() == BodyKind::CloseDelimited {
         return Ok(body_end);
     }
-    while !progress.done && body_end - side.head.head_len < MAX_HELD_BODY_BYTES {
+    while !progress.is_done() && body_end - side.head.head_len < MAX_HELD_BODY_BYTES {
         // Not done means every byte so far was body: read after them.
         let n = match clock.body(read_more(up, urbuf)).await {
             Ok(Ok(n)) => n,
@@ -353,50 +399,59 @@ async fn read_held_body(
     Ok(body_end)
 }
 
-/// Ends a response the upstream cut after it began. An event stream tells
-/// the client in-band, in its dialect, and is then ended properly (the last
-/// chunk, or the close for a close-delimited one, which `close` then says),
-/// so the SDK raises an API
+/// Ends a committed response the upstream cut or broke after it began,
+/// where `at` left the client: marked truncated, and never reused. An event
+/// stream tells the client in-band, in its dialect (after a blank line, if
+/// the client is inside an event), and is then ended properly (the last
+/// chunk, or the close for a close-delimited one), so the SDK raises an API
 /// error instead of returning a truncated answer as whole or reporting a
-/// network failure. Other bodies cannot say it: the connection closes
-/// mid-body.
+/// network failure. Other bodies cannot say it, nor can a stream cut inside
+/// a chunk relayed as is: the connection closes mid-body.
 async fn end_cut_response(
     client: &mut monoio::net::TcpStream,
-    streamed: bool,
-    framing: &crate::http1::framing::ResponseFraming,
-    decode_for_client: bool,
+    side: &mut UpstreamSide,
     facts: &ClientFacts,
-    close: bool,
+    framing: &ClientFraming,
+    at: ClientPosition,
 ) -> Relayed {
-    let chunked = framing.body == BodyKind::Chunked && !decode_for_client;
-    let raw = decode_for_client || framing.body == BodyKind::CloseDelimited;
-    if !streamed || !(chunked || raw) {
+    side.truncated = true;
+    side.upstream_reusable = false;
+    let chunked = framing.relays_chunks();
+    let raw = framing.decode_for_client || framing.upstream.body == BodyKind::CloseDelimited;
+    if !side.streamed || !(chunked || raw) || !at.between_chunks {
         return Relayed::Broken;
     }
     // A chunked stream ended this way is whole as HTTP: the client
     // connection stays in sync and is kept as the head announced.
-    if write_stream_cut(client, facts, chunked).await {
-        Relayed::Complete { close }
+    if write_stream_cut(client, facts, chunked, at.mid_event).await {
+        Relayed::Complete {
+            close: framing.close,
+        }
     } else {
         Relayed::Broken
     }
 }
 
 /// Writes the dialect's stream-cut event (as one chunk, with the last chunk
-/// after it, when `chunked`); false if the client is gone.
+/// after it, when `chunked`); false if the client is gone. With
+/// `mid_event`, a blank line first ends the event the client is inside, so
+/// the cut event is read as one of its own.
 pub(super) async fn write_stream_cut(
     client: &mut monoio::net::TcpStream,
     facts: &ClientFacts,
     chunked: bool,
+    mid_event: bool,
 ) -> bool {
     let event = match facts.dialect {
         Dialect::OpenAi => OPENAI_STREAM_CUT,
         Dialect::Anthropic => ANTHROPIC_STREAM_CUT,
     };
+    let end_event: &[u8] = if mid_event { b"\n\n" } else { b"" };
     let mut out = PooledBuf::take(event.len() + 16);
     if chunked {
-        push_chunk_size(&mut out, event.len());
+        push_chunk_size(&mut out, end_event.len() + event.len());
     }
+    out.extend_from_slice(end_event);
     out.extend_from_slice(event);
     if chunked {
         out.extend_from_slice(b"\r\n");

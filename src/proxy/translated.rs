@@ -3,12 +3,19 @@
 //! errors are collected (bounded) and translated whole; streams are
 //! translated event by event as they arrive and re-framed as our own chunks,
 //! never buffered whole.
+//!
+//! Invariant: a failure is an `Err` (answered by the caller) only before the
+//! head is written; the functions that write ([`answer_whole`],
+//! [`relay_stream`]) return a bare [`Relayed`], and a stream that breaks
+//! after its head ends in the client's dialect (an error event, then the
+//! last chunk), marked truncated, its upstream connection never reused.
 
 use monoio::io::AsyncWriteRentExt;
 
+use super::body::BodyProgress;
 use super::downstream::read_more;
 use super::forward::{ClientFacts, Relayed, UpstreamSide};
-use super::relay::{to_client, write_stream_cut, BodyProgress};
+use super::relay::{refuse_upgrade, to_client, write_stream_cut};
 use crate::api::sse::SseScanner;
 use crate::api::translate::{
     anthropic_error_to_openai, anthropic_response_to_openai, openai_error_to_anthropic,
@@ -19,7 +26,7 @@ use crate::api::usage::{
 };
 use crate::buf::PooledBuf;
 use crate::error::{Error, Kind};
-use crate::http1::framing::{response_framing, BodyKind};
+use crate::http1::framing::{response_framing, BodyKind, ResponseFraming};
 use crate::http1::write::{
     end_head, push_chunk_size, push_content_length, push_header, push_status_line, LAST_CHUNK,
 };
@@ -86,6 +93,16 @@ impl StreamTranslator {
         }
     }
 
+    /// Ends a stream the upstream broke off or broke, saying `why` unless
+    /// the answer was already whole.
+    fn finish_cut(&mut self, why: &str, out: &mut Vec<u8>) {
+        match self {
+            StreamTranslator::ToAnthropic(t) => t.finish_cut(why, out),
+            StreamTranslator::ToOpenAi(t) => t.finish_cut(why, out),
+            StreamTranslator::HideUsage(_) => {}
+        }
+    }
+
     fn usage(&self) -> Option<Usage> {
         let u = match self {
             StreamTranslator::ToAnthropic(t) => t.usage(),
@@ -101,10 +118,13 @@ impl StreamTranslator {
 }
 
 /// Relays a response whose head is parsed in `side.head` (bytes in `urbuf`),
-/// translating it for the client. An `Err` means nothing reached the client.
+/// translating it for the client. An `Err` means nothing reached the client:
+/// every failure after the head went out ends the response in place (see
+/// [`relay_stream`]), so the type of [`answer_whole`] and [`relay_stream`]
+/// (a bare [`Relayed`]) keeps a second answer out of a committed one.
 pub async fn relay_translated(
     up: &mut UpstreamConn,
-    mut urbuf: PooledBuf,
+    urbuf: PooledBuf,
     side: &mut UpstreamSide,
     client: &mut monoio::net::TcpStream,
     facts: &ClientFacts,
@@ -112,6 +132,7 @@ pub async fn relay_translated(
     clock: AttemptClock,
 ) -> Result<Relayed, Error> {
     side.set_reusable(false);
+    refuse_upgrade(side.head())?;
     let head_len = side.head().head_len;
     let status = side.head().status;
     let framing = response_framing(&urbuf, side.head(), false).map_err(|e| {
@@ -128,74 +149,158 @@ pub async fn relay_translated(
     if framing.body != BodyKind::Chunked {
         payload.extend_from_slice(&urbuf[head_len..head_len + first]);
     }
-    let mut extra = head_len + first < urbuf.len();
+    let body = UpstreamBody {
+        extra: head_len + first < urbuf.len(),
+        urbuf,
+        framing,
+        progress,
+        payload,
+    };
 
     // Hiding the usage chunk only applies to an event stream; an upstream
     // that answered a stream request with a plain body is passed on as is.
     let is_sse = side
         .head()
-        .header(&urbuf, b"content-type")
+        .header(&body.urbuf, b"content-type")
         .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
     let hiding_without_stream = matches!(call.translation, Translation::HideUsageChunk) && !is_sse;
     if !call.stream || !(200..300).contains(&status) || hiding_without_stream {
-        // Collect, translate, answer with a length.
-        while !progress.is_done() {
-            urbuf.clear();
-            let n = read_body(up, &mut urbuf, clock).await?;
-            if n == 0 {
-                if framing.body == BodyKind::CloseDelimited {
-                    break;
-                }
-                return Err(Error::upstream(
-                    Kind::UpstreamClosed,
-                    false,
-                    "upstream closed inside the response body",
-                ));
-            }
-            let take = progress.advance(&urbuf, side.decoder(), Some(&mut payload), None)?;
-            if framing.body != BodyKind::Chunked {
-                payload.extend_from_slice(&urbuf[..take]);
-            }
-            extra |= take < n;
-            if payload.len() > MAX_COLLECTED_BODY {
-                return Err(Error::upstream(
-                    Kind::UpstreamProtocol,
-                    false,
-                    "upstream response too large to translate",
-                ));
-            }
-        }
-        side.set_usage(match call.translation {
-            Translation::OpenAiToAnthropic | Translation::HideUsageChunk => {
-                openai_response_usage(&payload)
-            }
-            Translation::AnthropicToOpenAi { .. } => anthropic_response_usage(&payload),
-        });
-        let (status, body) = translate_whole(status, &payload, call)?;
-        side.set_status(status);
-        let close = !facts.keep_alive || facts.http10;
-        let mut out = PooledBuf::take(256 + body.len());
-        push_status_line(&mut out, status);
-        push_header(&mut out, b"content-type", b"application/json");
-        push_content_length(&mut out, body.len() as u64);
-        if close {
-            push_header(&mut out, b"connection", b"close");
-        }
-        end_head(&mut out);
-        out.extend_from_slice(&body);
-        if !matches!(
-            to_client(facts, client.write_all(out)).await,
-            Some((Ok(_), _))
-        ) {
-            return Ok(Relayed::Broken);
-        }
-        side.mark_first_body();
-        side.set_reusable(framing.keep_alive && !extra && framing.body != BodyKind::CloseDelimited);
-        return Ok(Relayed::Complete { close });
+        let whole = collect_whole(up, body, side, call, clock).await?;
+        return Ok(answer_whole(client, side, facts, whole).await);
     }
+    Ok(relay_stream(up, body, side, client, facts, call, clock).await)
+}
 
-    // A stream: translate each event as it comes, one client chunk per
-    // upstream read. HTTP/1.0 clients get the events close-delimited.
+/// The upstream body as far as it was read: its framing and progress, the
+/// payload not yet used, and whether bytes followed its end.
+struct UpstreamBody {
+    urbuf: PooledBuf,
+    framing: ResponseFraming,
+    progress: BodyProgress,
+    payload: PooledBuf,
+    extra: bool,
+}
+
+/// A translated response ready to go out whole.
+struct WholeAnswer {
+    status: u16,
+    body: Vec<u8>,
+    /// The upstream connection may be reused once it is sent.
+    reusable: bool,
+}
+
+/// Collects the rest of the body (bounded) and translates it; nothing has
+/// reached the client yet, so any failure is an `Err` to answer.
+async fn collect_whole(
+    up: &mut UpstreamConn,
+    body: UpstreamBody,
+    side: &mut UpstreamSide,
+    call: &TranslatedCall,
+    clock: AttemptClock,
+) -> Result<WholeAnswer, Error> {
+    let UpstreamBody {
+        mut urbuf,
+        framing,
+        mut progress,
+        mut payload,
+        mut extra,
+    } = body;
+    while !progress.is_done() {
+        urbuf.clear();
+        let n = read_body(up, &mut urbuf, clock).await?;
+        if n == 0 {
+            if framing.body == BodyKind::CloseDelimited {
+                break;
+            }
+            return Err(Error::upstream(
+                Kind::UpstreamClosed,
+                false,
+                "upstream closed inside the response body",
+            ));
+        }
+        let take = progress.advance(&urbuf, side.decoder(), Some(&mut payload), None)?;
+        if framing.body != BodyKind::Chunked {
+            payload.extend_from_slice(&urbuf[..take]);
+        }
+        extra |= take < n;
+        if payload.len() > MAX_COLLECTED_BODY {
+            return Err(Error::upstream(
+                Kind::UpstreamProtocol,
+                false,
+                "upstream response too large to translate",
+            ));
+        }
+    }
+    side.set_usage(match call.translation {
+        Translation::OpenAiToAnthropic | Translation::HideUsageChunk => {
+            openai_response_usage(&payload)
+        }
+        Translation::AnthropicToOpenAi { .. } => anthropic_response_usage(&payload),
+    });
+    let (status, body) = translate_whole(side.head().status, &payload, call)?;
+    Ok(WholeAnswer {
+        status,
+        body,
+        reusable: framing.keep_alive && !extra && framing.body != BodyKind::CloseDelimited,
+    })
+}
+
+/// Sends a collected answer, with a length: the one write commits it.
+async fn answer_whole(
+    client: &mut monoio::net::TcpStream,
+    side: &mut UpstreamSide,
+    facts: &ClientFacts,
+    whole: WholeAnswer,
+) -> Relayed {
+    side.set_status(whole.status);
+    let close = !facts.keep_alive || facts.http10;
+    let mut out = PooledBuf::take(256 + whole.body.len());
+    push_status_line(&mut out, whole.status);
+    push_header(&mut out, b"content-type", b"application/json");
+    push_content_length(&mut out, whole.body.len() as u64);
+    if close {
+        push_header(&mut out, b"connection", b"close");
+    }
+    end_head(&mut out);
+    out.extend_from_slice(&whole.body);
+    if !matches!(
+        to_client(facts, client.write_all(out)).await,
+        Some((Ok(_), _))
+    ) {
+        return Relayed::Broken;
+    }
+    side.mark_first_body();
+    side.set_reusable(whole.reusable);
+    Relayed::Complete { close }
+}
+
+/// What the error event says when the upstream stream broke off or broke.
+const STREAM_ENDED_EARLY: &str = "upstream stream ended before the response was complete";
+const STREAM_EVENT_TOO_LARGE: &str = "upstream stream event larger than the gateway reads";
+const STREAM_MALFORMED: &str = "upstream stream framing was malformed";
+const STREAM_EVENT_UNREADABLE: &str = "upstream stream event could not be translated";
+
+/// A stream: the head goes out at once, then each event is translated as
+/// it comes, one client chunk per upstream read. HTTP/1.0 clients get the
+/// events close-delimited. Whatever breaks after the head (a read failure,
+/// a malformed chunk, an event too large or not translatable) ends the
+/// stream in the client's dialect and marks the response truncated.
+async fn relay_stream(
+    up: &mut UpstreamConn,
+    body: UpstreamBody,
+    side: &mut UpstreamSide,
+    client: &mut monoio::net::TcpStream,
+    facts: &ClientFacts,
+    call: &TranslatedCall,
+    clock: AttemptClock,
+) -> Relayed {
+    let UpstreamBody {
+        mut urbuf,
+        framing,
+        mut progress,
+        mut payload,
+        mut extra,
+    } = body;
     let mut translator = match &call.translation {
         Translation::OpenAiToAnthropic => {
             StreamTranslator::ToAnthropic(OpenAiToAnthropicStream::new(&call.client_model))
@@ -206,6 +311,7 @@ pub async fn relay_translated(
         Translation::HideUsageChunk => StreamTranslator::HideUsage(None),
     };
     let chunked = !facts.http10;
+    let close = !chunked || !facts.keep_alive;
     side.set_status(200);
     side.set_streamed(true);
     let mut head = PooledBuf::take(256);
@@ -222,75 +328,77 @@ pub async fn relay_translated(
         to_client(facts, client.write_all(head)).await,
         Some((Ok(_), _))
     ) {
-        return Ok(Relayed::Broken);
+        return Relayed::Broken;
     }
     let mut scanner = SseScanner::new(MAX_SSE_EVENT);
     let mut events = PooledBuf::take(16 * 1024);
-    let mut failure = None;
-    // The upstream stream ended before its framing said it was complete.
-    let mut cut = false;
+    // Why the stream stopped before its framing's end, if it did. Only
+    // whole events are ever written, so the client is never inside one.
+    let mut broken: Option<&'static str> = None;
     loop {
         events.clear();
-        scanner
-            .feed(&payload, |ev| {
-                if failure.is_none() {
-                    if let Err(e) = translator.on_event(ev.event, ev.data, &mut events) {
-                        failure = Some(e);
-                    }
-                }
-            })
-            .map_err(|e| failure = Some(format!("{e:?}")))
-            .ok();
+        let mut untranslatable = false;
+        let scanned = scanner.feed(&payload, |ev| {
+            if !untranslatable && translator.on_event(ev.event, ev.data, &mut events).is_err() {
+                untranslatable = true;
+            }
+        });
         payload.clear();
         if !events.is_empty() {
             side.mark_first_body();
         }
         if !write_chunk(client, &events, chunked, facts).await {
-            return Ok(Relayed::Broken);
+            return Relayed::Broken;
         }
-        if progress.is_done() || failure.is_some() {
+        if scanned.is_err() {
+            broken = Some(STREAM_EVENT_TOO_LARGE);
+        } else if untranslatable {
+            broken = Some(STREAM_EVENT_UNREADABLE);
+        }
+        if progress.is_done() || broken.is_some() {
             break;
         }
         urbuf.clear();
         let n = match read_body(up, &mut urbuf, clock).await {
-            Ok(n) => n,
-            Err(_) => {
-                cut = true;
+            Ok(0) if framing.body == BodyKind::CloseDelimited => break,
+            Ok(n) if n > 0 => n,
+            _ => {
+                broken = Some(STREAM_ENDED_EARLY);
                 break;
             }
         };
-        if n == 0 {
-            cut = framing.body != BodyKind::CloseDelimited;
+        let Ok(take) = progress.advance(&urbuf, side.decoder(), Some(&mut payload), None) else {
+            broken = Some(STREAM_MALFORMED);
             break;
-        }
-        let take = progress.advance(&urbuf, side.decoder(), Some(&mut payload), None)?;
+        };
         if framing.body != BodyKind::Chunked {
             payload.extend_from_slice(&urbuf[..take]);
         }
         extra |= take < n;
     }
-    if cut {
+    if broken.is_some() {
         side.set_truncated();
     }
-    // A cut pass-through stream must not look complete: it ends with the
+    // A broken pass-through stream must not look complete: it ends with the
     // dialect's error event. (A translator says it in its own words.)
-    if cut && matches!(translator, StreamTranslator::HideUsage(_)) {
+    if broken.is_some() && matches!(translator, StreamTranslator::HideUsage(_)) {
         side.set_usage(translator.usage());
-        return Ok(if write_stream_cut(client, facts, chunked).await {
-            Relayed::Complete {
-                close: !chunked || !facts.keep_alive,
-            }
+        return if write_stream_cut(client, facts, chunked, false).await {
+            Relayed::Complete { close }
         } else {
             Relayed::Broken
-        });
+        };
     }
     // Everything fed so far has been written; the translator may close the
     // stream (or say it was cut).
     events.clear();
-    translator.finish(&mut events);
+    match broken {
+        Some(why) => translator.finish_cut(why, &mut events),
+        None => translator.finish(&mut events),
+    }
     side.set_usage(translator.usage());
     if !write_chunk(client, &events, chunked, facts).await {
-        return Ok(Relayed::Broken);
+        return Relayed::Broken;
     }
     if chunked {
         let mut last = PooledBuf::take(8);
@@ -299,18 +407,16 @@ pub async fn relay_translated(
             to_client(facts, client.write_all(last)).await,
             Some((Ok(_), _))
         ) {
-            return Ok(Relayed::Broken);
+            return Relayed::Broken;
         }
     }
     // The client's stream ended whole as HTTP even after a cut (the
     // translator said so in-band): its connection stays as announced. The
     // upstream connection is reused only after a complete response.
-    if !(cut || failure.is_some() || !progress.is_done()) {
+    if broken.is_none() && progress.is_done() {
         side.set_reusable(framing.keep_alive && !extra);
     }
-    Ok(Relayed::Complete {
-        close: !chunked || !facts.keep_alive,
-    })
+    Relayed::Complete { close }
 }
 
 fn translate_whole(

@@ -126,16 +126,23 @@ impl OpenAiToAnthropicStream {
     /// normally; one cut before finishing ends with an Anthropic `error`
     /// event, so the client does not take a truncated answer for a whole one.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.finish_cut(
+            "upstream stream ended before the response was complete",
+            out,
+        );
+    }
+
+    /// Ends a stream the upstream broke off or broke (an unreadable chunk,
+    /// an event too large to read) as [`Self::finish`] does, the error
+    /// event saying `why`.
+    pub fn finish_cut(&mut self, why: &str, out: &mut Vec<u8>) {
         if self.ended {
             return;
         }
         if self.stop_reason.is_some() {
             self.end_message(out);
         } else {
-            self.end_with_error(
-                "upstream stream ended before the response was complete",
-                out,
-            );
+            self.end_with_error(why, out);
         }
     }
 
