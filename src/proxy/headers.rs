@@ -187,11 +187,21 @@ fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// not: an upstream protocol error (502, not retry-safe: the upstream did
 /// the work), answered before any byte reaches the client.
 ///
-/// A `Content-Encoding` other than identity: the gateway asks every
-/// upstream for identity, as it reads token usage (and translates bodies)
-/// in the clear; a compressed answer could not be metered, nor does the
-/// client necessarily accept its coding.
+/// - `101 Switching Protocols`: the gateway never asks for an upgrade (and
+///   other 1xx are interim, skipped before this), so the upstream is broken
+///   or confused.
+/// - A `Content-Encoding` other than identity: the gateway asks every
+///   upstream for identity, as it reads token usage (and translates bodies)
+///   in the clear; a compressed answer could not be metered, nor does the
+///   client necessarily accept its coding.
 pub fn response_head_refusal(head: &ResponseHead, buf: &[u8]) -> Option<Error> {
+    if head.status == 101 {
+        return Some(Error::upstream(
+            Kind::UpstreamProtocol,
+            false,
+            "upstream answered 101 Switching Protocols to a request that asked for no upgrade",
+        ));
+    }
     for h in &head.headers {
         if !h.name.get(buf).eq_ignore_ascii_case(b"content-encoding") {
             continue;

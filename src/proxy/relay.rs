@@ -20,7 +20,6 @@ use crate::api::usage::{anthropic_response_usage, openai_response_usage, StreamU
 use crate::buf::{write_all_vectored, PooledBuf};
 use crate::error::{Error, Kind};
 use crate::http1::framing::{response_framing, BodyKind, ResponseFraming};
-use crate::http1::parse::ResponseHead;
 use crate::http1::write::{
     end_head, push_chunk_size, push_content_length, push_header, push_status_line, LAST_CHUNK,
 };
@@ -45,7 +44,6 @@ pub(super) async fn relay_response(
     clock: AttemptClock,
 ) -> Result<Relayed, Error> {
     side.upstream_reusable = false;
-    refuse_upgrade(&side.head)?;
     side.status = side.head.status;
     side.streamed = side
         .head
@@ -122,21 +120,6 @@ pub(super) async fn relay_response(
         side.usage_scanner = Some(scan);
     }
     relayed
-}
-
-/// The gateway never asks for a protocol upgrade, so a `101 Switching
-/// Protocols` (which forward.rs does not skip as interim) is a broken or
-/// confused upstream: a 502 before anything reaches the client. Not
-/// retry-safe: the upstream read the request.
-pub(super) fn refuse_upgrade(head: &ResponseHead) -> Result<(), Error> {
-    if head.status == 101 {
-        return Err(Error::upstream(
-            Kind::UpstreamProtocol,
-            false,
-            "upstream answered 101 Switching Protocols to a request that asked for no upgrade",
-        ));
-    }
-    Ok(())
 }
 
 /// How the body reaches the client.

@@ -15,7 +15,7 @@ use monoio::io::AsyncWriteRentExt;
 use super::body::BodyProgress;
 use super::downstream::read_more;
 use super::forward::{ClientFacts, Relayed, UpstreamSide};
-use super::relay::{refuse_upgrade, to_client, write_stream_cut};
+use super::relay::{to_client, write_stream_cut};
 use crate::api::sse::SseScanner;
 use crate::api::translate::{
     anthropic_error_to_openai, anthropic_response_to_openai, openai_error_to_anthropic,
@@ -132,7 +132,6 @@ pub async fn relay_translated(
     clock: AttemptClock,
 ) -> Result<Relayed, Error> {
     side.set_reusable(false);
-    refuse_upgrade(side.head())?;
     let head_len = side.head().head_len;
     let status = side.head().status;
     let framing = response_framing(&urbuf, side.head(), false).map_err(|e| {
