@@ -192,6 +192,7 @@ impl BodyProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Retry;
     use crate::http1::chunked::ChunkLimits;
 
     fn decoder() -> ChunkedDecoder {
@@ -222,7 +223,7 @@ mod tests {
         assert!(matches!(failed, Err(BodyFailure::Framing(_))), "{failed:?}");
         assert!(p.advance(b"0\r\n\r\n", &mut d, None, None).is_err());
         let err = Error::from(failed.unwrap_err());
-        assert_eq!((err.status(), err.retryable), (502, false));
+        assert_eq!((err.status(), err.retry), (502, Retry::Never));
     }
 
     #[test]

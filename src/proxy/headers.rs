@@ -297,6 +297,7 @@ pub fn push_accept_identity(out: &mut Vec<u8>) {
 mod tests {
     use super::*;
     use crate::config::IpNet;
+    use crate::error::Retry;
     use crate::http1::parse::{parse_request, parse_response, HeadLimits, Parsed, RequestHead};
 
     fn request(head: &str) -> (Vec<u8>, RequestHead) {
@@ -435,7 +436,7 @@ mod tests {
         ] {
             let (buf, h) = response(head);
             let e = response_head_refusal(&h, &buf).expect(head);
-            assert_eq!((e.status(), e.retryable), (502, false), "{head:?}");
+            assert_eq!((e.status(), e.retry), (502, Retry::Never), "{head:?}");
         }
     }
 
