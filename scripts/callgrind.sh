@@ -21,7 +21,8 @@
 #
 #   scripts/callgrind.sh [REQUESTS] [WARMUP]     defaults 20000 and 2000
 #
-# Environment: CG_CONNS (client connections for the callgrind runs, default
+# Environment: GATE_BIN (the shardgate binary, default the release build),
+# CG_CONNS (client connections for the callgrind runs, default
 # "1 64"), PARTS (default "1 2 3 4": which parts to run), WRK_ROUNDS (default
 # 3), SUT_CPU / GEN_CPU (default 0 and the last CPU), OUT (default
 # $CARGO_TARGET_DIR/callgrind/<timestamp>; summary.txt there).
@@ -90,7 +91,9 @@ fi
 # binary profiled is the one the benchmarks run.
 log "== building release binaries"
 cargo build --release -q -p shardgate -p loadgen
-GATE_BIN="$TARGET_DIR/release/shardgate"
+# GATE_BIN=path profiles another shardgate build (an earlier commit's, to
+# put a change's cost in instructions beside the current one's).
+GATE_BIN="${GATE_BIN:-$TARGET_DIR/release/shardgate}"
 LOADGEN="$TARGET_DIR/release/loadgen"
 
 wait_port() { # port seconds
