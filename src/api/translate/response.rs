@@ -132,22 +132,26 @@ pub fn anthropic_response_to_openai(
             "message has no `content` array".into(),
         ));
     }
-    if blocks.elements().nth(MAX_RESPONSE_BLOCKS).is_some() {
-        return Err(too_many_blocks());
+    // One walk to count and classify the blocks; the output then takes the
+    // text blocks and the tool_use blocks in two more.
+    let (mut has_text, mut has_tool_calls) = (false, false);
+    for (i, block) in blocks.elements().enumerate() {
+        if i == MAX_RESPONSE_BLOCKS {
+            return Err(too_many_blocks());
+        }
+        let [kind, text] = block.pick(["type", "text"]);
+        has_text |= kind.is_str_eq("text") && text.str_inner().is_some_and(|t| !t.is_empty());
+        has_tool_calls |= kind.is_str_eq("tool_use");
     }
     let is_tool_use = |block: &Raw<'_>| block.get("type").is_str_eq("tool_use");
-    let texts = || {
-        blocks.elements().filter_map(|block| {
-            let [kind, text] = block.pick(["type", "text"]);
-            // Thinking has no place in a chat completion; dropping it keeps
-            // the answer itself intact.
-            kind.is_str_eq("text")
-                .then(|| Some(text.str_inner().unwrap_or_default()))
-                .flatten()
-        })
-    };
-    let has_text = texts().any(|t| !t.is_empty());
-    let has_tool_calls = blocks.elements().any(|b| is_tool_use(&b));
+    let texts = blocks.elements().filter_map(|block| {
+        let [kind, text] = block.pick(["type", "text"]);
+        // Thinking has no place in a chat completion; dropping it keeps the
+        // answer itself intact.
+        kind.is_str_eq("text")
+            .then(|| Some(text.str_inner().unwrap_or_default()))
+            .flatten()
+    });
 
     let mut out = Vec::with_capacity(body.len() + 256);
     let mut top = Obj::open(&mut out);
@@ -162,7 +166,7 @@ pub fn anthropic_response_to_openai(
     let mut message = Obj::open(choice.key("message"));
     message.json("role", "\"assistant\"");
     if has_text || !has_tool_calls {
-        joined_string(message.key("content"), texts(), "");
+        joined_string(message.key("content"), texts, "");
     } else {
         message.json("content", "null");
     }
