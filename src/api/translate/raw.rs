@@ -68,9 +68,20 @@ pub(super) fn value(text: &str) -> Result<Raw<'_>, TranslateError> {
         return Ok(Raw(text));
     }
     // The walk validates objects only: check the value as the one member of
-    // an object. Arrays and scalars here are rare and small.
-    validate_object(&format!("{{\"v\":{text}}}"))?;
-    Ok(Raw(text))
+    // an object (and nothing but it: `1,"x":2` would pass as two members).
+    // Arrays and scalars here are rare and small.
+    let wrapped = format!("{{\"v\":{text}}}");
+    let one_value = MemberWalker::new(&wrapped).and_then(|mut walker| {
+        let first = walker.next_member()?.map(|m| m.value_raw.len());
+        let second = walker.next_member()?.is_some();
+        walker.finish()?;
+        Ok(first == Some(text.len()) && !second)
+    });
+    match one_value {
+        Ok(true) => Ok(Raw(text)),
+        Ok(false) => Err(TranslateError::Json("more than one JSON value".into())),
+        Err(e) => Err(TranslateError::Json(e.to_string())),
+    }
 }
 
 fn validate_object(text: &str) -> Result<(), TranslateError> {
@@ -412,5 +423,8 @@ mod tests {
         assert!(value(" [1, 2] ").is_ok());
         assert!(value("{oops").is_err());
         assert!(value("1 2").is_err());
+        assert!(value("1,\"x\":2").is_err(), "one value, not members");
+        assert!(value("[1],\"x\":{}").is_err());
+        assert_eq!(value(" 5 ").unwrap().text(), "5");
     }
 }

@@ -431,3 +431,32 @@ fn write_tool_choice(
     object.close();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_arguments_must_be_exactly_one_json_value() {
+        let request = |arguments: &str| {
+            let arguments = sonic_rs::to_string(arguments).unwrap();
+            format!(
+                r#"{{"model":"m","messages":[{{"role":"assistant","tool_calls":[{{"id":"c","type":"function","function":{{"name":"f","arguments":{arguments}}}}}]}}]}}"#
+            )
+        };
+        // Copied as the block's `input`, two values would add a member to it.
+        for bad in ["1,\"x\":2", "{} ,\"cache_control\":{}", "[1] [2]"] {
+            let result = openai_request_to_anthropic(request(bad).as_bytes(), "m");
+            assert!(
+                matches!(result, Err(TranslateError::Invalid(_))),
+                "{bad}: {result:?}"
+            );
+        }
+        let out = openai_request_to_anthropic(request(" [1, 2] ").as_bytes(), "m").unwrap();
+        let out: sonic_rs::Value = sonic_rs::from_slice(&out).unwrap();
+        assert_eq!(
+            sonic_rs::to_string(&out["messages"][0]["content"][0]["input"]).unwrap(),
+            "[1,2]"
+        );
+    }
+}
