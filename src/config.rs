@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::api::translate::TranslateLimits;
 use crate::providers::catalog::{self, CatalogEntry, Family};
 
 /// The whole configuration file.
@@ -240,6 +241,17 @@ pub struct LimitsConfig {
     /// Requests in flight to one provider from one shard. Over it: 503 with
     /// `Retry-After: 1`, before anything is sent upstream.
     pub max_in_flight_per_upstream: usize,
+    /// Conversation turns (`messages` elements) in a request translated
+    /// between dialects (Anthropic ⇄ OpenAI). Over it: 413, in the client's
+    /// dialect, before anything is sent upstream. Pass-through requests are
+    /// not counted.
+    pub max_translated_messages: usize,
+    /// Content blocks and parts (those nested in tool results included),
+    /// tool calls, tool definitions and system prompt parts in a request
+    /// translated between dialects, counted over the whole body. Over it:
+    /// 413. Translation runs on the shard's event loop: this bounds how long
+    /// one request holds it, besides the bytes (`max_body_bytes`).
+    pub max_translated_blocks: usize,
 }
 
 impl Default for LimitsConfig {
@@ -255,6 +267,8 @@ impl Default for LimitsConfig {
             client_write_timeout_ms: 60_000,
             max_connections_per_shard: 16_384,
             max_in_flight_per_upstream: 4_096,
+            max_translated_messages: TranslateLimits::DEFAULT.max_messages,
+            max_translated_blocks: TranslateLimits::DEFAULT.max_blocks,
         }
     }
 }
@@ -726,6 +740,8 @@ impl Config {
                 "limits.max_in_flight_per_upstream",
                 l.max_in_flight_per_upstream,
             ),
+            ("limits.max_translated_messages", l.max_translated_messages),
+            ("limits.max_translated_blocks", l.max_translated_blocks),
             ("upstream.pool_max_idle", self.upstream.pool_max_idle),
         ] {
             if v == 0 {
@@ -1073,6 +1089,8 @@ mod tests {
             "client_write_timeout_ms",
             "max_connections_per_shard",
             "max_in_flight_per_upstream",
+            "max_translated_messages",
+            "max_translated_blocks",
         ] {
             let c = Config::from_toml(&format!("[limits]\n{key} = 0\n")).unwrap();
             assert_eq!(c.validate().unwrap_err().field, format!("limits.{key}"));

@@ -3,14 +3,17 @@
 //! Invariants: a `PooledBuf` never leaves the thread that took it (it is
 //! `!Send`), so the arena is a plain thread-local free list with no locking;
 //! every buffer in it was taken from it (nothing is adopted), so in steady
-//! state returns balance takes and the free lists do not grow; small and
+//! state returns balance takes and the free lists do not grow (a large
+//! `Vec` handed over with `from_vec` is never pooled); small and
 //! large buffers are kept apart, so a request for a few hundred bytes never
 //! holds a 16 KiB read buffer while it is in flight (that doubled the memory
 //! of 64 connections translating Anthropic requests); a buffer that grew
 //! beyond `MAX_POOLED_CAPACITY` (a large body) is freed on return instead of
 //! pooled, and the free lists hold at most `MAX_FREE_BYTES` of capacity, so
 //! the arena's memory is bounded whatever the traffic was (a burst of
-//! connections that all close returns all their buffers at once).
+//! connections that all close returns all their buffers at once); and once
+//! the shard is quiet, [`trim_free_buffers`] hands even those back, so an
+//! idle shard holds no spare buffer at all.
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -87,6 +90,23 @@ impl PooledBuf {
             buf,
             _shard_local: PhantomData,
         }
+    }
+
+    /// `bytes` as a shard buffer. A large one (beyond what the arena pools,
+    /// e.g. a translated body) is taken over as it is, not copied: it is
+    /// freed on drop like any oversized buffer, so it can never join the
+    /// free lists. A small one is copied into a buffer taken from the arena,
+    /// so that what the arena pools was always its own.
+    pub fn from_vec(bytes: Vec<u8>) -> PooledBuf {
+        if bytes.capacity() > MAX_POOLED_CAPACITY {
+            return PooledBuf {
+                buf: bytes,
+                _shard_local: PhantomData,
+            };
+        }
+        let mut buf = PooledBuf::take(bytes.len());
+        buf.extend_from_slice(&bytes);
+        buf
     }
 
     /// A placeholder with no storage: holds a slot while the real buffer is
@@ -176,6 +196,25 @@ unsafe impl IoBufMut for PooledBuf {
     }
 }
 
+/// Frees every buffer in this shard's free lists (buffers in use are not
+/// touched; they return to the emptied lists as usual). Called when the
+/// shard has been quiet for a while: the next burst allocates afresh, which
+/// costs little next to what an idle shard would otherwise keep.
+pub fn trim_free_buffers() {
+    // Taken out first: freeing runs with the arena unborrowed.
+    let (small, large) = ARENA.with(|a| {
+        let mut a = a.borrow_mut();
+        a.free_bytes = 0;
+        (std::mem::take(&mut a.small), std::mem::take(&mut a.large))
+    });
+    drop((small, large));
+    ARENA.with(|a| {
+        let mut a = a.borrow_mut();
+        a.small.reserve(256);
+        a.large.reserve(256);
+    });
+}
+
 /// This shard's arena counters: (buffers taken, buffers ever allocated, free now).
 pub fn arena_stats() -> (u64, u64, usize) {
     ARENA.with(|a| {
@@ -239,6 +278,44 @@ mod tests {
         let taken: Vec<PooledBuf> = (0..8).map(|_| PooledBuf::take(16 * 1024)).collect();
         assert!(free_bytes() <= MAX_FREE_BYTES - 8 * 16 * 1024);
         drop(taken);
+    }
+
+    #[test]
+    fn trimming_frees_the_free_lists_and_the_arena_keeps_working() {
+        let burst: Vec<PooledBuf> = (0..32).map(|_| PooledBuf::take(16 * 1024)).collect();
+        let kept = PooledBuf::take(256);
+        drop(burst);
+        assert!(free_bytes() >= 32 * 16 * 1024);
+        trim_free_buffers();
+        assert_eq!(free_bytes(), 0);
+        assert_eq!(arena_stats().2, 0, "no free buffer is left");
+        drop(kept);
+        assert_eq!(
+            arena_stats().2,
+            1,
+            "a buffer in use came back after the trim"
+        );
+        let (_, before, _) = arena_stats();
+        drop(PooledBuf::take(16 * 1024));
+        assert_eq!(
+            arena_stats().1,
+            before + 1,
+            "a large take after the trim allocates"
+        );
+    }
+
+    #[test]
+    fn a_large_vec_is_taken_over_and_never_pooled_a_small_one_is_copied() {
+        let large = vec![7u8; MAX_POOLED_CAPACITY + 1];
+        let at = large.as_ptr();
+        let (_, _, free_before) = arena_stats();
+        let buf = PooledBuf::from_vec(large);
+        assert_eq!(buf.as_ptr(), at, "not copied");
+        drop(buf);
+        assert_eq!(arena_stats().2, free_before, "freed, not pooled");
+        let small = PooledBuf::from_vec(b"abc".to_vec());
+        assert_eq!(&small[..], b"abc");
+        assert!(small.capacity() <= SMALL_MAX);
     }
 
     #[test]

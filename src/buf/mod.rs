@@ -5,5 +5,5 @@
 mod arena;
 mod iovec;
 
-pub use arena::{arena_stats, PooledBuf};
+pub use arena::{arena_stats, trim_free_buffers, PooledBuf};
 pub use iovec::{write_all, write_all_vectored, IoVecs};

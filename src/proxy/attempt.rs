@@ -480,12 +480,11 @@ impl Lent {
     ) -> Lent {
         let (buf, range, lent) = match (translated, body) {
             (Some(new_body), _) => {
-                // Copied into an arena buffer rather than adopted: an adopted
-                // buffer would join the free list on every translated request
-                // and, grown by later takes, fill it to its bound.
-                let mut buf = PooledBuf::take(new_body.len());
-                buf.extend_from_slice(&new_body);
-                (Some(buf), 0..new_body.len(), Lent::Nothing)
+                // Not adopted as it is when small: it would join the free
+                // list on every translated request and, grown by later
+                // takes, fill it to its bound. A large one is not copied.
+                let len = new_body.len();
+                (Some(PooledBuf::from_vec(new_body)), 0..len, Lent::Nothing)
             }
             (None, Body::Empty) => (None, 0..0, Lent::Nothing),
             (None, Body::InPlace(r)) => (

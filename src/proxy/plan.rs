@@ -16,7 +16,8 @@ use super::headers::{
 };
 use super::translated::{TranslatedCall, Translation};
 use crate::api::translate::{
-    anthropic_request_to_openai, openai_request_to_anthropic, openai_stream_wants_usage,
+    anthropic_request_to_openai_scanned, openai_request_to_anthropic_scanned,
+    openai_stream_wants_usage, TranslateError, TranslateLimits,
 };
 use crate::buf::PooledBuf;
 use crate::config::ServerConfig;
@@ -132,8 +133,12 @@ pub(super) fn plan_request<'a>(
         }
         (Dialect::Anthropic, Dialect::OpenAi) if endpoint == Endpoint::Messages => {
             Plan::Translate {
-                body: anthropic_request_to_openai(body, &upstream_model)
-                    .map_err(translate_error)?,
+                body: anthropic_request_to_openai_scanned(
+                    body,
+                    &upstream_model,
+                    translate_limits(gw),
+                )
+                .map_err(translate_error)?,
                 api_path: Endpoint::ChatCompletions.upstream_path(),
                 upstream_model,
                 call: TranslatedCall {
@@ -145,8 +150,12 @@ pub(super) fn plan_request<'a>(
         }
         (Dialect::OpenAi, Dialect::Anthropic) if endpoint == Endpoint::ChatCompletions => {
             Plan::Translate {
-                body: openai_request_to_anthropic(body, &upstream_model)
-                    .map_err(translate_error)?,
+                body: openai_request_to_anthropic_scanned(
+                    body,
+                    &upstream_model,
+                    translate_limits(gw),
+                )
+                .map_err(translate_error)?,
                 api_path: Endpoint::Messages.upstream_path(),
                 upstream_model,
                 call: TranslatedCall {
@@ -193,11 +202,35 @@ impl Plan<'_> {
     }
 }
 
-pub(super) fn translate_error(e: crate::api::translate::TranslateError) -> Error {
-    Error::client(
-        Kind::BadRequest,
-        format!("cannot translate the request: {e}"),
-    )
+fn translate_limits(gw: &Gateway) -> TranslateLimits {
+    let l = &gw.config.limits;
+    TranslateLimits {
+        max_messages: l.max_translated_messages,
+        max_blocks: l.max_translated_blocks,
+    }
+}
+
+pub(super) fn translate_error(e: TranslateError) -> Error {
+    match e {
+        TranslateError::TooLarge { what, limit } => {
+            let key = match what {
+                "messages" => "limits.max_translated_messages",
+                _ => "limits.max_translated_blocks",
+            };
+            Error::client(
+                Kind::PayloadTooLarge,
+                format!(
+                    "this request has more than {limit} {what}, the most this gateway \
+                     translates between API dialects in one request ({key})"
+                ),
+            )
+            .with_param("messages")
+        }
+        e => Error::client(
+            Kind::BadRequest,
+            format!("cannot translate the request: {e}"),
+        ),
+    }
 }
 
 /// Builds an attempt's upstream request, all but the body buffer (lent to it

@@ -6,6 +6,7 @@
 //! cross threads by construction.
 
 mod catch_panic;
+mod give_back;
 mod topology;
 
 use std::cell::{Cell, RefCell};
@@ -498,13 +499,16 @@ fn reject_connection(shard: &Rc<Shard>, stream: monoio::net::TcpStream) {
 }
 
 /// The shard's housekeeping, off the request path: flush the access log
-/// batch, answer scrapes, close stale pooled connections.
+/// batch, answer scrapes, close stale pooled connections, give memory back
+/// once the load is gone.
 async fn tick(shard: Rc<Shard>) {
     const TICK: Duration = Duration::from_millis(50);
     let mut ticks: u64 = 0;
+    let mut give_back = give_back::GiveBack::new(std::time::Instant::now());
     loop {
         monoio::time::sleep(TICK).await;
         ticks += 1;
+        give_back.on_tick(std::time::Instant::now());
         if let Some(log) = shard.access_log.borrow_mut().as_mut() {
             log.maybe_flush(std::time::Instant::now());
         }

@@ -12,10 +12,11 @@
 //! (a proxy's HTML page, say) still yields a well-formed error whose message
 //! carries the start of that body.
 
-use sonic_rs::{JsonValueTrait, Value};
+use std::borrow::Cow;
 
-use super::serialize;
-use super::wire::{AnthropicError, ErrorDetail, OpenAiError};
+use super::raw::{document, Raw};
+use super::write::Obj;
+use crate::json::push_json_string;
 
 /// Keeps a non-JSON upstream body from flooding the client's error message.
 const MAX_RAW_MESSAGE_BYTES: usize = 512;
@@ -38,21 +39,36 @@ pub const OPENAI_STREAM_CUT: &[u8] = b"data: {\"error\":{\"message\":\"the upstr
 /// The same for an Anthropic-dialect stream: an `error` event.
 pub const ANTHROPIC_STREAM_CUT: &[u8] = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"the upstream cut the stream before the response was complete\"}}\n\n";
 
+/// An error message to write: an upstream's JSON string, copied as it came
+/// (neither decoded nor escaped again, whatever its size), or text.
+enum Message<'a> {
+    Json(Raw<'a>),
+    Text(Cow<'a, str>),
+}
+
+impl Message<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Message::Json(raw) => out.extend_from_slice(raw.text().as_bytes()),
+            Message::Text(text) => push_json_string(out, text),
+        }
+    }
+}
+
 /// An OpenAI-dialect upstream error, for an Anthropic client.
 pub fn openai_error_to_anthropic(status: u16, body: &[u8]) -> TranslatedError {
     let message = upstream_message(body, |error| {
         // Some OpenAI-compatible servers send `{"error": "text"}`, FastAPI
         // ones `{"detail": "text"}`.
-        error["error"]["message"]
-            .as_str()
-            .or_else(|| error["error"].as_str())
-            .or_else(|| error["message"].as_str())
-            .or_else(|| error["detail"].as_str())
-            .map(str::to_owned)
+        let [inner, message, detail] = error.pick(["error", "message", "detail"]);
+        [inner.get("message"), inner, message, detail]
+            .into_iter()
+            .find(|m| m.is_str())
     });
+    let message = message.unwrap_or_else(|| Message::Text(status_text(status).into()));
     TranslatedError {
         status,
-        body: anthropic_error(status, &message.unwrap_or_else(|| status_text(status))),
+        body: anthropic_error_body(anthropic_error_type(status), &message),
     }
 }
 
@@ -60,15 +76,16 @@ pub fn openai_error_to_anthropic(status: u16, body: &[u8]) -> TranslatedError {
 pub fn anthropic_error_to_openai(status: u16, body: &[u8]) -> TranslatedError {
     let mut error_type = None;
     let message = upstream_message(body, |error| {
-        error_type = error["error"]["type"].as_str().map(openai_error_type);
-        error["error"]["message"].as_str().map(str::to_owned)
+        let [kind, message] = error.get("error").pick(["type", "message"]);
+        error_type = kind.as_str().map(|kind| openai_error_type(&kind));
+        message.is_str().then_some(message)
     });
     let client_status = if status == STATUS_OVERLOADED {
         503
     } else {
         status
     };
-    let message = message.unwrap_or_else(|| status_text(status));
+    let message = message.unwrap_or_else(|| Message::Text(status_text(status).into()));
     let error_type = error_type.unwrap_or_else(|| openai_error_type(anthropic_error_type(status)));
     TranslatedError {
         status: client_status,
@@ -78,22 +95,42 @@ pub fn anthropic_error_to_openai(status: u16, body: &[u8]) -> TranslatedError {
 
 /// A gateway-made error in Anthropic's shape, its type derived from `status`.
 pub fn anthropic_error(status: u16, message: &str) -> Vec<u8> {
-    serialize(&AnthropicError {
-        kind: "error",
-        error: ErrorDetail {
-            kind: anthropic_error_type(status),
-            message,
-        },
-    })
+    anthropic_error_body(anthropic_error_type(status), &Message::Text(message.into()))
 }
 
 /// A gateway-made error in OpenAI's shape, its type derived from `status`.
 pub fn openai_error(status: u16, message: &str) -> Vec<u8> {
-    openai_error_body(openai_error_type(anthropic_error_type(status)), message)
+    openai_error_body(
+        openai_error_type(anthropic_error_type(status)),
+        &Message::Text(message.into()),
+    )
 }
 
-fn openai_error_body(error_type: &str, message: &str) -> Vec<u8> {
-    serialize(&OpenAiError::new(error_type, message))
+/// `{"type":"error","error":{"type","message"}}`.
+fn anthropic_error_body(error_type: &str, message: &Message<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    let mut top = Obj::open(&mut out);
+    top.json("type", "\"error\"");
+    let mut error = Obj::open(top.key("error"));
+    error.str("type", error_type);
+    message.write(error.key("message"));
+    error.close();
+    top.close();
+    out
+}
+
+/// `{"error":{"message","type","param","code"}}`.
+fn openai_error_body(error_type: &str, message: &Message<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    let mut top = Obj::open(&mut out);
+    let mut error = Obj::open(top.key("error"));
+    message.write(error.key("message"));
+    error.str("type", error_type);
+    error.json("param", "null");
+    error.json("code", "null");
+    error.close();
+    top.close();
+    out
 }
 
 /// Anthropic's error types correspond one to one with its statuses.
@@ -122,15 +159,27 @@ fn openai_error_type(anthropic_type: &str) -> &'static str {
 }
 
 /// The upstream's own message when its body is JSON in the expected shape,
-/// else the start of the raw body, else `None` for an empty body.
-fn upstream_message(body: &[u8], extract: impl FnOnce(&Value) -> Option<String>) -> Option<String> {
-    if let Ok(parsed) = sonic_rs::from_slice::<Value>(body) {
-        if let Some(message) = extract(&parsed) {
-            return Some(message);
+/// else the start of the raw body, else `None` for an empty body. The body
+/// is read in place (an upstream's error body can be as large as any).
+fn upstream_message<'a>(
+    body: &'a [u8],
+    extract: impl FnOnce(Raw<'a>) -> Option<Raw<'a>>,
+) -> Option<Message<'a>> {
+    if let Ok(parsed) = document(body) {
+        if let Some(message) = extract(parsed) {
+            return Some(Message::Json(message));
         }
     }
-    let raw = String::from_utf8_lossy(body);
-    let raw = raw.trim();
+    // Only the start is shown: convert no more than it (an invalid byte
+    // may become a 3-byte replacement character, hence the margin).
+    let body = body.trim_ascii_start();
+    let head = &body[..body.len().min(2 * MAX_RAW_MESSAGE_BYTES)];
+    let raw = String::from_utf8_lossy(head);
+    let raw = if head.len() == body.len() {
+        raw.trim()
+    } else {
+        raw.trim_start()
+    };
     if raw.is_empty() {
         return None;
     }
@@ -138,7 +187,7 @@ fn upstream_message(body: &[u8], extract: impl FnOnce(&Value) -> Option<String>)
     while !raw.is_char_boundary(end) {
         end -= 1;
     }
-    Some(raw[..end].to_owned())
+    Some(Message::Text(raw[..end].to_owned().into()))
 }
 
 fn status_text(status: u16) -> String {
@@ -152,6 +201,8 @@ fn status_text(status: u16) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use sonic_rs::{JsonValueTrait, Value};
 
     /// The payload of the single `data:` line of an event.
     fn data(event: &[u8]) -> Value {

@@ -4,8 +4,12 @@
 //!
 //! Everything here is sans-IO: bytes in, bytes out. This is the one place in
 //! the gateway that builds a new body instead of patching the client's one
-//! (see DESIGN.md), so it parses into a `sonic_rs::Value` tree and writes a
-//! fresh document.
+//! (see DESIGN.md). Whole bodies (requests, responses, errors) are read in
+//! place as slices of their text (`raw`) and the new document is written
+//! straight into one output buffer (`write`): no tree is built, strings and
+//! sub-documents are copied as they are, so a translation holds the input,
+//! the output and nothing per value. Stream events, small and bounded, are
+//! parsed into `sonic_rs::Value`s.
 //!
 //! Invariants:
 //! - Requests take the upstream model name, responses and streams the model
@@ -16,32 +20,42 @@
 //! - Fields with no counterpart in the target dialect are dropped rather than
 //!   guessed; inputs the target cannot express faithfully (server tools,
 //!   `n > 1`, audio) are refused with [`TranslateError::Unsupported`].
+//! - A request translation does work in proportion to its bytes and to its
+//!   messages and blocks, both bounded ([`TranslateLimits`], refused with
+//!   [`TranslateError::TooLarge`] as soon as a count passes its limit); a
+//!   response's blocks are bounded by [`MAX_RESPONSE_BLOCKS`].
 
 mod error;
+mod raw;
 mod request_to_anthropic;
 mod request_to_openai;
 mod response;
 mod stream_to_anthropic;
 mod stream_to_openai;
 mod wire;
+mod write;
 
 use std::fmt;
-
-use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
 
 pub use error::{
     anthropic_error, anthropic_error_to_openai, openai_error, openai_error_to_anthropic,
     TranslatedError, ANTHROPIC_STREAM_CUT, OPENAI_STREAM_CUT,
 };
-pub use request_to_anthropic::{openai_request_to_anthropic, openai_stream_wants_usage};
-pub use request_to_openai::anthropic_request_to_openai;
-pub use response::{anthropic_response_to_openai, openai_response_to_anthropic};
+pub(crate) use request_to_anthropic::openai_request_to_anthropic_scanned;
+pub use request_to_anthropic::{
+    openai_request_to_anthropic, openai_request_to_anthropic_within, openai_stream_wants_usage,
+};
+pub(crate) use request_to_openai::anthropic_request_to_openai_scanned;
+pub use request_to_openai::{anthropic_request_to_openai, anthropic_request_to_openai_within};
+pub use response::{
+    anthropic_response_to_openai, openai_response_to_anthropic, MAX_RESPONSE_BLOCKS,
+};
 pub use stream_to_anthropic::OpenAiToAnthropicStream;
 pub use stream_to_openai::AnthropicToOpenAiStream;
 
 /// Why a body could not be translated. All of these are the client's (or the
-/// upstream's) fault, never the gateway's: the gateway answers 400 for a
-/// request and 502 for a response.
+/// upstream's) fault, never the gateway's: the gateway answers 400 (413 for
+/// `TooLarge`) for a request and 502 for a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TranslateError {
     /// The body is not JSON.
@@ -50,6 +64,13 @@ pub enum TranslateError {
     Invalid(String),
     /// Valid in the source dialect, but the target dialect cannot express it.
     Unsupported(String),
+    /// More messages or content blocks than the gateway translates in one
+    /// body ([`TranslateLimits`]).
+    TooLarge {
+        /// What was counted: `messages` or `content blocks`.
+        what: &'static str,
+        limit: usize,
+    },
 }
 
 impl fmt::Display for TranslateError {
@@ -58,11 +79,82 @@ impl fmt::Display for TranslateError {
             TranslateError::Json(why) => write!(f, "body is not valid JSON: {why}"),
             TranslateError::Invalid(why) => write!(f, "invalid body: {why}"),
             TranslateError::Unsupported(why) => write!(f, "cannot be translated: {why}"),
+            TranslateError::TooLarge { what, limit } => {
+                write!(f, "more than {limit} {what} in one body")
+            }
         }
     }
 }
 
 impl std::error::Error for TranslateError {}
+
+/// How much one request translation may hold: the work (and the output) of a
+/// translation grows with the number of messages and content blocks, not
+/// only with the body's bytes, so both are bounded besides the body size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TranslateLimits {
+    /// Conversation turns (`messages` elements).
+    pub max_messages: usize,
+    /// Content blocks and parts (nested ones, as in a tool result,
+    /// included), tool calls, tool definitions and system prompt parts,
+    /// counted over the whole body.
+    pub max_blocks: usize,
+}
+
+impl TranslateLimits {
+    /// `limits.max_translated_messages` and `limits.max_translated_blocks`'
+    /// defaults (see `crate::config::LimitsConfig`).
+    pub const DEFAULT: TranslateLimits = TranslateLimits {
+        max_messages: 10_000,
+        max_blocks: 20_000,
+    };
+}
+
+impl Default for TranslateLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Counts a translation's messages and blocks against its limits as it goes,
+/// so an oversized body is refused after at most `limit` items of work.
+struct Budget {
+    limits: TranslateLimits,
+    messages: usize,
+    blocks: usize,
+}
+
+impl Budget {
+    fn new(limits: TranslateLimits) -> Self {
+        Self {
+            limits,
+            messages: 0,
+            blocks: 0,
+        }
+    }
+
+    fn message(&mut self) -> Result<(), TranslateError> {
+        self.messages += 1;
+        if self.messages > self.limits.max_messages {
+            return Err(TranslateError::TooLarge {
+                what: "messages",
+                limit: self.limits.max_messages,
+            });
+        }
+        Ok(())
+    }
+
+    fn blocks(&mut self, n: usize) -> Result<(), TranslateError> {
+        self.blocks += n;
+        if self.blocks > self.limits.max_blocks {
+            return Err(TranslateError::TooLarge {
+                what: "content blocks",
+                limit: self.limits.max_blocks,
+            });
+        }
+        Ok(())
+    }
+}
 
 /// Tokens an upstream reported, in the gateway's terms: every prompt token
 /// (cached or not) counts as input.
@@ -72,58 +164,14 @@ pub struct TokenUsage {
     pub output_tokens: u64,
 }
 
-fn parse_object(body: &[u8]) -> Result<Value, TranslateError> {
-    let value: Value =
-        sonic_rs::from_slice(body).map_err(|e| TranslateError::Json(e.to_string()))?;
-    if !value.is_object() {
-        return Err(TranslateError::Invalid(
-            "top level must be a JSON object".into(),
-        ));
-    }
-    Ok(value)
-}
-
-fn serialize<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    // Every body written here has string keys and finite numbers, which always serialize.
-    sonic_rs::to_vec(value).expect("translated bodies always serialize")
-}
-
 /// The id with its dialect prefix swapped, so an upstream id stays traceable in
 /// the client's logs: `chatcmpl-abc` ⇄ `msg_abc`.
 fn swap_id_prefix(id: &str, from: &str, to: &str) -> String {
     format!("{to}{}", id.strip_prefix(from).unwrap_or(id))
 }
 
-/// Both dialects put text either in a plain string or in a list of typed parts;
-/// this joins the text parts and ignores the rest.
-fn joined_text(content: &Value, separator: &str) -> String {
-    if let Some(text) = content.as_str() {
-        return text.to_owned();
-    }
-    let mut joined = String::new();
-    for part in content.as_array().map(|a| a.as_slice()).unwrap_or_default() {
-        if let Some(text) = part["text"].as_str() {
-            if !joined.is_empty() {
-                joined.push_str(separator);
-            }
-            joined.push_str(text);
-        }
-    }
-    joined
-}
-
 fn unix_seconds_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// OpenAI carries tool input as a JSON string, which models sometimes leave
-/// empty for a tool without parameters; Anthropic needs an object.
-fn tool_input(arguments: &str) -> Result<Value, TranslateError> {
-    if arguments.trim().is_empty() {
-        return Ok(Value::new_object());
-    }
-    sonic_rs::from_str(arguments)
-        .map_err(|e| TranslateError::Invalid(format!("tool call arguments are not JSON: {e}")))
 }

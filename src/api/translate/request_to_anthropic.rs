@@ -6,46 +6,113 @@
 //! merged into one, since Anthropic expects user and assistant to alternate
 //! and the tool results to lead the user turn that follows a tool call.
 //! Anthropic requires `max_tokens`, so one is always written.
+//!
+//! The output is written in one pass over the input's text (see `raw`), the
+//! system prompt in a second walk over the turns rather than collected.
 
-use sonic_rs::{json, Array, JsonContainerTrait, JsonValueMutTrait, JsonValueTrait, Object, Value};
-
-use super::{joined_text, parse_object, serialize, tool_input, TranslateError};
+use super::raw::{self, document, scanned_document, Raw};
+use super::write::{joined_string, joined_text, joined_text_inner, Arr, Obj};
+use super::{Budget, TranslateError, TranslateLimits};
 
 /// What Anthropic gets when the OpenAI client did not bound the completion.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// Translates an OpenAI chat-completions request into an Anthropic messages
-/// request for `upstream_model`.
+/// request for `upstream_model`, within the default [`TranslateLimits`].
 pub fn openai_request_to_anthropic(
     body: &[u8],
     upstream_model: &str,
 ) -> Result<Vec<u8>, TranslateError> {
-    let request = parse_object(body)?;
-    if request["n"].as_u64().is_some_and(|n| n > 1) {
+    openai_request_to_anthropic_within(body, upstream_model, TranslateLimits::DEFAULT)
+}
+
+/// [`openai_request_to_anthropic`] within `limits`.
+pub fn openai_request_to_anthropic_within(
+    body: &[u8],
+    upstream_model: &str,
+    limits: TranslateLimits,
+) -> Result<Vec<u8>, TranslateError> {
+    translate(document(body)?, upstream_model, limits)
+}
+
+/// [`openai_request_to_anthropic_within`] for a body the proxy admitted, which
+/// `crate::json::scan_top_level` validated already: the validation is not
+/// repeated.
+pub(crate) fn openai_request_to_anthropic_scanned(
+    body: &[u8],
+    upstream_model: &str,
+    limits: TranslateLimits,
+) -> Result<Vec<u8>, TranslateError> {
+    translate(scanned_document(body)?, upstream_model, limits)
+}
+
+fn translate(
+    request: Raw<'_>,
+    upstream_model: &str,
+    limits: TranslateLimits,
+) -> Result<Vec<u8>, TranslateError> {
+    let [n, turns, max_completion_tokens, max_tokens, stop, temperature, top_p, user, stream, tools, tool_choice, parallel_tool_calls] =
+        request.pick([
+            "n",
+            "messages",
+            "max_completion_tokens",
+            "max_tokens",
+            "stop",
+            "temperature",
+            "top_p",
+            "user",
+            "stream",
+            "tools",
+            "tool_choice",
+            "parallel_tool_calls",
+        ]);
+    if n.as_u64().is_some_and(|n| n > 1) {
         return Err(TranslateError::Unsupported("`n` greater than 1".into()));
     }
-    let turns = request["messages"]
-        .as_array()
-        .ok_or_else(|| TranslateError::Invalid("`messages` must be an array".into()))?;
+    if !turns.is_array() {
+        return Err(TranslateError::Invalid(
+            "`messages` must be an array".into(),
+        ));
+    }
+    let mut budget = Budget::new(limits);
+    // Roughly the body's size: the output is the same content reshaped.
+    let mut out = Vec::with_capacity(request.text().len() + 256);
+    let mut top = Obj::open(&mut out);
+    top.str("model", upstream_model);
+    let max_tokens = max_completion_tokens
+        .as_u64()
+        .or_else(|| max_tokens.as_u64())
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    top.u64("max_tokens", max_tokens);
 
-    let mut system_prompts: Vec<String> = Vec::new();
-    let mut messages = Array::new();
-    for turn in turns {
-        let content = &turn["content"];
-        match turn["role"].as_str() {
-            Some("system") | Some("developer") => system_prompts.push(joined_text(content, "\n\n")),
-            Some("user") => push_merged(&mut messages, "user", user_blocks(content)?),
-            Some("assistant") => push_merged(&mut messages, "assistant", assistant_blocks(turn)?),
+    let mut messages = Merged::open(top.key("messages"));
+    let mut system_prompts = 0usize;
+    for turn in turns.elements() {
+        budget.message()?;
+        let [role, content, tool_calls, tool_call_id] =
+            turn.pick(["role", "content", "tool_calls", "tool_call_id"]);
+        let role = role.as_str();
+        match role.as_deref() {
+            Some("system") | Some("developer") => {
+                budget.blocks(content.elements().count())?;
+                system_prompts += 1;
+            }
+            Some("user") => push_user_blocks(content, &mut messages, &mut budget)?,
+            Some("assistant") => {
+                push_assistant_blocks(content, tool_calls, &mut messages, &mut budget)?
+            }
             Some("tool") => {
-                let id = turn["tool_call_id"].as_str().ok_or_else(|| {
-                    TranslateError::Invalid("tool message needs `tool_call_id`".into())
-                })?;
-                let result = json!({
-                    "type": "tool_result",
-                    "tool_use_id": id,
-                    "content": joined_text(content, "\n"),
-                });
-                push_merged(&mut messages, "user", vec![result]);
+                if !tool_call_id.is_str() {
+                    return Err(TranslateError::Invalid(
+                        "tool message needs `tool_call_id`".into(),
+                    ));
+                }
+                budget.blocks(1)?;
+                let mut result = Obj::open(messages.block("user"));
+                result.json("type", "\"tool_result\"");
+                result.raw("tool_use_id", tool_call_id);
+                joined_text(result.key("content"), content, "\\n");
+                result.close();
             }
             other => {
                 return Err(TranslateError::Unsupported(format!(
@@ -54,209 +121,342 @@ pub fn openai_request_to_anthropic(
             }
         }
     }
-
-    let mut out = Object::new();
-    out.insert("model", upstream_model);
-    let max_tokens = request["max_completion_tokens"]
-        .as_u64()
-        .or_else(|| request["max_tokens"].as_u64())
-        .unwrap_or(DEFAULT_MAX_TOKENS);
-    out.insert("max_tokens", max_tokens);
-    if !system_prompts.is_empty() {
-        out.insert("system", system_prompts.join("\n\n").as_str());
-    }
-    out.insert("messages", messages);
-
-    match &request["stop"] {
-        stop if stop.is_str() => {
-            out.insert("stop_sequences", json!([stop]));
-        }
-        stop if stop.as_array().is_some_and(|s| !s.is_empty()) => {
-            out.insert("stop_sequences", stop.clone());
-        }
-        _ => {}
-    }
-    if let Some(temperature) = request["temperature"].as_f64() {
-        // OpenAI's range is 0..=2, Anthropic's 0..=1 and it refuses the rest.
-        let clamped = temperature.clamp(0.0, 1.0);
-        out.insert("temperature", Value::new_f64(clamped).unwrap_or_default());
-    }
-    if request["top_p"].is_number() {
-        out.insert("top_p", request["top_p"].clone());
-    }
-    if let Some(user) = request["user"].as_str() {
-        out.insert("metadata", json!({"user_id": user}));
-    }
-    if request["stream"].as_bool() == Some(true) {
-        out.insert("stream", true);
-    }
-    if let Some(tools) = request["tools"].as_array() {
-        if !tools.is_empty() {
-            let mut translated = Array::new();
-            for tool in tools {
-                translated.push(anthropic_tool(tool)?);
+    messages.close();
+    if system_prompts > 0 {
+        // Every system and developer prompt, in order, joined as one.
+        let prompts = turns.elements().filter_map(|turn| {
+            let [role, content] = turn.pick(["role", "content"]);
+            (role.is_str_eq("system") || role.is_str_eq("developer")).then_some(content)
+        });
+        let out = top.key("system");
+        out.push(b'"');
+        for (i, content) in prompts.enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"\\n\\n");
             }
-            out.insert("tools", translated);
+            joined_text_inner(out, content, "\\n\\n");
+        }
+        out.push(b'"');
+    }
+
+    if stop.is_str() {
+        let mut sequences = Arr::open(top.key("stop_sequences"));
+        sequences.item().extend_from_slice(stop.text().as_bytes());
+        sequences.close();
+    } else if stop.elements().next().is_some() {
+        top.raw("stop_sequences", stop);
+    }
+    if let Some(temperature_value) = temperature.as_f64() {
+        // OpenAI's range is 0..=2, Anthropic's 0..=1 and it refuses the rest.
+        let clamped = temperature_value.clamp(0.0, 1.0);
+        if clamped == temperature_value {
+            top.raw("temperature", temperature);
+        } else {
+            top.json("temperature", if clamped == 0.0 { "0.0" } else { "1.0" });
         }
     }
-    let mut choice = match &request["tool_choice"] {
-        choice if choice.is_null() => None,
-        choice => Some(tool_choice(choice)?),
-    };
-    if request["parallel_tool_calls"].as_bool() == Some(false) {
-        let choice = choice.get_or_insert_with(|| json!({"type": "auto"}));
-        if let Some(choice) = choice.as_object_mut() {
-            choice.insert("disable_parallel_tool_use", true);
+    if top_p.is_number() {
+        top.raw("top_p", top_p);
+    }
+    if user.is_str() {
+        let mut metadata = Obj::open(top.key("metadata"));
+        metadata.raw("user_id", user);
+        metadata.close();
+    }
+    if stream.as_bool() == Some(true) {
+        top.json("stream", "true");
+    }
+    if tools.elements().next().is_some() {
+        let mut translated = Arr::open(top.key("tools"));
+        for tool in tools.elements() {
+            budget.blocks(1)?;
+            anthropic_tool(tool, translated.item())?;
         }
+        translated.close();
     }
-    if let Some(choice) = choice {
-        out.insert("tool_choice", choice);
+    let disable_parallel = parallel_tool_calls.as_bool() == Some(false);
+    if !tool_choice.is_null() || disable_parallel {
+        write_tool_choice(tool_choice, disable_parallel, top.key("tool_choice"))?;
     }
-    Ok(serialize(&out.into_value()))
+    top.close();
+    Ok(out)
 }
 
 /// Whether an OpenAI streaming request asked for the final usage chunk
 /// (`stream_options.include_usage`); the gateway passes it to
 /// [`super::AnthropicToOpenAiStream::new`].
 pub fn openai_stream_wants_usage(body: &[u8]) -> bool {
-    parse_object(body)
-        .map(|request| request["stream_options"]["include_usage"].as_bool() == Some(true))
-        .unwrap_or(false)
+    document(body).is_ok_and(|request| {
+        request.get("stream_options").get("include_usage").as_bool() == Some(true)
+    })
 }
 
-/// Appends blocks to the last message when it has the same role, otherwise
-/// starts a new message.
-fn push_merged(messages: &mut Array, role: &str, blocks: Vec<Value>) {
-    if blocks.is_empty() {
-        return;
+/// The `messages` array being written, where consecutive blocks of one role
+/// share a message: a block of the role of the open message is appended to
+/// it, any other starts a new one. A message is opened only for a block that
+/// is then written, so no message is ever empty.
+struct Merged<'o> {
+    out: &'o mut Vec<u8>,
+    open_role: Option<&'static str>,
+}
+
+impl<'o> Merged<'o> {
+    fn open(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'[');
+        Self {
+            out,
+            open_role: None,
+        }
     }
-    if let Some(last) = messages.last_mut() {
-        if last["role"].as_str() == Some(role) {
-            if let Some(content) = last.get_mut("content").and_then(|c| c.as_array_mut()) {
-                for block in blocks {
-                    content.push(block);
+
+    /// Starts a block in a `role` message and hands back the buffer for it.
+    fn block(&mut self, role: &'static str) -> &mut Vec<u8> {
+        match self.open_role {
+            Some(open) if open == role => self.out.push(b','),
+            open => {
+                if open.is_some() {
+                    self.out.extend_from_slice(b"]},");
                 }
-                return;
+                self.out.extend_from_slice(b"{\"role\":\"");
+                self.out.extend_from_slice(role.as_bytes());
+                self.out.extend_from_slice(b"\",\"content\":[");
+                self.open_role = Some(role);
             }
         }
+        self.out
     }
-    messages.push(json!({"role": role, "content": blocks}));
+
+    fn close(self) {
+        if self.open_role.is_some() {
+            self.out.extend_from_slice(b"]}");
+        }
+        self.out.push(b']');
+    }
 }
 
-fn user_blocks(content: &Value) -> Result<Vec<Value>, TranslateError> {
-    if let Some(text) = content.as_str() {
-        return Ok(text_block(text).into_iter().collect());
+fn push_user_blocks(
+    content: Raw<'_>,
+    messages: &mut Merged<'_>,
+    budget: &mut Budget,
+) -> Result<(), TranslateError> {
+    if content.is_str() {
+        write_text_block(content, messages, "user");
+        return Ok(());
     }
-    let parts = content.as_array().ok_or_else(|| {
-        TranslateError::Invalid("message content must be a string or an array".into())
-    })?;
-    let mut blocks = Vec::with_capacity(parts.len());
-    for part in parts {
-        match part["type"].as_str() {
-            Some("text") => blocks.extend(text_block(part["text"].as_str().unwrap_or_default())),
-            Some("image_url") => blocks.push(image_block(&part["image_url"])?),
-            other => {
-                return Err(TranslateError::Unsupported(format!(
-                    "user content part {other:?}"
-                )))
-            }
+    if !content.is_array() {
+        return Err(TranslateError::Invalid(
+            "message content must be a string or an array".into(),
+        ));
+    }
+    for part in content.elements() {
+        budget.blocks(1)?;
+        let [kind, text, image_url] = part.pick(["type", "text", "image_url"]);
+        if kind.is_str_eq("text") {
+            write_text_block(text, messages, "user");
+        } else if kind.is_str_eq("image_url") {
+            write_image_block(image_url.get("url"), messages)?;
+        } else {
+            return Err(TranslateError::Unsupported(format!(
+                "user content part {:?}",
+                kind.as_str()
+            )));
         }
     }
-    Ok(blocks)
+    Ok(())
 }
 
-/// Anthropic refuses empty text blocks, which OpenAI clients send freely.
-fn text_block(text: &str) -> Option<Value> {
-    (!text.is_empty()).then(|| json!({"type": "text", "text": text}))
+/// A text block, unless the text is empty or not a string: Anthropic refuses
+/// empty text blocks, which OpenAI clients send freely.
+fn write_text_block(text: Raw<'_>, messages: &mut Merged<'_>, role: &'static str) {
+    if text.str_inner().is_some_and(|t| !t.is_empty()) {
+        let mut block = Obj::open(messages.block(role));
+        block.json("type", "\"text\"");
+        block.raw("text", text);
+        block.close();
+    }
 }
 
-/// A data URL becomes a base64 source, anything else a URL source.
-fn image_block(image_url: &Value) -> Result<Value, TranslateError> {
-    let url = image_url["url"]
-        .as_str()
-        .ok_or_else(|| TranslateError::Invalid("image_url part needs a `url`".into()))?;
-    let source = match url.strip_prefix("data:") {
-        Some(data_url) => {
-            let (media_type, data) = data_url.split_once(";base64,").ok_or_else(|| {
-                TranslateError::Unsupported("image data URL that is not base64".into())
-            })?;
-            json!({"type": "base64", "media_type": media_type, "data": data})
-        }
-        None => json!({"type": "url", "url": url}),
+/// An image block for an OpenAI `image_url`: a base64 data URL becomes a
+/// base64 source (media type and data), any other URL a URL source.
+fn write_image_block(url: Raw<'_>, messages: &mut Merged<'_>) -> Result<(), TranslateError> {
+    let Some(inner) = url.str_inner() else {
+        return Err(TranslateError::Invalid(
+            "image_url part needs a `url`".into(),
+        ));
     };
-    Ok(json!({"type": "image", "source": source}))
+    // Without escapes the text is its own decoding: split it and copy the
+    // pieces (the data can be megabytes); with escapes, decode and re-escape.
+    let decoded = if inner.contains('\\') {
+        url.as_str()
+    } else {
+        None
+    };
+    let text = decoded.as_deref().unwrap_or(inner);
+    let base64 = match text.strip_prefix("data:") {
+        Some(data_url) => Some(data_url.split_once(";base64,").ok_or_else(|| {
+            TranslateError::Unsupported("image data URL that is not base64".into())
+        })?),
+        None => None,
+    };
+    let mut block = Obj::open(messages.block("user"));
+    block.json("type", "\"image\"");
+    let mut source = Obj::open(block.key("source"));
+    match base64 {
+        Some((media_type, data)) if decoded.is_none() => {
+            source.json("type", "\"base64\"");
+            joined_string(source.key("media_type"), [media_type], "");
+            joined_string(source.key("data"), [data], "");
+        }
+        Some((media_type, data)) => {
+            source.json("type", "\"base64\"");
+            source.str("media_type", media_type);
+            source.str("data", data);
+        }
+        None => {
+            source.json("type", "\"url\"");
+            source.raw("url", url);
+        }
+    }
+    source.close();
+    block.close();
+    Ok(())
 }
 
 /// Content (text or refusal) first, then one tool_use block per tool call, as
 /// Anthropic itself orders them.
-fn assistant_blocks(turn: &Value) -> Result<Vec<Value>, TranslateError> {
-    let mut blocks: Vec<Value> = Vec::new();
-    let content = &turn["content"];
-    if let Some(text) = content.as_str() {
-        blocks.extend(text_block(text));
-    } else if let Some(parts) = content.as_array() {
-        for part in parts {
-            let text = part["text"].as_str().or_else(|| part["refusal"].as_str());
-            blocks.extend(text.and_then(text_block));
+fn push_assistant_blocks(
+    content: Raw<'_>,
+    tool_calls: Raw<'_>,
+    messages: &mut Merged<'_>,
+    budget: &mut Budget,
+) -> Result<(), TranslateError> {
+    if content.is_str() {
+        write_text_block(content, messages, "assistant");
+    } else {
+        for part in content.elements() {
+            budget.blocks(1)?;
+            let [text, refusal] = part.pick(["text", "refusal"]);
+            let text = if text.is_str() { text } else { refusal };
+            write_text_block(text, messages, "assistant");
         }
     }
-    for call in turn["tool_calls"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-    {
-        let function = &call["function"];
-        let arguments = function["arguments"].as_str().unwrap_or_default();
-        let input = tool_input(arguments)?;
-        blocks.push(json!({
-            "type": "tool_use",
-            "id": call["id"],
-            "name": function["name"],
-            "input": input,
-        }));
+    for call in tool_calls.elements() {
+        budget.blocks(1)?;
+        let [id, function] = call.pick(["id", "function"]);
+        let [name, arguments] = function.pick(["name", "arguments"]);
+        let arguments = arguments.as_str().unwrap_or_default();
+        let input = tool_input(&arguments)?;
+        let mut block = Obj::open(messages.block("assistant"));
+        block.json("type", "\"tool_use\"");
+        block.raw("id", id);
+        block.raw("name", name);
+        block.json("input", input);
+        block.close();
     }
-    Ok(blocks)
+    Ok(())
 }
 
-fn anthropic_tool(tool: &Value) -> Result<Value, TranslateError> {
-    if tool["type"].as_str() != Some("function") {
+/// OpenAI carries tool input as a JSON string, which models sometimes leave
+/// empty for a tool without parameters; Anthropic needs the JSON itself.
+fn tool_input(arguments: &str) -> Result<&str, TranslateError> {
+    if arguments.trim().is_empty() {
+        return Ok("{}");
+    }
+    raw::value(arguments)
+        .map(Raw::text)
+        .map_err(|e| TranslateError::Invalid(format!("tool call arguments are not JSON: {e}")))
+}
+
+fn anthropic_tool(tool: Raw<'_>, out: &mut Vec<u8>) -> Result<(), TranslateError> {
+    let [kind, function] = tool.pick(["type", "function"]);
+    if !kind.is_str_eq("function") {
         return Err(TranslateError::Unsupported(format!(
             "tool of type {:?}",
-            tool["type"].as_str()
+            kind.as_str()
         )));
     }
-    let function = &tool["function"];
-    let name = function["name"]
-        .as_str()
-        .ok_or_else(|| TranslateError::Invalid("function tool needs a `name`".into()))?;
-    let mut out = Object::new();
-    out.insert("name", name);
-    if let Some(description) = function["description"].as_str() {
-        out.insert("description", description);
+    let [name, description, parameters] = function.pick(["name", "description", "parameters"]);
+    if !name.is_str() {
+        return Err(TranslateError::Invalid(
+            "function tool needs a `name`".into(),
+        ));
+    }
+    let mut tool = Obj::open(out);
+    tool.raw("name", name);
+    if description.is_str() {
+        tool.raw("description", description);
     }
     // Anthropic requires an object schema even for a tool without parameters.
-    let schema = match &function["parameters"] {
-        parameters if parameters.is_object() => parameters.clone(),
-        _ => json!({"type": "object", "properties": {}}),
-    };
-    out.insert("input_schema", schema);
-    Ok(out.into_value())
+    if parameters.is_object() {
+        tool.raw("input_schema", parameters);
+    } else {
+        tool.json("input_schema", "{\"type\":\"object\",\"properties\":{}}");
+    }
+    tool.close();
+    Ok(())
 }
 
-fn tool_choice(choice: &Value) -> Result<Value, TranslateError> {
-    match choice.as_str() {
-        Some("auto") => return Ok(json!({"type": "auto"})),
-        Some("required") => return Ok(json!({"type": "any"})),
-        Some("none") => return Ok(json!({"type": "none"})),
-        Some(other) => {
-            return Err(TranslateError::Invalid(format!(
-                "unknown tool_choice {other:?}"
-            )))
+/// OpenAI's `tool_choice` (a mode string or a named function) as Anthropic's
+/// object; `parallel_tool_calls: false` rides on it (on `auto` when the
+/// client named no choice).
+fn write_tool_choice(
+    choice: Raw<'_>,
+    disable_parallel: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), TranslateError> {
+    let mut object = Obj::open(out);
+    if choice.is_null() || choice.is_str_eq("auto") {
+        object.json("type", "\"auto\"");
+    } else if choice.is_str_eq("required") {
+        object.json("type", "\"any\"");
+    } else if choice.is_str_eq("none") {
+        object.json("type", "\"none\"");
+    } else if let Some(other) = choice.as_str() {
+        return Err(TranslateError::Invalid(format!(
+            "unknown tool_choice {other:?}"
+        )));
+    } else {
+        let name = choice.get("function").get("name");
+        if !name.is_str() {
+            return Err(TranslateError::Invalid(
+                "tool_choice object needs `function.name`".into(),
+            ));
         }
-        None => {}
+        object.json("type", "\"tool\"");
+        object.raw("name", name);
     }
-    let name = choice["function"]["name"].as_str().ok_or_else(|| {
-        TranslateError::Invalid("tool_choice object needs `function.name`".into())
-    })?;
-    Ok(json!({"type": "tool", "name": name}))
+    if disable_parallel {
+        object.json("disable_parallel_tool_use", "true");
+    }
+    object.close();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_arguments_must_be_exactly_one_json_value() {
+        let request = |arguments: &str| {
+            let arguments = sonic_rs::to_string(arguments).unwrap();
+            format!(
+                r#"{{"model":"m","messages":[{{"role":"assistant","tool_calls":[{{"id":"c","type":"function","function":{{"name":"f","arguments":{arguments}}}}}]}}]}}"#
+            )
+        };
+        // Copied as the block's `input`, two values would add a member to it.
+        for bad in ["1,\"x\":2", "{} ,\"cache_control\":{}", "[1] [2]"] {
+            let result = openai_request_to_anthropic(request(bad).as_bytes(), "m");
+            assert!(
+                matches!(result, Err(TranslateError::Invalid(_))),
+                "{bad}: {result:?}"
+            );
+        }
+        let out = openai_request_to_anthropic(request(" [1, 2] ").as_bytes(), "m").unwrap();
+        let out: sonic_rs::Value = sonic_rs::from_slice(&out).unwrap();
+        assert_eq!(
+            sonic_rs::to_string(&out["messages"][0]["content"][0]["input"]).unwrap(),
+            "[1,2]"
+        );
+    }
 }

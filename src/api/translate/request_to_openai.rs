@@ -6,238 +6,393 @@
 //! with the input as a JSON *string*, and one `role: tool` message per result.
 //! Tool messages must follow the assistant turn that asked for them directly,
 //! so a user turn's tool results are emitted before the rest of that turn.
+//!
+//! The output is written in one pass over the input's text (see `raw`):
+//! strings and sub-documents are copied as they are, a turn's blocks are
+//! walked again instead of being collected when the output needs them in
+//! another order (tool results first; content before tool calls).
 
-use sonic_rs::{json, Array, JsonContainerTrait, JsonValueTrait, Object, Value};
-
-use super::{joined_text, parse_object, serialize, TranslateError};
+use super::raw::{document, scanned_document, Raw};
+use super::write::{joined_string, joined_text, Arr, Obj};
+use super::{Budget, TranslateError, TranslateLimits};
 
 /// Translates an Anthropic messages request into an OpenAI chat-completions
-/// request for `upstream_model`.
+/// request for `upstream_model`, within the default [`TranslateLimits`].
 pub fn anthropic_request_to_openai(
     body: &[u8],
     upstream_model: &str,
 ) -> Result<Vec<u8>, TranslateError> {
-    let request = parse_object(body)?;
-    let mut out = Object::new();
-    out.insert("model", upstream_model);
+    anthropic_request_to_openai_within(body, upstream_model, TranslateLimits::DEFAULT)
+}
 
-    let mut messages = Array::new();
-    if !request["system"].is_null() {
-        let system = joined_text(&request["system"], "\n\n");
-        messages.push(json!({"role": "system", "content": system}));
+/// [`anthropic_request_to_openai`] within `limits`.
+pub fn anthropic_request_to_openai_within(
+    body: &[u8],
+    upstream_model: &str,
+    limits: TranslateLimits,
+) -> Result<Vec<u8>, TranslateError> {
+    translate(document(body)?, upstream_model, limits)
+}
+
+/// [`anthropic_request_to_openai_within`] for a body the proxy admitted, which
+/// `crate::json::scan_top_level` validated already: the validation is not
+/// repeated.
+pub(crate) fn anthropic_request_to_openai_scanned(
+    body: &[u8],
+    upstream_model: &str,
+    limits: TranslateLimits,
+) -> Result<Vec<u8>, TranslateError> {
+    translate(scanned_document(body)?, upstream_model, limits)
+}
+
+fn translate(
+    request: Raw<'_>,
+    upstream_model: &str,
+    limits: TranslateLimits,
+) -> Result<Vec<u8>, TranslateError> {
+    let [system, turns, max_tokens, stop_sequences, temperature, top_p, metadata, stream, tools, tool_choice] =
+        request.pick([
+            "system",
+            "messages",
+            "max_tokens",
+            "stop_sequences",
+            "temperature",
+            "top_p",
+            "metadata",
+            "stream",
+            "tools",
+            "tool_choice",
+        ]);
+    if !turns.is_array() {
+        return Err(TranslateError::Invalid(
+            "`messages` must be an array".into(),
+        ));
     }
-    let turns = request["messages"]
-        .as_array()
-        .ok_or_else(|| TranslateError::Invalid("`messages` must be an array".into()))?;
-    for turn in turns {
-        match turn["role"].as_str() {
-            Some("user") => push_user_turn(&turn["content"], &mut messages)?,
-            Some("assistant") => messages.push(assistant_turn(&turn["content"])?),
-            other => {
-                return Err(TranslateError::Invalid(format!(
-                    "message role must be user or assistant, got {other:?}"
-                )))
-            }
+    let mut budget = Budget::new(limits);
+    // Roughly the body's size: the output is the same content reshaped.
+    let mut out = Vec::with_capacity(request.text().len() + 256);
+    let mut top = Obj::open(&mut out);
+    top.str("model", upstream_model);
+
+    // Each message is written followed by a comma (the last one dropped at
+    // the end), so a message can be moved or taken back as one piece.
+    let messages = top.key("messages");
+    messages.push(b'[');
+    if !system.is_null() {
+        budget.blocks(system.elements().count())?;
+        let mut message = Obj::open(messages);
+        message.json("role", "\"system\"");
+        joined_text(message.key("content"), system, "\\n\\n");
+        message.close();
+        messages.push(b',');
+    }
+    let mut tool_messages = Vec::new();
+    for turn in turns.elements() {
+        budget.message()?;
+        let [role, content] = turn.pick(["role", "content"]);
+        if role.is_str_eq("user") {
+            push_user_turn(content, messages, &mut tool_messages, &mut budget)?;
+        } else if role.is_str_eq("assistant") {
+            push_assistant_turn(content, messages, &mut budget)?;
+        } else {
+            return Err(TranslateError::Invalid(format!(
+                "message role must be user or assistant, got {:?}",
+                role.as_str()
+            )));
         }
     }
-    out.insert("messages", messages);
+    if messages.last() == Some(&b',') {
+        messages.pop();
+    }
+    messages.push(b']');
 
-    if let Some(max_tokens) = request["max_tokens"].as_u64() {
+    if let Some(max_tokens) = max_tokens.as_u64() {
         // `max_tokens` is deprecated by OpenAI and refused by its reasoning models.
-        out.insert("max_completion_tokens", max_tokens);
+        top.u64("max_completion_tokens", max_tokens);
     }
-    if let Some(stops) = request["stop_sequences"].as_array() {
-        if !stops.is_empty() {
-            out.insert("stop", stops.clone());
+    if stop_sequences.elements().next().is_some() {
+        top.raw("stop", stop_sequences);
+    }
+    for (knob, value) in [("temperature", temperature), ("top_p", top_p)] {
+        if value.is_number() {
+            top.raw(knob, value);
         }
     }
-    for knob in ["temperature", "top_p"] {
-        if request[knob].is_number() {
-            out.insert(knob, request[knob].clone());
-        }
+    let user = metadata.get("user_id");
+    if user.is_str() {
+        top.raw("user", user);
     }
-    if let Some(user) = request["metadata"]["user_id"].as_str() {
-        out.insert("user", user);
-    }
-    if request["stream"].as_bool() == Some(true) {
-        out.insert("stream", true);
+    if stream.as_bool() == Some(true) {
+        top.json("stream", "true");
         // Without it an OpenAI stream carries no usage, and the gateway must
         // report usage to Anthropic clients and to its own accounting.
-        out.insert("stream_options", json!({"include_usage": true}));
+        top.json("stream_options", "{\"include_usage\":true}");
     }
-    if let Some(tools) = request["tools"].as_array() {
-        if !tools.is_empty() {
-            let mut translated = Array::new();
-            for tool in tools {
-                translated.push(function_tool(tool)?);
-            }
-            out.insert("tools", translated);
+    if tools.elements().next().is_some() {
+        let mut translated = Arr::open(top.key("tools"));
+        for tool in tools.elements() {
+            budget.blocks(1)?;
+            function_tool(tool, translated.item())?;
+        }
+        translated.close();
+    }
+    if tool_choice.is_object() {
+        let [kind, name, disable_parallel] =
+            tool_choice.pick(["type", "name", "disable_parallel_tool_use"]);
+        write_tool_choice(kind, name, top.key("tool_choice"))?;
+        if disable_parallel.as_bool() == Some(true) {
+            top.json("parallel_tool_calls", "false");
         }
     }
-    if let Some(choice) = request["tool_choice"].as_object() {
-        out.insert("tool_choice", tool_choice(choice)?);
-        if choice
-            .get(&"disable_parallel_tool_use")
-            .and_then(|v| v.as_bool())
-            == Some(true)
-        {
-            out.insert("parallel_tool_calls", false);
-        }
-    }
-    Ok(serialize(&out.into_value()))
+    top.close();
+    Ok(out)
 }
 
 /// One Anthropic user turn becomes its tool results as `tool` messages, then at
 /// most one user message with everything else, in the original order within
 /// each group. Images inside tool results move to that user message: OpenAI
 /// tool messages carry text only.
-fn push_user_turn(content: &Value, messages: &mut Array) -> Result<(), TranslateError> {
-    if let Some(text) = content.as_str() {
-        messages.push(json!({"role": "user", "content": text}));
+///
+/// One walk over the blocks: the user message is written in place while the
+/// tool messages collect in `tool_messages` (scratch), which then moves in
+/// front of it.
+fn push_user_turn(
+    content: Raw<'_>,
+    messages: &mut Vec<u8>,
+    tool_messages: &mut Vec<u8>,
+    budget: &mut Budget,
+) -> Result<(), TranslateError> {
+    if content.is_str() {
+        let mut message = Obj::open(messages);
+        message.json("role", "\"user\"");
+        message.raw("content", content);
+        message.close();
+        messages.push(b',');
         return Ok(());
     }
-    let blocks = content.as_array().ok_or_else(|| {
-        TranslateError::Invalid("message content must be a string or an array".into())
-    })?;
-    let mut parts = Array::new();
-    for block in blocks {
-        match block["type"].as_str() {
-            Some("tool_result") => {
-                let id = block["tool_use_id"].as_str().ok_or_else(|| {
-                    TranslateError::Invalid("tool_result block needs `tool_use_id`".into())
-                })?;
-                let text = joined_text(&block["content"], "\n");
-                messages.push(json!({"role": "tool", "tool_call_id": id, "content": text}));
-                for nested in block["content"]
-                    .as_array()
-                    .map(|a| a.as_slice())
-                    .unwrap_or_default()
-                {
-                    if nested["type"].as_str() == Some("image") {
-                        parts.push(image_part(nested)?);
-                    }
+    if !content.is_array() {
+        return Err(TranslateError::Invalid(
+            "message content must be a string or an array".into(),
+        ));
+    }
+    let start = messages.len();
+    messages.extend_from_slice(b"{\"role\":\"user\",\"content\":");
+    let mut parts = Arr::open(messages);
+    let mut count = 0usize;
+    let mut lone_text = None;
+    tool_messages.clear();
+    for block in content.elements() {
+        budget.blocks(1)?;
+        let [kind, text, id, result, source] =
+            block.pick(["type", "text", "tool_use_id", "content", "source"]);
+        if kind.is_str_eq("tool_result") {
+            if !id.is_str() {
+                return Err(TranslateError::Invalid(
+                    "tool_result block needs `tool_use_id`".into(),
+                ));
+            }
+            let mut message = Obj::open(tool_messages);
+            message.json("role", "\"tool\"");
+            message.raw("tool_call_id", id);
+            joined_text(message.key("content"), result, "\\n");
+            message.close();
+            tool_messages.push(b',');
+            for nested in result.elements() {
+                budget.blocks(1)?;
+                let [kind, source] = nested.pick(["type", "source"]);
+                if kind.is_str_eq("image") {
+                    write_image_part(source, parts.item())?;
+                    count += 1;
                 }
             }
-            Some("text") => parts.push(json!({"type": "text", "text": block["text"]})),
-            Some("image") => parts.push(image_part(block)?),
-            other => {
-                return Err(TranslateError::Unsupported(format!(
-                    "user content block of type {other:?}"
-                )))
+        } else if kind.is_str_eq("text") {
+            let mut part = Obj::open(parts.item());
+            part.json("type", "\"text\"");
+            part.raw("text", text);
+            part.close();
+            count += 1;
+            if count == 1 {
+                lone_text = Some(text);
             }
+        } else if kind.is_str_eq("image") {
+            write_image_part(source, parts.item())?;
+            count += 1;
+        } else {
+            return Err(TranslateError::Unsupported(format!(
+                "user content block of type {:?}",
+                kind.as_str()
+            )));
         }
     }
-    match parts.len() {
-        0 => {}
-        1 if parts[0]["type"].as_str() == Some("text") => {
-            messages.push(json!({"role": "user", "content": parts[0]["text"]}));
+    parts.close();
+    match (count, lone_text) {
+        (0, _) => messages.truncate(start),
+        // A lone text part is sent as plain content, as clients write it.
+        (1, Some(text)) => {
+            messages.truncate(start);
+            let mut message = Obj::open(messages);
+            message.json("role", "\"user\"");
+            message.raw("content", text);
+            message.close();
+            messages.push(b',');
         }
-        _ => messages.push(json!({"role": "user", "content": parts})),
+        _ => messages.extend_from_slice(b"},"),
+    }
+    if !tool_messages.is_empty() {
+        messages.splice(start..start, tool_messages.iter().copied());
     }
     Ok(())
 }
 
-/// Anthropic image sources are base64 (with a media type) or a URL; OpenAI
-/// takes both as `image_url`, the first as a data URL.
-fn image_part(block: &Value) -> Result<Value, TranslateError> {
-    let source = &block["source"];
-    let url = match source["type"].as_str() {
-        Some("base64") => {
-            let media_type = source["media_type"].as_str().unwrap_or("image/png");
-            let data = source["data"].as_str().unwrap_or_default();
-            format!("data:{media_type};base64,{data}")
-        }
-        Some("url") => source["url"].as_str().unwrap_or_default().to_owned(),
-        other => {
-            return Err(TranslateError::Unsupported(format!(
-                "image source of type {other:?}"
-            )))
-        }
+/// `{"type":"image_url","image_url":{"url":…}}` for an Anthropic image
+/// source: base64 data (with a media type) as a data URL, a URL as itself.
+/// The pieces of a data URL are still-escaped string contents, so joining
+/// them is escaping the join.
+fn write_image_part(source: Raw<'_>, out: &mut Vec<u8>) -> Result<(), TranslateError> {
+    let [kind, media_type, data, url] = source.pick(["type", "media_type", "data", "url"]);
+    let pieces = if kind.is_str_eq("base64") {
+        [
+            "data:",
+            media_type.str_inner().unwrap_or("image/png"),
+            ";base64,",
+            data.str_inner().unwrap_or_default(),
+        ]
+    } else if kind.is_str_eq("url") {
+        [url.str_inner().unwrap_or_default(), "", "", ""]
+    } else {
+        return Err(TranslateError::Unsupported(format!(
+            "image source of type {:?}",
+            kind.as_str()
+        )));
     };
-    Ok(json!({"type": "image_url", "image_url": {"url": url}}))
+    let mut part = Obj::open(out);
+    part.json("type", "\"image_url\"");
+    let mut image_url = Obj::open(part.key("image_url"));
+    joined_string(image_url.key("url"), pieces, "");
+    image_url.close();
+    part.close();
+    Ok(())
 }
 
 /// Text blocks join into the assistant's content; tool_use blocks become
 /// `tool_calls`. Thinking blocks are dropped: OpenAI has no way to replay them.
-fn assistant_turn(content: &Value) -> Result<Value, TranslateError> {
-    if let Some(text) = content.as_str() {
-        return Ok(json!({"role": "assistant", "content": text}));
+fn push_assistant_turn(
+    content: Raw<'_>,
+    messages: &mut Vec<u8>,
+    budget: &mut Budget,
+) -> Result<(), TranslateError> {
+    let mut message = Obj::open(messages);
+    message.json("role", "\"assistant\"");
+    if content.is_str() {
+        message.raw("content", content);
+        message.close();
+        messages.push(b',');
+        return Ok(());
     }
-    let blocks = content.as_array().ok_or_else(|| {
-        TranslateError::Invalid("message content must be a string or an array".into())
-    })?;
-    let mut text = String::new();
-    let mut tool_calls = Array::new();
-    for block in blocks {
-        match block["type"].as_str() {
-            Some("text") => text.push_str(block["text"].as_str().unwrap_or_default()),
-            Some("tool_use") => {
-                let arguments = sonic_rs::to_string(&block["input"])
-                    .map_err(|e| TranslateError::Invalid(e.to_string()))?;
-                tool_calls.push(json!({
-                    "id": block["id"],
-                    "type": "function",
-                    "function": {"name": block["name"], "arguments": arguments},
-                }));
-            }
-            Some("thinking") | Some("redacted_thinking") => {}
-            other => {
-                return Err(TranslateError::Unsupported(format!(
-                    "assistant content block of type {other:?}"
-                )))
-            }
+    if !content.is_array() {
+        return Err(TranslateError::Invalid(
+            "message content must be a string or an array".into(),
+        ));
+    }
+    let (mut has_text, mut has_tool_calls) = (false, false);
+    for block in content.elements() {
+        budget.blocks(1)?;
+        let [kind, text] = block.pick(["type", "text"]);
+        if kind.is_str_eq("text") {
+            has_text |= text.str_inner().is_some_and(|t| !t.is_empty());
+        } else if kind.is_str_eq("tool_use") {
+            has_tool_calls = true;
+        } else if !(kind.is_str_eq("thinking") || kind.is_str_eq("redacted_thinking")) {
+            return Err(TranslateError::Unsupported(format!(
+                "assistant content block of type {:?}",
+                kind.as_str()
+            )));
         }
     }
-    let mut message = Object::new();
-    message.insert("role", "assistant");
-    if text.is_empty() && !tool_calls.is_empty() {
-        message.insert("content", Value::new_null());
+    let text_blocks = content.elements().filter_map(|block| {
+        let [kind, text] = block.pick(["type", "text"]);
+        kind.is_str_eq("text").then(|| text.str_inner()).flatten()
+    });
+    if !has_text && has_tool_calls {
+        message.json("content", "null");
     } else {
-        message.insert("content", text.as_str());
+        joined_string(message.key("content"), text_blocks, "");
     }
-    if !tool_calls.is_empty() {
-        message.insert("tool_calls", tool_calls);
+    if has_tool_calls {
+        let mut calls = Arr::open(message.key("tool_calls"));
+        for block in content.elements() {
+            let [kind, id, name, input] = block.pick(["type", "id", "name", "input"]);
+            if !kind.is_str_eq("tool_use") {
+                continue;
+            }
+            let mut call = Obj::open(calls.item());
+            call.raw("id", id);
+            call.json("type", "\"function\"");
+            let mut function = Obj::open(call.key("function"));
+            function.raw("name", name);
+            // OpenAI carries the input as JSON text inside a string.
+            function.str("arguments", input.text());
+            function.close();
+            call.close();
+        }
+        calls.close();
     }
-    Ok(message.into_value())
+    message.close();
+    messages.push(b',');
+    Ok(())
 }
 
-fn function_tool(tool: &Value) -> Result<Value, TranslateError> {
+fn function_tool(tool: Raw<'_>, out: &mut Vec<u8>) -> Result<(), TranslateError> {
+    let [kind, name, description, input_schema] =
+        tool.pick(["type", "name", "description", "input_schema"]);
     // Anthropic server tools (web search, bash, ...) run on Anthropic's side
     // and have no OpenAI equivalent.
-    if let Some(kind) = tool["type"].as_str().filter(|k| *k != "custom") {
+    if let Some(kind) = kind.as_str().filter(|k| k != "custom") {
         return Err(TranslateError::Unsupported(format!("tool of type {kind}")));
     }
-    let name = tool["name"]
-        .as_str()
-        .ok_or_else(|| TranslateError::Invalid("tool needs a `name`".into()))?;
-    let mut function = Object::new();
-    function.insert("name", name);
-    if let Some(description) = tool["description"].as_str() {
-        function.insert("description", description);
+    if !name.is_str() {
+        return Err(TranslateError::Invalid("tool needs a `name`".into()));
     }
-    function.insert("parameters", tool["input_schema"].clone());
-    Ok(json!({"type": "function", "function": function}))
+    let mut tool = Obj::open(out);
+    tool.json("type", "\"function\"");
+    let mut function = Obj::open(tool.key("function"));
+    function.raw("name", name);
+    if description.is_str() {
+        function.raw("description", description);
+    }
+    function.raw("parameters", input_schema);
+    function.close();
+    tool.close();
+    Ok(())
 }
 
-fn tool_choice(choice: &Object) -> Result<Value, TranslateError> {
-    let kind = choice.get(&"type").and_then(|v| v.as_str());
-    Ok(match kind {
-        Some("auto") => Value::from("auto"),
-        Some("any") => Value::from("required"),
-        Some("none") => Value::from("none"),
-        Some("tool") => {
-            let name = choice
-                .get(&"name")
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| {
-                    TranslateError::Invalid("tool_choice of type tool needs a `name`".into())
-                })?;
-            json!({"type": "function", "function": {"name": name}})
+fn write_tool_choice(
+    kind: Raw<'_>,
+    name: Raw<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), TranslateError> {
+    let simple = [("auto", "auto"), ("any", "required"), ("none", "none")]
+        .into_iter()
+        .find(|(anthropic, _)| kind.is_str_eq(anthropic));
+    if let Some((_, openai)) = simple {
+        joined_string(out, [openai], "");
+    } else if kind.is_str_eq("tool") {
+        if !name.is_str() {
+            return Err(TranslateError::Invalid(
+                "tool_choice of type tool needs a `name`".into(),
+            ));
         }
-        other => {
-            return Err(TranslateError::Invalid(format!(
-                "unknown tool_choice type {other:?}"
-            )))
-        }
-    })
+        let mut choice = Obj::open(out);
+        choice.json("type", "\"function\"");
+        let mut function = Obj::open(choice.key("function"));
+        function.raw("name", name);
+        function.close();
+        choice.close();
+    } else {
+        return Err(TranslateError::Invalid(format!(
+            "unknown tool_choice type {:?}",
+            kind.as_str()
+        )));
+    }
+    Ok(())
 }

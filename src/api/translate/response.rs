@@ -6,16 +6,24 @@
 //! excludes cache reads and writes, which it reports beside it. The mapping
 //! keeps totals equal in both directions.
 
-use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
+use sonic_rs::{JsonValueTrait, Value};
 
-use super::wire::{
-    AnthropicBlock, AnthropicMessage, AnthropicUsage, OpenAiChoice, OpenAiCompletion,
-    OpenAiFunction, OpenAiMessage, OpenAiToolCall, OpenAiUsage,
-};
-use super::{
-    parse_object, serialize, swap_id_prefix, tool_input, unix_seconds_now, TokenUsage,
-    TranslateError,
-};
+use super::raw::{self, document, Raw};
+use super::wire::AnthropicUsage;
+use super::write::{joined_string, Arr, Obj};
+use super::{swap_id_prefix, unix_seconds_now, TokenUsage, TranslateError};
+
+/// Most content blocks (and tool calls) a response may carry to be
+/// translated; a real one has a handful. Beyond it the response is refused
+/// (the client gets a 502) rather than keeping the shard busy translating it.
+pub const MAX_RESPONSE_BLOCKS: usize = 20_000;
+
+fn too_many_blocks() -> TranslateError {
+    TranslateError::TooLarge {
+        what: "content blocks",
+        limit: MAX_RESPONSE_BLOCKS,
+    }
+}
 
 /// Translates an OpenAI chat completion into an Anthropic message, naming
 /// `client_model` as the model.
@@ -23,56 +31,92 @@ pub fn openai_response_to_anthropic(
     body: &[u8],
     client_model: &str,
 ) -> Result<Vec<u8>, TranslateError> {
-    let response = parse_object(body)?;
-    let choice = &response["choices"][0];
-    if !choice.is_object() {
+    let response = document(body)?;
+    let [id, choices, usage] = response.pick(["id", "choices", "usage"]);
+    let choice = choices.elements().next().filter(|c| c.is_object());
+    let Some(choice) = choice else {
         return Err(TranslateError::Invalid("response has no choices".into()));
+    };
+    let [message, finish_reason] = choice.pick(["message", "finish_reason"]);
+    let [content, refusal, tool_calls] = message.pick(["content", "refusal", "tool_calls"]);
+    if tool_calls.elements().nth(MAX_RESPONSE_BLOCKS).is_some() {
+        return Err(too_many_blocks());
     }
-    let message = &choice["message"];
-    let tool_calls = message["tool_calls"]
-        .as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default();
-    let inputs = tool_calls
-        .iter()
-        .map(|call| tool_input(call["function"]["arguments"].as_str().unwrap_or_default()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut content: Vec<AnthropicBlock> =
-        [message["content"].as_str(), message["refusal"].as_str()]
-            .into_iter()
-            .flatten()
-            .filter(|text| !text.is_empty())
-            .map(|text| AnthropicBlock::Text { text })
-            .collect();
-    for (call, input) in tool_calls.iter().zip(&inputs) {
-        content.push(AnthropicBlock::ToolUse {
-            id: call["id"].as_str().unwrap_or_default(),
-            name: call["function"]["name"].as_str().unwrap_or_default(),
-            input,
-        });
+    let mut out = Vec::with_capacity(body.len() + 256);
+    let mut top = Obj::open(&mut out);
+    let id = id.as_str().unwrap_or_default();
+    top.str("id", &swap_id_prefix(&id, "chatcmpl-", "msg_"));
+    top.json("type", "\"message\"");
+    top.json("role", "\"assistant\"");
+    top.str("model", client_model);
+    let mut blocks = Arr::open(top.key("content"));
+    for text in [content, refusal] {
+        if text.str_inner().is_some_and(|t| !t.is_empty()) {
+            let mut block = Obj::open(blocks.item());
+            block.json("type", "\"text\"");
+            block.raw("text", text);
+            block.close();
+        }
     }
-    let id = swap_id_prefix(
-        response["id"].as_str().unwrap_or_default(),
-        "chatcmpl-",
-        "msg_",
-    );
-    let usage = &response["usage"];
-    Ok(serialize(&AnthropicMessage {
-        id: &id,
-        kind: "message",
-        role: "assistant",
-        model: client_model,
-        content: &content,
-        stop_reason: Some(anthropic_stop_reason(choice["finish_reason"].as_str())),
-        stop_sequence: None,
-        usage: AnthropicUsage::from_openai(
-            usage["prompt_tokens"].as_u64().unwrap_or(0),
-            usage["prompt_tokens_details"]["cached_tokens"]
-                .as_u64()
-                .unwrap_or(0),
-            usage["completion_tokens"].as_u64().unwrap_or(0),
+    for call in tool_calls.elements() {
+        let [id, function] = call.pick(["id", "function"]);
+        let [name, arguments] = function.pick(["name", "arguments"]);
+        let arguments = arguments.as_str().unwrap_or_default();
+        let input = tool_input(&arguments)?;
+        let mut block = Obj::open(blocks.item());
+        block.json("type", "\"tool_use\"");
+        write_str_or_empty(block.key("id"), id);
+        write_str_or_empty(block.key("name"), name);
+        block.json("input", input);
+        block.close();
+    }
+    blocks.close();
+    top.json(
+        "stop_reason",
+        &format!(
+            "\"{}\"",
+            anthropic_stop_reason(finish_reason.as_str().as_deref())
         ),
-    }))
+    );
+    top.json("stop_sequence", "null");
+    let [prompt_tokens, completion_tokens, details] = usage.pick([
+        "prompt_tokens",
+        "completion_tokens",
+        "prompt_tokens_details",
+    ]);
+    let usage = AnthropicUsage::from_openai(
+        prompt_tokens.as_u64().unwrap_or(0),
+        details.get("cached_tokens").as_u64().unwrap_or(0),
+        completion_tokens.as_u64().unwrap_or(0),
+    );
+    let mut written = Obj::open(top.key("usage"));
+    written.u64("input_tokens", usage.input_tokens);
+    written.u64("output_tokens", usage.output_tokens);
+    written.u64(
+        "cache_creation_input_tokens",
+        usage.cache_creation_input_tokens,
+    );
+    written.u64("cache_read_input_tokens", usage.cache_read_input_tokens);
+    written.close();
+    top.close();
+    Ok(out)
+}
+
+/// A string member copied as it is, or `""` when it is absent or not a
+/// string (the SDKs require these fields to be strings).
+fn write_str_or_empty(out: &mut Vec<u8>, value: Raw<'_>) {
+    joined_string(out, [value.str_inner().unwrap_or_default()], "");
+}
+
+/// OpenAI carries tool input as a JSON string, which models sometimes leave
+/// empty for a tool without parameters; Anthropic needs the JSON itself.
+fn tool_input(arguments: &str) -> Result<&str, TranslateError> {
+    if arguments.trim().is_empty() {
+        return Ok("{}");
+    }
+    raw::value(arguments)
+        .map(Raw::text)
+        .map_err(|e| TranslateError::Invalid(format!("tool call arguments are not JSON: {e}")))
 }
 
 /// Translates an Anthropic message into an OpenAI chat completion, naming
@@ -81,61 +125,91 @@ pub fn anthropic_response_to_openai(
     body: &[u8],
     client_model: &str,
 ) -> Result<Vec<u8>, TranslateError> {
-    let response = parse_object(body)?;
-    let blocks = response["content"]
-        .as_array()
-        .ok_or_else(|| TranslateError::Invalid("message has no `content` array".into()))?;
-    let mut text = String::new();
-    let mut tool_uses: Vec<(&Value, String)> = Vec::new();
-    for block in blocks {
-        match block["type"].as_str() {
-            Some("text") => text.push_str(block["text"].as_str().unwrap_or_default()),
-            Some("tool_use") => {
-                let arguments = sonic_rs::to_string(&block["input"])
-                    .map_err(|e| TranslateError::Invalid(e.to_string()))?;
-                tool_uses.push((block, arguments));
-            }
-            // Thinking has no place in a chat completion; dropping it keeps the
-            // answer itself intact.
-            _ => {}
-        }
+    let response = document(body)?;
+    let [id, blocks, stop_reason, usage] = response.pick(["id", "content", "stop_reason", "usage"]);
+    if !blocks.is_array() {
+        return Err(TranslateError::Invalid(
+            "message has no `content` array".into(),
+        ));
     }
-    let tool_calls: Vec<OpenAiToolCall> = tool_uses
-        .iter()
-        .map(|(block, arguments)| OpenAiToolCall {
-            id: block["id"].as_str().unwrap_or_default(),
-            kind: "function",
-            function: OpenAiFunction {
-                name: block["name"].as_str().unwrap_or_default(),
-                arguments,
-            },
-        })
-        .collect();
-    let content = (!text.is_empty() || tool_calls.is_empty()).then_some(text.as_str());
-    let id = swap_id_prefix(
-        response["id"].as_str().unwrap_or_default(),
-        "msg_",
-        "chatcmpl-",
+    // One walk to count and classify the blocks; the output then takes the
+    // text blocks and the tool_use blocks in two more.
+    let (mut has_text, mut has_tool_calls) = (false, false);
+    for (i, block) in blocks.elements().enumerate() {
+        if i == MAX_RESPONSE_BLOCKS {
+            return Err(too_many_blocks());
+        }
+        let [kind, text] = block.pick(["type", "text"]);
+        has_text |= kind.is_str_eq("text") && text.str_inner().is_some_and(|t| !t.is_empty());
+        has_tool_calls |= kind.is_str_eq("tool_use");
+    }
+    let is_tool_use = |block: &Raw<'_>| block.get("type").is_str_eq("tool_use");
+    let texts = blocks.elements().filter_map(|block| {
+        let [kind, text] = block.pick(["type", "text"]);
+        // Thinking has no place in a chat completion; dropping it keeps the
+        // answer itself intact.
+        kind.is_str_eq("text")
+            .then(|| Some(text.str_inner().unwrap_or_default()))
+            .flatten()
+    });
+
+    let mut out = Vec::with_capacity(body.len() + 256);
+    let mut top = Obj::open(&mut out);
+    let id = id.as_str().unwrap_or_default();
+    top.str("id", &swap_id_prefix(&id, "msg_", "chatcmpl-"));
+    top.json("object", "\"chat.completion\"");
+    top.u64("created", unix_seconds_now());
+    top.str("model", client_model);
+    let mut choices = Arr::open(top.key("choices"));
+    let mut choice = Obj::open(choices.item());
+    choice.u64("index", 0);
+    let mut message = Obj::open(choice.key("message"));
+    message.json("role", "\"assistant\"");
+    if has_text || !has_tool_calls {
+        joined_string(message.key("content"), texts, "");
+    } else {
+        message.json("content", "null");
+    }
+    message.json("refusal", "null");
+    if has_tool_calls {
+        let mut calls = Arr::open(message.key("tool_calls"));
+        for block in blocks.elements().filter(is_tool_use) {
+            let [id, name, input] = block.pick(["id", "name", "input"]);
+            let mut call = Obj::open(calls.item());
+            write_str_or_empty(call.key("id"), id);
+            call.json("type", "\"function\"");
+            let mut function = Obj::open(call.key("function"));
+            write_str_or_empty(function.key("name"), name);
+            // The input object as JSON text inside a string.
+            function.str("arguments", input.text());
+            function.close();
+            call.close();
+        }
+        calls.close();
+    }
+    message.close();
+    choice.json("logprobs", "null");
+    choice.json(
+        "finish_reason",
+        &format!(
+            "\"{}\"",
+            openai_finish_reason(stop_reason.as_str().as_deref())
+        ),
     );
-    let usage = &response["usage"];
-    Ok(serialize(&OpenAiCompletion {
-        id: &id,
-        object: "chat.completion",
-        created: unix_seconds_now(),
-        model: client_model,
-        choices: [OpenAiChoice {
-            index: 0,
-            message: OpenAiMessage {
-                role: "assistant",
-                content,
-                refusal: None,
-                tool_calls: &tool_calls,
-            },
-            logprobs: None,
-            finish_reason: openai_finish_reason(response["stop_reason"].as_str()),
-        }],
-        usage: OpenAiUsage::new(token_usage(usage), cache_read_tokens(usage)),
-    }))
+    choice.close();
+    choices.close();
+    let count = |field: &str| usage.get(field).as_u64().unwrap_or(0);
+    let tokens = token_usage_from(count);
+    let mut written = Obj::open(top.key("usage"));
+    written.u64("prompt_tokens", tokens.input_tokens);
+    written.u64("completion_tokens", tokens.output_tokens);
+    written.u64("total_tokens", tokens.input_tokens + tokens.output_tokens);
+    let mut details = Obj::open(written.key("prompt_tokens_details"));
+    details.u64("cached_tokens", count("cache_read_input_tokens"));
+    details.close();
+    written.close();
+    top.close();
+    Ok(out)
 }
 
 /// OpenAI cannot say which stop sequence matched, so `stop` maps to
@@ -160,17 +234,14 @@ pub(super) fn openai_finish_reason(stop_reason: Option<&str>) -> &'static str {
 
 /// Anthropic usage read in the gateway's terms: all prompt tokens are input.
 pub(super) fn token_usage(usage: &Value) -> TokenUsage {
-    let count = |field: &str| usage[field].as_u64().unwrap_or(0);
+    token_usage_from(|field| usage[field].as_u64().unwrap_or(0))
+}
+
+fn token_usage_from(count: impl Fn(&str) -> u64) -> TokenUsage {
     TokenUsage {
         input_tokens: count("input_tokens")
             + count("cache_read_input_tokens")
             + count("cache_creation_input_tokens"),
         output_tokens: count("output_tokens"),
     }
-}
-
-pub(super) fn cache_read_tokens(anthropic_usage: &Value) -> u64 {
-    anthropic_usage["cache_read_input_tokens"]
-        .as_u64()
-        .unwrap_or(0)
 }

@@ -1,15 +1,16 @@
-//! The bodies and events the translators write, as typed shapes.
+//! The events (and the gateway's own error bodies) the translators write,
+//! as typed shapes.
 //!
 //! A `sonic_rs::Value` object built by hand keeps its keys in a hash map, so
 //! it would serialize in a different order on every run; these structs
 //! serialize in the order the providers themselves use (`type` first, `id`
 //! before `model`, ...), stay byte-for-byte reproducible, and write straight
-//! into the output buffer without building a tree per stream event. Nested
-//! values copied from the upstream (tool input) are parsed `Value`s, which
-//! keep their source order.
+//! into the output buffer without building a tree per stream event. Whole
+//! request and response bodies are not built from these: they are written
+//! member by member from the input's text (`write`), which holds nothing per
+//! content block.
 
 use serde::Serialize;
-use sonic_rs::Value;
 
 use super::TokenUsage;
 
@@ -17,20 +18,13 @@ use super::TokenUsage;
 #[derive(Serialize)]
 pub(super) struct EmptyObject {}
 
+/// A content block of a streamed message's start, which has none: the
+/// blocks follow as their own events.
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub(super) enum AnthropicBlock<'a> {
-    Text {
-        text: &'a str,
-    },
-    ToolUse {
-        id: &'a str,
-        name: &'a str,
-        input: &'a Value,
-    },
-}
+pub(super) enum NoBlock {}
 
-/// An Anthropic `Message`, complete (a response) or empty (in `message_start`).
+/// The empty Anthropic `Message` of `message_start` (whole responses are
+/// written by `response`, straight from the upstream's text).
 #[derive(Serialize)]
 pub(super) struct AnthropicMessage<'a> {
     pub id: &'a str,
@@ -38,7 +32,7 @@ pub(super) struct AnthropicMessage<'a> {
     pub kind: &'static str,
     pub role: &'static str,
     pub model: &'a str,
-    pub content: &'a [AnthropicBlock<'a>],
+    pub content: &'a [NoBlock],
     pub stop_reason: Option<&'static str>,
     pub stop_sequence: Option<&'a str>,
     pub usage: AnthropicUsage,
@@ -142,13 +136,6 @@ pub(super) enum StreamBlockStart<'a> {
 }
 
 #[derive(Serialize)]
-pub(super) struct AnthropicError<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub error: ErrorDetail<'a>,
-}
-
-#[derive(Serialize)]
 pub(super) struct OpenAiError<'a> {
     pub error: OpenAiErrorDetail<'a>,
 }
@@ -173,47 +160,6 @@ impl<'a> OpenAiError<'a> {
             },
         }
     }
-}
-
-#[derive(Serialize)]
-pub(super) struct OpenAiFunction<'a> {
-    pub name: &'a str,
-    pub arguments: &'a str,
-}
-
-#[derive(Serialize)]
-pub(super) struct OpenAiToolCall<'a> {
-    pub id: &'a str,
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub function: OpenAiFunction<'a>,
-}
-
-#[derive(Serialize)]
-pub(super) struct OpenAiMessage<'a> {
-    pub role: &'static str,
-    pub content: Option<&'a str>,
-    pub refusal: Option<&'a str>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    pub tool_calls: &'a [OpenAiToolCall<'a>],
-}
-
-#[derive(Serialize)]
-pub(super) struct OpenAiChoice<'a> {
-    pub index: u32,
-    pub message: OpenAiMessage<'a>,
-    pub logprobs: Option<()>,
-    pub finish_reason: &'static str,
-}
-
-#[derive(Serialize)]
-pub(super) struct OpenAiCompletion<'a> {
-    pub id: &'a str,
-    pub object: &'static str,
-    pub created: u64,
-    pub model: &'a str,
-    pub choices: [OpenAiChoice<'a>; 1],
-    pub usage: OpenAiUsage,
 }
 
 #[derive(Serialize, Clone, Copy)]
