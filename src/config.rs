@@ -249,9 +249,16 @@ pub struct LimitsConfig {
     /// Content blocks and parts (those nested in tool results included),
     /// tool calls, tool definitions and system prompt parts in a request
     /// translated between dialects, counted over the whole body. Over it:
-    /// 413. Translation runs on the shard's event loop: this bounds how long
-    /// one request holds it, besides the bytes (`max_body_bytes`).
+    /// 413. Together with `max_body_bytes` this bounds a translation's work
+    /// (on the shard's event loop below `offload_body_bytes`).
     pub max_translated_blocks: usize,
+    /// A JSON request body of at least this many bytes is validated (and,
+    /// when its route translates, translated) on the process's small
+    /// blocking pool instead of its shard's event loop, so one large body
+    /// does not hold up the shard's other connections; smaller bodies stay
+    /// on the loop, where they cost no hand-off. Past a few large bodies
+    /// waiting for the pool: 503 with `Retry-After: 1`.
+    pub offload_body_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -269,6 +276,7 @@ impl Default for LimitsConfig {
             max_in_flight_per_upstream: 4_096,
             max_translated_messages: TranslateLimits::DEFAULT.max_messages,
             max_translated_blocks: TranslateLimits::DEFAULT.max_blocks,
+            offload_body_bytes: 1024 * 1024,
         }
     }
 }
@@ -742,6 +750,7 @@ impl Config {
             ),
             ("limits.max_translated_messages", l.max_translated_messages),
             ("limits.max_translated_blocks", l.max_translated_blocks),
+            ("limits.offload_body_bytes", l.offload_body_bytes),
             ("upstream.pool_max_idle", self.upstream.pool_max_idle),
         ] {
             if v == 0 {

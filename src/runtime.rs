@@ -2,12 +2,20 @@
 //! epoll "legacy" driver), building the per-shard runtime, and the start-up
 //! check that the CPU has the SIMD features the binary was compiled for.
 //!
+//! Every shard runtime has the one process-wide blocking pool attached
+//! ([`BLOCKING_THREADS`] threads, made with the first runtime), where
+//! `monoio::spawn_blocking` runs the CPU-heavy work of large request bodies
+//! (`proxy::offload`) off the event loops.
+//!
 //! `MONOIO_FORCE_LEGACY_DRIVER=1` forces the epoll driver (monoio reads it in
 //! `detect_uring`); io_uring is also skipped where the kernel or a seccomp
 //! policy refuses it.
 
 use std::fmt;
 use std::io;
+use std::sync::Mutex;
+
+use monoio::blocking::DefaultThreadPool;
 
 /// The I/O driver a shard runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +59,25 @@ pub type ShardRuntime = monoio::FusionRuntime<
 /// read and a write in flight without forcing early submits.
 const URING_ENTRIES: u32 = 1024;
 
+/// Threads of the blocking pool: a few, not one per core, as the shards
+/// already take the cores; enough that one large body does not wait for
+/// another.
+pub fn blocking_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(BLOCKING_THREADS))
+}
+
+/// The most threads the blocking pool has (fewer on a smaller machine).
+pub const BLOCKING_THREADS: usize = 2;
+
+/// The process's blocking pool, shared by all shards (a clone is a handle
+/// to the same threads).
+fn blocking_pool() -> DefaultThreadPool {
+    static POOL: Mutex<Option<DefaultThreadPool>> = Mutex::new(None);
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    pool.get_or_insert_with(|| DefaultThreadPool::new(blocking_threads()))
+        .clone()
+}
+
 /// Builds this thread's runtime and reports which driver it got.
 ///
 /// The ring is set up for one thread that both submits and reaps
@@ -68,6 +95,7 @@ pub fn build_runtime() -> io::Result<(ShardRuntime, Driver)> {
         monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
             .with_entries(URING_ENTRIES)
             .uring_builder(urb)
+            .attach_thread_pool(Box::new(blocking_pool()))
             .enable_timer()
             .build()
     };
@@ -75,6 +103,7 @@ pub fn build_runtime() -> io::Result<(ShardRuntime, Driver)> {
         Ok(rt) => rt,
         Err(_) => monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
             .with_entries(URING_ENTRIES)
+            .attach_thread_pool(Box::new(blocking_pool()))
             .enable_timer()
             .build()?,
     };

@@ -61,6 +61,38 @@ pub struct TopLevel<'a> {
     pub member_count: usize,
 }
 
+impl TopLevel<'_> {
+    /// The same result owning its model name, so it can outlive the body
+    /// (a scan done on another thread): its spans stay valid against the
+    /// identical bytes. Allocates only for the model name.
+    pub fn into_owned(self) -> TopLevel<'static> {
+        TopLevel {
+            model: self.model.map(|m| StringField {
+                span: m.span,
+                value: Cow::Owned(m.value.into_owned()),
+            }),
+            stream: self.stream,
+            stream_options: self.stream_options,
+            object_end: self.object_end,
+            member_count: self.member_count,
+        }
+    }
+
+    /// A copy that borrows this one's model name instead of owning it.
+    pub fn reborrow(&self) -> TopLevel<'_> {
+        TopLevel {
+            model: self.model.as_ref().map(|m| StringField {
+                span: m.span.clone(),
+                value: Cow::Borrowed(m.value.as_ref()),
+            }),
+            stream: self.stream,
+            stream_options: self.stream_options.clone(),
+            object_end: self.object_end,
+            member_count: self.member_count,
+        }
+    }
+}
+
 /// Validates `body` and locates its top-level fields. See the module doc for
 /// what is accepted.
 pub fn scan_top_level(body: &[u8]) -> Result<TopLevel<'_>, JsonError> {

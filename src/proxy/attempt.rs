@@ -33,8 +33,9 @@ use super::endpoint::Endpoint;
 use super::forward::{
     forward, relay_held, ClientFacts, OutgoingRequest, Relayed, UpstreamSide, PIPELINED_RECHECK,
 };
+use super::offload::{self, OffLoop};
 use super::outcome::Outcome;
-use super::plan::{pick_deployment, plan_request, upstream_request, Choice, Plan};
+use super::plan::{pick_deployment, plan_request, upstream_request, Choice, Plan, Source};
 use super::translated::TranslatedCall;
 use crate::buf::PooledBuf;
 use crate::error::{Error, Kind, Retry};
@@ -89,6 +90,7 @@ pub(super) async fn run_attempts(
         tried: Vec::new(),
         retry: routes.retry.start(Instant::now()),
     };
+    let mut scanned = None;
     let result = loop {
         let (provider, plan) = match models_provider {
             Some(provider) => (
@@ -99,6 +101,34 @@ pub(super) async fn run_attempts(
                     inject_usage: None,
                 },
             ),
+            None if offload::applies(&gw.config.limits, &body) => {
+                // A large body: its scan (once, kept for later attempts) and
+                // translation run off the loop.
+                let top = match scanned.take() {
+                    Some(top) => top,
+                    None => match offload::scan(down, &mut body).await {
+                        Ok(OffLoop::Done(top)) => top,
+                        Ok(OffLoop::ClientLeft) => return Ok(client_left(outcome, attempts.facts)),
+                        Err(e) => break Err(off_loop_failed(e, attempts.facts)),
+                    },
+                };
+                let top = &*scanned.insert(top);
+                let routed = attempts.route(
+                    endpoint,
+                    Source::Scanned(top),
+                    &mut outcome.model,
+                    &mut outcome.upstream_model,
+                );
+                let (provider, mut plan) = match routed {
+                    Ok(x) => x,
+                    Err(e) => break Err(e),
+                };
+                match offload::translate(gw, down, &mut body, &mut plan).await {
+                    Ok(OffLoop::Done(())) => (provider, plan),
+                    Ok(OffLoop::ClientLeft) => return Ok(client_left(outcome, attempts.facts)),
+                    Err(e) => break Err(off_loop_failed(e, attempts.facts)),
+                }
+            }
             None => {
                 let body_bytes: &[u8] = match &body {
                     Body::Empty => b"",
@@ -107,7 +137,7 @@ pub(super) async fn run_attempts(
                 };
                 let routed = attempts.route(
                     endpoint,
-                    body_bytes,
+                    Source::Body(body_bytes),
                     &mut outcome.model,
                     &mut outcome.upstream_model,
                 );
@@ -196,6 +226,24 @@ pub(super) async fn run_attempts(
     result
 }
 
+/// The answer for a client that left while its body was processed off the
+/// loop: nothing went upstream; 499, and the connection closes (its body's
+/// buffer stayed with the job).
+fn client_left(outcome: &mut Outcome, facts: &mut ClientFacts) -> Relayed {
+    outcome.status = 499;
+    facts.keep_alive = false;
+    Relayed::Broken
+}
+
+/// An error from off the loop; the connection closes after its answer
+/// when the job failed (`Kind::Internal`: its body may not have come back).
+fn off_loop_failed(e: Error, facts: &mut ClientFacts) -> Error {
+    if e.kind == Kind::Internal {
+        facts.keep_alive = false;
+    }
+    e
+}
+
 /// A request's attempts: where the next one goes, and what those before it
 /// used up.
 struct Attempts<'a> {
@@ -236,7 +284,7 @@ impl<'a> Attempts<'a> {
     fn route<'b>(
         &mut self,
         endpoint: Endpoint,
-        body: &'b [u8],
+        body: Source<'b>,
         model: &mut String,
         upstream_model: &mut String,
     ) -> Result<(usize, Plan<'b>), Error>

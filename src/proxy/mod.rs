@@ -9,6 +9,7 @@ mod downstream;
 mod endpoint;
 mod forward;
 mod headers;
+mod offload;
 mod outcome;
 mod plan;
 mod relay;

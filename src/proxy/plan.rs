@@ -23,7 +23,7 @@ use crate::buf::PooledBuf;
 use crate::config::ServerConfig;
 use crate::error::{Error, Kind};
 use crate::http1::write::{end_head, push_content_length, push_header};
-use crate::json::{push_json_string, scan_top_level};
+use crate::json::{push_json_string, scan_top_level, JsonError, TopLevel};
 use crate::providers::{Dialect, Provider};
 use crate::shard::{Gateway, Routes};
 use std::borrow::Cow;
@@ -42,13 +42,24 @@ pub(super) enum Plan<'a> {
         /// chunk it brings from the client, who did not ask for it.
         inject_usage: Option<(usize, bool)>,
     },
-    /// Different dialects: a translated body, sent to `api_path`.
+    /// Different dialects: a translated body, sent to `api_path`; `None`
+    /// until `offload::translate` has made it, for a large body.
     Translate {
-        body: Vec<u8>,
+        body: Option<Vec<u8>>,
         api_path: &'static str,
         upstream_model: Cow<'a, str>,
         call: TranslatedCall,
     },
+}
+
+/// Where `plan_request` finds what it needs of the body.
+pub(super) enum Source<'a> {
+    /// The body itself: scanned, and translated if need be, here.
+    Body(&'a [u8]),
+    /// A large body's scan, done off the loop (`offload`) over the same
+    /// bytes; a translation is left to `offload::translate` (the plan's
+    /// `body` is `None`).
+    Scanned(&'a TopLevel<'static>),
 }
 
 /// Admits and routes a request with a JSON body: validates it, finds
@@ -58,18 +69,15 @@ pub(super) fn plan_request<'a>(
     gw: &'a Gateway,
     routes: &Routes,
     endpoint: Endpoint,
-    body: &'a [u8],
+    source: Source<'a>,
     model_out: Option<&mut String>,
     upstream_model_out: &mut String,
     choice: &mut Choice,
 ) -> Result<(usize, Plan<'a>), Error> {
-    let top = scan_top_level(body).map_err(|e| {
-        let err = Error::client(Kind::InvalidJson, e.message());
-        match e.param() {
-            Some(p) => err.with_param(p.to_string()),
-            None => err,
-        }
-    })?;
+    let (top, body) = match source {
+        Source::Body(body) => (scan_top_level(body).map_err(admission_error)?, Some(body)),
+        Source::Scanned(top) => (top.reborrow(), None),
+    };
     let Some(model) = top.model else {
         return Err(
             Error::client(Kind::BadRequest, "you must provide a model parameter")
@@ -115,6 +123,30 @@ pub(super) fn plan_request<'a>(
     // The last attempt's upstream model is the one the log phase prices.
     upstream_model_out.clear();
     upstream_model_out.push_str(&upstream_model);
+    let translate = |translation, to: Endpoint, upstream_model: Cow<'a, str>| {
+        let mut call = TranslatedCall {
+            translation,
+            stream,
+            client_model: model.value.to_string(),
+        };
+        let body = body
+            .map(|b| {
+                translate_body(
+                    b,
+                    &mut call.translation,
+                    &upstream_model,
+                    translate_limits(gw),
+                )
+            })
+            .transpose()
+            .map_err(translate_error)?;
+        Ok::<_, Error>(Plan::Translate {
+            body,
+            api_path: to.upstream_path(),
+            upstream_model,
+            call,
+        })
+    };
     let plan = match (endpoint.client_dialect(), provider.dialect()) {
         (c, p) if c == p => {
             let patch = (upstream_model != model.value).then_some(model.span.clone());
@@ -131,41 +163,19 @@ pub(super) fn plan_request<'a>(
                 inject_usage,
             }
         }
-        (Dialect::Anthropic, Dialect::OpenAi) if endpoint == Endpoint::Messages => {
-            Plan::Translate {
-                body: anthropic_request_to_openai_scanned(
-                    body,
-                    &upstream_model,
-                    translate_limits(gw),
-                )
-                .map_err(translate_error)?,
-                api_path: Endpoint::ChatCompletions.upstream_path(),
-                upstream_model,
-                call: TranslatedCall {
-                    translation: Translation::OpenAiToAnthropic,
-                    stream,
-                    client_model: model.value.to_string(),
-                },
-            }
-        }
+        (Dialect::Anthropic, Dialect::OpenAi) if endpoint == Endpoint::Messages => translate(
+            Translation::OpenAiToAnthropic,
+            Endpoint::ChatCompletions,
+            upstream_model,
+        )?,
         (Dialect::OpenAi, Dialect::Anthropic) if endpoint == Endpoint::ChatCompletions => {
-            Plan::Translate {
-                body: openai_request_to_anthropic_scanned(
-                    body,
-                    &upstream_model,
-                    translate_limits(gw),
-                )
-                .map_err(translate_error)?,
-                api_path: Endpoint::Messages.upstream_path(),
-                upstream_model,
-                call: TranslatedCall {
-                    translation: Translation::AnthropicToOpenAi {
-                        include_usage: openai_stream_wants_usage(body),
-                    },
-                    stream,
-                    client_model: model.value.to_string(),
+            translate(
+                Translation::AnthropicToOpenAi {
+                    include_usage: false,
                 },
-            }
+                Endpoint::Messages,
+                upstream_model,
+            )?
         }
         (_, upstream) => {
             let api = match upstream {
@@ -188,6 +198,35 @@ pub(super) fn plan_request<'a>(
     Ok((provider_idx, plan))
 }
 
+/// The 400 for a body the admission scan refused.
+pub(super) fn admission_error(e: JsonError) -> Error {
+    let err = Error::client(Kind::InvalidJson, e.message());
+    match e.param() {
+        Some(p) => err.with_param(p.to_string()),
+        None => err,
+    }
+}
+
+/// A request body in the upstream's dialect, for a response to be read as
+/// `translation` says (whose `include_usage` is filled in from the body).
+pub(super) fn translate_body(
+    body: &[u8],
+    translation: &mut Translation,
+    upstream_model: &str,
+    limits: TranslateLimits,
+) -> Result<Vec<u8>, TranslateError> {
+    match translation {
+        Translation::OpenAiToAnthropic => {
+            anthropic_request_to_openai_scanned(body, upstream_model, limits)
+        }
+        Translation::AnthropicToOpenAi { include_usage } => {
+            *include_usage = openai_stream_wants_usage(body);
+            openai_request_to_anthropic_scanned(body, upstream_model, limits)
+        }
+        Translation::HideUsageChunk => unreachable!("a pass-through is not translated"),
+    }
+}
+
 impl Plan<'_> {
     /// The upstream endpoint path and model name the plan sends to.
     fn target(&self, endpoint: Endpoint) -> (&str, &str) {
@@ -202,7 +241,7 @@ impl Plan<'_> {
     }
 }
 
-fn translate_limits(gw: &Gateway) -> TranslateLimits {
+pub(super) fn translate_limits(gw: &Gateway) -> TranslateLimits {
     let l = &gw.config.limits;
     TranslateLimits {
         max_messages: l.max_translated_messages,
@@ -299,6 +338,8 @@ pub(super) fn upstream_request(
             upstream_model,
             call,
         } => {
+            let new_body =
+                new_body.expect("a large body is translated before its request is built");
             let edits = BodyEdits {
                 len: Some(new_body.len()),
                 patch: None,
