@@ -379,8 +379,9 @@ fn is_sub_delim(b: u8) -> bool {
     )
 }
 
-/// Non-empty elements of a comma list (RFC 9110 §5.6.1: empty ones are ignored).
-fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+/// Non-empty elements of a comma list (RFC 9110 §5.6.1: empty ones are
+/// ignored), each trimmed of optional whitespace.
+pub(crate) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
         .map(trim_ows)

@@ -57,6 +57,7 @@ use std::net::IpAddr;
 
 use crate::config::{ForwardedFor, ServerConfig};
 use crate::error::{Error, Kind};
+use crate::http1::framing::list_elements;
 use crate::http1::parse::{HeaderSpan, ResponseHead};
 use crate::http1::write::push_header;
 
@@ -172,15 +173,6 @@ fn cmp_ignore_case(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     a.iter()
         .map(u8::to_ascii_lowercase)
         .cmp(b.iter().map(u8::to_ascii_lowercase))
-}
-
-/// The elements of a comma-separated list value (RFC 9110 §5.6.1), with
-/// optional whitespace trimmed and empty elements skipped.
-fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(|e| e.trim_ascii())
-        .filter(|e| !e.is_empty())
 }
 
 /// Why a response whose head just arrived must not be relayed, if it must

@@ -358,7 +358,7 @@ fn push_assistant_blocks(
 
 /// OpenAI carries tool input as a JSON string, which models sometimes leave
 /// empty for a tool without parameters; Anthropic needs the JSON itself.
-fn tool_input(arguments: &str) -> Result<&str, TranslateError> {
+pub(super) fn tool_input(arguments: &str) -> Result<&str, TranslateError> {
     if arguments.trim().is_empty() {
         return Ok("{}");
     }

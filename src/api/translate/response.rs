@@ -8,7 +8,8 @@
 
 use sonic_rs::{JsonValueTrait, Value};
 
-use super::raw::{self, document, Raw};
+use super::raw::{document, Raw};
+use super::request_to_anthropic::tool_input;
 use super::wire::AnthropicUsage;
 use super::write::{joined_string, Arr, Obj};
 use super::{swap_id_prefix, unix_seconds_now, TokenUsage, TranslateError};
@@ -106,17 +107,6 @@ pub fn openai_response_to_anthropic(
 /// string (the SDKs require these fields to be strings).
 fn write_str_or_empty(out: &mut Vec<u8>, value: Raw<'_>) {
     joined_string(out, [value.str_inner().unwrap_or_default()], "");
-}
-
-/// OpenAI carries tool input as a JSON string, which models sometimes leave
-/// empty for a tool without parameters; Anthropic needs the JSON itself.
-fn tool_input(arguments: &str) -> Result<&str, TranslateError> {
-    if arguments.trim().is_empty() {
-        return Ok("{}");
-    }
-    raw::value(arguments)
-        .map(Raw::text)
-        .map_err(|e| TranslateError::Invalid(format!("tool call arguments are not JSON: {e}")))
 }
 
 /// Translates an Anthropic message into an OpenAI chat completion, naming
