@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shardgate::config::Config;
 use shardgate::proxy::route::Router;
@@ -30,13 +30,20 @@ static SHARD_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 static SHARD_LIVE_BYTES: AtomicI64 = AtomicI64::new(0);
 /// The counters are global: one test's shard at a time.
 static ONE_SHARD_AT_A_TIME: Mutex<()> = Mutex::new(());
+/// The shard whose thread is counted (0: none). A test's shard outlives
+/// the test, and an idle shard still allocates now and then (giving its
+/// free buffers back), so only the current test's own shard counts.
+static COUNTED_SHARD: AtomicU64 = AtomicU64::new(0);
+static NEXT_SHARD: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
-    static COUNTED: Cell<bool> = const { Cell::new(false) };
+    /// This thread's shard number (0: not a shard thread).
+    static SHARD_NO: Cell<u64> = const { Cell::new(0) };
 }
 
 fn count(allocations: u64, bytes: i64) {
-    if COUNTED.try_with(|c| c.get()).unwrap_or(false) {
+    let counted = COUNTED_SHARD.load(Ordering::Relaxed);
+    if counted != 0 && SHARD_NO.try_with(|c| c.get()).unwrap_or(0) == counted {
         SHARD_ALLOCATIONS.fetch_add(allocations, Ordering::Relaxed);
         SHARD_LIVE_BYTES.fetch_add(bytes, Ordering::Relaxed);
     }
@@ -123,8 +130,8 @@ fn mock_upstream() -> u16 {
     port
 }
 
-/// A shard on its own counted thread, routing model "fast" to a mock
-/// OpenAI upstream; returns its address.
+/// A shard on its own counted thread (the one counted from now on),
+/// routing model "fast" to a mock OpenAI upstream; returns its address.
 fn start_shard() -> SocketAddr {
     let upstream = mock_upstream();
     let mut config = Config::from_toml(&format!(
@@ -142,8 +149,10 @@ fn start_shard() -> SocketAddr {
         .remove(0);
     let addr = listener.local_addr().unwrap();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let shard_no = NEXT_SHARD.fetch_add(1, Ordering::Relaxed);
+    COUNTED_SHARD.store(shard_no, Ordering::Relaxed);
     std::thread::spawn(move || {
-        COUNTED.with(|c| c.set(true));
+        SHARD_NO.with(|c| c.set(shard_no));
         run_shard_thread(
             0,
             Control::new(gateway, 1),
@@ -164,13 +173,23 @@ fn start_shard() -> SocketAddr {
     addr
 }
 
-/// Sends `request` `n` times on `client`, expecting a 200 each time.
-fn exchange(client: &mut TcpStream, buf: &mut Vec<u8>, request: &str, n: usize) {
+/// How long the gateway waits for a response head before it watches the
+/// client for having left (`proxy::forward::WATCH_CLIENT_AFTER`).
+const WATCH_CLIENT_AFTER: Duration = Duration::from_millis(10);
+
+/// Sends `request` `n` times on `client`, expecting a 200 each time;
+/// returns how many took at least [`WATCH_CLIENT_AFTER`] as the client saw
+/// them (an upper bound on the requests whose client watch was armed).
+fn exchange(client: &mut TcpStream, buf: &mut Vec<u8>, request: &str, n: usize) -> u64 {
+    let mut slow = 0;
     for _ in 0..n {
+        let sent = Instant::now();
         client.write_all(request.as_bytes()).unwrap();
         let head = read_message(client, buf).expect("response");
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        slow += u64::from(sent.elapsed() >= WATCH_CLIENT_AFTER);
     }
+    slow
 }
 
 /// A keep-alive JSON POST with `headers` (CRLF-separated lines).
@@ -212,12 +231,17 @@ fn steady_state_pass_through_allocates_nothing_per_request() {
     exchange(&mut client, &mut buf, &request, 2_000);
     let before = SHARD_ALLOCATIONS.load(Ordering::Relaxed);
     const MEASURED: u64 = 5_000;
-    exchange(&mut client, &mut buf, &request, MEASURED as usize);
+    let slow = exchange(&mut client, &mut buf, &request, MEASURED as usize);
     let allocations = SHARD_ALLOCATIONS.load(Ordering::Relaxed) - before;
-    assert_eq!(
-        allocations,
-        0,
-        "{allocations} heap allocations on the shard thread over {MEASURED} requests ({:.3}/request)",
+    // The one allowed exception is off the hot path: a response head slower
+    // than the watch arms a readiness poll on the client socket, and
+    // cancelling that in-flight op when the head comes makes monoio box the
+    // op's data (its `Lifecycle::Ignored`) until the kernel completes it.
+    // A noisy machine makes a few requests that slow; each allocates once.
+    assert!(
+        allocations <= slow,
+        "{allocations} heap allocations on the shard thread over {MEASURED} requests \
+         ({:.3}/request), {slow} of them slower than {WATCH_CLIENT_AFTER:?}",
         allocations as f64 / MEASURED as f64
     );
 }
