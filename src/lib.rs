@@ -15,6 +15,7 @@ pub mod net;
 pub mod providers;
 pub mod proxy;
 pub mod runtime;
+pub mod server;
 pub mod shard;
 pub mod telemetry;
 pub mod upstream;

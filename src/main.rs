@@ -6,12 +6,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use shardgate::config::Config;
-use shardgate::proxy::route::Router;
+use shardgate::providers::router::Router;
 use shardgate::runtime::missing_cpu_feature;
 use std::os::fd::{AsRawFd, RawFd};
 
 use shardgate::proxy::ROUTE_NAMES;
-use shardgate::shard::{allowed_cores, spawn_shards, Control, Gateway, ShardSetup};
+use shardgate::server::spawn_shards;
+use shardgate::shard::{allowed_cores, Control, Gateway, ShardSetup};
 use shardgate::telemetry::admin::spawn_admin;
 use shardgate::telemetry::{
     log_error, log_info, log_warn, notify, AccessLog, AccessLogOptions, LabelTable, LogTarget,

@@ -17,9 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shardgate::config::Config;
-use shardgate::proxy::route::Router;
+use shardgate::providers::router::Router;
 use shardgate::proxy::ROUTE_NAMES;
-use shardgate::shard::{run_shard_thread, Control, Gateway, ShardSetup};
+use shardgate::server::run_shard_thread;
+use shardgate::shard::{Control, Gateway, ShardSetup};
 use shardgate::telemetry::LabelTable;
 
 struct CountingAlloc;

@@ -18,6 +18,7 @@ pub mod azure;
 pub mod catalog;
 pub mod openai;
 pub mod prices;
+pub mod router;
 
 use std::net::SocketAddr;
 

@@ -39,7 +39,7 @@ use super::plan::{pick_deployment, plan_request, upstream_request, Choice, Plan,
 use super::translated::TranslatedCall;
 use crate::buf::PooledBuf;
 use crate::error::{Error, Kind, Retry};
-use crate::shard::{Routes, Shard};
+use crate::shard::{Generation, Shard};
 use crate::upstream::breaker::{BreakerEvent, Outcome as BreakerOutcome, Ticket};
 use crate::upstream::retry::{Attempt, Decision, RetryState};
 
@@ -64,7 +64,7 @@ pub(super) struct Request {
 /// cleared when the connection must close after the answer.
 pub(super) async fn run_attempts(
     shard: &Shard,
-    routes: &Routes,
+    generation: &Generation,
     down: &mut Downstream,
     side: &mut UpstreamSide,
     facts: &mut ClientFacts,
@@ -78,17 +78,17 @@ pub(super) async fn run_attempts(
         models_provider,
         generated_id,
     } = request;
-    let gw = &routes.gateway;
+    let gw = &generation.gateway;
     let request_id = generated_id.then_some(outcome.request_id.as_str());
     let mut attempts = Attempts {
         shard,
-        routes,
+        generation,
         side,
         facts,
         choice: Choice::Route,
         origin_model: None,
         tried: Vec::new(),
-        retry: routes.retry.start(Instant::now()),
+        retry: generation.retry.start(Instant::now()),
     };
     let mut scanned = None;
     let result = loop {
@@ -150,7 +150,7 @@ pub(super) async fn run_attempts(
 
         // Bounded under load: past the per-shard cap for this provider, fail
         // fast before anything is sent upstream.
-        let Some(_upstream_slot) = routes.upstream_slot(provider) else {
+        let Some(_upstream_slot) = generation.upstream_slot(provider) else {
             // Nothing was sent: another deployment (or fallback) may have room.
             match attempts.fail_over(provider) {
                 Some(c) => {
@@ -190,7 +190,7 @@ pub(super) async fn run_attempts(
             break match result {
                 Ok(Relayed::Held) => {
                     relay_held(
-                        routes,
+                        generation,
                         attempts.side,
                         &mut down.stream,
                         attempts.facts,
@@ -248,7 +248,7 @@ fn off_loop_failed(e: Error, facts: &mut ClientFacts) -> Error {
 /// used up.
 struct Attempts<'a> {
     shard: &'a Shard,
-    routes: &'a Routes,
+    generation: &'a Generation,
     side: &'a mut UpstreamSide,
     facts: &'a mut ClientFacts,
     choice: Choice,
@@ -278,7 +278,7 @@ struct NextAttempt {
 }
 
 impl<'a> Attempts<'a> {
-    /// Routes the next attempt of a request with a JSON body: its provider
+    /// Generation the next attempt of a request with a JSON body: its provider
     /// and how the body goes there. The first routing also notes the
     /// client's model (in `model`), and whose fallbacks apply.
     fn route<'b>(
@@ -294,8 +294,8 @@ impl<'a> Attempts<'a> {
         // Only the first routing starts from `Choice::Route`.
         let first = matches!(self.choice, Choice::Route);
         let routed = plan_request(
-            &self.routes.gateway,
-            self.routes,
+            &self.generation.gateway,
+            self.generation,
             endpoint,
             body,
             first.then_some(model),
@@ -322,16 +322,16 @@ impl<'a> Attempts<'a> {
         lent: Lent,
         call: Option<&TranslatedCall>,
     ) -> Tried {
-        let (shard, routes) = (self.shard, self.routes);
+        let (shard, generation) = (self.shard, self.generation);
         // Health and load bookkeeping for a configured model's deployment.
         let deployment = match self.choice {
             Choice::Deployment { model, index } => Some((model, index)),
             _ => None,
         };
         let admitted = deployment.and_then(|(model, index)| {
-            let admission = routes.models[model].breakers[index].admit(Instant::now());
+            let admission = generation.models[model].breakers[index].admit(Instant::now());
             if let Some(event) = admission.event() {
-                report_breaker(shard, routes, model, index, event);
+                report_breaker(shard, generation, model, index, event);
             }
             admission.ticket().map(|ticket| Admitted {
                 model,
@@ -340,7 +340,7 @@ impl<'a> Attempts<'a> {
             })
         });
         let mut flight =
-            deployment.map(|(m, i)| routes.models[m].balancer.begin(i, Instant::now()));
+            deployment.map(|(m, i)| generation.models[m].balancer.begin(i, Instant::now()));
         let head_seen = Cell::new(false);
         let mut on_head = |status: u16| {
             head_seen.set(true);
@@ -352,12 +352,12 @@ impl<'a> Attempts<'a> {
                 }
             }
             if let Some(a) = admitted {
-                a.record(shard, routes, BreakerOutcome::Status(status), now);
+                a.record(shard, generation, BreakerOutcome::Status(status), now);
             }
         };
         let (result, body_back) = forward(
             shard,
-            routes,
+            generation,
             provider,
             self.side,
             req,
@@ -383,7 +383,7 @@ impl<'a> Attempts<'a> {
                     _ => BreakerOutcome::Protocol,
                 };
                 if let (Some(a), false) = (admitted, head_seen.get()) {
-                    a.record(shard, routes, o, Instant::now());
+                    a.record(shard, generation, o, Instant::now());
                 }
                 Some(o)
             }
@@ -392,7 +392,7 @@ impl<'a> Attempts<'a> {
                 // deployment, but frees a half-open probe's slot.
                 if let (Some(a), false, true) = (admitted, head_seen.get(), self.side.client_left())
                 {
-                    a.record(shard, routes, BreakerOutcome::Cancelled, Instant::now());
+                    a.record(shard, generation, BreakerOutcome::Cancelled, Instant::now());
                 }
                 None
             }
@@ -424,12 +424,12 @@ impl<'a> Attempts<'a> {
             retry_after_ms: self.side.held_header(b"retry-after-ms"),
             error_body: self.side.held_body(),
         };
-        let decision = self.routes.retry.decide(
+        let decision = self.generation.retry.decide(
             &mut self.retry,
             &attempt,
             Instant::now(),
             SystemTime::now(),
-            &self.routes.rng,
+            &self.generation.rng,
         );
         let elsewhere = |choice| NextAttempt {
             choice,
@@ -459,12 +459,12 @@ impl<'a> Attempts<'a> {
             return None;
         };
         self.tried.push(index);
-        if let Some(index) = pick_deployment(self.routes, model, &self.tried) {
+        if let Some(index) = pick_deployment(self.generation, model, &self.tried) {
             let metrics = &self.shard.metrics;
             metrics.retry(metrics.labels().provider(from));
             return Some(Choice::Deployment { model, index });
         }
-        let name = self.routes.gateway.router.model_routes[self.origin_model?]
+        let name = self.generation.gateway.router.model_routes[self.origin_model?]
             .fallbacks
             .next_model(&mut self.retry)?;
         self.fall_back(from, name)
@@ -473,7 +473,7 @@ impl<'a> Attempts<'a> {
     /// The origin model's next fallback for a prompt too long for the
     /// model tried.
     fn context_window_fallback(&mut self, from: usize) -> Option<Choice> {
-        let name = self.routes.gateway.router.model_routes[self.origin_model?]
+        let name = self.generation.gateway.router.model_routes[self.origin_model?]
             .fallbacks
             .next_context_window_model(&mut self.retry)?;
         self.fall_back(from, name)
@@ -482,9 +482,9 @@ impl<'a> Attempts<'a> {
     /// The first deployment of fallback model `name`, counted as a fallback
     /// from `from` (a provider index).
     fn fall_back(&mut self, from: usize, name: &str) -> Option<Choice> {
-        let model = self.routes.gateway.router.model_index(name)?;
+        let model = self.generation.gateway.router.model_index(name)?;
         self.tried.clear();
-        let index = pick_deployment(self.routes, model, &self.tried)?;
+        let index = pick_deployment(self.generation, model, &self.tried)?;
         let metrics = &self.shard.metrics;
         metrics.fallback(metrics.labels().provider(from));
         crate::telemetry::log_info(format_args!(
@@ -578,19 +578,25 @@ struct Admitted {
 
 impl Admitted {
     /// Tells the breaker how the attempt went.
-    fn record(self, shard: &Shard, routes: &Routes, outcome: BreakerOutcome, now: Instant) {
-        let breaker = &routes.models[self.model].breakers[self.index];
+    fn record(self, shard: &Shard, generation: &Generation, outcome: BreakerOutcome, now: Instant) {
+        let breaker = &generation.models[self.model].breakers[self.index];
         if let Some(event) = breaker.record(self.ticket, outcome, now) {
-            report_breaker(shard, routes, self.model, self.index, event);
+            report_breaker(shard, generation, self.model, self.index, event);
         }
     }
 }
 
 /// Logs and counts a breaker's state change.
-fn report_breaker(shard: &Shard, routes: &Routes, model: usize, index: usize, event: BreakerEvent) {
-    let m = &routes.gateway.router.model_routes[model];
+fn report_breaker(
+    shard: &Shard,
+    generation: &Generation,
+    model: usize,
+    index: usize,
+    event: BreakerEvent,
+) {
+    let m = &generation.gateway.router.model_routes[model];
     let d = &m.deployments[index];
-    let provider = &routes.gateway.router.providers[d.provider].name;
+    let provider = &generation.gateway.router.providers[d.provider].name;
     if let BreakerEvent::Ejected { .. } | BreakerEvent::ReEjected { .. } = event {
         shard
             .metrics

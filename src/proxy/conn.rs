@@ -23,7 +23,7 @@ use super::outcome::Outcome;
 use crate::error::{Error, Kind};
 use crate::http1::framing::{request_framing, FramingError};
 use crate::providers::Dialect;
-use crate::shard::{Routes, Shard};
+use crate::shard::{Generation, Shard};
 
 enum Next {
     KeepAlive,
@@ -39,7 +39,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, shard: Rc<Sha
     let mut outcome = Outcome::default();
     let mut first = true;
     loop {
-        let limits = shard.routes().gateway.config.limits.clone();
+        let limits = shard.generation().gateway.config.limits.clone();
         match down.read_head(&limits, first).await {
             Ok(true) => {}
             Ok(false) => return,
@@ -51,9 +51,9 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, shard: Rc<Sha
         first = false;
         let _in_flight = shard.request_guard();
         outcome.reset(Instant::now());
-        let routes = shard.routes();
-        let next = handle_request(&shard, &routes, &mut down, &mut side, &mut outcome).await;
-        outcome.record(&shard, &routes);
+        let generation = shard.generation();
+        let next = handle_request(&shard, &generation, &mut down, &mut side, &mut outcome).await;
+        outcome.record(&shard, &generation);
         match next {
             Next::KeepAlive => {}
             Next::Close => return,
@@ -65,12 +65,12 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, shard: Rc<Sha
 /// connection goes on.
 async fn handle_request(
     shard: &Shard,
-    routes: &Routes,
+    generation: &Generation,
     down: &mut Downstream,
     side: &mut UpstreamSide,
     outcome: &mut Outcome,
 ) -> Next {
-    let gw = &routes.gateway;
+    let gw = &generation.gateway;
     let framing = match request_framing(&down.rbuf, &down.head) {
         Ok(f) => f,
         Err(e) => {
@@ -182,7 +182,7 @@ async fn handle_request(
         models_provider,
         generated_id,
     };
-    match run_attempts(shard, routes, down, side, &mut facts, outcome, request).await {
+    match run_attempts(shard, generation, down, side, &mut facts, outcome, request).await {
         Ok(Relayed::Complete { close: false }) => {
             down.finish_request(next);
             Next::KeepAlive

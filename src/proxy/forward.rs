@@ -38,7 +38,7 @@ use crate::http1::framing::{response_framing, BodyKind};
 use crate::http1::parse::{HeadLimits, HeadScanner, Parsed, ResponseHead};
 use crate::net::peer_gone;
 use crate::proxy::downstream::read_more;
-use crate::shard::{Routes, Shard};
+use crate::shard::{Generation, Shard};
 use crate::upstream::timeouts::{AttemptClock, Expired};
 use crate::upstream::{connect, UpstreamConn};
 
@@ -200,7 +200,7 @@ pub struct ClientFacts {
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
     shard: &Shard,
-    routes: &Routes,
+    generation: &Generation,
     provider: usize,
     side: &mut UpstreamSide,
     mut req: OutgoingRequest,
@@ -211,9 +211,9 @@ pub async fn forward(
     on_head: &mut dyn FnMut(u16),
 ) -> (Result<Relayed, Error>, Option<PooledBuf>) {
     side.discard_held();
-    let gw = &routes.gateway;
+    let gw = &generation.gateway;
     let p = &gw.router.providers[provider];
-    let pool = &routes.pools[provider];
+    let pool = &generation.pools[provider];
     if p.addrs.is_empty() {
         let err = Error::upstream(
             Kind::UpstreamConnect,
@@ -400,7 +400,7 @@ pub async fn forward(
 
 /// Relays the response [`forward`] held, as it would have relayed it.
 pub async fn relay_held(
-    routes: &Routes,
+    generation: &Generation,
     side: &mut UpstreamSide,
     client: &mut monoio::net::TcpStream,
     facts: &ClientFacts,
@@ -422,7 +422,7 @@ pub async fn relay_held(
     };
     if let Ok(Relayed::Complete { .. }) = &relayed {
         if side.upstream_reusable {
-            routes.pools[provider].put(up);
+            generation.pools[provider].put(up);
         }
     }
     relayed

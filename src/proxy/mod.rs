@@ -13,7 +13,6 @@ mod offload;
 mod outcome;
 mod plan;
 mod relay;
-pub mod route;
 mod translated;
 
 pub use conn::serve_connection;

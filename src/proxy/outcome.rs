@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::endpoint::{ROUTE_NAMES, UNKNOWN_ROUTE};
 use crate::api::usage::Usage;
-use crate::shard::{Routes, Shard};
+use crate::shard::{Generation, Shard};
 use crate::telemetry::{metrics, AccessRecord, RequestMetrics};
 
 pub struct Outcome {
@@ -68,11 +68,11 @@ impl Outcome {
     }
 
     /// Records the finished request in the shard's metrics and access log.
-    pub fn record(&self, shard: &Shard, routes: &Routes) {
+    pub fn record(&self, shard: &Shard, generation: &Generation) {
         let total = self.started.elapsed();
         let labels = shard.metrics.labels();
         let usage = self.usage.unwrap_or_default();
-        let cost_micros = routes
+        let cost_micros = generation
             .gateway
             .router
             .prices
@@ -102,7 +102,7 @@ impl Outcome {
         if let Some(log) = shard.access_log.borrow_mut().as_mut() {
             let provider = self
                 .provider
-                .and_then(|p| routes.gateway.router.providers.get(p))
+                .and_then(|p| generation.gateway.router.providers.get(p))
                 .map(|p| p.name.as_str());
             log.log(
                 &AccessRecord {

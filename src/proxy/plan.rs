@@ -25,7 +25,7 @@ use crate::error::{Error, Kind};
 use crate::http1::write::{end_head, push_content_length, push_header};
 use crate::json::{push_json_string, scan_top_level, JsonError, TopLevel};
 use crate::providers::{Dialect, Provider};
-use crate::shard::{Gateway, Routes};
+use crate::shard::{Gateway, Generation};
 use std::borrow::Cow;
 use std::ops::Range;
 use std::time::Instant;
@@ -62,12 +62,12 @@ pub(super) enum Source<'a> {
     Scanned(&'a TopLevel<'static>),
 }
 
-/// Admits and routes a request with a JSON body: validates it, finds
+/// Admits and generation a request with a JSON body: validates it, finds
 /// `model`, picks the provider, and decides between pass-through and
 /// translation.
 pub(super) fn plan_request<'a>(
     gw: &'a Gateway,
-    routes: &Routes,
+    generation: &Generation,
     endpoint: Endpoint,
     source: Source<'a>,
     model_out: Option<&mut String>,
@@ -106,7 +106,7 @@ pub(super) fn plan_request<'a>(
         };
     // A configured model's deployment is chosen per attempt.
     if let (Choice::Route, Some(m)) = (*choice, configured) {
-        *choice = match pick_deployment(routes, m, &[]) {
+        *choice = match pick_deployment(generation, m, &[]) {
             Some(index) => Choice::Deployment { model: m, index },
             None => Choice::Direct,
         };
@@ -473,7 +473,7 @@ fn build_head(
 pub(super) enum Choice {
     /// Not routed yet: route the client's model name.
     Route,
-    /// Where the client's model name routes, with no deployments to spread
+    /// Where the client's model name generation, with no deployments to spread
     /// over (the default provider, a `provider/` prefix).
     Direct,
     /// Deployment `index` of configured model `model`.
@@ -482,11 +482,15 @@ pub(super) enum Choice {
 
 /// A deployment of `model` not in `exclude`, preferring those whose
 /// breaker admits requests now.
-pub(super) fn pick_deployment(routes: &Routes, model: usize, exclude: &[usize]) -> Option<usize> {
-    let state = &routes.models[model];
+pub(super) fn pick_deployment(
+    generation: &Generation,
+    model: usize,
+    exclude: &[usize],
+) -> Option<usize> {
+    let state = &generation.models[model];
     let now = Instant::now();
     for (i, b) in state.breakers.iter().enumerate() {
         state.balancer.set_available(i, b.is_available(now));
     }
-    state.balancer.pick(exclude, now, &routes.rng)
+    state.balancer.pick(exclude, now, &generation.rng)
 }

@@ -1,0 +1,167 @@
+//! Starting the shards and accepting connections: one pinned thread per
+//! listener, each building its runtime and serving its own SO_REUSEPORT
+//! listener; each accepted connection is counted against the shard's limit
+//! (or turned away with a 503) and served by `proxy::serve_connection`
+//! inside a panic guard, so a handler's panic closes one connection, never
+//! the shard.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::runtime::{build_runtime, Driver};
+use crate::shard::{housekeeping, panic_message, CatchPanic, Control, CoreId, Shard, ShardSetup};
+
+/// Where a shard reports that it is accepting (or why it could not start).
+pub type ReadySender = std::sync::mpsc::Sender<(usize, std::io::Result<Driver>)>;
+
+/// Starts one thread per listener, each pinned to `cores[i]` when given.
+/// Each thread reports its driver on `ready` once it is accepting.
+pub fn spawn_shards(
+    control: Arc<Control>,
+    listeners: Vec<std::net::TcpListener>,
+    cores: Vec<Option<CoreId>>,
+    setups: Vec<ShardSetup>,
+    ready: ReadySender,
+) -> Vec<JoinHandle<()>> {
+    listeners
+        .into_iter()
+        .zip(setups)
+        .enumerate()
+        .map(|(id, (listener, setup))| {
+            let control = control.clone();
+            let core = cores.get(id).copied().flatten();
+            let ready = ready.clone();
+            std::thread::Builder::new()
+                .name(format!("shard-{id}"))
+                .spawn(move || run_shard_thread(id, control, setup, listener, core, ready))
+                .expect("spawn shard thread")
+        })
+        .collect()
+}
+
+/// Runs shard `id` on the calling thread until the process ends: pins it,
+/// builds its runtime, and serves `listener`.
+pub fn run_shard_thread(
+    id: usize,
+    control: Arc<Control>,
+    setup: ShardSetup,
+    listener: std::net::TcpListener,
+    core: Option<CoreId>,
+    ready: ReadySender,
+) {
+    if let Some(core) = core {
+        core_affinity::set_for_current(core);
+    }
+    match build_runtime() {
+        Ok((mut rt, driver)) => rt.block_on(run_shard(id, driver, control, setup, listener, ready)),
+        Err(e) => {
+            let _ = ready.send((id, Err(e)));
+        }
+    }
+}
+
+async fn run_shard(
+    id: usize,
+    driver: Driver,
+    control: Arc<Control>,
+    setup: ShardSetup,
+    listener: std::net::TcpListener,
+    ready: ReadySender,
+) {
+    let listener = match monoio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send((id, Err(e)));
+            return;
+        }
+    };
+    let shard = Rc::new(Shard::new(id, driver, control, setup));
+    let _ = ready.send((id, Ok(driver)));
+    drop(ready);
+    monoio::spawn(housekeeping(shard.clone()));
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let max = shard
+                    .generation()
+                    .gateway
+                    .config
+                    .limits
+                    .max_connections_per_shard;
+                let Some(open) = shard.open_connection(max) else {
+                    reject_connection(&shard, stream);
+                    continue;
+                };
+                let shard = shard.clone();
+                monoio::spawn(async move {
+                    let _open = open;
+                    let s = shard.clone();
+                    if let Err(panic) =
+                        CatchPanic::new(crate::proxy::serve_connection(stream, peer, shard)).await
+                    {
+                        s.metrics.error(s.metrics.labels().no_provider(), "panic");
+                        crate::telemetry::log_error(format_args!(
+                            "shard {}: a connection handler panicked ({}); connection closed, shard continues",
+                            s.id,
+                            panic_message(&panic)
+                        ));
+                    }
+                });
+            }
+            // The listener was shut down to drain: stop accepting, but keep
+            // the runtime (and every in-flight request) running until the
+            // process exits.
+            Err(_) if shard.is_draining() => break,
+            Err(e) => {
+                // EMFILE/ENFILE and friends: back off instead of spinning.
+                crate::telemetry::log_error(format_args!("shard {id}: accept failed: {e}"));
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    drop(listener);
+    std::future::pending::<()>().await;
+}
+
+/// Turns away a connection over `limits.max_connections_per_shard`: 503
+/// with `Retry-After: 1`, then close. Fail fast: the answer is written at
+/// once, and what the client already sent is read (briefly, bounded) only so
+/// that closing does not reset the connection before the answer is read.
+fn reject_connection(shard: &Rc<Shard>, stream: monoio::net::TcpStream) {
+    /// Turned-away connections lingering at once; past it, close at once.
+    const MAX_LINGERING: usize = 1024;
+    const LINGER: Duration = Duration::from_millis(200);
+    let Some(rejecting) = shard.rejecting(MAX_LINGERING) else {
+        return;
+    };
+    monoio::spawn(async move {
+        use monoio::io::{AsyncReadRent, AsyncWriteRent};
+        let mut stream = stream;
+        let err = crate::error::Error::gateway(
+            crate::error::Kind::Overloaded,
+            "too many connections to this gateway; retry shortly",
+        );
+        let mut body = Vec::with_capacity(256);
+        err.write_openai_body(&mut body);
+        let out = crate::proxy::local_response(503, &body, true, false, true);
+        let (res, _) = crate::buf::write_all(&mut stream, out).await;
+        if res.is_ok() {
+            let _ = stream.shutdown().await;
+            let deadline = std::time::Instant::now() + LINGER;
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match monoio::time::timeout(left, stream.read(buf)).await {
+                    Ok((Ok(n), b)) if n > 0 => buf = b,
+                    _ => break,
+                }
+            }
+        }
+        drop(rejecting);
+    });
+}

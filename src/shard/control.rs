@@ -1,0 +1,102 @@
+//! What the shards share with the main thread: the published `Gateway`
+//! (config generations, for reload), the drain flag, per-shard in-flight
+//! counters and the metrics scrape hand-off.
+//!
+//! Invariant: shards only read it on the request path (one relaxed load of
+//! a line that rarely changes), and each shard writes only its own padded
+//! counter and its own snapshot slot.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::providers::router::Router;
+use crate::telemetry::MetricsSnapshot;
+
+/// What every shard reads: the validated config and the routes built from it.
+pub struct Gateway {
+    pub config: Config,
+    pub router: Router,
+}
+
+/// Process-wide control shared with the main thread: config generations
+/// for reload and the drain flag. Shards only *read* it on the request path
+/// (one relaxed load of a line that rarely changes), and each shard writes
+/// only its own padded in-flight counter.
+pub struct Control {
+    pub(super) generation: AtomicU64,
+    next: Mutex<Arc<Gateway>>,
+    draining: AtomicBool,
+    pub(super) in_flight: Vec<PaddedCounter>,
+    /// Scrapes: a request number, and each shard's latest answer to it.
+    pub(super) snapshot_request: AtomicU64,
+    pub(super) snapshots: Vec<Mutex<(u64, Option<MetricsSnapshot>)>>,
+}
+
+/// A counter alone on its cache line, so shards never share one.
+#[repr(align(128))]
+#[derive(Default)]
+pub(super) struct PaddedCounter(pub(super) AtomicUsize);
+
+impl Control {
+    pub fn new(gateway: Arc<Gateway>, shards: usize) -> Arc<Control> {
+        Arc::new(Control {
+            generation: AtomicU64::new(0),
+            next: Mutex::new(gateway),
+            draining: AtomicBool::new(false),
+            in_flight: (0..shards).map(|_| PaddedCounter::default()).collect(),
+            snapshot_request: AtomicU64::new(0),
+            snapshots: (0..shards).map(|_| Mutex::new((0, None))).collect(),
+        })
+    }
+
+    /// Asks every shard for a metrics snapshot and waits (up to `timeout`)
+    /// for the answers; a shard that does not answer in time contributes
+    /// its previous snapshot.
+    pub fn scrape(&self, timeout: Duration) -> Vec<MetricsSnapshot> {
+        let wanted = self.snapshot_request.fetch_add(1, Ordering::AcqRel) + 1;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let answered = self
+                .snapshots
+                .iter()
+                .all(|s| s.lock().map(|s| s.0 >= wanted).unwrap_or(true));
+            if answered || std::time::Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.snapshots
+            .iter()
+            .filter_map(|s| s.lock().ok().and_then(|s| s.1.clone()))
+            .collect()
+    }
+
+    /// Publishes a new configuration; each shard picks it up at its next
+    /// request, in-flight requests finish on the one they started with.
+    pub fn publish(&self, gateway: Arc<Gateway>) {
+        *self.next.lock().unwrap_or_else(|e| e.into_inner()) = gateway;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn current(&self) -> Arc<Gateway> {
+        self.next.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Requests being served across all shards.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+            .iter()
+            .map(|c| c.0.load(Ordering::Acquire))
+            .sum()
+    }
+}
