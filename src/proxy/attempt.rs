@@ -30,9 +30,8 @@ use monoio::net::TcpStream;
 
 use super::downstream::{Body, Downstream};
 use super::endpoint::Endpoint;
-use super::forward::{
-    forward, relay_held, ClientFacts, OutgoingRequest, Relayed, UpstreamSide, PIPELINED_RECHECK,
-};
+use super::exchange::{ClientFacts, OutgoingRequest, Relayed, UpstreamSide, PIPELINED_RECHECK};
+use super::forward::{forward, relay_held};
 use super::offload::{self, OffLoop};
 use super::outcome::Outcome;
 use super::plan::{pick_deployment, plan_request, upstream_request, Choice, Plan, Source};
@@ -206,23 +205,24 @@ pub(super) async fn run_attempts(
             // The client left (during the backoff, say): no other upstream
             // request for it; 499, as nginx logs it.
             outcome.status = 499;
-            outcome.upstream = attempts.side.sent_at().map(|t| t.elapsed());
+            outcome.upstream = attempts.side.report.sent_at.map(|t| t.elapsed());
             return Ok(Relayed::Broken);
         }
         attempts.choice = next.choice;
     };
     let side = attempts.side;
-    outcome.upstream = side.sent_at().map(|t| t.elapsed());
+    outcome.upstream = side.report.sent_at.map(|t| t.elapsed());
     outcome.ttft = side
+        .report
         .first_event()
         .map(|t| t.duration_since(outcome.started));
-    outcome.usage = side.usage();
-    outcome.status = if side.client_left() {
+    outcome.usage = side.report.usage;
+    outcome.status = if side.report.client_left {
         499
     } else {
-        side.status()
+        side.report.status
     };
-    outcome.truncated = side.truncated();
+    outcome.truncated = side.report.truncated;
     result
 }
 
@@ -370,7 +370,7 @@ impl<'a> Attempts<'a> {
         .await;
         drop(flight);
         let failure = match &result {
-            Ok(Relayed::Held) => Some(BreakerOutcome::Status(self.side.head().status)),
+            Ok(Relayed::Held) => Some(BreakerOutcome::Status(self.side.head.status)),
             Err(e) => {
                 // A failure the upstream provably never saw the request
                 // through is as good as a connect error; one it may have
@@ -390,7 +390,8 @@ impl<'a> Attempts<'a> {
             Ok(_) => {
                 // Abandoned for a client that left: says nothing of the
                 // deployment, but frees a half-open probe's slot.
-                if let (Some(a), false, true) = (admitted, head_seen.get(), self.side.client_left())
+                if let (Some(a), false, true) =
+                    (admitted, head_seen.get(), self.side.report.client_left)
                 {
                     a.record(shard, generation, BreakerOutcome::Cancelled, Instant::now());
                 }

@@ -17,7 +17,7 @@ use monoio::net::TcpStream;
 use super::attempt::{run_attempts, Request};
 use super::downstream::{Body, Downstream};
 use super::endpoint::{classify, method_forbids_content, split_target, Endpoint};
-use super::forward::{ClientFacts, Relayed, UpstreamSide};
+use super::exchange::{ClientFacts, Relayed, UpstreamSide};
 use super::headers::PeerAddr;
 use super::outcome::Outcome;
 use crate::error::{Error, Kind};
@@ -51,6 +51,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, shard: Rc<Sha
         first = false;
         let _in_flight = shard.request_guard();
         outcome.reset(Instant::now());
+        side.begin_request();
         let generation = shard.generation();
         let next = handle_request(&shard, &generation, &mut down, &mut side, &mut outcome).await;
         outcome.record(&shard, &generation);

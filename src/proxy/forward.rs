@@ -22,20 +22,21 @@
 //!   (the connection closed, never pooled), not held to the first-byte
 //!   timeout. One that pipelined its next request meanwhile is still there.
 
+use super::exchange::{
+    is_held_status, ClientFacts, Held, OutgoingRequest, Relayed, Report, UpstreamSide,
+    PIPELINED_RECHECK, RESPONSE_BUF_BYTES,
+};
 use super::relay::relay_response;
 use std::future::Future;
 use std::mem;
-use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
-use crate::api::usage::{StreamUsageScanner, Usage};
-use crate::buf::{write_all_vectored, IoVecs, PooledBuf};
+use crate::buf::{write_all_vectored, PooledBuf};
 use crate::error::{Error, Kind, Retry};
-use crate::http1::chunked::{ChunkLimits, ChunkedDecoder};
 use crate::http1::framing::{response_framing, BodyKind};
-use crate::http1::parse::{HeadLimits, HeadScanner, Parsed, ResponseHead};
+use crate::http1::parse::{HeadLimits, Parsed};
 use crate::net::peer_gone;
 use crate::proxy::downstream::read_more;
 use crate::shard::{Generation, Shard};
@@ -46,7 +47,6 @@ use super::translated::{relay_translated, TranslatedCall};
 
 /// Upstream response heads larger than this are a protocol error.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-pub(super) const RESPONSE_BUF_BYTES: usize = 16 * 1024;
 
 /// How long the response head may take before the client is watched for
 /// having left. A head that comes sooner (a local or cached upstream, a
@@ -57,138 +57,8 @@ pub(super) const RESPONSE_BUF_BYTES: usize = 16 * 1024;
 /// is by then at least this long. An LLM's head takes hundreds of ms.
 const WATCH_CLIENT_AFTER: Duration = Duration::from_millis(10);
 
-/// How often a client that pipelined its next request (its socket stays
-/// readable until that is read) is checked for having left while its
-/// response head, or a retry's backoff, is awaited.
-pub(super) const PIPELINED_RECHECK: Duration = Duration::from_millis(250);
-
-/// The request as slices of two owned buffers: `head` holds the upstream
-/// request head in `head_range` and the replacement `model` value in
-/// `value_range`; `body` holds the client's body bytes in `body_range`, of
-/// which `patch` (if any) is the old value to replace.
-pub struct OutgoingRequest {
-    pub head: PooledBuf,
-    pub head_range: Range<usize>,
-    pub value_range: Range<usize>,
-    pub body: Option<PooledBuf>,
-    pub body_range: Range<usize>,
-    pub patch: Option<Range<usize>>,
-    /// Bytes of `head` inserted into the body at an offset (a member added
-    /// before the closing brace); after `patch` in the body.
-    pub insert: Option<(usize, Range<usize>)>,
-}
-
-impl OutgoingRequest {
-    /// Whether the request's method is idempotent (RFC 9110 §9.2.2): the
-    /// upstream may get it twice to the effect of once. Read off the head's
-    /// request line, which starts with the client's method.
-    fn is_idempotent(&self) -> bool {
-        let line = &self.head[self.head_range.clone()];
-        let method = line.split(|&b| b == b' ').next().unwrap_or_default();
-        matches!(
-            method,
-            b"GET" | b"HEAD" | b"OPTIONS" | b"TRACE" | b"PUT" | b"DELETE"
-        )
-    }
-
-    /// Head, then the body with each edit (span of the body replaced by a
-    /// range of the head buffer) applied in order: at most six segments.
-    fn segments(&self, iov: &mut IoVecs) {
-        iov.clear_segments();
-        iov.push(0, self.head_range.clone());
-        let edits = self
-            .patch
-            .clone()
-            .map(|old| (old, self.value_range.clone()))
-            .into_iter()
-            .chain(self.insert.clone().map(|(at, bytes)| (at..at, bytes)));
-        let mut cursor = self.body_range.start;
-        for (span, replacement) in edits {
-            iov.push(1, cursor..span.start);
-            iov.push(0, replacement);
-            cursor = span.end;
-        }
-        iov.push(1, cursor..self.body_range.end);
-    }
-}
-
-/// Per-connection state of the upstream side, reused across requests.
-#[derive(Default)]
-pub struct UpstreamSide {
-    /// Boxed iovecs, allocated once per connection; `None` only while a
-    /// write owns them.
-    pub(super) iov: Option<IoVecs>,
-    pub(super) scanner: HeadScanner,
-    pub(super) head: ResponseHead,
-    pub(super) decoder: Option<ChunkedDecoder>,
-    /// Set by the relay: the last response left the connection reusable.
-    pub(super) upstream_reusable: bool,
-    /// What the last exchange came to, for the log phase.
-    pub(super) sent_at: Option<Instant>,
-    /// The response is an event stream (TTFT applies).
-    pub(super) streamed: bool,
-    /// The upstream cut the response after it began.
-    pub(super) truncated: bool,
-    /// Reused across this connection's streams.
-    pub(super) usage_scanner: Option<StreamUsageScanner>,
-    pub(super) first_body: Option<Instant>,
-    pub(super) status: u16,
-    pub(super) usage: Option<Usage>,
-    /// An error response held back (not yet relayed) so the caller can
-    /// decide to retry instead.
-    held: Option<Held>,
-    /// The client left while the response head (or a held error body) was
-    /// awaited: the upstream request was abandoned.
-    client_left: bool,
-}
-
-/// A response whose head (and a bounded part of its body) has arrived but
-/// not a byte of which went to the client.
-struct Held {
-    up: UpstreamConn,
-    urbuf: PooledBuf,
-    hbuf: PooledBuf,
-    provider: usize,
-    /// The attempt's clock: its total deadline still runs.
-    clock: AttemptClock,
-}
-
 /// The most of a held error body read ahead for the retry decision.
 const HELD_BODY_BYTES: usize = 16 * 1024;
-
-/// Statuses held back when the caller may still try elsewhere: the
-/// retryable ones, and 400 (a context-window error goes to a fallback).
-fn is_held_status(status: u16) -> bool {
-    matches!(status, 400 | 429 | 500 | 502 | 503 | 504)
-}
-
-/// How the exchange ended, for the connection loop.
-pub enum Relayed {
-    /// The response went out whole; the client connection may continue
-    /// unless `close` (the response had to be close-delimited).
-    Complete { close: bool },
-    /// The client went away (before the response head, too: then
-    /// [`UpstreamSide::client_left`]), or the upstream broke off after the
-    /// response began: the client connection must close (its response is
-    /// cut).
-    Broken,
-    /// An error response arrived and is held in the [`UpstreamSide`]:
-    /// nothing reached the client. Relay it with [`relay_held`] or drop it
-    /// with [`UpstreamSide::discard_held`].
-    Held,
-}
-
-/// What the client connection needs to know about the request.
-pub struct ClientFacts {
-    pub http10: bool,
-    pub keep_alive: bool,
-    pub is_head: bool,
-    /// The dialect errors must be shaped in.
-    pub dialect: crate::providers::Dialect,
-    /// The longest one write to the client may take (a client that stops
-    /// reading is cut off after this).
-    pub write_timeout: std::time::Duration,
-}
 
 /// Sends `req` to provider `provider` and relays the response to `client`.
 /// An `Err` means nothing has been written to the client yet, so the caller
@@ -223,13 +93,10 @@ pub async fn forward(
         return (Err(err), req.body.take());
     }
 
-    side.sent_at = Some(Instant::now());
-    side.first_body = None;
-    side.streamed = false;
-    side.truncated = false;
-    side.status = 0;
-    side.usage = None;
-    side.client_left = false;
+    side.report = Report {
+        sent_at: Some(Instant::now()),
+        ..Report::default()
+    };
     let mut iov = side.iov.take().unwrap_or_default();
     let mut urbuf = PooledBuf::take(RESPONSE_BUF_BYTES);
     let idempotent = req.is_idempotent();
@@ -311,7 +178,7 @@ pub async fn forward(
         let head = clock.head(read_response_head(&mut up, &mut urbuf, side));
         let Some(head) = unless_client_leaves(client, head).await else {
             side.iov = Some(iov);
-            side.client_left = true;
+            side.report.client_left = true;
             return (Ok(Relayed::Broken), req.body.take());
         };
         match head {
@@ -363,7 +230,7 @@ pub async fn forward(
     if hold && is_held_status(side.head.status) {
         let read = read_error_body(&mut up, &mut urbuf, side, clock);
         let Some(read) = unless_client_leaves(client, read).await else {
-            side.client_left = true;
+            side.report.client_left = true;
             return (Ok(Relayed::Broken), body_buf);
         };
         if let Err(expired) = read {
@@ -377,7 +244,7 @@ pub async fn forward(
             );
             return (Err(err), body_buf);
         }
-        side.held = Some(Held {
+        side.hold(Held {
             up,
             urbuf,
             hbuf: req.head,
@@ -391,7 +258,7 @@ pub async fn forward(
         Some(call) => relay_translated(&mut up, urbuf, side, client, facts, call, clock).await,
     };
     if let Ok(Relayed::Complete { .. }) = &relayed {
-        if side.upstream_reusable {
+        if side.report.reusable {
             pool.put(up);
         }
     }
@@ -412,7 +279,7 @@ pub async fn relay_held(
         hbuf,
         provider,
         clock,
-    }) = side.held.take()
+    }) = side.take_held()
     else {
         return Ok(Relayed::Broken);
     };
@@ -421,7 +288,7 @@ pub async fn relay_held(
         Some(call) => relay_translated(&mut up, urbuf, side, client, facts, call, clock).await,
     };
     if let Ok(Relayed::Complete { .. }) = &relayed {
-        if side.upstream_reusable {
+        if side.report.reusable {
             generation.pools[provider].put(up);
         }
     }
@@ -537,96 +404,6 @@ async fn read_response_head(
                 )))
             }
         }
-    }
-}
-
-impl UpstreamSide {
-    /// Drops a held response (its connection is closed, not pooled).
-    pub(super) fn discard_held(&mut self) {
-        self.held = None;
-    }
-
-    /// A header of the held response (`name` in lower case).
-    pub(super) fn held_header(&self, name: &[u8]) -> Option<&[u8]> {
-        let held = self.held.as_ref()?;
-        self.head.header(&held.urbuf, name)
-    }
-
-    /// What arrived of the held response's body (bounded).
-    pub(super) fn held_body(&self) -> &[u8] {
-        match &self.held {
-            Some(h) => &h.urbuf[self.head.head_len.min(h.urbuf.len())..],
-            None => b"",
-        }
-    }
-
-    /// The client left before the response head (or inside a held error
-    /// body), and the upstream request was abandoned for it.
-    pub(super) fn client_left(&self) -> bool {
-        self.client_left
-    }
-
-    /// When the request was sent upstream (None: it never was).
-    pub(super) fn sent_at(&self) -> Option<Instant> {
-        self.sent_at
-    }
-
-    /// When the first event of a streamed response reached the client.
-    pub(super) fn first_event(&self) -> Option<Instant> {
-        self.first_body.filter(|_| self.streamed)
-    }
-
-    pub(super) fn set_streamed(&mut self, streamed: bool) {
-        self.streamed = streamed;
-    }
-
-    /// The upstream cut the last response after it began.
-    pub(super) fn truncated(&self) -> bool {
-        self.truncated
-    }
-
-    pub(super) fn set_truncated(&mut self) {
-        self.truncated = true;
-    }
-
-    pub(super) fn mark_first_body(&mut self) {
-        self.first_body.get_or_insert_with(Instant::now);
-    }
-
-    /// The status the client got (0: none yet).
-    pub(super) fn status(&self) -> u16 {
-        self.status
-    }
-
-    pub(super) fn set_status(&mut self, status: u16) {
-        self.status = status;
-    }
-
-    pub(super) fn usage(&self) -> Option<Usage> {
-        self.usage
-    }
-
-    pub(super) fn set_usage(&mut self, usage: Option<Usage>) {
-        self.usage = usage;
-    }
-
-    pub(super) fn head(&self) -> &ResponseHead {
-        &self.head
-    }
-
-    pub(super) fn set_reusable(&mut self, reusable: bool) {
-        self.upstream_reusable = reusable;
-    }
-
-    pub(super) fn decoder(&mut self) -> &mut ChunkedDecoder {
-        let d = self.decoder.get_or_insert_with(|| {
-            ChunkedDecoder::new(ChunkLimits {
-                max_line_bytes: 4096,
-                max_trailer_bytes: 64 * 1024,
-                max_body_bytes: u64::MAX,
-            })
-        });
-        d
     }
 }
 

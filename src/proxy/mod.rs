@@ -7,6 +7,7 @@ pub mod body;
 mod conn;
 mod downstream;
 mod endpoint;
+mod exchange;
 mod forward;
 mod headers;
 mod offload;

@@ -25,7 +25,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::downstream::{Body, Downstream};
-use super::forward::PIPELINED_RECHECK;
+use super::exchange::PIPELINED_RECHECK;
 use super::plan::{admission_error, translate_body, translate_error, translate_limits, Plan};
 use crate::buf::PooledBuf;
 use crate::config::LimitsConfig;

@@ -10,7 +10,7 @@
 
 use super::downstream::{Body, Downstream};
 use super::endpoint::Endpoint;
-use super::forward::OutgoingRequest;
+use super::exchange::OutgoingRequest;
 use super::headers::{
     is_forwarded_request_header, push_accept_identity, push_forwarded_for, ConnectionOptions,
 };

@@ -14,15 +14,14 @@
 //! relayed, and a connection that had any, or whose response broke, goes
 //! back to no pool.
 
-use super::forward::{ClientFacts, Relayed, UpstreamSide, RESPONSE_BUF_BYTES};
-use crate::api::translate::{ANTHROPIC_STREAM_CUT, OPENAI_STREAM_CUT};
+use super::exchange::{
+    to_client, write_out, write_stream_cut, ClientFacts, Relayed, UpstreamSide, RESPONSE_BUF_BYTES,
+};
 use crate::api::usage::{anthropic_response_usage, openai_response_usage, StreamUsageScanner};
 use crate::buf::{write_all_vectored, PooledBuf};
 use crate::error::{Error, Kind};
 use crate::http1::framing::{response_framing, BodyKind, ResponseFraming};
-use crate::http1::write::{
-    end_head, push_chunk_size, push_content_length, push_header, push_status_line, LAST_CHUNK,
-};
+use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
 use crate::providers::Dialect;
 use crate::proxy::body::{BodyFailure, BodyProgress, ClientPosition};
 use crate::proxy::downstream::read_more;
@@ -31,8 +30,6 @@ use crate::upstream::timeouts::AttemptClock;
 use crate::upstream::UpstreamConn;
 use monoio::buf::IoBuf;
 use monoio::io::AsyncWriteRentExt;
-use std::future::Future;
-use std::mem;
 
 pub(super) async fn relay_response(
     up: &mut UpstreamConn,
@@ -43,9 +40,9 @@ pub(super) async fn relay_response(
     facts: &ClientFacts,
     clock: AttemptClock,
 ) -> Result<Relayed, Error> {
-    side.upstream_reusable = false;
-    side.status = side.head.status;
-    side.streamed = side
+    side.report.reusable = false;
+    side.report.status = side.head.status;
+    side.report.streamed = side
         .head
         .header(&urbuf, b"content-type")
         .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
@@ -85,7 +82,7 @@ pub(super) async fn relay_response(
     end_head(&mut hbuf);
 
     // Streams: usage is read on the side as the events pass.
-    let mut usage_scan = side.streamed.then(|| {
+    let mut usage_scan = side.report.streamed.then(|| {
         let mut scan = side.usage_scanner.take().unwrap_or_default();
         scan.reset(facts.dialect == Dialect::Anthropic);
         scan
@@ -112,8 +109,8 @@ pub(super) async fn relay_response(
             Err(e) => Err(e),
         };
     if let Some(mut scan) = usage_scan {
-        if side.usage.is_none() {
-            side.usage = scan.usage();
+        if side.report.usage.is_none() {
+            side.report.usage = scan.usage();
         }
         // Gives back what a huge event grew, while the connection idles.
         scan.reset(false);
@@ -176,7 +173,7 @@ async fn read_body_start(
         usage_scan.as_mut(),
     )?;
     let mut body_end = head_len + initial;
-    if !side.streamed && decoded.is_none() && !progress.is_done() {
+    if !side.report.streamed && decoded.is_none() && !progress.is_done() {
         body_end = read_held_body(up, &mut urbuf, &mut progress, side, body_end, clock).await?;
     }
     // Tokens: a whole JSON body is read in place, with no copy (the common
@@ -186,7 +183,7 @@ async fn read_body_start(
         && (200..300).contains(&side.head.status)
     {
         let body = &urbuf[head_len..body_end];
-        side.usage = match facts.dialect {
+        side.report.usage = match facts.dialect {
             Dialect::OpenAi => openai_response_usage(body),
             Dialect::Anthropic => anthropic_response_usage(body),
         };
@@ -251,7 +248,7 @@ async fn send_response(
         return Relayed::Broken;
     }
     if body_end > head_len {
-        side.mark_first_body();
+        side.report.mark_first_body();
     }
     if let Some(d) = decoded.as_mut() {
         if !write_out(client, d, facts).await {
@@ -300,7 +297,7 @@ async fn send_response(
             framing.decode_for_client,
         );
         extra |= take < n;
-        side.mark_first_body();
+        side.report.mark_first_body();
         match decoded.as_mut() {
             Some(d) => {
                 if !write_out(client, d, facts).await {
@@ -323,7 +320,7 @@ async fn send_response(
             return end_cut_response(client, side, facts, framing, at).await;
         }
     }
-    side.upstream_reusable =
+    side.report.reusable =
         framing.upstream.keep_alive && !extra && progress.kind() != BodyKind::CloseDelimited;
     Relayed::Complete {
         close: framing.close,
@@ -397,11 +394,11 @@ async fn end_cut_response(
     framing: &ClientFraming,
     at: ClientPosition,
 ) -> Relayed {
-    side.truncated = true;
-    side.upstream_reusable = false;
+    side.report.truncated = true;
+    side.report.reusable = false;
     let chunked = framing.relays_chunks();
     let raw = framing.decode_for_client || framing.upstream.body == BodyKind::CloseDelimited;
-    if !side.streamed || !(chunked || raw) || !at.between_chunks {
+    if !side.report.streamed || !(chunked || raw) || !at.between_chunks {
         return Relayed::Broken;
     }
     // A chunked stream ended this way is whole as HTTP: the client
@@ -413,61 +410,4 @@ async fn end_cut_response(
     } else {
         Relayed::Broken
     }
-}
-
-/// Writes the dialect's stream-cut event (as one chunk, with the last chunk
-/// after it, when `chunked`); false if the client is gone. With
-/// `mid_event`, a blank line first ends the event the client is inside, so
-/// the cut event is read as one of its own.
-pub(super) async fn write_stream_cut(
-    client: &mut monoio::net::TcpStream,
-    facts: &ClientFacts,
-    chunked: bool,
-    mid_event: bool,
-) -> bool {
-    let event = match facts.dialect {
-        Dialect::OpenAi => OPENAI_STREAM_CUT,
-        Dialect::Anthropic => ANTHROPIC_STREAM_CUT,
-    };
-    let end_event: &[u8] = if mid_event { b"\n\n" } else { b"" };
-    let mut out = PooledBuf::take(event.len() + 16);
-    if chunked {
-        push_chunk_size(&mut out, end_event.len() + event.len());
-    }
-    out.extend_from_slice(end_event);
-    out.extend_from_slice(event);
-    if chunked {
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(LAST_CHUNK);
-    }
-    matches!(
-        to_client(facts, client.write_all(out)).await,
-        Some((Ok(_), _))
-    )
-}
-
-/// Runs a write to the client within the client write timeout; `None` when
-/// it ran out. A client that stops reading must not hold the upstream
-/// connection and its in-flight slot for ever; the write's buffer goes with
-/// the cancelled write, and the caller closes the connection.
-pub(super) async fn to_client<F: Future>(facts: &ClientFacts, write: F) -> Option<F::Output> {
-    monoio::time::timeout(facts.write_timeout, write).await.ok()
-}
-
-/// Writes and clears `buf`; false if the client is gone (or stopped reading).
-async fn write_out(
-    client: &mut monoio::net::TcpStream,
-    buf: &mut PooledBuf,
-    facts: &ClientFacts,
-) -> bool {
-    if buf.is_empty() {
-        return true;
-    }
-    let owned = mem::replace(buf, PooledBuf::empty());
-    let Some((res, mut owned)) = to_client(facts, client.write_all(owned)).await else {
-        return false;
-    };
-    owned.clear();
-    *buf = owned;
-    res.is_ok()
 }

@@ -14,8 +14,7 @@ use monoio::io::AsyncWriteRentExt;
 
 use super::body::BodyProgress;
 use super::downstream::read_more;
-use super::forward::{ClientFacts, Relayed, UpstreamSide};
-use super::relay::{to_client, write_stream_cut};
+use super::exchange::{to_client, write_stream_cut, ClientFacts, Relayed, UpstreamSide};
 use crate::api::sse::SseScanner;
 use crate::api::translate::{
     anthropic_error_to_openai, anthropic_response_to_openai, openai_error_to_anthropic,
@@ -131,10 +130,10 @@ pub async fn relay_translated(
     call: &TranslatedCall,
     clock: AttemptClock,
 ) -> Result<Relayed, Error> {
-    side.set_reusable(false);
-    let head_len = side.head().head_len;
-    let status = side.head().status;
-    let framing = response_framing(&urbuf, side.head(), false).map_err(|e| {
+    side.report.reusable = false;
+    let head_len = (&side.head).head_len;
+    let status = (&side.head).status;
+    let framing = response_framing(&urbuf, &side.head, false).map_err(|e| {
         Error::upstream(
             Kind::UpstreamProtocol,
             false,
@@ -159,7 +158,7 @@ pub async fn relay_translated(
     // Hiding the usage chunk only applies to an event stream; an upstream
     // that answered a stream request with a plain body is passed on as is.
     let is_sse = side
-        .head()
+        .head
         .header(&body.urbuf, b"content-type")
         .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
     let hiding_without_stream = matches!(call.translation, Translation::HideUsageChunk) && !is_sse;
@@ -230,13 +229,13 @@ async fn collect_whole(
             ));
         }
     }
-    side.set_usage(match call.translation {
+    side.report.usage = match call.translation {
         Translation::OpenAiToAnthropic | Translation::HideUsageChunk => {
             openai_response_usage(&payload)
         }
         Translation::AnthropicToOpenAi { .. } => anthropic_response_usage(&payload),
-    });
-    let (status, body) = translate_whole(side.head().status, &payload, call)?;
+    };
+    let (status, body) = translate_whole((&side.head).status, &payload, call)?;
     Ok(WholeAnswer {
         status,
         body,
@@ -251,7 +250,7 @@ async fn answer_whole(
     facts: &ClientFacts,
     whole: WholeAnswer,
 ) -> Relayed {
-    side.set_status(whole.status);
+    side.report.status = whole.status;
     let close = !facts.keep_alive || facts.http10;
     let mut out = PooledBuf::take(256 + whole.body.len());
     push_status_line(&mut out, whole.status);
@@ -268,8 +267,8 @@ async fn answer_whole(
     ) {
         return Relayed::Broken;
     }
-    side.mark_first_body();
-    side.set_reusable(whole.reusable);
+    side.report.mark_first_body();
+    side.report.reusable = whole.reusable;
     Relayed::Complete { close }
 }
 
@@ -311,8 +310,8 @@ async fn relay_stream(
     };
     let chunked = !facts.http10;
     let close = !chunked || !facts.keep_alive;
-    side.set_status(200);
-    side.set_streamed(true);
+    side.report.status = 200;
+    side.report.streamed = true;
     let mut head = PooledBuf::take(256);
     push_status_line(&mut head, 200);
     push_header(&mut head, b"content-type", b"text/event-stream");
@@ -344,7 +343,7 @@ async fn relay_stream(
         });
         payload.clear();
         if !events.is_empty() {
-            side.mark_first_body();
+            side.report.mark_first_body();
         }
         if !write_chunk(client, &events, chunked, facts).await {
             return Relayed::Broken;
@@ -376,12 +375,12 @@ async fn relay_stream(
         extra |= take < n;
     }
     if broken.is_some() {
-        side.set_truncated();
+        side.report.truncated = true;
     }
     // A broken pass-through stream must not look complete: it ends with the
     // dialect's error event. (A translator says it in its own words.)
     if broken.is_some() && matches!(translator, StreamTranslator::HideUsage(_)) {
-        side.set_usage(translator.usage());
+        side.report.usage = translator.usage();
         return if write_stream_cut(client, facts, chunked, false).await {
             Relayed::Complete { close }
         } else {
@@ -395,7 +394,7 @@ async fn relay_stream(
         Some(why) => translator.finish_cut(why, &mut events),
         None => translator.finish(&mut events),
     }
-    side.set_usage(translator.usage());
+    side.report.usage = translator.usage();
     if !write_chunk(client, &events, chunked, facts).await {
         return Relayed::Broken;
     }
@@ -413,7 +412,7 @@ async fn relay_stream(
     // translator said so in-band): its connection stays as announced. The
     // upstream connection is reused only after a complete response.
     if broken.is_none() && progress.is_done() {
-        side.set_reusable(framing.keep_alive && !extra);
+        side.report.reusable = framing.keep_alive && !extra;
     }
     Relayed::Complete { close }
 }
