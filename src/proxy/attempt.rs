@@ -201,7 +201,7 @@ pub(super) async fn run_attempts(
             };
         };
         attempts.side.discard_held();
-        if !back_off(&down.stream, next.backoff).await {
+        if !back_off(down.stream.tcp(), next.backoff).await {
             // The client left (during the backoff, say): no other upstream
             // request for it; 499, as nginx logs it.
             outcome.status = 499;

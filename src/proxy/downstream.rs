@@ -26,7 +26,7 @@ use crate::http1::chunked::{ChunkError, ChunkLimits, ChunkedDecoder};
 use crate::http1::framing::{BodyKind, RequestFraming};
 use crate::http1::parse::{HeadError, HeadLimits, HeadScanner, Parsed, RequestHead};
 use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
-use crate::net::read_when_readable;
+use crate::net::{read_when_readable, ClientStream};
 use crate::providers::Dialect;
 use crate::proxy::headers::PeerAddr;
 
@@ -48,7 +48,7 @@ pub enum Body {
 }
 
 pub struct Downstream {
-    pub stream: TcpStream,
+    pub stream: ClientStream,
     /// The client's address, from `accept` (for `X-Forwarded-For`).
     pub peer: PeerAddr,
     pub rbuf: PooledBuf,
@@ -88,7 +88,7 @@ fn read_timeout(what: &'static str) -> Error {
 impl Downstream {
     pub fn new(stream: TcpStream, peer: PeerAddr) -> Downstream {
         Downstream {
-            stream,
+            stream: ClientStream::new(stream),
             peer,
             // Taken when the first bytes are there to read.
             rbuf: PooledBuf::empty(),
@@ -137,7 +137,7 @@ impl Downstream {
                 }
             } else if self.rbuf.is_empty() {
                 // Nothing of a request yet: wait without holding a buffer.
-                let read = read_when_readable(&self.stream, &mut self.rbuf, READ_BUF_BYTES);
+                let read = read_when_readable(self.stream.tcp(), &mut self.rbuf, READ_BUF_BYTES);
                 before(deadline, read).await
             } else {
                 before(deadline, read_more(&mut self.stream, &mut self.rbuf)).await

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use monoio::io::AsyncWriteRentExt;
 
+use crate::net::ClientStream;
 use crate::api::translate::{ANTHROPIC_STREAM_CUT, OPENAI_STREAM_CUT};
 use crate::api::usage::{StreamUsageScanner, Usage};
 use crate::buf::{IoVecs, PooledBuf};
@@ -234,7 +235,7 @@ impl UpstreamSide {
 /// `mid_event`, a blank line first ends the event the client is inside, so
 /// the cut event is read as one of its own.
 pub(super) async fn write_stream_cut(
-    client: &mut monoio::net::TcpStream,
+    client: &mut ClientStream,
     facts: &ClientFacts,
     chunked: bool,
     mid_event: bool,
@@ -270,7 +271,7 @@ pub(super) async fn to_client<F: Future>(facts: &ClientFacts, write: F) -> Optio
 
 /// Writes and clears `buf`; false if the client is gone (or stopped reading).
 pub(super) async fn write_out(
-    client: &mut monoio::net::TcpStream,
+    client: &mut ClientStream,
     buf: &mut PooledBuf,
     facts: &ClientFacts,
 ) -> bool {

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
+use crate::net::ClientStream;
 use crate::buf::{write_all_vectored, PooledBuf};
 use crate::error::{Error, Kind, Retry};
 use crate::http1::framing::{response_framing, BodyKind};
@@ -74,7 +75,7 @@ pub async fn forward(
     provider: usize,
     side: &mut UpstreamSide,
     mut req: OutgoingRequest,
-    client: &mut monoio::net::TcpStream,
+    client: &mut ClientStream,
     facts: &ClientFacts,
     translation: Option<&TranslatedCall>,
     hold: bool,
@@ -176,7 +177,7 @@ pub async fn forward(
         urbuf.clear();
         side.scanner.reset();
         let head = clock.head(read_response_head(&mut up, &mut urbuf, side));
-        let Some(head) = unless_client_leaves(client, head).await else {
+        let Some(head) = unless_client_leaves(client.tcp(), head).await else {
             side.iov = Some(iov);
             side.report.client_left = true;
             return (Ok(Relayed::Broken), req.body.take());
@@ -229,7 +230,7 @@ pub async fn forward(
     on_head(side.head.status);
     if hold && is_held_status(side.head.status) {
         let read = read_error_body(&mut up, &mut urbuf, side, clock);
-        let Some(read) = unless_client_leaves(client, read).await else {
+        let Some(read) = unless_client_leaves(client.tcp(), read).await else {
             side.report.client_left = true;
             return (Ok(Relayed::Broken), body_buf);
         };
@@ -269,7 +270,7 @@ pub async fn forward(
 pub async fn relay_held(
     generation: &Generation,
     side: &mut UpstreamSide,
-    client: &mut monoio::net::TcpStream,
+    client: &mut ClientStream,
     facts: &ClientFacts,
     translation: Option<&TranslatedCall>,
 ) -> Result<Relayed, Error> {

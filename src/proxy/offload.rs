@@ -135,7 +135,7 @@ where
         drop(place);
         (buf, out)
     });
-    let gone = crate::net::peer_gone(&down.stream, PIPELINED_RECHECK);
+    let gone = crate::net::peer_gone(down.stream.tcp(), PIPELINED_RECHECK);
     let joined = monoio::select! {
         biased;
         joined = handle => joined,

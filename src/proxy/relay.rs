@@ -17,6 +17,7 @@
 use super::exchange::{
     to_client, write_out, write_stream_cut, ClientFacts, Relayed, UpstreamSide, RESPONSE_BUF_BYTES,
 };
+use crate::net::ClientStream;
 use crate::api::usage::{anthropic_response_usage, openai_response_usage, StreamUsageScanner};
 use crate::buf::{write_all_vectored, PooledBuf};
 use crate::error::{Error, Kind};
@@ -36,7 +37,7 @@ pub(super) async fn relay_response(
     urbuf: PooledBuf,
     mut hbuf: PooledBuf,
     side: &mut UpstreamSide,
-    client: &mut monoio::net::TcpStream,
+    client: &mut ClientStream,
     facts: &ClientFacts,
     clock: AttemptClock,
 ) -> Result<Relayed, Error> {
@@ -206,7 +207,7 @@ async fn send_response(
     start: BodyStart,
     hbuf: PooledBuf,
     side: &mut UpstreamSide,
-    client: &mut monoio::net::TcpStream,
+    client: &mut ClientStream,
     facts: &ClientFacts,
     clock: AttemptClock,
     framing: &ClientFraming,
@@ -388,7 +389,7 @@ async fn read_held_body(
 /// network failure. Other bodies cannot say it, nor can a stream cut inside
 /// a chunk relayed as is: the connection closes mid-body.
 async fn end_cut_response(
-    client: &mut monoio::net::TcpStream,
+    client: &mut ClientStream,
     side: &mut UpstreamSide,
     facts: &ClientFacts,
     framing: &ClientFraming,

@@ -15,6 +15,7 @@ use monoio::io::AsyncWriteRentExt;
 use super::body::BodyProgress;
 use super::downstream::read_more;
 use super::exchange::{to_client, write_stream_cut, ClientFacts, Relayed, UpstreamSide};
+use crate::net::ClientStream;
 use crate::api::sse::SseScanner;
 use crate::api::translate::{
     anthropic_error_to_openai, anthropic_response_to_openai, openai_error_to_anthropic,
@@ -125,7 +126,7 @@ pub async fn relay_translated(
     up: &mut UpstreamConn,
     urbuf: PooledBuf,
     side: &mut UpstreamSide,
-    client: &mut monoio::net::TcpStream,
+    client: &mut ClientStream,
     facts: &ClientFacts,
     call: &TranslatedCall,
     clock: AttemptClock,
@@ -245,7 +246,7 @@ async fn collect_whole(
 
 /// Sends a collected answer, with a length: the one write commits it.
 async fn answer_whole(
-    client: &mut monoio::net::TcpStream,
+    client: &mut ClientStream,
     side: &mut UpstreamSide,
     facts: &ClientFacts,
     whole: WholeAnswer,
@@ -287,7 +288,7 @@ async fn relay_stream(
     up: &mut UpstreamConn,
     body: UpstreamBody,
     side: &mut UpstreamSide,
-    client: &mut monoio::net::TcpStream,
+    client: &mut ClientStream,
     facts: &ClientFacts,
     call: &TranslatedCall,
     clock: AttemptClock,
@@ -491,7 +492,7 @@ async fn read_body(
 /// Writes `data` as one chunk (or raw, for close-delimited); false if the
 /// client is gone. Nothing is written for empty data.
 async fn write_chunk(
-    client: &mut monoio::net::TcpStream,
+    client: &mut ClientStream,
     data: &[u8],
     chunked: bool,
     facts: &ClientFacts,
