@@ -171,6 +171,16 @@ impl Error {
         })
     }
 
+    /// The error's name in `shardgate_errors_total{kind}`: its code, or
+    /// what the code leaves unnamed.
+    pub fn metric_kind(&self) -> &'static str {
+        match self.kind {
+            Kind::BadRequest => "bad_request",
+            Kind::Internal => "internal",
+            _ => self.code().unwrap_or("other"),
+        }
+    }
+
     /// Appends `{"error":{"message","type","param","code"}}`.
     pub fn write_openai_body(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"error\":{\"message\":");

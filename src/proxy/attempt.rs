@@ -23,17 +23,17 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::mem;
-use std::ops::Range;
 use std::time::{Duration, Instant, SystemTime};
 
 use monoio::net::TcpStream;
 
+use super::context::Outcome;
+use super::context::{Request, RequestCtx};
 use super::downstream::{Body, Downstream};
 use super::endpoint::Endpoint;
 use super::exchange::{ClientFacts, OutgoingRequest, Relayed, UpstreamSide, PIPELINED_RECHECK};
 use super::forward::{forward, relay_held};
 use super::offload::{self, OffLoop};
-use super::outcome::Outcome;
 use super::plan::{pick_deployment, plan_request, upstream_request, Choice, Plan, Source};
 use super::translated::TranslatedCall;
 use crate::buf::PooledBuf;
@@ -42,20 +42,6 @@ use crate::shard::{Generation, Shard};
 use crate::upstream::breaker::{BreakerEvent, Outcome as BreakerOutcome, Ticket};
 use crate::upstream::retry::{Attempt, Decision, RetryState};
 
-/// A request read whole and classified by the connection, to be sent upstream.
-pub(super) struct Request {
-    pub(super) endpoint: Endpoint,
-    pub(super) body: Body,
-    /// The query string's span of the client's head (in `rbuf`).
-    pub(super) query: Range<usize>,
-    /// `/v1/models` passed to this provider (the default one, when no
-    /// models are configured) instead of routed by the body's model.
-    pub(super) models_provider: Option<usize>,
-    /// The request id in [`Outcome::request_id`] is the gateway's, so the
-    /// upstream head carries it (a client's own goes with its headers).
-    pub(super) generated_id: bool,
-}
-
 /// Sends `request` upstream, attempt after attempt, until one gives the
 /// answer, and notes in `outcome` what it came to. An `Err` is still to be
 /// answered: nothing has reached the client. A client that left between
@@ -63,13 +49,18 @@ pub(super) struct Request {
 /// cleared when the connection must close after the answer.
 pub(super) async fn run_attempts(
     shard: &Shard,
-    generation: &Generation,
+    ctx: &mut RequestCtx,
     down: &mut Downstream,
-    side: &mut UpstreamSide,
-    facts: &mut ClientFacts,
-    outcome: &mut Outcome,
     request: Request,
 ) -> Result<Relayed, Error> {
+    let RequestCtx {
+        generation,
+        facts,
+        side,
+        outcome,
+        ..
+    } = ctx;
+    let generation: &Generation = generation;
     let Request {
         endpoint,
         mut body,

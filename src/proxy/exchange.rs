@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use monoio::io::AsyncWriteRentExt;
 
-use crate::net::ClientStream;
 use crate::api::translate::{ANTHROPIC_STREAM_CUT, OPENAI_STREAM_CUT};
 use crate::api::usage::{StreamUsageScanner, Usage};
 use crate::buf::{IoVecs, PooledBuf};
 use crate::http1::chunked::{ChunkLimits, ChunkedDecoder};
 use crate::http1::parse::{HeadScanner, ResponseHead};
 use crate::http1::write::{push_chunk_size, LAST_CHUNK};
+use crate::net::ClientStream;
 use crate::providers::Dialect;
 use crate::upstream::timeouts::AttemptClock;
 use crate::upstream::UpstreamConn;

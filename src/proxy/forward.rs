@@ -33,12 +33,12 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
-use crate::net::ClientStream;
 use crate::buf::{write_all_vectored, PooledBuf};
 use crate::error::{Error, Kind, Retry};
 use crate::http1::framing::{response_framing, BodyKind};
 use crate::http1::parse::{HeadLimits, Parsed};
 use crate::net::peer_gone;
+use crate::net::ClientStream;
 use crate::proxy::downstream::read_more;
 use crate::shard::{Generation, Shard};
 use crate::upstream::timeouts::{AttemptClock, Expired};

@@ -2,18 +2,21 @@
 //! route (model → provider) → upstream (send on a pooled connection) →
 //! respond (relay as it arrives).
 
+mod admit;
 mod attempt;
 pub mod body;
 mod conn;
+mod context;
 mod downstream;
 mod endpoint;
 mod exchange;
 mod forward;
 mod headers;
 mod offload;
-mod outcome;
 mod plan;
 mod relay;
+mod respond;
+mod settle;
 mod translated;
 
 pub use conn::serve_connection;

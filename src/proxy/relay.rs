@@ -17,12 +17,12 @@
 use super::exchange::{
     to_client, write_out, write_stream_cut, ClientFacts, Relayed, UpstreamSide, RESPONSE_BUF_BYTES,
 };
-use crate::net::ClientStream;
 use crate::api::usage::{anthropic_response_usage, openai_response_usage, StreamUsageScanner};
 use crate::buf::{write_all_vectored, PooledBuf};
 use crate::error::{Error, Kind};
 use crate::http1::framing::{response_framing, BodyKind, ResponseFraming};
 use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
+use crate::net::ClientStream;
 use crate::providers::Dialect;
 use crate::proxy::body::{BodyFailure, BodyProgress, ClientPosition};
 use crate::proxy::downstream::read_more;

@@ -15,7 +15,6 @@ use monoio::io::AsyncWriteRentExt;
 use super::body::BodyProgress;
 use super::downstream::read_more;
 use super::exchange::{to_client, write_stream_cut, ClientFacts, Relayed, UpstreamSide};
-use crate::net::ClientStream;
 use crate::api::sse::SseScanner;
 use crate::api::translate::{
     anthropic_error_to_openai, anthropic_response_to_openai, openai_error_to_anthropic,
@@ -30,6 +29,7 @@ use crate::http1::framing::{response_framing, BodyKind, ResponseFraming};
 use crate::http1::write::{
     end_head, push_chunk_size, push_content_length, push_header, push_status_line, LAST_CHUNK,
 };
+use crate::net::ClientStream;
 use crate::upstream::timeouts::AttemptClock;
 use crate::upstream::UpstreamConn;
 

@@ -1,0 +1,155 @@
+//! The admit phase: a request whose head was just read is framed, its body
+//! read whole (always, so the connection stays in sync), its request id
+//! taken or made, its endpoint classified and the content rules applied.
+//! What comes out is a [`Request`] for the upstream attempts, a local
+//! answer (health, the model list), or a refusal — in the caller's dialect
+//! once the endpoint is known.
+//!
+//! Invariant: nothing here writes to the client; the respond phase does,
+//! and a refusal says whether the connection must close after it (framing
+//! and body errors: the next request's start is unknown).
+
+use super::context::{Request, RequestCtx};
+use super::downstream::{Body, Downstream};
+use super::endpoint::{classify, method_forbids_content, split_target, Endpoint};
+use crate::error::{Error, Kind};
+use crate::http1::framing::{request_framing, FramingError};
+use crate::providers::Dialect;
+use crate::shard::Shard;
+
+/// What admission came to.
+pub(super) enum Admitted {
+    /// To be sent upstream.
+    Upstream(Request),
+    /// Answered by the gateway itself.
+    Local(LocalAnswer),
+}
+
+/// A response the gateway makes from its own state.
+pub(super) enum LocalAnswer {
+    Health,
+    /// The configured model list.
+    Models,
+}
+
+/// A request refused before anything went upstream.
+pub(super) struct Refused {
+    pub error: Error,
+    /// The connection cannot go on after the answer.
+    pub close: bool,
+}
+
+impl Refused {
+    fn closing(error: Error) -> Refused {
+        Refused { error, close: true }
+    }
+}
+
+impl From<Error> for Refused {
+    fn from(error: Error) -> Refused {
+        Refused {
+            error,
+            close: false,
+        }
+    }
+}
+
+/// Admits the request whose head is in `down`, noting in `ctx` what is
+/// known of it so far.
+pub(super) async fn admit(
+    shard: &Shard,
+    ctx: &mut RequestCtx,
+    down: &mut Downstream,
+) -> Result<Admitted, Refused> {
+    let limits = &ctx.generation.gateway.config.limits;
+    let framing = request_framing(&down.rbuf, &down.head).map_err(|e| {
+        Refused::closing(match e {
+            FramingError::Invalid(why) => {
+                Error::client(Kind::BadRequest, format!("malformed request: {why}"))
+            }
+            FramingError::UnsupportedCoding => Error::client(
+                Kind::NotImplemented,
+                "transfer codings other than chunked are not implemented",
+            ),
+        })
+    })?;
+    let facts = &mut ctx.facts;
+    facts.http10 = down.head.minor_version == 0;
+    // While draining, every response closes its connection.
+    facts.keep_alive = framing.keep_alive && !shard.is_draining();
+    facts.is_head = down.head.method.get(&down.rbuf) == b"HEAD";
+    facts.dialect = Dialect::OpenAi;
+    facts.write_timeout = std::time::Duration::from_millis(limits.client_write_timeout_ms);
+    // The body is always consumed whole so the connection stays in sync.
+    let (body, next) = down
+        .read_body(&framing, limits)
+        .await
+        .map_err(Refused::closing)?;
+    ctx.next_request = next;
+    let outcome = &mut ctx.outcome;
+    outcome.bytes_in = match &body {
+        Body::Empty => 0,
+        Body::InPlace(r) => r.len() as u64,
+        Body::Decoded(b) => b.len() as u64,
+    };
+    // x-request-id: the client's, else ours; either way it goes upstream.
+    let generated_id = match down.head.header(&down.rbuf, b"x-request-id") {
+        Some(id) => {
+            outcome.request_id.push_str(&String::from_utf8_lossy(id));
+            false
+        }
+        None => {
+            outcome
+                .request_id
+                .push_str(shard.request_ids.next_id().as_str());
+            true
+        }
+    };
+    let target = down.head.target.get(&down.rbuf);
+    let (path, query) = split_target(target);
+    let query = down.head.target.end as usize - query.len()..down.head.target.end as usize;
+    let method = down.head.method.get(&down.rbuf);
+    let endpoint = classify(method, path)?;
+    ctx.facts.dialect = endpoint.client_dialect();
+    outcome.route = endpoint.route_index();
+    // Content on a GET or HEAD has no defined meaning (RFC 9110 §9.3.1), and
+    // an upstream that ignores it reads it as its next request, whose answer
+    // then waits on a pooled connection for another client. Refused rather
+    // than dropped: dropping would hide a client bug and still act on a
+    // request the client framed oddly. The body was read whole, so the
+    // connection is in sync and may stay open. An empty body (Content-Length:
+    // 0, or a chunked body of no data) is no body, and is never forwarded.
+    let body = if method_forbids_content(method) {
+        if outcome.bytes_in > 0 {
+            return Err(Error::client(
+                Kind::BadRequest,
+                format!(
+                    "a {} request must not carry a body",
+                    String::from_utf8_lossy(method)
+                ),
+            )
+            .into());
+        }
+        Body::Empty
+    } else {
+        body
+    };
+
+    let router = &ctx.generation.gateway.router;
+    // `/v1/models` passed to the default provider, when no models are configured.
+    let models_provider = match endpoint {
+        Endpoint::Health => return Ok(Admitted::Local(LocalAnswer::Health)),
+        Endpoint::Models => match router.default_provider().filter(|_| !router.has_models) {
+            Some(provider) => Some(provider),
+            None => return Ok(Admitted::Local(LocalAnswer::Models)),
+        },
+        _ => None,
+    };
+    Ok(Admitted::Upstream(Request {
+        endpoint,
+        body,
+        query,
+        models_provider,
+        generated_id,
+    }))
+}

@@ -1,0 +1,155 @@
+//! One request's context, owned by the connection loop and handed to each
+//! phase in turn (admit → route → attempts → respond → settle): the
+//! configuration generation it runs on, what the client connection needs
+//! to know of it, the upstream side's machinery and report, and what the
+//! request came to for the log phase.
+//!
+//! Invariant: [`RequestCtx::begin`] starts every request from nothing —
+//! no field of the previous request on the connection survives into the
+//! next one's answer, log line or metrics; only allocations are reused
+//! (so the log phase allocates nothing in steady state).
+
+use std::ops::Range;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::downstream::Body;
+use super::endpoint::{Endpoint, UNKNOWN_ROUTE};
+use super::exchange::{ClientFacts, UpstreamSide};
+use crate::api::usage::Usage;
+use crate::providers::Dialect;
+use crate::shard::Generation;
+
+pub(super) struct RequestCtx {
+    /// The generation the request started on (and finishes on).
+    pub generation: Rc<Generation>,
+    pub facts: ClientFacts,
+    pub side: UpstreamSide,
+    pub outcome: Outcome,
+    /// Where the next request starts in the client's read buffer.
+    pub next_request: usize,
+}
+
+impl RequestCtx {
+    pub fn new(generation: Rc<Generation>) -> RequestCtx {
+        RequestCtx {
+            generation,
+            facts: ClientFacts::default(),
+            side: UpstreamSide::default(),
+            outcome: Outcome::default(),
+            next_request: 0,
+        }
+    }
+
+    /// Starts a request on `generation`, at `started`.
+    pub fn begin(&mut self, generation: Rc<Generation>, started: Instant) {
+        self.generation = generation;
+        self.facts = ClientFacts::default();
+        self.side.begin_request();
+        self.outcome.reset(started);
+        self.next_request = 0;
+    }
+}
+
+/// A request admitted whole and classified, to be sent upstream.
+pub(super) struct Request {
+    pub endpoint: Endpoint,
+    pub body: Body,
+    /// The query string's span of the client's head (in `rbuf`).
+    pub query: Range<usize>,
+    /// `/v1/models` passed to this provider (the default one, when no
+    /// models are configured) instead of routed by the body's model.
+    pub models_provider: Option<usize>,
+    /// The request id in [`Outcome::request_id`] is the gateway's, so the
+    /// upstream head carries it (a client's own goes with its headers).
+    pub generated_id: bool,
+}
+
+/// What one request came to (route, provider, status, timings, tokens),
+/// for the log phase.
+pub struct Outcome {
+    pub started: Instant,
+    pub route: usize,
+    pub provider: Option<usize>,
+    pub status: u16,
+    /// The kind of error the gateway answered with (its metrics name), if
+    /// it answered with one.
+    pub error: Option<&'static str>,
+    /// Request sent upstream → response relayed.
+    pub upstream: Option<Duration>,
+    /// Request start → first response body bytes written (streams).
+    pub ttft: Option<Duration>,
+    pub usage: Option<Usage>,
+    /// The model the client asked for.
+    pub model: String,
+    /// The model name sent upstream (prices are by it).
+    pub upstream_model: String,
+    /// The client's `x-request-id`, or one generated for it.
+    pub request_id: String,
+    pub bytes_in: u64,
+    /// Bytes written to the client for this request (heads included).
+    pub bytes_out: u64,
+    /// The upstream cut the response before its end.
+    pub truncated: bool,
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        Outcome {
+            started: Instant::now(),
+            route: UNKNOWN_ROUTE,
+            provider: None,
+            status: 0,
+            error: None,
+            upstream: None,
+            ttft: None,
+            usage: None,
+            model: String::with_capacity(64),
+            upstream_model: String::with_capacity(64),
+            request_id: String::with_capacity(64),
+            bytes_in: 0,
+            bytes_out: 0,
+            truncated: false,
+        }
+    }
+}
+
+impl Outcome {
+    /// Starts a new request, keeping the strings' allocations.
+    fn reset(&mut self, started: Instant) {
+        let mut model = std::mem::take(&mut self.model);
+        let mut upstream_model = std::mem::take(&mut self.upstream_model);
+        let mut request_id = std::mem::take(&mut self.request_id);
+        model.clear();
+        upstream_model.clear();
+        request_id.clear();
+        *self = Outcome {
+            started,
+            route: UNKNOWN_ROUTE,
+            provider: None,
+            status: 0,
+            error: None,
+            upstream: None,
+            ttft: None,
+            usage: None,
+            model,
+            upstream_model,
+            request_id,
+            bytes_in: 0,
+            bytes_out: 0,
+            truncated: false,
+        };
+    }
+}
+
+impl Default for ClientFacts {
+    fn default() -> Self {
+        ClientFacts {
+            http10: false,
+            keep_alive: false,
+            is_head: false,
+            dialect: Dialect::OpenAi,
+            write_timeout: Duration::ZERO,
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The log phase: what a request came to (its `Outcome`), recorded into
+//! the shard's metrics and access log once its response is done, whatever
+//! answered it (an upstream, the gateway itself, or a cut). Allocates
+//! nothing in steady state.
+
+use std::time::{Instant, SystemTime};
+
+use super::context::RequestCtx;
+use super::endpoint::ROUTE_NAMES;
+use crate::shard::Shard;
+use crate::telemetry::{metrics, AccessRecord, RequestMetrics};
+
+/// Records the finished request in the shard's metrics and access log.
+pub(super) fn settle(shard: &Shard, ctx: &RequestCtx) {
+    let (outcome, router) = (&ctx.outcome, &ctx.generation.gateway.router);
+    let total = outcome.started.elapsed();
+    let labels = shard.metrics.labels();
+    let usage = outcome.usage.unwrap_or_default();
+    let cost_micros = router.prices.cost_micros(&outcome.upstream_model, &usage);
+    let provider = outcome
+        .provider
+        .map_or(labels.no_provider(), |p| labels.provider(p));
+    if let Some(kind) = outcome.error {
+        shard.metrics.error(provider, kind);
+    }
+    if outcome.truncated {
+        shard.metrics.error(provider, "truncated");
+    }
+    shard.metrics.record_request(&RequestMetrics {
+        route: labels.route(outcome.route),
+        provider,
+        model: labels.model(&outcome.model),
+        status: outcome.status,
+        total,
+        upstream: outcome.upstream,
+        ttft: outcome.ttft,
+        usage: metrics::Usage {
+            input_tokens: usage.input_tokens,
+            output_tokens: usage.output_tokens,
+            cost_micros,
+        },
+    });
+    if let Some(log) = shard.access_log.borrow_mut().as_mut() {
+        let provider = outcome
+            .provider
+            .and_then(|p| router.providers.get(p))
+            .map(|p| p.name.as_str());
+        log.log(
+            &AccessRecord {
+                time: SystemTime::now(),
+                request_id: &outcome.request_id,
+                key_id: None,
+                route: ROUTE_NAMES[outcome.route],
+                model: &outcome.model,
+                provider,
+                status: outcome.status,
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                cost_micros,
+                overhead: total.saturating_sub(outcome.upstream.unwrap_or_default()),
+                upstream: outcome.upstream,
+                ttft: outcome.ttft,
+                bytes_in: outcome.bytes_in,
+                bytes_out: outcome.bytes_out,
+                truncated: outcome.truncated,
+            },
+            Instant::now(),
+        );
+    }
+}
