@@ -174,6 +174,9 @@ fn zero_config_without_a_key_starts_and_answers_health() {
         );
         let e = r.assert_openai_error(404);
         assert_eq!(e["code"], "model_not_found");
+        // ... and the answer says why: nothing is configured.
+        let why = e["message"].as_str().unwrap();
+        assert!(why.contains("no provider configured"), "{why}");
         let models = gw.get("/v1/models");
         assert_eq!(models.status, 200);
         assert_eq!(models.json()["object"], "list");

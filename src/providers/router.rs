@@ -161,6 +161,15 @@ impl Router {
                 upstream_model: model,
                 model: None,
             }),
+            None if self.providers.is_empty() => Err(Error::client(
+                Kind::ModelNotFound,
+                format!(
+                    "The model `{model}` cannot be served: this gateway has no provider configured \
+                     (set a provider's API key in its environment, e.g. OPENAI_API_KEY, or add \
+                     a [providers.NAME] table to the config file)."
+                ),
+            )
+            .with_param("model")),
             None => Err(model_not_found(model)),
         }
     }
