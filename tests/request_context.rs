@@ -43,7 +43,10 @@ fn records(path: &std::path::Path, ids: &[&str]) -> Vec<Value> {
         if found.len() == ids.len() {
             return found;
         }
-        assert!(Instant::now() < deadline, "missing access-log records: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "missing access-log records: {text}"
+        );
         thread::sleep(Duration::from_millis(20));
     }
 }

@@ -22,7 +22,6 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::mem;
 use std::time::{Duration, Instant, SystemTime};
 
 use monoio::net::TcpStream;
@@ -32,11 +31,12 @@ use super::context::{Request, RequestCtx};
 use super::downstream::{Body, Downstream};
 use super::endpoint::Endpoint;
 use super::exchange::{ClientFacts, OutgoingRequest, Relayed, UpstreamSide, PIPELINED_RECHECK};
-use super::forward::{forward, relay_held};
+use super::forward::{forward, relay_held, Leg};
+use super::lend::Lent;
 use super::offload::{self, OffLoop};
-use super::plan::{pick_deployment, plan_request, upstream_request, Choice, Plan, Source};
+use super::route::{pick_deployment, plan_request, Choice, Plan, Source};
 use super::translated::TranslatedCall;
-use crate::buf::PooledBuf;
+use super::upstream_request::{upstream_request, HeadSource};
 use crate::error::{Error, Kind, Retry};
 use crate::shard::{Generation, Shard};
 use crate::upstream::breaker::{BreakerEvent, Outcome as BreakerOutcome, Ticket};
@@ -158,16 +158,14 @@ pub(super) async fn run_attempts(
 
         outcome.provider = Some(provider);
         let p = &gw.router.providers[provider];
-        let (mut req, translated, call) = upstream_request(
-            &gw.config.server,
+        let source = HeadSource {
+            server: &gw.config.server,
             down,
-            &body,
-            plan,
-            p,
-            endpoint,
-            query.clone(),
+            provider: p,
+            query: query.clone(),
             request_id,
-        );
+        };
+        let (mut req, translated, call) = upstream_request(&source, &body, plan, endpoint);
         let lent = Lent::lend(&mut req, translated, down, &mut body);
         let (result, failure) = match attempts
             .send(down, &mut body, provider, req, lent, call.as_ref())
@@ -346,16 +344,19 @@ impl<'a> Attempts<'a> {
                 a.record(shard, generation, BreakerOutcome::Status(status), now);
             }
         };
-        let (result, body_back) = forward(
+        let leg = Leg {
             shard,
             generation,
             provider,
+            translation: call,
+            hold: deployment.is_some(),
+        };
+        let (result, body_back) = forward(
+            &leg,
             self.side,
             req,
             &mut down.stream,
             self.facts,
-            call,
-            deployment.is_some(),
             &mut on_head,
         )
         .await;
@@ -500,64 +501,6 @@ async fn back_off(client: &TcpStream, backoff: Option<Duration>) -> bool {
         }
     }
     !crate::net::peer_closed(client)
-}
-
-/// Which body buffer an attempt lent to the upstream request.
-enum Lent {
-    Nothing,
-    ReadBuffer,
-    Decoded,
-}
-
-impl Lent {
-    /// Hands `req` its body: the `translated` one, else the client's, whose
-    /// buffer (the read buffer, or the decoded chunked body) is lent.
-    fn lend(
-        req: &mut OutgoingRequest,
-        translated: Option<Vec<u8>>,
-        down: &mut Downstream,
-        body: &mut Body,
-    ) -> Lent {
-        let (buf, range, lent) = match (translated, body) {
-            (Some(new_body), _) => {
-                // Not adopted as it is when small: it would join the free
-                // list on every translated request and, grown by later
-                // takes, fill it to its bound. A large one is not copied.
-                let len = new_body.len();
-                (Some(PooledBuf::from_vec(new_body)), 0..len, Lent::Nothing)
-            }
-            (None, Body::Empty) => (None, 0..0, Lent::Nothing),
-            (None, Body::InPlace(r)) => (
-                Some(mem::replace(&mut down.rbuf, PooledBuf::empty())),
-                r.clone(),
-                Lent::ReadBuffer,
-            ),
-            (None, Body::Decoded(b)) => {
-                let b = mem::replace(b, PooledBuf::empty());
-                let len = b.len();
-                (Some(b), 0..len, Lent::Decoded)
-            }
-        };
-        req.body = buf;
-        req.body_range = range;
-        lent
-    }
-
-    /// Puts the lent buffer back from what `forward` handed back; `false`
-    /// when it did not come back (the body is gone).
-    fn put_back(self, back: Option<PooledBuf>, down: &mut Downstream, body: &mut Body) -> bool {
-        let lost = !matches!(self, Lent::Nothing) && back.is_none();
-        match (self, back) {
-            (Lent::ReadBuffer, Some(b)) => down.rbuf = b,
-            (Lent::Decoded, Some(b)) => {
-                if let Body::Decoded(slot) = body {
-                    *slot = b;
-                }
-            }
-            _ => {}
-        }
-        !lost
-    }
 }
 
 /// A configured model's deployment whose breaker admitted an attempt.

@@ -61,26 +61,39 @@ const WATCH_CLIENT_AFTER: Duration = Duration::from_millis(10);
 /// The most of a held error body read ahead for the retry decision.
 const HELD_BODY_BYTES: usize = 16 * 1024;
 
-/// Sends `req` to provider `provider` and relays the response to `client`.
-/// An `Err` means nothing has been written to the client yet, so the caller
-/// can still answer with an error. The request's body buffer is handed back,
-/// except after an upstream write that timed out (`None`: the body is gone).
-/// `on_head` is told the status as soon as the response head arrives. With
-/// `hold`, an error response that another attempt might improve on
-/// (see [`is_held_status`]) is not relayed but held ([`Relayed::Held`]).
-#[allow(clippy::too_many_arguments)]
+/// Where one attempt goes and how its response is read.
+pub struct Leg<'a> {
+    pub shard: &'a Shard,
+    pub generation: &'a Generation,
+    pub provider: usize,
+    /// How the response is translated for the client, if it is.
+    pub translation: Option<&'a TranslatedCall>,
+    /// Hold back an error response another attempt might improve on
+    /// (see [`is_held_status`]) instead of relaying it ([`Relayed::Held`]).
+    pub hold: bool,
+}
+
+/// Sends `req` along `leg` and relays the response to `client`. An `Err`
+/// means nothing has been written to the client yet, so the caller can
+/// still answer with an error. The request's body buffer is handed back,
+/// except after an upstream write that timed out (`None`: the body is
+/// gone). `on_head` is told the status as soon as the response head
+/// arrives.
 pub async fn forward(
-    shard: &Shard,
-    generation: &Generation,
-    provider: usize,
+    leg: &Leg<'_>,
     side: &mut UpstreamSide,
     mut req: OutgoingRequest,
     client: &mut ClientStream,
     facts: &ClientFacts,
-    translation: Option<&TranslatedCall>,
-    hold: bool,
     on_head: &mut dyn FnMut(u16),
 ) -> (Result<Relayed, Error>, Option<PooledBuf>) {
+    let &Leg {
+        shard,
+        generation,
+        provider,
+        translation,
+        hold,
+    } = leg;
     side.discard_held();
     let gw = &generation.gateway;
     let p = &gw.router.providers[provider];

@@ -1,6 +1,23 @@
-//! The life of one proxied request: admit (parse and bound the request) →
-//! route (model → provider) → upstream (send on a pooled connection) →
-//! respond (relay as it arrives).
+//! The life of one proxied request, one file per phase, in order (after
+//! pingora's `ProxyHttp` phases, statically dispatched):
+//!
+//! - `conn` — the connection loop: runs the phases for each request on one
+//!   `context::RequestCtx`;
+//! - `admit` — framing, the body read whole, request id, endpoint, content
+//!   rules;
+//! - `route` — model → provider (or a configured model's deployment), and
+//!   pass-through or translation;
+//! - `attempt` — the upstream attempts: retries, fail-over, breakers and
+//!   balancers; each one assembled by `upstream_request` and sent by
+//!   `forward` (pooled connection, write, response head), its response
+//!   relayed by `relay` (native) or `translated`;
+//! - `respond` — answers the gateway makes itself, and whether the
+//!   connection goes on;
+//! - `settle` — the log phase: metrics, access log, usage and cost.
+//!
+//! Below the phases: `exchange` (what one upstream exchange carries),
+//! `downstream` (the client connection's reads and local responses),
+//! `headers`, `body`, `endpoint`, `lend`, `offload`.
 
 mod admit;
 mod attempt;
@@ -12,12 +29,14 @@ mod endpoint;
 mod exchange;
 mod forward;
 mod headers;
+mod lend;
 mod offload;
-mod plan;
 mod relay;
 mod respond;
+mod route;
 mod settle;
 mod translated;
+mod upstream_request;
 
 pub use conn::serve_connection;
 pub use downstream::local_response;

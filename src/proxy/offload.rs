@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::downstream::{Body, Downstream};
 use super::exchange::PIPELINED_RECHECK;
-use super::plan::{admission_error, translate_body, translate_error, translate_limits, Plan};
+use super::route::{admission_error, translate_body, translate_error, translate_limits, Plan};
 use crate::buf::PooledBuf;
 use crate::config::LimitsConfig;
 use crate::error::{Error, Kind};

@@ -95,18 +95,14 @@ pub(super) async fn relay_response(
     };
     let relayed =
         match read_body_start(up, urbuf, side, facts, clock, &framing, &mut usage_scan).await {
-            Ok(start) => Ok(send_response(
-                up,
-                start,
-                hbuf,
-                side,
-                client,
-                facts,
-                clock,
-                &framing,
-                usage_scan.as_mut(),
-            )
-            .await),
+            Ok(start) => {
+                let committed = Committed {
+                    head: hbuf,
+                    framing: &framing,
+                    usage_scan: usage_scan.as_mut(),
+                };
+                Ok(send_response(up, start, committed, side, client, facts, clock).await)
+            }
             Err(e) => Err(e),
         };
     if let Some(mut scan) = usage_scan {
@@ -118,6 +114,14 @@ pub(super) async fn relay_response(
         side.usage_scanner = Some(scan);
     }
     relayed
+}
+
+/// The response as the client gets it: its head, how its body is framed,
+/// and the stream's usage scanner (streams only).
+struct Committed<'a> {
+    head: PooledBuf,
+    framing: &'a ClientFraming,
+    usage_scan: Option<&'a mut StreamUsageScanner>,
 }
 
 /// How the body reaches the client.
@@ -201,18 +205,20 @@ async fn read_body_start(
 /// After the head is committed: writes it with the body's start, then
 /// relays the rest. Whatever fails from here on ends the response in place
 /// ([`end_cut_response`]); nothing here can answer the request again.
-#[allow(clippy::too_many_arguments)]
 async fn send_response(
     up: &mut UpstreamConn,
     start: BodyStart,
-    hbuf: PooledBuf,
+    committed: Committed<'_>,
     side: &mut UpstreamSide,
     client: &mut ClientStream,
     facts: &ClientFacts,
     clock: AttemptClock,
-    framing: &ClientFraming,
-    mut usage_scan: Option<&mut StreamUsageScanner>,
 ) -> Relayed {
+    let Committed {
+        head: hbuf,
+        framing,
+        mut usage_scan,
+    } = committed;
     let BodyStart {
         mut urbuf,
         mut progress,

@@ -132,8 +132,8 @@ pub async fn relay_translated(
     clock: AttemptClock,
 ) -> Result<Relayed, Error> {
     side.report.reusable = false;
-    let head_len = (&side.head).head_len;
-    let status = (&side.head).status;
+    let head_len = side.head.head_len;
+    let status = side.head.status;
     let framing = response_framing(&urbuf, &side.head, false).map_err(|e| {
         Error::upstream(
             Kind::UpstreamProtocol,
@@ -236,7 +236,7 @@ async fn collect_whole(
         }
         Translation::AnthropicToOpenAi { .. } => anthropic_response_usage(&payload),
     };
-    let (status, body) = translate_whole((&side.head).status, &payload, call)?;
+    let (status, body) = translate_whole(side.head.status, &payload, call)?;
     Ok(WholeAnswer {
         status,
         body,

@@ -1,30 +1,20 @@
 //! The route phase of a request with a JSON body: validate it, find
-//! `model`, pick the provider (or a model's deployment), decide between
+//! `model`, pick the provider (or a model's deployment), and decide between
 //! pass-through (only `model` patched, maybe `stream_options` added) and
-//! dialect translation, and assemble the upstream request (its head, and
-//! the edits `forward` makes to the body on the way).
+//! dialect translation ([`Plan`]).
 //!
-//! Invariant: a pass-through body is never re-serialised; what changes is
-//! carried as byte ranges of the head buffer that `forward` writes between
-//! slices of the client's body.
+//! Invariant: routing reads the body and never changes it; a translated
+//! body is built here, a pass-through one is described by spans of it.
 
-use super::downstream::{Body, Downstream};
 use super::endpoint::Endpoint;
-use super::exchange::OutgoingRequest;
-use super::headers::{
-    is_forwarded_request_header, push_accept_identity, push_forwarded_for, ConnectionOptions,
-};
 use super::translated::{TranslatedCall, Translation};
 use crate::api::translate::{
     anthropic_request_to_openai_scanned, openai_request_to_anthropic_scanned,
     openai_stream_wants_usage, TranslateError, TranslateLimits,
 };
-use crate::buf::PooledBuf;
-use crate::config::ServerConfig;
 use crate::error::{Error, Kind};
-use crate::http1::write::{end_head, push_content_length, push_header};
-use crate::json::{push_json_string, scan_top_level, JsonError, TopLevel};
-use crate::providers::{Dialect, Provider};
+use crate::json::{scan_top_level, JsonError, TopLevel};
+use crate::providers::Dialect;
 use crate::shard::{Gateway, Generation};
 use std::borrow::Cow;
 use std::ops::Range;
@@ -62,7 +52,7 @@ pub(super) enum Source<'a> {
     Scanned(&'a TopLevel<'static>),
 }
 
-/// Admits and generation a request with a JSON body: validates it, finds
+/// Admits and routes a request with a JSON body: validates it, finds
 /// `model`, picks the provider, and decides between pass-through and
 /// translation.
 pub(super) fn plan_request<'a>(
@@ -272,208 +262,12 @@ pub(super) fn translate_error(e: TranslateError) -> Error {
     }
 }
 
-/// Builds an attempt's upstream request, all but the body buffer (lent to it
-/// afterwards), while the client's head (in `rbuf`) is at hand. Also
-/// returns a translated body, which replaces the client's, and how the
-/// gateway reads the response when it does. Everything `plan` borrowed
-/// from the body (the model name) is used up here, before its buffer moves.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn upstream_request(
-    server: &ServerConfig,
-    down: &Downstream,
-    body: &Body,
-    plan: Plan<'_>,
-    p: &Provider,
-    endpoint: Endpoint,
-    query: Range<usize>,
-    request_id: Option<&str>,
-) -> (OutgoingRequest, Option<Vec<u8>>, Option<TranslatedCall>) {
-    let (body_len, body_offset) = match body {
-        Body::Empty => (None, 0),
-        Body::InPlace(r) => (Some(r.len()), r.start),
-        Body::Decoded(b) => (Some(b.len()), 0),
-    };
-    let (head, head_range, value_range, patch, insert, translated, call) = match plan {
-        Plan::PassThrough {
-            upstream_model,
-            patch,
-            inject_usage,
-        } => {
-            let model = (!upstream_model.is_empty()).then_some(upstream_model.as_ref());
-            let patch = patch.map(|span| span.start + body_offset..span.end + body_offset);
-            let insert = inject_usage.map(|(at, comma)| {
-                let member: &[u8] = if comma {
-                    INCLUDE_USAGE
-                } else {
-                    &INCLUDE_USAGE[1..]
-                };
-                (at + body_offset, member)
-            });
-            let edits = BodyEdits {
-                len: body_len,
-                patch: patch.clone().map(|span| (span, upstream_model.as_ref())),
-                insert: insert.map(|(_, member)| member),
-            };
-            let (head, ranges) = build_head(
-                server,
-                down,
-                p,
-                endpoint.upstream_path(),
-                model,
-                query,
-                edits,
-                request_id,
-            );
-            let insert = insert.map(|(at, _)| (at, ranges.insert.clone()));
-            let call = inject_usage.map(|_| TranslatedCall {
-                translation: Translation::HideUsageChunk,
-                stream: true,
-                client_model: String::new(),
-            });
-            (head, ranges.head, ranges.value, patch, insert, None, call)
-        }
-        Plan::Translate {
-            body: new_body,
-            api_path,
-            upstream_model,
-            call,
-        } => {
-            let new_body =
-                new_body.expect("a large body is translated before its request is built");
-            let edits = BodyEdits {
-                len: Some(new_body.len()),
-                patch: None,
-                insert: None,
-            };
-            let (head, ranges) = build_head(
-                server,
-                down,
-                p,
-                api_path,
-                Some(&upstream_model),
-                query,
-                edits,
-                request_id,
-            );
-            (
-                head,
-                ranges.head,
-                ranges.value,
-                None,
-                None,
-                Some(new_body),
-                Some(call),
-            )
-        }
-    };
-    let req = OutgoingRequest {
-        head,
-        head_range,
-        value_range,
-        body: None,
-        body_range: 0..0,
-        patch,
-        insert,
-    };
-    (req, translated, call)
-}
-
-/// What is done to the body on its way upstream, for the head's
-/// Content-Length and the bytes the head buffer carries.
-struct BodyEdits<'a> {
-    /// The client's body length (`None`: no body).
-    len: Option<usize>,
-    /// The old `model` value span and the new model name.
-    patch: Option<(Range<usize>, &'a str)>,
-    /// Bytes inserted into the body.
-    insert: Option<&'a [u8]>,
-}
-
-/// Where `build_head` put things in its buffer.
-struct HeadRanges {
-    head: Range<usize>,
-    value: Range<usize>,
-    insert: Range<usize>,
-}
-
-/// `,"stream_options":{"include_usage":true}` (without the comma when the
-/// body's object is empty).
-const INCLUDE_USAGE: &[u8] = b",\"stream_options\":{\"include_usage\":true}";
-
-/// Assembles the upstream request head in a fresh buffer: the replacement
-/// model value and any inserted bytes first (so the body's new length is
-/// known for Content-Length), then the head. Of the client's headers only
-/// those `headers` lets cross go (its allow-list, less what the client's
-/// `Connection` names and what the provider sets itself); the response is
-/// asked for uncompressed, as the gateway reads its usage.
-#[allow(clippy::too_many_arguments)]
-fn build_head(
-    server: &ServerConfig,
-    down: &Downstream,
-    p: &Provider,
-    api_path: &str,
-    model: Option<&str>,
-    query: Range<usize>,
-    edits: BodyEdits<'_>,
-    request_id: Option<&str>,
-) -> (PooledBuf, HeadRanges) {
-    let rbuf = &down.rbuf;
-    let mut out = PooledBuf::take(1024 + down.head.head_len);
-    let mut content_length = edits.len;
-    if let (Some((span, new_model)), Some(len)) = (edits.patch, edits.len) {
-        push_json_string(&mut out, new_model);
-        content_length = Some(len - span.len() + out.len());
-    }
-    let value = 0..out.len();
-    if let (Some(bytes), Some(len)) = (edits.insert, content_length) {
-        out.extend_from_slice(bytes);
-        content_length = Some(len + bytes.len());
-    }
-    let insert = value.end..out.len();
-    let head_start = out.len();
-    out.extend_from_slice(down.head.method.get(rbuf));
-    out.push(b' ');
-    p.write_request_target(&mut out, api_path, model, &rbuf[query]);
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    push_header(&mut out, b"host", p.url.host_header.as_bytes());
-    p.write_auth_headers(&mut out);
-    if let Some(len) = content_length {
-        push_content_length(&mut out, len as u64);
-    }
-    if let Some(id) = request_id {
-        push_header(&mut out, b"x-request-id", id.as_bytes());
-    }
-    push_accept_identity(&mut out);
-    let headers = &down.head.headers;
-    let connection = ConnectionOptions::of(headers, rbuf);
-    for h in headers {
-        let name = h.name.get(rbuf);
-        if is_forwarded_request_header(name)
-            && !connection.names(name)
-            && !p.overrides_request_header(name)
-        {
-            push_header(&mut out, name, h.value.get(rbuf));
-        }
-    }
-    push_forwarded_for(&mut out, server, &down.peer, headers, rbuf, &connection);
-    end_head(&mut out);
-    let head = head_start..out.len();
-    (
-        out,
-        HeadRanges {
-            head,
-            value,
-            insert,
-        },
-    )
-}
-
 /// Where the next attempt of a request goes.
 #[derive(Clone, Copy)]
 pub(super) enum Choice {
     /// Not routed yet: route the client's model name.
     Route,
-    /// Where the client's model name generation, with no deployments to spread
+    /// Where the client's model name routes, with no deployments to spread
     /// over (the default provider, a `provider/` prefix).
     Direct,
     /// Deployment `index` of configured model `model`.
