@@ -12,7 +12,7 @@ use std::mem;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use monoio::io::AsyncWriteRentExt;
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 
 use crate::api::translate::{ANTHROPIC_STREAM_CUT, OPENAI_STREAM_CUT};
 use crate::api::usage::{StreamUsageScanner, Usage};
@@ -20,7 +20,6 @@ use crate::buf::{IoVecs, PooledBuf};
 use crate::http1::chunked::{ChunkLimits, ChunkedDecoder};
 use crate::http1::parse::{HeadScanner, ResponseHead};
 use crate::http1::write::{push_chunk_size, LAST_CHUNK};
-use crate::net::ClientStream;
 use crate::providers::Dialect;
 use crate::upstream::timeouts::AttemptClock;
 use crate::upstream::UpstreamConn;
@@ -235,7 +234,7 @@ impl UpstreamSide {
 /// `mid_event`, a blank line first ends the event the client is inside, so
 /// the cut event is read as one of its own.
 pub(super) async fn write_stream_cut(
-    client: &mut ClientStream,
+    client: &mut impl AsyncWriteRent,
     facts: &ClientFacts,
     chunked: bool,
     mid_event: bool,
@@ -271,7 +270,7 @@ pub(super) async fn to_client<F: Future>(facts: &ClientFacts, write: F) -> Optio
 
 /// Writes and clears `buf`; false if the client is gone (or stopped reading).
 pub(super) async fn write_out(
-    client: &mut ClientStream,
+    client: &mut impl AsyncWriteRent,
     buf: &mut PooledBuf,
     facts: &ClientFacts,
 ) -> bool {

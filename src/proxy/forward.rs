@@ -31,6 +31,7 @@ use std::future::Future;
 use std::mem;
 use std::time::{Duration, Instant};
 
+use monoio::io::AsyncReadRent;
 use monoio::net::TcpStream;
 
 use crate::buf::{write_all_vectored, PooledBuf};
@@ -345,8 +346,8 @@ async fn unless_client_leaves<F: Future>(client: &TcpStream, work: F) -> Option<
 /// the retry decision; what was read stays in `urbuf` for the relay. `Err`
 /// when a limit ran out first: the response cannot be relayed (the timed-out
 /// read took `urbuf`, head and all, with it) nor finished in time.
-async fn read_error_body(
-    up: &mut UpstreamConn,
+pub(super) async fn read_error_body(
+    up: &mut impl AsyncReadRent,
     urbuf: &mut PooledBuf,
     side: &UpstreamSide,
     clock: AttemptClock,
@@ -367,15 +368,15 @@ async fn read_error_body(
     Ok(())
 }
 
-enum HeadFailure {
+pub(super) enum HeadFailure {
     /// EOF or reset before the first response byte, after the request was
     /// written: the upstream may or may not have read it.
     ClosedBeforeResponse(String),
     Malformed(String),
 }
 
-async fn read_response_head(
-    up: &mut UpstreamConn,
+pub(super) async fn read_response_head(
+    up: &mut impl AsyncReadRent,
     urbuf: &mut PooledBuf,
     side: &mut UpstreamSide,
 ) -> Result<(), HeadFailure> {

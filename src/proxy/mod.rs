@@ -35,6 +35,8 @@ mod relay;
 mod respond;
 mod route;
 mod settle;
+#[cfg(test)]
+mod tests;
 mod translated;
 mod upstream_request;
 

@@ -22,22 +22,20 @@ use crate::buf::{write_all_vectored, PooledBuf};
 use crate::error::{Error, Kind};
 use crate::http1::framing::{response_framing, BodyKind, ResponseFraming};
 use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
-use crate::net::ClientStream;
 use crate::providers::Dialect;
 use crate::proxy::body::{BodyFailure, BodyProgress, ClientPosition};
 use crate::proxy::downstream::read_more;
 use crate::proxy::headers::{is_forwarded_response_header, ConnectionOptions};
 use crate::upstream::timeouts::AttemptClock;
-use crate::upstream::UpstreamConn;
 use monoio::buf::IoBuf;
-use monoio::io::AsyncWriteRentExt;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 pub(super) async fn relay_response(
-    up: &mut UpstreamConn,
+    up: &mut impl AsyncReadRent,
     urbuf: PooledBuf,
     mut hbuf: PooledBuf,
     side: &mut UpstreamSide,
-    client: &mut ClientStream,
+    client: &mut impl AsyncWriteRent,
     facts: &ClientFacts,
     clock: AttemptClock,
 ) -> Result<Relayed, Error> {
@@ -156,7 +154,7 @@ struct BodyStart {
 /// body's start read ahead (bounded), its usage read. An `Err` means
 /// nothing reached the client.
 async fn read_body_start(
-    up: &mut UpstreamConn,
+    up: &mut impl AsyncReadRent,
     mut urbuf: PooledBuf,
     side: &mut UpstreamSide,
     facts: &ClientFacts,
@@ -206,11 +204,11 @@ async fn read_body_start(
 /// relays the rest. Whatever fails from here on ends the response in place
 /// ([`end_cut_response`]); nothing here can answer the request again.
 async fn send_response(
-    up: &mut UpstreamConn,
+    up: &mut impl AsyncReadRent,
     start: BodyStart,
     committed: Committed<'_>,
     side: &mut UpstreamSide,
-    client: &mut ClientStream,
+    client: &mut impl AsyncWriteRent,
     facts: &ClientFacts,
     clock: AttemptClock,
 ) -> Relayed {
@@ -344,7 +342,7 @@ const MAX_HELD_BODY_BYTES: usize = 256 * 1024;
 /// as usual) and returns where the body's bytes end. An `Err` means the
 /// upstream failed inside the body, while nothing has reached the client.
 async fn read_held_body(
-    up: &mut UpstreamConn,
+    up: &mut impl AsyncReadRent,
     urbuf: &mut PooledBuf,
     progress: &mut BodyProgress,
     side: &mut UpstreamSide,
@@ -395,7 +393,7 @@ async fn read_held_body(
 /// network failure. Other bodies cannot say it, nor can a stream cut inside
 /// a chunk relayed as is: the connection closes mid-body.
 async fn end_cut_response(
-    client: &mut ClientStream,
+    client: &mut impl AsyncWriteRent,
     side: &mut UpstreamSide,
     facts: &ClientFacts,
     framing: &ClientFraming,

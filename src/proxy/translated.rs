@@ -10,7 +10,7 @@
 //! after its head ends in the client's dialect (an error event, then the
 //! last chunk), marked truncated, its upstream connection never reused.
 
-use monoio::io::AsyncWriteRentExt;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::body::BodyProgress;
 use super::downstream::read_more;
@@ -29,9 +29,7 @@ use crate::http1::framing::{response_framing, BodyKind, ResponseFraming};
 use crate::http1::write::{
     end_head, push_chunk_size, push_content_length, push_header, push_status_line, LAST_CHUNK,
 };
-use crate::net::ClientStream;
 use crate::upstream::timeouts::AttemptClock;
-use crate::upstream::UpstreamConn;
 
 /// Largest upstream body collected for a non-streaming translation.
 const MAX_COLLECTED_BODY: usize = 32 * 1024 * 1024;
@@ -123,10 +121,10 @@ impl StreamTranslator {
 /// [`relay_stream`]), so the type of [`answer_whole`] and [`relay_stream`]
 /// (a bare [`Relayed`]) keeps a second answer out of a committed one.
 pub async fn relay_translated(
-    up: &mut UpstreamConn,
+    up: &mut impl AsyncReadRent,
     urbuf: PooledBuf,
     side: &mut UpstreamSide,
-    client: &mut ClientStream,
+    client: &mut impl AsyncWriteRent,
     facts: &ClientFacts,
     call: &TranslatedCall,
     clock: AttemptClock,
@@ -191,7 +189,7 @@ struct WholeAnswer {
 /// Collects the rest of the body (bounded) and translates it; nothing has
 /// reached the client yet, so any failure is an `Err` to answer.
 async fn collect_whole(
-    up: &mut UpstreamConn,
+    up: &mut impl AsyncReadRent,
     body: UpstreamBody,
     side: &mut UpstreamSide,
     call: &TranslatedCall,
@@ -246,7 +244,7 @@ async fn collect_whole(
 
 /// Sends a collected answer, with a length: the one write commits it.
 async fn answer_whole(
-    client: &mut ClientStream,
+    client: &mut impl AsyncWriteRent,
     side: &mut UpstreamSide,
     facts: &ClientFacts,
     whole: WholeAnswer,
@@ -285,10 +283,10 @@ const STREAM_EVENT_UNREADABLE: &str = "upstream stream event could not be transl
 /// a malformed chunk, an event too large or not translatable) ends the
 /// stream in the client's dialect and marks the response truncated.
 async fn relay_stream(
-    up: &mut UpstreamConn,
+    up: &mut impl AsyncReadRent,
     body: UpstreamBody,
     side: &mut UpstreamSide,
-    client: &mut ClientStream,
+    client: &mut impl AsyncWriteRent,
     facts: &ClientFacts,
     call: &TranslatedCall,
     clock: AttemptClock,
@@ -470,7 +468,7 @@ fn write_event(event: &[u8], data: &[u8], out: &mut Vec<u8>) {
 }
 
 async fn read_body(
-    up: &mut UpstreamConn,
+    up: &mut impl AsyncReadRent,
     buf: &mut PooledBuf,
     clock: AttemptClock,
 ) -> Result<usize, Error> {
@@ -492,7 +490,7 @@ async fn read_body(
 /// Writes `data` as one chunk (or raw, for close-delimited); false if the
 /// client is gone. Nothing is written for empty data.
 async fn write_chunk(
-    client: &mut ClientStream,
+    client: &mut impl AsyncWriteRent,
     data: &[u8],
     chunked: bool,
     facts: &ClientFacts,
