@@ -95,35 +95,17 @@ pub struct Outcome {
 
 impl Default for Outcome {
     fn default() -> Self {
-        Outcome {
-            started: Instant::now(),
-            route: UNKNOWN_ROUTE,
-            provider: None,
-            status: 0,
-            error: None,
-            upstream: None,
-            ttft: None,
-            usage: None,
-            model: String::with_capacity(64),
-            upstream_model: String::with_capacity(64),
-            request_id: String::with_capacity(64),
-            bytes_in: 0,
-            bytes_out: 0,
-            truncated: false,
-        }
+        let name = || String::with_capacity(64);
+        Outcome::starting(Instant::now(), [name(), name(), name()])
     }
 }
 
 impl Outcome {
-    /// Starts a new request, keeping the strings' allocations.
-    fn reset(&mut self, started: Instant) {
-        let mut model = std::mem::take(&mut self.model);
-        let mut upstream_model = std::mem::take(&mut self.upstream_model);
-        let mut request_id = std::mem::take(&mut self.request_id);
-        model.clear();
-        upstream_model.clear();
-        request_id.clear();
-        *self = Outcome {
+    /// A request starting at `started`, with these (empty) strings for
+    /// the model, the upstream model and the request id. Every field is
+    /// named here, so a field added later is reset with the rest.
+    fn starting(started: Instant, [model, upstream_model, request_id]: [String; 3]) -> Outcome {
+        Outcome {
             started,
             route: UNKNOWN_ROUTE,
             provider: None,
@@ -138,7 +120,18 @@ impl Outcome {
             bytes_in: 0,
             bytes_out: 0,
             truncated: false,
-        };
+        }
+    }
+
+    /// Starts a new request, keeping the strings' allocations.
+    fn reset(&mut self, started: Instant) {
+        let mut names = [
+            std::mem::take(&mut self.model),
+            std::mem::take(&mut self.upstream_model),
+            std::mem::take(&mut self.request_id),
+        ];
+        names.iter_mut().for_each(String::clear);
+        *self = Outcome::starting(started, names);
     }
 }
 

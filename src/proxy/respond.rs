@@ -31,16 +31,10 @@ pub(super) async fn respond_local(
     };
     ctx.outcome.status = 200;
     let close = !ctx.facts.keep_alive;
-    if down
+    let written = down
         .write_response(200, body, close, ctx.facts.is_head)
-        .await
-        .is_err()
-        || close
-    {
-        return Next::Close;
-    }
-    down.finish_request(ctx.next_request);
-    Next::KeepAlive
+        .await;
+    after_answer(ctx, down, written.is_ok() && !close)
 }
 
 /// Answers with `err`; the connection closes after it when `close` (or
@@ -63,7 +57,13 @@ pub(super) async fn respond_error(
     } else {
         down.write_error(err, close, ctx.facts.dialect).await
     };
-    if written.is_err() || close {
+    after_answer(ctx, down, written.is_ok() && !close)
+}
+
+/// After a gateway-made answer: the connection goes on only when it was
+/// written whole and may stay open.
+fn after_answer(ctx: &RequestCtx, down: &mut Downstream, go_on: bool) -> Next {
+    if !go_on {
         return Next::Close;
     }
     down.finish_request(ctx.next_request);
@@ -78,13 +78,8 @@ pub(super) async fn respond_relayed(
     relayed: Result<Relayed, Error>,
 ) -> Next {
     match relayed {
-        Ok(Relayed::Complete { close: false }) => {
-            down.finish_request(ctx.next_request);
-            Next::KeepAlive
-        }
-        Ok(Relayed::Complete { close: true }) | Ok(Relayed::Broken) | Ok(Relayed::Held) => {
-            Next::Close
-        }
+        Ok(Relayed::Complete { close }) => after_answer(ctx, down, !close),
+        Ok(Relayed::Broken) | Ok(Relayed::Held) => Next::Close,
         Err(e) => respond_error(ctx, down, &e, false).await,
     }
 }
