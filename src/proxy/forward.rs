@@ -31,7 +31,7 @@ use std::future::Future;
 use std::mem;
 use std::time::{Duration, Instant};
 
-use monoio::io::AsyncReadRent;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
 use crate::buf::{write_all_vectored, PooledBuf};
@@ -40,10 +40,12 @@ use crate::http1::framing::{response_framing, BodyKind};
 use crate::http1::parse::{HeadLimits, Parsed};
 use crate::net::peer_gone;
 use crate::net::ClientStream;
+use crate::providers::Provider;
 use crate::proxy::downstream::read_more;
 use crate::shard::{Generation, Shard};
+use crate::upstream::timeouts::Timeouts;
 use crate::upstream::timeouts::{AttemptClock, Expired};
-use crate::upstream::{connect, UpstreamConn};
+use crate::upstream::{connect, UpstreamConn, UpstreamPool};
 
 use super::translated::{relay_translated, TranslatedCall};
 
@@ -112,131 +114,23 @@ pub async fn forward(
         sent_at: Some(Instant::now()),
         ..Report::default()
     };
-    let mut iov = side.iov.take().unwrap_or_default();
     let mut urbuf = PooledBuf::take(RESPONSE_BUF_BYTES);
-    let idempotent = req.is_idempotent();
-    let mut resent = false;
-
-    let exchange: Result<(UpstreamConn, AttemptClock), Error> = loop {
-        // Checked as it is taken: no await from here to the write.
-        let pooled = if resent { None } else { pool.take() };
-        let reused = pooled.is_some();
-        let mut up = match pooled {
-            Some(c) => {
-                shard
-                    .metrics
-                    .upstream_connection(shard.metrics.labels().provider(provider), true);
-                c
-            }
-            None => {
-                shard
-                    .metrics
-                    .upstream_connection(shard.metrics.labels().provider(provider), false);
-                let tls = p.tls.as_ref().map(|(c, n)| (c, n));
-                match connect(&p.addrs, tls, p.timeouts.connect).await {
-                    Ok(c) => c,
-                    Err(e) => break Err(e),
-                }
-            }
-        };
-        // The total runs from the send (connecting has its own limit).
-        let clock = AttemptClock::start(p.timeouts, Instant::now());
-        // Hand the buffers to the iovec for the write, take them back after.
-        iov.reset(
-            mem::replace(&mut req.head, PooledBuf::empty()),
-            req.body.take(),
-        );
-        req.segments(&mut iov);
-        let request_len = iov.remaining();
-        let written =
-            monoio::time::timeout(p.timeouts.first_byte, write_all_vectored(&mut up, iov)).await;
-        let Ok((res, back)) = written else {
-            // The upstream did not take the request in time. Its buffers
-            // went with the cancelled write, so nothing can be re-sent, and
-            // the caller closes the client connection after answering.
-            let err = Error::upstream(
-                Kind::UpstreamTimeout,
-                false,
-                format!(
-                    "{} did not take the request within {:?}",
-                    p.name, p.timeouts.first_byte
-                ),
-            );
-            return (Err(err), None);
-        };
-        iov = back;
-        // Not a byte taken: the upstream cannot have read the request. (A
-        // TLS stream takes the first segment, the head, before writing it:
-        // it may have had part of the head, never the body.)
-        let none_taken = iov.remaining() == request_len;
-        let (h, b) = iov.take_bufs();
-        req.head = h.expect("head buffer returned");
-        req.body = b;
-        if let Err(e) = res {
-            let retry = match (none_taken, reused) {
-                (true, _) => Retry::Safe,
-                (false, true) => Retry::ReusedOnly,
-                (false, false) => Retry::Never,
-            };
-            if resend_on_fresh(retry, reused, idempotent, resent) {
-                resent = true;
-                continue;
-            }
-            break Err(Error::upstream(
-                Kind::UpstreamClosed,
-                retry,
-                format!("writing to {} failed: {e}", p.name),
-            ));
-        }
-        urbuf.clear();
-        side.scanner.reset();
-        let head = clock.head(read_response_head(&mut up, &mut urbuf, side));
-        let Some(head) = unless_client_leaves(client.tcp(), head).await else {
-            side.iov = Some(iov);
-            side.report.client_left = true;
-            return (Ok(Relayed::Broken), req.body.take());
-        };
-        match head {
-            Ok(Ok(())) => break Ok((up, clock)),
-            Ok(Err(HeadFailure::ClosedBeforeResponse(e))) => {
-                // Written whole: the upstream may have read it, acted on it
-                // and then closed.
-                let retry = if reused {
-                    Retry::ReusedOnly
-                } else {
-                    Retry::Never
-                };
-                if resend_on_fresh(retry, reused, idempotent, resent) {
-                    resent = true;
-                    continue;
-                }
-                break Err(Error::upstream(
-                    Kind::UpstreamClosed,
-                    retry,
-                    format!("{} closed the connection before responding{}", p.name, e),
-                ));
-            }
-            Ok(Err(HeadFailure::Malformed(why))) => {
-                break Err(Error::upstream(
-                    Kind::UpstreamProtocol,
-                    false,
-                    format!("{}: {why}", p.name),
-                ))
-            }
-            Err(expired) => {
-                break Err(Error::upstream(
-                    Kind::UpstreamTimeout,
-                    false,
-                    format!("{} {expired}", p.name),
-                ))
-            }
-        }
+    let dial = ProviderDial {
+        shard,
+        provider,
+        p,
+        pool,
     };
-    side.iov = Some(iov);
+    let exchanged = exchange(&dial, side, &mut req, &mut urbuf, client.tcp()).await;
     let body_buf = req.body.take();
-    let (mut up, clock) = match exchange {
-        Ok(exchanged) => exchanged,
-        Err(e) => return (Err(e), body_buf),
+    let (mut up, clock) = match exchanged {
+        Exchanged::Head(up, clock) => (up, clock),
+        Exchanged::Failed(e) => return (Err(e), body_buf),
+        // The buffers went with the cancelled write: nothing can be
+        // re-sent, and the caller closes the client connection after
+        // answering.
+        Exchanged::WriteTimedOut(e) => return (Err(e), None),
+        Exchanged::ClientLeft => return (Ok(Relayed::Broken), body_buf),
     };
     if let Some(refused) = super::headers::response_head_refusal(&side.head, &urbuf) {
         return (Err(refused), body_buf);
@@ -278,6 +172,186 @@ pub async fn forward(
         }
     }
     (relayed, body_buf)
+}
+
+/// What sending a request and reading its response head came to.
+pub(super) enum Exchanged<C> {
+    /// The head is in `side.head` (its bytes in the read buffer).
+    Head(C, AttemptClock),
+    /// Nothing reached the client; the request's buffers are back.
+    Failed(Error),
+    /// The upstream did not take the request in time; the request's
+    /// buffers went with the cancelled write.
+    WriteTimedOut(Error),
+    /// The client left while the head was awaited: the request abandoned.
+    ClientLeft,
+}
+
+/// Where an attempt's connections come from: the provider's pool, checked
+/// as a connection is taken, and fresh connections.
+pub(super) trait Dial {
+    type Conn: AsyncReadRent + AsyncWriteRent;
+    /// The upstream's name, for errors.
+    fn name(&self) -> &str;
+    fn timeouts(&self) -> Timeouts;
+    /// A pooled connection that is still good, if any.
+    fn pooled(&self) -> Option<Self::Conn>;
+    /// A fresh connection.
+    async fn dial(&self) -> Result<Self::Conn, Error>;
+}
+
+/// A provider's connections on this shard, counted in its metrics.
+struct ProviderDial<'a> {
+    shard: &'a Shard,
+    provider: usize,
+    p: &'a Provider,
+    pool: &'a UpstreamPool,
+}
+
+impl Dial for ProviderDial<'_> {
+    type Conn = UpstreamConn;
+
+    fn name(&self) -> &str {
+        &self.p.name
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        self.p.timeouts
+    }
+
+    fn pooled(&self) -> Option<UpstreamConn> {
+        let conn = self.pool.take()?;
+        let metrics = &self.shard.metrics;
+        metrics.upstream_connection(metrics.labels().provider(self.provider), true);
+        Some(conn)
+    }
+
+    async fn dial(&self) -> Result<UpstreamConn, Error> {
+        let metrics = &self.shard.metrics;
+        metrics.upstream_connection(metrics.labels().provider(self.provider), false);
+        let tls = self.p.tls.as_ref().map(|(c, n)| (c, n));
+        connect(&self.p.addrs, tls, self.p.timeouts.connect).await
+    }
+}
+
+/// Sends `req` on a connection from `dial` and reads the response head
+/// into `urbuf` and `side.head`, re-sending once on a fresh connection when
+/// a reused one failed and [`resend_on_fresh`] allows it. The client
+/// (`client`) is watched while the head is awaited.
+pub(super) async fn exchange<D: Dial>(
+    dial: &D,
+    side: &mut UpstreamSide,
+    req: &mut OutgoingRequest,
+    urbuf: &mut PooledBuf,
+    client: &impl ClientWatch,
+) -> Exchanged<D::Conn> {
+    let (name, timeouts) = (dial.name(), dial.timeouts());
+    let mut iov = side.iov.take().unwrap_or_default();
+    let idempotent = req.is_idempotent();
+    let mut resent = false;
+    let exchanged = loop {
+        // Checked as it is taken: no await from here to the write.
+        let pooled = if resent { None } else { dial.pooled() };
+        let reused = pooled.is_some();
+        let mut up = match pooled {
+            Some(c) => c,
+            None => match dial.dial().await {
+                Ok(c) => c,
+                Err(e) => break Exchanged::Failed(e),
+            },
+        };
+        // The total runs from the send (connecting has its own limit).
+        let clock = AttemptClock::start(timeouts, Instant::now());
+        // Hand the buffers to the iovec for the write, take them back after.
+        iov.reset(
+            mem::replace(&mut req.head, PooledBuf::empty()),
+            req.body.take(),
+        );
+        req.segments(&mut iov);
+        let request_len = iov.remaining();
+        let written =
+            monoio::time::timeout(timeouts.first_byte, write_all_vectored(&mut up, iov)).await;
+        let Ok((res, back)) = written else {
+            // The upstream did not take the request in time; its buffers
+            // went with the cancelled write.
+            return Exchanged::WriteTimedOut(Error::upstream(
+                Kind::UpstreamTimeout,
+                false,
+                format!(
+                    "{name} did not take the request within {:?}",
+                    timeouts.first_byte
+                ),
+            ));
+        };
+        iov = back;
+        // Not a byte taken: the upstream cannot have read the request. (A
+        // TLS stream takes the first segment, the head, before writing it:
+        // it may have had part of the head, never the body.)
+        let none_taken = iov.remaining() == request_len;
+        let (h, b) = iov.take_bufs();
+        req.head = h.expect("head buffer returned");
+        req.body = b;
+        if let Err(e) = res {
+            let retry = match (none_taken, reused) {
+                (true, _) => Retry::Safe,
+                (false, true) => Retry::ReusedOnly,
+                (false, false) => Retry::Never,
+            };
+            if resend_on_fresh(retry, reused, idempotent, resent) {
+                resent = true;
+                continue;
+            }
+            break Exchanged::Failed(Error::upstream(
+                Kind::UpstreamClosed,
+                retry,
+                format!("writing to {name} failed: {e}"),
+            ));
+        }
+        urbuf.clear();
+        side.scanner.reset();
+        let head = clock.head(read_response_head(&mut up, urbuf, side));
+        let Some(head) = unless_client_leaves(client, head).await else {
+            side.report.client_left = true;
+            break Exchanged::ClientLeft;
+        };
+        match head {
+            Ok(Ok(())) => break Exchanged::Head(up, clock),
+            Ok(Err(HeadFailure::ClosedBeforeResponse(e))) => {
+                // Written whole: the upstream may have read it, acted on it
+                // and then closed.
+                let retry = if reused {
+                    Retry::ReusedOnly
+                } else {
+                    Retry::Never
+                };
+                if resend_on_fresh(retry, reused, idempotent, resent) {
+                    resent = true;
+                    continue;
+                }
+                break Exchanged::Failed(Error::upstream(
+                    Kind::UpstreamClosed,
+                    retry,
+                    format!("{name} closed the connection before responding{e}"),
+                ));
+            }
+            Ok(Err(HeadFailure::Malformed(why))) => {
+                break Exchanged::Failed(Error::upstream(
+                    Kind::UpstreamProtocol,
+                    false,
+                    format!("{name}: {why}"),
+                ))
+            }
+            Err(expired) => {
+                break Exchanged::Failed(Error::upstream(
+                    Kind::UpstreamTimeout,
+                    false,
+                    format!("{name} {expired}"),
+                ))
+            }
+        }
+    };
+    side.iov = Some(iov);
+    exchanged
 }
 
 /// Relays the response [`forward`] held, as it would have relayed it.
@@ -327,13 +401,25 @@ fn resend_on_fresh(retry: Retry, reused: bool, idempotent: bool, resent: bool) -
     }
 }
 
+/// A client connection that may be watched for having left.
+pub(super) trait ClientWatch {
+    /// Resolves once the client has gone.
+    fn gone(&self) -> impl Future<Output = ()>;
+}
+
+impl ClientWatch for TcpStream {
+    fn gone(&self) -> impl Future<Output = ()> {
+        peer_gone(self, PIPELINED_RECHECK)
+    }
+}
+
 /// Runs `work` unless the client leaves first (`None`): the client socket
 /// is watched once `work` has taken [`WATCH_CLIENT_AFTER`], and `work` is
 /// dropped (cancelled) the moment the client is seen gone.
-async fn unless_client_leaves<F: Future>(client: &TcpStream, work: F) -> Option<F::Output> {
+async fn unless_client_leaves<F: Future>(client: &impl ClientWatch, work: F) -> Option<F::Output> {
     let gone = async {
         monoio::time::sleep(WATCH_CLIENT_AFTER).await;
-        peer_gone(client, PIPELINED_RECHECK).await
+        client.gone().await
     };
     monoio::select! {
         biased;

@@ -6,6 +6,7 @@
 //! with its timer, so each decision that only the end-to-end tests reached
 //! is pinned down here alone.
 
+mod exchange;
 mod forward;
 mod relay;
 mod translated;
@@ -40,6 +41,8 @@ pub(super) enum Step {
 pub(super) struct Scripted {
     steps: VecDeque<Step>,
     pub written: Vec<u8>,
+    /// Every write fails, taking nothing (a connection the peer reset).
+    pub refuse_writes: bool,
 }
 
 impl Scripted {
@@ -47,6 +50,7 @@ impl Scripted {
         Scripted {
             steps: steps.into(),
             written: Vec::new(),
+            refuse_writes: false,
         }
     }
 
@@ -94,11 +98,13 @@ impl AsyncReadRent for Scripted {
 
 impl AsyncWriteRent for Scripted {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        take_bytes(&mut self.written, usize::MAX, buf)
+        let room = if self.refuse_writes { 0 } else { usize::MAX };
+        take_bytes(&mut self.written, room, buf)
     }
 
     async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        take_iovecs(&mut self.written, usize::MAX, buf)
+        let room = if self.refuse_writes { 0 } else { usize::MAX };
+        take_iovecs(&mut self.written, room, buf)
     }
 
     async fn flush(&mut self) -> io::Result<()> {
