@@ -5,8 +5,9 @@
 //! Everything here is sans-IO: bytes in, bytes out. This is the one place in
 //! the gateway that builds a new body instead of patching the client's one
 //! (see docs/decisions/0004-zero-copy-patch.md). Whole bodies (requests,
-//! responses, errors) are read in place as slices of their text (`raw`) and the new document is written
-//! straight into one output buffer (`write`): no tree is built, strings and
+//! responses, errors) are read in place as slices of their text (`raw`)
+//! and the new document is written straight into one output buffer
+//! (`write`): no tree is built, strings and
 //! sub-documents are copied as they are, so a translation holds the input,
 //! the output and nothing per value. Stream events, small and bounded, are
 //! parsed into `sonic_rs::Value`s.
