@@ -7,7 +7,10 @@
 //! Invariant: every write to the client goes through this type; readiness
 //! and peeks (which write nothing) use [`ClientStream::tcp`].
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
@@ -33,41 +36,63 @@ impl ClientStream {
     pub fn take_written(&mut self) -> u64 {
         std::mem::take(&mut self.written)
     }
+}
 
-    fn count<T>(&mut self, result: BufResult<usize, T>) -> BufResult<usize, T> {
-        if let Ok(n) = result.0 {
-            self.written += n as u64;
+/// A write to the socket that adds what it wrote to the count. A named
+/// future, not an `async fn`: an async wrapper would carry the buffer
+/// argument beside the socket's own future (which holds it too), and the
+/// larger future is copied at each await on the hot path.
+pub struct Counted<'a, F> {
+    write: F,
+    written: &'a mut u64,
+}
+
+impl<F: Future<Output = BufResult<usize, T>>, T> Future for Counted<'_, F> {
+    type Output = BufResult<usize, T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: `write` is pinned where `self` is and never moved out of
+        // it; `written` is a plain reference, not structurally pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        let write = unsafe { Pin::new_unchecked(&mut this.write) };
+        let out = std::task::ready!(write.poll(cx));
+        if let Ok(n) = out.0 {
+            *this.written += n as u64;
         }
-        result
+        Poll::Ready(out)
     }
 }
 
 impl AsyncReadRent for ClientStream {
-    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        self.tcp.read(buf).await
+    fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        self.tcp.read(buf)
     }
 
-    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
-        self.tcp.readv(buf).await
+    fn readv<T: IoVecBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        self.tcp.readv(buf)
     }
 }
 
 impl AsyncWriteRent for ClientStream {
-    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        let result = self.tcp.write(buf).await;
-        self.count(result)
+    fn write<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        Counted {
+            write: self.tcp.write(buf),
+            written: &mut self.written,
+        }
     }
 
-    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
-        let result = self.tcp.writev(buf).await;
-        self.count(result)
+    fn writev<T: IoVecBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        Counted {
+            write: self.tcp.writev(buf),
+            written: &mut self.written,
+        }
     }
 
-    async fn flush(&mut self) -> io::Result<()> {
-        self.tcp.flush().await
+    fn flush(&mut self) -> impl Future<Output = io::Result<()>> {
+        self.tcp.flush()
     }
 
-    async fn shutdown(&mut self) -> io::Result<()> {
-        self.tcp.shutdown().await
+    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> {
+        self.tcp.shutdown()
     }
 }
