@@ -292,20 +292,12 @@ pub(super) async fn exchange<D: Dial>(
         req.head = h.expect("head buffer returned");
         req.body = b;
         if let Err(e) = res {
-            let retry = match (none_taken, reused) {
-                (true, _) => Retry::Safe,
-                (false, true) => Retry::ReusedOnly,
-                (false, false) => Retry::Never,
-            };
+            let retry = reached(none_taken, reused);
             if resend_on_fresh(retry, reused, idempotent, resent) {
                 resent = true;
                 continue;
             }
-            break Exchanged::Failed(Error::upstream(
-                Kind::UpstreamClosed,
-                retry,
-                format!("writing to {name} failed: {e}"),
-            ));
+            break closed(retry, format!("writing to {name} failed: {e}"));
         }
         urbuf.clear();
         side.scanner.reset();
@@ -319,20 +311,15 @@ pub(super) async fn exchange<D: Dial>(
             Ok(Err(HeadFailure::ClosedBeforeResponse(e))) => {
                 // Written whole: the upstream may have read it, acted on it
                 // and then closed.
-                let retry = if reused {
-                    Retry::ReusedOnly
-                } else {
-                    Retry::Never
-                };
+                let retry = reached(false, reused);
                 if resend_on_fresh(retry, reused, idempotent, resent) {
                     resent = true;
                     continue;
                 }
-                break Exchanged::Failed(Error::upstream(
-                    Kind::UpstreamClosed,
+                break closed(
                     retry,
                     format!("{name} closed the connection before responding{e}"),
-                ));
+                );
             }
             Ok(Err(HeadFailure::Malformed(why))) => {
                 break Exchanged::Failed(Error::upstream(
@@ -382,6 +369,22 @@ pub async fn relay_held(
         }
     }
     relayed
+}
+
+/// How far a request got on a connection that then closed or failed:
+/// not a byte of it taken (`none_taken`) means the upstream cannot have
+/// read it; otherwise it may have, and only a `reused` connection's
+/// failure can be the connection's (gone stale) rather than the upstream's.
+fn reached(none_taken: bool, reused: bool) -> Retry {
+    match (none_taken, reused) {
+        (true, _) => Retry::Safe,
+        (false, true) => Retry::ReusedOnly,
+        (false, false) => Retry::Never,
+    }
+}
+
+fn closed<C>(retry: Retry, why: String) -> Exchanged<C> {
+    Exchanged::Failed(Error::upstream(Kind::UpstreamClosed, retry, why))
 }
 
 /// Whether an exchange that failed, as `retry` says, on a connection that
