@@ -9,8 +9,9 @@
 # Usage: scripts/bench-wrk.sh [ROUNDS] [SECONDS]
 # BASELINE=path/to/another/shardgate adds that binary (an earlier build, or
 # the same build with a feature off) as a fourth target in the same
-# alternation, so a change's cost is a ratio measured side by side (its
-# admin listener finds the port taken by the first and runs without one).
+# alternation, so a change's cost is a ratio measured side by side (the
+# first runs with --admin-listen off, so the baseline, which may predate
+# that flag, gets the default admin port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
@@ -45,7 +46,7 @@ wrk.headers["Authorization"] = "Bearer sk-client"
 LUA
 nginx -c "$DIR/nginx.conf" -p "$DIR" -g 'daemon on;'
 OPENAI_API_KEY=sk-up OPENAI_BASE_URL=http://127.0.0.1:19101/v1 target/release/shardgate \
-  --listen 127.0.0.1:19103 2>"$DIR/shardgate.log" &
+  --listen 127.0.0.1:19103 --admin-listen off 2>"$DIR/shardgate.log" &
 SG=$!
 TARGETS="direct:19101 nginx:19102 shardgate:19103"
 if [[ -n "${BASELINE:-}" ]]; then

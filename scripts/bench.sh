@@ -152,7 +152,7 @@ request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: 
 env = dict(os.environ, OPENAI_API_KEY="x", OPENAI_BASE_URL=f"http://127.0.0.1:{mock}/v1",
            ANTHROPIC_API_KEY="x", ANTHROPIC_BASE_URL=f"http://127.0.0.1:{mock}")
 start = time.monotonic()
-gate = subprocess.Popen([binary, "--listen", f"127.0.0.1:{port}"], env=env, stdin=subprocess.DEVNULL,
+gate = subprocess.Popen([binary, "--listen", f"127.0.0.1:{port}", "--admin-listen", "off"], env=env, stdin=subprocess.DEVNULL,
                         stdout=subprocess.DEVNULL, stderr=open(log, "w"),
                         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
 cold = ""

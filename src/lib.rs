@@ -5,6 +5,7 @@
 //! touch a socket; the I/O layer (`runtime`, `shard`, `net`, `proxy`,
 //! `upstream`) composes them on monoio.
 
+pub mod admin;
 pub mod api;
 pub mod buf;
 pub mod config;

@@ -10,10 +10,10 @@ use shardgate::providers::router::Router;
 use shardgate::runtime::missing_cpu_feature;
 use std::os::fd::{AsRawFd, RawFd};
 
+use shardgate::admin::{spawn_admin, Admin};
 use shardgate::proxy::ROUTE_NAMES;
 use shardgate::server::spawn_shards;
 use shardgate::shard::{allowed_cores, Control, Gateway, ShardSetup};
-use shardgate::telemetry::admin::spawn_admin;
 use shardgate::telemetry::{
     log_error, log_info, log_warn, notify, AccessLog, AccessLogOptions, LabelTable, LogTarget,
 };
@@ -31,6 +31,10 @@ OPTIONS:
     --config PATH     TOML config file (default: none; providers from the
                       environment, e.g. OPENAI_API_KEY and OPENAI_BASE_URL)
     --listen ADDR     listen address, overrides server.listen (default 127.0.0.1:8080)
+    --admin-listen ADDR
+                      admin address (metrics, reload), overrides admin.listen
+                      (default 127.0.0.1:9090); `off` runs without it. A
+                      taken admin address stops the start-up.
     --shards N        number of shards (default: one per CPU this process may use)
     --share-port      start beside a running instance on the same port (upgrade:
                       start the new binary with this, then SIGTERM the old one)
@@ -39,9 +43,12 @@ OPTIONS:
     -V, --version     print the version
 ";
 
+#[derive(Clone)]
 struct Args {
     config: Option<PathBuf>,
     listen: Option<String>,
+    /// `off`: no admin listener.
+    admin_listen: Option<String>,
     shards: Option<usize>,
     share_port: bool,
     check_config: bool,
@@ -51,6 +58,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args {
         config: None,
         listen: None,
+        admin_listen: None,
         shards: None,
         share_port: false,
         check_config: false,
@@ -70,6 +78,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         match flag.as_str() {
             "--config" | "-c" => args.config = Some(PathBuf::from(value("--config")?)),
             "--listen" | "-l" => args.listen = Some(value("--listen")?),
+            "--admin-listen" => args.admin_listen = Some(value("--admin-listen")?),
             "--shards" => {
                 let v = value("--shards")?;
                 args.shards = Some(
@@ -134,6 +143,11 @@ fn load_config(args: &Args) -> Result<Config, shardgate::config::ConfigError> {
     if let Some(listen) = &args.listen {
         config.server.listen = listen.clone();
     }
+    match args.admin_listen.as_deref() {
+        Some("off") => config.admin.listen.clear(),
+        Some(addr) => config.admin.listen = addr.to_string(),
+        None => {}
+    }
     if let Some(shards) = args.shards {
         config.server.shards = shards;
     }
@@ -189,6 +203,31 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
         .collect();
     let admin_listen = config.admin.listen.clone();
     let control = Control::new(Arc::new(Gateway { config, router }), shards);
+    // The admin port is the operator's view and hand on the gateway
+    // (metrics, reload): a gateway that cannot have it does not start,
+    // unless it was turned off.
+    let reloader = Reloader::new(args, &control);
+    if !admin_listen.is_empty() {
+        let addr: std::net::SocketAddr = admin_listen
+            .parse()
+            .map_err(|e| format!("admin.listen {admin_listen:?}: {e}"))?;
+        let reloader = reloader.clone();
+        let admin = Admin {
+            control: control.clone(),
+            log_dropped: access_log
+                .as_ref()
+                .map(|l| l.dropped_counter())
+                .unwrap_or_default(),
+            reload: Box::new(move || reloader.reload()),
+        };
+        let bound = spawn_admin(addr, admin).map_err(|e| {
+            format!(
+                "cannot listen on the admin address {addr}: {e} (choose another with \
+                 --admin-listen ADDR or admin.listen, or run without it: --admin-listen off)"
+            )
+        })?;
+        log_info(format_args!("admin (metrics, reload) on http://{bound}"));
+    }
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let _threads = spawn_shards(
         control.clone(),
@@ -211,32 +250,14 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
         "listening on {bound} with {shards} shard(s), ready in {:.1} ms",
         started.elapsed().as_secs_f64() * 1e3
     ));
-    if !admin_listen.is_empty() {
-        let dropped = access_log
-            .as_ref()
-            .map(|l| l.dropped_counter())
-            .unwrap_or_default();
-        // The admin port is for operators: failing to get it is reported
-        // loudly but does not take the data plane down.
-        match admin_listen
-            .parse()
-            .map_err(|e| format!("{e}"))
-            .and_then(|addr| {
-                spawn_admin(addr, control.clone(), dropped).map_err(|e| format!("{e}"))
-            }) {
-            Ok(addr) => log_info(format_args!("admin (metrics, reload) on http://{addr}")),
-            Err(e) => log_error(format_args!(
-                "admin listener {admin_listen} unavailable: {e}"
-            )),
-        }
-    }
     // systemd (Type=notify): every shard is accepting.
     let _ = notify::ready();
     let _ = notify::status(&format!("listening on {bound} with {shards} shard(s)"));
     loop {
         match wait_for_signal(&signals) {
             libc::SIGHUP => {
-                reload(args, &control);
+                // The outcome is logged either way.
+                let _ = reloader.reload();
                 if let Some(log) = &access_log {
                     log.reopen(); // after logrotate moved the file
                 }
@@ -254,41 +275,53 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
     }
 }
 
-/// Loads, validates and publishes the configuration again. An invalid one
-/// is refused and the running one kept.
-fn reload(args: &Args, control: &Control) {
-    let _ = notify::reloading();
-    reload_config(args, control);
-    let _ = notify::ready();
+/// Reloads the configuration: SIGHUP's and `POST /admin/reload`'s, one at
+/// a time.
+struct Reloader {
+    args: Args,
+    control: Arc<Control>,
+    one_at_a_time: std::sync::Mutex<()>,
 }
 
-fn reload_config(args: &Args, control: &Control) {
+impl Reloader {
+    fn new(args: &Args, control: &Arc<Control>) -> Arc<Reloader> {
+        Arc::new(Reloader {
+            args: args.clone(),
+            control: control.clone(),
+            one_at_a_time: std::sync::Mutex::new(()),
+        })
+    }
+
+    /// Loads, validates and publishes the configuration again, and logs
+    /// the outcome. An invalid one is refused and the running one kept.
+    fn reload(&self) -> Result<String, String> {
+        let _one = self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = notify::reloading();
+        let outcome = reload_config(&self.args, &self.control);
+        let _ = notify::ready();
+        match &outcome {
+            Ok(applied) => log_info(format_args!("{applied}")),
+            Err(why) => log_error(format_args!(
+                "reload refused, keeping the running configuration: {why}"
+            )),
+        }
+        outcome
+    }
+}
+
+fn reload_config(args: &Args, control: &Control) -> Result<String, String> {
     let old = control.current();
-    let config = match load_config(args) {
-        Ok(c) => c,
-        Err(e) => {
-            log_error(format_args!(
-                "reload refused, keeping the running configuration: {e}"
-            ));
-            return;
-        }
-    };
-    if config.server.listen != old.config.server.listen
-        || config.server.shards != old.config.server.shards
-    {
-        log_warn(format_args!(
-            "reload: server.listen and server.shards take effect only after a restart"
-        ));
+    let config = load_config(args).map_err(|e| e.to_string())?;
+    let restart_only = config.server.listen != old.config.server.listen
+        || config.server.shards != old.config.server.shards;
+    let router = Router::new(&config).map_err(|e| e.to_string())?;
+    let (providers, models) = (router.providers.len(), config.models.len());
+    control.publish(Arc::new(Gateway { config, router }));
+    let mut applied = format!("configuration reloaded: {providers} provider(s), {models} model(s)");
+    if restart_only {
+        applied.push_str("; server.listen and server.shards take effect only after a restart");
     }
-    match Router::new(&config) {
-        Ok(router) => {
-            control.publish(Arc::new(Gateway { config, router }));
-            log_info(format_args!("configuration reloaded"));
-        }
-        Err(e) => log_error(format_args!(
-            "reload refused, keeping the running configuration: {e}"
-        )),
-    }
+    Ok(applied)
 }
 
 /// Stops accepting, lets in-flight requests and streams finish (up to the

@@ -1,7 +1,6 @@
 //! Metrics, Prometheus text, the access log, and the systemd notify protocol.
 
 pub mod access_log;
-pub mod admin;
 mod log;
 mod log_file;
 pub mod metrics;

@@ -738,6 +738,14 @@ impl Gateway {
         if let Some(text) = &opts.config {
             cmd.arg("--config").arg(dir.write("shardgate.toml", text));
         }
+        // A taken admin address stops the start-up: a gateway whose test
+        // does not give it one gets a port of its own, so that tests run
+        // side by side.
+        let admin_given = args.contains(&"--admin-listen")
+            || opts.config.as_ref().is_some_and(|t| t.contains("[admin]"));
+        if !admin_given {
+            cmd.arg("--admin-listen").arg("127.0.0.1:0");
+        }
         if let Some(u) = &opts.base_url {
             cmd.env("OPENAI_BASE_URL", u);
         }

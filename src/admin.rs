@@ -1,7 +1,9 @@
 //! The admin listener: `GET /metrics` (Prometheus text merged from every
-//! shard's snapshot), `POST /admin/reload` (the same reload as SIGHUP), and
-//! `GET /health`. It runs on a thread of its own, off the shards, serving one
-//! short connection at a time: it is for operators and scrapers, not traffic.
+//! shard's snapshot), `POST /admin/reload` (the same reload as SIGHUP,
+//! answered with its outcome), and `GET /health`. It runs on a thread of its
+//! own, off the shards, serving one short connection at a time: it is for
+//! operators and scrapers, not traffic. It sits above `shard` and
+//! `telemetry` (it drives the shards' `Control`); nothing below imports it.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -16,19 +18,27 @@ use crate::telemetry::{log_error, prometheus, MergedMetrics};
 /// How long a scrape waits for the shards' snapshots.
 const SCRAPE_WAIT: Duration = Duration::from_millis(500);
 
+/// Reloads the configuration: what was applied, or why it was refused (the
+/// running configuration then stays in force).
+pub type Reload = Box<dyn Fn() -> Result<String, String> + Send>;
+
+/// What the admin listener serves from.
+pub struct Admin {
+    pub control: Arc<Control>,
+    /// Access-log lines dropped (a slow writer), for `/metrics`.
+    pub log_dropped: Arc<AtomicU64>,
+    pub reload: Reload,
+}
+
 /// Binds `addr` and serves it on a new thread.
-pub fn spawn_admin(
-    addr: SocketAddr,
-    control: Arc<Control>,
-    log_dropped: Arc<AtomicU64>,
-) -> io::Result<SocketAddr> {
+pub fn spawn_admin(addr: SocketAddr, admin: Admin) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                if let Err(e) = serve(stream, &control, &log_dropped) {
+                if let Err(e) = serve(stream, &admin) {
                     log_error(format_args!("admin: {e}"));
                 }
             }
@@ -36,7 +46,7 @@ pub fn spawn_admin(
     Ok(bound)
 }
 
-fn serve(mut stream: TcpStream, control: &Control, log_dropped: &AtomicU64) -> io::Result<()> {
+fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut buf = Vec::with_capacity(4096);
@@ -74,24 +84,22 @@ fn serve(mut stream: TcpStream, control: &Control, log_dropped: &AtomicU64) -> i
         .unwrap_or_default();
     match (method, path) {
         (b"GET", b"/metrics") => {
-            let snapshots = control.scrape(SCRAPE_WAIT);
+            let snapshots = admin.control.scrape(SCRAPE_WAIT);
             let mut merged = MergedMetrics::merge(&snapshots);
-            merged.access_log_dropped = log_dropped.load(Ordering::Relaxed);
+            merged.access_log_dropped = admin.log_dropped.load(Ordering::Relaxed);
             let mut text = String::with_capacity(16 * 1024);
             prometheus::render(&merged, &mut text);
             respond(&mut stream, 200, prometheus::CONTENT_TYPE, text.as_bytes())
         }
         (b"POST", b"/admin/reload") => {
-            // The main thread owns reloading; this takes the same path as
-            // `systemctl reload`.
-            // SAFETY: signalling our own process.
-            unsafe { libc::kill(libc::getpid(), libc::SIGHUP) };
-            respond(
-                &mut stream,
-                202,
-                "application/json",
-                b"{\"status\":\"reload requested\"}",
-            )
+            let (status, outcome, detail, text) = match (admin.reload)() {
+                Ok(applied) => (200, "applied", "message", applied),
+                Err(why) => (422, "refused", "error", why),
+            };
+            let mut body = format!("{{\"status\":\"{outcome}\",\"{detail}\":").into_bytes();
+            crate::json::push_json_string(&mut body, &text);
+            body.push(b'}');
+            respond(&mut stream, status, "application/json", &body)
         }
         (b"GET", b"/health") => {
             respond(&mut stream, 200, "application/json", b"{\"status\":\"ok\"}")
