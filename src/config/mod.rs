@@ -333,19 +333,6 @@ impl ProviderConfig {
         })?;
         Ok((entry, self.base_url.as_deref().or(entry.default_base_url)))
     }
-
-    /// This provider's timeouts: its own where set, else `upstream`'s.
-    pub fn timeouts(&self, upstream: &UpstreamConfig) -> crate::upstream::timeouts::Timeouts {
-        use std::time::Duration;
-        let ms = |own: Option<u64>, global: u64| Duration::from_millis(own.unwrap_or(global));
-        let total = self.total_timeout_ms.unwrap_or(upstream.total_timeout_ms);
-        crate::upstream::timeouts::Timeouts {
-            connect: ms(self.connect_timeout_ms, upstream.connect_timeout_ms),
-            first_byte: ms(self.first_byte_timeout_ms, upstream.first_byte_timeout_ms),
-            idle: ms(self.idle_timeout_ms, upstream.idle_timeout_ms),
-            total: (total > 0).then(|| Duration::from_millis(total)),
-        }
-    }
 }
 
 /// Retries, fail-over and outlier ejection (see `upstream::{retry, breaker}`).
@@ -527,33 +514,5 @@ impl ResilienceConfig {
             ));
         }
         Ok(())
-    }
-
-    pub fn retry_config(&self) -> crate::upstream::retry::RetryConfig {
-        use std::time::Duration;
-        crate::upstream::retry::RetryConfig {
-            max_retries: self.max_retries,
-            backoff_base: Duration::from_millis(self.backoff_base_ms),
-            backoff_cap: Duration::from_millis(self.backoff_cap_ms),
-            jitter: crate::upstream::retry::Jitter::Full,
-            max_retry_after: Duration::from_millis(self.max_retry_after_ms),
-            budget_ratio: self.retry_budget_ratio,
-            budget_min_retries: self.retry_budget_min_retries,
-            budget_window: Duration::from_millis(self.retry_budget_window_ms),
-            on_timeout: self.retry_on_timeout,
-            on_broken_response: self.retry_on_broken_response,
-        }
-    }
-
-    pub fn breaker_config(&self) -> crate::upstream::breaker::BreakerConfig {
-        use std::time::Duration;
-        let max = Duration::from_millis(self.breaker_max_ejection_ms);
-        crate::upstream::breaker::BreakerConfig {
-            consecutive_failures: self.breaker_consecutive_failures,
-            base_ejection: Duration::from_millis(self.breaker_base_ejection_ms),
-            max_ejection: max,
-            probe_timeout: crate::upstream::breaker::BreakerConfig::default().probe_timeout,
-            count_429: self.breaker_count_429,
-        }
     }
 }

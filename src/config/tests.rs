@@ -107,42 +107,6 @@ fn validation_names_the_field() {
 }
 
 #[test]
-fn provider_timeouts_override_upstream_and_inherit_the_rest() {
-    use std::time::Duration;
-    let ms = Duration::from_millis;
-    let c = Config::from_toml(
-        "[upstream]\nconnect_timeout_ms = 700\nfirst_byte_timeout_ms = 9000\ntotal_timeout_ms = 60000\n\
-         [providers.a]\nbase_url = \"http://127.0.0.1:1/v1\"\nfirst_byte_timeout_ms = 200\nidle_timeout_ms = 300\n\
-         [providers.b]\nbase_url = \"http://127.0.0.1:2/v1\"\nconnect_timeout_ms = 50\ntotal_timeout_ms = 0\n\
-         [providers.c]\nbase_url = \"http://127.0.0.1:3/v1\"\n",
-    )
-    .unwrap();
-    c.validate().unwrap();
-    let t = |n: &str| c.providers[n].timeouts(&c.upstream);
-    let a = t("a");
-    assert_eq!(
-        (a.connect, a.first_byte, a.idle),
-        (ms(700), ms(200), ms(300))
-    );
-    assert_eq!(a.total, Some(ms(60_000)));
-    // 0 lifts a global total for this provider alone.
-    let b = t("b");
-    assert_eq!((b.connect, b.first_byte, b.total), (ms(50), ms(9000), None));
-    let c3 = t("c");
-    assert_eq!(c3.idle, ms(UpstreamConfig::default().idle_timeout_ms));
-    assert_eq!(c3.total, Some(ms(60_000)));
-    // The shipped default total is finite; 0 globally means unbounded.
-    let d = ProviderConfig::default();
-    assert_eq!(
-        d.timeouts(&UpstreamConfig::default()).total,
-        Some(ms(3_600_000))
-    );
-    let none = Config::from_toml("[upstream]\ntotal_timeout_ms = 0\n").unwrap();
-    none.validate().unwrap();
-    assert_eq!(d.timeouts(&none.upstream).total, None);
-}
-
-#[test]
 fn provider_timeouts_are_validated_naming_the_field() {
     const A: &str = "[providers.a]\nbase_url = \"http://127.0.0.1:1/v1\"\n";
     for key in [
