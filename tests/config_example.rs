@@ -55,7 +55,10 @@ fn example_config_parses_and_validates() {
     );
     assert_eq!(config.upstream.pool_max_idle, d.upstream.pool_max_idle);
     // The per-provider override shown resolves over [upstream].
-    let local = config.providers["local"].timeouts(&config.upstream);
+    let local = shardgate::upstream::timeouts::Timeouts::for_provider(
+        &config.providers["local"],
+        &config.upstream,
+    );
     assert_eq!(local.first_byte.as_millis(), 600_000);
     assert_eq!(
         local.idle.as_millis(),

@@ -131,7 +131,7 @@ impl Provider {
             url,
             addrs,
             tls,
-            timeouts: cfg.timeouts(upstream),
+            timeouts: crate::upstream::timeouts::Timeouts::for_provider(cfg, upstream),
             path_root,
             api_version,
             headers: rendered,

@@ -91,7 +91,7 @@ impl Generation {
             .map(|_| Cell::new(0))
             .collect();
         let res = &gateway.config.resilience;
-        let breaker = res.breaker_config();
+        let breaker = crate::upstream::breaker::BreakerConfig::from(res);
         let models: Vec<ModelState> = gateway
             .router
             .model_routes
@@ -109,7 +109,7 @@ impl Generation {
             carry_breakers(&gateway, &models, old);
         }
         let now = std::time::Instant::now();
-        let retry = RetryPolicy::new(res.retry_config(), now);
+        let retry = RetryPolicy::new(crate::upstream::retry::RetryConfig::from(res), now);
         // Seeded per shard and generation: jitter must differ between shards.
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

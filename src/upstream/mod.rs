@@ -9,6 +9,7 @@
 pub mod balance;
 pub mod breaker;
 mod connect;
+mod from_config;
 mod pool;
 pub mod retry;
 pub mod timeouts;

@@ -1,0 +1,518 @@
+//! Typed configuration: the TOML file format (the schema types and their
+//! defaults, here), parsing and the zero-config environment fallback
+//! (`parse`), validation that names the bad field (`validate`), and address
+//! blocks (`ipnet`).
+//!
+//! Invariant: a `Config` that passed [`Config::validate`] can be turned into
+//! routes without further checks; unknown keys are rejected at parse time.
+
+mod ipnet;
+mod parse;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use ipnet::IpNet;
+use parse::bad;
+pub use parse::ConfigError;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::api::translate::TranslateLimits;
+use crate::providers::catalog::{self, CatalogEntry, Family};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub access_log: AccessLogConfig,
+    #[serde(default)]
+    pub resilience: ResilienceConfig,
+    /// Provider used for bare model names that match no configured model.
+    /// Defaults to the only provider when exactly one is configured.
+    pub default_provider: Option<String>,
+    /// Providers by name; the name is also the `name/` model prefix.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// Models served; each maps a public name (and aliases) to a provider.
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+    /// Prices (USD per million tokens) that override or extend the shipped
+    /// table, by the model name sent upstream.
+    #[serde(default)]
+    pub prices: Vec<PriceConfig>,
+}
+
+/// One `[[prices]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    pub model: String,
+    /// USD per million input tokens.
+    pub input: f64,
+    /// USD per million cached input tokens (default: `input`).
+    pub cached_input: Option<f64>,
+    /// USD per million output tokens.
+    pub output: f64,
+}
+
+/// The admin listener: Prometheus metrics and the reload endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `GET /metrics`, `POST /admin/reload`, `GET /health`; keep it on
+    /// loopback or a private network. Empty disables it.
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:9090".into(),
+        }
+    }
+}
+
+/// One JSON line per request, written by a thread of its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogConfig {
+    /// "off", "stdout", or "file" (at `path`, rotated).
+    pub target: String,
+    pub path: String,
+    /// Rotate when the file reaches this size.
+    pub max_bytes: u64,
+    /// Rotated files kept (`path.1` … `path.keep`).
+    pub keep: usize,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig {
+            target: "off".into(),
+            path: "/var/log/shardgate/access.log".into(),
+            max_bytes: 100 * 1024 * 1024,
+            keep: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address every shard listens on (SO_REUSEPORT).
+    pub listen: String,
+    /// Number of shards; 0 means one per CPU this process may run on.
+    pub shards: usize,
+    /// Pin each shard thread to its own CPU.
+    pub pin_cores: bool,
+    /// Start even if another process already listens on the port (only for a
+    /// zero-downtime upgrade, where the old binary drains beside the new one).
+    pub share_port: bool,
+    /// On SIGTERM, how long in-flight requests and streams may take to
+    /// finish before the process exits anyway, milliseconds.
+    pub drain_timeout_ms: u64,
+    /// Whether upstream requests carry the client's address in
+    /// `X-Forwarded-For`.
+    pub forwarded_for: ForwardedFor,
+    /// Peers (proxies in front of the gateway) whose own `X-Forwarded-For`
+    /// chain is kept, the peer appended; any other client's is replaced by
+    /// its address.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// `server.forwarded_for`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardedFor {
+    /// The client's address appended to a trusted proxy's chain, or alone.
+    Append,
+    /// No `X-Forwarded-For`: providers never learn client addresses.
+    Off,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            shards: 0,
+            pin_cores: true,
+            share_port: false,
+            drain_timeout_ms: 30_000,
+            forwarded_for: ForwardedFor::Append,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request head (request line + headers), bytes. Over it: 431.
+    pub max_head_bytes: usize,
+    /// Most header lines in a request. Over it: 431.
+    pub max_headers: usize,
+    /// Largest request body, bytes. Over it: 413.
+    pub max_body_bytes: usize,
+    /// Longest chunk-size line (with extensions) in a chunked body, bytes.
+    pub max_chunk_line_bytes: usize,
+    /// A whole request head must arrive within this, milliseconds, counted
+    /// from the accept (first request) or from its first byte (later
+    /// requests). Over it: 408 and the connection is closed (slowloris).
+    pub header_read_timeout_ms: u64,
+    /// A whole request body must arrive within this, milliseconds, counted
+    /// from the end of its head. Over it: 408 and the connection is closed.
+    pub body_read_timeout_ms: u64,
+    /// A keep-alive connection idle this long between requests is closed
+    /// silently, milliseconds.
+    pub keepalive_idle_timeout_ms: u64,
+    /// One write to the client must finish within this, milliseconds: a
+    /// client that stops reading a response (its socket buffer full) is
+    /// cut off, freeing the upstream connection and its in-flight slot.
+    pub client_write_timeout_ms: u64,
+    /// Open client connections per shard. Over it a new connection is
+    /// answered 503 with `Retry-After: 1` and closed.
+    pub max_connections_per_shard: usize,
+    /// Requests in flight to one provider from one shard. Over it: 503 with
+    /// `Retry-After: 1`, before anything is sent upstream.
+    pub max_in_flight_per_upstream: usize,
+    /// Conversation turns (`messages` elements) in a request translated
+    /// between dialects (Anthropic ⇄ OpenAI). Over it: 413, in the client's
+    /// dialect, before anything is sent upstream. Pass-through requests are
+    /// not counted.
+    pub max_translated_messages: usize,
+    /// Content blocks and parts (those nested in tool results included),
+    /// tool calls, tool definitions and system prompt parts in a request
+    /// translated between dialects, counted over the whole body. Over it:
+    /// 413. Together with `max_body_bytes` this bounds a translation's work
+    /// (on the shard's event loop below `offload_body_bytes`).
+    pub max_translated_blocks: usize,
+    /// A JSON request body of at least this many bytes is validated (and,
+    /// when its route translates, translated) on the process's small
+    /// blocking pool instead of its shard's event loop, so one large body
+    /// does not hold up the shard's other connections; smaller bodies stay
+    /// on the loop, where they cost no hand-off. Past a few large bodies
+    /// waiting for the pool: 503 with `Retry-After: 1`.
+    pub offload_body_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+            max_body_bytes: 32 * 1024 * 1024,
+            max_chunk_line_bytes: 4096,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 60_000,
+            keepalive_idle_timeout_ms: 60_000,
+            client_write_timeout_ms: 60_000,
+            max_connections_per_shard: 16_384,
+            max_in_flight_per_upstream: 4_096,
+            max_translated_messages: TranslateLimits::DEFAULT.max_messages,
+            max_translated_blocks: TranslateLimits::DEFAULT.max_blocks,
+            offload_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// TCP (and TLS) connect deadline, milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Deadline from the end of the request write to the first response byte.
+    pub first_byte_timeout_ms: u64,
+    /// Longest silence between two reads of a response body (streams).
+    pub idle_timeout_ms: u64,
+    /// The whole exchange, from the request's send to the last response
+    /// byte (streams included), milliseconds; 0: unbounded. Before a byte
+    /// reached the client it is a 504, after it cuts the response as the
+    /// idle timeout does.
+    pub total_timeout_ms: u64,
+    /// Idle keep-alive connections kept per upstream per shard.
+    pub pool_max_idle: usize,
+    /// An idle pooled connection older than this is closed, milliseconds.
+    pub pool_idle_timeout_ms: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            connect_timeout_ms: 5_000,
+            first_byte_timeout_ms: 300_000,
+            idle_timeout_ms: 120_000,
+            // Finite, so a trickling upstream cannot hold a connection and an
+            // in-flight slot forever; an hour, so no real generation (long
+            // reasoning, tens of thousands of tokens streamed) is ever cut.
+            total_timeout_ms: 3_600_000,
+            pool_max_idle: 128,
+            pool_idle_timeout_ms: 60_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Provider family or catalogue name: "openai" (OpenAI and any
+    /// OpenAI-compatible API), "azure", "anthropic", or a catalogue name
+    /// ("gemini", "groq", "mistral", "xai", "deepseek", "together",
+    /// "fireworks", "openrouter", "cerebras", "perplexity", "vllm", "ollama",
+    /// "lmstudio", "llamacpp"), which brings its default `base_url`.
+    /// Defaults to the provider's name when that is a catalogue name, else
+    /// "openai".
+    pub kind: Option<String>,
+    /// Base URL. For the OpenAI family it includes the API version path
+    /// (`https://api.openai.com/v1`); for "anthropic" it has none
+    /// (`https://api.anthropic.com`, as in the Anthropic SDK); for "azure" it
+    /// is the resource endpoint (`https://NAME.openai.azure.com`). Optional
+    /// for catalogue kinds, required for "azure" and custom providers.
+    pub base_url: Option<String>,
+    /// The key sent upstream. Prefer `api_key_env` so keys stay out of files.
+    pub api_key: Option<String>,
+    /// Name of an environment variable holding the key.
+    pub api_key_env: Option<String>,
+    /// "azure": the `api-version` query parameter (default 2024-10-21).
+    /// "anthropic": the `anthropic-version` header (default 2023-06-01).
+    pub api_version: Option<String>,
+    /// PEM file of the CA certificates that sign a private https endpoint.
+    /// When set, only these CAs are trusted for this provider (by default:
+    /// the webpki roots and the system store).
+    pub ca_file: Option<PathBuf>,
+    /// Accept any server certificate. For tests against throwaway endpoints
+    /// only; logged as a warning at every start.
+    #[serde(default)]
+    pub tls_insecure_skip_verify: bool,
+    /// This provider's `[upstream]` timeouts, where they differ (a slow
+    /// self-hosted model, a fast API worth failing over from early).
+    pub connect_timeout_ms: Option<u64>,
+    pub first_byte_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    /// 0: unbounded, even when `upstream.total_timeout_ms` is not.
+    pub total_timeout_ms: Option<u64>,
+}
+
+impl ProviderConfig {
+    /// The catalogue entry for this provider's kind (see `kind`) and its
+    /// base URL: the configured one, else the catalogue's default, which a
+    /// provider with neither a catalogue name nor a `kind` does not get (its
+    /// key must not go to api.openai.com by accident).
+    pub fn resolve_kind(
+        &self,
+        name: &str,
+    ) -> Result<(&'static CatalogEntry, Option<&str>), ConfigError> {
+        let kind = match &self.kind {
+            Some(k) => k.as_str(),
+            None if catalog::lookup(name).is_some() => name,
+            None => {
+                let entry = catalog::lookup("openai").expect("openai is in the catalogue");
+                return Ok((entry, self.base_url.as_deref()));
+            }
+        };
+        let entry = catalog::lookup(kind).ok_or_else(|| {
+            bad(
+                format!("providers.{name}.kind"),
+                format!(
+                    "unknown provider kind {kind:?} (known: {})",
+                    catalog::known_kinds()
+                ),
+            )
+        })?;
+        Ok((entry, self.base_url.as_deref().or(entry.default_base_url)))
+    }
+}
+
+/// Retries, fail-over and outlier ejection (see `upstream::{retry, breaker}`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResilienceConfig {
+    /// Retries on one deployment before failing over to another.
+    pub max_retries: u32,
+    /// First backoff ceiling (full jitter), milliseconds; doubles per retry.
+    pub backoff_base_ms: u64,
+    /// Largest backoff, milliseconds.
+    pub backoff_cap_ms: u64,
+    /// Longest upstream `Retry-After` waited out, milliseconds; a longer one
+    /// fails over at once.
+    pub max_retry_after_ms: u64,
+    /// Re-sends (retries and fail-overs) allowed per client request, over
+    /// the budget window, per shard.
+    pub retry_budget_ratio: f64,
+    /// Re-sends always allowed per window, per shard.
+    pub retry_budget_min_retries: u32,
+    /// The retry budget's sliding window, milliseconds.
+    pub retry_budget_window_ms: u64,
+    /// A first-byte timeout fails over to another deployment (or fallback)
+    /// instead of answering 504. The stalled upstream may still do (and
+    /// bill) the work; false answers the timeout.
+    pub retry_on_timeout: bool,
+    /// A response that broke before any of it reached the client (reset,
+    /// cut body, bad framing) is retried instead of answering 502. As with
+    /// timeouts, the upstream may have done the work.
+    pub retry_on_broken_response: bool,
+    /// Failures in a row that eject a deployment.
+    pub breaker_consecutive_failures: u32,
+    /// First ejection cool-down, milliseconds; doubles per re-ejection.
+    pub breaker_base_ejection_ms: u64,
+    /// Longest ejection cool-down, milliseconds.
+    pub breaker_max_ejection_ms: u64,
+    /// Whether a 429 counts as a deployment failure for the breaker.
+    pub breaker_count_429: bool,
+    /// `strategy = "latency"`: how fast an unsampled latency average decays,
+    /// milliseconds.
+    pub latency_decay_ms: u64,
+}
+
+impl Default for ResilienceConfig {
+    fn default() -> Self {
+        ResilienceConfig {
+            max_retries: 2,
+            backoff_base_ms: 100,
+            backoff_cap_ms: 5_000,
+            max_retry_after_ms: 10_000,
+            retry_budget_ratio: 0.2,
+            retry_budget_min_retries: 10,
+            retry_budget_window_ms: 10_000,
+            retry_on_timeout: true,
+            retry_on_broken_response: true,
+            breaker_consecutive_failures: 5,
+            breaker_base_ejection_ms: 30_000,
+            breaker_max_ejection_ms: 300_000,
+            breaker_count_429: false,
+            latency_decay_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The name clients send in `model`.
+    pub name: String,
+    /// Provider (a key of `[providers]`); or give `deployments`.
+    pub provider: Option<String>,
+    /// The model name sent upstream; defaults to `name`.
+    pub upstream_model: Option<String>,
+    /// Other names clients may use for this model.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Several places that serve this model (instead of `provider`).
+    #[serde(default)]
+    pub deployments: Vec<DeploymentConfig>,
+    /// How requests spread over `deployments`: "weighted_round_robin"
+    /// (default), "least_in_flight" or "latency".
+    #[serde(default)]
+    pub strategy: Option<String>,
+    /// Models tried, in order, when every deployment of this one failed.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// Models tried, in order, when the prompt is too long for this one.
+    #[serde(default)]
+    pub context_window_fallbacks: Vec<String>,
+}
+
+/// One deployment of a model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    /// Provider (a key of `[providers]`).
+    pub provider: String,
+    /// The model name sent upstream; defaults to the model's `upstream_model`,
+    /// else its `name`.
+    pub upstream_model: Option<String>,
+    /// Share of the traffic relative to the other deployments (1 or more).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl ModelConfig {
+    /// The deployments as (provider, upstream model, weight): `deployments`,
+    /// or the single one `provider` names.
+    pub fn resolved_deployments(&self) -> Vec<(&str, &str, u32)> {
+        let default_upstream = self.upstream_model.as_deref().unwrap_or(&self.name);
+        if self.deployments.is_empty() {
+            return self
+                .provider
+                .as_deref()
+                .map(|p| (p, default_upstream, 1))
+                .into_iter()
+                .collect();
+        }
+        self.deployments
+            .iter()
+            .map(|d| {
+                (
+                    d.provider.as_str(),
+                    d.upstream_model.as_deref().unwrap_or(default_upstream),
+                    d.weight,
+                )
+            })
+            .collect()
+    }
+}
+
+impl ResilienceConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (field, v) in [
+            ("resilience.backoff_base_ms", self.backoff_base_ms),
+            ("resilience.backoff_cap_ms", self.backoff_cap_ms),
+            (
+                "resilience.retry_budget_window_ms",
+                self.retry_budget_window_ms,
+            ),
+            (
+                "resilience.breaker_consecutive_failures",
+                u64::from(self.breaker_consecutive_failures),
+            ),
+            (
+                "resilience.breaker_base_ejection_ms",
+                self.breaker_base_ejection_ms,
+            ),
+            (
+                "resilience.breaker_max_ejection_ms",
+                self.breaker_max_ejection_ms,
+            ),
+            ("resilience.latency_decay_ms", self.latency_decay_ms),
+        ] {
+            if v == 0 {
+                return Err(bad(field, "must be greater than 0"));
+            }
+        }
+        if self.backoff_cap_ms < self.backoff_base_ms {
+            return Err(bad(
+                "resilience.backoff_cap_ms",
+                "must be at least resilience.backoff_base_ms",
+            ));
+        }
+        if self.breaker_max_ejection_ms < self.breaker_base_ejection_ms {
+            return Err(bad(
+                "resilience.breaker_max_ejection_ms",
+                "must be at least resilience.breaker_base_ejection_ms",
+            ));
+        }
+        if !self.retry_budget_ratio.is_finite() || self.retry_budget_ratio < 0.0 {
+            return Err(bad(
+                "resilience.retry_budget_ratio",
+                "must be a number 0 or greater",
+            ));
+        }
+        Ok(())
+    }
+}
