@@ -15,12 +15,28 @@
 # JSON go to $OUT (default target/bench/<timestamp>).
 set -euo pipefail
 
+usage() {
+  cat <<'USAGE'
+usage: scripts/bench.sh [--quick | --trust | -h | --help]
+  (no flag)  full run (under 10 minutes)
+  --quick    chat + chat-stream, short runs (under 2 minutes)
+  --trust    the instrument against wrk, and the mock against nginx
+  -h, --help this text
+Environment: OUT, SUT_CPU, GEN_CPU, TRUST_CONNS, TRUST_RUNS, CARGO_TARGET_DIR.
+USAGE
+}
 MODE="${1:-full}"
+# Answer --help and refuse an unknown flag before anything is built or started.
+case "$MODE" in
+  -h | --help) usage; exit 0 ;;
+  full | --quick | --trust) ;;
+  *) printf 'bench.sh: unknown argument %s\n' "$MODE" >&2; usage >&2; exit 2 ;;
+esac
 QUICK=0
 [[ "$MODE" == "--quick" ]] && QUICK=1
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=scripts/nginx-proxy.sh
-. scripts/nginx-proxy.sh
+. "$ROOT/scripts/nginx-proxy.sh"
 cd "$ROOT"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 OUT="${OUT:-$TARGET_DIR/bench/$(date +%Y%m%d-%H%M%S)}"

@@ -35,7 +35,7 @@ REQUESTS=${1:-20000}
 WARMUP=${2:-2000}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=scripts/nginx-proxy.sh
-. scripts/nginx-proxy.sh
+. "$ROOT/scripts/nginx-proxy.sh"
 cd "$ROOT"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 OUT="${OUT:-$TARGET_DIR/callgrind/$(date +%Y%m%d-%H%M%S)}"
