@@ -12,7 +12,8 @@
 # worker, or shardgate with one shard) runs alone on CPU $SUT_CPU; loadgen and
 # the mock share CPU $GEN_CPU. Direct runs therefore measure loadgen+mock on
 # one core, and proxied runs add one hop on its own core. Results and raw
-# JSON go to $OUT (default target/bench/<timestamp>).
+# JSON (and a latency plot per open-loop run, NAME.WORKLOAD.rateR.svg) go to
+# $OUT (default target/bench/<timestamp>).
 set -euo pipefail
 
 usage() {
@@ -225,7 +226,7 @@ for t in "${TARGETS[@]}"; do
       log "-- $name $w: $r req/s"
       pid=$(sut_pid "$name")
       [[ -n "$pid" ]] && before=$(cpu_ticks "$pid")
-      run_lg "$t" "$w" "$name.$w.rate$r" --rate "$r" --arrivals poisson
+      run_lg "$t" "$w" "$name.$w.rate$r" --rate "$r" --arrivals poisson --plot "$OUT/$name.$w.rate$r.svg"
       [[ -n "$pid" ]] && echo $(($(cpu_ticks "$pid") - before)) >"$OUT/$name.$w.rate$r.ticks"
     done
   done
