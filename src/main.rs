@@ -322,6 +322,15 @@ fn start_access_log(cfg: &shardgate::config::AccessLogConfig) -> Result<Option<A
         .map_err(|e| format!("access_log: cannot open {}: {e}", cfg.path))
 }
 
+/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread; every thread it
+/// starts afterwards inherits the mask, and [`wait_for_signal`] takes them
+/// with `sigwait`. So no signal handler ever runs, on a shard thread or
+/// elsewhere: a shard's `io_uring_enter`/`epoll_wait` is never interrupted
+/// (EINTR) and nothing has to be async-signal-safe. We keep this over
+/// `signal-hook`: its iterator installs a handler (run on whichever thread
+/// the kernel picks) that writes to a self-pipe, so it would still need
+/// this mask to keep the shards clear, and would then replace only the
+/// `sigwait` call below with a handler, a pipe and a dependency.
 fn block_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-set manipulation on a local set.
     unsafe {
