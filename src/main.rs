@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::Parser;
 use shardgate::config::Config;
 use shardgate::providers::router::Router;
 use shardgate::runtime::missing_cpu_feature;
@@ -21,85 +22,32 @@ use shardgate::telemetry::{
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str = "\
-shardgate — a thread-per-core LLM gateway (OpenAI-compatible)
-
-USAGE:
-    shardgate [OPTIONS]
-
-OPTIONS:
-    --config PATH     TOML config file (default: none; providers from the
-                      environment, e.g. OPENAI_API_KEY and OPENAI_BASE_URL)
-    --listen ADDR     listen address, overrides server.listen (default 127.0.0.1:8080)
-    --admin-listen ADDR
-                      admin address (metrics, reload), overrides admin.listen
-                      (default 127.0.0.1:9090); `off` runs without it. A
-                      taken admin address stops the start-up.
-    --shards N        number of shards (default: one per CPU this process may use)
-    --share-port      start beside a running instance on the same port (upgrade:
-                      start the new binary with this, then SIGTERM the old one)
-    --check-config    validate the configuration and exit (non-zero if invalid)
-    -h, --help        print this help
-    -V, --version     print the version
-";
-
-#[derive(Clone)]
+/// shardgate — a thread-per-core LLM gateway (OpenAI-compatible)
+#[derive(Clone, Parser)]
+#[command(name = "shardgate", version, args_override_self = true)]
 struct Args {
+    /// TOML config file (default: none; providers from the environment,
+    /// e.g. OPENAI_API_KEY and OPENAI_BASE_URL)
+    #[arg(short = 'c', long, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Listen address, overrides server.listen (default 127.0.0.1:8080)
+    #[arg(short = 'l', long, value_name = "ADDR")]
     listen: Option<String>,
-    /// `off`: no admin listener.
+    /// Admin address (metrics, reload), overrides admin.listen (default
+    /// 127.0.0.1:9090); `off` runs without it. A taken admin address stops
+    /// the start-up.
+    #[arg(long, value_name = "ADDR")]
     admin_listen: Option<String>,
+    /// Number of shards (default: one per CPU this process may use)
+    #[arg(long, value_name = "N")]
     shards: Option<usize>,
+    /// Start beside a running instance on the same port (upgrade: start the
+    /// new binary with this, then SIGTERM the old one)
+    #[arg(long)]
     share_port: bool,
+    /// Validate the configuration and exit (non-zero if invalid)
+    #[arg(long)]
     check_config: bool,
-}
-
-fn parse_args() -> Result<Option<Args>, String> {
-    let mut args = Args {
-        config: None,
-        listen: None,
-        admin_listen: None,
-        shards: None,
-        share_port: false,
-        check_config: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or(format!("{name} needs a value"))
-        };
-        match flag.as_str() {
-            "--config" | "-c" => args.config = Some(PathBuf::from(value("--config")?)),
-            "--listen" | "-l" => args.listen = Some(value("--listen")?),
-            "--admin-listen" => args.admin_listen = Some(value("--admin-listen")?),
-            "--shards" => {
-                let v = value("--shards")?;
-                args.shards = Some(
-                    v.parse()
-                        .map_err(|_| format!("--shards: {v:?} is not a number"))?,
-                );
-            }
-            "--check-config" => args.check_config = true,
-            "--share-port" => args.share_port = true,
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(None);
-            }
-            "-V" | "--version" => {
-                println!("shardgate {}", env!("CARGO_PKG_VERSION"));
-                return Ok(None);
-            }
-            other => return Err(format!("unknown argument {other:?} (see --help)")),
-        }
-    }
-    Ok(Some(args))
 }
 
 fn main() -> ExitCode {
@@ -110,14 +58,9 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    let args = match parse_args() {
-        Ok(Some(a)) => a,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("shardgate: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    // `--help` and `--version` exit 0 on stdout; a bad argument exits 2
+    // with clap's message on stderr.
+    let args = Args::parse();
     let config = match load_config(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -379,6 +322,15 @@ fn start_access_log(cfg: &shardgate::config::AccessLogConfig) -> Result<Option<A
         .map_err(|e| format!("access_log: cannot open {}: {e}", cfg.path))
 }
 
+/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread; every thread it
+/// starts afterwards inherits the mask, and [`wait_for_signal`] takes them
+/// with `sigwait`. So no signal handler ever runs, on a shard thread or
+/// elsewhere: a shard's `io_uring_enter`/`epoll_wait` is never interrupted
+/// (EINTR) and nothing has to be async-signal-safe. We keep this over
+/// `signal-hook`: its iterator installs a handler (run on whichever thread
+/// the kernel picks) that writes to a self-pipe, so it would still need
+/// this mask to keep the shards clear, and would then replace only the
+/// `sigwait` call below with a handler, a pipe and a dependency.
 fn block_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-set manipulation on a local set.
     unsafe {

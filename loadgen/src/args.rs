@@ -1,45 +1,176 @@
-//! Command-line flags: `--name value` pairs and bare `--switch`es, parsed by
-//! hand to keep the instrument's build small. Every flag a command does not
-//! consume is an error, so a typo never silently falls back to a default.
+//! The command line, declared with clap: `loadgen run` and `loadgen mock`,
+//! every flag a `--name value` pair or a bare `--switch`. clap refuses an
+//! unknown flag or a stray argument (exit 2), so a typo never silently falls
+//! back to a default; each command's `from_flags` takes its values out of
+//! [`Flags`] and applies its own defaults (some depend on other flags).
 
-use std::collections::HashMap;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use std::ffi::OsString;
 use std::time::Duration;
 
-pub struct Flags {
-    values: HashMap<String, String>,
-    switches: Vec<String>,
+/// A parsed command line: which command, and its flags.
+pub enum Cmd {
+    Run(Flags),
+    Mock(Flags),
 }
 
-impl Flags {
-    /// Splits `args` into valued flags and the switches named in `switch_names`.
-    pub fn parse(args: &[String], switch_names: &[&str]) -> Result<Flags, String> {
-        let mut values = HashMap::new();
-        let mut switches = Vec::new();
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            let name = arg
-                .strip_prefix("--")
-                .ok_or_else(|| format!("unexpected argument `{arg}`"))?;
-            if switch_names.contains(&name) {
-                switches.push(name.to_string());
-            } else if let Some((n, v)) = name.split_once('=') {
-                values.insert(n.to_string(), v.to_string());
-            } else {
-                let v = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
-                values.insert(name.to_string(), v.clone());
-            }
-        }
-        Ok(Flags { values, switches })
+/// Parses `argv` (program name first). A help request or a bad flag is a
+/// `clap::Error` whose `exit()` prints it and exits 0 or 2.
+pub fn parse<I, T>(argv: I) -> Result<Cmd, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let mut m = command().try_get_matches_from(argv)?;
+    match m.remove_subcommand() {
+        Some((name, sub)) if name == "run" => Ok(Cmd::Run(Flags(sub))),
+        Some((_, sub)) => Ok(Cmd::Mock(Flags(sub))),
+        None => unreachable!("clap requires a subcommand"),
     }
+}
 
+fn command() -> Command {
+    Command::new("loadgen")
+        .about("shardgate's load generator (run) and mock upstream (mock), on glommio")
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        // As before clap: a flag given twice takes its last value.
+        .args_override_self(true)
+        .subcommand(run_command())
+        .subcommand(mock_command())
+}
+
+fn run_command() -> Command {
+    Command::new("run")
+        .about("Send a workload to a target and report latency and throughput")
+        .args([
+            valued(
+                "target",
+                "http://HOST:PORT",
+                "The server under test (required)",
+            ),
+            valued("workload", "NAME", "Built-in workload [default: chat]"),
+            valued(
+                "connections",
+                "N",
+                "Connections [default: 32, at least one per core]",
+            ),
+            valued(
+                "rate",
+                "R",
+                "Requests per second: open loop (default: closed loop)",
+            ),
+            valued(
+                "arrivals",
+                "constant|poisson",
+                "Open-loop arrivals [default: constant]",
+            ),
+            valued(
+                "duration",
+                "10s",
+                "How long to run [default: 10s unless --requests]",
+            ),
+            valued("requests", "N", "Stop after N requests"),
+            valued("warmup", "0s", "Unmeasured warm-up [default: 0s]"),
+            valued(
+                "cores",
+                "N|LIST",
+                "The last N CPUs, or a list (=0, 2-3, 0,2) [default: 1]",
+            ),
+            valued("timeout", "30s", "Per-request timeout [default: 30s]"),
+            valued(
+                "model",
+                "NAME",
+                "Model in the request body [default: gpt-4o-mini]",
+            ),
+            valued(
+                "body-bytes",
+                "N",
+                "Approximate request body size [default: 500]",
+            ),
+            valued(
+                "body",
+                "FILE",
+                "Send this body instead of a workload (needs --path)",
+            ),
+            valued("path", "/v1/...", "Request path"),
+            Arg::new("json")
+                .long("json")
+                .action(ArgAction::SetTrue)
+                .help("Print the result as JSON"),
+            valued("plot", "FILE.svg", "Write a latency plot"),
+            valued("seed", "N", "PRNG seed for arrivals [default: 1]"),
+        ])
+        .after_help(format!(
+            "Closed loop by default (each connection sends when its last answer is in); --rate \
+             makes it open loop, with latency measured from each request's scheduled time.\n\
+             Workloads: {}",
+            crate::workload::NAMES
+        ))
+}
+
+fn mock_command() -> Command {
+    Command::new("mock")
+        .about("Serve an OpenAI- and Anthropic-compatible mock upstream")
+        .args([
+            valued("listen", "ADDR", "Listen address [default: 127.0.0.1:8000]"),
+            valued(
+                "cores",
+                "N|LIST",
+                "The last N CPUs, or a list [default: =0]",
+            ),
+            valued(
+                "latency",
+                "0|5ms|uniform:2ms..10ms|exp:5ms",
+                "Added latency per request [default: 0]",
+            ),
+            valued("tokens", "N", "Content tokens per response [default: 16]"),
+            valued(
+                "chunk-interval",
+                "0ms",
+                "Pause between stream events [default: 0ms]",
+            ),
+            valued(
+                "embedding-dims",
+                "N",
+                "Embedding dimensions [default: 1536]",
+            ),
+            valued("seed", "N", "PRNG seed for latency and faults [default: 1]"),
+            valued("fail-429", "F", "Fraction of requests answered 429"),
+            valued("fail-500", "F", "Fraction of requests answered 500"),
+            valued("fail-503", "F", "Fraction of requests answered 503"),
+            valued(
+                "reset",
+                "F",
+                "Fraction of requests answered by a connection reset",
+            ),
+            valued("stall", "F", "Fraction of requests stalled"),
+            valued("stall-for", "60s", "How long a stall lasts [default: 60s]"),
+            valued("truncate", "F", "Fraction of responses cut short"),
+        ])
+        .after_help(
+            "Serves POST /v1/{chat/completions,completions,embeddings,responses,messages,\
+             messages/count_tokens} and GET /v1/models (also without /v1). `\"stream\": true` \
+             answers with SSE. Faults are fractions of requests. A request with \
+             `x-mock-echo-body: 1` (or POST /mock/echo) gets back JSON {method, target, headers: \
+             [[name, value]...], body} describing exactly what arrived.",
+        )
+}
+
+fn valued(name: &'static str, value: &'static str, help: &'static str) -> Arg {
+    Arg::new(name).long(name).value_name(value).help(help)
+}
+
+/// One command's flags, taken out one by one by its `from_flags`.
+pub struct Flags(ArgMatches);
+
+impl Flags {
     pub fn switch(&mut self, name: &str) -> bool {
-        let before = self.switches.len();
-        self.switches.retain(|s| s != name);
-        before != self.switches.len()
+        self.0.get_flag(name)
     }
 
     pub fn take(&mut self, name: &str) -> Option<String> {
-        self.values.remove(name)
+        self.0.remove_one::<String>(name)
     }
 
     pub fn parsed<T: std::str::FromStr>(&mut self, name: &str) -> Result<Option<T>, String> {
@@ -68,13 +199,12 @@ impl Flags {
             .transpose()
     }
 
-    /// Fails on any flag no one consumed.
-    pub fn finish(self) -> Result<(), String> {
-        let mut left: Vec<_> = self.values.keys().chain(self.switches.iter()).collect();
-        left.sort();
-        match left.first() {
-            None => Ok(()),
-            Some(name) => Err(format!("unknown flag --{name}")),
+    /// `loadgen mock ARGS`' flags, for tests.
+    #[cfg(test)]
+    pub fn mock(args: &[&str]) -> Result<Flags, clap::Error> {
+        match parse(["loadgen", "mock"].iter().chain(args))? {
+            Cmd::Mock(f) => Ok(f),
+            Cmd::Run(_) => unreachable!(),
         }
     }
 }
@@ -110,13 +240,19 @@ mod tests {
     }
 
     #[test]
-    fn leftover_flags_are_errors() {
-        let args: Vec<String> = ["--rate", "5", "--typo", "1"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let mut f = Flags::parse(&args, &[]).unwrap();
+    fn unknown_flags_are_errors() {
+        let argv = ["loadgen", "run", "--rate", "5", "--typo", "1"];
+        let err = parse(argv).err().expect("--typo accepted");
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("typo"), "{err}");
+        let Ok(Cmd::Run(mut f)) = parse(&argv[..4]) else {
+            panic!("run --rate 5 refused")
+        };
         assert_eq!(f.parsed::<u32>("rate").unwrap(), Some(5));
-        assert!(f.finish().unwrap_err().contains("typo"));
+    }
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        command().debug_assert();
     }
 }

@@ -1,24 +1,18 @@
-//! A small, fast, seedable PRNG (xorshift64*): arrival times, fault draws and
-//! latency samples need speed and reproducibility, not cryptographic quality.
+//! The load generator's seeded PRNG: arrival times, fault draws and latency
+//! samples need speed and reproducibility (the same `--seed`, the same
+//! draws), not cryptographic quality. fastrand's wyrand does the drawing;
+//! this adds the one distribution it lacks.
 
-pub struct Rng(u64);
+pub struct Rng(fastrand::Rng);
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        // Zero is xorshift's fixed point; mix the seed so small seeds differ.
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        Rng(fastrand::Rng::with_seed(seed))
     }
 
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.f64()
     }
 
     /// Exponential with the given mean (inter-arrival times of a Poisson process).

@@ -7,20 +7,11 @@ use crate::cores;
 use crate::drive::{self, Arrivals, Plan, Progress};
 use crate::report::{self, Summary};
 use crate::stats::Stats;
-use crate::workload::{self, Workload};
+use crate::workload::Workload;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-pub const USAGE: &str = "\
-loadgen run --target http://HOST:PORT [--workload chat] [--connections 32]
-            [--rate R [--arrivals constant|poisson]] [--duration 10s] [--requests N] [--warmup 0s]
-            [--cores N|LIST] [--timeout 30s] [--model NAME] [--body-bytes 500]
-            [--body FILE --path /v1/...] [--json] [--plot FILE.svg] [--seed 1]
-  Closed loop by default (each connection sends when its last answer is in); --rate makes it
-  open loop, with latency measured from each request's scheduled time. --cores N takes the
-  last N CPUs; a list (=0, 2-3, 0,2) names them. Workloads: ";
 
 pub struct RunConfig {
     pub target: String,
@@ -91,10 +82,6 @@ impl RunConfig {
             plot: f.take("plot"),
             seed: f.parsed("seed")?.unwrap_or(1),
         })
-    }
-
-    pub fn usage() -> String {
-        format!("{USAGE}{}", workload::NAMES)
     }
 }
 

@@ -19,7 +19,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -277,26 +276,9 @@ pub struct RequestMetrics {
     pub usage: Usage,
 }
 
-/// Small-integer keys hashed with one multiply (FxHash): SipHash's DoS
-/// resistance buys nothing for keys the gateway builds itself.
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(b as u64);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// Small-integer keys hashed with FxHash (a multiply and a rotate): SipHash's
+/// DoS resistance buys nothing for keys the gateway builds itself.
+type FxMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// (route, provider, model, status slot) packed into one integer.
 fn request_key(r: RouteId, p: ProviderId, m: ModelId, status: u8) -> u64 {

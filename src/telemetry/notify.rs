@@ -12,6 +12,16 @@
 //! mutate the process environment. Calls are cheap (one socket, one
 //! datagram) but are syscalls: make them from the main thread or a tick, not
 //! per request.
+//!
+//! Why not the `sd-notify` crate (checked at 0.5.0): it connects to
+//! `$NOTIFY_SOCKET` as a plain path, so an abstract `@name` socket is never
+//! reached; it ends every assignment with a newline (`READY=1\n`), where we
+//! send exactly `READY=1`, `STOPPING=1` and `RELOADING=1\nMONOTONIC_USEC=N`,
+//! the bytes the operations tests and any listener matching whole datagrams
+//! expect; it only ever reads `$NOTIFY_SOCKET` from the environment, so the
+//! socket tests here would have to mutate the process environment under a
+//! multi-threaded test harness; and it answers `Ok(())` whether or not
+//! anyone listens. What it would replace is [`notify_to`]'s ten lines.
 
 use std::ffi::OsStr;
 use std::io;

@@ -22,14 +22,16 @@
 //! Time comes in as `Instant` and randomness from [`ShardRng`], so every
 //! decision is reproducible in tests.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
-/// A small, fast, seeded PRNG (SplitMix64) for per-shard decisions: P2C
-/// sampling and retry jitter. Not for anything security-sensitive.
+/// The per-shard PRNG for P2C sampling and retry jitter: fastrand's wyrand
+/// (one 128-bit multiply per draw), seeded, so tests are reproducible. Not
+/// for anything security-sensitive. A `RefCell` because the shard shares it
+/// by `&` across the code that draws from it; no draw ever re-enters.
 #[derive(Debug)]
 pub struct ShardRng {
-    state: Cell<u64>,
+    rng: RefCell<fastrand::Rng>,
 }
 
 impl ShardRng {
@@ -37,23 +39,17 @@ impl ShardRng {
     /// shards do not make the same choices in lock-step.
     pub fn new(seed: u64) -> ShardRng {
         ShardRng {
-            state: Cell::new(seed),
+            rng: RefCell::new(fastrand::Rng::with_seed(seed)),
         }
     }
 
     pub fn next_u64(&self) -> u64 {
-        let s = self.state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-        self.state.set(s);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.rng.borrow_mut().u64(..)
     }
 
-    /// Uniform in `0..n` (`n > 0`), by multiply-shift; the bias is below
-    /// 2^-32 for the small `n` used here.
+    /// Uniform in `0..n` (`n > 0`), without bias.
     pub fn below(&self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+        self.rng.borrow_mut().u64(..n)
     }
 
     /// Uniform duration in `lo..=hi` (nanosecond resolution).
@@ -61,8 +57,8 @@ impl ShardRng {
         if hi <= lo {
             return lo;
         }
-        let span = (hi - lo).as_nanos().min(u128::from(u64::MAX - 1)) as u64;
-        lo + Duration::from_nanos(self.below(span + 1))
+        let span = (hi - lo).as_nanos().min(u128::from(u64::MAX)) as u64;
+        lo + Duration::from_nanos(self.rng.borrow_mut().u64(..=span))
     }
 }
 

@@ -123,11 +123,8 @@ mod tests {
 
     #[test]
     fn fractions_are_cumulative_and_bounded() {
-        let args: Vec<String> = ["--fail-429", "0.25", "--reset", "0.25"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let faults = Faults::from_flags(&mut Flags::parse(&args, &[]).unwrap()).unwrap();
+        let args = ["--fail-429", "0.25", "--reset", "0.25"];
+        let faults = Faults::from_flags(&mut Flags::mock(&args).unwrap()).unwrap();
         let mut rng = Rng::new(3);
         let n = 40_000;
         let draws: Vec<_> = (0..n).map(|_| faults.draw(&mut rng)).collect();
@@ -135,10 +132,7 @@ mod tests {
         assert!((share(Some(Fault::TooManyRequests)) - 0.25).abs() < 0.02);
         assert!((share(Some(Fault::Reset)) - 0.25).abs() < 0.02);
         assert!((share(None) - 0.5).abs() < 0.02);
-        let too_much: Vec<String> = ["--fail-500", "0.7", "--stall", "0.7"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert!(Faults::from_flags(&mut Flags::parse(&too_much, &[]).unwrap()).is_err());
+        let too_much = ["--fail-500", "0.7", "--stall", "0.7"];
+        assert!(Faults::from_flags(&mut Flags::mock(&too_much).unwrap()).is_err());
     }
 }

@@ -27,17 +27,6 @@ pub struct MockConfig {
     pub seed: u64,
 }
 
-pub const USAGE: &str = "\
-loadgen mock [--listen 127.0.0.1:8000] [--cores N|LIST]
-             [--latency 0|5ms|uniform:2ms..10ms|exp:5ms] [--tokens 16] [--chunk-interval 0ms]
-             [--embedding-dims 1536] [--seed 1]
-             [--fail-429 F] [--fail-500 F] [--fail-503 F] [--reset F] [--stall F] [--stall-for 60s]
-             [--truncate F]
-  Serves POST /v1/{chat/completions,completions,embeddings,responses,messages,messages/count_tokens}
-  and GET /v1/models (also without /v1). `\"stream\": true` answers with SSE. Faults are fractions
-  of requests. A request with `x-mock-echo-body: 1` (or POST /mock/echo) gets back JSON
-  {method, target, headers: [[name, value]...], body} describing exactly what arrived.";
-
 impl MockConfig {
     pub fn from_flags(f: &mut Flags) -> Result<MockConfig, String> {
         let listen = f.take("listen").unwrap_or_else(|| "127.0.0.1:8000".into());
