@@ -13,6 +13,7 @@ mod readbuf;
 mod report;
 mod rng;
 mod run;
+mod run_config;
 mod stats;
 mod validate;
 mod workload;
@@ -27,7 +28,7 @@ fn main() {
         Cmd::Mock(mut f) => mock::MockConfig::from_flags(&mut f).and_then(|config| {
             mock::serve(config, |addr| eprintln!("loadgen mock listening on {addr}"))
         }),
-        Cmd::Run(mut f) => run::RunConfig::from_flags(&mut f).and_then(run::run),
+        Cmd::Run(mut f) => run_config::RunConfig::from_flags(&mut f).and_then(run::run),
     };
     if let Err(e) = result {
         eprintln!("loadgen: {e}");

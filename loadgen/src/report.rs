@@ -1,7 +1,7 @@
 //! The result of a run for people (an aligned table) and for scripts
 //! (`--json`, one object). Times are in milliseconds in both.
 
-use crate::run::RunConfig;
+use crate::run_config::RunConfig;
 use crate::stats::{Stats, LATE};
 use crate::validate::ErrorClass;
 use hdrhistogram::Histogram;

@@ -1,89 +1,15 @@
 //! `loadgen run`: flags → a plan per executor, the pinned executors, the live
 //! progress line, and the merged result handed to the report.
 
-use crate::args::Flags;
 use crate::client::Target;
 use crate::cores;
-use crate::drive::{self, Arrivals, Plan, Progress};
+use crate::drive::{self, Plan, Progress};
 use crate::report::{self, Summary};
+use crate::run_config::RunConfig;
 use crate::stats::Stats;
-use crate::workload::Workload;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-pub struct RunConfig {
-    pub target: String,
-    addr: SocketAddr,
-    pub workload: Workload,
-    pub connections: usize,
-    pub rate: Option<(f64, Arrivals)>,
-    pub duration: Option<Duration>,
-    pub requests: Option<u64>,
-    pub warmup: Duration,
-    pub cpus: Vec<usize>,
-    timeout: Duration,
-    json: bool,
-    plot: Option<String>,
-    seed: u64,
-}
-
-impl RunConfig {
-    pub fn from_flags(f: &mut Flags) -> Result<RunConfig, String> {
-        let target = f
-            .take("target")
-            .ok_or("--target http://HOST:PORT is required")?;
-        let host = target.trim_start_matches("http://");
-        let host = host.split('/').next().unwrap_or(host).to_string();
-        let addr = host
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| format!("--target: cannot resolve `{host}`"))?;
-        let path = f.take("path");
-        let workload = match f.take("body") {
-            Some(file) => Workload::custom(&file, path.ok_or("--body needs --path /v1/...")?)?,
-            None => Workload::builtin(
-                &f.take("workload").unwrap_or_else(|| "chat".into()),
-                &f.take("model").unwrap_or_else(|| "gpt-4o-mini".into()),
-                f.parsed("body-bytes")?.unwrap_or(500),
-                path,
-            )?,
-        };
-        let arrivals = match f.take("arrivals").as_deref() {
-            None | Some("constant") => Arrivals::Constant,
-            Some("poisson") => Arrivals::Poisson,
-            Some(other) => return Err(format!("--arrivals: `{other}` is not constant or poisson")),
-        };
-        let rate = f.parsed::<f64>("rate")?;
-        if rate.is_some_and(|r| r <= 0.0 || !r.is_finite()) {
-            return Err("--rate must be positive".into());
-        }
-        let cpus = cores::parse_cores(&f.take("cores").unwrap_or_else(|| "1".into()))?;
-        let connections = f.parsed("connections")?.unwrap_or(32).max(cpus.len());
-        let mut duration = f.duration("duration")?;
-        let requests = f.parsed("requests")?;
-        if duration.is_none() && requests.is_none() {
-            duration = Some(Duration::from_secs(10));
-        }
-        Ok(RunConfig {
-            target: host,
-            addr,
-            workload,
-            connections,
-            rate: rate.map(|r| (r, arrivals)),
-            duration,
-            requests,
-            warmup: f.duration("warmup")?.unwrap_or_default(),
-            cpus,
-            timeout: f.duration("timeout")?.unwrap_or(Duration::from_secs(30)),
-            json: f.switch("json"),
-            plot: f.take("plot"),
-            seed: f.parsed("seed")?.unwrap_or(1),
-        })
-    }
-}
 
 /// Splits `total` into `parts` shares that differ by at most one.
 fn share(total: u64, parts: usize, index: usize) -> u64 {
