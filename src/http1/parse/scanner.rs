@@ -59,6 +59,59 @@ enum Progress {
     NeedMore,
 }
 
+/// What a request head and a response head parse differently: the start
+/// line. [`HeadScanner::head`] is generic over it, so each kind is still
+/// compiled to its own code.
+trait StartLine {
+    /// The headers to fill and where the head's length goes.
+    fn fields(&mut self) -> (&mut Vec<HeaderSpan>, &mut usize);
+    /// The fast path: a whole, valid start line at `start` is stored and the
+    /// position after it returned; anything else is `None`.
+    fn whole_line(&mut self, buf: &[u8], start: usize) -> Option<usize>;
+    /// The step machine's start line, resumable.
+    fn step_line(
+        scanner: &mut HeadScanner,
+        buf: &[u8],
+        head: &mut Self,
+    ) -> Result<Progress, HeadError>;
+}
+
+impl StartLine for RequestHead {
+    fn fields(&mut self) -> (&mut Vec<HeaderSpan>, &mut usize) {
+        (&mut self.headers, &mut self.head_len)
+    }
+    fn whole_line(&mut self, buf: &[u8], start: usize) -> Option<usize> {
+        let (parts, end) = whole_request_line(buf, start)?;
+        (self.method, self.target, self.minor_version) = parts;
+        Some(end)
+    }
+    fn step_line(
+        scanner: &mut HeadScanner,
+        buf: &[u8],
+        head: &mut Self,
+    ) -> Result<Progress, HeadError> {
+        scanner.request_line(buf, head)
+    }
+}
+
+impl StartLine for ResponseHead {
+    fn fields(&mut self) -> (&mut Vec<HeaderSpan>, &mut usize) {
+        (&mut self.headers, &mut self.head_len)
+    }
+    fn whole_line(&mut self, buf: &[u8], start: usize) -> Option<usize> {
+        let (parts, end) = whole_status_line(buf, start)?;
+        (self.minor_version, self.status, self.reason) = parts;
+        Some(end)
+    }
+    fn step_line(
+        scanner: &mut HeadScanner,
+        buf: &[u8],
+        head: &mut Self,
+    ) -> Result<Progress, HeadError> {
+        scanner.status_line(buf, head)
+    }
+}
+
 impl HeadScanner {
     pub fn reset(&mut self) {
         *self = HeadScanner::default();
@@ -92,26 +145,7 @@ impl HeadScanner {
         limits: &HeadLimits,
         head: &mut RequestHead,
     ) -> Result<Parsed, HeadError> {
-        let window = window(buf, limits);
-        if self.step == Step::LeadingEmptyLines {
-            head.headers.clear();
-            if let Some(line) = whole_request_line(window, self.pos).filter(|_| WHOLE_LINES) {
-                (head.method, head.target, head.minor_version) = line.0;
-                self.start_element(line.1, Step::LineStart);
-            }
-        }
-        let result = self
-            .request_line(window, head)
-            .and_then(|progress| match progress {
-                Progress::Done => self.field_lines::<WHOLE_LINES>(
-                    window,
-                    limits,
-                    &mut head.headers,
-                    &mut head.head_len,
-                ),
-                Progress::NeedMore => Ok(Progress::NeedMore),
-            });
-        self.finish(result, buf, limits)
+        self.head::<_, WHOLE_LINES>(buf, limits, head)
     }
 
     pub(super) fn response_head<const WHOLE_LINES: bool>(
@@ -120,25 +154,32 @@ impl HeadScanner {
         limits: &HeadLimits,
         head: &mut ResponseHead,
     ) -> Result<Parsed, HeadError> {
+        self.head::<_, WHOLE_LINES>(buf, limits, head)
+    }
+
+    /// A head of either kind: the start line (the whole-line fast path
+    /// first, then the step machine), then the field lines.
+    #[inline(always)]
+    fn head<H: StartLine, const WHOLE_LINES: bool>(
+        &mut self,
+        buf: &[u8],
+        limits: &HeadLimits,
+        head: &mut H,
+    ) -> Result<Parsed, HeadError> {
         let window = window(buf, limits);
         if self.step == Step::LeadingEmptyLines {
-            head.headers.clear();
-            if let Some(line) = whole_status_line(window, self.pos).filter(|_| WHOLE_LINES) {
-                (head.minor_version, head.status, head.reason) = line.0;
-                self.start_element(line.1, Step::LineStart);
+            head.fields().0.clear();
+            if let Some(end) = head.whole_line(window, self.pos).filter(|_| WHOLE_LINES) {
+                self.start_element(end, Step::LineStart);
             }
         }
-        let result = self
-            .status_line(window, head)
-            .and_then(|progress| match progress {
-                Progress::Done => self.field_lines::<WHOLE_LINES>(
-                    window,
-                    limits,
-                    &mut head.headers,
-                    &mut head.head_len,
-                ),
-                Progress::NeedMore => Ok(Progress::NeedMore),
-            });
+        let result = H::step_line(self, window, head).and_then(|progress| match progress {
+            Progress::Done => {
+                let (headers, head_len) = head.fields();
+                self.field_lines::<WHOLE_LINES>(window, limits, headers, head_len)
+            }
+            Progress::NeedMore => Ok(Progress::NeedMore),
+        });
         self.finish(result, buf, limits)
     }
 
