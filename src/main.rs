@@ -139,7 +139,7 @@ fn main() -> ExitCode {
 }
 
 fn load_config(args: &Args) -> Result<Config, shardgate::config::ConfigError> {
-    let mut config = Config::load(args.config.as_deref())?;
+    let mut config = shardgate::providers::load_config(args.config.as_deref())?;
     if let Some(listen) = &args.listen {
         config.server.listen = listen.clone();
     }
@@ -152,7 +152,7 @@ fn load_config(args: &Args) -> Result<Config, shardgate::config::ConfigError> {
         config.server.shards = shards;
     }
     config.server.share_port |= args.share_port;
-    config.validate()?;
+    shardgate::providers::validate(&config)?;
     Ok(config)
 }
 

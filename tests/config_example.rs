@@ -12,7 +12,7 @@ fn example_config_parses_and_validates() {
     .unwrap();
     let mut config = Config::from_toml(&text).unwrap();
     config.resolve_keys(|_| Some("sk-example".into())).unwrap();
-    config.validate().unwrap();
+    shardgate::providers::validate(&config).unwrap();
     assert_eq!(config.models.len(), 2);
     // Every documented default matches the code's default.
     let d = Config::default();

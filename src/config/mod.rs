@@ -1,20 +1,28 @@
 //! Typed configuration: the TOML file format (the schema types and their
-//! defaults, here), parsing and the zero-config environment fallback
-//! (`parse`), validation that names the bad field (`validate`), and address
+//! defaults, here), parsing (`parse`), the checks config can make alone,
+//! naming the bad field (`validate`), the error type (`error`), and address
 //! blocks (`ipnet`).
 //!
-//! Invariant: a `Config` that passed [`Config::validate`] can be turned into
-//! routes without further checks; unknown keys are rejected at parse time.
+//! Config is a low floor: it imports nothing but the pure layers (`api`'s
+//! translation limits). What needs the provider catalogue, URLs or TLS
+//! (provider kinds, base URLs, CA files, the zero-config environment
+//! fallback) is checked and built by `providers`, which hands its provider
+//! check to [`Config::validate_with`].
+//!
+//! Invariant: a `Config` that passed `providers::validate` can be turned
+//! into routes without further checks; unknown keys are rejected at parse
+//! time.
 
+mod error;
 mod ipnet;
 mod parse;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+use error::bad;
+pub use error::ConfigError;
 pub use ipnet::IpNet;
-use parse::bad;
-pub use parse::ConfigError;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,7 +30,6 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::api::translate::TranslateLimits;
-use crate::providers::catalog::{self, CatalogEntry, Family};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -305,36 +312,6 @@ pub struct ProviderConfig {
     pub total_timeout_ms: Option<u64>,
 }
 
-impl ProviderConfig {
-    /// The catalogue entry for this provider's kind (see `kind`) and its
-    /// base URL: the configured one, else the catalogue's default, which a
-    /// provider with neither a catalogue name nor a `kind` does not get (its
-    /// key must not go to api.openai.com by accident).
-    pub fn resolve_kind(
-        &self,
-        name: &str,
-    ) -> Result<(&'static CatalogEntry, Option<&str>), ConfigError> {
-        let kind = match &self.kind {
-            Some(k) => k.as_str(),
-            None if catalog::lookup(name).is_some() => name,
-            None => {
-                let entry = catalog::lookup("openai").expect("openai is in the catalogue");
-                return Ok((entry, self.base_url.as_deref()));
-            }
-        };
-        let entry = catalog::lookup(kind).ok_or_else(|| {
-            bad(
-                format!("providers.{name}.kind"),
-                format!(
-                    "unknown provider kind {kind:?} (known: {})",
-                    catalog::known_kinds()
-                ),
-            )
-        })?;
-        Ok((entry, self.base_url.as_deref().or(entry.default_base_url)))
-    }
-}
-
 /// Retries, fail-over and outlier ejection (see `upstream::{retry, breaker}`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -465,54 +442,5 @@ impl ModelConfig {
                 )
             })
             .collect()
-    }
-}
-
-impl ResilienceConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        for (field, v) in [
-            ("resilience.backoff_base_ms", self.backoff_base_ms),
-            ("resilience.backoff_cap_ms", self.backoff_cap_ms),
-            (
-                "resilience.retry_budget_window_ms",
-                self.retry_budget_window_ms,
-            ),
-            (
-                "resilience.breaker_consecutive_failures",
-                u64::from(self.breaker_consecutive_failures),
-            ),
-            (
-                "resilience.breaker_base_ejection_ms",
-                self.breaker_base_ejection_ms,
-            ),
-            (
-                "resilience.breaker_max_ejection_ms",
-                self.breaker_max_ejection_ms,
-            ),
-            ("resilience.latency_decay_ms", self.latency_decay_ms),
-        ] {
-            if v == 0 {
-                return Err(bad(field, "must be greater than 0"));
-            }
-        }
-        if self.backoff_cap_ms < self.backoff_base_ms {
-            return Err(bad(
-                "resilience.backoff_cap_ms",
-                "must be at least resilience.backoff_base_ms",
-            ));
-        }
-        if self.breaker_max_ejection_ms < self.breaker_base_ejection_ms {
-            return Err(bad(
-                "resilience.breaker_max_ejection_ms",
-                "must be at least resilience.breaker_base_ejection_ms",
-            ));
-        }
-        if !self.retry_budget_ratio.is_finite() || self.retry_budget_ratio < 0.0 {
-            return Err(bad(
-                "resilience.retry_budget_ratio",
-                "must be a number 0 or greater",
-            ));
-        }
-        Ok(())
     }
 }

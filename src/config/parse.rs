@@ -1,40 +1,15 @@
-//! Parsing: TOML text to `Config`, the zero-config environment fallback, and
-//! `api_key_env` resolution, with errors that name the key at fault.
+//! Parsing: TOML text (or a file) to `Config`, and `api_key_env`
+//! resolution, with errors that name the key at fault. The zero-config
+//! environment fallback is `providers::zero_config`'s: it reads the
+//! provider catalogue, which sits above config.
 //!
 //! Invariant: every error is a `ConfigError` whose `field` is the dotted TOML
 //! path where one can be found.
 
-use std::fmt;
 use std::path::Path;
 
-use super::Config;
-use crate::providers::catalog;
-
-/// A configuration problem, naming the field at fault.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.field, self.message)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-pub(super) fn bad(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: field.into(),
-        message: message.into(),
-    }
-}
+use super::error::bad;
+use super::{Config, ConfigError};
 
 impl Config {
     /// Parses TOML text. Unknown keys are errors.
@@ -45,33 +20,13 @@ impl Config {
         })
     }
 
-    /// Loads `path`, or builds the zero-config default from the environment
-    /// when `path` is `None`. The result is validated.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut config = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| bad("", format!("cannot read {}: {e}", path.display())))?;
-                Config::from_toml(&text)?
-            }
-            None => Config::from_env(|k| std::env::var(k).ok()),
-        };
-        config.resolve_keys(|k| std::env::var(k).ok())?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// The zero-config default: listen on 127.0.0.1:8080 and enable each
-    /// catalogue provider whose SDK variables are set (see
-    /// [`CatalogEntry::env_config`]).
-    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Config {
-        let mut config = Config::default();
-        for entry in catalog::CATALOG {
-            if let Some(p) = entry.env_config(&var) {
-                config.providers.insert(entry.name.into(), p);
-            }
-        }
-        config
+    /// Reads and parses the file at `path` (not yet validated: the
+    /// command line may still override fields, and the layers that own
+    /// providers check those; see `providers::load_config`).
+    pub fn read(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad("", format!("cannot read {}: {e}", path.display())))?;
+        Config::from_toml(&text)
     }
 
     /// Fills `api_key` from `api_key_env` where set.

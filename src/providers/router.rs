@@ -238,7 +238,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        c.validate().unwrap();
+        crate::providers::validate(&c).unwrap();
         Router::new(&c).unwrap()
     }
 
@@ -323,7 +323,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        c.validate().unwrap();
+        crate::providers::validate(&c).unwrap();
         let r = Router::new(&c).unwrap();
         let (a, b) = (r.by_name["a"], r.by_name["b"]);
         let t = r.route("m").unwrap();

@@ -70,7 +70,7 @@ mod tests {
              [providers.c]\nbase_url = \"http://127.0.0.1:3/v1\"\n",
         )
         .unwrap();
-        c.validate().unwrap();
+        crate::providers::validate(&c).unwrap();
         let t = |n: &str| Timeouts::for_provider(&c.providers[n], &c.upstream);
         let a = t("a");
         assert_eq!(
@@ -91,7 +91,7 @@ mod tests {
             Some(ms(3_600_000))
         );
         let none = Config::from_toml("[upstream]\ntotal_timeout_ms = 0\n").unwrap();
-        none.validate().unwrap();
+        crate::providers::validate(&none).unwrap();
         assert_eq!(Timeouts::for_provider(&d, &none.upstream).total, None);
     }
 }
