@@ -54,6 +54,26 @@ fn example_config_parses_and_validates() {
         d.upstream.total_timeout_ms
     );
     assert_eq!(config.upstream.pool_max_idle, d.upstream.pool_max_idle);
+    for (got, want) in [
+        (
+            config.limits.max_response_head_bytes,
+            d.limits.max_response_head_bytes,
+        ),
+        (
+            config.limits.max_response_headers,
+            d.limits.max_response_headers,
+        ),
+        (
+            config.limits.max_held_body_bytes,
+            d.limits.max_held_body_bytes,
+        ),
+        (
+            config.limits.max_lingering_connections,
+            d.limits.max_lingering_connections,
+        ),
+    ] {
+        assert_eq!(got, want);
+    }
     // The per-provider override shown resolves over [upstream].
     let local = shardgate::upstream::timeouts::Timeouts::for_provider(
         &config.providers["local"],

@@ -213,6 +213,22 @@ pub struct LimitsConfig {
     /// on the loop, where they cost no hand-off. Past a few large bodies
     /// waiting for the pool: 503 with `Retry-After: 1`.
     pub offload_body_bytes: usize,
+    /// Largest upstream response head (status line + headers), bytes.
+    /// Over it the response is malformed: 502 in the client's dialect (or
+    /// another attempt), nothing relayed.
+    pub max_response_head_bytes: usize,
+    /// Most header lines in an upstream response head. Over it: as above.
+    pub max_response_headers: usize,
+    /// A non-streamed upstream body up to this size is read whole before
+    /// the client gets a byte, so an upstream that breaks off inside it is
+    /// answered with an error (or retried) rather than relayed as a cut
+    /// response; a larger one is relayed as it arrives. 0 holds none.
+    pub max_held_body_bytes: usize,
+    /// Connections turned away over `max_connections_per_shard` that may
+    /// linger per shard (answered 503, then what they sent read briefly so
+    /// the close does not reset the answer away); past it a turned-away
+    /// connection is closed at once.
+    pub max_lingering_connections: usize,
 }
 
 impl Default for LimitsConfig {
@@ -231,6 +247,10 @@ impl Default for LimitsConfig {
             max_translated_messages: TranslateLimits::DEFAULT.max_messages,
             max_translated_blocks: TranslateLimits::DEFAULT.max_blocks,
             offload_body_bytes: 1024 * 1024,
+            max_response_head_bytes: 64 * 1024,
+            max_response_headers: 256,
+            max_held_body_bytes: 256 * 1024,
+            max_lingering_connections: 1024,
         }
     }
 }

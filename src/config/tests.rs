@@ -203,3 +203,42 @@ fn deployments_fallbacks_and_resilience_are_validated_naming_the_field() {
     ))
     .is_err());
 }
+
+#[test]
+fn upstream_response_and_lingering_limits_default_and_parse() {
+    let d = LimitsConfig::default();
+    assert_eq!(d.max_response_head_bytes, 64 * 1024);
+    assert_eq!(d.max_response_headers, 256);
+    assert_eq!(d.max_held_body_bytes, 256 * 1024);
+    assert_eq!(d.max_lingering_connections, 1024);
+    let c = Config::from_toml(
+        "[limits]\nmax_response_head_bytes = 2048\nmax_response_headers = 10\n\
+         max_held_body_bytes = 0\nmax_lingering_connections = 7\n",
+    )
+    .unwrap();
+    validate(&c).unwrap();
+    let l = &c.limits;
+    assert_eq!(
+        (
+            l.max_response_head_bytes,
+            l.max_response_headers,
+            l.max_held_body_bytes,
+            l.max_lingering_connections
+        ),
+        (2048, 10, 0, 7)
+    );
+    for (text, field) in [
+        (
+            "max_response_head_bytes = 0",
+            "limits.max_response_head_bytes",
+        ),
+        (
+            "max_response_head_bytes = 63",
+            "limits.max_response_head_bytes",
+        ),
+        ("max_response_headers = 0", "limits.max_response_headers"),
+    ] {
+        let c = Config::from_toml(&format!("[limits]\n{text}\n")).unwrap();
+        assert_eq!(validate(&c).unwrap_err().field, field, "{text}");
+    }
+}

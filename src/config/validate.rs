@@ -70,6 +70,8 @@ impl Config {
             ("limits.max_translated_messages", l.max_translated_messages),
             ("limits.max_translated_blocks", l.max_translated_blocks),
             ("limits.offload_body_bytes", l.offload_body_bytes),
+            ("limits.max_response_head_bytes", l.max_response_head_bytes),
+            ("limits.max_response_headers", l.max_response_headers),
             ("upstream.pool_max_idle", self.upstream.pool_max_idle),
         ] {
             if v == 0 {
@@ -78,6 +80,9 @@ impl Config {
         }
         if l.max_head_bytes < 64 {
             return Err(bad("limits.max_head_bytes", "must be at least 64"));
+        }
+        if l.max_response_head_bytes < 64 {
+            return Err(bad("limits.max_response_head_bytes", "must be at least 64"));
         }
         for (field, v) in [
             (
