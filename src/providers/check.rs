@@ -6,7 +6,7 @@
 //! Invariant: a `Config` that passed [`validate`] can be turned into routes
 //! without further checks, and every error names the bad field.
 
-use super::catalog::{resolve_kind, Family};
+use super::catalog::{resolve_kind, CatalogEntry, Family};
 use crate::config::{Config, ConfigError, ProviderConfig};
 use crate::upstream::{tls, UpstreamUrl};
 
@@ -91,7 +91,35 @@ fn check_provider(name: &str, p: &ProviderConfig) -> Result<(), ConfigError> {
             return Err(bad(field(f), "must be greater than 0"));
         }
     }
-    Ok(())
+    check_key(name, p, entry, base_url)
+}
+
+/// A hosted provider at its real endpoint (the catalogue's default base
+/// URL) needs a key: without one every request would reach the cloud
+/// unauthenticated. A custom `base_url` (a mock, a self-hosted proxy that
+/// adds credentials itself) may go without. An `api_key_env` counts as a
+/// key: `resolve_keys` fails when its variable is unset.
+fn check_key(
+    name: &str,
+    p: &ProviderConfig,
+    entry: &CatalogEntry,
+    base_url: &str,
+) -> Result<(), ConfigError> {
+    let (Some(var), Some(default)) = (entry.key_var, entry.default_base_url) else {
+        return Ok(());
+    };
+    let at_default = base_url.trim_end_matches('/') == default.trim_end_matches('/');
+    if entry.local || !at_default || p.api_key.is_some() || p.api_key_env.is_some() {
+        return Ok(());
+    }
+    Err(bad(
+        format!("providers.{name}.api_key"),
+        format!(
+            "provider {name:?} has no API key, so its requests would reach {default} \
+             without credentials: set the environment variable {var} and \
+             `api_key_env = \"{var}\"` (or `api_key`)"
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -101,7 +129,7 @@ mod tests {
     #[test]
     fn kind_defaults_to_a_catalogue_name_and_brings_its_base_url() {
         let c = Config::from_toml(
-            "[providers.groq]\napi_key = \"k\"\n[providers.mine]\nkind = \"mistral\"\n",
+            "[providers.groq]\napi_key = \"k\"\n[providers.mine]\nkind = \"mistral\"\napi_key = \"k\"\n",
         )
         .unwrap();
         validate(&c).unwrap();
@@ -153,5 +181,39 @@ mod tests {
             err("[providers.a]\nbase_url = \"https://h/v1\"\nca_file = \"/x\"\ntls_insecure_skip_verify = true\n").field,
             "providers.a.tls_insecure_skip_verify"
         );
+    }
+
+    #[test]
+    fn a_cloud_provider_at_its_real_endpoint_needs_a_key() {
+        let err = |toml: &str| validate(&Config::from_toml(toml).unwrap()).err();
+        for toml in [
+            "[providers.openai]\n",
+            "[providers.groq]\nbase_url = \"https://api.groq.com/openai/v1/\"\n",
+            "[providers.mine]\nkind = \"anthropic\"\n",
+        ] {
+            let e = err(toml).unwrap_or_else(|| panic!("{toml:?} was accepted"));
+            assert!(e.field.ends_with(".api_key"), "{e}");
+            let (name, var) = match toml {
+                t if t.contains("groq") => ("groq", "GROQ_API_KEY"),
+                t if t.contains("openai") => ("openai", "OPENAI_API_KEY"),
+                _ => ("mine", "ANTHROPIC_API_KEY"),
+            };
+            assert!(
+                e.message.contains(&format!("{name:?}")) && e.message.contains(var),
+                "{e}"
+            );
+        }
+        // A key, a key variable, a custom endpoint or a local server: fine.
+        for toml in [
+            "[providers.openai]\napi_key = \"sk\"\n",
+            "[providers.openai]\napi_key_env = \"MY_KEY\"\n",
+            "[providers.openai]\nbase_url = \"http://127.0.0.1:9/v1\"\n",
+            "[providers.a]\nbase_url = \"https://api.example.com/v1\"\n",
+            "[providers.ollama]\n",
+            "[providers.vllm]\n",
+            "[providers.azure]\nbase_url = \"https://r.openai.azure.com\"\n",
+        ] {
+            assert_eq!(err(toml), None, "{toml:?}");
+        }
     }
 }
