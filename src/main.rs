@@ -126,8 +126,7 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
-        println!("shardgate: configuration is valid");
-        return ExitCode::SUCCESS;
+        return shardgate::providers::report_check(&config, args.config.as_deref());
     }
     match run(config, &args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -170,10 +169,8 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
             ));
         }
     }
-    if router.providers.is_empty() {
-        log_warn(format_args!(
-            "no providers configured: set OPENAI_API_KEY (and OPENAI_BASE_URL) or pass --config"
-        ));
+    if let Some(why) = shardgate::providers::no_providers(&config, args.config.as_deref()) {
+        log_warn(format_args!("{why}"));
     }
     let cores = allowed_cores();
     let shards = if config.server.shards == 0 {

@@ -31,7 +31,7 @@ use rustls::pki_types::ServerName;
 
 pub use catalog::Family;
 pub use check::validate;
-pub use load::load_config;
+pub use load::{load_config, no_providers, report_check};
 
 use crate::config::{ConfigError, ProviderConfig, UpstreamConfig};
 use crate::error::{Error, Kind};
