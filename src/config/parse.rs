@@ -13,10 +13,20 @@ use super::{Config, ConfigError};
 
 impl Config {
     /// Parses TOML text. Unknown keys are errors.
+    /// Errors name the key, say where (`line L, column C`) and what was
+    /// expected in plain words.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| {
-            let field = e.span().map(|s| locate_key(text, s)).unwrap_or_default();
-            bad(field, e.message().to_string())
+            let mut message = plain_words(e.message());
+            let field = match e.span() {
+                Some(span) => {
+                    let (line, column) = line_column(text, span.start);
+                    message.push_str(&format!(" (line {line}, column {column})"));
+                    locate_key(text, span)
+                }
+                None => String::new(),
+            };
+            bad(field, message)
         })
     }
 
@@ -82,4 +92,45 @@ fn locate_key(text: &str, span: std::ops::Range<usize>) -> String {
         (true, false) => key.to_string(),
         (false, false) => format!("{table}.{key}"),
     }
+}
+
+/// The 1-based line and column (in characters) of byte `at` in `text`.
+fn line_column(text: &str, at: usize) -> (usize, usize) {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let before = &text[..at];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
+
+/// A TOML or serde message in the words of the file's reader rather than
+/// Rust's: what was expected (`usize`, `f64`, `struct LimitsConfig`) as
+/// "a whole number", "a number", "a table"; a multi-line syntax message on
+/// one line.
+fn plain_words(message: &str) -> String {
+    let message = message.trim().replace('\n', "; ");
+    let Some(i) = message.rfind("expected ") else {
+        return message;
+    };
+    let (head, wanted) = message.split_at(i + "expected ".len());
+    let plain = match wanted {
+        "u64" | "usize" | "u128" => "a whole number, 0 or more",
+        "u8" => "a whole number from 0 to 255",
+        "u16" => "a whole number from 0 to 65535",
+        "u32" => "a whole number from 0 to 4294967295",
+        "i8" | "i16" | "i32" | "i64" | "isize" | "i128" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        "a sequence" => "a list ([...])",
+        "a map" => "a table",
+        w if w.starts_with("struct ") => "a table",
+        "a character" => "a single character",
+        _ => return message,
+    };
+    format!("{head}{plain}")
 }

@@ -242,3 +242,64 @@ fn upstream_response_and_lingering_limits_default_and_parse() {
         assert_eq!(validate(&c).unwrap_err().field, field, "{text}");
     }
 }
+
+#[test]
+fn syntax_errors_say_where() {
+    let e = Config::from_toml("[limits]\nmax_headers = 1\n[server\n").unwrap_err();
+    assert!(e.message.contains("line 3, column 8"), "{e}");
+    assert!(!e.message.contains('\n'), "{e:?}");
+    let e = Config::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+    assert!(e.message.contains("line 3, column 1"), "{e}");
+    // Columns count characters, not bytes.
+    let e = Config::from_toml("# é\n[server]\nshards = \"é\"\n").unwrap_err();
+    assert!(e.message.contains("line 3, column 10"), "{e}");
+}
+
+#[test]
+fn type_errors_are_in_plain_words() {
+    for (text, field, words) in [
+        (
+            "[upstream]\nconnect_timeout_ms = \"soon\"\n",
+            "upstream.connect_timeout_ms",
+            "expected a whole number",
+        ),
+        (
+            "[server]\nshards = -1\n",
+            "server.shards",
+            "expected a whole number",
+        ),
+        (
+            "[server]\nshards = 1.5\n",
+            "server.shards",
+            "expected a whole number",
+        ),
+        (
+            "[resilience]\nmax_retries = \"x\"\n",
+            "resilience.max_retries",
+            "expected a whole number",
+        ),
+        (
+            "[resilience]\nretry_budget_ratio = \"x\"\n",
+            "resilience.retry_budget_ratio",
+            "expected a number",
+        ),
+        (
+            "[server]\npin_cores = 1\n",
+            "server.pin_cores",
+            "expected true or false",
+        ),
+        (
+            "[server]\ntrusted_proxies = \"10.0.0.0/8\"\n",
+            "server.trusted_proxies",
+            "expected a list",
+        ),
+        ("server = 3\n", "server", "expected a table"),
+    ] {
+        let e = Config::from_toml(text).unwrap_err();
+        assert_eq!(e.field, field, "{text}: {e}");
+        assert!(e.message.contains(words), "{text}: {e}");
+        for rust in ["usize", "u64", "u32", "f64", "bool", "struct"] {
+            assert!(!e.message.contains(rust), "{text}: {e}");
+        }
+    }
+}
