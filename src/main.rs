@@ -324,8 +324,7 @@ fn reload_config(args: &Args, control: &Control) -> Result<String, String> {
 /// Stops accepting, lets in-flight requests and streams finish (up to the
 /// drain timeout), then returns so the process exits.
 fn drain(control: &Control, listener_fds: &[RawFd], sig: i32) {
-    let timeout =
-        std::time::Duration::from_millis(control.current().config.server.drain_timeout_ms);
+    let timeout = control.current().config.server.drain_timeout_ms;
     log_info(format_args!("signal {sig}: draining (up to {timeout:?})"));
     let _ = notify::stopping();
     control.start_draining();

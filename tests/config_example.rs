@@ -82,6 +82,6 @@ fn example_config_parses_and_validates() {
     assert_eq!(local.first_byte.as_millis(), 600_000);
     assert_eq!(
         local.idle.as_millis(),
-        u128::from(config.upstream.idle_timeout_ms)
+        config.upstream.idle_timeout_ms.as_millis()
     );
 }

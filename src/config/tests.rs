@@ -303,3 +303,24 @@ fn type_errors_are_in_plain_words() {
         }
     }
 }
+
+#[test]
+fn millisecond_keys_are_durations_once_parsed() {
+    use std::time::Duration;
+    let c = Config::from_toml(
+        "[server]\ndrain_timeout_ms = 1500\n[limits]\nheader_read_timeout_ms = 250\n\
+         [resilience]\nbackoff_base_ms = 7\n\
+         [providers.a]\nbase_url = \"http://127.0.0.1:1/v1\"\nidle_timeout_ms = 300\n",
+    )
+    .unwrap();
+    assert_eq!(c.server.drain_timeout_ms, Duration::from_millis(1500));
+    assert_eq!(c.limits.header_read_timeout_ms, Duration::from_millis(250));
+    assert_eq!(c.resilience.backoff_base_ms, Duration::from_millis(7));
+    let a = &c.providers["a"];
+    assert_eq!(a.idle_timeout_ms, Some(Duration::from_millis(300)));
+    assert_eq!(a.connect_timeout_ms, None);
+    assert_eq!(
+        UpstreamConfig::default().connect_timeout_ms,
+        Duration::from_secs(5)
+    );
+}

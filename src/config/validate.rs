@@ -84,25 +84,37 @@ impl Config {
         if l.max_response_head_bytes < 64 {
             return Err(bad("limits.max_response_head_bytes", "must be at least 64"));
         }
-        for (field, v) in [
+        for (field, zero) in [
             (
                 "upstream.connect_timeout_ms",
-                self.upstream.connect_timeout_ms,
+                self.upstream.connect_timeout_ms.is_zero(),
             ),
             (
                 "upstream.first_byte_timeout_ms",
-                self.upstream.first_byte_timeout_ms,
+                self.upstream.first_byte_timeout_ms.is_zero(),
             ),
-            ("upstream.idle_timeout_ms", self.upstream.idle_timeout_ms),
-            ("limits.header_read_timeout_ms", l.header_read_timeout_ms),
-            ("limits.body_read_timeout_ms", l.body_read_timeout_ms),
+            (
+                "upstream.idle_timeout_ms",
+                self.upstream.idle_timeout_ms.is_zero(),
+            ),
+            (
+                "limits.header_read_timeout_ms",
+                l.header_read_timeout_ms.is_zero(),
+            ),
+            (
+                "limits.body_read_timeout_ms",
+                l.body_read_timeout_ms.is_zero(),
+            ),
             (
                 "limits.keepalive_idle_timeout_ms",
-                l.keepalive_idle_timeout_ms,
+                l.keepalive_idle_timeout_ms.is_zero(),
             ),
-            ("limits.client_write_timeout_ms", l.client_write_timeout_ms),
+            (
+                "limits.client_write_timeout_ms",
+                l.client_write_timeout_ms.is_zero(),
+            ),
         ] {
-            if v == 0 {
+            if zero {
                 return Err(bad(field, "must be greater than 0"));
             }
         }
@@ -219,28 +231,31 @@ impl Config {
 
 impl ResilienceConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        for (field, v) in [
-            ("resilience.backoff_base_ms", self.backoff_base_ms),
-            ("resilience.backoff_cap_ms", self.backoff_cap_ms),
+        for (field, zero) in [
+            ("resilience.backoff_base_ms", self.backoff_base_ms.is_zero()),
+            ("resilience.backoff_cap_ms", self.backoff_cap_ms.is_zero()),
             (
                 "resilience.retry_budget_window_ms",
-                self.retry_budget_window_ms,
+                self.retry_budget_window_ms.is_zero(),
             ),
             (
                 "resilience.breaker_consecutive_failures",
-                u64::from(self.breaker_consecutive_failures),
+                self.breaker_consecutive_failures == 0,
             ),
             (
                 "resilience.breaker_base_ejection_ms",
-                self.breaker_base_ejection_ms,
+                self.breaker_base_ejection_ms.is_zero(),
             ),
             (
                 "resilience.breaker_max_ejection_ms",
-                self.breaker_max_ejection_ms,
+                self.breaker_max_ejection_ms.is_zero(),
             ),
-            ("resilience.latency_decay_ms", self.latency_decay_ms),
+            (
+                "resilience.latency_decay_ms",
+                self.latency_decay_ms.is_zero(),
+            ),
         ] {
-            if v == 0 {
+            if zero {
                 return Err(bad(field, "must be greater than 0"));
             }
         }

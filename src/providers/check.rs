@@ -87,7 +87,7 @@ fn check_provider(name: &str, p: &ProviderConfig) -> Result<(), ConfigError> {
         ("first_byte_timeout_ms", p.first_byte_timeout_ms),
         ("idle_timeout_ms", p.idle_timeout_ms),
     ] {
-        if v == Some(0) {
+        if v == Some(std::time::Duration::ZERO) {
             return Err(bad(field(f), "must be greater than 0"));
         }
     }
