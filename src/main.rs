@@ -69,8 +69,7 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
-        println!("shardgate: configuration is valid");
-        return ExitCode::SUCCESS;
+        return shardgate::providers::report_check(&config, args.config.as_deref());
     }
     match run(config, &args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,7 +81,7 @@ fn main() -> ExitCode {
 }
 
 fn load_config(args: &Args) -> Result<Config, shardgate::config::ConfigError> {
-    let mut config = Config::load(args.config.as_deref())?;
+    let mut config = shardgate::providers::load_config(args.config.as_deref())?;
     if let Some(listen) = &args.listen {
         config.server.listen = listen.clone();
     }
@@ -95,7 +94,7 @@ fn load_config(args: &Args) -> Result<Config, shardgate::config::ConfigError> {
         config.server.shards = shards;
     }
     config.server.share_port |= args.share_port;
-    config.validate()?;
+    shardgate::providers::validate(&config)?;
     Ok(config)
 }
 
@@ -113,10 +112,8 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
             ));
         }
     }
-    if router.providers.is_empty() {
-        log_warn(format_args!(
-            "no providers configured: set OPENAI_API_KEY (and OPENAI_BASE_URL) or pass --config"
-        ));
+    if let Some(why) = shardgate::providers::no_providers(&config, args.config.as_deref()) {
+        log_warn(format_args!("{why}"));
     }
     let cores = allowed_cores();
     let shards = if config.server.shards == 0 {
@@ -270,8 +267,7 @@ fn reload_config(args: &Args, control: &Control) -> Result<String, String> {
 /// Stops accepting, lets in-flight requests and streams finish (up to the
 /// drain timeout), then returns so the process exits.
 fn drain(control: &Control, listener_fds: &[RawFd], sig: i32) {
-    let timeout =
-        std::time::Duration::from_millis(control.current().config.server.drain_timeout_ms);
+    let timeout = control.current().config.server.drain_timeout_ms;
     log_info(format_args!("signal {sig}: draining (up to {timeout:?})"));
     let _ = notify::stopping();
     control.start_draining();

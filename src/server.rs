@@ -130,10 +130,15 @@ async fn run_shard(
 /// once, and what the client already sent is read (briefly, bounded) only so
 /// that closing does not reset the connection before the answer is read.
 fn reject_connection(shard: &Rc<Shard>, stream: monoio::net::TcpStream) {
-    /// Turned-away connections lingering at once; past it, close at once.
-    const MAX_LINGERING: usize = 1024;
     const LINGER: Duration = Duration::from_millis(200);
-    let Some(rejecting) = shard.rejecting(MAX_LINGERING) else {
+    // Turned-away connections lingering at once; past it, close at once.
+    let max_lingering = shard
+        .generation()
+        .gateway
+        .config
+        .limits
+        .max_lingering_connections;
+    let Some(rejecting) = shard.rejecting(max_lingering) else {
         return;
     };
     monoio::spawn(async move {

@@ -141,7 +141,7 @@ fn start_shard() -> SocketAddr {
     ))
     .unwrap();
     config.server.listen = "127.0.0.1:0".into();
-    config.validate().unwrap();
+    shardgate::providers::validate(&config).unwrap();
     let router = Router::new(&config).unwrap();
     let labels = Arc::new(LabelTable::from_config(&config, &ROUTE_NAMES));
     let gateway = Arc::new(Gateway { config, router });

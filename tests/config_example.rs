@@ -12,7 +12,7 @@ fn example_config_parses_and_validates() {
     .unwrap();
     let mut config = Config::from_toml(&text).unwrap();
     config.resolve_keys(|_| Some("sk-example".into())).unwrap();
-    config.validate().unwrap();
+    shardgate::providers::validate(&config).unwrap();
     assert_eq!(config.models.len(), 2);
     // Every documented default matches the code's default.
     let d = Config::default();
@@ -54,6 +54,26 @@ fn example_config_parses_and_validates() {
         d.upstream.total_timeout_ms
     );
     assert_eq!(config.upstream.pool_max_idle, d.upstream.pool_max_idle);
+    for (got, want) in [
+        (
+            config.limits.max_response_head_bytes,
+            d.limits.max_response_head_bytes,
+        ),
+        (
+            config.limits.max_response_headers,
+            d.limits.max_response_headers,
+        ),
+        (
+            config.limits.max_held_body_bytes,
+            d.limits.max_held_body_bytes,
+        ),
+        (
+            config.limits.max_lingering_connections,
+            d.limits.max_lingering_connections,
+        ),
+    ] {
+        assert_eq!(got, want);
+    }
     // The per-provider override shown resolves over [upstream].
     let local = shardgate::upstream::timeouts::Timeouts::for_provider(
         &config.providers["local"],
@@ -62,6 +82,6 @@ fn example_config_parses_and_validates() {
     assert_eq!(local.first_byte.as_millis(), 600_000);
     assert_eq!(
         local.idle.as_millis(),
-        u128::from(config.upstream.idle_timeout_ms)
+        config.upstream.idle_timeout_ms.as_millis()
     );
 }

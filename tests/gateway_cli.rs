@@ -193,3 +193,58 @@ fn help_and_version() {
     assert!(out.status.success());
     assert!(text(&out.stdout).starts_with("shardgate "));
 }
+
+#[test]
+fn check_config_without_a_provider_fails_and_says_what_to_set() {
+    let dir = TempDir::new("cli");
+    let path = dir.write("empty.toml", "[server]\nlisten = \"127.0.0.1:18081\"\n");
+    let out = run(&["--check-config", "--config", path.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a config with no provider was called valid"
+    );
+    assert!(
+        err.contains(&format!("no [providers] in {}", path.display())),
+        "{err}"
+    );
+    assert!(
+        !err.contains("OPENAI_API_KEY"),
+        "a --config user is told to set variables: {err}"
+    );
+    // Zero-config with no variable set names the variables.
+    let out = run(&["--check-config"]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("OPENAI_API_KEY") && err.contains("OLLAMA_BASE_URL"),
+        "{err}"
+    );
+    // Serving such a file still starts; its warning is worded for the file.
+    each_driver(|d| {
+        let gw = Gateway::start(GatewayOpts::config(
+            d,
+            "[server]\nlisten = \"127.0.0.1:1\"\npin_cores = false\n",
+        ));
+        let log = gw.log();
+        assert!(
+            log.contains("no providers configured: no [providers] in"),
+            "{log}"
+        );
+        assert!(!log.contains("OPENAI_API_KEY"), "{log}");
+        gw.assert_healthy();
+    });
+}
+
+#[test]
+fn check_config_refuses_a_cloud_provider_without_a_key() {
+    let dir = TempDir::new("cli");
+    let path = dir.write("nokey.toml", "[providers.openai]\n");
+    let out = run(&["--check-config", "--config", path.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "a keyless openai was called valid");
+    assert!(
+        err.contains("providers.openai.api_key") && err.contains("OPENAI_API_KEY"),
+        "{err}"
+    );
+}

@@ -712,3 +712,33 @@ fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
         gw.assert_healthy();
     });
 }
+
+/// The upstream response head is bounded by `limits.max_response_head_bytes`
+/// and `limits.max_response_headers`: a head over either is a 502 in the
+/// caller's dialect, and the same response passes under the defaults.
+#[test]
+fn response_head_limits_are_settings() {
+    let mock = MockUpstream::with(|_| Reply::Raw {
+        status: 200,
+        content_type: "application/json".into(),
+        headers: vec![("x-pad".into(), "a".repeat(2000))],
+        body: br#"{"id":"c","object":"chat.completion","model":"m","choices":[]}"#.to_vec(),
+    });
+    const MESSAGES: &str =
+        r#"{"model":"gpt-4o-mini","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#;
+    each_driver(|d| {
+        let gw = start(d, &mock, "");
+        assert_eq!(gw.post("/v1/chat/completions", CHAT).status, 200);
+        for limits in ["max_response_head_bytes = 1024", "max_response_headers = 1"] {
+            let gw = start(d, &mock, limits);
+            let e = gw
+                .post("/v1/chat/completions", CHAT)
+                .assert_openai_error(502);
+            assert!(e["message"].is_string(), "{limits}: {e}");
+            let r = gw.post("/v1/messages", MESSAGES);
+            assert_eq!(r.status, 502, "{limits}: {}", r.text());
+            assert_eq!(r.json()["type"], "error", "{limits}: {}", r.text());
+            gw.assert_healthy();
+        }
+    });
+}

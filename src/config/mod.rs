@@ -1,28 +1,39 @@
 //! Typed configuration: the TOML file format (the schema types and their
-//! defaults, here), parsing and the zero-config environment fallback
-//! (`parse`), validation that names the bad field (`validate`), and address
+//! defaults, here), parsing (`parse`), the checks config can make alone,
+//! naming the bad field (`validate`), the error type (`error`), and address
 //! blocks (`ipnet`).
 //!
-//! Invariant: a `Config` that passed [`Config::validate`] can be turned into
-//! routes without further checks; unknown keys are rejected at parse time.
+//! Config is a low floor: it imports nothing but the pure layers (`api`'s
+//! translation limits). What needs the provider catalogue, URLs or TLS
+//! (provider kinds, base URLs, CA files, the zero-config environment
+//! fallback) is checked and built by `providers`, which hands its provider
+//! check to [`Config::validate_with`].
+//!
+//! Invariant: a `Config` that passed `providers::validate` can be turned
+//! into routes without further checks; unknown keys are rejected at parse
+//! time.
 
+mod duration;
+mod error;
 mod ipnet;
 mod parse;
 #[cfg(test)]
 mod tests;
 mod validate;
 
+use error::bad;
+pub use error::ConfigError;
 pub use ipnet::IpNet;
-use parse::bad;
-pub use parse::ConfigError;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use duration::{ms, opt_ms};
+
 use crate::api::translate::TranslateLimits;
-use crate::providers::catalog::{self, CatalogEntry, Family};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -123,7 +134,8 @@ pub struct ServerConfig {
     pub share_port: bool,
     /// On SIGTERM, how long in-flight requests and streams may take to
     /// finish before the process exits anyway, milliseconds.
-    pub drain_timeout_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub drain_timeout_ms: Duration,
     /// Whether upstream requests carry the client's address in
     /// `X-Forwarded-For`.
     pub forwarded_for: ForwardedFor,
@@ -150,7 +162,7 @@ impl Default for ServerConfig {
             shards: 0,
             pin_cores: true,
             share_port: false,
-            drain_timeout_ms: 30_000,
+            drain_timeout_ms: Duration::from_millis(30_000),
             forwarded_for: ForwardedFor::Append,
             trusted_proxies: Vec::new(),
         }
@@ -171,17 +183,21 @@ pub struct LimitsConfig {
     /// A whole request head must arrive within this, milliseconds, counted
     /// from the accept (first request) or from its first byte (later
     /// requests). Over it: 408 and the connection is closed (slowloris).
-    pub header_read_timeout_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub header_read_timeout_ms: Duration,
     /// A whole request body must arrive within this, milliseconds, counted
     /// from the end of its head. Over it: 408 and the connection is closed.
-    pub body_read_timeout_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub body_read_timeout_ms: Duration,
     /// A keep-alive connection idle this long between requests is closed
     /// silently, milliseconds.
-    pub keepalive_idle_timeout_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub keepalive_idle_timeout_ms: Duration,
     /// One write to the client must finish within this, milliseconds: a
     /// client that stops reading a response (its socket buffer full) is
     /// cut off, freeing the upstream connection and its in-flight slot.
-    pub client_write_timeout_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub client_write_timeout_ms: Duration,
     /// Open client connections per shard. Over it a new connection is
     /// answered 503 with `Retry-After: 1` and closed.
     pub max_connections_per_shard: usize,
@@ -206,6 +222,22 @@ pub struct LimitsConfig {
     /// on the loop, where they cost no hand-off. Past a few large bodies
     /// waiting for the pool: 503 with `Retry-After: 1`.
     pub offload_body_bytes: usize,
+    /// Largest upstream response head (status line + headers), bytes.
+    /// Over it the response is malformed: 502 in the client's dialect (or
+    /// another attempt), nothing relayed.
+    pub max_response_head_bytes: usize,
+    /// Most header lines in an upstream response head. Over it: as above.
+    pub max_response_headers: usize,
+    /// A non-streamed upstream body up to this size is read whole before
+    /// the client gets a byte, so an upstream that breaks off inside it is
+    /// answered with an error (or retried) rather than relayed as a cut
+    /// response; a larger one is relayed as it arrives. 0 holds none.
+    pub max_held_body_bytes: usize,
+    /// Connections turned away over `max_connections_per_shard` that may
+    /// linger per shard (answered 503, then what they sent read briefly so
+    /// the close does not reset the answer away); past it a turned-away
+    /// connection is closed at once.
+    pub max_lingering_connections: usize,
 }
 
 impl Default for LimitsConfig {
@@ -215,15 +247,19 @@ impl Default for LimitsConfig {
             max_headers: 100,
             max_body_bytes: 32 * 1024 * 1024,
             max_chunk_line_bytes: 4096,
-            header_read_timeout_ms: 10_000,
-            body_read_timeout_ms: 60_000,
-            keepalive_idle_timeout_ms: 60_000,
-            client_write_timeout_ms: 60_000,
+            header_read_timeout_ms: Duration::from_millis(10_000),
+            body_read_timeout_ms: Duration::from_millis(60_000),
+            keepalive_idle_timeout_ms: Duration::from_millis(60_000),
+            client_write_timeout_ms: Duration::from_millis(60_000),
             max_connections_per_shard: 16_384,
             max_in_flight_per_upstream: 4_096,
             max_translated_messages: TranslateLimits::DEFAULT.max_messages,
             max_translated_blocks: TranslateLimits::DEFAULT.max_blocks,
             offload_body_bytes: 1024 * 1024,
+            max_response_head_bytes: 64 * 1024,
+            max_response_headers: 256,
+            max_held_body_bytes: 256 * 1024,
+            max_lingering_connections: 1024,
         }
     }
 }
@@ -232,34 +268,39 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     /// TCP (and TLS) connect deadline, milliseconds.
-    pub connect_timeout_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub connect_timeout_ms: Duration,
     /// Deadline from the end of the request write to the first response byte.
-    pub first_byte_timeout_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub first_byte_timeout_ms: Duration,
     /// Longest silence between two reads of a response body (streams).
-    pub idle_timeout_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub idle_timeout_ms: Duration,
     /// The whole exchange, from the request's send to the last response
     /// byte (streams included), milliseconds; 0: unbounded. Before a byte
     /// reached the client it is a 504, after it cuts the response as the
     /// idle timeout does.
-    pub total_timeout_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub total_timeout_ms: Duration,
     /// Idle keep-alive connections kept per upstream per shard.
     pub pool_max_idle: usize,
     /// An idle pooled connection older than this is closed, milliseconds.
-    pub pool_idle_timeout_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub pool_idle_timeout_ms: Duration,
 }
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
-            connect_timeout_ms: 5_000,
-            first_byte_timeout_ms: 300_000,
-            idle_timeout_ms: 120_000,
+            connect_timeout_ms: Duration::from_millis(5_000),
+            first_byte_timeout_ms: Duration::from_millis(300_000),
+            idle_timeout_ms: Duration::from_millis(120_000),
             // Finite, so a trickling upstream cannot hold a connection and an
             // in-flight slot forever; an hour, so no real generation (long
             // reasoning, tens of thousands of tokens streamed) is ever cut.
-            total_timeout_ms: 3_600_000,
+            total_timeout_ms: Duration::from_millis(3_600_000),
             pool_max_idle: 128,
-            pool_idle_timeout_ms: 60_000,
+            pool_idle_timeout_ms: Duration::from_millis(60_000),
         }
     }
 }
@@ -298,41 +339,15 @@ pub struct ProviderConfig {
     pub tls_insecure_skip_verify: bool,
     /// This provider's `[upstream]` timeouts, where they differ (a slow
     /// self-hosted model, a fast API worth failing over from early).
-    pub connect_timeout_ms: Option<u64>,
-    pub first_byte_timeout_ms: Option<u64>,
-    pub idle_timeout_ms: Option<u64>,
+    #[serde(default, deserialize_with = "opt_ms")]
+    pub connect_timeout_ms: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_ms")]
+    pub first_byte_timeout_ms: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_ms")]
+    pub idle_timeout_ms: Option<Duration>,
     /// 0: unbounded, even when `upstream.total_timeout_ms` is not.
-    pub total_timeout_ms: Option<u64>,
-}
-
-impl ProviderConfig {
-    /// The catalogue entry for this provider's kind (see `kind`) and its
-    /// base URL: the configured one, else the catalogue's default, which a
-    /// provider with neither a catalogue name nor a `kind` does not get (its
-    /// key must not go to api.openai.com by accident).
-    pub fn resolve_kind(
-        &self,
-        name: &str,
-    ) -> Result<(&'static CatalogEntry, Option<&str>), ConfigError> {
-        let kind = match &self.kind {
-            Some(k) => k.as_str(),
-            None if catalog::lookup(name).is_some() => name,
-            None => {
-                let entry = catalog::lookup("openai").expect("openai is in the catalogue");
-                return Ok((entry, self.base_url.as_deref()));
-            }
-        };
-        let entry = catalog::lookup(kind).ok_or_else(|| {
-            bad(
-                format!("providers.{name}.kind"),
-                format!(
-                    "unknown provider kind {kind:?} (known: {})",
-                    catalog::known_kinds()
-                ),
-            )
-        })?;
-        Ok((entry, self.base_url.as_deref().or(entry.default_base_url)))
-    }
+    #[serde(default, deserialize_with = "opt_ms")]
+    pub total_timeout_ms: Option<Duration>,
 }
 
 /// Retries, fail-over and outlier ejection (see `upstream::{retry, breaker}`).
@@ -342,19 +357,23 @@ pub struct ResilienceConfig {
     /// Retries on one deployment before failing over to another.
     pub max_retries: u32,
     /// First backoff ceiling (full jitter), milliseconds; doubles per retry.
-    pub backoff_base_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub backoff_base_ms: Duration,
     /// Largest backoff, milliseconds.
-    pub backoff_cap_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub backoff_cap_ms: Duration,
     /// Longest upstream `Retry-After` waited out, milliseconds; a longer one
     /// fails over at once.
-    pub max_retry_after_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub max_retry_after_ms: Duration,
     /// Re-sends (retries and fail-overs) allowed per client request, over
     /// the budget window, per shard.
     pub retry_budget_ratio: f64,
     /// Re-sends always allowed per window, per shard.
     pub retry_budget_min_retries: u32,
     /// The retry budget's sliding window, milliseconds.
-    pub retry_budget_window_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub retry_budget_window_ms: Duration,
     /// A first-byte timeout fails over to another deployment (or fallback)
     /// instead of answering 504. The stalled upstream may still do (and
     /// bill) the work; false answers the timeout.
@@ -366,33 +385,36 @@ pub struct ResilienceConfig {
     /// Failures in a row that eject a deployment.
     pub breaker_consecutive_failures: u32,
     /// First ejection cool-down, milliseconds; doubles per re-ejection.
-    pub breaker_base_ejection_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub breaker_base_ejection_ms: Duration,
     /// Longest ejection cool-down, milliseconds.
-    pub breaker_max_ejection_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub breaker_max_ejection_ms: Duration,
     /// Whether a 429 counts as a deployment failure for the breaker.
     pub breaker_count_429: bool,
     /// `strategy = "latency"`: how fast an unsampled latency average decays,
     /// milliseconds.
-    pub latency_decay_ms: u64,
+    #[serde(deserialize_with = "ms")]
+    pub latency_decay_ms: Duration,
 }
 
 impl Default for ResilienceConfig {
     fn default() -> Self {
         ResilienceConfig {
             max_retries: 2,
-            backoff_base_ms: 100,
-            backoff_cap_ms: 5_000,
-            max_retry_after_ms: 10_000,
+            backoff_base_ms: Duration::from_millis(100),
+            backoff_cap_ms: Duration::from_millis(5_000),
+            max_retry_after_ms: Duration::from_millis(10_000),
             retry_budget_ratio: 0.2,
             retry_budget_min_retries: 10,
-            retry_budget_window_ms: 10_000,
+            retry_budget_window_ms: Duration::from_millis(10_000),
             retry_on_timeout: true,
             retry_on_broken_response: true,
             breaker_consecutive_failures: 5,
-            breaker_base_ejection_ms: 30_000,
-            breaker_max_ejection_ms: 300_000,
+            breaker_base_ejection_ms: Duration::from_millis(30_000),
+            breaker_max_ejection_ms: Duration::from_millis(300_000),
             breaker_count_429: false,
-            latency_decay_ms: 10_000,
+            latency_decay_ms: Duration::from_millis(10_000),
         }
     }
 }
@@ -465,54 +487,5 @@ impl ModelConfig {
                 )
             })
             .collect()
-    }
-}
-
-impl ResilienceConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        for (field, v) in [
-            ("resilience.backoff_base_ms", self.backoff_base_ms),
-            ("resilience.backoff_cap_ms", self.backoff_cap_ms),
-            (
-                "resilience.retry_budget_window_ms",
-                self.retry_budget_window_ms,
-            ),
-            (
-                "resilience.breaker_consecutive_failures",
-                u64::from(self.breaker_consecutive_failures),
-            ),
-            (
-                "resilience.breaker_base_ejection_ms",
-                self.breaker_base_ejection_ms,
-            ),
-            (
-                "resilience.breaker_max_ejection_ms",
-                self.breaker_max_ejection_ms,
-            ),
-            ("resilience.latency_decay_ms", self.latency_decay_ms),
-        ] {
-            if v == 0 {
-                return Err(bad(field, "must be greater than 0"));
-            }
-        }
-        if self.backoff_cap_ms < self.backoff_base_ms {
-            return Err(bad(
-                "resilience.backoff_cap_ms",
-                "must be at least resilience.backoff_base_ms",
-            ));
-        }
-        if self.breaker_max_ejection_ms < self.breaker_base_ejection_ms {
-            return Err(bad(
-                "resilience.breaker_max_ejection_ms",
-                "must be at least resilience.breaker_base_ejection_ms",
-            ));
-        }
-        if !self.retry_budget_ratio.is_finite() || self.retry_budget_ratio < 0.0 {
-            return Err(bad(
-                "resilience.retry_budget_ratio",
-                "must be a number 0 or greater",
-            ));
-        }
-        Ok(())
     }
 }

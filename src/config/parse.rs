@@ -1,77 +1,42 @@
-//! Parsing: TOML text to `Config`, the zero-config environment fallback, and
-//! `api_key_env` resolution, with errors that name the key at fault.
+//! Parsing: TOML text (or a file) to `Config`, and `api_key_env`
+//! resolution, with errors that name the key at fault. The zero-config
+//! environment fallback is `providers::zero_config`'s: it reads the
+//! provider catalogue, which sits above config.
 //!
 //! Invariant: every error is a `ConfigError` whose `field` is the dotted TOML
 //! path where one can be found.
 
-use std::fmt;
 use std::path::Path;
 
-use super::Config;
-use crate::providers::catalog;
-
-/// A configuration problem, naming the field at fault.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub field: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.field, self.message)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-pub(super) fn bad(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        field: field.into(),
-        message: message.into(),
-    }
-}
+use super::error::bad;
+use super::{Config, ConfigError};
 
 impl Config {
     /// Parses TOML text. Unknown keys are errors.
+    /// Errors name the key, say where (`line L, column C`) and what was
+    /// expected in plain words.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| {
-            let field = e.span().map(|s| locate_key(text, s)).unwrap_or_default();
-            bad(field, e.message().to_string())
+            let mut message = plain_words(e.message());
+            let field = match e.span() {
+                Some(span) => {
+                    let (line, column) = line_column(text, span.start);
+                    message.push_str(&format!(" (line {line}, column {column})"));
+                    locate_key(text, span)
+                }
+                None => String::new(),
+            };
+            bad(field, message)
         })
     }
 
-    /// Loads `path`, or builds the zero-config default from the environment
-    /// when `path` is `None`. The result is validated.
-    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut config = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| bad("", format!("cannot read {}: {e}", path.display())))?;
-                Config::from_toml(&text)?
-            }
-            None => Config::from_env(|k| std::env::var(k).ok()),
-        };
-        config.resolve_keys(|k| std::env::var(k).ok())?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// The zero-config default: listen on 127.0.0.1:8080 and enable each
-    /// catalogue provider whose SDK variables are set (see
-    /// [`CatalogEntry::env_config`]).
-    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Config {
-        let mut config = Config::default();
-        for entry in catalog::CATALOG {
-            if let Some(p) = entry.env_config(&var) {
-                config.providers.insert(entry.name.into(), p);
-            }
-        }
-        config
+    /// Reads and parses the file at `path` (not yet validated: the
+    /// command line may still override fields, and the layers that own
+    /// providers check those; see `providers::load_config`).
+    pub fn read(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad("", format!("cannot read {}: {e}", path.display())))?;
+        Config::from_toml(&text)
     }
 
     /// Fills `api_key` from `api_key_env` where set.
@@ -127,4 +92,45 @@ fn locate_key(text: &str, span: std::ops::Range<usize>) -> String {
         (true, false) => key.to_string(),
         (false, false) => format!("{table}.{key}"),
     }
+}
+
+/// The 1-based line and column (in characters) of byte `at` in `text`.
+fn line_column(text: &str, at: usize) -> (usize, usize) {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let before = &text[..at];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
+}
+
+/// A TOML or serde message in the words of the file's reader rather than
+/// Rust's: what was expected (`usize`, `f64`, `struct LimitsConfig`) as
+/// "a whole number", "a number", "a table"; a multi-line syntax message on
+/// one line.
+fn plain_words(message: &str) -> String {
+    let message = message.trim().replace('\n', "; ");
+    let Some(i) = message.rfind("expected ") else {
+        return message;
+    };
+    let (head, wanted) = message.split_at(i + "expected ".len());
+    let plain = match wanted {
+        "u64" | "usize" | "u128" => "a whole number, 0 or more",
+        "u8" => "a whole number from 0 to 255",
+        "u16" => "a whole number from 0 to 65535",
+        "u32" => "a whole number from 0 to 4294967295",
+        "i8" | "i16" | "i32" | "i64" | "isize" | "i128" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        "a sequence" => "a list ([...])",
+        "a map" => "a table",
+        w if w.starts_with("struct ") => "a table",
+        "a character" => "a single character",
+        _ => return message,
+    };
+    format!("{head}{plain}")
 }

@@ -1,6 +1,12 @@
-//! Tests of parsing, defaults, the environment fallback and validation.
+//! Tests of parsing, defaults and validation.
 
 use super::*;
+
+/// The whole check, as every caller runs it (config's rules with the
+/// providers' plugged in), so these tests see the errors users see.
+fn validate(c: &Config) -> Result<(), ConfigError> {
+    crate::providers::validate(c)
+}
 
 #[test]
 fn forwarding_trusts_no_one_by_default_and_parses_address_blocks() {
@@ -40,27 +46,6 @@ fn forwarding_trusts_no_one_by_default_and_parses_address_blocks() {
 }
 
 #[test]
-fn defaults_listen_on_loopback_8080() {
-    let c = Config::from_env(|_| None);
-    assert_eq!(c.server.listen, "127.0.0.1:8080");
-    assert!(c.providers.is_empty());
-    c.validate().unwrap();
-}
-
-#[test]
-fn openai_enabled_by_key_variable_with_base_url_override() {
-    let c = Config::from_env(|k| match k {
-        "OPENAI_API_KEY" => Some("sk-test".into()),
-        "OPENAI_BASE_URL" => Some("http://127.0.0.1:9/v1".into()),
-        _ => None,
-    });
-    let p = &c.providers["openai"];
-    assert_eq!(p.base_url.as_deref(), Some("http://127.0.0.1:9/v1"));
-    assert_eq!(p.api_key.as_deref(), Some("sk-test"));
-    assert_eq!(c.default_provider_name(), Some("openai"));
-}
-
-#[test]
 fn a_bad_value_is_reported_under_its_key() {
     let e = Config::from_toml("[upstream]\nconnect_timeout_ms = \"soon\"\n").unwrap_err();
     assert_eq!(e.field, "upstream.connect_timeout_ms", "{e}");
@@ -78,19 +63,19 @@ fn unknown_keys_are_errors_naming_the_key() {
 #[test]
 fn validation_names_the_field() {
     let c = Config::from_toml("[server]\nlisten = \"nope\"\n").unwrap();
-    assert_eq!(c.validate().unwrap_err().field, "server.listen");
+    assert_eq!(validate(&c).unwrap_err().field, "server.listen");
 
     let c = Config::from_toml("[providers.a]\nbase_url = \"ftp://x\"\n").unwrap();
-    assert_eq!(c.validate().unwrap_err().field, "providers.a.base_url");
+    assert_eq!(validate(&c).unwrap_err().field, "providers.a.base_url");
 
     let c = Config::from_toml(
         "[providers.a]\nbase_url = \"http://127.0.0.1:1/v1\"\n[[models]]\nname = \"m\"\nprovider = \"b\"\n",
     )
     .unwrap();
-    assert_eq!(c.validate().unwrap_err().field, "models[0].provider");
+    assert_eq!(validate(&c).unwrap_err().field, "models[0].provider");
 
     let c = Config::from_toml("[limits]\nmax_body_bytes = 0\n").unwrap();
-    assert_eq!(c.validate().unwrap_err().field, "limits.max_body_bytes");
+    assert_eq!(validate(&c).unwrap_err().field, "limits.max_body_bytes");
     for key in [
         "header_read_timeout_ms",
         "body_read_timeout_ms",
@@ -102,7 +87,7 @@ fn validation_names_the_field() {
         "max_translated_blocks",
     ] {
         let c = Config::from_toml(&format!("[limits]\n{key} = 0\n")).unwrap();
-        assert_eq!(c.validate().unwrap_err().field, format!("limits.{key}"));
+        assert_eq!(validate(&c).unwrap_err().field, format!("limits.{key}"));
     }
 }
 
@@ -115,15 +100,15 @@ fn provider_timeouts_are_validated_naming_the_field() {
         "idle_timeout_ms",
     ] {
         let c = Config::from_toml(&format!("{A}{key} = 0\n")).unwrap();
-        let e = c.validate().unwrap_err();
+        let e = validate(&c).unwrap_err();
         assert_eq!(e.field, format!("providers.a.{key}"), "{e}");
         let e = Config::from_toml(&format!("{A}{key} = \"soon\"\n")).unwrap_err();
         assert_eq!(e.field, format!("providers.a.{key}"), "{e}");
     }
     let c = Config::from_toml(&format!("{A}total_timeout_ms = 0\n")).unwrap();
-    c.validate().unwrap();
+    validate(&c).unwrap();
     let c = Config::from_toml("[upstream]\nidle_timeout_ms = 0\n").unwrap();
-    assert_eq!(c.validate().unwrap_err().field, "upstream.idle_timeout_ms");
+    assert_eq!(validate(&c).unwrap_err().field, "upstream.idle_timeout_ms");
 }
 
 #[test]
@@ -132,7 +117,7 @@ fn duplicate_model_names_are_refused() {
         "[providers.a]\nbase_url = \"http://127.0.0.1:1/v1\"\n[[models]]\nname = \"m\"\nprovider = \"a\"\n[[models]]\nname = \"n\"\nprovider = \"a\"\naliases = [\"m\"]\n",
     )
     .unwrap();
-    let e = c.validate().unwrap_err();
+    let e = validate(&c).unwrap_err();
     assert_eq!(e.field, "models[1].name");
 }
 
@@ -148,140 +133,13 @@ fn api_key_env_must_exist() {
     assert_eq!(c.providers["a"].api_key.as_deref(), Some("k"));
 }
 
-/// A fake environment from pairs.
-fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-    let map: std::collections::HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    move |k| map.get(k).cloned()
-}
-
-#[test]
-fn every_hosted_provider_is_enabled_by_its_key_variable_alone() {
-    for entry in catalog::CATALOG.iter().filter(|e| !e.local) {
-        let key_var = entry.key_var.unwrap();
-        let c = Config::from_env(env(&[(key_var, "k-1")]));
-        if entry.family == Family::Azure {
-            assert!(c.providers.is_empty(), "azure needs its endpoint too");
-            continue;
-        }
-        c.validate().unwrap();
-        let p = &c.providers[entry.name];
-        assert_eq!(p.kind.as_deref(), Some(entry.name));
-        assert_eq!(p.base_url.as_deref(), entry.default_base_url);
-        assert_eq!(p.api_key.as_deref(), Some("k-1"));
-        assert_eq!(
-            c.providers.len(),
-            1,
-            "{key_var} enables only {}",
-            entry.name
-        );
-    }
-}
-
-#[test]
-fn zero_config_catalogue_urls() {
-    let c = Config::from_env(env(&[
-        ("GEMINI_API_KEY", "g"),
-        ("GROQ_API_KEY", "q"),
-        ("PERPLEXITY_API_KEY", "p"),
-        ("ANTHROPIC_API_KEY", "a"),
-        ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9"),
-    ]));
-    c.validate().unwrap();
-    let url = |n: &str| c.providers[n].base_url.clone().unwrap();
-    assert_eq!(
-        url("gemini"),
-        "https://generativelanguage.googleapis.com/v1beta/openai"
-    );
-    assert_eq!(url("groq"), "https://api.groq.com/openai/v1");
-    assert_eq!(url("perplexity"), "https://api.perplexity.ai");
-    assert_eq!(url("anthropic"), "http://127.0.0.1:9");
-    // Several providers and none named the default: bare names are 404.
-    assert_eq!(c.default_provider_name(), None);
-}
-
-#[test]
-fn azure_needs_key_and_endpoint_and_takes_the_api_version() {
-    let c = Config::from_env(env(&[
-        ("AZURE_OPENAI_API_KEY", "az"),
-        ("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com/"),
-        ("OPENAI_API_VERSION", "2025-01-01-preview"),
-    ]));
-    c.validate().unwrap();
-    let p = &c.providers["azure"];
-    assert_eq!(p.kind.as_deref(), Some("azure"));
-    assert_eq!(p.base_url.as_deref(), Some("https://res.openai.azure.com/"));
-    assert_eq!(p.api_version.as_deref(), Some("2025-01-01-preview"));
-    let c = Config::from_env(env(&[(
-        "AZURE_OPENAI_ENDPOINT",
-        "https://r.openai.azure.com",
-    )]));
-    assert!(c.providers.is_empty());
-}
-
-#[test]
-fn local_servers_only_by_their_url_variable() {
-    let c = Config::from_env(env(&[("VLLM_API_KEY", "v")]));
-    assert!(
-        c.providers.is_empty(),
-        "a key alone says nothing about a server"
-    );
-    let c = Config::from_env(env(&[
-        ("VLLM_BASE_URL", "http://gpu:8000/v1"),
-        ("VLLM_API_KEY", "v"),
-        ("OLLAMA_HOST", "0.0.0.0:11500"),
-        ("LMSTUDIO_BASE_URL", "http://127.0.0.1:1234/v1"),
-        ("LLAMACPP_BASE_URL", "http://127.0.0.1:8080/v1"),
-    ]));
-    c.validate().unwrap();
-    let p = |n: &str| &c.providers[n];
-    assert_eq!(p("vllm").base_url.as_deref(), Some("http://gpu:8000/v1"));
-    assert_eq!(p("vllm").api_key.as_deref(), Some("v"));
-    assert_eq!(
-        p("ollama").base_url.as_deref(),
-        Some("http://127.0.0.1:11500/v1")
-    );
-    assert_eq!(p("ollama").api_key, None);
-    assert_eq!(p("lmstudio").kind.as_deref(), Some("lmstudio"));
-    assert_eq!(p("llamacpp").kind.as_deref(), Some("llamacpp"));
-    // OLLAMA_BASE_URL is taken as is and wins over OLLAMA_HOST.
-    let c = Config::from_env(env(&[
-        ("OLLAMA_BASE_URL", "http://box:1/v1"),
-        ("OLLAMA_HOST", "other"),
-    ]));
-    assert_eq!(
-        c.providers["ollama"].base_url.as_deref(),
-        Some("http://box:1/v1")
-    );
-}
-
-#[test]
-fn kind_defaults_to_a_catalogue_name_and_brings_its_base_url() {
-    let c = Config::from_toml(
-        "[providers.groq]\napi_key = \"k\"\n[providers.mine]\nkind = \"mistral\"\n",
-    )
-    .unwrap();
-    c.validate().unwrap();
-    let (entry, url) = c.providers["groq"].resolve_kind("groq").unwrap();
-    assert_eq!(entry.name, "groq");
-    assert_eq!(url, Some("https://api.groq.com/openai/v1"));
-    let (entry, url) = c.providers["mine"].resolve_kind("mine").unwrap();
-    assert_eq!(entry.name, "mistral");
-    assert_eq!(url, Some("https://api.mistral.ai/v1"));
-    // A custom name is OpenAI-compatible and needs a base URL.
-    let c = Config::from_toml("[providers.mine]\napi_key = \"k\"\n").unwrap();
-    assert_eq!(c.validate().unwrap_err().field, "providers.mine.base_url");
-}
-
 #[test]
 fn deployments_fallbacks_and_resilience_are_validated_naming_the_field() {
     const P: &str = "[providers.a]\nbase_url = \"http://127.0.0.1:1/v1\"\n[providers.b]\nbase_url = \"http://127.0.0.1:2/v1\"\n";
     let field = |text: &str| {
         Config::from_toml(&format!("{P}{text}"))
+            .map(|c| validate(&c))
             .unwrap()
-            .validate()
             .err()
             .map(|e| e.field)
     };
@@ -347,39 +205,122 @@ fn deployments_fallbacks_and_resilience_are_validated_naming_the_field() {
 }
 
 #[test]
-fn provider_validation_names_the_field() {
-    let err = |toml: &str| Config::from_toml(toml).unwrap().validate().unwrap_err();
-    let e = err("[providers.a]\nkind = \"bedrock\"\n");
-    assert_eq!(e.field, "providers.a.kind");
-    assert!(
-        e.message.contains("\"azure\"") && e.message.contains("\"ollama\""),
-        "{e}"
-    );
+fn upstream_response_and_lingering_limits_default_and_parse() {
+    let d = LimitsConfig::default();
+    assert_eq!(d.max_response_head_bytes, 64 * 1024);
+    assert_eq!(d.max_response_headers, 256);
+    assert_eq!(d.max_held_body_bytes, 256 * 1024);
+    assert_eq!(d.max_lingering_connections, 1024);
+    let c = Config::from_toml(
+        "[limits]\nmax_response_head_bytes = 2048\nmax_response_headers = 10\n\
+         max_held_body_bytes = 0\nmax_lingering_connections = 7\n",
+    )
+    .unwrap();
+    validate(&c).unwrap();
+    let l = &c.limits;
     assert_eq!(
-        err("[providers.a]\nkind = \"azure\"\n").field,
-        "providers.a.base_url"
+        (
+            l.max_response_head_bytes,
+            l.max_response_headers,
+            l.max_held_body_bytes,
+            l.max_lingering_connections
+        ),
+        (2048, 10, 0, 7)
     );
+    for (text, field) in [
+        (
+            "max_response_head_bytes = 0",
+            "limits.max_response_head_bytes",
+        ),
+        (
+            "max_response_head_bytes = 63",
+            "limits.max_response_head_bytes",
+        ),
+        ("max_response_headers = 0", "limits.max_response_headers"),
+    ] {
+        let c = Config::from_toml(&format!("[limits]\n{text}\n")).unwrap();
+        assert_eq!(validate(&c).unwrap_err().field, field, "{text}");
+    }
+}
+
+#[test]
+fn syntax_errors_say_where() {
+    let e = Config::from_toml("[limits]\nmax_headers = 1\n[server\n").unwrap_err();
+    assert!(e.message.contains("line 3, column 8"), "{e}");
+    assert!(!e.message.contains('\n'), "{e:?}");
+    let e = Config::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+    assert!(e.message.contains("line 3, column 1"), "{e}");
+    // Columns count characters, not bytes.
+    let e = Config::from_toml("# é\n[server]\nshards = \"é\"\n").unwrap_err();
+    assert!(e.message.contains("line 3, column 10"), "{e}");
+}
+
+#[test]
+fn type_errors_are_in_plain_words() {
+    for (text, field, words) in [
+        (
+            "[upstream]\nconnect_timeout_ms = \"soon\"\n",
+            "upstream.connect_timeout_ms",
+            "expected a whole number",
+        ),
+        (
+            "[server]\nshards = -1\n",
+            "server.shards",
+            "expected a whole number",
+        ),
+        (
+            "[server]\nshards = 1.5\n",
+            "server.shards",
+            "expected a whole number",
+        ),
+        (
+            "[resilience]\nmax_retries = \"x\"\n",
+            "resilience.max_retries",
+            "expected a whole number",
+        ),
+        (
+            "[resilience]\nretry_budget_ratio = \"x\"\n",
+            "resilience.retry_budget_ratio",
+            "expected a number",
+        ),
+        (
+            "[server]\npin_cores = 1\n",
+            "server.pin_cores",
+            "expected true or false",
+        ),
+        (
+            "[server]\ntrusted_proxies = \"10.0.0.0/8\"\n",
+            "server.trusted_proxies",
+            "expected a list",
+        ),
+        ("server = 3\n", "server", "expected a table"),
+    ] {
+        let e = Config::from_toml(text).unwrap_err();
+        assert_eq!(e.field, field, "{text}: {e}");
+        assert!(e.message.contains(words), "{text}: {e}");
+        for rust in ["usize", "u64", "u32", "f64", "bool", "struct"] {
+            assert!(!e.message.contains(rust), "{text}: {e}");
+        }
+    }
+}
+
+#[test]
+fn millisecond_keys_are_durations_once_parsed() {
+    use std::time::Duration;
+    let c = Config::from_toml(
+        "[server]\ndrain_timeout_ms = 1500\n[limits]\nheader_read_timeout_ms = 250\n\
+         [resilience]\nbackoff_base_ms = 7\n\
+         [providers.a]\nbase_url = \"http://127.0.0.1:1/v1\"\nidle_timeout_ms = 300\n",
+    )
+    .unwrap();
+    assert_eq!(c.server.drain_timeout_ms, Duration::from_millis(1500));
+    assert_eq!(c.limits.header_read_timeout_ms, Duration::from_millis(250));
+    assert_eq!(c.resilience.backoff_base_ms, Duration::from_millis(7));
+    let a = &c.providers["a"];
+    assert_eq!(a.idle_timeout_ms, Some(Duration::from_millis(300)));
+    assert_eq!(a.connect_timeout_ms, None);
     assert_eq!(
-        err("[providers.openai]\napi_version = \"2024-10-21\"\n").field,
-        "providers.openai.api_version"
-    );
-    assert_eq!(
-        err("[providers.azure]\nbase_url = \"https://r\"\napi_version = \"x&y=1\"\n").field,
-        "providers.azure.api_version"
-    );
-    assert_eq!(
-        err("[providers.openai]\napi_key = \"sk\\r\\nx-evil: 1\"\n").field,
-        "providers.openai.api_key"
-    );
-    assert_eq!(
-        err("[providers.a]\nbase_url = \"http://127.0.0.1:1/v1\"\ntls_insecure_skip_verify = true\n").field,
-        "providers.a.tls_insecure_skip_verify"
-    );
-    let e = err("[providers.a]\nbase_url = \"https://h/v1\"\nca_file = \"/nonexistent/ca.pem\"\n");
-    assert_eq!(e.field, "providers.a.ca_file");
-    assert!(e.message.contains("/nonexistent/ca.pem"), "{e}");
-    assert_eq!(
-        err("[providers.a]\nbase_url = \"https://h/v1\"\nca_file = \"/x\"\ntls_insecure_skip_verify = true\n").field,
-        "providers.a.tls_insecure_skip_verify"
+        UpstreamConfig::default().connect_timeout_ms,
+        Duration::from_secs(5)
     );
 }

@@ -1,14 +1,22 @@
-//! Validation: what parsing cannot check (addresses, URLs, references,
-//! ranges), naming the bad field.
+//! Validation: what parsing cannot check (addresses, references, ranges),
+//! naming the bad field. Each provider table's own rules (kind, base URL,
+//! TLS, keys) need the catalogue and the upstream layer, so they belong to
+//! `providers` and come in as a function, called at the same point of the
+//! walk as always, so a config with several faults reports the same one.
 //!
-//! Invariant: a `Config` that passed `validate` can be turned into routes
-//! without further checks.
+//! Invariant: a `Config` that passed `validate_with(providers' check)` can
+//! be turned into routes without further checks.
 
 use super::*;
 
 impl Config {
-    /// Checks everything that parsing cannot: addresses, URLs, references.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks everything that parsing cannot: addresses, references,
+    /// ranges; each `[providers.NAME]` table goes to `check_provider` (see
+    /// `providers::validate`, which every caller outside tests uses).
+    pub fn validate_with(
+        &self,
+        check_provider: impl Fn(&str, &ProviderConfig) -> Result<(), ConfigError>,
+    ) -> Result<(), ConfigError> {
         if !self.admin.listen.is_empty()
             && self.admin.listen.parse::<std::net::SocketAddr>().is_err()
         {
@@ -62,6 +70,8 @@ impl Config {
             ("limits.max_translated_messages", l.max_translated_messages),
             ("limits.max_translated_blocks", l.max_translated_blocks),
             ("limits.offload_body_bytes", l.offload_body_bytes),
+            ("limits.max_response_head_bytes", l.max_response_head_bytes),
+            ("limits.max_response_headers", l.max_response_headers),
             ("upstream.pool_max_idle", self.upstream.pool_max_idle),
         ] {
             if v == 0 {
@@ -71,25 +81,40 @@ impl Config {
         if l.max_head_bytes < 64 {
             return Err(bad("limits.max_head_bytes", "must be at least 64"));
         }
-        for (field, v) in [
+        if l.max_response_head_bytes < 64 {
+            return Err(bad("limits.max_response_head_bytes", "must be at least 64"));
+        }
+        for (field, zero) in [
             (
                 "upstream.connect_timeout_ms",
-                self.upstream.connect_timeout_ms,
+                self.upstream.connect_timeout_ms.is_zero(),
             ),
             (
                 "upstream.first_byte_timeout_ms",
-                self.upstream.first_byte_timeout_ms,
+                self.upstream.first_byte_timeout_ms.is_zero(),
             ),
-            ("upstream.idle_timeout_ms", self.upstream.idle_timeout_ms),
-            ("limits.header_read_timeout_ms", l.header_read_timeout_ms),
-            ("limits.body_read_timeout_ms", l.body_read_timeout_ms),
+            (
+                "upstream.idle_timeout_ms",
+                self.upstream.idle_timeout_ms.is_zero(),
+            ),
+            (
+                "limits.header_read_timeout_ms",
+                l.header_read_timeout_ms.is_zero(),
+            ),
+            (
+                "limits.body_read_timeout_ms",
+                l.body_read_timeout_ms.is_zero(),
+            ),
             (
                 "limits.keepalive_idle_timeout_ms",
-                l.keepalive_idle_timeout_ms,
+                l.keepalive_idle_timeout_ms.is_zero(),
             ),
-            ("limits.client_write_timeout_ms", l.client_write_timeout_ms),
+            (
+                "limits.client_write_timeout_ms",
+                l.client_write_timeout_ms.is_zero(),
+            ),
         ] {
-            if v == 0 {
+            if zero {
                 return Err(bad(field, "must be greater than 0"));
             }
         }
@@ -101,7 +126,7 @@ impl Config {
                     "a provider name must be non-empty and contain no '/'",
                 ));
             }
-            validate_provider(name, p)?;
+            check_provider(name, p)?;
         }
         if let Some(d) = &self.default_provider {
             if !self.providers.contains_key(d) {
@@ -204,74 +229,54 @@ impl Config {
     }
 }
 
-/// Checks one `[providers.NAME]` table: name, kind, URL, header-safe values,
-/// and TLS settings that make sense together (and a readable `ca_file`).
-fn validate_provider(name: &str, p: &ProviderConfig) -> Result<(), ConfigError> {
-    let field = |f: &str| format!("providers.{name}.{f}");
-    let (entry, base_url) = p.resolve_kind(name)?;
-    let Some(base_url) = base_url else {
-        return Err(bad(
-            field("base_url"),
-            format!(
-                "is required (kind {:?} has no default; a custom provider needs its URL)",
-                entry.name
+impl ResilienceConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (field, zero) in [
+            ("resilience.backoff_base_ms", self.backoff_base_ms.is_zero()),
+            ("resilience.backoff_cap_ms", self.backoff_cap_ms.is_zero()),
+            (
+                "resilience.retry_budget_window_ms",
+                self.retry_budget_window_ms.is_zero(),
             ),
-        ));
-    };
-    let url =
-        crate::upstream::UpstreamUrl::parse(base_url).map_err(|m| bad(field("base_url"), m))?;
-    // These end up in request heads (and the query string for Azure).
-    let header_safe = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic());
-    if let Some(k) = &p.api_key {
-        if !header_safe(k) {
-            return Err(bad(
-                field("api_key"),
-                "must be non-empty printable ASCII without spaces",
-            ));
-        }
-    }
-    if let Some(v) = &p.api_version {
-        if entry.family == Family::OpenAi {
-            return Err(bad(
-                field("api_version"),
-                "only applies to kinds \"azure\" and \"anthropic\"",
-            ));
-        }
-        let query_safe = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
-        if v.is_empty() || !v.bytes().all(query_safe) {
-            return Err(bad(
-                field("api_version"),
-                format!("{v:?} is not a version like \"2024-10-21\""),
-            ));
-        }
-    }
-    let tls_field =
-        match (&p.ca_file, p.tls_insecure_skip_verify) {
-            (Some(_), true) => return Err(bad(
-                field("tls_insecure_skip_verify"),
-                "cannot be combined with ca_file: either verify against the CA or do not verify",
-            )),
-            (Some(path), false) => {
-                crate::upstream::tls::load_ca_file(path).map_err(|m| bad(field("ca_file"), m))?;
-                Some("ca_file")
+            (
+                "resilience.breaker_consecutive_failures",
+                self.breaker_consecutive_failures == 0,
+            ),
+            (
+                "resilience.breaker_base_ejection_ms",
+                self.breaker_base_ejection_ms.is_zero(),
+            ),
+            (
+                "resilience.breaker_max_ejection_ms",
+                self.breaker_max_ejection_ms.is_zero(),
+            ),
+            (
+                "resilience.latency_decay_ms",
+                self.latency_decay_ms.is_zero(),
+            ),
+        ] {
+            if zero {
+                return Err(bad(field, "must be greater than 0"));
             }
-            (None, true) => Some("tls_insecure_skip_verify"),
-            (None, false) => None,
-        };
-    if let (Some(f), false) = (tls_field, url.tls) {
-        return Err(bad(
-            field(f),
-            format!("has no effect: base_url {base_url:?} is not https"),
-        ));
-    }
-    for (f, v) in [
-        ("connect_timeout_ms", p.connect_timeout_ms),
-        ("first_byte_timeout_ms", p.first_byte_timeout_ms),
-        ("idle_timeout_ms", p.idle_timeout_ms),
-    ] {
-        if v == Some(0) {
-            return Err(bad(field(f), "must be greater than 0"));
         }
+        if self.backoff_cap_ms < self.backoff_base_ms {
+            return Err(bad(
+                "resilience.backoff_cap_ms",
+                "must be at least resilience.backoff_base_ms",
+            ));
+        }
+        if self.breaker_max_ejection_ms < self.breaker_base_ejection_ms {
+            return Err(bad(
+                "resilience.breaker_max_ejection_ms",
+                "must be at least resilience.breaker_base_ejection_ms",
+            ));
+        }
+        if !self.retry_budget_ratio.is_finite() || self.retry_budget_ratio < 0.0 {
+            return Err(bad(
+                "resilience.retry_budget_ratio",
+                "must be a number 0 or greater",
+            ));
+        }
+        Ok(())
     }
-    Ok(())
 }

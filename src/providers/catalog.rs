@@ -1,13 +1,13 @@
 //! The provider catalogue: every provider shardgate knows by name, with its
 //! family (wire protocol and auth), default base URL and the environment
 //! variables its own SDK uses. Config `kind` values and zero-config both
-//! come from this table.
+//! come from this table (the latter through `zero_config`).
 //!
 //! Invariants: names are unique, lowercase and contain no `/` (they double as
 //! provider names and `name/model` prefixes in zero-config); every entry
 //! without a default base URL names a variable that supplies one.
 
-use crate::config::ProviderConfig;
+use crate::config::{ConfigError, ProviderConfig};
 use Family::{Anthropic, OpenAi};
 use UrlVar::{BaseUrl, OllamaHost};
 
@@ -212,83 +212,28 @@ pub fn known_kinds() -> String {
         .join(", ")
 }
 
-/// Ollama's `OLLAMA_HOST` (`0.0.0.0`, `host:port`, `https://host/path`) as
-/// an OpenAI-compatible base URL, read the way Ollama's own client does: no
-/// scheme means http on port 11434; with a scheme the scheme's port; a
-/// bind-all address means this machine.
-pub fn ollama_host_base_url(host: &str) -> String {
-    let host = host.trim().trim_end_matches('/');
-    let (scheme, rest, default_port) = match host.split_once("://") {
-        Some((scheme, rest)) => (scheme, rest, ""),
-        None => ("http", host, ":11434"),
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    let authority = match authority.strip_prefix("0.0.0.0") {
-        Some(port) => format!("127.0.0.1{port}"),
-        None if authority.is_empty() => "127.0.0.1".to_string(),
-        None => authority.to_string(),
-    };
-    // "[::1]" has colons but no port; "[::1]:7" and "box:7" have one.
-    let has_port = authority.rsplit_once(':').is_some_and(|(h, p)| {
-        !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with(':')
-    });
-    let port = if has_port { "" } else { default_port };
-    format!("{scheme}://{authority}{port}{path}/v1")
-}
-
-impl CatalogEntry {
-    /// This entry's zero-config provider, if the environment
-    /// enables it: a hosted provider by its SDK's key variable (its base URL
-    /// variable, where one is conventional, overrides the default); a local
-    /// server only by its base URL variable, with a key when its variable is set.
-    /// Azure needs both `AZURE_OPENAI_API_KEY` and `AZURE_OPENAI_ENDPOINT`, and
-    /// takes `OPENAI_API_VERSION` as its `api_version`.
-    pub fn env_config(&self, var: &impl Fn(&str) -> Option<String>) -> Option<ProviderConfig> {
-        let set = |name: &str| var(name).filter(|v| !v.is_empty());
-        let key = self.key_var.and_then(set);
-        if key.is_none() && !self.local {
-            return None;
+/// The catalogue entry for a provider's kind and its base URL: the
+/// configured one, else the catalogue's default, which a provider with
+/// neither a catalogue name nor a `kind` does not get (its key must not go
+/// to api.openai.com by accident). The `kind` defaults to the provider's
+/// name when that is a catalogue name, else "openai".
+pub fn resolve_kind<'a>(
+    name: &str,
+    p: &'a ProviderConfig,
+) -> Result<(&'static CatalogEntry, Option<&'a str>), ConfigError> {
+    let kind = match &p.kind {
+        Some(k) => k.as_str(),
+        None if lookup(name).is_some() => name,
+        None => {
+            let entry = lookup("openai").expect("openai is in the catalogue");
+            return Ok((entry, p.base_url.as_deref()));
         }
-        let Some(base_url) = self.env_base_url(var) else {
-            if let (Family::Azure, Some(k)) = (self.family, self.key_var) {
-                crate::telemetry::log_warn(format_args!(
-                    "{k} is set but AZURE_OPENAI_ENDPOINT is not; Azure OpenAI stays disabled"
-                ));
-            }
-            return None;
-        };
-        Some(ProviderConfig {
-            kind: Some(self.name.into()),
-            base_url: Some(base_url),
-            api_key: key,
-            api_version: (self.family == Family::Azure)
-                .then(|| set("OPENAI_API_VERSION"))
-                .flatten(),
-            ..ProviderConfig::default()
-        })
-    }
-
-    /// The zero-config base URL: the first URL variable set, else the default.
-    fn env_base_url(&self, var: &impl Fn(&str) -> Option<String>) -> Option<String> {
-        self.url_vars
-            .iter()
-            .find_map(|v| match *v {
-                BaseUrl(name) => var(name).filter(|u| !u.is_empty()),
-                OllamaHost(name) => var(name)
-                    .filter(|u| !u.is_empty())
-                    .map(|h| ollama_host_base_url(&h)),
-            })
-            .or_else(|| {
-                // A local server is only assumed present when a variable says so.
-                (!self.local)
-                    .then_some(self.default_base_url)
-                    .flatten()
-                    .map(String::from)
-            })
-    }
+    };
+    let entry = lookup(kind).ok_or_else(|| ConfigError {
+        field: format!("providers.{name}.kind"),
+        message: format!("unknown provider kind {kind:?} (known: {})", known_kinds()),
+    })?;
+    Ok((entry, p.base_url.as_deref().or(entry.default_base_url)))
 }
 
 #[cfg(test)]
@@ -315,26 +260,6 @@ mod tests {
             if let Some(u) = e.default_base_url {
                 crate::upstream::UpstreamUrl::parse(u).unwrap();
             }
-        }
-    }
-
-    #[test]
-    fn ollama_host_forms() {
-        for (host, url) in [
-            ("127.0.0.1", "http://127.0.0.1:11434/v1"),
-            ("0.0.0.0", "http://127.0.0.1:11434/v1"),
-            ("", "http://127.0.0.1:11434/v1"),
-            ("0.0.0.0:9999", "http://127.0.0.1:9999/v1"),
-            ("gpu-box:11500", "http://gpu-box:11500/v1"),
-            ("[::1]", "http://[::1]:11434/v1"),
-            (
-                "https://ollama.example.com/",
-                "https://ollama.example.com/v1",
-            ),
-            ("http://box:7/ollama", "http://box:7/ollama/v1"),
-            ("http://[::1]:7", "http://[::1]:7/v1"),
-        ] {
-            assert_eq!(ollama_host_base_url(host), url, "{host}");
         }
     }
 }

@@ -6,7 +6,9 @@
 //! dialect ([`Provider::dialect`]), its auth headers
 //! ([`Provider::write_auth_headers`]) and the request target for an endpoint
 //! ([`Provider::write_request_target`]). Each family's rules live in its own
-//! file; the catalogue of known providers in `catalog`.
+//! file; the catalogue of known providers in `catalog`, the zero-config
+//! environment fallback in `zero_config`, the provider checks and the
+//! whole configuration check in `check`, the binary's load in `load`.
 //!
 //! Invariant: everything written into a request head comes from validated
 //! config or is percent-encoded, so no provider setting or model name can
@@ -16,15 +18,20 @@
 pub mod anthropic;
 pub mod azure;
 pub mod catalog;
+mod check;
+mod load;
 pub mod openai;
 pub mod prices;
 pub mod router;
+pub mod zero_config;
 
 use std::net::SocketAddr;
 
 use rustls::pki_types::ServerName;
 
 pub use catalog::Family;
+pub use check::validate;
+pub use load::{load_config, no_providers, report_check};
 
 use crate::config::{ConfigError, ProviderConfig, UpstreamConfig};
 use crate::error::{Error, Kind};
@@ -79,7 +86,7 @@ impl Provider {
             field: field(f),
             message,
         };
-        let (entry, base_url) = cfg.resolve_kind(name)?;
+        let (entry, base_url) = catalog::resolve_kind(name, cfg)?;
         let base_url = base_url.ok_or_else(|| bad("base_url", "is required".into()))?;
         let url = UpstreamUrl::parse(base_url).map_err(|m| bad("base_url", m))?;
         let key = cfg.api_key.as_deref();
@@ -219,7 +226,7 @@ mod tests {
     /// Builds provider `name` from a TOML `[providers.name]` body.
     fn provider(name: &str, body: &str) -> Provider {
         let c = Config::from_toml(&format!("[providers.{name}]\n{body}")).unwrap();
-        c.validate().unwrap();
+        validate(&c).unwrap();
         Provider::from_config(name, &c.providers[name], &c.upstream).unwrap()
     }
 

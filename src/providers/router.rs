@@ -8,8 +8,6 @@
 
 use std::collections::HashMap;
 
-use std::time::Duration;
-
 use crate::config::{Config, ConfigError};
 use crate::error::{Error, Kind};
 use crate::providers::prices::PriceTable;
@@ -71,7 +69,7 @@ impl Router {
         }
         let mut models = HashMap::new();
         let mut model_routes = Vec::new();
-        let decay = Duration::from_millis(config.resilience.latency_decay_ms);
+        let decay = config.resilience.latency_decay_ms;
         for (i, m) in config.models.iter().enumerate() {
             let resolved = m.resolved_deployments();
             let deployments = resolved
@@ -238,7 +236,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        c.validate().unwrap();
+        crate::providers::validate(&c).unwrap();
         Router::new(&c).unwrap()
     }
 
@@ -323,7 +321,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        c.validate().unwrap();
+        crate::providers::validate(&c).unwrap();
         let r = Router::new(&c).unwrap();
         let (a, b) = (r.by_name["a"], r.by_name["b"]);
         let t = r.route("m").unwrap();

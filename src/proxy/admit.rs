@@ -79,7 +79,7 @@ pub(super) async fn admit(
     facts.keep_alive = framing.keep_alive && !shard.is_draining();
     facts.is_head = down.head.method.get(&down.rbuf) == b"HEAD";
     facts.dialect = Dialect::OpenAi;
-    facts.write_timeout = std::time::Duration::from_millis(limits.client_write_timeout_ms);
+    facts.write_timeout = limits.client_write_timeout_ms;
     // The body is always consumed whole so the connection stays in sync.
     let (body, next) = down
         .read_body(&framing, limits)

@@ -31,8 +31,13 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, shard: Rc<Sha
     let mut ctx = RequestCtx::new(shard.generation());
     let mut first = true;
     loop {
-        let limits = shard.generation().gateway.config.limits.clone();
-        let read = down.read_head(&limits, first).await;
+        // The current generation's limits, borrowed: a copy would sit in
+        // every idle connection's task while it waits.
+        let generation = shard.generation();
+        let read = down
+            .read_head(&generation.gateway.config.limits, first)
+            .await;
+        drop(generation);
         first = false;
         let next = match read {
             Ok(true) => {

@@ -43,9 +43,9 @@ impl RequestCtx {
 
     /// Starts a request on `generation`, at `started`.
     pub fn begin(&mut self, generation: Rc<Generation>, started: Instant) {
+        self.side.begin_request(&generation.gateway.config.limits);
         self.generation = generation;
         self.facts = ClientFacts::default();
-        self.side.begin_request();
         self.outcome.reset(started);
         self.next_request = 0;
     }

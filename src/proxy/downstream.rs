@@ -109,8 +109,8 @@ impl Downstream {
             max_headers: limits.max_headers,
         };
         let now = Instant::now();
-        let head_timeout = Duration::from_millis(limits.header_read_timeout_ms);
-        let idle_deadline = now + Duration::from_millis(limits.keepalive_idle_timeout_ms);
+        let head_timeout = limits.header_read_timeout_ms;
+        let idle_deadline = now + limits.keepalive_idle_timeout_ms;
         let mut head_deadline = (first || !self.rbuf.is_empty()).then(|| now + head_timeout);
         loop {
             match self
@@ -171,7 +171,7 @@ impl Downstream {
         limits: &LimitsConfig,
     ) -> Result<(Body, usize), Error> {
         let head_len = self.head.head_len;
-        let deadline = Instant::now() + Duration::from_millis(limits.body_read_timeout_ms);
+        let deadline = Instant::now() + limits.body_read_timeout_ms;
         match framing.body {
             BodyKind::Empty | BodyKind::CloseDelimited => Ok((Body::Empty, head_len)),
             BodyKind::Length(0) => Ok((Body::Empty, head_len)),

@@ -17,8 +17,9 @@ use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 use crate::api::translate::{ANTHROPIC_STREAM_CUT, OPENAI_STREAM_CUT};
 use crate::api::usage::{StreamUsageScanner, Usage};
 use crate::buf::{IoVecs, PooledBuf};
+use crate::config::LimitsConfig;
 use crate::http1::chunked::{ChunkLimits, ChunkedDecoder};
-use crate::http1::parse::{HeadScanner, ResponseHead};
+use crate::http1::parse::{HeadLimits, HeadScanner, ResponseHead};
 use crate::http1::write::{push_chunk_size, LAST_CHUNK};
 use crate::providers::Dialect;
 use crate::upstream::timeouts::AttemptClock;
@@ -100,6 +101,36 @@ pub struct UpstreamSide {
     held: Option<Held>,
     /// The current request's exchange.
     pub(super) report: Report,
+    /// The current request's response limits, from its generation.
+    pub(super) limits: ResponseLimits,
+}
+
+/// The bounds on an upstream response that `[limits]` sets
+/// (`max_response_head_bytes`, `max_response_headers`,
+/// `max_held_body_bytes`), copied from the request's generation when it
+/// begins, so the exchange reads them from the side it already holds.
+#[derive(Clone, Copy)]
+pub(super) struct ResponseLimits {
+    pub head: HeadLimits,
+    pub max_held_body_bytes: usize,
+}
+
+impl ResponseLimits {
+    pub fn new(l: &LimitsConfig) -> ResponseLimits {
+        ResponseLimits {
+            head: HeadLimits {
+                max_head_bytes: l.max_response_head_bytes,
+                max_headers: l.max_response_headers,
+            },
+            max_held_body_bytes: l.max_held_body_bytes,
+        }
+    }
+}
+
+impl Default for ResponseLimits {
+    fn default() -> ResponseLimits {
+        ResponseLimits::new(&LimitsConfig::default())
+    }
 }
 
 /// What the current request's upstream exchange came to, for the attempt
@@ -183,10 +214,12 @@ pub struct ClientFacts {
 }
 
 impl UpstreamSide {
-    /// Starts a request: nothing of the previous one's exchange is kept.
-    pub(super) fn begin_request(&mut self) {
+    /// Starts a request under `limits`: nothing of the previous one's
+    /// exchange is kept.
+    pub(super) fn begin_request(&mut self, limits: &LimitsConfig) {
         self.held = None;
         self.report = Report::default();
+        self.limits = ResponseLimits::new(limits);
     }
 
     /// Takes the held response, if any.

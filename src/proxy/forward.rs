@@ -37,7 +37,7 @@ use monoio::net::TcpStream;
 use crate::buf::{write_all_vectored, PooledBuf};
 use crate::error::{Error, Kind, Retry};
 use crate::http1::framing::{response_framing, BodyKind};
-use crate::http1::parse::{HeadLimits, Parsed};
+use crate::http1::parse::Parsed;
 use crate::net::peer_gone;
 use crate::net::ClientStream;
 use crate::providers::Provider;
@@ -48,9 +48,6 @@ use crate::upstream::timeouts::{AttemptClock, Expired};
 use crate::upstream::{connect, UpstreamConn, UpstreamPool};
 
 use super::translated::{relay_translated, TranslatedCall};
-
-/// Upstream response heads larger than this are a protocol error.
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// How long the response head may take before the client is watched for
 /// having left. A head that comes sooner (a local or cached upstream, a
@@ -469,10 +466,9 @@ pub(super) async fn read_response_head(
     urbuf: &mut PooledBuf,
     side: &mut UpstreamSide,
 ) -> Result<(), HeadFailure> {
-    let limits = HeadLimits {
-        max_head_bytes: MAX_RESPONSE_HEAD,
-        max_headers: 256,
-    };
+    // Over `limits.max_response_head_bytes` or `max_response_headers`:
+    // malformed.
+    let limits = side.limits.head;
     loop {
         match side.scanner.response(urbuf, &limits, &mut side.head) {
             Ok(Parsed::Complete) => {

@@ -332,13 +332,10 @@ async fn send_response(
     }
 }
 
-/// Non-streamed bodies up to this size are read whole before the client
-/// gets a byte, so an upstream that breaks off inside one is answered with
-/// an error (or retried) rather than relayed as a cut response.
-const MAX_HELD_BODY_BYTES: usize = 256 * 1024;
-
 /// Reads the rest of a non-streamed Content-Length or chunked body into
-/// `urbuf` (bounded by [`MAX_HELD_BODY_BYTES`]; past that the caller relays
+/// `urbuf` (bounded by `limits.max_held_body_bytes`, so an upstream that
+/// breaks off inside a body that size is answered with an error, or
+/// retried, rather than relayed as a cut response; past it the caller relays
 /// as usual) and returns where the body's bytes end. An `Err` means the
 /// upstream failed inside the body, while nothing has reached the client.
 async fn read_held_body(
@@ -352,7 +349,7 @@ async fn read_held_body(
     if progress.kind() == BodyKind::CloseDelimited {
         return Ok(body_end);
     }
-    while !progress.is_done() && body_end - side.head.head_len < MAX_HELD_BODY_BYTES {
+    while !progress.is_done() && body_end - side.head.head_len < side.limits.max_held_body_bytes {
         // Not done means every byte so far was body: read after them.
         let n = match clock.body(read_more(up, urbuf)).await {
             Ok(Ok(n)) => n,

@@ -9,7 +9,6 @@
 
 use std::cell::Cell;
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::Gateway;
 use crate::providers::router::{Deployment, Router};
@@ -77,12 +76,7 @@ impl Generation {
             .router
             .providers
             .iter()
-            .map(|_| {
-                UpstreamPool::new(
-                    up.pool_max_idle,
-                    Duration::from_millis(up.pool_idle_timeout_ms),
-                )
-            })
+            .map(|_| UpstreamPool::new(up.pool_max_idle, up.pool_idle_timeout_ms))
             .collect();
         let in_flight = gateway
             .router

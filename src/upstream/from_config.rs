@@ -4,8 +4,6 @@
 //! Invariant: upstream imports `config`, never the reverse, so `config`
 //! stays a leaf of the crate's module graph.
 
-use std::time::Duration;
-
 use super::breaker::BreakerConfig;
 use super::retry::{Jitter, RetryConfig};
 use super::timeouts::Timeouts;
@@ -14,13 +12,15 @@ use crate::config::{ProviderConfig, ResilienceConfig, UpstreamConfig};
 impl Timeouts {
     /// A provider's timeouts: its own where set, else `upstream`'s.
     pub fn for_provider(p: &ProviderConfig, upstream: &UpstreamConfig) -> Timeouts {
-        let ms = |own: Option<u64>, global: u64| Duration::from_millis(own.unwrap_or(global));
         let total = p.total_timeout_ms.unwrap_or(upstream.total_timeout_ms);
         Timeouts {
-            connect: ms(p.connect_timeout_ms, upstream.connect_timeout_ms),
-            first_byte: ms(p.first_byte_timeout_ms, upstream.first_byte_timeout_ms),
-            idle: ms(p.idle_timeout_ms, upstream.idle_timeout_ms),
-            total: (total > 0).then(|| Duration::from_millis(total)),
+            connect: p.connect_timeout_ms.unwrap_or(upstream.connect_timeout_ms),
+            first_byte: p
+                .first_byte_timeout_ms
+                .unwrap_or(upstream.first_byte_timeout_ms),
+            idle: p.idle_timeout_ms.unwrap_or(upstream.idle_timeout_ms),
+            // 0: unbounded.
+            total: (!total.is_zero()).then_some(total),
         }
     }
 }
@@ -29,13 +29,13 @@ impl From<&ResilienceConfig> for RetryConfig {
     fn from(r: &ResilienceConfig) -> RetryConfig {
         RetryConfig {
             max_retries: r.max_retries,
-            backoff_base: Duration::from_millis(r.backoff_base_ms),
-            backoff_cap: Duration::from_millis(r.backoff_cap_ms),
+            backoff_base: r.backoff_base_ms,
+            backoff_cap: r.backoff_cap_ms,
             jitter: Jitter::Full,
-            max_retry_after: Duration::from_millis(r.max_retry_after_ms),
+            max_retry_after: r.max_retry_after_ms,
             budget_ratio: r.retry_budget_ratio,
             budget_min_retries: r.retry_budget_min_retries,
-            budget_window: Duration::from_millis(r.retry_budget_window_ms),
+            budget_window: r.retry_budget_window_ms,
             on_timeout: r.retry_on_timeout,
             on_broken_response: r.retry_on_broken_response,
         }
@@ -46,8 +46,8 @@ impl From<&ResilienceConfig> for BreakerConfig {
     fn from(r: &ResilienceConfig) -> BreakerConfig {
         BreakerConfig {
             consecutive_failures: r.breaker_consecutive_failures,
-            base_ejection: Duration::from_millis(r.breaker_base_ejection_ms),
-            max_ejection: Duration::from_millis(r.breaker_max_ejection_ms),
+            base_ejection: r.breaker_base_ejection_ms,
+            max_ejection: r.breaker_max_ejection_ms,
             probe_timeout: BreakerConfig::default().probe_timeout,
             count_429: r.breaker_count_429,
         }
@@ -70,7 +70,7 @@ mod tests {
              [providers.c]\nbase_url = \"http://127.0.0.1:3/v1\"\n",
         )
         .unwrap();
-        c.validate().unwrap();
+        crate::providers::validate(&c).unwrap();
         let t = |n: &str| Timeouts::for_provider(&c.providers[n], &c.upstream);
         let a = t("a");
         assert_eq!(
@@ -82,7 +82,7 @@ mod tests {
         let b = t("b");
         assert_eq!((b.connect, b.first_byte, b.total), (ms(50), ms(9000), None));
         let c3 = t("c");
-        assert_eq!(c3.idle, ms(UpstreamConfig::default().idle_timeout_ms));
+        assert_eq!(c3.idle, UpstreamConfig::default().idle_timeout_ms);
         assert_eq!(c3.total, Some(ms(60_000)));
         // The shipped default total is finite; 0 globally means unbounded.
         let d = ProviderConfig::default();
@@ -91,7 +91,7 @@ mod tests {
             Some(ms(3_600_000))
         );
         let none = Config::from_toml("[upstream]\ntotal_timeout_ms = 0\n").unwrap();
-        none.validate().unwrap();
+        crate::providers::validate(&none).unwrap();
         assert_eq!(Timeouts::for_provider(&d, &none.upstream).total, None);
     }
 }
