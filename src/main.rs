@@ -83,11 +83,11 @@ fn main() -> ExitCode {
 fn load_config(args: &Args) -> Result<Config, shardgate::config::ConfigError> {
     let mut config = shardgate::providers::load_config(args.config.as_deref())?;
     if let Some(listen) = &args.listen {
-        config.server.listen = listen.clone();
+        config.server.listen = shardgate::config::listen_addr(listen)?;
     }
     match args.admin_listen.as_deref() {
-        Some("off") => config.admin.listen.clear(),
-        Some(addr) => config.admin.listen = addr.to_string(),
+        Some("off") => config.admin.listen = None,
+        Some(addr) => config.admin.listen = shardgate::config::admin_addr(addr)?,
         None => {}
     }
     if let Some(shards) = args.shards {
@@ -121,11 +121,7 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
     } else {
         config.server.shards
     };
-    let addr: std::net::SocketAddr = config
-        .server
-        .listen
-        .parse()
-        .map_err(|e| format!("server.listen: {e}"))?;
+    let addr = config.server.listen;
     let listeners = shardgate::net::bind_listeners(addr, shards, config.server.share_port)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let bound = listeners[0].local_addr().map_err(|e| e.to_string())?;
@@ -141,16 +137,13 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
             access_log: access_log.as_ref().map(|l| l.sender()),
         })
         .collect();
-    let admin_listen = config.admin.listen.clone();
+    let admin_listen = config.admin.listen;
     let control = Control::new(Arc::new(Gateway { config, router }), shards);
     // The admin port is the operator's view and hand on the gateway
     // (metrics, reload): a gateway that cannot have it does not start,
     // unless it was turned off.
     let reloader = Reloader::new(args, &control);
-    if !admin_listen.is_empty() {
-        let addr: std::net::SocketAddr = admin_listen
-            .parse()
-            .map_err(|e| format!("admin.listen {admin_listen:?}: {e}"))?;
+    if let Some(addr) = admin_listen {
         let reloader = reloader.clone();
         let admin = Admin {
             control: control.clone(),

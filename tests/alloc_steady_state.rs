@@ -140,7 +140,7 @@ fn start_shard() -> SocketAddr {
          [[models]]\nname = \"fast\"\nprovider = \"openai\"\nupstream_model = \"gpt-4o-mini\"\n"
     ))
     .unwrap();
-    config.server.listen = "127.0.0.1:0".into();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
     shardgate::providers::validate(&config).unwrap();
     let router = Router::new(&config).unwrap();
     let labels = Arc::new(LabelTable::from_config(&config, &ROUTE_NAMES));

@@ -13,6 +13,7 @@
 //! into routes without further checks; unknown keys are rejected at parse
 //! time.
 
+mod address;
 mod duration;
 mod error;
 mod ipnet;
@@ -26,11 +27,13 @@ pub use error::ConfigError;
 pub use ipnet::IpNet;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use address::{admin_addr, listen_addr};
 use duration::{ms, opt_ms};
 
 use crate::api::translate::TranslateLimits;
@@ -84,14 +87,15 @@ pub struct PriceConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// `GET /metrics`, `POST /admin/reload`, `GET /health`; keep it on
-    /// loopback or a private network. Empty disables it.
-    pub listen: String,
+    /// loopback or a private network. Empty (`None`) disables it.
+    #[serde(deserialize_with = "address::admin")]
+    pub listen: Option<SocketAddr>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
-            listen: "127.0.0.1:9090".into(),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
         }
     }
 }
@@ -124,7 +128,8 @@ impl Default for AccessLogConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address every shard listens on (SO_REUSEPORT).
-    pub listen: String,
+    #[serde(deserialize_with = "address::listen")]
+    pub listen: SocketAddr,
     /// Number of shards; 0 means one per CPU this process may run on.
     pub shards: usize,
     /// Pin each shard thread to its own CPU.
@@ -158,7 +163,7 @@ pub enum ForwardedFor {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: "127.0.0.1:8080".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             shards: 0,
             pin_cores: true,
             share_port: false,

@@ -62,8 +62,17 @@ fn unknown_keys_are_errors_naming_the_key() {
 
 #[test]
 fn validation_names_the_field() {
-    let c = Config::from_toml("[server]\nlisten = \"nope\"\n").unwrap();
-    assert_eq!(validate(&c).unwrap_err().field, "server.listen");
+    // Addresses are checked as they are parsed.
+    let e = Config::from_toml("[server]\nlisten = \"nope\"\n").unwrap_err();
+    assert_eq!(e.field, "server.listen");
+    assert!(
+        e.message.contains("\"nope\" is not an IP:port address"),
+        "{e}"
+    );
+    let e = Config::from_toml("[admin]\nlisten = \"nope\"\n").unwrap_err();
+    assert_eq!(e.field, "admin.listen");
+    let c = Config::from_toml("[admin]\nlisten = \"\"\n").unwrap();
+    assert_eq!(c.admin.listen, None);
 
     let c = Config::from_toml("[providers.a]\nbase_url = \"ftp://x\"\n").unwrap();
     assert_eq!(validate(&c).unwrap_err().field, "providers.a.base_url");

@@ -1,4 +1,4 @@
-//! Validation: what parsing cannot check (addresses, references, ranges),
+//! Validation: what parsing cannot check (references, ranges),
 //! naming the bad field. Each provider table's own rules (kind, base URL,
 //! TLS, keys) need the catalogue and the upstream layer, so they belong to
 //! `providers` and come in as a function, called at the same point of the
@@ -10,24 +10,13 @@
 use super::*;
 
 impl Config {
-    /// Checks everything that parsing cannot: addresses, references,
+    /// Checks everything that parsing cannot: references,
     /// ranges; each `[providers.NAME]` table goes to `check_provider` (see
     /// `providers::validate`, which every caller outside tests uses).
     pub fn validate_with(
         &self,
         check_provider: impl Fn(&str, &ProviderConfig) -> Result<(), ConfigError>,
     ) -> Result<(), ConfigError> {
-        if !self.admin.listen.is_empty()
-            && self.admin.listen.parse::<std::net::SocketAddr>().is_err()
-        {
-            return Err(bad(
-                "admin.listen",
-                format!(
-                    "{:?} is not an IP:port address (or \"\" to disable)",
-                    self.admin.listen
-                ),
-            ));
-        }
         for (i, p) in self.prices.iter().enumerate() {
             let ok = |v: f64| v.is_finite() && v >= 0.0;
             if p.model.is_empty() || !ok(p.input) || !ok(p.output) || !p.cached_input.is_none_or(ok)
@@ -45,12 +34,6 @@ impl Config {
                     "{:?} is not one of \"off\", \"stdout\", \"file\"",
                     self.access_log.target
                 ),
-            ));
-        }
-        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
-            return Err(bad(
-                "server.listen",
-                format!("{:?} is not an IP:port address", self.server.listen),
             ));
         }
         let l = &self.limits;

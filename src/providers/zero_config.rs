@@ -113,7 +113,7 @@ mod tests {
     #[test]
     fn defaults_listen_on_loopback_8080() {
         let c = from_env(|_| None);
-        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
         assert!(c.providers.is_empty());
         validate(&c).unwrap();
     }
