@@ -163,11 +163,7 @@ fn push_user_turn(
     budget: &mut Budget,
 ) -> Result<(), TranslateError> {
     if content.is_str() {
-        let mut message = Obj::open(messages);
-        message.json("role", "\"user\"");
-        message.raw("content", content);
-        message.close();
-        messages.push(b',');
+        push_plain_message(messages, "\"user\"", content);
         return Ok(());
     }
     if !content.is_array() {
@@ -230,11 +226,7 @@ fn push_user_turn(
         // A lone text part is sent as plain content, as clients write it.
         (1, Some(text)) => {
             messages.truncate(start);
-            let mut message = Obj::open(messages);
-            message.json("role", "\"user\"");
-            message.raw("content", text);
-            message.close();
-            messages.push(b',');
+            push_plain_message(messages, "\"user\"", text);
         }
         _ => messages.extend_from_slice(b"},"),
     }
@@ -242,6 +234,17 @@ fn push_user_turn(
         messages.splice(start..start, tool_messages.iter().copied());
     }
     Ok(())
+}
+
+/// `{"role":…,"content":…},`: a message whose content is one value copied
+/// as it is (a string turn, or a turn that came down to one text part).
+/// `role` is JSON text, quotes included.
+fn push_plain_message(messages: &mut Vec<u8>, role: &str, content: Raw<'_>) {
+    let mut message = Obj::open(messages);
+    message.json("role", role);
+    message.raw("content", content);
+    message.close();
+    messages.push(b',');
 }
 
 /// `{"type":"image_url","image_url":{"url":…}}` for an Anthropic image
@@ -281,12 +284,8 @@ fn push_assistant_turn(
     messages: &mut Vec<u8>,
     budget: &mut Budget,
 ) -> Result<(), TranslateError> {
-    let mut message = Obj::open(messages);
-    message.json("role", "\"assistant\"");
     if content.is_str() {
-        message.raw("content", content);
-        message.close();
-        messages.push(b',');
+        push_plain_message(messages, "\"assistant\"", content);
         return Ok(());
     }
     if !content.is_array() {
@@ -294,6 +293,8 @@ fn push_assistant_turn(
             "message content must be a string or an array".into(),
         ));
     }
+    let mut message = Obj::open(messages);
+    message.json("role", "\"assistant\"");
     let (mut has_text, mut has_tool_calls) = (false, false);
     for block in content.elements() {
         budget.blocks(1)?;
