@@ -9,8 +9,7 @@
 use super::endpoint::Endpoint;
 use super::translated::{TranslatedCall, Translation};
 use crate::api::translate::{
-    anthropic_request_to_openai_scanned, openai_request_to_anthropic_scanned,
-    openai_stream_wants_usage, TranslateError, TranslateLimits,
+    openai_stream_wants_usage, translate_request, RequestInto, TranslateError, TranslateLimits,
 };
 use crate::error::{Error, Kind};
 use crate::json::{scan_top_level, JsonError, TopLevel};
@@ -207,11 +206,11 @@ pub(super) fn translate_body(
 ) -> Result<Vec<u8>, TranslateError> {
     match translation {
         Translation::OpenAiToAnthropic => {
-            anthropic_request_to_openai_scanned(body, upstream_model, limits)
+            translate_request(RequestInto::OpenAi, body, upstream_model, limits, true)
         }
         Translation::AnthropicToOpenAi { include_usage } => {
             *include_usage = openai_stream_wants_usage(body);
-            openai_request_to_anthropic_scanned(body, upstream_model, limits)
+            translate_request(RequestInto::Anthropic, body, upstream_model, limits, true)
         }
         Translation::HideUsageChunk => unreachable!("a pass-through is not translated"),
     }

@@ -42,17 +42,63 @@ pub use error::{
     anthropic_error, anthropic_error_to_openai, openai_error, openai_error_to_anthropic,
     TranslatedError, ANTHROPIC_STREAM_CUT, OPENAI_STREAM_CUT,
 };
-pub(crate) use request_to_anthropic::openai_request_to_anthropic_scanned;
-pub use request_to_anthropic::{
-    openai_request_to_anthropic, openai_request_to_anthropic_within, openai_stream_wants_usage,
-};
-pub(crate) use request_to_openai::anthropic_request_to_openai_scanned;
-pub use request_to_openai::{anthropic_request_to_openai, anthropic_request_to_openai_within};
+pub use request_to_anthropic::openai_stream_wants_usage;
 pub use response::{
     anthropic_response_to_openai, openai_response_to_anthropic, MAX_RESPONSE_BLOCKS,
 };
 pub use stream_to_anthropic::OpenAiToAnthropicStream;
 pub use stream_to_openai::AnthropicToOpenAiStream;
+
+/// The dialect a request is translated into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestInto {
+    /// An OpenAI chat-completions request becomes an Anthropic messages one.
+    Anthropic,
+    /// An Anthropic messages request becomes an OpenAI chat-completions one.
+    OpenAi,
+}
+
+/// Translates a request body `into` the other dialect for `upstream_model`,
+/// within `limits`. `validated` says the JSON was checked already
+/// (`crate::json::scan_top_level`, at admission), so the check is not
+/// repeated.
+pub fn translate_request(
+    into: RequestInto,
+    body: &[u8],
+    upstream_model: &str,
+    limits: TranslateLimits,
+    validated: bool,
+) -> Result<Vec<u8>, TranslateError> {
+    let request = if validated {
+        raw::scanned_document(body)?
+    } else {
+        raw::document(body)?
+    };
+    match into {
+        RequestInto::Anthropic => request_to_anthropic::translate(request, upstream_model, limits),
+        RequestInto::OpenAi => request_to_openai::translate(request, upstream_model, limits),
+    }
+}
+
+/// An OpenAI chat-completions request as an Anthropic messages request for
+/// `upstream_model`, within the default [`TranslateLimits`].
+pub fn openai_request_to_anthropic(
+    body: &[u8],
+    upstream_model: &str,
+) -> Result<Vec<u8>, TranslateError> {
+    let limits = TranslateLimits::DEFAULT;
+    translate_request(RequestInto::Anthropic, body, upstream_model, limits, false)
+}
+
+/// An Anthropic messages request as an OpenAI chat-completions request for
+/// `upstream_model`, within the default [`TranslateLimits`].
+pub fn anthropic_request_to_openai(
+    body: &[u8],
+    upstream_model: &str,
+) -> Result<Vec<u8>, TranslateError> {
+    let limits = TranslateLimits::DEFAULT;
+    translate_request(RequestInto::OpenAi, body, upstream_model, limits, false)
+}
 
 /// Why a body could not be translated. All of these are the client's (or the
 /// upstream's) fault, never the gateway's: the gateway answers 400 (413 for

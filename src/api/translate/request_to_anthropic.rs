@@ -10,43 +10,15 @@
 //! The output is written in one pass over the input's text (see `raw`), the
 //! system prompt in a second walk over the turns rather than collected.
 
-use super::raw::{self, document, scanned_document, Raw};
+use super::raw::{self, document, Raw};
 use super::write::{joined_string, joined_text, joined_text_inner, Arr, Obj};
 use super::{Budget, TranslateError, TranslateLimits};
 
 /// What Anthropic gets when the OpenAI client did not bound the completion.
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 
-/// Translates an OpenAI chat-completions request into an Anthropic messages
-/// request for `upstream_model`, within the default [`TranslateLimits`].
-pub fn openai_request_to_anthropic(
-    body: &[u8],
-    upstream_model: &str,
-) -> Result<Vec<u8>, TranslateError> {
-    openai_request_to_anthropic_within(body, upstream_model, TranslateLimits::DEFAULT)
-}
-
-/// [`openai_request_to_anthropic`] within `limits`.
-pub fn openai_request_to_anthropic_within(
-    body: &[u8],
-    upstream_model: &str,
-    limits: TranslateLimits,
-) -> Result<Vec<u8>, TranslateError> {
-    translate(document(body)?, upstream_model, limits)
-}
-
-/// [`openai_request_to_anthropic_within`] for a body the proxy admitted, which
-/// `crate::json::scan_top_level` validated already: the validation is not
-/// repeated.
-pub(crate) fn openai_request_to_anthropic_scanned(
-    body: &[u8],
-    upstream_model: &str,
-    limits: TranslateLimits,
-) -> Result<Vec<u8>, TranslateError> {
-    translate(scanned_document(body)?, upstream_model, limits)
-}
-
-fn translate(
+/// The translation itself, from a parsed body (see `super::translate_request`).
+pub(super) fn translate(
     request: Raw<'_>,
     upstream_model: &str,
     limits: TranslateLimits,
@@ -435,6 +407,7 @@ fn write_tool_choice(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::translate::openai_request_to_anthropic;
 
     #[test]
     fn tool_arguments_must_be_exactly_one_json_value() {

@@ -12,40 +12,12 @@
 //! walked again instead of being collected when the output needs them in
 //! another order (tool results first; content before tool calls).
 
-use super::raw::{document, scanned_document, Raw};
+use super::raw::Raw;
 use super::write::{joined_string, joined_text, Arr, Obj};
 use super::{Budget, TranslateError, TranslateLimits};
 
-/// Translates an Anthropic messages request into an OpenAI chat-completions
-/// request for `upstream_model`, within the default [`TranslateLimits`].
-pub fn anthropic_request_to_openai(
-    body: &[u8],
-    upstream_model: &str,
-) -> Result<Vec<u8>, TranslateError> {
-    anthropic_request_to_openai_within(body, upstream_model, TranslateLimits::DEFAULT)
-}
-
-/// [`anthropic_request_to_openai`] within `limits`.
-pub fn anthropic_request_to_openai_within(
-    body: &[u8],
-    upstream_model: &str,
-    limits: TranslateLimits,
-) -> Result<Vec<u8>, TranslateError> {
-    translate(document(body)?, upstream_model, limits)
-}
-
-/// [`anthropic_request_to_openai_within`] for a body the proxy admitted, which
-/// `crate::json::scan_top_level` validated already: the validation is not
-/// repeated.
-pub(crate) fn anthropic_request_to_openai_scanned(
-    body: &[u8],
-    upstream_model: &str,
-    limits: TranslateLimits,
-) -> Result<Vec<u8>, TranslateError> {
-    translate(scanned_document(body)?, upstream_model, limits)
-}
-
-fn translate(
+/// The translation itself, from a parsed body (see `super::translate_request`).
+pub(super) fn translate(
     request: Raw<'_>,
     upstream_model: &str,
     limits: TranslateLimits,
