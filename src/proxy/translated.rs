@@ -19,6 +19,7 @@ use crate::api::sse::SseScanner;
 use crate::api::translate::{
     anthropic_error_to_openai, anthropic_response_to_openai, openai_error_to_anthropic,
     openai_response_to_anthropic, AnthropicToOpenAiStream, OpenAiToAnthropicStream,
+    STREAM_ENDED_EARLY,
 };
 use crate::api::usage::{
     anthropic_response_usage, openai_response_usage, openai_stream_usage, Usage,
@@ -190,23 +191,16 @@ struct WholeAnswer {
 /// reached the client yet, so any failure is an `Err` to answer.
 async fn collect_whole(
     up: &mut impl AsyncReadRent,
-    body: UpstreamBody,
+    mut read: UpstreamBody,
     side: &mut UpstreamSide,
     call: &TranslatedCall,
     clock: AttemptClock,
 ) -> Result<WholeAnswer, Error> {
-    let UpstreamBody {
-        mut urbuf,
-        framing,
-        mut progress,
-        mut payload,
-        mut extra,
-    } = body;
-    while !progress.is_done() {
-        urbuf.clear();
-        let n = read_body(up, &mut urbuf, clock).await?;
+    while !read.progress.is_done() {
+        read.urbuf.clear();
+        let n = read_body(up, &mut read.urbuf, clock).await?;
         if n == 0 {
-            if framing.body == BodyKind::CloseDelimited {
+            if read.framing.body == BodyKind::CloseDelimited {
                 break;
             }
             return Err(Error::upstream(
@@ -215,12 +209,14 @@ async fn collect_whole(
                 "upstream closed inside the response body",
             ));
         }
-        let take = progress.advance(&urbuf, side.decoder(), Some(&mut payload), None)?;
-        if framing.body != BodyKind::Chunked {
-            payload.extend_from_slice(&urbuf[..take]);
+        let take =
+            read.progress
+                .advance(&read.urbuf, side.decoder(), Some(&mut read.payload), None)?;
+        if read.framing.body != BodyKind::Chunked {
+            read.payload.extend_from_slice(&read.urbuf[..take]);
         }
-        extra |= take < n;
-        if payload.len() > MAX_COLLECTED_BODY {
+        read.extra |= take < n;
+        if read.payload.len() > MAX_COLLECTED_BODY {
             return Err(Error::upstream(
                 Kind::UpstreamProtocol,
                 false,
@@ -230,15 +226,17 @@ async fn collect_whole(
     }
     side.report.usage = match call.translation {
         Translation::OpenAiToAnthropic | Translation::HideUsageChunk => {
-            openai_response_usage(&payload)
+            openai_response_usage(&read.payload)
         }
-        Translation::AnthropicToOpenAi { .. } => anthropic_response_usage(&payload),
+        Translation::AnthropicToOpenAi { .. } => anthropic_response_usage(&read.payload),
     };
-    let (status, body) = translate_whole(side.head.status, &payload, call)?;
+    let (status, body) = translate_whole(side.head.status, &read.payload, call)?;
     Ok(WholeAnswer {
         status,
         body,
-        reusable: framing.keep_alive && !extra && framing.body != BodyKind::CloseDelimited,
+        reusable: read.framing.keep_alive
+            && !read.extra
+            && read.framing.body != BodyKind::CloseDelimited,
     })
 }
 
@@ -271,8 +269,8 @@ async fn answer_whole(
     Relayed::Complete { close }
 }
 
-/// What the error event says when the upstream stream broke off or broke.
-const STREAM_ENDED_EARLY: &str = "upstream stream ended before the response was complete";
+/// What the error event says when the upstream stream broke (one that
+/// broke off says `translate::STREAM_ENDED_EARLY`).
 const STREAM_EVENT_TOO_LARGE: &str = "upstream stream event larger than the gateway reads";
 const STREAM_MALFORMED: &str = "upstream stream framing was malformed";
 const STREAM_EVENT_UNREADABLE: &str = "upstream stream event could not be translated";
@@ -284,20 +282,13 @@ const STREAM_EVENT_UNREADABLE: &str = "upstream stream event could not be transl
 /// stream in the client's dialect and marks the response truncated.
 async fn relay_stream(
     up: &mut impl AsyncReadRent,
-    body: UpstreamBody,
+    mut read: UpstreamBody,
     side: &mut UpstreamSide,
     client: &mut impl AsyncWriteRent,
     facts: &ClientFacts,
     call: &TranslatedCall,
     clock: AttemptClock,
 ) -> Relayed {
-    let UpstreamBody {
-        mut urbuf,
-        framing,
-        mut progress,
-        mut payload,
-        mut extra,
-    } = body;
     let mut translator = match &call.translation {
         Translation::OpenAiToAnthropic => {
             StreamTranslator::ToAnthropic(OpenAiToAnthropicStream::new(&call.client_model))
@@ -329,18 +320,18 @@ async fn relay_stream(
     }
     let mut scanner = SseScanner::new(MAX_SSE_EVENT);
     let mut events = PooledBuf::take(16 * 1024);
-    // Why the stream stopped before its framing's end, if it did. Only
+    // Why the stream stopped before its read.framing's end, if it did. Only
     // whole events are ever written, so the client is never inside one.
     let mut broken: Option<&'static str> = None;
     loop {
         events.clear();
         let mut untranslatable = false;
-        let scanned = scanner.feed(&payload, |ev| {
+        let scanned = scanner.feed(&read.payload, |ev| {
             if !untranslatable && translator.on_event(ev.event, ev.data, &mut events).is_err() {
                 untranslatable = true;
             }
         });
-        payload.clear();
+        read.payload.clear();
         if !events.is_empty() {
             side.report.mark_first_body();
         }
@@ -352,26 +343,29 @@ async fn relay_stream(
         } else if untranslatable {
             broken = Some(STREAM_EVENT_UNREADABLE);
         }
-        if progress.is_done() || broken.is_some() {
+        if read.progress.is_done() || broken.is_some() {
             break;
         }
-        urbuf.clear();
-        let n = match read_body(up, &mut urbuf, clock).await {
-            Ok(0) if framing.body == BodyKind::CloseDelimited => break,
+        read.urbuf.clear();
+        let n = match read_body(up, &mut read.urbuf, clock).await {
+            Ok(0) if read.framing.body == BodyKind::CloseDelimited => break,
             Ok(n) if n > 0 => n,
             _ => {
                 broken = Some(STREAM_ENDED_EARLY);
                 break;
             }
         };
-        let Ok(take) = progress.advance(&urbuf, side.decoder(), Some(&mut payload), None) else {
+        let Ok(take) =
+            read.progress
+                .advance(&read.urbuf, side.decoder(), Some(&mut read.payload), None)
+        else {
             broken = Some(STREAM_MALFORMED);
             break;
         };
-        if framing.body != BodyKind::Chunked {
-            payload.extend_from_slice(&urbuf[..take]);
+        if read.framing.body != BodyKind::Chunked {
+            read.payload.extend_from_slice(&read.urbuf[..take]);
         }
-        extra |= take < n;
+        read.extra |= take < n;
     }
     if broken.is_some() {
         side.report.truncated = true;
@@ -410,8 +404,8 @@ async fn relay_stream(
     // The client's stream ended whole as HTTP even after a cut (the
     // translator said so in-band): its connection stays as announced. The
     // upstream connection is reused only after a complete response.
-    if broken.is_none() && progress.is_done() {
-        side.report.reusable = framing.keep_alive && !extra;
+    if broken.is_none() && read.progress.is_done() {
+        side.report.reusable = read.framing.keep_alive && !read.extra;
     }
     Relayed::Complete { close }
 }

@@ -49,6 +49,11 @@ pub use response::{
 pub use stream_to_anthropic::OpenAiToAnthropicStream;
 pub use stream_to_openai::AnthropicToOpenAiStream;
 
+/// What a translated stream's error event says when the upstream stream
+/// ended before its answer was complete (both dialects, and the proxy's
+/// relay when it cuts one).
+pub const STREAM_ENDED_EARLY: &str = "upstream stream ended before the response was complete";
+
 /// The dialect a request is translated into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RequestInto {

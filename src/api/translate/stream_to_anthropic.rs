@@ -18,7 +18,7 @@ use super::wire::{
     AnthropicDelta, AnthropicEvent, AnthropicMessage, AnthropicUsage, EmptyObject, ErrorDetail,
     StopDelta, StreamBlockStart,
 };
-use super::{swap_id_prefix, TokenUsage, TranslateError};
+use super::{swap_id_prefix, TokenUsage, TranslateError, STREAM_ENDED_EARLY};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OpenBlock {
@@ -126,10 +126,7 @@ impl OpenAiToAnthropicStream {
     /// normally; one cut before finishing ends with an Anthropic `error`
     /// event, so the client does not take a truncated answer for a whole one.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        self.finish_cut(
-            "upstream stream ended before the response was complete",
-            out,
-        );
+        self.finish_cut(STREAM_ENDED_EARLY, out);
     }
 
     /// Ends a stream the upstream broke off or broke (an unreadable chunk,

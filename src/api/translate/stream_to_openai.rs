@@ -15,7 +15,7 @@ use super::wire::{
     ChunkChoice, ChunkDelta, OpenAiChunk, OpenAiError, OpenAiUsage, ToolCallDelta,
     ToolCallFunctionDelta,
 };
-use super::{swap_id_prefix, unix_seconds_now, TokenUsage, TranslateError};
+use super::{swap_id_prefix, unix_seconds_now, TokenUsage, TranslateError, STREAM_ENDED_EARLY};
 
 /// Translates one Anthropic stream, event by event, into OpenAI chunks.
 #[derive(Debug)]
@@ -167,10 +167,7 @@ impl AnthropicToOpenAiStream {
     /// `message_stop` is closed normally; one cut earlier ends with an error
     /// chunk, so the client does not take a truncated answer for a whole one.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        self.finish_cut(
-            "upstream stream ended before the response was complete",
-            out,
-        );
+        self.finish_cut(STREAM_ENDED_EARLY, out);
     }
 
     /// Ends a stream the upstream broke off or broke (an unreadable chunk,
