@@ -7,7 +7,7 @@ mod translate_support;
 use serde_json::{json, Value};
 use shardgate::api::translate::{
     anthropic_response_to_openai, openai_response_to_anthropic, AnthropicToOpenAiStream,
-    OpenAiToAnthropicStream, TokenUsage,
+    OpenAiToAnthropicStream, StreamEnd, TokenUsage,
 };
 use translate_support::{
     accumulate_anthropic, accumulate_openai, assert_anthropic_message, fixture, parse, sse_events,

@@ -18,7 +18,7 @@ use super::exchange::{to_client, write_stream_cut, ClientFacts, Relayed, Upstrea
 use crate::api::sse::SseScanner;
 use crate::api::translate::{
     anthropic_error_to_openai, anthropic_response_to_openai, openai_error_to_anthropic,
-    openai_response_to_anthropic, AnthropicToOpenAiStream, OpenAiToAnthropicStream,
+    openai_response_to_anthropic, AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamEnd,
     STREAM_ENDED_EARLY,
 };
 use crate::api::usage::{

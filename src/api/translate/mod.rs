@@ -54,6 +54,41 @@ pub use stream_to_openai::AnthropicToOpenAiStream;
 /// relay when it cuts one).
 pub const STREAM_ENDED_EARLY: &str = "upstream stream ended before the response was complete";
 
+/// How a translated stream ends, the rule both directions share: nothing
+/// after its end; a stream whose stop reason arrived is closed as a whole
+/// answer even if its last event was lost; one cut before it ends with the
+/// dialect's error, so the client does not take a truncated answer for a
+/// whole one.
+pub trait StreamEnd {
+    /// The stream's end was written; nothing more may be.
+    fn ended(&self) -> bool;
+    /// The upstream delivered its stop reason.
+    fn stopped(&self) -> bool;
+    /// Writes the dialect's normal end.
+    fn end_whole(&mut self, out: &mut Vec<u8>);
+    /// Writes the dialect's error end, saying `why`.
+    fn end_cut(&mut self, why: &str, out: &mut Vec<u8>);
+
+    /// Called when the upstream stream ends.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        self.finish_cut(STREAM_ENDED_EARLY, out);
+    }
+
+    /// Ends a stream the upstream broke off or broke (an unreadable chunk,
+    /// an event too large to read) as [`Self::finish`] does, the error
+    /// saying `why`.
+    fn finish_cut(&mut self, why: &str, out: &mut Vec<u8>) {
+        if self.ended() {
+            return;
+        }
+        if self.stopped() {
+            self.end_whole(out);
+        } else {
+            self.end_cut(why, out);
+        }
+    }
+}
+
 /// The dialect a request is translated into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RequestInto {

@@ -18,7 +18,7 @@ use super::wire::{
     AnthropicDelta, AnthropicEvent, AnthropicMessage, AnthropicUsage, EmptyObject, ErrorDetail,
     StopDelta, StreamBlockStart,
 };
-use super::{swap_id_prefix, TokenUsage, TranslateError, STREAM_ENDED_EARLY};
+use super::{swap_id_prefix, StreamEnd, TokenUsage, TranslateError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OpenBlock {
@@ -119,28 +119,6 @@ impl OpenAiToAnthropicStream {
             self.stop_reason = Some(anthropic_stop_reason(Some(finish_reason)));
         }
         Ok(())
-    }
-
-    /// Called when the upstream stream ends. After `[DONE]` this writes
-    /// nothing. A stream that finished its choice but lost `[DONE]` is closed
-    /// normally; one cut before finishing ends with an Anthropic `error`
-    /// event, so the client does not take a truncated answer for a whole one.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        self.finish_cut(STREAM_ENDED_EARLY, out);
-    }
-
-    /// Ends a stream the upstream broke off or broke (an unreadable chunk,
-    /// an event too large to read) as [`Self::finish`] does, the error
-    /// event saying `why`.
-    pub fn finish_cut(&mut self, why: &str, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
-        if self.stop_reason.is_some() {
-            self.end_message(out);
-        } else {
-            self.end_with_error(why, out);
-        }
     }
 
     fn start_message(&mut self, upstream_id: &str, out: &mut Vec<u8>) {
@@ -271,4 +249,22 @@ fn write_event(out: &mut Vec<u8>, event: &AnthropicEvent<'_>) {
     // Events have string keys and integer numbers: serializing into a Vec cannot fail.
     sonic_rs::to_writer(&mut *out, event).expect("stream events always serialize");
     out.extend_from_slice(b"\n\n");
+}
+
+/// After `[DONE]` nothing is written; a stream that finished its choice but
+/// lost `[DONE]` is closed normally; one cut earlier ends with an Anthropic
+/// `error` event.
+impl StreamEnd for OpenAiToAnthropicStream {
+    fn ended(&self) -> bool {
+        self.ended
+    }
+    fn stopped(&self) -> bool {
+        self.stop_reason.is_some()
+    }
+    fn end_whole(&mut self, out: &mut Vec<u8>) {
+        self.end_message(out);
+    }
+    fn end_cut(&mut self, why: &str, out: &mut Vec<u8>) {
+        self.end_with_error(why, out);
+    }
 }

@@ -15,7 +15,7 @@ use super::wire::{
     ChunkChoice, ChunkDelta, OpenAiChunk, OpenAiError, OpenAiUsage, ToolCallDelta,
     ToolCallFunctionDelta,
 };
-use super::{swap_id_prefix, unix_seconds_now, TokenUsage, TranslateError, STREAM_ENDED_EARLY};
+use super::{swap_id_prefix, unix_seconds_now, StreamEnd, TokenUsage, TranslateError};
 
 /// Translates one Anthropic stream, event by event, into OpenAI chunks.
 #[derive(Debug)]
@@ -162,28 +162,6 @@ impl AnthropicToOpenAiStream {
         Ok(())
     }
 
-    /// Called when the upstream stream ends. After `message_stop` this writes
-    /// nothing. A stream that delivered its stop reason but lost
-    /// `message_stop` is closed normally; one cut earlier ends with an error
-    /// chunk, so the client does not take a truncated answer for a whole one.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        self.finish_cut(STREAM_ENDED_EARLY, out);
-    }
-
-    /// Ends a stream the upstream broke off or broke (an unreadable chunk,
-    /// an event too large to read) as [`Self::finish`] does, the error
-    /// chunk saying `why`.
-    pub fn finish_cut(&mut self, why: &str, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
-        if self.finish_reason.is_some() {
-            self.end_stream(out);
-        } else {
-            self.end_with_error("api_error", why, out);
-        }
-    }
-
     /// Anthropic reports input usage in `message_start` and (in newer API
     /// versions) again in `message_delta`; output usage is cumulative.
     fn record_usage(&mut self, usage: &Value) {
@@ -285,4 +263,22 @@ fn write_data<T: serde::Serialize>(out: &mut Vec<u8>, data: &T) {
     // Chunks have string keys and integer numbers: serializing into a Vec cannot fail.
     sonic_rs::to_writer(&mut *out, data).expect("stream chunks always serialize");
     out.extend_from_slice(b"\n\n");
+}
+
+/// After `message_stop` nothing is written; a stream that delivered its stop
+/// reason but lost `message_stop` is closed normally; one cut earlier ends
+/// with an error chunk.
+impl StreamEnd for AnthropicToOpenAiStream {
+    fn ended(&self) -> bool {
+        self.ended
+    }
+    fn stopped(&self) -> bool {
+        self.finish_reason.is_some()
+    }
+    fn end_whole(&mut self, out: &mut Vec<u8>) {
+        self.end_stream(out);
+    }
+    fn end_cut(&mut self, why: &str, out: &mut Vec<u8>) {
+        self.end_with_error("api_error", why, out);
+    }
 }

@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shardgate::api::translate::{AnthropicToOpenAiStream, OpenAiToAnthropicStream};
+use shardgate::api::translate::{AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamEnd};
 
 fn check_sse(out: &[u8]) {
     let text = std::str::from_utf8(out).expect("translated stream is UTF-8");

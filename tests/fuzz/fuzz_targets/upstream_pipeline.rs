@@ -15,7 +15,8 @@
 
 use shardgate::api::sse::SseScanner;
 use shardgate::api::translate::{
-    AnthropicToOpenAiStream, OpenAiToAnthropicStream, ANTHROPIC_STREAM_CUT, OPENAI_STREAM_CUT,
+    AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamEnd, ANTHROPIC_STREAM_CUT,
+    OPENAI_STREAM_CUT,
 };
 use shardgate::api::usage::{StreamUsageScanner, Usage};
 use shardgate::http1::chunked::{ChunkLimits, ChunkedDecoder};
