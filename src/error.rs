@@ -39,6 +39,16 @@ pub enum Kind {
     UpstreamClosed,
     Overloaded,
     Internal,
+    /// No key, or one that is unknown, revoked or expired (401).
+    Unauthorized,
+    /// The key may not use this model (403).
+    Forbidden,
+    /// A key's or team's request, token or concurrency limit (429).
+    RateLimited,
+    /// A key's or team's budget is spent (429, OpenAI's `insufficient_quota`).
+    BudgetExceeded,
+    /// The shared state store cannot be reached and the limit fails closed (503).
+    StateUnavailable,
 }
 
 /// Whether a request that failed upstream may be sent again, by what is
@@ -82,6 +92,9 @@ pub struct Error {
     pub retry: Retry,
     pub message: Cow<'static, str>,
     pub param: Option<Cow<'static, str>>,
+    /// Seconds the client should wait before trying again (`Retry-After`),
+    /// for answers that say when to come back (limits, overload).
+    pub retry_after: Option<u32>,
 }
 
 impl Error {
@@ -92,6 +105,7 @@ impl Error {
             retry: Retry::Never,
             message: message.into(),
             param: None,
+            retry_after: None,
         }
     }
 
@@ -108,6 +122,7 @@ impl Error {
             retry: retry.into(),
             message: message.into(),
             param: None,
+            retry_after: None,
         }
     }
 
@@ -118,11 +133,18 @@ impl Error {
             retry: Retry::Never,
             message: message.into(),
             param: None,
+            retry_after: None,
         }
     }
 
     pub fn with_param(mut self, param: impl Into<Cow<'static, str>>) -> Error {
         self.param = Some(param.into());
+        self
+    }
+
+    /// Tells the client to come back after `seconds` (at least 1).
+    pub fn with_retry_after(mut self, seconds: u64) -> Error {
+        self.retry_after = Some(seconds.clamp(1, u64::from(u32::MAX)) as u32);
         self
     }
 
@@ -137,13 +159,23 @@ impl Error {
             Kind::NotImplemented => 501,
             Kind::UpstreamConnect | Kind::UpstreamProtocol | Kind::UpstreamClosed => 502,
             Kind::UpstreamTimeout => 504,
-            Kind::Overloaded => 503,
+            Kind::Overloaded | Kind::StateUnavailable => 503,
             Kind::Internal => 500,
+            Kind::Unauthorized => 401,
+            Kind::Forbidden => 403,
+            Kind::RateLimited | Kind::BudgetExceeded => 429,
         }
     }
 
     /// OpenAI's `error.type`.
     pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Unauthorized => return "authentication_error",
+            Kind::Forbidden => return "permission_error",
+            Kind::RateLimited => return "rate_limit_error",
+            Kind::BudgetExceeded => return "insufficient_quota",
+            _ => {}
+        }
         match self.source {
             Source::Client => "invalid_request_error",
             Source::Upstream => "upstream_error",
@@ -167,6 +199,11 @@ impl Error {
             Kind::UpstreamProtocol => "upstream_protocol_error",
             Kind::UpstreamClosed => "upstream_closed",
             Kind::Overloaded => "overloaded",
+            Kind::Unauthorized => "invalid_api_key",
+            Kind::Forbidden => "model_not_allowed",
+            Kind::RateLimited => "rate_limit_exceeded",
+            Kind::BudgetExceeded => "budget_exceeded",
+            Kind::StateUnavailable => "state_unavailable",
             Kind::BadRequest | Kind::Internal => return None,
         })
     }

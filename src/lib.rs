@@ -10,6 +10,7 @@ pub mod api;
 pub mod buf;
 pub mod config;
 pub mod error;
+pub mod governance;
 pub mod http1;
 pub mod json;
 pub mod net;

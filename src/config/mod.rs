@@ -16,6 +16,7 @@
 mod address;
 mod duration;
 mod error;
+mod governance;
 mod ipnet;
 mod parse;
 #[cfg(test)]
@@ -24,6 +25,9 @@ mod validate;
 
 use error::bad;
 pub use error::ConfigError;
+pub use governance::{
+    AuthConfig, GovernanceConfig, KeyConfig, LimitFields, Period, StateConfig, TeamConfig,
+};
 pub use ipnet::IpNet;
 
 use std::collections::BTreeMap;
@@ -54,6 +58,17 @@ pub struct Config {
     pub access_log: AccessLogConfig,
     #[serde(default)]
     pub resilience: ResilienceConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub governance: GovernanceConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    /// Virtual keys declared in the file (the admin API adds more).
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    #[serde(default)]
+    pub teams: Vec<TeamConfig>,
     /// Provider used for bare model names that match no configured model.
     /// Defaults to the only provider when exactly one is configured.
     pub default_provider: Option<String>,
@@ -90,12 +105,17 @@ pub struct AdminConfig {
     /// loopback or a private network. Empty (`None`) disables it.
     #[serde(deserialize_with = "address::admin")]
     pub listen: Option<SocketAddr>,
+    /// The bearer token of the admin API's key and team endpoints
+    /// (`SHARDGATE_ADMIN_TOKEN` when unset); without one they are off.
+    /// Setting it turns key checks on for every model route.
+    pub token: Option<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
+            token: None,
         }
     }
 }

@@ -57,6 +57,9 @@ impl Config {
                 }
             }
         }
+        if self.admin.token.is_none() {
+            self.admin.token = var("SHARDGATE_ADMIN_TOKEN").filter(|t| !t.is_empty());
+        }
         Ok(())
     }
 }

@@ -17,6 +17,7 @@ impl Config {
         &self,
         check_provider: impl Fn(&str, &ProviderConfig) -> Result<(), ConfigError>,
     ) -> Result<(), ConfigError> {
+        self.validate_governance()?;
         for (i, p) in self.prices.iter().enumerate() {
             let ok = |v: f64| v.is_finite() && v >= 0.0;
             if p.model.is_empty() || !ok(p.input) || !ok(p.output) || !p.cached_input.is_none_or(ok)

@@ -1,0 +1,366 @@
+//! One subject's (a key's or a team's) live counters and the decision over
+//! them: requests and tokens in the last minute, requests in flight, and the
+//! budget's spend and reservations in its current period. Sans-IO: `now` is
+//! passed in (Unix seconds), money is in nano-dollars (exact for prices
+//! given to a thousandth of a dollar per million tokens).
+//!
+//! Invariants, for a `Ledger` behind its subject's lock:
+//! - `reserve` either takes everything a request needs (a request slot, its
+//!   estimated tokens, its worst-case cost) or nothing;
+//! - a reservation is given back exactly once, by `settle`, which replaces
+//!   the estimate with what was really used;
+//! - `spent + reserved` never passes the budget through `reserve` (a settle
+//!   may: the upstream's real usage is charged even past the budget, and
+//!   the next request is refused);
+//! - in-flight never passes `max_concurrent`.
+
+use super::clock::Period;
+use super::window::Window;
+
+/// A subject's limits; `None` is no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+    pub max_concurrent: Option<u64>,
+    pub budget_nanos: Option<u64>,
+    pub period: Period,
+}
+
+/// What one request needs, reserved before it goes upstream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Need {
+    /// Input tokens estimated from the body plus the most output allowed.
+    pub tokens: u64,
+    /// The cost of `tokens` at the model's price (input and output priced
+    /// apart), nano-dollars.
+    pub nanos: u64,
+}
+
+/// Why a request is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Requests { retry_after: u64 },
+    Tokens { retry_after: u64 },
+    Concurrency,
+    Budget { resets_in: Option<u64> },
+}
+
+/// A subject's live state.
+#[derive(Clone, Debug, Default)]
+pub struct Ledger {
+    pub requests: Window,
+    pub tokens: Window,
+    pub in_flight: u64,
+    /// Start of the budget period `spent_nanos` is for.
+    pub period_start: u64,
+    pub spent_nanos: u64,
+    pub reserved_nanos: u64,
+    /// Lifetime totals, for the admin API.
+    pub totals: Totals,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// What a request really used, charged when it ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Used {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub nanos: u64,
+}
+
+impl Ledger {
+    /// Starts a new budget period if `now` is past the current one's end.
+    fn roll(&mut self, period: Period, now: u64) {
+        let start = period.start(now);
+        if start != self.period_start {
+            self.period_start = start;
+            self.spent_nanos = 0;
+        }
+    }
+
+    /// Whether `need` fits now, without taking it.
+    pub fn check(&mut self, limits: &Limits, need: Need, now: u64) -> Result<(), Refusal> {
+        self.roll(limits.period, now);
+        if let Some(max) = limits.max_concurrent {
+            if self.in_flight >= max {
+                return Err(Refusal::Concurrency);
+            }
+        }
+        if let Some(budget) = limits.budget_nanos {
+            let committed = self.spent_nanos.saturating_add(self.reserved_nanos);
+            if committed.saturating_add(need.nanos) > budget || self.spent_nanos >= budget {
+                let resets_in = limits
+                    .period
+                    .end(self.period_start)
+                    .map(|end| end.saturating_sub(now).max(1));
+                return Err(Refusal::Budget { resets_in });
+            }
+        }
+        if let Some(rpm) = limits.rpm {
+            match self.requests.wait_for(now, 1, rpm) {
+                Some(0) => {}
+                wait => {
+                    return Err(Refusal::Requests {
+                        retry_after: wait.unwrap_or(60).max(1),
+                    })
+                }
+            }
+        }
+        if let Some(tpm) = limits.tpm {
+            // A request bigger than the whole minute's tokens can never fit:
+            // it is refused as over the limit, not left to wait forever.
+            match self.tokens.wait_for(now, need.tokens.min(tpm), tpm) {
+                Some(0) if need.tokens <= tpm => {}
+                wait => {
+                    return Err(Refusal::Tokens {
+                        retry_after: wait.unwrap_or(60).max(1),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes `need` (after a successful [`Ledger::check`] under the same lock).
+    pub fn take(&mut self, need: Need, now: u64) {
+        self.in_flight += 1;
+        self.reserved_nanos += need.nanos;
+        self.requests.add(now, 1);
+        self.tokens.add(now, need.tokens);
+        self.totals.requests += 1;
+    }
+
+    /// [`Ledger::check`] and [`Ledger::take`] in one.
+    pub fn reserve(&mut self, limits: &Limits, need: Need, now: u64) -> Result<(), Refusal> {
+        self.check(limits, need, now)?;
+        self.take(need, now);
+        Ok(())
+    }
+
+    /// Replaces the reservation `need` made at `at` by what was `used`.
+    pub fn settle(&mut self, limits: &Limits, need: Need, at: u64, used: Used, now: u64) {
+        self.roll(limits.period, now);
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.reserved_nanos = self.reserved_nanos.saturating_sub(need.nanos);
+        self.spent_nanos = self.spent_nanos.saturating_add(used.nanos);
+        self.tokens.take_back(now, at, need.tokens);
+        self.tokens
+            .add(now, used.input_tokens.saturating_add(used.output_tokens));
+        self.totals.input_tokens += used.input_tokens;
+        self.totals.output_tokens += used.output_tokens;
+    }
+
+    /// Grows a running request's reservation by `more` (a stream past
+    /// what was reserved for its output), if the budget and the token
+    /// window have room.
+    pub fn extend(&mut self, limits: &Limits, more: Need, now: u64) -> Result<(), Refusal> {
+        self.roll(limits.period, now);
+        if let Some(budget) = limits.budget_nanos {
+            let committed = self.spent_nanos.saturating_add(self.reserved_nanos);
+            if committed.saturating_add(more.nanos) > budget {
+                return Err(Refusal::Budget { resets_in: None });
+            }
+        }
+        if let Some(tpm) = limits.tpm {
+            if self.tokens.used(now).saturating_add(more.tokens) > tpm {
+                return Err(Refusal::Tokens { retry_after: 1 });
+            }
+        }
+        self.reserved_nanos += more.nanos;
+        self.tokens.add(now, more.tokens);
+        Ok(())
+    }
+
+    /// The budget left in this period (never below zero), nano-dollars.
+    pub fn remaining_nanos(&mut self, limits: &Limits, now: u64) -> Option<u64> {
+        self.roll(limits.period, now);
+        limits
+            .budget_nanos
+            .map(|b| b.saturating_sub(self.spent_nanos))
+    }
+
+    /// This period's spend.
+    pub fn spent_nanos(&mut self, limits: &Limits, now: u64) -> u64 {
+        self.roll(limits.period, now);
+        self.spent_nanos
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            rpm: Some(3),
+            tpm: Some(1000),
+            max_concurrent: Some(2),
+            budget_nanos: Some(1_000),
+            period: Period::Total,
+        }
+    }
+
+    #[test]
+    fn reserve_takes_all_or_nothing() {
+        let l = limits();
+        let mut g = Ledger::default();
+        let need = Need {
+            tokens: 100,
+            nanos: 300,
+        };
+        assert_eq!(g.reserve(&l, need, 10), Ok(()));
+        assert_eq!(g.reserve(&l, need, 10), Ok(()));
+        assert_eq!(g.reserve(&l, need, 10), Err(Refusal::Concurrency));
+        assert_eq!(
+            (g.in_flight, g.reserved_nanos, g.requests.used(10)),
+            (2, 600, 2)
+        );
+        g.settle(
+            &l,
+            need,
+            10,
+            Used {
+                input_tokens: 10,
+                output_tokens: 5,
+                nanos: 50,
+            },
+            11,
+        );
+        assert_eq!((g.in_flight, g.reserved_nanos, g.spent_nanos), (1, 300, 50));
+        assert_eq!(
+            g.tokens.used(11),
+            115,
+            "the estimate replaced by the real tokens"
+        );
+        assert_eq!(g.reserve(&l, need, 11), Ok(()));
+        // rpm 3 reached within the minute.
+        g.settle(&l, need, 11, Used::default(), 11);
+        assert_eq!(
+            g.reserve(&l, need, 12),
+            Err(Refusal::Requests { retry_after: 58 })
+        );
+    }
+
+    #[test]
+    fn budget_counts_reservations_in_flight() {
+        let l = Limits {
+            budget_nanos: Some(1_000),
+            ..Limits::default()
+        };
+        let mut g = Ledger::default();
+        let need = Need {
+            tokens: 1,
+            nanos: 100,
+        };
+        let admitted = (0..200).filter(|_| g.reserve(&l, need, 5).is_ok()).count();
+        assert_eq!(admitted, 10);
+        assert_eq!(
+            g.reserve(&l, need, 5),
+            Err(Refusal::Budget { resets_in: None })
+        );
+    }
+
+    #[test]
+    fn a_period_budget_starts_again_at_the_boundary() {
+        let l = Limits {
+            budget_nanos: Some(100),
+            period: Period::Day,
+            ..Limits::default()
+        };
+        let mut g = Ledger::default();
+        let need = Need {
+            tokens: 1,
+            nanos: 100,
+        };
+        let day = 86_400;
+        g.reserve(&l, need, day * 3 + 5).unwrap();
+        g.settle(
+            &l,
+            need,
+            day * 3 + 5,
+            Used {
+                nanos: 100,
+                ..Used::default()
+            },
+            day * 3 + 6,
+        );
+        assert_eq!(
+            g.reserve(&l, need, day * 3 + 7),
+            Err(Refusal::Budget {
+                resets_in: Some(day - 7)
+            })
+        );
+        assert_eq!(g.reserve(&l, need, day * 4), Ok(()));
+    }
+
+    #[test]
+    fn a_request_over_the_whole_tpm_is_refused_not_queued() {
+        let l = Limits {
+            tpm: Some(100),
+            ..Limits::default()
+        };
+        let mut g = Ledger::default();
+        assert!(matches!(
+            g.reserve(
+                &l,
+                Need {
+                    tokens: 101,
+                    nanos: 0
+                },
+                1
+            ),
+            Err(Refusal::Tokens { .. })
+        ));
+        assert_eq!(
+            g.reserve(
+                &l,
+                Need {
+                    tokens: 100,
+                    nanos: 0
+                },
+                1
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn extend_respects_budget_and_tokens() {
+        let l = limits();
+        let mut g = Ledger::default();
+        let need = Need {
+            tokens: 100,
+            nanos: 300,
+        };
+        g.reserve(&l, need, 1).unwrap();
+        assert_eq!(
+            g.extend(
+                &l,
+                Need {
+                    tokens: 100,
+                    nanos: 700
+                },
+                2
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            g.extend(
+                &l,
+                Need {
+                    tokens: 1,
+                    nanos: 1
+                },
+                2
+            ),
+            Err(Refusal::Budget { resets_in: None })
+        );
+    }
+}
