@@ -1,6 +1,7 @@
 //! The admin listener: `GET /metrics` (Prometheus text merged from every
 //! shard's snapshot), `POST /admin/reload` (the same reload as SIGHUP,
-//! answered with its outcome), and `GET /health`. It runs on a thread of its
+//! answered with its outcome), `GET /health`, and the key and team
+//! endpoints (`governance::handle_admin`, behind the admin token). It runs on a thread of its
 //! own, off the shards, serving one short connection at a time: it is for
 //! operators and scrapers, not traffic. It sits above `shard` and
 //! `telemetry` (it drives the shards' `Control`); nothing below imports it.
@@ -11,9 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::governance::handle_admin;
 use crate::http1::parse::{parse_request, HeadLimits, Parsed, RequestHead};
 use crate::shard::Control;
 use crate::telemetry::{log_error, prometheus, MergedMetrics};
+
+/// The largest admin request body (a key or team object).
+const MAX_BODY: usize = 64 * 1024;
 
 /// How long a scrape waits for the shards' snapshots.
 const SCRAPE_WAIT: Duration = Duration::from_millis(500);
@@ -75,6 +80,34 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
+    // A JSON body for the key and team endpoints; small, and read whole.
+    let head_end = head.head_len;
+    let length = match head.header(&buf, b"content-length") {
+        Some(v) => match std::str::from_utf8(v)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+        {
+            Some(n) if n <= MAX_BODY => n,
+            _ => {
+                return respond(
+                    &mut stream,
+                    413,
+                    "application/json",
+                    b"{\"error\":\"the body must have a Content-Length of at most 64 KiB\"}",
+                )
+            }
+        },
+        None => 0,
+    };
+    while buf.len() < head_end + length {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let body = &buf[head_end..head_end + length];
     let method = head.method.get(&buf);
     let path = head
         .target
@@ -82,6 +115,17 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
         .split(|&b| b == b'?')
         .next()
         .unwrap_or_default();
+    let config = admin.control.current();
+    if let Some(answer) = handle_admin(
+        &admin.control.governance,
+        &config.config,
+        method,
+        path,
+        head.header(&buf, b"authorization"),
+        body,
+    ) {
+        return respond(&mut stream, answer.status, "application/json", &answer.body);
+    }
     match (method, path) {
         (b"GET", b"/metrics") => {
             let snapshots = admin.control.scrape(SCRAPE_WAIT);

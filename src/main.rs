@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use shardgate::config::Config;
+use shardgate::governance::Governance;
 use shardgate::providers::router::Router;
 use shardgate::runtime::missing_cpu_feature;
 use std::os::fd::{AsRawFd, RawFd};
@@ -121,6 +122,8 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
     } else {
         config.server.shards
     };
+    let governance = Governance::new();
+    let store_writer = shardgate::governance::start(&governance, &config)?;
     let addr = config.server.listen;
     let listeners = shardgate::net::bind_listeners(addr, shards, config.server.share_port)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -138,7 +141,8 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
         })
         .collect();
     let admin_listen = config.admin.listen;
-    let control = Control::new(Arc::new(Gateway { config, router }), shards);
+    let control =
+        Control::with_governance(Arc::new(Gateway { config, router }), shards, governance);
     // The admin port is the operator's view and hand on the gateway
     // (metrics, reload): a gateway that cannot have it does not start,
     // unless it was turned off.
@@ -202,6 +206,8 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
                     std::thread::sleep(std::time::Duration::from_millis(150));
                     log.shutdown();
                 }
+                // After the drain: the requests that finished are charged.
+                store_writer.stop();
                 return Ok(());
             }
         }
@@ -249,6 +255,8 @@ fn reload_config(args: &Args, control: &Control) -> Result<String, String> {
         || config.server.shards != old.config.server.shards;
     let router = Router::new(&config).map_err(|e| e.to_string())?;
     let (providers, models) = (router.providers.len(), config.models.len());
+    control.governance.sync_config(&config)?;
+    shardgate::governance::check_exposure(&control.governance, &config)?;
     control.publish(Arc::new(Gateway { config, router }));
     let mut applied = format!("configuration reloaded: {providers} provider(s), {models} model(s)");
     if restart_only {

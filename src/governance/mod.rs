@@ -85,6 +85,45 @@ impl Governance {
     }
 }
 
+/// The secure-by-default rule: with keys off, model routes are served only
+/// on a loopback address, unless `auth.allow_unauthenticated` says so.
+pub fn check_exposure(gov: &Governance, config: &Config) -> Result<(), String> {
+    let listen = config.server.listen;
+    if gov.enabled() || config.auth.allow_unauthenticated || listen.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to serve {listen} without authentication: anyone who reaches it would spend \
+         the provider keys. Set admin.token (or SHARDGATE_ADMIN_TOKEN) and create keys, declare \
+         [[keys]], listen on a loopback address, or set auth.allow_unauthenticated = true if \
+         something in front of the gateway authenticates its clients"
+    ))
+}
+
+/// Loads the local store (records and spend) into `gov`, takes in the
+/// config's keys and teams, checks the exposure rule, and starts the store's
+/// writer.
+pub fn start(gov: &Arc<Governance>, config: &Config) -> Result<store::Writer, String> {
+    let dir = config.state.dir();
+    let opened =
+        store::Store::open(&dir).map_err(|e| format!("state.dir {}: {e}", dir.display()))?;
+    if let Some(state) = opened
+        .load()
+        .map_err(|e| format!("state.dir {}: {e}", dir.display()))?
+    {
+        gov.table.restore(&state);
+    }
+    gov.sync_config(config)?;
+    // The declared records' spend was restored before they were declared:
+    // restore once more so their ledgers resume too.
+    if let Some(state) = opened.load().ok().flatten() {
+        gov.table.restore(&state);
+    }
+    check_exposure(gov, config)?;
+    store::spawn_writer(gov.clone(), opened, config.state.flush_interval_ms)
+        .map_err(|e| format!("cannot start the state store's writer: {e}"))
+}
+
 fn declared_team(t: &TeamConfig) -> TeamSpec {
     TeamSpec {
         id: t.id.clone(),

@@ -59,6 +59,11 @@ pub struct TopLevel<'a> {
     pub object_end: usize,
     /// Number of top-level members.
     pub member_count: usize,
+    /// The most output the request allows: the largest whole number among
+    /// `max_tokens`, `max_completion_tokens` and `max_output_tokens` (the
+    /// dialects' names for it); a value of another type is left for the
+    /// upstream to refuse.
+    pub max_output_tokens: Option<u64>,
 }
 
 impl TopLevel<'_> {
@@ -75,6 +80,7 @@ impl TopLevel<'_> {
             stream_options: self.stream_options,
             object_end: self.object_end,
             member_count: self.member_count,
+            max_output_tokens: self.max_output_tokens,
         }
     }
 
@@ -89,6 +95,7 @@ impl TopLevel<'_> {
             stream_options: self.stream_options.clone(),
             object_end: self.object_end,
             member_count: self.member_count,
+            max_output_tokens: self.max_output_tokens,
         }
     }
 }
@@ -106,6 +113,7 @@ pub fn scan_top_level(body: &[u8]) -> Result<TopLevel<'_>, JsonError> {
         stream_options: None,
         object_end: 0,
         member_count: 0,
+        max_output_tokens: None,
     };
     let mut keys = KeySet::new();
     while let Some(member) = walker.next_member()? {
@@ -124,6 +132,11 @@ pub fn scan_top_level(body: &[u8]) -> Result<TopLevel<'_>, JsonError> {
             Some(KnownKey::Model) => top.model = Some(model_field(&member)?),
             Some(KnownKey::Stream) => top.stream = stream_flag(&member)?,
             Some(KnownKey::StreamOptions) => top.stream_options = stream_options_span(&member)?,
+            Some(KnownKey::MaxTokens) => {
+                if let Ok(n) = member.value_raw.parse::<u64>() {
+                    top.max_output_tokens = Some(top.max_output_tokens.map_or(n, |m| m.max(n)));
+                }
+            }
             None => {}
         }
     }
@@ -136,6 +149,7 @@ enum KnownKey {
     Model,
     Stream,
     StreamOptions,
+    MaxTokens,
 }
 
 fn key_name(key: &str) -> Option<KnownKey> {
@@ -143,6 +157,7 @@ fn key_name(key: &str) -> Option<KnownKey> {
         "model" => Some(KnownKey::Model),
         "stream" => Some(KnownKey::Stream),
         "stream_options" => Some(KnownKey::StreamOptions),
+        "max_tokens" | "max_completion_tokens" | "max_output_tokens" => Some(KnownKey::MaxTokens),
         _ => None,
     }
 }

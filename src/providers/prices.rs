@@ -98,6 +98,21 @@ impl PriceTable {
         })
     }
 
+    /// The cost of `usage` on `model`, in billionths of a US dollar: exact
+    /// for prices given to a thousandth of a dollar per million tokens,
+    /// which is what budgets are charged in.
+    pub fn cost_nanos(&self, model: &str, usage: &Usage) -> u64 {
+        let Some(p) = self.price(model) else {
+            return 0;
+        };
+        let cached = usage.cached_input_tokens.min(usage.input_tokens);
+        let nanos = ((usage.input_tokens - cached) as f64 * p.input
+            + cached as f64 * p.cached_input
+            + usage.output_tokens as f64 * p.output)
+            * 1000.0;
+        nanos.round() as u64
+    }
+
     /// The cost of `usage` on `model`, in millionths of a US dollar.
     pub fn cost_micros(&self, model: &str, usage: &Usage) -> u64 {
         let Some(p) = self.price(model) else {

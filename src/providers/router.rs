@@ -193,10 +193,23 @@ fn model_not_found(model: &str) -> Error {
 
 /// OpenAI's list format: `{"object":"list","data":[{"id","object","created","owned_by"}]}`.
 fn render_models(config: &Config) -> Vec<u8> {
+    render_models_where(config, |_, _| true)
+}
+
+/// The `/v1/models` list of the models for which `keep(name, resolved)`
+/// holds, `resolved` being the first deployment's `provider/model`.
+pub fn render_models_where(config: &Config, keep: impl Fn(&str, &str) -> bool) -> Vec<u8> {
     let mut out = b"{\"object\":\"list\",\"data\":[".to_vec();
     let mut first = true;
     for m in &config.models {
+        let resolved = m
+            .resolved_deployments()
+            .first()
+            .map_or(String::new(), |d| format!("{}/{}", d.0, d.1));
         for n in std::iter::once(&m.name).chain(&m.aliases) {
+            if !keep(n, &resolved) {
+                continue;
+            }
             if !first {
                 out.push(b',');
             }

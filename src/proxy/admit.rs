@@ -12,7 +12,11 @@
 use super::context::{Request, RequestCtx};
 use super::downstream::{Body, Downstream};
 use super::endpoint::{classify, method_forbids_content, split_target, Endpoint};
+use std::rc::Rc;
+use std::sync::Arc;
+
 use crate::error::{Error, Kind};
+use crate::governance::{presented_secret, unix_now, KeyEntry};
 use crate::http1::framing::{request_framing, FramingError};
 use crate::providers::Dialect;
 use crate::shard::Shard;
@@ -52,6 +56,39 @@ impl From<Error> for Refused {
             close: false,
         }
     }
+}
+
+/// The key the request presents, when keys are on (`None` when they are
+/// off); a 401 in the caller's dialect when it presents none, or one that
+/// is unknown (revoked keys are unknown) or expired.
+fn authenticate(shard: &Shard, down: &Downstream) -> Result<Option<Rc<Arc<KeyEntry>>>, Error> {
+    let gov = shard.governance();
+    if !gov.enabled() {
+        return Ok(None);
+    }
+    let header = |name: &[u8]| down.head.header(&down.rbuf, name);
+    let Some(secret) = presented_secret(header(b"authorization"), header(b"x-api-key")) else {
+        return Err(Error::client(
+            Kind::Unauthorized,
+            "You didn't provide an API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
+        ));
+    };
+    let unknown = || Error::client(Kind::Unauthorized, "Incorrect API key provided");
+    let key = shard.keys.resolve(&gov.table, secret).ok_or_else(unknown)?;
+    if key.expired(unix_now()) {
+        return Err(Error::client(
+            Kind::Unauthorized,
+            format!("This API key expired ({})", key_expiry(&key)),
+        ));
+    }
+    Ok(Some(key))
+}
+
+fn key_expiry(key: &KeyEntry) -> String {
+    key.spec
+        .expires_at
+        .map(crate::governance::format_rfc3339)
+        .unwrap_or_default()
 }
 
 /// Admits the request whose head is in `down`, noting in `ctx` what is
@@ -135,6 +172,9 @@ pub(super) async fn admit(
         body
     };
 
+    if endpoint != Endpoint::Health {
+        ctx.key = authenticate(shard, down)?;
+    }
     let router = &ctx.generation.gateway.router;
     // `/v1/models` passed to the default provider, when no models are configured.
     let models_provider = match endpoint {

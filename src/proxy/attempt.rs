@@ -32,12 +32,14 @@ use super::downstream::{Body, Downstream};
 use super::endpoint::Endpoint;
 use super::exchange::{ClientFacts, OutgoingRequest, Relayed, UpstreamSide, PIPELINED_RECHECK};
 use super::forward::{forward, relay_held, Leg};
+use super::govern;
 use super::lend::Lent;
 use super::offload::{self, OffLoop};
-use super::route::{pick_deployment, plan_request, Choice, Plan, Source};
+use super::route::{pick_deployment, plan_request, Choice, FirstRoute, Plan, Source};
 use super::translated::TranslatedCall;
 use super::upstream_request::{upstream_request, HeadSource};
 use crate::error::{Error, Kind, Retry};
+use crate::governance::RateHeaders;
 use crate::shard::{Generation, Shard};
 use crate::upstream::breaker::{BreakerEvent, Outcome as BreakerOutcome, Ticket};
 use crate::upstream::retry::{Attempt, Decision, RetryState};
@@ -58,6 +60,8 @@ pub(super) async fn run_attempts(
         facts,
         side,
         outcome,
+        key,
+        admission,
         ..
     } = ctx;
     let generation: &Generation = generation;
@@ -79,6 +83,7 @@ pub(super) async fn run_attempts(
         origin_model: None,
         tried: Vec::new(),
         retry: generation.retry.start(Instant::now()),
+        max_output: None,
     };
     let mut scanned = None;
     let result = loop {
@@ -137,6 +142,28 @@ pub(super) async fn run_attempts(
                 }
             }
         };
+
+        // A key's allow-list and reservation, once, before the first attempt.
+        if let (Some(key), None, None) = (key.as_deref(), admission.as_ref(), models_provider) {
+            match govern::reserve(
+                gw,
+                key,
+                &outcome.model,
+                provider,
+                &outcome.upstream_model,
+                outcome.bytes_in,
+                attempts.max_output,
+            ) {
+                Ok((taken, rate)) => {
+                    *admission = Some(taken);
+                    attempts.facts.rate = limited(rate);
+                }
+                Err((e, rate)) => {
+                    attempts.facts.rate = rate.and_then(limited);
+                    break Err(e);
+                }
+            }
+        }
 
         // Bounded under load: past the per-shard cap for this provider, fail
         // fast before anything is sent upstream.
@@ -215,6 +242,11 @@ pub(super) async fn run_attempts(
     result
 }
 
+/// The rate headers, for a key that has a rate limit.
+fn limited(rate: RateHeaders) -> Option<RateHeaders> {
+    (rate.requests.is_some() || rate.tokens.is_some()).then_some(rate)
+}
+
 /// The answer for a client that left while its body was processed off the
 /// loop: nothing went upstream; 499, and the connection closes (its body's
 /// buffer stayed with the job).
@@ -247,6 +279,8 @@ struct Attempts<'a> {
     /// only on a fail-over).
     tried: Vec<usize>,
     retry: RetryState,
+    /// The most output the request allows (its `max_tokens`), if it says.
+    max_output: Option<u64>,
 }
 
 /// What one attempt came to.
@@ -287,7 +321,10 @@ impl<'a> Attempts<'a> {
             self.generation,
             endpoint,
             body,
-            first.then_some(model),
+            first.then_some(FirstRoute {
+                model,
+                max_output: &mut self.max_output,
+            }),
             upstream_model,
             &mut self.choice,
         )?;

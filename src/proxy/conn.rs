@@ -54,7 +54,7 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, shard: Rc<Sha
             }
         };
         ctx.outcome.bytes_out = down.stream.take_written();
-        settle(&shard, &ctx);
+        settle(&shard, &mut ctx);
         match next {
             Next::KeepAlive => {}
             Next::Close => return,

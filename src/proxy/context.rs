@@ -11,12 +11,14 @@
 
 use std::ops::Range;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::downstream::Body;
 use super::endpoint::{Endpoint, UNKNOWN_ROUTE};
 use super::exchange::{ClientFacts, UpstreamSide};
 use crate::api::usage::Usage;
+use crate::governance::{Admission, KeyEntry};
 use crate::providers::Dialect;
 use crate::shard::Generation;
 
@@ -28,6 +30,10 @@ pub(super) struct RequestCtx {
     pub outcome: Outcome,
     /// Where the next request starts in the client's read buffer.
     pub next_request: usize,
+    /// The virtual key the request presented (when keys are on).
+    pub key: Option<Rc<Arc<KeyEntry>>>,
+    /// Its reservation, from before the first attempt to the settle.
+    pub admission: Option<Admission>,
 }
 
 impl RequestCtx {
@@ -38,6 +44,8 @@ impl RequestCtx {
             side: UpstreamSide::default(),
             outcome: Outcome::default(),
             next_request: 0,
+            key: None,
+            admission: None,
         }
     }
 
@@ -48,6 +56,8 @@ impl RequestCtx {
         self.facts = ClientFacts::default();
         self.outcome.reset(started);
         self.next_request = 0;
+        self.key = None;
+        self.admission = None;
     }
 }
 
@@ -91,6 +101,9 @@ pub struct Outcome {
     pub bytes_out: u64,
     /// The upstream cut the response before its end.
     pub truncated: bool,
+    /// Output tokens a stream relayed, as its running count estimated them
+    /// (what a stream without a usage event is charged).
+    pub output_seen: u64,
 }
 
 impl Default for Outcome {
@@ -120,6 +133,7 @@ impl Outcome {
             bytes_in: 0,
             bytes_out: 0,
             truncated: false,
+            output_seen: 0,
         }
     }
 
@@ -143,6 +157,7 @@ impl Default for ClientFacts {
             is_head: false,
             dialect: Dialect::OpenAi,
             write_timeout: Duration::ZERO,
+            rate: None,
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::api::translate::anthropic_error;
 use crate::buf::{write_all, PooledBuf};
 use crate::config::LimitsConfig;
 use crate::error::{Error, Kind};
+use crate::governance::RateHeaders;
 use crate::http1::chunked::{ChunkError, ChunkLimits, ChunkedDecoder};
 use crate::http1::framing::{BodyKind, RequestFraming};
 use crate::http1::parse::{HeadError, HeadLimits, HeadScanner, Parsed, RequestHead};
@@ -303,7 +304,7 @@ impl Downstream {
         close: bool,
         head_only: bool,
     ) -> io::Result<()> {
-        let out = local_response(status, body, close, head_only, false);
+        let out = local_response(status, body, close, head_only, None, b"");
         let (res, _) = write_all(&mut self.stream, out).await;
         res
     }
@@ -314,17 +315,37 @@ impl Downstream {
         err: &Error,
         close: bool,
         dialect: Dialect,
+        rate: Option<&RateHeaders>,
     ) -> io::Result<()> {
         let mut body = PooledBuf::take(256);
         match dialect {
             Dialect::OpenAi => err.write_openai_body(&mut body),
-            Dialect::Anthropic => {
-                body.extend_from_slice(&anthropic_error(err.status(), &err.message))
-            }
+            // Anthropic's errors have no code: it starts the message.
+            Dialect::Anthropic => match err
+                .code()
+                .filter(|_| err.status() == 429 || err.status() == 503)
+            {
+                Some(code) => body.extend_from_slice(&anthropic_error(
+                    err.status(),
+                    &format!("{code}: {}", err.message),
+                )),
+                None => body.extend_from_slice(&anthropic_error(err.status(), &err.message)),
+            },
         }
         // Overload is momentary: tell the client when to come back.
-        let retry_after = err.kind == Kind::Overloaded;
-        let out = local_response(err.status(), &body, close, false, retry_after);
+        let retry_after = err
+            .retry_after
+            .or((err.kind == Kind::Overloaded).then_some(1));
+        let mut extra = Vec::new();
+        if let Some(rate) = rate {
+            rate.push(&mut extra);
+        }
+        // A spent budget does not come back by retrying: the official SDKs
+        // retry a 429 unless told not to.
+        if err.kind == Kind::BudgetExceeded {
+            extra.extend_from_slice(b"x-should-retry: false\r\n");
+        }
+        let out = local_response(err.status(), &body, close, false, retry_after, &extra);
         let (res, _) = write_all(&mut self.stream, out).await;
         res
     }
@@ -336,15 +357,21 @@ pub fn local_response(
     body: &[u8],
     close: bool,
     head_only: bool,
-    retry_after: bool,
+    retry_after: Option<u32>,
+    extra_headers: &[u8],
 ) -> PooledBuf {
-    let mut out = PooledBuf::take(256 + body.len());
+    let mut out = PooledBuf::take(256 + body.len() + extra_headers.len());
     push_status_line(&mut out, status);
     push_header(&mut out, b"content-type", b"application/json");
     push_content_length(&mut out, body.len() as u64);
-    if retry_after {
-        push_header(&mut out, b"retry-after", b"1");
+    if let Some(seconds) = retry_after {
+        push_header(
+            &mut out,
+            b"retry-after",
+            itoa::Buffer::new().format(seconds).as_bytes(),
+        );
     }
+    out.extend_from_slice(extra_headers);
     if close {
         push_header(&mut out, b"connection", b"close");
     }

@@ -211,6 +211,9 @@ pub struct ClientFacts {
     /// The longest one write to the client may take (a client that stops
     /// reading is cut off after this).
     pub write_timeout: std::time::Duration,
+    /// The key's `x-ratelimit-*` headers, for every response head (a
+    /// limited key's only); they replace any the upstream sent.
+    pub rate: Option<crate::governance::RateHeaders>,
 }
 
 impl UpstreamSide {

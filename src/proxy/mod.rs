@@ -28,6 +28,7 @@ mod downstream;
 mod endpoint;
 mod exchange;
 mod forward;
+mod govern;
 mod headers;
 mod lend;
 mod offload;

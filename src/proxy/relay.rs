@@ -30,6 +30,12 @@ use crate::upstream::timeouts::AttemptClock;
 use monoio::buf::IoBuf;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
+/// The provider's own `x-ratelimit-*`: replaced by the key's when the key
+/// is limited (a client reads one set of limits, the one it is held to).
+fn is_ratelimit_header(name: &[u8]) -> bool {
+    name.len() > 12 && name[..12].eq_ignore_ascii_case(b"x-ratelimit-")
+}
+
 pub(super) async fn relay_response(
     up: &mut impl AsyncReadRent,
     urbuf: PooledBuf,
@@ -61,9 +67,15 @@ pub(super) async fn relay_response(
     let connection = ConnectionOptions::of(&side.head.headers, &urbuf);
     for h in &side.head.headers {
         let name = h.name.get(&urbuf);
-        if is_forwarded_response_header(name) && !connection.names(name) {
+        if is_forwarded_response_header(name)
+            && !connection.names(name)
+            && !(facts.rate.is_some() && is_ratelimit_header(name))
+        {
             push_header(&mut hbuf, name, h.value.get(&urbuf));
         }
+    }
+    if let Some(rate) = &facts.rate {
+        rate.push(&mut hbuf);
     }
     match framing.body {
         BodyKind::Length(n) => push_content_length(&mut hbuf, n),

@@ -11,6 +11,7 @@ use super::context::RequestCtx;
 use super::downstream::Downstream;
 use super::exchange::Relayed;
 use crate::error::Error;
+use crate::providers::router::render_models_where;
 
 /// Whether the client connection goes on after a request.
 pub(super) enum Next {
@@ -24,10 +25,16 @@ pub(super) async fn respond_local(
     down: &mut Downstream,
     answer: LocalAnswer,
 ) -> Next {
-    let router = &ctx.generation.gateway.router;
-    let body: &[u8] = match answer {
-        LocalAnswer::Health => b"{\"status\":\"ok\"}",
-        LocalAnswer::Models => &router.models_body,
+    let gw = &ctx.generation.gateway;
+    // A key limited to some models sees only those.
+    let filtered;
+    let body: &[u8] = match (answer, &ctx.key) {
+        (LocalAnswer::Health, _) => b"{\"status\":\"ok\"}",
+        (LocalAnswer::Models, Some(key)) if key.spec.models.is_some() => {
+            filtered = render_models_where(&gw.config, |name, resolved| key.allows(name, resolved));
+            &filtered
+        }
+        (LocalAnswer::Models, _) => &gw.router.models_body,
     };
     ctx.outcome.status = 200;
     let close = !ctx.facts.keep_alive;
@@ -55,7 +62,8 @@ pub(super) async fn respond_error(
         err.write_openai_body(&mut body);
         down.write_response(err.status(), &body, close, true).await
     } else {
-        down.write_error(err, close, ctx.facts.dialect).await
+        down.write_error(err, close, ctx.facts.dialect, ctx.facts.rate.as_ref())
+            .await
     };
     after_answer(ctx, down, written.is_ok() && !close)
 }

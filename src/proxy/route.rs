@@ -41,6 +41,13 @@ pub(super) enum Plan<'a> {
     },
 }
 
+/// What the first routing of a request notes of its body for later
+/// phases: the client's model name and the most output it allows.
+pub(super) struct FirstRoute<'a> {
+    pub model: &'a mut String,
+    pub max_output: &'a mut Option<u64>,
+}
+
 /// Where `plan_request` finds what it needs of the body.
 pub(super) enum Source<'a> {
     /// The body itself: scanned, and translated if need be, here.
@@ -59,7 +66,7 @@ pub(super) fn plan_request<'a>(
     generation: &Generation,
     endpoint: Endpoint,
     source: Source<'a>,
-    model_out: Option<&mut String>,
+    first: Option<FirstRoute<'_>>,
     upstream_model_out: &mut String,
     choice: &mut Choice,
 ) -> Result<(usize, Plan<'a>), Error> {
@@ -73,8 +80,9 @@ pub(super) fn plan_request<'a>(
                 .with_param("model"),
         );
     };
-    if let Some(out) = model_out {
-        out.push_str(&model.value);
+    if let Some(first) = first {
+        first.model.push_str(&model.value);
+        *first.max_output = top.max_output_tokens;
     }
     // Route on the unescaped name; a name that needed unescaping (rare)
     // is the only case that owns its copy.

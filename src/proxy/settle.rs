@@ -7,12 +7,27 @@ use std::time::{Instant, SystemTime};
 
 use super::context::RequestCtx;
 use super::endpoint::ROUTE_NAMES;
+use super::govern;
 use crate::shard::Shard;
 use crate::telemetry::{metrics, AccessRecord, RequestMetrics};
 
 /// Records the finished request in the shard's metrics and access log.
-pub(super) fn settle(shard: &Shard, ctx: &RequestCtx) {
+pub(super) fn settle(shard: &Shard, ctx: &mut RequestCtx) {
     let (outcome, router) = (&ctx.outcome, &ctx.generation.gateway.router);
+    if let Some(admission) = ctx.admission.take() {
+        // Answered: some of the upstream's response reached the client (a
+        // 2xx, or a stream cut or left mid-way), so its work is paid for.
+        let answered = (200..300).contains(&outcome.status) || outcome.ttft.is_some();
+        govern::settle(
+            &ctx.generation.gateway,
+            admission,
+            outcome.usage,
+            &outcome.upstream_model,
+            answered,
+            outcome.bytes_in,
+            outcome.output_seen,
+        );
+    }
     let total = outcome.started.elapsed();
     let labels = shard.metrics.labels();
     let usage = outcome.usage.unwrap_or_default();

@@ -256,6 +256,9 @@ async fn answer_whole(
     if close {
         push_header(&mut out, b"connection", b"close");
     }
+    if let Some(rate) = &facts.rate {
+        rate.push(&mut out);
+    }
     end_head(&mut out);
     out.extend_from_slice(&whole.body);
     if !matches!(
@@ -310,6 +313,9 @@ async fn relay_stream(
         push_header(&mut head, b"transfer-encoding", b"chunked");
     } else {
         push_header(&mut head, b"connection", b"close");
+    }
+    if let Some(rate) = &facts.rate {
+        rate.push(&mut head);
     }
     end_head(&mut head);
     if !matches!(

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::governance::Governance;
 use crate::providers::router::Router;
 use crate::telemetry::MetricsSnapshot;
 
@@ -32,6 +33,8 @@ pub struct Control {
     /// Scrapes: a request number, and each shard's latest answer to it.
     pub(super) snapshot_request: AtomicU64,
     pub(super) snapshots: Vec<Mutex<(u64, Option<MetricsSnapshot>)>>,
+    /// Keys, teams and their ledgers: process-wide, across reloads.
+    pub governance: Arc<Governance>,
 }
 
 /// A counter alone on its cache line, so shards never share one.
@@ -41,7 +44,16 @@ pub(super) struct PaddedCounter(pub(super) AtomicUsize);
 
 impl Control {
     pub fn new(gateway: Arc<Gateway>, shards: usize) -> Arc<Control> {
+        Control::with_governance(gateway, shards, Governance::new())
+    }
+
+    pub fn with_governance(
+        gateway: Arc<Gateway>,
+        shards: usize,
+        governance: Arc<Governance>,
+    ) -> Arc<Control> {
         Arc::new(Control {
+            governance,
             generation: AtomicU64::new(0),
             next: Mutex::new(gateway),
             draining: AtomicBool::new(false),

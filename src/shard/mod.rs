@@ -49,6 +49,8 @@ pub struct Shard {
     open_connections: Cell<usize>,
     /// Connections being turned away (503) right now.
     rejecting: Cell<usize>,
+    /// Which presented secret is which key, on this shard.
+    pub keys: crate::governance::KeyCache,
 }
 
 impl Shard {
@@ -66,7 +68,12 @@ impl Shard {
             current_no: Cell::new(current_no),
             open_connections: Cell::new(0),
             rejecting: Cell::new(0),
+            keys: Default::default(),
         }
+    }
+
+    pub fn governance(&self) -> &crate::governance::Governance {
+        &self.control.governance
     }
 
     /// Answers a pending scrape with this shard's snapshot.

@@ -694,9 +694,24 @@ pub fn gateway_command() -> Command {
             cmd.env_remove(name);
         }
     }
-    for v in ["OPENAI_API_VERSION", "MONOIO_FORCE_LEGACY_DRIVER"] {
+    for v in [
+        "OPENAI_API_VERSION",
+        "MONOIO_FORCE_LEGACY_DRIVER",
+        "SHARDGATE_ADMIN_TOKEN",
+    ] {
         cmd.env_remove(v);
     }
+    // Each gateway keeps its keys and spend in a directory of its own (a
+    // test that restarts one on the same state passes STATE_DIRECTORY).
+    static STATES: AtomicUsize = AtomicUsize::new(0);
+    cmd.env(
+        "STATE_DIRECTORY",
+        std::env::temp_dir().join(format!(
+            "shardgate-it-state-{}-{}",
+            std::process::id(),
+            STATES.fetch_add(1, Ordering::SeqCst)
+        )),
+    );
     cmd
 }
 
@@ -755,6 +770,7 @@ impl Gateway {
         if opts.driver == Driver::Legacy {
             cmd.env("MONOIO_FORCE_LEGACY_DRIVER", "1");
         }
+        cmd.env("STATE_DIRECTORY", dir.0.join("state"));
         for (k, v) in env {
             cmd.env(k, v);
         }

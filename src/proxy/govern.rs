@@ -1,0 +1,165 @@
+//! The governance step of a request that presented a key, between its first
+//! routing and its first attempt: the key's model allow-list (403), then its
+//! reservation against the key's and team's limits and budgets (429, in
+//! the caller's dialect, with `Retry-After`); and, in the log phase, the
+//! settle of that reservation to what the request really used.
+//!
+//! Estimates (what is reserved before the upstream says what it used):
+//! input tokens are the body's bytes / 4, rounded up — an over-estimate
+//! for English text in JSON (tokens average about 4 characters, and the
+//! JSON around the text costs bytes but no tokens), so a reservation is on
+//! the safe side; output tokens are the request's `max_tokens` (or
+//! `max_completion_tokens`, `max_output_tokens`), else
+//! `governance.default_max_output_tokens`. The settle replaces both by the
+//! upstream's reported usage; a response without one (a stream cut before
+//! its usage event) pays its input estimate and the output relayed until
+//! then, as the stream's running count estimated it.
+
+use std::sync::Arc;
+
+use crate::api::usage::Usage;
+use crate::error::{Error, Kind};
+use crate::governance::{
+    admit, unix_now, Admission, Denied, KeyEntry, Need, RateHeaders, Refusal, Used,
+};
+use crate::shard::Gateway;
+
+/// Input tokens estimated from a body of `bytes`.
+pub(super) fn input_estimate(bytes: u64) -> u64 {
+    bytes.div_ceil(4)
+}
+
+/// Checks the allow-list and reserves for a request to `model` (as the
+/// client sent it), routed to `provider`'s `upstream_model`. The rate
+/// headers come back either way, for the answer's head.
+pub(super) fn reserve(
+    gw: &Gateway,
+    key: &Arc<KeyEntry>,
+    model: &str,
+    provider: usize,
+    upstream_model: &str,
+    body_bytes: u64,
+    max_output: Option<u64>,
+) -> Result<(Admission, RateHeaders), (Error, Option<RateHeaders>)> {
+    if key.spec.models.is_some() {
+        let resolved = format!("{}/{upstream_model}", gw.router.providers[provider].name);
+        if !key.allows(model, &resolved) {
+            let e = Error::client(
+                Kind::Forbidden,
+                format!("this API key may not use the model `{model}`"),
+            )
+            .with_param("model");
+            return Err((e, None));
+        }
+    }
+    let input = input_estimate(body_bytes);
+    let output = max_output.unwrap_or(gw.config.governance.default_max_output_tokens);
+    let nanos = gw.router.prices.cost_nanos(
+        upstream_model,
+        &Usage {
+            input_tokens: input,
+            output_tokens: output,
+            cached_input_tokens: 0,
+        },
+    );
+    let need = Need {
+        tokens: input.saturating_add(output),
+        nanos,
+    };
+    admit(key, need, unix_now()).map_err(|d| {
+        let headers = d.headers;
+        (refused(key, &d), Some(headers))
+    })
+}
+
+/// The error for a refused reservation, naming whose limit it was.
+fn refused(key: &KeyEntry, d: &Denied) -> Error {
+    let whose = match (&key.team, d.by_team) {
+        (Some(t), true) => format!("team `{}`", t.spec.name),
+        _ => format!("API key `{}`", key.spec.name),
+    };
+    let limits = match (&key.team, d.by_team) {
+        (Some(t), true) => t.limits,
+        _ => key.limits,
+    };
+    match d.refusal {
+        Refusal::Requests { retry_after } => Error::client(
+            Kind::RateLimited,
+            format!(
+                "rate limit reached for {whose}: {} requests per minute; try again in {retry_after}s",
+                limits.rpm.unwrap_or(0)
+            ),
+        )
+        .with_retry_after(retry_after),
+        Refusal::Tokens { retry_after } => Error::client(
+            Kind::RateLimited,
+            format!(
+                "rate limit reached for {whose}: {} tokens per minute (this request reserves its \
+                 input and its max_tokens); try again in {retry_after}s",
+                limits.tpm.unwrap_or(0)
+            ),
+        )
+        .with_retry_after(retry_after),
+        Refusal::Concurrency => Error::client(
+            Kind::RateLimited,
+            format!(
+                "{whose} already has {} requests in flight (max_concurrent)",
+                limits.max_concurrent.unwrap_or(0)
+            ),
+        )
+        .with_retry_after(1),
+        Refusal::Budget { resets_in } => {
+            let e = Error::client(
+                Kind::BudgetExceeded,
+                format!(
+                    "the budget of {whose} (${:.2}, {}) is spent{}",
+                    limits.budget_nanos.unwrap_or(0) as f64 / 1e9,
+                    period_name(limits.period),
+                    if resets_in.is_some() { "; it starts again at the period's end" } else { "" }
+                ),
+            );
+            match resets_in {
+                Some(s) => e.with_retry_after(s),
+                None => e,
+            }
+        }
+    }
+}
+
+fn period_name(p: crate::governance::Period) -> &'static str {
+    match p {
+        crate::governance::Period::Day => "per day",
+        crate::governance::Period::Week => "per week",
+        crate::governance::Period::Month => "per month",
+        crate::governance::Period::Total => "in total",
+    }
+}
+
+/// Settles `admission` to what the request used: the upstream's usage when
+/// it reported one, else the input estimate (for a response that reached
+/// the client at all) and the output the stream's running count saw.
+pub(super) fn settle(
+    gw: &Gateway,
+    admission: Admission,
+    usage: Option<Usage>,
+    upstream_model: &str,
+    answered: bool,
+    body_bytes: u64,
+    output_seen: u64,
+) {
+    let usage = match usage {
+        Some(u) => u,
+        None if answered => Usage {
+            input_tokens: input_estimate(body_bytes),
+            output_tokens: output_seen,
+            cached_input_tokens: 0,
+        },
+        None => Usage::default(),
+    };
+    let used = Used {
+        input_tokens: usage.input_tokens,
+        output_tokens: usage.output_tokens,
+        nanos: gw.router.prices.cost_nanos(upstream_model, &usage),
+    };
+    admission.settle(used, unix_now());
+}
