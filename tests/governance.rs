@@ -540,3 +540,69 @@ fn keys_declared_in_the_config_file() {
         .unwrap()
         .contains("expired"));
 }
+
+/// A chat stream request (no max_tokens) on one connection; the raw bytes
+/// up to the end of the response.
+fn stream_chat(g: &Governed, secret: &str) -> String {
+    let body = r#"{"model":"metered","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: t\r\nauthorization: Bearer {secret}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut c = g.gw.connect();
+    let r = c.request(req).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+}
+
+#[test]
+fn a_long_stream_is_cut_by_its_budget_and_pays_for_what_it_relayed() {
+    let mock = MockUpstream::with(|_| Reply::Sse {
+        events: 120,
+        delay: Duration::from_millis(2),
+        framing: SseFraming::Chunked,
+    });
+    // Each reservation (and each growth) is 20 output tokens, $20.
+    let g = start(&mock, 2, "[governance]\ndefault_max_output_tokens = 20\n");
+    let (secret, id) = g.key(json!({"name": "streamer", "budget_usd": 30}));
+    let text = stream_chat(&g, &secret);
+    let events = sse_data(text.as_bytes());
+    let last = events.last().unwrap();
+    assert!(last.contains("\"code\":\"budget_exceeded\""), "{last}");
+    let relayed = events.iter().filter(|e| e.contains("tok")).count();
+    assert!(
+        (10..=25).contains(&relayed),
+        "{relayed} events before the cut"
+    );
+    assert!(
+        !text.contains("[DONE]"),
+        "a cut stream does not look complete"
+    );
+    // It pays for what it relayed (the mock sends no usage: the estimate).
+    let spent = spend(&g, &id);
+    assert!((20.0..=30.0).contains(&spent), "{spent}");
+    // The upstream was let go at once: it sent far fewer than its 120.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(mock.events_sent() < 60, "{}", mock.events_sent());
+    // $30 - spent cannot hold another $20 reservation.
+    assert_eq!(
+        g.chat(Some(&secret), "metered", 20)
+            .assert_openai_error(429)["code"],
+        "budget_exceeded"
+    );
+
+    // With room for it, the same stream grows its reservation and ends whole.
+    let (rich, id) = g.key(json!({"name": "rich", "budget_usd": 1000}));
+    let text = stream_chat(&g, &rich);
+    assert!(text.contains("[DONE]"), "{text}");
+    assert_eq!(
+        sse_data(text.as_bytes())
+            .iter()
+            .filter(|e| e.contains("tok"))
+            .count(),
+        120
+    );
+    let spent = spend(&g, &id);
+    // 120 events of "tokN": 10 of 1 token, 110 of 2 (5-6 bytes / 4).
+    assert_eq!(spent, 230.0, "the stream's own estimate, charged");
+}

@@ -168,6 +168,10 @@ pub struct StreamUsageScanner {
     anthropic: bool,
     openai_usage: Option<Usage>,
     anthropic_usage: AnthropicStreamUsage,
+    /// Estimate output tokens as events pass (`api::output_meter`): only
+    /// for streams whose key is governed.
+    metering: bool,
+    output_seen: u64,
 }
 
 impl StreamUsageScanner {
@@ -192,6 +196,8 @@ impl StreamUsageScanner {
             anthropic: false,
             openai_usage: None,
             anthropic_usage: AnthropicStreamUsage::default(),
+            metering: false,
+            output_seen: 0,
         }
     }
 
@@ -201,6 +207,19 @@ impl StreamUsageScanner {
         self.anthropic = anthropic;
         self.openai_usage = None;
         self.anthropic_usage = AnthropicStreamUsage::default();
+        self.metering = false;
+        self.output_seen = 0;
+    }
+
+    /// Estimates output tokens from here on (see [`Self::output_seen`]).
+    pub fn meter_output(&mut self) {
+        self.metering = true;
+    }
+
+    /// Output tokens seen so far, estimated event by event
+    /// (`api::output_meter`); 0 unless [`Self::meter_output`] was called.
+    pub fn output_seen(&self) -> u64 {
+        self.output_seen
     }
 
     /// Scans the next payload bytes. An `Err` (an event past
@@ -213,7 +232,11 @@ impl StreamUsageScanner {
             &mut self.openai_usage,
             &mut self.anthropic_usage,
         );
+        let (metering, output_seen) = (self.metering, &mut self.output_seen);
         self.sse.feed(payload, |event| {
+            if metering {
+                *output_seen += super::output_meter::event_output_tokens(event.data);
+            }
             if anthropic {
                 anthropic_usage.observe(event);
             } else if has_usage_object(event.data) {

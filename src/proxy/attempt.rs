@@ -61,7 +61,6 @@ pub(super) async fn run_attempts(
         side,
         outcome,
         key,
-        admission,
         ..
     } = ctx;
     let generation: &Generation = generation;
@@ -144,7 +143,11 @@ pub(super) async fn run_attempts(
         };
 
         // A key's allow-list and reservation, once, before the first attempt.
-        if let (Some(key), None, None) = (key.as_deref(), admission.as_ref(), models_provider) {
+        if let (Some(key), true, None) = (
+            key.as_deref(),
+            attempts.side.gate.is_none(),
+            models_provider,
+        ) {
             match govern::reserve(
                 gw,
                 key,
@@ -154,8 +157,8 @@ pub(super) async fn run_attempts(
                 outcome.bytes_in,
                 attempts.max_output,
             ) {
-                Ok((taken, rate)) => {
-                    *admission = Some(taken);
+                Ok((gate, rate)) => {
+                    attempts.side.gate = Some(gate);
                     attempts.facts.rate = limited(rate);
                 }
                 Err((e, rate)) => {
@@ -239,6 +242,13 @@ pub(super) async fn run_attempts(
         side.report.status
     };
     outcome.truncated = side.report.truncated;
+    outcome.output_seen = side.report.output_seen;
+    if let Some(cut) = side.report.cut {
+        outcome.error = Some(match cut {
+            govern::Cut::Budget => "budget_exceeded",
+            govern::Cut::Tokens => "rate_limit_exceeded",
+        });
+    }
     result
 }
 

@@ -18,7 +18,7 @@ use super::downstream::Body;
 use super::endpoint::{Endpoint, UNKNOWN_ROUTE};
 use super::exchange::{ClientFacts, UpstreamSide};
 use crate::api::usage::Usage;
-use crate::governance::{Admission, KeyEntry};
+use crate::governance::KeyEntry;
 use crate::providers::Dialect;
 use crate::shard::Generation;
 
@@ -30,10 +30,9 @@ pub(super) struct RequestCtx {
     pub outcome: Outcome,
     /// Where the next request starts in the client's read buffer.
     pub next_request: usize,
-    /// The virtual key the request presented (when keys are on).
+    /// The virtual key the request presented (when keys are on); its
+    /// reservation is `side.gate`.
     pub key: Option<Rc<Arc<KeyEntry>>>,
-    /// Its reservation, from before the first attempt to the settle.
-    pub admission: Option<Admission>,
 }
 
 impl RequestCtx {
@@ -45,7 +44,6 @@ impl RequestCtx {
             outcome: Outcome::default(),
             next_request: 0,
             key: None,
-            admission: None,
         }
     }
 
@@ -57,7 +55,6 @@ impl RequestCtx {
         self.outcome.reset(started);
         self.next_request = 0;
         self.key = None;
-        self.admission = None;
     }
 }
 

@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 
-use crate::api::translate::{ANTHROPIC_STREAM_CUT, OPENAI_STREAM_CUT};
+use super::govern::Cut;
+use crate::api::translate::{
+    ANTHROPIC_BUDGET_CUT, ANTHROPIC_STREAM_CUT, ANTHROPIC_TOKENS_CUT, OPENAI_BUDGET_CUT,
+    OPENAI_STREAM_CUT, OPENAI_TOKENS_CUT,
+};
 use crate::api::usage::{StreamUsageScanner, Usage};
 use crate::buf::{IoVecs, PooledBuf};
 use crate::config::LimitsConfig;
@@ -103,6 +107,9 @@ pub struct UpstreamSide {
     pub(super) report: Report,
     /// The current request's response limits, from its generation.
     pub(super) limits: ResponseLimits,
+    /// A governed request's reservation, from before its first attempt to
+    /// its settle; streams check their output against it as they run.
+    pub(super) gate: Option<super::govern::OutputGate>,
 }
 
 /// The bounds on an upstream response that `[limits]` sets
@@ -155,6 +162,10 @@ pub(super) struct Report {
     /// The client left while the response head (or a held error body) was
     /// awaited: the upstream request was abandoned.
     pub client_left: bool,
+    /// Output tokens a governed stream relayed, estimated as it ran.
+    pub output_seen: u64,
+    /// A governed stream was cut by its key's budget or token limit.
+    pub cut: Option<super::govern::Cut>,
 }
 
 impl Report {
@@ -223,6 +234,7 @@ impl UpstreamSide {
         self.held = None;
         self.report = Report::default();
         self.limits = ResponseLimits::new(limits);
+        self.gate = None;
     }
 
     /// Takes the held response, if any.
@@ -274,10 +286,15 @@ pub(super) async fn write_stream_cut(
     facts: &ClientFacts,
     chunked: bool,
     mid_event: bool,
+    by: Option<Cut>,
 ) -> bool {
-    let event = match facts.dialect {
-        Dialect::OpenAi => OPENAI_STREAM_CUT,
-        Dialect::Anthropic => ANTHROPIC_STREAM_CUT,
+    let event = match (facts.dialect, by) {
+        (Dialect::OpenAi, None) => OPENAI_STREAM_CUT,
+        (Dialect::Anthropic, None) => ANTHROPIC_STREAM_CUT,
+        (Dialect::OpenAi, Some(Cut::Budget)) => OPENAI_BUDGET_CUT,
+        (Dialect::OpenAi, Some(Cut::Tokens)) => OPENAI_TOKENS_CUT,
+        (Dialect::Anthropic, Some(Cut::Budget)) => ANTHROPIC_BUDGET_CUT,
+        (Dialect::Anthropic, Some(Cut::Tokens)) => ANTHROPIC_TOKENS_CUT,
     };
     let end_event: &[u8] = if mid_event { b"\n\n" } else { b"" };
     let mut out = PooledBuf::take(event.len() + 16);

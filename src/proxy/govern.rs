@@ -24,6 +24,53 @@ use crate::governance::{
 };
 use crate::shard::Gateway;
 
+/// Why a governed stream was cut while it ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Cut {
+    Budget,
+    Tokens,
+}
+
+/// A governed request's reservation while it runs, and, for a stream that
+/// reserved a default output (no `max_tokens`), how far its output may go
+/// before the reservation must grow: by one more default reservation at a
+/// time, as long as the key and team have the budget and tokens for it.
+pub(super) struct OutputGate {
+    pub admission: Admission,
+    /// Output tokens covered so far; `None` when the request named its own
+    /// most (the upstream stops it there, and the reservation covers it).
+    allowed: Option<u64>,
+    /// One growth: tokens, and their cost at the model's output price.
+    step: Need,
+}
+
+impl OutputGate {
+    /// After `seen` output tokens: whether the stream may go on (growing
+    /// the reservation if it must), or why it is cut.
+    pub fn check(&mut self, seen: u64) -> Result<(), Cut> {
+        let Some(allowed) = self.allowed.as_mut() else {
+            return Ok(());
+        };
+        while seen > *allowed {
+            if let Err(d) = self.admission.grow(self.step, unix_now()) {
+                return Err(match d.refusal {
+                    Refusal::Tokens { .. } | Refusal::Requests { .. } | Refusal::Concurrency => {
+                        Cut::Tokens
+                    }
+                    Refusal::Budget { .. } => Cut::Budget,
+                });
+            }
+            *allowed += self.step.tokens;
+        }
+        Ok(())
+    }
+
+    /// Whether the stream's output is watched at all.
+    pub fn watches(&self) -> bool {
+        self.allowed.is_some()
+    }
+}
+
 /// Input tokens estimated from a body of `bytes`.
 pub(super) fn input_estimate(bytes: u64) -> u64 {
     bytes.div_ceil(4)
@@ -40,7 +87,7 @@ pub(super) fn reserve(
     upstream_model: &str,
     body_bytes: u64,
     max_output: Option<u64>,
-) -> Result<(Admission, RateHeaders), (Error, Option<RateHeaders>)> {
+) -> Result<(OutputGate, RateHeaders), (Error, Option<RateHeaders>)> {
     if key.spec.models.is_some() {
         let resolved = format!("{}/{upstream_model}", gw.router.providers[provider].name);
         if !key.allows(model, &resolved) {
@@ -53,23 +100,36 @@ pub(super) fn reserve(
         }
     }
     let input = input_estimate(body_bytes);
-    let output = max_output.unwrap_or(gw.config.governance.default_max_output_tokens);
-    let nanos = gw.router.prices.cost_nanos(
-        upstream_model,
-        &Usage {
-            input_tokens: input,
-            output_tokens: output,
-            cached_input_tokens: 0,
-        },
-    );
+    let default_output = gw.config.governance.default_max_output_tokens;
+    let output = max_output.unwrap_or(default_output);
+    let cost = |input_tokens, output_tokens| {
+        gw.router.prices.cost_nanos(
+            upstream_model,
+            &Usage {
+                input_tokens,
+                output_tokens,
+                cached_input_tokens: 0,
+            },
+        )
+    };
     let need = Need {
         tokens: input.saturating_add(output),
-        nanos,
+        nanos: cost(input, output),
     };
-    admit(key, need, unix_now()).map_err(|d| {
-        let headers = d.headers;
-        (refused(key, &d), Some(headers))
-    })
+    match admit(key, need, unix_now()) {
+        Ok((admission, headers)) => Ok((
+            OutputGate {
+                admission,
+                allowed: max_output.is_none().then_some(output),
+                step: Need {
+                    tokens: default_output,
+                    nanos: cost(0, default_output),
+                },
+            },
+            headers,
+        )),
+        Err(d) => Err((refused(key, &d), Some(d.headers))),
+    }
 }
 
 /// The error for a refused reservation, naming whose limit it was.
@@ -140,7 +200,7 @@ fn period_name(p: crate::governance::Period) -> &'static str {
 /// the client at all) and the output the stream's running count saw.
 pub(super) fn settle(
     gw: &Gateway,
-    admission: Admission,
+    gate: OutputGate,
     usage: Option<Usage>,
     upstream_model: &str,
     answered: bool,
@@ -161,5 +221,5 @@ pub(super) fn settle(
         output_tokens: usage.output_tokens,
         nanos: gw.router.prices.cost_nanos(upstream_model, &usage),
     };
-    admission.settle(used, unix_now());
+    gate.admission.settle(used, unix_now());
 }

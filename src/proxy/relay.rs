@@ -17,6 +17,7 @@
 use super::exchange::{
     to_client, write_out, write_stream_cut, ClientFacts, Relayed, UpstreamSide, RESPONSE_BUF_BYTES,
 };
+use super::govern::Cut;
 use crate::api::usage::{anthropic_response_usage, openai_response_usage, StreamUsageScanner};
 use crate::buf::{write_all_vectored, PooledBuf};
 use crate::error::{Error, Kind};
@@ -96,6 +97,9 @@ pub(super) async fn relay_response(
     let mut usage_scan = side.report.streamed.then(|| {
         let mut scan = side.usage_scanner.take().unwrap_or_default();
         scan.reset(facts.dialect == Dialect::Anthropic);
+        if side.gate.as_ref().is_some_and(|g| g.watches()) {
+            scan.meter_output();
+        }
         scan
     });
     let framing = ClientFraming {
@@ -119,6 +123,7 @@ pub(super) async fn relay_response(
         if side.report.usage.is_none() {
             side.report.usage = scan.usage();
         }
+        side.report.output_seen = scan.output_seen();
         // Gives back what a huge event grew, while the connection idles.
         scan.reset(false);
         side.usage_scanner = Some(scan);
@@ -281,7 +286,7 @@ async fn send_response(
         let n = match clock.body(read_more(up, &mut urbuf)).await {
             Ok(Ok(0)) if progress.kind() == BodyKind::CloseDelimited => break,
             Ok(Ok(n)) if n > 0 => n,
-            _ => return end_cut_response(client, side, facts, framing, at).await,
+            _ => return end_cut_response(client, side, facts, framing, at, None).await,
         };
         // A read whose framing is malformed is not relayed: the response
         // ends where the previous read left the client. So is one past
@@ -306,7 +311,7 @@ async fn send_response(
                 unmetered = true;
                 consumed
             }
-            Err(_) => return end_cut_response(client, side, facts, framing, at).await,
+            Err(_) => return end_cut_response(client, side, facts, framing, at, None).await,
         };
         at = progress.position(
             side.decoder(),
@@ -334,7 +339,18 @@ async fn send_response(
             }
         }
         if unmetered && at.between_chunks && !progress.is_done() {
-            return end_cut_response(client, side, facts, framing, at).await;
+            return end_cut_response(client, side, facts, framing, at, None).await;
+        }
+        // A governed stream past its reservation grows it or is cut, at
+        // the first point the client is between chunks.
+        if let (Some(gate), Some(scan)) = (side.gate.as_mut(), usage_scan.as_deref()) {
+            side.report.output_seen = scan.output_seen();
+            if let Err(cut) = gate.check(scan.output_seen()) {
+                if at.between_chunks && !progress.is_done() {
+                    side.report.cut = Some(cut);
+                    return end_cut_response(client, side, facts, framing, at, Some(cut)).await;
+                }
+            }
         }
     }
     side.report.reusable =
@@ -407,6 +423,7 @@ async fn end_cut_response(
     facts: &ClientFacts,
     framing: &ClientFraming,
     at: ClientPosition,
+    by: Option<Cut>,
 ) -> Relayed {
     side.report.truncated = true;
     side.report.reusable = false;
@@ -417,7 +434,7 @@ async fn end_cut_response(
     }
     // A chunked stream ended this way is whole as HTTP: the client
     // connection stays in sync and is kept as the head announced.
-    if write_stream_cut(client, facts, chunked, at.mid_event).await {
+    if write_stream_cut(client, facts, chunked, at.mid_event, by).await {
         Relayed::Complete {
             close: framing.close,
         }

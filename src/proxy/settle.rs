@@ -14,13 +14,13 @@ use crate::telemetry::{metrics, AccessRecord, RequestMetrics};
 /// Records the finished request in the shard's metrics and access log.
 pub(super) fn settle(shard: &Shard, ctx: &mut RequestCtx) {
     let (outcome, router) = (&ctx.outcome, &ctx.generation.gateway.router);
-    if let Some(admission) = ctx.admission.take() {
+    if let Some(gate) = ctx.side.gate.take() {
         // Answered: some of the upstream's response reached the client (a
         // 2xx, or a stream cut or left mid-way), so its work is paid for.
         let answered = (200..300).contains(&outcome.status) || outcome.ttft.is_some();
         govern::settle(
             &ctx.generation.gateway,
-            admission,
+            gate,
             outcome.usage,
             &outcome.upstream_model,
             answered,

@@ -15,6 +15,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use super::body::BodyProgress;
 use super::downstream::read_more;
 use super::exchange::{to_client, write_stream_cut, ClientFacts, Relayed, UpstreamSide};
+use super::govern::Cut;
+use crate::api::output_meter::event_output_tokens;
 use crate::api::sse::SseScanner;
 use crate::api::translate::{
     anthropic_error_to_openai, anthropic_response_to_openai, openai_error_to_anthropic,
@@ -329,10 +331,15 @@ async fn relay_stream(
     // Why the stream stopped before its read.framing's end, if it did. Only
     // whole events are ever written, so the client is never inside one.
     let mut broken: Option<&'static str> = None;
+    let metering = side.gate.as_ref().is_some_and(|g| g.watches());
+    let mut seen = 0;
     loop {
         events.clear();
         let mut untranslatable = false;
         let scanned = scanner.feed(&read.payload, |ev| {
+            if metering {
+                seen += event_output_tokens(ev.data);
+            }
             if !untranslatable && translator.on_event(ev.event, ev.data, &mut events).is_err() {
                 untranslatable = true;
             }
@@ -348,6 +355,20 @@ async fn relay_stream(
             broken = Some(STREAM_EVENT_TOO_LARGE);
         } else if untranslatable {
             broken = Some(STREAM_EVENT_UNREADABLE);
+        }
+        // A governed stream past its reservation grows it or is cut; only
+        // whole events were written, so the cut goes in between two.
+        side.report.output_seen = seen;
+        if let Some(gate) = side.gate.as_mut() {
+            if let Err(cut) = gate.check(seen) {
+                side.report.cut = Some(cut);
+                broken = Some(match cut {
+                    Cut::Budget => "budget_exceeded: the API key's budget ran out during this stream",
+                    Cut::Tokens => {
+                        "rate_limit_exceeded: the API key's tokens-per-minute limit was reached during this stream"
+                    }
+                });
+            }
         }
         if read.progress.is_done() || broken.is_some() {
             break;
@@ -380,7 +401,7 @@ async fn relay_stream(
     // dialect's error event. (A translator says it in its own words.)
     if broken.is_some() && matches!(translator, StreamTranslator::HideUsage(_)) {
         side.report.usage = translator.usage();
-        return if write_stream_cut(client, facts, chunked, false).await {
+        return if write_stream_cut(client, facts, chunked, false, side.report.cut).await {
             Relayed::Complete { close }
         } else {
             Relayed::Broken

@@ -36,6 +36,14 @@ pub struct TranslatedError {
 /// error, so a client never takes a truncated answer for a whole one.
 pub const OPENAI_STREAM_CUT: &[u8] = b"data: {\"error\":{\"message\":\"the upstream cut the stream before the response was complete\",\"type\":\"server_error\",\"param\":null,\"code\":\"stream_truncated\"}}\n\n";
 
+/// A stream cut because its key's budget ran out while it ran (OpenAI).
+pub const OPENAI_BUDGET_CUT: &[u8] = b"data: {\"error\":{\"message\":\"the API key's budget ran out during this stream\",\"type\":\"insufficient_quota\",\"param\":null,\"code\":\"budget_exceeded\"}}\n\n";
+/// A stream cut because its key's tokens-per-minute ran out (OpenAI).
+pub const OPENAI_TOKENS_CUT: &[u8] = b"data: {\"error\":{\"message\":\"the API key's tokens-per-minute limit was reached during this stream\",\"type\":\"rate_limit_error\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}\n\n";
+/// The same two for Anthropic streams (the code starts the message).
+pub const ANTHROPIC_BUDGET_CUT: &[u8] = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"budget_exceeded: the API key's budget ran out during this stream\"}}\n\n";
+pub const ANTHROPIC_TOKENS_CUT: &[u8] = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"rate_limit_error\",\"message\":\"rate_limit_exceeded: the API key's tokens-per-minute limit was reached during this stream\"}}\n\n";
+
 /// The same for an Anthropic-dialect stream: an `error` event.
 pub const ANTHROPIC_STREAM_CUT: &[u8] = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"the upstream cut the stream before the response was complete\"}}\n\n";
 
