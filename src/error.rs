@@ -1,7 +1,8 @@
 //! The one error type: what failed, who failed (client, upstream, gateway),
 //! and whether the request may be sent again ([`Retry`]). Every error the
 //! gateway itself answers with is rendered as an OpenAI-shaped JSON body
-//! with the matching status.
+//! with the matching status; an error that asks the client to come back
+//! later carries how long (`retry_after`, sent as `Retry-After`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -38,6 +39,9 @@ pub enum Kind {
     /// The upstream closed before a response byte arrived.
     UpstreamClosed,
     Overloaded,
+    /// A rate limit was reached (429): a provider quota every deployment is
+    /// at, or a key's limit. Set `Error::retry_after` with it.
+    RateLimited,
     Internal,
 }
 
@@ -82,6 +86,11 @@ pub struct Error {
     pub retry: Retry,
     pub message: Cow<'static, str>,
     pub param: Option<Cow<'static, str>>,
+    /// Whole seconds the client should wait before sending again, written
+    /// as `Retry-After` with the error (at least 1). Any kind may carry it;
+    /// `Kind::Overloaded` without one is answered `Retry-After: 1`, and
+    /// `Kind::RateLimited` should always have one (see [`Error::with_retry_after`]).
+    pub retry_after: Option<u32>,
 }
 
 impl Error {
@@ -92,6 +101,7 @@ impl Error {
             retry: Retry::Never,
             message: message.into(),
             param: None,
+            retry_after: None,
         }
     }
 
@@ -108,6 +118,7 @@ impl Error {
             retry: retry.into(),
             message: message.into(),
             param: None,
+            retry_after: None,
         }
     }
 
@@ -118,12 +129,26 @@ impl Error {
             retry: Retry::Never,
             message: message.into(),
             param: None,
+            retry_after: None,
         }
     }
 
     pub fn with_param(mut self, param: impl Into<Cow<'static, str>>) -> Error {
         self.param = Some(param.into());
         self
+    }
+
+    /// Asks the client to wait `seconds` (at least 1; capped at `u32::MAX`)
+    /// before sending again.
+    pub fn with_retry_after(mut self, seconds: u64) -> Error {
+        self.retry_after = Some(seconds.clamp(1, u64::from(u32::MAX)) as u32);
+        self
+    }
+
+    /// The `Retry-After` the answer carries, if any.
+    pub fn retry_after_header(&self) -> Option<u32> {
+        self.retry_after
+            .or((self.kind == Kind::Overloaded).then_some(1))
     }
 
     pub fn status(&self) -> u16 {
@@ -138,12 +163,17 @@ impl Error {
             Kind::UpstreamConnect | Kind::UpstreamProtocol | Kind::UpstreamClosed => 502,
             Kind::UpstreamTimeout => 504,
             Kind::Overloaded => 503,
+            Kind::RateLimited => 429,
             Kind::Internal => 500,
         }
     }
 
     /// OpenAI's `error.type`.
     pub fn type_name(&self) -> &'static str {
+        if self.kind == Kind::RateLimited {
+            // Whoever's limit it is, clients (and OpenAI's SDKs) key on this.
+            return "rate_limit_error";
+        }
         match self.source {
             Source::Client => "invalid_request_error",
             Source::Upstream => "upstream_error",
@@ -167,6 +197,7 @@ impl Error {
             Kind::UpstreamProtocol => "upstream_protocol_error",
             Kind::UpstreamClosed => "upstream_closed",
             Kind::Overloaded => "overloaded",
+            Kind::RateLimited => "rate_limit_exceeded",
             Kind::BadRequest | Kind::Internal => return None,
         })
     }
@@ -246,5 +277,22 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["error"]["param"], serde_json::Value::Null);
         assert_eq!(e.status(), 504);
+        assert_eq!(e.retry_after_header(), None);
+    }
+
+    #[test]
+    fn rate_limited_is_a_429_with_openai_s_type_and_code_and_a_retry_after() {
+        let e = Error::gateway(Kind::RateLimited, "at quota").with_retry_after(0);
+        let mut out = Vec::new();
+        e.write_openai_body(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(e.status(), 429);
+        assert_eq!(v["error"]["type"], "rate_limit_error");
+        assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+        assert_eq!(e.retry_after_header(), Some(1), "at least a second");
+        assert_eq!(e.with_retry_after(37).retry_after_header(), Some(37));
+        let o = Error::gateway(Kind::Overloaded, "busy");
+        assert_eq!(o.retry_after_header(), Some(1));
+        assert_eq!(o.with_retry_after(5).retry_after_header(), Some(5));
     }
 }

@@ -247,7 +247,9 @@ fn reload_config(args: &Args, control: &Control) -> Result<String, String> {
     let config = load_config(args).map_err(|e| e.to_string())?;
     let restart_only = config.server.listen != old.config.server.listen
         || config.server.shards != old.config.server.shards;
-    let router = Router::new(&config).map_err(|e| e.to_string())?;
+    let mut router = Router::new(&config).map_err(|e| e.to_string())?;
+    // Quotas count the last minute across reloads, not from each reload.
+    router.carry_quotas(&old.router);
     let (providers, models) = (router.providers.len(), config.models.len());
     control.publish(Arc::new(Gateway { config, router }));
     let mut applied = format!("configuration reloaded: {providers} provider(s), {models} model(s)");

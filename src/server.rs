@@ -150,7 +150,7 @@ fn reject_connection(shard: &Rc<Shard>, stream: monoio::net::TcpStream) {
         );
         let mut body = Vec::with_capacity(256);
         err.write_openai_body(&mut body);
-        let out = crate::proxy::local_response(503, &body, true, false, true);
+        let out = crate::proxy::local_response(503, &body, true, false, Some(1));
         let (res, _) = crate::buf::write_all(&mut stream, out).await;
         if res.is_ok() {
             let _ = stream.shutdown().await;

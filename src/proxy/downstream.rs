@@ -303,7 +303,7 @@ impl Downstream {
         close: bool,
         head_only: bool,
     ) -> io::Result<()> {
-        let out = local_response(status, body, close, head_only, false);
+        let out = local_response(status, body, close, head_only, None);
         let (res, _) = write_all(&mut self.stream, out).await;
         res
     }
@@ -322,28 +322,28 @@ impl Downstream {
                 body.extend_from_slice(&anthropic_error(err.status(), &err.message))
             }
         }
-        // Overload is momentary: tell the client when to come back.
-        let retry_after = err.kind == Kind::Overloaded;
-        let out = local_response(err.status(), &body, close, false, retry_after);
+        let out = local_response(err.status(), &body, close, false, err.retry_after_header());
         let (res, _) = write_all(&mut self.stream, out).await;
         res
     }
 }
 
-/// A complete response the gateway makes itself, JSON body.
+/// A complete response the gateway makes itself, JSON body, with
+/// `Retry-After: retry_after` (whole seconds) when given.
 pub fn local_response(
     status: u16,
     body: &[u8],
     close: bool,
     head_only: bool,
-    retry_after: bool,
+    retry_after: Option<u32>,
 ) -> PooledBuf {
     let mut out = PooledBuf::take(256 + body.len());
     push_status_line(&mut out, status);
     push_header(&mut out, b"content-type", b"application/json");
     push_content_length(&mut out, body.len() as u64);
-    if retry_after {
-        push_header(&mut out, b"retry-after", b"1");
+    if let Some(seconds) = retry_after {
+        let mut digits = itoa::Buffer::new();
+        push_header(&mut out, b"retry-after", digits.format(seconds).as_bytes());
     }
     if close {
         push_header(&mut out, b"connection", b"close");
