@@ -25,6 +25,15 @@
 //!   add.
 //! - A window sits on cache lines of its own (`align(64)`), so two
 //!   deployments' windows never share one.
+//!
+//! How close a quota holds (the callers' side, `proxy/route.rs` and
+//! `proxy/attempt.rs`): a request is checked when its deployment is picked
+//! and counted when it is sent, with no await between the two for a body
+//! scanned on the loop, so past a full window at most one request per
+//! shard (plus any whose large body was being processed off the loop) can
+//! still go. Tokens are counted when the response settles, so requests in
+//! flight while a tpm window fills are not held back: a tpm quota can be
+//! overrun by what those requests use.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
