@@ -194,7 +194,9 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
         // Beside an old gateway (share_port), the port's claim is taken over
         // once it has gone, so the port is protected again; checked once a
         // second until then.
-        let poll = (!claim.is_held()).then_some(std::time::Duration::from_secs(1));
+        let poll = claim
+            .can_take_over()
+            .then_some(std::time::Duration::from_secs(1));
         let Some(signal) = wait_for_signal(&signals, poll) else {
             if let Ok(true) = claim.try_again() {
                 log_info(format_args!(

@@ -52,13 +52,20 @@ pub struct Listeners {
 pub struct PortClaim {
     port: u16,
     socket: Option<UnixDatagram>,
+    /// Claims cannot be made here (no unix sockets: a sandbox); the port
+    /// was judged by probing it instead.
+    unavailable: bool,
 }
 
 impl PortClaim {
     /// Claims `port`; the claim is not held (see [`PortClaim::is_held`])
     /// when another live process holds it.
     pub fn take(port: u16) -> io::Result<PortClaim> {
-        let mut claim = PortClaim { port, socket: None };
+        let mut claim = PortClaim {
+            port,
+            socket: None,
+            unavailable: false,
+        };
         claim.try_again()?;
         Ok(claim)
     }
@@ -68,11 +75,17 @@ impl PortClaim {
         self.socket.is_some()
     }
 
+    /// Whether the claim is worth trying again (it can be made here, and
+    /// another process holds it).
+    pub fn can_take_over(&self) -> bool {
+        !self.unavailable && !self.is_held()
+    }
+
     /// Takes the claim if it is free now (a gateway started with
     /// `share_port` beside an old one takes it over once that one exits);
     /// whether it is held afterwards.
     pub fn try_again(&mut self) -> io::Result<bool> {
-        if self.socket.is_none() {
+        if self.can_take_over() {
             let name = format!("shardgate/port/{}", self.port);
             let addr = UnixAddr::from_abstract_name(name.as_bytes())?;
             match UnixDatagram::bind_addr(&addr) {
@@ -99,8 +112,26 @@ pub fn bind_listeners(addr: SocketAddr, count: usize, share_port: bool) -> io::R
         )
     };
     let claim = if addr.port() != 0 {
-        let claim = PortClaim::take(addr.port())?;
-        if !claim.is_held() && !share_port {
+        let claim = PortClaim::take(addr.port()).unwrap_or_else(|e| {
+            // Where no unix socket can be made, the port itself is all
+            // there is to go by, with its false alarm after a SIGKILL.
+            crate::telemetry::log_warn(format_args!(
+                "cannot claim port {} (abstract unix socket: {e}); judging it by a probe \
+                 instead, which a killed gateway's lingering sockets can fail for a moment",
+                addr.port()
+            ));
+            PortClaim {
+                port: addr.port(),
+                socket: None,
+                unavailable: true,
+            }
+        });
+        let taken = if claim.unavailable {
+            someone_listens(addr)
+        } else {
+            !claim.is_held()
+        };
+        if taken && !share_port {
             return Err(in_use());
         }
         Some(claim)
@@ -132,7 +163,11 @@ pub fn bind_listeners(addr: SocketAddr, count: usize, share_port: bool) -> io::R
     let claim = match claim {
         Some(c) => c,
         // A port the kernel just picked: free, so ours to claim.
-        None => PortClaim::take(bound.port())?,
+        None => PortClaim::take(bound.port()).unwrap_or(PortClaim {
+            port: bound.port(),
+            socket: None,
+            unavailable: true,
+        }),
     };
     Ok(Listeners { sockets, claim })
 }

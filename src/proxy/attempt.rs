@@ -174,6 +174,7 @@ pub(super) async fn run_attempts(
         };
 
         outcome.provider = Some(provider);
+        outcome.deployment = attempts.deployment();
         let p = &gw.router.providers[provider];
         let source = HeadSource {
             server: &gw.config.server,
@@ -216,8 +217,6 @@ pub(super) async fn run_attempts(
         }
         attempts.choice = next.choice;
     };
-    // The deployment whose response this is, for its token quota.
-    outcome.deployment = attempts.deployment().filter(|_| outcome.provider.is_some());
     let side = attempts.side;
     outcome.upstream = side.report.sent_at.map(|t| t.elapsed());
     outcome.ttft = side

@@ -71,8 +71,8 @@ pub struct Outcome {
     pub started: Instant,
     pub route: usize,
     pub provider: Option<usize>,
-    /// The configured model's deployment (model, index) that answered,
-    /// whose token quota the usage counts against.
+    /// The configured model's deployment (model, index) the last attempt
+    /// went to (with `provider`), whose token quota the usage counts against.
     pub deployment: Option<(usize, usize)>,
     pub status: u16,
     /// The kind of error the gateway answered with (its metrics name), if
