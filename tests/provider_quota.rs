@@ -9,7 +9,8 @@
 //! Anthropic shape for an Anthropic client; a model at quota falling back
 //! to its fallback model first; a tpm quota filled by the tokens the
 //! responses reported; a provider-level quota on a direct
-//! `provider/model` request.
+//! `provider/model` request, and a deployment's quota on a `provider/model`
+//! name that pins it.
 
 mod common;
 
@@ -103,6 +104,12 @@ deployments = [
         }
         assert_eq!(a.requests().len() - a0, 5, "a's quota is 5 a minute");
         assert_eq!(b.requests().len() - b0, 15);
+        // A name pinning the deployment (`a/m`) counts against its quota
+        // too: it is full, so 429 (a pinned request has nowhere else to go).
+        let r = gw.post("/v1/chat/completions", &chat("a/m"));
+        r.assert_openai_error(429);
+        assert_eq!(a.requests().len() - a0, 5);
+        assert_eq!(gw.post("/v1/chat/completions", &chat("b/m")).status, 200);
         let passed = metric(
             &gw,
             "shardgate_quota_passed_over_total{model=\"m\",provider=\"a\",deployment=\"0\"} ",

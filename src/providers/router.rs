@@ -157,6 +157,23 @@ impl Router {
         }
     }
 
+    /// The configured model's deployment (model, index) a
+    /// `provider/model` name pins (`b/m`: m's deployment on b), when the
+    /// name is not itself a configured model.
+    pub fn pinned_deployment(&self, name: &str) -> Option<(usize, usize)> {
+        let (prefix, rest) = name.split_once('/')?;
+        if self.models.contains_key(name) {
+            return None;
+        }
+        let provider = *self.by_name.get(prefix)?;
+        let m = *self.models.get(rest)?;
+        let index = self.model_routes[m]
+            .deployments
+            .iter()
+            .position(|d| d.provider == provider)?;
+        Some((m, index))
+    }
+
     /// The quotas an attempt sent to deployment `index` of configured model
     /// `model` (or, with `None`, straight to `provider`) counts against:
     /// the deployment's own, then its provider's.
@@ -445,6 +462,10 @@ mod tests {
         assert_eq!(old.quotas(a, Some((0, 0))).count(), 2);
         assert_eq!(old.quotas(b, Some((0, 1))).count(), 0);
         assert_eq!(old.quotas(a, None).count(), 1);
+        assert_eq!(old.pinned_deployment("a/m"), Some((0, 0)));
+        assert_eq!(old.pinned_deployment("b/m"), Some((0, 1)));
+        assert_eq!(old.pinned_deployment("a/x"), None);
+        assert_eq!(old.pinned_deployment("m"), None);
         q.count_request(7);
         old.provider_quotas[a]
             .as_ref()

@@ -82,6 +82,7 @@ pub(super) async fn run_attempts(
         origin_model: None,
         tried: Vec::new(),
         retry: generation.retry.start(Instant::now()),
+        pinned: None,
     };
     let mut scanned = None;
     let result = loop {
@@ -145,7 +146,7 @@ pub(super) async fn run_attempts(
         // while a retry backed off), or one on a direct route: nothing was
         // sent, so another deployment or fallback may take it, else 429.
         let second = quota::now_secs(Instant::now());
-        if let Some(wait) = quota_full(&gw.router, provider, attempts.deployment(), second) {
+        if let Some(wait) = quota_full(&gw.router, provider, attempts.quota_deployment(), second) {
             match attempts.fail_over(provider) {
                 Some(c) => {
                     attempts.choice = c;
@@ -174,7 +175,7 @@ pub(super) async fn run_attempts(
         };
 
         outcome.provider = Some(provider);
-        outcome.deployment = attempts.deployment();
+        outcome.deployment = attempts.quota_deployment();
         let p = &gw.router.providers[provider];
         let source = HeadSource {
             server: &gw.config.server,
@@ -265,6 +266,9 @@ struct Attempts<'a> {
     /// only on a fail-over).
     tried: Vec<usize>,
     retry: RetryState,
+    /// The configured model's deployment a `provider/model` name pins
+    /// (sent direct, but counted against that deployment's quota).
+    pinned: Option<(usize, usize)>,
 }
 
 /// What one attempt came to.
@@ -328,10 +332,20 @@ impl<'a> Attempts<'a> {
             }
             other => other?,
         };
-        if let (true, Choice::Deployment { model, .. }) = (first, self.choice) {
-            self.origin_model = Some(model);
+        match (first, self.choice) {
+            (true, Choice::Deployment { model, .. }) => self.origin_model = Some(model),
+            (true, Choice::Direct) => {
+                self.pinned = self.generation.gateway.router.pinned_deployment(model);
+            }
+            _ => {}
         }
         Ok(routed)
+    }
+
+    /// The deployment whose quota the current attempt counts against: the
+    /// one it goes to, or the one its `provider/model` name pins.
+    fn quota_deployment(&self) -> Option<(usize, usize)> {
+        self.deployment().or(self.pinned)
     }
 
     /// The configured model's deployment the current attempt goes to.
@@ -375,7 +389,11 @@ impl<'a> Attempts<'a> {
         });
         // Counted as sent: the quota holds requests the provider received.
         let second = quota::now_secs(Instant::now());
-        for q in generation.gateway.router.quotas(provider, deployment) {
+        for q in generation
+            .gateway
+            .router
+            .quotas(provider, self.quota_deployment())
+        {
             q.count_request(second);
         }
         let mut flight =
