@@ -350,8 +350,8 @@ pub(super) fn at_quota(target: &str, retry_after: u64) -> Error {
     Error::gateway(
         Kind::RateLimited,
         format!(
-            "`{target}` is at its provider's rate limit (requests or tokens per minute) \
-             for this gateway; retry in {retry_after} s"
+            "`{target}` is at its provider quota (requests or tokens per minute through \
+             this gateway); retry in {retry_after} s"
         ),
     )
     .with_retry_after(retry_after)
