@@ -10,7 +10,8 @@
 //! to its fallback model first; a tpm quota filled by the tokens the
 //! responses reported; a provider-level quota on a direct
 //! `provider/model` request, and a deployment's quota on a `provider/model`
-//! name that pins it.
+//! name that pins it; the counts surviving a reload (SIGHUP), with the new
+//! limits.
 
 mod common;
 
@@ -149,7 +150,10 @@ deployments = [
         assert_eq!(e["type"], "rate_limit_error", "{e}");
         assert_eq!(e["code"], "rate_limit_exceeded", "{e}");
         assert!(e["message"].as_str().unwrap().contains("`m`"), "{e}");
-        retry_after(&r);
+        // Until the oldest second of the window frees: the four went in
+        // the last moment, so close to a whole minute.
+        let wait = retry_after(&r);
+        assert!(wait >= 55, "Retry-After {wait}");
         // An Anthropic client (translated to these OpenAI providers) gets
         // Anthropic's shape.
         let r = gw.post("/v1/messages", MESSAGES);
@@ -286,4 +290,55 @@ deployments = [{ provider = "b", upstream_model = "b-m" }]
         let r = gw.post("/v1/chat/completions", &chat("a/x"));
         assert_eq!(r.status, 200, "{}", r.text());
     });
+}
+
+#[test]
+fn a_reload_keeps_the_last_minute_s_counts_and_applies_the_new_limits() {
+    let a = MockUpstream::start();
+    let b = MockUpstream::start();
+    let models = |rpm: u32| {
+        format!(
+            "[[models]]\nname = \"m\"\ndeployments = [{{ provider = \"a\", upstream_model = \"a-m\", rpm = {rpm} }}]\n"
+        )
+    };
+    let gw = start(Driver::IoUring, config(&a, &b, "", "", &models(3)));
+    let toml = std::fs::read_to_string(gw.config_path()).unwrap();
+    for _ in 0..3 {
+        assert_eq!(gw.post("/v1/chat/completions", &chat("m")).status, 200);
+    }
+    gw.post("/v1/chat/completions", &chat("m"))
+        .assert_openai_error(429);
+    // The same quota after a reload: still full.
+    gw.rewrite_config(&toml);
+    gw.signal(libc::SIGHUP);
+    assert!(
+        gw.wait_log(
+            "configuration reloaded",
+            1,
+            std::time::Duration::from_secs(5)
+        ),
+        "{}",
+        gw.log()
+    );
+    gw.post("/v1/chat/completions", &chat("m"))
+        .assert_openai_error(429);
+    // A larger one: room for exactly the difference.
+    gw.rewrite_config(&toml.replace(&models(3), &models(5)));
+    gw.signal(libc::SIGHUP);
+    assert!(
+        gw.wait_log(
+            "configuration reloaded",
+            2,
+            std::time::Duration::from_secs(5)
+        ),
+        "{}",
+        gw.log()
+    );
+    for _ in 0..2 {
+        let r = gw.post("/v1/chat/completions", &chat("m"));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    gw.post("/v1/chat/completions", &chat("m"))
+        .assert_openai_error(429);
+    assert_eq!(a.requests().len(), 5);
 }
