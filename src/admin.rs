@@ -7,7 +7,7 @@
 //! `telemetry` (it drives the shards' `Control`); nothing below imports it.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +37,7 @@ pub struct Admin {
 
 /// Binds `addr` and serves it on a new thread.
 pub fn spawn_admin(addr: SocketAddr, admin: Admin) -> io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+    let listener = crate::net::bind_admin(addr)?;
     let bound = listener.local_addr()?;
     std::thread::Builder::new()
         .name("admin".into())

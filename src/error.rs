@@ -1,7 +1,8 @@
 //! The one error type: what failed, who failed (client, upstream, gateway),
 //! and whether the request may be sent again ([`Retry`]). Every error the
 //! gateway itself answers with is rendered as an OpenAI-shaped JSON body
-//! with the matching status.
+//! with the matching status; an error that asks the client to come back
+//! later carries how long (`retry_after`, sent as `Retry-After`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -43,7 +44,9 @@ pub enum Kind {
     Unauthorized,
     /// The key may not use this model (403).
     Forbidden,
-    /// A key's or team's request, token or concurrency limit (429).
+    /// A rate limit was reached (429): a key's or team's request, token or
+    /// concurrency limit, or a provider quota every deployment is at. Set
+    /// `Error::retry_after` with it.
     RateLimited,
     /// A key's or team's budget is spent (429, OpenAI's `insufficient_quota`).
     BudgetExceeded,
@@ -92,8 +95,10 @@ pub struct Error {
     pub retry: Retry,
     pub message: Cow<'static, str>,
     pub param: Option<Cow<'static, str>>,
-    /// Seconds the client should wait before trying again (`Retry-After`),
-    /// for answers that say when to come back (limits, overload).
+    /// Whole seconds the client should wait before sending again, written
+    /// as `Retry-After` with the error (at least 1). Any kind may carry it;
+    /// `Kind::Overloaded` without one is answered `Retry-After: 1`, and
+    /// `Kind::RateLimited` should always have one (see [`Error::with_retry_after`]).
     pub retry_after: Option<u32>,
 }
 
@@ -142,10 +147,17 @@ impl Error {
         self
     }
 
-    /// Tells the client to come back after `seconds` (at least 1).
+    /// Asks the client to wait `seconds` (at least 1; capped at `u32::MAX`)
+    /// before sending again.
     pub fn with_retry_after(mut self, seconds: u64) -> Error {
         self.retry_after = Some(seconds.clamp(1, u64::from(u32::MAX)) as u32);
         self
+    }
+
+    /// The `Retry-After` the answer carries, if any.
+    pub fn retry_after_header(&self) -> Option<u32> {
+        self.retry_after
+            .or((self.kind == Kind::Overloaded).then_some(1))
     }
 
     pub fn status(&self) -> u16 {
@@ -283,5 +295,22 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["error"]["param"], serde_json::Value::Null);
         assert_eq!(e.status(), 504);
+        assert_eq!(e.retry_after_header(), None);
+    }
+
+    #[test]
+    fn rate_limited_is_a_429_with_openai_s_type_and_code_and_a_retry_after() {
+        let e = Error::gateway(Kind::RateLimited, "at quota").with_retry_after(0);
+        let mut out = Vec::new();
+        e.write_openai_body(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(e.status(), 429);
+        assert_eq!(v["error"]["type"], "rate_limit_error");
+        assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+        assert_eq!(e.retry_after_header(), Some(1), "at least a second");
+        assert_eq!(e.with_retry_after(37).retry_after_header(), Some(37));
+        let o = Error::gateway(Kind::Overloaded, "busy");
+        assert_eq!(o.retry_after_header(), Some(1));
+        assert_eq!(o.with_retry_after(5).retry_after_header(), Some(5));
     }
 }

@@ -125,7 +125,11 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
     let governance = Governance::new();
     let store_writer = shardgate::governance::start(&governance, &config)?;
     let addr = config.server.listen;
-    let listeners = shardgate::net::bind_listeners(addr, shards, config.server.share_port)
+    // `claim` tells later gateways this port is served; it lives until exit.
+    let shardgate::net::Listeners {
+        sockets: listeners,
+        mut claim,
+    } = shardgate::net::bind_listeners(addr, shards, config.server.share_port)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let bound = listeners[0].local_addr().map_err(|e| e.to_string())?;
     let placement: Vec<_> = (0..shards)
@@ -191,7 +195,22 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
     let _ = notify::ready();
     let _ = notify::status(&format!("listening on {bound} with {shards} shard(s)"));
     loop {
-        match wait_for_signal(&signals) {
+        // Beside an old gateway (share_port), the port's claim is taken over
+        // once it has gone, so the port is protected again; checked once a
+        // second until then.
+        let poll = claim
+            .can_take_over()
+            .then_some(std::time::Duration::from_secs(1));
+        let Some(signal) = wait_for_signal(&signals, poll) else {
+            if let Ok(true) = claim.try_again() {
+                log_info(format_args!(
+                    "port {}: the previous gateway has gone; this one now holds the port",
+                    claim.port()
+                ));
+            }
+            continue;
+        };
+        match signal {
             libc::SIGHUP => {
                 // The outcome is logged either way.
                 let _ = reloader.reload();
@@ -253,7 +272,9 @@ fn reload_config(args: &Args, control: &Control) -> Result<String, String> {
     let config = load_config(args).map_err(|e| e.to_string())?;
     let restart_only = config.server.listen != old.config.server.listen
         || config.server.shards != old.config.server.shards;
-    let router = Router::new(&config).map_err(|e| e.to_string())?;
+    let mut router = Router::new(&config).map_err(|e| e.to_string())?;
+    // Quotas count the last minute across reloads, not from each reload.
+    router.carry_quotas(&old.router);
     let (providers, models) = (router.providers.len(), config.models.len());
     control.governance.sync_config(&config)?;
     shardgate::governance::check_exposure(&control.governance, &config)?;
@@ -341,12 +362,28 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
-fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+/// The next of the blocked signals; `None` when `timeout` passed first.
+fn wait_for_signal(set: &libc::sigset_t, timeout: Option<std::time::Duration>) -> Option<i32> {
     loop {
-        let mut sig = 0;
-        // SAFETY: `set` is a valid signal set blocked in every thread.
-        if unsafe { libc::sigwait(set, &mut sig) } == 0 {
-            return sig;
+        let Some(t) = timeout else {
+            let mut sig = 0;
+            // SAFETY: `set` is a valid signal set blocked in every thread.
+            if unsafe { libc::sigwait(set, &mut sig) } == 0 {
+                return Some(sig);
+            }
+            continue;
+        };
+        let ts = libc::timespec {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: as above; a null siginfo is allowed.
+        let sig = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+        if sig > 0 {
+            return Some(sig);
+        }
+        if std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
+            return None;
         }
     }
 }

@@ -147,6 +147,7 @@ fn start_shard() -> SocketAddr {
     let gateway = Arc::new(Gateway { config, router });
     let listener = shardgate::net::bind_listeners("127.0.0.1:0".parse().unwrap(), 1, false)
         .unwrap()
+        .sockets
         .remove(0);
     let addr = listener.local_addr().unwrap();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();

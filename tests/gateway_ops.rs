@@ -14,8 +14,9 @@
 //! - **Zero-downtime upgrade**: gateway B starts beside A with
 //!   `--share-port`, A is sent SIGTERM while clients open fresh connections
 //!   in a loop, and every request succeeds. Without `--share-port` B refuses
-//!   to start. A connection that sits in A's accept queue when A's listener
-//!   is shut is reset by the kernel (SO_REUSEPORT without
+//!   to start, and once A has gone B holds the port as A did (a third
+//!   gateway is refused). A connection that sits in A's accept queue when
+//!   A's listener is shut is reset by the kernel (SO_REUSEPORT without
 //!   `net.ipv4.tcp_migrate_req`): the kernel completed the handshake, no
 //!   process ever read a byte of it. The load clients therefore retry a
 //!   request only when connect fails or the connection is reset before any
@@ -506,6 +507,18 @@ fn upgrade_with_share_port_serves_every_request_while_the_old_one_drains() {
         // ever seen by a gateway.
         assert_eq!(a_served + chat_requests(&up_b).len(), stats.ok);
         b.assert_healthy();
+        // With A gone, B takes over the port's claim: a third gateway
+        // without --share-port is refused again.
+        assert!(
+            b.wait_log("now holds the port", 1, Duration::from_secs(3)),
+            "{}",
+            b.log()
+        );
+        let err = match Gateway::spawn_at(&opts_b, a.addr, &[], &[]) {
+            Ok(_) => panic!("a third gateway started beside B without --share-port"),
+            Err(e) => e,
+        };
+        assert!(err.contains("already in use"), "{err}");
     });
 }
 

@@ -363,7 +363,7 @@ fn empty_metrics_render_metadata_only() {
     let mut text = String::new();
     render(&MergedMetrics::default(), &mut text);
     let (types, samples) = parse(&text);
-    assert_eq!(types.len(), 15);
+    assert_eq!(types.len(), 16);
     // Only the unlabelled series exist before any traffic.
     let names: Vec<&str> = samples
         .iter()

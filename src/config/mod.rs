@@ -373,6 +373,13 @@ pub struct ProviderConfig {
     /// 0: unbounded, even when `upstream.total_timeout_ms` is not.
     #[serde(default, deserialize_with = "opt_ms")]
     pub total_timeout_ms: Option<Duration>,
+    /// A quota shared by every request sent to this provider (all its
+    /// deployments, and direct `provider/model` requests): requests per
+    /// minute, for this gateway instance. A deployment on a provider at its
+    /// quota is passed over; a direct request is answered 429.
+    pub rpm: Option<u64>,
+    /// Tokens per minute, like `rpm`.
+    pub tpm: Option<u64>,
 }
 
 /// Retries, fail-over and outlier ejection (see `upstream::{retry, breaker}`).
@@ -483,6 +490,13 @@ pub struct DeploymentConfig {
     /// Share of the traffic relative to the other deployments (1 or more).
     #[serde(default = "default_weight")]
     pub weight: u32,
+    /// The provider's quota for this deployment: requests per minute (any
+    /// 60 s window of whole seconds), for this gateway instance, all shards
+    /// together. At it the deployment is passed over until a second frees.
+    pub rpm: Option<u64>,
+    /// Tokens per minute (input and output, as the responses report them),
+    /// like `rpm`.
+    pub tpm: Option<u64>,
 }
 
 fn default_weight() -> u32 {

@@ -152,7 +152,7 @@ fn deployments_fallbacks_and_resilience_are_validated_naming_the_field() {
             .err()
             .map(|e| e.field)
     };
-    let ok = "[[models]]\nname = \"m\"\nupstream_model = \"x\"\ndeployments = [{ provider = \"a\", weight = 3 }, { provider = \"b\", upstream_model = \"y\" }]\nstrategy = \"latency\"\nfallbacks = [\"n\"]\ncontext_window_fallbacks = [\"n\"]\n[[models]]\nname = \"n\"\nprovider = \"b\"\n";
+    let ok = "[[models]]\nname = \"m\"\nupstream_model = \"x\"\ndeployments = [{ provider = \"a\", weight = 3, rpm = 60, tpm = 1000 }, { provider = \"b\", upstream_model = \"y\" }]\nstrategy = \"latency\"\nfallbacks = [\"n\"]\ncontext_window_fallbacks = [\"n\"]\n[[models]]\nname = \"n\"\nprovider = \"b\"\n";
     assert_eq!(field(ok), None);
     let c = Config::from_toml(&format!("{P}{ok}")).unwrap();
     assert_eq!(
@@ -160,6 +160,14 @@ fn deployments_fallbacks_and_resilience_are_validated_naming_the_field() {
         [("a", "x", 3), ("b", "y", 1)]
     );
     assert_eq!(c.models[1].resolved_deployments(), [("b", "n", 1)]);
+    let d = &c.models[0].deployments;
+    assert_eq!(
+        (d[0].rpm, d[0].tpm, d[1].rpm, d[1].tpm),
+        (Some(60), Some(1000), None, None)
+    );
+    let quota = "[providers.q]\nbase_url = \"http://127.0.0.1:3/v1\"\nrpm = 10\ntpm = 0\n";
+    assert_eq!(field(quota).as_deref(), Some("providers.q.tpm"));
+    assert_eq!(field(&quota.replace("tpm = 0", "tpm = 5")), None);
     for (text, want) in [
         ("[[models]]\nname = \"m\"\n", "models[0].provider"),
         (
@@ -173,6 +181,14 @@ fn deployments_fallbacks_and_resilience_are_validated_naming_the_field() {
         (
             "[[models]]\nname = \"m\"\ndeployments = [{ provider = \"a\", weight = 0 }]\n",
             "models[0].deployments[0].weight",
+        ),
+        (
+            "[[models]]\nname = \"m\"\ndeployments = [{ provider = \"a\", rpm = 0 }]\n",
+            "models[0].deployments[0].rpm",
+        ),
+        (
+            "[[models]]\nname = \"m\"\ndeployments = [{ provider = \"a\" }, { provider = \"b\", tpm = 0 }]\n",
+            "models[0].deployments[1].tpm",
         ),
         (
             "[[models]]\nname = \"m\"\nprovider = \"a\"\nstrategy = \"random\"\n",

@@ -110,6 +110,7 @@ impl Config {
                     "a provider name must be non-empty and contain no '/'",
                 ));
             }
+            check_quota(&format!("providers.{name}"), p.rpm, p.tpm)?;
             check_provider(name, p)?;
         }
         if let Some(d) = &self.default_provider {
@@ -151,6 +152,7 @@ impl Config {
                         "must be at least 1",
                     ));
                 }
+                check_quota(&field(&format!("deployments[{j}]")), d.rpm, d.tpm)?;
             }
             if let Some(s) = &m.strategy {
                 if !matches!(
@@ -263,4 +265,18 @@ impl ResilienceConfig {
         }
         Ok(())
     }
+}
+
+/// A quota's `rpm` and `tpm`, where given, are at least 1 (a quota of 0
+/// would be a deployment that is never used: leave it out instead).
+fn check_quota(table: &str, rpm: Option<u64>, tpm: Option<u64>) -> Result<(), ConfigError> {
+    for (key, v) in [("rpm", rpm), ("tpm", tpm)] {
+        if v == Some(0) {
+            return Err(bad(
+                format!("{table}.{key}"),
+                "must be at least 1 (leave it out for no quota)",
+            ));
+        }
+    }
+    Ok(())
 }

@@ -5,6 +5,11 @@
 //! `provider/model` prefix naming a configured provider (prefix stripped);
 //! then, for a name with a `/` whose prefix is not a provider, 404; then a
 //! bare name goes to the default provider unchanged.
+//!
+//! The router also holds the provider quotas (per deployment and per
+//! provider): their counters are the one piece of routing state shared by
+//! every shard, carried from one configuration to the next
+//! ([`Router::carry_quotas`]).
 
 use std::collections::HashMap;
 
@@ -13,6 +18,7 @@ use crate::error::{Error, Kind};
 use crate::providers::prices::PriceTable;
 use crate::providers::Provider;
 use crate::upstream::balance::Strategy;
+use crate::upstream::quota::Quota;
 use crate::upstream::retry::Fallbacks;
 
 /// One place a configured model is served.
@@ -20,6 +26,8 @@ use crate::upstream::retry::Fallbacks;
 pub struct Deployment {
     pub provider: usize,
     pub upstream_model: String,
+    /// The provider's quota for this deployment (`rpm`/`tpm`), if any.
+    pub quota: Option<Quota>,
 }
 
 /// A configured model: its deployments, how they share traffic, and where
@@ -46,6 +54,9 @@ pub struct Router {
     /// Prices for the cost of each request.
     pub prices: PriceTable,
     pub has_models: bool,
+    /// Each provider's own quota (indexed like `providers`), shared by
+    /// every request sent to it.
+    pub provider_quotas: Vec<Option<Quota>>,
 }
 
 /// Where a request goes.
@@ -63,9 +74,11 @@ impl Router {
     pub fn new(config: &Config) -> Result<Router, ConfigError> {
         let mut providers = Vec::new();
         let mut by_name = HashMap::new();
+        let mut provider_quotas = Vec::new();
         for (name, p) in &config.providers {
             by_name.insert(name.clone(), providers.len());
             providers.push(Provider::from_config(name, p, &config.upstream)?);
+            provider_quotas.push(Quota::new(p.rpm, p.tpm));
         }
         let mut models = HashMap::new();
         let mut model_routes = Vec::new();
@@ -74,9 +87,11 @@ impl Router {
             let resolved = m.resolved_deployments();
             let deployments = resolved
                 .iter()
-                .map(|&(p, upstream, _)| Deployment {
+                .enumerate()
+                .map(|(j, &(p, upstream, _))| Deployment {
                     provider: by_name[p],
                     upstream_model: upstream.to_string(),
+                    quota: m.deployments.get(j).and_then(|d| Quota::new(d.rpm, d.tpm)),
                 })
                 .collect();
             let strategy = match m.strategy.as_deref() {
@@ -109,7 +124,67 @@ impl Router {
             models_body,
             prices: PriceTable::new(&config.prices),
             has_models: !config.models.is_empty(),
+            provider_quotas,
         })
+    }
+
+    /// Takes over `old`'s quota counters where the same quota is still
+    /// configured: a provider of the same name, a deployment of the same
+    /// model on the same provider and upstream model. A reload then keeps
+    /// what the last minute used (with the new limits) instead of letting a
+    /// fresh minute's worth through.
+    pub fn carry_quotas(&mut self, old: &Router) {
+        for (p, quota) in self.providers.iter().zip(&mut self.provider_quotas) {
+            let previous = old.by_name.get(&p.name).map(|&i| &old.provider_quotas[i]);
+            if let (Some(q), Some(Some(o))) = (quota.as_mut(), previous) {
+                q.carry_over(o);
+            }
+        }
+        for route in &mut self.model_routes {
+            let Some(&o) = old.models.get(&route.name) else {
+                continue;
+            };
+            for d in &mut route.deployments {
+                let provider = &self.providers[d.provider].name;
+                let found = old.model_routes[o].deployments.iter().find(|od| {
+                    &old.providers[od.provider].name == provider
+                        && od.upstream_model == d.upstream_model
+                });
+                if let (Some(q), Some(Some(oq))) = (d.quota.as_mut(), found.map(|od| &od.quota)) {
+                    q.carry_over(oq);
+                }
+            }
+        }
+    }
+
+    /// The configured model's deployment (model, index) a
+    /// `provider/model` name pins (`b/m`: m's deployment on b), when the
+    /// name is not itself a configured model.
+    pub fn pinned_deployment(&self, name: &str) -> Option<(usize, usize)> {
+        let (prefix, rest) = name.split_once('/')?;
+        if self.models.contains_key(name) {
+            return None;
+        }
+        let provider = *self.by_name.get(prefix)?;
+        let m = *self.models.get(rest)?;
+        let index = self.model_routes[m]
+            .deployments
+            .iter()
+            .position(|d| d.provider == provider)?;
+        Some((m, index))
+    }
+
+    /// The quotas an attempt sent to deployment `index` of configured model
+    /// `model` (or, with `None`, straight to `provider`) counts against:
+    /// the deployment's own, then its provider's.
+    pub fn quotas(
+        &self,
+        provider: usize,
+        deployment: Option<(usize, usize)>,
+    ) -> impl Iterator<Item = &Quota> {
+        let own = deployment.and_then(|(m, i)| self.model_routes[m].deployments[i].quota.as_ref());
+        own.into_iter()
+            .chain(self.provider_quotas[provider].as_ref())
     }
 
     pub fn route<'a>(&'a self, model: &'a str) -> Result<Target<'a>, Error> {
@@ -371,5 +446,59 @@ mod tests {
             .collect();
         assert_eq!(ids, ["fast", "quick", "org/llama"]);
         assert_eq!(v["data"][0]["object"], "model");
+    }
+
+    #[test]
+    fn quotas_are_built_per_deployment_and_provider_and_carried_over_a_reload() {
+        let text = r#"
+            [providers.a]
+            base_url = "http://127.0.0.1:1/v1"
+            tpm = 1000
+            [providers.b]
+            base_url = "http://127.0.0.1:2/v1"
+            [[models]]
+            name = "m"
+            deployments = [{ provider = "a", rpm = 5 }, { provider = "b" }]
+            "#;
+        let router = |text: &str| {
+            let c = Config::from_toml(text).unwrap();
+            crate::providers::validate(&c).unwrap();
+            Router::new(&c).unwrap()
+        };
+        let old = router(text);
+        let (a, b) = (old.by_name["a"], old.by_name["b"]);
+        let q = old.model_routes[0].deployments[0].quota.as_ref().unwrap();
+        assert_eq!((q.rpm, q.tpm), (Some(5), None));
+        assert!(old.model_routes[0].deployments[1].quota.is_none());
+        assert_eq!(old.provider_quotas[a].as_ref().unwrap().tpm, Some(1000));
+        assert!(old.provider_quotas[b].is_none());
+        assert_eq!(old.quotas(a, Some((0, 0))).count(), 2);
+        assert_eq!(old.quotas(b, Some((0, 1))).count(), 0);
+        assert_eq!(old.quotas(a, None).count(), 1);
+        assert_eq!(old.pinned_deployment("a/m"), Some((0, 0)));
+        assert_eq!(old.pinned_deployment("b/m"), Some((0, 1)));
+        assert_eq!(old.pinned_deployment("a/x"), None);
+        assert_eq!(old.pinned_deployment("m"), None);
+        q.count_request(7);
+        old.provider_quotas[a]
+            .as_ref()
+            .unwrap()
+            .count_tokens(7, 300);
+        // A reload with new limits keeps the counts; a changed deployment
+        // starts afresh.
+        let mut new = router(&text.replace("rpm = 5", "rpm = 6"));
+        new.carry_quotas(&old);
+        let nq = new.model_routes[0].deployments[0].quota.as_ref().unwrap();
+        assert_eq!(nq.rpm, Some(6));
+        assert_eq!(nq.counters().requests.used(7), 1);
+        let np = new.provider_quotas[a].as_ref().unwrap();
+        assert_eq!(np.counters().tokens.used(7), 300);
+        let mut moved = router(&text.replace(
+            "provider = \"a\", rpm",
+            "provider = \"a\", upstream_model = \"x\", rpm",
+        ));
+        moved.carry_quotas(&old);
+        let mq = moved.model_routes[0].deployments[0].quota.as_ref().unwrap();
+        assert_eq!(mq.counters().requests.used(7), 0);
     }
 }

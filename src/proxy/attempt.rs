@@ -35,13 +35,16 @@ use super::forward::{forward, relay_held, Leg};
 use super::govern;
 use super::lend::Lent;
 use super::offload::{self, OffLoop};
-use super::route::{pick_deployment, plan_request, Choice, FirstRoute, Plan, Source};
+use super::route::{
+    at_quota, pick_deployment, plan_request, quota_full, Choice, FirstRoute, Pick, Plan, Source,
+};
 use super::translated::TranslatedCall;
 use super::upstream_request::{upstream_request, HeadSource};
 use crate::error::{Error, Kind, Retry};
 use crate::governance::RateHeaders;
 use crate::shard::{Generation, Shard};
 use crate::upstream::breaker::{BreakerEvent, Outcome as BreakerOutcome, Ticket};
+use crate::upstream::quota;
 use crate::upstream::retry::{Attempt, Decision, RetryState};
 
 /// Sends `request` upstream, attempt after attempt, until one gives the
@@ -83,6 +86,7 @@ pub(super) async fn run_attempts(
         tried: Vec::new(),
         retry: generation.retry.start(Instant::now()),
         max_output: None,
+        pinned: None,
     };
     let mut scanned = None;
     let result = loop {
@@ -168,6 +172,20 @@ pub(super) async fn run_attempts(
             }
         }
 
+        // A provider quota filled since the pick (by another shard, or
+        // while a retry backed off), or one on a direct route: nothing was
+        // sent, so another deployment or fallback may take it, else 429.
+        let second = quota::now_secs(Instant::now());
+        if let Some(wait) = quota_full(&gw.router, provider, attempts.quota_deployment(), second) {
+            match attempts.fail_over(provider) {
+                Some(c) => {
+                    attempts.choice = c;
+                    continue;
+                }
+                None => break Err(at_quota(&gw.router.providers[provider].name, wait)),
+            }
+        }
+
         // Bounded under load: past the per-shard cap for this provider, fail
         // fast before anything is sent upstream.
         let Some(_upstream_slot) = generation.upstream_slot(provider) else {
@@ -187,6 +205,7 @@ pub(super) async fn run_attempts(
         };
 
         outcome.provider = Some(provider);
+        outcome.deployment = attempts.quota_deployment();
         let p = &gw.router.providers[provider];
         let source = HeadSource {
             server: &gw.config.server,
@@ -291,6 +310,9 @@ struct Attempts<'a> {
     retry: RetryState,
     /// The most output the request allows (its `max_tokens`), if it says.
     max_output: Option<u64>,
+    /// The configured model's deployment a `provider/model` name pins
+    /// (sent direct, but counted against that deployment's quota).
+    pinned: Option<(usize, usize)>,
 }
 
 /// What one attempt came to.
@@ -329,19 +351,56 @@ impl<'a> Attempts<'a> {
         let routed = plan_request(
             &self.generation.gateway,
             self.generation,
+            &self.shard.metrics,
             endpoint,
             body,
             first.then_some(FirstRoute {
-                model,
+                model: &mut *model,
                 max_output: &mut self.max_output,
             }),
             upstream_model,
             &mut self.choice,
-        )?;
-        if let (true, Choice::Deployment { model, .. }) = (first, self.choice) {
-            self.origin_model = Some(model);
+        );
+        let routed = match routed {
+            // Every deployment of the client's model is at its quota: its
+            // fallbacks get the request before the client gets a 429.
+            Err(e) if first && e.kind == Kind::RateLimited => {
+                let router = &self.generation.gateway.router;
+                let Some(origin) = router.model_index(model) else {
+                    return Err(e);
+                };
+                self.origin_model = Some(origin);
+                let from = router.model_routes[origin].deployments[0].provider;
+                let Some(choice) = self.next_fallback(from) else {
+                    return Err(e);
+                };
+                self.choice = choice;
+                return self.route(endpoint, body, model, upstream_model);
+            }
+            other => other?,
+        };
+        match (first, self.choice) {
+            (true, Choice::Deployment { model, .. }) => self.origin_model = Some(model),
+            (true, Choice::Direct) => {
+                self.pinned = self.generation.gateway.router.pinned_deployment(model);
+            }
+            _ => {}
         }
         Ok(routed)
+    }
+
+    /// The deployment whose quota the current attempt counts against: the
+    /// one it goes to, or the one its `provider/model` name pins.
+    fn quota_deployment(&self) -> Option<(usize, usize)> {
+        self.deployment().or(self.pinned)
+    }
+
+    /// The configured model's deployment the current attempt goes to.
+    fn deployment(&self) -> Option<(usize, usize)> {
+        match self.choice {
+            Choice::Deployment { model, index } => Some((model, index)),
+            _ => None,
+        }
     }
 
     /// One attempt: sends `req` to `provider` and relays the response, or,
@@ -375,6 +434,15 @@ impl<'a> Attempts<'a> {
                 ticket,
             })
         });
+        // Counted as sent: the quota holds requests the provider received.
+        let second = quota::now_secs(Instant::now());
+        for q in generation
+            .gateway
+            .router
+            .quotas(provider, self.quota_deployment())
+        {
+            q.count_request(second);
+        }
         let mut flight =
             deployment.map(|(m, i)| generation.models[m].balancer.begin(i, Instant::now()));
         let head_seen = Cell::new(false);
@@ -499,15 +567,27 @@ impl<'a> Attempts<'a> {
             return None;
         };
         self.tried.push(index);
-        if let Some(index) = pick_deployment(self.generation, model, &self.tried) {
-            let metrics = &self.shard.metrics;
+        let metrics = &self.shard.metrics;
+        if let Pick::Deployment(index) =
+            pick_deployment(self.generation, metrics, model, &self.tried)
+        {
             metrics.retry(metrics.labels().provider(from));
             return Some(Choice::Deployment { model, index });
         }
-        let name = self.generation.gateway.router.model_routes[self.origin_model?]
-            .fallbacks
-            .next_model(&mut self.retry)?;
-        self.fall_back(from, name)
+        self.next_fallback(from)
+    }
+
+    /// The origin model's next fallback that has a deployment to take the
+    /// request (one whose every deployment is at its quota is skipped).
+    fn next_fallback(&mut self, from: usize) -> Option<Choice> {
+        let router = &self.generation.gateway.router;
+        let fallbacks = &router.model_routes[self.origin_model?].fallbacks;
+        while let Some(name) = fallbacks.next_model(&mut self.retry) {
+            if let Some(choice) = self.fall_back(from, name) {
+                return Some(choice);
+            }
+        }
+        None
     }
 
     /// The origin model's next fallback for a prompt too long for the
@@ -524,8 +604,11 @@ impl<'a> Attempts<'a> {
     fn fall_back(&mut self, from: usize, name: &str) -> Option<Choice> {
         let model = self.generation.gateway.router.model_index(name)?;
         self.tried.clear();
-        let index = pick_deployment(self.generation, model, &self.tried)?;
         let metrics = &self.shard.metrics;
+        let Pick::Deployment(index) = pick_deployment(self.generation, metrics, model, &self.tried)
+        else {
+            return None;
+        };
         metrics.fallback(metrics.labels().provider(from));
         crate::telemetry::log_info(format_args!(
             "shard {}: falling back to model {name}",

@@ -78,6 +78,9 @@ pub struct Outcome {
     pub started: Instant,
     pub route: usize,
     pub provider: Option<usize>,
+    /// The configured model's deployment (model, index) the last attempt
+    /// went to (with `provider`), whose token quota the usage counts against.
+    pub deployment: Option<(usize, usize)>,
     pub status: u16,
     /// The kind of error the gateway answered with (its metrics name), if
     /// it answered with one.
@@ -119,6 +122,7 @@ impl Outcome {
             started,
             route: UNKNOWN_ROUTE,
             provider: None,
+            deployment: None,
             status: 0,
             error: None,
             upstream: None,

@@ -333,9 +333,7 @@ impl Downstream {
             },
         }
         // Overload is momentary: tell the client when to come back.
-        let retry_after = err
-            .retry_after
-            .or((err.kind == Kind::Overloaded).then_some(1));
+        let retry_after = err.retry_after_header();
         let mut extra = Vec::new();
         if let Some(rate) = rate {
             rate.push(&mut extra);
@@ -351,7 +349,8 @@ impl Downstream {
     }
 }
 
-/// A complete response the gateway makes itself, JSON body.
+/// A complete response the gateway makes itself, JSON body, with
+/// `Retry-After: retry_after` (whole seconds) when given.
 pub fn local_response(
     status: u16,
     body: &[u8],

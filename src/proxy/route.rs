@@ -3,8 +3,11 @@
 //! pass-through (only `model` patched, maybe `stream_options` added) and
 //! dialect translation ([`Plan`]).
 //!
-//! Invariant: routing reads the body and never changes it; a translated
-//! body is built here, a pass-through one is described by spans of it.
+//! Invariants: routing reads the body and never changes it; a translated
+//! body is built here, a pass-through one is described by spans of it. A
+//! deployment at its provider quota (its own or its provider's) is never
+//! picked: when all are, the request is refused 429 with the time until
+//! the first frees (or goes to the model's fallbacks: `attempt.rs`).
 
 use super::endpoint::Endpoint;
 use super::translated::{TranslatedCall, Translation};
@@ -15,6 +18,8 @@ use crate::error::{Error, Kind};
 use crate::json::{scan_top_level, JsonError, TopLevel};
 use crate::providers::Dialect;
 use crate::shard::{Gateway, Generation};
+use crate::telemetry::metrics::ShardMetrics;
+use crate::upstream::quota;
 use std::borrow::Cow;
 use std::ops::Range;
 use std::time::Instant;
@@ -49,6 +54,7 @@ pub(super) struct FirstRoute<'a> {
 }
 
 /// Where `plan_request` finds what it needs of the body.
+#[derive(Clone, Copy)]
 pub(super) enum Source<'a> {
     /// The body itself: scanned, and translated if need be, here.
     Body(&'a [u8]),
@@ -61,9 +67,11 @@ pub(super) enum Source<'a> {
 /// Admits and routes a request with a JSON body: validates it, finds
 /// `model`, picks the provider, and decides between pass-through and
 /// translation.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn plan_request<'a>(
     gw: &'a Gateway,
     generation: &Generation,
+    metrics: &ShardMetrics,
     endpoint: Endpoint,
     source: Source<'a>,
     first: Option<FirstRoute<'_>>,
@@ -103,9 +111,12 @@ pub(super) fn plan_request<'a>(
         };
     // A configured model's deployment is chosen per attempt.
     if let (Choice::Route, Some(m)) = (*choice, configured) {
-        *choice = match pick_deployment(generation, m, &[]) {
-            Some(index) => Choice::Deployment { model: m, index },
-            None => Choice::Direct,
+        *choice = match pick_deployment(generation, metrics, m, &[]) {
+            Pick::Deployment(index) => Choice::Deployment { model: m, index },
+            Pick::AtQuota { retry_after } => {
+                return Err(at_quota(&gw.router.model_routes[m].name, retry_after))
+            }
+            Pick::None => Choice::Direct,
         };
     } else if let Choice::Route = *choice {
         *choice = Choice::Direct;
@@ -281,17 +292,75 @@ pub(super) enum Choice {
     Deployment { model: usize, index: usize },
 }
 
-/// A deployment of `model` not in `exclude`, preferring those whose
-/// breaker admits requests now.
+/// What [`pick_deployment`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Pick {
+    Deployment(usize),
+    /// Every deployment not excluded is at its provider quota; the first
+    /// has room again in `retry_after` whole seconds.
+    AtQuota {
+        retry_after: u64,
+    },
+    /// Every deployment is excluded.
+    None,
+}
+
+/// A deployment of `model` not in `exclude` and not at its quota,
+/// preferring those whose breaker admits requests now. Each deployment
+/// passed over for its quota is counted in the shard's metrics.
 pub(super) fn pick_deployment(
     generation: &Generation,
+    metrics: &ShardMetrics,
     model: usize,
     exclude: &[usize],
-) -> Option<usize> {
+) -> Pick {
     let state = &generation.models[model];
+    let router = &generation.gateway.router;
+    let route = &router.model_routes[model];
     let now = Instant::now();
+    let second = quota::now_secs(now);
+    let mut soonest: Option<u64> = None;
     for (i, b) in state.breakers.iter().enumerate() {
         state.balancer.set_available(i, b.is_available(now));
+        let provider = route.deployments[i].provider;
+        let full = quota_full(router, provider, Some((model, i)), second);
+        state.balancer.set_at_quota(i, full.is_some());
+        if let (Some(wait), false) = (full, exclude.contains(&i)) {
+            soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+            let labels = metrics.labels();
+            metrics.quota_passed_over(labels.model(&route.name), labels.provider(provider), i);
+        }
     }
-    state.balancer.pick(exclude, now, &generation.rng)
+    match (state.balancer.pick(exclude, now, &generation.rng), soonest) {
+        (Some(index), _) => Pick::Deployment(index),
+        (None, Some(retry_after)) => Pick::AtQuota { retry_after },
+        (None, None) => Pick::None,
+    }
+}
+
+/// `None` while every quota an attempt to `provider` (as deployment
+/// `deployment`, if one) counts against has room at `second`; else the
+/// whole seconds until all of them do.
+pub(super) fn quota_full(
+    router: &crate::providers::router::Router,
+    provider: usize,
+    deployment: Option<(usize, usize)>,
+    second: u64,
+) -> Option<u64> {
+    router
+        .quotas(provider, deployment)
+        .filter_map(|q| q.full(second))
+        .max()
+}
+
+/// The 429 for a request whose every way out is at its provider quota.
+pub(super) fn at_quota(target: &str, retry_after: u64) -> Error {
+    Error::gateway(
+        Kind::RateLimited,
+        format!(
+            "`{target}` is at its provider quota (requests or tokens per minute through \
+             this gateway); retry in {retry_after} s"
+        ),
+    )
+    .with_retry_after(retry_after)
 }

@@ -1,7 +1,8 @@
 //! The log phase: what a request came to (its `Outcome`), recorded into
 //! the shard's metrics and access log once its response is done, whatever
-//! answered it (an upstream, the gateway itself, or a cut). Allocates
-//! nothing in steady state.
+//! answered it (an upstream, the gateway itself, or a cut), and the tokens
+//! it used into the provider quotas it counts against. Allocates nothing in
+//! steady state.
 
 use std::time::{Instant, SystemTime};
 
@@ -31,6 +32,13 @@ pub(super) fn settle(shard: &Shard, ctx: &mut RequestCtx) {
     let total = outcome.started.elapsed();
     let labels = shard.metrics.labels();
     let usage = outcome.usage.unwrap_or_default();
+    if let (Some(p), Some(u)) = (outcome.provider, outcome.usage) {
+        let tokens = u.input_tokens + u.output_tokens;
+        let second = crate::upstream::quota::now_secs(Instant::now());
+        for q in router.quotas(p, outcome.deployment) {
+            q.count_tokens(second, tokens);
+        }
+    }
     let cost_micros = router.prices.cost_micros(&outcome.upstream_model, &usage);
     let provider = outcome
         .provider

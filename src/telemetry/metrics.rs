@@ -313,6 +313,8 @@ pub struct ShardMetrics {
     usage: RefCell<FxMap<u32, Usage>>,
     hist: RefCell<Histograms>,
     open_connections: Cell<i64>,
+    /// (model, provider, deployment index) → times passed over at quota.
+    quota_passed: RefCell<FxMap<(u16, u16, u16), u64>>,
 }
 
 impl ShardMetrics {
@@ -332,6 +334,7 @@ impl ShardMetrics {
                 overhead: Latency::default(),
             }),
             open_connections: Cell::new(0),
+            quota_passed: RefCell::default(),
             labels,
         }
     }
@@ -398,6 +401,17 @@ impl ShardMetrics {
         self.bump(provider, |c| &mut c.ejections);
     }
 
+    /// A request passed over deployment `deployment` (its index in the
+    /// model's deployments) of `model` on `provider`, at its quota.
+    pub fn quota_passed_over(&self, model: ModelId, provider: ProviderId, deployment: usize) {
+        let index = deployment.min(u16::MAX as usize) as u16;
+        *self
+            .quota_passed
+            .borrow_mut()
+            .entry((model.0, provider.0, index))
+            .or_insert(0) += 1;
+    }
+
     /// A downstream (client) connection was accepted.
     pub fn connection_opened(&self) {
         self.open_connections.set(self.open_connections.get() + 1);
@@ -433,6 +447,12 @@ impl ShardMetrics {
             stream_ttft: h.ttft.clone(),
             gateway_overhead: h.overhead.clone(),
             open_connections: self.open_connections.get(),
+            quota_passed: self
+                .quota_passed
+                .borrow()
+                .iter()
+                .map(|(&k, &v)| (k, v))
+                .collect(),
         }
     }
 }
@@ -452,6 +472,7 @@ pub struct MetricsSnapshot {
     stream_ttft: Vec<Latency>,
     gateway_overhead: Latency,
     open_connections: i64,
+    quota_passed: Vec<((u16, u16, u16), u64)>,
 }
 
 /// A shard and the I/O driver it runs on.
@@ -484,6 +505,9 @@ pub struct MergedMetrics {
     /// Access-log lines dropped because the writer fell behind; filled in by
     /// the scraper from `AccessLog::dropped_lines`.
     pub access_log_dropped: u64,
+    /// (model, provider, deployment index) → requests that passed the
+    /// deployment over at its quota.
+    pub quota_passed: BTreeMap<(Arc<str>, Arc<str>, u16), u64>,
 }
 
 impl MergedMetrics {
@@ -547,6 +571,10 @@ impl MergedMetrics {
         }
         self.gateway_overhead.add(&s.gateway_overhead);
         self.open_connections += s.open_connections;
+        for &((m, p, d), v) in &s.quota_passed {
+            let key = (l.model_name(m).clone(), l.provider_name(p).clone(), d);
+            *self.quota_passed.entry(key).or_insert(0) += v;
+        }
     }
 }
 

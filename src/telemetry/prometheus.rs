@@ -121,6 +121,26 @@ pub fn render(m: &MergedMetrics, out: &mut String) {
 
     family(
         out,
+        "shardgate_quota_passed_over_total",
+        "counter",
+        "Requests that passed a deployment over at its provider quota (rpm/tpm), by model, provider and deployment (its index in the model's deployments).",
+    );
+    for ((model, provider, deployment), v) in &m.quota_passed {
+        let deployment = deployment.to_string();
+        sample(
+            out,
+            "shardgate_quota_passed_over_total",
+            &[
+                ("model", model),
+                ("provider", provider),
+                ("deployment", &deployment),
+            ],
+            *v,
+        );
+    }
+
+    family(
+        out,
         "shardgate_open_connections",
         "gauge",
         "Client connections open now.",

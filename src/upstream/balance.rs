@@ -18,7 +18,8 @@
 //! Invariants: unavailable (ejected) deployments are skipped unless every
 //! deployment not excluded is unavailable, in which case those are used (a
 //! request has a better chance on an ejected deployment than on none);
-//! excluded deployments (already tried for this request) are never returned.
+//! excluded deployments (already tried for this request) and deployments
+//! at their provider quota (a sure 429) are never returned.
 //! Time comes in as `Instant` and randomness from [`ShardRng`], so every
 //! decision is reproducible in tests.
 
@@ -83,6 +84,7 @@ struct Deployment {
     current: Cell<i64>,
     in_flight: Cell<u32>,
     available: Cell<bool>,
+    at_quota: Cell<bool>,
     /// Latency EWMA in nanoseconds, with the time of its last sample;
     /// `None` until the first sample.
     ewma: Cell<Option<(f64, Instant)>>,
@@ -107,6 +109,7 @@ impl Balancer {
                 current: Cell::new(0),
                 in_flight: Cell::new(0),
                 available: Cell::new(true),
+                at_quota: Cell::new(false),
                 ewma: Cell::new(None),
             })
             .collect();
@@ -130,6 +133,13 @@ impl Balancer {
         self.deployments[index].available.set(available);
     }
 
+    /// Mirrors the provider quota: call with whether the deployment's
+    /// quota is full now for each deployment before picking. A deployment
+    /// at its quota is passed over as if excluded.
+    pub fn set_at_quota(&self, index: usize, at_quota: bool) {
+        self.deployments[index].at_quota.set(at_quota);
+    }
+
     pub fn in_flight(&self, index: usize) -> u32 {
         self.deployments[index].in_flight.get()
     }
@@ -141,10 +151,10 @@ impl Balancer {
             .map(|ns| Duration::from_nanos(ns as u64))
     }
 
-    /// The deployment for the next attempt, never one in `exclude`; `None`
-    /// when every deployment is excluded.
+    /// The deployment for the next attempt, never one in `exclude` nor one
+    /// at its quota; `None` when every deployment is one or the other.
     pub fn pick(&self, exclude: &[usize], now: Instant, rng: &ShardRng) -> Option<usize> {
-        let not_excluded = |i: usize| !exclude.contains(&i);
+        let not_excluded = |i: usize| !exclude.contains(&i) && !self.deployments[i].at_quota.get();
         let any_available = (0..self.len()).any(|i| not_excluded(i) && self.is_up(i));
         let eligible = |i: usize| not_excluded(i) && (!any_available || self.is_up(i));
         if !(0..self.len()).any(eligible) {
@@ -398,6 +408,27 @@ mod tests {
             }
             b.set_available(0, true);
             assert_eq!(counts(&b, 10, &[]), [10, 0, 0], "{s:?}: back in");
+        }
+    }
+
+    #[test]
+    fn a_deployment_at_quota_is_never_picked_even_when_the_rest_are_ejected() {
+        for s in [
+            Strategy::WeightedRoundRobin,
+            Strategy::LeastInFlight,
+            Strategy::LatencyP2c {
+                decay: Duration::from_secs(1),
+            },
+        ] {
+            let b = Balancer::new(s, &[5, 1]);
+            b.set_at_quota(0, true);
+            assert_eq!(counts(&b, 20, &[]), [0, 20], "{s:?}");
+            // The other one ejected: still it, not the one at quota.
+            b.set_available(1, false);
+            assert_eq!(counts(&b, 20, &[]), [0, 20], "{s:?}");
+            assert_eq!(b.pick(&[1], Instant::now(), &ShardRng::new(1)), None);
+            b.set_at_quota(0, false);
+            assert_eq!(counts(&b, 12, &[])[0], 12, "{s:?}: back, and 1 is ejected");
         }
     }
 

@@ -5,12 +5,15 @@
 //! deployments and recovers from their failures: `balance` (which
 //! deployment), `breaker` (which are ejected), `retry` (whether, when and
 //! where to send again); and how long an attempt may take (`timeouts`).
+//! Unlike those, `quota` (a provider's requests and tokens per minute) is
+//! counted for the whole instance: its counters are shared by the shards.
 
 pub mod balance;
 pub mod breaker;
 mod connect;
 mod from_config;
 mod pool;
+pub mod quota;
 pub mod retry;
 pub mod timeouts;
 pub mod tls;
