@@ -133,6 +133,7 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
             merged.access_log_dropped = admin.log_dropped.load(Ordering::Relaxed);
             let mut text = String::with_capacity(16 * 1024);
             prometheus::render(&merged, &mut text);
+            crate::governance::metrics::render(&admin.control.governance.table, &mut text);
             respond(&mut stream, 200, prometheus::CONTENT_TYPE, text.as_bytes())
         }
         (b"POST", b"/admin/reload") => {

@@ -606,3 +606,56 @@ fn a_long_stream_is_cut_by_its_budget_and_pays_for_what_it_relayed() {
     // 120 events of "tokN": 10 of 1 token, 110 of 2 (5-6 bytes / 4).
     assert_eq!(spent, 230.0, "the stream's own estimate, charged");
 }
+
+#[test]
+fn metrics_and_the_access_log_name_the_key_and_team() {
+    let mock = MockUpstream::start();
+    let log_dir = TempDir::new("gov-log");
+    let log_path = log_dir.0.join("access.log");
+    let g = start(
+        &mock,
+        1,
+        &format!(
+            "[access_log]\ntarget = \"file\"\npath = \"{}\"\n",
+            log_path.display()
+        ),
+    );
+    let (status, team) = g.admin("POST", "/admin/teams", json!({"name": "research"}));
+    assert_eq!(status, 201);
+    let (secret, id) = g.key(json!({"name": "nightly", "team": team["id"], "rpm": 1}));
+    assert_eq!(g.chat(Some(&secret), "metered", 7).status, 200);
+    assert_eq!(g.chat(Some(&secret), "metered", 7).status, 429);
+    g.settled_key(&id);
+    let metrics = {
+        let mut s = TcpStream::connect(g.admin).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nhost: a\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    for line in [
+        "shardgate_key_spend_usd_total{key=\"nightly\",team=\"research\"} 7\n",
+        "shardgate_key_requests_total{key=\"nightly\",team=\"research\",outcome=\"admitted\"} 1\n",
+        "shardgate_key_requests_total{key=\"nightly\",team=\"research\",outcome=\"rate_limited\"} 1\n",
+        "shardgate_key_tokens_total{key=\"nightly\",team=\"research\",direction=\"output\"} 7\n",
+    ] {
+        assert!(metrics.contains(line), "{line} not in {metrics}");
+    }
+    // The access log line carries the key's id and team, never its secret.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.matches("chat_completions").count() >= 2 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let first: Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["route"] == "chat_completions")
+        .unwrap();
+    assert_eq!(first["key_id"], id.as_str());
+    assert_eq!(first["team"], team["id"]);
+    assert!(!text.contains(&secret));
+}

@@ -28,6 +28,7 @@ fn record<'a>(request_id: &'a str, model: &'a str) -> AccessRecord<'a> {
         time: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
         request_id,
         key_id: Some("key_1"),
+        team: Some("team_a"),
         route: "chat_completions",
         model,
         provider: Some("openai"),
@@ -92,6 +93,7 @@ fn lines_are_json_with_every_field() {
         let mut rec = record(id.as_str(), &model);
         if i % 2 == 1 {
             rec.key_id = None;
+            rec.team = None;
             rec.provider = None;
             rec.upstream = None;
             rec.ttft = Some(Duration::from_micros(250_500));
@@ -113,6 +115,7 @@ fn lines_are_json_with_every_field() {
             "ts",
             "request_id",
             "key_id",
+            "team",
             "route",
             "model",
             "provider",
@@ -145,11 +148,12 @@ fn lines_are_json_with_every_field() {
         assert_eq!(o["bytes_out"], 900);
         if i % 2 == 0 {
             assert_eq!(o["key_id"], "key_1");
+            assert_eq!(o["team"], "team_a");
             assert_eq!(o["provider"], "openai");
             assert_eq!(o["upstream_ms"].as_f64(), Some(12.345));
             assert!(o["ttft_ms"].is_null());
         } else {
-            assert!(o["key_id"].is_null() && o["provider"].is_null());
+            assert!(o["key_id"].is_null() && o["team"].is_null() && o["provider"].is_null());
             assert!(o["upstream_ms"].is_null());
             assert_eq!(o["ttft_ms"].as_f64(), Some(250.5));
         }

@@ -56,12 +56,15 @@ pub fn admit(
         headers,
     };
     if let Err(r) = ledger.check(&key.limits, need, now) {
+        ledger.count_refusal(r);
         let headers = rate_headers(key, &mut ledger, now);
         return Err(deny(r, false, headers));
     }
     let mut team = team;
     if let Some((t, tl)) = team.as_mut() {
         if let Err(r) = tl.check(&t.limits, need, now) {
+            ledger.count_refusal(r);
+            tl.count_refusal(r);
             let headers = rate_headers(key, &mut ledger, now);
             return Err(deny(r, true, headers));
         }

@@ -62,9 +62,15 @@ pub struct Ledger {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
+    /// Admitted requests.
     pub requests: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Spend over every period, nano-dollars.
+    pub spent_nanos: u64,
+    /// Requests refused by a rate, token or concurrency limit, or the budget.
+    pub rate_limited: u64,
+    pub over_budget: u64,
 }
 
 /// What a request really used, charged when it ends.
@@ -155,6 +161,7 @@ impl Ledger {
             .add(now, used.input_tokens.saturating_add(used.output_tokens));
         self.totals.input_tokens += used.input_tokens;
         self.totals.output_tokens += used.output_tokens;
+        self.totals.spent_nanos = self.totals.spent_nanos.saturating_add(used.nanos);
     }
 
     /// Grows a running request's reservation by `more` (a stream past
@@ -176,6 +183,14 @@ impl Ledger {
         self.reserved_nanos += more.nanos;
         self.tokens.add(now, more.tokens);
         Ok(())
+    }
+
+    /// Counts a refusal of a request under this subject.
+    pub fn count_refusal(&mut self, r: Refusal) {
+        match r {
+            Refusal::Budget { .. } => self.totals.over_budget += 1,
+            _ => self.totals.rate_limited += 1,
+        }
     }
 
     /// The budget left in this period (never below zero), nano-dollars.

@@ -8,7 +8,8 @@
 //!   UTC periods and RFC 3339; `glob`, `secret` the small pieces;
 //! - `admission` a request's reservation, from before it goes upstream to
 //!   its settle, and the `x-ratelimit-*` headers;
-//! - `admin_api` the `/admin/keys` and `/admin/teams` endpoints;
+//! - `admin_api` the `/admin/keys` and `/admin/teams` endpoints; `metrics`
+//!   their families on `/metrics` (bounded: the 100 busiest keys by name);
 //! - `store` the local backend's state under `state.dir`, written off the
 //!   shards.
 //!
@@ -22,6 +23,7 @@ mod admission;
 mod clock;
 mod glob;
 mod ledger;
+pub mod metrics;
 mod records;
 mod secret;
 pub mod store;

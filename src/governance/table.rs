@@ -89,6 +89,7 @@ pub struct StoredLedger {
     pub requests: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    pub lifetime_spent_nanos: u64,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
@@ -106,6 +107,7 @@ impl StoredLedger {
             requests: ledger.totals.requests,
             input_tokens: ledger.totals.input_tokens,
             output_tokens: ledger.totals.output_tokens,
+            lifetime_spent_nanos: ledger.totals.spent_nanos,
         }
     }
 
@@ -115,6 +117,7 @@ impl StoredLedger {
         ledger.totals.requests = self.requests;
         ledger.totals.input_tokens = self.input_tokens;
         ledger.totals.output_tokens = self.output_tokens;
+        ledger.totals.spent_nanos = self.lifetime_spent_nanos;
     }
 }
 

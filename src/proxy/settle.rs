@@ -72,7 +72,8 @@ pub(super) fn settle(shard: &Shard, ctx: &mut RequestCtx) {
             &AccessRecord {
                 time: SystemTime::now(),
                 request_id: &outcome.request_id,
-                key_id: None,
+                key_id: ctx.key.as_ref().map(|k| k.spec.id.as_str()),
+                team: ctx.key.as_ref().and_then(|k| k.spec.team.as_deref()),
                 route: ROUTE_NAMES[outcome.route],
                 model: &outcome.model,
                 provider,

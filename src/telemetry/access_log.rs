@@ -52,6 +52,8 @@ pub struct AccessRecord<'a> {
     pub request_id: &'a str,
     /// The client key's id (never the key itself), when the request had one.
     pub key_id: Option<&'a str>,
+    /// The key's team id, when it has one.
+    pub team: Option<&'a str>,
     pub route: &'a str,
     /// The model the client asked for.
     pub model: &'a str,
@@ -82,6 +84,11 @@ impl AccessRecord<'_> {
         out.extend_from_slice(b",\"key_id\":");
         match self.key_id {
             Some(k) => string(out, k),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"team\":");
+        match self.team {
+            Some(t) => string(out, t),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"route\":");

@@ -251,11 +251,11 @@ pub fn render(m: &MergedMetrics, out: &mut String) {
     }
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
 }
 
-fn sample_start(out: &mut String, name: &str, labels: &[(&str, &str)]) {
+pub fn sample_start(out: &mut String, name: &str, labels: &[(&str, &str)]) {
     out.push_str(name);
     if !labels.is_empty() {
         out.push('{');
@@ -273,7 +273,7 @@ fn sample_start(out: &mut String, name: &str, labels: &[(&str, &str)]) {
     out.push(' ');
 }
 
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], v: u64) {
+pub fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], v: u64) {
     sample_start(out, name, labels);
     out.push_str(itoa::Buffer::new().format(v));
     out.push('\n');
