@@ -63,6 +63,8 @@ fn unit_has_the_promised_settings() {
         ("Service.Restart", "on-failure"),
         ("Service.EnvironmentFile", "-/etc/shardgate/shardgate.env"),
         ("Service.DynamicUser", "yes"),
+        ("Service.StateDirectory", "shardgate"),
+        ("Service.StateDirectoryMode", "0700"),
         ("Service.ProtectSystem", "strict"),
         ("Service.ProtectHome", "yes"),
         ("Service.NoNewPrivileges", "yes"),
