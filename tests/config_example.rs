@@ -10,12 +10,21 @@ fn example_config_parses_and_validates() {
         "/scripts/shardgate.example.toml"
     ))
     .unwrap();
-    let mut config = Config::from_toml(&text).unwrap();
-    config.resolve_keys(|_| Some("sk-example".into())).unwrap();
-    shardgate::providers::validate(&config).unwrap();
-    assert_eq!(config.models.len(), 2);
     // Every documented default matches the code's default.
     let d = Config::default();
+    let mut config = Config::from_toml(&text).unwrap();
+    config
+        .resolve_keys(|_| Some("sk-example-0123456789".into()))
+        .unwrap();
+    shardgate::providers::validate(&config).unwrap();
+    assert_eq!(config.models.len(), 2);
+    assert_eq!((config.keys.len(), config.teams.len()), (1, 1));
+    assert_eq!(
+        config.governance.default_max_output_tokens,
+        d.governance.default_max_output_tokens
+    );
+    assert_eq!(config.state.flush_interval_ms, d.state.flush_interval_ms);
+
     assert_eq!(config.server.listen, d.server.listen);
     assert_eq!(config.limits.max_body_bytes, d.limits.max_body_bytes);
     assert_eq!(config.limits.max_head_bytes, d.limits.max_head_bytes);
