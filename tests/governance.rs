@@ -659,3 +659,31 @@ fn metrics_and_the_access_log_name_the_key_and_team() {
     assert_eq!(first["team"], team["id"]);
     assert!(!text.contains(&secret));
 }
+
+#[test]
+fn an_unknown_caller_is_refused_before_its_body_is_read() {
+    let mock = MockUpstream::start();
+    let g = start(&mock, 1, "");
+    // Announces 32 MiB and sends none of it: the 401 comes at once, and the
+    // connection closes (the body was never read).
+    let mut c = g.gw.connect();
+    c.send("POST /v1/chat/completions HTTP/1.1\r\nhost: t\r\ncontent-length: 33554432\r\n\r\n")
+        .unwrap();
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.is_closed(Duration::from_secs(2)));
+    // Without a body the connection goes on.
+    let mut c = g.gw.connect();
+    let r = c
+        .request("GET /v1/models HTTP/1.1\r\nhost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        c.request("GET /health HTTP/1.1\r\nhost: t\r\n\r\n")
+            .unwrap()
+            .status,
+        200
+    );
+    assert!(mock.requests().is_empty());
+}

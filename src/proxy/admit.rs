@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Kind};
 use crate::governance::{presented_secret, unix_now, KeyEntry};
-use crate::http1::framing::{request_framing, FramingError};
+use crate::http1::framing::{request_framing, BodyKind, FramingError};
 use crate::providers::Dialect;
 use crate::shard::Shard;
 
@@ -117,6 +117,26 @@ pub(super) async fn admit(
     facts.is_head = down.head.method.get(&down.rbuf) == b"HEAD";
     facts.dialect = Dialect::OpenAi;
     facts.write_timeout = limits.client_write_timeout_ms;
+    // Classified from the head alone, so the key is checked before the body
+    // is read: an unknown caller never gets to upload its 32 MiB. A 401 on
+    // a request with a body closes the connection (its body was not read).
+    let classified = {
+        let (path, _) = split_target(down.head.target.get(&down.rbuf));
+        classify(down.head.method.get(&down.rbuf), path)
+    };
+    if let Ok(endpoint) = classified {
+        ctx.facts.dialect = endpoint.client_dialect();
+        ctx.outcome.route = endpoint.route_index();
+        if endpoint != Endpoint::Health {
+            // Refused without a body, the next request starts after the head.
+            ctx.next_request = down.head.head_len;
+            let has_body = !matches!(framing.body, BodyKind::Empty | BodyKind::Length(0));
+            ctx.key = authenticate(shard, down).map_err(|error| Refused {
+                error,
+                close: has_body,
+            })?;
+        }
+    }
     // The body is always consumed whole so the connection stays in sync.
     let (body, next) = down
         .read_body(&framing, limits)
@@ -142,13 +162,10 @@ pub(super) async fn admit(
             true
         }
     };
-    let target = down.head.target.get(&down.rbuf);
-    let (path, query) = split_target(target);
+    let (_, query) = split_target(down.head.target.get(&down.rbuf));
     let query = down.head.target.end as usize - query.len()..down.head.target.end as usize;
     let method = down.head.method.get(&down.rbuf);
-    let endpoint = classify(method, path)?;
-    ctx.facts.dialect = endpoint.client_dialect();
-    outcome.route = endpoint.route_index();
+    let endpoint = classified?;
     // Content on a GET or HEAD has no defined meaning (RFC 9110 §9.3.1), and
     // an upstream that ignores it reads it as its next request, whose answer
     // then waits on a pooled connection for another client. Refused rather
@@ -172,9 +189,6 @@ pub(super) async fn admit(
         body
     };
 
-    if endpoint != Endpoint::Health {
-        ctx.key = authenticate(shard, down)?;
-    }
     let router = &ctx.generation.gateway.router;
     // `/v1/models` passed to the default provider, when no models are configured.
     let models_provider = match endpoint {
