@@ -11,7 +11,11 @@
 # the same build with a feature off) as a fourth target in the same
 # alternation, so a change's cost is a ratio measured side by side (the
 # first runs with --admin-listen off, so the baseline, which may predate
-# that flag, gets the default admin port).
+# that flag, gets the default admin port). GOVERNED=1 runs the first with
+# virtual keys on: one key (the `sk-client` wrk sends) with rpm, tpm, a
+# concurrency cap and a budget far above what the run uses, so every
+# request is checked, reserved and settled and none refused; compare with
+# BASELINE=target/release/shardgate (the same build, keys off).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
@@ -45,8 +49,26 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer sk-client"
 LUA
 nginx -c "$DIR/nginx.conf" -p "$DIR" -g 'daemon on;'
+SG_ARGS=()
+if [[ -n "${GOVERNED:-}" ]]; then
+  cat > "$DIR/governed.toml" <<TOML
+[providers.openai]
+base_url = "http://127.0.0.1:19101/v1"
+api_key = "sk-up"
+[state]
+dir = "$DIR/state"
+[[keys]]
+name = "bench"
+key_sha256 = "9317152c7ce9662afd2deb4078472692a4d84040d09f9c3d2b2d3688f057c7de" # sk-client
+rpm = 1000000000
+tpm = 1000000000000
+max_concurrent = 100000
+budget_usd = 1000000000.0
+TOML
+  SG_ARGS=(--config "$DIR/governed.toml")
+fi
 OPENAI_API_KEY=sk-up OPENAI_BASE_URL=http://127.0.0.1:19101/v1 target/release/shardgate \
-  --listen 127.0.0.1:19103 --admin-listen off 2>"$DIR/shardgate.log" &
+  --listen 127.0.0.1:19103 --admin-listen off "${SG_ARGS[@]}" 2>"$DIR/shardgate.log" &
 SG=$!
 TARGETS="direct:19101 nginx:19102 shardgate:19103"
 if [[ -n "${BASELINE:-}" ]]; then
@@ -57,7 +79,7 @@ if [[ -n "${BASELINE:-}" ]]; then
 fi
 sleep 0.5
 for port in 19103 ${BL:+19104}; do
-  curl -sf -o /dev/null http://127.0.0.1:$port/v1/chat/completions -d @"$DIR/body.json" || { echo "shardgate on $port not answering"; cat "$DIR"/*.log; exit 1; }
+  curl -sf -o /dev/null -H 'authorization: Bearer sk-client' http://127.0.0.1:$port/v1/chat/completions -d @"$DIR/body.json" || { echo "shardgate on $port not answering"; cat "$DIR"/*.log; exit 1; }
 done
 NGINX_WORKER=$(pgrep -P "$(cat "$DIR/nginx.pid")" | head -1)
 declare -A PID=([nginx]=$NGINX_WORKER [shardgate]=$SG [baseline]=$BL)

@@ -22,6 +22,8 @@
 #   scripts/callgrind.sh [REQUESTS] [WARMUP]     defaults 20000 and 2000
 #
 # Environment: GATE_BIN (the shardgate binary, default the release build),
+# GOVERNED (1: virtual keys on, see below), SYSTEMS (part 1's proxies,
+# default "shardgate nginx"),
 # CG_CONNS (client connections for the callgrind runs, default
 # "1 64"), PARTS (default "1 2 3 4": which parts to run), WRK_ROUNDS (default
 # 3), SUT_CPU / GEN_CPU (default 0 and the last CPU), OUT (default
@@ -130,7 +132,7 @@ PY
 noted() { # label loadgen-json
   {
     echo "$1: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("ok", r["ok"], "errors", r["errors"])' "$2" 2>/dev/null || echo "no result")"
-    echo "  probe: HTTP $(curl -s -m 30 -o /dev/null -w '%{http_code}' -H 'content-type: application/json' \
+    echo "  probe: HTTP $(curl -s -m 30 -o /dev/null -w '%{http_code}' -H 'content-type: application/json' -H 'authorization: Bearer loadgen' \
       -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}' \
       "http://127.0.0.1:$SUT_PORT/v1/chat/completions" 2>/dev/null)"
     curl -s -m 10 "http://127.0.0.1:$ADMIN_PORT/metrics" 2>/dev/null |
@@ -156,6 +158,22 @@ kind = "openai"
 base_url = "http://127.0.0.1:$MOCK_PORT/v1"
 api_key_env = "OPENAI_API_KEY"
 CONF
+# GOVERNED=1: virtual keys on, one key (the `loadgen` the generator sends)
+# with limits and a budget far above the run, so every request is checked,
+# reserved and settled (bench/README.md, governance).
+if [[ -n "${GOVERNED:-}" ]]; then
+  cat >>"$OUT/shardgate.toml" <<CONF
+[state]
+dir = "$OUT/state"
+[[keys]]
+name = "bench"
+key_sha256 = "bd5d5d0eeff97bacc45aa57dbac9689a25a2eedb52ec991f3a46a2a00ad41908" # loadgen
+rpm = 1000000000
+tpm = 1000000000000
+max_concurrent = 100000
+budget_usd = 1000000000.0
+CONF
+fi
 # nginx as scripts/bench.sh runs it (one worker, upstream keep-alive pool,
 # no buffering), in one process so valgrind and perf see all of it.
 mkdir -p "$OUT/nginx"
@@ -190,7 +208,7 @@ stop_sut() {
 
 # ---- part 1: callgrind ------------------------------------------------------
 [[ $PARTS == *" 1 "* ]] || CG_CONNS=()
-((${#CG_CONNS[@]})) && for name in shardgate nginx; do
+((${#CG_CONNS[@]})) && for name in ${SYSTEMS:-shardgate nginx}; do
   log "== $name under callgrind (CPU $SUT_CPU)"
   start_sut "$name" valgrind --tool=callgrind --callgrind-out-file="$OUT/cg/$name.%p"
   check_target "$SUT_PORT"

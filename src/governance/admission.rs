@@ -172,42 +172,59 @@ impl Drop for Admission {
     /// its reservation back and is charged nothing more: its usage was
     /// never read.
     fn drop(&mut self) {
-        self.give_back(Used::default(), super::clock::unix_now());
+        if !self.settled {
+            self.give_back(Used::default(), super::clock::unix_now());
+        }
     }
 }
 
 impl RateHeaders {
-    /// Appends the headers there are, as response header lines.
+    /// Appends the headers there are, as response header lines (on every
+    /// response of a limited key: written without allocating).
     pub fn push(&self, out: &mut Vec<u8>) {
-        for (which, v) in [("requests", self.requests), ("tokens", self.tokens)] {
+        const NAMES: [[&[u8]; 3]; 2] = [
+            [
+                b"x-ratelimit-limit-requests: ",
+                b"\r\nx-ratelimit-remaining-requests: ",
+                b"\r\nx-ratelimit-reset-requests: ",
+            ],
+            [
+                b"x-ratelimit-limit-tokens: ",
+                b"\r\nx-ratelimit-remaining-tokens: ",
+                b"\r\nx-ratelimit-reset-tokens: ",
+            ],
+        ];
+        let mut digits = itoa::Buffer::new();
+        for (names, v) in NAMES.iter().zip([self.requests, self.tokens]) {
             let Some((limit, remaining, reset)) = v else {
                 continue;
             };
-            for (name, value) in [
-                ("limit", limit.to_string()),
-                ("remaining", remaining.to_string()),
-                ("reset", reset_format(reset)),
-            ] {
-                out.extend_from_slice(b"x-ratelimit-");
-                out.extend_from_slice(name.as_bytes());
-                out.push(b'-');
-                out.extend_from_slice(which.as_bytes());
-                out.extend_from_slice(b": ");
-                out.extend_from_slice(value.as_bytes());
-                out.extend_from_slice(b"\r\n");
-            }
+            out.reserve(160);
+            out.extend_from_slice(names[0]);
+            out.extend_from_slice(digits.format(limit).as_bytes());
+            out.extend_from_slice(names[1]);
+            out.extend_from_slice(digits.format(remaining).as_bytes());
+            out.extend_from_slice(names[2]);
+            push_duration(out, reset);
+            out.extend_from_slice(b"\r\n");
         }
     }
 }
 
 /// OpenAI's duration format: `1s`, `6m0s`, `1h2m3s`.
-fn reset_format(secs: u64) -> String {
+fn push_duration(out: &mut Vec<u8>, secs: u64) {
+    let mut digits = itoa::Buffer::new();
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m{s}s"),
-        _ => format!("{h}h{m}m{s}s"),
+    if h > 0 {
+        out.extend_from_slice(digits.format(h).as_bytes());
+        out.push(b'h');
     }
+    if h > 0 || m > 0 {
+        out.extend_from_slice(digits.format(m).as_bytes());
+        out.push(b'm');
+    }
+    out.extend_from_slice(digits.format(s).as_bytes());
+    out.push(b's');
 }
 
 #[cfg(test)]
@@ -336,9 +353,11 @@ mod tests {
             text.contains("x-ratelimit-reset-tokens: 1m0s\r\n"),
             "{text}"
         );
-        assert_eq!(reset_format(1), "1s");
-        assert_eq!(reset_format(360), "6m0s");
-        assert_eq!(reset_format(3723), "1h2m3s");
+        for (secs, text) in [(1, "1s"), (360, "6m0s"), (3723, "1h2m3s"), (3600, "1h0m0s")] {
+            let mut out = Vec::new();
+            push_duration(&mut out, secs);
+            assert_eq!(out, text.as_bytes());
+        }
     }
 
     #[test]

@@ -211,6 +211,45 @@ impl KeyCache {
     }
 }
 
+/// A connection's last key: the next request on it that presents the same
+/// secret (compared in constant time: a proxy in front may carry several
+/// clients on one connection) under the same table version is that key,
+/// with no hashing and no map.
+pub struct KeyMemo {
+    secret: Box<[u8]>,
+    version: u64,
+    key: Rc<Arc<KeyEntry>>,
+}
+
+impl KeyCache {
+    /// [`KeyCache::resolve`] through the connection's `memo`.
+    pub fn resolve_with(
+        &self,
+        table: &Table,
+        secret: &[u8],
+        memo: &mut Option<KeyMemo>,
+    ) -> Option<Rc<Arc<KeyEntry>>> {
+        let version = table.version();
+        if let Some(m) = memo.as_ref() {
+            if m.version == version && constant_time_eq(&m.secret, secret) {
+                return Some(m.key.clone());
+            }
+        }
+        let key = self.resolve(table, secret)?;
+        *memo = Some(KeyMemo {
+            secret: secret.into(),
+            version,
+            key: key.clone(),
+        });
+        Some(key)
+    }
+}
+
+/// Equality whose time depends only on the lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
 /// The secret a request presents: `Authorization: Bearer …` (OpenAI's
 /// SDKs) or `x-api-key` (Anthropic's).
 pub fn presented_secret<'a>(
@@ -265,5 +304,43 @@ mod tests {
         assert!(cache.resolve(&table, b"sk-two").is_none());
         assert!(table.remove_key("k1"));
         assert!(cache.resolve(&table, b"sk-one").is_none());
+    }
+
+    #[test]
+    fn a_connection_memo_never_outlives_a_change() {
+        let table = Table::default();
+        let spec = |id: &str| KeySpec {
+            id: id.into(),
+            name: id.into(),
+            ..KeySpec::default()
+        };
+        table.put_key(spec("a"), secret::hash(b"sk-a"));
+        table.put_key(spec("b"), secret::hash(b"sk-b"));
+        let (cache, mut memo) = (KeyCache::default(), None);
+        assert_eq!(
+            cache
+                .resolve_with(&table, b"sk-a", &mut memo)
+                .unwrap()
+                .spec
+                .id,
+            "a"
+        );
+        assert_eq!(
+            cache
+                .resolve_with(&table, b"sk-b", &mut memo)
+                .unwrap()
+                .spec
+                .id,
+            "b",
+            "another secret is looked up"
+        );
+        assert!(cache.resolve_with(&table, b"sk-bb", &mut memo).is_none());
+        table.remove_key("a");
+        assert!(cache.resolve_with(&table, b"sk-a", &mut memo).is_none());
+        assert!(
+            constant_time_eq(b"abc", b"abc")
+                && !constant_time_eq(b"abc", b"abd")
+                && !constant_time_eq(b"ab", b"abc")
+        );
     }
 }

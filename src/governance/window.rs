@@ -14,6 +14,9 @@ pub struct Window {
     /// The second the newest slot stands for.
     newest: u64,
     sum: u64,
+    /// The oldest second in the window with a count (when `sum > 0`): found
+    /// again only when it leaves the window, at most once a second.
+    oldest: u64,
 }
 
 impl Default for Window {
@@ -22,6 +25,7 @@ impl Default for Window {
             slots: [0; SLOTS as usize],
             newest: 0,
             sum: 0,
+            oldest: 0,
         }
     }
 }
@@ -43,6 +47,12 @@ impl Window {
             }
         }
         self.newest = now;
+        let start = now + 1 - SLOTS.min(now + 1);
+        if self.sum > 0 && self.oldest < start {
+            self.oldest = (start..=now)
+                .find(|&s| self.slots[(s % SLOTS) as usize] > 0)
+                .unwrap_or(now);
+        }
     }
 
     /// What the last 60 seconds counted.
@@ -54,6 +64,9 @@ impl Window {
     /// Counts `n` at `now`.
     pub fn add(&mut self, now: u64, n: u64) {
         self.advance(now);
+        if self.sum == 0 {
+            self.oldest = now;
+        }
         self.slots[(now % SLOTS) as usize] += n;
         self.sum += n;
     }
@@ -78,13 +91,9 @@ impl Window {
         if self.sum == 0 {
             return 0;
         }
-        (0..SLOTS)
-            .rev()
-            .find(|&age| {
-                now.checked_sub(age)
-                    .is_some_and(|s| self.slots[(s % SLOTS) as usize] > 0)
-            })
-            .map_or(0, |age| SLOTS - age)
+        // A take-back may have emptied that second: the answer is then a
+        // little early, never late.
+        self.oldest + SLOTS - now
     }
 
     /// Seconds from `now` until `need` more fits under `limit` (0 when it
@@ -149,6 +158,11 @@ mod tests {
         assert_eq!(w.wait_for(115, 4, 10), Some(45));
         assert_eq!(w.wait_for(115, 10, 10), Some(55));
         assert_eq!(w.wait_for(115, 11, 10), None);
+        assert_eq!(w.oldest_leaves_in(115), 45);
+        assert_eq!(w.oldest_leaves_in(160), 10, "second 110 is the oldest now");
+        assert_eq!(w.oldest_leaves_in(170), 0);
+        w.add(171, 1);
+        assert_eq!(w.oldest_leaves_in(171), 60);
     }
 
     #[test]

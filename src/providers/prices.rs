@@ -7,7 +7,7 @@
 //! `claude-3-5-sonnet-20241022` → `claude-3-5-sonnet`); unknown models cost 0.
 //! Lookups borrow and never allocate.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::api::usage::Usage;
 use crate::config::PriceConfig;
@@ -54,15 +54,41 @@ const SHIPPED: &[(&str, f64, f64, f64)] = &[
     ("llama-3.3-70b-versatile", 0.59, 0.59, 0.79),
 ];
 
+impl Price {
+    /// The cost of `usage`, in millionths of a US dollar.
+    pub fn cost_micros(&self, usage: &Usage) -> u64 {
+        // USD per million tokens is exactly micro-dollars per token.
+        let cached = usage.cached_input_tokens.min(usage.input_tokens);
+        let micros = (usage.input_tokens - cached) as f64 * self.input
+            + cached as f64 * self.cached_input
+            + usage.output_tokens as f64 * self.output;
+        micros.round() as u64
+    }
+
+    /// The cost of `usage`, in billionths of a US dollar: exact for prices
+    /// given to a thousandth of a dollar per million tokens, which is what
+    /// budgets are charged in.
+    pub fn cost_nanos(&self, usage: &Usage) -> u64 {
+        let cached = usage.cached_input_tokens.min(usage.input_tokens);
+        let nanos = ((usage.input_tokens - cached) as f64 * self.input
+            + cached as f64 * self.cached_input
+            + usage.output_tokens as f64 * self.output)
+            * 1000.0;
+        nanos.round() as u64
+    }
+}
+
 pub struct PriceTable {
-    exact: HashMap<String, Price>,
+    /// FxHash: the table is built from config alone, so a client's model
+    /// name can only look it up, never choose what collides in it.
+    exact: FxHashMap<String, Price>,
     /// Names for prefix matching, longest first.
     by_length: Vec<(String, Price)>,
 }
 
 impl PriceTable {
     pub fn new(overrides: &[PriceConfig]) -> PriceTable {
-        let mut exact: HashMap<String, Price> = SHIPPED
+        let mut exact: FxHashMap<String, Price> = SHIPPED
             .iter()
             .map(|&(m, input, cached_input, output)| {
                 (
@@ -98,32 +124,9 @@ impl PriceTable {
         })
     }
 
-    /// The cost of `usage` on `model`, in billionths of a US dollar: exact
-    /// for prices given to a thousandth of a dollar per million tokens,
-    /// which is what budgets are charged in.
-    pub fn cost_nanos(&self, model: &str, usage: &Usage) -> u64 {
-        let Some(p) = self.price(model) else {
-            return 0;
-        };
-        let cached = usage.cached_input_tokens.min(usage.input_tokens);
-        let nanos = ((usage.input_tokens - cached) as f64 * p.input
-            + cached as f64 * p.cached_input
-            + usage.output_tokens as f64 * p.output)
-            * 1000.0;
-        nanos.round() as u64
-    }
-
     /// The cost of `usage` on `model`, in millionths of a US dollar.
     pub fn cost_micros(&self, model: &str, usage: &Usage) -> u64 {
-        let Some(p) = self.price(model) else {
-            return 0;
-        };
-        // USD per million tokens is exactly micro-dollars per token.
-        let cached = usage.cached_input_tokens.min(usage.input_tokens);
-        let micros = (usage.input_tokens - cached) as f64 * p.input
-            + cached as f64 * p.cached_input
-            + usage.output_tokens as f64 * p.output;
-        micros.round() as u64
+        self.price(model).map_or(0, |p| p.cost_micros(usage))
     }
 }
 

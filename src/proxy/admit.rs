@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::error::{Error, Kind};
-use crate::governance::{presented_secret, unix_now, KeyEntry};
+use crate::governance::{presented_secret, unix_now, KeyEntry, KeyMemo};
 use crate::http1::framing::{request_framing, BodyKind, FramingError};
 use crate::providers::Dialect;
 use crate::shard::Shard;
@@ -61,7 +61,11 @@ impl From<Error> for Refused {
 /// The key the request presents, when keys are on (`None` when they are
 /// off); a 401 in the caller's dialect when it presents none, or one that
 /// is unknown (revoked keys are unknown) or expired.
-fn authenticate(shard: &Shard, down: &Downstream) -> Result<Option<Rc<Arc<KeyEntry>>>, Error> {
+fn authenticate(
+    shard: &Shard,
+    down: &Downstream,
+    memo: &mut Option<KeyMemo>,
+) -> Result<Option<Rc<Arc<KeyEntry>>>, Error> {
     let gov = shard.governance();
     if !gov.enabled() {
         return Ok(None);
@@ -74,7 +78,10 @@ fn authenticate(shard: &Shard, down: &Downstream) -> Result<Option<Rc<Arc<KeyEnt
         ));
     };
     let unknown = || Error::client(Kind::Unauthorized, "Incorrect API key provided");
-    let key = shard.keys.resolve(&gov.table, secret).ok_or_else(unknown)?;
+    let key = shard
+        .keys
+        .resolve_with(&gov.table, secret, memo)
+        .ok_or_else(unknown)?;
     if key.expired(unix_now()) {
         return Err(Error::client(
             Kind::Unauthorized,
@@ -131,7 +138,7 @@ pub(super) async fn admit(
             // Refused without a body, the next request starts after the head.
             ctx.next_request = down.head.head_len;
             let has_body = !matches!(framing.body, BodyKind::Empty | BodyKind::Length(0));
-            ctx.key = authenticate(shard, down).map_err(|error| Refused {
+            ctx.key = authenticate(shard, down, &mut ctx.key_memo).map_err(|error| Refused {
                 error,
                 close: has_body,
             })?;

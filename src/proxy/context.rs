@@ -18,7 +18,7 @@ use super::downstream::Body;
 use super::endpoint::{Endpoint, UNKNOWN_ROUTE};
 use super::exchange::{ClientFacts, UpstreamSide};
 use crate::api::usage::Usage;
-use crate::governance::KeyEntry;
+use crate::governance::{KeyEntry, KeyMemo};
 use crate::providers::Dialect;
 use crate::shard::Generation;
 
@@ -33,6 +33,8 @@ pub(super) struct RequestCtx {
     /// The virtual key the request presented (when keys are on); its
     /// reservation is `side.gate`.
     pub key: Option<Rc<Arc<KeyEntry>>>,
+    /// The connection's last key (kept across its requests).
+    pub key_memo: Option<KeyMemo>,
 }
 
 impl RequestCtx {
@@ -44,6 +46,7 @@ impl RequestCtx {
             outcome: Outcome::default(),
             next_request: 0,
             key: None,
+            key_memo: None,
         }
     }
 

@@ -22,6 +22,7 @@ use crate::error::{Error, Kind};
 use crate::governance::{
     admit, unix_now, Admission, Denied, KeyEntry, Need, RateHeaders, Refusal, Used,
 };
+use crate::providers::prices::Price;
 use crate::shard::Gateway;
 
 /// Why a governed stream was cut while it ran.
@@ -102,15 +103,15 @@ pub(super) fn reserve(
     let input = input_estimate(body_bytes);
     let default_output = gw.config.governance.default_max_output_tokens;
     let output = max_output.unwrap_or(default_output);
+    let price = gw.router.prices.price(upstream_model);
     let cost = |input_tokens, output_tokens| {
-        gw.router.prices.cost_nanos(
-            upstream_model,
-            &Usage {
+        price.map_or(0, |p| {
+            p.cost_nanos(&Usage {
                 input_tokens,
                 output_tokens,
                 cached_input_tokens: 0,
-            },
-        )
+            })
+        })
     };
     let need = Need {
         tokens: input.saturating_add(output),
@@ -199,10 +200,9 @@ fn period_name(p: crate::governance::Period) -> &'static str {
 /// it reported one, else the input estimate (for a response that reached
 /// the client at all) and the output the stream's running count saw.
 pub(super) fn settle(
-    gw: &Gateway,
     gate: OutputGate,
+    price: Option<Price>,
     usage: Option<Usage>,
-    upstream_model: &str,
     answered: bool,
     body_bytes: u64,
     output_seen: u64,
@@ -219,7 +219,7 @@ pub(super) fn settle(
     let used = Used {
         input_tokens: usage.input_tokens,
         output_tokens: usage.output_tokens,
-        nanos: gw.router.prices.cost_nanos(upstream_model, &usage),
+        nanos: price.map_or(0, |p| p.cost_nanos(&usage)),
     };
     gate.admission.settle(used, unix_now());
 }

@@ -15,15 +15,16 @@ use crate::telemetry::{metrics, AccessRecord, RequestMetrics};
 /// Records the finished request in the shard's metrics and access log.
 pub(super) fn settle(shard: &Shard, ctx: &mut RequestCtx) {
     let (outcome, router) = (&ctx.outcome, &ctx.generation.gateway.router);
+    // One lookup prices the request for the metrics and for its key.
+    let price = router.prices.price(&outcome.upstream_model);
     if let Some(gate) = ctx.side.gate.take() {
         // Answered: some of the upstream's response reached the client (a
         // 2xx, or a stream cut or left mid-way), so its work is paid for.
         let answered = (200..300).contains(&outcome.status) || outcome.ttft.is_some();
         govern::settle(
-            &ctx.generation.gateway,
             gate,
+            price,
             outcome.usage,
-            &outcome.upstream_model,
             answered,
             outcome.bytes_in,
             outcome.output_seen,
@@ -39,7 +40,7 @@ pub(super) fn settle(shard: &Shard, ctx: &mut RequestCtx) {
             q.count_tokens(second, tokens);
         }
     }
-    let cost_micros = router.prices.cost_micros(&outcome.upstream_model, &usage);
+    let cost_micros = price.map_or(0, |p| p.cost_micros(&usage));
     let provider = outcome
         .provider
         .map_or(labels.no_provider(), |p| labels.provider(p));
