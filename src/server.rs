@@ -3,13 +3,17 @@
 //! listener; each accepted connection is counted against the shard's limit
 //! (or turned away with a 503) and served by `proxy::serve_connection`
 //! inside a panic guard, so a handler's panic closes one connection, never
-//! the shard.
+//! the shard. On a TLS listener the handshake runs in the connection's own
+//! task, bounded by `limits.header_read_timeout_ms`, before anything else:
+//! a client that stalls or fails it holds its own task and slot until then,
+//! and delays neither the accept loop nor any other connection's I/O.
 
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::net::{ClientStream, TlsStream};
 use crate::runtime::{build_runtime, Driver};
 use crate::shard::{housekeeping, panic_message, CatchPanic, Control, CoreId, Shard, ShardSetup};
 
@@ -77,6 +81,7 @@ async fn run_shard(
             return;
         }
     };
+    let tls = setup.tls.clone();
     let shard = Rc::new(Shard::new(id, driver, control, setup));
     let _ = ready.send((id, Ok(driver)));
     drop(ready);
@@ -91,16 +96,33 @@ async fn run_shard(
                     .limits
                     .max_connections_per_shard;
                 let Some(open) = shard.open_connection(max) else {
-                    reject_connection(&shard, stream);
+                    // A 503 in clear means nothing to a TLS client, and a
+                    // handshake to send it costs what the cap protects:
+                    // over the cap, a TLS connection is closed at once.
+                    if tls.is_none() {
+                        reject_connection(&shard, stream);
+                    }
                     continue;
                 };
                 let shard = shard.clone();
+                let tls = tls.clone();
                 monoio::spawn(async move {
                     let _open = open;
                     let s = shard.clone();
-                    if let Err(panic) =
-                        CatchPanic::new(crate::proxy::serve_connection(stream, peer, shard)).await
-                    {
+                    let serve = async move {
+                        let stream = match tls {
+                            None => ClientStream::new(stream),
+                            // Boxed: a plain connection's task does not
+                            // carry room for a handshake.
+                            Some(config) => match Box::pin(handshake(&shard, stream, config)).await
+                            {
+                                Some(tls) => ClientStream::tls(tls),
+                                None => return,
+                            },
+                        };
+                        crate::proxy::serve_connection(stream, peer, shard).await
+                    };
+                    if let Err(panic) = CatchPanic::new(serve).await {
                         s.metrics.error(s.metrics.labels().no_provider(), "panic");
                         crate::telemetry::log_error(format_args!(
                             "shard {}: a connection handler panicked ({}); connection closed, shard continues",
@@ -123,6 +145,34 @@ async fn run_shard(
     }
     drop(listener);
     std::future::pending::<()>().await;
+}
+
+/// The server side of a TLS handshake, within the head deadline
+/// (`limits.header_read_timeout_ms`). A failure or a timeout is counted
+/// (`tls_handshake`, `tls_handshake_timeout` errors) and closes this
+/// connection only; it is not logged, since any scanner can cause one.
+async fn handshake(
+    shard: &Shard,
+    stream: monoio::net::TcpStream,
+    config: Arc<rustls::ServerConfig>,
+) -> Option<TlsStream> {
+    // Sooner is better for the handshake's own flights too.
+    let _ = stream.set_nodelay(true);
+    let deadline = shard
+        .generation()
+        .gateway
+        .config
+        .limits
+        .header_read_timeout_ms;
+    let failed = match monoio::time::timeout(deadline, TlsStream::accept(stream, config)).await {
+        Ok(Ok(tls)) => return Some(tls),
+        Ok(Err(_)) => "tls_handshake",
+        Err(_) => "tls_handshake_timeout",
+    };
+    shard
+        .metrics
+        .error(shard.metrics.labels().no_provider(), failed);
+    None
 }
 
 /// Turns away a connection over `limits.max_connections_per_shard`: 503

@@ -18,6 +18,7 @@ mod duration;
 mod error;
 mod ipnet;
 mod parse;
+mod server_tls;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -25,6 +26,7 @@ mod validate;
 use error::bad;
 pub use error::ConfigError;
 pub use ipnet::IpNet;
+pub use server_tls::ServerTlsConfig;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -148,6 +150,8 @@ pub struct ServerConfig {
     /// chain is kept, the peer appended; any other client's is replaced by
     /// its address.
     pub trusted_proxies: Vec<IpNet>,
+    /// `[server.tls]`: terminate client TLS on the listener.
+    pub tls: Option<ServerTlsConfig>,
 }
 
 /// `server.forwarded_for`.
@@ -170,6 +174,7 @@ impl Default for ServerConfig {
             drain_timeout_ms: Duration::from_millis(30_000),
             forwarded_for: ForwardedFor::Append,
             trusted_proxies: Vec::new(),
+            tls: None,
         }
     }
 }

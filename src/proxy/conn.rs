@@ -12,8 +12,6 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use monoio::net::TcpStream;
-
 use super::admit::{admit, Admitted, Refused};
 use super::attempt::run_attempts;
 use super::context::RequestCtx;
@@ -21,12 +19,14 @@ use super::downstream::Downstream;
 use super::headers::PeerAddr;
 use super::respond::{respond_error, respond_local, respond_relayed, Next};
 use super::settle::settle;
+use crate::net::ClientStream;
 use crate::shard::Shard;
 
-/// Serves one accepted client connection, from `peer`, to the end.
-pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, shard: Rc<Shard>) {
+/// Serves one accepted client connection (plain, or TLS with the
+/// handshake done), from `peer`, to the end.
+pub async fn serve_connection(stream: ClientStream, peer: SocketAddr, shard: Rc<Shard>) {
     // Responses (and stream chunks) must leave as soon as they are written.
-    let _ = stream.set_nodelay(true);
+    let _ = stream.tcp().set_nodelay(true);
     let mut down = Downstream::new(stream, PeerAddr::new(peer.ip()));
     let mut ctx = RequestCtx::new(shard.generation());
     let mut first = true;

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
-use monoio::net::TcpStream;
 
 use crate::api::translate::anthropic_error;
 use crate::buf::{write_all, PooledBuf};
@@ -26,7 +25,7 @@ use crate::http1::chunked::{ChunkError, ChunkLimits, ChunkedDecoder};
 use crate::http1::framing::{BodyKind, RequestFraming};
 use crate::http1::parse::{HeadError, HeadLimits, HeadScanner, Parsed, RequestHead};
 use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
-use crate::net::{read_when_readable, ClientStream};
+use crate::net::ClientStream;
 use crate::providers::Dialect;
 use crate::proxy::headers::PeerAddr;
 
@@ -86,9 +85,9 @@ fn read_timeout(what: &'static str) -> Error {
 }
 
 impl Downstream {
-    pub fn new(stream: TcpStream, peer: PeerAddr) -> Downstream {
+    pub fn new(stream: ClientStream, peer: PeerAddr) -> Downstream {
         Downstream {
-            stream: ClientStream::new(stream),
+            stream,
             peer,
             // Taken when the first bytes are there to read.
             rbuf: PooledBuf::empty(),
@@ -137,7 +136,9 @@ impl Downstream {
                 }
             } else if self.rbuf.is_empty() {
                 // Nothing of a request yet: wait without holding a buffer.
-                let read = read_when_readable(self.stream.tcp(), &mut self.rbuf, READ_BUF_BYTES);
+                let read = self
+                    .stream
+                    .read_when_readable(&mut self.rbuf, READ_BUF_BYTES);
                 before(deadline, read).await
             } else {
                 before(deadline, read_more(&mut self.stream, &mut self.rbuf)).await
