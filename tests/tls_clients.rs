@@ -407,6 +407,18 @@ fn tls13_and_tls12_clients_get_the_mock_answer_over_http11() {
             let r = request(&mut s, &chat("stream", true)).unwrap();
             assert_eq!(r.status, 200, "{name}: {}", r.head);
             assert!(r.text().contains("data: [DONE]"), "{name}: {}", r.text());
+
+            // `connection: close`: the answer, then close_notify (a clean
+            // end, which rustls tells from a cut).
+            let r = request(
+                &mut s,
+                "GET /health HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n",
+            )
+            .unwrap();
+            assert_eq!(r.status, 200, "{name}: {}", r.head);
+            let mut rest = Vec::new();
+            let end = s.read_to_end(&mut rest);
+            assert!(end.is_ok() && rest.is_empty(), "{name}: {end:?} {rest:?}");
         }
     });
 }

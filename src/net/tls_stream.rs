@@ -24,8 +24,12 @@
 //!   that the socket write owns.
 //! - A protocol error ends the connection: the alert rustls queued is sent
 //!   (best effort) and the error returned; the caller closes.
+//! - Dropping the stream sends close_notify (one non-blocking send, never
+//!   a wait), so a client reading a close-delimited body to its end can
+//!   tell the end from a cut.
 
 use std::io::{self, BufRead, Write};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
@@ -286,5 +290,26 @@ impl TlsStream {
         self.conn.send_close_notify();
         self.send_pending().await?;
         self.tcp.shutdown().await
+    }
+}
+
+impl Drop for TlsStream {
+    fn drop(&mut self) {
+        self.conn.send_close_notify();
+        let mut out = Vec::new();
+        if self.conn.write_tls(&mut out).is_ok() && !out.is_empty() {
+            // SAFETY: a send from a live buffer on the socket we still own
+            // (its fd closes after this, when `tcp` drops). If the socket
+            // buffer is full the alert is dropped: the client is gone or
+            // not reading, and waiting for it is what a close must not do.
+            unsafe {
+                libc::send(
+                    self.tcp.as_raw_fd(),
+                    out.as_ptr().cast(),
+                    out.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+        }
     }
 }
