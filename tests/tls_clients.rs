@@ -212,6 +212,26 @@ impl TlsGateway {
         );
     }
 
+    /// `shardgate_errors_total{provider="none",kind=KIND}` from the
+    /// (plain HTTP) admin listener.
+    fn errors(&self, kind: &str) -> u64 {
+        let log = self.log();
+        let admin = log
+            .split("admin (metrics, reload) on http://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .expect("admin address in the log");
+        let mut c = Client::connect(admin.parse().unwrap()).unwrap();
+        let r = c
+            .request("GET /metrics HTTP/1.1\r\nhost: t\r\n\r\n")
+            .unwrap();
+        let needle = format!("shardgate_errors_total{{provider=\"none\",kind=\"{kind}\"}} ");
+        r.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(&needle))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+
     fn connect(&self, versions: &[&'static SupportedProtocolVersion]) -> io::Result<Tls> {
         tls_connect(self.addr, client_config(&self.ca, versions, &[b"http/1.1"]))
     }
@@ -471,6 +491,7 @@ fn plain_http_to_the_tls_port_gets_no_http_answer_and_hurts_no_one() {
         let mut s = gw.connect(&[&rustls::version::TLS13]).unwrap();
         let r = request(&mut s, &chat("after", false)).unwrap();
         assert_eq!(r.status, 200, "{}", gw.log());
+        assert_eq!(gw.errors("tls_handshake"), 1, "counted once");
     });
 }
 
@@ -521,6 +542,7 @@ fn a_client_stalling_mid_hello_blocks_no_one_and_is_closed_at_the_deadline() {
             "{d:?}: closed after {after:?}, deadline {DEADLINE:?}"
         );
         assert!(rest.is_empty() || rest[0] == 21, "{rest:?}");
+        assert_eq!(gw.errors("tls_handshake_timeout"), 1);
     });
 }
 
