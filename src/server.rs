@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::net::{ClientStream, TlsStream};
+use crate::net::TlsStream;
 use crate::runtime::{build_runtime, Driver};
 use crate::shard::{housekeeping, panic_message, CatchPanic, Control, CoreId, Shard, ShardSetup};
 
@@ -104,33 +104,24 @@ async fn run_shard(
                     }
                     continue;
                 };
-                let shard = shard.clone();
-                let tls = tls.clone();
-                monoio::spawn(async move {
-                    let _open = open;
-                    let s = shard.clone();
-                    let serve = async move {
-                        let stream = match tls {
-                            None => ClientStream::new(stream),
-                            // Boxed: a plain connection's task does not
-                            // carry room for a handshake.
-                            Some(config) => match Box::pin(handshake(&shard, stream, config)).await
-                            {
-                                Some(tls) => ClientStream::tls(tls),
-                                None => return,
-                            },
+                // Two spawn sites, so that a plain connection's task is the
+                // size of the plain proxy's future, not of the TLS one's.
+                match &tls {
+                    None => spawn_guarded(
+                        shard.clone(),
+                        open,
+                        crate::proxy::serve_connection(stream, peer, shard.clone()),
+                    ),
+                    Some(config) => {
+                        let (config, s) = (config.clone(), shard.clone());
+                        let serve = async move {
+                            if let Some(tls) = handshake(&s, stream, config).await {
+                                crate::proxy::serve_connection(tls, peer, s).await;
+                            }
                         };
-                        crate::proxy::serve_connection(stream, peer, shard).await
-                    };
-                    if let Err(panic) = CatchPanic::new(serve).await {
-                        s.metrics.error(s.metrics.labels().no_provider(), "panic");
-                        crate::telemetry::log_error(format_args!(
-                            "shard {}: a connection handler panicked ({}); connection closed, shard continues",
-                            s.id,
-                            panic_message(&panic)
-                        ));
+                        spawn_guarded(shard.clone(), open, serve);
                     }
-                });
+                }
             }
             // The listener was shut down to drain: stop accepting, but keep
             // the runtime (and every in-flight request) running until the
@@ -145,6 +136,28 @@ async fn run_shard(
     }
     drop(listener);
     std::future::pending::<()>().await;
+}
+
+/// Runs one connection's future as a task of its own, holding its slot
+/// (`open`) until it ends, inside the panic guard.
+fn spawn_guarded<F: std::future::Future<Output = ()> + 'static>(
+    shard: Rc<Shard>,
+    open: impl Sized + 'static,
+    serve: F,
+) {
+    monoio::spawn(async move {
+        let _open = open;
+        if let Err(panic) = CatchPanic::new(serve).await {
+            shard
+                .metrics
+                .error(shard.metrics.labels().no_provider(), "panic");
+            crate::telemetry::log_error(format_args!(
+                "shard {}: a connection handler panicked ({}); connection closed, shard continues",
+                shard.id,
+                panic_message(&panic)
+            ));
+        }
+    });
 }
 
 /// The server side of a TLS handshake, within the head deadline

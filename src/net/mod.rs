@@ -6,7 +6,7 @@ mod readable;
 mod server_tls;
 mod tls_stream;
 
-pub use client_stream::ClientStream;
+pub use client_stream::{ClientIo, ClientStream};
 pub use listener::bind_listeners;
 pub use readable::{peek, peer_closed, peer_gone, read_when_readable, Peeked};
 pub use server_tls::{load_certified_key, server_config, ServerCert};

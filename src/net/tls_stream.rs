@@ -28,12 +28,13 @@
 //!   a wait), so a client reading a close-delimited body to its end can
 //!   tell the end from a cut.
 
+use std::future::Future;
 use std::io::{self, BufRead, Write};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::AsyncWriteRent;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use rustls::{ServerConfig, ServerConnection};
@@ -192,7 +193,7 @@ impl TlsStream {
         }
     }
 
-    pub async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+    async fn read_inner<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         loop {
             // SAFETY: the buffer's writable region, as the trait defines it.
             match unsafe { self.take_plaintext(buf.write_ptr(), buf.bytes_total()) } {
@@ -209,7 +210,7 @@ impl TlsStream {
         }
     }
 
-    pub async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+    async fn readv_inner<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         loop {
             let iovs =
                 unsafe { std::slice::from_raw_parts(buf.write_iovec_ptr(), buf.write_iovec_len()) };
@@ -242,7 +243,7 @@ impl TlsStream {
         }
     }
 
-    pub async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+    async fn write_inner<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         // SAFETY: the buffer's initialised bytes, as the trait defines them.
         let src = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
         let n = match self.conn.writer().write(src) {
@@ -257,7 +258,7 @@ impl TlsStream {
 
     /// Every segment is encrypted (as far as rustls takes them) and the
     /// records go out in one socket write.
-    pub async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+    async fn writev_inner<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         let iovs =
             unsafe { std::slice::from_raw_parts(buf.read_iovec_ptr(), buf.read_iovec_len()) };
         let mut n = 0;
@@ -281,12 +282,12 @@ impl TlsStream {
         }
     }
 
-    pub async fn flush(&mut self) -> io::Result<()> {
+    async fn flush_inner(&mut self) -> io::Result<()> {
         self.send_pending().await
     }
 
     /// close_notify, then the socket's write side.
-    pub async fn shutdown(&mut self) -> io::Result<()> {
+    async fn shutdown_inner(&mut self) -> io::Result<()> {
         self.conn.send_close_notify();
         self.send_pending().await?;
         self.tcp.shutdown().await
@@ -311,5 +312,33 @@ impl Drop for TlsStream {
                 )
             };
         }
+    }
+}
+
+impl AsyncReadRent for TlsStream {
+    fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        self.read_inner(buf)
+    }
+
+    fn readv<T: IoVecBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        self.readv_inner(buf)
+    }
+}
+
+impl AsyncWriteRent for TlsStream {
+    fn write<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        self.write_inner(buf)
+    }
+
+    fn writev<T: IoVecBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
+        self.writev_inner(buf)
+    }
+
+    fn flush(&mut self) -> impl Future<Output = io::Result<()>> {
+        self.flush_inner()
+    }
+
+    fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> {
+        self.shutdown_inner()
     }
 }

@@ -14,6 +14,7 @@ use super::downstream::{Body, Downstream};
 use super::endpoint::{classify, method_forbids_content, split_target, Endpoint};
 use crate::error::{Error, Kind};
 use crate::http1::framing::{request_framing, FramingError};
+use crate::net::ClientIo;
 use crate::providers::Dialect;
 use crate::shard::Shard;
 
@@ -56,10 +57,10 @@ impl From<Error> for Refused {
 
 /// Admits the request whose head is in `down`, noting in `ctx` what is
 /// known of it so far.
-pub(super) async fn admit(
+pub(super) async fn admit<S: ClientIo>(
     shard: &Shard,
     ctx: &mut RequestCtx,
-    down: &mut Downstream,
+    down: &mut Downstream<S>,
 ) -> Result<Admitted, Refused> {
     let limits = &ctx.generation.gateway.config.limits;
     let framing = request_framing(&down.rbuf, &down.head).map_err(|e| {

@@ -25,9 +25,10 @@ use crate::http1::chunked::{ChunkError, ChunkLimits, ChunkedDecoder};
 use crate::http1::framing::{BodyKind, RequestFraming};
 use crate::http1::parse::{HeadError, HeadLimits, HeadScanner, Parsed, RequestHead};
 use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
-use crate::net::ClientStream;
+use crate::net::{ClientIo, ClientStream};
 use crate::providers::Dialect;
 use crate::proxy::headers::PeerAddr;
+use monoio::net::TcpStream;
 
 /// Read buffer taken when a request starts arriving: a typical chat
 /// request (head + body) fits at once.
@@ -46,8 +47,10 @@ pub enum Body {
     Decoded(PooledBuf),
 }
 
-pub struct Downstream {
-    pub stream: ClientStream,
+/// Generic over the transport (`TcpStream`, or TLS over it): a plain
+/// connection's code is what it was before TLS existed.
+pub struct Downstream<S = TcpStream> {
+    pub stream: ClientStream<S>,
     /// The client's address, from `accept` (for `X-Forwarded-For`).
     pub peer: PeerAddr,
     pub rbuf: PooledBuf,
@@ -84,8 +87,8 @@ fn read_timeout(what: &'static str) -> Error {
     Error::client(Kind::RequestTimeout, what)
 }
 
-impl Downstream {
-    pub fn new(stream: ClientStream, peer: PeerAddr) -> Downstream {
+impl<S: ClientIo> Downstream<S> {
+    pub fn new(stream: ClientStream<S>, peer: PeerAddr) -> Downstream<S> {
         Downstream {
             stream,
             peer,
