@@ -406,6 +406,13 @@ fn tls13_and_tls12_clients_get_the_mock_answer_over_http11() {
                 assert!(r.text().contains(&format!("echo: hi {i}")), "{}", r.text());
             }
 
+            // Idle past the gateway's hot wait (250 ms, `HOT_WAIT`): its read
+            // in flight is cut short and the next waits holding no buffer;
+            // the session must come out of that intact.
+            thread::sleep(Duration::from_millis(350));
+            let r = request(&mut s, &chat("after a pause", false)).unwrap();
+            assert_eq!(r.status, 200, "{name}: {}", r.head);
+
             // Pipelined: two requests in one write; the second is decrypted
             // with the first and must be answered without waiting for more.
             let two = format!("{}{}", chat("p1", false), chat("p2", false));
