@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use shardgate::config::Config;
+use shardgate::config::{Config, ConfigError};
 use shardgate::governance::Governance;
+use shardgate::net::ServerCert;
 use shardgate::providers::router::Router;
 use shardgate::runtime::missing_cpu_feature;
 use std::os::fd::{AsRawFd, RawFd};
@@ -62,8 +63,11 @@ fn main() -> ExitCode {
     // `--help` and `--version` exit 0 on stdout; a bad argument exits 2
     // with clap's message on stderr.
     let args = Args::parse();
-    let config = match load_config(&args) {
-        Ok(c) => c,
+    let (config, tls_key) = match load_config(&args).and_then(|c| {
+        let key = load_tls_key(&c)?;
+        Ok((c, key))
+    }) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("shardgate: invalid configuration: {e}");
             return ExitCode::from(2);
@@ -72,7 +76,7 @@ fn main() -> ExitCode {
     if args.check_config {
         return shardgate::providers::report_check(&config, args.config.as_deref());
     }
-    match run(config, &args) {
+    match run(config, tls_key, &args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log_error(format_args!("{e}"));
@@ -99,7 +103,22 @@ fn load_config(args: &Args) -> Result<Config, shardgate::config::ConfigError> {
     Ok(config)
 }
 
-fn run(config: Config, args: &Args) -> Result<(), String> {
+/// `[server.tls]`'s certificate and key, read and checked against each
+/// other; `None` without the table.
+fn load_tls_key(config: &Config) -> Result<Option<Arc<rustls::sign::CertifiedKey>>, ConfigError> {
+    config
+        .server
+        .tls
+        .as_ref()
+        .map(shardgate::net::load_certified_key)
+        .transpose()
+}
+
+fn run(
+    config: Config,
+    tls_key: Option<Arc<rustls::sign::CertifiedKey>>,
+    args: &Args,
+) -> Result<(), String> {
     let started = std::time::Instant::now();
     // Signals are taken by the main thread only: block them before any
     // shard thread exists so the threads inherit the mask.
@@ -136,12 +155,23 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
         .map(|i| config.server.pin_cores.then(|| cores[i % cores.len()]))
         .collect();
     let listener_fds: Vec<RawFd> = listeners.iter().map(|l| l.as_raw_fd()).collect();
+    // The certificate is swapped behind one ServerConfig on reload (see
+    // `net::server_tls`); whether the listener speaks TLS is fixed here.
+    let server_cert = tls_key.map(ServerCert::new);
+    let tls_config = server_cert.clone().map(shardgate::net::server_config);
+    if let Some(tls) = &config.server.tls {
+        log_info(format_args!(
+            "TLS for clients: TLS 1.3/1.2, ALPN http/1.1, certificate {}",
+            tls.cert_file.display()
+        ));
+    }
     let labels = Arc::new(LabelTable::from_config(&config, &ROUTE_NAMES));
     let access_log = start_access_log(&config.access_log)?;
     let setups = (0..shards)
         .map(|_| ShardSetup {
             labels: labels.clone(),
             access_log: access_log.as_ref().map(|l| l.sender()),
+            tls: tls_config.clone(),
         })
         .collect();
     let admin_listen = config.admin.listen;
@@ -150,7 +180,7 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
     // The admin port is the operator's view and hand on the gateway
     // (metrics, reload): a gateway that cannot have it does not start,
     // unless it was turned off.
-    let reloader = Reloader::new(args, &control);
+    let reloader = Reloader::new(args, &control, server_cert);
     if let Some(addr) = admin_listen {
         let reloader = reloader.clone();
         let admin = Admin {
@@ -238,14 +268,21 @@ fn run(config: Config, args: &Args) -> Result<(), String> {
 struct Reloader {
     args: Args,
     control: Arc<Control>,
+    /// The listener's certificate, when it speaks TLS.
+    server_cert: Option<Arc<ServerCert>>,
     one_at_a_time: std::sync::Mutex<()>,
 }
 
 impl Reloader {
-    fn new(args: &Args, control: &Arc<Control>) -> Arc<Reloader> {
+    fn new(
+        args: &Args,
+        control: &Arc<Control>,
+        server_cert: Option<Arc<ServerCert>>,
+    ) -> Arc<Reloader> {
         Arc::new(Reloader {
             args: args.clone(),
             control: control.clone(),
+            server_cert,
             one_at_a_time: std::sync::Mutex::new(()),
         })
     }
@@ -255,7 +292,7 @@ impl Reloader {
     fn reload(&self) -> Result<String, String> {
         let _one = self.one_at_a_time.lock().unwrap_or_else(|e| e.into_inner());
         let _ = notify::reloading();
-        let outcome = reload_config(&self.args, &self.control);
+        let outcome = reload_config(&self.args, &self.control, self.server_cert.as_deref());
         let _ = notify::ready();
         match &outcome {
             Ok(applied) => log_info(format_args!("{applied}")),
@@ -267,21 +304,43 @@ impl Reloader {
     }
 }
 
-fn reload_config(args: &Args, control: &Control) -> Result<String, String> {
+fn reload_config(
+    args: &Args,
+    control: &Control,
+    server_cert: Option<&ServerCert>,
+) -> Result<String, String> {
     let old = control.current();
     let config = load_config(args).map_err(|e| e.to_string())?;
     let restart_only = config.server.listen != old.config.server.listen
         || config.server.shards != old.config.server.shards;
+    // Read (and checked) before anything is published: a bad certificate
+    // refuses the whole reload and the served one stays.
+    let tls_key = match server_cert {
+        Some(_) => load_tls_key(&config).map_err(|e| e.to_string())?,
+        None => None,
+    };
+    let tls_toggled = config.server.tls.is_some() != server_cert.is_some();
     let mut router = Router::new(&config).map_err(|e| e.to_string())?;
     // Quotas count the last minute across reloads, not from each reload.
     router.carry_quotas(&old.router);
     let (providers, models) = (router.providers.len(), config.models.len());
     control.governance.sync_config(&config)?;
     shardgate::governance::check_exposure(&control.governance, &config)?;
+    let cert_file = config.server.tls.as_ref().map(|t| t.cert_file.clone());
     control.publish(Arc::new(Gateway { config, router }));
     let mut applied = format!("configuration reloaded: {providers} provider(s), {models} model(s)");
+    if let (Some(key), Some(cert), Some(file)) = (tls_key, server_cert, cert_file) {
+        cert.replace(key);
+        applied.push_str(&format!(
+            "; TLS certificate reloaded from {} (new connections)",
+            file.display()
+        ));
+    }
     if restart_only {
         applied.push_str("; server.listen and server.shards take effect only after a restart");
+    }
+    if tls_toggled {
+        applied.push_str("; turning [server.tls] on or off takes effect only after a restart");
     }
     Ok(applied)
 }

@@ -3,13 +3,17 @@
 //! listener; each accepted connection is counted against the shard's limit
 //! (or turned away with a 503) and served by `proxy::serve_connection`
 //! inside a panic guard, so a handler's panic closes one connection, never
-//! the shard.
+//! the shard. On a TLS listener the handshake runs in the connection's own
+//! task, bounded by `limits.header_read_timeout_ms`, before anything else:
+//! a client that stalls or fails it holds its own task and slot until then,
+//! and delays neither the accept loop nor any other connection's I/O.
 
 use std::rc::Rc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::net::TlsStream;
 use crate::runtime::{build_runtime, Driver};
 use crate::shard::{housekeeping, panic_message, CatchPanic, Control, CoreId, Shard, ShardSetup};
 
@@ -77,6 +81,7 @@ async fn run_shard(
             return;
         }
     };
+    let tls = setup.tls.clone();
     let shard = Rc::new(Shard::new(id, driver, control, setup));
     let _ = ready.send((id, Ok(driver)));
     drop(ready);
@@ -91,24 +96,32 @@ async fn run_shard(
                     .limits
                     .max_connections_per_shard;
                 let Some(open) = shard.open_connection(max) else {
-                    reject_connection(&shard, stream);
+                    // A 503 in clear means nothing to a TLS client, and a
+                    // handshake to send it costs what the cap protects:
+                    // over the cap, a TLS connection is closed at once.
+                    if tls.is_none() {
+                        reject_connection(&shard, stream);
+                    }
                     continue;
                 };
-                let shard = shard.clone();
-                monoio::spawn(async move {
-                    let _open = open;
-                    let s = shard.clone();
-                    if let Err(panic) =
-                        CatchPanic::new(crate::proxy::serve_connection(stream, peer, shard)).await
-                    {
-                        s.metrics.error(s.metrics.labels().no_provider(), "panic");
-                        crate::telemetry::log_error(format_args!(
-                            "shard {}: a connection handler panicked ({}); connection closed, shard continues",
-                            s.id,
-                            panic_message(&panic)
-                        ));
+                // Two spawn sites, so that a plain connection's task is the
+                // size of the plain proxy's future, not of the TLS one's.
+                match &tls {
+                    None => spawn_guarded(
+                        shard.clone(),
+                        open,
+                        crate::proxy::serve_connection(stream, peer, shard.clone()),
+                    ),
+                    Some(config) => {
+                        let (config, s) = (config.clone(), shard.clone());
+                        let serve = async move {
+                            if let Some(tls) = handshake(&s, stream, config).await {
+                                crate::proxy::serve_connection(tls, peer, s).await;
+                            }
+                        };
+                        spawn_guarded(shard.clone(), open, serve);
                     }
-                });
+                }
             }
             // The listener was shut down to drain: stop accepting, but keep
             // the runtime (and every in-flight request) running until the
@@ -123,6 +136,56 @@ async fn run_shard(
     }
     drop(listener);
     std::future::pending::<()>().await;
+}
+
+/// Runs one connection's future as a task of its own, holding its slot
+/// (`open`) until it ends, inside the panic guard.
+fn spawn_guarded<F: std::future::Future<Output = ()> + 'static>(
+    shard: Rc<Shard>,
+    open: impl Sized + 'static,
+    serve: F,
+) {
+    monoio::spawn(async move {
+        let _open = open;
+        if let Err(panic) = CatchPanic::new(serve).await {
+            shard
+                .metrics
+                .error(shard.metrics.labels().no_provider(), "panic");
+            crate::telemetry::log_error(format_args!(
+                "shard {}: a connection handler panicked ({}); connection closed, shard continues",
+                shard.id,
+                panic_message(&panic)
+            ));
+        }
+    });
+}
+
+/// The server side of a TLS handshake, within the head deadline
+/// (`limits.header_read_timeout_ms`). A failure or a timeout is counted
+/// (`tls_handshake`, `tls_handshake_timeout` errors) and closes this
+/// connection only; it is not logged, since any scanner can cause one.
+async fn handshake(
+    shard: &Shard,
+    stream: monoio::net::TcpStream,
+    config: Arc<rustls::ServerConfig>,
+) -> Option<TlsStream> {
+    // Sooner is better for the handshake's own flights too.
+    let _ = stream.set_nodelay(true);
+    let deadline = shard
+        .generation()
+        .gateway
+        .config
+        .limits
+        .header_read_timeout_ms;
+    let failed = match monoio::time::timeout(deadline, TlsStream::accept(stream, config)).await {
+        Ok(Ok(tls)) => return Some(tls),
+        Ok(Err(_)) => "tls_handshake",
+        Err(_) => "tls_handshake_timeout",
+    };
+    shard
+        .metrics
+        .error(shard.metrics.labels().no_provider(), failed);
+    None
 }
 
 /// Turns away a connection over `limits.max_connections_per_shard`: 503

@@ -161,6 +161,7 @@ fn start_shard() -> SocketAddr {
             ShardSetup {
                 labels,
                 access_log: None,
+                tls: None,
             },
             listener,
             None,

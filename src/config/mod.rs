@@ -19,6 +19,7 @@ mod error;
 mod governance;
 mod ipnet;
 mod parse;
+mod server_tls;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -29,6 +30,7 @@ pub use governance::{
     AuthConfig, GovernanceConfig, KeyConfig, LimitFields, Period, StateConfig, TeamConfig,
 };
 pub use ipnet::IpNet;
+pub use server_tls::ServerTlsConfig;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -168,6 +170,8 @@ pub struct ServerConfig {
     /// chain is kept, the peer appended; any other client's is replaced by
     /// its address.
     pub trusted_proxies: Vec<IpNet>,
+    /// `[server.tls]`: terminate client TLS on the listener.
+    pub tls: Option<ServerTlsConfig>,
 }
 
 /// `server.forwarded_for`.
@@ -190,6 +194,7 @@ impl Default for ServerConfig {
             drain_timeout_ms: Duration::from_millis(30_000),
             forwarded_for: ForwardedFor::Append,
             trusted_proxies: Vec::new(),
+            tls: None,
         }
     }
 }

@@ -1,11 +1,17 @@
-//! The client's connection as the proxy reads and writes it: the TCP
-//! stream, counting the bytes written to it, so that every response —
-//! relayed, translated or made by the gateway, whole or cut — is logged
-//! with the bytes that actually went out (`bytes_out`), counted in one
-//! place rather than at each of the writes.
+//! The client's connection as the proxy reads and writes it: a plain TCP
+//! socket or a TLS session over one (`ClientIo`), counting the bytes
+//! written to it, so that every response — relayed, translated or made by
+//! the gateway, whole or cut — is logged with the bytes that actually went
+//! out (`bytes_out`), counted in one place rather than at each of the
+//! writes.
 //!
-//! Invariant: every write to the client goes through this type; readiness
-//! and peeks (which write nothing) use [`ClientStream::tcp`].
+//! Invariants: every write to the client goes through this type, and so
+//! does every read of request bytes ([`ClientStream::read_when_readable`]
+//! included: under TLS the socket's bytes are not the request's);
+//! readiness and peeks (which read nothing, and mean the same under TLS:
+//! bytes waiting, or the peer gone) use [`ClientStream::tcp`]. The proxy is
+//! generic over the transport, so a plain connection runs exactly the code
+//! it ran before TLS existed: no branch, no larger future.
 
 use std::future::Future;
 use std::io;
@@ -17,24 +23,93 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 
-pub struct ClientStream {
-    tcp: TcpStream,
+use super::tls_stream::TlsStream;
+use crate::buf::PooledBuf;
+
+/// A client transport: the socket itself, or TLS over it.
+pub trait ClientIo: AsyncReadRent + AsyncWriteRent + 'static {
+    /// The socket, for readiness, peeks and socket options.
+    fn tcp(&self) -> &TcpStream;
+
+    /// Reads request bytes into the empty `buf`, taking `capacity` bytes
+    /// from the arena only once there is something to read (see
+    /// `net::read_when_readable`). `Ok(0)` is the end of stream.
+    fn read_when_readable<'a>(
+        &'a mut self,
+        buf: &'a mut PooledBuf,
+        capacity: usize,
+    ) -> impl Future<Output = io::Result<usize>> + 'a;
+
+    /// The TLS session, on a TLS connection.
+    fn tls_session(&self) -> Option<&rustls::ServerConnection> {
+        None
+    }
+}
+
+impl ClientIo for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+
+    fn read_when_readable<'a>(
+        &'a mut self,
+        buf: &'a mut PooledBuf,
+        capacity: usize,
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        super::read_when_readable(self, buf, capacity)
+    }
+}
+
+impl ClientIo for TlsStream {
+    fn tcp(&self) -> &TcpStream {
+        TlsStream::tcp(self)
+    }
+
+    fn read_when_readable<'a>(
+        &'a mut self,
+        buf: &'a mut PooledBuf,
+        capacity: usize,
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        TlsStream::read_when_readable(self, buf, capacity)
+    }
+
+    fn tls_session(&self) -> Option<&rustls::ServerConnection> {
+        Some(self.session())
+    }
+}
+
+pub struct ClientStream<S = TcpStream> {
+    io: S,
     written: u64,
 }
 
-impl ClientStream {
-    pub fn new(tcp: TcpStream) -> ClientStream {
-        ClientStream { tcp, written: 0 }
+impl<S: ClientIo> ClientStream<S> {
+    pub fn new(io: S) -> ClientStream<S> {
+        ClientStream { io, written: 0 }
     }
 
     /// The socket, for readiness, peeks and socket options.
     pub fn tcp(&self) -> &TcpStream {
-        &self.tcp
+        self.io.tcp()
+    }
+
+    /// The TLS session, on a TLS connection.
+    pub fn tls_session(&self) -> Option<&rustls::ServerConnection> {
+        self.io.tls_session()
     }
 
     /// Bytes written since the last call.
     pub fn take_written(&mut self) -> u64 {
         std::mem::take(&mut self.written)
+    }
+
+    /// See [`ClientIo::read_when_readable`].
+    pub fn read_when_readable<'a>(
+        &'a mut self,
+        buf: &'a mut PooledBuf,
+        capacity: usize,
+    ) -> impl Future<Output = io::Result<usize>> + 'a {
+        self.io.read_when_readable(buf, capacity)
     }
 }
 
@@ -63,36 +138,36 @@ impl<F: Future<Output = BufResult<usize, T>>, T> Future for Counted<'_, F> {
     }
 }
 
-impl AsyncReadRent for ClientStream {
+impl<S: ClientIo> AsyncReadRent for ClientStream<S> {
     fn read<T: IoBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        self.tcp.read(buf)
+        self.io.read(buf)
     }
 
     fn readv<T: IoVecBufMut>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        self.tcp.readv(buf)
+        self.io.readv(buf)
     }
 }
 
-impl AsyncWriteRent for ClientStream {
+impl<S: ClientIo> AsyncWriteRent for ClientStream<S> {
     fn write<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
         Counted {
-            write: self.tcp.write(buf),
+            write: self.io.write(buf),
             written: &mut self.written,
         }
     }
 
     fn writev<T: IoVecBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
         Counted {
-            write: self.tcp.writev(buf),
+            write: self.io.writev(buf),
             written: &mut self.written,
         }
     }
 
     fn flush(&mut self) -> impl Future<Output = io::Result<()>> {
-        self.tcp.flush()
+        self.io.flush()
     }
 
     fn shutdown(&mut self) -> impl Future<Output = io::Result<()>> {
-        self.tcp.shutdown()
+        self.io.shutdown()
     }
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use crate::error::{Error, Kind};
 use crate::governance::{presented_secret, unix_now, KeyEntry, KeyMemo};
 use crate::http1::framing::{request_framing, BodyKind, FramingError};
+use crate::net::ClientIo;
 use crate::providers::Dialect;
 use crate::shard::Shard;
 
@@ -61,9 +62,9 @@ impl From<Error> for Refused {
 /// The key the request presents, when keys are on (`None` when they are
 /// off); a 401 in the caller's dialect when it presents none, or one that
 /// is unknown (revoked keys are unknown) or expired.
-fn authenticate(
+fn authenticate<S: ClientIo>(
     shard: &Shard,
-    down: &Downstream,
+    down: &Downstream<S>,
     memo: &mut Option<KeyMemo>,
 ) -> Result<Option<Rc<Arc<KeyEntry>>>, Error> {
     let gov = shard.governance();
@@ -100,10 +101,10 @@ fn key_expiry(key: &KeyEntry) -> String {
 
 /// Admits the request whose head is in `down`, noting in `ctx` what is
 /// known of it so far.
-pub(super) async fn admit(
+pub(super) async fn admit<S: ClientIo>(
     shard: &Shard,
     ctx: &mut RequestCtx,
-    down: &mut Downstream,
+    down: &mut Downstream<S>,
 ) -> Result<Admitted, Refused> {
     let limits = &ctx.generation.gateway.config.limits;
     let framing = request_framing(&down.rbuf, &down.head).map_err(|e| {

@@ -20,6 +20,7 @@
 //!   an upstream write that timed out keeps it, which ends the attempts (and,
 //!   after the error answer, the connection).
 
+use crate::net::ClientIo;
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime};
@@ -52,10 +53,10 @@ use crate::upstream::retry::{Attempt, Decision, RetryState};
 /// answered: nothing has reached the client. A client that left between
 /// attempts is [`Relayed::Broken`], logged as 499. `facts.keep_alive` is
 /// cleared when the connection must close after the answer.
-pub(super) async fn run_attempts(
+pub(super) async fn run_attempts<S: ClientIo>(
     shard: &Shard,
     ctx: &mut RequestCtx,
-    down: &mut Downstream,
+    down: &mut Downstream<S>,
     request: Request,
 ) -> Result<Relayed, Error> {
     let RequestCtx {
@@ -209,7 +210,9 @@ pub(super) async fn run_attempts(
         let p = &gw.router.providers[provider];
         let source = HeadSource {
             server: &gw.config.server,
-            down,
+            rbuf: &down.rbuf,
+            head: &down.head,
+            peer: &down.peer,
             provider: p,
             query: query.clone(),
             request_id,
@@ -408,9 +411,9 @@ impl<'a> Attempts<'a> {
     /// that another attempt might replace. The deployment's breaker and
     /// balancer hear of the response head as soon as it arrives, and of a
     /// failure before one. The body buffer `lent` to `req` is put back.
-    async fn send(
+    async fn send<S: ClientIo>(
         &mut self,
-        down: &mut Downstream,
+        down: &mut Downstream<S>,
         body: &mut Body,
         provider: usize,
         req: OutgoingRequest,

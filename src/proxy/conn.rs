@@ -12,8 +12,6 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use monoio::net::TcpStream;
-
 use super::admit::{admit, Admitted, Refused};
 use super::attempt::run_attempts;
 use super::context::RequestCtx;
@@ -21,13 +19,15 @@ use super::downstream::Downstream;
 use super::headers::PeerAddr;
 use super::respond::{respond_error, respond_local, respond_relayed, Next};
 use super::settle::settle;
+use crate::net::{ClientIo, ClientStream};
 use crate::shard::Shard;
 
-/// Serves one accepted client connection, from `peer`, to the end.
-pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, shard: Rc<Shard>) {
+/// Serves one accepted client connection (plain, or TLS with the
+/// handshake done), from `peer`, to the end.
+pub async fn serve_connection<S: ClientIo>(stream: S, peer: SocketAddr, shard: Rc<Shard>) {
     // Responses (and stream chunks) must leave as soon as they are written.
-    let _ = stream.set_nodelay(true);
-    let mut down = Downstream::new(stream, PeerAddr::new(peer.ip()));
+    let _ = stream.tcp().set_nodelay(true);
+    let mut down = Downstream::new(ClientStream::new(stream), PeerAddr::new(peer.ip()));
     let mut ctx = RequestCtx::new(shard.generation());
     let mut first = true;
     loop {
@@ -64,7 +64,11 @@ pub async fn serve_connection(stream: TcpStream, peer: SocketAddr, shard: Rc<Sha
 
 /// Runs the phases for the request whose head was just read; whether the
 /// connection goes on.
-async fn handle_request(shard: &Shard, ctx: &mut RequestCtx, down: &mut Downstream) -> Next {
+async fn handle_request<S: ClientIo>(
+    shard: &Shard,
+    ctx: &mut RequestCtx,
+    down: &mut Downstream<S>,
+) -> Next {
     match admit(shard, ctx, down).await {
         Ok(Admitted::Upstream(request)) => {
             let relayed = run_attempts(shard, ctx, down, request).await;

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
-use monoio::net::TcpStream;
 
 use crate::api::translate::anthropic_error;
 use crate::buf::{write_all, PooledBuf};
@@ -27,9 +26,10 @@ use crate::http1::chunked::{ChunkError, ChunkLimits, ChunkedDecoder};
 use crate::http1::framing::{BodyKind, RequestFraming};
 use crate::http1::parse::{HeadError, HeadLimits, HeadScanner, Parsed, RequestHead};
 use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
-use crate::net::{read_when_readable, ClientStream};
+use crate::net::{ClientIo, ClientStream};
 use crate::providers::Dialect;
 use crate::proxy::headers::PeerAddr;
+use monoio::net::TcpStream;
 
 /// Read buffer taken when a request starts arriving: a typical chat
 /// request (head + body) fits at once.
@@ -48,8 +48,10 @@ pub enum Body {
     Decoded(PooledBuf),
 }
 
-pub struct Downstream {
-    pub stream: ClientStream,
+/// Generic over the transport (`TcpStream`, or TLS over it): a plain
+/// connection's code is what it was before TLS existed.
+pub struct Downstream<S = TcpStream> {
+    pub stream: ClientStream<S>,
     /// The client's address, from `accept` (for `X-Forwarded-For`).
     pub peer: PeerAddr,
     pub rbuf: PooledBuf,
@@ -86,10 +88,10 @@ fn read_timeout(what: &'static str) -> Error {
     Error::client(Kind::RequestTimeout, what)
 }
 
-impl Downstream {
-    pub fn new(stream: TcpStream, peer: PeerAddr) -> Downstream {
+impl<S: ClientIo> Downstream<S> {
+    pub fn new(stream: ClientStream<S>, peer: PeerAddr) -> Downstream<S> {
         Downstream {
-            stream: ClientStream::new(stream),
+            stream,
             peer,
             // Taken when the first bytes are there to read.
             rbuf: PooledBuf::empty(),
@@ -138,7 +140,9 @@ impl Downstream {
                 }
             } else if self.rbuf.is_empty() {
                 // Nothing of a request yet: wait without holding a buffer.
-                let read = read_when_readable(self.stream.tcp(), &mut self.rbuf, READ_BUF_BYTES);
+                let read = self
+                    .stream
+                    .read_when_readable(&mut self.rbuf, READ_BUF_BYTES);
                 before(deadline, read).await
             } else {
                 before(deadline, read_more(&mut self.stream, &mut self.rbuf)).await

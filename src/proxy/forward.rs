@@ -39,7 +39,7 @@ use crate::error::{Error, Kind, Retry};
 use crate::http1::framing::{response_framing, BodyKind};
 use crate::http1::parse::Parsed;
 use crate::net::peer_gone;
-use crate::net::ClientStream;
+use crate::net::{ClientIo, ClientStream};
 use crate::providers::Provider;
 use crate::proxy::downstream::read_more;
 use crate::shard::{Generation, Shard};
@@ -79,11 +79,11 @@ pub struct Leg<'a> {
 /// except after an upstream write that timed out (`None`: the body is
 /// gone). `on_head` is told the status as soon as the response head
 /// arrives.
-pub async fn forward(
+pub async fn forward<S: ClientIo>(
     leg: &Leg<'_>,
     side: &mut UpstreamSide,
     mut req: OutgoingRequest,
-    client: &mut ClientStream,
+    client: &mut ClientStream<S>,
     facts: &ClientFacts,
     on_head: &mut dyn FnMut(u16),
 ) -> (Result<Relayed, Error>, Option<PooledBuf>) {
@@ -339,10 +339,10 @@ pub(super) async fn exchange<D: Dial>(
 }
 
 /// Relays the response [`forward`] held, as it would have relayed it.
-pub async fn relay_held(
+pub async fn relay_held<S: ClientIo>(
     generation: &Generation,
     side: &mut UpstreamSide,
-    client: &mut ClientStream,
+    client: &mut ClientStream<S>,
     facts: &ClientFacts,
     translation: Option<&TranslatedCall>,
 ) -> Result<Relayed, Error> {

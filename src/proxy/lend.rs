@@ -6,6 +6,7 @@
 //! (an upstream write that timed out took it with it) and closes the
 //! connection after its answer.
 
+use crate::net::ClientIo;
 use std::mem;
 
 use super::downstream::{Body, Downstream};
@@ -22,10 +23,10 @@ pub(super) enum Lent {
 impl Lent {
     /// Hands `req` its body: the `translated` one, else the client's, whose
     /// buffer (the read buffer, or the decoded chunked body) is lent.
-    pub fn lend(
+    pub fn lend<S: ClientIo>(
         req: &mut OutgoingRequest,
         translated: Option<Vec<u8>>,
-        down: &mut Downstream,
+        down: &mut Downstream<S>,
         body: &mut Body,
     ) -> Lent {
         let (buf, range, lent) = match (translated, body) {
@@ -55,7 +56,12 @@ impl Lent {
 
     /// Puts the lent buffer back from what `forward` handed back; `false`
     /// when it did not come back (the body is gone).
-    pub fn put_back(self, back: Option<PooledBuf>, down: &mut Downstream, body: &mut Body) -> bool {
+    pub fn put_back<S: ClientIo>(
+        self,
+        back: Option<PooledBuf>,
+        down: &mut Downstream<S>,
+        body: &mut Body,
+    ) -> bool {
         let lost = !matches!(self, Lent::Nothing) && back.is_none();
         match (self, back) {
             (Lent::ReadBuffer, Some(b)) => down.rbuf = b,

@@ -20,6 +20,7 @@
 //!   leaves). Past that a request is refused with 503 and `Retry-After`
 //!   (in its client's dialect), instead of queuing without bound.
 
+use crate::net::ClientIo;
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -60,8 +61,8 @@ pub(super) enum OffLoop<T> {
 
 /// Validates the body and locates its top-level fields, off the loop; the
 /// result holds for the same bytes (what `Source::Scanned` needs).
-pub(super) async fn scan(
-    down: &mut Downstream,
+pub(super) async fn scan<S: ClientIo>(
+    down: &mut Downstream<S>,
     body: &mut Body,
 ) -> Result<OffLoop<TopLevel<'static>>, Error> {
     let scanned = run(down, body, |bytes| {
@@ -76,9 +77,9 @@ pub(super) async fn scan(
 
 /// Translates the body for `plan`, off the loop, when `plan_request` left
 /// its translation to be done (a scanned source); otherwise nothing.
-pub(super) async fn translate(
+pub(super) async fn translate<S: ClientIo>(
     gw: &Gateway,
-    down: &mut Downstream,
+    down: &mut Downstream<S>,
     body: &mut Body,
     plan: &mut Plan<'_>,
 ) -> Result<OffLoop<()>, Error> {
@@ -109,7 +110,11 @@ pub(super) async fn translate(
 
 /// Runs `job` over the body's bytes on the blocking pool, lending it the
 /// body's buffer, while the shard serves its other connections.
-async fn run<T, F>(down: &mut Downstream, body: &mut Body, job: F) -> Result<OffLoop<T>, Error>
+async fn run<S: ClientIo, T, F>(
+    down: &mut Downstream<S>,
+    body: &mut Body,
+    job: F,
+) -> Result<OffLoop<T>, Error>
 where
     F: FnOnce(&[u8]) -> T + Send + 'static,
     T: Send + 'static,

@@ -11,6 +11,7 @@ use super::context::RequestCtx;
 use super::downstream::Downstream;
 use super::exchange::Relayed;
 use crate::error::Error;
+use crate::net::ClientIo;
 use crate::providers::router::render_models_where;
 
 /// Whether the client connection goes on after a request.
@@ -20,9 +21,9 @@ pub(super) enum Next {
 }
 
 /// Answers from the gateway's own state.
-pub(super) async fn respond_local(
+pub(super) async fn respond_local<S: ClientIo>(
     ctx: &mut RequestCtx,
-    down: &mut Downstream,
+    down: &mut Downstream<S>,
     answer: LocalAnswer,
 ) -> Next {
     let gw = &ctx.generation.gateway;
@@ -46,9 +47,9 @@ pub(super) async fn respond_local(
 
 /// Answers with `err`; the connection closes after it when `close` (or
 /// when the client's framing says so).
-pub(super) async fn respond_error(
+pub(super) async fn respond_error<S: ClientIo>(
     ctx: &mut RequestCtx,
-    down: &mut Downstream,
+    down: &mut Downstream<S>,
     err: &Error,
     close: bool,
 ) -> Next {
@@ -70,7 +71,7 @@ pub(super) async fn respond_error(
 
 /// After a gateway-made answer: the connection goes on only when it was
 /// written whole and may stay open.
-fn after_answer(ctx: &RequestCtx, down: &mut Downstream, go_on: bool) -> Next {
+fn after_answer<S: ClientIo>(ctx: &RequestCtx, down: &mut Downstream<S>, go_on: bool) -> Next {
     if !go_on {
         return Next::Close;
     }
@@ -80,9 +81,9 @@ fn after_answer(ctx: &RequestCtx, down: &mut Downstream, go_on: bool) -> Next {
 
 /// Ends a request the upstream attempts answered (or that still needs its
 /// error answer).
-pub(super) async fn respond_relayed(
+pub(super) async fn respond_relayed<S: ClientIo>(
     ctx: &mut RequestCtx,
-    down: &mut Downstream,
+    down: &mut Downstream<S>,
     relayed: Result<Relayed, Error>,
 ) -> Next {
     match relayed {

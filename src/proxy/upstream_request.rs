@@ -7,16 +7,18 @@
 //! carried as byte ranges of the head buffer that `forward` writes between
 //! slices of the client's body.
 
-use super::downstream::{Body, Downstream};
+use super::downstream::Body;
 use super::endpoint::Endpoint;
 use super::exchange::OutgoingRequest;
 use super::headers::{
     is_forwarded_request_header, push_accept_identity, push_forwarded_for, ConnectionOptions,
+    PeerAddr,
 };
 use super::route::Plan;
 use super::translated::{TranslatedCall, Translation};
 use crate::buf::PooledBuf;
 use crate::config::ServerConfig;
+use crate::http1::parse::RequestHead;
 use crate::http1::write::{end_head, push_content_length, push_header};
 use crate::json::push_json_string;
 use crate::providers::Provider;
@@ -106,11 +108,14 @@ pub(super) fn upstream_request(
 }
 
 /// What an attempt's upstream head is made from: the client's request
-/// (its head in `down.rbuf`, the query string's span of it, the request id
+/// (its head in `rbuf`, the query string's span of it, the request id
 /// the gateway made for it) and the provider it goes to.
 pub(super) struct HeadSource<'a> {
     pub server: &'a ServerConfig,
-    pub down: &'a Downstream,
+    /// The client connection's read buffer, its parsed head and address.
+    pub rbuf: &'a PooledBuf,
+    pub head: &'a RequestHead,
+    pub peer: &'a PeerAddr,
     pub provider: &'a Provider,
     pub query: Range<usize>,
     /// The gateway's own request id, sent as `x-request-id`.
@@ -153,13 +158,14 @@ fn build_head(
 ) -> (PooledBuf, HeadRanges) {
     let &HeadSource {
         server,
-        down,
+        rbuf,
+        head,
+        peer,
         provider: p,
         ref query,
         request_id,
     } = source;
-    let rbuf = &down.rbuf;
-    let mut out = PooledBuf::take(1024 + down.head.head_len);
+    let mut out = PooledBuf::take(1024 + head.head_len);
     let mut content_length = edits.len;
     if let (Some((span, new_model)), Some(len)) = (edits.patch, edits.len) {
         push_json_string(&mut out, new_model);
@@ -172,7 +178,7 @@ fn build_head(
     }
     let insert = value.end..out.len();
     let head_start = out.len();
-    out.extend_from_slice(down.head.method.get(rbuf));
+    out.extend_from_slice(head.method.get(rbuf));
     out.push(b' ');
     p.write_request_target(&mut out, api_path, model, &rbuf[query.clone()]);
     out.extend_from_slice(b" HTTP/1.1\r\n");
@@ -185,7 +191,7 @@ fn build_head(
         push_header(&mut out, b"x-request-id", id.as_bytes());
     }
     push_accept_identity(&mut out);
-    let headers = &down.head.headers;
+    let headers = &head.headers;
     let connection = ConnectionOptions::of(headers, rbuf);
     for h in headers {
         let name = h.name.get(rbuf);
@@ -196,7 +202,7 @@ fn build_head(
             push_header(&mut out, name, h.value.get(rbuf));
         }
     }
-    push_forwarded_for(&mut out, server, &down.peer, headers, rbuf, &connection);
+    push_forwarded_for(&mut out, server, peer, headers, rbuf, &connection);
     end_head(&mut out);
     let head = head_start..out.len();
     (

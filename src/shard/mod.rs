@@ -32,6 +32,8 @@ pub use topology::{allowed_cores, CoreId};
 pub struct ShardSetup {
     pub labels: Arc<LabelTable>,
     pub access_log: Option<AccessLogSender>,
+    /// `[server.tls]`: the listener's TLS settings, shared by every shard.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// One shard's state.
