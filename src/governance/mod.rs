@@ -10,7 +10,10 @@
 //!   its settle, and the `x-ratelimit-*` headers;
 //! - `admin_api` the `/admin/keys` and `/admin/teams` endpoints;
 //! - `store` the local backend's state under `state.dir`, written off the
-//!   shards.
+//!   shards (kept under the Redis backend too, as this instance's last
+//!   known copy);
+//! - `shared` the Redis backend: records, spend and rate counters shared
+//!   by every instance, through leases taken by one `state-sync` thread.
 //!
 //! Invariants: the request path never blocks on anything but a key's and
 //! its team's ledger locks (held for a few integer updates, key before
@@ -24,6 +27,7 @@ mod glob;
 mod ledger;
 mod records;
 mod secret;
+pub mod shared;
 pub mod store;
 mod table;
 mod window;
@@ -31,7 +35,7 @@ mod window;
 pub use admin_api::{handle_admin, AdminAnswer};
 pub use admission::{admit, Admission, Denied, RateHeaders};
 pub use clock::{format_rfc3339, parse_rfc3339, unix_now, Period};
-pub use ledger::{Need, Refusal, Used};
+pub use ledger::{Need, Refusal, Used, View};
 pub use records::{usd_to_nanos, KeySpec, Origin, TeamSpec};
 pub use secret::{from_hex as sha256_from_hex, hash as sha256};
 pub use table::{KeyEntry, Table, TeamEntry};
@@ -51,6 +55,8 @@ pub struct Governance {
     pub table: Table,
     /// Model routes need a key.
     enabled: AtomicBool,
+    /// The shared store's state, as the shards read it.
+    pub shared: shared::Flags,
 }
 
 impl Governance {
@@ -83,6 +89,31 @@ impl Governance {
         let on = config.admin.token.is_some() || !self.table.keys().is_empty();
         self.enabled.store(on, Ordering::Relaxed);
     }
+
+    /// Keys arrived from the shared store: auth is on from now.
+    fn note_keys(&self) {
+        if !self.table.keys().is_empty() {
+            self.enabled.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Governance's threads: the local store's writer, and `state-sync` under
+/// the Redis backend.
+pub struct Running {
+    store: store::Writer,
+    sync: Option<shared::SyncThread>,
+}
+
+impl Running {
+    /// Settles with the shared store and gives its leases back, then
+    /// writes the local store a last time.
+    pub fn stop(self) {
+        if let Some(s) = self.sync {
+            s.stop();
+        }
+        self.store.stop();
+    }
 }
 
 /// The secure-by-default rule: with keys off, model routes are served only
@@ -101,9 +132,10 @@ pub fn check_exposure(gov: &Governance, config: &Config) -> Result<(), String> {
 }
 
 /// Loads the local store (records and spend) into `gov`, takes in the
-/// config's keys and teams, checks the exposure rule, and starts the store's
-/// writer.
-pub fn start(gov: &Arc<Governance>, config: &Config) -> Result<store::Writer, String> {
+/// config's keys and teams, starts `state-sync` under the Redis backend
+/// (which loads the shared records), checks the exposure rule, and starts
+/// the store's writer.
+pub fn start(gov: &Arc<Governance>, config: &Config) -> Result<Running, String> {
     let dir = config.state.dir();
     let opened =
         store::Store::open(&dir).map_err(|e| format!("state.dir {}: {e}", dir.display()))?;
@@ -119,9 +151,14 @@ pub fn start(gov: &Arc<Governance>, config: &Config) -> Result<store::Writer, St
     if let Some(state) = opened.load().ok().flatten() {
         gov.table.restore(&state);
     }
+    let sync = match config.state.backend.as_str() {
+        "redis" => Some(shared::spawn(gov, &config.state)?),
+        _ => None,
+    };
     check_exposure(gov, config)?;
-    store::spawn_writer(gov.clone(), opened, config.state.flush_interval_ms)
-        .map_err(|e| format!("cannot start the state store's writer: {e}"))
+    let store = store::spawn_writer(gov.clone(), opened, config.state.flush_interval_ms)
+        .map_err(|e| format!("cannot start the state store's writer: {e}"))?;
+    Ok(Running { store, sync })
 }
 
 fn declared_team(t: &TeamConfig) -> TeamSpec {

@@ -147,13 +147,16 @@ pub(super) async fn run_attempts(
         if let (Some(key), None, None) = (key.as_deref(), admission.as_ref(), models_provider) {
             match govern::reserve(
                 gw,
+                shard.governance(),
                 key,
                 &outcome.model,
                 provider,
                 &outcome.upstream_model,
                 outcome.bytes_in,
                 attempts.max_output,
-            ) {
+            )
+            .await
+            {
                 Ok((taken, rate)) => {
                     *admission = Some(taken);
                     attempts.facts.rate = limited(rate);

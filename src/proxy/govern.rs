@@ -14,13 +14,21 @@
 //! upstream's reported usage; a response without one (a stream cut before
 //! its usage event) pays its input estimate and the output relayed until
 //! then, as the stream's running count estimated it.
+//!
+//! Under the shared store (`state.backend = "redis"`) a request whose
+//! subject has no lease yet (a fresh key, or one whose lease ran out)
+//! nudges the `state-sync` thread and waits for one, yielding the shard,
+//! at most `state.unavailable_wait_ms`; then it is a 503
+//! `state_unavailable`. In steady state the lease is topped up before it
+//! runs out and nothing waits.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::api::usage::Usage;
 use crate::error::{Error, Kind};
 use crate::governance::{
-    admit, unix_now, Admission, Denied, KeyEntry, Need, RateHeaders, Refusal, Used,
+    admit, unix_now, Admission, Denied, Governance, KeyEntry, Need, RateHeaders, Refusal, Used,
 };
 use crate::shard::Gateway;
 
@@ -32,8 +40,10 @@ pub(super) fn input_estimate(bytes: u64) -> u64 {
 /// Checks the allow-list and reserves for a request to `model` (as the
 /// client sent it), routed to `provider`'s `upstream_model`. The rate
 /// headers come back either way, for the answer's head.
-pub(super) fn reserve(
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn reserve(
     gw: &Gateway,
+    gov: &Governance,
     key: &Arc<KeyEntry>,
     model: &str,
     provider: usize,
@@ -66,11 +76,30 @@ pub(super) fn reserve(
         tokens: input.saturating_add(output),
         nanos,
     };
-    admit(key, need, unix_now()).map_err(|d| {
-        let headers = d.headers;
-        (refused(key, &d), Some(headers))
-    })
+    let mut deadline = None;
+    loop {
+        match admit(key, need, unix_now(), gov.shared.view()) {
+            Err(d) if d.refusal == Refusal::Pending => {
+                let now = Instant::now();
+                let until = *deadline.get_or_insert_with(|| now + gov.shared.wait());
+                if now >= until {
+                    return Err((refused(key, &d), Some(d.headers)));
+                }
+                gov.shared.wake();
+                monoio::time::sleep(LEASE_POLL.min(until - now)).await;
+            }
+            other => {
+                return other.map_err(|d| {
+                    let headers = d.headers;
+                    (refused(key, &d), Some(headers))
+                })
+            }
+        }
+    }
 }
+
+/// How often a request waiting for a lease looks again.
+const LEASE_POLL: Duration = Duration::from_millis(1);
 
 /// The error for a refused reservation, naming whose limit it was.
 fn refused(key: &KeyEntry, d: &Denied) -> Error {
@@ -105,6 +134,14 @@ fn refused(key: &KeyEntry, d: &Denied) -> Error {
             format!(
                 "{whose} already has {} requests in flight (max_concurrent)",
                 limits.max_concurrent.unwrap_or(0)
+            ),
+        )
+        .with_retry_after(1),
+        Refusal::Pending | Refusal::Unavailable => Error::gateway(
+            Kind::StateUnavailable,
+            format!(
+                "the shared state store cannot be reached, and the limits of {whose} cannot be \
+                 checked without it; try again shortly"
             ),
         )
         .with_retry_after(1),

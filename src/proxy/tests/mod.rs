@@ -226,6 +226,7 @@ pub(super) fn facts(dialect: Dialect) -> ClientFacts {
         is_head: false,
         dialect,
         write_timeout: Duration::from_secs(5),
+        rate: None,
     }
 }
 
