@@ -178,9 +178,9 @@ impl Subject {
         Some(op)
     }
 
-    /// The lease was given back (a clean stop): tell the store at the next
-    /// plan.
-    pub fn release(&mut self) {
+    /// Sends an op at the next plan, due or not (the lease was given back
+    /// at a clean stop, or the store lost the holds).
+    pub fn force(&mut self) {
         self.force = true;
     }
 

@@ -17,9 +17,12 @@
 //!   made elsewhere shows within 2 s;
 //! - outages: any failed call marks the store unavailable (the shards then
 //!   follow `state.on_unavailable`) and drops the connection; the next tick
-//!   reconnects. A store that came back empty (`sg:seeded` missing) is
-//!   re-seeded with this instance's records and last known spend, then the
-//!   batches kept meanwhile are settled (exactly: see `lease.rs`).
+//!   reconnects. A store that came back empty (`sg:seeded` missing, or
+//!   holding another seeding's epoch than the one this instance saw) is
+//!   re-seeded by every instance with its records (`HSETNX`) and the spend
+//!   it last knew (the highest wins, into a seed beside the counter), every
+//!   hold is registered again, then the batches kept meanwhile are settled
+//!   (exactly once: see `lease.rs`).
 //!
 //! Invariants: no lock is held across a call to Redis; every call has the
 //! `state.redis_timeout_ms` deadline; the thread is the only writer of
@@ -187,6 +190,7 @@ pub fn spawn(gov: &Arc<Governance>, state: &StateConfig) -> Result<SyncThread, S
         sha_seed: String::new(),
         subjects: HashMap::new(),
         version: None,
+        seeding: None,
         next_poll: Instant::now(),
         next_spend: Instant::now(),
         epoch: Instant::now(),
@@ -226,6 +230,8 @@ struct Sync {
     sha_seed: String,
     subjects: HashMap<String, Subject>,
     version: Option<Vec<u8>>,
+    /// The store's seeding this instance knows (`sg:seeded`).
+    seeding: Option<Vec<u8>>,
     next_poll: Instant,
     next_spend: Instant,
     epoch: Instant,
@@ -246,6 +252,10 @@ struct Live {
 
 fn spend_key(tag: &str, period: u64) -> String {
     format!("{tag}:spend:{period}")
+}
+
+fn seed_key(tag: &str, period: u64) -> String {
+    format!("{tag}:seed:{period}")
 }
 
 impl Sync {
@@ -356,15 +366,28 @@ impl Sync {
             self.next_poll = now + POLL;
             let r = self.conn()?.call(&[b"MGET", b"sg:version", b"sg:seeded"])?;
             let (version, seeded) = match r.array() {
-                [v, s] => (v.bytes().map(<[u8]>::to_vec), s.bytes().is_some()),
+                [v, s] => (v.bytes().map(<[u8]>::to_vec), s.bytes().map(<[u8]>::to_vec)),
                 _ => return Err(io::Error::other(format!("MGET: {r:?}"))),
             };
-            if !seeded {
-                self.seed()?;
-                self.version = None;
-            } else if version != self.version {
-                self.load_records()?;
-                self.version = version;
+            match seeded {
+                None => {
+                    self.seed(true)?;
+                    self.version = None;
+                }
+                Some(e) if self.seeding.as_ref().is_some_and(|mine| *mine != e) => {
+                    // Another instance re-seeded a store that came back
+                    // empty: what this one knew goes in too.
+                    self.seed(false)?;
+                    self.seeding = Some(e);
+                    self.version = None;
+                }
+                Some(e) => {
+                    self.seeding.get_or_insert(e);
+                    if version != self.version {
+                        self.load_records()?;
+                        self.version = version;
+                    }
+                }
             }
         }
         self.push_records()?;
@@ -496,8 +519,9 @@ impl Sync {
     }
 
     /// Writes this instance's records and last known spend into a store
-    /// that has none (first start, or it came back empty).
-    fn seed(&mut self) -> io::Result<()> {
+    /// that lost them (first start, or it came back empty); `claim`: this
+    /// instance found it empty and names the seeding.
+    fn seed(&mut self, claim: bool) -> io::Result<()> {
         let now_s = unix_now();
         let live = self.live();
         let mut spends = Vec::new();
@@ -509,8 +533,12 @@ impl Sync {
                 .get(&s.tag)
                 .map_or(ledger.spent_nanos, |sub| sub.known_spend(&ledger));
             if known > 0 {
-                spends.push((spend_key(&s.tag, ledger.period_start), known));
+                spends.push((seed_key(&s.tag, ledger.period_start), known));
             }
+        }
+        // Every hold is registered again at once (the store lost them).
+        for s in &live {
+            self.subjects.entry(s.tag.clone()).or_default().force();
         }
         let table = &self.gov.table;
         let mut records = Vec::new();
@@ -529,10 +557,11 @@ impl Sync {
             }
         }
         let sha = self.sha_seed.clone();
-        let inst = self.inst.clone();
+        let epoch = super::secret::new_id("seed").unwrap_or_else(|| self.inst.clone());
         let conn = self.conn()?;
+        // HSETNX: a record another instance seeded (or changed since) wins.
         for (hash, id, j) in &records {
-            conn.queue(&[b"HSET", hash, id.as_bytes(), j]);
+            conn.queue(&[b"HSETNX", hash, id.as_bytes(), j]);
         }
         for (key, v) in &spends {
             conn.queue(&[
@@ -543,14 +572,23 @@ impl Sync {
                 v.to_string().as_bytes(),
             ]);
         }
-        conn.queue(&[b"SET", b"sg:seeded", inst.as_bytes()]);
+        let mut n = records.len() + spends.len();
+        if claim {
+            conn.queue(&[b"SET", b"sg:seeded", epoch.as_bytes(), b"NX"]);
+            conn.queue(&[b"GET", b"sg:seeded"]);
+            n += 2;
+        }
         conn.queue(&[b"INCR", b"sg:version"]);
-        let replies = conn.flush(records.len() + spends.len() + 2)?;
+        let replies = conn.flush(n + 1)?;
         if let Some(Reply::Error(e)) = replies.iter().find(|r| matches!(r, Reply::Error(_))) {
             return Err(io::Error::other(format!("seeding: {e}")));
         }
+        if claim {
+            self.seeding = replies[n - 1].bytes().map(<[u8]>::to_vec);
+        }
         log_info(format_args!(
-            "state store {} had no state: seeded it with {} record(s) and {} spend counter(s)",
+            "state store {} had lost its state: seeded it with {} record(s) and {} spend \
+             counter(s)",
             self.target.addr,
             records.len(),
             spends.len()
@@ -604,13 +642,15 @@ impl Sync {
             let lease_key = format!("{}:lease", s.tag);
             let spend = spend_key(&s.tag, op.period);
             let rpm = format!("{}:rpm:", s.tag);
+            let seed = seed_key(&s.tag, op.period);
             let mut cmd: Vec<&[u8]> = vec![
                 b"EVALSHA",
                 sha.as_bytes(),
-                b"3",
+                b"4",
                 lease_key.as_bytes(),
                 spend.as_bytes(),
                 rpm.as_bytes(),
+                seed.as_bytes(),
                 inst.as_bytes(),
             ];
             cmd.extend(args.iter().map(String::as_bytes));
@@ -648,22 +688,27 @@ impl Sync {
     fn read_spend(&mut self) -> io::Result<()> {
         let now_s = unix_now();
         let live = self.live();
-        let keys: Vec<(String, u64)> = live
+        let keys: Vec<(String, String, u64)> = live
             .iter()
             .map(|s| {
                 let mut l = s.ledger.lock();
                 l.spent_nanos(&s.limits, now_s);
-                (spend_key(&s.tag, l.period_start), l.period_start)
+                let p = l.period_start;
+                (spend_key(&s.tag, p), seed_key(&s.tag, p), p)
             })
             .collect();
         if keys.is_empty() {
             return Ok(());
         }
         let mut cmd: Vec<&[u8]> = vec![b"MGET"];
-        cmd.extend(keys.iter().map(|(k, _)| k.as_bytes()));
+        for (k, seed, _) in &keys {
+            cmd.push(k.as_bytes());
+            cmd.push(seed.as_bytes());
+        }
         let r = self.conn()?.call(&cmd)?;
-        for ((s, (_, period)), v) in live.iter().zip(&keys).zip(r.array()) {
-            let spend = v.int().unwrap_or(0).max(0) as u64;
+        for ((s, (_, _, period)), v) in live.iter().zip(&keys).zip(r.array().chunks(2)) {
+            let n = |x: Option<&Reply>| x.and_then(Reply::int).unwrap_or(0).max(0) as u64;
+            let spend = n(v.first()) + n(v.get(1));
             let sub = self.subjects.entry(s.tag.clone()).or_default();
             sub.refresh_spend(&mut s.ledger.lock(), &s.limits, *period, spend, now_s);
         }
@@ -678,7 +723,7 @@ impl Sync {
             l.lease.nanos = 0;
             l.lease.live = false;
             if let Some(sub) = self.subjects.get_mut(&s.tag) {
-                sub.release();
+                sub.force();
             }
         }
         if self.conn.is_none() {

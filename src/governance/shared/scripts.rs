@@ -12,7 +12,8 @@
 //! `budget − spend − every other live grant − the asker's hold`.
 
 /// KEYS: lease hash, spend counter (for the op's period), rpm bucket
-/// prefix. ARGV: instance, seq, ttl_ms, period, budget (-1: none), batch,
+/// prefix, spend seed (the part of the period's spend a store that came
+/// back empty was re-seeded with; the spend is seed + counter). ARGV: instance, seq, ttl_ms, period, budget (-1: none), batch,
 /// hold, want, floor, rpm (-1: none), rpm_hold, rpm_want, rpm_unsynced.
 /// Returns {granted, spend, target, rpm_granted, rpm_target, retry}.
 pub const LEASE: &str = r#"
@@ -56,11 +57,13 @@ for i = 1, #all, 2 do
   end
 end
 redis.call('HSET', KEYS[1], 'i:' .. inst, string.format('%d', keep))
+local seed = tonumber(redis.call('GET', KEYS[4]) or '0')
 local spend = tonumber(redis.call('GET', KEYS[2]) or '0')
 local batch = tonumber(ARGV[6])
 if batch > 0 then
   spend = redis.call('INCRBY', KEYS[2], ARGV[6])
 end
+spend = spend + seed
 local granted, target = 0, 0
 local budget = tonumber(ARGV[5])
 if budget >= 0 then
@@ -117,9 +120,12 @@ redis.call('PEXPIRE', KEYS[1], 2 * ttl + 60000)
 return out
 "#;
 
-/// KEYS: a spend counter. ARGV: a spend. Raises the counter to the spend
-/// if it is below (a store that came back empty is re-seeded by every
-/// instance with what it last knew; the highest is the latest).
+/// KEYS: a spend seed. ARGV: a spend. Raises the seed to the spend if it
+/// is below. A store that came back empty is re-seeded by every instance
+/// with the spend it last knew; the highest is the latest the store had
+/// (the instance that made the last settle knew it). Batches settled after
+/// the restart go to the counter beside it, so a late seed never undoes
+/// them.
 pub const SEED: &str = r#"
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end
