@@ -487,3 +487,39 @@ fn a_gateway_starts_with_redis_down_and_serves_what_it_knows() {
         || redis.cli(&["HEXISTS", "sg:keys", &id]) == "1",
     );
 }
+
+#[test]
+fn a_clean_stop_settles_and_gives_its_lease_back() {
+    if !have_redis("a_clean_stop_settles") {
+        return;
+    }
+    let redis = Redis::start();
+    let mock = MockUpstream::start();
+    let mut a = instance(&mock, &redis, "");
+    let b = instance(&mock, &redis, "");
+    // $70: ten requests. A takes a lease and spends $14 of it.
+    let (secret, id) = a.key(json!({"name": "stop", "budget_usd": 70}));
+    b.knows(&id, Duration::from_secs(1));
+    for _ in 0..2 {
+        assert_eq!(a.chat(&secret).status, 200);
+    }
+    a.gw.signal(libc::SIGTERM);
+    assert!(a.gw.wait_exit(Duration::from_secs(10)).is_some());
+    // Settled at once, not at the next interval, and A's grant is back.
+    assert_eq!(redis.spend(&id), 14_000_000_000);
+    let lease = redis.cli(&["HGETALL", &format!("sg:{{k:{id}}}:lease")]);
+    let holds: Vec<&str> = lease
+        .lines()
+        .filter(|l| l.split(' ').count() == 3)
+        .collect();
+    assert!(
+        holds.iter().all(|h| h.starts_with("0 ")),
+        "A holds nothing: {lease}"
+    );
+    // So B can spend all the rest: eight more, then the budget is spent.
+    let ok = (0..12).filter(|_| b.chat(&secret).status == 200).count();
+    assert_eq!(ok, 8);
+    within("B sees the whole spend", Duration::from_secs(2), || {
+        b.spend(&id) == 70.0
+    });
+}

@@ -602,6 +602,11 @@ impl Sync {
         let now_s = unix_now();
         let ttl = self.ttl_ms;
         let live = self.live();
+        // Subjects removed from the table are forgotten once nothing of
+        // theirs is still to be sent.
+        let tags: std::collections::HashSet<&str> = live.iter().map(|s| s.tag.as_str()).collect();
+        self.subjects
+            .retain(|tag, sub| sub.pending.is_some() || tags.contains(tag.as_str()));
         let mut sent: Vec<(Live, Op)> = Vec::new();
         for s in live {
             if s.limits == Limits::default() && !self.subjects.contains_key(&s.tag) {
