@@ -18,9 +18,10 @@
 //! Under the shared store (`state.backend = "redis"`) a request whose
 //! subject has no lease yet (a fresh key, or one whose lease ran out)
 //! nudges the `state-sync` thread and waits for one, yielding the shard,
-//! at most `state.unavailable_wait_ms`; then it is a 503
-//! `state_unavailable`. In steady state the lease is topped up before it
-//! runs out and nothing waits.
+//! at most `state.unavailable_wait_ms`; past it the store counts as away
+//! for that request, and each limit follows `state.on_unavailable` (a
+//! budget failing closed is a 503 `state_unavailable`). In steady state
+//! the lease is topped up before it runs out and nothing waits.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ use crate::api::usage::Usage;
 use crate::error::{Error, Kind};
 use crate::governance::{
     admit, unix_now, Admission, Denied, Governance, KeyEntry, Need, RateHeaders, Refusal, Used,
+    View,
 };
 use crate::shard::Gateway;
 
@@ -83,7 +85,16 @@ pub(super) async fn reserve(
                 let now = Instant::now();
                 let until = *deadline.get_or_insert_with(|| now + gov.shared.wait());
                 if now >= until {
-                    return Err((refused(key, &d), Some(d.headers)));
+                    // Waited long enough: for this request the store is
+                    // away, and each limit follows `state.on_unavailable`.
+                    let away = View {
+                        unavailable: true,
+                        ..gov.shared.view()
+                    };
+                    return admit(key, need, unix_now(), away).map_err(|d| {
+                        let headers = d.headers;
+                        (refused(key, &d), Some(headers))
+                    });
                 }
                 gov.shared.wake();
                 monoio::time::sleep(LEASE_POLL.min(until - now)).await;

@@ -12,8 +12,11 @@
 //!   any new grant: lease left plus reservations in flight. Absolute, so a
 //!   store that lost its grants (restarted empty) learns them again;
 //! - `want`: more budget, granted only within
-//!   `budget − spend − every other live grant − hold`, at most the store's
-//!   `cap` (below); `floor` is the biggest reservation waiting for it;
+//!   `budget − spend − every other live grant − hold`, at most a share of
+//!   what is left; `floor` is what the biggest reservation waiting lacks
+//!   (all of it or nothing is granted: a part would strand budget);
+//!   a lease is topped up ahead of need only while the share covers the
+//!   biggest reservation seen, else on demand, first come first served;
 //! - `rpm_want`: units of the rpm chunk, granted only while the store's
 //!   sliding minute (sixty one-second buckets, every instance's grants
 //!   counted when granted) has room, and only up to the chunk size;
@@ -79,6 +82,8 @@ pub struct Subject {
     last_requests: u64,
     planned_requests: u64,
     denied_ms: Option<u64>,
+    /// The biggest reservation that waited for a lease.
+    need: u64,
     /// Send an op at the next plan whether one is due or not.
     force: bool,
 }
@@ -127,13 +132,14 @@ impl Subject {
         let (mut want, mut floor) = (0, 0);
         if let Some(budget) = limits.budget_nanos {
             let backoff = l.denied && self.denied_ms.is_some_and(|t| now_ms < t + DENIED_RETRY_MS);
-            let low = l.live && l.nanos < self.target / 2;
+            self.need = self.need.max(l.want_nanos);
+            let low = l.live && l.nanos < self.target / 2 && self.target >= self.need;
             if (l.wanted && !backoff) || (active && low && !l.denied) {
-                floor = l.want_nanos;
+                floor = l.want_nanos.saturating_sub(l.nanos);
                 let size = if self.target == 0 {
-                    (budget / 10).max(floor)
+                    (budget / 10).max(l.want_nanos)
                 } else {
-                    self.target.max(floor)
+                    self.target.max(l.want_nanos)
                 };
                 want = size.saturating_sub(l.nanos).max(1);
                 send = true;
@@ -209,12 +215,18 @@ impl Subject {
         ledger.spent_nanos(limits, now_s); // rolls the period
         let same = ledger.period_start == op.period;
         let l = &mut ledger.lease;
+        // Wants raised while the op was out are stale: the requests that
+        // raised them look again within a millisecond and raise them anew
+        // if the answer did not cover them. (Kept, they asked twice: one
+        // instance took a second grant it had no request for.)
+        l.wanted = false;
+        l.want_nanos = 0;
         if op.budget.is_some() && same {
             l.nanos += a.granted;
             l.live = true;
             self.deadline_ms = op.sent_ms + ttl_ms;
             self.target = a.target;
-            l.denied = op.floor > 0 && l.nanos < op.floor;
+            l.denied = op.floor > 0 && a.granted < op.floor;
             self.denied_ms = l.denied.then_some(now_ms);
         }
         if same {

@@ -71,13 +71,14 @@ if budget >= 0 then
   local room = budget - spend - others - hold
   if room < 0 then room = 0 end
   -- A grant is a share of what is left: half of it split between the
-  -- instances alive, at most a tenth of the budget, at least the biggest
-  -- reservation waiting (if it fits at all).
+  -- instances alive, at most a tenth of the budget, at least what the
+  -- biggest waiting reservation lacks. Nothing if even that does not fit:
+  -- a part would only strand budget a smaller request elsewhere could use.
   local cap = math.max(math.min(math.floor(room / (2 * n)), math.floor(budget / 10)), floor)
-  granted = math.min(want, room, cap)
+  if room >= floor then granted = math.min(want, room, cap) end
   redis.call('HSET', KEYS[1], 'b:' .. inst,
     string.format('%d %s %d', hold + granted, period, keep))
-  target = math.max(math.min(math.floor((room - granted) / (2 * n)), math.floor(budget / 10)), floor)
+  target = math.min(math.floor((room - granted) / (2 * n)), math.floor(budget / 10))
 end
 local rgranted, rtarget, retry = 0, 0, 0
 local rpm = tonumber(ARGV[10])
