@@ -329,12 +329,12 @@ mod tests {
             if let Some(budget) = op.budget {
                 let room = budget.saturating_sub(self.spend + others + op.hold);
                 let cap = (room / (2 * n)).min(budget / 10).max(op.floor);
-                a.granted = op.want.min(room).min(cap);
+                if room >= op.floor {
+                    a.granted = op.want.min(room).min(cap);
+                }
                 self.grants
                     .insert(inst, (op.hold + a.granted, now_ms + 2 * ttl));
-                a.target = ((room - a.granted) / (2 * n))
-                    .min(budget / 10)
-                    .max(op.floor);
+                a.target = ((room - a.granted) / (2 * n)).min(budget / 10);
             }
             if let Some(rpm) = op.rpm {
                 let now_s = now_ms / 1000;
@@ -406,6 +406,31 @@ mod tests {
         assert_eq!(store.spend, 20);
         assert_eq!(g.spent_nanos, 20);
         assert!(g.lease.nanos >= 80);
+    }
+
+    #[test]
+    fn a_want_raised_while_the_op_is_out_takes_no_second_grant() {
+        // Two requests' worth of budget: one instance's one waiting request
+        // gets one grant, however often it looked while the op was out,
+        // and the other half stays for others (the share left, 3.5, is
+        // below a request, so nothing is taken ahead of need).
+        let l = budget(14);
+        let mut g = Ledger::default();
+        let (mut s, mut store) = (Subject::default(), Store::default());
+        let need = Need {
+            tokens: 1,
+            nanos: 7,
+        };
+        assert_eq!(g.reserve(&l, need, 1, SHARED), Err(Refusal::Pending));
+        let op = s.plan(&mut g, &l, 0, 1, 3000).unwrap();
+        // The request looks again before the answer.
+        assert_eq!(g.reserve(&l, need, 1, SHARED), Err(Refusal::Pending));
+        let a = store.op(0, &op, 0, 3000);
+        s.applied(&mut g, &l, &op, &a, 1, 1, 3000);
+        assert_eq!(g.reserve(&l, need, 1, SHARED), Ok(()));
+        // Nothing waits now: no op asks for more.
+        assert_eq!(s.plan(&mut g, &l, 2, 1, 3000), None);
+        assert_eq!(store.grants[&0].0, 7);
     }
 
     #[test]
