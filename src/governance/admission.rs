@@ -55,17 +55,23 @@ pub fn admit(
     view: View,
 ) -> Result<(Admission, RateHeaders), Denied> {
     let mut ledger = key.ledger.lock();
-    let team = key.team.as_ref().map(|t| (t, t.ledger.lock()));
+    let mut team = key.team.as_ref().map(|t| (t, t.ledger.lock()));
     let deny = |refusal, by_team, headers| Denied {
         refusal,
         by_team,
         headers,
     };
     if let Err(r) = ledger.check(&key.limits, need, now, view) {
+        if r == Refusal::Pending {
+            // Let the team ask for its lease in the same round: a check
+            // takes nothing, it only raises the team's want.
+            if let Some((t, tl)) = team.as_mut() {
+                let _ = tl.check(&t.limits, need, now, view);
+            }
+        }
         let headers = rate_headers(key, &mut ledger, now);
         return Err(deny(r, false, headers));
     }
-    let mut team = team;
     if let Some((t, tl)) = team.as_mut() {
         if let Err(r) = tl.check(&t.limits, need, now, view) {
             let headers = rate_headers(key, &mut ledger, now);
