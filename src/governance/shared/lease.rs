@@ -434,6 +434,39 @@ mod tests {
     }
 
     #[test]
+    fn requests_served_on_a_failing_open_rate_limit_are_counted_when_the_store_returns() {
+        let l = Limits {
+            rpm: Some(1000),
+            ..Limits::default()
+        };
+        let mut g = Ledger::default();
+        let (mut s, mut store) = (Subject::default(), Store::default());
+        let away = View {
+            unavailable: true,
+            ..SHARED
+        };
+        for _ in 0..7 {
+            assert_eq!(g.reserve(&l, Need::default(), 5, away), Ok(()));
+        }
+        assert_eq!(g.lease.unsynced_requests, 7);
+        let closed = View {
+            rate_fail_open: false,
+            ..away
+        };
+        assert_eq!(
+            g.reserve(&l, Need::default(), 5, closed),
+            Err(Refusal::Unavailable)
+        );
+        // Back: the seven go into the store's minute with the first op.
+        let op = s.plan(&mut g, &l, 0, 5, 3000).unwrap();
+        assert_eq!(op.rpm_unsynced, 7);
+        let a = store.op(0, &op, 5_000, 3000);
+        s.applied(&mut g, &l, &op, &a, 1, 5, 3000);
+        assert_eq!(store.buckets[&5], 7 + a.rpm_granted);
+        assert_eq!(g.lease.unsynced_requests, 0);
+    }
+
+    #[test]
     fn a_lease_expires_and_the_budget_fails_closed_while_the_store_is_away() {
         let l = budget(1_000);
         let mut g = Ledger::default();
