@@ -68,12 +68,65 @@ impl Default for GovernanceConfig {
     }
 }
 
+/// What a limit does while the shared store is unreachable and no lease
+/// covers a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unavailable {
+    /// 503 `state_unavailable` with `Retry-After: 1`.
+    FailClosed,
+    /// Served under this instance's own count of the limit only.
+    FailOpen,
+}
+
+/// `[state.on_unavailable]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnUnavailable {
+    /// Budgets (money) fail closed by default: an outage must not become
+    /// unmetered spend.
+    pub budget: Unavailable,
+    /// Rate limits (rpm) fail open by default: each instance keeps its own
+    /// sliding minute.
+    pub rate_limit: Unavailable,
+}
+
+impl Default for OnUnavailable {
+    fn default() -> Self {
+        OnUnavailable {
+            budget: Unavailable::FailClosed,
+            rate_limit: Unavailable::FailOpen,
+        }
+    }
+}
+
 /// `[state]`: where keys, teams and spend live.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StateConfig {
-    /// `local` (an embedded store under `dir`).
+    /// `local` (an embedded store under `dir`) or `redis` (keys, teams,
+    /// spend and rate counters shared by every instance through
+    /// `redis_url`; `dir` still keeps this instance's last known copy).
     pub backend: String,
+    /// `redis://[user:password@]host[:port][/db]`; `SHARDGATE_REDIS_URL`
+    /// when unset.
+    pub redis_url: Option<String>,
+    pub on_unavailable: OnUnavailable,
+    /// The longest a request waits on the shared store (for a first lease),
+    /// milliseconds; past it the limit's `on_unavailable` applies.
+    #[serde(deserialize_with = "ms")]
+    pub unavailable_wait_ms: Duration,
+    /// How long a budget lease is good for without a word from the store,
+    /// milliseconds (refreshed at half of it while in use).
+    #[serde(deserialize_with = "ms")]
+    pub lease_ttl_ms: Duration,
+    /// How often the sync thread settles spend, tops leases up and expires
+    /// them, milliseconds (it also runs at once when a request lacks one).
+    #[serde(deserialize_with = "ms")]
+    pub sync_interval_ms: Duration,
+    /// Connect, read and write timeout of each call to the store.
+    #[serde(deserialize_with = "ms")]
+    pub redis_timeout_ms: Duration,
     /// Defaults to `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else
     /// `./shardgate-state`.
     pub dir: Option<PathBuf>,
@@ -87,6 +140,12 @@ impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             backend: "local".into(),
+            redis_url: None,
+            on_unavailable: OnUnavailable::default(),
+            unavailable_wait_ms: Duration::from_millis(50),
+            lease_ttl_ms: Duration::from_millis(3000),
+            sync_interval_ms: Duration::from_millis(100),
+            redis_timeout_ms: Duration::from_millis(250),
             dir: None,
             flush_interval_ms: Duration::from_millis(1000),
         }
@@ -181,13 +240,42 @@ impl super::Config {
     /// The governance sections' own checks: one backend we have, declared
     /// keys and teams well-formed, unique and pointing at declared teams.
     pub(super) fn validate_governance(&self) -> Result<(), ConfigError> {
-        if self.state.backend != "local" {
+        match self.state.backend.as_str() {
+            "local" => {}
+            "redis" => match &self.state.redis_url {
+                None => return Err(bad(
+                    "state.redis_url",
+                    "state.backend = \"redis\" needs a redis:// URL here or in SHARDGATE_REDIS_URL",
+                )),
+                Some(u) if !u.starts_with("redis://") || u.len() <= "redis://".len() => {
+                    return Err(bad(
+                        "state.redis_url",
+                        format!("{u:?} is not a redis://host[:port] URL"),
+                    ))
+                }
+                Some(_) => {}
+            },
+            other => {
+                return Err(bad(
+                    "state.backend",
+                    format!("{other:?} is not a backend; \"local\" and \"redis\" are"),
+                ))
+            }
+        }
+        let st = &self.state;
+        for (field, v) in [
+            ("state.lease_ttl_ms", st.lease_ttl_ms),
+            ("state.sync_interval_ms", st.sync_interval_ms),
+            ("state.redis_timeout_ms", st.redis_timeout_ms),
+        ] {
+            if v.is_zero() {
+                return Err(bad(field, "must be above 0"));
+            }
+        }
+        if st.sync_interval_ms * 2 > st.lease_ttl_ms {
             return Err(bad(
-                "state.backend",
-                format!(
-                    "{:?} is not available in this build; \"local\" is",
-                    self.state.backend
-                ),
+                "state.lease_ttl_ms",
+                "must be at least twice state.sync_interval_ms: a lease is refreshed at half its life",
             ));
         }
         if self.admin.token.as_deref().is_some_and(|t| t.len() < 16) {

@@ -27,7 +27,8 @@ mod validate;
 use error::bad;
 pub use error::ConfigError;
 pub use governance::{
-    AuthConfig, GovernanceConfig, KeyConfig, LimitFields, Period, StateConfig, TeamConfig,
+    AuthConfig, GovernanceConfig, KeyConfig, LimitFields, OnUnavailable, Period, StateConfig,
+    TeamConfig, Unavailable,
 };
 pub use ipnet::IpNet;
 pub use server_tls::ServerTlsConfig;

@@ -60,6 +60,9 @@ impl Config {
         if self.admin.token.is_none() {
             self.admin.token = var("SHARDGATE_ADMIN_TOKEN").filter(|t| !t.is_empty());
         }
+        if self.state.redis_url.is_none() {
+            self.state.redis_url = var("SHARDGATE_REDIS_URL").filter(|u| !u.is_empty());
+        }
         Ok(())
     }
 }

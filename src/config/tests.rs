@@ -349,3 +349,36 @@ fn millisecond_keys_are_durations_once_parsed() {
         Duration::from_secs(5)
     );
 }
+
+#[test]
+fn the_redis_backend_needs_a_url_and_reads_its_policies() {
+    let ok = |_: &str, _: &ProviderConfig| Ok(());
+    let mut c = Config::from_toml("[state]\nbackend = \"redis\"\n").unwrap();
+    let e = c.validate_with(ok).unwrap_err();
+    assert_eq!(e.field, "state.redis_url");
+    c.resolve_keys(|k| (k == "SHARDGATE_REDIS_URL").then(|| "redis://10.0.0.5:6380".into()))
+        .unwrap();
+    assert_eq!(c.state.redis_url.as_deref(), Some("redis://10.0.0.5:6380"));
+    c.validate_with(ok).unwrap();
+    assert_eq!(c.state.on_unavailable.budget, Unavailable::FailClosed);
+    assert_eq!(c.state.on_unavailable.rate_limit, Unavailable::FailOpen);
+    assert_eq!(
+        c.state.unavailable_wait_ms,
+        std::time::Duration::from_millis(50)
+    );
+    let c = Config::from_toml(
+        "[state]\nbackend = \"redis\"\nredis_url = \"redis://h\"\n\
+         on_unavailable = { budget = \"fail_open\", rate_limit = \"fail_closed\" }\n",
+    )
+    .unwrap();
+    assert_eq!(c.state.on_unavailable.budget, Unavailable::FailOpen);
+    assert_eq!(c.state.on_unavailable.rate_limit, Unavailable::FailClosed);
+    let e = Config::from_toml("[state]\non_unavailable = { budget = \"maybe\" }\n").unwrap_err();
+    assert!(e.to_string().contains("fail_closed"), "{e}");
+    let c = Config::from_toml("[state]\nbackend = \"etcd\"\n").unwrap();
+    assert_eq!(c.validate_with(ok).unwrap_err().field, "state.backend");
+    let c = Config::from_toml("[state]\nbackend = \"redis\"\nredis_url = \"http://h\"\n").unwrap();
+    assert_eq!(c.validate_with(ok).unwrap_err().field, "state.redis_url");
+    let c = Config::from_toml("[state]\nlease_ttl_ms = 150\n").unwrap();
+    assert_eq!(c.validate_with(ok).unwrap_err().field, "state.lease_ttl_ms");
+}

@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use super::clock::unix_now;
 use super::records::{nanos_to_usd, KeySpec, Origin, TeamSpec};
 use super::secret;
+use super::shared::Record;
 use super::table::{KeyEntry, TeamEntry};
 use super::Governance;
 use crate::config::Config;
@@ -150,6 +151,7 @@ fn create_key(gov: &Governance, input: &Map<String, Value>) -> AdminAnswer {
         return error(400, "invalid_request_error", why);
     }
     gov.table.put_key(spec.clone(), hash);
+    gov.shared.changed(Record::Key(spec.id.clone()));
     let mut out = gov
         .table
         .key(&spec.id)
@@ -174,6 +176,7 @@ fn patch_key(gov: &Governance, id: &str, input: &Map<String, Value>) -> AdminAns
         return error(500, "server_error", "the key's stored hash is damaged");
     };
     gov.table.put_key(spec, hash);
+    gov.shared.changed(Record::Key(id.to_string()));
     match gov.table.key(id) {
         Some(k) => answer(200, Value::Object(key_json(&k))),
         None => not_found("key", id),
@@ -184,6 +187,7 @@ fn delete_key(gov: &Governance, id: &str) -> AdminAnswer {
     match gov.table.key(id) {
         Some(k) if k.spec.origin == Origin::Config => declared("key", id),
         Some(_) if gov.table.remove_key(id) => {
+            gov.shared.changed(Record::Key(id.to_string()));
             answer(200, json!({"id": id, "object": "key", "deleted": true}))
         }
         _ => not_found("key", id),
@@ -204,6 +208,7 @@ fn create_team(gov: &Governance, input: &Map<String, Value>) -> AdminAnswer {
         return error(400, "invalid_request_error", why);
     }
     gov.table.put_team(spec.clone());
+    gov.shared.changed(Record::Team(spec.id.clone()));
     match gov.table.team(&spec.id) {
         Some(t) => answer(201, Value::Object(team_json(&t))),
         None => not_found("team", &spec.id),
@@ -222,6 +227,7 @@ fn patch_team(gov: &Governance, id: &str, input: &Map<String, Value>) -> AdminAn
         return error(400, "invalid_request_error", why);
     }
     gov.table.put_team(spec);
+    gov.shared.changed(Record::Team(id.to_string()));
     match gov.table.team(id) {
         Some(t) => answer(200, Value::Object(team_json(&t))),
         None => not_found("team", id),
@@ -232,7 +238,10 @@ fn delete_team(gov: &Governance, id: &str) -> AdminAnswer {
     match gov.table.team(id) {
         Some(t) if t.spec.origin == Origin::Config => declared("team", id),
         Some(_) => match gov.table.remove_team(id) {
-            Ok(true) => answer(200, json!({"id": id, "object": "team", "deleted": true})),
+            Ok(true) => {
+                gov.shared.changed(Record::Team(id.to_string()));
+                answer(200, json!({"id": id, "object": "team", "deleted": true}))
+            }
             Ok(false) => not_found("team", id),
             Err(keys) => error(
                 409,

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use super::ledger::{Need, Refusal, Used};
+use super::ledger::{Need, Refusal, Used, View};
 use super::table::KeyEntry;
 
 /// A request admitted under its key (and team).
@@ -19,6 +19,9 @@ pub struct Admission {
     key: Arc<KeyEntry>,
     need: Need,
     at: u64,
+    /// How it met the shared store when admitted (its settle gives back to
+    /// the same place it took from).
+    view: View,
     /// Reservations added while a stream ran, and when.
     grown: Vec<(Need, u64)>,
     settled: bool,
@@ -42,35 +45,44 @@ pub struct RateHeaders {
     pub tokens: Option<(u64, u64, u64)>,
 }
 
-/// Reserves `need` for a request under `key` at `now` (Unix seconds).
+/// Reserves `need` for a request under `key` at `now` (Unix seconds);
+/// `view` is how the shared store stands (`View::default()` under the
+/// local backend).
 pub fn admit(
     key: &Arc<KeyEntry>,
     need: Need,
     now: u64,
+    view: View,
 ) -> Result<(Admission, RateHeaders), Denied> {
     let mut ledger = key.ledger.lock();
-    let team = key.team.as_ref().map(|t| (t, t.ledger.lock()));
+    let mut team = key.team.as_ref().map(|t| (t, t.ledger.lock()));
     let deny = |refusal, by_team, headers| Denied {
         refusal,
         by_team,
         headers,
     };
-    if let Err(r) = ledger.check(&key.limits, need, now) {
+    if let Err(r) = ledger.check(&key.limits, need, now, view) {
         ledger.count_refusal(r);
+        if r == Refusal::Pending {
+            // Let the team ask for its lease in the same round: a check
+            // takes nothing, it only raises the team's want.
+            if let Some((t, tl)) = team.as_mut() {
+                let _ = tl.check(&t.limits, need, now, view);
+            }
+        }
         let headers = rate_headers(key, &mut ledger, now);
         return Err(deny(r, false, headers));
     }
-    let mut team = team;
     if let Some((t, tl)) = team.as_mut() {
-        if let Err(r) = tl.check(&t.limits, need, now) {
+        if let Err(r) = tl.check(&t.limits, need, now, view) {
             ledger.count_refusal(r);
             tl.count_refusal(r);
             let headers = rate_headers(key, &mut ledger, now);
             return Err(deny(r, true, headers));
         }
-        tl.take(need, now);
+        tl.take(&t.limits, need, now, view);
     }
-    ledger.take(need, now);
+    ledger.take(&key.limits, need, now, view);
     let headers = rate_headers(key, &mut ledger, now);
     drop(team);
     drop(ledger);
@@ -79,6 +91,7 @@ pub fn admit(
             key: key.clone(),
             need,
             at: now,
+            view,
             grown: Vec::new(),
             settled: false,
         },
@@ -117,17 +130,16 @@ impl Admission {
         let key = &self.key;
         let mut ledger = key.ledger.lock();
         ledger
-            .extend(&key.limits, more, now)
+            .extend(&key.limits, more, now, self.view)
             .map_err(|refusal| Denied {
                 refusal,
                 by_team: false,
                 headers: RateHeaders::default(),
             })?;
         if let Some(t) = &key.team {
-            if let Err(refusal) = t.ledger.lock().extend(&t.limits, more, now) {
+            if let Err(refusal) = t.ledger.lock().extend(&t.limits, more, now, self.view) {
                 // Give the key's part back: all or nothing.
-                ledger.reserved_nanos -= more.nanos;
-                ledger.tokens.take_back(now, now, more.tokens);
+                ledger.unextend(&key.limits, more, now, self.view);
                 return Err(Denied {
                     refusal,
                     by_team: true,
@@ -150,19 +162,23 @@ impl Admission {
             return;
         }
         let key = &self.key;
+        let view = self.view;
         let mut ledger = key.ledger.lock();
         let mut team = key.team.as_ref().map(|t| (t, t.ledger.lock()));
+        // Growth is settled as part of the whole: its money joins the
+        // first reservation's (so a lease gets back what neither used), its
+        // tokens leave the window at the second they were counted.
+        let mut whole = self.need;
         for &(g, at) in &self.grown {
-            ledger.reserved_nanos = ledger.reserved_nanos.saturating_sub(g.nanos);
             ledger.tokens.take_back(now, at, g.tokens);
             if let Some((_, tl)) = team.as_mut() {
-                tl.reserved_nanos = tl.reserved_nanos.saturating_sub(g.nanos);
                 tl.tokens.take_back(now, at, g.tokens);
             }
+            whole.nanos += g.nanos;
         }
-        ledger.settle(&key.limits, self.need, self.at, used, now);
+        ledger.settle(&key.limits, whole, self.at, used, now, view);
         if let Some((t, tl)) = team.as_mut() {
-            tl.settle(&t.limits, self.need, self.at, used, now);
+            tl.settle(&t.limits, whole, self.at, used, now, view);
         }
     }
 }
@@ -270,6 +286,7 @@ mod tests {
                                 nanos: 1_000,
                             },
                             100,
+                            View::default(),
                         )
                         .ok()
                         .map(|a| a.0)
@@ -309,8 +326,8 @@ mod tests {
                 ..Limits::default()
             }),
         );
-        let (a, _) = admit(&k, Need::default(), 1).unwrap();
-        let Err(denied) = admit(&k, Need::default(), 1) else {
+        let (a, _) = admit(&k, Need::default(), 1, View::default()).unwrap();
+        let Err(denied) = admit(&k, Need::default(), 1, View::default()) else {
             panic!("admitted past the team's concurrency")
         };
         assert!(denied.by_team);
@@ -318,7 +335,7 @@ mod tests {
         assert_eq!(k.ledger.lock().in_flight, 1);
         drop(a);
         assert_eq!(k.ledger.lock().in_flight, 0);
-        assert!(admit(&k, Need::default(), 1).is_ok());
+        assert!(admit(&k, Need::default(), 1, View::default()).is_ok());
     }
 
     #[test]
@@ -338,6 +355,7 @@ mod tests {
                 nanos: 0,
             },
             50,
+            View::default(),
         )
         .unwrap();
         assert_eq!(h.requests, Some((3, 2, 60)));
@@ -380,6 +398,7 @@ mod tests {
                 nanos: 300,
             },
             5,
+            View::default(),
         )
         .unwrap();
         a.grow(

@@ -12,7 +12,13 @@
 //! - `spent + reserved` never passes the budget through `reserve` (a settle
 //!   may: the upstream's real usage is charged even past the budget, and
 //!   the next request is refused);
-//! - in-flight never passes `max_concurrent`.
+//! - in-flight never passes `max_concurrent`;
+//! - under a shared store (`View::shared`), a budget's reservation also
+//!   fits in this instance's lease (`Lease::nanos`, a grant the store
+//!   counts against the budget for every instance), and a request of an
+//!   rpm-limited subject takes one unit of this instance's rate chunk;
+//!   without them the answer is `Pending` (the `state-sync` thread is asked
+//!   for more) or, with the store away, what `state.on_unavailable` says.
 
 use super::clock::Period;
 use super::window::Window;
@@ -40,10 +46,66 @@ pub struct Need {
 /// Why a request is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    Requests { retry_after: u64 },
-    Tokens { retry_after: u64 },
+    Requests {
+        retry_after: u64,
+    },
+    Tokens {
+        retry_after: u64,
+    },
     Concurrency,
-    Budget { resets_in: Option<u64> },
+    Budget {
+        resets_in: Option<u64>,
+    },
+    /// Shared store only: no lease covers the request yet; the sync thread
+    /// was asked for one (the caller may wait a bounded time and retry).
+    Pending,
+    /// Shared store only: the store is unreachable, no lease covers the
+    /// request and the limit fails closed.
+    Unavailable,
+}
+
+/// How a request meets the shared store, read once per request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct View {
+    /// `state.backend = "redis"`: budgets and rpm are leased.
+    pub shared: bool,
+    /// The store is unreachable now.
+    pub unavailable: bool,
+    /// `state.on_unavailable.budget = "fail_open"`.
+    pub budget_fail_open: bool,
+    /// `state.on_unavailable.rate_limit = "fail_open"`.
+    pub rate_fail_open: bool,
+}
+
+/// This instance's share of the shared store's capacity for one subject,
+/// and what it owes the store. Written by the shards (taking and giving
+/// back) and by the `state-sync` thread (grants, settles), both under the
+/// subject's lock. Untouched under the local backend.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lease {
+    /// A budget grant is held and has not expired.
+    pub live: bool,
+    /// Budget left to reserve from, nano-dollars. Together with
+    /// `reserved_nanos` and `unsynced_nanos` it is what the store counts
+    /// as this instance's grant.
+    pub nanos: u64,
+    /// The store said the budget has no room for the biggest need asked
+    /// (every instance's grant counted): refuse as over budget.
+    pub denied: bool,
+    /// Spend settled here and not yet added to the store's.
+    pub unsynced_nanos: u64,
+    /// Units of this instance's rpm chunk left.
+    pub requests: u64,
+    /// Until this Unix second the shared minute is full.
+    pub full_until: u64,
+    /// Requests admitted without a chunk (rate limits failing open), still
+    /// to be counted in the store.
+    pub unsynced_requests: u64,
+    /// A request found no lease: the sync thread should fetch one.
+    pub wanted: bool,
+    /// The biggest reservation refused for want of a lease since the last
+    /// grant: the next grant's floor.
+    pub want_nanos: u64,
 }
 
 /// A subject's live state.
@@ -58,6 +120,8 @@ pub struct Ledger {
     pub reserved_nanos: u64,
     /// Lifetime totals, for the admin API.
     pub totals: Totals,
+    /// The shared store's grants (Redis backend only).
+    pub lease: Lease,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -88,11 +152,21 @@ impl Ledger {
         if start != self.period_start {
             self.period_start = start;
             self.spent_nanos = 0;
+            // A grant is for one period: the next one's is asked afresh.
+            self.lease.nanos = 0;
+            self.lease.live = false;
+            self.lease.denied = false;
         }
     }
 
     /// Whether `need` fits now, without taking it.
-    pub fn check(&mut self, limits: &Limits, need: Need, now: u64) -> Result<(), Refusal> {
+    pub fn check(
+        &mut self,
+        limits: &Limits,
+        need: Need,
+        now: u64,
+        view: View,
+    ) -> Result<(), Refusal> {
         self.roll(limits.period, now);
         if let Some(max) = limits.max_concurrent {
             if self.in_flight >= max {
@@ -108,6 +182,28 @@ impl Ledger {
                     .map(|end| end.saturating_sub(now).max(1));
                 return Err(Refusal::Budget { resets_in });
             }
+            let l = &mut self.lease;
+            if view.shared && need.nanos > 0 && !(l.live && l.nanos >= need.nanos) {
+                if view.unavailable {
+                    if !view.budget_fail_open {
+                        return Err(Refusal::Unavailable);
+                    }
+                } else {
+                    // Asked again even when denied: another instance may
+                    // have given its grant back (re-asked at most once a
+                    // second by the sync thread).
+                    l.wanted = true;
+                    l.want_nanos = l.want_nanos.max(need.nanos);
+                    if l.denied {
+                        let resets_in = limits
+                            .period
+                            .end(self.period_start)
+                            .map(|end| end.saturating_sub(now).max(1));
+                        return Err(Refusal::Budget { resets_in });
+                    }
+                    return Err(Refusal::Pending);
+                }
+            }
         }
         if let Some(rpm) = limits.rpm {
             match self.requests.wait_for(now, 1, rpm) {
@@ -116,6 +212,21 @@ impl Ledger {
                     return Err(Refusal::Requests {
                         retry_after: wait.unwrap_or(60).max(1),
                     })
+                }
+            }
+            let l = &mut self.lease;
+            if view.shared && l.requests == 0 {
+                if view.unavailable {
+                    if !view.rate_fail_open {
+                        return Err(Refusal::Unavailable);
+                    }
+                } else if now < l.full_until {
+                    return Err(Refusal::Requests {
+                        retry_after: l.full_until - now,
+                    });
+                } else {
+                    l.wanted = true;
+                    return Err(Refusal::Pending);
                 }
             }
         }
@@ -135,7 +246,21 @@ impl Ledger {
     }
 
     /// Takes `need` (after a successful [`Ledger::check`] under the same lock).
-    pub fn take(&mut self, need: Need, now: u64) {
+    pub fn take(&mut self, limits: &Limits, need: Need, now: u64, view: View) {
+        if view.shared {
+            let l = &mut self.lease;
+            if limits.budget_nanos.is_some() {
+                // Short only when failing open: the store hears of it as
+                // part of this instance's hold.
+                l.nanos = l.nanos.saturating_sub(need.nanos);
+            }
+            if limits.rpm.is_some() {
+                match l.requests.checked_sub(1) {
+                    Some(left) => l.requests = left,
+                    None => l.unsynced_requests += 1,
+                }
+            }
+        }
         self.in_flight += 1;
         self.reserved_nanos += need.nanos;
         self.requests.add(now, 1);
@@ -144,15 +269,42 @@ impl Ledger {
     }
 
     /// [`Ledger::check`] and [`Ledger::take`] in one.
-    pub fn reserve(&mut self, limits: &Limits, need: Need, now: u64) -> Result<(), Refusal> {
-        self.check(limits, need, now)?;
-        self.take(need, now);
+    pub fn reserve(
+        &mut self,
+        limits: &Limits,
+        need: Need,
+        now: u64,
+        view: View,
+    ) -> Result<(), Refusal> {
+        self.check(limits, need, now, view)?;
+        self.take(limits, need, now, view);
         Ok(())
     }
 
     /// Replaces the reservation `need` made at `at` by what was `used`.
-    pub fn settle(&mut self, limits: &Limits, need: Need, at: u64, used: Used, now: u64) {
+    pub fn settle(
+        &mut self,
+        limits: &Limits,
+        need: Need,
+        at: u64,
+        used: Used,
+        now: u64,
+        view: View,
+    ) {
+        let period = self.period_start;
         self.roll(limits.period, now);
+        if view.shared {
+            let l = &mut self.lease;
+            // Every subject's spend is shared, budget or not.
+            l.unsynced_nanos = l.unsynced_nanos.saturating_add(used.nanos);
+            // What the reservation did not use goes back to the lease (it
+            // is still inside the grant); an overrun comes out of it. Not
+            // into an expired lease, nor across a period boundary: that
+            // grant is gone.
+            if limits.budget_nanos.is_some() && l.live && period == self.period_start {
+                l.nanos = (l.nanos + need.nanos).saturating_sub(used.nanos);
+            }
+        }
         self.in_flight = self.in_flight.saturating_sub(1);
         self.reserved_nanos = self.reserved_nanos.saturating_sub(need.nanos);
         self.spent_nanos = self.spent_nanos.saturating_add(used.nanos);
@@ -167,12 +319,33 @@ impl Ledger {
     /// Grows a running request's reservation by `more` (a stream past
     /// what was reserved for its output), if the budget and the token
     /// window have room.
-    pub fn extend(&mut self, limits: &Limits, more: Need, now: u64) -> Result<(), Refusal> {
+    ///
+    /// Under a shared store the growth comes out of the lease; when the
+    /// lease is short it is refused only if the store said the budget is
+    /// spent (or is away and budgets fail closed), else it runs on
+    /// uncovered (counted in this instance's hold, part of the stated
+    /// overrun) and a lease is asked for.
+    pub fn extend(
+        &mut self,
+        limits: &Limits,
+        more: Need,
+        now: u64,
+        view: View,
+    ) -> Result<(), Refusal> {
         self.roll(limits.period, now);
         if let Some(budget) = limits.budget_nanos {
             let committed = self.spent_nanos.saturating_add(self.reserved_nanos);
             if committed.saturating_add(more.nanos) > budget {
                 return Err(Refusal::Budget { resets_in: None });
+            }
+            let l = &self.lease;
+            if view.shared && !(l.live && l.nanos >= more.nanos) {
+                if l.denied {
+                    return Err(Refusal::Budget { resets_in: None });
+                }
+                if view.unavailable && !view.budget_fail_open {
+                    return Err(Refusal::Unavailable);
+                }
             }
         }
         if let Some(tpm) = limits.tpm {
@@ -180,16 +353,35 @@ impl Ledger {
                 return Err(Refusal::Tokens { retry_after: 1 });
             }
         }
+        if view.shared && limits.budget_nanos.is_some() {
+            let l = &mut self.lease;
+            if l.nanos < more.nanos {
+                l.wanted = true;
+            }
+            l.nanos = l.nanos.saturating_sub(more.nanos);
+        }
         self.reserved_nanos += more.nanos;
         self.tokens.add(now, more.tokens);
         Ok(())
     }
 
-    /// Counts a refusal of a request under this subject.
+    /// Counts a refusal of a request under this subject (a wait for a
+    /// lease is not one).
     pub fn count_refusal(&mut self, r: Refusal) {
         match r {
+            Refusal::Pending => {}
             Refusal::Budget { .. } => self.totals.over_budget += 1,
             _ => self.totals.rate_limited += 1,
+        }
+    }
+
+    /// Gives back a growth [`Ledger::extend`] took at `now` (its team
+    /// refused it: all or nothing).
+    pub fn unextend(&mut self, limits: &Limits, more: Need, now: u64, view: View) {
+        self.reserved_nanos = self.reserved_nanos.saturating_sub(more.nanos);
+        self.tokens.take_back(now, now, more.tokens);
+        if view.shared && limits.budget_nanos.is_some() {
+            self.lease.nanos += more.nanos;
         }
     }
 
@@ -212,6 +404,13 @@ impl Ledger {
 mod tests {
     use super::*;
 
+    const LOCAL: View = View {
+        shared: false,
+        unavailable: false,
+        budget_fail_open: false,
+        rate_fail_open: false,
+    };
+
     fn limits() -> Limits {
         Limits {
             rpm: Some(3),
@@ -230,9 +429,9 @@ mod tests {
             tokens: 100,
             nanos: 300,
         };
-        assert_eq!(g.reserve(&l, need, 10), Ok(()));
-        assert_eq!(g.reserve(&l, need, 10), Ok(()));
-        assert_eq!(g.reserve(&l, need, 10), Err(Refusal::Concurrency));
+        assert_eq!(g.reserve(&l, need, 10, LOCAL), Ok(()));
+        assert_eq!(g.reserve(&l, need, 10, LOCAL), Ok(()));
+        assert_eq!(g.reserve(&l, need, 10, LOCAL), Err(Refusal::Concurrency));
         assert_eq!(
             (g.in_flight, g.reserved_nanos, g.requests.used(10)),
             (2, 600, 2)
@@ -247,6 +446,7 @@ mod tests {
                 nanos: 50,
             },
             11,
+            LOCAL,
         );
         assert_eq!((g.in_flight, g.reserved_nanos, g.spent_nanos), (1, 300, 50));
         assert_eq!(
@@ -254,11 +454,11 @@ mod tests {
             115,
             "the estimate replaced by the real tokens"
         );
-        assert_eq!(g.reserve(&l, need, 11), Ok(()));
+        assert_eq!(g.reserve(&l, need, 11, LOCAL), Ok(()));
         // rpm 3 reached within the minute.
-        g.settle(&l, need, 11, Used::default(), 11);
+        g.settle(&l, need, 11, Used::default(), 11, LOCAL);
         assert_eq!(
-            g.reserve(&l, need, 12),
+            g.reserve(&l, need, 12, LOCAL),
             Err(Refusal::Requests { retry_after: 58 })
         );
     }
@@ -274,10 +474,12 @@ mod tests {
             tokens: 1,
             nanos: 100,
         };
-        let admitted = (0..200).filter(|_| g.reserve(&l, need, 5).is_ok()).count();
+        let admitted = (0..200)
+            .filter(|_| g.reserve(&l, need, 5, LOCAL).is_ok())
+            .count();
         assert_eq!(admitted, 10);
         assert_eq!(
-            g.reserve(&l, need, 5),
+            g.reserve(&l, need, 5, LOCAL),
             Err(Refusal::Budget { resets_in: None })
         );
     }
@@ -295,7 +497,7 @@ mod tests {
             nanos: 100,
         };
         let day = 86_400;
-        g.reserve(&l, need, day * 3 + 5).unwrap();
+        g.reserve(&l, need, day * 3 + 5, LOCAL).unwrap();
         g.settle(
             &l,
             need,
@@ -305,14 +507,15 @@ mod tests {
                 ..Used::default()
             },
             day * 3 + 6,
+            LOCAL,
         );
         assert_eq!(
-            g.reserve(&l, need, day * 3 + 7),
+            g.reserve(&l, need, day * 3 + 7, LOCAL),
             Err(Refusal::Budget {
                 resets_in: Some(day - 7)
             })
         );
-        assert_eq!(g.reserve(&l, need, day * 4), Ok(()));
+        assert_eq!(g.reserve(&l, need, day * 4, LOCAL), Ok(()));
     }
 
     #[test]
@@ -329,7 +532,8 @@ mod tests {
                     tokens: 101,
                     nanos: 0
                 },
-                1
+                1,
+                LOCAL
             ),
             Err(Refusal::Tokens { .. })
         ));
@@ -340,7 +544,8 @@ mod tests {
                     tokens: 100,
                     nanos: 0
                 },
-                1
+                1,
+                LOCAL
             ),
             Ok(())
         );
@@ -354,7 +559,7 @@ mod tests {
             tokens: 100,
             nanos: 300,
         };
-        g.reserve(&l, need, 1).unwrap();
+        g.reserve(&l, need, 1, LOCAL).unwrap();
         assert_eq!(
             g.extend(
                 &l,
@@ -362,7 +567,8 @@ mod tests {
                     tokens: 100,
                     nanos: 700
                 },
-                2
+                2,
+                LOCAL
             ),
             Ok(())
         );
@@ -373,7 +579,8 @@ mod tests {
                     tokens: 1,
                     nanos: 1
                 },
-                2
+                2,
+                LOCAL
             ),
             Err(Refusal::Budget { resets_in: None })
         );

@@ -11,7 +11,10 @@
 //! - `admin_api` the `/admin/keys` and `/admin/teams` endpoints; `metrics`
 //!   their families on `/metrics` (bounded: the 100 busiest keys by name);
 //! - `store` the local backend's state under `state.dir`, written off the
-//!   shards.
+//!   shards (kept under the Redis backend too, as this instance's last
+//!   known copy);
+//! - `shared` the Redis backend: records, spend and rate counters shared
+//!   by every instance, through leases taken by one `state-sync` thread.
 //!
 //! Invariants: the request path never blocks on anything but a key's and
 //! its team's ledger locks (held for a few integer updates, key before
@@ -26,6 +29,7 @@ mod ledger;
 pub mod metrics;
 mod records;
 mod secret;
+pub mod shared;
 pub mod store;
 mod table;
 mod window;
@@ -33,7 +37,7 @@ mod window;
 pub use admin_api::{handle_admin, AdminAnswer};
 pub use admission::{admit, Admission, Denied, RateHeaders};
 pub use clock::{format_rfc3339, parse_rfc3339, unix_now, Period};
-pub use ledger::{Need, Refusal, Used};
+pub use ledger::{Need, Refusal, Used, View};
 pub use records::{usd_to_nanos, KeySpec, Origin, TeamSpec};
 pub use secret::{from_hex as sha256_from_hex, hash as sha256};
 pub use table::{KeyEntry, Table, TeamEntry};
@@ -53,6 +57,8 @@ pub struct Governance {
     pub table: Table,
     /// Model routes need a key.
     enabled: AtomicBool,
+    /// The shared store's state, as the shards read it.
+    pub shared: shared::Flags,
 }
 
 impl Governance {
@@ -85,6 +91,31 @@ impl Governance {
         let on = config.admin.token.is_some() || !self.table.keys().is_empty();
         self.enabled.store(on, Ordering::Relaxed);
     }
+
+    /// Keys arrived from the shared store: auth is on from now.
+    fn note_keys(&self) {
+        if !self.table.keys().is_empty() {
+            self.enabled.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Governance's threads: the local store's writer, and `state-sync` under
+/// the Redis backend.
+pub struct Running {
+    store: store::Writer,
+    sync: Option<shared::SyncThread>,
+}
+
+impl Running {
+    /// Settles with the shared store and gives its leases back, then
+    /// writes the local store a last time.
+    pub fn stop(self) {
+        if let Some(s) = self.sync {
+            s.stop();
+        }
+        self.store.stop();
+    }
 }
 
 /// The secure-by-default rule: with keys off, model routes are served only
@@ -103,9 +134,10 @@ pub fn check_exposure(gov: &Governance, config: &Config) -> Result<(), String> {
 }
 
 /// Loads the local store (records and spend) into `gov`, takes in the
-/// config's keys and teams, checks the exposure rule, and starts the store's
-/// writer.
-pub fn start(gov: &Arc<Governance>, config: &Config) -> Result<store::Writer, String> {
+/// config's keys and teams, starts `state-sync` under the Redis backend
+/// (which loads the shared records), checks the exposure rule, and starts
+/// the store's writer.
+pub fn start(gov: &Arc<Governance>, config: &Config) -> Result<Running, String> {
     let dir = config.state.dir();
     let opened =
         store::Store::open(&dir).map_err(|e| format!("state.dir {}: {e}", dir.display()))?;
@@ -121,9 +153,14 @@ pub fn start(gov: &Arc<Governance>, config: &Config) -> Result<store::Writer, St
     if let Some(state) = opened.load().ok().flatten() {
         gov.table.restore(&state);
     }
+    let sync = match config.state.backend.as_str() {
+        "redis" => Some(shared::spawn(gov, &config.state)?),
+        _ => None,
+    };
     check_exposure(gov, config)?;
-    store::spawn_writer(gov.clone(), opened, config.state.flush_interval_ms)
-        .map_err(|e| format!("cannot start the state store's writer: {e}"))
+    let store = store::spawn_writer(gov.clone(), opened, config.state.flush_interval_ms)
+        .map_err(|e| format!("cannot start the state store's writer: {e}"))?;
+    Ok(Running { store, sync })
 }
 
 fn declared_team(t: &TeamConfig) -> TeamSpec {
@@ -176,6 +213,13 @@ fn declared_key(k: &KeyConfig) -> Result<(KeySpec, [u8; 32]), String> {
     Ok((spec, hash))
 }
 
+/// A key as a shard holds it: an `Rc` around the table's `Arc`, so that a
+/// request takes its key with a non-atomic increment on the shard's own
+/// line, not an atomic one on the `Arc`'s count, which every shard would
+/// share (and bounce) for a busy key.
+#[allow(clippy::redundant_allocation)]
+pub type ShardKey = Rc<Arc<KeyEntry>>;
+
 /// The most secrets a shard remembers; past it the cache starts over (a
 /// client cycling through random keys only costs hashing).
 const KEY_CACHE_ENTRIES: usize = 4096;
@@ -187,12 +231,12 @@ const KEY_CACHE_ENTRIES: usize = 4096;
 #[derive(Default)]
 pub struct KeyCache {
     version: Cell<u64>,
-    map: RefCell<HashMap<Box<[u8]>, Rc<Arc<KeyEntry>>>>,
+    map: RefCell<HashMap<Box<[u8]>, ShardKey>>,
 }
 
 impl KeyCache {
     /// The key whose secret is `secret`, if there is one.
-    pub fn resolve(&self, table: &Table, secret: &[u8]) -> Option<Rc<Arc<KeyEntry>>> {
+    pub fn resolve(&self, table: &Table, secret: &[u8]) -> Option<ShardKey> {
         let version = table.version();
         let mut map = self.map.borrow_mut();
         if version != self.version.get() {
@@ -218,7 +262,7 @@ impl KeyCache {
 pub struct KeyMemo {
     secret: Box<[u8]>,
     version: u64,
-    key: Rc<Arc<KeyEntry>>,
+    key: ShardKey,
 }
 
 impl KeyCache {
@@ -228,7 +272,7 @@ impl KeyCache {
         table: &Table,
         secret: &[u8],
         memo: &mut Option<KeyMemo>,
-    ) -> Option<Rc<Arc<KeyEntry>>> {
+    ) -> Option<ShardKey> {
         let version = table.version();
         if let Some(m) = memo.as_ref() {
             if m.version == version && constant_time_eq(&m.secret, secret) {

@@ -82,10 +82,10 @@ pub fn spawn_writer(gov: Arc<Governance>, store: Store, interval: Duration) -> i
         .spawn(move || {
             let mut last = Vec::new();
             loop {
-                let done = match stopped.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => false,
-                    _ => true,
-                };
+                let done = !matches!(
+                    stopped.recv_timeout(interval),
+                    Err(RecvTimeoutError::Timeout)
+                );
                 flush(&gov, &store, &mut last);
                 if done {
                     return;

@@ -12,11 +12,9 @@
 use super::context::{Request, RequestCtx};
 use super::downstream::{Body, Downstream};
 use super::endpoint::{classify, method_forbids_content, split_target, Endpoint};
-use std::rc::Rc;
-use std::sync::Arc;
 
 use crate::error::{Error, Kind};
-use crate::governance::{presented_secret, unix_now, KeyEntry, KeyMemo};
+use crate::governance::{presented_secret, unix_now, KeyEntry, KeyMemo, ShardKey};
 use crate::http1::framing::{request_framing, BodyKind, FramingError};
 use crate::net::ClientIo;
 use crate::providers::Dialect;
@@ -66,7 +64,7 @@ fn authenticate<S: ClientIo>(
     shard: &Shard,
     down: &Downstream<S>,
     memo: &mut Option<KeyMemo>,
-) -> Result<Option<Rc<Arc<KeyEntry>>>, Error> {
+) -> Result<Option<ShardKey>, Error> {
     let gov = shard.governance();
     if !gov.enabled() {
         return Ok(None);

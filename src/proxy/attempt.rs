@@ -155,13 +155,16 @@ pub(super) async fn run_attempts<S: ClientIo>(
         ) {
             match govern::reserve(
                 gw,
+                shard.governance(),
                 key,
                 &outcome.model,
                 provider,
                 &outcome.upstream_model,
                 outcome.bytes_in,
                 attempts.max_output,
-            ) {
+            )
+            .await
+            {
                 Ok((gate, rate)) => {
                     attempts.side.gate = Some(gate);
                     attempts.facts.rate = limited(rate);

@@ -11,14 +11,13 @@
 
 use std::ops::Range;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::downstream::Body;
 use super::endpoint::{Endpoint, UNKNOWN_ROUTE};
 use super::exchange::{ClientFacts, UpstreamSide};
 use crate::api::usage::Usage;
-use crate::governance::{KeyEntry, KeyMemo};
+use crate::governance::{KeyMemo, ShardKey};
 use crate::providers::Dialect;
 use crate::shard::Generation;
 
@@ -32,7 +31,7 @@ pub(super) struct RequestCtx {
     pub next_request: usize,
     /// The virtual key the request presented (when keys are on); its
     /// reservation is `side.gate`.
-    pub key: Option<Rc<Arc<KeyEntry>>>,
+    pub key: Option<ShardKey>,
     /// The connection's last key (kept across its requests).
     pub key_memo: Option<KeyMemo>,
 }

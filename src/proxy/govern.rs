@@ -14,13 +14,23 @@
 //! upstream's reported usage; a response without one (a stream cut before
 //! its usage event) pays its input estimate and the output relayed until
 //! then, as the stream's running count estimated it.
+//!
+//! Under the shared store (`state.backend = "redis"`) a request whose
+//! subject has no lease yet (a fresh key, or one whose lease ran out)
+//! nudges the `state-sync` thread and waits for one, yielding the shard,
+//! at most `state.unavailable_wait_ms`; past it the store counts as away
+//! for that request, and each limit follows `state.on_unavailable` (a
+//! budget failing closed is a 503 `state_unavailable`). In steady state
+//! the lease is topped up before it runs out and nothing waits.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::api::usage::Usage;
 use crate::error::{Error, Kind};
 use crate::governance::{
-    admit, unix_now, Admission, Denied, KeyEntry, Need, RateHeaders, Refusal, Used,
+    admit, unix_now, Admission, Denied, Governance, KeyEntry, Need, RateHeaders, Refusal, Used,
+    View,
 };
 use crate::providers::prices::Price;
 use crate::shard::Gateway;
@@ -58,7 +68,9 @@ impl OutputGate {
                     Refusal::Tokens { .. } | Refusal::Requests { .. } | Refusal::Concurrency => {
                         Cut::Tokens
                     }
-                    Refusal::Budget { .. } => Cut::Budget,
+                    // No lease covers more (or the store is away): a stream
+                    // cannot wait for one, and budgets fail closed.
+                    Refusal::Budget { .. } | Refusal::Pending | Refusal::Unavailable => Cut::Budget,
                 });
             }
             *allowed += self.step.tokens;
@@ -80,8 +92,10 @@ pub(super) fn input_estimate(bytes: u64) -> u64 {
 /// Checks the allow-list and reserves for a request to `model` (as the
 /// client sent it), routed to `provider`'s `upstream_model`. The rate
 /// headers come back either way, for the answer's head.
-pub(super) fn reserve(
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn reserve(
     gw: &Gateway,
+    gov: &Governance,
     key: &Arc<KeyEntry>,
     model: &str,
     provider: usize,
@@ -117,21 +131,49 @@ pub(super) fn reserve(
         tokens: input.saturating_add(output),
         nanos: cost(input, output),
     };
-    match admit(key, need, unix_now()) {
-        Ok((admission, headers)) => Ok((
-            OutputGate {
-                admission,
-                allowed: max_output.is_none().then_some(output),
-                step: Need {
-                    tokens: default_output,
-                    nanos: cost(0, default_output),
-                },
-            },
-            headers,
-        )),
-        Err(d) => Err((refused(key, &d), Some(d.headers))),
+    let gate = |admission| OutputGate {
+        admission,
+        allowed: max_output.is_none().then_some(output),
+        step: Need {
+            tokens: default_output,
+            nanos: cost(0, default_output),
+        },
+    };
+    let mut deadline = None;
+    loop {
+        match admit(key, need, unix_now(), gov.shared.view()) {
+            Err(d) if d.refusal == Refusal::Pending => {
+                let now = Instant::now();
+                let until = *deadline.get_or_insert_with(|| now + gov.shared.wait());
+                if now >= until {
+                    // Waited long enough: for this request the store is
+                    // away, and each limit follows `state.on_unavailable`.
+                    let away = View {
+                        unavailable: true,
+                        ..gov.shared.view()
+                    };
+                    return admit(key, need, unix_now(), away)
+                        .map(|(a, headers)| (gate(a), headers))
+                        .map_err(|d| {
+                            let headers = d.headers;
+                            (refused(key, &d), Some(headers))
+                        });
+                }
+                gov.shared.wake();
+                monoio::time::sleep(LEASE_POLL.min(until - now)).await;
+            }
+            other => {
+                return other.map(|(a, headers)| (gate(a), headers)).map_err(|d| {
+                    let headers = d.headers;
+                    (refused(key, &d), Some(headers))
+                })
+            }
+        }
     }
 }
+
+/// How often a request waiting for a lease looks again.
+const LEASE_POLL: Duration = Duration::from_millis(1);
 
 /// The error for a refused reservation, naming whose limit it was.
 fn refused(key: &KeyEntry, d: &Denied) -> Error {
@@ -166,6 +208,14 @@ fn refused(key: &KeyEntry, d: &Denied) -> Error {
             format!(
                 "{whose} already has {} requests in flight (max_concurrent)",
                 limits.max_concurrent.unwrap_or(0)
+            ),
+        )
+        .with_retry_after(1),
+        Refusal::Pending | Refusal::Unavailable => Error::gateway(
+            Kind::StateUnavailable,
+            format!(
+                "the shared state store cannot be reached, and the limits of {whose} cannot be \
+                 checked without it; try again shortly"
             ),
         )
         .with_retry_after(1),

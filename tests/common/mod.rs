@@ -698,6 +698,7 @@ pub fn gateway_command() -> Command {
         "OPENAI_API_VERSION",
         "MONOIO_FORCE_LEGACY_DRIVER",
         "SHARDGATE_ADMIN_TOKEN",
+        "SHARDGATE_REDIS_URL",
     ] {
         cmd.env_remove(v);
     }
