@@ -107,14 +107,15 @@ async fn run_shard(
                 // Two spawn sites, so that a plain connection's task is the
                 // size of the plain proxy's future, not of the TLS one's.
                 match &tls {
-                    None => spawn_guarded(
-                        shard.clone(),
-                        open,
-                        crate::proxy::serve_connection(stream, peer, shard.clone()),
-                    ),
+                    None => {
+                        let s = shard.clone();
+                        spawn_guarded(shard.clone(), open, move || {
+                            crate::proxy::serve_connection(stream, peer, s)
+                        })
+                    }
                     Some(config) => {
                         let (config, s) = (config.clone(), shard.clone());
-                        let serve = async move {
+                        let serve = move || async move {
                             if let Some(tls) = handshake(&s, stream, config).await {
                                 crate::proxy::serve_connection(tls, peer, s).await;
                             }
@@ -140,14 +141,19 @@ async fn run_shard(
 
 /// Runs one connection's future as a task of its own, holding its slot
 /// (`open`) until it ends, inside the panic guard.
+///
+/// Takes a maker, not the future: a future moved into the task's block
+/// would be kept there beside the copy being polled, doubling every
+/// connection's task (the generator keeps its captures apart from its
+/// locals); made inside, it exists once.
 fn spawn_guarded<F: std::future::Future<Output = ()> + 'static>(
     shard: Rc<Shard>,
     open: impl Sized + 'static,
-    serve: F,
+    serve: impl FnOnce() -> F + 'static,
 ) {
     monoio::spawn(async move {
         let _open = open;
-        if let Err(panic) = CatchPanic::new(serve).await {
+        if let Err(panic) = CatchPanic::new(serve()).await {
             shard
                 .metrics
                 .error(shard.metrics.labels().no_provider(), "panic");
