@@ -29,6 +29,7 @@ use super::exchange::{
 use super::relay::relay_response;
 use std::future::Future;
 use std::mem;
+use std::pin::{pin, Pin};
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
@@ -134,8 +135,11 @@ pub async fn forward<S: ClientIo>(
     }
     on_head(side.head.status);
     if hold && is_held_status(side.head.status) {
-        let read = read_error_body(&mut up, &mut urbuf, side, clock);
-        let Some(read) = unless_client_leaves(client.tcp(), read).await else {
+        let read = {
+            let read = pin!(read_error_body(&mut up, &mut urbuf, side, clock));
+            unless_client_leaves(client.tcp(), read).await
+        };
+        let Some(read) = read else {
             side.report.client_left = true;
             return (Ok(Relayed::Broken), body_buf);
         };
@@ -298,8 +302,11 @@ pub(super) async fn exchange<D: Dial>(
         }
         urbuf.clear();
         side.scanner.reset();
-        let head = clock.head(read_response_head(&mut up, urbuf, side));
-        let Some(head) = unless_client_leaves(client, head).await else {
+        let head = {
+            let head = pin!(clock.head(read_response_head(&mut up, urbuf, side)));
+            unless_client_leaves(client, head).await
+        };
+        let Some(head) = head else {
             side.report.client_left = true;
             break Exchanged::ClientLeft;
         };
@@ -416,7 +423,15 @@ impl ClientWatch for TcpStream {
 /// Runs `work` unless the client leaves first (`None`): the client socket
 /// is watched once `work` has taken [`WATCH_CLIENT_AFTER`], and `work` is
 /// dropped (cancelled) the moment the client is seen gone.
-async fn unless_client_leaves<F: Future>(client: &impl ClientWatch, work: F) -> Option<F::Output> {
+///
+/// `work` comes pinned in the caller's frame: moved in by value, it would
+/// be stored twice in this future (a coroutine keeps a moved-from argument's
+/// slot), and this is the deepest await of every upstream exchange, so its
+/// size is every connection task's size.
+async fn unless_client_leaves<F: Future>(
+    client: &impl ClientWatch,
+    work: Pin<&mut F>,
+) -> Option<F::Output> {
     let gone = async {
         monoio::time::sleep(WATCH_CLIENT_AFTER).await;
         client.gone().await
