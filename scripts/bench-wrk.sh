@@ -16,6 +16,11 @@
 # concurrency cap and a budget far above what the run uses, so every
 # request is checked, reserved and settled and none refused; compare with
 # BASELINE=target/release/shardgate (the same build, keys off).
+# GOVERNED=redis runs the first with the same key on the Redis backend (a
+# redis-server of its own on 127.0.0.1:19105, no persistence, stopped
+# after) and a BASELINE with that key on the local backend, so
+# `shardgate / baseline` is Redis against local; Redis's INFO commandstats,
+# read before and after the rounds, gives its commands per request served.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
@@ -25,7 +30,8 @@ command -v nginx >/dev/null && command -v wrk >/dev/null || {
 cargo build --release -p shardgate -q
 DIR=$(mktemp -d)
 BL=
-trap 'kill $(cat $DIR/nginx.pid) $SG $BL 2>/dev/null || true; rm -rf $DIR' EXIT
+REDIS=
+trap 'kill $(cat $DIR/nginx.pid) $SG $BL $REDIS 2>/dev/null || true; rm -rf $DIR' EXIT
 RESP='{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Packets flow like streams"},"finish_reason":"stop"}],"usage":{"prompt_tokens":50,"completion_tokens":8,"total_tokens":58}}'
 cat > "$DIR/nginx.conf" <<NGX
 worker_processes 1;
@@ -67,13 +73,28 @@ budget_usd = 1000000000.0
 TOML
   SG_ARGS=(--config "$DIR/governed.toml")
 fi
+BL_ARGS=()
+if [[ "${GOVERNED:-}" == redis ]]; then
+  command -v redis-server >/dev/null || { echo "GOVERNED=redis needs redis-server"; exit 1; }
+  redis-server --port 19105 --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+    >"$DIR/redis.log" 2>&1 &
+  REDIS=$!
+  for _ in $(seq 50); do redis-cli -p 19105 ping >/dev/null 2>&1 && break; sleep 0.1; done
+  sed "s|^\[state\]|[state]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:19105\"|" \
+    "$DIR/governed.toml" > "$DIR/redis.toml"
+  sed -i "s|^dir = .*|dir = \"$DIR/state-redis\"|" "$DIR/redis.toml"
+  SG_ARGS=(--config "$DIR/redis.toml")
+  BL_ARGS=(--config "$DIR/governed.toml")
+fi
+# Every command Redis has run so far, from its own count.
+redis_calls() { redis-cli -p 19105 info commandstats | awk -F'[=,:]' '/^cmdstat_/ {n += $3} END {print n + 0}'; }
 OPENAI_API_KEY=sk-up OPENAI_BASE_URL=http://127.0.0.1:19101/v1 target/release/shardgate \
   --listen 127.0.0.1:19103 --admin-listen off "${SG_ARGS[@]}" 2>"$DIR/shardgate.log" &
 SG=$!
 TARGETS="direct:19101 nginx:19102 shardgate:19103"
 if [[ -n "${BASELINE:-}" ]]; then
   OPENAI_API_KEY=sk-up OPENAI_BASE_URL=http://127.0.0.1:19101/v1 "$BASELINE" \
-    --listen 127.0.0.1:19104 2>"$DIR/baseline.log" &
+    --listen 127.0.0.1:19104 "${BL_ARGS[@]}" 2>"$DIR/baseline.log" &
   BL=$!
   TARGETS="$TARGETS baseline:19104"
 fi
@@ -86,12 +107,18 @@ declare -A PID=([nginx]=$NGINX_WORKER [shardgate]=$SG [baseline]=$BL)
 # utime+stime of a process, in clock ticks.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 declare -A R C
+SERVED=0
+[[ -n "$REDIS" ]] && CALLS0=$(redis_calls)
 for round in $(seq "$ROUNDS"); do
   for t in $TARGETS; do
     name=${t%%:*}; port=${t##*:}
     pid=${PID[$name]:-}
     [[ -n "$pid" ]] && t0=$(ticks "$pid")
-    rps=$(wrk -t2 -c10 -d"${SECS}s" -s "$DIR/post.lua" "http://127.0.0.1:$port/v1/chat/completions" | awk '/Requests\/sec/ {print $2}')
+    out=$(wrk -t2 -c10 -d"${SECS}s" -s "$DIR/post.lua" "http://127.0.0.1:$port/v1/chat/completions")
+    rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+    # A refusal is cheaper than a proxied answer: a round with any is no measure.
+    if grep -q 'Non-2xx' <<<"$out"; then echo "$name: $(grep 'Non-2xx' <<<"$out")" >&2; exit 1; fi
+    [[ $name == shardgate ]] && SERVED=$(( SERVED + $(awk '/requests in/ {print $1}' <<<"$out") ))
     R[$name]="${R[$name]:-} $rps"
     if [[ -n "$pid" ]]; then
       # microseconds of CPU per request over the round
@@ -99,6 +126,7 @@ for round in $(seq "$ROUNDS"); do
     fi
   done
 done
+[[ -n "$REDIS" ]] && CALLS1=$(redis_calls)
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo "wrk -t2 -c10 -d${SECS}s, ${ROUNDS} alternating rounds, $(nproc) CPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "shardgate: $(grep -o '[a-z_]* driver' "$DIR/shardgate.log" | sort | uniq -c | tr -s ' ' | paste -sd,)"
@@ -111,4 +139,8 @@ awk -v n="$NC" -v s="$SC" 'BEGIN { printf "median CPU per request: nginx %.2f us
 if [[ -n "$BL" ]]; then
   B=$(echo "${R[baseline]}" | median); BC=$(echo "${C[baseline]}" | median)
   awk -v b="$B" -v s="$S" -v bc="$BC" -v sc="$SC" 'BEGIN { printf "baseline: median %.0f req/s, %.2f us CPU/request; shardgate / baseline = %.2fx throughput, %.2fx CPU per request\n", b, bc, s/b, sc/bc }'
+fi
+if [[ -n "$REDIS" ]]; then
+  awk -v c="$(( CALLS1 - CALLS0 ))" -v n="$SERVED" 'BEGIN { printf "redis: %d commands over the rounds for %d requests served by shardgate = %.4f per request\n", c, n, c/n }'
+  redis-cli -p 19105 info commandstats | grep '^cmdstat_'
 fi
