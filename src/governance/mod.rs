@@ -139,8 +139,7 @@ pub fn check_exposure(gov: &Governance, config: &Config) -> Result<(), String> {
 /// the store's writer.
 pub fn start(gov: &Arc<Governance>, config: &Config) -> Result<Running, String> {
     let dir = config.state.dir();
-    let opened =
-        store::Store::open(&dir).map_err(|e| format!("state.dir {}: {e}", dir.display()))?;
+    let opened = store::Store::at(&dir);
     if let Some(state) = opened
         .load()
         .map_err(|e| format!("state.dir {}: {e}", dir.display()))?
@@ -158,6 +157,12 @@ pub fn start(gov: &Arc<Governance>, config: &Config) -> Result<Running, String> 
         _ => None,
     };
     check_exposure(gov, config)?;
+    if gov.enabled() {
+        // Made now, so that a directory it cannot write stops the start.
+        opened
+            .create()
+            .map_err(|e| format!("state.dir {}: {e}", dir.display()))?;
+    }
     let store = store::spawn_writer(gov.clone(), opened, config.state.flush_interval_ms)
         .map_err(|e| format!("cannot start the state store's writer: {e}"))?;
     Ok(Running { store, sync })

@@ -28,17 +28,22 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating, owner-only) the directory `dir`.
-    pub fn open(dir: &Path) -> io::Result<Store> {
-        fs::create_dir_all(dir)?;
+    /// The store in `dir`, which [`Store::create`] or the first write makes.
+    pub fn at(dir: &Path) -> Store {
+        Store {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Makes the directory (owner-only) if it is not there.
+    pub fn create(&self) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+            fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
         }
-        Ok(Store {
-            dir: dir.to_path_buf(),
-        })
+        Ok(())
     }
 
     /// What was stored, if anything was.
@@ -54,6 +59,7 @@ impl Store {
 
     /// Replaces the stored state by `bytes` (a serialized [`StoredState`]).
     fn save(&self, bytes: &[u8]) -> io::Result<()> {
+        self.create()?;
         let tmp = self.dir.join(format!("{FILE}.tmp"));
         let mut f = OpenOptions::new()
             .write(true)
@@ -99,7 +105,13 @@ pub fn spawn_writer(gov: Arc<Governance>, store: Store, interval: Duration) -> i
 }
 
 fn flush(gov: &Governance, store: &Store, last: &mut Vec<u8>) {
-    let bytes = match serde_json::to_vec(&gov.table.snapshot()) {
+    let state = gov.table.snapshot();
+    // A gateway that never had keys or teams leaves no directory behind.
+    let never_had = last.is_empty() && !store.dir.join(FILE).exists();
+    if never_had && state.keys.is_empty() && state.teams.is_empty() {
+        return;
+    }
+    let bytes = match serde_json::to_vec(&state) {
         Ok(b) => b,
         Err(e) => return log_error(format_args!("state store: {e}")),
     };
@@ -137,7 +149,7 @@ mod tests {
     fn a_snapshot_survives_a_round_trip_through_the_directory() {
         let dir = std::env::temp_dir().join(format!("shardgate-store-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        let store = Store::open(&dir).unwrap();
+        let store = Store::at(&dir);
         assert!(store.load().unwrap().is_none());
         let gov = Governance::new();
         let hash = super::super::secret::hash(b"sk-x");
@@ -151,12 +163,7 @@ mod tests {
             hash,
         );
         gov.table.key("k").unwrap().ledger.lock().spent_nanos = 1234;
-        let writer = spawn_writer(
-            gov.clone(),
-            Store::open(&dir).unwrap(),
-            Duration::from_secs(60),
-        )
-        .unwrap();
+        let writer = spawn_writer(gov.clone(), Store::at(&dir), Duration::from_secs(60)).unwrap();
         writer.stop();
         let again = Governance::new();
         again.table.restore(&store.load().unwrap().unwrap());
@@ -170,6 +177,30 @@ mod tests {
                 .spent_nanos,
             1234
         );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn no_records_no_directory_until_there_were_some() {
+        let dir = std::env::temp_dir().join(format!("shardgate-empty-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let gov = Governance::new();
+        let (store, mut last) = (Store::at(&dir), Vec::new());
+        flush(&gov, &store, &mut last);
+        assert!(!dir.exists(), "an empty table made {}", dir.display());
+        // Once a record was stored, its removal is stored too.
+        let hash = super::super::secret::hash(b"sk-y");
+        let spec = KeySpec {
+            id: "k".into(),
+            key_sha256: super::super::secret::to_hex(&hash),
+            ..KeySpec::default()
+        };
+        gov.table.put_key(spec, hash);
+        flush(&gov, &store, &mut last);
+        assert_eq!(store.load().unwrap().unwrap().keys.len(), 1);
+        let restarted = Governance::new();
+        flush(&restarted, &store, &mut Vec::new());
+        assert!(store.load().unwrap().unwrap().keys.is_empty());
         let _ = fs::remove_dir_all(&dir);
     }
 }
