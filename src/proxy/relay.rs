@@ -48,10 +48,7 @@ pub(super) async fn relay_response(
 ) -> Result<Relayed, Error> {
     side.report.reusable = false;
     side.report.status = side.head.status;
-    side.report.streamed = side
-        .head
-        .header(&urbuf, b"content-type")
-        .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
+    side.report.streamed = side.head.is_event_stream(&urbuf);
     let framing = response_framing(&urbuf, &side.head, facts.is_head).map_err(|e| {
         Error::upstream(
             Kind::UpstreamProtocol,

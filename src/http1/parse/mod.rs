@@ -133,6 +133,14 @@ impl ResponseHead {
     pub fn header<'b>(&self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
         find_header(&self.headers, buf, name)
     }
+
+    /// Whether the body is an event stream (`content-type:
+    /// text/event-stream`, parameters allowed).
+    pub fn is_event_stream(&self, buf: &[u8]) -> bool {
+        const SSE: &[u8] = b"text/event-stream";
+        self.header(buf, b"content-type")
+            .is_some_and(|v| v.len() >= SSE.len() && v[..SSE.len()].eq_ignore_ascii_case(SSE))
+    }
 }
 
 fn find_header<'b>(headers: &[HeaderSpan], buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
