@@ -17,11 +17,19 @@ pub enum Endpoint {
     Messages,
     /// Anthropic's POST /v1/messages/count_tokens.
     CountTokens,
+    /// POST /v1/images/generations (JSON; `model` optional, as in OpenAI's).
+    ImageGenerations,
+    /// POST /v1/audio/speech: JSON in, audio out, relayed as it arrives.
+    AudioSpeech,
+    /// POST /v1/moderations (`model` optional).
+    Moderations,
+    /// POST /v1/rerank, the Cohere/Jina shape.
+    Rerank,
 }
 
 /// Route labels for metrics and the access log, indexed by
 /// [`Endpoint::route_index`]; the last is for requests that matched none.
-pub const ROUTE_NAMES: [&str; 9] = [
+pub const ROUTE_NAMES: [&str; 13] = [
     "chat_completions",
     "completions",
     "embeddings",
@@ -30,11 +38,15 @@ pub const ROUTE_NAMES: [&str; 9] = [
     "health",
     "messages",
     "count_tokens",
+    "image_generations",
+    "audio_speech",
+    "moderations",
+    "rerank",
     "unknown",
 ];
 
 /// Index of `"unknown"` in [`ROUTE_NAMES`].
-pub const UNKNOWN_ROUTE: usize = 8;
+pub const UNKNOWN_ROUTE: usize = ROUTE_NAMES.len() - 1;
 
 impl Endpoint {
     pub fn route_index(self) -> usize {
@@ -47,6 +59,10 @@ impl Endpoint {
             Endpoint::Health => 5,
             Endpoint::Messages => 6,
             Endpoint::CountTokens => 7,
+            Endpoint::ImageGenerations => 8,
+            Endpoint::AudioSpeech => 9,
+            Endpoint::Moderations => 10,
+            Endpoint::Rerank => 11,
         }
     }
 
@@ -61,7 +77,17 @@ impl Endpoint {
             Endpoint::Health => "/health",
             Endpoint::Messages => "/messages",
             Endpoint::CountTokens => "/messages/count_tokens",
+            Endpoint::ImageGenerations => "/images/generations",
+            Endpoint::AudioSpeech => "/audio/speech",
+            Endpoint::Moderations => "/moderations",
+            Endpoint::Rerank => "/rerank",
         }
+    }
+
+    /// OpenAI's API defaults the model here: a body without one goes to
+    /// the default provider as it is.
+    pub fn model_optional(self) -> bool {
+        matches!(self, Endpoint::ImageGenerations | Endpoint::Moderations)
     }
 
     /// The dialect the client speaks on this endpoint.
@@ -101,6 +127,10 @@ pub fn classify(method: &[u8], path: &[u8]) -> Result<Endpoint, Error> {
         b"/models" => (Endpoint::Models, b"GET"),
         b"/messages" => (Endpoint::Messages, b"POST"),
         b"/messages/count_tokens" => (Endpoint::CountTokens, b"POST"),
+        b"/images/generations" => (Endpoint::ImageGenerations, b"POST"),
+        b"/audio/speech" => (Endpoint::AudioSpeech, b"POST"),
+        b"/moderations" => (Endpoint::Moderations, b"POST"),
+        b"/rerank" => (Endpoint::Rerank, b"POST"),
         b"/health" if path == b"/health" => (Endpoint::Health, b"GET"),
         _ => {
             return Err(Error::client(
@@ -148,6 +178,15 @@ mod tests {
             (b"GET", b"/health", Endpoint::Health),
             (b"POST", b"/v1/messages", Endpoint::Messages),
             (b"POST", b"/v1/messages/count_tokens", Endpoint::CountTokens),
+            (
+                b"POST",
+                b"/v1/images/generations",
+                Endpoint::ImageGenerations,
+            ),
+            (b"POST", b"/v1/audio/speech", Endpoint::AudioSpeech),
+            (b"POST", b"/v1/moderations", Endpoint::Moderations),
+            (b"POST", b"/v1/rerank", Endpoint::Rerank),
+            (b"POST", b"/rerank", Endpoint::Rerank),
         ] {
             assert_eq!(classify(m, p).unwrap(), e);
         }

@@ -551,6 +551,22 @@ pub fn mock_json(path: &str, model: &str, req: &Value) -> Value {
                       "input_tokens_details": {"cached_tokens": 0},
                       "output_tokens_details": {"reasoning_tokens": 0}},
         }),
+        "/images/generations" => json!({
+            "created": CREATED,
+            "data": [{"b64_json": "aW1hZ2U=", "revised_prompt": req["prompt"]}],
+            "usage": {"input_tokens": 9, "output_tokens": 272, "total_tokens": 281,
+                      "input_tokens_details": {"text_tokens": 9, "image_tokens": 0}},
+        }),
+        "/moderations" => json!({
+            "id": "modr-mock", "model": model,
+            "results": [{"flagged": false, "categories": {"violence": false},
+                         "category_scores": {"violence": 0.001}}],
+        }),
+        "/rerank" => json!({
+            "id": "rerank-mock", "model": model,
+            "results": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}],
+            "meta": {"billed_units": {"search_units": 1}},
+        }),
         "/models" => json!({
             "object": "list",
             "data": [

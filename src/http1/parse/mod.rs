@@ -137,9 +137,15 @@ impl ResponseHead {
     /// Whether the body is an event stream (`content-type:
     /// text/event-stream`, parameters allowed).
     pub fn is_event_stream(&self, buf: &[u8]) -> bool {
-        const SSE: &[u8] = b"text/event-stream";
-        self.header(buf, b"content-type")
-            .is_some_and(|v| v.len() >= SSE.len() && v[..SSE.len()].eq_ignore_ascii_case(SSE))
+        self.content_type_is(buf, b"text/event-stream")
+    }
+
+    /// Whether the content type starts with `prefix` (ASCII
+    /// case-insensitive): a media type, or a type's `audio/`.
+    pub fn content_type_is(&self, buf: &[u8], prefix: &[u8]) -> bool {
+        self.header(buf, b"content-type").is_some_and(|v| {
+            v.len() >= prefix.len() && v[..prefix.len()].eq_ignore_ascii_case(prefix)
+        })
     }
 }
 

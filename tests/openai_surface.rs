@@ -1,0 +1,176 @@
+//! The OpenAI routes beyond chat: images, speech, moderations and rerank,
+//! routed by the model they name (or, where OpenAI's API defaults the
+//! model, to the default provider), over real sockets to the mock.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn zero_config(mock: &MockUpstream) -> Gateway {
+    Gateway::start(GatewayOpts::env(Driver::IoUring, mock))
+}
+
+#[test]
+fn json_routes_reach_the_provider_with_their_path_model_and_key() {
+    let mock = MockUpstream::start();
+    let gw = zero_config(&mock);
+    for (path, body) in [
+        (
+            "/v1/images/generations",
+            json!({"model": "gpt-image-1", "prompt": "a red gate", "n": 1}),
+        ),
+        (
+            "/v1/moderations",
+            json!({"model": "omni-moderation-latest", "input": "hello"}),
+        ),
+        (
+            "/v1/rerank",
+            json!({"model": "rerank-v3.5", "query": "q", "documents": ["a", "b"]}),
+        ),
+    ] {
+        let r = gw.post(path, &body.to_string());
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let got = mock.last();
+        assert_eq!(got.method, "POST");
+        assert_eq!(got.target, path);
+        assert_eq!(
+            got.header("authorization"),
+            Some(format!("Bearer {PROVIDER_KEY}").as_str())
+        );
+        let sent: Value = serde_json::from_slice(&got.body).unwrap();
+        assert_eq!(
+            sent, body,
+            "{path}: the body reached the provider unchanged"
+        );
+        let answer = r.json();
+        match path {
+            "/v1/images/generations" => assert_eq!(answer["data"][0]["b64_json"], "aW1hZ2U="),
+            "/v1/moderations" => assert_eq!(answer["results"][0]["flagged"], false),
+            _ => assert_eq!(answer["results"][0]["index"], 1),
+        }
+    }
+}
+
+#[test]
+fn a_model_is_routed_and_rewritten_like_chat() {
+    let mock = MockUpstream::start();
+    let config = config_for(
+        &mock,
+        "",
+        r#"[[models]]
+name = "painter"
+[[models.deployments]]
+provider = "openai"
+upstream_model = "gpt-image-1"
+"#,
+    );
+    let gw = Gateway::start(GatewayOpts::config(Driver::IoUring, config));
+    let r = gw.post(
+        "/v1/images/generations",
+        r#"{"model":"painter","prompt":"a gate"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(sent["model"], "gpt-image-1");
+    assert_eq!(sent["prompt"], "a gate");
+}
+
+#[test]
+fn where_openai_defaults_the_model_a_body_without_one_goes_to_the_default_provider() {
+    let mock = MockUpstream::start();
+    let gw = zero_config(&mock);
+    for path in ["/v1/moderations", "/v1/images/generations"] {
+        let body = r#"{"input":"hello","prompt":"x"}"#;
+        let r = gw.post(path, body);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_eq!(mock.last().target, path);
+        assert_eq!(mock.last().body, body.as_bytes(), "{path}: sent as it came");
+    }
+    // Elsewhere the model is required, as before.
+    let r = gw.post("/v1/rerank", r#"{"query":"q","documents":["a"]}"#);
+    let err = r.assert_openai_error(400);
+    assert_eq!(err["param"], "model");
+}
+
+#[test]
+fn speech_audio_is_relayed_as_it_arrives() {
+    const FIRST: &[u8] = b"ID3\x04first-audio-frames";
+    const PAUSE: Duration = Duration::from_millis(600);
+    let mock = MockUpstream::with(|_| {
+        Reply::Scripted(Writer::new(|s: &mut TcpStream, _| {
+            s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: audio/mpeg\r\ntransfer-encoding: chunked\r\n\r\n",
+            )?;
+            s.write_all(format!("{:x}\r\n", FIRST.len()).as_bytes())?;
+            s.write_all(FIRST)?;
+            s.write_all(b"\r\n")?;
+            std::thread::sleep(PAUSE);
+            let rest = vec![0xAAu8; 64 * 1024];
+            s.write_all(format!("{:x}\r\n", rest.len()).as_bytes())?;
+            s.write_all(&rest)?;
+            s.write_all(b"\r\n0\r\n\r\n")?;
+            Ok(true)
+        }))
+    });
+    let gw = zero_config(&mock);
+    let mut client = TcpStream::connect(gw.addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let body = r#"{"model":"tts-1","voice":"alloy","input":"hello there"}"#;
+    let sent = Instant::now();
+    client
+        .write_all(post("/v1/audio/speech", body, &[]).as_bytes())
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 8192];
+    while !contains(&seen, FIRST) {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let first = sent.elapsed();
+    assert!(
+        first < PAUSE / 2,
+        "the first audio bytes took {first:?}: held until the upstream's pause ({PAUSE:?}) ended"
+    );
+    let head = String::from_utf8_lossy(&seen).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: audio/mpeg"), "{head}");
+    // And the rest follows, whole.
+    while !contains(&seen, b"\r\n0\r\n\r\n") {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the end");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let audio = seen.iter().filter(|&&b| b == 0xAA).count();
+    assert_eq!(audio, 64 * 1024);
+    assert_eq!(mock.last().target, "/v1/audio/speech");
+}
+
+#[test]
+fn the_official_sdk_calls_these_routes() {
+    if !python_modules_available("the_official_sdk_calls_these_routes", "openai") {
+        return;
+    }
+    let mock = MockUpstream::start();
+    let gw = zero_config(&mock);
+    let out = run_python(
+        "tests/sdk/openai_surface_sdk.py",
+        &[&gw.base_url()],
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let paths: Vec<String> = mock.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(paths, ["/v1/images/generations", "/v1/moderations"]);
+}
