@@ -172,5 +172,84 @@ fn the_official_sdk_calls_these_routes() {
         String::from_utf8_lossy(&out.stderr)
     );
     let paths: Vec<String> = mock.requests().iter().map(|r| r.target.clone()).collect();
-    assert_eq!(paths, ["/v1/images/generations", "/v1/moderations"]);
+    assert_eq!(
+        paths,
+        [
+            "/v1/images/generations",
+            "/v1/moderations",
+            "/v1/responses/resp_abc123",
+            "/v1/responses/resp_abc123"
+        ]
+    );
+}
+
+#[test]
+fn a_stored_responses_routes_go_to_the_provider_the_client_names() {
+    let (first, second) = (MockUpstream::start(), MockUpstream::start());
+    let config = config_for(
+        &first,
+        "",
+        &format!(
+            "[providers.second]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-second\"\n\n\
+             [providers.claude]\nkind = \"anthropic\"\nbase_url = \"{}\"\napi_key = \"sk-ant\"\n",
+            second.base_url(),
+            second.base_url()
+        ),
+    );
+    let gw = Gateway::start(GatewayOpts::config(Driver::IoUring, config));
+    let send = |req: String| gw.connect().request(req).unwrap();
+    // To the default provider, path and query as they came.
+    for (method, path) in [
+        (
+            "GET",
+            "/v1/responses/resp_abc123?include[]=file_search_call.results",
+        ),
+        ("GET", "/v1/responses/resp_abc123/input_items?limit=5"),
+        ("DELETE", "/v1/responses/resp_abc123"),
+    ] {
+        let r = send(format!("{method} {path} HTTP/1.1\r\nhost: t\r\n\r\n"));
+        assert_eq!(r.status, 200, "{method} {path}: {}", r.text());
+        let got = first.last();
+        assert_eq!((got.method.as_str(), got.target.as_str()), (method, path));
+        assert_eq!(
+            got.header("authorization"),
+            Some(format!("Bearer {PROVIDER_KEY}").as_str())
+        );
+        assert_eq!(r.json()["id"], "resp_abc123");
+    }
+    // Named by the header, which is not forwarded.
+    let r = send(
+        "POST /v1/responses/resp_xyz/cancel HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: second\r\ncontent-length: 0\r\n\r\n"
+            .into(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = second.last();
+    assert_eq!(
+        (got.method.as_str(), got.target.as_str()),
+        ("POST", "/v1/responses/resp_xyz/cancel")
+    );
+    assert_eq!(got.header("authorization"), Some("Bearer sk-second"));
+    assert_eq!(got.header("x-shardgate-provider"), None);
+    assert_eq!(
+        first.requests().len(),
+        3,
+        "the named provider, not the default"
+    );
+    // A name that is no provider, or one that has no such API.
+    let r = send(
+        "GET /v1/responses/resp_1 HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: nope\r\n\r\n".into(),
+    );
+    r.assert_openai_error(404);
+    let r = send(
+        "GET /v1/responses/resp_1 HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: claude\r\n\r\n"
+            .into(),
+    );
+    r.assert_openai_error(400);
+    // Only the API's own paths: anything else is a 404 here, never sent.
+    let before = first.requests().len() + second.requests().len();
+    for path in ["/v1/responses/resp_1/secrets", "/v1/responses/..%2Fmodels"] {
+        let r = send(format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n"));
+        r.assert_openai_error(404);
+    }
+    assert_eq!(first.requests().len() + second.requests().len(), before);
 }

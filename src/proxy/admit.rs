@@ -17,6 +17,7 @@ use crate::error::{Error, Kind};
 use crate::governance::{presented_secret, unix_now, KeyEntry, KeyMemo, ShardKey};
 use crate::http1::framing::{request_framing, BodyKind, FramingError};
 use crate::net::ClientIo;
+use crate::providers::router::Router;
 use crate::providers::Dialect;
 use crate::shard::Shard;
 
@@ -96,6 +97,43 @@ fn key_expiry(key: &KeyEntry) -> String {
         .map(crate::governance::format_rfc3339)
         .unwrap_or_default()
 }
+
+/// The provider a request that names no model goes to: the one its
+/// `x-shardgate-provider` header names, else the default one; it must
+/// speak the client's (OpenAI's) API.
+fn named_provider<S: ClientIo>(router: &Router, down: &Downstream<S>) -> Result<usize, Error> {
+    let provider = match down.head.header(&down.rbuf, PROVIDER_HEADER) {
+        Some(name) => {
+            let name = String::from_utf8_lossy(name);
+            router.provider_named(name.trim()).ok_or_else(|| {
+                Error::client(
+                    Kind::NotFound,
+                    format!("x-shardgate-provider names no configured provider: {name:?}"),
+                )
+            })?
+        }
+        None => router.default_provider().ok_or_else(|| {
+            Error::client(
+                Kind::BadRequest,
+                "no default provider: name one with the x-shardgate-provider header",
+            )
+        })?,
+    };
+    let p = &router.providers[provider];
+    if p.dialect() != Dialect::OpenAi {
+        return Err(Error::client(
+            Kind::BadRequest,
+            format!(
+                "provider `{}` does not serve OpenAI's Responses API",
+                p.name
+            ),
+        ));
+    }
+    Ok(provider)
+}
+
+/// The request header that names the provider of a request without a model.
+pub const PROVIDER_HEADER: &[u8] = b"x-shardgate-provider";
 
 /// Admits the request whose head is in `down`, noting in `ctx` what is
 /// known of it so far.
@@ -197,19 +235,20 @@ pub(super) async fn admit<S: ClientIo>(
 
     let router = &ctx.generation.gateway.router;
     // `/v1/models` passed to the default provider, when no models are configured.
-    let models_provider = match endpoint {
+    let direct_provider = match endpoint {
         Endpoint::Health => return Ok(Admitted::Local(LocalAnswer::Health)),
         Endpoint::Models => match router.default_provider().filter(|_| !router.has_models) {
             Some(provider) => Some(provider),
             None => return Ok(Admitted::Local(LocalAnswer::Models)),
         },
+        Endpoint::ResponseById => Some(named_provider(router, down)?),
         _ => None,
     };
     Ok(Admitted::Upstream(Request {
         endpoint,
         body,
         query,
-        models_provider,
+        direct_provider,
         generated_id,
     }))
 }

@@ -25,11 +25,16 @@ pub enum Endpoint {
     Moderations,
     /// POST /v1/rerank, the Cohere/Jina shape.
     Rerank,
+    /// The Responses API on one stored response: GET or DELETE
+    /// `/v1/responses/{id}`, GET `…/input_items`, POST `…/cancel`. They
+    /// name no model: sent as they are to the provider the
+    /// `x-shardgate-provider` header names, else the default one.
+    ResponseById,
 }
 
 /// Route labels for metrics and the access log, indexed by
 /// [`Endpoint::route_index`]; the last is for requests that matched none.
-pub const ROUTE_NAMES: [&str; 13] = [
+pub const ROUTE_NAMES: [&str; 14] = [
     "chat_completions",
     "completions",
     "embeddings",
@@ -42,6 +47,7 @@ pub const ROUTE_NAMES: [&str; 13] = [
     "audio_speech",
     "moderations",
     "rerank",
+    "response_by_id",
     "unknown",
 ];
 
@@ -63,10 +69,13 @@ impl Endpoint {
             Endpoint::AudioSpeech => 9,
             Endpoint::Moderations => 10,
             Endpoint::Rerank => 11,
+            Endpoint::ResponseById => 12,
         }
     }
 
-    /// The path appended to the provider's base URL (which carries `/v1`).
+    /// The path appended to the provider's base URL (which carries `/v1`);
+    /// for [`Endpoint::ResponseById`], whose path carries the id, the
+    /// client's path is sent instead.
     pub fn upstream_path(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
@@ -81,6 +90,7 @@ impl Endpoint {
             Endpoint::AudioSpeech => "/audio/speech",
             Endpoint::Moderations => "/moderations",
             Endpoint::Rerank => "/rerank",
+            Endpoint::ResponseById => "/responses",
         }
     }
 
@@ -116,43 +126,82 @@ pub fn method_forbids_content(method: &[u8]) -> bool {
     matches!(method, b"GET" | b"HEAD" | b"DELETE" | b"TRACE" | b"CONNECT")
 }
 
+/// The path of the API under the provider's base URL: the client's path
+/// without its `/v1`.
+pub fn api_path(path: &[u8]) -> &[u8] {
+    path.strip_prefix(b"/v1").unwrap_or(path)
+}
+
+/// A stored response's id as OpenAI makes them (`resp_…`): letters,
+/// digits, `_` and `-`, so the path sent upstream is the one checked here.
+fn is_response_id(id: &[u8]) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The methods of a path under `/v1/responses/`, if it is one of the API's.
+fn response_by_id(rest: &[u8]) -> Option<&'static [&'static [u8]]> {
+    let (id, sub) = match rest.iter().position(|&b| b == b'/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, &b""[..]),
+    };
+    if !is_response_id(id) {
+        return None;
+    }
+    match sub {
+        b"" => Some(&[b"GET", b"DELETE"]),
+        b"/input_items" => Some(&[b"GET"]),
+        b"/cancel" => Some(&[b"POST"]),
+        _ => None,
+    }
+}
+
 /// Maps method + path to an endpoint, or the OpenAI-style 404/405.
 pub fn classify(method: &[u8], path: &[u8]) -> Result<Endpoint, Error> {
-    let api = path.strip_prefix(b"/v1").unwrap_or(path);
-    let (endpoint, allowed): (Endpoint, &[u8]) = match api {
-        b"/chat/completions" => (Endpoint::ChatCompletions, b"POST"),
-        b"/completions" => (Endpoint::Completions, b"POST"),
-        b"/embeddings" => (Endpoint::Embeddings, b"POST"),
-        b"/responses" => (Endpoint::Responses, b"POST"),
-        b"/models" => (Endpoint::Models, b"GET"),
-        b"/messages" => (Endpoint::Messages, b"POST"),
-        b"/messages/count_tokens" => (Endpoint::CountTokens, b"POST"),
-        b"/images/generations" => (Endpoint::ImageGenerations, b"POST"),
-        b"/audio/speech" => (Endpoint::AudioSpeech, b"POST"),
-        b"/moderations" => (Endpoint::Moderations, b"POST"),
-        b"/rerank" => (Endpoint::Rerank, b"POST"),
-        b"/health" if path == b"/health" => (Endpoint::Health, b"GET"),
-        _ => {
-            return Err(Error::client(
-                Kind::NotFound,
-                format!(
-                    "Invalid URL ({} {})",
-                    String::from_utf8_lossy(method),
-                    String::from_utf8_lossy(path)
-                ),
-            ))
-        }
+    let api = api_path(path);
+    let (endpoint, allowed): (Endpoint, &[&[u8]]) = match api {
+        b"/chat/completions" => (Endpoint::ChatCompletions, &[b"POST"]),
+        b"/completions" => (Endpoint::Completions, &[b"POST"]),
+        b"/embeddings" => (Endpoint::Embeddings, &[b"POST"]),
+        b"/responses" => (Endpoint::Responses, &[b"POST"]),
+        b"/models" => (Endpoint::Models, &[b"GET"]),
+        b"/messages" => (Endpoint::Messages, &[b"POST"]),
+        b"/messages/count_tokens" => (Endpoint::CountTokens, &[b"POST"]),
+        b"/images/generations" => (Endpoint::ImageGenerations, &[b"POST"]),
+        b"/audio/speech" => (Endpoint::AudioSpeech, &[b"POST"]),
+        b"/moderations" => (Endpoint::Moderations, &[b"POST"]),
+        b"/rerank" => (Endpoint::Rerank, &[b"POST"]),
+        b"/health" if path == b"/health" => (Endpoint::Health, &[b"GET"]),
+        _ => match api.strip_prefix(b"/responses/").and_then(response_by_id) {
+            Some(methods) => (Endpoint::ResponseById, methods),
+            None => {
+                return Err(Error::client(
+                    Kind::NotFound,
+                    format!(
+                        "Invalid URL ({} {})",
+                        String::from_utf8_lossy(method),
+                        String::from_utf8_lossy(path)
+                    ),
+                ))
+            }
+        },
     };
-    if method == allowed || (allowed == b"GET" && method == b"HEAD") {
+    if allowed
+        .iter()
+        .any(|&m| method == m || (m == b"GET" && method == b"HEAD"))
+    {
         Ok(endpoint)
     } else {
+        let allowed: Vec<_> = allowed.iter().map(|m| String::from_utf8_lossy(m)).collect();
         Err(Error::client(
             Kind::MethodNotAllowed,
             format!(
                 "Method {} is not allowed for {}; use {}",
                 String::from_utf8_lossy(method),
                 String::from_utf8_lossy(path),
-                String::from_utf8_lossy(allowed)
+                allowed.join(" or ")
             ),
         ))
     }
@@ -187,6 +236,22 @@ mod tests {
             (b"POST", b"/v1/moderations", Endpoint::Moderations),
             (b"POST", b"/v1/rerank", Endpoint::Rerank),
             (b"POST", b"/rerank", Endpoint::Rerank),
+            (
+                b"GET",
+                b"/v1/responses/resp_abc-1_2",
+                Endpoint::ResponseById,
+            ),
+            (b"DELETE", b"/v1/responses/resp_abc", Endpoint::ResponseById),
+            (
+                b"GET",
+                b"/v1/responses/resp_abc/input_items",
+                Endpoint::ResponseById,
+            ),
+            (
+                b"POST",
+                b"/v1/responses/resp_abc/cancel",
+                Endpoint::ResponseById,
+            ),
         ] {
             assert_eq!(classify(m, p).unwrap(), e);
         }
@@ -203,6 +268,30 @@ mod tests {
         );
         assert_eq!(classify(b"POST", b"/v1/models").unwrap_err().status(), 405);
         assert_eq!(classify(b"GET", b"/v1/health").unwrap_err().status(), 404);
+        // A stored response's path is only the API's own, with a plain id:
+        // nothing else reaches the provider through it.
+        for p in [
+            &b"/v1/responses/"[..],
+            b"/v1/responses/resp_1/other",
+            b"/v1/responses/../models",
+            b"/v1/responses/resp%2F1",
+            b"/v1/responses/resp_1/cancel/x",
+            b"/v1/responses/resp_1/",
+        ] {
+            assert_eq!(classify(b"GET", p).unwrap_err().status(), 404, "{p:?}");
+        }
+        assert_eq!(
+            classify(b"POST", b"/v1/responses/resp_1")
+                .unwrap_err()
+                .status(),
+            405
+        );
+        assert_eq!(
+            classify(b"GET", b"/v1/responses/resp_1/cancel")
+                .unwrap_err()
+                .status(),
+            405
+        );
     }
 
     #[test]

@@ -567,6 +567,11 @@ pub fn mock_json(path: &str, model: &str, req: &Value) -> Value {
             "results": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}],
             "meta": {"billed_units": {"search_units": 1}},
         }),
+        p if p.starts_with("/responses/") => json!({
+            "id": p.trim_start_matches("/responses/").split('/').next().unwrap_or(""),
+            "object": "response", "created_at": CREATED, "status": "completed",
+            "model": "gpt-4o-mini", "output": [], "path": p,
+        }),
         "/models" => json!({
             "object": "list",
             "data": [

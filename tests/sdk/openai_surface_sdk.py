@@ -12,4 +12,7 @@ assert img.data[0].b64_json == "aW1hZ2U=", img
 assert img.usage.output_tokens == 272, img
 mod = c.moderations.create(input="hello")
 assert mod.results[0].flagged is False, mod
+got = c.responses.retrieve("resp_abc123")
+assert got.id == "resp_abc123", got
+c.responses.delete("resp_abc123")
 print("ok")
