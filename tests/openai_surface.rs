@@ -253,3 +253,49 @@ fn a_stored_responses_routes_go_to_the_provider_the_client_names() {
     }
     assert_eq!(first.requests().len() + second.requests().len(), before);
 }
+
+#[test]
+fn any_other_v1_path_passes_through_to_the_provider_the_client_names() {
+    let mock = MockUpstream::start();
+    let gw = zero_config(&mock);
+    let send = |req: String| gw.connect().request(req).unwrap();
+    // A multipart upload, sent as it came, to the path and query it named.
+    let body = "--b\r\ncontent-disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--b\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\n{}\r\n--b--\r\n";
+    let r = send(format!(
+        "POST /v1/files?x=1 HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: openai\r\nauthorization: Bearer sk-client\r\n\
+         content-type: multipart/form-data; boundary=b\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = mock.last();
+    assert_eq!(
+        (got.method.as_str(), got.target.as_str()),
+        ("POST", "/v1/files?x=1")
+    );
+    assert_eq!(got.body, body.as_bytes());
+    assert_eq!(
+        got.header("content-type"),
+        Some("multipart/form-data; boundary=b")
+    );
+    assert_eq!(
+        got.header("authorization"),
+        Some(format!("Bearer {PROVIDER_KEY}").as_str())
+    );
+    assert_eq!(got.header("x-shardgate-provider"), None);
+    let r = send(
+        "GET /v1/files/file-abc/content HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: openai\r\n\r\n"
+            .into(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mock.last().target, "/v1/files/file-abc/content");
+    // Without a provider named it is the 404 it was; nothing is sent.
+    let sent = mock.requests().len();
+    for req in [
+        "GET /v1/files HTTP/1.1\r\nhost: t\r\n\r\n",
+        "GET /v1/files/../models HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: openai\r\n\r\n",
+        "GET /v1/files/%2e%2e/models HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: openai\r\n\r\n",
+    ] {
+        send(req.into()).assert_openai_error(404);
+    }
+    assert_eq!(mock.requests().len(), sent);
+}

@@ -18,7 +18,7 @@ use crate::governance::{presented_secret, unix_now, KeyEntry, KeyMemo, ShardKey}
 use crate::http1::framing::{request_framing, BodyKind, FramingError};
 use crate::net::ClientIo;
 use crate::providers::router::Router;
-use crate::providers::Dialect;
+use crate::providers::{Dialect, Family};
 use crate::shard::Shard;
 
 /// What admission came to.
@@ -99,9 +99,14 @@ fn key_expiry(key: &KeyEntry) -> String {
 }
 
 /// The provider a request that names no model goes to: the one its
-/// `x-shardgate-provider` header names, else the default one; it must
-/// speak the client's (OpenAI's) API.
-fn named_provider<S: ClientIo>(router: &Router, down: &Downstream<S>) -> Result<usize, Error> {
+/// `x-shardgate-provider` header names, else (`or_default`: a stored
+/// response's routes) the default one, which must then speak OpenAI's API.
+/// A pass-through names its provider or is the 404 it was before.
+fn named_provider<S: ClientIo>(
+    router: &Router,
+    down: &Downstream<S>,
+    or_default: bool,
+) -> Result<usize, Error> {
     let provider = match down.head.header(&down.rbuf, PROVIDER_HEADER) {
         Some(name) => {
             let name = String::from_utf8_lossy(name);
@@ -112,6 +117,17 @@ fn named_provider<S: ClientIo>(router: &Router, down: &Downstream<S>) -> Result<
                 )
             })?
         }
+        None if !or_default => {
+            let (path, _) = split_target(down.head.target.get(&down.rbuf));
+            return Err(Error::client(
+                Kind::NotFound,
+                format!(
+                    "Invalid URL ({} {}); to send it to a provider as it is, name one in x-shardgate-provider",
+                    String::from_utf8_lossy(down.head.method.get(&down.rbuf)),
+                    String::from_utf8_lossy(path)
+                ),
+            ));
+        }
         None => router.default_provider().ok_or_else(|| {
             Error::client(
                 Kind::BadRequest,
@@ -120,7 +136,16 @@ fn named_provider<S: ClientIo>(router: &Router, down: &Downstream<S>) -> Result<
         })?,
     };
     let p = &router.providers[provider];
-    if p.dialect() != Dialect::OpenAi {
+    if !or_default && p.family == Family::Azure {
+        return Err(Error::client(
+            Kind::BadRequest,
+            format!(
+                "provider `{}` is Azure OpenAI, whose paths name a deployment: pass-through cannot send to it",
+                p.name
+            ),
+        ));
+    }
+    if or_default && p.dialect() != Dialect::OpenAi {
         return Err(Error::client(
             Kind::BadRequest,
             format!(
@@ -241,7 +266,18 @@ pub(super) async fn admit<S: ClientIo>(
             Some(provider) => Some(provider),
             None => return Ok(Admitted::Local(LocalAnswer::Models)),
         },
-        Endpoint::ResponseById => Some(named_provider(router, down)?),
+        Endpoint::ResponseById => Some(named_provider(router, down, true)?),
+        Endpoint::PassThrough => {
+            // Metered by nothing: not for a key something is checked against.
+            if ctx.key.as_ref().is_some_and(|k| !k.unrestricted()) {
+                return Err(Error::client(
+                    Kind::Forbidden,
+                    "this key has limits, a budget or a model list, which pass-through routes cannot check",
+                )
+                .into());
+            }
+            Some(named_provider(router, down, false)?)
+        }
         _ => None,
     };
     Ok(Admitted::Upstream(Request {

@@ -30,11 +30,15 @@ pub enum Endpoint {
     /// name no model: sent as they are to the provider the
     /// `x-shardgate-provider` header names, else the default one.
     ResponseById,
+    /// Any other path under `/v1/` (plain segments only), for a request
+    /// whose `x-shardgate-provider` header names a provider: sent to it as
+    /// it is, metered by nothing. Without the header it is a 404.
+    PassThrough,
 }
 
 /// Route labels for metrics and the access log, indexed by
 /// [`Endpoint::route_index`]; the last is for requests that matched none.
-pub const ROUTE_NAMES: [&str; 14] = [
+pub const ROUTE_NAMES: [&str; 15] = [
     "chat_completions",
     "completions",
     "embeddings",
@@ -48,6 +52,7 @@ pub const ROUTE_NAMES: [&str; 14] = [
     "moderations",
     "rerank",
     "response_by_id",
+    "passthrough",
     "unknown",
 ];
 
@@ -70,11 +75,12 @@ impl Endpoint {
             Endpoint::Moderations => 10,
             Endpoint::Rerank => 11,
             Endpoint::ResponseById => 12,
+            Endpoint::PassThrough => 13,
         }
     }
 
     /// The path appended to the provider's base URL (which carries `/v1`);
-    /// for [`Endpoint::ResponseById`], whose path carries the id, the
+    /// for [`Endpoint::ResponseById`] and [`Endpoint::PassThrough`], the
     /// client's path is sent instead.
     pub fn upstream_path(self) -> &'static str {
         match self {
@@ -91,6 +97,7 @@ impl Endpoint {
             Endpoint::Moderations => "/moderations",
             Endpoint::Rerank => "/rerank",
             Endpoint::ResponseById => "/responses",
+            Endpoint::PassThrough => "",
         }
     }
 
@@ -98,6 +105,11 @@ impl Endpoint {
     /// the default provider as it is.
     pub fn model_optional(self) -> bool {
         matches!(self, Endpoint::ImageGenerations | Endpoint::Moderations)
+    }
+
+    /// Whether the client's own path (without `/v1`) goes upstream.
+    pub fn sends_client_path(self) -> bool {
+        matches!(self, Endpoint::ResponseById | Endpoint::PassThrough)
     }
 
     /// The dialect the client speaks on this endpoint.
@@ -141,6 +153,25 @@ fn is_response_id(id: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// A path the gateway may send as it is: under `/v1/`, each segment
+/// non-empty, of unreserved characters (RFC 3986 §2.3) and not `.` or `..`,
+/// so it names the same resource under the provider's base path and
+/// cannot climb out of it (no dot segments, no percent-encoding to undo).
+fn is_plain_api_path(path: &[u8]) -> bool {
+    let Some(rest) = path.strip_prefix(b"/v1/") else {
+        return false;
+    };
+    rest.len() <= 512
+        && rest.split(|&b| b == b'/').all(|seg| {
+            !seg.is_empty()
+                && seg != b"."
+                && seg != b".."
+                && seg
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        })
+}
+
 /// The methods of a path under `/v1/responses/`, if it is one of the API's.
 fn response_by_id(rest: &[u8]) -> Option<&'static [&'static [u8]]> {
     let (id, sub) = match rest.iter().position(|&b| b == b'/') {
@@ -176,6 +207,7 @@ pub fn classify(method: &[u8], path: &[u8]) -> Result<Endpoint, Error> {
         b"/health" if path == b"/health" => (Endpoint::Health, &[b"GET"]),
         _ => match api.strip_prefix(b"/responses/").and_then(response_by_id) {
             Some(methods) => (Endpoint::ResponseById, methods),
+            None if is_plain_api_path(path) => return Ok(Endpoint::PassThrough),
             None => {
                 return Err(Error::client(
                     Kind::NotFound,
@@ -259,7 +291,7 @@ mod tests {
 
     #[test]
     fn unknown_paths_404_and_wrong_methods_405() {
-        assert_eq!(classify(b"POST", b"/v1/nope").unwrap_err().status(), 404);
+        assert_eq!(classify(b"POST", b"/nope").unwrap_err().status(), 404);
         assert_eq!(
             classify(b"GET", b"/v1/chat/completions")
                 .unwrap_err()
@@ -267,19 +299,6 @@ mod tests {
             405
         );
         assert_eq!(classify(b"POST", b"/v1/models").unwrap_err().status(), 405);
-        assert_eq!(classify(b"GET", b"/v1/health").unwrap_err().status(), 404);
-        // A stored response's path is only the API's own, with a plain id:
-        // nothing else reaches the provider through it.
-        for p in [
-            &b"/v1/responses/"[..],
-            b"/v1/responses/resp_1/other",
-            b"/v1/responses/../models",
-            b"/v1/responses/resp%2F1",
-            b"/v1/responses/resp_1/cancel/x",
-            b"/v1/responses/resp_1/",
-        ] {
-            assert_eq!(classify(b"GET", p).unwrap_err().status(), 404, "{p:?}");
-        }
         assert_eq!(
             classify(b"POST", b"/v1/responses/resp_1")
                 .unwrap_err()
@@ -292,6 +311,41 @@ mod tests {
                 .status(),
             405
         );
+    }
+
+    #[test]
+    fn other_v1_paths_pass_through_only_when_plain() {
+        // Any plain path under /v1/ (admit refuses it without a provider).
+        for p in [
+            &b"/v1/nope"[..],
+            b"/v1/health",
+            b"/v1/files",
+            b"/v1/files/file-abc123/content",
+            b"/v1/batches/batch_1/cancel",
+            b"/v1/responses/resp_1/other",
+            b"/v1/fine_tuning/jobs",
+            b"/v1/a.b~c-d_e",
+        ] {
+            assert_eq!(classify(b"GET", p).unwrap(), Endpoint::PassThrough, "{p:?}");
+        }
+        // Nothing that could name another resource under the provider's
+        // base path, or that the provider would decode into another.
+        for p in [
+            &b"/v1/"[..],
+            b"/v1",
+            b"/v1/responses/",
+            b"/v1/responses/../models",
+            b"/v1/a/./b",
+            b"/v1/a//b",
+            b"/v1/a/",
+            b"/v1/responses/resp%2F1",
+            b"/v1/%2e%2e/admin",
+            b"/v1/a b",
+            b"/v1/a;b",
+            b"/files",
+        ] {
+            assert_eq!(classify(b"GET", p).unwrap_err().status(), 404, "{p:?}");
+        }
     }
 
     #[test]

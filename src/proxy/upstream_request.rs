@@ -61,13 +61,12 @@ pub(super) fn upstream_request(
                 patch: patch.clone().map(|span| (span, upstream_model.as_ref())),
                 insert: insert.map(|(_, member)| member),
             };
-            let path = match endpoint {
-                // Checked by `classify`: the API's own path, a plain id.
-                Endpoint::ResponseById => {
-                    let (path, _) = split_target(source.head.target.get(source.rbuf));
-                    std::str::from_utf8(api_path(path)).expect("classify admits ASCII only")
-                }
-                _ => endpoint.upstream_path(),
+            let path = if endpoint.sends_client_path() {
+                // Checked by `classify`: plain ASCII segments.
+                let (path, _) = split_target(source.head.target.get(source.rbuf));
+                std::str::from_utf8(api_path(path)).expect("classify admits ASCII only")
+            } else {
+                endpoint.upstream_path()
             };
             let (head, ranges) = build_head(source, path, model, edits);
             let insert = insert.map(|(at, _)| (at, ranges.insert.clone()));
