@@ -3,14 +3,15 @@
 //! one recording upstream but keeping the entry's own path (`/v1/openai`,
 //! `/inference`, `/api/paas/v4`, Cloudflare's account path, ...), and one
 //! request per entry routed by its `name/` prefix. The upstream must see
-//! POST on exactly that path plus the endpoint, the entry's key in
-//! `Authorization: Bearer`, the prefix stripped from the model, and none of
-//! the client's own credentials.
+//! POST on exactly that path plus the endpoint, the entry's key in its auth
+//! header (`Authorization: Bearer`, or Foundry's `api-key`) and in no other,
+//! the prefix stripped from the model, and none of the client's own
+//! credentials.
 
 mod common;
 
 use common::{each_driver, post, Gateway, GatewayOpts, MockUpstream, Reply};
-use shardgate::providers::catalog::{CatalogEntry, Family, UrlVar, CATALOG};
+use shardgate::providers::catalog::{Auth, CatalogEntry, Family, UrlVar, CATALOG};
 
 /// Entries that serve embeddings (and rerank) but no chat.
 const EMBEDDINGS_ONLY: &[&str] = &["voyage", "jina"];
@@ -21,12 +22,14 @@ const CLIENT_CREDENTIALS: &[&str] = &[
     "x-api-key: client-key",
 ];
 
-/// The path of an entry's base URL (its default, or its URL template filled
-/// with a test account id).
+/// The path of an entry's base URL: its default, its URL template filled
+/// with a test account id, or (a per-resource URL from a variable) the
+/// documented `/openai/v1` of Foundry.
 fn base_path(e: &CatalogEntry) -> String {
     let url = match (e.default_base_url, e.url_vars) {
         (Some(u), _) => u.to_string(),
         (None, [UrlVar::Template(_, t), ..]) => t.replace("{}", "acct-1"),
+        (None, [UrlVar::BaseUrl(_), ..]) => "https://resource/openai/v1".to_string(),
         _ => panic!("{} has neither a default base URL nor a template", e.name),
     };
     let after_scheme = &url[url.find("://").unwrap() + 3..];
@@ -56,7 +59,7 @@ fn reply(path: &str) -> Reply {
 }
 
 #[test]
-fn every_hosted_compatible_entry_gets_its_path_and_its_bearer_key() {
+fn every_hosted_compatible_entry_gets_its_path_and_its_key() {
     let entries = hosted_openai_compatible();
     assert!(entries.len() >= 30, "{} entries", entries.len());
     each_driver(|d| {
@@ -102,18 +105,19 @@ fn every_hosted_compatible_entry_gets_its_path_and_its_bearer_key() {
                 "{}",
                 e.name
             );
-            assert_eq!(
-                seen.header_all("authorization"),
-                [format!("Bearer key-{}", e.name)],
-                "{}",
-                e.name
-            );
-            for h in ["api-key", "x-api-key"] {
-                assert!(
-                    seen.header(h).is_none(),
-                    "{}: client's {h} forwarded",
-                    e.name
-                );
+            let (auth, value) = match e.auth {
+                Auth::Bearer => ("authorization", format!("Bearer key-{}", e.name)),
+                Auth::Header(h) => (h, format!("key-{}", e.name)),
+            };
+            assert_eq!(seen.header_all(auth), [value], "{}", e.name);
+            for h in ["authorization", "api-key", "x-api-key"] {
+                if h != auth {
+                    assert!(
+                        seen.header(h).is_none(),
+                        "{}: client's {h} forwarded",
+                        e.name
+                    );
+                }
             }
             let model = if endpoint == "/embeddings" {
                 "embed-1"
@@ -134,6 +138,7 @@ fn base_paths_are_read_from_the_catalogue() {
     assert_eq!(path("deepinfra"), "/v1/openai");
     assert_eq!(path("github"), "/inference");
     assert_eq!(path("perplexity"), "");
+    assert_eq!(path("foundry"), "/openai/v1");
     assert_eq!(
         path("cloudflare"),
         "/client/v4/accounts/acct-1/ai/v1".to_string()

@@ -23,6 +23,17 @@ pub enum Family {
     Anthropic,
 }
 
+/// How an OpenAI-family provider carries its key (the Azure and Anthropic
+/// families have their own rules). Rendered into header bytes once, when the
+/// provider is built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// The key alone as the value of this header (Azure's `api-key`).
+    Header(&'static str),
+}
+
 /// Where a zero-config base URL comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UrlVar {
@@ -59,6 +70,8 @@ pub struct CatalogEntry {
     pub local: bool,
     /// Base URL variables, first set wins.
     pub url_vars: &'static [UrlVar],
+    /// How the key goes on the wire (read by the OpenAI family only).
+    pub auth: Auth,
     /// The provider's own page that states the base URL and the auth.
     pub doc: &'static str,
 }
@@ -78,6 +91,7 @@ const fn cloud(
         key_var: Some(key_var),
         local: false,
         url_vars,
+        auth: Auth::Bearer,
         doc,
     }
 }
@@ -107,6 +121,7 @@ const fn local(
         key_var,
         local: true,
         url_vars,
+        auth: Auth::Bearer,
         doc,
     }
 }
@@ -131,6 +146,7 @@ pub static CATALOG: &[CatalogEntry] = &[
         key_var: Some("AZURE_OPENAI_API_KEY"),
         local: false,
         url_vars: &[BaseUrl("AZURE_OPENAI_ENDPOINT")],
+        auth: Auth::Bearer,
         doc: "https://learn.microsoft.com/en-us/azure/ai-services/openai/reference",
     },
     // The Anthropic SDK's base URL has no `/v1`; the family adds it.
@@ -336,6 +352,7 @@ pub static CATALOG: &[CatalogEntry] = &[
             "CLOUDFLARE_ACCOUNT_ID",
             "https://api.cloudflare.com/client/v4/accounts/{}/ai/v1",
         )],
+        auth: Auth::Bearer,
         doc: "https://developers.cloudflare.com/workers-ai/configuration/open-ai-compatibility",
     },
     // GitHub Models. The stored page confirms Bearer auth with a token
@@ -347,6 +364,23 @@ pub static CATALOG: &[CatalogEntry] = &[
         "GITHUB_TOKEN",
         "https://docs.github.com/en/rest/models/inference",
     ),
+    // Azure AI Foundry's OpenAI v1 API (`https://NAME.openai.azure.com/openai/v1`
+    // or `https://NAME.services.ai.azure.com/openai/v1`): plain OpenAI paths,
+    // no deployment segment or api-version, the key in Azure's `api-key`
+    // header. AZURE_INFERENCE_CREDENTIAL is the key variable of Foundry's
+    // own endpoint samples; AZURE_INFERENCE_ENDPOINT is the endpoint
+    // variable of its inference SDK samples (not seen on a stored page),
+    // and must hold the `/openai/v1` URL here.
+    CatalogEntry {
+        name: "foundry",
+        family: Family::OpenAi,
+        default_base_url: None,
+        key_var: Some("AZURE_INFERENCE_CREDENTIAL"),
+        local: false,
+        url_vars: &[BaseUrl("AZURE_INFERENCE_ENDPOINT")],
+        auth: Auth::Header("api-key"),
+        doc: "https://learn.microsoft.com/en-us/azure/ai-services/openai/api-version-deprecation",
+    },
     // Embeddings and rerank only.
     compatible(
         "voyage",

@@ -32,8 +32,10 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Config {
 /// enables it: a hosted provider by its SDK's key variable (its base URL
 /// variable, where one is conventional, overrides the default); a local
 /// server only by its base URL variable, with a key when its variable is set.
-/// Azure needs both `AZURE_OPENAI_API_KEY` and `AZURE_OPENAI_ENDPOINT`, and
-/// takes `OPENAI_API_VERSION` as its `api_version`.
+/// A hosted provider without a default base URL needs its URL variable too:
+/// Azure both `AZURE_OPENAI_API_KEY` and `AZURE_OPENAI_ENDPOINT` (and takes
+/// `OPENAI_API_VERSION` as its `api_version`), Cloudflare
+/// `CLOUDFLARE_ACCOUNT_ID`, Foundry `AZURE_INFERENCE_ENDPOINT`.
 fn provider_from_env(
     entry: &CatalogEntry,
     var: &impl Fn(&str) -> Option<String>,
@@ -44,9 +46,13 @@ fn provider_from_env(
         return None;
     }
     let Some(base_url) = env_base_url(entry, var) else {
-        if let (Family::Azure, Some(k)) = (entry.family, entry.key_var) {
+        // A hosted provider without a default URL (Azure, Foundry,
+        // Cloudflare): its key alone is a half-done setup worth a word.
+        if let (false, Some(k), Some(u)) = (entry.local, entry.key_var, entry.url_vars.first()) {
             log_warn(format_args!(
-                "{k} is set but AZURE_OPENAI_ENDPOINT is not; Azure OpenAI stays disabled"
+                "{k} is set but {} is unset or unusable; provider {:?} stays disabled",
+                u.var(),
+                entry.name
             ));
         }
         return None;
@@ -222,6 +228,21 @@ mod tests {
             "AZURE_OPENAI_ENDPOINT",
             "https://r.openai.azure.com",
         )]));
+        assert!(c.providers.is_empty());
+    }
+
+    #[test]
+    fn foundry_needs_key_and_endpoint() {
+        let url = "https://res.services.ai.azure.com/openai/v1";
+        let c = from_env(env(&[
+            ("AZURE_INFERENCE_CREDENTIAL", "f"),
+            ("AZURE_INFERENCE_ENDPOINT", url),
+        ]));
+        validate(&c).unwrap();
+        let p = &c.providers["foundry"];
+        assert_eq!(p.base_url.as_deref(), Some(url));
+        assert_eq!(p.api_key.as_deref(), Some("f"));
+        let c = from_env(env(&[("AZURE_INFERENCE_ENDPOINT", url)]));
         assert!(c.providers.is_empty());
     }
 
