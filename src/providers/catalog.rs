@@ -5,7 +5,9 @@
 //!
 //! Invariants: names are unique, lowercase and contain no `/` (they double as
 //! provider names and `name/model` prefixes in zero-config); every entry
-//! without a default base URL names a variable that supplies one.
+//! without a default base URL names a variable that supplies one; every
+//! entry cites the provider's own page for its URL and auth (`doc`), and a
+//! fact that page did not confirm is said so in a comment on the entry.
 
 use crate::config::{ConfigError, ProviderConfig};
 use Family::{Anthropic, OpenAi};
@@ -126,10 +128,10 @@ const fn local(
     }
 }
 
-// The doc links of the first seventeen entries (up to llamacpp) point at
-// the pages their facts were taken from when they were added; the later
-// entries' facts were checked against the page named in `doc` unless a
-// comment says otherwise.
+// The first seventeen entries (to llamacpp) predate the `doc` field: their
+// links are the providers' API reference pages, not re-read for this table.
+// From huggingface on, each entry's facts were checked against the page in
+// `doc` unless its comment says otherwise.
 pub static CATALOG: &[CatalogEntry] = &[
     cloud(
         "openai",
@@ -381,7 +383,9 @@ pub static CATALOG: &[CatalogEntry] = &[
         auth: Auth::Header("api-key"),
         doc: "https://learn.microsoft.com/en-us/azure/ai-services/openai/api-version-deprecation",
     },
-    // Embeddings and rerank only.
+    // Embeddings and rerank only. Base URL, Bearer and VOYAGE_API_KEY come
+    // from Voyage's OpenAPI spec (shipped with its TypeScript SDK) and its
+    // docs on mongodb.com; the page in `doc` is the one that spec cites.
     compatible(
         "voyage",
         "https://api.voyageai.com/v1",
