@@ -357,9 +357,9 @@ pub static CATALOG: &[CatalogEntry] = &[
         auth: Auth::Bearer,
         doc: "https://developers.cloudflare.com/workers-ai/configuration/open-ai-compatibility",
     },
-    // GitHub Models. The stored page confirms Bearer auth with a token
-    // carrying `models: read`; the base URL is from GitHub's own quickstart,
-    // not seen in a stored page.
+    // GitHub Models. The page confirms the token needs `models: read`; the
+    // base URL and Bearer auth are from GitHub's quickstart, not seen on a
+    // stored page.
     compatible(
         "github",
         "https://models.github.ai/inference",
