@@ -704,15 +704,14 @@ pub fn free_port() -> u16 {
 /// every variable that enables a zero-config provider is removed, so a
 /// developer's own keys cannot add providers to a test.
 pub fn gateway_command() -> Command {
-    use shardgate::providers::catalog::{UrlVar, CATALOG};
+    use shardgate::providers::catalog::CATALOG;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardgate"));
     for entry in CATALOG {
         if let Some(key) = entry.key_var {
             cmd.env_remove(key);
         }
         for v in entry.url_vars {
-            let (UrlVar::BaseUrl(name) | UrlVar::OllamaHost(name)) = *v;
-            cmd.env_remove(name);
+            cmd.env_remove(v.var());
         }
     }
     for v in [
