@@ -28,6 +28,13 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Config {
     config
 }
 
+/// Key variables other tools set for their own purposes (every GitHub
+/// Actions job has a GITHUB_TOKEN; the Hugging Face tools keep HF_TOKEN for
+/// downloads): set, they say nothing of wanting that provider, so its
+/// models would take bare names by surprise. Those providers are
+/// configured in the file (which reads the variable as their key).
+const NOT_AN_ENABLER: &[&str] = &["GITHUB_TOKEN", "HF_TOKEN"];
+
 /// An entry's zero-config provider, if the environment
 /// enables it: a hosted provider by its SDK's key variable (its base URL
 /// variable, where one is conventional, overrides the default); a local
@@ -40,6 +47,9 @@ fn provider_from_env(
     entry: &CatalogEntry,
     var: &impl Fn(&str) -> Option<String>,
 ) -> Option<ProviderConfig> {
+    if entry.key_var.is_some_and(|k| NOT_AN_ENABLER.contains(&k)) {
+        return None;
+    }
     let set = |name: &str| var(name).filter(|v| !v.is_empty());
     let key = entry.key_var.and_then(set);
     if key.is_none() && !entry.local {
@@ -172,6 +182,10 @@ mod tests {
         for entry in CATALOG.iter().filter(|e| !e.local) {
             let key_var = entry.key_var.unwrap();
             let c = from_env(env(&[(key_var, "k-1")]));
+            if NOT_AN_ENABLER.contains(&key_var) {
+                assert!(c.providers.is_empty(), "{key_var} enabled {}", entry.name);
+                continue;
+            }
             if entry.default_base_url.is_none() {
                 assert!(c.providers.is_empty(), "{} needs its URL too", entry.name);
                 continue;
