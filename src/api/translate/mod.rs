@@ -244,13 +244,10 @@ impl Budget {
     }
 }
 
-/// Tokens an upstream reported, in the gateway's terms: every prompt token
-/// (cached or not) counts as input.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TokenUsage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-}
+/// Tokens an upstream reported, in the gateway's terms
+/// ([`crate::api::usage`]): every prompt token (cached or not) counts as
+/// input, and the cache reads and writes are parts of it.
+pub type TokenUsage = crate::api::usage::Usage;
 
 /// The id with its dialect prefix swapped, so an upstream id stays traceable in
 /// the client's logs: `chatcmpl-abc` ⇄ `msg_abc`.
