@@ -5,8 +5,9 @@
 //! read), plain and streamed, passed through and translated both ways. The
 //! cost the gateway metered is read back from its access log and metrics:
 //! each part priced once at its own rate, whatever the client's dialect.
-//! Anthropic `cache_control` reaches an Anthropic upstream untouched and is
-//! dropped for an OpenAI one.
+//! Anthropic `cache_control` reaches an Anthropic upstream untouched, or
+//! translated from an OpenAI request's content parts, and is dropped when an
+//! Anthropic request is translated for an OpenAI upstream.
 
 mod common;
 
@@ -145,7 +146,10 @@ fn openai_request(model: &str, stream: bool) -> Value {
     let mut r = json!({
         "model": model,
         "stream": stream,
-        "messages": [{"role": "user", "content": "What notice does termination need?"}],
+        // The breakpoint OpenAI-style gateways pass on to Anthropic.
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "<contract>…</contract>", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "What notice does termination need?"}]}],
     });
     if stream {
         r["stream_options"] = json!({"include_usage": true});
@@ -252,13 +256,14 @@ fn cached_tokens_are_metered_once_at_their_own_rates_in_every_dialect() {
                 .unwrap();
             assert_eq!(r.status, 200, "{}: {}\n{}", case.id, r.text(), gw.log());
 
-            // What went upstream: cache_control only where the target has it.
+            // What went upstream: the breakpoints, untouched or translated,
+            // except where an Anthropic request was translated to OpenAI.
             let sent = String::from_utf8(mock.last().body).unwrap();
-            let to_anthropic = case.body["model"].as_str().unwrap().starts_with("an/");
-            let marked = case.path == "/v1/messages";
+            let to_openai = case.body["model"].as_str().unwrap().starts_with("oa/");
+            let translated_to_openai = to_openai && case.path == "/v1/messages";
             assert_eq!(
                 sent.contains("cache_control"),
-                marked && to_anthropic,
+                !translated_to_openai,
                 "{}: {sent}",
                 case.id
             );

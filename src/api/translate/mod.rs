@@ -19,7 +19,8 @@
 //!   the target protocol needs (open block, tool-call indices, usage), never
 //!   the stream itself.
 //! - Fields with no counterpart in the target dialect are dropped rather than
-//!   guessed; inputs the target cannot express faithfully (server tools,
+//!   guessed (Anthropic's `cache_control` going to OpenAI, which caches by
+//!   itself; it is kept going the other way, see `request_to_anthropic`); inputs the target cannot express faithfully (server tools,
 //!   `n > 1`, audio) are refused with [`TranslateError::Unsupported`].
 //! - A request translation does work in proportion to its bytes and to its
 //!   messages and blocks, both bounded ([`TranslateLimits`], refused with
