@@ -4,7 +4,9 @@
 //! prompt tokens, 1920 cached; Anthropic: 6 uncached, 1234 written, 5678
 //! read), plain and streamed, passed through and translated both ways. The
 //! cost the gateway metered is read back from its access log and metrics:
-//! each part priced once at its own rate, whatever the client's dialect.
+//! each part priced once at its own rate, whatever the client's dialect;
+//! the virtual key the requests were made with is charged the same, to the
+//! nano-dollar.
 //! Anthropic `cache_control` reaches an Anthropic upstream untouched, or
 //! translated from an OpenAI request's content parts, and is dropped when an
 //! Anthropic request is translated for an OpenAI upstream.
@@ -20,6 +22,7 @@ use common::*;
 use serde_json::{json, Value};
 
 const SOON: Duration = Duration::from_secs(5);
+const ADMIN_TOKEN: &str = "admin-token-for-prompt-cache";
 
 /// gpt-4o: 86 × $2.50 + 1920 × $1.25 + 300 × $10 per million tokens.
 const OPENAI_USD: f64 = 0.005615;
@@ -62,7 +65,7 @@ fn cached_usage_mock() -> MockUpstream {
 fn config(mock: &MockUpstream, log: &std::path::Path, admin: SocketAddr) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:1\"\npin_cores = false\n\n\
-         [admin]\nlisten = \"{admin}\"\n\n\
+         [admin]\nlisten = \"{admin}\"\ntoken = \"{ADMIN_TOKEN}\"\n\n\
          [access_log]\ntarget = \"file\"\npath = \"{log}\"\n\n\
          [providers.oa]\nkind = \"openai\"\nbase_url = \"http://{addr}/v1\"\napi_key = \"k\"\n\n\
          [providers.an]\nkind = \"anthropic\"\nbase_url = \"http://{addr}\"\napi_key = \"k\"\n",
@@ -91,14 +94,39 @@ fn record(path: &std::path::Path, id: &str) -> Value {
     }
 }
 
-fn scrape(admin: SocketAddr) -> String {
+/// One admin-listener call with the admin token: the response body.
+fn admin_call(admin: SocketAddr, method: &str, path: &str, body: &str) -> String {
     let mut s = TcpStream::connect(admin).unwrap();
     s.set_read_timeout(Some(SOON)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
-        .unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: a\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    out
+    out.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+fn scrape(admin: SocketAddr) -> String {
+    admin_call(admin, "GET", "/metrics", "")
+}
+
+/// Key `id` once none of its requests is in flight (a response reaches the
+/// client just before its shard settles it).
+fn settled_key(admin: SocketAddr, id: &str) -> Value {
+    let deadline = Instant::now() + SOON;
+    loop {
+        let v: Value =
+            serde_json::from_str(&admin_call(admin, "GET", &format!("/admin/keys/{id}"), ""))
+                .unwrap();
+        if v["in_flight"] == 0 || Instant::now() > deadline {
+            return v;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// The sum of the samples named `name` carrying every label in `labels`.
@@ -246,11 +274,19 @@ fn cached_tokens_are_metered_once_at_their_own_rates_in_every_dialect() {
         let log = dir.0.join("access.log");
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let gw = Gateway::start(GatewayOpts::config(d, config(&mock, &log, admin)));
+        let made: Value = serde_json::from_str(&admin_call(
+            admin,
+            "POST",
+            "/admin/keys",
+            r#"{"name":"cache"}"#,
+        ))
+        .unwrap();
+        let auth = format!("authorization: Bearer {}", made["key"].as_str().unwrap());
         let mut c = gw.connect();
         let cases = cases();
         for case in &cases {
             let id = format!("x-request-id: {}", case.id);
-            let headers = [id.as_str(), "anthropic-version: 2023-06-01"];
+            let headers = [id.as_str(), auth.as_str(), "anthropic-version: 2023-06-01"];
             let r = c
                 .request(post(case.path, &case.body.to_string(), &headers))
                 .unwrap();
@@ -325,6 +361,17 @@ fn cached_tokens_are_metered_once_at_their_own_rates_in_every_dialect() {
         assert_eq!(
             (cache("an", "read"), cache("an", "write")),
             (4.0 * 5678.0, 4.0 * 1234.0)
+        );
+
+        // The key's ledger: the same tokens, charged in exact nano-dollars.
+        let key = settled_key(admin, made["id"].as_str().unwrap());
+        assert_eq!(key["requests"], 8, "{key}");
+        assert_eq!(key["input_tokens"], 4 * 2006 + 4 * 6918, "{key}");
+        assert_eq!(key["output_tokens"], 4 * 300 + 4 * 100, "{key}");
+        let spend = key["spend_usd"].as_f64().unwrap();
+        assert!(
+            (spend - 4.0 * (OPENAI_USD + ANTHROPIC_USD)).abs() < 1e-12,
+            "{key}"
         );
         gw.assert_healthy();
     });
