@@ -14,6 +14,10 @@
 //!   uncached input is prompt − cached. OpenAI caches automatically and
 //!   charges nothing to write, so there are no cache writes.
 //!   <https://platform.openai.com/docs/guides/prompt-caching>
+//!   DeepSeek's OpenAI-compatible usage says the same with its own field,
+//!   `prompt_cache_hit_tokens` (`prompt_tokens` = hits + misses), read when
+//!   `prompt_tokens_details` is absent.
+//!   <https://api-docs.deepseek.com/guides/kv_cache>
 //! - Anthropic: `input_tokens` EXCLUDES `cache_read_input_tokens` and
 //!   `cache_creation_input_tokens`; the three are additive (total input =
 //!   input + cache read + cache creation). A stream's `message_start`
@@ -99,6 +103,8 @@ struct RawUsage {
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
     input_tokens_details: Option<CachedDetails>,
+    // DeepSeek's name for OpenAI's cached_tokens.
+    prompt_cache_hit_tokens: Option<u64>,
     // Anthropic prompt caching.
     cache_creation_input_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
@@ -125,15 +131,13 @@ fn raw_usage_at<'de, T: Deserialize<'de>>(body: &'de [u8], path: &[&str]) -> Opt
     sonic_rs::from_slice(raw).ok()
 }
 
-fn cached(details: Option<CachedDetails>) -> u64 {
-    details.and_then(|d| d.cached_tokens).unwrap_or(0)
-}
-
 impl RawUsage {
     fn openai(self) -> Usage {
+        let details = self.prompt_tokens_details.or(self.input_tokens_details);
+        let cached = details.and_then(|d| d.cached_tokens);
         Usage::from_inclusive(
             self.prompt_tokens.or(self.input_tokens).unwrap_or(0),
-            cached(self.prompt_tokens_details.or(self.input_tokens_details)),
+            cached.or(self.prompt_cache_hit_tokens).unwrap_or(0),
             self.completion_tokens.or(self.output_tokens).unwrap_or(0),
         )
     }
@@ -590,5 +594,36 @@ mod tests {
             cache_write_tokens: 3,
         };
         assert_eq!(usage.usage(), Some(expected));
+    }
+
+    #[test]
+    fn deepseek_cache_hits_are_its_cached_tokens() {
+        let body = br#"{"id":"930c60df-bf64-41c9-a88e-3ec75f81e00e","object":"chat.completion","model":"deepseek-chat","choices":[{"index":0,"message":{"role":"assistant","content":"Hello!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1600,"completion_tokens":20,"total_tokens":1620,"prompt_cache_hit_tokens":1536,"prompt_cache_miss_tokens":64}}"#;
+        let expected = Usage {
+            input_tokens: 1600,
+            output_tokens: 20,
+            cache_read_tokens: 1536,
+            cache_write_tokens: 0,
+        };
+        assert_eq!(openai_response_usage(body), Some(expected));
+    }
+
+    #[test]
+    fn parts_larger_than_the_whole_are_cut_down_to_it() {
+        let body = br#"{"usage":{"prompt_tokens":10,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":50}}}"#;
+        let u = openai_response_usage(body).unwrap();
+        assert_eq!(u.cache_read_tokens, 10);
+        assert_eq!(u.input_split(), (0, 10, 0));
+        let odd = Usage {
+            input_tokens: 5,
+            output_tokens: 0,
+            cache_read_tokens: 3,
+            cache_write_tokens: 9,
+        };
+        assert_eq!(
+            odd.input_split(),
+            (0, 3, 2),
+            "disjoint and summing to input"
+        );
     }
 }
