@@ -20,8 +20,12 @@
 //!   the stream itself.
 //! - Fields with no counterpart in the target dialect are dropped rather than
 //!   guessed (Anthropic's `cache_control` going to OpenAI, which caches by
-//!   itself; it is kept going the other way, see `request_to_anthropic`); inputs the target cannot express faithfully (server tools,
-//!   `n > 1`, audio) are refused with [`TranslateError::Unsupported`].
+//!   itself; it is kept going the other way, see `request_to_anthropic`);
+//!   inputs the target cannot express faithfully (server tools, `n > 1`,
+//!   audio) are refused with [`TranslateError::Unsupported`].
+//! - Usage keeps its totals both ways: cache reads and writes are parts of
+//!   the gateway's input ([`crate::api::usage`]), apart from `input_tokens`
+//!   in Anthropic's dialect and inside `prompt_tokens` in OpenAI's.
 //! - A request translation does work in proportion to its bytes and to its
 //!   messages and blocks, both bounded ([`TranslateLimits`], refused with
 //!   [`TranslateError::TooLarge`] as soon as a count passes its limit); a
