@@ -1,6 +1,7 @@
 //! Prompt caching end to end (issue 16, item 4), over real sockets against
 //! the real binary, under both drivers: a mock upstream answers with the
-//! recorded cached-usage responses of tests/fixtures/usage/ (OpenAI: 2006
+//! cached-usage responses of tests/fixtures/usage/ (in each provider's wire
+//! shape) (OpenAI: 2006
 //! prompt tokens, 1920 cached; Anthropic: 6 uncached, 1234 written, 5678
 //! read), plain and streamed, passed through and translated both ways. The
 //! cost the gateway metered is read back from its access log and metrics:

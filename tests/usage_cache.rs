@@ -5,7 +5,9 @@
 //! rate, and translated into the other dialect without a token counted twice
 //! or lost.
 //!
-//! The recorded responses (tests/fixtures/usage/): an OpenAI chat completion
+//! The responses (tests/fixtures/usage/) are written in each provider's wire
+//! shape, every field as the provider sends it, with the counts chosen for
+//! the arithmetic (not captured from a live account): an OpenAI chat completion
 //! with 2006 prompt tokens of which 1920 cached; an Anthropic message with 6
 //! uncached input tokens, 1234 written to the cache and 5678 read from it
 //! (Bifrost #5354 counted such prompt tokens twice); the same two as
