@@ -105,16 +105,11 @@ impl StreamTranslator {
     }
 
     fn usage(&self) -> Option<Usage> {
-        let u = match self {
-            StreamTranslator::ToAnthropic(t) => t.usage(),
-            StreamTranslator::ToOpenAi(t) => t.usage(),
-            StreamTranslator::HideUsage(usage) => return *usage,
-        };
-        Some(Usage {
-            input_tokens: u.input_tokens,
-            output_tokens: u.output_tokens,
-            cached_input_tokens: 0,
-        })
+        match self {
+            StreamTranslator::ToAnthropic(t) => Some(t.usage()),
+            StreamTranslator::ToOpenAi(t) => Some(t.usage()),
+            StreamTranslator::HideUsage(usage) => *usage,
+        }
     }
 }
 
