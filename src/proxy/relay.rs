@@ -22,12 +22,14 @@ use crate::api::usage::{anthropic_response_usage, openai_response_usage, StreamU
 use crate::buf::{write_all_vectored, PooledBuf};
 use crate::error::{Error, Kind};
 use crate::http1::framing::{response_framing, BodyKind, ResponseFraming};
+use crate::http1::parse::media_type_is;
 use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
 use crate::providers::Dialect;
 use crate::proxy::body::{BodyFailure, BodyProgress, ClientPosition};
 use crate::proxy::downstream::read_more;
 use crate::proxy::headers::{is_forwarded_response_header, ConnectionOptions};
 use crate::upstream::timeouts::AttemptClock;
+use crate::upstream::AckPromptly;
 use monoio::buf::IoBuf;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
@@ -38,7 +40,7 @@ fn is_ratelimit_header(name: &[u8]) -> bool {
 }
 
 pub(super) async fn relay_response(
-    up: &mut impl AsyncReadRent,
+    up: &mut (impl AsyncReadRent + AckPromptly),
     urbuf: PooledBuf,
     mut hbuf: PooledBuf,
     side: &mut UpstreamSide,
@@ -48,7 +50,18 @@ pub(super) async fn relay_response(
 ) -> Result<Relayed, Error> {
     side.report.reusable = false;
     side.report.status = side.head.status;
-    side.report.streamed = side.head.is_event_stream(&urbuf);
+    let content_type = side
+        .head
+        .header(&urbuf, b"content-type")
+        .unwrap_or_default();
+    side.report.streamed = media_type_is(content_type, b"text/event-stream");
+    if side.report.streamed {
+        up.ack_promptly();
+    }
+    // Held whole so that a cut can still be retried, except streams and
+    // audio (speech), relayed as they come: their first bytes are what the
+    // client waits for.
+    let hold = !side.report.streamed && !media_type_is(content_type, b"audio/");
     let framing = response_framing(&urbuf, &side.head, facts.is_head).map_err(|e| {
         Error::upstream(
             Kind::UpstreamProtocol,
@@ -103,6 +116,7 @@ pub(super) async fn relay_response(
         upstream: framing,
         decode_for_client,
         close,
+        hold,
     };
     let relayed =
         match read_body_start(up, urbuf, side, facts, clock, &framing, &mut usage_scan).await {
@@ -143,6 +157,8 @@ struct ClientFraming {
     decode_for_client: bool,
     /// The client connection closes after this response.
     close: bool,
+    /// The body is read whole (bounded) before the head goes out.
+    hold: bool,
 }
 
 impl ClientFraming {
@@ -190,11 +206,7 @@ async fn read_body_start(
         usage_scan.as_mut(),
     )?;
     let mut body_end = head_len + initial;
-    // Held so that a cut can still be retried; audio (speech) is relayed as
-    // it comes instead, like a stream: its first bytes are what a player
-    // waits for.
-    let held = !side.report.streamed && !side.head.content_type_is(&urbuf, b"audio/");
-    if held && decoded.is_none() && !progress.is_done() {
+    if framing.hold && decoded.is_none() && !progress.is_done() {
         body_end = read_held_body(up, &mut urbuf, &mut progress, side, body_end, clock).await?;
     }
     // Tokens: a whole JSON body is read in place, with no copy (the common

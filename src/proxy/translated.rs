@@ -33,6 +33,7 @@ use crate::http1::write::{
     end_head, push_chunk_size, push_content_length, push_header, push_status_line, LAST_CHUNK,
 };
 use crate::upstream::timeouts::AttemptClock;
+use crate::upstream::AckPromptly;
 
 /// Largest upstream body collected for a non-streaming translation.
 const MAX_COLLECTED_BODY: usize = 32 * 1024 * 1024;
@@ -119,7 +120,7 @@ impl StreamTranslator {
 /// [`relay_stream`]), so the type of [`answer_whole`] and [`relay_stream`]
 /// (a bare [`Relayed`]) keeps a second answer out of a committed one.
 pub async fn relay_translated(
-    up: &mut impl AsyncReadRent,
+    up: &mut (impl AsyncReadRent + AckPromptly),
     urbuf: PooledBuf,
     side: &mut UpstreamSide,
     client: &mut impl AsyncWriteRent,
@@ -155,6 +156,9 @@ pub async fn relay_translated(
     // Hiding the usage chunk only applies to an event stream; an upstream
     // that answered a stream request with a plain body is passed on as is.
     let is_sse = side.head.is_event_stream(&body.urbuf);
+    if is_sse {
+        up.ack_promptly();
+    }
     let hiding_without_stream = matches!(call.translation, Translation::HideUsageChunk) && !is_sse;
     if !call.stream || !(200..300).contains(&status) || hiding_without_stream {
         let whole = collect_whole(up, body, side, call, clock).await?;

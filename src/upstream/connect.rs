@@ -34,7 +34,15 @@ impl AsRawFd for UpstreamConn {
     }
 }
 
-impl UpstreamConn {
+/// A connection whose ACKs can be made prompt (see [`UpstreamConn`]'s);
+/// the relay is generic over its upstream, so scripted test streams say
+/// they have nothing to do.
+pub trait AckPromptly {
+    /// Acknowledges what arrives at once for the rest of this response.
+    fn ack_promptly(&self);
+}
+
+impl AckPromptly for UpstreamConn {
     /// Acknowledges what arrives at once for the rest of this response.
     ///
     /// An upstream that leaves Nagle on holds each small write until the
@@ -45,7 +53,7 @@ impl UpstreamConn {
     /// that mode; nothing re-enters it until the gateway writes on the
     /// connection again (its next request). One call per stream, after
     /// the head: plain responses are not charged the syscall.
-    pub fn ack_promptly(&self) {
+    fn ack_promptly(&self) {
         let on: libc::c_int = 1;
         // SAFETY: a valid fd for the connection's life and a c_int option
         // of the size given. A failure only leaves the default behaviour.

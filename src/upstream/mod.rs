@@ -19,6 +19,6 @@ pub mod timeouts;
 pub mod tls;
 mod url;
 
-pub use connect::{connect, UpstreamConn};
+pub use connect::{connect, AckPromptly, UpstreamConn};
 pub use pool::UpstreamPool;
 pub use url::UpstreamUrl;

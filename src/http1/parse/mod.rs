@@ -137,16 +137,15 @@ impl ResponseHead {
     /// Whether the body is an event stream (`content-type:
     /// text/event-stream`, parameters allowed).
     pub fn is_event_stream(&self, buf: &[u8]) -> bool {
-        self.content_type_is(buf, b"text/event-stream")
+        self.header(buf, b"content-type")
+            .is_some_and(|v| media_type_is(v, b"text/event-stream"))
     }
+}
 
-    /// Whether the content type starts with `prefix` (ASCII
-    /// case-insensitive): a media type, or a type's `audio/`.
-    pub fn content_type_is(&self, buf: &[u8], prefix: &[u8]) -> bool {
-        self.header(buf, b"content-type").is_some_and(|v| {
-            v.len() >= prefix.len() && v[..prefix.len()].eq_ignore_ascii_case(prefix)
-        })
-    }
+/// Whether a `content-type` value starts with `prefix` (ASCII
+/// case-insensitive): a media type, or `audio/` for every audio type.
+pub fn media_type_is(content_type: &[u8], prefix: &[u8]) -> bool {
+    content_type.len() >= prefix.len() && content_type[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
 fn find_header<'b>(headers: &[HeaderSpan], buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {

@@ -70,6 +70,10 @@ impl Scripted {
     }
 }
 
+impl crate::upstream::AckPromptly for Scripted {
+    fn ack_promptly(&self) {}
+}
+
 impl AsyncReadRent for Scripted {
     async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
         match self.steps.pop_front() {
