@@ -22,15 +22,17 @@ use rustc_hash::FxHashMap;
 use crate::api::usage::Usage;
 use crate::config::PriceConfig;
 
-/// USD per million tokens.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// Rates in billionths of a dollar per million tokens: integral for any
+/// price given to nine decimals, so a cost is an exact integer sum,
+/// rounded once; converted from the configured USD once, not per request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Price {
-    pub input: f64,
+    pub input: u64,
     /// Input tokens read from a prompt cache.
-    pub cache_read: f64,
+    pub cache_read: u64,
     /// Input tokens written to a prompt cache.
-    pub cache_write: f64,
-    pub output: f64,
+    pub cache_write: u64,
+    pub output: u64,
 }
 
 /// Which cache-write rate a shipped model has.
@@ -75,21 +77,30 @@ const SHIPPED: &[(&str, f64, f64, Write, f64)] = &[
     ("llama-3.3-70b-versatile", 0.59, 0.59, Write::Input, 0.79),
 ];
 
-/// A rate in billionths of a dollar per million tokens: integral for any
-/// price given to nine decimals, so the sum below is exact and rounded once.
-fn nanos_per_million(usd_per_million: f64) -> u128 {
-    (usd_per_million * 1e9).round() as u128
+/// A rate in USD per million tokens as billionths of a dollar per million.
+fn nanos_per_million(usd_per_million: f64) -> u64 {
+    (usd_per_million * 1e9).round() as u64
 }
 
 impl Price {
+    /// The price of these rates, each in USD per million tokens.
+    pub fn usd(input: f64, cache_read: f64, cache_write: f64, output: f64) -> Price {
+        Price {
+            input: nanos_per_million(input),
+            cache_read: nanos_per_million(cache_read),
+            cache_write: nanos_per_million(cache_write),
+            output: nanos_per_million(output),
+        }
+    }
+
     /// The cost of `usage` in units of 10⁻¹⁵ US dollars (billionths of a
     /// dollar per million tokens, times tokens): exact integer arithmetic.
     fn cost_femtos(&self, usage: &Usage) -> u128 {
         let (uncached, read, write) = usage.input_split();
-        uncached as u128 * nanos_per_million(self.input)
-            + read as u128 * nanos_per_million(self.cache_read)
-            + write as u128 * nanos_per_million(self.cache_write)
-            + usage.output_tokens as u128 * nanos_per_million(self.output)
+        uncached as u128 * self.input as u128
+            + read as u128 * self.cache_read as u128
+            + write as u128 * self.cache_write as u128
+            + usage.output_tokens as u128 * self.output as u128
     }
 
     /// The cost of `usage`, in millionths of a US dollar (rounded half up).
@@ -126,22 +137,19 @@ impl PriceTable {
                     Write::Anthropic => input * 1.25,
                     Write::Input => input,
                 };
-                let price = Price {
-                    input,
-                    cache_read,
-                    cache_write,
-                    output,
-                };
-                (m.to_string(), price)
+                (
+                    m.to_string(),
+                    Price::usd(input, cache_read, cache_write, output),
+                )
             })
             .collect();
         for p in overrides {
-            let price = Price {
-                input: p.input,
-                cache_read: p.cached_input.unwrap_or(p.input),
-                cache_write: p.cache_write.unwrap_or(p.input),
-                output: p.output,
-            };
+            let price = Price::usd(
+                p.input,
+                p.cached_input.unwrap_or(p.input),
+                p.cache_write.unwrap_or(p.input),
+                p.output,
+            );
             exact.insert(p.model.clone(), price);
         }
         let mut by_length: Vec<(String, Price)> =
@@ -176,14 +184,17 @@ mod tests {
     #[test]
     fn exact_then_longest_prefix() {
         let t = PriceTable::new(&[]);
-        assert_eq!(t.price("gpt-4o").unwrap().input, 2.50);
+        assert_eq!(t.price("gpt-4o").unwrap().input, 2_500_000_000);
         assert_eq!(
             t.price("gpt-4o-mini-2024-07-18").unwrap().input,
-            0.15,
+            150_000_000,
             "longest prefix wins"
         );
-        assert_eq!(t.price("gpt-4o-2024-08-06").unwrap().output, 10.0);
-        assert_eq!(t.price("claude-3-5-sonnet-20241022").unwrap().output, 15.0);
+        assert_eq!(t.price("gpt-4o-2024-08-06").unwrap().output, 10_000_000_000);
+        assert_eq!(
+            t.price("claude-3-5-sonnet-20241022").unwrap().output,
+            15_000_000_000
+        );
         assert_eq!(t.price("my-local-llama"), None);
     }
 
@@ -233,7 +244,10 @@ mod tests {
     fn anthropic_cache_writes_at_a_quarter_more_and_reads_at_a_tenth() {
         let t = PriceTable::new(&[]);
         let p = t.price("claude-sonnet-4-20250514").unwrap();
-        assert_eq!((p.input, p.cache_read, p.cache_write), (3.0, 0.30, 3.75));
+        assert_eq!(
+            (p.input, p.cache_read, p.cache_write),
+            (3_000_000_000, 300_000_000, 3_750_000_000)
+        );
         // 6 uncached, 5678 read, 1234 written, 100 out: 6 * 3000 + 5678 *
         // 300 + 1234 * 3750 + 100 * 15000 nano-dollars.
         let u = Usage::from_additive(6, 5678, 1234, 100);
@@ -245,12 +259,7 @@ mod tests {
 
     #[test]
     fn sub_micro_prices_are_exact_in_nanos() {
-        let p = Price {
-            input: 0.005,
-            cache_read: 0.0005,
-            cache_write: 0.005,
-            output: 0.04,
-        };
+        let p = Price::usd(0.005, 0.0005, 0.005, 0.04);
         // 999 uncached at 5, 1 read at 0.5, 3 out at 40 nano-dollars: 5115.5.
         let u = Usage::from_inclusive(1000, 1, 3);
         assert_eq!(p.cost_nanos(&u), 5116);
