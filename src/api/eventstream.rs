@@ -641,7 +641,7 @@ mod tests {
         let bytes = encode(&delta).unwrap();
         let (got, r) = decode_in(&bytes, 1, DEFAULT_MAX_MESSAGE_BYTES);
         assert_eq!(r, Ok(()));
-        assert_eq!(got, [delta.clone()]);
+        assert_eq!(got, [delta]);
         assert_eq!(got[0].kind(), Kind::Event("contentBlockDelta"));
         let s = |n: &str, v: &str| Header {
             name: n.into(),
