@@ -31,6 +31,7 @@ mod raw;
 mod request_to_anthropic;
 mod request_to_openai;
 mod response;
+mod response_bedrock;
 mod stream_bedrock_to_openai;
 mod stream_to_anthropic;
 mod stream_to_openai;
@@ -48,6 +49,7 @@ pub use request_to_anthropic::openai_stream_wants_usage;
 pub use response::{
     anthropic_response_to_openai, openai_response_to_anthropic, MAX_RESPONSE_BLOCKS,
 };
+pub use response_bedrock::converse_response_to_openai;
 pub use stream_bedrock_to_openai::BedrockToOpenAiStream;
 pub use stream_to_anthropic::OpenAiToAnthropicStream;
 pub use stream_to_openai::AnthropicToOpenAiStream;

@@ -20,6 +20,7 @@
 
 use sonic_rs::{JsonValueTrait, Value};
 
+use super::response_bedrock::{bedrock_finish_reason, bedrock_usage};
 use super::wire::{
     ChunkChoice, ChunkDelta, OpenAiChunk, OpenAiError, OpenAiUsage, ToolCallDelta,
     ToolCallFunctionDelta,
@@ -41,16 +42,6 @@ pub struct BedrockToOpenAiStream {
     finish_reason: Option<&'static str>,
     usage: TokenUsage,
     cached_tokens: u64,
-}
-
-/// Bedrock's `stopReason` in OpenAI's terms.
-fn finish_reason(stop_reason: Option<&str>) -> &'static str {
-    match stop_reason {
-        Some("max_tokens") | Some("model_context_window_exceeded") => "length",
-        Some("tool_use") => "tool_calls",
-        Some("guardrail_intervened") | Some("content_filtered") => "content_filter",
-        _ => "stop",
-    }
 }
 
 /// An exception's type in OpenAI's error vocabulary.
@@ -151,20 +142,14 @@ impl BedrockToOpenAiStream {
             }
             Kind::Event("messageStop") => {
                 self.ensure_started(out);
-                let reason = finish_reason(data["stopReason"].as_str());
+                let reason = bedrock_finish_reason(data["stopReason"].as_str());
                 self.finish_reason = Some(reason);
                 self.write_chunk(out, ChunkDelta::default(), Some(reason));
             }
             Kind::Event("metadata") => {
                 let usage = &data["usage"];
-                let count = |field: &str| usage[field].as_u64().unwrap_or(0);
-                self.usage = TokenUsage {
-                    input_tokens: count("inputTokens")
-                        + count("cacheReadInputTokens")
-                        + count("cacheWriteInputTokens"),
-                    output_tokens: count("outputTokens"),
-                };
-                self.cached_tokens = count("cacheReadInputTokens");
+                (self.usage, self.cached_tokens) =
+                    bedrock_usage(|field| usage[field].as_u64().unwrap_or(0));
                 self.end_stream(out);
             }
             Kind::Exception(exception) => {
