@@ -29,6 +29,7 @@
 mod error;
 mod raw;
 mod request_to_anthropic;
+mod request_to_converse;
 mod request_to_openai;
 mod response;
 mod response_bedrock;
@@ -46,6 +47,7 @@ pub use error::{
     OPENAI_BUDGET_CUT, OPENAI_STREAM_CUT, OPENAI_TOKENS_CUT,
 };
 pub use request_to_anthropic::openai_stream_wants_usage;
+pub use request_to_converse::openai_request_to_converse;
 pub use response::{
     anthropic_response_to_openai, openai_response_to_anthropic, MAX_RESPONSE_BLOCKS,
 };
