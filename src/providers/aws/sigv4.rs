@@ -19,8 +19,9 @@
 //!   `x-amz-security-token`, `authorization`) are taken from the signer,
 //!   never from the caller's list, so a stale one cannot be signed twice.
 //! - A [`SigningKey`] is derived once per (secret, day, region, service) so
-//!   the hot path does one HMAC chain of two (string to sign, signature),
-//!   not six; a key carries its date and must be re-derived when it changes.
+//!   a request costs one HMAC (the signature) besides its SHA-256s, not
+//!   five ([`KeyCache`]); a key carries its date and is derived again when
+//!   the day changes.
 //!
 //! Not here yet: the Bedrock provider that calls this (Converse,
 //! ConverseStream, InvokeModel) and the proxy wiring come next.
@@ -159,7 +160,7 @@ impl SigningKey {
 
 /// The current day's [`SigningKey`] for one (secret, region, service),
 /// derived again only when the day (or the secret, after a credential
-/// refresh) changes, so signing a request costs two HMACs, not six.
+/// refresh) changes, so signing a request costs one HMAC, not five.
 #[derive(Default)]
 pub struct KeyCache {
     /// The key, and a digest of the secret it was derived from (the cache
