@@ -4,7 +4,9 @@
 //! published test suite (unit tests in `sigv4.rs`) uses service `service`
 //! and single encoding; this is where the double encoding of a model id,
 //! the session token and `x-amz-content-sha256` meet the real service's
-//! signer. Skips with a SKIP line when botocore is not installed.
+//! signer. Also tests `tests/fixtures/aws/sigv4_verify.py`, the botocore
+//! verifier a mock Bedrock will check received requests with. Skips with a
+//! SKIP line when botocore is not installed.
 
 mod common;
 
@@ -177,4 +179,126 @@ fn bedrock_requests_sign_as_botocore_signs_them() {
         body: "{}",
         time: 1_700_000_000,
     });
+}
+
+/// `tests/fixtures/aws/sigv4_verify.py` on one received request.
+fn verify(
+    target: &str,
+    headers: &[(String, String)],
+    body: &str,
+    session_token: Option<&str>,
+) -> Value {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/aws/sigv4_verify.py"
+    );
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let case = json!({
+        "method": "POST",
+        "target": target,
+        "headers": headers.iter().map(|(n, v)| [n, v]).collect::<Vec<_>>(),
+        "body": body,
+        "secret_access_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        "session_token": session_token,
+        "region": "us-east-1",
+        "service": "bedrock",
+    });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(case.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "verifier failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("verifier prints JSON")
+}
+
+/// The verifier a mock Bedrock will run accepts what we sign and refuses
+/// each thing the real service refuses, so a passing mock test means
+/// something.
+#[test]
+fn the_mock_verifier_accepts_our_signature_and_nothing_else() {
+    if !python_modules_available("aws_sigv4_botocore", "botocore") {
+        return;
+    }
+    const TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLE/token==";
+    let body = r#"{"messages":[{"role":"user","content":[{"text":"Hi"}]}]}"#;
+    let path = format!(
+        "/model/{}/converse-stream",
+        uri_encode("anthropic.claude-3-5-sonnet-20240620-v1:0")
+    );
+    let base = [
+        ("host", "bedrock-runtime.us-east-1.amazonaws.com"),
+        ("content-type", "application/json"),
+    ];
+    let sign_with = |token: Option<&str>| {
+        let date = AmzDate::from_unix(1_767_225_600);
+        let key = SigningKey::derive(
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            date.date(),
+            "us-east-1",
+            "bedrock",
+        );
+        let payload = sha256_hex(body.as_bytes());
+        let req = Request {
+            method: "POST",
+            path: &path,
+            query: "",
+            headers: &base,
+            payload_sha256: &payload,
+        };
+        let signed = sign(&req, "AKIDEXAMPLE", token, &key, date, Options::default());
+        let mut sent: Vec<(String, String)> = base
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        sent.extend(
+            signed
+                .headers()
+                .into_iter()
+                .map(|(n, v)| (n.to_string(), v.to_string())),
+        );
+        sent
+    };
+    let ok = json!({"ok": true});
+    let signed = sign_with(Some(TOKEN));
+    assert_eq!(verify(&path, &signed, body, Some(TOKEN)), ok);
+    let plain = sign_with(None);
+    assert_eq!(verify(&path, &plain, body, None), ok);
+
+    let refused = |target: &str, headers: &[(String, String)], body: &str, token| {
+        let got = verify(target, headers, body, token);
+        assert_eq!(got["ok"], false, "accepted: {got}");
+        got["why"].as_str().unwrap().to_owned()
+    };
+    let why = refused(&path, &signed, &body.replace("Hi", "Ho"), Some(TOKEN));
+    assert!(why.contains("x-amz-content-sha256"), "{why}");
+    let why = refused(&path.replace("%3A", ":"), &signed, body, Some(TOKEN));
+    assert!(why.contains("signature mismatch"), "{why}");
+    let mut changed = signed.clone();
+    changed[1].1 = "text/plain".into();
+    let why = refused(&path, &changed, body, Some(TOKEN));
+    assert!(why.contains("signature mismatch"), "{why}");
+    let why = refused(&path, &plain, body, Some(TOKEN));
+    assert!(why.contains("session token"), "{why}");
+    let why = refused(&path, &signed, body, None);
+    assert!(why.contains("unexpected session token"), "{why}");
+    let without_auth: Vec<_> = plain
+        .iter()
+        .filter(|(n, _)| n != "authorization")
+        .cloned()
+        .collect();
+    let why = refused(&path, &without_auth, body, None);
+    assert!(why.contains("no Authorization"), "{why}");
 }
