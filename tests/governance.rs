@@ -687,3 +687,32 @@ fn an_unknown_caller_is_refused_before_its_body_is_read() {
     );
     assert!(mock.requests().is_empty());
 }
+
+#[test]
+fn pass_through_routes_serve_only_keys_with_nothing_to_check() {
+    let mock = MockUpstream::start();
+    let g = start(&mock, 1, "");
+    let (free, _) = g.key(json!({"name": "free"}));
+    let (limited, _) = g.key(json!({"name": "limited", "budget_usd": 5.0}));
+    let (listed, _) = g.key(json!({"name": "listed", "models": ["gpt-4o*"]}));
+    let files = |secret: &str| {
+        g.gw.connect()
+            .request(format!(
+                "GET /v1/files HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: openai\r\nauthorization: Bearer {secret}\r\n\r\n"
+            ))
+            .unwrap()
+    };
+    let r = files(&free);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mock.last().target, "/v1/files");
+    // Metered by nothing, a pass-through would let these past their checks.
+    for secret in [&limited, &listed] {
+        let err = files(secret).assert_openai_error(403);
+        assert!(
+            err["message"].as_str().unwrap().contains("pass-through"),
+            "{err}"
+        );
+    }
+    files("sk-sg-unknown").assert_openai_error(401);
+    assert_eq!(mock.requests().len(), 1);
+}

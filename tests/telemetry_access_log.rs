@@ -35,7 +35,9 @@ fn record<'a>(request_id: &'a str, model: &'a str) -> AccessRecord<'a> {
         status: 200,
         input_tokens: 120,
         output_tokens: 45,
-        cost_micros: 1_500,
+        cache_read_tokens: 100,
+        cache_write_tokens: 0,
+        cost_nanos: 1_500_000,
         overhead: Duration::from_micros(87),
         upstream: Some(Duration::from_micros(12_345)),
         ttft: None,
@@ -122,6 +124,8 @@ fn lines_are_json_with_every_field() {
             "status",
             "input_tokens",
             "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
             "cost_usd",
             "overhead_us",
             "upstream_ms",
@@ -142,6 +146,8 @@ fn lines_are_json_with_every_field() {
         assert_eq!(o["truncated"], false);
         assert_eq!(o["input_tokens"], 120);
         assert_eq!(o["output_tokens"], 45);
+        assert_eq!(o["cache_read_tokens"], 100);
+        assert_eq!(o["cache_write_tokens"], 0);
         assert_eq!(o["cost_usd"].as_f64(), Some(0.0015));
         assert_eq!(o["overhead_us"], 87);
         assert_eq!(o["bytes_in"], 300);

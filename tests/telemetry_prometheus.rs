@@ -180,7 +180,9 @@ fn renders_merged_shards_that_parse_back() {
                 usage: Usage {
                     input_tokens: 100,
                     output_tokens: 20,
-                    cost_micros: 1_500,
+                    cache_read_tokens: 60,
+                    cache_write_tokens: 0,
+                    cost_nanos: 1_500_000,
                 },
             });
             shard.upstream_connection(openai, true);
@@ -219,6 +221,7 @@ fn renders_merged_shards_that_parse_back() {
         ("shardgate_stream_ttft_seconds", "histogram"),
         ("shardgate_tokens_total", "counter"),
         ("shardgate_cost_usd_total", "counter"),
+        ("shardgate_cache_tokens_total", "counter"),
         ("shardgate_upstream_connections_total", "counter"),
         ("shardgate_retries_total", "counter"),
         ("shardgate_fallbacks_total", "counter"),
@@ -282,6 +285,14 @@ fn renders_merged_shards_that_parse_back() {
         )
     };
     assert_eq!((tokens("input"), tokens("output")), (6000.0, 1200.0));
+    let cache = |kind| {
+        value(
+            &s,
+            "shardgate_cache_tokens_total",
+            &[("provider", "openai"), ("model", "fast"), ("kind", kind)],
+        )
+    };
+    assert_eq!((cache("read"), cache("write")), (3600.0, 0.0));
     assert_eq!(
         value(&s, "shardgate_cost_usd_total", &[("model", "fast")]),
         0.09
@@ -363,7 +374,7 @@ fn empty_metrics_render_metadata_only() {
     let mut text = String::new();
     render(&MergedMetrics::default(), &mut text);
     let (types, samples) = parse(&text);
-    assert_eq!(types.len(), 16);
+    assert_eq!(types.len(), 17);
     // Only the unlabelled series exist before any traffic.
     let names: Vec<&str> = samples
         .iter()

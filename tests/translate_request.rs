@@ -369,3 +369,49 @@ fn untranslatable_requests_are_refused_with_a_reason() {
         Err(TranslateError::Invalid(_))
     ));
 }
+
+fn usage_fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/usage/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn openai_cache_control_reaches_the_anthropic_blocks_it_becomes() {
+    let out = to_anthropic(&usage_fixture("openai_request_cache_control.json"));
+    let ephemeral = json!({"type": "ephemeral"});
+    // A breakpoint in the system prompt keeps each part a block of its own.
+    assert_eq!(
+        out["system"],
+        json!([
+            {"type": "text", "text": "You review contracts."},
+            {"type": "text", "text": "<contract>The parties agree that either may terminate on ninety days' written notice.</contract>", "cache_control": ephemeral},
+            {"type": "text", "text": "Answer in one sentence."},
+        ])
+    );
+    assert_eq!(
+        out["messages"],
+        json!([{"role": "user", "content": [
+            {"type": "text", "text": "Earlier question and answer, long enough to cache.",
+             "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+            {"type": "text", "text": "What notice does termination need?"},
+        ]}])
+    );
+    assert_eq!(out["tools"][0]["cache_control"], ephemeral);
+    assert_eq!(out["tools"][0]["name"], "lookup_clause");
+}
+
+#[test]
+fn anthropic_cache_control_is_dropped_for_openai() {
+    let mut request = parse(&fixture("anthropic_request_tools.json"));
+    request["tools"][0]["cache_control"] = json!({"type": "ephemeral"});
+    request["messages"][0]["content"][2]["cache_control"] = json!({"type": "ephemeral"});
+    let out = anthropic_request_to_openai(request.to_string().as_bytes(), "gpt-4o").unwrap();
+    let text = String::from_utf8(out).unwrap();
+    // OpenAI caches prompt prefixes by itself and has no such field.
+    assert!(!text.contains("cache_control"), "{text}");
+    let out: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        out["messages"][0]["content"],
+        "You are a weather assistant.\n\nAlways answer in Celsius."
+    );
+}

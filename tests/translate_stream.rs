@@ -67,7 +67,9 @@ fn openai_text_stream_adds_up_to_the_non_streaming_message() {
         usage,
         TokenUsage {
             input_tokens: 19,
-            output_tokens: 10
+            output_tokens: 10,
+            cache_read_tokens: 4,
+            cache_write_tokens: 0,
         }
     );
 }
@@ -94,7 +96,9 @@ fn openai_tool_call_stream_adds_up_to_the_non_streaming_message() {
         usage,
         TokenUsage {
             input_tokens: 82,
-            output_tokens: 17
+            output_tokens: 17,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
         }
     );
 }
@@ -252,7 +256,9 @@ fn anthropic_text_stream_adds_up_to_the_non_streaming_completion() {
         usage,
         TokenUsage {
             input_tokens: 2205,
-            output_tokens: 503
+            output_tokens: 503,
+            cache_read_tokens: 100,
+            cache_write_tokens: 10,
         }
     );
     // Role, two text deltas, finish, usage, [DONE]: ping and block boundaries emit nothing.

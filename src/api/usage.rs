@@ -3,28 +3,95 @@
 //! skips to it without validating or building the rest of the body, and a
 //! stream event is looked into only when its `usage` is an object.
 //!
-//! Conventions: `input_tokens` counts every prompt token, cached ones
-//! included (OpenAI's `prompt_tokens`; Anthropic's `input_tokens` plus its
-//! cache reads and writes); `cached_input_tokens` is the part served from a
-//! prompt cache. A missing, null or malformed `usage` yields `None`: usage is
-//! observed on the side and never fails a request. The one exception is a
-//! stream event too large to read ([`StreamUsageScanner::feed`] fails): the
-//! gateway can no longer meter the stream, and the caller must end it.
+//! The gateway's terms ([`Usage`]): `input_tokens` counts every prompt
+//! token, cached or not; `cache_read_tokens` (served from a prompt cache)
+//! and `cache_write_tokens` (written to one) are parts of it, never added to
+//! it again. Each provider says it differently, and each is read into these
+//! terms exactly once, here:
+//!
+//! - OpenAI: `prompt_tokens` INCLUDES `prompt_tokens_details.cached_tokens`
+//!   (the responses API: `input_tokens` and `input_tokens_details`), so the
+//!   uncached input is prompt − cached. OpenAI caches automatically and
+//!   charges nothing to write, so there are no cache writes.
+//!   <https://platform.openai.com/docs/guides/prompt-caching>
+//!   DeepSeek's OpenAI-compatible usage says the same with its own field,
+//!   `prompt_cache_hit_tokens` (`prompt_tokens` = hits + misses), read when
+//!   `prompt_tokens_details` is absent.
+//!   <https://api-docs.deepseek.com/guides/kv_cache>
+//! - Anthropic: `input_tokens` EXCLUDES `cache_read_input_tokens` and
+//!   `cache_creation_input_tokens`; the three are additive (total input =
+//!   input + cache read + cache creation). A stream's `message_start`
+//!   carries them (`message_delta` may restate them) and `message_delta`
+//!   the final output count.
+//!   <https://platform.claude.com/docs/en/build-with-claude/prompt-caching>
+//! - Bedrock Converse (`usage`, or a ConverseStream `metadata` event's
+//!   `usage`): `inputTokens` EXCLUDES `cacheReadInputTokens` and
+//!   `cacheWriteInputTokens`, which are additive as Anthropic's are.
+//!   <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_TokenUsage.html>
+//! - Gemini `usageMetadata`: `promptTokenCount` INCLUDES
+//!   `cachedContentTokenCount` ("when cached_content is set, this is still
+//!   the total effective prompt size"); output is `candidatesTokenCount`
+//!   plus `thoughtsTokenCount` (thinking is billed as output). Context
+//!   caching's storage is billed per hour, not per token written, so there
+//!   are no cache writes.
+//!   <https://ai.google.dev/api/generate-content#UsageMetadata>
+//!
+//! A missing, null or malformed `usage` yields `None`: usage is observed on
+//! the side and never fails a request. The one exception is a stream event
+//! too large to read ([`StreamUsageScanner::feed`] fails): the gateway can
+//! no longer meter the stream, and the caller must end it.
 
 use serde::Deserialize;
 
 use super::sse::{SseError, SseEvent, SseScanner};
 use crate::json::top_level_value;
 
-/// Tokens consumed by one request.
+/// Tokens consumed by one request, in the gateway's terms (see the module
+/// docs): `input_tokens` includes both cache counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
+    /// Every prompt token: uncached, cache reads and cache writes.
     pub input_tokens: u64,
     pub output_tokens: u64,
-    pub cached_input_tokens: u64,
+    /// The part of `input_tokens` read from a prompt cache.
+    pub cache_read_tokens: u64,
+    /// The part of `input_tokens` written to a prompt cache.
+    pub cache_write_tokens: u64,
 }
 
-/// The union of the providers' usage fields.
+impl Usage {
+    /// Input from counts reported apart (Anthropic, Bedrock): `uncached`
+    /// excludes the cache reads and writes, which are added to it.
+    pub fn from_additive(uncached: u64, read: u64, write: u64, output: u64) -> Usage {
+        Usage {
+            input_tokens: uncached.saturating_add(read).saturating_add(write),
+            output_tokens: output,
+            cache_read_tokens: read,
+            cache_write_tokens: write,
+        }
+    }
+
+    /// Input from a total that includes the cache reads (OpenAI, Gemini).
+    /// A count larger than the total it is part of is cut down to it.
+    pub fn from_inclusive(prompt: u64, read: u64, output: u64) -> Usage {
+        Usage {
+            input_tokens: prompt,
+            output_tokens: output,
+            cache_read_tokens: read.min(prompt),
+            cache_write_tokens: 0,
+        }
+    }
+
+    /// (uncached, cache read, cache write) input tokens: disjoint, summing
+    /// to `input_tokens` even if the parts were set larger than the whole.
+    pub fn input_split(&self) -> (u64, u64, u64) {
+        let read = self.cache_read_tokens.min(self.input_tokens);
+        let write = self.cache_write_tokens.min(self.input_tokens - read);
+        (self.input_tokens - read - write, read, write)
+    }
+}
+
+/// The union of the OpenAI and Anthropic usage fields.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct RawUsage {
@@ -36,6 +103,8 @@ struct RawUsage {
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
     input_tokens_details: Option<CachedDetails>,
+    // DeepSeek's name for OpenAI's cached_tokens.
+    prompt_cache_hit_tokens: Option<u64>,
     // Anthropic prompt caching.
     cache_creation_input_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
@@ -51,7 +120,7 @@ struct CachedDetails {
 /// [`top_level_value`] instead of a validating walk or `sonic_rs::get`
 /// (which allocates its path): this runs once per proxied response, and
 /// the usage object itself is parsed strictly.
-fn raw_usage_at(body: &[u8], path: &[&str]) -> Option<RawUsage> {
+fn raw_usage_at<'de, T: Deserialize<'de>>(body: &'de [u8], path: &[&str]) -> Option<T> {
     let mut raw = body;
     for key in path {
         raw = top_level_value(raw, key.as_bytes())?;
@@ -62,31 +131,75 @@ fn raw_usage_at(body: &[u8], path: &[&str]) -> Option<RawUsage> {
     sonic_rs::from_slice(raw).ok()
 }
 
-fn cached(details: Option<CachedDetails>) -> u64 {
-    details.and_then(|d| d.cached_tokens).unwrap_or(0)
-}
-
 impl RawUsage {
     fn openai(self) -> Usage {
-        Usage {
-            input_tokens: self.prompt_tokens.or(self.input_tokens).unwrap_or(0),
-            output_tokens: self.completion_tokens.or(self.output_tokens).unwrap_or(0),
-            cached_input_tokens: cached(self.prompt_tokens_details.or(self.input_tokens_details)),
-        }
+        let details = self.prompt_tokens_details.or(self.input_tokens_details);
+        let cached = details.and_then(|d| d.cached_tokens);
+        Usage::from_inclusive(
+            self.prompt_tokens.or(self.input_tokens).unwrap_or(0),
+            cached.or(self.prompt_cache_hit_tokens).unwrap_or(0),
+            self.completion_tokens.or(self.output_tokens).unwrap_or(0),
+        )
     }
 
-    fn anthropic_input(&self) -> Option<u64> {
-        let uncached = self.input_tokens?;
-        let read = self.cache_read_input_tokens.unwrap_or(0);
-        Some(uncached + read + self.cache_creation_input_tokens.unwrap_or(0))
+    /// The input counts, if this object states them (a `message_delta`
+    /// of older API versions carries only the output).
+    fn anthropic_input(&self) -> Option<Usage> {
+        Some(Usage::from_additive(
+            self.input_tokens?,
+            self.cache_read_input_tokens.unwrap_or(0),
+            self.cache_creation_input_tokens.unwrap_or(0),
+            0,
+        ))
     }
 
     fn anthropic(self) -> Usage {
         Usage {
-            input_tokens: self.anthropic_input().unwrap_or(0),
             output_tokens: self.output_tokens.unwrap_or(0),
-            cached_input_tokens: self.cache_read_input_tokens.unwrap_or(0),
+            ..self.anthropic_input().unwrap_or_default()
         }
+    }
+}
+
+/// Bedrock Converse's `TokenUsage`.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct BedrockUsage {
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_write_input_tokens: Option<u64>,
+}
+
+impl BedrockUsage {
+    fn usage(self) -> Usage {
+        Usage::from_additive(
+            self.input_tokens.unwrap_or(0),
+            self.cache_read_input_tokens.unwrap_or(0),
+            self.cache_write_input_tokens.unwrap_or(0),
+            self.output_tokens.unwrap_or(0),
+        )
+    }
+}
+
+/// Gemini's `usageMetadata`.
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct GeminiUsage {
+    prompt_token_count: Option<u64>,
+    candidates_token_count: Option<u64>,
+    thoughts_token_count: Option<u64>,
+    cached_content_token_count: Option<u64>,
+}
+
+impl GeminiUsage {
+    fn usage(self) -> Usage {
+        let output = self.candidates_token_count.unwrap_or(0);
+        Usage::from_inclusive(
+            self.prompt_token_count.unwrap_or(0),
+            self.cached_content_token_count.unwrap_or(0),
+            output.saturating_add(self.thoughts_token_count.unwrap_or(0)),
+        )
     }
 }
 
@@ -108,6 +221,21 @@ pub fn openai_stream_usage(data: &[u8]) -> Option<Usage> {
 /// Usage in a non-streaming Anthropic Messages response.
 pub fn anthropic_response_usage(body: &[u8]) -> Option<Usage> {
     raw_usage_at(body, &["usage"]).map(RawUsage::anthropic)
+}
+
+/// Usage in a Bedrock Converse response (`usage`) or in the `metadata`
+/// event of a ConverseStream (`metadata.usage`), whichever `body` is.
+pub fn bedrock_usage(body: &[u8]) -> Option<Usage> {
+    raw_usage_at(body, &["usage"])
+        .or_else(|| raw_usage_at(body, &["metadata", "usage"]))
+        .map(BedrockUsage::usage)
+}
+
+/// Usage in a Gemini `generateContent` response, or in a chunk of
+/// `streamGenerateContent` (each chunk restates the counts so far; the
+/// last one's are the request's).
+pub fn gemini_usage(body: &[u8]) -> Option<Usage> {
+    raw_usage_at(body, &["usageMetadata"]).map(GeminiUsage::usage)
 }
 
 /// Whether `data` has a `"usage"` key whose value is an object: a cheap
@@ -139,13 +267,17 @@ impl AnthropicStreamUsage {
             b"message_delta" => &["usage"],
             _ => return,
         };
-        let Some(raw) = raw_usage_at(event.data, path) else {
+        let Some(raw) = raw_usage_at::<RawUsage>(event.data, path) else {
             return;
         };
         self.seen = true;
+        // A restated input replaces the earlier one with its cache counts,
+        // never adds to them.
         if let Some(input) = raw.anthropic_input() {
-            self.usage.input_tokens = input;
-            self.usage.cached_input_tokens = raw.cache_read_input_tokens.unwrap_or(0);
+            self.usage = Usage {
+                output_tokens: self.usage.output_tokens,
+                ..input
+            };
         }
         if let Some(output) = raw.output_tokens {
             self.usage.output_tokens = output;
@@ -295,7 +427,8 @@ mod tests {
         let expected = Usage {
             input_tokens: 19,
             output_tokens: 10,
-            cached_input_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
         };
         assert_eq!(openai_response_usage(body), Some(expected));
     }
@@ -306,7 +439,8 @@ mod tests {
         let expected = Usage {
             input_tokens: 2006,
             output_tokens: 300,
-            cached_input_tokens: 1920,
+            cache_read_tokens: 1920,
+            cache_write_tokens: 0,
         };
         assert_eq!(openai_response_usage(body), Some(expected));
     }
@@ -317,7 +451,8 @@ mod tests {
         let expected = Usage {
             input_tokens: 8,
             output_tokens: 0,
-            cached_input_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
         };
         assert_eq!(openai_response_usage(body), Some(expected));
     }
@@ -328,7 +463,8 @@ mod tests {
         let expected = Usage {
             input_tokens: 36,
             output_tokens: 87,
-            cached_input_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
         };
         assert_eq!(openai_response_usage(body), Some(expected));
     }
@@ -358,7 +494,8 @@ mod tests {
         let expected = Usage {
             input_tokens: 9,
             output_tokens: 12,
-            cached_input_tokens: 4,
+            cache_read_tokens: 4,
+            cache_write_tokens: 0,
         };
         assert_eq!(found, [expected]);
     }
@@ -369,7 +506,8 @@ mod tests {
         let expected = Usage {
             input_tokens: 37,
             output_tokens: 11,
-            cached_input_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
         };
         assert_eq!(openai_stream_usage(data), Some(expected));
         assert_eq!(
@@ -384,7 +522,8 @@ mod tests {
         let expected = Usage {
             input_tokens: 188112,
             output_tokens: 393,
-            cached_input_tokens: 5,
+            cache_read_tokens: 5,
+            cache_write_tokens: 188086,
         };
         assert_eq!(anthropic_response_usage(body), Some(expected));
     }
@@ -415,7 +554,8 @@ mod tests {
         let expected = Usage {
             input_tokens: 35,
             output_tokens: 15,
-            cached_input_tokens: 10,
+            cache_read_tokens: 10,
+            cache_write_tokens: 0,
         };
         assert_eq!(usage.usage(), Some(expected));
     }
@@ -450,8 +590,40 @@ mod tests {
         let expected = Usage {
             input_tokens: 10,
             output_tokens: 2,
-            cached_input_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 3,
         };
         assert_eq!(usage.usage(), Some(expected));
+    }
+
+    #[test]
+    fn deepseek_cache_hits_are_its_cached_tokens() {
+        let body = br#"{"id":"930c60df-bf64-41c9-a88e-3ec75f81e00e","object":"chat.completion","model":"deepseek-chat","choices":[{"index":0,"message":{"role":"assistant","content":"Hello!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1600,"completion_tokens":20,"total_tokens":1620,"prompt_cache_hit_tokens":1536,"prompt_cache_miss_tokens":64}}"#;
+        let expected = Usage {
+            input_tokens: 1600,
+            output_tokens: 20,
+            cache_read_tokens: 1536,
+            cache_write_tokens: 0,
+        };
+        assert_eq!(openai_response_usage(body), Some(expected));
+    }
+
+    #[test]
+    fn parts_larger_than_the_whole_are_cut_down_to_it() {
+        let body = br#"{"usage":{"prompt_tokens":10,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":50}}}"#;
+        let u = openai_response_usage(body).unwrap();
+        assert_eq!(u.cache_read_tokens, 10);
+        assert_eq!(u.input_split(), (0, 10, 0));
+        let odd = Usage {
+            input_tokens: 5,
+            output_tokens: 0,
+            cache_read_tokens: 3,
+            cache_write_tokens: 9,
+        };
+        assert_eq!(
+            odd.input_split(),
+            (0, 3, 2),
+            "disjoint and summing to input"
+        );
     }
 }

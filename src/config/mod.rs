@@ -94,8 +94,13 @@ pub struct PriceConfig {
     pub model: String,
     /// USD per million input tokens.
     pub input: f64,
-    /// USD per million cached input tokens (default: `input`).
+    /// USD per million input tokens read from a prompt cache (default:
+    /// `input`); `cache_read` is the same key.
+    #[serde(alias = "cache_read")]
     pub cached_input: Option<f64>,
+    /// USD per million input tokens written to a prompt cache (default:
+    /// `input`; Anthropic charges 1.25× input for its 5-minute cache).
+    pub cache_write: Option<f64>,
     /// USD per million output tokens.
     pub output: f64,
 }

@@ -382,3 +382,27 @@ fn the_redis_backend_needs_a_url_and_reads_its_policies() {
     let c = Config::from_toml("[state]\nlease_ttl_ms = 150\n").unwrap();
     assert_eq!(c.validate_with(ok).unwrap_err().field, "state.lease_ttl_ms");
 }
+
+#[test]
+fn prices_take_cache_read_and_write_rates() {
+    let c = Config::from_toml(
+        "[[prices]]\nmodel = \"a\"\ninput = 1.0\noutput = 2.0\ncache_read = 0.1\ncache_write = 1.25\n\n\
+         [[prices]]\nmodel = \"b\"\ninput = 1.0\noutput = 2.0\ncached_input = 0.5\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (c.prices[0].cached_input, c.prices[0].cache_write),
+        (Some(0.1), Some(1.25)),
+        "cache_read is cached_input's other name"
+    );
+    assert_eq!(
+        (c.prices[1].cached_input, c.prices[1].cache_write),
+        (Some(0.5), None)
+    );
+    validate(&c).unwrap();
+    let c = Config::from_toml(
+        "[[prices]]\nmodel = \"a\"\ninput = 1.0\noutput = 2.0\ncache_write = -1.0\n",
+    )
+    .unwrap();
+    assert_eq!(validate(&c).unwrap_err().field, "prices[0]");
+}

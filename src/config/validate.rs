@@ -20,8 +20,8 @@ impl Config {
         self.validate_governance()?;
         for (i, p) in self.prices.iter().enumerate() {
             let ok = |v: f64| v.is_finite() && v >= 0.0;
-            if p.model.is_empty() || !ok(p.input) || !ok(p.output) || !p.cached_input.is_none_or(ok)
-            {
+            let rates = [Some(p.input), Some(p.output), p.cached_input, p.cache_write];
+            if p.model.is_empty() || !rates.into_iter().flatten().all(ok) {
                 return Err(bad(
                     format!("prices[{i}]"),
                     "needs a model name and prices that are finite and not negative",

@@ -33,6 +33,16 @@ pub struct Limits {
     pub period: Period,
 }
 
+impl Limits {
+    /// No limit and no budget.
+    pub fn is_none(&self) -> bool {
+        self.rpm.is_none()
+            && self.tpm.is_none()
+            && self.max_concurrent.is_none()
+            && self.budget_nanos.is_none()
+    }
+}
+
 /// What one request needs, reserved before it goes upstream.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Need {

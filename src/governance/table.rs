@@ -64,6 +64,15 @@ impl KeyEntry {
     pub fn expired(&self, now: u64) -> bool {
         self.spec.expires_at.is_some_and(|at| now >= at)
     }
+
+    /// Neither the key nor its team has a model list, a limit or a
+    /// budget: nothing a request it makes would have to be checked against
+    /// (what a route that meters nothing may serve).
+    pub fn unrestricted(&self) -> bool {
+        self.spec.models.is_none()
+            && self.limits.is_none()
+            && self.team.as_ref().is_none_or(|t| t.limits.is_none())
+    }
 }
 
 #[derive(Default)]

@@ -145,6 +145,21 @@ mod tests {
     }
 
     #[test]
+    fn kinds_with_a_per_account_url_need_base_url() {
+        for kind in ["cloudflare", "foundry"] {
+            let c = Config::from_toml(&format!("[providers.{kind}]\napi_key = \"k\"\n")).unwrap();
+            let e = validate(&c).unwrap_err();
+            assert_eq!(e.field, format!("providers.{kind}.base_url"), "{e}");
+            assert!(e.message.contains(kind), "{e}");
+            let c = Config::from_toml(&format!(
+                "[providers.{kind}]\nbase_url = \"https://h/v1\"\napi_key = \"k\"\n"
+            ))
+            .unwrap();
+            validate(&c).unwrap();
+        }
+    }
+
+    #[test]
     fn provider_validation_names_the_field() {
         let err = |toml: &str| validate(&Config::from_toml(toml).unwrap()).unwrap_err();
         let e = err("[providers.a]\nkind = \"bedrock\"\n");

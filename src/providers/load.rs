@@ -48,13 +48,11 @@ pub fn no_providers(config: &Config, path: Option<&Path>) -> Option<String> {
                 .iter()
                 .filter(|e| e.local)
                 .filter_map(|e| e.url_vars.first())
-                .map(|v| match *v {
-                    UrlVar::BaseUrl(n) | UrlVar::OllamaHost(n) => n,
-                })
+                .map(UrlVar::var)
                 .collect();
             format!(
                 "no providers configured: set a provider's key variable ({}; Azure also \
-                 needs AZURE_OPENAI_ENDPOINT, OPENAI_BASE_URL points OpenAI's at a \
+                 needs AZURE_OPENAI_ENDPOINT, Cloudflare CLOUDFLARE_ACCOUNT_ID, OPENAI_BASE_URL points OpenAI's at a \
                  compatible server), a local server's URL variable ({}), or pass --config FILE",
                 keys.join(", "),
                 urls.join(", ")

@@ -96,7 +96,7 @@ impl Provider {
             Family::OpenAi => (
                 openai::path_root(&url.path_prefix),
                 String::new(),
-                openai::auth_headers(key),
+                openai::auth_headers(key, entry.auth),
             ),
             Family::Azure => {
                 let version = cfg.api_version.as_deref();
@@ -258,6 +258,21 @@ mod tests {
         );
         assert_eq!(auth(&p), "authorization: Bearer sk-1\r\n");
         assert!(!p.overrides_request_header(b"anthropic-version"));
+    }
+
+    #[test]
+    fn foundry_is_openai_shaped_with_azures_api_key_header() {
+        let p = provider(
+            "f",
+            "kind = \"foundry\"\nbase_url = \"http://127.0.0.1:9/openai/v1\"\napi_key = \"k\"",
+        );
+        assert_eq!(p.dialect(), Dialect::OpenAi);
+        assert_eq!(
+            target(&p, "/chat/completions", Some("gpt-4o"), ""),
+            "/openai/v1/chat/completions"
+        );
+        assert_eq!(auth(&p), "api-key: k\r\n");
+        assert!(p.overrides_request_header(b"API-Key"));
     }
 
     #[test]

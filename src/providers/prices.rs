@@ -6,6 +6,16 @@
 //! shipped name it starts with (`gpt-4o-2024-08-06` → `gpt-4o`,
 //! `claude-3-5-sonnet-20241022` → `claude-3-5-sonnet`); unknown models cost 0.
 //! Lookups borrow and never allocate.
+//!
+//! Cost = uncached input × input rate + cache reads × cache-read rate +
+//! cache writes × cache-write rate + output × output rate, over the disjoint
+//! parts of [`Usage::input_split`], so a cached token is priced once, at its
+//! own rate. Rates of a `[[prices]]` entry that gives none: cache reads and
+//! writes at the input rate. The shipped rates follow the providers' own:
+//! Anthropic writes at 1.25× input (the 5-minute cache) and reads at 0.1×
+//! (<https://platform.claude.com/docs/en/about-claude/pricing>); OpenAI and
+//! Gemini read at their per-model cached-input prices and report no writes
+//! (the write rate is the input rate, never used).
 
 use rustc_hash::FxHashMap;
 
@@ -16,66 +26,87 @@ use crate::config::PriceConfig;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Price {
     pub input: f64,
-    /// Cached (cache-read) input tokens; defaults to the input price.
-    pub cached_input: f64,
+    /// Input tokens read from a prompt cache.
+    pub cache_read: f64,
+    /// Input tokens written to a prompt cache.
+    pub cache_write: f64,
     pub output: f64,
 }
 
-/// (model, input, cached input, output), USD per million tokens.
-const SHIPPED: &[(&str, f64, f64, f64)] = &[
-    ("gpt-4o", 2.50, 1.25, 10.00),
-    ("gpt-4o-mini", 0.15, 0.075, 0.60),
-    ("gpt-4.1", 2.00, 0.50, 8.00),
-    ("gpt-4.1-mini", 0.40, 0.10, 1.60),
-    ("gpt-4.1-nano", 0.10, 0.025, 0.40),
-    ("gpt-5", 1.25, 0.125, 10.00),
-    ("gpt-5-mini", 0.25, 0.025, 2.00),
-    ("gpt-5-nano", 0.05, 0.005, 0.40),
-    ("o3", 2.00, 0.50, 8.00),
-    ("o3-mini", 1.10, 0.55, 4.40),
-    ("o4-mini", 1.10, 0.275, 4.40),
-    ("text-embedding-3-small", 0.02, 0.02, 0.0),
-    ("text-embedding-3-large", 0.13, 0.13, 0.0),
-    ("claude-opus-4", 15.00, 1.50, 75.00),
-    ("claude-sonnet-4", 3.00, 0.30, 15.00),
-    ("claude-haiku-4-5", 1.00, 0.10, 5.00),
-    ("claude-3-7-sonnet", 3.00, 0.30, 15.00),
-    ("claude-3-5-sonnet", 3.00, 0.30, 15.00),
-    ("claude-3-5-haiku", 0.80, 0.08, 4.00),
-    ("gemini-2.5-pro", 1.25, 0.31, 10.00),
-    ("gemini-2.5-flash", 0.30, 0.075, 2.50),
-    ("gemini-2.0-flash", 0.10, 0.025, 0.40),
-    ("deepseek-chat", 0.27, 0.07, 1.10),
-    ("deepseek-reasoner", 0.55, 0.14, 2.19),
-    ("mistral-large-latest", 2.00, 2.00, 6.00),
-    ("mistral-small-latest", 0.20, 0.20, 0.60),
-    ("grok-3", 3.00, 0.75, 15.00),
-    ("grok-3-mini", 0.30, 0.075, 0.50),
-    ("llama-3.3-70b-versatile", 0.59, 0.59, 0.79),
+/// Which cache-write rate a shipped model has.
+#[derive(Clone, Copy)]
+enum Write {
+    /// Anthropic's 5-minute cache write: 1.25× input.
+    Anthropic,
+    /// No write charge is reported; the input rate stands in.
+    Input,
+}
+
+/// (model, input, cache read, cache write, output), USD per million tokens.
+const SHIPPED: &[(&str, f64, f64, Write, f64)] = &[
+    ("gpt-4o", 2.50, 1.25, Write::Input, 10.00),
+    ("gpt-4o-mini", 0.15, 0.075, Write::Input, 0.60),
+    ("gpt-4.1", 2.00, 0.50, Write::Input, 8.00),
+    ("gpt-4.1-mini", 0.40, 0.10, Write::Input, 1.60),
+    ("gpt-4.1-nano", 0.10, 0.025, Write::Input, 0.40),
+    ("gpt-5", 1.25, 0.125, Write::Input, 10.00),
+    ("gpt-5-mini", 0.25, 0.025, Write::Input, 2.00),
+    ("gpt-5-nano", 0.05, 0.005, Write::Input, 0.40),
+    ("o3", 2.00, 0.50, Write::Input, 8.00),
+    ("o3-mini", 1.10, 0.55, Write::Input, 4.40),
+    ("o4-mini", 1.10, 0.275, Write::Input, 4.40),
+    ("text-embedding-3-small", 0.02, 0.02, Write::Input, 0.0),
+    ("text-embedding-3-large", 0.13, 0.13, Write::Input, 0.0),
+    ("claude-opus-4", 15.00, 1.50, Write::Anthropic, 75.00),
+    ("claude-sonnet-4", 3.00, 0.30, Write::Anthropic, 15.00),
+    ("claude-haiku-4-5", 1.00, 0.10, Write::Anthropic, 5.00),
+    ("claude-3-7-sonnet", 3.00, 0.30, Write::Anthropic, 15.00),
+    ("claude-3-5-sonnet", 3.00, 0.30, Write::Anthropic, 15.00),
+    ("claude-3-5-haiku", 0.80, 0.08, Write::Anthropic, 4.00),
+    ("gemini-2.5-pro", 1.25, 0.31, Write::Input, 10.00),
+    ("gemini-2.5-flash", 0.30, 0.075, Write::Input, 2.50),
+    ("gemini-2.0-flash", 0.10, 0.025, Write::Input, 0.40),
+    ("deepseek-chat", 0.27, 0.07, Write::Input, 1.10),
+    ("deepseek-reasoner", 0.55, 0.14, Write::Input, 2.19),
+    ("mistral-large-latest", 2.00, 2.00, Write::Input, 6.00),
+    ("mistral-small-latest", 0.20, 0.20, Write::Input, 0.60),
+    ("grok-3", 3.00, 0.75, Write::Input, 15.00),
+    ("grok-3-mini", 0.30, 0.075, Write::Input, 0.50),
+    ("llama-3.3-70b-versatile", 0.59, 0.59, Write::Input, 0.79),
 ];
 
+/// A rate in billionths of a dollar per million tokens: integral for any
+/// price given to nine decimals, so the sum below is exact and rounded once.
+fn nanos_per_million(usd_per_million: f64) -> u128 {
+    (usd_per_million * 1e9).round() as u128
+}
+
 impl Price {
-    /// The cost of `usage`, in millionths of a US dollar.
-    pub fn cost_micros(&self, usage: &Usage) -> u64 {
-        // USD per million tokens is exactly micro-dollars per token.
-        let cached = usage.cached_input_tokens.min(usage.input_tokens);
-        let micros = (usage.input_tokens - cached) as f64 * self.input
-            + cached as f64 * self.cached_input
-            + usage.output_tokens as f64 * self.output;
-        micros.round() as u64
+    /// The cost of `usage` in units of 10⁻¹⁵ US dollars (billionths of a
+    /// dollar per million tokens, times tokens): exact integer arithmetic.
+    fn cost_femtos(&self, usage: &Usage) -> u128 {
+        let (uncached, read, write) = usage.input_split();
+        uncached as u128 * nanos_per_million(self.input)
+            + read as u128 * nanos_per_million(self.cache_read)
+            + write as u128 * nanos_per_million(self.cache_write)
+            + usage.output_tokens as u128 * nanos_per_million(self.output)
     }
 
-    /// The cost of `usage`, in billionths of a US dollar: exact for prices
-    /// given to a thousandth of a dollar per million tokens, which is what
-    /// budgets are charged in.
-    pub fn cost_nanos(&self, usage: &Usage) -> u64 {
-        let cached = usage.cached_input_tokens.min(usage.input_tokens);
-        let nanos = ((usage.input_tokens - cached) as f64 * self.input
-            + cached as f64 * self.cached_input
-            + usage.output_tokens as f64 * self.output)
-            * 1000.0;
-        nanos.round() as u64
+    /// The cost of `usage`, in millionths of a US dollar (rounded half up).
+    pub fn cost_micros(&self, usage: &Usage) -> u64 {
+        rounded_div(self.cost_femtos(usage), 1_000_000_000)
     }
+
+    /// The cost of `usage`, in billionths of a US dollar (rounded half up):
+    /// exact for prices given to a thousandth of a dollar per million tokens,
+    /// which is what budgets are charged in.
+    pub fn cost_nanos(&self, usage: &Usage) -> u64 {
+        rounded_div(self.cost_femtos(usage), 1_000_000)
+    }
+}
+
+fn rounded_div(n: u128, d: u128) -> u64 {
+    u64::try_from((n + d / 2) / d).unwrap_or(u64::MAX)
 }
 
 pub struct PriceTable {
@@ -90,21 +121,25 @@ impl PriceTable {
     pub fn new(overrides: &[PriceConfig]) -> PriceTable {
         let mut exact: FxHashMap<String, Price> = SHIPPED
             .iter()
-            .map(|&(m, input, cached_input, output)| {
-                (
-                    m.to_string(),
-                    Price {
-                        input,
-                        cached_input,
-                        output,
-                    },
-                )
+            .map(|&(m, input, cache_read, write, output)| {
+                let cache_write = match write {
+                    Write::Anthropic => input * 1.25,
+                    Write::Input => input,
+                };
+                let price = Price {
+                    input,
+                    cache_read,
+                    cache_write,
+                    output,
+                };
+                (m.to_string(), price)
             })
             .collect();
         for p in overrides {
             let price = Price {
                 input: p.input,
-                cached_input: p.cached_input.unwrap_or(p.input),
+                cache_read: p.cached_input.unwrap_or(p.input),
+                cache_write: p.cache_write.unwrap_or(p.input),
                 output: p.output,
             };
             exact.insert(p.model.clone(), price);
@@ -135,11 +170,7 @@ mod tests {
     use super::*;
 
     fn usage(input: u64, cached: u64, output: u64) -> Usage {
-        Usage {
-            input_tokens: input,
-            output_tokens: output,
-            cached_input_tokens: cached,
-        }
+        Usage::from_inclusive(input, cached, output)
     }
 
     #[test]
@@ -172,16 +203,59 @@ mod tests {
                 model: "gpt-4o".into(),
                 input: 1.0,
                 cached_input: None,
+                cache_write: None,
                 output: 2.0,
             },
             PriceConfig {
                 model: "local-70b".into(),
                 input: 0.5,
                 cached_input: Some(0.1),
+                cache_write: Some(0.7),
                 output: 0.5,
             },
         ]);
         assert_eq!(t.cost_micros("gpt-4o", &usage(1000, 0, 1000)), 3000);
         assert_eq!(t.cost_micros("local-70b", &usage(100, 100, 0)), 10);
+        let written = Usage::from_additive(0, 0, 100, 0);
+        assert_eq!(t.cost_micros("local-70b", &written), 70);
+        // Without cache rates, cached tokens cost what uncached ones do.
+        let cached = Usage::from_additive(10, 20, 30, 0);
+        assert_eq!(t.cost_nanos_of("gpt-4o", &cached), 60_000);
+    }
+
+    impl PriceTable {
+        fn cost_nanos_of(&self, model: &str, usage: &Usage) -> u64 {
+            self.price(model).map_or(0, |p| p.cost_nanos(usage))
+        }
+    }
+
+    #[test]
+    fn anthropic_cache_writes_at_a_quarter_more_and_reads_at_a_tenth() {
+        let t = PriceTable::new(&[]);
+        let p = t.price("claude-sonnet-4-20250514").unwrap();
+        assert_eq!((p.input, p.cache_read, p.cache_write), (3.0, 0.30, 3.75));
+        // 6 uncached, 5678 read, 1234 written, 100 out: 6 * 3000 + 5678 *
+        // 300 + 1234 * 3750 + 100 * 15000 nano-dollars.
+        let u = Usage::from_additive(6, 5678, 1234, 100);
+        assert_eq!(p.cost_nanos(&u), 18_000 + 1_703_400 + 4_627_500 + 1_500_000);
+        assert_eq!(p.cost_micros(&u), 7849, "7848.9 micro-dollars, rounded");
+        let p = t.price("gpt-4o").unwrap();
+        assert_eq!(p.cache_write, p.input, "OpenAI reports no cache writes");
+    }
+
+    #[test]
+    fn sub_micro_prices_are_exact_in_nanos() {
+        let p = Price {
+            input: 0.005,
+            cache_read: 0.0005,
+            cache_write: 0.005,
+            output: 0.04,
+        };
+        // 999 uncached at 5, 1 read at 0.5, 3 out at 40 nano-dollars: 5115.5.
+        let u = Usage::from_inclusive(1000, 1, 3);
+        assert_eq!(p.cost_nanos(&u), 5116);
+        assert_eq!(p.cost_micros(&u), 5);
+        let huge = Usage::from_additive(u64::MAX, u64::MAX, 0, u64::MAX);
+        assert_eq!(p.cost_nanos(&huge), u64::MAX, "saturates, never wraps");
     }
 }

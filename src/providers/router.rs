@@ -256,6 +256,11 @@ impl Router {
     pub fn default_provider(&self) -> Option<usize> {
         self.default
     }
+
+    /// The provider configured under `name`.
+    pub fn provider_named(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
 }
 
 fn model_not_found(model: &str) -> Error {

@@ -7,7 +7,11 @@
 //! server only with one of its URL variables (a key alone cannot tell that
 //! a server runs), so what zero-config enables is never keyless by accident.
 
-use super::catalog::{CatalogEntry, Family, UrlVar::BaseUrl, UrlVar::OllamaHost, CATALOG};
+use super::catalog::{
+    CatalogEntry, Family,
+    UrlVar::{BaseUrl, OllamaHost, Template},
+    CATALOG,
+};
 use crate::config::{Config, ProviderConfig};
 use crate::telemetry::log_warn;
 
@@ -24,25 +28,41 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Config {
     config
 }
 
+/// Key variables other tools set for their own purposes (every GitHub
+/// Actions job has a GITHUB_TOKEN; the Hugging Face tools keep HF_TOKEN for
+/// downloads): set, they say nothing of wanting that provider, so its
+/// models would take bare names by surprise. Those providers are
+/// configured in the file (which reads the variable as their key).
+const NOT_AN_ENABLER: &[&str] = &["GITHUB_TOKEN", "HF_TOKEN"];
+
 /// An entry's zero-config provider, if the environment
 /// enables it: a hosted provider by its SDK's key variable (its base URL
 /// variable, where one is conventional, overrides the default); a local
 /// server only by its base URL variable, with a key when its variable is set.
-/// Azure needs both `AZURE_OPENAI_API_KEY` and `AZURE_OPENAI_ENDPOINT`, and
-/// takes `OPENAI_API_VERSION` as its `api_version`.
+/// A hosted provider without a default base URL needs its URL variable too:
+/// Azure both `AZURE_OPENAI_API_KEY` and `AZURE_OPENAI_ENDPOINT` (and takes
+/// `OPENAI_API_VERSION` as its `api_version`), Cloudflare
+/// `CLOUDFLARE_ACCOUNT_ID`, Foundry `AZURE_INFERENCE_ENDPOINT`.
 fn provider_from_env(
     entry: &CatalogEntry,
     var: &impl Fn(&str) -> Option<String>,
 ) -> Option<ProviderConfig> {
+    if entry.key_var.is_some_and(|k| NOT_AN_ENABLER.contains(&k)) {
+        return None;
+    }
     let set = |name: &str| var(name).filter(|v| !v.is_empty());
     let key = entry.key_var.and_then(set);
     if key.is_none() && !entry.local {
         return None;
     }
     let Some(base_url) = env_base_url(entry, var) else {
-        if let (Family::Azure, Some(k)) = (entry.family, entry.key_var) {
+        // A hosted provider without a default URL (Azure, Foundry,
+        // Cloudflare): its key alone is a half-done setup worth a word.
+        if let (false, Some(k), Some(u)) = (entry.local, entry.key_var, entry.url_vars.first()) {
             log_warn(format_args!(
-                "{k} is set but AZURE_OPENAI_ENDPOINT is not; Azure OpenAI stays disabled"
+                "{k} is set but {} is unset or unusable; provider {:?} stays disabled",
+                u.var(),
+                entry.name
             ));
         }
         return None;
@@ -68,6 +88,9 @@ fn env_base_url(entry: &CatalogEntry, var: &impl Fn(&str) -> Option<String>) -> 
             OllamaHost(name) => var(name)
                 .filter(|u| !u.is_empty())
                 .map(|h| ollama_host_base_url(&h)),
+            Template(name, template) => var(name)
+                .filter(|v| !v.is_empty())
+                .and_then(|v| templated_base_url(name, template, &v)),
         })
         .or_else(|| {
             // A local server is only assumed present when a variable says so.
@@ -76,6 +99,20 @@ fn env_base_url(entry: &CatalogEntry, var: &impl Fn(&str) -> Option<String>) -> 
                 .flatten()
                 .map(String::from)
         })
+}
+
+/// `template` with `{}` replaced by `value`, which must be one plain path
+/// segment (an account id): anything else could move the URL's host or
+/// path, so it is refused with a warning and the provider stays disabled.
+fn templated_base_url(name: &str, template: &str, value: &str) -> Option<String> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_');
+    if value.bytes().all(plain) {
+        return Some(template.replacen("{}", value, 1));
+    }
+    log_warn(format_args!(
+        "{name} must be letters, digits, `-` or `_`; the provider it configures stays disabled"
+    ));
+    None
 }
 
 /// Ollama's `OLLAMA_HOST` (`0.0.0.0`, `host:port`, `https://host/path`) as
@@ -145,8 +182,12 @@ mod tests {
         for entry in CATALOG.iter().filter(|e| !e.local) {
             let key_var = entry.key_var.unwrap();
             let c = from_env(env(&[(key_var, "k-1")]));
-            if entry.family == Family::Azure {
-                assert!(c.providers.is_empty(), "azure needs its endpoint too");
+            if NOT_AN_ENABLER.contains(&key_var) {
+                assert!(c.providers.is_empty(), "{key_var} enabled {}", entry.name);
+                continue;
+            }
+            if entry.default_base_url.is_none() {
+                assert!(c.providers.is_empty(), "{} needs its URL too", entry.name);
                 continue;
             }
             validate(&c).unwrap();
@@ -202,6 +243,45 @@ mod tests {
             "https://r.openai.azure.com",
         )]));
         assert!(c.providers.is_empty());
+    }
+
+    #[test]
+    fn foundry_needs_key_and_endpoint() {
+        let url = "https://res.services.ai.azure.com/openai/v1";
+        let c = from_env(env(&[
+            ("AZURE_INFERENCE_CREDENTIAL", "f"),
+            ("AZURE_INFERENCE_ENDPOINT", url),
+        ]));
+        validate(&c).unwrap();
+        let p = &c.providers["foundry"];
+        assert_eq!(p.base_url.as_deref(), Some(url));
+        assert_eq!(p.api_key.as_deref(), Some("f"));
+        let c = from_env(env(&[("AZURE_INFERENCE_ENDPOINT", url)]));
+        assert!(c.providers.is_empty());
+    }
+
+    #[test]
+    fn cloudflare_needs_key_and_a_plain_account_id() {
+        let c = from_env(env(&[
+            ("CLOUDFLARE_API_KEY", "cf"),
+            ("CLOUDFLARE_ACCOUNT_ID", "0123abc"),
+        ]));
+        validate(&c).unwrap();
+        let p = &c.providers["cloudflare"];
+        assert_eq!(
+            p.base_url.as_deref(),
+            Some("https://api.cloudflare.com/client/v4/accounts/0123abc/ai/v1")
+        );
+        assert_eq!(p.api_key.as_deref(), Some("cf"));
+        for id in ["", "a/b", "x.example.com#", "a?b"] {
+            let c = from_env(env(&[
+                ("CLOUDFLARE_API_KEY", "cf"),
+                ("CLOUDFLARE_ACCOUNT_ID", id),
+            ]));
+            assert!(c.providers.is_empty(), "{id:?}");
+        }
+        let c = from_env(env(&[("CLOUDFLARE_ACCOUNT_ID", "0123abc")]));
+        assert!(c.providers.is_empty(), "no key, no provider");
     }
 
     #[test]

@@ -17,7 +17,8 @@ use crate::error::{Error, Kind};
 use crate::governance::{presented_secret, unix_now, KeyEntry, KeyMemo, ShardKey};
 use crate::http1::framing::{request_framing, BodyKind, FramingError};
 use crate::net::ClientIo;
-use crate::providers::Dialect;
+use crate::providers::router::Router;
+use crate::providers::{Dialect, Family};
 use crate::shard::Shard;
 
 /// What admission came to.
@@ -96,6 +97,81 @@ fn key_expiry(key: &KeyEntry) -> String {
         .map(crate::governance::format_rfc3339)
         .unwrap_or_default()
 }
+
+/// The provider the `x-shardgate-provider` header names, if it is there.
+fn header_provider<S: ClientIo>(
+    router: &Router,
+    down: &Downstream<S>,
+) -> Result<Option<usize>, Error> {
+    let Some(name) = down.head.header(&down.rbuf, PROVIDER_HEADER) else {
+        return Ok(None);
+    };
+    let name = String::from_utf8_lossy(name);
+    match router.provider_named(name.trim()) {
+        Some(p) => Ok(Some(p)),
+        None => Err(Error::client(
+            Kind::NotFound,
+            format!("x-shardgate-provider names no configured provider: {name:?}"),
+        )),
+    }
+}
+
+/// A stored response's provider: the one named, else the default one;
+/// either must speak OpenAI's API.
+fn response_provider<S: ClientIo>(router: &Router, down: &Downstream<S>) -> Result<usize, Error> {
+    let provider = header_provider(router, down)?
+        .or(router.default_provider())
+        .ok_or_else(|| {
+            Error::client(
+                Kind::BadRequest,
+                "no default provider: name one with the x-shardgate-provider header",
+            )
+        })?;
+    let p = &router.providers[provider];
+    if p.dialect() != Dialect::OpenAi {
+        return Err(Error::client(
+            Kind::BadRequest,
+            format!(
+                "provider `{}` does not serve OpenAI's Responses API",
+                p.name
+            ),
+        ));
+    }
+    Ok(provider)
+}
+
+/// A pass-through's provider: the one named (unnamed, the path is the 404
+/// it always was), not an Azure one, whose paths name a deployment.
+fn pass_through_provider<S: ClientIo>(
+    router: &Router,
+    down: &Downstream<S>,
+) -> Result<usize, Error> {
+    let Some(provider) = header_provider(router, down)? else {
+        let (path, _) = split_target(down.head.target.get(&down.rbuf));
+        return Err(Error::client(
+            Kind::NotFound,
+            format!(
+                "Invalid URL ({} {}); to send it to a provider as it is, name one in x-shardgate-provider",
+                String::from_utf8_lossy(down.head.method.get(&down.rbuf)),
+                String::from_utf8_lossy(path)
+            ),
+        ));
+    };
+    let p = &router.providers[provider];
+    if p.family == Family::Azure {
+        return Err(Error::client(
+            Kind::BadRequest,
+            format!(
+                "provider `{}` is Azure OpenAI, whose paths name a deployment: pass-through cannot send to it",
+                p.name
+            ),
+        ));
+    }
+    Ok(provider)
+}
+
+/// The request header that names the provider of a request without a model.
+pub const PROVIDER_HEADER: &[u8] = b"x-shardgate-provider";
 
 /// Admits the request whose head is in `down`, noting in `ctx` what is
 /// known of it so far.
@@ -196,20 +272,33 @@ pub(super) async fn admit<S: ClientIo>(
     };
 
     let router = &ctx.generation.gateway.router;
-    // `/v1/models` passed to the default provider, when no models are configured.
-    let models_provider = match endpoint {
+    // Sent as it is to a provider: `/v1/models` to the default one when no
+    // models are configured, the routes that name no model to theirs.
+    let direct_provider = match endpoint {
         Endpoint::Health => return Ok(Admitted::Local(LocalAnswer::Health)),
         Endpoint::Models => match router.default_provider().filter(|_| !router.has_models) {
             Some(provider) => Some(provider),
             None => return Ok(Admitted::Local(LocalAnswer::Models)),
         },
+        Endpoint::ResponseById => Some(response_provider(router, down)?),
+        Endpoint::PassThrough => {
+            // Metered by nothing: not for a key something is checked against.
+            if ctx.key.as_ref().is_some_and(|k| !k.unrestricted()) {
+                return Err(Error::client(
+                    Kind::Forbidden,
+                    "this key has limits, a budget or a model list, which pass-through routes cannot check",
+                )
+                .into());
+            }
+            Some(pass_through_provider(router, down)?)
+        }
         _ => None,
     };
     Ok(Admitted::Upstream(Request {
         endpoint,
         body,
         query,
-        models_provider,
+        direct_provider,
         generated_id,
     }))
 }

@@ -72,7 +72,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
         endpoint,
         mut body,
         query,
-        models_provider,
+        direct_provider,
         generated_id,
     } = request;
     let gw = &generation.gateway;
@@ -91,7 +91,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
     };
     let mut scanned = None;
     let result = loop {
-        let (provider, plan) = match models_provider {
+        let (provider, plan) = match direct_provider {
             Some(provider) => (
                 provider,
                 Plan::PassThrough {
@@ -151,7 +151,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
         if let (Some(key), true, None) = (
             key.as_deref(),
             attempts.side.gate.is_none(),
-            models_provider,
+            direct_provider,
         ) {
             match govern::reserve(
                 gw,

@@ -66,9 +66,10 @@ pub(super) struct Request {
     pub body: Body,
     /// The query string's span of the client's head (in `rbuf`).
     pub query: Range<usize>,
-    /// `/v1/models` passed to this provider (the default one, when no
-    /// models are configured) instead of routed by the body's model.
-    pub models_provider: Option<usize>,
+    /// Sent to this provider as it is, not routed by a model: `/v1/models`
+    /// when no models are configured (the default provider), a stored
+    /// response's routes (the one the client names, else the default).
+    pub direct_provider: Option<usize>,
     /// The request id in [`Outcome::request_id`] is the gateway's, so the
     /// upstream head carries it (a client's own goes with its headers).
     pub generated_id: bool,

@@ -17,11 +17,28 @@ pub enum Endpoint {
     Messages,
     /// Anthropic's POST /v1/messages/count_tokens.
     CountTokens,
+    /// POST /v1/images/generations (JSON; `model` optional, as in OpenAI's).
+    ImageGenerations,
+    /// POST /v1/audio/speech: JSON in, audio out, relayed as it arrives.
+    AudioSpeech,
+    /// POST /v1/moderations (`model` optional).
+    Moderations,
+    /// POST /v1/rerank, the Cohere/Jina shape.
+    Rerank,
+    /// The Responses API on one stored response: GET or DELETE
+    /// `/v1/responses/{id}`, GET `…/input_items`, POST `…/cancel`. They
+    /// name no model: sent as they are to the provider the
+    /// `x-shardgate-provider` header names, else the default one.
+    ResponseById,
+    /// Any other path under `/v1/` (plain segments only), for a request
+    /// whose `x-shardgate-provider` header names a provider: sent to it as
+    /// it is, metered by nothing. Without the header it is a 404.
+    PassThrough,
 }
 
 /// Route labels for metrics and the access log, indexed by
 /// [`Endpoint::route_index`]; the last is for requests that matched none.
-pub const ROUTE_NAMES: [&str; 9] = [
+pub const ROUTE_NAMES: [&str; 15] = [
     "chat_completions",
     "completions",
     "embeddings",
@@ -30,11 +47,17 @@ pub const ROUTE_NAMES: [&str; 9] = [
     "health",
     "messages",
     "count_tokens",
+    "image_generations",
+    "audio_speech",
+    "moderations",
+    "rerank",
+    "response_by_id",
+    "passthrough",
     "unknown",
 ];
 
 /// Index of `"unknown"` in [`ROUTE_NAMES`].
-pub const UNKNOWN_ROUTE: usize = 8;
+pub const UNKNOWN_ROUTE: usize = ROUTE_NAMES.len() - 1;
 
 impl Endpoint {
     pub fn route_index(self) -> usize {
@@ -47,10 +70,18 @@ impl Endpoint {
             Endpoint::Health => 5,
             Endpoint::Messages => 6,
             Endpoint::CountTokens => 7,
+            Endpoint::ImageGenerations => 8,
+            Endpoint::AudioSpeech => 9,
+            Endpoint::Moderations => 10,
+            Endpoint::Rerank => 11,
+            Endpoint::ResponseById => 12,
+            Endpoint::PassThrough => 13,
         }
     }
 
-    /// The path appended to the provider's base URL (which carries `/v1`).
+    /// The path appended to the provider's base URL (which carries `/v1`);
+    /// for [`Endpoint::ResponseById`] and [`Endpoint::PassThrough`], the
+    /// client's path is sent instead.
     pub fn upstream_path(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "/chat/completions",
@@ -61,7 +92,24 @@ impl Endpoint {
             Endpoint::Health => "/health",
             Endpoint::Messages => "/messages",
             Endpoint::CountTokens => "/messages/count_tokens",
+            Endpoint::ImageGenerations => "/images/generations",
+            Endpoint::AudioSpeech => "/audio/speech",
+            Endpoint::Moderations => "/moderations",
+            Endpoint::Rerank => "/rerank",
+            Endpoint::ResponseById => "/responses",
+            Endpoint::PassThrough => "",
         }
+    }
+
+    /// OpenAI's API defaults the model here: a body without one goes to
+    /// the default provider as it is.
+    pub fn model_optional(self) -> bool {
+        matches!(self, Endpoint::ImageGenerations | Endpoint::Moderations)
+    }
+
+    /// Whether the client's own path (without `/v1`) goes upstream.
+    pub fn sends_client_path(self) -> bool {
+        matches!(self, Endpoint::ResponseById | Endpoint::PassThrough)
     }
 
     /// The dialect the client speaks on this endpoint.
@@ -90,39 +138,102 @@ pub fn method_forbids_content(method: &[u8]) -> bool {
     matches!(method, b"GET" | b"HEAD" | b"DELETE" | b"TRACE" | b"CONNECT")
 }
 
+/// The path of the API under the provider's base URL: the client's path
+/// without its `/v1`.
+pub fn api_path(path: &[u8]) -> &[u8] {
+    path.strip_prefix(b"/v1").unwrap_or(path)
+}
+
+/// A stored response's id as OpenAI makes them (`resp_…`): letters,
+/// digits, `_` and `-`, so the path sent upstream is the one checked here.
+fn is_response_id(id: &[u8]) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A path the gateway may send as it is: under `/v1/`, each segment
+/// non-empty, of unreserved characters (RFC 3986 §2.3) and not `.` or `..`,
+/// so it names the same resource under the provider's base path and
+/// cannot climb out of it (no dot segments, no percent-encoding to undo).
+fn is_plain_api_path(path: &[u8]) -> bool {
+    let Some(rest) = path.strip_prefix(b"/v1/") else {
+        return false;
+    };
+    rest.len() <= 512
+        && rest.split(|&b| b == b'/').all(|seg| {
+            !seg.is_empty()
+                && seg != b"."
+                && seg != b".."
+                && seg
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+        })
+}
+
+/// The methods of a path under `/v1/responses/`, if it is one of the API's.
+fn response_by_id(rest: &[u8]) -> Option<&'static [&'static [u8]]> {
+    let (id, sub) = match rest.iter().position(|&b| b == b'/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, &b""[..]),
+    };
+    if !is_response_id(id) {
+        return None;
+    }
+    match sub {
+        b"" => Some(&[b"GET", b"DELETE"]),
+        b"/input_items" => Some(&[b"GET"]),
+        b"/cancel" => Some(&[b"POST"]),
+        _ => None,
+    }
+}
+
 /// Maps method + path to an endpoint, or the OpenAI-style 404/405.
 pub fn classify(method: &[u8], path: &[u8]) -> Result<Endpoint, Error> {
-    let api = path.strip_prefix(b"/v1").unwrap_or(path);
-    let (endpoint, allowed): (Endpoint, &[u8]) = match api {
-        b"/chat/completions" => (Endpoint::ChatCompletions, b"POST"),
-        b"/completions" => (Endpoint::Completions, b"POST"),
-        b"/embeddings" => (Endpoint::Embeddings, b"POST"),
-        b"/responses" => (Endpoint::Responses, b"POST"),
-        b"/models" => (Endpoint::Models, b"GET"),
-        b"/messages" => (Endpoint::Messages, b"POST"),
-        b"/messages/count_tokens" => (Endpoint::CountTokens, b"POST"),
-        b"/health" if path == b"/health" => (Endpoint::Health, b"GET"),
-        _ => {
-            return Err(Error::client(
-                Kind::NotFound,
-                format!(
-                    "Invalid URL ({} {})",
-                    String::from_utf8_lossy(method),
-                    String::from_utf8_lossy(path)
-                ),
-            ))
-        }
+    let api = api_path(path);
+    let (endpoint, allowed): (Endpoint, &[&[u8]]) = match api {
+        b"/chat/completions" => (Endpoint::ChatCompletions, &[b"POST"]),
+        b"/completions" => (Endpoint::Completions, &[b"POST"]),
+        b"/embeddings" => (Endpoint::Embeddings, &[b"POST"]),
+        b"/responses" => (Endpoint::Responses, &[b"POST"]),
+        b"/models" => (Endpoint::Models, &[b"GET"]),
+        b"/messages" => (Endpoint::Messages, &[b"POST"]),
+        b"/messages/count_tokens" => (Endpoint::CountTokens, &[b"POST"]),
+        b"/images/generations" => (Endpoint::ImageGenerations, &[b"POST"]),
+        b"/audio/speech" => (Endpoint::AudioSpeech, &[b"POST"]),
+        b"/moderations" => (Endpoint::Moderations, &[b"POST"]),
+        b"/rerank" => (Endpoint::Rerank, &[b"POST"]),
+        b"/health" if path == b"/health" => (Endpoint::Health, &[b"GET"]),
+        _ => match api.strip_prefix(b"/responses/").and_then(response_by_id) {
+            Some(methods) => (Endpoint::ResponseById, methods),
+            None if is_plain_api_path(path) => return Ok(Endpoint::PassThrough),
+            None => {
+                return Err(Error::client(
+                    Kind::NotFound,
+                    format!(
+                        "Invalid URL ({} {})",
+                        String::from_utf8_lossy(method),
+                        String::from_utf8_lossy(path)
+                    ),
+                ))
+            }
+        },
     };
-    if method == allowed || (allowed == b"GET" && method == b"HEAD") {
+    if allowed
+        .iter()
+        .any(|&m| method == m || (m == b"GET" && method == b"HEAD"))
+    {
         Ok(endpoint)
     } else {
+        let allowed: Vec<_> = allowed.iter().map(|m| String::from_utf8_lossy(m)).collect();
         Err(Error::client(
             Kind::MethodNotAllowed,
             format!(
                 "Method {} is not allowed for {}; use {}",
                 String::from_utf8_lossy(method),
                 String::from_utf8_lossy(path),
-                String::from_utf8_lossy(allowed)
+                allowed.join(" or ")
             ),
         ))
     }
@@ -148,6 +259,31 @@ mod tests {
             (b"GET", b"/health", Endpoint::Health),
             (b"POST", b"/v1/messages", Endpoint::Messages),
             (b"POST", b"/v1/messages/count_tokens", Endpoint::CountTokens),
+            (
+                b"POST",
+                b"/v1/images/generations",
+                Endpoint::ImageGenerations,
+            ),
+            (b"POST", b"/v1/audio/speech", Endpoint::AudioSpeech),
+            (b"POST", b"/v1/moderations", Endpoint::Moderations),
+            (b"POST", b"/v1/rerank", Endpoint::Rerank),
+            (b"POST", b"/rerank", Endpoint::Rerank),
+            (
+                b"GET",
+                b"/v1/responses/resp_abc-1_2",
+                Endpoint::ResponseById,
+            ),
+            (b"DELETE", b"/v1/responses/resp_abc", Endpoint::ResponseById),
+            (
+                b"GET",
+                b"/v1/responses/resp_abc/input_items",
+                Endpoint::ResponseById,
+            ),
+            (
+                b"POST",
+                b"/v1/responses/resp_abc/cancel",
+                Endpoint::ResponseById,
+            ),
         ] {
             assert_eq!(classify(m, p).unwrap(), e);
         }
@@ -155,7 +291,7 @@ mod tests {
 
     #[test]
     fn unknown_paths_404_and_wrong_methods_405() {
-        assert_eq!(classify(b"POST", b"/v1/nope").unwrap_err().status(), 404);
+        assert_eq!(classify(b"POST", b"/nope").unwrap_err().status(), 404);
         assert_eq!(
             classify(b"GET", b"/v1/chat/completions")
                 .unwrap_err()
@@ -163,7 +299,53 @@ mod tests {
             405
         );
         assert_eq!(classify(b"POST", b"/v1/models").unwrap_err().status(), 405);
-        assert_eq!(classify(b"GET", b"/v1/health").unwrap_err().status(), 404);
+        assert_eq!(
+            classify(b"POST", b"/v1/responses/resp_1")
+                .unwrap_err()
+                .status(),
+            405
+        );
+        assert_eq!(
+            classify(b"GET", b"/v1/responses/resp_1/cancel")
+                .unwrap_err()
+                .status(),
+            405
+        );
+    }
+
+    #[test]
+    fn other_v1_paths_pass_through_only_when_plain() {
+        // Any plain path under /v1/ (admit refuses it without a provider).
+        for p in [
+            &b"/v1/nope"[..],
+            b"/v1/health",
+            b"/v1/files",
+            b"/v1/files/file-abc123/content",
+            b"/v1/batches/batch_1/cancel",
+            b"/v1/responses/resp_1/other",
+            b"/v1/fine_tuning/jobs",
+            b"/v1/a.b~c-d_e",
+        ] {
+            assert_eq!(classify(b"GET", p).unwrap(), Endpoint::PassThrough, "{p:?}");
+        }
+        // Nothing that could name another resource under the provider's
+        // base path, or that the provider would decode into another.
+        for p in [
+            &b"/v1/"[..],
+            b"/v1",
+            b"/v1/responses/",
+            b"/v1/responses/../models",
+            b"/v1/a/./b",
+            b"/v1/a//b",
+            b"/v1/a/",
+            b"/v1/responses/resp%2F1",
+            b"/v1/%2e%2e/admin",
+            b"/v1/a b",
+            b"/v1/a;b",
+            b"/files",
+        ] {
+            assert_eq!(classify(b"GET", p).unwrap_err().status(), 404, "{p:?}");
+        }
     }
 
     #[test]

@@ -163,6 +163,9 @@ pub async fn forward<S: ClientIo>(
         });
         return (Ok(Relayed::Held), body_buf);
     }
+    if side.head.is_event_stream(&urbuf) {
+        up.ack_promptly();
+    }
     let relayed = match translation {
         None => relay_response(&mut up, urbuf, req.head, side, client, facts, clock).await,
         Some(call) => relay_translated(&mut up, urbuf, side, client, facts, call, clock).await,

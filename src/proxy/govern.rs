@@ -123,7 +123,7 @@ pub(super) async fn reserve(
             p.cost_nanos(&Usage {
                 input_tokens,
                 output_tokens,
-                cached_input_tokens: 0,
+                ..Usage::default()
             })
         })
     };
@@ -262,7 +262,7 @@ pub(super) fn settle(
         None if answered => Usage {
             input_tokens: input_estimate(body_bytes),
             output_tokens: output_seen,
-            cached_input_tokens: 0,
+            ..Usage::default()
         },
         None => Usage::default(),
     };

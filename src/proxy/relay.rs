@@ -48,10 +48,7 @@ pub(super) async fn relay_response(
 ) -> Result<Relayed, Error> {
     side.report.reusable = false;
     side.report.status = side.head.status;
-    side.report.streamed = side
-        .head
-        .header(&urbuf, b"content-type")
-        .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
+    side.report.streamed = side.head.is_event_stream(&urbuf);
     let framing = response_framing(&urbuf, &side.head, facts.is_head).map_err(|e| {
         Error::upstream(
             Kind::UpstreamProtocol,
@@ -193,7 +190,11 @@ async fn read_body_start(
         usage_scan.as_mut(),
     )?;
     let mut body_end = head_len + initial;
-    if !side.report.streamed && decoded.is_none() && !progress.is_done() {
+    // Held so that a cut can still be retried; audio (speech) is relayed as
+    // it comes instead, like a stream: its first bytes are what a player
+    // waits for.
+    let held = !side.report.streamed && !side.head.content_type_is(&urbuf, b"audio/");
+    if held && decoded.is_none() && !progress.is_done() {
         body_end = read_held_body(up, &mut urbuf, &mut progress, side, body_end, clock).await?;
     }
     // Tokens: a whole JSON body is read in place, with no copy (the common

@@ -83,6 +83,9 @@ pub(super) fn plan_request<'a>(
         Source::Scanned(top) => (top.reborrow(), None),
     };
     let Some(model) = top.model else {
+        if endpoint.model_optional() {
+            return model_less(gw, endpoint);
+        }
         return Err(
             Error::client(Kind::BadRequest, "you must provide a model parameter")
                 .with_param("model"),
@@ -204,6 +207,30 @@ pub(super) fn plan_request<'a>(
     let (api_path, upstream_model) = plan.target(endpoint);
     provider.check_request_target(api_path, upstream_model)?;
     Ok((provider_idx, plan))
+}
+
+/// A body without `model` where the API defaults it: to the default
+/// provider, unchanged, when it speaks that API.
+fn model_less<'a>(gw: &Gateway, endpoint: Endpoint) -> Result<(usize, Plan<'a>), Error> {
+    let provider = gw
+        .router
+        .default_provider()
+        .filter(|&p| gw.router.providers[p].dialect() == endpoint.client_dialect())
+        .ok_or_else(|| {
+            Error::client(
+                Kind::BadRequest,
+                "you must provide a model parameter (no default provider serves this API)",
+            )
+            .with_param("model")
+        })?;
+    let plan = Plan::PassThrough {
+        upstream_model: Cow::Borrowed(""),
+        patch: None,
+        inject_usage: None,
+    };
+    let (api_path, model) = plan.target(endpoint);
+    gw.router.providers[provider].check_request_target(api_path, model)?;
+    Ok((provider, plan))
 }
 
 /// The 400 for a body the admission scan refused.

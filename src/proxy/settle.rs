@@ -40,7 +40,7 @@ pub(super) fn settle(shard: &Shard, ctx: &mut RequestCtx) {
             q.count_tokens(second, tokens);
         }
     }
-    let cost_micros = price.map_or(0, |p| p.cost_micros(&usage));
+    let cost_nanos = price.map_or(0, |p| p.cost_nanos(&usage));
     let provider = outcome
         .provider
         .map_or(labels.no_provider(), |p| labels.provider(p));
@@ -61,7 +61,9 @@ pub(super) fn settle(shard: &Shard, ctx: &mut RequestCtx) {
         usage: metrics::Usage {
             input_tokens: usage.input_tokens,
             output_tokens: usage.output_tokens,
-            cost_micros,
+            cache_read_tokens: usage.cache_read_tokens,
+            cache_write_tokens: usage.cache_write_tokens,
+            cost_nanos,
         },
     });
     if let Some(log) = shard.access_log.borrow_mut().as_mut() {
@@ -81,7 +83,9 @@ pub(super) fn settle(shard: &Shard, ctx: &mut RequestCtx) {
                 status: outcome.status,
                 input_tokens: usage.input_tokens,
                 output_tokens: usage.output_tokens,
-                cost_micros,
+                cache_read_tokens: usage.cache_read_tokens,
+                cache_write_tokens: usage.cache_write_tokens,
+                cost_nanos,
                 overhead: total.saturating_sub(outcome.upstream.unwrap_or_default()),
                 upstream: outcome.upstream,
                 ttft: outcome.ttft,

@@ -105,16 +105,11 @@ impl StreamTranslator {
     }
 
     fn usage(&self) -> Option<Usage> {
-        let u = match self {
-            StreamTranslator::ToAnthropic(t) => t.usage(),
-            StreamTranslator::ToOpenAi(t) => t.usage(),
-            StreamTranslator::HideUsage(usage) => return *usage,
-        };
-        Some(Usage {
-            input_tokens: u.input_tokens,
-            output_tokens: u.output_tokens,
-            cached_input_tokens: 0,
-        })
+        match self {
+            StreamTranslator::ToAnthropic(t) => Some(t.usage()),
+            StreamTranslator::ToOpenAi(t) => Some(t.usage()),
+            StreamTranslator::HideUsage(usage) => *usage,
+        }
     }
 }
 
@@ -159,10 +154,7 @@ pub async fn relay_translated(
 
     // Hiding the usage chunk only applies to an event stream; an upstream
     // that answered a stream request with a plain body is passed on as is.
-    let is_sse = side
-        .head
-        .header(&body.urbuf, b"content-type")
-        .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
+    let is_sse = side.head.is_event_stream(&body.urbuf);
     let hiding_without_stream = matches!(call.translation, Translation::HideUsageChunk) && !is_sse;
     if !call.stream || !(200..300).contains(&status) || hiding_without_stream {
         let whole = collect_whole(up, body, side, call, clock).await?;

@@ -8,7 +8,7 @@
 //! slices of the client's body.
 
 use super::downstream::Body;
-use super::endpoint::Endpoint;
+use super::endpoint::{api_path, split_target, Endpoint};
 use super::exchange::OutgoingRequest;
 use super::headers::{
     is_forwarded_request_header, push_accept_identity, push_forwarded_for, ConnectionOptions,
@@ -61,7 +61,14 @@ pub(super) fn upstream_request(
                 patch: patch.clone().map(|span| (span, upstream_model.as_ref())),
                 insert: insert.map(|(_, member)| member),
             };
-            let (head, ranges) = build_head(source, endpoint.upstream_path(), model, edits);
+            let path = if endpoint.sends_client_path() {
+                // Checked by `classify`: plain ASCII segments.
+                let (path, _) = split_target(source.head.target.get(source.rbuf));
+                std::str::from_utf8(api_path(path)).expect("classify admits ASCII only")
+            } else {
+                endpoint.upstream_path()
+            };
+            let (head, ranges) = build_head(source, path, model, edits);
             let insert = insert.map(|(at, _)| (at, ranges.insert.clone()));
             let call = inject_usage.map(|_| TranslatedCall {
                 translation: Translation::HideUsageChunk,

@@ -59,10 +59,15 @@ pub struct AccessRecord<'a> {
     pub model: &'a str,
     pub provider: Option<&'a str>,
     pub status: u16,
+    /// Every prompt token, the cache reads and writes included.
     pub input_tokens: u64,
     pub output_tokens: u64,
-    /// Millionths of a US dollar.
-    pub cost_micros: u64,
+    /// The part of `input_tokens` read from a prompt cache.
+    pub cache_read_tokens: u64,
+    /// The part of `input_tokens` written to a prompt cache.
+    pub cache_write_tokens: u64,
+    /// Billionths of a US dollar.
+    pub cost_nanos: u64,
     /// Time spent in the gateway itself.
     pub overhead: Duration,
     pub upstream: Option<Duration>,
@@ -108,8 +113,10 @@ impl AccessRecord<'_> {
         });
         push_field(out, b",\"input_tokens\":", self.input_tokens);
         push_field(out, b",\"output_tokens\":", self.output_tokens);
+        push_field(out, b",\"cache_read_tokens\":", self.cache_read_tokens);
+        push_field(out, b",\"cache_write_tokens\":", self.cache_write_tokens);
         out.extend_from_slice(b",\"cost_usd\":");
-        push_fixed(out, self.cost_micros, 1_000_000, 6);
+        push_fixed(out, self.cost_nanos, 1_000_000_000, 9);
         push_field(
             out,
             b",\"overhead_us\":",

@@ -245,17 +245,25 @@ impl ProviderCounters {
 /// Tokens and cost for one (provider, model).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
+    /// Every prompt token, the cache reads and writes included.
     pub input_tokens: u64,
     pub output_tokens: u64,
-    /// Cost in millionths of a US dollar.
-    pub cost_micros: u64,
+    /// The part of `input_tokens` read from a prompt cache.
+    pub cache_read_tokens: u64,
+    /// The part of `input_tokens` written to a prompt cache.
+    pub cache_write_tokens: u64,
+    /// Cost in billionths of a US dollar: summed exactly, rounded only
+    /// when rendered.
+    pub cost_nanos: u64,
 }
 
 impl Usage {
     fn add(&mut self, o: &Usage) {
         self.input_tokens += o.input_tokens;
         self.output_tokens += o.output_tokens;
-        self.cost_micros += o.cost_micros;
+        self.cache_read_tokens += o.cache_read_tokens;
+        self.cache_write_tokens += o.cache_write_tokens;
+        self.cost_nanos += o.cost_nanos;
     }
 }
 
@@ -605,7 +613,9 @@ mod tests {
             usage: Usage {
                 input_tokens: 10,
                 output_tokens: 5,
-                cost_micros: 7,
+                cache_read_tokens: 4,
+                cache_write_tokens: 1,
+                cost_nanos: 7,
             },
         }
     }
@@ -685,8 +695,13 @@ mod tests {
         assert_eq!(m.providers[&Arc::<str>::from("anthropic")].retries, 1);
         let u = m.usage[&(Arc::from("openai"), Arc::from("fast"))];
         assert_eq!(
-            (u.input_tokens, u.output_tokens, u.cost_micros),
+            (u.input_tokens, u.output_tokens, u.cost_nanos),
             (40, 20, 28)
+        );
+        assert_eq!(
+            (u.cache_read_tokens, u.cache_write_tokens),
+            (16, 4),
+            "cache counts add up as the others do"
         );
         let h = &m.request_duration[&Arc::<str>::from("openai")];
         assert_eq!(h.count(), 4);

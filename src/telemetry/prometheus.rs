@@ -180,8 +180,28 @@ pub fn render(m: &MergedMetrics, out: &mut String) {
             "shardgate_cost_usd_total",
             &[("provider", provider), ("model", model)],
         );
-        push_micros(out, u.cost_micros);
+        push_nanos(out, u.cost_nanos);
         out.push('\n');
+    }
+
+    family(
+        out,
+        "shardgate_cache_tokens_total",
+        "counter",
+        "Input tokens read from (kind=\"read\") or written to (kind=\"write\") a provider's prompt cache; part of shardgate_tokens_total{direction=\"input\"}, not added to it.",
+    );
+    for ((provider, model), u) in &m.usage {
+        for (kind, v) in [
+            ("read", u.cache_read_tokens),
+            ("write", u.cache_write_tokens),
+        ] {
+            sample(
+                out,
+                "shardgate_cache_tokens_total",
+                &[("provider", provider), ("model", model), ("kind", kind)],
+                v,
+            );
+        }
     }
 
     let slow = [
@@ -316,6 +336,15 @@ fn push_micros(out: &mut String, micros: u64) {
     let frac = micros % 1_000_000;
     if frac != 0 {
         let digits = format!(".{frac:06}");
+        out.push_str(digits.trim_end_matches('0'));
+    }
+}
+
+fn push_nanos(out: &mut String, nanos: u64) {
+    out.push_str(itoa::Buffer::new().format(nanos / 1_000_000_000));
+    let frac = nanos % 1_000_000_000;
+    if frac != 0 {
+        let digits = format!(".{frac:09}");
         out.push_str(digits.trim_end_matches('0'));
     }
 }

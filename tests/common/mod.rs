@@ -551,6 +551,27 @@ pub fn mock_json(path: &str, model: &str, req: &Value) -> Value {
                       "input_tokens_details": {"cached_tokens": 0},
                       "output_tokens_details": {"reasoning_tokens": 0}},
         }),
+        "/images/generations" => json!({
+            "created": CREATED,
+            "data": [{"b64_json": "aW1hZ2U=", "revised_prompt": req["prompt"]}],
+            "usage": {"input_tokens": 9, "output_tokens": 272, "total_tokens": 281,
+                      "input_tokens_details": {"text_tokens": 9, "image_tokens": 0}},
+        }),
+        "/moderations" => json!({
+            "id": "modr-mock", "model": model,
+            "results": [{"flagged": false, "categories": {"violence": false},
+                         "category_scores": {"violence": 0.001}}],
+        }),
+        "/rerank" => json!({
+            "id": "rerank-mock", "model": model,
+            "results": [{"index": 1, "relevance_score": 0.9}, {"index": 0, "relevance_score": 0.1}],
+            "meta": {"billed_units": {"search_units": 1}},
+        }),
+        p if p.starts_with("/responses/") => json!({
+            "id": p.trim_start_matches("/responses/").split('/').next().unwrap_or(""),
+            "object": "response", "created_at": CREATED, "status": "completed",
+            "model": "gpt-4o-mini", "output": [], "path": p,
+        }),
         "/models" => json!({
             "object": "list",
             "data": [
@@ -683,15 +704,14 @@ pub fn free_port() -> u16 {
 /// every variable that enables a zero-config provider is removed, so a
 /// developer's own keys cannot add providers to a test.
 pub fn gateway_command() -> Command {
-    use shardgate::providers::catalog::{UrlVar, CATALOG};
+    use shardgate::providers::catalog::CATALOG;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardgate"));
     for entry in CATALOG {
         if let Some(key) = entry.key_var {
             cmd.env_remove(key);
         }
         for v in entry.url_vars {
-            let (UrlVar::BaseUrl(name) | UrlVar::OllamaHost(name)) = *v;
-            cmd.env_remove(name);
+            cmd.env_remove(v.var());
         }
     }
     for v in [

@@ -19,8 +19,13 @@
 //!   the target protocol needs (open block, tool-call indices, usage), never
 //!   the stream itself.
 //! - Fields with no counterpart in the target dialect are dropped rather than
-//!   guessed; inputs the target cannot express faithfully (server tools,
-//!   `n > 1`, audio) are refused with [`TranslateError::Unsupported`].
+//!   guessed (Anthropic's `cache_control` going to OpenAI, which caches by
+//!   itself; it is kept going the other way, see `request_to_anthropic`);
+//!   inputs the target cannot express faithfully (server tools, `n > 1`,
+//!   audio) are refused with [`TranslateError::Unsupported`].
+//! - Usage keeps its totals both ways: cache reads and writes are parts of
+//!   the gateway's input ([`crate::api::usage`]), apart from `input_tokens`
+//!   in Anthropic's dialect and inside `prompt_tokens` in OpenAI's.
 //! - A request translation does work in proportion to its bytes and to its
 //!   messages and blocks, both bounded ([`TranslateLimits`], refused with
 //!   [`TranslateError::TooLarge`] as soon as a count passes its limit); a
@@ -250,13 +255,10 @@ impl Budget {
     }
 }
 
-/// Tokens an upstream reported, in the gateway's terms: every prompt token
-/// (cached or not) counts as input.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TokenUsage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-}
+/// Tokens an upstream reported, in the gateway's terms
+/// ([`crate::api::usage`]): every prompt token (cached or not) counts as
+/// input, and the cache reads and writes are parts of it.
+pub type TokenUsage = crate::api::usage::Usage;
 
 /// The id with its dialect prefix swapped, so an upstream id stays traceable in
 /// the client's logs: `chatcmpl-abc` ⇄ `msg_abc`.

@@ -7,10 +7,16 @@
 //! and the tool results to lead the user turn that follows a tool call.
 //! Anthropic requires `max_tokens`, so one is always written.
 //!
+//! `cache_control` on a content part or a tool (the convention OpenAI-style
+//! gateways use to reach Anthropic's prompt caching; OpenAI itself ignores
+//! it) is kept on the Anthropic block or tool it becomes. A system prompt
+//! with one is written as text blocks, each with its part's breakpoint;
+//! without one, as a single string.
+//!
 //! The output is written in one pass over the input's text (see `raw`), the
 //! system prompt in a second walk over the turns rather than collected.
 
-use super::raw::{self, document, Raw};
+use super::raw::{self, document, Raw, NULL};
 use super::write::{joined_string, joined_text, joined_text_inner, Arr, Obj};
 use super::{Budget, TranslateError, TranslateLimits};
 
@@ -94,15 +100,38 @@ pub(super) fn translate(
         }
     }
     messages.close();
-    if system_prompts > 0 {
-        // Every system and developer prompt, in order, joined as one.
-        let prompts = turns.elements().filter_map(|turn| {
+    let prompts = || {
+        turns.elements().filter_map(|turn| {
             let [role, content] = turn.pick(["role", "content"]);
             (role.is_str_eq("system") || role.is_str_eq("developer")).then_some(content)
-        });
+        })
+    };
+    let cached_system = || {
+        prompts().any(|content| {
+            content
+                .elements()
+                .any(|part| part.get("cache_control").is_object())
+        })
+    };
+    if system_prompts > 0 && cached_system() {
+        // A breakpoint marks the end of a cached prefix, so each part keeps
+        // its own block rather than being joined into one string.
+        let mut blocks = Merged::open(top.key("system"));
+        for content in prompts() {
+            if content.is_str() {
+                write_text_block(content, NULL, &mut blocks, "system");
+            }
+            for part in content.elements() {
+                let [text, cache_control] = part.pick(["text", "cache_control"]);
+                write_text_block(text, cache_control, &mut blocks, "system");
+            }
+        }
+        blocks.close_flat();
+    } else if system_prompts > 0 {
+        // Every system and developer prompt, in order, joined as one.
         let out = top.key("system");
         out.push(b'"');
-        for (i, content) in prompts.enumerate() {
+        for (i, content) in prompts().enumerate() {
             if i > 0 {
                 out.extend_from_slice(b"\\n\\n");
             }
@@ -204,6 +233,21 @@ impl<'o> Merged<'o> {
         }
         self.out.push(b']');
     }
+
+    /// Starts the next block of a flat array of blocks that belong to no
+    /// message (the system prompt's).
+    fn flat_block(&mut self) -> &mut Vec<u8> {
+        if self.open_role.is_some() {
+            self.out.push(b',');
+        }
+        self.open_role = Some("");
+        self.out
+    }
+
+    /// Ends a flat array begun with [`Self::open`].
+    fn close_flat(self) {
+        self.out.push(b']');
+    }
 }
 
 fn push_user_blocks(
@@ -212,7 +256,7 @@ fn push_user_blocks(
     budget: &mut Budget,
 ) -> Result<(), TranslateError> {
     if content.is_str() {
-        write_text_block(content, messages, "user");
+        write_text_block(content, NULL, messages, "user");
         return Ok(());
     }
     if !content.is_array() {
@@ -222,9 +266,10 @@ fn push_user_blocks(
     }
     for part in content.elements() {
         budget.blocks(1)?;
-        let [kind, text, image_url] = part.pick(["type", "text", "image_url"]);
+        let [kind, text, image_url, cache_control] =
+            part.pick(["type", "text", "image_url", "cache_control"]);
         if kind.is_str_eq("text") {
-            write_text_block(text, messages, "user");
+            write_text_block(text, cache_control, messages, "user");
         } else if kind.is_str_eq("image_url") {
             write_image_block(image_url.get("url"), messages)?;
         } else {
@@ -238,12 +283,27 @@ fn push_user_blocks(
 }
 
 /// A text block, unless the text is empty or not a string: Anthropic refuses
-/// empty text blocks, which OpenAI clients send freely.
-fn write_text_block(text: Raw<'_>, messages: &mut Merged<'_>, role: &'static str) {
+/// empty text blocks, which OpenAI clients send freely. `cache_control` is
+/// kept when it is an object. Role `system` writes into the flat array of
+/// the system prompt.
+fn write_text_block(
+    text: Raw<'_>,
+    cache_control: Raw<'_>,
+    messages: &mut Merged<'_>,
+    role: &'static str,
+) {
     if text.str_inner().is_some_and(|t| !t.is_empty()) {
-        let mut block = Obj::open(messages.block(role));
+        let out = if role == "system" {
+            messages.flat_block()
+        } else {
+            messages.block(role)
+        };
+        let mut block = Obj::open(out);
         block.json("type", "\"text\"");
         block.raw("text", text);
+        if cache_control.is_object() {
+            block.raw("cache_control", cache_control);
+        }
         block.close();
     }
 }
@@ -303,13 +363,13 @@ fn push_assistant_blocks(
     budget: &mut Budget,
 ) -> Result<(), TranslateError> {
     if content.is_str() {
-        write_text_block(content, messages, "assistant");
+        write_text_block(content, NULL, messages, "assistant");
     } else {
         for part in content.elements() {
             budget.blocks(1)?;
-            let [text, refusal] = part.pick(["text", "refusal"]);
+            let [text, refusal, cache_control] = part.pick(["text", "refusal", "cache_control"]);
             let text = if text.is_str() { text } else { refusal };
-            write_text_block(text, messages, "assistant");
+            write_text_block(text, cache_control, messages, "assistant");
         }
     }
     for call in tool_calls.elements() {
@@ -340,7 +400,7 @@ pub(super) fn tool_input(arguments: &str) -> Result<&str, TranslateError> {
 }
 
 fn anthropic_tool(tool: Raw<'_>, out: &mut Vec<u8>) -> Result<(), TranslateError> {
-    let [kind, function] = tool.pick(["type", "function"]);
+    let [kind, function, cache_control] = tool.pick(["type", "function", "cache_control"]);
     if !kind.is_str_eq("function") {
         return Err(TranslateError::Unsupported(format!(
             "tool of type {:?}",
@@ -363,6 +423,9 @@ fn anthropic_tool(tool: Raw<'_>, out: &mut Vec<u8>) -> Result<(), TranslateError
         tool.raw("input_schema", parameters);
     } else {
         tool.json("input_schema", "{\"type\":\"object\",\"properties\":{}}");
+    }
+    if cache_control.is_object() {
+        tool.raw("cache_control", cache_control);
     }
     tool.close();
     Ok(())

@@ -10,7 +10,7 @@ use sonic_rs::{JsonValueTrait, Value};
 
 use super::raw::{document, Raw};
 use super::request_to_anthropic::tool_input;
-use super::wire::AnthropicUsage;
+use super::wire::{AnthropicUsage, OpenAiUsage};
 use super::write::{joined_string, Arr, Obj};
 use super::{swap_id_prefix, unix_seconds_now, TokenUsage, TranslateError};
 
@@ -85,11 +85,11 @@ pub fn openai_response_to_anthropic(
         "completion_tokens",
         "prompt_tokens_details",
     ]);
-    let usage = AnthropicUsage::from_openai(
+    let usage = AnthropicUsage::new(TokenUsage::from_inclusive(
         prompt_tokens.as_u64().unwrap_or(0),
         details.get("cached_tokens").as_u64().unwrap_or(0),
         completion_tokens.as_u64().unwrap_or(0),
-    );
+    ));
     let mut written = Obj::open(top.key("usage"));
     written.u64("input_tokens", usage.input_tokens);
     written.u64("output_tokens", usage.output_tokens);
@@ -189,13 +189,13 @@ pub fn anthropic_response_to_openai(
     choice.close();
     choices.close();
     let count = |field: &str| usage.get(field).as_u64().unwrap_or(0);
-    let tokens = token_usage_from(count);
+    let tokens = OpenAiUsage::new(token_usage_from(count));
     let mut written = Obj::open(top.key("usage"));
-    written.u64("prompt_tokens", tokens.input_tokens);
-    written.u64("completion_tokens", tokens.output_tokens);
-    written.u64("total_tokens", tokens.input_tokens + tokens.output_tokens);
+    written.u64("prompt_tokens", tokens.prompt_tokens);
+    written.u64("completion_tokens", tokens.completion_tokens);
+    written.u64("total_tokens", tokens.total_tokens);
     let mut details = Obj::open(written.key("prompt_tokens_details"));
-    details.u64("cached_tokens", count("cache_read_input_tokens"));
+    details.u64("cached_tokens", tokens.prompt_tokens_details.cached_tokens);
     details.close();
     written.close();
     top.close();
@@ -222,16 +222,17 @@ pub(super) fn openai_finish_reason(stop_reason: Option<&str>) -> &'static str {
     }
 }
 
-/// Anthropic usage read in the gateway's terms: all prompt tokens are input.
+/// Anthropic usage read in the gateway's terms: all prompt tokens are
+/// input, the cache reads and writes (reported beside it) parts of it.
 pub(super) fn token_usage(usage: &Value) -> TokenUsage {
     token_usage_from(|field| usage[field].as_u64().unwrap_or(0))
 }
 
 fn token_usage_from(count: impl Fn(&str) -> u64) -> TokenUsage {
-    TokenUsage {
-        input_tokens: count("input_tokens")
-            + count("cache_read_input_tokens")
-            + count("cache_creation_input_tokens"),
-        output_tokens: count("output_tokens"),
-    }
+    TokenUsage::from_additive(
+        count("input_tokens"),
+        count("cache_read_input_tokens"),
+        count("cache_creation_input_tokens"),
+        count("output_tokens"),
+    )
 }

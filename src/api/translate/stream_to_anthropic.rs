@@ -40,7 +40,6 @@ pub struct OpenAiToAnthropicStream {
     last_tool_index: Option<u64>,
     stop_reason: Option<&'static str>,
     usage: TokenUsage,
-    cached_tokens: u64,
 }
 
 impl OpenAiToAnthropicStream {
@@ -55,7 +54,6 @@ impl OpenAiToAnthropicStream {
             last_tool_index: None,
             stop_reason: None,
             usage: TokenUsage::default(),
-            cached_tokens: 0,
         }
     }
 
@@ -89,11 +87,13 @@ impl OpenAiToAnthropicStream {
         }
         if chunk["usage"].is_object() {
             let usage = &chunk["usage"];
-            self.usage.input_tokens = usage["prompt_tokens"].as_u64().unwrap_or(0);
-            self.usage.output_tokens = usage["completion_tokens"].as_u64().unwrap_or(0);
-            self.cached_tokens = usage["prompt_tokens_details"]["cached_tokens"]
-                .as_u64()
-                .unwrap_or(0);
+            self.usage = TokenUsage::from_inclusive(
+                usage["prompt_tokens"].as_u64().unwrap_or(0),
+                usage["prompt_tokens_details"]["cached_tokens"]
+                    .as_u64()
+                    .unwrap_or(0),
+                usage["completion_tokens"].as_u64().unwrap_or(0),
+            );
         }
         // The gateway never asks for `n > 1`, so only the first choice exists.
         let Some(choice) = chunk["choices"].as_array().and_then(|c| c.first()) else {
@@ -223,11 +223,7 @@ impl OpenAiToAnthropicStream {
             stop_reason: self.stop_reason.unwrap_or("end_turn"),
             stop_sequence: None,
         };
-        let usage = AnthropicUsage::from_openai(
-            self.usage.input_tokens,
-            self.cached_tokens,
-            self.usage.output_tokens,
-        );
+        let usage = AnthropicUsage::new(self.usage);
         write_event(out, &AnthropicEvent::MessageDelta { delta, usage });
         write_event(out, &AnthropicEvent::MessageStop);
     }

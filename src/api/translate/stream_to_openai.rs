@@ -31,7 +31,6 @@ pub struct AnthropicToOpenAiStream {
     tool_blocks: Vec<(u64, u64)>,
     finish_reason: Option<&'static str>,
     usage: TokenUsage,
-    cached_tokens: u64,
 }
 
 impl AnthropicToOpenAiStream {
@@ -49,7 +48,6 @@ impl AnthropicToOpenAiStream {
             tool_blocks: Vec::new(),
             finish_reason: None,
             usage: TokenUsage::default(),
-            cached_tokens: 0,
         }
     }
 
@@ -166,8 +164,11 @@ impl AnthropicToOpenAiStream {
     /// versions) again in `message_delta`; output usage is cumulative.
     fn record_usage(&mut self, usage: &Value) {
         if usage["input_tokens"].is_number() {
-            self.usage.input_tokens = token_usage(usage).input_tokens;
-            self.cached_tokens = usage["cache_read_input_tokens"].as_u64().unwrap_or(0);
+            // A restated input replaces the earlier counts, cache ones too.
+            self.usage = TokenUsage {
+                output_tokens: self.usage.output_tokens,
+                ..token_usage(usage)
+            };
         }
         if let Some(output) = usage["output_tokens"].as_u64() {
             self.usage.output_tokens = output;
@@ -240,7 +241,7 @@ impl AnthropicToOpenAiStream {
         self.ensure_started(out);
         self.ended = true;
         if self.include_usage {
-            let usage = OpenAiUsage::new(self.usage, self.cached_tokens);
+            let usage = OpenAiUsage::new(self.usage);
             write_data(out, &self.chunk(&[], Some(Some(usage))));
         }
         out.extend_from_slice(b"data: [DONE]\n\n");

@@ -47,15 +47,15 @@ pub(super) struct AnthropicUsage {
 }
 
 impl AnthropicUsage {
-    /// OpenAI counts cached prompt tokens inside `prompt_tokens`; Anthropic
-    /// reports them beside `input_tokens`.
-    pub fn from_openai(prompt_tokens: u64, cached_tokens: u64, completion_tokens: u64) -> Self {
-        let cached = cached_tokens.min(prompt_tokens);
+    /// Anthropic reports cache reads and writes beside `input_tokens`, which
+    /// excludes them; the gateway counts them inside its input.
+    pub fn new(usage: TokenUsage) -> Self {
+        let (uncached, read, write) = usage.input_split();
         Self {
-            input_tokens: prompt_tokens - cached,
-            output_tokens: completion_tokens,
-            cache_creation_input_tokens: 0,
-            cache_read_input_tokens: cached,
+            input_tokens: uncached,
+            output_tokens: usage.output_tokens,
+            cache_creation_input_tokens: write,
+            cache_read_input_tokens: read,
         }
     }
 }
@@ -176,12 +176,18 @@ pub(super) struct PromptTokensDetails {
 }
 
 impl OpenAiUsage {
-    pub fn new(usage: TokenUsage, cached_tokens: u64) -> Self {
+    /// OpenAI's `prompt_tokens` includes the cached ones, as the gateway's
+    /// input does. Cache writes have no field of their own: they stay in
+    /// `prompt_tokens` as uncached input.
+    pub fn new(usage: TokenUsage) -> Self {
+        let (_, read, _) = usage.input_split();
         Self {
             prompt_tokens: usage.input_tokens,
             completion_tokens: usage.output_tokens,
-            total_tokens: usage.input_tokens + usage.output_tokens,
-            prompt_tokens_details: PromptTokensDetails { cached_tokens },
+            total_tokens: usage.input_tokens.saturating_add(usage.output_tokens),
+            prompt_tokens_details: PromptTokensDetails {
+                cached_tokens: read,
+            },
         }
     }
 }

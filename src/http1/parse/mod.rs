@@ -133,6 +133,20 @@ impl ResponseHead {
     pub fn header<'b>(&self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
         find_header(&self.headers, buf, name)
     }
+
+    /// Whether the body is an event stream (`content-type:
+    /// text/event-stream`, parameters allowed).
+    pub fn is_event_stream(&self, buf: &[u8]) -> bool {
+        self.content_type_is(buf, b"text/event-stream")
+    }
+
+    /// Whether the content type starts with `prefix` (ASCII
+    /// case-insensitive): a media type, or a type's `audio/`.
+    pub fn content_type_is(&self, buf: &[u8], prefix: &[u8]) -> bool {
+        self.header(buf, b"content-type").is_some_and(|v| {
+            v.len() >= prefix.len() && v[..prefix.len()].eq_ignore_ascii_case(prefix)
+        })
+    }
 }
 
 fn find_header<'b>(headers: &[HeaderSpan], buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {

@@ -253,11 +253,6 @@ pub fn run(mode: &Mode, pieces: &[&[u8]]) -> Outcome {
             out.usage = Some(match &*t {
                 Translator::ToAnthropic(t) => t.usage(),
                 Translator::ToOpenAi(t) => t.usage(),
-            })
-            .map(|u| Usage {
-                input_tokens: u.input_tokens,
-                output_tokens: u.output_tokens,
-                cached_input_tokens: 0,
             });
         }
         None => {

@@ -1,0 +1,301 @@
+//! The OpenAI routes beyond chat: images, speech, moderations and rerank,
+//! routed by the model they name (or, where OpenAI's API defaults the
+//! model, to the default provider), over real sockets to the mock.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn zero_config(mock: &MockUpstream) -> Gateway {
+    Gateway::start(GatewayOpts::env(Driver::IoUring, mock))
+}
+
+#[test]
+fn json_routes_reach_the_provider_with_their_path_model_and_key() {
+    let mock = MockUpstream::start();
+    let gw = zero_config(&mock);
+    for (path, body) in [
+        (
+            "/v1/images/generations",
+            json!({"model": "gpt-image-1", "prompt": "a red gate", "n": 1}),
+        ),
+        (
+            "/v1/moderations",
+            json!({"model": "omni-moderation-latest", "input": "hello"}),
+        ),
+        (
+            "/v1/rerank",
+            json!({"model": "rerank-v3.5", "query": "q", "documents": ["a", "b"]}),
+        ),
+    ] {
+        let r = gw.post(path, &body.to_string());
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        let got = mock.last();
+        assert_eq!(got.method, "POST");
+        assert_eq!(got.target, path);
+        assert_eq!(
+            got.header("authorization"),
+            Some(format!("Bearer {PROVIDER_KEY}").as_str())
+        );
+        let sent: Value = serde_json::from_slice(&got.body).unwrap();
+        assert_eq!(
+            sent, body,
+            "{path}: the body reached the provider unchanged"
+        );
+        let answer = r.json();
+        match path {
+            "/v1/images/generations" => assert_eq!(answer["data"][0]["b64_json"], "aW1hZ2U="),
+            "/v1/moderations" => assert_eq!(answer["results"][0]["flagged"], false),
+            _ => assert_eq!(answer["results"][0]["index"], 1),
+        }
+    }
+}
+
+#[test]
+fn a_model_is_routed_and_rewritten_like_chat() {
+    let mock = MockUpstream::start();
+    let config = config_for(
+        &mock,
+        "",
+        r#"[[models]]
+name = "painter"
+[[models.deployments]]
+provider = "openai"
+upstream_model = "gpt-image-1"
+"#,
+    );
+    let gw = Gateway::start(GatewayOpts::config(Driver::IoUring, config));
+    let r = gw.post(
+        "/v1/images/generations",
+        r#"{"model":"painter","prompt":"a gate"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent: Value = serde_json::from_slice(&mock.last().body).unwrap();
+    assert_eq!(sent["model"], "gpt-image-1");
+    assert_eq!(sent["prompt"], "a gate");
+}
+
+#[test]
+fn where_openai_defaults_the_model_a_body_without_one_goes_to_the_default_provider() {
+    let mock = MockUpstream::start();
+    let gw = zero_config(&mock);
+    for path in ["/v1/moderations", "/v1/images/generations"] {
+        let body = r#"{"input":"hello","prompt":"x"}"#;
+        let r = gw.post(path, body);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_eq!(mock.last().target, path);
+        assert_eq!(mock.last().body, body.as_bytes(), "{path}: sent as it came");
+    }
+    // Elsewhere the model is required, as before.
+    let r = gw.post("/v1/rerank", r#"{"query":"q","documents":["a"]}"#);
+    let err = r.assert_openai_error(400);
+    assert_eq!(err["param"], "model");
+}
+
+#[test]
+fn speech_audio_is_relayed_as_it_arrives() {
+    const FIRST: &[u8] = b"ID3\x04first-audio-frames";
+    const PAUSE: Duration = Duration::from_millis(600);
+    let mock = MockUpstream::with(|_| {
+        Reply::Scripted(Writer::new(|s: &mut TcpStream, _| {
+            s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: audio/mpeg\r\ntransfer-encoding: chunked\r\n\r\n",
+            )?;
+            s.write_all(format!("{:x}\r\n", FIRST.len()).as_bytes())?;
+            s.write_all(FIRST)?;
+            s.write_all(b"\r\n")?;
+            std::thread::sleep(PAUSE);
+            let rest = vec![0xAAu8; 64 * 1024];
+            s.write_all(format!("{:x}\r\n", rest.len()).as_bytes())?;
+            s.write_all(&rest)?;
+            s.write_all(b"\r\n0\r\n\r\n")?;
+            Ok(true)
+        }))
+    });
+    let gw = zero_config(&mock);
+    let mut client = TcpStream::connect(gw.addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let body = r#"{"model":"tts-1","voice":"alloy","input":"hello there"}"#;
+    let sent = Instant::now();
+    client
+        .write_all(post("/v1/audio/speech", body, &[]).as_bytes())
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 8192];
+    while !contains(&seen, FIRST) {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let first = sent.elapsed();
+    assert!(
+        first < PAUSE / 2,
+        "the first audio bytes took {first:?}: held until the upstream's pause ({PAUSE:?}) ended"
+    );
+    let head = String::from_utf8_lossy(&seen).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: audio/mpeg"), "{head}");
+    // And the rest follows, whole.
+    while !contains(&seen, b"\r\n0\r\n\r\n") {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the end");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let audio = seen.iter().filter(|&&b| b == 0xAA).count();
+    assert_eq!(audio, 64 * 1024);
+    assert_eq!(mock.last().target, "/v1/audio/speech");
+}
+
+#[test]
+fn the_official_sdk_calls_these_routes() {
+    if !python_modules_available("the_official_sdk_calls_these_routes", "openai") {
+        return;
+    }
+    let mock = MockUpstream::start();
+    let gw = zero_config(&mock);
+    let out = run_python(
+        "tests/sdk/openai_surface_sdk.py",
+        &[&gw.base_url()],
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let paths: Vec<String> = mock.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/images/generations",
+            "/v1/moderations",
+            "/v1/responses/resp_abc123",
+            "/v1/responses/resp_abc123"
+        ]
+    );
+}
+
+#[test]
+fn a_stored_responses_routes_go_to_the_provider_the_client_names() {
+    let (first, second) = (MockUpstream::start(), MockUpstream::start());
+    let config = config_for(
+        &first,
+        "",
+        &format!(
+            "[providers.second]\nkind = \"openai\"\nbase_url = \"{}\"\napi_key = \"sk-second\"\n\n\
+             [providers.claude]\nkind = \"anthropic\"\nbase_url = \"{}\"\napi_key = \"sk-ant\"\n",
+            second.base_url(),
+            second.base_url()
+        ),
+    );
+    let gw = Gateway::start(GatewayOpts::config(Driver::IoUring, config));
+    let send = |req: String| gw.connect().request(req).unwrap();
+    // To the default provider, path and query as they came.
+    for (method, path) in [
+        (
+            "GET",
+            "/v1/responses/resp_abc123?include[]=file_search_call.results",
+        ),
+        ("GET", "/v1/responses/resp_abc123/input_items?limit=5"),
+        ("DELETE", "/v1/responses/resp_abc123"),
+    ] {
+        let r = send(format!("{method} {path} HTTP/1.1\r\nhost: t\r\n\r\n"));
+        assert_eq!(r.status, 200, "{method} {path}: {}", r.text());
+        let got = first.last();
+        assert_eq!((got.method.as_str(), got.target.as_str()), (method, path));
+        assert_eq!(
+            got.header("authorization"),
+            Some(format!("Bearer {PROVIDER_KEY}").as_str())
+        );
+        assert_eq!(r.json()["id"], "resp_abc123");
+    }
+    // Named by the header, which is not forwarded.
+    let r = send(
+        "POST /v1/responses/resp_xyz/cancel HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: second\r\ncontent-length: 0\r\n\r\n"
+            .into(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = second.last();
+    assert_eq!(
+        (got.method.as_str(), got.target.as_str()),
+        ("POST", "/v1/responses/resp_xyz/cancel")
+    );
+    assert_eq!(got.header("authorization"), Some("Bearer sk-second"));
+    assert_eq!(got.header("x-shardgate-provider"), None);
+    assert_eq!(
+        first.requests().len(),
+        3,
+        "the named provider, not the default"
+    );
+    // A name that is no provider, or one that has no such API.
+    let r = send(
+        "GET /v1/responses/resp_1 HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: nope\r\n\r\n".into(),
+    );
+    r.assert_openai_error(404);
+    let r = send(
+        "GET /v1/responses/resp_1 HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: claude\r\n\r\n"
+            .into(),
+    );
+    r.assert_openai_error(400);
+    // Only the API's own paths: anything else is a 404 here, never sent.
+    let before = first.requests().len() + second.requests().len();
+    for path in ["/v1/responses/resp_1/secrets", "/v1/responses/..%2Fmodels"] {
+        let r = send(format!("GET {path} HTTP/1.1\r\nhost: t\r\n\r\n"));
+        r.assert_openai_error(404);
+    }
+    assert_eq!(first.requests().len() + second.requests().len(), before);
+}
+
+#[test]
+fn any_other_v1_path_passes_through_to_the_provider_the_client_names() {
+    let mock = MockUpstream::start();
+    let gw = zero_config(&mock);
+    let send = |req: String| gw.connect().request(req).unwrap();
+    // A multipart upload, sent as it came, to the path and query it named.
+    let body = "--b\r\ncontent-disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--b\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n\r\n{}\r\n--b--\r\n";
+    let r = send(format!(
+        "POST /v1/files?x=1 HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: openai\r\nauthorization: Bearer sk-client\r\n\
+         content-type: multipart/form-data; boundary=b\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = mock.last();
+    assert_eq!(
+        (got.method.as_str(), got.target.as_str()),
+        ("POST", "/v1/files?x=1")
+    );
+    assert_eq!(got.body, body.as_bytes());
+    assert_eq!(
+        got.header("content-type"),
+        Some("multipart/form-data; boundary=b")
+    );
+    assert_eq!(
+        got.header("authorization"),
+        Some(format!("Bearer {PROVIDER_KEY}").as_str())
+    );
+    assert_eq!(got.header("x-shardgate-provider"), None);
+    let r = send(
+        "GET /v1/files/file-abc/content HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: openai\r\n\r\n"
+            .into(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mock.last().target, "/v1/files/file-abc/content");
+    // Without a provider named it is the 404 it was; nothing is sent.
+    let sent = mock.requests().len();
+    for req in [
+        "GET /v1/files HTTP/1.1\r\nhost: t\r\n\r\n",
+        "GET /v1/files/../models HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: openai\r\n\r\n",
+        "GET /v1/files/%2e%2e/models HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: openai\r\n\r\n",
+    ] {
+        send(req.into()).assert_openai_error(404);
+    }
+    assert_eq!(mock.requests().len(), sent);
+}
