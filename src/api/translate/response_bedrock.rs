@@ -12,6 +12,7 @@
 
 use super::raw::document;
 use super::response::MAX_RESPONSE_BLOCKS;
+use super::wire::OpenAiUsage;
 use super::write::{joined_string, Arr, Obj};
 use super::{unix_seconds_now, TokenUsage, TranslateError};
 
@@ -25,15 +26,15 @@ pub(super) fn bedrock_finish_reason(stop_reason: Option<&str>) -> &'static str {
     }
 }
 
-/// Converse usage in the gateway's terms (every prompt token is input), and
-/// the cached part of it.
-pub(super) fn bedrock_usage(count: impl Fn(&str) -> u64) -> (TokenUsage, u64) {
-    let cached = count("cacheReadInputTokens");
-    let usage = TokenUsage {
-        input_tokens: count("inputTokens") + cached + count("cacheWriteInputTokens"),
-        output_tokens: count("outputTokens"),
-    };
-    (usage, cached)
+/// Converse usage in the gateway's terms: `inputTokens` excludes the cache
+/// reads and writes reported beside it.
+pub(super) fn bedrock_usage(count: impl Fn(&str) -> u64) -> TokenUsage {
+    TokenUsage::from_additive(
+        count("inputTokens"),
+        count("cacheReadInputTokens"),
+        count("cacheWriteInputTokens"),
+        count("outputTokens"),
+    )
 }
 
 /// Translates a Converse response into an OpenAI chat completion naming
@@ -114,13 +115,15 @@ pub fn converse_response_to_openai(
     choice.json("finish_reason", &format!("\"{reason}\""));
     choice.close();
     choices.close();
-    let (tokens, cached) = bedrock_usage(|field| usage.get(field).as_u64().unwrap_or(0));
+    let tokens = OpenAiUsage::new(bedrock_usage(|field| {
+        usage.get(field).as_u64().unwrap_or(0)
+    }));
     let mut written = Obj::open(top.key("usage"));
-    written.u64("prompt_tokens", tokens.input_tokens);
-    written.u64("completion_tokens", tokens.output_tokens);
-    written.u64("total_tokens", tokens.input_tokens + tokens.output_tokens);
+    written.u64("prompt_tokens", tokens.prompt_tokens);
+    written.u64("completion_tokens", tokens.completion_tokens);
+    written.u64("total_tokens", tokens.total_tokens);
     let mut details = Obj::open(written.key("prompt_tokens_details"));
-    details.u64("cached_tokens", cached);
+    details.u64("cached_tokens", tokens.prompt_tokens_details.cached_tokens);
     details.close();
     written.close();
     top.close();

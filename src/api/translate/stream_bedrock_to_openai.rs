@@ -41,7 +41,6 @@ pub struct BedrockToOpenAiStream {
     tool_blocks: Vec<(u64, u64)>,
     finish_reason: Option<&'static str>,
     usage: TokenUsage,
-    cached_tokens: u64,
 }
 
 /// An exception's type in OpenAI's error vocabulary.
@@ -69,7 +68,6 @@ impl BedrockToOpenAiStream {
             tool_blocks: Vec::new(),
             finish_reason: None,
             usage: TokenUsage::default(),
-            cached_tokens: 0,
         }
     }
 
@@ -148,8 +146,7 @@ impl BedrockToOpenAiStream {
             }
             Kind::Event("metadata") => {
                 let usage = &data["usage"];
-                (self.usage, self.cached_tokens) =
-                    bedrock_usage(|field| usage[field].as_u64().unwrap_or(0));
+                self.usage = bedrock_usage(|field| usage[field].as_u64().unwrap_or(0));
                 self.end_stream(out);
             }
             Kind::Exception(exception) => {
@@ -231,7 +228,7 @@ impl BedrockToOpenAiStream {
         self.ensure_started(out);
         self.ended = true;
         if self.include_usage {
-            let usage = OpenAiUsage::new(self.usage, self.cached_tokens);
+            let usage = OpenAiUsage::new(self.usage);
             write_data(out, &self.chunk(&[], Some(Some(usage))));
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
@@ -378,13 +375,7 @@ mod tests {
         assert_eq!(got[7]["usage"]["total_tokens"], 37);
         assert_eq!(got[7]["usage"]["prompt_tokens_details"]["cached_tokens"], 5);
         assert_eq!(got[8], "[DONE]");
-        assert_eq!(
-            t.usage(),
-            TokenUsage {
-                input_tokens: 25,
-                output_tokens: 12
-            }
-        );
+        assert_eq!(t.usage(), TokenUsage::from_additive(20, 5, 0, 12));
         // Nothing after the end.
         let before = out.len();
         t.on_message(
