@@ -1,6 +1,7 @@
 //! The client-facing dialects (OpenAI, Anthropic), translation between them,
-//! and the SSE stream scanner.
+//! the SSE stream scanner, and the AWS event-stream framing Bedrock streams in.
 
+pub mod eventstream;
 pub mod output_meter;
 pub mod sse;
 pub mod translate;

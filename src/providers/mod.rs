@@ -16,6 +16,7 @@
 //! plain segment ([`Provider::check_request_target`]), never `..`.
 
 pub mod anthropic;
+pub mod aws;
 pub mod azure;
 pub mod catalog;
 mod check;

@@ -34,8 +34,11 @@
 mod error;
 mod raw;
 mod request_to_anthropic;
+mod request_to_converse;
 mod request_to_openai;
 mod response;
+mod response_bedrock;
+mod stream_bedrock_to_openai;
 mod stream_to_anthropic;
 mod stream_to_openai;
 mod wire;
@@ -49,9 +52,12 @@ pub use error::{
     OPENAI_BUDGET_CUT, OPENAI_STREAM_CUT, OPENAI_TOKENS_CUT,
 };
 pub use request_to_anthropic::openai_stream_wants_usage;
+pub use request_to_converse::openai_request_to_converse;
 pub use response::{
     anthropic_response_to_openai, openai_response_to_anthropic, MAX_RESPONSE_BLOCKS,
 };
+pub use response_bedrock::converse_response_to_openai;
+pub use stream_bedrock_to_openai::BedrockToOpenAiStream;
 pub use stream_to_anthropic::OpenAiToAnthropicStream;
 pub use stream_to_openai::AnthropicToOpenAiStream;
 

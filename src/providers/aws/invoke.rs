@@ -1,0 +1,295 @@
+//! Anthropic models through Bedrock's InvokeModel, sans-IO: the request
+//! body Bedrock wants, and the unwrapping of InvokeModelWithResponseStream's
+//! event-stream messages back into the Anthropic SSE events they carry.
+//!
+//! InvokeModel takes Anthropic's own messages body with two differences:
+//! the model is in the path (`/model/{id}/invoke`, or
+//! `/invoke-with-response-stream`), so `model` and `stream` are dropped, and
+//! `anthropic_version` is required (`bedrock-2023-05-31`). The stream is
+//! event-stream `chunk` events whose JSON payload is `{"bytes": base64}`,
+//! the base64 holding one Anthropic stream event's JSON (`message_start`,
+//! `content_block_delta`, …), so the existing Anthropic relay and
+//! translators can take them as they are.
+//!
+//! Invariants: every other member of the client's body is copied byte for
+//! byte; a chunk that is not valid base64 or whose content is not a JSON
+//! object is an error, never passed on.
+//!
+//! Not wired into the proxy yet: the Bedrock provider comes next.
+
+use crate::api::eventstream::{Kind, Message};
+use crate::json::walk::MemberWalker;
+use crate::json::JsonError;
+
+/// The `anthropic_version` Bedrock requires of Anthropic bodies.
+pub const BEDROCK_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
+
+/// `body` (an Anthropic messages request, one JSON object) as InvokeModel
+/// wants it: without `model` and `stream`, with `anthropic_version` added
+/// unless the client set one.
+pub fn anthropic_body_for_invoke(body: &str) -> Result<Vec<u8>, JsonError> {
+    let mut walker = MemberWalker::new(body)?;
+    let mut out = Vec::with_capacity(body.len() + 48);
+    out.push(b'{');
+    let mut has_version = false;
+    let mut first = true;
+    while let Some(member) = walker.next_member()? {
+        let key = unescaped_key(member.key_raw);
+        match key.as_deref() {
+            Some("model") | Some("stream") => continue,
+            Some("anthropic_version") => has_version = true,
+            _ => {}
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        out.extend_from_slice(member.key_raw.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(member.value_raw.as_bytes());
+    }
+    walker.finish()?;
+    if !has_version {
+        if !first {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"anthropic_version\":\"");
+        out.extend_from_slice(BEDROCK_ANTHROPIC_VERSION.as_bytes());
+        out.push(b'"');
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+/// A key literal (quotes included) decoded; `None` if it will not decode,
+/// which the walker has ruled out for a member it returned.
+fn unescaped_key(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(inner.into());
+    }
+    sonic_rs::from_str::<String>(raw).ok().map(Into::into)
+}
+
+/// What one InvokeModelWithResponseStream message carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InvokeEvent {
+    /// One Anthropic stream event's JSON, and its `type`.
+    Anthropic { event_type: String, json: Vec<u8> },
+    /// A Bedrock exception (`throttlingException`, `modelStreamErrorException`,
+    /// …) with its message: the stream ends with it.
+    Exception {
+        exception_type: String,
+        message: String,
+    },
+    /// A message with nothing for the client (an unknown event type).
+    Skip,
+}
+
+/// Why a stream message could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvokeError {
+    /// The chunk's payload is not `{"bytes": "<base64>"}`.
+    NotAChunk,
+    /// The base64 does not decode.
+    Base64,
+    /// What it decodes to is not a JSON object with a string `type`.
+    NotAnEvent,
+}
+
+impl std::fmt::Display for InvokeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InvokeError::NotAChunk => "Bedrock stream chunk without a `bytes` string",
+            InvokeError::Base64 => "Bedrock stream chunk whose `bytes` is not base64",
+            InvokeError::NotAnEvent => "Bedrock stream chunk that is not an Anthropic event",
+        })
+    }
+}
+
+impl std::error::Error for InvokeError {}
+
+/// Reads one decoded event-stream message of an InvokeModelWithResponseStream
+/// response.
+pub fn invoke_stream_event(message: &Message) -> Result<InvokeEvent, InvokeError> {
+    use sonic_rs::JsonValueTrait;
+    match message.kind() {
+        Kind::Event("chunk") => {
+            let payload: sonic_rs::Value =
+                sonic_rs::from_slice(&message.payload).map_err(|_| InvokeError::NotAChunk)?;
+            let b64 = payload["bytes"].as_str().ok_or(InvokeError::NotAChunk)?;
+            let json = base64_decode(b64.as_bytes()).ok_or(InvokeError::Base64)?;
+            let event: sonic_rs::Value =
+                sonic_rs::from_slice(&json).map_err(|_| InvokeError::NotAnEvent)?;
+            let event_type = event["type"].as_str().ok_or(InvokeError::NotAnEvent)?;
+            Ok(InvokeEvent::Anthropic {
+                event_type: event_type.to_owned(),
+                json,
+            })
+        }
+        Kind::Exception(exception_type) => {
+            let payload: Option<sonic_rs::Value> = sonic_rs::from_slice(&message.payload).ok();
+            let text = payload.as_ref().and_then(|p| p["message"].as_str());
+            Ok(InvokeEvent::Exception {
+                exception_type: exception_type.to_owned(),
+                message: text.unwrap_or(exception_type).to_owned(),
+            })
+        }
+        Kind::Error { code, message } => Ok(InvokeEvent::Exception {
+            exception_type: code.to_owned(),
+            message: message.to_owned(),
+        }),
+        _ => Ok(InvokeEvent::Skip),
+    }
+}
+
+/// Standard base64 with padding (what Bedrock sends); `None` for anything
+/// else, padding in the middle and stray bits included.
+pub fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
+    fn sextet(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    }
+    if input.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(input.len() / 4 * 3);
+    let quads = input.chunks_exact(4);
+    let last = quads.len().saturating_sub(1);
+    for (i, quad) in quads.enumerate() {
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && i != last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &quad[..4 - pad] {
+            n = n << 6 | sextet(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let bytes = n.to_be_bytes();
+        // The bits the padding stands for must be zero (canonical encoding).
+        if bytes[4 - pad..].iter().any(|&b| b != 0) {
+            return None;
+        }
+        out.extend_from_slice(&bytes[1..4 - pad]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::eventstream::{event, Header, HeaderValue};
+
+    fn b64(data: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in data.chunks(3) {
+            let n =
+                chunk.iter().fold(0u32, |n, &b| n << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn body_loses_model_and_stream_and_gains_the_version() {
+        let body = r#"{"model":"claude-3-5-sonnet","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi \"there\""}],"system":"s"}"#;
+        let out = anthropic_body_for_invoke(body).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"max_tokens":64,"messages":[{"role":"user","content":"hi \"there\""}],"system":"s","anthropic_version":"bedrock-2023-05-31"}"#
+        );
+        // A version the client set is kept, and an escaped key still counts.
+        let body = r#"{"mod\u0065l":"x","anthropic_version":"bedrock-2023-05-31","messages":[]}"#;
+        let out = anthropic_body_for_invoke(body).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"anthropic_version":"bedrock-2023-05-31","messages":[]}"#
+        );
+        assert_eq!(
+            anthropic_body_for_invoke(r#"{"model":"x"}"#).unwrap(),
+            br#"{"anthropic_version":"bedrock-2023-05-31"}"#
+        );
+        assert!(anthropic_body_for_invoke("[1]").is_err());
+        assert!(anthropic_body_for_invoke(r#"{"a":1} x"#).is_err());
+    }
+
+    #[test]
+    fn chunks_unwrap_to_anthropic_events() {
+        let inner = br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#;
+        let payload = format!(r#"{{"bytes":"{}","p":"abcd"}}"#, b64(inner));
+        let got = invoke_stream_event(&event("chunk", payload.as_bytes())).unwrap();
+        assert_eq!(
+            got,
+            InvokeEvent::Anthropic {
+                event_type: "content_block_delta".into(),
+                json: inner.to_vec()
+            }
+        );
+        let bad = |payload: &str| invoke_stream_event(&event("chunk", payload.as_bytes()));
+        assert_eq!(bad("{}"), Err(InvokeError::NotAChunk));
+        assert_eq!(bad("not json"), Err(InvokeError::NotAChunk));
+        assert_eq!(bad(r#"{"bytes":"!!!!"}"#), Err(InvokeError::Base64));
+        let not_event = format!(r#"{{"bytes":"{}"}}"#, b64(b"[1,2]"));
+        assert_eq!(bad(&not_event), Err(InvokeError::NotAnEvent));
+        assert_eq!(
+            invoke_stream_event(&event("somethingNew", b"{}")),
+            Ok(InvokeEvent::Skip)
+        );
+    }
+
+    #[test]
+    fn exceptions_carry_their_type_and_message() {
+        let s = |n: &str, v: &str| Header {
+            name: n.into(),
+            value: HeaderValue::String(v.into()),
+        };
+        let m = Message {
+            headers: vec![
+                s(":message-type", "exception"),
+                s(":exception-type", "throttlingException"),
+            ],
+            payload: br#"{"message":"Too many requests"}"#.to_vec(),
+        };
+        assert_eq!(
+            invoke_stream_event(&m),
+            Ok(InvokeEvent::Exception {
+                exception_type: "throttlingException".into(),
+                message: "Too many requests".into()
+            })
+        );
+    }
+
+    #[test]
+    fn base64_round_trips_and_refuses_the_non_canonical() {
+        for len in 0..40 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(base64_decode(b64(&data).as_bytes()), Some(data), "{len}");
+        }
+        assert_eq!(base64_decode(b"aGk="), Some(b"hi".to_vec()));
+        for bad in [
+            &b"aGk"[..],
+            b"aG=k",
+            b"a===",
+            b"aGl=",
+            b"aGk=aGk=",
+            b"aGk\n",
+            b"a-_=",
+        ] {
+            assert_eq!(base64_decode(bad), None, "{:?}", std::str::from_utf8(bad));
+        }
+    }
+}
