@@ -1,8 +1,9 @@
 //! Translation between the OpenAI chat-completions dialect and the Anthropic
 //! messages dialect, in both directions: request bodies, non-streaming
 //! response bodies, error bodies and SSE streams. Also OpenAI chat to
-//! Bedrock's Converse and back (the `bedrock_*` modules), tested alone and
-//! not yet reached by the proxy.
+//! Bedrock's Converse and back (`request_to_converse`, `response_bedrock`,
+//! `stream_bedrock_to_openai`), tested alone and not yet reached by the
+//! proxy.
 //!
 //! Everything here is sans-IO: bytes in, bytes out. This is the one place in
 //! the gateway that builds a new body instead of patching the client's one
