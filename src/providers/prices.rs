@@ -103,11 +103,6 @@ impl Price {
             + usage.output_tokens as u128 * self.output as u128
     }
 
-    /// The cost of `usage`, in millionths of a US dollar (rounded half up).
-    pub fn cost_micros(&self, usage: &Usage) -> u64 {
-        rounded_div(self.cost_femtos(usage), 1_000_000_000)
-    }
-
     /// The cost of `usage`, in billionths of a US dollar (rounded half up):
     /// exact for prices given to a thousandth of a dollar per million tokens,
     /// which is what budgets are charged in.
@@ -166,11 +161,6 @@ impl PriceTable {
                 .map(|(_, p)| *p)
         })
     }
-
-    /// The cost of `usage` on `model`, in millionths of a US dollar.
-    pub fn cost_micros(&self, model: &str, usage: &Usage) -> u64 {
-        self.price(model).map_or(0, |p| p.cost_micros(usage))
-    }
 }
 
 #[cfg(test)]
@@ -199,12 +189,12 @@ mod tests {
     }
 
     #[test]
-    fn cost_in_micro_dollars_with_cached_input() {
+    fn cost_with_cached_input() {
         let t = PriceTable::new(&[]);
         // 1000 input (200 cached) and 500 output tokens of gpt-4o:
         // 800 * 2.50 + 200 * 1.25 + 500 * 10 = 2000 + 250 + 5000 micro-dollars.
-        assert_eq!(t.cost_micros("gpt-4o", &usage(1000, 200, 500)), 7250);
-        assert_eq!(t.cost_micros("unknown", &usage(1000, 0, 500)), 0);
+        assert_eq!(t.cost_nanos_of("gpt-4o", &usage(1000, 200, 500)), 7_250_000);
+        assert_eq!(t.cost_nanos_of("unknown", &usage(1000, 0, 500)), 0);
     }
 
     #[test]
@@ -225,10 +215,10 @@ mod tests {
                 output: 0.5,
             },
         ]);
-        assert_eq!(t.cost_micros("gpt-4o", &usage(1000, 0, 1000)), 3000);
-        assert_eq!(t.cost_micros("local-70b", &usage(100, 100, 0)), 10);
+        assert_eq!(t.cost_nanos_of("gpt-4o", &usage(1000, 0, 1000)), 3_000_000);
+        assert_eq!(t.cost_nanos_of("local-70b", &usage(100, 100, 0)), 10_000);
         let written = Usage::from_additive(0, 0, 100, 0);
-        assert_eq!(t.cost_micros("local-70b", &written), 70);
+        assert_eq!(t.cost_nanos_of("local-70b", &written), 70_000);
         // Without cache rates, cached tokens cost what uncached ones do.
         let cached = Usage::from_additive(10, 20, 30, 0);
         assert_eq!(t.cost_nanos_of("gpt-4o", &cached), 60_000);
@@ -252,7 +242,6 @@ mod tests {
         // 300 + 1234 * 3750 + 100 * 15000 nano-dollars.
         let u = Usage::from_additive(6, 5678, 1234, 100);
         assert_eq!(p.cost_nanos(&u), 18_000 + 1_703_400 + 4_627_500 + 1_500_000);
-        assert_eq!(p.cost_micros(&u), 7849, "7848.9 micro-dollars, rounded");
         let p = t.price("gpt-4o").unwrap();
         assert_eq!(p.cache_write, p.input, "OpenAI reports no cache writes");
     }
@@ -263,7 +252,6 @@ mod tests {
         // 999 uncached at 5, 1 read at 0.5, 3 out at 40 nano-dollars: 5115.5.
         let u = Usage::from_inclusive(1000, 1, 3);
         assert_eq!(p.cost_nanos(&u), 5116);
-        assert_eq!(p.cost_micros(&u), 5);
         let huge = Usage::from_additive(u64::MAX, u64::MAX, 0, u64::MAX);
         assert_eq!(p.cost_nanos(&huge), u64::MAX, "saturates, never wraps");
     }
