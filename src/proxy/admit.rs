@@ -11,7 +11,7 @@
 
 use super::context::{Request, RequestCtx};
 use super::downstream::{Body, Downstream};
-use super::endpoint::{classify, method_forbids_content, split_target, Endpoint};
+use super::endpoint::{classify, method_forbids_content, split_target, Endpoint, UNKNOWN_ROUTE};
 
 use crate::error::{Error, Kind};
 use crate::governance::{presented_secret, unix_now, KeyEntry, KeyMemo, ShardKey};
@@ -282,6 +282,12 @@ pub(super) async fn admit<S: ClientIo>(
         },
         Endpoint::ResponseById => Some(response_provider(router, down)?),
         Endpoint::PassThrough => {
+            // Unnamed, the path is what it was: an unknown one, counted so.
+            let provider = pass_through_provider(router, down).inspect_err(|_| {
+                if down.head.header(&down.rbuf, PROVIDER_HEADER).is_none() {
+                    ctx.outcome.route = UNKNOWN_ROUTE;
+                }
+            })?;
             // Metered by nothing: not for a key something is checked against.
             if ctx.key.as_ref().is_some_and(|k| !k.unrestricted()) {
                 return Err(Error::client(
@@ -290,7 +296,7 @@ pub(super) async fn admit<S: ClientIo>(
                 )
                 .into());
             }
-            Some(pass_through_provider(router, down)?)
+            Some(provider)
         }
         _ => None,
     };
