@@ -70,6 +70,7 @@ fn openai_text_stream_adds_up_to_the_non_streaming_message() {
             output_tokens: 10,
             cache_read_tokens: 4,
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
         }
     );
 }
@@ -99,6 +100,7 @@ fn openai_tool_call_stream_adds_up_to_the_non_streaming_message() {
             output_tokens: 17,
             cache_read_tokens: 0,
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
         }
     );
 }
@@ -259,6 +261,7 @@ fn anthropic_text_stream_adds_up_to_the_non_streaming_completion() {
             output_tokens: 503,
             cache_read_tokens: 100,
             cache_write_tokens: 10,
+            cache_write_1h_tokens: 0,
         }
     );
     // Role, two text deltas, finish, usage, [DONE]: ping and block boundaries emit nothing.

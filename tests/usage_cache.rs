@@ -60,6 +60,7 @@ const OPENAI: Usage = Usage {
     output_tokens: 300,
     cache_read_tokens: 1920,
     cache_write_tokens: 0,
+    cache_write_1h_tokens: 0,
 };
 
 const ANTHROPIC: Usage = Usage {
@@ -67,6 +68,7 @@ const ANTHROPIC: Usage = Usage {
     output_tokens: 100,
     cache_read_tokens: 5678,
     cache_write_tokens: 1234,
+    cache_write_1h_tokens: 0,
 };
 
 /// gpt-4o: $2.50 input, $1.25 cached input, $10 output per million tokens.
@@ -134,6 +136,7 @@ fn bedrock_converse_counts_cache_tokens_beside_input_tokens() {
         output_tokens: 85,
         cache_read_tokens: 3010,
         cache_write_tokens: 24,
+        cache_write_1h_tokens: 0,
     };
     let whole = fixture("bedrock_converse_cached.json");
     assert_eq!(bedrock_usage(&whole), Some(expected));
@@ -152,6 +155,7 @@ fn gemini_prompt_count_includes_cached_content_and_thoughts_are_output() {
         output_tokens: 120 + 450,
         cache_read_tokens: 2048,
         cache_write_tokens: 0,
+        cache_write_1h_tokens: 0,
     };
     assert_eq!(gemini_usage(&body), Some(expected));
     let total = json(&body)["usageMetadata"]["totalTokenCount"]
@@ -259,4 +263,37 @@ fn a_restated_input_replaces_the_counts_never_adds_to_them() {
             .unwrap();
     }
     assert_eq!(t.usage(), ANTHROPIC);
+}
+
+#[test]
+fn hour_long_cache_writes_are_metered_at_their_own_rate_on_every_path() {
+    // The same stream with 1000 of its 1234 writes made for an hour.
+    let stream = String::from_utf8(fixture("anthropic_stream_cached.sse")).unwrap();
+    let hour = stream.replace(
+        r#""cache_creation":{"ephemeral_5m_input_tokens":1234,"ephemeral_1h_input_tokens":0}"#,
+        r#""cache_creation":{"ephemeral_5m_input_tokens":234,"ephemeral_1h_input_tokens":1000}"#,
+    );
+    assert_ne!(stream, hour);
+    let expected = ANTHROPIC.with_writes_for_an_hour(1000);
+    // Passed through: the usage scanner.
+    let mut scan = StreamUsageScanner::new();
+    scan.reset(true);
+    scan.feed(hour.as_bytes()).unwrap();
+    assert_eq!(scan.usage(), Some(expected));
+    // Translated for an OpenAI client: the translator's count.
+    let mut t = AnthropicToOpenAiStream::new("gpt", true);
+    let mut out = Vec::new();
+    for (event, data) in events(hour.as_bytes()) {
+        t.on_event(event.as_bytes(), data.as_bytes(), &mut out)
+            .unwrap();
+    }
+    t.finish(&mut out);
+    assert_eq!(t.usage(), expected);
+    // 1000 tokens at 2× input ($6 per million) instead of 1.25× ($3.75):
+    // $2.25 per million more, 2,250,000 nano-dollars for the thousand.
+    let model = "claude-sonnet-4-20250514";
+    assert_eq!(
+        nanos(model, &expected),
+        nanos(model, &ANTHROPIC) + 2_250_000
+    );
 }

@@ -57,6 +57,10 @@ pub struct Usage {
     pub cache_read_tokens: u64,
     /// The part of `input_tokens` written to a prompt cache.
     pub cache_write_tokens: u64,
+    /// The part of `cache_write_tokens` written for an hour (Anthropic's
+    /// `ttl: "1h"`, priced apart: twice the input rate, against 1.25× for
+    /// the default five minutes).
+    pub cache_write_1h_tokens: u64,
 }
 
 impl Usage {
@@ -68,6 +72,15 @@ impl Usage {
             output_tokens: output,
             cache_read_tokens: read,
             cache_write_tokens: write,
+            cache_write_1h_tokens: 0,
+        }
+    }
+
+    /// The same usage with `tokens` of its cache writes made for an hour.
+    pub fn with_writes_for_an_hour(self, tokens: u64) -> Usage {
+        Usage {
+            cache_write_1h_tokens: tokens.min(self.cache_write_tokens),
+            ..self
         }
     }
 
@@ -79,6 +92,7 @@ impl Usage {
             output_tokens: output,
             cache_read_tokens: read.min(prompt),
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
         }
     }
 
@@ -108,6 +122,14 @@ struct RawUsage {
     // Anthropic prompt caching.
     cache_creation_input_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
+    // Its writes by lifetime (`cache_creation_input_tokens` is their sum).
+    cache_creation: Option<CacheCreation>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CacheCreation {
+    ephemeral_1h_input_tokens: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -145,12 +167,19 @@ impl RawUsage {
     /// The input counts, if this object states them (a `message_delta`
     /// of older API versions carries only the output).
     fn anthropic_input(&self) -> Option<Usage> {
-        Some(Usage::from_additive(
-            self.input_tokens?,
-            self.cache_read_input_tokens.unwrap_or(0),
-            self.cache_creation_input_tokens.unwrap_or(0),
-            0,
-        ))
+        let one_hour = self
+            .cache_creation
+            .as_ref()
+            .and_then(|c| c.ephemeral_1h_input_tokens);
+        Some(
+            Usage::from_additive(
+                self.input_tokens?,
+                self.cache_read_input_tokens.unwrap_or(0),
+                self.cache_creation_input_tokens.unwrap_or(0),
+                0,
+            )
+            .with_writes_for_an_hour(one_hour.unwrap_or(0)),
+        )
     }
 
     fn anthropic(self) -> Usage {
@@ -429,6 +458,7 @@ mod tests {
             output_tokens: 10,
             cache_read_tokens: 0,
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
         };
         assert_eq!(openai_response_usage(body), Some(expected));
     }
@@ -441,6 +471,7 @@ mod tests {
             output_tokens: 300,
             cache_read_tokens: 1920,
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
         };
         assert_eq!(openai_response_usage(body), Some(expected));
     }
@@ -453,6 +484,7 @@ mod tests {
             output_tokens: 0,
             cache_read_tokens: 0,
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
         };
         assert_eq!(openai_response_usage(body), Some(expected));
     }
@@ -465,6 +497,7 @@ mod tests {
             output_tokens: 87,
             cache_read_tokens: 0,
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
         };
         assert_eq!(openai_response_usage(body), Some(expected));
     }
@@ -496,6 +529,7 @@ mod tests {
             output_tokens: 12,
             cache_read_tokens: 4,
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
         };
         assert_eq!(found, [expected]);
     }
@@ -508,6 +542,7 @@ mod tests {
             output_tokens: 11,
             cache_read_tokens: 0,
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
         };
         assert_eq!(openai_stream_usage(data), Some(expected));
         assert_eq!(
@@ -524,6 +559,7 @@ mod tests {
             output_tokens: 393,
             cache_read_tokens: 5,
             cache_write_tokens: 188086,
+            cache_write_1h_tokens: 0,
         };
         assert_eq!(anthropic_response_usage(body), Some(expected));
     }
@@ -556,6 +592,7 @@ mod tests {
             output_tokens: 15,
             cache_read_tokens: 10,
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
         };
         assert_eq!(usage.usage(), Some(expected));
     }
@@ -592,6 +629,7 @@ mod tests {
             output_tokens: 2,
             cache_read_tokens: 0,
             cache_write_tokens: 3,
+            cache_write_1h_tokens: 0,
         };
         assert_eq!(usage.usage(), Some(expected));
     }
@@ -604,6 +642,7 @@ mod tests {
             output_tokens: 20,
             cache_read_tokens: 1536,
             cache_write_tokens: 0,
+            cache_write_1h_tokens: 0,
         };
         assert_eq!(openai_response_usage(body), Some(expected));
     }
@@ -619,11 +658,28 @@ mod tests {
             output_tokens: 0,
             cache_read_tokens: 3,
             cache_write_tokens: 9,
+            cache_write_1h_tokens: 0,
         };
         assert_eq!(
             odd.input_split(),
             (0, 3, 2),
             "disjoint and summing to input"
         );
+    }
+
+    #[test]
+    fn anthropic_writes_for_an_hour_are_told_apart() {
+        // `cache_creation` splits `cache_creation_input_tokens` by lifetime.
+        let body = br#"{"usage":{"input_tokens":6,"cache_read_input_tokens":0,"cache_creation_input_tokens":3000,"cache_creation":{"ephemeral_5m_input_tokens":1000,"ephemeral_1h_input_tokens":2000},"output_tokens":9}}"#;
+        let u = anthropic_response_usage(body).unwrap();
+        assert_eq!((u.input_tokens, u.cache_write_tokens), (3006, 3000));
+        assert_eq!(u.cache_write_1h_tokens, 2000);
+        // In a stream, from message_start; a count past the writes is cut.
+        let mut s = AnthropicStreamUsage::default();
+        s.observe(SseEvent {
+            event: b"message_start",
+            data: br#"{"message":{"usage":{"input_tokens":1,"cache_creation_input_tokens":10,"cache_creation":{"ephemeral_1h_input_tokens":99}}}}"#,
+        });
+        assert_eq!(s.usage().unwrap().cache_write_1h_tokens, 10);
     }
 }

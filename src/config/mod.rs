@@ -101,6 +101,9 @@ pub struct PriceConfig {
     /// USD per million input tokens written to a prompt cache (default:
     /// `input`; Anthropic charges 1.25× input for its 5-minute cache).
     pub cache_write: Option<f64>,
+    /// USD per million input tokens written to a prompt cache for an hour
+    /// (default: `cache_write`; Anthropic charges 2× input).
+    pub cache_write_1h: Option<f64>,
     /// USD per million output tokens.
     pub output: f64,
 }

@@ -405,4 +405,9 @@ fn prices_take_cache_read_and_write_rates() {
     )
     .unwrap();
     assert_eq!(validate(&c).unwrap_err().field, "prices[0]");
+    let c = Config::from_toml(
+        "[[prices]]\nmodel = \"a\"\ninput = 1.0\noutput = 2.0\ncache_write_1h = nan\n",
+    )
+    .unwrap();
+    assert_eq!(validate(&c).unwrap_err().field, "prices[0]");
 }

@@ -20,7 +20,13 @@ impl Config {
         self.validate_governance()?;
         for (i, p) in self.prices.iter().enumerate() {
             let ok = |v: f64| v.is_finite() && v >= 0.0;
-            let rates = [Some(p.input), Some(p.output), p.cached_input, p.cache_write];
+            let rates = [
+                Some(p.input),
+                Some(p.output),
+                p.cached_input,
+                p.cache_write,
+                p.cache_write_1h,
+            ];
             if p.model.is_empty() || !rates.into_iter().flatten().all(ok) {
                 return Err(bad(
                     format!("prices[{i}]"),

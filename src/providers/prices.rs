@@ -30,15 +30,17 @@ pub struct Price {
     pub input: u64,
     /// Input tokens read from a prompt cache.
     pub cache_read: u64,
-    /// Input tokens written to a prompt cache.
+    /// Input tokens written to a prompt cache (for five minutes).
     pub cache_write: u64,
+    /// Input tokens written to a prompt cache for an hour.
+    pub cache_write_1h: u64,
     pub output: u64,
 }
 
-/// Which cache-write rate a shipped model has.
+/// Which cache-write rates a shipped model has.
 #[derive(Clone, Copy)]
 enum Write {
-    /// Anthropic's 5-minute cache write: 1.25× input.
+    /// Anthropic's cache writes: 1.25× input for 5 minutes, 2× for an hour.
     Anthropic,
     /// No write charge is reported; the input rate stands in.
     Input,
@@ -83,13 +85,23 @@ fn nanos_per_million(usd_per_million: f64) -> u64 {
 }
 
 impl Price {
-    /// The price of these rates, each in USD per million tokens.
+    /// The price of these rates, each in USD per million tokens; writes
+    /// for an hour cost what other writes do (see [`Price::with_write_1h`]).
     pub fn usd(input: f64, cache_read: f64, cache_write: f64, output: f64) -> Price {
         Price {
             input: nanos_per_million(input),
             cache_read: nanos_per_million(cache_read),
             cache_write: nanos_per_million(cache_write),
+            cache_write_1h: nanos_per_million(cache_write),
             output: nanos_per_million(output),
+        }
+    }
+
+    /// The same price with hour-long cache writes at `usd` per million.
+    pub fn with_write_1h(self, usd: f64) -> Price {
+        Price {
+            cache_write_1h: nanos_per_million(usd),
+            ..self
         }
     }
 
@@ -97,9 +109,11 @@ impl Price {
     /// dollar per million tokens, times tokens): exact integer arithmetic.
     fn cost_femtos(&self, usage: &Usage) -> u128 {
         let (uncached, read, write) = usage.input_split();
+        let write_1h = usage.cache_write_1h_tokens.min(write);
         uncached as u128 * self.input as u128
             + read as u128 * self.cache_read as u128
-            + write as u128 * self.cache_write as u128
+            + (write - write_1h) as u128 * self.cache_write as u128
+            + write_1h as u128 * self.cache_write_1h as u128
             + usage.output_tokens as u128 * self.output as u128
     }
 
@@ -128,23 +142,24 @@ impl PriceTable {
         let mut exact: FxHashMap<String, Price> = SHIPPED
             .iter()
             .map(|&(m, input, cache_read, write, output)| {
-                let cache_write = match write {
-                    Write::Anthropic => input * 1.25,
-                    Write::Input => input,
+                let (cache_write, for_an_hour) = match write {
+                    Write::Anthropic => (input * 1.25, input * 2.0),
+                    Write::Input => (input, input),
                 };
-                (
-                    m.to_string(),
-                    Price::usd(input, cache_read, cache_write, output),
-                )
+                let price =
+                    Price::usd(input, cache_read, cache_write, output).with_write_1h(for_an_hour);
+                (m.to_string(), price)
             })
             .collect();
         for p in overrides {
+            let cache_write = p.cache_write.unwrap_or(p.input);
             let price = Price::usd(
                 p.input,
                 p.cached_input.unwrap_or(p.input),
-                p.cache_write.unwrap_or(p.input),
+                cache_write,
                 p.output,
-            );
+            )
+            .with_write_1h(p.cache_write_1h.unwrap_or(cache_write));
             exact.insert(p.model.clone(), price);
         }
         let mut by_length: Vec<(String, Price)> =
@@ -205,6 +220,7 @@ mod tests {
                 input: 1.0,
                 cached_input: None,
                 cache_write: None,
+                cache_write_1h: None,
                 output: 2.0,
             },
             PriceConfig {
@@ -212,6 +228,7 @@ mod tests {
                 input: 0.5,
                 cached_input: Some(0.1),
                 cache_write: Some(0.7),
+                cache_write_1h: Some(0.9),
                 output: 0.5,
             },
         ]);
@@ -219,6 +236,13 @@ mod tests {
         assert_eq!(t.cost_nanos_of("local-70b", &usage(100, 100, 0)), 10_000);
         let written = Usage::from_additive(0, 0, 100, 0);
         assert_eq!(t.cost_nanos_of("local-70b", &written), 70_000);
+        let for_an_hour = written.with_writes_for_an_hour(100);
+        assert_eq!(t.cost_nanos_of("local-70b", &for_an_hour), 90_000);
+        // Without a rate for an hour, such writes cost what others do.
+        assert_eq!(
+            t.cost_nanos_of("gpt-4o", &for_an_hour),
+            t.cost_nanos_of("gpt-4o", &written)
+        );
         // Without cache rates, cached tokens cost what uncached ones do.
         let cached = Usage::from_additive(10, 20, 30, 0);
         assert_eq!(t.cost_nanos_of("gpt-4o", &cached), 60_000);
@@ -242,6 +266,10 @@ mod tests {
         // 300 + 1234 * 3750 + 100 * 15000 nano-dollars.
         let u = Usage::from_additive(6, 5678, 1234, 100);
         assert_eq!(p.cost_nanos(&u), 18_000 + 1_703_400 + 4_627_500 + 1_500_000);
+        // Of 3000 written, 2000 for an hour at 2× input: 6 * 3000 + 1000 *
+        // 3750 + 2000 * 6000 nano-dollars.
+        let hour = Usage::from_additive(6, 0, 3000, 0).with_writes_for_an_hour(2000);
+        assert_eq!(p.cost_nanos(&hour), 18_000 + 3_750_000 + 12_000_000);
         let p = t.price("gpt-4o").unwrap();
         assert_eq!(p.cache_write, p.input, "OpenAI reports no cache writes");
     }

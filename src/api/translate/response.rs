@@ -225,7 +225,10 @@ pub(super) fn openai_finish_reason(stop_reason: Option<&str>) -> &'static str {
 /// Anthropic usage read in the gateway's terms: all prompt tokens are
 /// input, the cache reads and writes (reported beside it) parts of it.
 pub(super) fn token_usage(usage: &Value) -> TokenUsage {
-    token_usage_from(|field| usage[field].as_u64().unwrap_or(0))
+    let one_hour = usage["cache_creation"]["ephemeral_1h_input_tokens"]
+        .as_u64()
+        .unwrap_or(0);
+    token_usage_from(|field| usage[field].as_u64().unwrap_or(0)).with_writes_for_an_hour(one_hour)
 }
 
 fn token_usage_from(count: impl Fn(&str) -> u64) -> TokenUsage {
