@@ -23,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::log_file::LogSink;
 pub use super::log_file::LogTarget;
+use crate::civil::civil_from_days;
 
 /// Batching and queueing limits.
 #[derive(Clone, Copy, Debug)]
@@ -181,21 +182,6 @@ fn push_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
     put(17, 2, rem % 60);
     put(20, 3, d.subsec_millis() as u64);
     out.extend_from_slice(&b);
-}
-
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian
-/// calendar (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 struct Batch {

@@ -28,6 +28,8 @@
 
 use ring::{digest, hmac};
 
+use crate::civil::civil_from_days;
+
 /// The algorithm name, in the string to sign and the `Authorization` header.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
@@ -92,21 +94,6 @@ fn write_digits(out: &mut [u8], mut n: u64) {
         *b = b'0' + (n % 10) as u8;
         n /= 10;
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// The key a day's signatures are made with, and the scope it is for.
