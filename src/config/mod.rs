@@ -348,7 +348,7 @@ impl Default for UpstreamConfig {
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// Provider family or catalogue name: "openai" (OpenAI and any
-    /// OpenAI-compatible API), "azure", "anthropic", or a catalogue name
+    /// OpenAI-compatible API), "azure", "anthropic", "bedrock", or a catalogue name
     /// ("gemini", "groq", "mistral", "xai", "deepseek", "together",
     /// "fireworks", "openrouter", "cerebras", "perplexity", "vllm", "ollama",
     /// "lmstudio", "llamacpp"), which brings its default `base_url`.
@@ -368,6 +368,14 @@ pub struct ProviderConfig {
     /// "azure": the `api-version` query parameter (default 2024-10-21).
     /// "anthropic": the `anthropic-version` header (default 2023-06-01).
     pub api_version: Option<String>,
+    /// "bedrock": the AWS region requests are signed for (and, without a
+    /// `base_url`, sent to: `https://bedrock-runtime.{region}.amazonaws.com`).
+    /// Defaults to the region of the AWS environment (`AWS_REGION`,
+    /// `AWS_DEFAULT_REGION`, the profile's `region`).
+    pub region: Option<String>,
+    /// "bedrock" signing with the AWS environment's credentials: how often
+    /// they are read again, seconds (default 60).
+    pub credentials_refresh_s: Option<u64>,
     /// PEM file of the CA certificates that sign a private https endpoint.
     /// When set, only these CAs are trusted for this provider (by default:
     /// the webpki roots and the system store).

@@ -9,6 +9,8 @@
 //! entry cites the provider's own page for its URL and auth (`doc`), and a
 //! fact that page did not confirm is said so in a comment on the entry.
 
+use std::borrow::Cow;
+
 use crate::config::{ConfigError, ProviderConfig};
 use Family::{Anthropic, OpenAi};
 use UrlVar::{BaseUrl, OllamaHost, Template};
@@ -23,6 +25,9 @@ pub enum Family {
     Azure,
     /// Anthropic's native Messages API: `x-api-key` and `anthropic-version`.
     Anthropic,
+    /// AWS Bedrock's runtime API: the model in the path, Converse and
+    /// InvokeModel bodies, SigV4-signed (or a Bedrock API key as Bearer).
+    Bedrock,
 }
 
 /// How an OpenAI-family provider carries its key (the Azure and Anthropic
@@ -357,6 +362,25 @@ pub static CATALOG: &[CatalogEntry] = &[
         auth: Auth::Bearer,
         doc: "https://developers.cloudflare.com/workers-ai/configuration/open-ai-compatibility",
     },
+    // Bedrock: the URL names the region, so there is no default base URL
+    // (config's `region`, else the AWS environment's, makes it; AWS_REGION
+    // in zero-config). Only a Bedrock API key (AWS_BEARER_TOKEN_BEDROCK, the
+    // variable the AWS SDKs read) enables it in zero-config: AWS key pairs
+    // are set on many machines for other reasons. Without an API key,
+    // requests are SigV4-signed with the AWS environment's credentials.
+    CatalogEntry {
+        name: "bedrock",
+        family: Family::Bedrock,
+        default_base_url: None,
+        key_var: Some("AWS_BEARER_TOKEN_BEDROCK"),
+        local: false,
+        url_vars: &[Template(
+            "AWS_REGION",
+            "https://bedrock-runtime.{}.amazonaws.com",
+        )],
+        auth: Auth::Bearer,
+        doc: "https://docs.aws.amazon.com/bedrock/latest/userguide/api-keys-use.html",
+    },
     // GitHub Models. The page confirms the token needs `models: read`; the
     // base URL and Bearer auth are from GitHub's quickstart, not seen on a
     // stored page.
@@ -477,25 +501,33 @@ pub fn known_kinds() -> String {
 /// The catalogue entry for a provider's kind and its base URL: the
 /// configured one, else the catalogue's default, which a provider with
 /// neither a catalogue name nor a `kind` does not get (its key must not go
-/// to api.openai.com by accident). The `kind` defaults to the provider's
-/// name when that is a catalogue name, else "openai".
+/// to api.openai.com by accident); Bedrock's is made from its region. The
+/// `kind` defaults to the provider's name when that is a catalogue name,
+/// else "openai".
 pub fn resolve_kind<'a>(
     name: &str,
     p: &'a ProviderConfig,
-) -> Result<(&'static CatalogEntry, Option<&'a str>), ConfigError> {
+) -> Result<(&'static CatalogEntry, Option<Cow<'a, str>>), ConfigError> {
     let kind = match &p.kind {
         Some(k) => k.as_str(),
         None if lookup(name).is_some() => name,
         None => {
             let entry = lookup("openai").expect("openai is in the catalogue");
-            return Ok((entry, p.base_url.as_deref()));
+            return Ok((entry, p.base_url.as_deref().map(Cow::Borrowed)));
         }
     };
     let entry = lookup(kind).ok_or_else(|| ConfigError {
         field: format!("providers.{name}.kind"),
         message: format!("unknown provider kind {kind:?} (known: {})", known_kinds()),
     })?;
-    Ok((entry, p.base_url.as_deref().or(entry.default_base_url)))
+    if let Some(url) = p.base_url.as_deref().or(entry.default_base_url) {
+        return Ok((entry, Some(Cow::Borrowed(url))));
+    }
+    let derived = match entry.family {
+        Family::Bedrock => super::bedrock::region(name, p)?.map(|r| super::bedrock::base_url(&r)),
+        _ => None,
+    };
+    Ok((entry, derived.map(Cow::Owned)))
 }
 
 #[cfg(test)]

@@ -29,6 +29,13 @@ fn check_provider(name: &str, p: &ProviderConfig) -> Result<(), ConfigError> {
     let field = |f: &str| format!("providers.{name}.{f}");
     let (entry, base_url) = resolve_kind(name, p)?;
     let Some(base_url) = base_url else {
+        if entry.family == Family::Bedrock {
+            return Err(bad(
+                field("region"),
+                "is required: no region is set here or in the AWS environment \
+                 (AWS_REGION, or the profile's region)",
+            ));
+        }
         return Err(bad(
             field("base_url"),
             format!(
@@ -37,7 +44,7 @@ fn check_provider(name: &str, p: &ProviderConfig) -> Result<(), ConfigError> {
             ),
         ));
     };
-    let url = UpstreamUrl::parse(base_url).map_err(|m| bad(field("base_url"), m))?;
+    let url = UpstreamUrl::parse(&base_url).map_err(|m| bad(field("base_url"), m))?;
     // These end up in request heads (and the query string for Azure).
     let header_safe = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic());
     if let Some(k) = &p.api_key {
@@ -48,8 +55,30 @@ fn check_provider(name: &str, p: &ProviderConfig) -> Result<(), ConfigError> {
             ));
         }
     }
+    let bedrock_only = [
+        ("region", p.region.is_some()),
+        ("credentials_refresh_s", p.credentials_refresh_s.is_some()),
+    ];
+    for (f, set) in bedrock_only {
+        if set && entry.family != Family::Bedrock {
+            return Err(bad(field(f), "only applies to kind \"bedrock\""));
+        }
+    }
+    let signs = entry.family == Family::Bedrock && p.api_key.is_none() && p.api_key_env.is_none();
+    if signs && super::bedrock::region(name, p)?.is_none() {
+        return Err(bad(
+            field("region"),
+            "is required to sign requests (no region is set here or in the AWS environment)",
+        ));
+    }
+    if p.credentials_refresh_s == Some(0) {
+        return Err(bad(
+            field("credentials_refresh_s"),
+            "must be greater than 0",
+        ));
+    }
     if let Some(v) = &p.api_version {
-        if entry.family == Family::OpenAi {
+        if !matches!(entry.family, Family::Azure | Family::Anthropic) {
             return Err(bad(
                 field("api_version"),
                 "only applies to kinds \"azure\" and \"anthropic\"",
@@ -91,7 +120,7 @@ fn check_provider(name: &str, p: &ProviderConfig) -> Result<(), ConfigError> {
             return Err(bad(field(f), "must be greater than 0"));
         }
     }
-    check_key(name, p, entry, base_url)
+    check_key(name, p, entry, &base_url)
 }
 
 /// A hosted provider at its real endpoint (the catalogue's default base
@@ -135,10 +164,10 @@ mod tests {
         validate(&c).unwrap();
         let (entry, url) = resolve_kind("groq", &c.providers["groq"]).unwrap();
         assert_eq!(entry.name, "groq");
-        assert_eq!(url, Some("https://api.groq.com/openai/v1"));
+        assert_eq!(url.as_deref(), Some("https://api.groq.com/openai/v1"));
         let (entry, url) = resolve_kind("mine", &c.providers["mine"]).unwrap();
         assert_eq!(entry.name, "mistral");
-        assert_eq!(url, Some("https://api.mistral.ai/v1"));
+        assert_eq!(url.as_deref(), Some("https://api.mistral.ai/v1"));
         // A custom name is OpenAI-compatible and needs a base URL.
         let c = Config::from_toml("[providers.mine]\napi_key = \"k\"\n").unwrap();
         assert_eq!(validate(&c).unwrap_err().field, "providers.mine.base_url");
@@ -162,7 +191,7 @@ mod tests {
     #[test]
     fn provider_validation_names_the_field() {
         let err = |toml: &str| validate(&Config::from_toml(toml).unwrap()).unwrap_err();
-        let e = err("[providers.a]\nkind = \"bedrock\"\n");
+        let e = err("[providers.a]\nkind = \"sagemaker\"\n");
         assert_eq!(e.field, "providers.a.kind");
         assert!(
             e.message.contains("\"azure\"") && e.message.contains("\"ollama\""),

@@ -18,6 +18,7 @@
 pub mod anthropic;
 pub mod aws;
 pub mod azure;
+pub mod bedrock;
 pub mod catalog;
 mod check;
 mod load;
@@ -71,6 +72,8 @@ pub struct Provider {
     headers: Vec<u8>,
     /// Names of the headers in `headers`: a client's copy is not forwarded.
     header_names: Vec<&'static str>,
+    /// Bedrock without an API key: each request is signed.
+    signer: Option<std::sync::Arc<bedrock::Signer>>,
 }
 
 impl Provider {
@@ -89,7 +92,8 @@ impl Provider {
         };
         let (entry, base_url) = catalog::resolve_kind(name, cfg)?;
         let base_url = base_url.ok_or_else(|| bad("base_url", "is required".into()))?;
-        let url = UpstreamUrl::parse(base_url).map_err(|m| bad("base_url", m))?;
+        let url = UpstreamUrl::parse(&base_url).map_err(|m| bad("base_url", m))?;
+        let mut signer = None;
         let key = cfg.api_key.as_deref();
         let family = entry.family;
         let (path_root, api_version, headers) = match family {
@@ -113,6 +117,22 @@ impl Provider {
                     String::new(),
                     anthropic::auth_headers(key, version.unwrap_or(anthropic::DEFAULT_VERSION)),
                 )
+            }
+            Family::Bedrock => {
+                if key.is_none() {
+                    let region = bedrock::region(name, cfg)?
+                        .ok_or_else(|| bad("region", "is required to sign requests".into()))?;
+                    let refresh = cfg
+                        .credentials_refresh_s
+                        .map_or(bedrock::DEFAULT_REFRESH, std::time::Duration::from_secs);
+                    signer = Some(
+                        bedrock::Signer::from_environment(name, &region, refresh)
+                            .map_err(|m| bad("api_key", m))?,
+                    );
+                }
+                let mut headers = openai::auth_headers(key, entry.auth);
+                headers.push(("content-type", "application/json".to_string()));
+                (url.path_prefix.clone(), String::new(), headers)
             }
         };
         let tls = if url.tls {
@@ -144,14 +164,18 @@ impl Provider {
             api_version,
             headers: rendered,
             header_names: headers.iter().map(|(n, _)| *n).collect(),
+            signer,
         })
     }
 
-    /// The API this provider speaks natively.
-    pub fn dialect(&self) -> Dialect {
+    /// The client dialect this provider speaks natively, so that requests
+    /// in it can pass through; `None` for one reached only by translation
+    /// (Bedrock).
+    pub fn dialect(&self) -> Option<Dialect> {
         match self.family {
-            Family::OpenAi | Family::Azure => Dialect::OpenAi,
-            Family::Anthropic => Dialect::Anthropic,
+            Family::OpenAi | Family::Azure => Some(Dialect::OpenAi),
+            Family::Anthropic => Some(Dialect::Anthropic),
+            Family::Bedrock => None,
         }
     }
 
@@ -176,6 +200,11 @@ impl Provider {
                 model,
                 client_query,
             ),
+            // The operation is the API path; the client's query is not
+            // part of Bedrock's API.
+            Family::Bedrock => {
+                bedrock::write_target(out, &self.path_root, api_path, model.unwrap_or(""))
+            }
             Family::OpenAi | Family::Anthropic => {
                 out.extend_from_slice(self.path_root.as_bytes());
                 out.extend_from_slice(api_path.as_bytes());
@@ -188,6 +217,13 @@ impl Provider {
     /// cannot put in the request target for `api_path`: Azure's deployment
     /// paths take it as one path segment. Checked before anything is sent.
     pub fn check_request_target(&self, api_path: &str, model: &str) -> Result<(), Error> {
+        if self.family == Family::Bedrock && model.is_empty() {
+            return Err(Error::client(
+                Kind::BadRequest,
+                format!("provider `{}` (Bedrock) needs a model id", self.name),
+            )
+            .with_param("model"));
+        }
         if self.family != Family::Azure || !azure::is_deployment_path(api_path) {
             return Ok(());
         }
@@ -204,9 +240,23 @@ impl Provider {
         }
     }
 
-    /// Appends this provider's auth (and fixed protocol) header lines.
-    pub fn write_auth_headers(&self, out: &mut Vec<u8>) {
+    /// Whether [`Self::write_auth_headers`] signs the request (and so needs
+    /// its method, target and body).
+    pub fn signs_requests(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    /// Appends this provider's auth (and fixed protocol) header lines; a
+    /// signing provider's signature is over the request's `method`,
+    /// `target` (as written by [`Self::write_request_target`]) and `body`.
+    pub fn write_auth_headers(&self, out: &mut Vec<u8>, method: &[u8], target: &[u8], body: &[u8]) {
         out.extend_from_slice(&self.headers);
+        if let Some(signer) = &self.signer {
+            // Both were written into a request head: ASCII.
+            let method = std::str::from_utf8(method).unwrap_or("POST");
+            let target = std::str::from_utf8(target).unwrap_or("/");
+            signer.write_headers(out, method, target, &self.url.host_header, body);
+        }
     }
 
     /// Whether a client header of this name must not be forwarded because
@@ -239,7 +289,7 @@ mod tests {
 
     fn auth(p: &Provider) -> String {
         let mut out = Vec::new();
-        p.write_auth_headers(&mut out);
+        p.write_auth_headers(&mut out, b"POST", b"/", b"");
         String::from_utf8(out).unwrap()
     }
 
@@ -250,7 +300,7 @@ mod tests {
             "base_url = \"http://127.0.0.1:9/v1/\"\napi_key = \"sk-1\"",
         );
         assert_eq!(p.family, Family::OpenAi);
-        assert_eq!(p.dialect(), Dialect::OpenAi);
+        assert_eq!(p.dialect(), Some(Dialect::OpenAi));
         assert!(p.tls.is_none());
         assert_eq!(
             target(&p, "/chat/completions", Some("m"), "?x=1"),
@@ -266,7 +316,7 @@ mod tests {
             "f",
             "kind = \"foundry\"\nbase_url = \"http://127.0.0.1:9/openai/v1\"\napi_key = \"k\"",
         );
-        assert_eq!(p.dialect(), Dialect::OpenAi);
+        assert_eq!(p.dialect(), Some(Dialect::OpenAi));
         assert_eq!(
             target(&p, "/chat/completions", Some("gpt-4o"), ""),
             "/openai/v1/chat/completions"
@@ -292,7 +342,7 @@ mod tests {
             "az",
             "kind = \"azure\"\nbase_url = \"http://127.0.0.1:9/\"\napi_key = \"k\"\napi_version = \"2025-01-01-preview\"",
         );
-        assert_eq!(p.dialect(), Dialect::OpenAi);
+        assert_eq!(p.dialect(), Some(Dialect::OpenAi));
         assert_eq!(
             target(&p, "/chat/completions", Some("gpt-4o"), ""),
             "/openai/deployments/gpt-4o/chat/completions?api-version=2025-01-01-preview"
@@ -320,7 +370,7 @@ mod tests {
             "base_url = \"http://127.0.0.1:9\"\napi_key = \"sk-ant\"",
         );
         assert_eq!(p.family, Family::Anthropic);
-        assert_eq!(p.dialect(), Dialect::Anthropic);
+        assert_eq!(p.dialect(), Some(Dialect::Anthropic));
         assert_eq!(target(&p, "/messages", Some("claude"), ""), "/v1/messages");
         assert_eq!(
             auth(&p),

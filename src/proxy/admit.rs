@@ -128,7 +128,7 @@ fn response_provider<S: ClientIo>(router: &Router, down: &Downstream<S>) -> Resu
             )
         })?;
     let p = &router.providers[provider];
-    if p.dialect() != Dialect::OpenAi {
+    if p.dialect() != Some(Dialect::OpenAi) {
         return Err(Error::client(
             Kind::BadRequest,
             format!(
@@ -158,16 +158,18 @@ fn pass_through_provider<S: ClientIo>(
         ));
     };
     let p = &router.providers[provider];
-    if p.family == Family::Azure {
-        return Err(Error::client(
-            Kind::BadRequest,
-            format!(
-                "provider `{}` is Azure OpenAI, whose paths name a deployment: pass-through cannot send to it",
-                p.name
-            ),
-        ));
-    }
-    Ok(provider)
+    let why = match p.family {
+        Family::Azure => "is Azure OpenAI, whose paths name a deployment",
+        Family::Bedrock => "is AWS Bedrock, reached only by translating chat and messages",
+        Family::OpenAi | Family::Anthropic => return Ok(provider),
+    };
+    Err(Error::client(
+        Kind::BadRequest,
+        format!(
+            "provider `{}` {why}: pass-through cannot send to it",
+            p.name
+        ),
+    ))
 }
 
 /// The request header that names the provider of a request without a model.
@@ -276,7 +278,10 @@ pub(super) async fn admit<S: ClientIo>(
     // models are configured, the routes that name no model to theirs.
     let direct_provider = match endpoint {
         Endpoint::Health => return Ok(Admitted::Local(LocalAnswer::Health)),
-        Endpoint::Models => match router.default_provider().filter(|_| !router.has_models) {
+        Endpoint::Models => match router
+            .default_provider()
+            .filter(|&p| !router.has_models && router.providers[p].dialect().is_some())
+        {
             Some(provider) => Some(provider),
             None => return Ok(Admitted::Local(LocalAnswer::Models)),
         },

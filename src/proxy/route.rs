@@ -12,11 +12,13 @@
 use super::endpoint::Endpoint;
 use super::translated::{TranslatedCall, Translation};
 use crate::api::translate::{
-    openai_stream_wants_usage, translate_request, RequestInto, TranslateError, TranslateLimits,
+    openai_request_to_converse, openai_stream_wants_usage, translate_request, RequestInto,
+    TranslateError, TranslateLimits,
 };
 use crate::error::{Error, Kind};
 use crate::json::{scan_top_level, JsonError, TopLevel};
-use crate::providers::Dialect;
+use crate::providers::aws::invoke::anthropic_body_for_invoke;
+use crate::providers::{bedrock, Dialect, Family};
 use crate::shard::{Gateway, Generation};
 use crate::telemetry::metrics::ShardMetrics;
 use crate::upstream::quota;
@@ -134,7 +136,7 @@ pub(super) fn plan_request<'a>(
     // The last attempt's upstream model is the one the log phase prices.
     upstream_model_out.clear();
     upstream_model_out.push_str(&upstream_model);
-    let translate = |translation, to: Endpoint, upstream_model: Cow<'a, str>| {
+    let translate = |translation, api_path: &'static str, upstream_model: Cow<'a, str>| {
         let mut call = TranslatedCall {
             translation,
             stream,
@@ -153,13 +155,18 @@ pub(super) fn plan_request<'a>(
             .map_err(translate_error)?;
         Ok::<_, Error>(Plan::Translate {
             body,
-            api_path: to.upstream_path(),
+            api_path,
             upstream_model,
             call,
         })
     };
+    let (converse, invoke) = if stream {
+        (bedrock::CONVERSE_STREAM, bedrock::INVOKE_STREAM)
+    } else {
+        (bedrock::CONVERSE, bedrock::INVOKE)
+    };
     let plan = match (endpoint.client_dialect(), provider.dialect()) {
-        (c, p) if c == p => {
+        (c, Some(p)) if c == p => {
             let patch = (upstream_model != model.value).then_some(model.span.clone());
             // An OpenAI stream reports usage only when asked; ask for the
             // client that did not (and hide the extra chunk from it).
@@ -174,24 +181,44 @@ pub(super) fn plan_request<'a>(
                 inject_usage,
             }
         }
-        (Dialect::Anthropic, Dialect::OpenAi) if endpoint == Endpoint::Messages => translate(
+        (Dialect::Anthropic, Some(Dialect::OpenAi)) if endpoint == Endpoint::Messages => translate(
             Translation::OpenAiToAnthropic,
-            Endpoint::ChatCompletions,
+            Endpoint::ChatCompletions.upstream_path(),
             upstream_model,
         )?,
-        (Dialect::OpenAi, Dialect::Anthropic) if endpoint == Endpoint::ChatCompletions => {
+        (Dialect::OpenAi, Some(Dialect::Anthropic)) if endpoint == Endpoint::ChatCompletions => {
             translate(
                 Translation::AnthropicToOpenAi {
                     include_usage: false,
                 },
-                Endpoint::Messages,
+                Endpoint::Messages.upstream_path(),
                 upstream_model,
             )?
         }
+        (Dialect::OpenAi, None)
+            if endpoint == Endpoint::ChatCompletions && provider.family == Family::Bedrock =>
+        {
+            let translation = Translation::ConverseToOpenAi {
+                include_usage: false,
+            };
+            translate(translation, converse, upstream_model)?
+        }
+        // Anthropic's own models take the client's body through
+        // InvokeModel; the others are reached through Converse.
+        (Dialect::Anthropic, None)
+            if endpoint == Endpoint::Messages && provider.family == Family::Bedrock =>
+        {
+            if bedrock::is_anthropic_model(&upstream_model) {
+                translate(Translation::InvokeToAnthropic, invoke, upstream_model)?
+            } else {
+                translate(Translation::ConverseToAnthropic, converse, upstream_model)?
+            }
+        }
         (_, upstream) => {
             let api = match upstream {
-                Dialect::OpenAi => "OpenAI",
-                Dialect::Anthropic => "Anthropic Messages",
+                Some(Dialect::OpenAi) => "OpenAI",
+                Some(Dialect::Anthropic) => "Anthropic Messages",
+                None => "Bedrock runtime",
             };
             return Err(Error::client(
                 Kind::BadRequest,
@@ -215,7 +242,7 @@ fn model_less<'a>(gw: &Gateway, endpoint: Endpoint) -> Result<(usize, Plan<'a>),
     let provider = gw
         .router
         .default_provider()
-        .filter(|&p| gw.router.providers[p].dialect() == endpoint.client_dialect())
+        .filter(|&p| gw.router.providers[p].dialect() == Some(endpoint.client_dialect()))
         .ok_or_else(|| {
             Error::client(
                 Kind::BadRequest,
@@ -257,6 +284,21 @@ pub(super) fn translate_body(
         Translation::AnthropicToOpenAi { include_usage } => {
             *include_usage = openai_stream_wants_usage(body);
             translate_request(RequestInto::Anthropic, body, upstream_model, limits, true)
+        }
+        Translation::ConverseToOpenAi { include_usage } => {
+            *include_usage = openai_stream_wants_usage(body);
+            openai_request_to_converse(body, limits, true)
+        }
+        Translation::ConverseToAnthropic => {
+            let openai =
+                translate_request(RequestInto::OpenAi, body, upstream_model, limits, true)?;
+            openai_request_to_converse(&openai, limits, false)
+        }
+        Translation::InvokeToAnthropic => {
+            // Validated JSON is UTF-8.
+            let text = std::str::from_utf8(body)
+                .map_err(|_| TranslateError::Json("body is not UTF-8".into()))?;
+            anthropic_body_for_invoke(text).map_err(|e| TranslateError::Json(e.message()))
         }
         Translation::HideUsageChunk => unreachable!("a pass-through is not translated"),
     }

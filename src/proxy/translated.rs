@@ -16,22 +16,26 @@ use super::body::BodyProgress;
 use super::downstream::read_more;
 use super::exchange::{to_client, write_stream_cut, ClientFacts, Relayed, UpstreamSide};
 use super::govern::Cut;
+use crate::api::eventstream::{Decoder, Message};
 use crate::api::output_meter::event_output_tokens;
 use crate::api::sse::SseScanner;
 use crate::api::translate::{
-    anthropic_error_to_openai, anthropic_response_to_openai, openai_error_to_anthropic,
-    openai_response_to_anthropic, AnthropicToOpenAiStream, OpenAiToAnthropicStream, StreamEnd,
-    STREAM_ENDED_EARLY,
+    anthropic_error_to_openai, anthropic_response_to_openai, aws_error_to_anthropic,
+    aws_error_to_openai, converse_response_to_openai, openai_error_to_anthropic,
+    openai_response_to_anthropic, AnthropicToOpenAiStream, BedrockToOpenAiStream,
+    OpenAiToAnthropicStream, StreamEnd, STREAM_ENDED_EARLY,
 };
 use crate::api::usage::{
-    anthropic_response_usage, openai_response_usage, openai_stream_usage, Usage,
+    anthropic_response_usage, bedrock_usage, openai_response_usage, openai_stream_usage, Usage,
 };
 use crate::buf::PooledBuf;
 use crate::error::{Error, Kind};
 use crate::http1::framing::{response_framing, BodyKind, ResponseFraming};
+use crate::http1::parse::media_type_is;
 use crate::http1::write::{
     end_head, push_chunk_size, push_content_length, push_header, push_status_line, LAST_CHUNK,
 };
+use crate::providers::aws::invoke::InvokeStream;
 use crate::upstream::timeouts::AttemptClock;
 use crate::upstream::AckPromptly;
 
@@ -50,6 +54,28 @@ pub enum Translation {
     /// Same dialect (OpenAI); the gateway asked for the usage chunk the
     /// client did not, so it is read and dropped, every other event passes.
     HideUsageChunk,
+    /// The client speaks OpenAI, the provider is Bedrock (Converse).
+    ConverseToOpenAi { include_usage: bool },
+    /// The client speaks Anthropic, the provider is Bedrock (Converse),
+    /// through OpenAI's shape both ways.
+    ConverseToAnthropic,
+    /// The client speaks Anthropic and the model on Bedrock is Anthropic's
+    /// (InvokeModel): the bodies are Anthropic's own, the stream's events
+    /// come wrapped in event-stream chunks.
+    InvokeToAnthropic,
+}
+
+impl Translation {
+    /// Whether the response comes from Bedrock: errors are AWS's, streams
+    /// are in the event-stream framing.
+    fn from_bedrock(&self) -> bool {
+        matches!(
+            self,
+            Translation::ConverseToOpenAi { .. }
+                | Translation::ConverseToAnthropic
+                | Translation::InvokeToAnthropic
+        )
+    }
 }
 
 /// A translated call: direction, whether it streams, the model name the
@@ -65,9 +91,48 @@ enum StreamTranslator {
     ToAnthropic(OpenAiToAnthropicStream),
     ToOpenAi(AnthropicToOpenAiStream),
     HideUsage(Option<Usage>),
+    ConverseToOpenAi(BedrockToOpenAiStream),
+    ConverseToAnthropic(Box<ConverseToAnthropicStream>),
+    Invoke(InvokeStream),
 }
 
 impl StreamTranslator {
+    fn new(call: &TranslatedCall, request_id: &str) -> StreamTranslator {
+        let model = &call.client_model;
+        match call.translation {
+            Translation::OpenAiToAnthropic => {
+                StreamTranslator::ToAnthropic(OpenAiToAnthropicStream::new(model))
+            }
+            Translation::AnthropicToOpenAi { include_usage } => {
+                StreamTranslator::ToOpenAi(AnthropicToOpenAiStream::new(model, include_usage))
+            }
+            Translation::HideUsageChunk => StreamTranslator::HideUsage(None),
+            Translation::ConverseToOpenAi { include_usage } => StreamTranslator::ConverseToOpenAi(
+                BedrockToOpenAiStream::new(model, request_id, include_usage),
+            ),
+            Translation::ConverseToAnthropic => {
+                StreamTranslator::ConverseToAnthropic(Box::new(ConverseToAnthropicStream {
+                    converse: BedrockToOpenAiStream::new(model, request_id, true),
+                    chunks: Vec::new(),
+                    scanner: SseScanner::new(MAX_SSE_EVENT),
+                    to_anthropic: OpenAiToAnthropicStream::new(model),
+                }))
+            }
+            Translation::InvokeToAnthropic => StreamTranslator::Invoke(InvokeStream::default()),
+        }
+    }
+
+    /// Whether the stream comes in AWS's event-stream framing, not SSE.
+    fn reads_event_stream(&self) -> bool {
+        matches!(
+            self,
+            StreamTranslator::ConverseToOpenAi(_)
+                | StreamTranslator::ConverseToAnthropic(_)
+                | StreamTranslator::Invoke(_)
+        )
+    }
+
+    /// One SSE event of an SSE upstream.
     fn on_event(&mut self, event: &[u8], data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         match self {
             StreamTranslator::ToAnthropic(t) => t.on_data(data, out).map_err(|e| e.to_string()),
@@ -84,6 +149,19 @@ impl StreamTranslator {
                 write_event(event, data, out);
                 Ok(())
             }
+            _ => Err("an SSE event from an event-stream upstream".into()),
+        }
+    }
+
+    /// One message of an event-stream upstream.
+    fn on_message(&mut self, message: &Message, out: &mut Vec<u8>) -> Result<(), String> {
+        match self {
+            StreamTranslator::ConverseToOpenAi(t) => {
+                t.on_message(message, out).map_err(|e| e.to_string())
+            }
+            StreamTranslator::ConverseToAnthropic(t) => t.on_message(message, out),
+            StreamTranslator::Invoke(t) => t.on_message(message, out).map_err(|e| e.to_string()),
+            _ => Err("an event-stream message from an SSE upstream".into()),
         }
     }
 
@@ -92,6 +170,9 @@ impl StreamTranslator {
             StreamTranslator::ToAnthropic(t) => t.finish(out),
             StreamTranslator::ToOpenAi(t) => t.finish(out),
             StreamTranslator::HideUsage(_) => {}
+            StreamTranslator::ConverseToOpenAi(t) => t.finish(out),
+            StreamTranslator::ConverseToAnthropic(t) => t.finish(None, out),
+            StreamTranslator::Invoke(t) => t.finish(out),
         }
     }
 
@@ -102,6 +183,9 @@ impl StreamTranslator {
             StreamTranslator::ToAnthropic(t) => t.finish_cut(why, out),
             StreamTranslator::ToOpenAi(t) => t.finish_cut(why, out),
             StreamTranslator::HideUsage(_) => {}
+            StreamTranslator::ConverseToOpenAi(t) => t.finish_cut(why, out),
+            StreamTranslator::ConverseToAnthropic(t) => t.finish(Some(why), out),
+            StreamTranslator::Invoke(t) => t.finish_cut(why, out),
         }
     }
 
@@ -110,6 +194,58 @@ impl StreamTranslator {
             StreamTranslator::ToAnthropic(t) => Some(t.usage()),
             StreamTranslator::ToOpenAi(t) => Some(t.usage()),
             StreamTranslator::HideUsage(usage) => *usage,
+            StreamTranslator::ConverseToOpenAi(t) => Some(t.usage()),
+            StreamTranslator::ConverseToAnthropic(t) => Some(t.converse.usage()),
+            StreamTranslator::Invoke(t) => Some(t.usage()),
+        }
+    }
+}
+
+/// ConverseStream to an Anthropic client: each message becomes OpenAI
+/// chunks, which become Anthropic events; the chunks are whole events, so
+/// nothing is held between messages but the two translators' state.
+struct ConverseToAnthropicStream {
+    converse: BedrockToOpenAiStream,
+    chunks: Vec<u8>,
+    scanner: SseScanner,
+    to_anthropic: OpenAiToAnthropicStream,
+}
+
+impl ConverseToAnthropicStream {
+    fn on_message(&mut self, message: &Message, out: &mut Vec<u8>) -> Result<(), String> {
+        self.chunks.clear();
+        self.converse
+            .on_message(message, &mut self.chunks)
+            .map_err(|e| e.to_string())?;
+        self.relay_chunks(out)
+    }
+
+    /// Passes the chunks made so far on; their translator's own end (a
+    /// cut's error chunk included) comes through as Anthropic's.
+    fn relay_chunks(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+        let (scanner, to_anthropic) = (&mut self.scanner, &mut self.to_anthropic);
+        let mut failed = None;
+        scanner
+            .feed(&self.chunks, |ev| {
+                if failed.is_none() {
+                    failed = to_anthropic.on_data(ev.data, out).err();
+                }
+            })
+            .map_err(|_| STREAM_EVENT_TOO_LARGE.to_string())?;
+        failed.map_or(Ok(()), |e| Err(e.to_string()))
+    }
+
+    fn finish(&mut self, cut: Option<&str>, out: &mut Vec<u8>) {
+        self.chunks.clear();
+        match cut {
+            Some(why) => self.converse.finish_cut(why, &mut self.chunks),
+            None => self.converse.finish(&mut self.chunks),
+        }
+        let relayed = self.relay_chunks(out);
+        match (relayed, cut) {
+            (Err(e), _) => self.to_anthropic.finish_cut(&e, out),
+            (Ok(()), Some(why)) => self.to_anthropic.finish_cut(why, out),
+            (Ok(()), None) => self.to_anthropic.finish(out),
         }
     }
 }
@@ -145,7 +281,14 @@ pub async fn relay_translated(
     if framing.body != BodyKind::Chunked {
         payload.extend_from_slice(&urbuf[head_len..head_len + first]);
     }
+    // Read now: the head's bytes are overwritten by the body's reads.
+    let request_id = if call.translation.from_bedrock() {
+        aws_request_id(side, &urbuf)
+    } else {
+        String::new()
+    };
     let body = UpstreamBody {
+        request_id,
         extra: head_len + first < urbuf.len(),
         urbuf,
         framing,
@@ -155,21 +298,54 @@ pub async fn relay_translated(
 
     // Hiding the usage chunk only applies to an event stream; an upstream
     // that answered a stream request with a plain body is passed on as is.
-    let is_sse = side.head.is_event_stream(&body.urbuf);
-    if is_sse {
+    let streams = if call.translation.from_bedrock() {
+        side.head
+            .header(&body.urbuf, b"content-type")
+            .is_some_and(|v| media_type_is(v, AWS_EVENT_STREAM))
+    } else {
+        side.head.is_event_stream(&body.urbuf)
+    };
+    if streams {
         up.ack_promptly();
     }
-    let hiding_without_stream = matches!(call.translation, Translation::HideUsageChunk) && !is_sse;
+    let hiding_without_stream = matches!(call.translation, Translation::HideUsageChunk) && !streams;
     if !call.stream || !(200..300).contains(&status) || hiding_without_stream {
         let whole = collect_whole(up, body, side, call, clock).await?;
         return Ok(answer_whole(client, side, facts, whole).await);
     }
+    if call.translation.from_bedrock() && !streams {
+        return Err(Error::upstream(
+            Kind::UpstreamProtocol,
+            false,
+            "Bedrock answered a stream request without an event stream",
+        ));
+    }
     Ok(relay_stream(up, body, side, client, facts, call, clock).await)
+}
+
+/// The media type of Bedrock's streams.
+const AWS_EVENT_STREAM: &[u8] = b"application/vnd.amazon.eventstream";
+
+/// The id Bedrock gave the response, which its translations (having no
+/// response id of their own) are known by; empty if none.
+fn aws_request_id(side: &UpstreamSide, urbuf: &[u8]) -> String {
+    let id = side
+        .head
+        .header(urbuf, b"x-amzn-requestid")
+        .unwrap_or_default();
+    // Kept to the characters an id is made of: it goes into JSON as it is.
+    id.iter()
+        .take(128)
+        .filter(|b| b.is_ascii_alphanumeric() || **b == b'-')
+        .map(|&b| b as char)
+        .collect()
 }
 
 /// The upstream body as far as it was read: its framing and progress, the
 /// payload not yet used, and whether bytes followed its end.
 struct UpstreamBody {
+    /// Bedrock's id for the response (empty for other upstreams).
+    request_id: String,
     urbuf: PooledBuf,
     framing: ResponseFraming,
     progress: BodyProgress,
@@ -226,9 +402,14 @@ async fn collect_whole(
         Translation::OpenAiToAnthropic | Translation::HideUsageChunk => {
             openai_response_usage(&read.payload)
         }
-        Translation::AnthropicToOpenAi { .. } => anthropic_response_usage(&read.payload),
+        Translation::AnthropicToOpenAi { .. } | Translation::InvokeToAnthropic => {
+            anthropic_response_usage(&read.payload)
+        }
+        Translation::ConverseToOpenAi { .. } | Translation::ConverseToAnthropic => {
+            bedrock_usage(&read.payload)
+        }
     };
-    let (status, body) = translate_whole(side.head.status, &read.payload, call)?;
+    let (status, body) = translate_whole(side.head.status, &read.payload, call, &read.request_id)?;
     Ok(WholeAnswer {
         status,
         body,
@@ -290,15 +471,7 @@ async fn relay_stream(
     call: &TranslatedCall,
     clock: AttemptClock,
 ) -> Relayed {
-    let mut translator = match &call.translation {
-        Translation::OpenAiToAnthropic => {
-            StreamTranslator::ToAnthropic(OpenAiToAnthropicStream::new(&call.client_model))
-        }
-        Translation::AnthropicToOpenAi { include_usage } => StreamTranslator::ToOpenAi(
-            AnthropicToOpenAiStream::new(&call.client_model, *include_usage),
-        ),
-        Translation::HideUsageChunk => StreamTranslator::HideUsage(None),
-    };
+    let mut translator = StreamTranslator::new(call, &read.request_id);
     let chunked = !facts.http10;
     let close = !chunked || !facts.keep_alive;
     side.report.status = 200;
@@ -322,7 +495,11 @@ async fn relay_stream(
     ) {
         return Relayed::Broken;
     }
-    let mut scanner = SseScanner::new(MAX_SSE_EVENT);
+    let mut framing = if translator.reads_event_stream() {
+        Framing::EventStream(Decoder::new(MAX_STREAM_MESSAGE))
+    } else {
+        Framing::Sse(SseScanner::new(MAX_SSE_EVENT))
+    };
     let mut events = PooledBuf::take(16 * 1024);
     // Why the stream stopped before its read.framing's end, if it did. Only
     // whole events are ever written, so the client is never inside one.
@@ -332,14 +509,30 @@ async fn relay_stream(
     loop {
         events.clear();
         let mut untranslatable = false;
-        let scanned = scanner.feed(&read.payload, |ev| {
-            if metering {
-                seen += event_output_tokens(ev.data);
-            }
-            if !untranslatable && translator.on_event(ev.event, ev.data, &mut events).is_err() {
-                untranslatable = true;
-            }
-        });
+        let scanned = match &mut framing {
+            Framing::Sse(scanner) => scanner
+                .feed(&read.payload, |ev| {
+                    if metering {
+                        seen += event_output_tokens(ev.data);
+                    }
+                    if !untranslatable
+                        && translator.on_event(ev.event, ev.data, &mut events).is_err()
+                    {
+                        untranslatable = true;
+                    }
+                })
+                .map_err(|_| STREAM_EVENT_TOO_LARGE),
+            Framing::EventStream(decoder) => decoder
+                .feed(&read.payload, |message| {
+                    if metering {
+                        seen += event_output_tokens(&message.payload);
+                    }
+                    if !untranslatable && translator.on_message(&message, &mut events).is_err() {
+                        untranslatable = true;
+                    }
+                })
+                .map_err(|_| STREAM_MALFORMED),
+        };
         read.payload.clear();
         if !events.is_empty() {
             side.report.mark_first_body();
@@ -347,8 +540,8 @@ async fn relay_stream(
         if !write_chunk(client, &events, chunked, facts).await {
             return Relayed::Broken;
         }
-        if scanned.is_err() {
-            broken = Some(STREAM_EVENT_TOO_LARGE);
+        if let Err(why) = scanned {
+            broken = Some(why);
         } else if untranslatable {
             broken = Some(STREAM_EVENT_UNREADABLE);
         }
@@ -433,10 +626,20 @@ async fn relay_stream(
     Relayed::Complete { close }
 }
 
+/// How an upstream stream is cut into events.
+enum Framing {
+    Sse(SseScanner),
+    EventStream(Decoder),
+}
+
+/// Largest single event-stream message accepted (Bedrock's are a few KiB).
+const MAX_STREAM_MESSAGE: u32 = 1024 * 1024;
+
 fn translate_whole(
     status: u16,
     body: &[u8],
     call: &TranslatedCall,
+    request_id: &str,
 ) -> Result<(u16, Vec<u8>), Error> {
     let ok = (200..300).contains(&status);
     let bad = |e: crate::api::translate::TranslateError| {
@@ -463,6 +666,28 @@ fn translate_whole(
         }
         (Translation::AnthropicToOpenAi { .. }, false) => {
             let t = anthropic_error_to_openai(status, body);
+            (t.status, t.body)
+        }
+        (Translation::ConverseToOpenAi { .. }, true) => (
+            status,
+            converse_response_to_openai(body, &call.client_model, request_id).map_err(bad)?,
+        ),
+        (Translation::ConverseToAnthropic, true) => {
+            let openai =
+                converse_response_to_openai(body, &call.client_model, request_id).map_err(bad)?;
+            (
+                status,
+                openai_response_to_anthropic(&openai, &call.client_model).map_err(bad)?,
+            )
+        }
+        // Anthropic's own body, as the client would have had it from Anthropic.
+        (Translation::InvokeToAnthropic, true) => (status, body.to_vec()),
+        (Translation::ConverseToOpenAi { .. }, false) => {
+            let t = aws_error_to_openai(status, body);
+            (t.status, t.body)
+        }
+        (Translation::ConverseToAnthropic | Translation::InvokeToAnthropic, false) => {
+            let t = aws_error_to_anthropic(status, body);
             (t.status, t.body)
         }
     })

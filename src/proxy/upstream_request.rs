@@ -68,7 +68,10 @@ pub(super) fn upstream_request(
             } else {
                 endpoint.upstream_path()
             };
-            let (head, ranges) = build_head(source, path, model, edits);
+            // Signing providers (Bedrock) speak no client dialect: never
+            // passed through, so a signature never covers a patched body.
+            debug_assert!(!source.provider.signs_requests());
+            let (head, ranges) = build_head(source, path, model, edits, &[]);
             let insert = insert.map(|(at, _)| (at, ranges.insert.clone()));
             let call = inject_usage.map(|_| TranslatedCall {
                 translation: Translation::HideUsageChunk,
@@ -90,7 +93,8 @@ pub(super) fn upstream_request(
                 patch: None,
                 insert: None,
             };
-            let (head, ranges) = build_head(source, api_path, Some(&upstream_model), edits);
+            let (head, ranges) =
+                build_head(source, api_path, Some(&upstream_model), edits, &new_body);
             (
                 head,
                 ranges.head,
@@ -156,12 +160,14 @@ const INCLUDE_USAGE: &[u8] = b",\"stream_options\":{\"include_usage\":true}";
 /// known for Content-Length), then the head. Of the client's headers only
 /// those `headers` lets cross go (its allow-list, less what the client's
 /// `Connection` names and what the provider sets itself); the response is
-/// asked for uncompressed, as the gateway reads its usage.
+/// asked for uncompressed, as the gateway reads its usage. A signing
+/// provider signs `body`, the whole body sent.
 fn build_head(
     source: &HeadSource<'_>,
     api_path: &str,
     model: Option<&str>,
     edits: BodyEdits<'_>,
+    body: &[u8],
 ) -> (PooledBuf, HeadRanges) {
     let &HeadSource {
         server,
@@ -187,10 +193,17 @@ fn build_head(
     let head_start = out.len();
     out.extend_from_slice(head.method.get(rbuf));
     out.push(b' ');
+    let target_start = out.len();
     p.write_request_target(&mut out, api_path, model, &rbuf[query.clone()]);
+    let target = target_start..out.len();
     out.extend_from_slice(b" HTTP/1.1\r\n");
     push_header(&mut out, b"host", p.url.host_header.as_bytes());
-    p.write_auth_headers(&mut out);
+    if p.signs_requests() {
+        let signed = (head.method.get(rbuf), out[target].to_vec());
+        p.write_auth_headers(&mut out, signed.0, &signed.1, body);
+    } else {
+        p.write_auth_headers(&mut out, b"", b"", b"");
+    }
     if let Some(len) = content_length {
         push_content_length(&mut out, len as u64);
     }

@@ -101,6 +101,33 @@ pub fn anthropic_error_to_openai(status: u16, body: &[u8]) -> TranslatedError {
     }
 }
 
+/// An AWS service's error (`{"message": …}`, some services `Message`; the
+/// kind is in the `x-amzn-ErrorType` header, which the status already
+/// says), for an OpenAI client.
+pub fn aws_error_to_openai(status: u16, body: &[u8]) -> TranslatedError {
+    let error_type = openai_error_type(anthropic_error_type(status));
+    TranslatedError {
+        status,
+        body: openai_error_body(error_type, &aws_message(status, body)),
+    }
+}
+
+/// The same for an Anthropic client.
+pub fn aws_error_to_anthropic(status: u16, body: &[u8]) -> TranslatedError {
+    TranslatedError {
+        status,
+        body: anthropic_error_body(anthropic_error_type(status), &aws_message(status, body)),
+    }
+}
+
+fn aws_message(status: u16, body: &[u8]) -> Message<'_> {
+    let message = upstream_message(body, |error| {
+        let [message, capital] = error.pick(["message", "Message"]);
+        [message, capital].into_iter().find(|m| m.is_str())
+    });
+    message.unwrap_or_else(|| Message::Text(status_text(status).into()))
+}
+
 /// A gateway-made error in Anthropic's shape, its type derived from `status`.
 pub fn anthropic_error(status: u16, message: &str) -> Vec<u8> {
     anthropic_error_body(anthropic_error_type(status), &Message::Text(message.into()))

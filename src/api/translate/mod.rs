@@ -50,9 +50,10 @@ mod write;
 use std::fmt;
 
 pub use error::{
-    anthropic_error, anthropic_error_to_openai, openai_error, openai_error_to_anthropic,
-    TranslatedError, ANTHROPIC_BUDGET_CUT, ANTHROPIC_STREAM_CUT, ANTHROPIC_TOKENS_CUT,
-    OPENAI_BUDGET_CUT, OPENAI_STREAM_CUT, OPENAI_TOKENS_CUT,
+    anthropic_error, anthropic_error_to_openai, aws_error_to_anthropic, aws_error_to_openai,
+    openai_error, openai_error_to_anthropic, TranslatedError, ANTHROPIC_BUDGET_CUT,
+    ANTHROPIC_STREAM_CUT, ANTHROPIC_TOKENS_CUT, OPENAI_BUDGET_CUT, OPENAI_STREAM_CUT,
+    OPENAI_TOKENS_CUT,
 };
 pub use request_to_anthropic::openai_stream_wants_usage;
 pub use request_to_converse::openai_request_to_converse;

@@ -15,9 +15,12 @@
 //! byte; a chunk that is not valid base64 or whose content is not a JSON
 //! object is an error, never passed on.
 //!
-//! Not wired into the proxy yet: the Bedrock provider comes next.
+//! [`InvokeStream`] relays such a stream to an Anthropic client.
 
 use crate::api::eventstream::{Kind, Message};
+use crate::api::sse::SseEvent;
+use crate::api::translate::{anthropic_error, StreamEnd};
+use crate::api::usage::{AnthropicStreamUsage, Usage};
 use crate::json::walk::MemberWalker;
 use crate::json::JsonError;
 
@@ -141,6 +144,104 @@ pub fn invoke_stream_event(message: &Message) -> Result<InvokeEvent, InvokeError
         }),
         _ => Ok(InvokeEvent::Skip),
     }
+}
+
+/// An InvokeModelWithResponseStream response relayed to an Anthropic client:
+/// each chunk's event written as the SSE event it was, its usage read on
+/// the way. A Bedrock exception ends the stream with Anthropic's `error`
+/// event, its type from the exception's (throttling is a rate limit, a
+/// validation failure the request's fault, anything else the server's).
+#[derive(Debug, Default)]
+pub struct InvokeStream {
+    usage: AnthropicStreamUsage,
+    stopped: bool,
+    ended: bool,
+}
+
+impl InvokeStream {
+    /// Feeds one decoded message; appends whole SSE events.
+    pub fn on_message(&mut self, message: &Message, out: &mut Vec<u8>) -> Result<(), InvokeError> {
+        if self.ended {
+            return Ok(());
+        }
+        match invoke_stream_event(message)? {
+            InvokeEvent::Anthropic { event_type, json } => {
+                let event = SseEvent {
+                    event: event_type.as_bytes(),
+                    data: &json,
+                };
+                self.usage.observe(event);
+                match event_type.as_str() {
+                    "message_delta" => self.stopped = true,
+                    "message_stop" => self.ended = true,
+                    _ => {}
+                }
+                write_sse(out, event);
+            }
+            InvokeEvent::Exception {
+                exception_type,
+                message,
+            } => {
+                let status = match exception_type.as_str() {
+                    "throttlingException" => 429,
+                    "validationException" => 400,
+                    _ => 500,
+                };
+                self.end_error(status, &message, out);
+            }
+            InvokeEvent::Skip => {}
+        }
+        Ok(())
+    }
+
+    /// The usage the stream reported so far.
+    pub fn usage(&self) -> Usage {
+        self.usage.usage().unwrap_or_default()
+    }
+
+    fn end_error(&mut self, status: u16, message: &str, out: &mut Vec<u8>) {
+        self.ended = true;
+        let data = anthropic_error(status, message);
+        write_sse(
+            out,
+            SseEvent {
+                event: b"error",
+                data: &data,
+            },
+        );
+    }
+}
+
+/// A stream whose `message_delta` (the stop reason) arrived is closed with
+/// the `message_stop` it lost; one cut before it ends with an `error`.
+impl StreamEnd for InvokeStream {
+    fn ended(&self) -> bool {
+        self.ended
+    }
+    fn stopped(&self) -> bool {
+        self.stopped
+    }
+    fn end_whole(&mut self, out: &mut Vec<u8>) {
+        self.ended = true;
+        out.extend_from_slice(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+    }
+    fn end_cut(&mut self, why: &str, out: &mut Vec<u8>) {
+        self.end_error(500, why, out);
+    }
+}
+
+/// One event as SSE; its JSON has no newline that matters (a raw newline
+/// inside JSON is whitespace), so each line gets its own `data:`.
+fn write_sse(out: &mut Vec<u8>, event: SseEvent<'_>) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.event);
+    out.push(b'\n');
+    for line in event.data.split(|&b| b == b'\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.push(b'\n');
 }
 
 /// Standard base64 with padding (what Bedrock sends); `None` for anything
