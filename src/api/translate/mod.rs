@@ -38,6 +38,7 @@ mod error;
 mod raw;
 mod request_to_anthropic;
 mod request_to_converse;
+mod request_to_gemini;
 mod request_to_openai;
 mod response;
 mod response_bedrock;
@@ -56,6 +57,7 @@ pub use error::{
 };
 pub use request_to_anthropic::openai_stream_wants_usage;
 pub use request_to_converse::openai_request_to_converse;
+pub use request_to_gemini::openai_request_to_gemini;
 pub use response::{
     anthropic_response_to_openai, openai_response_to_anthropic, MAX_RESPONSE_BLOCKS,
 };
