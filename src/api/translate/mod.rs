@@ -35,6 +35,7 @@
 //!   response's blocks are bounded by [`MAX_RESPONSE_BLOCKS`].
 
 mod error;
+mod openai_chunks;
 mod raw;
 mod request_to_anthropic;
 mod request_to_converse;
@@ -42,6 +43,7 @@ mod request_to_gemini;
 mod request_to_openai;
 mod response;
 mod response_bedrock;
+mod response_gemini;
 mod stream_bedrock_to_openai;
 mod stream_to_anthropic;
 mod stream_to_openai;
@@ -51,9 +53,9 @@ mod write;
 use std::fmt;
 
 pub use error::{
-    anthropic_error, anthropic_error_to_openai, openai_error, openai_error_to_anthropic,
-    TranslatedError, ANTHROPIC_BUDGET_CUT, ANTHROPIC_STREAM_CUT, ANTHROPIC_TOKENS_CUT,
-    OPENAI_BUDGET_CUT, OPENAI_STREAM_CUT, OPENAI_TOKENS_CUT,
+    anthropic_error, anthropic_error_to_openai, google_error_to_openai, openai_error,
+    openai_error_to_anthropic, TranslatedError, ANTHROPIC_BUDGET_CUT, ANTHROPIC_STREAM_CUT,
+    ANTHROPIC_TOKENS_CUT, OPENAI_BUDGET_CUT, OPENAI_STREAM_CUT, OPENAI_TOKENS_CUT,
 };
 pub use request_to_anthropic::openai_stream_wants_usage;
 pub use request_to_converse::openai_request_to_converse;
@@ -62,6 +64,7 @@ pub use response::{
     anthropic_response_to_openai, openai_response_to_anthropic, MAX_RESPONSE_BLOCKS,
 };
 pub use response_bedrock::converse_response_to_openai;
+pub use response_gemini::gemini_response_to_openai;
 pub use stream_bedrock_to_openai::BedrockToOpenAiStream;
 pub use stream_to_anthropic::OpenAiToAnthropicStream;
 pub use stream_to_openai::AnthropicToOpenAiStream;

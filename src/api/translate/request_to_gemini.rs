@@ -163,14 +163,23 @@ pub fn openai_request_to_gemini(
     let has_stop = stop.is_str() || stop.elements().next().is_some();
     let json_mode = json_response(response_format)?;
     let settings = [temperature, top_p, seed, presence, frequency];
-    if max_tokens.is_some() || has_stop || json_mode.is_some() || settings.iter().any(|s| s.is_number())
+    if max_tokens.is_some()
+        || has_stop
+        || json_mode.is_some()
+        || settings.iter().any(|s| s.is_number())
     {
         let mut config = Obj::open(top.key("generationConfig"));
         // Gemini's ranges are OpenAI's (temperature 0..=2, penalties
         // -2..2), so the numbers go as they are.
-        for (key, value) in ["temperature", "topP", "seed", "presencePenalty", "frequencyPenalty"]
-            .into_iter()
-            .zip(settings)
+        for (key, value) in [
+            "temperature",
+            "topP",
+            "seed",
+            "presencePenalty",
+            "frequencyPenalty",
+        ]
+        .into_iter()
+        .zip(settings)
         {
             if value.is_number() {
                 config.raw(key, value);
@@ -517,8 +526,14 @@ mod tests {
             }))
         };
         let config = |v: Value| v["toolConfig"]["functionCallingConfig"].clone();
-        assert_eq!(config(with(json!("auto")).unwrap()), json!({"mode": "AUTO"}));
-        assert_eq!(config(with(json!("none")).unwrap()), json!({"mode": "NONE"}));
+        assert_eq!(
+            config(with(json!("auto")).unwrap()),
+            json!({"mode": "AUTO"})
+        );
+        assert_eq!(
+            config(with(json!("none")).unwrap()),
+            json!({"mode": "NONE"})
+        );
         assert_eq!(
             config(with(json!({"type": "function", "function": {"name": "f"}})).unwrap()),
             json!({"mode": "ANY", "allowedFunctionNames": ["f"]})
@@ -567,7 +582,9 @@ mod tests {
     #[test]
     fn response_formats() {
         let with = |format: Value| {
-            translate(json!({"messages": [{"role": "user", "content": "hi"}], "response_format": format}))
+            translate(
+                json!({"messages": [{"role": "user", "content": "hi"}], "response_format": format}),
+            )
         };
         assert!(with(json!({"type": "text"}))
             .unwrap()
@@ -577,7 +594,8 @@ mod tests {
             with(json!({"type": "json_object"})).unwrap()["generationConfig"],
             json!({"responseMimeType": "application/json"})
         );
-        let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]});
+        let schema =
+            json!({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]});
         assert_eq!(
             with(json!({"type": "json_schema", "json_schema": {"name": "x", "strict": true, "schema": schema}}))
                 .unwrap()["generationConfig"],
