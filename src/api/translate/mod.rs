@@ -45,6 +45,7 @@ mod response;
 mod response_bedrock;
 mod response_gemini;
 mod stream_bedrock_to_openai;
+mod stream_gemini_to_openai;
 mod stream_to_anthropic;
 mod stream_to_openai;
 mod wire;
@@ -66,6 +67,7 @@ pub use response::{
 pub use response_bedrock::converse_response_to_openai;
 pub use response_gemini::gemini_response_to_openai;
 pub use stream_bedrock_to_openai::BedrockToOpenAiStream;
+pub use stream_gemini_to_openai::GeminiToOpenAiStream;
 pub use stream_to_anthropic::OpenAiToAnthropicStream;
 pub use stream_to_openai::AnthropicToOpenAiStream;
 

@@ -35,6 +35,11 @@ impl ChunkWriter {
         }
     }
 
+    /// Whether the first chunk was written.
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
     /// Writes the `role: assistant` chunk unless it was written.
     pub fn start(&mut self, out: &mut Vec<u8>) {
         if !self.started {
