@@ -20,6 +20,7 @@ pub mod aws;
 pub mod azure;
 pub mod catalog;
 mod check;
+pub mod google;
 mod load;
 pub mod openai;
 pub mod prices;
