@@ -2,8 +2,11 @@
 //! messages dialect, in both directions: request bodies, non-streaming
 //! response bodies, error bodies and SSE streams. Also OpenAI chat to
 //! Bedrock's Converse and back (`request_to_converse`, `response_bedrock`,
-//! `stream_bedrock_to_openai`), tested alone and not yet reached by the
-//! proxy.
+//! `stream_bedrock_to_openai`) and to Gemini's `generateContent` and back
+//! (`request_to_gemini`, `response_gemini`, `stream_gemini_to_openai`,
+//! Google's errors in `error`), tested alone and not yet reached by the
+//! proxy. The three translators that write OpenAI chunk streams share
+//! their writer (`openai_chunks`).
 //!
 //! Everything here is sans-IO: bytes in, bytes out. This is the one place in
 //! the gateway that builds a new body instead of patching the client's one
@@ -28,7 +31,8 @@
 //!   audio) are refused with [`TranslateError::Unsupported`].
 //! - Usage keeps its totals both ways: cache reads and writes are parts of
 //!   the gateway's input ([`crate::api::usage`]), apart from `input_tokens`
-//!   in Anthropic's dialect and inside `prompt_tokens` in OpenAI's.
+//!   in Anthropic's dialect and Bedrock's, inside `prompt_tokens` in
+//!   OpenAI's and `promptTokenCount` in Gemini's.
 //! - A request translation does work in proportion to its bytes and to its
 //!   messages and blocks, both bounded ([`TranslateLimits`], refused with
 //!   [`TranslateError::TooLarge`] as soon as a count passes its limit); a
