@@ -9,7 +9,7 @@
 //! `model`, consecutive turns of one role are merged into one content of
 //! several parts, blank text parts are dropped. Assistant tool calls become
 //! `functionCall {name, args}` parts and `role: tool` messages
-//! `functionResponse {name, response: {content}}` parts of a user turn;
+//! `functionResponse {name, response: {output}}` parts of a user turn;
 //! Gemini keys a response by the function's name, not a call id, so the
 //! name is looked up from the assistant call with that `tool_call_id`.
 //! Sampling settings go into `generationConfig`, tools into
@@ -121,7 +121,8 @@ pub fn openai_request_to_gemini(
                 let mut answer = Obj::open(part.key("functionResponse"));
                 answer.raw("name", name);
                 let mut response = Obj::open(answer.key("response"));
-                joined_text(response.key("content"), content, "\\n");
+                // `output` is the key Google's docs name for a function's result.
+                joined_text(response.key("output"), content, "\\n");
                 response.close();
                 answer.close();
                 part.close();
@@ -486,8 +487,8 @@ mod tests {
                         {"functionCall": {"name": "time", "args": {}}}
                     ]},
                     {"role": "user", "parts": [
-                        {"functionResponse": {"name": "weather", "response": {"content": "18C"}}},
-                        {"functionResponse": {"name": "time", "response": {"content": "noon"}}},
+                        {"functionResponse": {"name": "weather", "response": {"output": "18C"}}},
+                        {"functionResponse": {"name": "time", "response": {"output": "noon"}}},
                         {"text": "Thanks"}
                     ]}
                 ],
@@ -618,7 +619,7 @@ mod tests {
         let got = translate(body("c\u{e9}")).unwrap();
         assert_eq!(
             got["contents"][1],
-            json!({"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"content": "ok"}}}]})
+            json!({"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"output": "ok"}}}]})
         );
         assert!(matches!(
             translate(body("other")),

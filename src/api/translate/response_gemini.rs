@@ -171,8 +171,12 @@ mod tests {
 
     #[test]
     fn text_answer_with_cached_and_thinking_tokens() {
-        let got = translate(
-            r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"I should greet.","thought":true},{"text":"Hello, \"world\"\n"},{"text":"!"}]},"finishReason":"STOP","index":0,"safetyRatings":[]}],"usageMetadata":{"promptTokenCount":100,"candidatesTokenCount":7,"thoughtsTokenCount":20,"cachedContentTokenCount":60,"totalTokenCount":127},"modelVersion":"gemini-2.5-flash","responseId":"abc123"}"#,
+        let body = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"I should greet.","thought":true},{"text":"Hello, \"world\"\n"},{"text":"!"}]},"finishReason":"STOP","index":0,"safetyRatings":[]}],"usageMetadata":{"promptTokenCount":100,"candidatesTokenCount":7,"thoughtsTokenCount":20,"cachedContentTokenCount":60,"totalTokenCount":127},"modelVersion":"gemini-2.5-flash","responseId":"abc123"}"#;
+        let got = translate(body);
+        // What the client is told is what the gateway meters.
+        assert_eq!(
+            crate::api::usage::gemini_usage(body.as_bytes()),
+            Some(TokenUsage::from_inclusive(100, 60, 27))
         );
         assert_eq!(got["id"], "chatcmpl-abc123");
         assert_eq!(got["object"], "chat.completion");
