@@ -21,6 +21,7 @@ pub mod azure;
 pub mod bedrock;
 pub mod catalog;
 mod check;
+pub mod google;
 mod load;
 pub mod openai;
 pub mod prices;

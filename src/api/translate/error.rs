@@ -3,6 +3,9 @@
 //!
 //! OpenAI: `{"error":{"message","type","param","code"}}`.
 //! Anthropic: `{"type":"error","error":{"type","message"}}`.
+//! Google (Gemini API, Vertex AI): `{"error":{"code","message","status"}}`,
+//! `status` a gRPC code name (`RESOURCE_EXHAUSTED`), kept as OpenAI's
+//! `code`.
 //! The official SDKs pick their exception class from the HTTP status, so the
 //! status is the primary signal and the error `type` is derived from it; the
 //! one status that changes is Anthropic's 529 (overloaded), which is not a
@@ -128,6 +131,24 @@ fn aws_message(status: u16, body: &[u8]) -> Message<'_> {
     message.unwrap_or_else(|| Message::Text(status_text(status).into()))
 }
 
+/// A Google (Gemini API or Vertex AI) upstream error, for an OpenAI
+/// client: the HTTP status kept, the type derived from it, Google's
+/// `status` as the `code`.
+pub fn google_error_to_openai(status: u16, body: &[u8]) -> TranslatedError {
+    let mut code = None;
+    let message = upstream_message(body, |error| {
+        let [message, google_status] = error.get("error").pick(["message", "status"]);
+        code = google_status.is_str().then_some(google_status);
+        message.is_str().then_some(message)
+    });
+    let message = message.unwrap_or_else(|| Message::Text(status_text(status).into()));
+    let error_type = openai_error_type(anthropic_error_type(status));
+    TranslatedError {
+        status,
+        body: openai_error_body_with_code(error_type, &message, code),
+    }
+}
+
 /// A gateway-made error in Anthropic's shape, its type derived from `status`.
 pub fn anthropic_error(status: u16, message: &str) -> Vec<u8> {
     anthropic_error_body(anthropic_error_type(status), &Message::Text(message.into()))
@@ -156,13 +177,22 @@ fn anthropic_error_body(error_type: &str, message: &Message<'_>) -> Vec<u8> {
 
 /// `{"error":{"message","type","param","code"}}`.
 fn openai_error_body(error_type: &str, message: &Message<'_>) -> Vec<u8> {
+    openai_error_body_with_code(error_type, message, None)
+}
+
+/// The same with `code` (a JSON string) when there is one.
+fn openai_error_body_with_code(
+    error_type: &str,
+    message: &Message<'_>,
+    code: Option<Raw<'_>>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     let mut top = Obj::open(&mut out);
     let mut error = Obj::open(top.key("error"));
     message.write(error.key("message"));
     error.str("type", error_type);
     error.json("param", "null");
-    error.json("code", "null");
+    error.json("code", code.map_or("null", Raw::text));
     error.close();
     top.close();
     out
@@ -245,6 +275,40 @@ mod tests {
         assert!(text.ends_with("\n\n"), "{text:?}");
         let line = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
         sonic_rs::from_str(line).unwrap()
+    }
+
+    #[test]
+    fn google_errors_keep_their_status_and_code() {
+        let body = br#"{"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).","status":"RESOURCE_EXHAUSTED","details":[]}}"#;
+        let got = google_error_to_openai(429, body);
+        assert_eq!(got.status, 429);
+        assert_eq!(
+            std::str::from_utf8(&got.body).unwrap(),
+            r#"{"error":{"message":"Resource has been exhausted (e.g. check quota).","type":"rate_limit_error","param":null,"code":"RESOURCE_EXHAUSTED"}}"#
+        );
+        let got = google_error_to_openai(
+            400,
+            br#"{"error":{"code":400,"message":"bad \"x\"","status":"INVALID_ARGUMENT"}}"#,
+        );
+        let value: Value = sonic_rs::from_slice(&got.body).unwrap();
+        assert_eq!(value["error"]["message"].as_str(), Some("bad \"x\""));
+        assert_eq!(
+            value["error"]["type"].as_str(),
+            Some("invalid_request_error")
+        );
+        // Not Google's shape (an HTML page, a stream's JSON array): the start
+        // of the body, and no code.
+        for body in [&b"<html>502</html>"[..], br#"[{"error":{"code":500}}]"#] {
+            let got = google_error_to_openai(502, body);
+            let value: Value = sonic_rs::from_slice(&got.body).unwrap();
+            assert_eq!(value["error"]["type"].as_str(), Some("server_error"));
+            assert!(value["error"]["code"].is_null());
+        }
+        let value: Value = sonic_rs::from_slice(&google_error_to_openai(503, b"").body).unwrap();
+        assert_eq!(
+            value["error"]["message"].as_str(),
+            Some("upstream returned 503 Service Unavailable")
+        );
     }
 
     #[test]

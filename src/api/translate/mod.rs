@@ -2,8 +2,11 @@
 //! messages dialect, in both directions: request bodies, non-streaming
 //! response bodies, error bodies and SSE streams. Also OpenAI chat to
 //! Bedrock's Converse and back (`request_to_converse`, `response_bedrock`,
-//! `stream_bedrock_to_openai`), tested alone and not yet reached by the
-//! proxy.
+//! `stream_bedrock_to_openai`) and to Gemini's `generateContent` and back
+//! (`request_to_gemini`, `response_gemini`, `stream_gemini_to_openai`,
+//! Google's errors in `error`), tested alone and not yet reached by the
+//! proxy. The three translators that write OpenAI chunk streams share
+//! their writer (`openai_chunks`).
 //!
 //! Everything here is sans-IO: bytes in, bytes out. This is the one place in
 //! the gateway that builds a new body instead of patching the client's one
@@ -28,20 +31,25 @@
 //!   audio) are refused with [`TranslateError::Unsupported`].
 //! - Usage keeps its totals both ways: cache reads and writes are parts of
 //!   the gateway's input ([`crate::api::usage`]), apart from `input_tokens`
-//!   in Anthropic's dialect and inside `prompt_tokens` in OpenAI's.
+//!   in Anthropic's dialect and Bedrock's, inside `prompt_tokens` in
+//!   OpenAI's and `promptTokenCount` in Gemini's.
 //! - A request translation does work in proportion to its bytes and to its
 //!   messages and blocks, both bounded ([`TranslateLimits`], refused with
 //!   [`TranslateError::TooLarge`] as soon as a count passes its limit); a
 //!   response's blocks are bounded by [`MAX_RESPONSE_BLOCKS`].
 
 mod error;
+mod openai_chunks;
 mod raw;
 mod request_to_anthropic;
 mod request_to_converse;
+mod request_to_gemini;
 mod request_to_openai;
 mod response;
 mod response_bedrock;
+mod response_gemini;
 mod stream_bedrock_to_openai;
+mod stream_gemini_to_openai;
 mod stream_to_anthropic;
 mod stream_to_openai;
 mod wire;
@@ -51,17 +59,20 @@ use std::fmt;
 
 pub use error::{
     anthropic_error, anthropic_error_to_openai, aws_error_to_anthropic, aws_error_to_openai,
-    openai_error, openai_error_to_anthropic, TranslatedError, ANTHROPIC_BUDGET_CUT,
-    ANTHROPIC_STREAM_CUT, ANTHROPIC_TOKENS_CUT, OPENAI_BUDGET_CUT, OPENAI_STREAM_CUT,
-    OPENAI_TOKENS_CUT,
+    google_error_to_openai, openai_error, openai_error_to_anthropic, TranslatedError,
+    ANTHROPIC_BUDGET_CUT, ANTHROPIC_STREAM_CUT, ANTHROPIC_TOKENS_CUT, OPENAI_BUDGET_CUT,
+    OPENAI_STREAM_CUT, OPENAI_TOKENS_CUT,
 };
 pub use request_to_anthropic::openai_stream_wants_usage;
 pub use request_to_converse::openai_request_to_converse;
+pub use request_to_gemini::openai_request_to_gemini;
 pub use response::{
     anthropic_response_to_openai, openai_response_to_anthropic, MAX_RESPONSE_BLOCKS,
 };
 pub use response_bedrock::converse_response_to_openai;
+pub use response_gemini::gemini_response_to_openai;
 pub use stream_bedrock_to_openai::BedrockToOpenAiStream;
+pub use stream_gemini_to_openai::GeminiToOpenAiStream;
 pub use stream_to_anthropic::OpenAiToAnthropicStream;
 pub use stream_to_openai::AnthropicToOpenAiStream;
 

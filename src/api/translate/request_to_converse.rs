@@ -55,7 +55,7 @@ pub fn openai_request_to_converse(
     let mut out = Vec::with_capacity(body.len() + 256);
     let mut top = Obj::open(&mut out);
 
-    let mut messages = Merged::open(top.key("messages"));
+    let mut messages = Merged::open(top.key("messages"), "content");
     let mut system_prompts = 0usize;
     for turn in turns.elements() {
         budget.message()?;
@@ -175,23 +175,26 @@ pub fn openai_request_to_converse(
     Ok(out)
 }
 
-/// The `messages` array being written, consecutive blocks of one role in
-/// one message (as in the Anthropic translation; the shape is the same).
-struct Merged<'o> {
+/// The turns array being written, consecutive blocks of one role in one
+/// turn (as in the Anthropic translation; the shape is the same). Converse
+/// names a turn's list `content`, Gemini `parts`.
+pub(super) struct Merged<'o> {
     out: &'o mut Vec<u8>,
+    blocks_key: &'static str,
     open_role: Option<&'static str>,
 }
 
 impl<'o> Merged<'o> {
-    fn open(out: &'o mut Vec<u8>) -> Self {
+    pub fn open(out: &'o mut Vec<u8>, blocks_key: &'static str) -> Self {
         out.push(b'[');
         Self {
             out,
+            blocks_key,
             open_role: None,
         }
     }
 
-    fn block(&mut self, role: &'static str) -> &mut Vec<u8> {
+    pub fn block(&mut self, role: &'static str) -> &mut Vec<u8> {
         match self.open_role {
             Some(open) if open == role => self.out.push(b','),
             open => {
@@ -200,14 +203,16 @@ impl<'o> Merged<'o> {
                 }
                 self.out.extend_from_slice(b"{\"role\":\"");
                 self.out.extend_from_slice(role.as_bytes());
-                self.out.extend_from_slice(b"\",\"content\":[");
+                self.out.extend_from_slice(b"\",\"");
+                self.out.extend_from_slice(self.blocks_key.as_bytes());
+                self.out.extend_from_slice(b"\":[");
                 self.open_role = Some(role);
             }
         }
         self.out
     }
 
-    fn close(self) {
+    pub fn close(self) {
         if self.open_role.is_some() {
             self.out.extend_from_slice(b"]}");
         }
@@ -215,7 +220,9 @@ impl<'o> Merged<'o> {
     }
 }
 
-fn write_text_block(text: Raw<'_>, messages: &mut Merged<'_>, role: &'static str) {
+/// A `{"text": …}` block, which Converse and Gemini share; blank text is
+/// dropped (both refuse it).
+pub(super) fn write_text_block(text: Raw<'_>, messages: &mut Merged<'_>, role: &'static str) {
     if text.str_inner().is_some_and(|t| !t.trim().is_empty()) {
         let mut block = Obj::open(messages.block(role));
         block.raw("text", text);

@@ -189,8 +189,15 @@ pub fn anthropic_response_to_openai(
     choice.close();
     choices.close();
     let count = |field: &str| usage.get(field).as_u64().unwrap_or(0);
-    let tokens = OpenAiUsage::new(token_usage_from(count));
-    let mut written = Obj::open(top.key("usage"));
+    write_openai_usage(top.key("usage"), token_usage_from(count));
+    top.close();
+    Ok(out)
+}
+
+/// `usage` as a chat completion's `usage` object.
+pub(super) fn write_openai_usage(out: &mut Vec<u8>, usage: TokenUsage) {
+    let tokens = OpenAiUsage::new(usage);
+    let mut written = Obj::open(out);
     written.u64("prompt_tokens", tokens.prompt_tokens);
     written.u64("completion_tokens", tokens.completion_tokens);
     written.u64("total_tokens", tokens.total_tokens);
@@ -198,8 +205,6 @@ pub fn anthropic_response_to_openai(
     details.u64("cached_tokens", tokens.prompt_tokens_details.cached_tokens);
     details.close();
     written.close();
-    top.close();
-    Ok(out)
 }
 
 /// OpenAI cannot say which stop sequence matched, so `stop` maps to

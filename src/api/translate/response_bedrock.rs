@@ -11,8 +11,7 @@
 //! Not wired into the proxy yet: the Bedrock provider comes next.
 
 use super::raw::document;
-use super::response::MAX_RESPONSE_BLOCKS;
-use super::wire::OpenAiUsage;
+use super::response::{write_openai_usage, MAX_RESPONSE_BLOCKS};
 use super::write::{joined_string, Arr, Obj};
 use super::{unix_seconds_now, TokenUsage, TranslateError};
 
@@ -115,17 +114,8 @@ pub fn converse_response_to_openai(
     choice.json("finish_reason", &format!("\"{reason}\""));
     choice.close();
     choices.close();
-    let tokens = OpenAiUsage::new(bedrock_usage(|field| {
-        usage.get(field).as_u64().unwrap_or(0)
-    }));
-    let mut written = Obj::open(top.key("usage"));
-    written.u64("prompt_tokens", tokens.prompt_tokens);
-    written.u64("completion_tokens", tokens.completion_tokens);
-    written.u64("total_tokens", tokens.total_tokens);
-    let mut details = Obj::open(written.key("prompt_tokens_details"));
-    details.u64("cached_tokens", tokens.prompt_tokens_details.cached_tokens);
-    details.close();
-    written.close();
+    let tokens = bedrock_usage(|field| usage.get(field).as_u64().unwrap_or(0));
+    write_openai_usage(top.key("usage"), tokens);
     top.close();
     Ok(out)
 }

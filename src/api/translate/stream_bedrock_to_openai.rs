@@ -20,22 +20,16 @@
 
 use sonic_rs::{JsonValueTrait, Value};
 
+use super::openai_chunks::ChunkWriter;
 use super::response_bedrock::{bedrock_finish_reason, bedrock_usage};
-use super::wire::{
-    ChunkChoice, ChunkDelta, OpenAiChunk, OpenAiError, OpenAiUsage, ToolCallDelta,
-    ToolCallFunctionDelta,
-};
-use super::{unix_seconds_now, StreamEnd, TokenUsage, TranslateError};
+use super::wire::{ToolCallDelta, ToolCallFunctionDelta};
+use super::{StreamEnd, TokenUsage, TranslateError};
 use crate::api::eventstream::{Kind, Message};
 
 /// Translates one ConverseStream response, message by message.
 #[derive(Debug)]
 pub struct BedrockToOpenAiStream {
-    client_model: String,
-    include_usage: bool,
-    id: String,
-    created: u64,
-    started: bool,
+    writer: ChunkWriter,
     ended: bool,
     /// Bedrock `contentBlockIndex` → OpenAI tool-call index.
     tool_blocks: Vec<(u64, u64)>,
@@ -59,11 +53,11 @@ impl BedrockToOpenAiStream {
     /// `stream_options.include_usage`.
     pub fn new(client_model: &str, request_id: &str, include_usage: bool) -> Self {
         Self {
-            client_model: client_model.to_owned(),
-            include_usage,
-            id: format!("chatcmpl-{request_id}"),
-            created: unix_seconds_now(),
-            started: false,
+            writer: ChunkWriter::new(
+                client_model,
+                format!("chatcmpl-{request_id}"),
+                include_usage,
+            ),
             ended: false,
             tool_blocks: Vec::new(),
             finish_reason: None,
@@ -96,9 +90,9 @@ impl BedrockToOpenAiStream {
                 .map_err(|e| TranslateError::Json(e.to_string()))?
         };
         match kind {
-            Kind::Event("messageStart") => self.ensure_started(out),
+            Kind::Event("messageStart") => self.writer.start(out),
             Kind::Event("contentBlockStart") => {
-                self.ensure_started(out);
+                self.writer.start(out);
                 let tool = &data["start"]["toolUse"];
                 if tool.is_object() {
                     let tool_index = self.tool_blocks.len() as u64;
@@ -113,14 +107,14 @@ impl BedrockToOpenAiStream {
                             arguments: "",
                         },
                     };
-                    self.write_tool_call(out, call);
+                    self.writer.tool_call(call, out);
                 }
             }
             Kind::Event("contentBlockDelta") => {
-                self.ensure_started(out);
+                self.writer.start(out);
                 let delta = &data["delta"];
                 if let Some(text) = delta["text"].as_str() {
-                    self.text_delta(text, out);
+                    self.writer.text(text, out);
                 } else if let Some(fragment) = delta["toolUse"]["input"].as_str() {
                     let block = data["contentBlockIndex"].as_u64().unwrap_or(0);
                     let tool = self.tool_blocks.iter().find(|(b, _)| *b == block);
@@ -134,15 +128,15 @@ impl BedrockToOpenAiStream {
                                 arguments: fragment,
                             },
                         };
-                        self.write_tool_call(out, call);
+                        self.writer.tool_call(call, out);
                     }
                 }
             }
             Kind::Event("messageStop") => {
-                self.ensure_started(out);
+                self.writer.start(out);
                 let reason = bedrock_finish_reason(data["stopReason"].as_str());
                 self.finish_reason = Some(reason);
-                self.write_chunk(out, ChunkDelta::default(), Some(reason));
+                self.writer.finish_reason(reason, out);
             }
             Kind::Event("metadata") => {
                 let usage = &data["usage"];
@@ -163,88 +157,15 @@ impl BedrockToOpenAiStream {
         Ok(())
     }
 
-    fn ensure_started(&mut self, out: &mut Vec<u8>) {
-        if !self.started {
-            self.started = true;
-            let delta = ChunkDelta {
-                role: Some("assistant"),
-                content: Some(""),
-                tool_calls: None,
-            };
-            self.write_chunk(out, delta, None);
-        }
-    }
-
-    fn text_delta(&mut self, text: &str, out: &mut Vec<u8>) {
-        if !text.is_empty() {
-            let delta = ChunkDelta {
-                content: Some(text),
-                ..ChunkDelta::default()
-            };
-            self.write_chunk(out, delta, None);
-        }
-    }
-
-    fn write_tool_call(&self, out: &mut Vec<u8>, call: ToolCallDelta<'_>) {
-        let delta = ChunkDelta {
-            tool_calls: Some([call]),
-            ..ChunkDelta::default()
-        };
-        self.write_chunk(out, delta, None);
-    }
-
-    fn write_chunk(
-        &self,
-        out: &mut Vec<u8>,
-        delta: ChunkDelta<'_>,
-        finish_reason: Option<&'static str>,
-    ) {
-        let choice = ChunkChoice {
-            index: 0,
-            delta,
-            logprobs: None,
-            finish_reason,
-        };
-        let usage = self.include_usage.then_some(None);
-        write_data(out, &self.chunk(std::slice::from_ref(&choice), usage));
-    }
-
-    fn chunk<'a>(
-        &'a self,
-        choices: &'a [ChunkChoice<'a>],
-        usage: Option<Option<OpenAiUsage>>,
-    ) -> OpenAiChunk<'a> {
-        OpenAiChunk {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: &self.client_model,
-            choices,
-            usage,
-        }
-    }
-
     fn end_stream(&mut self, out: &mut Vec<u8>) {
-        self.ensure_started(out);
         self.ended = true;
-        if self.include_usage {
-            let usage = OpenAiUsage::new(self.usage);
-            write_data(out, &self.chunk(&[], Some(Some(usage))));
-        }
-        out.extend_from_slice(b"data: [DONE]\n\n");
+        self.writer.done(self.usage, out);
     }
 
     fn end_with_error(&mut self, kind: &str, message: &str, out: &mut Vec<u8>) {
         self.ended = true;
-        write_data(out, &OpenAiError::new(kind, message));
+        self.writer.error(kind, message, out);
     }
-}
-
-fn write_data<T: serde::Serialize>(out: &mut Vec<u8>, data: &T) {
-    out.extend_from_slice(b"data: ");
-    // Chunks have string keys and integer numbers: serializing into a Vec cannot fail.
-    sonic_rs::to_writer(&mut *out, data).expect("stream chunks always serialize");
-    out.extend_from_slice(b"\n\n");
 }
 
 /// A stream whose `messageStop` arrived but whose `metadata` was lost is

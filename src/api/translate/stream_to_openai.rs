@@ -10,22 +10,16 @@
 
 use sonic_rs::{JsonValueTrait, Value};
 
+use super::openai_chunks::ChunkWriter;
 use super::response::{openai_finish_reason, token_usage};
-use super::wire::{
-    ChunkChoice, ChunkDelta, OpenAiChunk, OpenAiError, OpenAiUsage, ToolCallDelta,
-    ToolCallFunctionDelta,
-};
-use super::{swap_id_prefix, unix_seconds_now, StreamEnd, TokenUsage, TranslateError};
+use super::wire::{ToolCallDelta, ToolCallFunctionDelta};
+use super::{swap_id_prefix, StreamEnd, TokenUsage, TranslateError};
 
 /// Translates one Anthropic stream, event by event, into OpenAI chunks.
 #[derive(Debug)]
 pub struct AnthropicToOpenAiStream {
-    client_model: String,
-    include_usage: bool,
-    id: String,
-    /// One timestamp for the whole stream, as OpenAI sends it.
-    created: u64,
-    started: bool,
+    /// Its id is set from `message_start`'s.
+    writer: ChunkWriter,
     ended: bool,
     /// Anthropic block index → OpenAI tool-call index, for the tool_use blocks.
     tool_blocks: Vec<(u64, u64)>,
@@ -39,11 +33,7 @@ impl AnthropicToOpenAiStream {
     /// [`super::openai_stream_wants_usage`]).
     pub fn new(client_model: &str, include_usage: bool) -> Self {
         Self {
-            client_model: client_model.to_owned(),
-            include_usage,
-            id: String::new(),
-            created: unix_seconds_now(),
-            started: false,
+            writer: ChunkWriter::new(client_model, String::new(), include_usage),
             ended: false,
             tool_blocks: Vec::new(),
             finish_reason: None,
@@ -77,21 +67,21 @@ impl AnthropicToOpenAiStream {
         match event {
             "message_start" => {
                 let message = &data["message"];
-                self.id = swap_id_prefix(
+                self.writer.id = swap_id_prefix(
                     message["id"].as_str().unwrap_or_default(),
                     "msg_",
                     "chatcmpl-",
                 );
                 self.record_usage(&message["usage"]);
-                self.ensure_started(out);
+                self.writer.start(out);
             }
             "content_block_start" => {
-                self.ensure_started(out);
+                self.writer.start(out);
                 let block = &data["content_block"];
                 match block["type"].as_str() {
-                    Some("text") => {
-                        self.text_delta(block["text"].as_str().unwrap_or_default(), out)
-                    }
+                    Some("text") => self
+                        .writer
+                        .text(block["text"].as_str().unwrap_or_default(), out),
                     Some("tool_use") => {
                         let tool_index = self.tool_blocks.len() as u64;
                         self.tool_blocks
@@ -105,18 +95,18 @@ impl AnthropicToOpenAiStream {
                                 arguments: "",
                             },
                         };
-                        self.write_tool_call(out, call);
+                        self.writer.tool_call(call, out);
                     }
                     _ => {}
                 }
             }
             "content_block_delta" => {
-                self.ensure_started(out);
+                self.writer.start(out);
                 let delta = &data["delta"];
                 match delta["type"].as_str() {
-                    Some("text_delta") => {
-                        self.text_delta(delta["text"].as_str().unwrap_or_default(), out)
-                    }
+                    Some("text_delta") => self
+                        .writer
+                        .text(delta["text"].as_str().unwrap_or_default(), out),
                     Some("input_json_delta") => {
                         let block_index = data["index"].as_u64().unwrap_or(0);
                         let fragment = delta["partial_json"].as_str().unwrap_or_default();
@@ -134,18 +124,18 @@ impl AnthropicToOpenAiStream {
                                     arguments: fragment,
                                 },
                             };
-                            self.write_tool_call(out, call);
+                            self.writer.tool_call(call, out);
                         }
                     }
                     _ => {}
                 }
             }
             "message_delta" => {
-                self.ensure_started(out);
+                self.writer.start(out);
                 self.record_usage(&data["usage"]);
                 let finish_reason = openai_finish_reason(data["delta"]["stop_reason"].as_str());
                 self.finish_reason = Some(finish_reason);
-                self.write_chunk(out, ChunkDelta::default(), Some(finish_reason));
+                self.writer.finish_reason(finish_reason, out);
             }
             "message_stop" => self.end_stream(out),
             "error" => {
@@ -175,95 +165,19 @@ impl AnthropicToOpenAiStream {
         }
     }
 
-    fn ensure_started(&mut self, out: &mut Vec<u8>) {
-        if !self.started {
-            self.started = true;
-            let delta = ChunkDelta {
-                role: Some("assistant"),
-                content: Some(""),
-                tool_calls: None,
-            };
-            self.write_chunk(out, delta, None);
-        }
-    }
-
-    fn text_delta(&mut self, text: &str, out: &mut Vec<u8>) {
-        if !text.is_empty() {
-            let delta = ChunkDelta {
-                content: Some(text),
-                ..ChunkDelta::default()
-            };
-            self.write_chunk(out, delta, None);
-        }
-    }
-
-    fn write_tool_call(&self, out: &mut Vec<u8>, call: ToolCallDelta<'_>) {
-        let delta = ChunkDelta {
-            tool_calls: Some([call]),
-            ..ChunkDelta::default()
-        };
-        self.write_chunk(out, delta, None);
-    }
-
-    fn write_chunk(
-        &self,
-        out: &mut Vec<u8>,
-        delta: ChunkDelta<'_>,
-        finish_reason: Option<&'static str>,
-    ) {
-        let choice = ChunkChoice {
-            index: 0,
-            delta,
-            logprobs: None,
-            finish_reason,
-        };
-        // OpenAI marks every chunk but the last with `usage: null` when asked for usage.
-        let usage = self.include_usage.then_some(None);
-        write_data(out, &self.chunk(std::slice::from_ref(&choice), usage));
-    }
-
-    fn chunk<'a>(
-        &'a self,
-        choices: &'a [ChunkChoice<'a>],
-        usage: Option<Option<OpenAiUsage>>,
-    ) -> OpenAiChunk<'a> {
-        OpenAiChunk {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: &self.client_model,
-            choices,
-            usage,
-        }
-    }
-
     fn end_stream(&mut self, out: &mut Vec<u8>) {
-        self.ensure_started(out);
         self.ended = true;
-        if self.include_usage {
-            let usage = OpenAiUsage::new(self.usage);
-            write_data(out, &self.chunk(&[], Some(Some(usage))));
-        }
-        out.extend_from_slice(b"data: [DONE]\n\n");
+        self.writer.done(self.usage, out);
     }
 
-    /// OpenAI reports a failure mid-stream as a data line holding an `error`
-    /// object, which the official SDKs raise.
     fn end_with_error(&mut self, anthropic_type: &str, message: &str, out: &mut Vec<u8>) {
         self.ended = true;
         let error_type = match anthropic_type {
             "overloaded_error" | "api_error" => "server_error",
             other => other,
         };
-        write_data(out, &OpenAiError::new(error_type, message));
+        self.writer.error(error_type, message, out);
     }
-}
-
-fn write_data<T: serde::Serialize>(out: &mut Vec<u8>, data: &T) {
-    out.extend_from_slice(b"data: ");
-    // Chunks have string keys and integer numbers: serializing into a Vec cannot fail.
-    sonic_rs::to_writer(&mut *out, data).expect("stream chunks always serialize");
-    out.extend_from_slice(b"\n\n");
 }
 
 /// After `message_stop` nothing is written; a stream that delivered its stop

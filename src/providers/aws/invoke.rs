@@ -22,7 +22,7 @@ use crate::api::sse::SseEvent;
 use crate::api::translate::{anthropic_error, StreamEnd};
 use crate::api::usage::{AnthropicStreamUsage, Usage};
 use crate::json::walk::MemberWalker;
-use crate::json::JsonError;
+use crate::json::{push_json_string, JsonError};
 
 /// The `anthropic_version` Bedrock requires of Anthropic bodies.
 pub const BEDROCK_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
@@ -31,6 +31,18 @@ pub const BEDROCK_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
 /// wants it: without `model` and `stream`, with `anthropic_version` added
 /// unless the client set one.
 pub fn anthropic_body_for_invoke(body: &str) -> Result<Vec<u8>, JsonError> {
+    anthropic_body_for_platform(body, BEDROCK_ANTHROPIC_VERSION, &["model", "stream"])
+}
+
+/// `body` with the members named in `dropped` left out and
+/// `anthropic_version: version` added unless the client set one: what the
+/// clouds that host Anthropic's models (Bedrock, Vertex AI) want of its
+/// messages body, each with its own version and the members its path says.
+pub(crate) fn anthropic_body_for_platform(
+    body: &str,
+    version: &str,
+    dropped: &[&str],
+) -> Result<Vec<u8>, JsonError> {
     let mut walker = MemberWalker::new(body)?;
     let mut out = Vec::with_capacity(body.len() + 48);
     out.push(b'{');
@@ -39,7 +51,7 @@ pub fn anthropic_body_for_invoke(body: &str) -> Result<Vec<u8>, JsonError> {
     while let Some(member) = walker.next_member()? {
         let key = unescaped_key(member.key_raw);
         match key.as_deref() {
-            Some("model") | Some("stream") => continue,
+            Some(name) if dropped.contains(&name) => continue,
             Some("anthropic_version") => has_version = true,
             _ => {}
         }
@@ -56,9 +68,8 @@ pub fn anthropic_body_for_invoke(body: &str) -> Result<Vec<u8>, JsonError> {
         if !first {
             out.push(b',');
         }
-        out.extend_from_slice(b"\"anthropic_version\":\"");
-        out.extend_from_slice(BEDROCK_ANTHROPIC_VERSION.as_bytes());
-        out.push(b'"');
+        out.extend_from_slice(b"\"anthropic_version\":");
+        push_json_string(&mut out, version);
     }
     out.push(b'}');
     Ok(out)

@@ -1,0 +1,171 @@
+//! Google (Gemini API and Vertex AI) building blocks, each sans-IO and
+//! tested alone: the request paths below, the Vertex AI body for
+//! Anthropic's models ([`anthropic_body_for_vertex`]), and the
+//! service-account OAuth 2.0 token flow Vertex AI authenticates with in
+//! `service_account`.
+//!
+//! The two front doors to Gemini models:
+//! - the Gemini API, `https://generativelanguage.googleapis.com`, key in
+//!   the `x-goog-api-key` header: `/v1beta/models/{model}:generateContent`,
+//!   or `:streamGenerateContent?alt=sse` for SSE;
+//! - Vertex AI, `https://{region}-aiplatform.googleapis.com` (the `global`
+//!   location: `aiplatform.googleapis.com`), `Authorization: Bearer
+//!   {token}`: `/v1/projects/{project}/locations/{region}/publishers/google/
+//!   models/{model}:generateContent` (or `:streamGenerateContent?alt=sse`);
+//!   Anthropic's models under `publishers/anthropic/models/{model}` with
+//!   `:rawPredict` and `:streamRawPredict`, taking Anthropic's own body.
+//!
+//! The translations are in `api::translate` (`request_to_gemini`,
+//! `response_gemini`, `stream_gemini_to_openai`). Not wired into the proxy
+//! yet: the Google provider family (endpoints, keys and token refresh off
+//! the shards) comes next.
+
+pub mod service_account;
+
+use crate::json::JsonError;
+use crate::providers::aws::invoke::anthropic_body_for_platform;
+
+/// The Gemini API's host.
+pub const GEMINI_API_HOST: &str = "generativelanguage.googleapis.com";
+
+/// The header the Gemini API takes its key in.
+pub const GEMINI_API_KEY_HEADER: &str = "x-goog-api-key";
+
+/// The `anthropic_version` Vertex AI requires of Anthropic bodies.
+pub const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
+
+/// The Gemini API path for `model`: `generateContent`, or
+/// `streamGenerateContent` as SSE when `stream`.
+pub fn gemini_api_path(model: &str, stream: bool) -> String {
+    format!(
+        "/v1beta/models/{}:{}",
+        segment(model),
+        gemini_method(stream)
+    )
+}
+
+/// The Vertex AI host for `region`.
+pub fn vertex_host(region: &str) -> String {
+    if region == "global" {
+        "aiplatform.googleapis.com".to_owned()
+    } else {
+        format!("{}-aiplatform.googleapis.com", segment(region))
+    }
+}
+
+/// The Vertex AI path for Google's `model` in `project` and `region`.
+pub fn vertex_gemini_path(project: &str, region: &str, model: &str, stream: bool) -> String {
+    format!(
+        "{}/google/models/{}:{}",
+        publishers(project, region),
+        segment(model),
+        gemini_method(stream)
+    )
+}
+
+/// The Vertex AI path for Anthropic's `model` (`claude-sonnet-4@20250514`)
+/// in `project` and `region`: `rawPredict`, or `streamRawPredict` when
+/// `stream` (which the body must say too: see
+/// [`anthropic_body_for_vertex`]).
+pub fn vertex_anthropic_path(project: &str, region: &str, model: &str, stream: bool) -> String {
+    let method = if stream {
+        "streamRawPredict"
+    } else {
+        "rawPredict"
+    };
+    format!(
+        "{}/anthropic/models/{}:{method}",
+        publishers(project, region),
+        segment(model)
+    )
+}
+
+/// `body` (an Anthropic messages request, one JSON object) as Vertex AI
+/// wants it: without `model` (in the path), with `anthropic_version`
+/// added unless the client set one. `stream` stays: unlike Bedrock's,
+/// Vertex AI's streaming method streams only when the body asks.
+pub fn anthropic_body_for_vertex(body: &str) -> Result<Vec<u8>, JsonError> {
+    anthropic_body_for_platform(body, VERTEX_ANTHROPIC_VERSION, &["model"])
+}
+
+fn gemini_method(stream: bool) -> &'static str {
+    if stream {
+        "streamGenerateContent?alt=sse"
+    } else {
+        "generateContent"
+    }
+}
+
+fn publishers(project: &str, region: &str) -> String {
+    format!(
+        "/v1/projects/{}/locations/{}/publishers",
+        segment(project),
+        segment(region)
+    )
+}
+
+/// A name as one path segment: percent-encoded but for the characters
+/// model, project and region names are made of (`@` included, which
+/// Vertex AI's versioned model names have and paths allow as they are).
+fn segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemini_api_paths() {
+        assert_eq!(
+            gemini_api_path("gemini-2.5-flash", false),
+            "/v1beta/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(
+            gemini_api_path("gemini-2.5-flash", true),
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(
+            gemini_api_path("a/b?c", false),
+            "/v1beta/models/a%2Fb%3Fc:generateContent"
+        );
+    }
+
+    #[test]
+    fn vertex_paths_and_hosts() {
+        assert_eq!(
+            vertex_host("us-central1"),
+            "us-central1-aiplatform.googleapis.com"
+        );
+        assert_eq!(vertex_host("global"), "aiplatform.googleapis.com");
+        assert_eq!(
+            vertex_gemini_path("my-project", "us-central1", "gemini-2.5-pro", true),
+            "/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(
+            vertex_anthropic_path("my-project", "europe-west1", "claude-sonnet-4@20250514", false),
+            "/v1/projects/my-project/locations/europe-west1/publishers/anthropic/models/claude-sonnet-4@20250514:rawPredict"
+        );
+        assert!(vertex_anthropic_path("p", "r", "m", true).ends_with("/m:streamRawPredict"));
+    }
+
+    #[test]
+    fn vertex_anthropic_body_keeps_stream_and_gains_the_version() {
+        let body = r#"{"model":"claude-sonnet-4","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        assert_eq!(
+            std::str::from_utf8(&anthropic_body_for_vertex(body).unwrap()).unwrap(),
+            r#"{"max_tokens":64,"stream":true,"messages":[{"role":"user","content":"hi"}],"anthropic_version":"vertex-2023-10-16"}"#
+        );
+        let body = r#"{"anthropic_version":"vertex-2023-10-16","messages":[]}"#;
+        assert_eq!(anthropic_body_for_vertex(body).unwrap(), body.as_bytes());
+        assert!(anthropic_body_for_vertex("[1]").is_err());
+    }
+}
