@@ -3,7 +3,9 @@
 //! response bodies, error bodies and SSE streams. Also OpenAI chat to
 //! Bedrock's Converse and back (`request_to_converse`, `response_bedrock`,
 //! `stream_bedrock_to_openai`), tested alone and not yet reached by the
-//! proxy.
+//! proxy; likewise OpenAI chat and embeddings to Cohere's v2 API and back
+//! (`request_to_cohere`, `response_cohere`, `stream_cohere_to_openai`,
+//! `embed_cohere`).
 //!
 //! Everything here is sans-IO: bytes in, bytes out. This is the one place in
 //! the gateway that builds a new body instead of patching the client's one
@@ -37,6 +39,7 @@
 mod error;
 mod raw;
 mod request_to_anthropic;
+mod request_to_cohere;
 mod request_to_converse;
 mod request_to_openai;
 mod response;
@@ -55,6 +58,7 @@ pub use error::{
     OPENAI_BUDGET_CUT, OPENAI_STREAM_CUT, OPENAI_TOKENS_CUT,
 };
 pub use request_to_anthropic::openai_stream_wants_usage;
+pub use request_to_cohere::openai_request_to_cohere_chat;
 pub use request_to_converse::openai_request_to_converse;
 pub use response::{
     anthropic_response_to_openai, openai_response_to_anthropic, MAX_RESPONSE_BLOCKS,
