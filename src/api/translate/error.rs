@@ -3,6 +3,8 @@
 //!
 //! OpenAI: `{"error":{"message","type","param","code"}}`.
 //! Anthropic: `{"type":"error","error":{"type","message"}}`.
+//! Cohere: `{"message"}` (sometimes with an `id`), its kind in the status
+//! alone; it goes to either dialect with its status kept.
 //! The official SDKs pick their exception class from the HTTP status, so the
 //! status is the primary signal and the error `type` is derived from it; the
 //! one status that changes is Anthropic's 529 (overloaded), which is not a
@@ -99,6 +101,25 @@ pub fn anthropic_error_to_openai(status: u16, body: &[u8]) -> TranslatedError {
         status: client_status,
         body: openai_error_body(error_type, &message),
     }
+}
+
+/// A Cohere upstream error, for an OpenAI client: the type derived from
+/// the status, as for a gateway-made error.
+pub fn cohere_error_to_openai(status: u16, body: &[u8]) -> TranslatedError {
+    let message = upstream_message(body, |error| {
+        Some(error.get("message")).filter(|m| m.is_str())
+    });
+    let message = message.unwrap_or_else(|| Message::Text(status_text(status).into()));
+    TranslatedError {
+        status,
+        body: openai_error_body(openai_error_type(anthropic_error_type(status)), &message),
+    }
+}
+
+/// A Cohere upstream error, for an Anthropic client: Cohere's
+/// `{"message"}` is one of the shapes [`openai_error_to_anthropic`] reads.
+pub fn cohere_error_to_anthropic(status: u16, body: &[u8]) -> TranslatedError {
+    openai_error_to_anthropic(status, body)
 }
 
 /// A gateway-made error in Anthropic's shape, its type derived from `status`.
@@ -218,6 +239,38 @@ mod tests {
         assert!(text.ends_with("\n\n"), "{text:?}");
         let line = text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
         sonic_rs::from_str(line).unwrap()
+    }
+
+    #[test]
+    fn cohere_errors_keep_their_status_and_message() {
+        let body =
+            br#"{"id":"2d8b1c4e-0f3a-4c1e-9a57-5b1f7c0e9d21","message":"invalid api token"}"#;
+        let openai = cohere_error_to_openai(401, body);
+        assert_eq!(openai.status, 401);
+        let parsed: Value = sonic_rs::from_slice(&openai.body).unwrap();
+        assert_eq!(
+            parsed["error"]["message"].as_str(),
+            Some("invalid api token")
+        );
+        assert_eq!(
+            parsed["error"]["type"].as_str(),
+            Some("authentication_error")
+        );
+        let anthropic = cohere_error_to_anthropic(429, br#"{"message":"trial key limit"}"#);
+        assert_eq!(anthropic.status, 429);
+        let parsed: Value = sonic_rs::from_slice(&anthropic.body).unwrap();
+        assert_eq!(parsed["error"]["type"].as_str(), Some("rate_limit_error"));
+        assert_eq!(parsed["error"]["message"].as_str(), Some("trial key limit"));
+        let page = cohere_error_to_openai(502, b"<html>bad gateway</html>");
+        let parsed: Value = sonic_rs::from_slice(&page.body).unwrap();
+        assert_eq!(parsed["error"]["type"].as_str(), Some("server_error"));
+        assert_eq!(
+            parsed["error"]["message"].as_str(),
+            Some("<html>bad gateway</html>")
+        );
+        let empty = cohere_error_to_openai(500, b"");
+        let parsed: Value = sonic_rs::from_slice(&empty.body).unwrap();
+        assert!(parsed["error"]["message"].as_str().unwrap().contains("500"));
     }
 
     #[test]

@@ -44,6 +44,7 @@ mod request_to_converse;
 mod request_to_openai;
 mod response;
 mod response_bedrock;
+mod response_cohere;
 mod stream_bedrock_to_openai;
 mod stream_to_anthropic;
 mod stream_to_openai;
@@ -53,9 +54,10 @@ mod write;
 use std::fmt;
 
 pub use error::{
-    anthropic_error, anthropic_error_to_openai, openai_error, openai_error_to_anthropic,
-    TranslatedError, ANTHROPIC_BUDGET_CUT, ANTHROPIC_STREAM_CUT, ANTHROPIC_TOKENS_CUT,
-    OPENAI_BUDGET_CUT, OPENAI_STREAM_CUT, OPENAI_TOKENS_CUT,
+    anthropic_error, anthropic_error_to_openai, cohere_error_to_anthropic, cohere_error_to_openai,
+    openai_error, openai_error_to_anthropic, TranslatedError, ANTHROPIC_BUDGET_CUT,
+    ANTHROPIC_STREAM_CUT, ANTHROPIC_TOKENS_CUT, OPENAI_BUDGET_CUT, OPENAI_STREAM_CUT,
+    OPENAI_TOKENS_CUT,
 };
 pub use request_to_anthropic::openai_stream_wants_usage;
 pub use request_to_cohere::openai_request_to_cohere_chat;
@@ -64,6 +66,7 @@ pub use response::{
     anthropic_response_to_openai, openai_response_to_anthropic, MAX_RESPONSE_BLOCKS,
 };
 pub use response_bedrock::converse_response_to_openai;
+pub use response_cohere::cohere_chat_response_to_openai;
 pub use stream_bedrock_to_openai::BedrockToOpenAiStream;
 pub use stream_to_anthropic::OpenAiToAnthropicStream;
 pub use stream_to_openai::AnthropicToOpenAiStream;
