@@ -46,6 +46,7 @@ mod response;
 mod response_bedrock;
 mod response_cohere;
 mod stream_bedrock_to_openai;
+mod stream_cohere_to_openai;
 mod stream_to_anthropic;
 mod stream_to_openai;
 mod wire;
@@ -68,6 +69,7 @@ pub use response::{
 pub use response_bedrock::converse_response_to_openai;
 pub use response_cohere::cohere_chat_response_to_openai;
 pub use stream_bedrock_to_openai::BedrockToOpenAiStream;
+pub use stream_cohere_to_openai::CohereToOpenAiStream;
 pub use stream_to_anthropic::OpenAiToAnthropicStream;
 pub use stream_to_openai::AnthropicToOpenAiStream;
 
