@@ -36,6 +36,7 @@
 //!   [`TranslateError::TooLarge`] as soon as a count passes its limit); a
 //!   response's blocks are bounded by [`MAX_RESPONSE_BLOCKS`].
 
+mod embed_cohere;
 mod error;
 mod raw;
 mod request_to_anthropic;
@@ -54,6 +55,9 @@ mod write;
 
 use std::fmt;
 
+pub use embed_cohere::{
+    cohere_embed_to_openai, openai_embedding_format, openai_embeddings_to_cohere, EmbeddingFormat,
+};
 pub use error::{
     anthropic_error, anthropic_error_to_openai, cohere_error_to_anthropic, cohere_error_to_openai,
     openai_error, openai_error_to_anthropic, TranslatedError, ANTHROPIC_BUDGET_CUT,
