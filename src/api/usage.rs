@@ -35,6 +35,14 @@
 //!   caching's storage is billed per hour, not per token written, so there
 //!   are no cache writes.
 //!   <https://ai.google.dev/api/generate-content#UsageMetadata>
+//! - Cohere v2 (`usage` of a chat response, `delta.usage` of a stream's
+//!   `message-end`) reports two counts: `tokens`, what the model read and
+//!   wrote, prompt template included, and `billed_units`, what Cohere
+//!   charges for (the template left out). The gateway meters
+//!   `billed_units`, so its cost is the customer's bill, and falls back to
+//!   `tokens`, count by count, where billing units are not reported. No
+//!   prompt cache is reported.
+//!   <https://docs.cohere.com/reference/chat>
 //!
 //! A missing, null or malformed `usage` yields `None`: usage is observed on
 //! the side and never fails a request. The one exception is a stream event
@@ -211,6 +219,35 @@ impl BedrockUsage {
     }
 }
 
+/// Cohere's `usage`: the same two counts in each of its sections.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CohereUsage {
+    billed_units: CohereCounts,
+    tokens: CohereCounts,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CohereCounts {
+    input_tokens: Option<f64>,
+    output_tokens: Option<f64>,
+}
+
+impl CohereUsage {
+    fn usage(self) -> Usage {
+        // Cohere's schema types the counts as numbers, not integers.
+        let count = |billed: Option<f64>, tokens: Option<f64>| {
+            billed.or(tokens).map_or(0, |n| n.max(0.0) as u64)
+        };
+        Usage::from_inclusive(
+            count(self.billed_units.input_tokens, self.tokens.input_tokens),
+            0,
+            count(self.billed_units.output_tokens, self.tokens.output_tokens),
+        )
+    }
+}
+
 /// Gemini's `usageMetadata`.
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
@@ -265,6 +302,14 @@ pub fn bedrock_usage(body: &[u8]) -> Option<Usage> {
 /// last one's are the request's).
 pub fn gemini_usage(body: &[u8]) -> Option<Usage> {
     raw_usage_at(body, &["usageMetadata"]).map(GeminiUsage::usage)
+}
+
+/// Usage in a Cohere v2 chat response (`usage`) or in the `message-end`
+/// event of its stream (`delta.usage`), whichever `body` is.
+pub fn cohere_chat_usage(body: &[u8]) -> Option<Usage> {
+    raw_usage_at(body, &["usage"])
+        .or_else(|| raw_usage_at(body, &["delta", "usage"]))
+        .map(CohereUsage::usage)
 }
 
 /// Whether `data` has a `"usage"` key whose value is an object: a cheap
@@ -681,5 +726,22 @@ mod tests {
             data: br#"{"message":{"usage":{"input_tokens":1,"cache_creation_input_tokens":10,"cache_creation":{"ephemeral_1h_input_tokens":99}}}}"#,
         });
         assert_eq!(s.usage().unwrap().cache_write_1h_tokens, 10);
+    }
+
+    #[test]
+    fn cohere_meters_billed_units_and_falls_back_to_tokens() {
+        // The response example of Cohere's chat reference.
+        let body = br#"{"id":"c14c80c3-18eb-4519-9460-6c92edd8cfb4","finish_reason":"COMPLETE","message":{"role":"assistant","content":[{"type":"text","text":"LLMs stand for Large Language Models."}]},"usage":{"billed_units":{"input_tokens":17,"output_tokens":12},"tokens":{"input_tokens":215,"output_tokens":12}}}"#;
+        assert_eq!(
+            cohere_chat_usage(body),
+            Some(Usage::from_inclusive(17, 0, 12))
+        );
+        let end = br#"{"type":"message-end","delta":{"finish_reason":"COMPLETE","usage":{"billed_units":{"input_tokens":3.0},"tokens":{"input_tokens":69,"output_tokens":10}}}}"#;
+        assert_eq!(
+            cohere_chat_usage(end),
+            Some(Usage::from_inclusive(3, 0, 10))
+        );
+        assert_eq!(cohere_chat_usage(br#"{"usage":null}"#), None);
+        assert_eq!(cohere_chat_usage(br#"{"type":"content-delta"}"#), None);
     }
 }

@@ -20,8 +20,8 @@ use crate::api::eventstream::{Decoder, Message};
 use crate::api::output_meter::event_output_tokens;
 use crate::api::sse::SseScanner;
 use crate::api::translate::{
-    anthropic_error_to_openai, anthropic_response_to_openai, aws_error_to_anthropic,
-    aws_error_to_openai, converse_response_to_openai, openai_error_to_anthropic,
+    anthropic_error_to_openai, anthropic_response_to_openai, converse_response_to_openai,
+    message_error_to_anthropic, message_error_to_openai, openai_error_to_anthropic,
     openai_response_to_anthropic, AnthropicToOpenAiStream, BedrockToOpenAiStream,
     OpenAiToAnthropicStream, StreamEnd, STREAM_ENDED_EARLY,
 };
@@ -683,11 +683,11 @@ fn translate_whole(
         // Anthropic's own body, as the client would have had it from Anthropic.
         (Translation::InvokeToAnthropic, true) => (status, body.to_vec()),
         (Translation::ConverseToOpenAi { .. }, false) => {
-            let t = aws_error_to_openai(status, body);
+            let t = message_error_to_openai(status, body);
             (t.status, t.body)
         }
         (Translation::ConverseToAnthropic | Translation::InvokeToAnthropic, false) => {
-            let t = aws_error_to_anthropic(status, body);
+            let t = message_error_to_anthropic(status, body);
             (t.status, t.body)
         }
     })

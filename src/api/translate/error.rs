@@ -6,6 +6,8 @@
 //! Google (Gemini API, Vertex AI): `{"error":{"code","message","status"}}`,
 //! `status` a gRPC code name (`RESOURCE_EXHAUSTED`), kept as OpenAI's
 //! `code`.
+//! AWS and Cohere: `{"message"}` (Cohere adds an `id`), its kind in the status
+//! alone; it goes to either dialect with its status kept.
 //! The official SDKs pick their exception class from the HTTP status, so the
 //! status is the primary signal and the error `type` is derived from it; the
 //! one status that changes is Anthropic's 529 (overloaded), which is not a
@@ -104,26 +106,26 @@ pub fn anthropic_error_to_openai(status: u16, body: &[u8]) -> TranslatedError {
     }
 }
 
-/// An AWS service's error (`{"message": …}`, some services `Message`; the
-/// kind is in the `x-amzn-ErrorType` header, which the status already
-/// says), for an OpenAI client.
-pub fn aws_error_to_openai(status: u16, body: &[u8]) -> TranslatedError {
+/// An error whose body is `{"message": …}` (`Message` in some AWS
+/// services), its kind in the status alone (AWS's `x-amzn-ErrorType` header
+/// says no more; Cohere adds an `id`), for an OpenAI client.
+pub fn message_error_to_openai(status: u16, body: &[u8]) -> TranslatedError {
     let error_type = openai_error_type(anthropic_error_type(status));
     TranslatedError {
         status,
-        body: openai_error_body(error_type, &aws_message(status, body)),
+        body: openai_error_body(error_type, &body_message(status, body)),
     }
 }
 
 /// The same for an Anthropic client.
-pub fn aws_error_to_anthropic(status: u16, body: &[u8]) -> TranslatedError {
+pub fn message_error_to_anthropic(status: u16, body: &[u8]) -> TranslatedError {
     TranslatedError {
         status,
-        body: anthropic_error_body(anthropic_error_type(status), &aws_message(status, body)),
+        body: anthropic_error_body(anthropic_error_type(status), &body_message(status, body)),
     }
 }
 
-fn aws_message(status: u16, body: &[u8]) -> Message<'_> {
+fn body_message(status: u16, body: &[u8]) -> Message<'_> {
     let message = upstream_message(body, |error| {
         let [message, capital] = error.pick(["message", "Message"]);
         [message, capital].into_iter().find(|m| m.is_str())
@@ -309,6 +311,49 @@ mod tests {
             value["error"]["message"].as_str(),
             Some("upstream returned 503 Service Unavailable")
         );
+    }
+
+    /// Cohere's and AWS's `{"message"}` bodies, in both dialects.
+    #[test]
+    fn message_errors_keep_their_status_and_message() {
+        let body =
+            br#"{"id":"2d8b1c4e-0f3a-4c1e-9a57-5b1f7c0e9d21","message":"invalid api token"}"#;
+        let openai = message_error_to_openai(401, body);
+        assert_eq!(openai.status, 401);
+        let parsed: Value = sonic_rs::from_slice(&openai.body).unwrap();
+        assert_eq!(
+            parsed["error"]["message"].as_str(),
+            Some("invalid api token")
+        );
+        assert_eq!(
+            parsed["error"]["type"].as_str(),
+            Some("authentication_error")
+        );
+        let anthropic = message_error_to_anthropic(429, br#"{"message":"trial key limit"}"#);
+        assert_eq!(anthropic.status, 429);
+        let parsed: Value = sonic_rs::from_slice(&anthropic.body).unwrap();
+        assert_eq!(parsed["error"]["type"].as_str(), Some("rate_limit_error"));
+        assert_eq!(parsed["error"]["message"].as_str(), Some("trial key limit"));
+        let page = message_error_to_openai(502, b"<html>bad gateway</html>");
+        let parsed: Value = sonic_rs::from_slice(&page.body).unwrap();
+        assert_eq!(parsed["error"]["type"].as_str(), Some("server_error"));
+        assert_eq!(
+            parsed["error"]["message"].as_str(),
+            Some("<html>bad gateway</html>")
+        );
+        let empty = message_error_to_openai(500, b"");
+        let parsed: Value = sonic_rs::from_slice(&empty.body).unwrap();
+        assert!(parsed["error"]["message"].as_str().unwrap().contains("500"));
+        let aws = message_error_to_openai(
+            403,
+            br#"{"Message":"The security token included in the request is invalid."}"#,
+        );
+        let parsed: Value = sonic_rs::from_slice(&aws.body).unwrap();
+        assert_eq!(parsed["error"]["type"].as_str(), Some("permission_error"));
+        assert!(parsed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("The security token"));
     }
 
     #[test]

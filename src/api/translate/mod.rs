@@ -2,11 +2,12 @@
 //! messages dialect, in both directions: request bodies, non-streaming
 //! response bodies, error bodies and SSE streams. Also OpenAI chat to
 //! Bedrock's Converse and back (`request_to_converse`, `response_bedrock`,
-//! `stream_bedrock_to_openai`) and to Gemini's `generateContent` and back
+//! `stream_bedrock_to_openai`), to Gemini's `generateContent` and back
 //! (`request_to_gemini`, `response_gemini`, `stream_gemini_to_openai`,
-//! Google's errors in `error`), tested alone and not yet reached by the
-//! proxy. The three translators that write OpenAI chunk streams share
-//! their writer (`openai_chunks`).
+//! Google's errors in `error`), and OpenAI chat and embeddings to Cohere's
+//! v2 API and back (`request_to_cohere`, `response_cohere`,
+//! `stream_cohere_to_openai`, `embed_cohere`). The translators that write
+//! OpenAI chunk streams share their writer (`openai_chunks`).
 //!
 //! Everything here is sans-IO: bytes in, bytes out. This is the one place in
 //! the gateway that builds a new body instead of patching the client's one
@@ -38,17 +39,21 @@
 //!   [`TranslateError::TooLarge`] as soon as a count passes its limit); a
 //!   response's blocks are bounded by [`MAX_RESPONSE_BLOCKS`].
 
+mod embed_cohere;
 mod error;
 mod openai_chunks;
 mod raw;
 mod request_to_anthropic;
+mod request_to_cohere;
 mod request_to_converse;
 mod request_to_gemini;
 mod request_to_openai;
 mod response;
 mod response_bedrock;
+mod response_cohere;
 mod response_gemini;
 mod stream_bedrock_to_openai;
+mod stream_cohere_to_openai;
 mod stream_gemini_to_openai;
 mod stream_to_anthropic;
 mod stream_to_openai;
@@ -57,21 +62,27 @@ mod write;
 
 use std::fmt;
 
+pub use embed_cohere::{
+    cohere_embed_to_openai, openai_embedding_format, openai_embeddings_to_cohere, EmbeddingFormat,
+};
 pub use error::{
-    anthropic_error, anthropic_error_to_openai, aws_error_to_anthropic, aws_error_to_openai,
-    google_error_to_openai, openai_error, openai_error_to_anthropic, TranslatedError,
+    anthropic_error, anthropic_error_to_openai, google_error_to_openai, message_error_to_anthropic,
+    message_error_to_openai, openai_error, openai_error_to_anthropic, TranslatedError,
     ANTHROPIC_BUDGET_CUT, ANTHROPIC_STREAM_CUT, ANTHROPIC_TOKENS_CUT, OPENAI_BUDGET_CUT,
     OPENAI_STREAM_CUT, OPENAI_TOKENS_CUT,
 };
 pub use request_to_anthropic::openai_stream_wants_usage;
+pub use request_to_cohere::openai_request_to_cohere_chat;
 pub use request_to_converse::openai_request_to_converse;
 pub use request_to_gemini::openai_request_to_gemini;
 pub use response::{
     anthropic_response_to_openai, openai_response_to_anthropic, MAX_RESPONSE_BLOCKS,
 };
 pub use response_bedrock::converse_response_to_openai;
+pub use response_cohere::cohere_chat_response_to_openai;
 pub use response_gemini::gemini_response_to_openai;
 pub use stream_bedrock_to_openai::BedrockToOpenAiStream;
+pub use stream_cohere_to_openai::CohereToOpenAiStream;
 pub use stream_gemini_to_openai::GeminiToOpenAiStream;
 pub use stream_to_anthropic::OpenAiToAnthropicStream;
 pub use stream_to_openai::AnthropicToOpenAiStream;
