@@ -230,6 +230,12 @@ fn derive(c: &Credentials, date: &AmzDate, region: &str) -> SigningKey {
     SigningKey::derive(&c.secret_access_key, date.date(), region, SERVICE)
 }
 
+/// Whether the AWS environment has credentials for `provider` to sign
+/// with (the configuration check; reads files, so off the shards).
+pub fn check_environment_credentials(provider: &str) -> Result<(), String> {
+    environment_credentials(provider, resolve_from_process()).map(drop)
+}
+
 /// The credentials of a resolved AWS environment, or why there are none.
 fn environment_credentials(
     provider: &str,

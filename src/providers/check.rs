@@ -71,6 +71,10 @@ fn check_provider(name: &str, p: &ProviderConfig) -> Result<(), ConfigError> {
             "is required to sign requests (no region is set here or in the AWS environment)",
         ));
     }
+    if signs {
+        super::bedrock::check_environment_credentials(name)
+            .map_err(|m| bad(field("api_key"), m))?;
+    }
     if p.credentials_refresh_s == Some(0) {
         return Err(bad(
             field("credentials_refresh_s"),

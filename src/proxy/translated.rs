@@ -68,7 +68,7 @@ pub enum Translation {
 impl Translation {
     /// Whether the response comes from Bedrock: errors are AWS's, streams
     /// are in the event-stream framing.
-    fn from_bedrock(&self) -> bool {
+    fn is_bedrock(&self) -> bool {
         matches!(
             self,
             Translation::ConverseToOpenAi { .. }
@@ -282,7 +282,7 @@ pub async fn relay_translated(
         payload.extend_from_slice(&urbuf[head_len..head_len + first]);
     }
     // Read now: the head's bytes are overwritten by the body's reads.
-    let request_id = if call.translation.from_bedrock() {
+    let request_id = if call.translation.is_bedrock() {
         aws_request_id(side, &urbuf)
     } else {
         String::new()
@@ -298,7 +298,7 @@ pub async fn relay_translated(
 
     // Hiding the usage chunk only applies to an event stream; an upstream
     // that answered a stream request with a plain body is passed on as is.
-    let streams = if call.translation.from_bedrock() {
+    let streams = if call.translation.is_bedrock() {
         side.head
             .header(&body.urbuf, b"content-type")
             .is_some_and(|v| media_type_is(v, AWS_EVENT_STREAM))
@@ -313,7 +313,7 @@ pub async fn relay_translated(
         let whole = collect_whole(up, body, side, call, clock).await?;
         return Ok(answer_whole(client, side, facts, whole).await);
     }
-    if call.translation.from_bedrock() && !streams {
+    if call.translation.is_bedrock() && !streams {
         return Err(Error::upstream(
             Kind::UpstreamProtocol,
             false,
