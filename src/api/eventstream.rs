@@ -17,9 +17,6 @@
 //!   and the buffer only ever holds bytes that arrived.
 //! - Bad CRCs, impossible lengths, truncated or unknown headers and invalid
 //!   UTF-8 are errors, never panics; after one, the decoder stays failed.
-//!
-//! Not here yet: the translation of ConverseStream events into the client's
-//! SSE (in `translate`) and the proxy wiring come next.
 
 /// The 12-byte prelude: total length, headers length, prelude CRC.
 pub const PRELUDE_LEN: usize = 12;

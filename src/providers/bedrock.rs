@@ -12,8 +12,9 @@
 //! Invariants: the credentials a shard signs with are a snapshot swapped in
 //! whole by the refresh thread, never read from files or the environment on
 //! a shard; a signature covers `host` and `x-amz-date` (and the session
-//! token), the set botocore signs for Bedrock, over the exact target and
-//! body bytes that go on the wire; no secret reaches a log or a `Debug`.
+//! token), what SigV4 requires signed, over the exact target and body
+//! bytes that go on the wire (the mock in `tests/bedrock_gateway.rs`
+//! checks each with botocore); no secret reaches a log or a `Debug`.
 
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;

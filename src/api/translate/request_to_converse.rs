@@ -11,8 +11,6 @@
 //! `toolConfig`. What Converse cannot say is refused, not guessed:
 //! `n > 1`, image URLs (it takes image bytes only), `tool_choice: none`.
 //! `user` and `parallel_tool_calls` have no counterpart and are dropped.
-//!
-//! Not wired into the proxy yet: the Bedrock provider comes next.
 
 use super::raw::{document, scanned_document, Raw};
 use super::request_to_anthropic::tool_input;

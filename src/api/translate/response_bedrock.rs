@@ -7,8 +7,6 @@
 //! writes beside `inputTokens`, as Anthropic's does, so the prompt total is
 //! their sum. It has no response id: the caller's request id stands in.
 //! Reasoning blocks are dropped: chat completions have no place for them.
-//!
-//! Not wired into the proxy yet: the Bedrock provider comes next.
 
 use super::raw::document;
 use super::response::{write_openai_usage, MAX_RESPONSE_BLOCKS};

@@ -14,9 +14,6 @@
 //!
 //! Invariant: the state held is the stream's id, the tool-block index map,
 //! the stop reason and the usage, never the stream.
-//!
-//! Not wired into the proxy yet: the Bedrock provider and its relay come
-//! next.
 
 use sonic_rs::{JsonValueTrait, Value};
 

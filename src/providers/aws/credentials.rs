@@ -19,9 +19,8 @@
 //! access key id only (it is not secret; AWS prints it in errors), and a
 //! parse error names a line number, never the line.
 //!
-//! Not here yet: process/SSO/IMDS/web-identity providers, and the refresh
-//! loop that re-runs [`resolve`] before temporary credentials expire; the
-//! Bedrock provider and the proxy wiring come next.
+//! Not here: process/SSO/IMDS/web-identity providers. The loop that re-runs
+//! [`resolve`] while the gateway runs is `providers::bedrock`'s.
 
 use std::path::PathBuf;
 

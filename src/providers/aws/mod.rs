@@ -5,10 +5,10 @@
 //! streams in lives with the other wire codecs, in `api::eventstream`.
 //!
 //! The Converse translations are in `api::translate` (`request_to_converse`,
-//! `response_bedrock`, `stream_bedrock_to_openai`). Not wired into the proxy
-//! yet: the Bedrock provider family that uses all of these (endpoints,
-//! signing each request, Converse, ConverseStream and InvokeModel) and the
-//! off-shard credential refresh come next.
+//! `response_bedrock`, `stream_bedrock_to_openai`); the provider family that
+//! puts them together (targets, signing, the credential refresh) is
+//! `providers::bedrock`, and the relay that decodes its streams
+//! `proxy::translated`.
 
 pub mod credentials;
 pub mod invoke;

@@ -18,13 +18,9 @@
 //! - The headers this module owns (`x-amz-date`, `x-amz-content-sha256`,
 //!   `x-amz-security-token`, `authorization`) are taken from the signer,
 //!   never from the caller's list, so a stale one cannot be signed twice.
-//! - A [`SigningKey`] is derived once per (secret, day, region, service) so
-//!   a request costs one HMAC (the signature) besides its SHA-256s, not
-//!   five ([`KeyCache`]); a key carries its date and is derived again when
-//!   the day changes.
-//!
-//! Not here yet: the Bedrock provider that calls this (Converse,
-//! ConverseStream, InvokeModel) and the proxy wiring come next.
+//! - A [`SigningKey`] carries its scope (day, region, service), so its
+//!   holder (`providers::bedrock::Signer`) derives it once a day and a
+//!   request costs one HMAC (the signature) besides its SHA-256s, not five.
 
 use ring::{digest, hmac};
 
@@ -142,50 +138,6 @@ impl SigningKey {
     /// Hex HMAC-SHA256 of `data` under this key: the signature of a string to sign.
     pub fn sign_hex(&self, data: &[u8]) -> String {
         hex(hmac::sign(&self.key, data).as_ref())
-    }
-}
-
-/// The current day's [`SigningKey`] for one (secret, region, service),
-/// derived again only when the day (or the secret, after a credential
-/// refresh) changes, so signing a request costs one HMAC, not five.
-#[derive(Default)]
-pub struct KeyCache {
-    /// The key, and a digest of the secret it was derived from (the cache
-    /// holds no copy of the secret itself).
-    current: Option<(SigningKey, digest::Digest)>,
-}
-
-impl std::fmt::Debug for KeyCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let key = self.current.as_ref().map(|(k, _)| k);
-        f.debug_struct("KeyCache").field("key", &key).finish()
-    }
-}
-
-impl KeyCache {
-    pub fn key(
-        &mut self,
-        secret_access_key: &str,
-        date: &AmzDate,
-        region: &str,
-        service: &str,
-    ) -> &SigningKey {
-        let secret_digest = digest::digest(&digest::SHA256, secret_access_key.as_bytes());
-        let scope_matches = |k: &SigningKey| {
-            let mut parts = k.scope.split('/');
-            parts.next() == Some(date.date())
-                && parts.next() == Some(region)
-                && parts.next() == Some(service)
-        };
-        let fresh = matches!(&self.current, Some((k, d)) if scope_matches(k) && d.as_ref() == secret_digest.as_ref());
-        if !fresh {
-            let key = SigningKey::derive(secret_access_key, date.date(), region, service);
-            self.current = Some((key, secret_digest));
-        }
-        match &self.current {
-            Some((k, _)) => k,
-            None => unreachable!("set just above"),
-        }
     }
 }
 
@@ -550,39 +502,6 @@ mod tests {
         );
         assert_eq!(key.scope(), "20120215/us-east-1/iam/aws4_request");
         assert!(!format!("{key:?}").contains(SECRET));
-    }
-
-    #[test]
-    fn key_cache_derives_again_only_for_a_new_day_or_secret() {
-        let mut cache = KeyCache::default();
-        let day1 = AmzDate::from_unix(SUITE_TIME);
-        let later_same_day = AmzDate::from_unix(SUITE_TIME + 3600);
-        let day2 = AmzDate::from_unix(SUITE_TIME + 86_400);
-        let k1 = cache
-            .key(SECRET, &day1, "us-east-1", "bedrock")
-            .sign_hex(b"x");
-        assert_eq!(
-            cache
-                .key(SECRET, &later_same_day, "us-east-1", "bedrock")
-                .sign_hex(b"x"),
-            k1
-        );
-        let k2 = cache.key(SECRET, &day2, "us-east-1", "bedrock");
-        assert_eq!(k2.date(), "20150831");
-        assert_ne!(k2.sign_hex(b"x"), k1);
-        let rotated = cache
-            .key("another-secret", &day2, "us-east-1", "bedrock")
-            .sign_hex(b"x");
-        assert_eq!(
-            rotated,
-            SigningKey::derive("another-secret", "20150831", "us-east-1", "bedrock").sign_hex(b"x")
-        );
-        let other_region = cache.key("another-secret", &day2, "us-west-2", "bedrock");
-        assert_eq!(
-            other_region.scope(),
-            "20150831/us-west-2/bedrock/aws4_request"
-        );
-        assert!(!format!("{cache:?}").contains("another-secret"));
     }
 
     #[test]
