@@ -12,8 +12,11 @@
 //! - OpenAI: `prompt_tokens` INCLUDES `prompt_tokens_details.cached_tokens`
 //!   (the responses API: `input_tokens` and `input_tokens_details`), so the
 //!   uncached input is prompt − cached. OpenAI caches automatically and
-//!   charges nothing to write, so there are no cache writes.
+//!   charges nothing to write, so there are no cache writes; OpenRouter,
+//!   passing on providers that do charge, adds
+//!   `prompt_tokens_details.cache_write_tokens`, inside `prompt_tokens` too.
 //!   <https://platform.openai.com/docs/guides/prompt-caching>
+//!   <https://openrouter.ai/docs/use-cases/usage-accounting>
 //!   DeepSeek's OpenAI-compatible usage says the same with its own field,
 //!   `prompt_cache_hit_tokens` (`prompt_tokens` = hits + misses), read when
 //!   `prompt_tokens_details` is absent.
@@ -26,7 +29,8 @@
 //!   <https://platform.claude.com/docs/en/build-with-claude/prompt-caching>
 //! - Bedrock Converse (`usage`, or a ConverseStream `metadata` event's
 //!   `usage`): `inputTokens` EXCLUDES `cacheReadInputTokens` and
-//!   `cacheWriteInputTokens`, which are additive as Anthropic's are.
+//!   `cacheWriteInputTokens`, which are additive as Anthropic's are;
+//!   `cacheDetails` splits the writes by lifetime (`ttl` `5m` or `1h`).
 //!   <https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_TokenUsage.html>
 //! - Gemini `usageMetadata`: `promptTokenCount` INCLUDES
 //!   `cachedContentTokenCount` ("when cached_content is set, this is still
@@ -104,6 +108,15 @@ impl Usage {
         }
     }
 
+    /// The same usage with `tokens` of its (inclusive) input written to a
+    /// prompt cache, cut down to what the reads leave.
+    pub fn with_inclusive_writes(self, tokens: u64) -> Usage {
+        Usage {
+            cache_write_tokens: tokens.min(self.input_tokens - self.cache_read_tokens),
+            ..self
+        }
+    }
+
     /// (uncached, cache read, cache write) input tokens: disjoint, summing
     /// to `input_tokens` even if the parts were set larger than the whole.
     pub fn input_split(&self) -> (u64, u64, u64) {
@@ -144,6 +157,9 @@ struct CacheCreation {
 #[serde(default)]
 struct CachedDetails {
     cached_tokens: Option<u64>,
+    /// OpenRouter's cache writes (for providers that charge for them),
+    /// inside `prompt_tokens` as the reads are.
+    cache_write_tokens: Option<u64>,
 }
 
 /// The usage object at `path` (a chain of object keys). Locates it with
@@ -164,12 +180,14 @@ fn raw_usage_at<'de, T: Deserialize<'de>>(body: &'de [u8], path: &[&str]) -> Opt
 impl RawUsage {
     fn openai(self) -> Usage {
         let details = self.prompt_tokens_details.or(self.input_tokens_details);
-        let cached = details.and_then(|d| d.cached_tokens);
+        let (cached, writes) =
+            details.map_or((None, None), |d| (d.cached_tokens, d.cache_write_tokens));
         Usage::from_inclusive(
             self.prompt_tokens.or(self.input_tokens).unwrap_or(0),
             cached.or(self.prompt_cache_hit_tokens).unwrap_or(0),
             self.completion_tokens.or(self.output_tokens).unwrap_or(0),
         )
+        .with_inclusive_writes(writes.unwrap_or(0))
     }
 
     /// The input counts, if this object states them (a `message_delta`
@@ -206,16 +224,31 @@ struct BedrockUsage {
     output_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
     cache_write_input_tokens: Option<u64>,
+    /// The writes by lifetime (`5m` or `1h`).
+    cache_details: Vec<BedrockCacheDetail>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct BedrockCacheDetail {
+    ttl: String,
+    input_tokens: u64,
 }
 
 impl BedrockUsage {
     fn usage(self) -> Usage {
+        let one_hour = self
+            .cache_details
+            .iter()
+            .filter(|d| d.ttl == "1h")
+            .fold(0u64, |sum, d| sum.saturating_add(d.input_tokens));
         Usage::from_additive(
             self.input_tokens.unwrap_or(0),
             self.cache_read_input_tokens.unwrap_or(0),
             self.cache_write_input_tokens.unwrap_or(0),
             self.output_tokens.unwrap_or(0),
         )
+        .with_writes_for_an_hour(one_hour)
     }
 }
 
@@ -726,6 +759,40 @@ mod tests {
             data: br#"{"message":{"usage":{"input_tokens":1,"cache_creation_input_tokens":10,"cache_creation":{"ephemeral_1h_input_tokens":99}}}}"#,
         });
         assert_eq!(s.usage().unwrap().cache_write_1h_tokens, 10);
+    }
+
+    #[test]
+    fn openrouter_cache_writes_are_inside_the_prompt() {
+        // The usage of OpenRouter's usage-accounting page.
+        let body = br#"{"object":"chat.completion.chunk","usage":{"completion_tokens":2,"completion_tokens_details":{"reasoning_tokens":0},"cost":0.95,"prompt_tokens":194,"prompt_tokens_details":{"cached_tokens":0,"cache_write_tokens":100,"audio_tokens":0},"total_tokens":196}}"#;
+        let u = openai_response_usage(body).unwrap();
+        assert_eq!(
+            (u.input_tokens, u.cache_read_tokens, u.cache_write_tokens),
+            (194, 0, 100)
+        );
+        assert_eq!(u.input_split(), (94, 0, 100));
+        let past = br#"{"usage":{"prompt_tokens":10,"prompt_tokens_details":{"cached_tokens":4,"cache_write_tokens":50}}}"#;
+        assert_eq!(
+            openai_response_usage(past).unwrap().input_split(),
+            (0, 4, 6)
+        );
+    }
+
+    #[test]
+    fn bedrock_writes_for_an_hour_come_from_cache_details() {
+        let body = br#"{"usage":{"inputTokens":5,"outputTokens":7,"totalTokens":3012,"cacheReadInputTokens":0,"cacheWriteInputTokens":3000,"cacheDetails":[{"ttl":"1h","inputTokens":2000},{"ttl":"5m","inputTokens":1000}]}}"#;
+        let u = bedrock_usage(body).unwrap();
+        assert_eq!(
+            (
+                u.input_tokens,
+                u.cache_write_tokens,
+                u.cache_write_1h_tokens
+            ),
+            (3005, 3000, 2000)
+        );
+        // A ConverseStream metadata event says the same.
+        let event = br#"{"usage":{"inputTokens":1,"outputTokens":1,"cacheWriteInputTokens":4,"cacheDetails":[{"ttl":"1h","inputTokens":4}]},"metrics":{"latencyMs":3}}"#;
+        assert_eq!(bedrock_usage(event).unwrap().cache_write_1h_tokens, 4);
     }
 
     #[test]

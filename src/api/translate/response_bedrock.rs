@@ -11,7 +11,8 @@
 use super::raw::document;
 use super::response::{write_openai_usage, MAX_RESPONSE_BLOCKS};
 use super::write::{joined_string, Arr, Obj};
-use super::{unix_seconds_now, TokenUsage, TranslateError};
+use super::{unix_seconds_now, TranslateError};
+use crate::api::usage::bedrock_usage;
 
 /// Bedrock's `stopReason` in OpenAI's terms.
 pub(super) fn bedrock_finish_reason(stop_reason: Option<&str>) -> &'static str {
@@ -23,17 +24,6 @@ pub(super) fn bedrock_finish_reason(stop_reason: Option<&str>) -> &'static str {
     }
 }
 
-/// Converse usage in the gateway's terms: `inputTokens` excludes the cache
-/// reads and writes reported beside it.
-pub(super) fn bedrock_usage(count: impl Fn(&str) -> u64) -> TokenUsage {
-    TokenUsage::from_additive(
-        count("inputTokens"),
-        count("cacheReadInputTokens"),
-        count("cacheWriteInputTokens"),
-        count("outputTokens"),
-    )
-}
-
 /// Translates a Converse response into an OpenAI chat completion naming
 /// `client_model`, with id `chatcmpl-{request_id}`.
 pub fn converse_response_to_openai(
@@ -42,7 +32,7 @@ pub fn converse_response_to_openai(
     request_id: &str,
 ) -> Result<Vec<u8>, TranslateError> {
     let response = document(body)?;
-    let [output, stop_reason, usage] = response.pick(["output", "stopReason", "usage"]);
+    let [output, stop_reason] = response.pick(["output", "stopReason"]);
     let blocks = output.get("message").get("content");
     if !blocks.is_array() {
         return Err(TranslateError::Invalid(
@@ -112,7 +102,7 @@ pub fn converse_response_to_openai(
     choice.json("finish_reason", &format!("\"{reason}\""));
     choice.close();
     choices.close();
-    let tokens = bedrock_usage(|field| usage.get(field).as_u64().unwrap_or(0));
+    let tokens = bedrock_usage(body).unwrap_or_default();
     write_openai_usage(top.key("usage"), tokens);
     top.close();
     Ok(out)

@@ -18,10 +18,11 @@
 use sonic_rs::{JsonValueTrait, Value};
 
 use super::openai_chunks::ChunkWriter;
-use super::response_bedrock::{bedrock_finish_reason, bedrock_usage};
+use super::response_bedrock::bedrock_finish_reason;
 use super::wire::{ToolCallDelta, ToolCallFunctionDelta};
 use super::{StreamEnd, TokenUsage, TranslateError};
 use crate::api::eventstream::{Kind, Message};
+use crate::api::usage::bedrock_usage;
 
 /// Translates one ConverseStream response, message by message.
 #[derive(Debug)]
@@ -136,8 +137,7 @@ impl BedrockToOpenAiStream {
                 self.writer.finish_reason(reason, out);
             }
             Kind::Event("metadata") => {
-                let usage = &data["usage"];
-                self.usage = bedrock_usage(|field| usage[field].as_u64().unwrap_or(0));
+                self.usage = bedrock_usage(&message.payload).unwrap_or_default();
                 self.end_stream(out);
             }
             Kind::Exception(exception) => {
