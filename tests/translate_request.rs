@@ -415,3 +415,22 @@ fn anthropic_cache_control_is_dropped_for_openai() {
         "You are a weather assistant.\n\nAlways answer in Celsius."
     );
 }
+
+#[test]
+fn an_empty_anthropic_system_prompt_sends_no_system_message() {
+    for system in [r#""""#, "[]", r#"[{"type":"text","text":""}]"#] {
+        let body = format!(
+            r#"{{"model":"c","max_tokens":5,"system":{system},"messages":[{{"role":"user","content":"Hi"}}]}}"#
+        );
+        let v = to_openai(body.as_bytes());
+        assert_eq!(
+            v["messages"],
+            serde_json::json!([{"role": "user", "content": "Hi"}]),
+            "{system}"
+        );
+    }
+    let v = to_openai(
+        br#"{"model":"c","max_tokens":5,"system":[{"type":"text","text":""},{"type":"text","text":"Be brief."}],"messages":[{"role":"user","content":"Hi"}]}"#,
+    );
+    assert_eq!(v["messages"][0]["content"], "Be brief.");
+}

@@ -50,8 +50,18 @@ pub(super) fn translate(
     // the end), so a message can be moved or taken back as one piece.
     let messages = top.key("messages");
     messages.push(b'[');
+    // An empty system prompt (`""`, `[]`, blank blocks) says nothing, and
+    // an empty system message is refused by some servers: none is sent.
+    let says_something = match system.str_inner() {
+        Some(text) => !text.is_empty(),
+        None => system
+            .elements()
+            .any(|part| part.get("text").str_inner().is_some_and(|t| !t.is_empty())),
+    };
     if !system.is_null() {
         budget.blocks(system.elements().count())?;
+    }
+    if says_something {
         let mut message = Obj::open(messages);
         message.json("role", "\"system\"");
         joined_text(message.key("content"), system, "\\n\\n");
