@@ -191,6 +191,43 @@ fn answer(stream: &mut TcpStream, rec: &Recorded) -> io::Result<bool> {
         return Ok(true);
     }
     let cut = path.contains("cut");
+    let tools = String::from_utf8_lossy(&rec.body).contains("\"toolConfig\"");
+    if path.ends_with("/converse") && tools {
+        let body = json!({
+            "output": {"message": {"role": "assistant", "content": [
+                {"text": "Checking."},
+                {"toolUse": {"toolUseId": "tooluse_abc", "name": "get_weather", "input": {"city": "Paris"}}}
+            ]}},
+            "stopReason": "tool_use",
+            "usage": {"inputTokens": 30, "outputTokens": 9, "totalTokens": 39}
+        });
+        respond(stream, 200, "application/json", body.to_string().as_bytes())?;
+        return Ok(true);
+    }
+    if path.ends_with("/converse-stream") && tools {
+        let messages = [
+            message("messageStart", json!({"role": "assistant"})),
+            message(
+                "contentBlockStart",
+                json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "tooluse_abc", "name": "get_weather"}}}),
+            ),
+            message(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": "{\"city\":"}}}),
+            ),
+            message(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": "\"Paris\"}"}}}),
+            ),
+            message("contentBlockStop", json!({"contentBlockIndex": 0})),
+            message("messageStop", json!({"stopReason": "tool_use"})),
+            message(
+                "metadata",
+                json!({"usage": {"inputTokens": 30, "outputTokens": 9, "totalTokens": 39}}),
+            ),
+        ];
+        return respond_event_stream(stream, &messages, false);
+    }
     if path.ends_with("/converse") {
         let body = json!({
             "output": {"message": {"role": "assistant", "content": [{"text": "Hello from Bedrock"}]}},
@@ -679,4 +716,32 @@ fn a_bedrock_provider_without_credentials_or_region_is_refused_at_start() {
         ],
     );
     assert!(ok, "{err}");
+}
+
+/// The official OpenAI and Anthropic SDKs through a Bedrock provider:
+/// text and tool calls, plain and streamed, and a throttled model raising
+/// each SDK's rate-limit error.
+#[test]
+fn the_official_sdks_through_bedrock() {
+    if !python_modules_available("bedrock_gateway", "botocore, openai, anthropic") {
+        return;
+    }
+    let mock = MockBedrock::start(Expected {
+        secret: SECRET_A.into(),
+        token: Some(TOKEN.into()),
+    });
+    let (gw, _) = gateway(&mock, &env_credentials(), "");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/bedrock_sdk.py");
+    let out = common::run_python(
+        script,
+        &[&format!("http://{}", gw.addr)],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    mock.all_verified();
 }
