@@ -299,3 +299,35 @@ fn any_other_v1_path_passes_through_to_the_provider_the_client_names() {
     }
     assert_eq!(mock.requests().len(), sent);
 }
+
+/// A pass-through to an Anthropic provider speaks Anthropic's dialect: the
+/// gateway's own errors for it come in Anthropic's shape.
+#[test]
+fn a_pass_through_to_an_anthropic_provider_errs_in_its_dialect() {
+    let mock = MockUpstream::start();
+    let closed = common::free_port();
+    let config = config_for(
+        &mock,
+        "",
+        &format!(
+            "[providers.claude]\nkind = \"anthropic\"\nbase_url = \"http://127.0.0.1:{closed}\"\napi_key = \"sk-ant\"\n"
+        ),
+    );
+    let gw = Gateway::start(GatewayOpts::config(Driver::IoUring, config));
+    let r = gw
+        .connect()
+        .request(
+            "GET /v1/messages/batches HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: claude\r\n\r\n",
+        )
+        .unwrap();
+    assert_eq!(r.status, 502, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["error"]["type"], "api_error", "{v}");
+    // The OpenAI provider's stay OpenAI's.
+    let r = gw
+        .connect()
+        .request("GET /v1/files/nope HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: nope\r\n\r\n")
+        .unwrap();
+    r.assert_openai_error(404);
+}

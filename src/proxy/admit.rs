@@ -293,6 +293,11 @@ pub(super) async fn admit<S: ClientIo>(
                     ctx.outcome.route = UNKNOWN_ROUTE;
                 }
             })?;
+            // The provider's dialect is the caller's: its errors, stream
+            // cuts and usage are read and written in it.
+            if let Some(dialect) = router.providers[provider].dialect() {
+                ctx.facts.dialect = dialect;
+            }
             // Metered by nothing: not for a key something is checked against.
             if ctx.key.as_ref().is_some_and(|k| !k.unrestricted()) {
                 return Err(Error::client(
