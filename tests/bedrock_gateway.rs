@@ -745,3 +745,30 @@ fn the_official_sdks_through_bedrock() {
     );
     mock.all_verified();
 }
+
+/// The same through the official Node SDKs.
+#[test]
+fn the_official_node_sdks_through_bedrock() {
+    if !python_modules_available("bedrock_gateway", "botocore")
+        || !common::node_sdks_available("the_official_node_sdks_through_bedrock")
+    {
+        return;
+    }
+    let mock = MockBedrock::start(Expected {
+        secret: SECRET_A.into(),
+        token: Some(TOKEN.into()),
+    });
+    let (gw, _) = gateway(&mock, &env_credentials(), "");
+    let out = common::run_node(
+        "bedrock.mjs",
+        &[&format!("http://{}", gw.addr)],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    mock.all_verified();
+}

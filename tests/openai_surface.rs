@@ -184,6 +184,32 @@ fn the_official_sdk_calls_these_routes() {
 }
 
 #[test]
+fn the_official_node_sdk_calls_these_routes() {
+    if !node_sdks_available("the_official_node_sdk_calls_these_routes") {
+        return;
+    }
+    let mock = MockUpstream::start();
+    let gw = zero_config(&mock);
+    let out = run_node("surface.mjs", &[&gw.base_url()], Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let paths: Vec<String> = mock.requests().iter().map(|r| r.target.clone()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/images/generations",
+            "/v1/moderations",
+            "/v1/responses/resp_abc123",
+            "/v1/responses/resp_abc123"
+        ]
+    );
+}
+
+#[test]
 fn a_stored_responses_routes_go_to_the_provider_the_client_names() {
     let (first, second) = (MockUpstream::start(), MockUpstream::start());
     let config = config_for(

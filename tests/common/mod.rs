@@ -1273,6 +1273,63 @@ pub fn run_python(script: &str, args: &[&str], timeout: Duration) -> std::proces
     child.wait_with_output().unwrap()
 }
 
+/// Runs a Node script of `tests/sdk/node` (an official-SDK check) with
+/// `args`, as [`run_python`] runs Python's.
+pub fn run_node(script: &str, args: &[&str], timeout: Duration) -> std::process::Output {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/node");
+    let mut cmd = std::process::Command::new("node");
+    cmd.current_dir(dir).arg(script).args(args);
+    for var in [
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+    ] {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run node");
+    let deadline = Instant::now() + timeout;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// True when `node` runs and the official Node SDKs are installed in
+/// `tests/sdk/node` (`npm ci --prefix tests/sdk/node`, which `.ci/run`
+/// does); otherwise a SKIP line for `test`, or a panic under
+/// `SHARDGATE_REQUIRE_NODE_SDK=1` (set by `.ci/run` once they are).
+pub fn node_sdks_available(test: &str) -> bool {
+    let modules = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/node/node_modules");
+    let installed = ["openai", "@anthropic-ai/sdk"].iter().all(|m| {
+        std::path::Path::new(modules)
+            .join(m)
+            .join("package.json")
+            .exists()
+    });
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !(installed && node) {
+        if std::env::var("SHARDGATE_REQUIRE_NODE_SDK").as_deref() == Ok("1") {
+            panic!("SHARDGATE_REQUIRE_NODE_SDK=1 but node or the Node SDKs in tests/sdk/node are missing");
+        }
+        println!("SKIP {test}: node or tests/sdk/node/node_modules missing (npm ci --prefix tests/sdk/node)");
+    }
+    installed && node
+}
+
 /// True when `python3` can import `modules` (e.g. "openai, anthropic"); when
 /// it cannot, prints a SKIP line for `test`, or panics if
 /// `SHARDGATE_REQUIRE_SDK=1` (CI installs the SDKs and sets it).
