@@ -28,6 +28,11 @@ pub enum Family {
     /// AWS Bedrock's runtime API: the model in the path, Converse and
     /// InvokeModel bodies, SigV4-signed (or a Bedrock API key as Bearer).
     Bedrock,
+    /// Google's Gemini API in its own shape (`generateContent`), the model
+    /// in the path, the key in `x-goog-api-key`.
+    Gemini,
+    /// Cohere's v2 API (`/v2/chat`, `/v2/embed`, `/v2/rerank`), Bearer.
+    Cohere,
 }
 
 /// How an OpenAI-family provider carries its key (the Azure and Anthropic
@@ -170,6 +175,31 @@ pub static CATALOG: &[CatalogEntry] = &[
         "https://generativelanguage.googleapis.com/v1beta/openai",
         "GEMINI_API_KEY",
         "https://ai.google.dev/gemini-api/docs/openai",
+    ),
+    // The Gemini API in its own shape, beside its OpenAI-compatible
+    // endpoint above: the translation reaches what that endpoint lacks
+    // (thinking budgets, every part type, Google's usage details).
+    // GOOGLE_API_KEY is the other variable Google's SDK reads, so one key
+    // does not enable both entries.
+    CatalogEntry {
+        name: "google",
+        family: Family::Gemini,
+        default_base_url: Some("https://generativelanguage.googleapis.com"),
+        key_var: Some("GOOGLE_API_KEY"),
+        local: false,
+        url_vars: &[],
+        auth: Auth::Header("x-goog-api-key"),
+        doc: "https://ai.google.dev/api/generate-content",
+    },
+    // Cohere's own v2 API (chat, embed, rerank). CO_API_KEY is the variable
+    // Cohere's SDKs read.
+    cloud(
+        "cohere",
+        Family::Cohere,
+        "https://api.cohere.com",
+        "CO_API_KEY",
+        &[],
+        "https://docs.cohere.com/reference/chat",
     ),
     compatible(
         "groq",

@@ -131,10 +131,19 @@ impl Provider {
                             .map_err(|m| bad("api_key", m))?,
                     );
                 }
-                let mut headers = openai::auth_headers(key, entry.auth);
-                headers.push(("content-type", "application/json".to_string()));
+                let headers = json_body_headers(openai::auth_headers(key, entry.auth));
                 (url.path_prefix.clone(), String::new(), headers)
             }
+            Family::Gemini => (
+                format!("{}{}", url.path_prefix, google::GEMINI_API_VERSION),
+                String::new(),
+                json_body_headers(openai::auth_headers(key, entry.auth)),
+            ),
+            Family::Cohere => (
+                format!("{}/v2", url.path_prefix),
+                String::new(),
+                json_body_headers(openai::auth_headers(key, entry.auth)),
+            ),
         };
         let tls = if url.tls {
             let server = ServerName::try_from(url.host.clone())
@@ -171,12 +180,23 @@ impl Provider {
 
     /// The client dialect this provider speaks natively, so that requests
     /// in it can pass through; `None` for one reached only by translation
-    /// (Bedrock).
+    /// (Bedrock, Gemini, Cohere).
     pub fn dialect(&self) -> Option<Dialect> {
         match self.family {
             Family::OpenAi | Family::Azure => Some(Dialect::OpenAi),
             Family::Anthropic => Some(Dialect::Anthropic),
-            Family::Bedrock => None,
+            Family::Bedrock | Family::Gemini | Family::Cohere => None,
+        }
+    }
+
+    /// The API a provider without a client dialect speaks, for messages.
+    pub fn native_api_name(&self) -> &'static str {
+        match self.family {
+            Family::OpenAi | Family::Azure => "OpenAI",
+            Family::Anthropic => "Anthropic Messages",
+            Family::Bedrock => "Bedrock runtime",
+            Family::Gemini => "Gemini",
+            Family::Cohere => "Cohere v2",
         }
     }
 
@@ -206,7 +226,10 @@ impl Provider {
             Family::Bedrock => {
                 bedrock::write_target(out, &self.path_root, api_path, model.unwrap_or(""))
             }
-            Family::OpenAi | Family::Anthropic => {
+            Family::Gemini => {
+                google::write_model_target(out, &self.path_root, api_path, model.unwrap_or(""))
+            }
+            Family::OpenAi | Family::Anthropic | Family::Cohere => {
                 out.extend_from_slice(self.path_root.as_bytes());
                 out.extend_from_slice(api_path.as_bytes());
                 out.extend_from_slice(client_query);
@@ -218,10 +241,14 @@ impl Provider {
     /// cannot put in the request target for `api_path`: Azure's deployment
     /// paths take it as one path segment. Checked before anything is sent.
     pub fn check_request_target(&self, api_path: &str, model: &str) -> Result<(), Error> {
-        if self.family == Family::Bedrock && model.is_empty() {
+        if matches!(self.family, Family::Bedrock | Family::Gemini) && model.is_empty() {
             return Err(Error::client(
                 Kind::BadRequest,
-                format!("provider `{}` (Bedrock) needs a model id", self.name),
+                format!(
+                    "provider `{}` ({}) needs a model name: it goes in the path",
+                    self.name,
+                    self.native_api_name()
+                ),
             )
             .with_param("model"));
         }
@@ -268,6 +295,13 @@ impl Provider {
             .iter()
             .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
     }
+}
+
+/// `headers` and the content type of the translated JSON bodies these
+/// families are sent (the client's may name another dialect's).
+fn json_body_headers(mut headers: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
+    headers.push(("content-type", "application/json".to_string()));
+    headers
 }
 
 #[cfg(test)]

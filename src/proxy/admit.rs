@@ -161,7 +161,8 @@ fn pass_through_provider<S: ClientIo>(
     let why = match p.family {
         Family::Azure => "is Azure OpenAI, whose paths name a deployment",
         Family::Bedrock => "is AWS Bedrock, reached only by translating chat and messages",
-        Family::OpenAi | Family::Anthropic => return Ok(provider),
+        Family::Gemini => "is the Gemini API, whose paths name a model and a method",
+        Family::OpenAi | Family::Anthropic | Family::Cohere => return Ok(provider),
     };
     Err(Error::client(
         Kind::BadRequest,

@@ -10,15 +10,16 @@
 //! the first frees (or goes to the model's fallbacks: `attempt.rs`).
 
 use super::endpoint::Endpoint;
-use super::translated::{TranslatedCall, Translation};
+use super::translated::{NativeApi, TranslatedCall, Translation};
 use crate::api::translate::{
-    openai_request_to_converse, openai_stream_wants_usage, translate_request, RequestInto,
-    TranslateError, TranslateLimits,
+    openai_embedding_format, openai_embeddings_to_cohere, openai_request_to_cohere_chat,
+    openai_request_to_converse, openai_request_to_gemini, openai_stream_wants_usage,
+    translate_request, EmbeddingFormat, RequestInto, TranslateError, TranslateLimits,
 };
 use crate::error::{Error, Kind};
 use crate::json::{scan_top_level, JsonError, TopLevel};
 use crate::providers::aws::invoke::anthropic_body_for_invoke;
-use crate::providers::{bedrock, Dialect, Family};
+use crate::providers::{bedrock, google, Dialect, Family, Provider};
 use crate::shard::{Gateway, Generation};
 use crate::telemetry::metrics::ShardMetrics;
 use crate::upstream::quota;
@@ -160,11 +161,6 @@ pub(super) fn plan_request<'a>(
             call,
         })
     };
-    let (converse, invoke) = if stream {
-        (bedrock::CONVERSE_STREAM, bedrock::INVOKE_STREAM)
-    } else {
-        (bedrock::CONVERSE, bedrock::INVOKE)
-    };
     let plan = match (endpoint.client_dialect(), provider.dialect()) {
         (c, Some(p)) if c == p => {
             let patch = (upstream_model != model.value).then_some(model.span.clone());
@@ -195,45 +191,94 @@ pub(super) fn plan_request<'a>(
                 upstream_model,
             )?
         }
+        // Cohere's rerank is the shape `/v1/rerank` takes.
         (Dialect::OpenAi, None)
-            if endpoint == Endpoint::ChatCompletions && provider.family == Family::Bedrock =>
+            if endpoint == Endpoint::Rerank && provider.family == Family::Cohere =>
         {
-            let translation = Translation::ConverseToOpenAi {
-                include_usage: false,
-            };
-            translate(translation, converse, upstream_model)?
-        }
-        // Anthropic's own models take the client's body through
-        // InvokeModel; the others are reached through Converse.
-        (Dialect::Anthropic, None)
-            if endpoint == Endpoint::Messages && provider.family == Family::Bedrock =>
-        {
-            if bedrock::is_anthropic_model(&upstream_model) {
-                translate(Translation::InvokeToAnthropic, invoke, upstream_model)?
-            } else {
-                translate(Translation::ConverseToAnthropic, converse, upstream_model)?
+            let patch = (upstream_model != model.value).then_some(model.span.clone());
+            Plan::PassThrough {
+                upstream_model,
+                patch,
+                inject_usage: None,
             }
         }
-        (_, upstream) => {
-            let api = match upstream {
-                Some(Dialect::OpenAi) => "OpenAI",
-                Some(Dialect::Anthropic) => "Anthropic Messages",
-                None => "Bedrock runtime",
-            };
-            return Err(Error::client(
-                Kind::BadRequest,
-                format!(
-                    "provider `{}` speaks the {api} API, which has no equivalent of {}",
-                    provider.name,
-                    endpoint.upstream_path()
-                ),
-            )
-            .with_param("model"));
+        (Dialect::OpenAi, None)
+            if endpoint == Endpoint::Embeddings && provider.family == Family::Cohere =>
+        {
+            translate(
+                Translation::CohereEmbed(EmbeddingFormat::Float),
+                "/embed",
+                upstream_model,
+            )?
         }
+        (Dialect::OpenAi, None) if endpoint == Endpoint::ChatCompletions => {
+            match native_chat(provider, stream) {
+                Some((api, api_path)) => translate(
+                    Translation::NativeToOpenAi {
+                        api,
+                        include_usage: false,
+                    },
+                    api_path,
+                    upstream_model,
+                )?,
+                None => return Err(no_equivalent(provider, endpoint)),
+            }
+        }
+        // Anthropic's own models on Bedrock take the client's body through
+        // InvokeModel; the others are reached through the provider's chat.
+        (Dialect::Anthropic, None)
+            if endpoint == Endpoint::Messages
+                && provider.family == Family::Bedrock
+                && bedrock::is_anthropic_model(&upstream_model) =>
+        {
+            let invoke = if stream {
+                bedrock::INVOKE_STREAM
+            } else {
+                bedrock::INVOKE
+            };
+            translate(Translation::InvokeToAnthropic, invoke, upstream_model)?
+        }
+        (Dialect::Anthropic, None) if endpoint == Endpoint::Messages => {
+            match native_chat(provider, stream) {
+                Some((api, api_path)) => translate(
+                    Translation::NativeToAnthropic(api),
+                    api_path,
+                    upstream_model,
+                )?,
+                None => return Err(no_equivalent(provider, endpoint)),
+            }
+        }
+        _ => return Err(no_equivalent(provider, endpoint)),
     };
     let (api_path, upstream_model) = plan.target(endpoint);
     provider.check_request_target(api_path, upstream_model)?;
     Ok((provider_idx, plan))
+}
+
+/// The chat API of a provider reached only by translation, and the
+/// operation a request (streamed or not) is sent to.
+fn native_chat(provider: &Provider, stream: bool) -> Option<(NativeApi, &'static str)> {
+    Some(match (provider.family, stream) {
+        (Family::Bedrock, false) => (NativeApi::Converse, bedrock::CONVERSE),
+        (Family::Bedrock, true) => (NativeApi::Converse, bedrock::CONVERSE_STREAM),
+        (Family::Gemini, s) => (NativeApi::Gemini, google::gemini_method(s)),
+        (Family::Cohere, _) => (NativeApi::Cohere, "/chat"),
+        _ => return None,
+    })
+}
+
+/// The 400 for an endpoint the provider's API has nothing like.
+fn no_equivalent(provider: &Provider, endpoint: Endpoint) -> Error {
+    Error::client(
+        Kind::BadRequest,
+        format!(
+            "provider `{}` speaks the {} API, which has no equivalent of {}",
+            provider.name,
+            provider.native_api_name(),
+            endpoint.upstream_path()
+        ),
+    )
+    .with_param("model")
 }
 
 /// A body without `model` where the API defaults it: to the default
@@ -285,14 +330,18 @@ pub(super) fn translate_body(
             *include_usage = openai_stream_wants_usage(body);
             translate_request(RequestInto::Anthropic, body, upstream_model, limits, true)
         }
-        Translation::ConverseToOpenAi { include_usage } => {
+        Translation::NativeToOpenAi { api, include_usage } => {
             *include_usage = openai_stream_wants_usage(body);
-            openai_request_to_converse(body, limits, true)
+            native_request(*api, body, upstream_model, limits, true)
         }
-        Translation::ConverseToAnthropic => {
+        Translation::NativeToAnthropic(api) => {
             let openai =
                 translate_request(RequestInto::OpenAi, body, upstream_model, limits, true)?;
-            openai_request_to_converse(&openai, limits, false)
+            native_request(*api, &openai, upstream_model, limits, false)
+        }
+        Translation::CohereEmbed(format) => {
+            *format = openai_embedding_format(body);
+            openai_embeddings_to_cohere(body, upstream_model)
         }
         Translation::InvokeToAnthropic => {
             // Validated JSON is UTF-8.
@@ -301,6 +350,22 @@ pub(super) fn translate_body(
             anthropic_body_for_invoke(text).map_err(|e| TranslateError::Json(e.message()))
         }
         Translation::HideUsageChunk => unreachable!("a pass-through is not translated"),
+    }
+}
+
+/// An OpenAI chat request body in `api`'s shape (`validated`: see
+/// [`translate_request`]).
+fn native_request(
+    api: NativeApi,
+    body: &[u8],
+    upstream_model: &str,
+    limits: TranslateLimits,
+    validated: bool,
+) -> Result<Vec<u8>, TranslateError> {
+    match api {
+        NativeApi::Converse => openai_request_to_converse(body, limits, validated),
+        NativeApi::Gemini => openai_request_to_gemini(body, limits, validated),
+        NativeApi::Cohere => openai_request_to_cohere_chat(body, upstream_model, limits, validated),
     }
 }
 

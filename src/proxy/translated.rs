@@ -1,5 +1,6 @@
 //! The respond phase when the client and the provider speak different
-//! dialects (OpenAI chat ⇄ Anthropic messages). Non-streaming responses and
+//! dialects (OpenAI chat ⇄ Anthropic messages, and either of them from a
+//! provider's own API: Bedrock, Gemini, Cohere). Non-streaming responses and
 //! errors are collected (bounded) and translated whole; streams are
 //! translated event by event as they arrive and re-framed as our own chunks,
 //! never buffered whole.
@@ -20,13 +21,16 @@ use crate::api::eventstream::{Decoder, Message};
 use crate::api::output_meter::event_output_tokens;
 use crate::api::sse::SseScanner;
 use crate::api::translate::{
-    anthropic_error_to_openai, anthropic_response_to_openai, converse_response_to_openai,
-    message_error_to_anthropic, message_error_to_openai, openai_error_to_anthropic,
-    openai_response_to_anthropic, AnthropicToOpenAiStream, BedrockToOpenAiStream,
-    OpenAiToAnthropicStream, StreamEnd, STREAM_ENDED_EARLY,
+    anthropic_error_to_openai, anthropic_response_to_openai, cohere_chat_response_to_openai,
+    cohere_embed_to_openai, converse_response_to_openai, gemini_response_to_openai,
+    google_error_to_openai, message_error_to_anthropic, message_error_to_openai,
+    openai_error_to_anthropic, openai_response_to_anthropic, AnthropicToOpenAiStream,
+    BedrockToOpenAiStream, CohereToOpenAiStream, EmbeddingFormat, GeminiToOpenAiStream,
+    OpenAiToAnthropicStream, StreamEnd, TranslateError, TranslatedError, STREAM_ENDED_EARLY,
 };
 use crate::api::usage::{
-    anthropic_response_usage, bedrock_usage, openai_response_usage, openai_stream_usage, Usage,
+    anthropic_response_usage, bedrock_usage, cohere_usage, gemini_usage, openai_response_usage,
+    openai_stream_usage, Usage,
 };
 use crate::buf::PooledBuf;
 use crate::error::{Error, Kind};
@@ -54,15 +58,97 @@ pub enum Translation {
     /// Same dialect (OpenAI); the gateway asked for the usage chunk the
     /// client did not, so it is read and dropped, every other event passes.
     HideUsageChunk,
-    /// The client speaks OpenAI, the provider is Bedrock (Converse).
-    ConverseToOpenAi { include_usage: bool },
-    /// The client speaks Anthropic, the provider is Bedrock (Converse),
+    /// The client speaks OpenAI chat, the provider its own API.
+    NativeToOpenAi { api: NativeApi, include_usage: bool },
+    /// The client speaks Anthropic, the provider its own API, reached
     /// through OpenAI's shape both ways.
-    ConverseToAnthropic,
+    NativeToAnthropic(NativeApi),
     /// The client speaks Anthropic and the model on Bedrock is Anthropic's
     /// (InvokeModel): the bodies are Anthropic's own, the stream's events
     /// come wrapped in event-stream chunks.
     InvokeToAnthropic,
+    /// OpenAI embeddings answered by Cohere's embed, in the encoding the
+    /// client asked for.
+    CohereEmbed(EmbeddingFormat),
+}
+
+/// A provider's own chat API, which OpenAI chat is translated to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NativeApi {
+    /// Bedrock's Converse and ConverseStream (event-stream framing).
+    Converse,
+    /// Gemini's `generateContent` and `streamGenerateContent` (SSE).
+    Gemini,
+    /// Cohere's v2 chat (SSE).
+    Cohere,
+}
+
+impl NativeApi {
+    /// An OK response body as an OpenAI chat completion.
+    fn response_to_openai(
+        self,
+        body: &[u8],
+        client_model: &str,
+        request_id: &str,
+    ) -> Result<Vec<u8>, TranslateError> {
+        match self {
+            NativeApi::Converse => converse_response_to_openai(body, client_model, request_id),
+            NativeApi::Gemini => gemini_response_to_openai(body, client_model, request_id),
+            NativeApi::Cohere => cohere_chat_response_to_openai(body, client_model),
+        }
+    }
+
+    /// An error body as OpenAI's.
+    fn error_to_openai(self, status: u16, body: &[u8]) -> TranslatedError {
+        match self {
+            NativeApi::Converse | NativeApi::Cohere => message_error_to_openai(status, body),
+            NativeApi::Gemini => google_error_to_openai(status, body),
+        }
+    }
+
+    /// An error body as Anthropic's.
+    fn error_to_anthropic(self, status: u16, body: &[u8]) -> TranslatedError {
+        match self {
+            NativeApi::Converse | NativeApi::Cohere => message_error_to_anthropic(status, body),
+            NativeApi::Gemini => {
+                let openai = google_error_to_openai(status, body);
+                openai_error_to_anthropic(openai.status, &openai.body)
+            }
+        }
+    }
+
+    fn usage(self, body: &[u8]) -> Option<Usage> {
+        match self {
+            NativeApi::Converse => bedrock_usage(body),
+            NativeApi::Gemini => gemini_usage(body),
+            NativeApi::Cohere => cohere_usage(body),
+        }
+    }
+
+    /// The stream translator to OpenAI chunks.
+    fn stream_to_openai(
+        self,
+        client_model: &str,
+        request_id: &str,
+        include_usage: bool,
+    ) -> StreamTranslator {
+        match self {
+            NativeApi::Converse => StreamTranslator::ConverseToOpenAi(BedrockToOpenAiStream::new(
+                client_model,
+                request_id,
+                include_usage,
+            )),
+            NativeApi::Gemini => StreamTranslator::GeminiToOpenAi(GeminiToOpenAiStream::new(
+                client_model,
+                request_id,
+                include_usage,
+            )),
+            NativeApi::Cohere => StreamTranslator::CohereToOpenAi(CohereToOpenAiStream::new(
+                client_model,
+                include_usage,
+            )),
+        }
+    }
 }
 
 impl Translation {
@@ -71,9 +157,22 @@ impl Translation {
     fn is_bedrock(&self) -> bool {
         matches!(
             self,
-            Translation::ConverseToOpenAi { .. }
-                | Translation::ConverseToAnthropic
+            Translation::NativeToOpenAi {
+                api: NativeApi::Converse,
+                ..
+            } | Translation::NativeToAnthropic(NativeApi::Converse)
                 | Translation::InvokeToAnthropic
+        )
+    }
+
+    /// Whether the response is in a provider's own API's shape.
+    fn is_native(&self) -> bool {
+        matches!(
+            self,
+            Translation::NativeToOpenAi { .. }
+                | Translation::NativeToAnthropic(_)
+                | Translation::InvokeToAnthropic
+                | Translation::CohereEmbed(_)
         )
     }
 }
@@ -92,7 +191,9 @@ enum StreamTranslator {
     ToOpenAi(AnthropicToOpenAiStream),
     HideUsage(Option<Usage>),
     ConverseToOpenAi(BedrockToOpenAiStream),
-    ConverseToAnthropic(Box<ConverseToAnthropicStream>),
+    GeminiToOpenAi(GeminiToOpenAiStream),
+    CohereToOpenAi(CohereToOpenAiStream),
+    ThroughOpenAi(Box<ThroughOpenAi>),
     Invoke(InvokeStream),
 }
 
@@ -107,29 +208,30 @@ impl StreamTranslator {
                 StreamTranslator::ToOpenAi(AnthropicToOpenAiStream::new(model, include_usage))
             }
             Translation::HideUsageChunk => StreamTranslator::HideUsage(None),
-            Translation::ConverseToOpenAi { include_usage } => StreamTranslator::ConverseToOpenAi(
-                BedrockToOpenAiStream::new(model, request_id, include_usage),
-            ),
-            Translation::ConverseToAnthropic => {
-                StreamTranslator::ConverseToAnthropic(Box::new(ConverseToAnthropicStream {
-                    converse: BedrockToOpenAiStream::new(model, request_id, true),
+            Translation::NativeToOpenAi { api, include_usage } => {
+                api.stream_to_openai(model, request_id, include_usage)
+            }
+            Translation::NativeToAnthropic(api) => {
+                StreamTranslator::ThroughOpenAi(Box::new(ThroughOpenAi {
+                    to_openai: api.stream_to_openai(model, request_id, true),
                     chunks: Vec::new(),
                     scanner: SseScanner::new(MAX_SSE_EVENT),
                     to_anthropic: OpenAiToAnthropicStream::new(model),
                 }))
             }
             Translation::InvokeToAnthropic => StreamTranslator::Invoke(InvokeStream::default()),
+            // Embeddings do not stream: `relay_translated` collects them.
+            Translation::CohereEmbed(_) => StreamTranslator::HideUsage(None),
         }
     }
 
     /// Whether the stream comes in AWS's event-stream framing, not SSE.
     fn reads_event_stream(&self) -> bool {
-        matches!(
-            self,
-            StreamTranslator::ConverseToOpenAi(_)
-                | StreamTranslator::ConverseToAnthropic(_)
-                | StreamTranslator::Invoke(_)
-        )
+        match self {
+            StreamTranslator::ConverseToOpenAi(_) | StreamTranslator::Invoke(_) => true,
+            StreamTranslator::ThroughOpenAi(t) => t.to_openai.reads_event_stream(),
+            _ => false,
+        }
     }
 
     /// One SSE event of an SSE upstream.
@@ -149,6 +251,11 @@ impl StreamTranslator {
                 write_event(event, data, out);
                 Ok(())
             }
+            StreamTranslator::GeminiToOpenAi(t) => t.on_data(data, out).map_err(|e| e.to_string()),
+            StreamTranslator::CohereToOpenAi(t) => {
+                t.on_event(event, data, out).map_err(|e| e.to_string())
+            }
+            StreamTranslator::ThroughOpenAi(t) => t.on_event(event, data, out),
             _ => Err("an SSE event from an event-stream upstream".into()),
         }
     }
@@ -159,7 +266,7 @@ impl StreamTranslator {
             StreamTranslator::ConverseToOpenAi(t) => {
                 t.on_message(message, out).map_err(|e| e.to_string())
             }
-            StreamTranslator::ConverseToAnthropic(t) => t.on_message(message, out),
+            StreamTranslator::ThroughOpenAi(t) => t.on_message(message, out),
             StreamTranslator::Invoke(t) => t.on_message(message, out).map_err(|e| e.to_string()),
             _ => Err("an event-stream message from an SSE upstream".into()),
         }
@@ -171,7 +278,9 @@ impl StreamTranslator {
             StreamTranslator::ToOpenAi(t) => t.finish(out),
             StreamTranslator::HideUsage(_) => {}
             StreamTranslator::ConverseToOpenAi(t) => t.finish(out),
-            StreamTranslator::ConverseToAnthropic(t) => t.finish(None, out),
+            StreamTranslator::GeminiToOpenAi(t) => t.finish(out),
+            StreamTranslator::CohereToOpenAi(t) => t.finish(out),
+            StreamTranslator::ThroughOpenAi(t) => t.finish(None, out),
             StreamTranslator::Invoke(t) => t.finish(out),
         }
     }
@@ -184,7 +293,9 @@ impl StreamTranslator {
             StreamTranslator::ToOpenAi(t) => t.finish_cut(why, out),
             StreamTranslator::HideUsage(_) => {}
             StreamTranslator::ConverseToOpenAi(t) => t.finish_cut(why, out),
-            StreamTranslator::ConverseToAnthropic(t) => t.finish(Some(why), out),
+            StreamTranslator::GeminiToOpenAi(t) => t.finish_cut(why, out),
+            StreamTranslator::CohereToOpenAi(t) => t.finish_cut(why, out),
+            StreamTranslator::ThroughOpenAi(t) => t.finish(Some(why), out),
             StreamTranslator::Invoke(t) => t.finish_cut(why, out),
         }
     }
@@ -195,28 +306,35 @@ impl StreamTranslator {
             StreamTranslator::ToOpenAi(t) => Some(t.usage()),
             StreamTranslator::HideUsage(usage) => *usage,
             StreamTranslator::ConverseToOpenAi(t) => Some(t.usage()),
-            StreamTranslator::ConverseToAnthropic(t) => Some(t.converse.usage()),
+            StreamTranslator::GeminiToOpenAi(t) => Some(t.usage()),
+            StreamTranslator::CohereToOpenAi(t) => Some(t.usage()),
+            StreamTranslator::ThroughOpenAi(t) => t.to_openai.usage(),
             StreamTranslator::Invoke(t) => Some(t.usage()),
         }
     }
 }
 
-/// ConverseStream to an Anthropic client: each message becomes OpenAI
-/// chunks, which become Anthropic events; the chunks are whole events, so
-/// nothing is held between messages but the two translators' state.
-struct ConverseToAnthropicStream {
-    converse: BedrockToOpenAiStream,
+/// A provider's own stream to an Anthropic client: each upstream event or
+/// message becomes OpenAI chunks, which become Anthropic events; the chunks
+/// are whole events, so nothing is held between upstream events but the two
+/// translators' state.
+struct ThroughOpenAi {
+    to_openai: StreamTranslator,
     chunks: Vec<u8>,
     scanner: SseScanner,
     to_anthropic: OpenAiToAnthropicStream,
 }
 
-impl ConverseToAnthropicStream {
+impl ThroughOpenAi {
+    fn on_event(&mut self, event: &[u8], data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        self.chunks.clear();
+        self.to_openai.on_event(event, data, &mut self.chunks)?;
+        self.relay_chunks(out)
+    }
+
     fn on_message(&mut self, message: &Message, out: &mut Vec<u8>) -> Result<(), String> {
         self.chunks.clear();
-        self.converse
-            .on_message(message, &mut self.chunks)
-            .map_err(|e| e.to_string())?;
+        self.to_openai.on_message(message, &mut self.chunks)?;
         self.relay_chunks(out)
     }
 
@@ -238,8 +356,8 @@ impl ConverseToAnthropicStream {
     fn finish(&mut self, cut: Option<&str>, out: &mut Vec<u8>) {
         self.chunks.clear();
         match cut {
-            Some(why) => self.converse.finish_cut(why, &mut self.chunks),
-            None => self.converse.finish(&mut self.chunks),
+            Some(why) => self.to_openai.finish_cut(why, &mut self.chunks),
+            None => self.to_openai.finish(&mut self.chunks),
         }
         let relayed = self.relay_chunks(out);
         match (relayed, cut) {
@@ -313,11 +431,11 @@ pub async fn relay_translated(
         let whole = collect_whole(up, body, side, call, clock).await?;
         return Ok(answer_whole(client, side, facts, whole).await);
     }
-    if call.translation.is_bedrock() && !streams {
+    if call.translation.is_native() && !streams {
         return Err(Error::upstream(
             Kind::UpstreamProtocol,
             false,
-            "Bedrock answered a stream request without an event stream",
+            "the provider answered a stream request without a stream",
         ));
     }
     Ok(relay_stream(up, body, side, client, facts, call, clock).await)
@@ -405,9 +523,10 @@ async fn collect_whole(
         Translation::AnthropicToOpenAi { .. } | Translation::InvokeToAnthropic => {
             anthropic_response_usage(&read.payload)
         }
-        Translation::ConverseToOpenAi { .. } | Translation::ConverseToAnthropic => {
-            bedrock_usage(&read.payload)
+        Translation::NativeToOpenAi { api, .. } | Translation::NativeToAnthropic(api) => {
+            api.usage(&read.payload)
         }
+        Translation::CohereEmbed(_) => cohere_usage(&read.payload),
     };
     let (status, body) = translate_whole(side.head.status, &read.payload, call, &read.request_id)?;
     Ok(WholeAnswer {
@@ -668,25 +787,39 @@ fn translate_whole(
             let t = anthropic_error_to_openai(status, body);
             (t.status, t.body)
         }
-        (Translation::ConverseToOpenAi { .. }, true) => (
+        (&Translation::NativeToOpenAi { api, .. }, true) => (
             status,
-            converse_response_to_openai(body, &call.client_model, request_id).map_err(bad)?,
+            api.response_to_openai(body, &call.client_model, request_id)
+                .map_err(bad)?,
         ),
-        (Translation::ConverseToAnthropic, true) => {
-            let openai =
-                converse_response_to_openai(body, &call.client_model, request_id).map_err(bad)?;
+        (&Translation::NativeToAnthropic(api), true) => {
+            let openai = api
+                .response_to_openai(body, &call.client_model, request_id)
+                .map_err(bad)?;
             (
                 status,
                 openai_response_to_anthropic(&openai, &call.client_model).map_err(bad)?,
             )
         }
+        (&Translation::CohereEmbed(format), true) => (
+            status,
+            cohere_embed_to_openai(body, &call.client_model, format).map_err(bad)?,
+        ),
         // Anthropic's own body, as the client would have had it from Anthropic.
         (Translation::InvokeToAnthropic, true) => (status, body.to_vec()),
-        (Translation::ConverseToOpenAi { .. }, false) => {
+        (&Translation::NativeToOpenAi { api, .. }, false) => {
+            let t = api.error_to_openai(status, body);
+            (t.status, t.body)
+        }
+        (Translation::CohereEmbed(_), false) => {
             let t = message_error_to_openai(status, body);
             (t.status, t.body)
         }
-        (Translation::ConverseToAnthropic | Translation::InvokeToAnthropic, false) => {
+        (&Translation::NativeToAnthropic(api), false) => {
+            let t = api.error_to_anthropic(status, body);
+            (t.status, t.body)
+        }
+        (Translation::InvokeToAnthropic, false) => {
             let t = message_error_to_anthropic(status, body);
             (t.status, t.body)
         }

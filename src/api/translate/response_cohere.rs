@@ -6,7 +6,7 @@
 //! have no place for it), and its tool calls in `message.tool_calls`, in
 //! OpenAI's shape already; `message.tool_plan` (the model's note on why it
 //! calls them) is dropped too. The usage written is the one the gateway
-//! meters ([`crate::api::usage::cohere_chat_usage`]: billing units, else
+//! meters ([`crate::api::usage::cohere_usage`]: billing units, else
 //! tokens), so what the client is told it used is what it is charged.
 //!
 //! A generation Cohere ended with `ERROR` or `TIMEOUT` is not an answer:
@@ -22,7 +22,7 @@ use super::response::MAX_RESPONSE_BLOCKS;
 use super::wire::OpenAiUsage;
 use super::write::{joined_string, Arr, Obj};
 use super::{swap_id_prefix, unix_seconds_now, TranslateError};
-use crate::api::usage::cohere_chat_usage;
+use crate::api::usage::cohere_usage;
 
 /// Cohere's `finish_reason` in OpenAI's terms; `None` for a generation
 /// that failed (`ERROR`, `TIMEOUT`).
@@ -117,7 +117,7 @@ pub fn cohere_chat_response_to_openai(
     choice.json("finish_reason", &format!("\"{reason}\""));
     choice.close();
     choices.close();
-    let tokens = OpenAiUsage::new(cohere_chat_usage(body).unwrap_or_default());
+    let tokens = OpenAiUsage::new(cohere_usage(body).unwrap_or_default());
     let mut usage = Obj::open(top.key("usage"));
     usage.u64("prompt_tokens", tokens.prompt_tokens);
     usage.u64("completion_tokens", tokens.completion_tokens);

@@ -30,7 +30,7 @@ use super::wire::{
     ToolCallFunctionDelta,
 };
 use super::{swap_id_prefix, unix_seconds_now, StreamEnd, TokenUsage, TranslateError};
-use crate::api::usage::cohere_chat_usage;
+use crate::api::usage::cohere_usage;
 
 /// What the error chunk says when Cohere ended the generation in `ERROR`
 /// or `TIMEOUT`.
@@ -70,7 +70,7 @@ impl CohereToOpenAiStream {
     }
 
     /// Usage the upstream reported (once `message-end` arrived), as the
-    /// gateway meters it ([`cohere_chat_usage`]).
+    /// gateway meters it ([`cohere_usage`]).
     pub fn usage(&self) -> TokenUsage {
         self.usage
     }
@@ -150,7 +150,7 @@ impl CohereToOpenAiStream {
                 }
             }
             "message-end" => {
-                self.usage = cohere_chat_usage(data).unwrap_or_default();
+                self.usage = cohere_usage(data).unwrap_or_default();
                 match cohere_finish_reason(parsed["delta"]["finish_reason"].as_str()) {
                     Some(reason) => {
                         self.ensure_started(out);

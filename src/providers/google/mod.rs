@@ -16,32 +16,41 @@
 //!   `:rawPredict` and `:streamRawPredict`, taking Anthropic's own body.
 //!
 //! The translations are in `api::translate` (`request_to_gemini`,
-//! `response_gemini`, `stream_gemini_to_openai`). Not wired into the proxy
-//! yet: the Google provider family (endpoints, keys and token refresh off
-//! the shards) comes next.
+//! `response_gemini`, `stream_gemini_to_openai`); the proxy reaches them
+//! for a provider of the Gemini family (`kind = "google"`).
 
 pub mod service_account;
 
 use crate::json::JsonError;
 use crate::providers::aws::invoke::anthropic_body_for_platform;
 
-/// The Gemini API's host.
-pub const GEMINI_API_HOST: &str = "generativelanguage.googleapis.com";
-
-/// The header the Gemini API takes its key in.
-pub const GEMINI_API_KEY_HEADER: &str = "x-goog-api-key";
-
 /// The `anthropic_version` Vertex AI requires of Anthropic bodies.
 pub const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
+
+/// The API version the Gemini API family puts after its base URL.
+pub const GEMINI_API_VERSION: &str = "/v1beta";
+
+/// Operations, as the proxy names them (`api_path`): each goes after
+/// `models/{model}`. The stream is asked for as SSE.
+pub const GENERATE: &str = ":generateContent";
+pub const STREAM_GENERATE: &str = ":streamGenerateContent?alt=sse";
+
+/// Appends `{root}/models/{model, one segment}{operation}`: the Gemini
+/// API's target when `root` ends in its version, Vertex AI's for Google's
+/// models when it ends in `…/publishers/google`.
+pub fn write_model_target(out: &mut Vec<u8>, root: &str, operation: &str, model: &str) {
+    out.extend_from_slice(root.as_bytes());
+    out.extend_from_slice(b"/models/");
+    out.extend_from_slice(segment(model).as_bytes());
+    out.extend_from_slice(operation.as_bytes());
+}
 
 /// The Gemini API path for `model`: `generateContent`, or
 /// `streamGenerateContent` as SSE when `stream`.
 pub fn gemini_api_path(model: &str, stream: bool) -> String {
-    format!(
-        "/v1beta/models/{}:{}",
-        segment(model),
-        gemini_method(stream)
-    )
+    let mut out = Vec::new();
+    write_model_target(&mut out, GEMINI_API_VERSION, gemini_method(stream), model);
+    String::from_utf8(out).expect("segments are ASCII")
 }
 
 /// The Vertex AI host for `region`.
@@ -56,7 +65,7 @@ pub fn vertex_host(region: &str) -> String {
 /// The Vertex AI path for Google's `model` in `project` and `region`.
 pub fn vertex_gemini_path(project: &str, region: &str, model: &str, stream: bool) -> String {
     format!(
-        "{}/google/models/{}:{}",
+        "{}/google/models/{}{}",
         publishers(project, region),
         segment(model),
         gemini_method(stream)
@@ -88,11 +97,12 @@ pub fn anthropic_body_for_vertex(body: &str) -> Result<Vec<u8>, JsonError> {
     anthropic_body_for_platform(body, VERTEX_ANTHROPIC_VERSION, &["model"])
 }
 
-fn gemini_method(stream: bool) -> &'static str {
+/// The Gemini operation for a request that streams or not.
+pub fn gemini_method(stream: bool) -> &'static str {
     if stream {
-        "streamGenerateContent?alt=sse"
+        STREAM_GENERATE
     } else {
-        "generateContent"
+        GENERATE
     }
 }
 
