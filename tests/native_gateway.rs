@@ -802,3 +802,49 @@ fn base64(data: &[u8]) -> String {
     }
     out
 }
+
+/// The official Python SDKs through both providers.
+#[test]
+fn the_official_python_sdks_through_gemini_and_cohere() {
+    if !common::python_modules_available(
+        "the_official_python_sdks_through_gemini_and_cohere",
+        "openai, anthropic",
+    ) {
+        return;
+    }
+    let (g, c) = (mock(gemini_answer), mock(cohere_answer));
+    let (gw, _) = gateway(&g, &c);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/native_sdk.py");
+    let out = common::run_python(
+        script,
+        &[&format!("http://{}", gw.addr)],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The same through the official Node SDKs.
+#[test]
+fn the_official_node_sdks_through_gemini_and_cohere() {
+    if !common::node_sdks_available("the_official_node_sdks_through_gemini_and_cohere") {
+        return;
+    }
+    let (g, c) = (mock(gemini_answer), mock(cohere_answer));
+    let (gw, _) = gateway(&g, &c);
+    let out = common::run_node(
+        "native.mjs",
+        &[&format!("http://{}", gw.addr)],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
