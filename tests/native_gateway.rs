@@ -72,16 +72,31 @@ const GEMINI_FIELDS: &[&str] = &[
     "cachedContent",
 ];
 
+/// Where a Gemini model is and how a request to it is authenticated: the
+/// Gemini API (key header) or Vertex AI (a token the mock issued).
+#[derive(Clone, Copy)]
+struct GoogleFront {
+    models: &'static str,
+    authorized: fn(&Recorded) -> bool,
+}
+
+const GEMINI_API: GoogleFront = GoogleFront {
+    models: "/v1beta/models/",
+    authorized: |rec| {
+        rec.header("x-goog-api-key") == Some(GEMINI_KEY) && rec.header("authorization").is_none()
+    },
+};
+
 /// Checks a request as the Gemini API would; the refusal it would answer.
-fn gemini_refusal(rec: &Recorded) -> Option<(u16, &'static str, String)> {
-    if rec.header("x-goog-api-key") != Some(GEMINI_KEY) || rec.header("authorization").is_some() {
+fn gemini_refusal(rec: &Recorded, front: GoogleFront) -> Option<(u16, &'static str, String)> {
+    if !(front.authorized)(rec) {
         return Some((
             403,
             "PERMISSION_DENIED",
             "Method doesn't allow unregistered callers".into(),
         ));
     }
-    let Some(rest) = rec.target.strip_prefix("/v1beta/models/") else {
+    let Some(rest) = rec.target.strip_prefix(front.models) else {
         return Some((404, "NOT_FOUND", format!("no route {}", rec.target)));
     };
     if !(rest.ends_with(":generateContent") || rest.ends_with(":streamGenerateContent?alt=sse")) {
@@ -128,10 +143,14 @@ fn gemini_data(v: Value) -> String {
 }
 
 fn gemini_answer(stream: &mut TcpStream, rec: &Recorded) -> io::Result<bool> {
-    if let Some((status, kind, message)) = gemini_refusal(rec) {
+    google_answer(stream, rec, GEMINI_API)
+}
+
+fn google_answer(stream: &mut TcpStream, rec: &Recorded, front: GoogleFront) -> io::Result<bool> {
+    if let Some((status, kind, message)) = gemini_refusal(rec, front) {
         return google_error(stream, status, kind, &message);
     }
-    let model = rec.target["/v1beta/models/".len()..]
+    let model = rec.target[front.models.len()..]
         .split(':')
         .next()
         .unwrap_or("")
@@ -846,5 +865,395 @@ fn the_official_node_sdks_through_gemini_and_cohere() {
         out.status.success() && stdout.contains("ok"),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// Vertex AI: a service account's tokens from a mock token endpoint that
+// checks each assertion with an independent RS256 implementation
+// (tests/fixtures/google/jwt_verify.py); Gemini models in the Gemini
+// shape, Anthropic's in theirs.
+
+const VERTEX_ROOT: &str = "/v1/projects/shardgate-test-only/locations/us-east5/publishers";
+
+/// Tokens the mock token endpoint issued (the last is the one requests
+/// must carry) and the verifier's verdicts.
+#[derive(Default)]
+struct Issued {
+    tokens: Vec<String>,
+    verdicts: Vec<Value>,
+}
+
+type Shared<T> = std::sync::Arc<std::sync::Mutex<T>>;
+
+/// The mock token endpoint: verifies each assertion against the key file
+/// it wrote, refuses the first `refuse` requests, and issues tokens valid
+/// for `expires_in` seconds.
+struct TokenEndpoint {
+    mock: MockUpstream,
+    issued: Shared<Issued>,
+    account: Shared<Value>,
+}
+
+impl TokenEndpoint {
+    fn start(refuse: usize, expires_in: u64) -> TokenEndpoint {
+        let issued: Shared<Issued> = Default::default();
+        let account: Shared<Value> = Default::default();
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (state, key) = (issued.clone(), account.clone());
+        let mock = MockUpstream::with(move |_| {
+            let (state, key, seen) = (state.clone(), key.clone(), seen.clone());
+            Reply::Scripted(Writer::new(move |stream, rec| {
+                let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let account = key.lock().unwrap().clone();
+                let verdict = verify_jwt(&account, &String::from_utf8_lossy(&rec.body), now);
+                let ok = verdict["ok"] == true
+                    && rec.target == "/token"
+                    && rec.header("content-type") == Some("application/x-www-form-urlencoded");
+                state.lock().unwrap().verdicts.push(verdict);
+                if !ok || n < refuse {
+                    let body = json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."});
+                    return respond(stream, 400, &body);
+                }
+                let token = format!("ya29.test-token-{n}");
+                state.lock().unwrap().tokens.push(token.clone());
+                let body = json!({"access_token": token, "expires_in": expires_in, "token_type": "Bearer"});
+                respond(stream, 200, &body)
+            }))
+        });
+        TokenEndpoint {
+            mock,
+            issued,
+            account,
+        }
+    }
+
+    /// Writes the test key file, its token URI pointed here.
+    fn key_file(&self, dir: &common::TempDir) -> std::path::PathBuf {
+        let mut account: Value =
+            serde_json::from_str(include_str!("fixtures/google/test-service-account.json"))
+                .unwrap();
+        account["token_uri"] = json!(format!("http://{}/token", self.mock.addr));
+        *self.account.lock().unwrap() = account.clone();
+        dir.write("sa.json", &account.to_string())
+    }
+
+    fn tokens(&self) -> Vec<String> {
+        self.issued.lock().unwrap().tokens.clone()
+    }
+
+    fn all_verified(&self) {
+        let issued = self.issued.lock().unwrap();
+        assert!(!issued.verdicts.is_empty());
+        for v in &issued.verdicts {
+            assert_eq!(v["ok"], true, "{v}");
+        }
+    }
+}
+
+fn verify_jwt(account: &Value, body: &str, now: u64) -> Value {
+    use std::process::{Command, Stdio};
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/google/jwt_verify.py"
+    );
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let case = json!({"service_account": account, "body": body, "now": now});
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(case.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or(json!({"ok": false, "why": "verifier failed"}))
+}
+
+/// Vertex AI's side: Gemini models as the Gemini mock answers them,
+/// Anthropic's as Anthropic would; every request must carry the token
+/// the endpoint issued last.
+fn vertex_mock(tokens: Shared<Issued>) -> MockUpstream {
+    MockUpstream::with(move |_| {
+        let tokens = tokens.clone();
+        Reply::Scripted(Writer::new(move |stream, rec| {
+            let latest = tokens.lock().unwrap().tokens.last().cloned();
+            let authorized =
+                latest.is_some_and(|t| rec.header("authorization") == Some(&format!("Bearer {t}")));
+            vertex_answer(stream, rec, authorized)
+        }))
+    })
+}
+
+fn vertex_answer(stream: &mut TcpStream, rec: &Recorded, authorized: bool) -> io::Result<bool> {
+    if !authorized {
+        return google_error(
+            stream,
+            401,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials.",
+        );
+    }
+    let google = GoogleFront {
+        models: "/v1/projects/shardgate-test-only/locations/us-east5/publishers/google/models/",
+        authorized: |_| true,
+    };
+    let Some(rest) = rec
+        .target
+        .strip_prefix(&format!("{VERTEX_ROOT}/anthropic/models/"))
+    else {
+        return google_answer(stream, rec, google);
+    };
+    let body: Value = serde_json::from_slice(&rec.body).unwrap_or_default();
+    let streaming = rest.ends_with(":streamRawPredict");
+    if body["anthropic_version"] != "vertex-2023-10-16"
+        || body.get("model").is_some()
+        || !(rest.ends_with(":rawPredict") || streaming)
+        || (body["stream"] == true) != streaming
+    {
+        let err = json!({"type": "error", "error": {"type": "invalid_request_error", "message": format!("bad Vertex AI Anthropic request {rest}: {body}")}});
+        return respond(stream, 400, &err);
+    }
+    if rest.starts_with("claude-overloaded") {
+        let err = json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
+        return respond(stream, 529, &err);
+    }
+    if !streaming {
+        let answer = json!({
+            "id": "msg_vrtx_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-20250514",
+            "content": [{"type": "text", "text": "Hi from Claude on Vertex"}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 13, "output_tokens": 6, "cache_read_input_tokens": 4}
+        });
+        return respond(stream, 200, &answer);
+    }
+    let events = [
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_vrtx_02", "type": "message", "role": "assistant", "model": "claude-sonnet-4-20250514", "content": [], "stop_reason": null, "usage": {"input_tokens": 13, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi "}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "there"}}),
+        ),
+        (
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 6}}),
+        ),
+        ("message_stop", json!({"type": "message_stop"})),
+    ];
+    let events: Vec<String> = events
+        .iter()
+        .map(|(kind, data)| format!("event: {kind}\ndata: {data}\n\n"))
+        .collect();
+    respond_sse(stream, &events, false)
+}
+
+fn vertex_config(vertex: &MockUpstream, key: &std::path::Path) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:1\"\npin_cores = false\n\n\
+         [providers.vertex]\nbase_url = \"http://{}\"\nregion = \"us-east5\"\ncredentials_file = \"{}\"\n",
+        vertex.addr,
+        key.display()
+    )
+}
+
+fn vertex_gateway(vertex: &MockUpstream, key: &std::path::Path) -> Gateway {
+    let opts = GatewayOpts::config(common::Driver::IoUring, vertex_config(vertex, key));
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    Gateway::spawn_at(&opts, addr, &[], &[]).expect("gateway starts")
+}
+
+fn messages(model: &str, stream: bool) -> String {
+    json!({"model": model, "max_tokens": 40, "stream": stream, "messages": [{"role": "user", "content": "Say hello"}]}).to_string()
+}
+
+#[test]
+fn vertex_ai_with_a_service_accounts_token_both_dialects() {
+    if !common::python_modules_available("vertex_ai", "cryptography") {
+        return;
+    }
+    let dir = common::TempDir::new("vertex");
+    let token = TokenEndpoint::start(0, 3599);
+    let key = token.key_file(&dir);
+    let vertex = vertex_mock(token.issued.clone());
+    let gw = vertex_gateway(&vertex, &key);
+    assert_eq!(token.tokens().len(), 1, "one token fetched at start");
+    token.all_verified();
+
+    // Gemini on Vertex AI, both dialects.
+    let r = gw.post(
+        "/v1/chat/completions",
+        &chat("vertex/gemini-2.5-pro", false),
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), gw.log());
+    assert_eq!(
+        r.json()["choices"][0]["message"]["content"],
+        "Hello from Gemini"
+    );
+    assert_eq!(
+        vertex.last().target,
+        format!("{VERTEX_ROOT}/google/models/gemini-2.5-pro:generateContent")
+    );
+    let r = gw.post("/v1/chat/completions", &chat("vertex/gemini-2.5-pro", true));
+    assert_eq!(content_of(&data_events(&r.text())), "Hello!");
+    let r = gw.post("/v1/messages", &messages("vertex/gemini-2.5-pro", false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["content"][0]["text"], "Hello from Gemini");
+
+    // Anthropic's models: the client's own body for an Anthropic client,
+    // the translation for an OpenAI one; the version Vertex AI requires.
+    let claude = "vertex/claude-sonnet-4@20250514";
+    let r = gw.post("/v1/messages", &messages(claude, false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["content"][0]["text"], "Hi from Claude on Vertex");
+    assert_eq!(v["usage"]["cache_read_input_tokens"], 4);
+    assert_eq!(
+        vertex.last().target,
+        format!("{VERTEX_ROOT}/anthropic/models/claude-sonnet-4@20250514:rawPredict")
+    );
+    let r = gw.post("/v1/messages", &messages(claude, true));
+    let text = r.text();
+    let said: String = data_events(&text)
+        .iter()
+        .filter_map(|e| e["delta"]["text"].as_str())
+        .collect();
+    assert_eq!(said, "Hi there", "{text}");
+    assert!(
+        text.trim_end()
+            .ends_with("data: {\"type\":\"message_stop\"}"),
+        "{text}"
+    );
+    assert!(vertex.last().target.ends_with(":streamRawPredict"));
+
+    let r = gw.post("/v1/chat/completions", &chat(claude, false));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Hi from Claude on Vertex"
+    );
+    assert_eq!(v["usage"]["prompt_tokens"], 17);
+    assert_eq!(vertex.last().json()["system"], "Be brief.");
+    let r = gw.post("/v1/chat/completions", &chat(claude, true));
+    let events = data_events(&r.text());
+    assert_eq!(content_of(&events), "Hi there");
+    assert_eq!(events.last().unwrap()["usage"]["completion_tokens"], 6);
+
+    // Anthropic's error passes as it is; Vertex AI's own is Google's,
+    // translated.
+    let r = gw.post("/v1/messages", &messages("vertex/claude-overloaded", false));
+    assert_eq!(r.status, 529, "{}", r.text());
+    assert_eq!(r.json()["error"]["type"], "overloaded_error");
+    let r = gw.post(
+        "/v1/chat/completions",
+        &chat("vertex/gemini-exhausted", false),
+    );
+    r.assert_openai_error(429);
+    assert_eq!(token.tokens().len(), 1, "the token is reused");
+    token.all_verified();
+}
+
+#[test]
+fn vertex_tokens_are_waited_for_and_refreshed_before_they_expire() {
+    if !common::python_modules_available("vertex_ai", "cryptography") {
+        return;
+    }
+    let dir = common::TempDir::new("vertex");
+    // The first token request is refused: the gateway starts without one.
+    // Tokens last 302 s, so each is due again (5 minutes' margin) at once.
+    let token = TokenEndpoint::start(1, 302);
+    let key = token.key_file(&dir);
+    let vertex = vertex_mock(token.issued.clone());
+    let gw = vertex_gateway(&vertex, &key);
+    let r = gw.post(
+        "/v1/chat/completions",
+        &chat("vertex/gemini-2.5-pro", false),
+    );
+    let e = r.assert_openai_error(502);
+    assert!(
+        e["message"].as_str().unwrap().contains("no access token"),
+        "{e}"
+    );
+    assert!(vertex.requests().is_empty(), "nothing sent without a token");
+
+    // The thread retries, then refreshes each due token; every request
+    // carries the newest (the mock refuses any other).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while token.tokens().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", token.tokens());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let r = gw.post(
+        "/v1/chat/completions",
+        &chat("vertex/gemini-2.5-pro", false),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let issued = token.issued.lock().unwrap();
+    assert_eq!(
+        issued.verdicts.iter().filter(|v| v["ok"] == true).count(),
+        issued.verdicts.len()
+    );
+}
+
+#[test]
+fn vertex_configs_are_checked_before_start() {
+    let dir = common::TempDir::new("vertex");
+    let mock = MockUpstream::start();
+    let check = |config: String| {
+        let path = dir.write("shardgate.toml", &config);
+        let out = common::gateway_command()
+            .arg("--check-config")
+            .arg("--config")
+            .arg(&path)
+            .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+            .env_remove("GOOGLE_CLOUD_LOCATION")
+            .env_remove("GOOGLE_CLOUD_PROJECT")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let key = TokenEndpoint::start(0, 3599).key_file(&dir);
+    assert!(check(vertex_config(&mock, &key)).0);
+    let (ok, why) = check(vertex_config(&mock, &dir.0.join("missing.json")));
+    assert!(
+        !ok && why.contains("providers.vertex.credentials_file"),
+        "{why}"
+    );
+    let (ok, why) = check(vertex_config(&mock, &key).replace("us-east5", "us east"));
+    assert!(!ok && why.contains("providers.vertex.region"), "{why}");
+    let (ok, why) = check(format!("{}api_key = \"k\"\n", vertex_config(&mock, &key)));
+    assert!(!ok && why.contains("providers.vertex.api_key"), "{why}");
+    let no_key = vertex_config(&mock, &key)
+        .replace(&format!("credentials_file = \"{}\"\n", key.display()), "");
+    let (ok, why) = check(no_key);
+    assert!(
+        !ok && why.contains("GOOGLE_APPLICATION_CREDENTIALS"),
+        "{why}"
     );
 }

@@ -372,7 +372,16 @@ pub struct ProviderConfig {
     /// `base_url`, sent to: `https://bedrock-runtime.{region}.amazonaws.com`).
     /// Defaults to the region of the AWS environment (`AWS_REGION`,
     /// `AWS_DEFAULT_REGION`, the profile's `region`).
+    /// "vertex": the location (`us-central1`, `global`), in the path and,
+    /// without a `base_url`, the host; defaults to `GOOGLE_CLOUD_LOCATION`.
     pub region: Option<String>,
+    /// "vertex": the Google Cloud project; defaults to
+    /// `GOOGLE_CLOUD_PROJECT`, else the service account's own project.
+    pub project: Option<String>,
+    /// "vertex": the service-account key file (JSON) whose OAuth 2.0
+    /// tokens authenticate requests; defaults to
+    /// `GOOGLE_APPLICATION_CREDENTIALS`.
+    pub credentials_file: Option<PathBuf>,
     /// "bedrock" signing with the AWS environment's credentials: how often
     /// they are read again, seconds (default 60).
     pub credentials_refresh_s: Option<u64>,

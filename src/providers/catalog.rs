@@ -33,6 +33,10 @@ pub enum Family {
     Gemini,
     /// Cohere's v2 API (`/v2/chat`, `/v2/embed`, `/v2/rerank`), Bearer.
     Cohere,
+    /// Google Cloud's Vertex AI: Gemini models in the Gemini shape,
+    /// Anthropic's in theirs, under a project and location; a service
+    /// account's OAuth 2.0 token as Bearer.
+    Vertex,
 }
 
 /// How an OpenAI-family provider carries its key (the Azure and Anthropic
@@ -190,6 +194,24 @@ pub static CATALOG: &[CatalogEntry] = &[
         url_vars: &[],
         auth: Auth::Header("x-goog-api-key"),
         doc: "https://ai.google.dev/api/generate-content",
+    },
+    // Vertex AI: the location names the host, so there is no default base
+    // URL (config's `region`, else GOOGLE_CLOUD_LOCATION, makes it).
+    // GOOGLE_APPLICATION_CREDENTIALS, the key file Google's libraries
+    // read, is set on many machines for other services: it never enables
+    // Vertex AI by itself in zero-config.
+    CatalogEntry {
+        name: "vertex",
+        family: Family::Vertex,
+        default_base_url: None,
+        key_var: Some("GOOGLE_APPLICATION_CREDENTIALS"),
+        local: false,
+        url_vars: &[Template(
+            "GOOGLE_CLOUD_LOCATION",
+            "https://{}-aiplatform.googleapis.com",
+        )],
+        auth: Auth::Bearer,
+        doc: "https://cloud.google.com/vertex-ai/generative-ai/docs/reference/rest/v1/projects.locations.publishers.models/generateContent",
     },
     // Cohere's own v2 API (chat, embed, rerank). CO_API_KEY is the variable
     // Cohere's SDKs read.
@@ -555,6 +577,9 @@ pub fn resolve_kind<'a>(
     }
     let derived = match entry.family {
         Family::Bedrock => super::bedrock::region(name, p)?.map(|r| super::bedrock::base_url(&r)),
+        Family::Vertex => {
+            super::google::vertex::region(name, p)?.map(|r| super::google::vertex::base_url(&r))
+        }
         _ => None,
     };
     Ok((entry, derived.map(Cow::Owned)))

@@ -36,6 +36,12 @@ fn check_provider(name: &str, p: &ProviderConfig) -> Result<(), ConfigError> {
                  (AWS_REGION, or the profile's region)",
             ));
         }
+        if entry.family == Family::Vertex {
+            return Err(bad(
+                field("region"),
+                "is required: no location is set here or in GOOGLE_CLOUD_LOCATION",
+            ));
+        }
         return Err(bad(
             field("base_url"),
             format!(
@@ -55,14 +61,45 @@ fn check_provider(name: &str, p: &ProviderConfig) -> Result<(), ConfigError> {
             ));
         }
     }
-    let bedrock_only = [
-        ("region", p.region.is_some()),
-        ("credentials_refresh_s", p.credentials_refresh_s.is_some()),
+    let family_only = [
+        (
+            "region",
+            p.region.is_some(),
+            &[Family::Bedrock, Family::Vertex][..],
+        ),
+        (
+            "credentials_refresh_s",
+            p.credentials_refresh_s.is_some(),
+            &[Family::Bedrock],
+        ),
+        ("project", p.project.is_some(), &[Family::Vertex]),
+        (
+            "credentials_file",
+            p.credentials_file.is_some(),
+            &[Family::Vertex],
+        ),
     ];
-    for (f, set) in bedrock_only {
-        if set && entry.family != Family::Bedrock {
-            return Err(bad(field(f), "only applies to kind \"bedrock\""));
+    for (f, set, families) in family_only {
+        if set && !families.contains(&entry.family) {
+            let kinds = if families.len() == 2 {
+                "kinds \"bedrock\" and \"vertex\""
+            } else if families[0] == Family::Bedrock {
+                "kind \"bedrock\""
+            } else {
+                "kind \"vertex\""
+            };
+            return Err(bad(field(f), format!("only applies to {kinds}")));
         }
+    }
+    if entry.family == Family::Vertex {
+        if p.api_key.is_some() || p.api_key_env.is_some() {
+            return Err(bad(
+                field("api_key"),
+                "does not apply to kind \"vertex\": requests carry the service \
+                 account's tokens (credentials_file)",
+            ));
+        }
+        super::google::vertex::settings(name, p)?;
     }
     let signs = entry.family == Family::Bedrock && p.api_key.is_none() && p.api_key_env.is_none();
     if signs && super::bedrock::region(name, p)?.is_none() {

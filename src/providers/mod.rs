@@ -75,6 +75,8 @@ pub struct Provider {
     header_names: Vec<&'static str>,
     /// Bedrock without an API key: each request is signed.
     signer: Option<std::sync::Arc<bedrock::Signer>>,
+    /// Vertex AI: the access token each request carries.
+    token: Option<std::sync::Arc<google::vertex::TokenSource>>,
 }
 
 impl Provider {
@@ -95,6 +97,7 @@ impl Provider {
         let base_url = base_url.ok_or_else(|| bad("base_url", "is required".into()))?;
         let url = UpstreamUrl::parse(&base_url).map_err(|m| bad("base_url", m))?;
         let mut signer = None;
+        let mut token = None;
         let key = cfg.api_key.as_deref();
         let family = entry.family;
         let (path_root, api_version, headers) = match family {
@@ -144,6 +147,15 @@ impl Provider {
                 String::new(),
                 json_body_headers(openai::auth_headers(key, entry.auth)),
             ),
+            Family::Vertex => {
+                let (settings, account) = google::vertex::settings(name, cfg)?;
+                token = Some(google::vertex::TokenSource::start(name, account));
+                (
+                    google::vertex::path_root(&url.path_prefix, &settings),
+                    String::new(),
+                    json_body_headers(Vec::new()),
+                )
+            }
         };
         let tls = if url.tls {
             let server = ServerName::try_from(url.host.clone())
@@ -172,9 +184,10 @@ impl Provider {
             timeouts: crate::upstream::timeouts::Timeouts::for_provider(cfg, upstream),
             path_root,
             api_version,
-            headers: rendered,
             header_names: headers.iter().map(|(n, _)| *n).collect(),
+            headers: rendered,
             signer,
+            token,
         })
     }
 
@@ -185,7 +198,7 @@ impl Provider {
         match self.family {
             Family::OpenAi | Family::Azure => Some(Dialect::OpenAi),
             Family::Anthropic => Some(Dialect::Anthropic),
-            Family::Bedrock | Family::Gemini | Family::Cohere => None,
+            Family::Bedrock | Family::Gemini | Family::Cohere | Family::Vertex => None,
         }
     }
 
@@ -197,6 +210,7 @@ impl Provider {
             Family::Bedrock => "Bedrock runtime",
             Family::Gemini => "Gemini",
             Family::Cohere => "Cohere v2",
+            Family::Vertex => "Vertex AI",
         }
     }
 
@@ -229,6 +243,11 @@ impl Provider {
             Family::Gemini => {
                 google::write_model_target(out, &self.path_root, api_path, model.unwrap_or(""))
             }
+            Family::Vertex => {
+                out.extend_from_slice(self.path_root.as_bytes());
+                let publisher = google::vertex::publisher(api_path);
+                google::write_model_target(out, publisher, api_path, model.unwrap_or(""))
+            }
             Family::OpenAi | Family::Anthropic | Family::Cohere => {
                 out.extend_from_slice(self.path_root.as_bytes());
                 out.extend_from_slice(api_path.as_bytes());
@@ -241,7 +260,24 @@ impl Provider {
     /// cannot put in the request target for `api_path`: Azure's deployment
     /// paths take it as one path segment. Checked before anything is sent.
     pub fn check_request_target(&self, api_path: &str, model: &str) -> Result<(), Error> {
-        if matches!(self.family, Family::Bedrock | Family::Gemini) && model.is_empty() {
+        if let Some(token) = &self.token {
+            if !token.is_ready() {
+                return Err(Error::upstream(
+                    Kind::UpstreamConnect,
+                    true,
+                    format!(
+                        "provider `{}` (Vertex AI) has no access token: its token endpoint \
+                         has not answered (see the gateway's log)",
+                        self.name
+                    ),
+                ));
+            }
+        }
+        if matches!(
+            self.family,
+            Family::Bedrock | Family::Gemini | Family::Vertex
+        ) && model.is_empty()
+        {
             return Err(Error::client(
                 Kind::BadRequest,
                 format!(
@@ -284,6 +320,11 @@ impl Provider {
             let method = std::str::from_utf8(method).unwrap_or("POST");
             let target = std::str::from_utf8(target).unwrap_or("/");
             signer.write_headers(out, method, target, &self.url.host_header, body);
+        }
+        if let Some(token) = &self.token {
+            // Checked by `check_request_target` a moment before; a token
+            // that lapsed since goes out without and is refused upstream.
+            token.write_header(out);
         }
     }
 

@@ -33,7 +33,7 @@ pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Config {
 /// downloads): set, they say nothing of wanting that provider, so its
 /// models would take bare names by surprise. Those providers are
 /// configured in the file (which reads the variable as their key).
-const NOT_AN_ENABLER: &[&str] = &["GITHUB_TOKEN", "HF_TOKEN"];
+const NOT_AN_ENABLER: &[&str] = &["GITHUB_TOKEN", "HF_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS"];
 
 /// An entry's zero-config provider, if the environment
 /// enables it: a hosted provider by its SDK's key variable (its base URL

@@ -161,7 +161,9 @@ fn pass_through_provider<S: ClientIo>(
     let why = match p.family {
         Family::Azure => "is Azure OpenAI, whose paths name a deployment",
         Family::Bedrock => "is AWS Bedrock, reached only by translating chat and messages",
-        Family::Gemini => "is the Gemini API, whose paths name a model and a method",
+        Family::Gemini | Family::Vertex => {
+            "speaks Google's API, whose paths name a model and a method"
+        }
         Family::OpenAi | Family::Anthropic | Family::Cohere => return Ok(provider),
     };
     Err(Error::client(

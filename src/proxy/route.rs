@@ -19,7 +19,8 @@ use crate::api::translate::{
 use crate::error::{Error, Kind};
 use crate::json::{scan_top_level, JsonError, TopLevel};
 use crate::providers::aws::invoke::anthropic_body_for_invoke;
-use crate::providers::{bedrock, google, Dialect, Family, Provider};
+use crate::providers::google::{self, anthropic_body_for_vertex, vertex};
+use crate::providers::{bedrock, Dialect, Family, Provider};
 use crate::shard::{Gateway, Generation};
 use crate::telemetry::metrics::ShardMetrics;
 use crate::upstream::quota;
@@ -211,6 +212,28 @@ pub(super) fn plan_request<'a>(
                 upstream_model,
             )?
         }
+        // Anthropic's models on Vertex AI take Anthropic's body.
+        (Dialect::OpenAi, None)
+            if endpoint == Endpoint::ChatCompletions
+                && provider.family == Family::Vertex
+                && vertex::is_anthropic_model(&upstream_model) =>
+        {
+            let translation = Translation::ClaudeOnVertexToOpenAi {
+                include_usage: false,
+            };
+            translate(translation, raw_predict(stream), upstream_model)?
+        }
+        (Dialect::Anthropic, None)
+            if endpoint == Endpoint::Messages
+                && provider.family == Family::Vertex
+                && vertex::is_anthropic_model(&upstream_model) =>
+        {
+            translate(
+                Translation::ClaudeOnVertex,
+                raw_predict(stream),
+                upstream_model,
+            )?
+        }
         (Dialect::OpenAi, None) if endpoint == Endpoint::ChatCompletions => {
             match native_chat(provider, stream) {
                 Some((api, api_path)) => translate(
@@ -261,10 +284,19 @@ fn native_chat(provider: &Provider, stream: bool) -> Option<(NativeApi, &'static
     Some(match (provider.family, stream) {
         (Family::Bedrock, false) => (NativeApi::Converse, bedrock::CONVERSE),
         (Family::Bedrock, true) => (NativeApi::Converse, bedrock::CONVERSE_STREAM),
-        (Family::Gemini, s) => (NativeApi::Gemini, google::gemini_method(s)),
+        (Family::Gemini | Family::Vertex, s) => (NativeApi::Gemini, google::gemini_method(s)),
         (Family::Cohere, _) => (NativeApi::Cohere, "/chat"),
         _ => return None,
     })
+}
+
+/// Vertex AI's operation for Anthropic's models.
+fn raw_predict(stream: bool) -> &'static str {
+    if stream {
+        vertex::STREAM_RAW_PREDICT
+    } else {
+        vertex::RAW_PREDICT
+    }
 }
 
 /// The 400 for an endpoint the provider's API has nothing like.
@@ -344,13 +376,25 @@ pub(super) fn translate_body(
             openai_embeddings_to_cohere(body, upstream_model)
         }
         Translation::InvokeToAnthropic => {
-            // Validated JSON is UTF-8.
-            let text = std::str::from_utf8(body)
-                .map_err(|_| TranslateError::Json("body is not UTF-8".into()))?;
-            anthropic_body_for_invoke(text).map_err(|e| TranslateError::Json(e.message()))
+            anthropic_body_for_invoke(utf8(body)?).map_err(|e| TranslateError::Json(e.message()))
+        }
+        Translation::ClaudeOnVertex => {
+            anthropic_body_for_vertex(utf8(body)?).map_err(|e| TranslateError::Json(e.message()))
+        }
+        Translation::ClaudeOnVertexToOpenAi { include_usage } => {
+            *include_usage = openai_stream_wants_usage(body);
+            let anthropic =
+                translate_request(RequestInto::Anthropic, body, upstream_model, limits, true)?;
+            anthropic_body_for_vertex(utf8(&anthropic)?)
+                .map_err(|e| TranslateError::Json(e.message()))
         }
         Translation::HideUsageChunk => unreachable!("a pass-through is not translated"),
     }
+}
+
+/// Validated JSON (and what the translators write) is UTF-8.
+fn utf8(body: &[u8]) -> Result<&str, TranslateError> {
+    std::str::from_utf8(body).map_err(|_| TranslateError::Json("body is not UTF-8".into()))
 }
 
 /// An OpenAI chat request body in `api`'s shape (`validated`: see

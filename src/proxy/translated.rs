@@ -70,6 +70,12 @@ pub enum Translation {
     /// OpenAI embeddings answered by Cohere's embed, in the encoding the
     /// client asked for.
     CohereEmbed(EmbeddingFormat),
+    /// The client speaks OpenAI, the model is Anthropic's on Vertex AI:
+    /// read as [`Translation::AnthropicToOpenAi`].
+    ClaudeOnVertexToOpenAi { include_usage: bool },
+    /// The client speaks Anthropic, the model is Anthropic's on Vertex AI:
+    /// the answer is Anthropic's own, its usage read on the way.
+    ClaudeOnVertex,
 }
 
 /// A provider's own chat API, which OpenAI chat is translated to.
@@ -195,6 +201,8 @@ enum StreamTranslator {
     CohereToOpenAi(CohereToOpenAiStream),
     ThroughOpenAi(Box<ThroughOpenAi>),
     Invoke(InvokeStream),
+    /// Anthropic's own SSE events, passed on as they are.
+    Anthropic(InvokeStream),
 }
 
 impl StreamTranslator {
@@ -204,10 +212,12 @@ impl StreamTranslator {
             Translation::OpenAiToAnthropic => {
                 StreamTranslator::ToAnthropic(OpenAiToAnthropicStream::new(model))
             }
-            Translation::AnthropicToOpenAi { include_usage } => {
+            Translation::AnthropicToOpenAi { include_usage }
+            | Translation::ClaudeOnVertexToOpenAi { include_usage } => {
                 StreamTranslator::ToOpenAi(AnthropicToOpenAiStream::new(model, include_usage))
             }
             Translation::HideUsageChunk => StreamTranslator::HideUsage(None),
+            Translation::ClaudeOnVertex => StreamTranslator::Anthropic(InvokeStream::default()),
             Translation::NativeToOpenAi { api, include_usage } => {
                 api.stream_to_openai(model, request_id, include_usage)
             }
@@ -256,6 +266,10 @@ impl StreamTranslator {
                 t.on_event(event, data, out).map_err(|e| e.to_string())
             }
             StreamTranslator::ThroughOpenAi(t) => t.on_event(event, data, out),
+            StreamTranslator::Anthropic(t) => {
+                t.on_event(event, data, out);
+                Ok(())
+            }
             _ => Err("an SSE event from an event-stream upstream".into()),
         }
     }
@@ -281,7 +295,7 @@ impl StreamTranslator {
             StreamTranslator::GeminiToOpenAi(t) => t.finish(out),
             StreamTranslator::CohereToOpenAi(t) => t.finish(out),
             StreamTranslator::ThroughOpenAi(t) => t.finish(None, out),
-            StreamTranslator::Invoke(t) => t.finish(out),
+            StreamTranslator::Invoke(t) | StreamTranslator::Anthropic(t) => t.finish(out),
         }
     }
 
@@ -296,7 +310,7 @@ impl StreamTranslator {
             StreamTranslator::GeminiToOpenAi(t) => t.finish_cut(why, out),
             StreamTranslator::CohereToOpenAi(t) => t.finish_cut(why, out),
             StreamTranslator::ThroughOpenAi(t) => t.finish(Some(why), out),
-            StreamTranslator::Invoke(t) => t.finish_cut(why, out),
+            StreamTranslator::Invoke(t) | StreamTranslator::Anthropic(t) => t.finish_cut(why, out),
         }
     }
 
@@ -309,7 +323,7 @@ impl StreamTranslator {
             StreamTranslator::GeminiToOpenAi(t) => Some(t.usage()),
             StreamTranslator::CohereToOpenAi(t) => Some(t.usage()),
             StreamTranslator::ThroughOpenAi(t) => t.to_openai.usage(),
-            StreamTranslator::Invoke(t) => Some(t.usage()),
+            StreamTranslator::Invoke(t) | StreamTranslator::Anthropic(t) => Some(t.usage()),
         }
     }
 }
@@ -520,9 +534,10 @@ async fn collect_whole(
         Translation::OpenAiToAnthropic | Translation::HideUsageChunk => {
             openai_response_usage(&read.payload)
         }
-        Translation::AnthropicToOpenAi { .. } | Translation::InvokeToAnthropic => {
-            anthropic_response_usage(&read.payload)
-        }
+        Translation::AnthropicToOpenAi { .. }
+        | Translation::ClaudeOnVertexToOpenAi { .. }
+        | Translation::InvokeToAnthropic
+        | Translation::ClaudeOnVertex => anthropic_response_usage(&read.payload),
         Translation::NativeToOpenAi { api, .. } | Translation::NativeToAnthropic(api) => {
             api.usage(&read.payload)
         }
@@ -775,7 +790,10 @@ fn translate_whole(
             status,
             openai_response_to_anthropic(body, &call.client_model).map_err(bad)?,
         ),
-        (Translation::AnthropicToOpenAi { .. }, true) => (
+        (
+            Translation::AnthropicToOpenAi { .. } | Translation::ClaudeOnVertexToOpenAi { .. },
+            true,
+        ) => (
             status,
             anthropic_response_to_openai(body, &call.client_model).map_err(bad)?,
         ),
@@ -783,7 +801,10 @@ fn translate_whole(
             let t = openai_error_to_anthropic(status, body);
             (t.status, t.body)
         }
-        (Translation::AnthropicToOpenAi { .. }, false) => {
+        (
+            Translation::AnthropicToOpenAi { .. } | Translation::ClaudeOnVertexToOpenAi { .. },
+            false,
+        ) => {
             let t = anthropic_error_to_openai(status, body);
             (t.status, t.body)
         }
@@ -806,7 +827,16 @@ fn translate_whole(
             cohere_embed_to_openai(body, &call.client_model, format).map_err(bad)?,
         ),
         // Anthropic's own body, as the client would have had it from Anthropic.
-        (Translation::InvokeToAnthropic, true) => (status, body.to_vec()),
+        (Translation::InvokeToAnthropic | Translation::ClaudeOnVertex, true) => {
+            (status, body.to_vec())
+        }
+        // Vertex AI's own errors are Google's; Anthropic's pass as they are.
+        (Translation::ClaudeOnVertex, false) if is_google_error(body) => {
+            let openai = google_error_to_openai(status, body);
+            let t = openai_error_to_anthropic(openai.status, &openai.body);
+            (t.status, t.body)
+        }
+        (Translation::ClaudeOnVertex, false) => (status, body.to_vec()),
         (&Translation::NativeToOpenAi { api, .. }, false) => {
             let t = api.error_to_openai(status, body);
             (t.status, t.body)
@@ -824,6 +854,14 @@ fn translate_whole(
             (t.status, t.body)
         }
     })
+}
+
+/// Whether an error body is Google's (`{"error": {"code": …, "status":
+/// …}}`) rather than Anthropic's (`{"type": "error", …}`).
+fn is_google_error(body: &[u8]) -> bool {
+    let probe = &body[..body.len().min(4096)];
+    memchr::memmem::find(probe, b"\"status\"").is_some()
+        && memchr::memmem::find(probe, b"\"type\"").is_none()
 }
 
 /// Appends one SSE event as it arrived (multi-line data split back into

@@ -177,17 +177,7 @@ impl InvokeStream {
         }
         match invoke_stream_event(message)? {
             InvokeEvent::Anthropic { event_type, json } => {
-                let event = SseEvent {
-                    event: event_type.as_bytes(),
-                    data: &json,
-                };
-                self.usage.observe(event);
-                match event_type.as_str() {
-                    "message_delta" => self.stopped = true,
-                    "message_stop" => self.ended = true,
-                    _ => {}
-                }
-                write_sse(out, event);
+                self.on_event(event_type.as_bytes(), &json, out);
             }
             InvokeEvent::Exception {
                 exception_type,
@@ -203,6 +193,26 @@ impl InvokeStream {
             InvokeEvent::Skip => {}
         }
         Ok(())
+    }
+
+    /// Feeds one Anthropic event (an SSE event of Anthropic's stream, or
+    /// one a chunk carried); appends it.
+    pub fn on_event(&mut self, event_type: &[u8], data: &[u8], out: &mut Vec<u8>) {
+        if self.ended {
+            return;
+        }
+        let event = SseEvent {
+            event: event_type,
+            data,
+        };
+        self.usage.observe(event);
+        match event_type {
+            b"message_delta" => self.stopped = true,
+            b"message_stop" => self.ended = true,
+            b"error" => self.ended = true,
+            _ => {}
+        }
+        write_sse(out, event);
     }
 
     /// The usage the stream reported so far.

@@ -20,6 +20,8 @@
 //! for a provider of the Gemini family (`kind = "google"`).
 
 pub mod service_account;
+mod token_client;
+pub mod vertex;
 
 use crate::json::JsonError;
 use crate::providers::aws::invoke::anthropic_body_for_platform;

@@ -1,0 +1,203 @@
+//! The one blocking HTTP exchange the gateway makes itself: a form POST to
+//! an OAuth 2.0 token endpoint, from the token thread (never a shard), over
+//! TLS for `https` (the platform's roots, as every provider's default) or
+//! plain TCP for a loopback test endpoint.
+//!
+//! Invariants: every step is bounded in time (connect, each read and
+//! write) and the answer in size ([`MAX_ANSWER`]); the request body (a
+//! signed assertion) and the answer (a token) never reach a log or an
+//! error message.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+
+use crate::http1::chunked::{ChunkLimits, ChunkedDecoder};
+use crate::http1::framing::{response_framing, BodyKind};
+use crate::http1::parse::{parse_response, HeadLimits, Parsed, ResponseHead};
+use crate::upstream::tls::{self, Trust};
+use crate::upstream::UpstreamUrl;
+
+/// The most of an answer read: a token response is well under 4 KiB.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// POSTs `body` (`application/x-www-form-urlencoded`) to `url`; the
+/// answer's status and body. Each step is bounded by `timeout`.
+pub fn post_form(url: &str, body: &str, timeout: Duration) -> Result<(u16, Vec<u8>), String> {
+    let target = UpstreamUrl::parse(url)?;
+    let addrs = target
+        .resolve()
+        .map_err(|e| format!("cannot resolve {}: {e}", target.host))?;
+    let mut last = String::new();
+    let tcp = addrs
+        .iter()
+        .find_map(|a| {
+            TcpStream::connect_timeout(a, timeout)
+                .map_err(|e| last = format!("cannot connect to {a}: {e}"))
+                .ok()
+        })
+        .ok_or(last)?;
+    tcp.set_read_timeout(Some(timeout)).map_err(io)?;
+    tcp.set_write_timeout(Some(timeout)).map_err(io)?;
+    let path = if target.path_prefix.is_empty() {
+        "/"
+    } else {
+        &target.path_prefix
+    };
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-www-form-urlencoded\r\n\
+         accept: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        target.host_header,
+        body.len()
+    );
+    if target.tls {
+        let config = tls::client_config(Trust::Default, "token endpoint")?;
+        let name = ServerName::try_from(target.host.clone())
+            .map_err(|e| format!("bad TLS server name: {e}"))?;
+        let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+        exchange(rustls::StreamOwned::new(conn, tcp), request.as_bytes())
+    } else {
+        exchange(tcp, request.as_bytes())
+    }
+}
+
+fn io(e: std::io::Error) -> String {
+    e.to_string()
+}
+
+/// Writes the request and reads until the answer is whole by its framing
+/// (or, for one delimited by the close, until the server closes).
+fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<(u16, Vec<u8>), String> {
+    stream
+        .write_all(request)
+        .and_then(|()| stream.flush())
+        .map_err(|e| format!("cannot send the token request: {e}"))?;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            // A TLS peer that closes without close_notify: what arrived is
+            // judged by its framing.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(format!("cannot read the token answer: {e}")),
+        };
+        answer.extend_from_slice(&chunk[..n]);
+        if let Some(whole) = whole_answer(&answer, n == 0)? {
+            return Ok(whole);
+        }
+        if n == 0 {
+            return Err("token answer ended early".into());
+        }
+        if answer.len() > MAX_ANSWER {
+            return Err("token answer larger than 64 KiB".into());
+        }
+    }
+}
+
+/// The status and body of an HTTP/1.1 answer once it is whole; `None`
+/// while more is to come (`closed`: the server has closed, which ends a
+/// close-delimited body).
+fn whole_answer(answer: &[u8], closed: bool) -> Result<Option<(u16, Vec<u8>)>, String> {
+    let mut head = ResponseHead::default();
+    match parse_response(answer, &HeadLimits::default(), &mut head) {
+        Ok(Parsed::Complete) => {}
+        Ok(Parsed::Partial) => return Ok(None),
+        Err(e) => return Err(format!("bad token answer head: {e:?}")),
+    }
+    let framing = response_framing(answer, &head, false)
+        .map_err(|e| format!("bad token answer framing: {e:?}"))?;
+    let rest = &answer[head.head_len..];
+    let body = match framing.body {
+        BodyKind::Empty => Vec::new(),
+        BodyKind::Length(n) => match usize::try_from(n).ok().and_then(|n| rest.get(..n)) {
+            Some(body) => body.to_vec(),
+            None => return Ok(None),
+        },
+        BodyKind::Chunked => {
+            let mut decoder = ChunkedDecoder::new(ChunkLimits::default());
+            let mut body = Vec::new();
+            let progress = decoder
+                .feed(rest, |data| body.extend_from_slice(data))
+                .map_err(|e| format!("bad chunked token answer: {e:?}"))?;
+            if !progress.done {
+                return Ok(None);
+            }
+            body
+        }
+        BodyKind::CloseDelimited if closed => rest.to_vec(),
+        BodyKind::CloseDelimited => return Ok(None),
+    };
+    Ok(Some((head.status, body)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_whole_by_length_chunks_or_close() {
+        let by_length = b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n{\"a\"";
+        let whole = Some((200, b"{\"a\"".to_vec()));
+        assert_eq!(whole_answer(by_length, false).unwrap(), whole);
+        let chunked =
+            b"HTTP/1.1 400 Bad\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n1\r\n \r\n0\r\n\r\n";
+        let whole = Some((400, b"{} ".to_vec()));
+        assert_eq!(whole_answer(chunked, false).unwrap(), whole);
+        let closed = b"HTTP/1.1 200 OK\r\n\r\nbody";
+        assert_eq!(whole_answer(closed, false).unwrap(), None);
+        assert_eq!(
+            whole_answer(closed, true).unwrap(),
+            Some((200, b"body".to_vec()))
+        );
+    }
+
+    #[test]
+    fn partial_answers_wait_and_broken_ones_are_errors() {
+        for partial in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{}"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nab",
+            b"HTTP/1.1 200 OK\r\ncontent-le",
+        ] {
+            assert_eq!(whole_answer(partial, false).unwrap(), None);
+        }
+        for bad in [
+            &b"garbage\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        ] {
+            assert!(
+                whole_answer(bad, false).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn posts_the_form_and_reads_the_answer_over_tcp() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !got.ends_with(b"a=1") {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .unwrap();
+            String::from_utf8(got).unwrap()
+        });
+        let url = format!("http://{addr}/token");
+        let answer = post_form(&url, "a=1", Duration::from_secs(5)).unwrap();
+        assert_eq!(answer, (200, b"ok".to_vec()));
+        let request = server.join().unwrap();
+        assert!(request.starts_with("POST /token HTTP/1.1\r\n"), "{request}");
+        assert!(request.contains("content-type: application/x-www-form-urlencoded\r\n"));
+        assert!(request.contains("content-length: 3\r\n"));
+    }
+}
