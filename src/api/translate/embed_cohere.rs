@@ -18,8 +18,6 @@
 //!
 //! The usage is `meta.billed_units.input_tokens`, what Cohere charges
 //! (see [`crate::api::usage`]).
-//!
-//! Not wired into the proxy yet: the Cohere provider comes next.
 
 use super::raw::{document, Raw};
 use super::write::{Arr, Obj};

@@ -8,8 +8,8 @@
 //! v2 API and back (`request_to_cohere`, `response_cohere`,
 //! `stream_cohere_to_openai`, `embed_cohere`). The translators that write
 //! OpenAI chunk streams share their writer (`openai_chunks`). The proxy
-//! reaches the Bedrock ones (`proxy::translated`); the Gemini and Cohere
-//! ones are tested alone and not wired yet.
+//! reaches them all from `proxy::translated` (and `proxy::route` for the
+//! requests).
 //!
 //! Everything here is sans-IO: bytes in, bytes out. This is the one place in
 //! the gateway that builds a new body instead of patching the client's one

@@ -21,8 +21,6 @@
 //! and `modalities`, `user`, `parallel_tool_calls`, a function's `strict`,
 //! `stream_options` (Cohere ends every stream with its usage), `metadata`,
 //! `store`, `service_tier`, `reasoning_effort`.
-//!
-//! Not wired into the proxy yet: the Cohere provider comes next.
 
 use super::raw::{document, scanned_document, Raw};
 use super::request_to_anthropic::tool_input;

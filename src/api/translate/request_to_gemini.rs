@@ -27,8 +27,6 @@
 //! file parts, tools other than functions. `user`, `parallel_tool_calls`,
 //! `logprobs` and Anthropic's `cache_control` have no counterpart and are
 //! dropped.
-//!
-//! Not wired into the proxy yet: the Google provider comes next.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

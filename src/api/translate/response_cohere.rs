@@ -14,8 +14,6 @@
 //! it for a whole one. It is refused (the client gets the gateway's 502),
 //! as a stream cut short ends in an error; its usage stays readable for
 //! metering.
-//!
-//! Not wired into the proxy yet: the Cohere provider comes next.
 
 use super::raw::document;
 use super::response::MAX_RESPONSE_BLOCKS;

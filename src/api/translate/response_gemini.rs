@@ -23,8 +23,6 @@
 //! Usage: `promptTokenCount` includes `cachedContentTokenCount`, and the
 //! output is `candidatesTokenCount` plus `thoughtsTokenCount` (see
 //! [`crate::api::usage`], whose `gemini_usage` meters the same bodies).
-//!
-//! Not wired into the proxy yet: the Google provider comes next.
 
 use super::raw::{document, Raw, NULL};
 use super::response::{write_openai_usage, MAX_RESPONSE_BLOCKS};

@@ -18,9 +18,6 @@
 //!
 //! Invariant: the state held is the stream's id, the tool-call index map,
 //! the finish reason and the usage, never the stream.
-//!
-//! Not wired into the proxy yet: the Cohere provider and its relay come
-//! next.
 
 use sonic_rs::{JsonValueTrait, Value};
 

@@ -21,8 +21,6 @@
 //!
 //! Invariant: the state held is the chunk writer's identity, the count of
 //! tool calls, the finish reason and the last usage, never the stream.
-//!
-//! Not wired into the proxy yet: the Google provider comes next.
 
 use sonic_rs::{JsonContainerTrait, JsonValueTrait, Value};
 
