@@ -15,6 +15,7 @@ use memchr::memchr2;
 
 /// The raw text of the value of the first top-level member whose key,
 /// as written (escapes not decoded), is `key`.
+#[inline]
 pub fn top_level_value<'a>(json: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     let mut at = skip_space(json, 0);
     if json.get(at) != Some(&b'{') {
@@ -53,6 +54,7 @@ fn skip_space(json: &[u8], mut at: usize) -> usize {
 }
 
 /// One past the closing quote of the string opening at `open`.
+#[inline]
 fn string_end(json: &[u8], open: usize) -> Option<usize> {
     let mut at = open + 1;
     loop {
@@ -65,6 +67,7 @@ fn string_end(json: &[u8], open: usize) -> Option<usize> {
 }
 
 /// One past the end of the value starting at `start`.
+#[inline]
 fn value_end(json: &[u8], start: usize) -> Option<usize> {
     match *json.get(start)? {
         b'"' => string_end(json, start),

@@ -29,6 +29,7 @@ const DEPLOYMENT_PATHS: &[&str] = &[
     "/audio/translations",
     "/audio/speech",
     "/images/generations",
+    "/images/edits",
 ];
 
 /// Whether `api_path` is addressed per deployment (the model in the path).

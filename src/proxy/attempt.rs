@@ -41,7 +41,9 @@ use super::route::{
 };
 use super::translated::TranslatedCall;
 use super::upstream_request::{upstream_request, HeadSource};
+use crate::api::multipart;
 use crate::error::{Error, Kind, Retry};
+use crate::http1::parse::RequestHead;
 use crate::governance::RateHeaders;
 use crate::shard::{Generation, Shard};
 use crate::upstream::breaker::{BreakerEvent, Outcome as BreakerOutcome, Ticket};
@@ -100,7 +102,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
                     inject_usage: None,
                 },
             ),
-            None if offload::applies(&gw.config.limits, &body) => {
+            None if offload::applies(&gw.config.limits, &body) && !endpoint.is_multipart() => {
                 // A large body: its scan (once, kept for later attempts) and
                 // translation run off the loop.
                 let top = match scanned.take() {
@@ -134,9 +136,20 @@ pub(super) async fn run_attempts<S: ClientIo>(
                     Body::InPlace(r) => &down.rbuf[r.clone()],
                     Body::Decoded(b) => b,
                 };
+                let source = if endpoint.is_multipart() {
+                    match form_boundary(&down.head, &down.rbuf) {
+                        Ok(boundary) => Source::Form {
+                            body: body_bytes,
+                            boundary,
+                        },
+                        Err(e) => break Err(e),
+                    }
+                } else {
+                    Source::Body(body_bytes)
+                };
                 let routed = attempts.route(
                     endpoint,
-                    Source::Body(body_bytes),
+                    source,
                     &mut outcome.model,
                     &mut outcome.upstream_model,
                 );
@@ -160,7 +173,13 @@ pub(super) async fn run_attempts<S: ClientIo>(
                 &outcome.model,
                 provider,
                 &outcome.upstream_model,
-                outcome.bytes_in,
+                // An upload's bytes are a file's, not text: no measure of its
+                // tokens, which the response's usage settles.
+                if endpoint.is_multipart() {
+                    0
+                } else {
+                    outcome.bytes_in
+                },
                 attempts.max_output,
             )
             .await
@@ -336,6 +355,19 @@ struct NextAttempt {
     choice: Choice,
     /// A retry's wait first (a fail-over goes at once).
     backoff: Option<Duration>,
+}
+
+/// The boundary of an upload's `multipart/form-data` body, or the 400
+/// for a body of another type.
+fn form_boundary<'b>(head: &RequestHead, rbuf: &'b [u8]) -> Result<&'b [u8], Error> {
+    head.header(rbuf, b"content-type")
+        .and_then(multipart::form_data_boundary)
+        .ok_or_else(|| {
+            Error::client(
+                Kind::BadRequest,
+                "this route takes a multipart/form-data body (with its boundary)",
+            )
+        })
 }
 
 impl<'a> Attempts<'a> {

@@ -21,6 +21,14 @@ pub enum Endpoint {
     ImageGenerations,
     /// POST /v1/audio/speech: JSON in, audio out, relayed as it arrives.
     AudioSpeech,
+    /// POST /v1/images/edits (multipart; `model` optional, as in OpenAI's).
+    ImageEdits,
+    /// POST /v1/images/variations (multipart; `model` optional).
+    ImageVariations,
+    /// POST /v1/audio/transcriptions (multipart).
+    AudioTranscriptions,
+    /// POST /v1/audio/translations (multipart).
+    AudioTranslations,
     /// POST /v1/moderations (`model` optional).
     Moderations,
     /// POST /v1/rerank, the Cohere/Jina shape.
@@ -38,7 +46,7 @@ pub enum Endpoint {
 
 /// Route labels for metrics and the access log, indexed by
 /// [`Endpoint::route_index`]; the last is for requests that matched none.
-pub const ROUTE_NAMES: [&str; 15] = [
+pub const ROUTE_NAMES: [&str; 19] = [
     "chat_completions",
     "completions",
     "embeddings",
@@ -53,6 +61,10 @@ pub const ROUTE_NAMES: [&str; 15] = [
     "rerank",
     "response_by_id",
     "passthrough",
+    "image_edits",
+    "image_variations",
+    "audio_transcriptions",
+    "audio_translations",
     "unknown",
 ];
 
@@ -76,6 +88,10 @@ impl Endpoint {
             Endpoint::Rerank => 11,
             Endpoint::ResponseById => 12,
             Endpoint::PassThrough => 13,
+            Endpoint::ImageEdits => 14,
+            Endpoint::ImageVariations => 15,
+            Endpoint::AudioTranscriptions => 16,
+            Endpoint::AudioTranslations => 17,
         }
     }
 
@@ -94,6 +110,10 @@ impl Endpoint {
             Endpoint::CountTokens => "/messages/count_tokens",
             Endpoint::ImageGenerations => "/images/generations",
             Endpoint::AudioSpeech => "/audio/speech",
+            Endpoint::ImageEdits => "/images/edits",
+            Endpoint::ImageVariations => "/images/variations",
+            Endpoint::AudioTranscriptions => "/audio/transcriptions",
+            Endpoint::AudioTranslations => "/audio/translations",
             Endpoint::Moderations => "/moderations",
             Endpoint::Rerank => "/rerank",
             Endpoint::ResponseById => "/responses",
@@ -104,7 +124,25 @@ impl Endpoint {
     /// OpenAI's API defaults the model here: a body without one goes to
     /// the default provider as it is.
     pub fn model_optional(self) -> bool {
-        matches!(self, Endpoint::ImageGenerations | Endpoint::Moderations)
+        matches!(
+            self,
+            Endpoint::ImageGenerations
+                | Endpoint::Moderations
+                | Endpoint::ImageEdits
+                | Endpoint::ImageVariations
+        )
+    }
+
+    /// Whether the body is `multipart/form-data` (an upload), its model in
+    /// a `model` field.
+    pub fn is_multipart(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ImageEdits
+                | Endpoint::ImageVariations
+                | Endpoint::AudioTranscriptions
+                | Endpoint::AudioTranslations
+        )
     }
 
     /// Whether the client's own path (without `/v1`) goes upstream.
@@ -202,6 +240,10 @@ pub fn classify(method: &[u8], path: &[u8]) -> Result<Endpoint, Error> {
         b"/messages/count_tokens" => (Endpoint::CountTokens, &[b"POST"]),
         b"/images/generations" => (Endpoint::ImageGenerations, &[b"POST"]),
         b"/audio/speech" => (Endpoint::AudioSpeech, &[b"POST"]),
+        b"/images/edits" => (Endpoint::ImageEdits, &[b"POST"]),
+        b"/images/variations" => (Endpoint::ImageVariations, &[b"POST"]),
+        b"/audio/transcriptions" => (Endpoint::AudioTranscriptions, &[b"POST"]),
+        b"/audio/translations" => (Endpoint::AudioTranslations, &[b"POST"]),
         b"/moderations" => (Endpoint::Moderations, &[b"POST"]),
         b"/rerank" => (Endpoint::Rerank, &[b"POST"]),
         b"/health" if path == b"/health" => (Endpoint::Health, &[b"GET"]),
@@ -265,6 +307,14 @@ mod tests {
                 Endpoint::ImageGenerations,
             ),
             (b"POST", b"/v1/audio/speech", Endpoint::AudioSpeech),
+            (b"POST", b"/v1/images/edits", Endpoint::ImageEdits),
+            (b"POST", b"/v1/images/variations", Endpoint::ImageVariations),
+            (
+                b"POST",
+                b"/v1/audio/transcriptions",
+                Endpoint::AudioTranscriptions,
+            ),
+            (b"POST", b"/audio/translations", Endpoint::AudioTranslations),
             (b"POST", b"/v1/moderations", Endpoint::Moderations),
             (b"POST", b"/v1/rerank", Endpoint::Rerank),
             (b"POST", b"/rerank", Endpoint::Rerank),

@@ -17,7 +17,8 @@ use crate::api::translate::{
     translate_request, EmbeddingFormat, RequestInto, TranslateError, TranslateLimits,
 };
 use crate::error::{Error, Kind};
-use crate::json::{scan_top_level, JsonError, TopLevel};
+use crate::api::multipart::{self, Scan};
+use crate::json::{scan_top_level, JsonError, StringField, TopLevel};
 use crate::providers::aws::invoke::anthropic_body_for_invoke;
 use crate::providers::google::{self, anthropic_body_for_vertex, vertex};
 use crate::providers::{bedrock, Dialect, Family, Provider};
@@ -66,6 +67,9 @@ pub(super) enum Source<'a> {
     /// bytes; a translation is left to `offload::translate` (the plan's
     /// `body` is `None`).
     Scanned(&'a TopLevel<'static>),
+    /// A `multipart/form-data` body (an upload) with this boundary: its
+    /// `model` field is read, and renamed in place, and nothing else.
+    Form { body: &'a [u8], boundary: &'a [u8] },
 }
 
 /// Admits and routes a request with a JSON body: validates it, finds
@@ -85,6 +89,7 @@ pub(super) fn plan_request<'a>(
     let (top, body) = match source {
         Source::Body(body) => (scan_top_level(body).map_err(admission_error)?, Some(body)),
         Source::Scanned(top) => (top.reborrow(), None),
+        Source::Form { body, boundary } => (form_fields(body, boundary)?, None),
     };
     let Some(model) = top.model else {
         if endpoint.model_optional() {
@@ -276,6 +281,34 @@ pub(super) fn plan_request<'a>(
     let (api_path, upstream_model) = plan.target(endpoint);
     provider.check_request_target(api_path, upstream_model)?;
     Ok((provider_idx, plan))
+}
+
+/// What routing reads of an upload: its `model` field, as a span of the
+/// body's bytes that a rename replaces as they are.
+fn form_fields<'a>(body: &'a [u8], boundary: &[u8]) -> Result<TopLevel<'a>, Error> {
+    let bad = |why: String| Error::client(Kind::BadRequest, why);
+    let model = match multipart::find_field(body, boundary, b"model", true) {
+        Ok(Scan::Found(span)) => {
+            let value = std::str::from_utf8(&body[span.clone()])
+                .ok()
+                .filter(|v| !v.is_empty() && !v.contains(|c: char| c.is_control()))
+                .ok_or_else(|| bad("the `model` field must be a model name".into()))?;
+            Some(StringField {
+                span,
+                value: Cow::Borrowed(value),
+            })
+        }
+        Ok(_) => None,
+        Err(e) => return Err(bad(format!("the multipart/form-data body is malformed: {e}"))),
+    };
+    Ok(TopLevel {
+        model,
+        stream: None,
+        stream_options: None,
+        object_end: 0,
+        member_count: 0,
+        max_output_tokens: None,
+    })
 }
 
 /// The chat API of a provider reached only by translation, and the

@@ -59,6 +59,7 @@ pub(super) fn upstream_request(
             let edits = BodyEdits {
                 len: body_len,
                 patch: patch.clone().map(|span| (span, upstream_model.as_ref())),
+                patch_raw: endpoint.is_multipart(),
                 insert: insert.map(|(_, member)| member),
             };
             let path = if endpoint.sends_client_path() {
@@ -91,6 +92,7 @@ pub(super) fn upstream_request(
             let edits = BodyEdits {
                 len: Some(new_body.len()),
                 patch: None,
+                patch_raw: false,
                 insert: None,
             };
             let (head, ranges) =
@@ -140,6 +142,9 @@ struct BodyEdits<'a> {
     len: Option<usize>,
     /// The old `model` value span and the new model name.
     patch: Option<(Range<usize>, &'a str)>,
+    /// The name goes in as it is (a form field's value), not as a JSON
+    /// string.
+    patch_raw: bool,
     /// Bytes inserted into the body.
     insert: Option<&'a [u8]>,
 }
@@ -181,7 +186,11 @@ fn build_head(
     let mut out = PooledBuf::take(1024 + head.head_len);
     let mut content_length = edits.len;
     if let (Some((span, new_model)), Some(len)) = (edits.patch, edits.len) {
-        push_json_string(&mut out, new_model);
+        if edits.patch_raw {
+            out.extend_from_slice(new_model.as_bytes());
+        } else {
+            push_json_string(&mut out, new_model);
+        }
         content_length = Some(len - span.len() + out.len());
     }
     let value = 0..out.len();
