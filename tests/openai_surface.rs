@@ -1,4 +1,5 @@
-//! The OpenAI routes beyond chat: images, speech, moderations and rerank,
+//! The OpenAI routes beyond chat: images (generations, edits, variations),
+//! speech, transcriptions and translations, moderations and rerank,
 //! routed by the model they name (or, where OpenAI's API defaults the
 //! model, to the default provider), over real sockets to the mock.
 
@@ -178,9 +179,14 @@ fn the_official_sdk_calls_these_routes() {
             "/v1/images/generations",
             "/v1/moderations",
             "/v1/responses/resp_abc123",
-            "/v1/responses/resp_abc123"
+            "/v1/responses/resp_abc123",
+            "/v1/audio/transcriptions",
+            "/v1/audio/translations",
+            "/v1/images/edits",
+            "/v1/images/variations"
         ]
     );
+    uploads_arrived_whole(&mock);
 }
 
 #[test]
@@ -204,9 +210,14 @@ fn the_official_node_sdk_calls_these_routes() {
             "/v1/images/generations",
             "/v1/moderations",
             "/v1/responses/resp_abc123",
-            "/v1/responses/resp_abc123"
+            "/v1/responses/resp_abc123",
+            "/v1/audio/transcriptions",
+            "/v1/audio/translations",
+            "/v1/images/edits",
+            "/v1/images/variations"
         ]
     );
+    uploads_arrived_whole(&mock);
 }
 
 #[test]
@@ -356,4 +367,137 @@ fn a_pass_through_to_an_anthropic_provider_errs_in_its_dialect() {
         .request("GET /v1/files/nope HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: nope\r\n\r\n")
         .unwrap();
     r.assert_openai_error(404);
+}
+
+/// Every upload the SDKs sent reached the mock as a well-formed form
+/// whose model was renamed and whose file came through byte for byte.
+fn uploads_arrived_whole(mock: &MockUpstream) {
+    let mut uploads = 0;
+    for rec in mock.requests() {
+        let Some(fields) = form_fields(&rec) else {
+            continue;
+        };
+        uploads += 1;
+        let field = |name: &str| fields.iter().find(|f| f.name == name);
+        if rec.target.starts_with("/v1/audio/") {
+            assert_eq!(field("model").unwrap().value, b"whisper-1");
+            let file = &field("file").unwrap().value;
+            assert!(file.iter().enumerate().all(|(i, &b)| b == (i % 256) as u8));
+            assert_eq!(file.len(), 16384);
+        } else {
+            let image = &field("image").unwrap().value;
+            assert_eq!(&image[..4], b"\x89PNG");
+        }
+    }
+    assert_eq!(uploads, 4);
+}
+
+const BOUNDARY: &str = "----shardgate-test-7f3a";
+
+/// A multipart body with `fields` in order, as curl writes one.
+fn form(fields: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, filename, value) in fields {
+        out.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"").as_bytes(),
+        );
+        if let Some(f) = filename {
+            out.extend_from_slice(
+                format!("; filename=\"{f}\"\r\nContent-Type: application/octet-stream").as_bytes(),
+            );
+        }
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    out
+}
+
+fn post_form(gw: &Gateway, path: &str, content_type: &str, body: &[u8]) -> Response {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nhost: gw\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    gw.connect().request(req).unwrap()
+}
+
+#[test]
+fn uploads_are_routed_by_their_model_field_and_renamed_in_place() {
+    let mock = MockUpstream::start();
+    let gw = zero_config(&mock);
+    let ct = format!("multipart/form-data; boundary={BOUNDARY}");
+    // 2 MiB of bytes that look like framing (CRLFs, dashes, a near-boundary)
+    // without being the boundary: larger than the off-loop threshold too.
+    let mut file = Vec::new();
+    while file.len() < 2 << 20 {
+        file.extend_from_slice(b"\r\n--\r\n\r\n----shardgate-test-7f3\x00\xff");
+    }
+    for order in ["model first", "file first"] {
+        let model = (&"model"[..], None, &b"openai/whisper-1"[..]);
+        let upload = (&"file"[..], Some("a.bin"), &file[..]);
+        let lang = (&"language"[..], None, &b"en"[..]);
+        let fields = if order == "model first" {
+            vec![model, lang, upload]
+        } else {
+            vec![upload, lang, model]
+        };
+        let r = post_form(&gw, "/v1/audio/transcriptions", &ct, &form(&fields));
+        assert_eq!(r.status, 200, "{order}: {}", r.text());
+        let text = r.json()["text"].as_str().unwrap().to_string();
+        assert_eq!(
+            text,
+            format!("mock transcript of {} bytes by whisper-1", file.len())
+        );
+        let got = mock.last();
+        assert_eq!(got.target, "/v1/audio/transcriptions");
+        let sent = form_fields(&got).unwrap();
+        let names: Vec<&str> = sent.iter().map(|f| f.name.as_str()).collect();
+        let want: Vec<&str> = fields.iter().map(|f| f.0).collect();
+        assert_eq!(names, want, "{order}");
+        for f in &sent {
+            let value: &[u8] = match f.name.as_str() {
+                "model" => b"whisper-1",
+                "file" => &file,
+                _ => b"en",
+            };
+            assert!(f.value == value, "{order}: field {} changed", f.name);
+        }
+        assert_eq!(got.header("content-type"), Some(ct.as_str()));
+    }
+
+    // Where OpenAI defaults the model, an upload without one goes to the
+    // default provider unchanged.
+    let body = form(&[
+        ("image", Some("a.png"), b"\x89PNG..."),
+        ("prompt", None, b"a gate"),
+    ]);
+    let r = post_form(&gw, "/v1/images/edits", &ct, &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(mock.last().body, body);
+
+    // What is not an upload, or not a well-formed one, is refused here.
+    let sent = mock.requests().len();
+    let r = post_form(
+        &gw,
+        "/v1/audio/transcriptions",
+        "application/json",
+        br#"{"model":"whisper-1"}"#,
+    );
+    r.assert_openai_error(400);
+    let cut = &form(&[("model", None, b"whisper-1")])[..20];
+    let r = post_form(&gw, "/v1/audio/transcriptions", &ct, cut);
+    let e = r.assert_openai_error(400);
+    assert!(e["message"].as_str().unwrap().contains("multipart"), "{e}");
+    let r = post_form(
+        &gw,
+        "/v1/audio/translations",
+        &ct,
+        &form(&[("file", Some("a"), b"x")]),
+    );
+    let e = r.assert_openai_error(400);
+    assert_eq!(e["param"], "model");
+    assert_eq!(mock.requests().len(), sent, "nothing refused was sent");
 }

@@ -114,7 +114,10 @@ pub fn find_field(
         if rest.starts_with(b"--") {
             return Ok(Scan::Absent);
         }
-        let pad = rest.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+        let pad = rest
+            .iter()
+            .take_while(|&&b| b == b' ' || b == b'\t')
+            .count();
         match rest.get(pad..pad + 2) {
             Some(b"\r\n") => at += pad + 2,
             Some(_) => return Err(MultipartError("a delimiter is not followed by CRLF")),
@@ -157,7 +160,11 @@ fn part_name(head: &[u8]) -> Option<&[u8]> {
             .then(|| &line[colon + 1..])
     })?;
     let mut params = line.split(|&b| b == b';');
-    if !params.next()?.trim_ascii().eq_ignore_ascii_case(b"form-data") {
+    if !params
+        .next()?
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"form-data")
+    {
         return None;
     }
     params.find_map(|p| {
@@ -187,7 +194,9 @@ mod tests {
             out.extend_from_slice(name.as_bytes());
             out.push(b'"');
             if let Some(f) = filename {
-                out.extend_from_slice(format!("; filename=\"{f}\"\r\nContent-Type: audio/mpeg").as_bytes());
+                out.extend_from_slice(
+                    format!("; filename=\"{f}\"\r\nContent-Type: audio/mpeg").as_bytes(),
+                );
             }
             out.extend_from_slice(b"\r\n\r\n");
             out.extend_from_slice(value);
@@ -208,40 +217,77 @@ mod tests {
 
     #[test]
     fn boundaries_of_form_data_only() {
-        let b = |ct: &str| form_data_boundary(ct.as_bytes()).map(|b| String::from_utf8_lossy(b).into_owned());
-        assert_eq!(b("multipart/form-data; boundary=abc").as_deref(), Some("abc"));
-        assert_eq!(b("Multipart/Form-Data;charset=utf-8; BOUNDARY=\"a b:c\"").as_deref(), Some("a b:c"));
+        let b = |ct: &str| {
+            form_data_boundary(ct.as_bytes()).map(|b| String::from_utf8_lossy(b).into_owned())
+        };
+        assert_eq!(
+            b("multipart/form-data; boundary=abc").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            b("Multipart/Form-Data;charset=utf-8; BOUNDARY=\"a b:c\"").as_deref(),
+            Some("a b:c")
+        );
         assert_eq!(b("multipart/mixed; boundary=abc"), None);
         assert_eq!(b("multipart/form-data"), None);
         assert_eq!(b("multipart/form-data; boundary="), None);
         assert_eq!(b("multipart/form-data; boundary=a b"), None);
-        assert_eq!(b(&format!("multipart/form-data; boundary={}", "x".repeat(71))), None);
+        assert_eq!(
+            b(&format!("multipart/form-data; boundary={}", "x".repeat(71))),
+            None
+        );
     }
 
     #[test]
     fn finds_a_field_before_after_or_between_files() {
         let audio = b"ID3\x03\x00--not-a-boundary\r\n\r\nbinary\x00\xff";
-        let model_first = body(&[("model", None, b"whisper-1"), ("file", Some("a.mp3"), audio)]);
-        let file_first = body(&[("file", Some("a.mp3"), audio), ("language", None, b"en"), ("model", None, b"gpt-4o-transcribe")]);
-        assert_eq!(found(&model_first, "model", true).as_deref(), Some("whisper-1"));
-        assert_eq!(found(&file_first, "model", true).as_deref(), Some("gpt-4o-transcribe"));
+        let model_first = body(&[
+            ("model", None, b"whisper-1"),
+            ("file", Some("a.mp3"), audio),
+        ]);
+        let file_first = body(&[
+            ("file", Some("a.mp3"), audio),
+            ("language", None, b"en"),
+            ("model", None, b"gpt-4o-transcribe"),
+        ]);
+        assert_eq!(
+            found(&model_first, "model", true).as_deref(),
+            Some("whisper-1")
+        );
+        assert_eq!(
+            found(&file_first, "model", true).as_deref(),
+            Some("gpt-4o-transcribe")
+        );
         assert_eq!(found(&file_first, "language", true).as_deref(), Some("en"));
         let Ok(Scan::Found(file)) = find_field(&file_first, BOUNDARY, b"file", true) else {
             panic!("no file part");
         };
         assert_eq!(&file_first[file], audio);
-        assert_eq!(find_field(&file_first, BOUNDARY, b"prompt", true), Ok(Scan::Absent));
+        assert_eq!(
+            find_field(&file_first, BOUNDARY, b"prompt", true),
+            Ok(Scan::Absent)
+        );
     }
 
     #[test]
     fn a_prefix_says_whether_to_read_more() {
-        let whole = body(&[("file", Some("a.mp3"), &[7u8; 300]), ("model", None, b"whisper-1")]);
+        let whole = body(&[
+            ("file", Some("a.mp3"), &[7u8; 300]),
+            ("model", None, b"whisper-1"),
+        ]);
         let at = whole.windows(9).position(|w| w == b"whisper-1").unwrap();
         for cut in 0..at + 9 + 2 {
             // The value is known only once the delimiter after it is read.
-            assert_eq!(find_field(&whole[..cut], BOUNDARY, b"model", false), Ok(Scan::NeedMore), "cut {cut}");
+            assert_eq!(
+                find_field(&whole[..cut], BOUNDARY, b"model", false),
+                Ok(Scan::NeedMore),
+                "cut {cut}"
+            );
         }
-        assert_eq!(found(&whole[..at + 9 + 4 + BOUNDARY.len()], "model", false).as_deref(), Some("whisper-1"));
+        assert_eq!(
+            found(&whole[..at + 9 + 4 + BOUNDARY.len()], "model", false).as_deref(),
+            Some("whisper-1")
+        );
         // The same prefix as a whole body is malformed.
         assert!(find_field(&whole[..at], BOUNDARY, b"model", true).is_err());
     }
@@ -252,12 +298,26 @@ mod tests {
         with_preamble.extend_from_slice(b"\r\n");
         with_preamble.extend_from_slice(&body(&[("model", None, b"m")]));
         assert_eq!(found(&with_preamble, "model", true).as_deref(), Some("m"));
-        let padded = body(&[("model", None, b"m")]).iter().copied().collect::<Vec<_>>();
-        let padded = [&padded[..2 + BOUNDARY.len()], b" \t", &padded[2 + BOUNDARY.len()..]].concat();
+        let padded = body(&[("model", None, b"m")])
+            .iter()
+            .copied()
+            .collect::<Vec<_>>();
+        let padded = [
+            &padded[..2 + BOUNDARY.len()],
+            b" \t",
+            &padded[2 + BOUNDARY.len()..],
+        ]
+        .concat();
         assert_eq!(found(&padded, "model", true).as_deref(), Some("m"));
         let bad = [&b"--"[..], BOUNDARY, b"xx\r\n"].concat();
         assert!(find_field(&bad, BOUNDARY, b"model", true).is_err());
-        let long_head = [&b"--"[..], BOUNDARY, b"\r\nX: ", &[b'a'; MAX_PART_HEADERS][..]].concat();
+        let long_head = [
+            &b"--"[..],
+            BOUNDARY,
+            b"\r\nX: ",
+            &[b'a'; MAX_PART_HEADERS][..],
+        ]
+        .concat();
         assert!(find_field(&long_head, BOUNDARY, b"model", false).is_err());
     }
 

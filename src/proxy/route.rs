@@ -11,13 +11,13 @@
 
 use super::endpoint::Endpoint;
 use super::translated::{NativeApi, TranslatedCall, Translation};
+use crate::api::multipart::{self, Scan};
 use crate::api::translate::{
     openai_embedding_format, openai_embeddings_to_cohere, openai_request_to_cohere_chat,
     openai_request_to_converse, openai_request_to_gemini, openai_stream_wants_usage,
     translate_request, EmbeddingFormat, RequestInto, TranslateError, TranslateLimits,
 };
 use crate::error::{Error, Kind};
-use crate::api::multipart::{self, Scan};
 use crate::json::{scan_top_level, JsonError, StringField, TopLevel};
 use crate::providers::aws::invoke::anthropic_body_for_invoke;
 use crate::providers::google::{self, anthropic_body_for_vertex, vertex};
@@ -299,7 +299,11 @@ fn form_fields<'a>(body: &'a [u8], boundary: &[u8]) -> Result<TopLevel<'a>, Erro
             })
         }
         Ok(_) => None,
-        Err(e) => return Err(bad(format!("the multipart/form-data body is malformed: {e}"))),
+        Err(e) => {
+            return Err(bad(format!(
+                "the multipart/form-data body is malformed: {e}"
+            )))
+        }
     };
     Ok(TopLevel {
         model,

@@ -342,7 +342,21 @@ fn answer(
     reply: Reply,
     st: &MockState,
 ) -> io::Result<bool> {
-    let req: Value = serde_json::from_slice(&rec.body).unwrap_or(Value::Null);
+    let form = form_fields(rec);
+    let req: Value = match &form {
+        Some(fields) => {
+            // An upload: the fields as JSON, each file as its size.
+            let object = fields.iter().map(|f| {
+                let value = match &f.filename {
+                    Some(_) => json!(f.value.len()),
+                    None => json!(String::from_utf8_lossy(&f.value)),
+                };
+                (f.name.clone(), value)
+            });
+            Value::Object(object.collect())
+        }
+        None => serde_json::from_slice(&rec.body).unwrap_or(Value::Null),
+    };
     let model = req["model"].as_str().unwrap_or("").to_string();
     let reply = match reply {
         Reply::Auto if req["stream"] == json!(true) => Reply::Sse {
@@ -557,6 +571,17 @@ pub fn mock_json(path: &str, model: &str, req: &Value) -> Value {
             "usage": {"input_tokens": 9, "output_tokens": 272, "total_tokens": 281,
                       "input_tokens_details": {"text_tokens": 9, "image_tokens": 0}},
         }),
+        "/audio/transcriptions" | "/audio/translations" => json!({
+            "text": format!("mock transcript of {} bytes by {model}", req["file"]),
+            "usage": {"type": "tokens", "input_tokens": 14, "output_tokens": 5, "total_tokens": 19,
+                      "input_token_details": {"text_tokens": 0, "audio_tokens": 14}},
+        }),
+        "/images/edits" | "/images/variations" => json!({
+            "created": CREATED,
+            "data": [{"b64_json": "aW1hZ2U="}],
+            "usage": {"input_tokens": 50, "output_tokens": 272, "total_tokens": 322,
+                      "input_tokens_details": {"text_tokens": 10, "image_tokens": 40}},
+        }),
         "/moderations" => json!({
             "id": "modr-mock", "model": model,
             "results": [{"flagged": false, "categories": {"violence": false},
@@ -583,6 +608,65 @@ pub fn mock_json(path: &str, model: &str, req: &Value) -> Value {
             json!({"error": {"message": format!("mock: no route {path}"), "type": "invalid_request_error", "param": null, "code": null}})
         }
     }
+}
+
+/// One field of a `multipart/form-data` body.
+#[derive(Debug, Clone)]
+pub struct FormField {
+    pub name: String,
+    pub filename: Option<String>,
+    pub value: Vec<u8>,
+}
+
+/// The fields of a request's `multipart/form-data` body, parsed here
+/// independently of the gateway's reader: split on the boundary line, each
+/// part's head cut at its empty line. `None` for a body of another type.
+pub fn form_fields(rec: &Recorded) -> Option<Vec<FormField>> {
+    let ct = rec.header("content-type")?;
+    let boundary = ct
+        .split(';')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("boundary="))?
+        .trim_matches('"')
+        .to_string();
+    if !ct
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("multipart/form-data")
+    {
+        return None;
+    }
+    let delimiter = format!("--{boundary}");
+    let body = &rec.body;
+    let find = |from: usize| {
+        body[from..]
+            .windows(delimiter.len())
+            .position(|w| w == delimiter.as_bytes())
+            .map(|i| i + from)
+    };
+    let mut fields = Vec::new();
+    let mut at = find(0)? + delimiter.len();
+    while body[at..].starts_with(b"\r\n") {
+        let next = find(at)?;
+        // The part is between the CRLF after one delimiter and the CRLF
+        // before the next.
+        let part = &body[at + 2..next - 2];
+        let split = part.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&part[..split]).to_string();
+        let param = |key: &str| {
+            head.split(';')
+                .map(str::trim)
+                .find_map(|p| p.strip_prefix(&format!("{key}=\"")))
+                .map(|v| v.split('"').next().unwrap_or("").to_string())
+        };
+        fields.push(FormField {
+            name: param("name")?,
+            filename: param("filename"),
+            value: part[split + 4..].to_vec(),
+        });
+        at = next + delimiter.len();
+    }
+    Some(fields)
 }
 
 /// Data of stream event `i`.
