@@ -298,10 +298,7 @@ mod tests {
         with_preamble.extend_from_slice(b"\r\n");
         with_preamble.extend_from_slice(&body(&[("model", None, b"m")]));
         assert_eq!(found(&with_preamble, "model", true).as_deref(), Some("m"));
-        let padded = body(&[("model", None, b"m")])
-            .iter()
-            .copied()
-            .collect::<Vec<_>>();
+        let padded = body(&[("model", None, b"m")]);
         let padded = [
             &padded[..2 + BOUNDARY.len()],
             b" \t",
