@@ -436,9 +436,9 @@ fn uploads_are_routed_by_their_model_field_and_renamed_in_place() {
         file.extend_from_slice(b"\r\n--\r\n\r\n----shardgate-test-7f3\x00\xff");
     }
     for order in ["model first", "file first"] {
-        let model = (&"model"[..], None, &b"openai/whisper-1"[..]);
-        let upload = (&"file"[..], Some("a.bin"), &file[..]);
-        let lang = (&"language"[..], None, &b"en"[..]);
+        let model = ("model", None, &b"openai/whisper-1"[..]);
+        let upload = ("file", Some("a.bin"), &file[..]);
+        let lang = ("language", None, &b"en"[..]);
         let fields = if order == "model first" {
             vec![model, lang, upload]
         } else {
