@@ -215,8 +215,12 @@ pub struct LimitsConfig {
     pub max_head_bytes: usize,
     /// Most header lines in a request. Over it: 431.
     pub max_headers: usize,
-    /// Largest request body, bytes. Over it: 413.
+    /// Largest request body read whole, bytes. Over it: 413, except for an
+    /// upload (images edits and variations, audio transcriptions and
+    /// translations) with a Content-Length, which is streamed through.
     pub max_body_bytes: usize,
+    /// Largest upload streamed through, bytes. Over it: 413.
+    pub max_upload_bytes: u64,
     /// Longest chunk-size line (with extensions) in a chunked body, bytes.
     pub max_chunk_line_bytes: usize,
     /// A whole request head must arrive within this, milliseconds, counted
@@ -285,6 +289,7 @@ impl Default for LimitsConfig {
             max_head_bytes: 16 * 1024,
             max_headers: 100,
             max_body_bytes: 32 * 1024 * 1024,
+            max_upload_bytes: 1024 * 1024 * 1024,
             max_chunk_line_bytes: 4096,
             header_read_timeout_ms: Duration::from_millis(10_000),
             body_read_timeout_ms: Duration::from_millis(60_000),

@@ -13,6 +13,7 @@ use super::context::{Request, RequestCtx};
 use super::downstream::{Body, Downstream};
 use super::endpoint::{classify, method_forbids_content, split_target, Endpoint, UNKNOWN_ROUTE};
 
+use crate::api::multipart;
 use crate::error::{Error, Kind};
 use crate::governance::{presented_secret, unix_now, KeyEntry, KeyMemo, ShardKey};
 use crate::http1::framing::{request_framing, BodyKind, FramingError};
@@ -224,18 +225,31 @@ pub(super) async fn admit<S: ClientIo>(
             })?;
         }
     }
-    // The body is always consumed whole so the connection stays in sync.
-    let (body, next) = down
-        .read_body(&framing, limits)
-        .await
-        .map_err(Refused::closing)?;
+    // The body is always consumed whole so the connection stays in sync,
+    // but for an upload too large to hold, streamed through: its
+    // connection closes after the answer (the rest of the body may not
+    // have been read).
+    let upload = match (&classified, framing.body) {
+        (Ok(e), BodyKind::Length(n)) if e.is_multipart() && n > limits.max_body_bytes as u64 => {
+            down.head
+                .header(&down.rbuf, b"content-type")
+                .and_then(multipart::form_data_boundary)
+                .map(|b| (n, b.to_vec()))
+        }
+        _ => None,
+    };
+    let read = match &upload {
+        Some((len, boundary)) => {
+            ctx.facts.keep_alive = false;
+            down.read_upload_start(*len, boundary, &framing, limits)
+                .await
+        }
+        None => down.read_body(&framing, limits).await,
+    };
+    let (body, next) = read.map_err(Refused::closing)?;
     ctx.next_request = next;
     let outcome = &mut ctx.outcome;
-    outcome.bytes_in = match &body {
-        Body::Empty => 0,
-        Body::InPlace(r) => r.len() as u64,
-        Body::Decoded(b) => b.len() as u64,
-    };
+    outcome.bytes_in = body.len();
     // x-request-id: the client's, else ours; either way it goes upstream.
     let generated_id = match down.head.header(&down.rbuf, b"x-request-id") {
         Some(id) => {

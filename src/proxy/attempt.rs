@@ -135,6 +135,8 @@ pub(super) async fn run_attempts<S: ClientIo>(
                     Body::Empty => b"",
                     Body::InPlace(r) => &down.rbuf[r.clone()],
                     Body::Decoded(b) => b,
+                    // Read through its `model` field.
+                    Body::Streamed(u) => &down.rbuf[u.prefix.clone()],
                 };
                 let source = if endpoint.is_multipart() {
                     match form_boundary(&down.head, &down.rbuf) {

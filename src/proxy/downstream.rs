@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use monoio::buf::IoBufMut;
 use monoio::io::AsyncReadRent;
 
+use crate::api::multipart::{self, Scan};
 use crate::api::translate::anthropic_error;
 use crate::buf::{write_all, PooledBuf};
 use crate::config::LimitsConfig;
@@ -46,6 +47,39 @@ pub enum Body {
     InPlace(Range<usize>),
     /// A decoded chunked body.
     Decoded(PooledBuf),
+    /// An upload larger than `max_body_bytes`: its start (through its
+    /// `model` field) in place in `rbuf`, the rest still on the client's
+    /// socket, copied upstream as it arrives (see [`Upload`]).
+    Streamed(Upload),
+}
+
+/// An upload streamed through rather than held: how much of it is still
+/// to be read from the client, and by when.
+#[derive(Clone, Debug)]
+pub struct Upload {
+    /// The part read so far, in `rbuf`.
+    pub prefix: Range<usize>,
+    /// Bytes of it still unread.
+    pub rest: u64,
+    /// The whole body must have arrived by then (`body_read_timeout_ms`).
+    pub deadline: Instant,
+}
+
+/// How much of an upload is read, at most, to find its `model` field
+/// before the rest is streamed: a form's small fields come first when
+/// curl or Python's SDK writes it.
+pub const UPLOAD_PREFIX_BYTES: usize = 1024 * 1024;
+
+impl Body {
+    /// The body's length, all of it.
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::InPlace(r) => r.len() as u64,
+            Body::Decoded(b) => b.len() as u64,
+            Body::Streamed(u) => u.prefix.len() as u64 + u.rest,
+        }
+    }
 }
 
 /// Generic over the transport (`TcpStream`, or TLS over it): a plain
@@ -199,6 +233,91 @@ impl<S: ClientIo> Downstream<S> {
             }
             BodyKind::Chunked => self.read_chunked(framing, limits, deadline).await,
         }
+    }
+
+    /// Reads the start of an upload of `len` bytes (more than
+    /// `max_body_bytes`, at most `max_upload_bytes`) until its `model`
+    /// field is whole, or the form ends without one; never past the body.
+    /// Returns it and the offset where the next request starts (after the
+    /// rest, which stays on the socket).
+    pub async fn read_upload_start(
+        &mut self,
+        len: u64,
+        boundary: &[u8],
+        framing: &RequestFraming,
+        limits: &LimitsConfig,
+    ) -> Result<(Body, usize), Error> {
+        if len > limits.max_upload_bytes {
+            return Err(Error::client(
+                Kind::PayloadTooLarge,
+                format!(
+                    "upload of {len} bytes is over this gateway's limit of {} (limits.max_upload_bytes)",
+                    limits.max_upload_bytes
+                ),
+            ));
+        }
+        let head_len = self.head.head_len;
+        let deadline = Instant::now() + limits.body_read_timeout_ms;
+        let cap = (len as usize).min(UPLOAD_PREFIX_BYTES);
+        if framing.expect_continue {
+            self.write_continue().await?;
+        }
+        loop {
+            // Pipelined bytes after a (small) body are not the body's.
+            let read = (self.rbuf.len() - head_len).min(cap);
+            let prefix = &self.rbuf[head_len..head_len + read];
+            match multipart::find_field(prefix, boundary, b"model", read as u64 == len) {
+                Ok(Scan::NeedMore) if read < cap => {}
+                Ok(Scan::NeedMore) => {
+                    return Err(Error::client(
+                        Kind::PayloadTooLarge,
+                        format!(
+                            "an upload larger than {} bytes (limits.max_body_bytes) is streamed, \
+                             and must send its `model` field before its file, within its first {} bytes",
+                            limits.max_body_bytes, UPLOAD_PREFIX_BYTES
+                        ),
+                    ))
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    return Err(Error::client(
+                        Kind::BadRequest,
+                        format!("the multipart/form-data body is malformed: {e}"),
+                    ))
+                }
+            }
+            // Read into the room left before `cap`: never past the body.
+            let room = head_len + cap - self.rbuf.len();
+            self.rbuf.reserve(room);
+            let owned = mem::replace(&mut self.rbuf, PooledBuf::empty());
+            let at = owned.len();
+            let read = before(deadline, self.stream.read(owned.slice_mut(at..at + room))).await;
+            let Some((res, slice)) = read else {
+                return Err(body_timeout());
+            };
+            self.rbuf = slice.into_inner();
+            match res {
+                Ok(0) => {
+                    return Err(Error::client(
+                        Kind::BadRequest,
+                        "connection closed inside an upload",
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(Error::client(Kind::BadRequest, format!("read failed: {e}"))),
+            }
+        }
+        let prefix = head_len..(head_len + cap).min(self.rbuf.len());
+        let rest = len - prefix.len() as u64;
+        let next = prefix.end;
+        Ok((
+            Body::Streamed(Upload {
+                prefix,
+                rest,
+                deadline,
+            }),
+            next,
+        ))
     }
 
     async fn read_chunked(

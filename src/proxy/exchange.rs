@@ -7,6 +7,7 @@
 //!
 //! Invariant: this module imports none of the phases; they import it.
 
+use super::downstream::Upload;
 use std::future::Future;
 use std::mem;
 use std::ops::Range;
@@ -51,6 +52,9 @@ pub struct OutgoingRequest {
     /// Bytes of `head` inserted into the body at an offset (a member added
     /// before the closing brace); after `patch` in the body.
     pub insert: Option<(usize, Range<usize>)>,
+    /// An upload streamed through: `body` holds its start, the rest is
+    /// copied from the client once that is written.
+    pub upload: Option<Upload>,
 }
 
 impl OutgoingRequest {
@@ -166,6 +170,9 @@ pub(super) struct Report {
     pub output_seen: u64,
     /// A governed stream was cut by its key's budget or token limit.
     pub cut: Option<super::govern::Cut>,
+    /// An upload's rest began to be copied from the client: it cannot be
+    /// sent again, and the client connection ends after the answer.
+    pub upload_taken: bool,
 }
 
 impl Report {

@@ -32,10 +32,12 @@ use std::mem;
 use std::pin::{pin, Pin};
 use std::time::{Duration, Instant};
 
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
-use crate::buf::{write_all_vectored, PooledBuf};
+use super::downstream::Upload;
+use crate::buf::{write_all, write_all_vectored, PooledBuf};
 use crate::error::{Error, Kind, Retry};
 use crate::http1::framing::{response_framing, BodyKind};
 use crate::http1::parse::Parsed;
@@ -83,6 +85,22 @@ pub struct Leg<'a> {
 pub async fn forward<S: ClientIo>(
     leg: &Leg<'_>,
     side: &mut UpstreamSide,
+    req: OutgoingRequest,
+    client: &mut ClientStream<S>,
+    facts: &ClientFacts,
+    on_head: &mut dyn FnMut(u16),
+) -> (Result<Relayed, Error>, Option<PooledBuf>) {
+    let (result, body) = forward_once(leg, side, req, client, facts, on_head).await;
+    // An upload whose rest went (or began to go) upstream cannot be sent
+    // again: its buffer is not handed back, so no attempt follows and the
+    // connection closes after the answer.
+    let body = if side.report.upload_taken { None } else { body };
+    (result, body)
+}
+
+async fn forward_once<S: ClientIo>(
+    leg: &Leg<'_>,
+    side: &mut UpstreamSide,
     mut req: OutgoingRequest,
     client: &mut ClientStream<S>,
     facts: &ClientFacts,
@@ -95,6 +113,9 @@ pub async fn forward<S: ClientIo>(
         translation,
         hold,
     } = leg;
+    // Nothing of an upload is held back for another attempt to improve on:
+    // there can be none.
+    let hold = hold && req.upload.is_none();
     side.discard_held();
     let gw = &generation.gateway;
     let p = &gw.router.providers[provider];
@@ -119,7 +140,10 @@ pub async fn forward<S: ClientIo>(
         p,
         pool,
     };
-    let exchanged = exchange(&dial, side, &mut req, &mut urbuf, client.tcp()).await;
+    let exchanged = match req.upload.take() {
+        None => exchange(&dial, side, &mut req, &mut urbuf, client.tcp()).await,
+        Some(upload) => exchange_upload(&dial, side, &mut req, &mut urbuf, client, &upload).await,
+    };
     let body_buf = req.body.take();
     let (mut up, clock) = match exchanged {
         Exchanged::Head(up, clock) => (up, clock),
@@ -345,6 +369,158 @@ pub(super) async fn exchange<D: Dial>(
     exchanged
 }
 
+/// How much of an upload is copied at a time.
+const UPLOAD_COPY_BYTES: usize = 64 * 1024;
+
+/// [`exchange`] for an upload streamed through: on a fresh connection (a
+/// stale pooled one could fail after the copy began, and nothing can be
+/// sent again then), the request's head and the upload's start, then the
+/// rest copied from the client as it arrives, then the response head.
+/// Once the copy begins (`side.report.upload_taken`), every failure is
+/// final. The client is not watched during the copy: its reads tell.
+async fn exchange_upload<S: ClientIo>(
+    dial: &ProviderDial<'_>,
+    side: &mut UpstreamSide,
+    req: &mut OutgoingRequest,
+    urbuf: &mut PooledBuf,
+    client: &mut ClientStream<S>,
+    upload: &Upload,
+) -> Exchanged<UpstreamConn> {
+    let (name, timeouts) = (dial.name(), dial.timeouts());
+    let mut up = match dial.dial().await {
+        Ok(c) => c,
+        Err(e) => return Exchanged::Failed(e),
+    };
+    let clock = AttemptClock::start(timeouts, Instant::now());
+    let mut iov = side.iov.take().unwrap_or_default();
+    iov.reset(
+        mem::replace(&mut req.head, PooledBuf::empty()),
+        req.body.take(),
+    );
+    req.segments(&mut iov);
+    let request_len = iov.remaining();
+    let written =
+        monoio::time::timeout(timeouts.first_byte, write_all_vectored(&mut up, iov)).await;
+    let Ok((res, back)) = written else {
+        return Exchanged::WriteTimedOut(Error::upstream(
+            Kind::UpstreamTimeout,
+            false,
+            format!(
+                "{name} did not take the upload within {:?}",
+                timeouts.first_byte
+            ),
+        ));
+    };
+    let none_taken = back.remaining() == request_len;
+    iov = back;
+    let (h, b) = iov.take_bufs();
+    req.head = h.expect("head buffer returned");
+    req.body = b;
+    side.iov = Some(iov);
+    if let Err(e) = res {
+        return closed(
+            reached(none_taken, false),
+            format!("writing to {name} failed: {e}"),
+        );
+    }
+    side.report.upload_taken = true;
+    if let Err(cut) = copy_upload(client, &mut up, upload, timeouts.first_byte).await {
+        return match cut {
+            UploadCut::Client(why) => {
+                side.report.client_left = true;
+                Exchanged::Failed(Error::client(Kind::BadRequest, why))
+            }
+            UploadCut::Upstream(why) => closed(Retry::Never, format!("{name} {why}")),
+        };
+    }
+    urbuf.clear();
+    side.scanner.reset();
+    let head = {
+        let head = pin!(clock.head(read_response_head(&mut up, urbuf, side)));
+        unless_client_leaves(client.tcp(), head).await
+    };
+    match head {
+        None => {
+            side.report.client_left = true;
+            Exchanged::ClientLeft
+        }
+        Some(Ok(Ok(()))) => Exchanged::Head(up, clock),
+        Some(Ok(Err(HeadFailure::ClosedBeforeResponse(e)))) => closed(
+            Retry::Never,
+            format!("{name} closed the connection before responding{e}"),
+        ),
+        Some(Ok(Err(HeadFailure::Malformed(why)))) => Exchanged::Failed(Error::upstream(
+            Kind::UpstreamProtocol,
+            false,
+            format!("{name}: {why}"),
+        )),
+        Some(Err(expired)) => Exchanged::Failed(Error::upstream(
+            Kind::UpstreamTimeout,
+            false,
+            format!("{name} {expired}"),
+        )),
+    }
+}
+
+/// Why an upload's copy stopped short.
+enum UploadCut {
+    /// The client closed, failed or was too slow inside its body.
+    Client(String),
+    /// The upstream stopped taking it.
+    Upstream(String),
+}
+
+/// Copies the `upload.rest` bytes still on the client's socket to `up`,
+/// one buffer at a time: each read bounded by the upload's deadline, each
+/// write by `write_timeout`. Never reads past the body.
+async fn copy_upload<S: ClientIo>(
+    client: &mut ClientStream<S>,
+    up: &mut impl AsyncWriteRent,
+    upload: &Upload,
+    write_timeout: Duration,
+) -> Result<(), UploadCut> {
+    let mut rest = upload.rest;
+    let mut buf = PooledBuf::take(UPLOAD_COPY_BYTES);
+    while rest > 0 {
+        let want = (rest as usize).min(UPLOAD_COPY_BYTES);
+        buf.clear();
+        let left = upload.deadline.saturating_duration_since(Instant::now());
+        let read = monoio::time::timeout(left, client.read(buf.slice_mut(0..want))).await;
+        let Ok((res, slice)) = read else {
+            return Err(UploadCut::Client(
+                "the upload did not arrive in time (limits.body_read_timeout_ms)".into(),
+            ));
+        };
+        buf = slice.into_inner();
+        match res {
+            Ok(0) => {
+                return Err(UploadCut::Client(
+                    "connection closed inside an upload".into(),
+                ))
+            }
+            Ok(n) => rest -= n as u64,
+            Err(e) => {
+                return Err(UploadCut::Client(format!(
+                    "read failed inside an upload: {e}"
+                )))
+            }
+        }
+        let written = monoio::time::timeout(write_timeout, write_all(up, buf)).await;
+        let Ok((res, back)) = written else {
+            return Err(UploadCut::Upstream(format!(
+                "did not take the upload within {write_timeout:?}"
+            )));
+        };
+        buf = back;
+        if let Err(e) = res {
+            return Err(UploadCut::Upstream(format!(
+                "stopped taking the upload: {e}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Relays the response [`forward`] held, as it would have relayed it.
 pub async fn relay_held<S: ClientIo>(
     generation: &Generation,
@@ -565,6 +741,7 @@ mod tests {
                 body_range: 0..0,
                 patch: None,
                 insert: None,
+                upload: None,
             }
         };
         for line in [&b"GET /v1/models HTTP/1.1\r\n"[..], b"HEAD / HTTP/1.1\r\n"] {

@@ -43,6 +43,16 @@ impl Lent {
                 r.clone(),
                 Lent::ReadBuffer,
             ),
+            // The start of an upload, in the read buffer; the rest is
+            // copied from the client by the exchange.
+            (None, Body::Streamed(u)) => {
+                req.upload = Some(u.clone());
+                (
+                    Some(mem::replace(&mut down.rbuf, PooledBuf::empty())),
+                    u.prefix.clone(),
+                    Lent::ReadBuffer,
+                )
+            }
             (None, Body::Decoded(b)) => {
                 let b = mem::replace(b, PooledBuf::empty());
                 let len = b.len();

@@ -44,12 +44,7 @@ static QUEUED: AtomicUsize = AtomicUsize::new(0);
 
 /// Whether `body`'s work goes off the loop.
 pub(super) fn applies(limits: &LimitsConfig, body: &Body) -> bool {
-    let len = match body {
-        Body::Empty => 0,
-        Body::InPlace(r) => r.len(),
-        Body::Decoded(b) => b.len(),
-    };
-    len >= limits.offload_body_bytes
+    !matches!(body, Body::Streamed(_)) && body.len() >= limits.offload_body_bytes as u64
 }
 
 /// What became of work sent off the loop.
@@ -126,7 +121,8 @@ where
         ));
     };
     let (buf, range) = match body {
-        Body::Empty => (Vec::new(), 0..0),
+        // Never sent off the loop (`applies`).
+        Body::Empty | Body::Streamed(_) => (Vec::new(), 0..0),
         Body::InPlace(r) => (mem::take(&mut *down.rbuf), r.clone()),
         Body::Decoded(b) => {
             let len = b.len();
@@ -155,7 +151,7 @@ where
         ));
     };
     match body {
-        Body::Empty => {}
+        Body::Empty | Body::Streamed(_) => {}
         Body::InPlace(_) => down.rbuf = PooledBuf::from_vec(buf),
         Body::Decoded(b) => *b = PooledBuf::from_vec(buf),
     }

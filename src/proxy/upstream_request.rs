@@ -37,8 +37,9 @@ pub(super) fn upstream_request(
 ) -> (OutgoingRequest, Option<Vec<u8>>, Option<TranslatedCall>) {
     let (body_len, body_offset) = match body {
         Body::Empty => (None, 0),
-        Body::InPlace(r) => (Some(r.len()), r.start),
-        Body::Decoded(b) => (Some(b.len()), 0),
+        Body::InPlace(r) => (Some(r.len() as u64), r.start),
+        Body::Decoded(b) => (Some(b.len() as u64), 0),
+        Body::Streamed(u) => (Some(body.len()), u.prefix.start),
     };
     let (head, head_range, value_range, patch, insert, translated, call) = match plan {
         Plan::PassThrough {
@@ -90,7 +91,7 @@ pub(super) fn upstream_request(
             let new_body =
                 new_body.expect("a large body is translated before its request is built");
             let edits = BodyEdits {
-                len: Some(new_body.len()),
+                len: Some(new_body.len() as u64),
                 patch: None,
                 patch_raw: false,
                 insert: None,
@@ -116,6 +117,7 @@ pub(super) fn upstream_request(
         body_range: 0..0,
         patch,
         insert,
+        upload: None,
     };
     (req, translated, call)
 }
@@ -139,7 +141,7 @@ pub(super) struct HeadSource<'a> {
 /// Content-Length and the bytes the head buffer carries.
 struct BodyEdits<'a> {
     /// The client's body length (`None`: no body).
-    len: Option<usize>,
+    len: Option<u64>,
     /// The old `model` value span and the new model name.
     patch: Option<(Range<usize>, &'a str)>,
     /// The name goes in as it is (a form field's value), not as a JSON
@@ -191,12 +193,12 @@ fn build_head(
         } else {
             push_json_string(&mut out, new_model);
         }
-        content_length = Some(len - span.len() + out.len());
+        content_length = Some(len - span.len() as u64 + out.len() as u64);
     }
     let value = 0..out.len();
     if let (Some(bytes), Some(len)) = (edits.insert, content_length) {
         out.extend_from_slice(bytes);
-        content_length = Some(len + bytes.len());
+        content_length = Some(len + bytes.len() as u64);
     }
     let insert = value.end..out.len();
     let head_start = out.len();
@@ -214,7 +216,7 @@ fn build_head(
         p.write_auth_headers(&mut out, b"", b"", b"");
     }
     if let Some(len) = content_length {
-        push_content_length(&mut out, len as u64);
+        push_content_length(&mut out, len);
     }
     if let Some(id) = request_id {
         push_header(&mut out, b"x-request-id", id.as_bytes());

@@ -638,12 +638,8 @@ pub fn form_fields(rec: &Recorded) -> Option<Vec<FormField>> {
     }
     let delimiter = format!("--{boundary}");
     let body = &rec.body;
-    let find = |from: usize| {
-        body[from..]
-            .windows(delimiter.len())
-            .position(|w| w == delimiter.as_bytes())
-            .map(|i| i + from)
-    };
+    let finder = memchr::memmem::Finder::new(delimiter.as_bytes());
+    let find = |from: usize| finder.find(&body[from..]).map(|i| i + from);
     let mut fields = Vec::new();
     let mut at = find(0)? + delimiter.len();
     while body[at..].starts_with(b"\r\n") {
@@ -651,7 +647,7 @@ pub fn form_fields(rec: &Recorded) -> Option<Vec<FormField>> {
         // The part is between the CRLF after one delimiter and the CRLF
         // before the next.
         let part = &body[at + 2..next - 2];
-        let split = part.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let split = memchr::memmem::find(part, b"\r\n\r\n")?;
         let head = String::from_utf8_lossy(&part[..split]).to_string();
         let param = |key: &str| {
             head.split(';')

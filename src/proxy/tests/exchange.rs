@@ -86,6 +86,7 @@ fn request(method: &str) -> OutgoingRequest {
         body_range: 0..2,
         patch: None,
         insert: None,
+        upload: None,
     }
 }
 
