@@ -167,18 +167,14 @@ struct CachedDetails {
 /// (which allocates its path): this runs once per proxied response, and
 /// the usage object itself is parsed strictly.
 fn raw_usage_at<'de, T: Deserialize<'de>>(body: &'de [u8], path: &[&str]) -> Option<T> {
-    sonic_rs::from_slice(usage_json(body, path)?).ok()
-}
-
-/// The non-generic half of [`raw_usage_at`]: one copy of the locating
-/// code for every usage shape, so the compiler keeps it inlined (a copy
-/// per shape is not, and costs the common response ~500 instructions).
-fn usage_json<'a>(body: &'a [u8], path: &[&str]) -> Option<&'a [u8]> {
     let mut raw = body;
     for key in path {
         raw = top_level_value(raw, key.as_bytes())?;
     }
-    (raw != b"null").then_some(raw)
+    if raw == b"null" {
+        return None;
+    }
+    sonic_rs::from_slice(raw).ok()
 }
 
 impl RawUsage {
