@@ -133,28 +133,50 @@ fn models_are_answered_locally_when_configured_else_by_the_default_provider() {
         "[[models]]\nname = \"fast\"\nprovider = \"openai\"\nupstream_model = \"gpt-4o-mini\"\naliases = [\"quick\"]\n\n[[models]]\nname = \"smart\"\nprovider = \"openai\"\n",
     );
     each_driver(|d| {
-        let before = mock.requests().len();
         let gw = Gateway::start(GatewayOpts::config(d, cfg.clone()));
-        let r = gw.get("/v1/models");
-        assert_eq!(r.status, 200);
-        let v = r.json();
-        assert_eq!(v["object"], "list");
-        let ids: Vec<_> = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| {
-                assert_eq!(m["object"], "model");
-                assert!(m["created"].is_u64() && m["owned_by"].is_string(), "{m}");
-                m["id"].as_str().unwrap().to_string()
-            })
-            .collect();
-        assert_eq!(ids, ["fast", "quick", "smart"]);
+        // The configured models, then the provider's own list, fetched by
+        // the gateway just after start.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let ids = loop {
+            let r = gw.get("/v1/models");
+            assert_eq!(r.status, 200);
+            let v = r.json();
+            assert_eq!(v["object"], "list");
+            let ids: Vec<_> = v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    assert_eq!(m["object"], "model");
+                    assert!(m["created"].is_u64() && m["owned_by"].is_string(), "{m}");
+                    m["id"].as_str().unwrap().to_string()
+                })
+                .collect();
+            if ids.len() > 3 || Instant::now() > deadline {
+                break ids;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(
+            ids,
+            [
+                "fast",
+                "quick",
+                "smart",
+                "mock-model-a",
+                "openai/mock-model-a",
+                "mock-model-b",
+                "openai/mock-model-b"
+            ]
+        );
+        let before = mock.requests().len();
+        assert_eq!(gw.get("/v1/models").status, 200);
         assert_eq!(
             mock.requests().len(),
             before,
-            "configured models are answered locally"
+            "the list is answered locally"
         );
+        assert!(!mock.list_fetches().is_empty());
 
         // A configured model is sent upstream under its upstream name.
         let r = gw.post("/v1/chat/completions", r#"{"model":"quick","messages":[]}"#);

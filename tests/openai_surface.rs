@@ -501,3 +501,112 @@ fn uploads_are_routed_by_their_model_field_and_renamed_in_place() {
     assert_eq!(e["param"], "model");
     assert_eq!(mock.requests().len(), sent, "nothing refused was sent");
 }
+
+/// The ids `/v1/models` answers, once they include `want` (the lists
+/// are fetched just after start, by a thread of the gateway's own).
+fn model_ids_once(gw: &Gateway, want: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = gw.get("/v1/models");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let ids: Vec<String> = r.json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect();
+        if ids.iter().any(|i| i == want) {
+            return ids;
+        }
+        assert!(Instant::now() < deadline, "{want} never listed: {ids:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn models_merge_the_configured_ones_with_each_providers_own_list() {
+    let (oa, an) = (MockUpstream::start(), MockUpstream::start());
+    let config = format!(
+        "default_provider = \"openai\"\n\n[server]\nlisten = \"127.0.0.1:1\"\npin_cores = false\n\n\
+         [providers.openai]\nbase_url = \"{}\"\napi_key = \"{PROVIDER_KEY}\"\n\n\
+         [providers.anthropic]\nbase_url = \"http://{}\"\napi_key = \"sk-ant-test\"\n\n\
+         [[models]]\nname = \"fast\"\nprovider = \"anthropic\"\nupstream_model = \"claude-haiku\"\n",
+        oa.base_url(),
+        an.addr
+    );
+    let gw = Gateway::start(GatewayOpts::config(Driver::IoUring, config));
+    let ids = model_ids_once(&gw, "anthropic/mock-model-b");
+    assert_eq!(
+        ids,
+        [
+            "fast",
+            "anthropic/mock-model-a",
+            "anthropic/mock-model-b",
+            // The default provider's models route bare too.
+            "mock-model-a",
+            "openai/mock-model-a",
+            "mock-model-b",
+            "openai/mock-model-b"
+        ]
+    );
+    // Each list was asked for once, with the provider's own auth.
+    let asked = an.list_fetches();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(
+        (asked[0].method.as_str(), asked[0].target.as_str()),
+        ("GET", "/v1/models")
+    );
+    assert_eq!(asked[0].header("x-api-key"), Some("sk-ant-test"));
+    assert!(asked[0].header("anthropic-version").is_some());
+    let asked = oa.list_fetches();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0].target, "/v1/models");
+    assert_eq!(
+        asked[0].header("authorization"),
+        Some(&*format!("Bearer {PROVIDER_KEY}"))
+    );
+    // Answered from the cache: no provider is asked again per request.
+    for _ in 0..5 {
+        assert_eq!(gw.get("/v1/models").status, 200);
+    }
+    assert_eq!(oa.list_fetches().len() + an.list_fetches().len(), 2);
+    assert!(oa.requests().is_empty() && an.requests().is_empty());
+    // A listed model routes as it is listed.
+    for (listed, mock) in [("openai/mock-model-b", &oa), ("mock-model-b", &oa)] {
+        let body =
+            format!(r#"{{"model":"{listed}","messages":[{{"role":"user","content":"hi"}}]}}"#);
+        let r = gw.post("/v1/chat/completions", &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(mock.last().json()["model"], "mock-model-b");
+    }
+}
+
+#[test]
+fn a_provider_whose_list_fails_leaves_the_others() {
+    let oa = MockUpstream::with(|info| {
+        if info.path.ends_with("/models") {
+            Reply::Error {
+                status: 500,
+                message: "list unavailable".into(),
+                headers: vec![],
+            }
+        } else {
+            Reply::Auto
+        }
+    });
+    let other = MockUpstream::start();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:1\"\npin_cores = false\n\n\
+         [providers.a]\nbase_url = \"{}\"\n\n[providers.b]\nbase_url = \"{}\"\n",
+        oa.base_url(),
+        other.base_url()
+    );
+    let gw = Gateway::start(GatewayOpts::config(Driver::IoUring, config));
+    let ids = model_ids_once(&gw, "b/mock-model-a");
+    assert_eq!(ids, ["b/mock-model-a", "b/mock-model-b"]);
+    assert!(
+        gw.log().contains("model list was not fetched"),
+        "{}",
+        gw.log()
+    );
+}

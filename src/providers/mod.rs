@@ -23,6 +23,7 @@ pub mod catalog;
 mod check;
 pub mod google;
 mod load;
+pub mod model_lists;
 pub mod openai;
 pub mod prices;
 pub mod router;
@@ -63,6 +64,9 @@ pub struct Provider {
     /// For https base URLs: the connector (sharing one session cache across
     /// shards, so reconnects resume) and the SNI name.
     pub tls: Option<(monoio_rustls::TlsConnector, ServerName<'static>)>,
+    /// The same TLS client config, for the gateway's own blocking
+    /// requests to it (its model list).
+    tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Its own timeouts, or `[upstream]`'s where it sets none.
     pub timeouts: Timeouts,
     /// Path every request target starts with (base path + family root).
@@ -157,7 +161,7 @@ impl Provider {
                 )
             }
         };
-        let tls = if url.tls {
+        let (tls, tls_config) = if url.tls {
             let server = ServerName::try_from(url.host.clone())
                 .map_err(|e| bad("base_url", format!("bad TLS server name: {e}")))?;
             let (trust, trust_field) = match (&cfg.ca_file, cfg.tls_insecure_skip_verify) {
@@ -166,9 +170,10 @@ impl Provider {
                 (None, false) => (Trust::Default, "base_url"),
             };
             let config = tls::client_config(trust, name).map_err(|m| bad(trust_field, m))?;
-            Some((monoio_rustls::TlsConnector::from(config), server))
+            let connector = monoio_rustls::TlsConnector::from(config.clone());
+            (Some((connector, server)), Some(config))
         } else {
-            None
+            (None, None)
         };
         let addrs = url.resolve().unwrap_or_default();
         let mut rendered = Vec::new();
@@ -181,6 +186,7 @@ impl Provider {
             url,
             addrs,
             tls,
+            tls_config,
             timeouts: crate::upstream::timeouts::Timeouts::for_provider(cfg, upstream),
             path_root,
             api_version,
@@ -325,6 +331,37 @@ impl Provider {
             // Checked by `check_request_target` a moment before; a token
             // that lapsed since goes out without and is refused upstream.
             token.write_header(out);
+        }
+    }
+
+    /// The request for this provider's own model list (`GET …/models`,
+    /// with its auth, to be sent on a connection of its own), for the
+    /// families that list models in OpenAI's shape (`data[].id`): OpenAI
+    /// and every compatible server, and Anthropic. `None` for the others.
+    pub fn model_list_request(&self) -> Option<Vec<u8>> {
+        if !matches!(self.family, Family::OpenAi | Family::Anthropic) {
+            return None;
+        }
+        let mut out = b"GET ".to_vec();
+        self.write_request_target(&mut out, "/models", None, b"");
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        crate::http1::write::push_header(&mut out, b"host", self.url.host_header.as_bytes());
+        out.extend_from_slice(&self.headers);
+        out.extend_from_slice(b"accept: application/json\r\n");
+        // Says whose request this is in the provider's logs.
+        out.extend_from_slice(b"user-agent: shardgate (model list)\r\nconnection: close\r\n\r\n");
+        Some(out)
+    }
+
+    /// Where the gateway's own blocking requests to this provider go.
+    pub fn blocking_peer(&self) -> crate::upstream::blocking::Peer<'_> {
+        let tls = self
+            .tls_config
+            .clone()
+            .zip(self.tls.as_ref().map(|(_, name)| name.clone()));
+        crate::upstream::blocking::Peer {
+            addrs: &self.addrs,
+            tls,
         }
     }
 

@@ -12,9 +12,11 @@
 //! ([`Router::carry_quotas`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
 use crate::error::{Error, Kind};
+use crate::providers::model_lists::ModelLists;
 use crate::providers::prices::PriceTable;
 use crate::providers::Provider;
 use crate::upstream::balance::Strategy;
@@ -49,8 +51,12 @@ pub struct Router {
     /// The configured models, in config order.
     pub model_routes: Vec<ModelRoute>,
     default: Option<usize>,
-    /// The `/v1/models` response body, rendered once.
-    pub models_body: Vec<u8>,
+    /// The `/v1/models` answer: the configured models and each provider's
+    /// own, fetched off the shards.
+    pub model_lists: Arc<ModelLists>,
+    /// The provider `/v1/models` is passed to as it is: the only one, when
+    /// no models are configured (its own list is the whole answer).
+    pub models_pass_through: Option<usize>,
     /// Prices for the cost of each request.
     pub prices: PriceTable,
     pub has_models: bool,
@@ -114,14 +120,23 @@ impl Router {
             }
         }
         let default = config.default_provider_name().map(|d| by_name[d]);
-        let models_body = render_models(config);
+        let models_pass_through = default.filter(|&p| {
+            config.models.is_empty() && providers.len() == 1 && providers[p].dialect().is_some()
+        });
+        let model_lists = ModelLists::start(
+            &providers,
+            default,
+            configured_models(config),
+            models_pass_through.is_none(),
+        );
         Ok(Router {
             providers,
             by_name,
             models,
             model_routes,
             default,
-            models_body,
+            model_lists,
+            models_pass_through,
             prices: PriceTable::new(&config.prices),
             has_models: !config.models.is_empty(),
             provider_quotas,
@@ -271,38 +286,17 @@ fn model_not_found(model: &str) -> Error {
     .with_param("model")
 }
 
-/// OpenAI's list format: `{"object":"list","data":[{"id","object","created","owned_by"}]}`.
-fn render_models(config: &Config) -> Vec<u8> {
-    render_models_where(config, |_, _| true)
-}
-
-/// The `/v1/models` list of the models for which `keep(name, resolved)`
-/// holds, `resolved` being the first deployment's `provider/model`.
-pub fn render_models_where(config: &Config, keep: impl Fn(&str, &str) -> bool) -> Vec<u8> {
-    let mut out = b"{\"object\":\"list\",\"data\":[".to_vec();
-    let mut first = true;
+/// The configured models' `/v1/models` entries (names and aliases).
+fn configured_models(config: &Config) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
     for m in &config.models {
-        let resolved = m
-            .resolved_deployments()
-            .first()
-            .map_or(String::new(), |d| format!("{}/{}", d.0, d.1));
+        let first = m.resolved_deployments().first().map(|d| (d.0, d.1));
+        let resolved = first.map_or(String::new(), |(p, u)| format!("{p}/{u}"));
+        let owner = first.map_or("", |(p, _)| p);
         for n in std::iter::once(&m.name).chain(&m.aliases) {
-            if !keep(n, &resolved) {
-                continue;
-            }
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            out.extend_from_slice(b"{\"id\":");
-            crate::json::push_json_string(&mut out, n);
-            out.extend_from_slice(b",\"object\":\"model\",\"created\":0,\"owned_by\":");
-            let owner = m.resolved_deployments().first().map_or("", |d| d.0);
-            crate::json::push_json_string(&mut out, owner);
-            out.push(b'}');
+            out.push((n.clone(), resolved.clone(), owner.to_string()));
         }
     }
-    out.extend_from_slice(b"]}");
     out
 }
 
@@ -441,7 +435,8 @@ mod tests {
 
     #[test]
     fn models_list_is_openai_shaped() {
-        let v: serde_json::Value = serde_json::from_slice(&router().models_body).unwrap();
+        let body = router().model_lists.snapshot().body.clone();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["object"], "list");
         let ids: Vec<_> = v["data"]
             .as_array()

@@ -295,10 +295,7 @@ pub(super) async fn admit<S: ClientIo>(
     // models are configured, the routes that name no model to theirs.
     let direct_provider = match endpoint {
         Endpoint::Health => return Ok(Admitted::Local(LocalAnswer::Health)),
-        Endpoint::Models => match router
-            .default_provider()
-            .filter(|&p| !router.has_models && router.providers[p].dialect().is_some())
-        {
+        Endpoint::Models => match router.models_pass_through {
             Some(provider) => Some(provider),
             None => return Ok(Admitted::Local(LocalAnswer::Models)),
         },

@@ -12,7 +12,6 @@ use super::downstream::Downstream;
 use super::exchange::Relayed;
 use crate::error::Error;
 use crate::net::ClientIo;
-use crate::providers::router::render_models_where;
 
 /// Whether the client connection goes on after a request.
 pub(super) enum Next {
@@ -28,14 +27,18 @@ pub(super) async fn respond_local<S: ClientIo>(
 ) -> Next {
     let gw = &ctx.generation.gateway;
     // A key limited to some models sees only those.
-    let filtered;
+    let (filtered, listed);
+    let lists = &gw.router.model_lists;
     let body: &[u8] = match (answer, &ctx.key) {
         (LocalAnswer::Health, _) => b"{\"status\":\"ok\"}",
         (LocalAnswer::Models, Some(key)) if key.spec.models.is_some() => {
-            filtered = render_models_where(&gw.config, |name, resolved| key.allows(name, resolved));
+            filtered = lists.render_where(|name, resolved| key.allows(name, resolved));
             &filtered
         }
-        (LocalAnswer::Models, _) => &gw.router.models_body,
+        (LocalAnswer::Models, _) => {
+            listed = lists.snapshot();
+            &listed.body
+        }
     };
     ctx.outcome.status = 200;
     let close = !ctx.facts.keep_alive;

@@ -9,6 +9,7 @@
 //! counted for the whole instance: its counters are shared by the shards.
 
 pub mod balance;
+pub mod blocking;
 pub mod breaker;
 mod connect;
 mod from_config;

@@ -167,6 +167,10 @@ type Script = Arc<dyn Fn(&RequestInfo) -> Reply + Send + Sync>;
 
 struct MockState {
     requests: Mutex<Vec<Recorded>>,
+    /// The gateway's own fetches of the model list (its `user-agent`
+    /// says so), kept apart so a test's count of proxied requests is not
+    /// raced by them.
+    list_fetches: Mutex<Vec<Recorded>>,
     connections: AtomicUsize,
     events_sent: AtomicUsize,
     script: Mutex<Script>,
@@ -191,6 +195,7 @@ impl MockUpstream {
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(MockState {
             requests: Mutex::new(Vec::new()),
+            list_fetches: Mutex::new(Vec::new()),
             connections: AtomicUsize::new(0),
             events_sent: AtomicUsize::new(0),
             script: Mutex::new(Arc::new(script)),
@@ -236,7 +241,15 @@ impl MockUpstream {
     pub fn last(&self) -> Recorded {
         self.requests().pop().expect("the mock received a request")
     }
+
+    /// The gateway's own fetches of this provider's model list.
+    pub fn list_fetches(&self) -> Vec<Recorded> {
+        self.state.list_fetches.lock().unwrap().clone()
+    }
 }
+
+/// The `user-agent` of the gateway's own model-list requests.
+pub const LIST_FETCH_AGENT: &str = "shardgate (model list)";
 
 fn serve_mock_connection(mut stream: TcpStream, conn: usize, st: &MockState) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -306,7 +319,10 @@ fn serve_mock_connection(mut stream: TcpStream, conn: usize, st: &MockState) -> 
             body,
         };
         buf.drain(..consumed);
-        let seq = {
+        let seq = if rec.header("user-agent") == Some(LIST_FETCH_AGENT) {
+            st.list_fetches.lock().unwrap().push(rec.clone());
+            usize::MAX
+        } else {
             let mut reqs = st.requests.lock().unwrap();
             reqs.push(rec.clone());
             reqs.len() - 1

@@ -20,7 +20,6 @@
 //! for a provider of the Gemini family (`kind = "google"`).
 
 pub mod service_account;
-mod token_client;
 pub mod vertex;
 
 use crate::json::JsonError;

@@ -21,9 +21,9 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use super::service_account::{AccessToken, ServiceAccount};
-use super::token_client::post_form;
 use crate::config::{ConfigError, ProviderConfig};
 use crate::telemetry::{log_info, log_warn};
+use crate::upstream::blocking::post_form;
 
 /// Operations for Anthropic's models, as the proxy names them (`api_path`).
 pub const RAW_PREDICT: &str = ":rawPredict";

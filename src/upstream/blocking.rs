@@ -1,18 +1,21 @@
-//! The one blocking HTTP exchange the gateway makes itself: a form POST to
-//! an OAuth 2.0 token endpoint, from the token thread (never a shard), over
-//! TLS for `https` (the platform's roots, as every provider's default) or
-//! plain TCP for a loopback test endpoint.
+//! The gateway's own blocking HTTP/1.1 exchanges, made from threads of
+//! their own (never a shard): a form POST to an OAuth 2.0 token endpoint
+//! (Vertex AI's tokens) and a provider's model list. Over TLS for `https`
+//! (with the trust the caller gives: the platform's roots, or a provider's
+//! own), plain TCP otherwise.
 //!
 //! Invariants: every step is bounded in time (connect, each read and
-//! write) and the answer in size ([`MAX_ANSWER`]); the request body (a
-//! signed assertion) and the answer (a token) never reach a log or an
+//! write) and the answer in size; what is sent (a signed assertion, a key
+//! in a header) and what comes back (a token) never reach a log or an
 //! error message.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 
 use crate::http1::chunked::{ChunkLimits, ChunkedDecoder};
 use crate::http1::framing::{response_framing, BodyKind};
@@ -20,8 +23,16 @@ use crate::http1::parse::{parse_response, HeadLimits, Parsed, ResponseHead};
 use crate::upstream::tls::{self, Trust};
 use crate::upstream::UpstreamUrl;
 
-/// The most of an answer read: a token response is well under 4 KiB.
-const MAX_ANSWER: usize = 64 * 1024;
+/// The most of a token endpoint's answer read: a token response is well
+/// under 4 KiB.
+const MAX_TOKEN_ANSWER: usize = 64 * 1024;
+
+/// Where an exchange goes: the addresses to try in turn, and for TLS the
+/// client config and the server's name.
+pub struct Peer<'a> {
+    pub addrs: &'a [SocketAddr],
+    pub tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+}
 
 /// POSTs `body` (`application/x-www-form-urlencoded`) to `url`; the
 /// answer's status and body. Each step is bounded by `timeout`.
@@ -30,17 +41,14 @@ pub fn post_form(url: &str, body: &str, timeout: Duration) -> Result<(u16, Vec<u
     let addrs = target
         .resolve()
         .map_err(|e| format!("cannot resolve {}: {e}", target.host))?;
-    let mut last = String::new();
-    let tcp = addrs
-        .iter()
-        .find_map(|a| {
-            TcpStream::connect_timeout(a, timeout)
-                .map_err(|e| last = format!("cannot connect to {a}: {e}"))
-                .ok()
-        })
-        .ok_or(last)?;
-    tcp.set_read_timeout(Some(timeout)).map_err(io)?;
-    tcp.set_write_timeout(Some(timeout)).map_err(io)?;
+    let tls = if target.tls {
+        let config = tls::client_config(Trust::Default, "token endpoint")?;
+        let name = ServerName::try_from(target.host.clone())
+            .map_err(|e| format!("bad TLS server name: {e}"))?;
+        Some((config, name))
+    } else {
+        None
+    };
     let path = if target.path_prefix.is_empty() {
         "/"
     } else {
@@ -52,14 +60,38 @@ pub fn post_form(url: &str, body: &str, timeout: Duration) -> Result<(u16, Vec<u
         target.host_header,
         body.len()
     );
-    if target.tls {
-        let config = tls::client_config(Trust::Default, "token endpoint")?;
-        let name = ServerName::try_from(target.host.clone())
-            .map_err(|e| format!("bad TLS server name: {e}"))?;
-        let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
-        exchange(rustls::StreamOwned::new(conn, tcp), request.as_bytes())
-    } else {
-        exchange(tcp, request.as_bytes())
+    let peer = Peer { addrs: &addrs, tls };
+    send(&peer, request.as_bytes(), timeout, MAX_TOKEN_ANSWER)
+}
+
+/// Sends `request` (a whole HTTP/1.1 request that says `connection:
+/// close`) to `peer`; the answer's status and body, at most `max_answer`
+/// bytes of it.
+pub fn send(
+    peer: &Peer<'_>,
+    request: &[u8],
+    timeout: Duration,
+    max_answer: usize,
+) -> Result<(u16, Vec<u8>), String> {
+    let mut last = "no address".to_string();
+    let tcp = peer
+        .addrs
+        .iter()
+        .find_map(|a| {
+            TcpStream::connect_timeout(a, timeout)
+                .map_err(|e| last = format!("cannot connect to {a}: {e}"))
+                .ok()
+        })
+        .ok_or(last)?;
+    tcp.set_read_timeout(Some(timeout)).map_err(io)?;
+    tcp.set_write_timeout(Some(timeout)).map_err(io)?;
+    match &peer.tls {
+        Some((config, name)) => {
+            let conn = rustls::ClientConnection::new(config.clone(), name.clone())
+                .map_err(|e| e.to_string())?;
+            exchange(rustls::StreamOwned::new(conn, tcp), request, max_answer)
+        }
+        None => exchange(tcp, request, max_answer),
     }
 }
 
@@ -69,11 +101,15 @@ fn io(e: std::io::Error) -> String {
 
 /// Writes the request and reads until the answer is whole by its framing
 /// (or, for one delimited by the close, until the server closes).
-fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<(u16, Vec<u8>), String> {
+fn exchange(
+    mut stream: impl Read + Write,
+    request: &[u8],
+    max_answer: usize,
+) -> Result<(u16, Vec<u8>), String> {
     stream
         .write_all(request)
         .and_then(|()| stream.flush())
-        .map_err(|e| format!("cannot send the token request: {e}"))?;
+        .map_err(|e| format!("cannot send the request: {e}"))?;
     let mut answer = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -82,17 +118,17 @@ fn exchange(mut stream: impl Read + Write, request: &[u8]) -> Result<(u16, Vec<u
             // A TLS peer that closes without close_notify: what arrived is
             // judged by its framing.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
-            Err(e) => return Err(format!("cannot read the token answer: {e}")),
+            Err(e) => return Err(format!("cannot read the answer: {e}")),
         };
         answer.extend_from_slice(&chunk[..n]);
         if let Some(whole) = whole_answer(&answer, n == 0)? {
             return Ok(whole);
         }
         if n == 0 {
-            return Err("token answer ended early".into());
+            return Err("the answer ended early".into());
         }
-        if answer.len() > MAX_ANSWER {
-            return Err("token answer larger than 64 KiB".into());
+        if answer.len() > max_answer {
+            return Err(format!("the answer is larger than {max_answer} bytes"));
         }
     }
 }
@@ -105,10 +141,10 @@ fn whole_answer(answer: &[u8], closed: bool) -> Result<Option<(u16, Vec<u8>)>, S
     match parse_response(answer, &HeadLimits::default(), &mut head) {
         Ok(Parsed::Complete) => {}
         Ok(Parsed::Partial) => return Ok(None),
-        Err(e) => return Err(format!("bad token answer head: {e:?}")),
+        Err(e) => return Err(format!("bad answer head: {e:?}")),
     }
-    let framing = response_framing(answer, &head, false)
-        .map_err(|e| format!("bad token answer framing: {e:?}"))?;
+    let framing =
+        response_framing(answer, &head, false).map_err(|e| format!("bad answer framing: {e:?}"))?;
     let rest = &answer[head.head_len..];
     let body = match framing.body {
         BodyKind::Empty => Vec::new(),
@@ -121,7 +157,7 @@ fn whole_answer(answer: &[u8], closed: bool) -> Result<Option<(u16, Vec<u8>)>, S
             let mut body = Vec::new();
             let progress = decoder
                 .feed(rest, |data| body.extend_from_slice(data))
-                .map_err(|e| format!("bad chunked token answer: {e:?}"))?;
+                .map_err(|e| format!("bad chunked answer: {e:?}"))?;
             if !progress.done {
                 return Ok(None);
             }
