@@ -698,13 +698,13 @@ fn pass_through_routes_serve_only_keys_with_nothing_to_check() {
     let files = |secret: &str| {
         g.gw.connect()
             .request(format!(
-                "GET /v1/files HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: openai\r\nauthorization: Bearer {secret}\r\n\r\n"
+                "GET /v1/fine_tuning/jobs HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: openai\r\nauthorization: Bearer {secret}\r\n\r\n"
             ))
             .unwrap()
     };
     let r = files(&free);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(mock.last().target, "/v1/files");
+    assert_eq!(mock.last().target, "/v1/fine_tuning/jobs");
     // Metered by nothing, a pass-through would let these past their checks.
     for secret in [&limited, &listed] {
         let err = files(secret).assert_openai_error(403);

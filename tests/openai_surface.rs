@@ -328,7 +328,7 @@ fn any_other_v1_path_passes_through_to_the_provider_the_client_names() {
     // Without a provider named it is the 404 it was; nothing is sent.
     let sent = mock.requests().len();
     for req in [
-        "GET /v1/files HTTP/1.1\r\nhost: t\r\n\r\n",
+        "GET /v1/fine_tuning/jobs HTTP/1.1\r\nhost: t\r\n\r\n",
         "GET /v1/files/../models HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: openai\r\n\r\n",
         "GET /v1/files/%2e%2e/models HTTP/1.1\r\nhost: t\r\nx-shardgate-provider: openai\r\n\r\n",
     ] {
@@ -593,7 +593,8 @@ fn a_provider_whose_list_fails_leaves_the_others() {
         } else {
             Reply::Auto
         }
-    });
+    })
+    .script_list_fetches();
     let other = MockUpstream::start();
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:1\"\npin_cores = false\n\n\

@@ -28,6 +28,7 @@ mod glob;
 mod ledger;
 pub mod metrics;
 mod records;
+pub mod resources;
 mod secret;
 pub mod shared;
 pub mod store;
@@ -59,6 +60,8 @@ pub struct Governance {
     enabled: AtomicBool,
     /// The shared store's state, as the shards read it.
     pub shared: shared::Flags,
+    /// Which provider holds each file and batch made through the gateway.
+    pub resources: resources::Resources,
 }
 
 impl Governance {
@@ -145,6 +148,7 @@ pub fn start(gov: &Arc<Governance>, config: &Config) -> Result<Running, String> 
         .map_err(|e| format!("state.dir {}: {e}", dir.display()))?
     {
         gov.table.restore(&state);
+        gov.resources.restore(&state.resources);
     }
     gov.sync_config(config)?;
     // The declared records' spend was restored before they were declared:

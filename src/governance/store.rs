@@ -105,10 +105,12 @@ pub fn spawn_writer(gov: Arc<Governance>, store: Store, interval: Duration) -> i
 }
 
 fn flush(gov: &Governance, store: &Store, last: &mut Vec<u8>) {
-    let state = gov.table.snapshot();
-    // A gateway that never had keys or teams leaves no directory behind.
+    let mut state = gov.table.snapshot();
+    state.resources = gov.resources.snapshot();
+    // A gateway that never had keys, teams, files or batches leaves no
+    // directory behind.
     let never_had = last.is_empty() && !store.dir.join(FILE).exists();
-    if never_had && state.keys.is_empty() && state.teams.is_empty() {
+    if never_had && state.keys.is_empty() && state.teams.is_empty() && state.resources.is_empty() {
         return;
     }
     let bytes = match serde_json::to_vec(&state) {

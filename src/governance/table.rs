@@ -106,6 +106,8 @@ pub struct StoredLedger {
 pub struct StoredState {
     pub keys: Vec<(KeySpec, StoredLedger)>,
     pub teams: Vec<(TeamSpec, StoredLedger)>,
+    /// Files and batches by id, with their provider (`resources`).
+    pub resources: Vec<super::resources::StoredResource>,
 }
 
 impl StoredLedger {
@@ -251,6 +253,7 @@ impl Table {
                 .values()
                 .map(|t| (t.spec.clone(), StoredLedger::of(&t.ledger.lock())))
                 .collect(),
+            resources: Vec::new(),
         }
     }
 

@@ -17,6 +17,7 @@ use crate::api::multipart;
 use crate::error::{Error, Kind};
 use crate::governance::{presented_secret, unix_now, KeyEntry, KeyMemo, ShardKey};
 use crate::http1::framing::{request_framing, BodyKind, FramingError};
+use crate::json::top_level_value;
 use crate::net::ClientIo;
 use crate::providers::router::Router;
 use crate::providers::{Dialect, Family};
@@ -129,16 +130,25 @@ fn response_provider<S: ClientIo>(router: &Router, down: &Downstream<S>) -> Resu
             )
         })?;
     let p = &router.providers[provider];
-    if p.dialect() != Some(Dialect::OpenAi) {
+    if p.dialect() != Some(Dialect::OpenAi) || p.family == Family::Azure {
         return Err(Error::client(
             Kind::BadRequest,
             format!(
-                "provider `{}` does not serve OpenAI's Responses API",
+                "provider `{}` does not serve this OpenAI API (responses, files, batches)",
                 p.name
             ),
         ));
     }
     Ok(provider)
+}
+
+/// The bytes of a body read whole (empty for one streamed).
+fn body_bytes<'a, S: ClientIo>(body: &'a Body, down: &'a Downstream<S>) -> &'a [u8] {
+    match body {
+        Body::InPlace(r) => &down.rbuf[r.clone()],
+        Body::Decoded(b) => b,
+        Body::Empty | Body::Streamed(_) => b"",
+    }
 }
 
 /// A pass-through's provider: the one named (unnamed, the path is the 404
@@ -229,19 +239,24 @@ pub(super) async fn admit<S: ClientIo>(
     // but for an upload too large to hold, streamed through: its
     // connection closes after the answer (the rest of the body may not
     // have been read).
+    let streams_upload = |e: &Endpoint| {
+        e.is_multipart() || (*e == Endpoint::Files && down.head.method.get(&down.rbuf) == b"POST")
+    };
     let upload = match (&classified, framing.body) {
-        (Ok(e), BodyKind::Length(n)) if e.is_multipart() && n > limits.max_body_bytes as u64 => {
+        (Ok(e), BodyKind::Length(n)) if streams_upload(e) && n > limits.max_body_bytes as u64 => {
+            // A file for the Files API names no model: nothing to look for.
+            let field: Option<&[u8]> = e.is_multipart().then_some(b"model");
             down.head
                 .header(&down.rbuf, b"content-type")
                 .and_then(multipart::form_data_boundary)
-                .map(|b| (n, b.to_vec()))
+                .map(|b| (n, b.to_vec(), field))
         }
         _ => None,
     };
     let read = match &upload {
-        Some((len, boundary)) => {
+        Some((len, boundary, field)) => {
             ctx.facts.keep_alive = false;
-            down.read_upload_start(*len, boundary, &framing, limits)
+            down.read_upload_start(*len, boundary, *field, &framing, limits)
                 .await
         }
         None => down.read_body(&framing, limits).await,
@@ -300,6 +315,47 @@ pub(super) async fn admit<S: ClientIo>(
             None => return Ok(Admitted::Local(LocalAnswer::Models)),
         },
         Endpoint::ResponseById => Some(response_provider(router, down)?),
+        Endpoint::Files | Endpoint::Batches | Endpoint::FileById | Endpoint::BatchById => {
+            let resources = &shard.governance().resources;
+            let (path, _) = split_target(down.head.target.get(&down.rbuf));
+            // Where the resource it names is: the path's id, or for a new
+            // batch its input file's.
+            let named = match endpoint {
+                Endpoint::Batches if method == b"POST" => {
+                    let body = body_bytes(&body, down);
+                    top_level_value(body, b"input_file_id")
+                        .and_then(|v| v.strip_prefix(b"\"")?.strip_suffix(b"\""))
+                }
+                e => e.resource_id(path),
+            };
+            let held = named
+                .and_then(|id| std::str::from_utf8(id).ok())
+                .and_then(|id| resources.provider_of(id))
+                .and_then(|name| router.provider_named(&name));
+            let provider = match held {
+                Some(p) => p,
+                None => response_provider(router, down)?,
+            };
+            // What is made here is recorded; what is deleted, forgotten.
+            let made = matches!(endpoint, Endpoint::Files | Endpoint::Batches) && method == b"POST";
+            ctx.side.capture_id = made;
+            ctx.side.no_usage = true;
+            if endpoint == Endpoint::FileById && method == b"DELETE" {
+                ctx.side.forget_id = named.map(|id| String::from_utf8_lossy(id).into_owned());
+            }
+            // A batch spends what no reservation checks.
+            if endpoint == Endpoint::Batches
+                && method == b"POST"
+                && ctx.key.as_ref().is_some_and(|k| !k.unrestricted())
+            {
+                return Err(Error::client(
+                    Kind::Forbidden,
+                    "this key has limits, a budget or a model list, which a batch's requests cannot be checked against",
+                )
+                .into());
+            }
+            Some(provider)
+        }
         Endpoint::PassThrough => {
             // Unnamed, the path is what it was: an unknown one, counted so.
             let provider = pass_through_provider(router, down).inspect_err(|_| {

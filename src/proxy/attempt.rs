@@ -30,7 +30,7 @@ use monoio::net::TcpStream;
 use super::context::Outcome;
 use super::context::{Request, RequestCtx};
 use super::downstream::{Body, Downstream};
-use super::endpoint::Endpoint;
+use super::endpoint::{split_target, Endpoint};
 use super::exchange::{ClientFacts, OutgoingRequest, Relayed, UpstreamSide, PIPELINED_RECHECK};
 use super::forward::{forward, relay_held, Leg};
 use super::govern;
@@ -282,6 +282,16 @@ pub(super) async fn run_attempts<S: ClientIo>(
         .first_event()
         .map(|t| t.duration_since(outcome.started));
     outcome.usage = side.report.usage;
+    // A completed batch fetched: its usage, once, as its model's.
+    if let Some((usage, model)) = side.batch_usage.take() {
+        let (path, _) = split_target(down.head.target.get(&down.rbuf));
+        let id = endpoint.resource_id(path).map(String::from_utf8_lossy);
+        if id.is_some_and(|id| shard.governance().resources.meter_once(&id)) {
+            outcome.usage = Some(usage);
+            outcome.model.clone_from(&model);
+            outcome.upstream_model = model;
+        }
+    }
     outcome.status = if side.report.client_left {
         499
     } else {
@@ -516,6 +526,9 @@ impl<'a> Attempts<'a> {
         )
         .await;
         drop(flight);
+        if let Ok(Relayed::Complete { .. }) = &result {
+            self.note_resource(provider);
+        }
         let failure = match &result {
             Ok(Relayed::Held) => Some(BreakerOutcome::Status(self.side.head.status)),
             Err(e) => {
@@ -560,6 +573,24 @@ impl<'a> Attempts<'a> {
             return Tried::Answer(result);
         }
         Tried::Failed(result, failure)
+    }
+
+    /// After a relayed answer: a file or batch the provider made is recorded
+    /// as its, one it deleted forgotten.
+    fn note_resource(&mut self, provider: usize) {
+        if !(200..300).contains(&self.side.report.status) {
+            return;
+        }
+        let resources = &self.shard.governance().resources;
+        if let Some(id) = self.side.created_id.take() {
+            resources.insert(
+                &id,
+                &self.generation.gateway.router.providers[provider].name,
+            );
+        }
+        if let Some(id) = self.side.forget_id.take() {
+            resources.remove(&id);
+        }
     }
 
     /// After a failed attempt on provider `from`: where the next one goes,

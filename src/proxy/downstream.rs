@@ -236,14 +236,15 @@ impl<S: ClientIo> Downstream<S> {
     }
 
     /// Reads the start of an upload of `len` bytes (more than
-    /// `max_body_bytes`, at most `max_upload_bytes`) until its `model`
-    /// field is whole, or the form ends without one; never past the body.
-    /// Returns it and the offset where the next request starts (after the
-    /// rest, which stays on the socket).
+    /// `max_body_bytes`, at most `max_upload_bytes`) until its `field` is
+    /// whole, or the form ends without it (no `field`: what has arrived);
+    /// never past the body. Returns it and the offset where the next
+    /// request starts (after the rest, which stays on the socket).
     pub async fn read_upload_start(
         &mut self,
         len: u64,
         boundary: &[u8],
+        field: Option<&[u8]>,
         framing: &RequestFraming,
         limits: &LimitsConfig,
     ) -> Result<(Body, usize), Error> {
@@ -266,7 +267,10 @@ impl<S: ClientIo> Downstream<S> {
             // Pipelined bytes after a (small) body are not the body's.
             let read = (self.rbuf.len() - head_len).min(cap);
             let prefix = &self.rbuf[head_len..head_len + read];
-            match multipart::find_field(prefix, boundary, b"model", read as u64 == len) {
+            let Some(field) = field else {
+                break;
+            };
+            match multipart::find_field(prefix, boundary, field, read as u64 == len) {
                 Ok(Scan::NeedMore) if read < cap => {}
                 Ok(Scan::NeedMore) => {
                     return Err(Error::client(

@@ -38,6 +38,20 @@ pub enum Endpoint {
     /// name no model: sent as they are to the provider the
     /// `x-shardgate-provider` header names, else the default one.
     ResponseById,
+    /// POST `/v1/files` (an upload: `purpose` and `file`, no model) and
+    /// GET `/v1/files` (the list): to the provider the
+    /// `x-shardgate-provider` header names, else the default one; a file
+    /// made is recorded with its provider.
+    Files,
+    /// GET or DELETE `/v1/files/{id}`, GET `…/content`: to the provider
+    /// that holds the file.
+    FileById,
+    /// POST `/v1/batches` (to the provider holding its `input_file_id`) and
+    /// GET `/v1/batches` (the list, as for [`Endpoint::Files`]).
+    Batches,
+    /// GET `/v1/batches/{id}`, POST `…/cancel`: to the provider that holds
+    /// the batch.
+    BatchById,
     /// Any other path under `/v1/` (plain segments only), for a request
     /// whose `x-shardgate-provider` header names a provider: sent to it as
     /// it is, metered by nothing. Without the header it is a 404.
@@ -46,7 +60,7 @@ pub enum Endpoint {
 
 /// Route labels for metrics and the access log, indexed by
 /// [`Endpoint::route_index`]; the last is for requests that matched none.
-pub const ROUTE_NAMES: [&str; 19] = [
+pub const ROUTE_NAMES: [&str; 23] = [
     "chat_completions",
     "completions",
     "embeddings",
@@ -65,6 +79,10 @@ pub const ROUTE_NAMES: [&str; 19] = [
     "image_variations",
     "audio_transcriptions",
     "audio_translations",
+    "files",
+    "file_by_id",
+    "batches",
+    "batch_by_id",
     "unknown",
 ];
 
@@ -92,6 +110,10 @@ impl Endpoint {
             Endpoint::ImageVariations => 15,
             Endpoint::AudioTranscriptions => 16,
             Endpoint::AudioTranslations => 17,
+            Endpoint::Files => 18,
+            Endpoint::FileById => 19,
+            Endpoint::Batches => 20,
+            Endpoint::BatchById => 21,
         }
     }
 
@@ -117,6 +139,8 @@ impl Endpoint {
             Endpoint::Moderations => "/moderations",
             Endpoint::Rerank => "/rerank",
             Endpoint::ResponseById => "/responses",
+            Endpoint::Files | Endpoint::FileById => "/files",
+            Endpoint::Batches | Endpoint::BatchById => "/batches",
             Endpoint::PassThrough => "",
         }
     }
@@ -147,7 +171,24 @@ impl Endpoint {
 
     /// Whether the client's own path (without `/v1`) goes upstream.
     pub fn sends_client_path(self) -> bool {
-        matches!(self, Endpoint::ResponseById | Endpoint::PassThrough)
+        matches!(
+            self,
+            Endpoint::ResponseById
+                | Endpoint::PassThrough
+                | Endpoint::FileById
+                | Endpoint::BatchById
+        )
+    }
+
+    /// The id a route names in its path (`/v1/files/{id}…`), for the ones
+    /// routed by where the resource is.
+    pub fn resource_id(self, path: &[u8]) -> Option<&[u8]> {
+        let rest = match self {
+            Endpoint::FileById => api_path(path).strip_prefix(b"/files/")?,
+            Endpoint::BatchById => api_path(path).strip_prefix(b"/batches/")?,
+            _ => return None,
+        };
+        rest.split(|&b| b == b'/').next()
     }
 
     /// The dialect the client speaks on this endpoint.
@@ -227,6 +268,28 @@ fn response_by_id(rest: &[u8]) -> Option<&'static [&'static [u8]]> {
     }
 }
 
+/// The methods of a path under `/v1/files/` or `/v1/batches/` (`rest`, the
+/// part after it), if it is one of the API's: the id, then `sub` (the
+/// sub-resource and its methods) or nothing (`own`).
+fn resource_by_id(
+    rest: &[u8],
+    own: &'static [&'static [u8]],
+    sub: (&'static [u8], &'static [&'static [u8]]),
+) -> Option<&'static [&'static [u8]]> {
+    let (id, tail) = match rest.iter().position(|&b| b == b'/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, &b""[..]),
+    };
+    if !is_response_id(id) {
+        return None;
+    }
+    match tail {
+        b"" => Some(own),
+        t if t == sub.0 => Some(sub.1),
+        _ => None,
+    }
+}
+
 /// Maps method + path to an endpoint, or the OpenAI-style 404/405.
 pub fn classify(method: &[u8], path: &[u8]) -> Result<Endpoint, Error> {
     let api = api_path(path);
@@ -246,20 +309,27 @@ pub fn classify(method: &[u8], path: &[u8]) -> Result<Endpoint, Error> {
         b"/audio/translations" => (Endpoint::AudioTranslations, &[b"POST"]),
         b"/moderations" => (Endpoint::Moderations, &[b"POST"]),
         b"/rerank" => (Endpoint::Rerank, &[b"POST"]),
+        b"/files" => (Endpoint::Files, &[b"POST", b"GET"]),
+        b"/batches" => (Endpoint::Batches, &[b"POST", b"GET"]),
         b"/health" if path == b"/health" => (Endpoint::Health, &[b"GET"]),
         _ => match api.strip_prefix(b"/responses/").and_then(response_by_id) {
             Some(methods) => (Endpoint::ResponseById, methods),
-            None if is_plain_api_path(path) => return Ok(Endpoint::PassThrough),
-            None => {
-                return Err(Error::client(
-                    Kind::NotFound,
-                    format!(
-                        "Invalid URL ({} {})",
-                        String::from_utf8_lossy(method),
-                        String::from_utf8_lossy(path)
-                    ),
-                ))
+            None if api.starts_with(b"/files/") => {
+                let rest = &api[b"/files/".len()..];
+                match resource_by_id(rest, &[b"GET", b"DELETE"], (b"/content", &[b"GET"])) {
+                    Some(methods) => (Endpoint::FileById, methods),
+                    None => return Err(not_found(method, path)),
+                }
             }
+            None if api.starts_with(b"/batches/") => {
+                let rest = &api[b"/batches/".len()..];
+                match resource_by_id(rest, &[b"GET"], (b"/cancel", &[b"POST"])) {
+                    Some(methods) => (Endpoint::BatchById, methods),
+                    None => return Err(not_found(method, path)),
+                }
+            }
+            None if is_plain_api_path(path) => return Ok(Endpoint::PassThrough),
+            None => return Err(not_found(method, path)),
         },
     };
     if allowed
@@ -279,6 +349,17 @@ pub fn classify(method: &[u8], path: &[u8]) -> Result<Endpoint, Error> {
             ),
         ))
     }
+}
+
+fn not_found(method: &[u8], path: &[u8]) -> Error {
+    Error::client(
+        Kind::NotFound,
+        format!(
+            "Invalid URL ({} {})",
+            String::from_utf8_lossy(method),
+            String::from_utf8_lossy(path)
+        ),
+    )
 }
 
 #[cfg(test)]
@@ -315,6 +396,14 @@ mod tests {
                 Endpoint::AudioTranscriptions,
             ),
             (b"POST", b"/audio/translations", Endpoint::AudioTranslations),
+            (b"POST", b"/v1/files", Endpoint::Files),
+            (b"GET", b"/v1/files", Endpoint::Files),
+            (b"GET", b"/v1/files/file-abc123", Endpoint::FileById),
+            (b"DELETE", b"/v1/files/file-abc123", Endpoint::FileById),
+            (b"GET", b"/v1/files/file-abc123/content", Endpoint::FileById),
+            (b"POST", b"/v1/batches", Endpoint::Batches),
+            (b"GET", b"/v1/batches/batch_1", Endpoint::BatchById),
+            (b"POST", b"/v1/batches/batch_1/cancel", Endpoint::BatchById),
             (b"POST", b"/v1/moderations", Endpoint::Moderations),
             (b"POST", b"/v1/rerank", Endpoint::Rerank),
             (b"POST", b"/rerank", Endpoint::Rerank),
@@ -369,9 +458,6 @@ mod tests {
         for p in [
             &b"/v1/nope"[..],
             b"/v1/health",
-            b"/v1/files",
-            b"/v1/files/file-abc123/content",
-            b"/v1/batches/batch_1/cancel",
             b"/v1/responses/resp_1/other",
             b"/v1/fine_tuning/jobs",
             b"/v1/a.b~c-d_e",
@@ -392,7 +478,10 @@ mod tests {
             b"/v1/%2e%2e/admin",
             b"/v1/a b",
             b"/v1/a;b",
-            b"/files",
+            b"/v1/files/",
+            b"/v1/files/file-1/other",
+            b"/v1/batches/b%2F1",
+            b"/nope",
         ] {
             assert_eq!(classify(b"GET", p).unwrap_err().status(), 404, "{p:?}");
         }

@@ -114,6 +114,17 @@ pub struct UpstreamSide {
     /// A governed request's reservation, from before its first attempt to
     /// its settle; streams check their output against it as they run.
     pub(super) gate: Option<super::govern::OutputGate>,
+    /// The request makes a file or batch: read the `id` of a 2xx answer
+    /// into `created_id`.
+    pub(super) capture_id: bool,
+    pub(super) created_id: Option<String>,
+    /// The request deletes this file: forget it once the provider did.
+    pub(super) forget_id: Option<String>,
+    /// A files or batches route: an answer's `usage` is not this
+    /// request's (a batch's is metered once, by `batch_usage`).
+    pub(super) no_usage: bool,
+    /// A batch fetched: its `usage` and `model` if it is completed.
+    pub(super) batch_usage: Option<(Usage, String)>,
 }
 
 /// The bounds on an upstream response that `[limits]` sets
@@ -242,6 +253,11 @@ impl UpstreamSide {
         self.report = Report::default();
         self.limits = ResponseLimits::new(limits);
         self.gate = None;
+        self.capture_id = false;
+        self.created_id = None;
+        self.forget_id = None;
+        self.no_usage = false;
+        self.batch_usage = None;
     }
 
     /// Takes the held response, if any.

@@ -18,7 +18,9 @@ use super::exchange::{
     to_client, write_out, write_stream_cut, ClientFacts, Relayed, UpstreamSide, RESPONSE_BUF_BYTES,
 };
 use super::govern::Cut;
-use crate::api::usage::{anthropic_response_usage, openai_response_usage, StreamUsageScanner};
+use crate::api::usage::{
+    anthropic_response_usage, openai_response_usage, StreamUsageScanner, Usage,
+};
 use crate::buf::{write_all_vectored, PooledBuf};
 use crate::error::{Error, Kind};
 use crate::http1::framing::{response_framing, BodyKind, ResponseFraming};
@@ -216,10 +218,17 @@ async fn read_body_start(
         && (200..300).contains(&side.head.status)
     {
         let body = &urbuf[head_len..body_end];
-        side.report.usage = match facts.dialect {
-            Dialect::OpenAi => openai_response_usage(body),
-            Dialect::Anthropic => anthropic_response_usage(body),
-        };
+        if side.no_usage {
+            side.batch_usage = completed_batch_usage(body);
+        } else {
+            side.report.usage = match facts.dialect {
+                Dialect::OpenAi => openai_response_usage(body),
+                Dialect::Anthropic => anthropic_response_usage(body),
+            };
+        }
+        if side.capture_id {
+            side.created_id = created_id(body);
+        }
     }
     Ok(BodyStart {
         extra: body_end < urbuf.len(),
@@ -228,6 +237,31 @@ async fn read_body_start(
         decoded,
         body_end,
     })
+}
+
+/// The `id` of a file or batch object the provider made (a plain string:
+/// ids have no escapes).
+fn created_id(body: &[u8]) -> Option<String> {
+    let raw = crate::json::top_level_value(body, b"id")?;
+    let id = raw.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    let plain = id
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    plain.then(|| String::from_utf8_lossy(id).into_owned())
+}
+
+/// A batch object's `usage` and `model`, once it is `completed`.
+fn completed_batch_usage(body: &[u8]) -> Option<(Usage, String)> {
+    let status = crate::json::top_level_value(body, b"status")?;
+    if status != b"\"completed\"" {
+        return None;
+    }
+    let usage = openai_response_usage(body)?;
+    let model = crate::json::top_level_value(body, b"model")
+        .and_then(|m| m.strip_prefix(b"\"")?.strip_suffix(b"\""))
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .unwrap_or_default();
+    Some((usage, model))
 }
 
 /// After the head is committed: writes it with the body's start, then

@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -171,6 +171,9 @@ struct MockState {
     /// says so), kept apart so a test's count of proxied requests is not
     /// raced by them.
     list_fetches: Mutex<Vec<Recorded>>,
+    /// Whether the script answers the list fetches too (else they get the
+    /// mock's model list, whatever the script does to other requests).
+    script_list_fetches: AtomicBool,
     connections: AtomicUsize,
     events_sent: AtomicUsize,
     script: Mutex<Script>,
@@ -196,6 +199,7 @@ impl MockUpstream {
         let state = Arc::new(MockState {
             requests: Mutex::new(Vec::new()),
             list_fetches: Mutex::new(Vec::new()),
+            script_list_fetches: AtomicBool::new(false),
             connections: AtomicUsize::new(0),
             events_sent: AtomicUsize::new(0),
             script: Mutex::new(Arc::new(script)),
@@ -245,6 +249,12 @@ impl MockUpstream {
     /// The gateway's own fetches of this provider's model list.
     pub fn list_fetches(&self) -> Vec<Recorded> {
         self.state.list_fetches.lock().unwrap().clone()
+    }
+
+    /// Lets the script answer the gateway's list fetches too.
+    pub fn script_list_fetches(self) -> MockUpstream {
+        self.state.script_list_fetches.store(true, Ordering::SeqCst);
+        self
     }
 }
 
@@ -319,7 +329,8 @@ fn serve_mock_connection(mut stream: TcpStream, conn: usize, st: &MockState) -> 
             body,
         };
         buf.drain(..consumed);
-        let seq = if rec.header("user-agent") == Some(LIST_FETCH_AGENT) {
+        let list_fetch = rec.header("user-agent") == Some(LIST_FETCH_AGENT);
+        let seq = if list_fetch {
             st.list_fetches.lock().unwrap().push(rec.clone());
             usize::MAX
         } else {
@@ -329,13 +340,17 @@ fn serve_mock_connection(mut stream: TcpStream, conn: usize, st: &MockState) -> 
         };
         let path = rec.target.split('?').next().unwrap_or("").to_string();
         let script = st.script.lock().unwrap().clone();
-        let reply = script(&RequestInfo {
-            conn,
-            index_in_conn,
-            seq,
-            path: &path,
-            body: &rec.body,
-        });
+        let reply = if list_fetch && !st.script_list_fetches.load(Ordering::SeqCst) {
+            Reply::Auto
+        } else {
+            script(&RequestInfo {
+                conn,
+                index_in_conn,
+                seq,
+                path: &path,
+                body: &rec.body,
+            })
+        };
         if !answer(&mut stream, &rec, &path, reply, st)? {
             return Ok(());
         }
