@@ -563,6 +563,34 @@ fn anthropic_messages_through_invoke_and_converse() {
     assert_eq!(said, "Hello!", "{text}");
     assert!(text.contains("event: message_stop"), "{text}");
 
+    // Anthropic's cache marks become Converse's cache points, each right
+    // after what it marked.
+    let cached = json!({
+        "model": nova,
+        "max_tokens": 20,
+        "system": [{"type": "text", "text": "A long shared preamble.", "cache_control": {"type": "ephemeral"}}],
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}, "cache_control": {"type": "ephemeral"}}],
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "A long document.", "cache_control": {"type": "ephemeral"}},
+            {"type": "text", "text": "The question."}
+        ]}]
+    });
+    let r = gw.post("/v1/messages", &cached.to_string());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent: Value = serde_json::from_slice(&mock.mock.last().body).unwrap();
+    let point = json!({"cachePoint": {"type": "default"}});
+    assert_eq!(
+        sent["system"],
+        json!([{"text": "A long shared preamble."}, point])
+    );
+    assert_eq!(
+        sent["messages"][0]["content"],
+        json!([{"text": "A long document."}, point, {"text": "The question."}])
+    );
+    let tools = sent["toolConfig"]["tools"].as_array().unwrap();
+    assert_eq!(tools[0]["toolSpec"]["name"], "get_weather");
+    assert_eq!(tools[1], point);
+
     mock.all_verified();
 }
 

@@ -4,8 +4,8 @@ mod translate_support;
 
 use serde_json::{json, Value};
 use shardgate::api::translate::{
-    anthropic_request_to_openai, openai_request_to_anthropic, openai_stream_wants_usage,
-    TranslateError,
+    anthropic_request_to_openai, anthropic_request_to_openai_keeping_cache,
+    openai_request_to_anthropic, openai_stream_wants_usage, TranslateError, TranslateLimits,
 };
 use translate_support::{fixture, parse};
 
@@ -433,4 +433,48 @@ fn an_empty_anthropic_system_prompt_sends_no_system_message() {
         br#"{"model":"c","max_tokens":5,"system":[{"type":"text","text":""},{"type":"text","text":"Be brief."}],"messages":[{"role":"user","content":"Hi"}]}"#,
     );
     assert_eq!(v["messages"][0]["content"], "Be brief.");
+}
+
+#[test]
+fn cache_marks_are_kept_only_on_the_way_to_converse() {
+    let ephemeral = json!({"type": "ephemeral"});
+    let body = json!({
+        "model": "claude",
+        "max_tokens": 10,
+        "system": [
+            {"type": "text", "text": "Rules.", "cache_control": ephemeral},
+            {"type": "text", "text": "More."}
+        ],
+        "tools": [{"name": "t", "input_schema": {"type": "object"}, "cache_control": ephemeral}],
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Doc.", "cache_control": ephemeral}
+        ]}]
+    })
+    .to_string();
+    // To an OpenAI server: dropped (OpenAI caches by itself).
+    let plain = to_openai(body.as_bytes());
+    assert!(!plain.to_string().contains("cache_control"), "{plain}");
+    assert_eq!(plain["messages"][1]["content"], "Doc.");
+    // On the way to Converse: kept where they were, the system as parts.
+    let kept = parse(
+        &anthropic_request_to_openai_keeping_cache(
+            body.as_bytes(),
+            "m",
+            TranslateLimits::DEFAULT,
+            false,
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        kept["messages"][0]["content"],
+        json!([
+            {"type": "text", "text": "Rules.", "cache_control": ephemeral},
+            {"type": "text", "text": "More."}
+        ])
+    );
+    assert_eq!(
+        kept["messages"][1]["content"],
+        json!([{"type": "text", "text": "Doc.", "cache_control": ephemeral}])
+    );
+    assert_eq!(kept["tools"][0]["cache_control"], ephemeral);
 }

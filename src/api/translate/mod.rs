@@ -29,7 +29,8 @@
 //!   the stream itself.
 //! - Fields with no counterpart in the target dialect are dropped rather than
 //!   guessed (Anthropic's `cache_control` going to OpenAI, which caches by
-//!   itself; it is kept going the other way, see `request_to_anthropic`);
+//!   itself; it is kept going the other way, see `request_to_anthropic`,
+//!   and becomes Converse's cache points, see `request_to_converse`);
 //!   inputs the target cannot express faithfully (server tools, `n > 1`,
 //!   audio) are refused with [`TranslateError::Unsupported`].
 //! - Usage keeps its totals both ways: cache reads and writes are parts of
@@ -156,8 +157,26 @@ pub fn translate_request(
     };
     match into {
         RequestInto::Anthropic => request_to_anthropic::translate(request, upstream_model, limits),
-        RequestInto::OpenAi => request_to_openai::translate(request, upstream_model, limits),
+        RequestInto::OpenAi => request_to_openai::translate(request, upstream_model, limits, false),
     }
+}
+
+/// An Anthropic messages request as an OpenAI chat-completions one on its
+/// way to Bedrock's Converse: as [`translate_request`] into OpenAI, but
+/// its `cache_control` marks kept on the parts and tools they were on, for
+/// [`openai_request_to_converse`] to make cache points of.
+pub fn anthropic_request_to_openai_keeping_cache(
+    body: &[u8],
+    upstream_model: &str,
+    limits: TranslateLimits,
+    validated: bool,
+) -> Result<Vec<u8>, TranslateError> {
+    let request = if validated {
+        raw::scanned_document(body)?
+    } else {
+        raw::document(body)?
+    };
+    request_to_openai::translate(request, upstream_model, limits, true)
 }
 
 /// An OpenAI chat-completions request as an Anthropic messages request for

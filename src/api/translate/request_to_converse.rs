@@ -11,6 +11,13 @@
 //! `toolConfig`. What Converse cannot say is refused, not guessed:
 //! `n > 1`, image URLs (it takes image bytes only), `tool_choice: none`.
 //! `user` and `parallel_tool_calls` have no counterpart and are dropped.
+//!
+//! Prompt caching: a `cache_control` mark (on a user text or image part, a
+//! system part or a tool, the convention OpenAI-style clients of Anthropic
+//! use, and what the Anthropic translation keeps on its way here) becomes
+//! a cache point (`{"cachePoint":{"type":"default"}}`) right after what it
+//! marked, where Converse takes one: in the turn's content, after the
+//! system prompt, after the tool.
 
 use super::raw::{document, scanned_document, Raw};
 use super::request_to_anthropic::tool_input;
@@ -55,6 +62,7 @@ pub fn openai_request_to_converse(
 
     let mut messages = Merged::open(top.key("messages"), "content");
     let mut system_prompts = 0usize;
+    let mut system_cached = false;
     for turn in turns.elements() {
         budget.message()?;
         let [role, content, tool_calls, tool_call_id] =
@@ -63,6 +71,7 @@ pub fn openai_request_to_converse(
             Some("system") | Some("developer") => {
                 budget.blocks(content.elements().count())?;
                 system_prompts += 1;
+                system_cached |= content.elements().any(marked);
             }
             Some("user") => push_user_blocks(content, &mut messages, &mut budget)?,
             Some("assistant") => {
@@ -112,6 +121,9 @@ pub fn openai_request_to_converse(
         }
         out.push(b'"');
         block.close();
+        if system_cached {
+            system.item().extend_from_slice(CACHE_POINT);
+        }
         system.close();
     }
 
@@ -153,6 +165,9 @@ pub fn openai_request_to_converse(
         for tool in tools.elements() {
             budget.blocks(1)?;
             tool_spec(tool, specs.item())?;
+            if marked(tool) {
+                specs.item().extend_from_slice(CACHE_POINT);
+            }
         }
         specs.close();
         if !tool_choice.is_null() {
@@ -218,14 +233,28 @@ impl<'o> Merged<'o> {
     }
 }
 
+/// A cache point, as a content block, a system block or a tool.
+const CACHE_POINT: &[u8] = b"{\"cachePoint\":{\"type\":\"default\"}}";
+
+/// Whether a part or tool carries Anthropic's `cache_control` mark.
+fn marked(part: Raw<'_>) -> bool {
+    part.get("cache_control").is_object()
+}
+
 /// A `{"text": …}` block, which Converse and Gemini share; blank text is
-/// dropped (both refuse it).
-pub(super) fn write_text_block(text: Raw<'_>, messages: &mut Merged<'_>, role: &'static str) {
-    if text.str_inner().is_some_and(|t| !t.trim().is_empty()) {
+/// dropped (both refuse it). Whether one was written.
+pub(super) fn write_text_block(
+    text: Raw<'_>,
+    messages: &mut Merged<'_>,
+    role: &'static str,
+) -> bool {
+    let written = text.str_inner().is_some_and(|t| !t.trim().is_empty());
+    if written {
         let mut block = Obj::open(messages.block(role));
         block.raw("text", text);
         block.close();
     }
+    written
 }
 
 fn push_user_blocks(
@@ -245,15 +274,19 @@ fn push_user_blocks(
     for part in content.elements() {
         budget.blocks(1)?;
         let [kind, text, image_url] = part.pick(["type", "text", "image_url"]);
-        if kind.is_str_eq("text") {
-            write_text_block(text, messages, "user");
+        let written = if kind.is_str_eq("text") {
+            write_text_block(text, messages, "user")
         } else if kind.is_str_eq("image_url") {
             write_image_block(image_url.get("url"), messages)?;
+            true
         } else {
             return Err(TranslateError::Unsupported(format!(
                 "user content part {:?}",
                 kind.as_str()
             )));
+        };
+        if written && marked(part) {
+            messages.block("user").extend_from_slice(CACHE_POINT);
         }
     }
     Ok(())
@@ -472,6 +505,39 @@ mod tests {
                 }
             })
         );
+    }
+
+    #[test]
+    fn cache_marks_become_cache_points_after_what_they_mark() {
+        let point = json!({"cachePoint": {"type": "default"}});
+        let got = translate(json!({
+            "messages": [
+                {"role": "system", "content": [{"type": "text", "text": "Rules.", "cache_control": {"type": "ephemeral"}}]},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "Doc.", "cache_control": {"type": "ephemeral"}},
+                    {"type": "text", "text": " ", "cache_control": {"type": "ephemeral"}},
+                    {"type": "text", "text": "Q?"}
+                ]}
+            ],
+            "tools": [
+                {"type": "function", "function": {"name": "a", "parameters": {"type": "object"}}, "cache_control": {"type": "ephemeral"}},
+                {"type": "function", "function": {"name": "b", "parameters": {"type": "object"}}}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(got["system"], json!([{"text": "Rules."}, point]));
+        // A mark on a dropped (blank) part marks nothing.
+        assert_eq!(
+            got["messages"][0]["content"],
+            json!([{"text": "Doc."}, point, {"text": "Q?"}])
+        );
+        let tools = got["toolConfig"]["tools"].as_array().unwrap();
+        assert_eq!(tools.len(), 3);
+        assert_eq!(tools[1], point);
+        assert_eq!(tools[2]["toolSpec"]["name"], "b");
+        // Without marks, none.
+        let plain = translate(json!({"messages": [{"role": "user", "content": "hi"}]})).unwrap();
+        assert!(!plain.to_string().contains("cachePoint"));
     }
 
     #[test]

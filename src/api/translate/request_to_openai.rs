@@ -7,12 +7,19 @@
 //! Tool messages must follow the assistant turn that asked for them directly,
 //! so a user turn's tool results are emitted before the rest of that turn.
 //!
+//! Anthropic's `cache_control` marks are dropped (OpenAI caches by itself),
+//! except in the translation on the way to Bedrock's Converse
+//! ([`super::anthropic_request_to_openai_keeping_cache`]): there they stay on
+//! the text parts, system parts and tools they were on, in the convention
+//! OpenAI-style clients of Anthropic use, for `request_to_converse` to
+//! turn into cache points.
+//!
 //! The output is written in one pass over the input's text (see `raw`):
 //! strings and sub-documents are copied as they are, a turn's blocks are
 //! walked again instead of being collected when the output needs them in
 //! another order (tool results first; content before tool calls).
 
-use super::raw::Raw;
+use super::raw::{Raw, NULL};
 use super::write::{joined_string, joined_text, Arr, Obj};
 use super::{Budget, TranslateError, TranslateLimits};
 
@@ -21,6 +28,7 @@ pub(super) fn translate(
     request: Raw<'_>,
     upstream_model: &str,
     limits: TranslateLimits,
+    keep_cache: bool,
 ) -> Result<Vec<u8>, TranslateError> {
     let [system, turns, max_tokens, stop_sequences, temperature, top_p, metadata, stream, tools, tool_choice] =
         request.pick([
@@ -61,10 +69,24 @@ pub(super) fn translate(
     if !system.is_null() {
         budget.blocks(system.elements().count())?;
     }
+    let system_cached = keep_cache
+        && system
+            .elements()
+            .any(|p| p.get("cache_control").is_object());
     if says_something {
         let mut message = Obj::open(messages);
         message.json("role", "\"system\"");
-        joined_text(message.key("content"), system, "\\n\\n");
+        if system_cached {
+            // As parts, so each keeps its mark.
+            let mut parts = Arr::open(message.key("content"));
+            for block in system.elements() {
+                let [text, cache_control] = block.pick(["text", "cache_control"]);
+                write_text_part(parts.item(), text, cache_control);
+            }
+            parts.close();
+        } else {
+            joined_text(message.key("content"), system, "\\n\\n");
+        }
         message.close();
         messages.push(b',');
     }
@@ -73,7 +95,13 @@ pub(super) fn translate(
         budget.message()?;
         let [role, content] = turn.pick(["role", "content"]);
         if role.is_str_eq("user") {
-            push_user_turn(content, messages, &mut tool_messages, &mut budget)?;
+            push_user_turn(
+                content,
+                messages,
+                &mut tool_messages,
+                &mut budget,
+                keep_cache,
+            )?;
         } else if role.is_str_eq("assistant") {
             push_assistant_turn(content, messages, &mut budget)?;
         } else {
@@ -114,7 +142,7 @@ pub(super) fn translate(
         let mut translated = Arr::open(top.key("tools"));
         for tool in tools.elements() {
             budget.blocks(1)?;
-            function_tool(tool, translated.item())?;
+            function_tool(tool, translated.item(), keep_cache)?;
         }
         translated.close();
     }
@@ -143,6 +171,7 @@ fn push_user_turn(
     messages: &mut Vec<u8>,
     tool_messages: &mut Vec<u8>,
     budget: &mut Budget,
+    keep_cache: bool,
 ) -> Result<(), TranslateError> {
     if content.is_str() {
         push_plain_message(messages, "\"user\"", content);
@@ -161,8 +190,15 @@ fn push_user_turn(
     tool_messages.clear();
     for block in content.elements() {
         budget.blocks(1)?;
-        let [kind, text, id, result, source] =
-            block.pick(["type", "text", "tool_use_id", "content", "source"]);
+        let [kind, text, id, result, source, cache_control] = block.pick([
+            "type",
+            "text",
+            "tool_use_id",
+            "content",
+            "source",
+            "cache_control",
+        ]);
+        let cache_control = if keep_cache { cache_control } else { NULL };
         if kind.is_str_eq("tool_result") {
             if !id.is_str() {
                 return Err(TranslateError::Invalid(
@@ -184,12 +220,10 @@ fn push_user_turn(
                 }
             }
         } else if kind.is_str_eq("text") {
-            let mut part = Obj::open(parts.item());
-            part.json("type", "\"text\"");
-            part.raw("text", text);
-            part.close();
+            write_text_part(parts.item(), text, cache_control);
             count += 1;
-            if count == 1 {
+            // A marked part must stay a part to keep its mark.
+            if count == 1 && !cache_control.is_object() {
                 lone_text = Some(text);
             }
         } else if kind.is_str_eq("image") {
@@ -216,6 +250,18 @@ fn push_user_turn(
         messages.splice(start..start, tool_messages.iter().copied());
     }
     Ok(())
+}
+
+/// `{"type":"text","text":…}`, with the `cache_control` mark when there is
+/// one (only kept for Converse).
+fn write_text_part(out: &mut Vec<u8>, text: Raw<'_>, cache_control: Raw<'_>) {
+    let mut part = Obj::open(out);
+    part.json("type", "\"text\"");
+    part.raw("text", text);
+    if cache_control.is_object() {
+        part.raw("cache_control", cache_control);
+    }
+    part.close();
 }
 
 /// `{"role":…,"content":…},`: a message whose content is one value copied
@@ -325,9 +371,14 @@ fn push_assistant_turn(
     Ok(())
 }
 
-fn function_tool(tool: Raw<'_>, out: &mut Vec<u8>) -> Result<(), TranslateError> {
-    let [kind, name, description, input_schema] =
-        tool.pick(["type", "name", "description", "input_schema"]);
+fn function_tool(tool: Raw<'_>, out: &mut Vec<u8>, keep_cache: bool) -> Result<(), TranslateError> {
+    let [kind, name, description, input_schema, cache_control] = tool.pick([
+        "type",
+        "name",
+        "description",
+        "input_schema",
+        "cache_control",
+    ]);
     // Anthropic server tools (web search, bash, ...) run on Anthropic's side
     // and have no OpenAI equivalent.
     if let Some(kind) = kind.as_str().filter(|k| k != "custom") {
@@ -345,6 +396,9 @@ fn function_tool(tool: Raw<'_>, out: &mut Vec<u8>) -> Result<(), TranslateError>
     }
     function.raw("parameters", input_schema);
     function.close();
+    if keep_cache && cache_control.is_object() {
+        tool.raw("cache_control", cache_control);
+    }
     tool.close();
     Ok(())
 }
