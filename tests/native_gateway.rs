@@ -1257,3 +1257,30 @@ fn vertex_configs_are_checked_before_start() {
         "{why}"
     );
 }
+
+/// The official Python SDKs through Vertex AI, both publishers.
+#[test]
+fn the_official_python_sdks_through_vertex_ai() {
+    if !common::python_modules_available("vertex_ai", "openai, anthropic, cryptography") {
+        return;
+    }
+    let dir = common::TempDir::new("vertex-sdk");
+    let token = TokenEndpoint::start(0, 3599);
+    let key = token.key_file(&dir);
+    let vertex = vertex_mock(token.issued.clone());
+    let gw = vertex_gateway(&vertex, &key);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/vertex_sdk.py");
+    let out = common::run_python(
+        script,
+        &[&format!("http://{}", gw.addr)],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    token.all_verified();
+    assert_eq!(token.tokens().len(), 1);
+}
