@@ -267,3 +267,26 @@ fn the_official_sdk_manages_files_and_batches_through_the_gateway() {
             .collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn the_official_node_sdk_manages_files_and_batches_through_the_gateway() {
+    if !node_sdks_available("the_official_node_sdk_manages_files_and_batches_through_the_gateway") {
+        return;
+    }
+    let (a, b) = (files_provider("a"), files_provider("b"));
+    let dir = TempDir::new("files-node");
+    let Setup { gw, .. } = setup(&a, &b, &dir);
+    let out = run_node(
+        "files_batches.mjs",
+        &[&gw.base_url()],
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.requests().len(), 5);
+    assert!(a.requests().is_empty());
+}

@@ -1284,3 +1284,30 @@ fn the_official_python_sdks_through_vertex_ai() {
     token.all_verified();
     assert_eq!(token.tokens().len(), 1);
 }
+
+/// The same through the official Node SDKs.
+#[test]
+fn the_official_node_sdks_through_vertex_ai() {
+    if !common::python_modules_available("vertex_ai", "cryptography")
+        || !common::node_sdks_available("the_official_node_sdks_through_vertex_ai")
+    {
+        return;
+    }
+    let dir = common::TempDir::new("vertex-node");
+    let token = TokenEndpoint::start(0, 3599);
+    let key = token.key_file(&dir);
+    let vertex = vertex_mock(token.issued.clone());
+    let gw = vertex_gateway(&vertex, &key);
+    let out = common::run_node(
+        "vertex.mjs",
+        &[&format!("http://{}", gw.addr)],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    token.all_verified();
+}
