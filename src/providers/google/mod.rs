@@ -1,8 +1,8 @@
-//! Google (Gemini API and Vertex AI) building blocks, each sans-IO and
-//! tested alone: the request paths below, the Vertex AI body for
-//! Anthropic's models ([`anthropic_body_for_vertex`]), and the
-//! service-account OAuth 2.0 token flow Vertex AI authenticates with in
-//! `service_account`.
+//! Google (Gemini API and Vertex AI) building blocks: the request targets
+//! below, the Vertex AI body for Anthropic's models
+//! ([`anthropic_body_for_vertex`]), the service-account OAuth 2.0 token
+//! flow Vertex AI authenticates with (`service_account`), and Vertex AI's
+//! settings and token thread (`vertex`).
 //!
 //! The two front doors to Gemini models:
 //! - the Gemini API, `https://generativelanguage.googleapis.com`, key in
@@ -17,7 +17,8 @@
 //!
 //! The translations are in `api::translate` (`request_to_gemini`,
 //! `response_gemini`, `stream_gemini_to_openai`); the proxy reaches them
-//! for a provider of the Gemini family (`kind = "google"`).
+//! for a provider of the Gemini family (`kind = "google"`) or of Vertex
+//! AI's (`kind = "vertex"`).
 
 pub mod service_account;
 pub mod vertex;
@@ -46,14 +47,6 @@ pub fn write_model_target(out: &mut Vec<u8>, root: &str, operation: &str, model:
     out.extend_from_slice(operation.as_bytes());
 }
 
-/// The Gemini API path for `model`: `generateContent`, or
-/// `streamGenerateContent` as SSE when `stream`.
-pub fn gemini_api_path(model: &str, stream: bool) -> String {
-    let mut out = Vec::new();
-    write_model_target(&mut out, GEMINI_API_VERSION, gemini_method(stream), model);
-    String::from_utf8(out).expect("segments are ASCII")
-}
-
 /// The Vertex AI host for `region`.
 pub fn vertex_host(region: &str) -> String {
     if region == "global" {
@@ -61,33 +54,6 @@ pub fn vertex_host(region: &str) -> String {
     } else {
         format!("{}-aiplatform.googleapis.com", segment(region))
     }
-}
-
-/// The Vertex AI path for Google's `model` in `project` and `region`.
-pub fn vertex_gemini_path(project: &str, region: &str, model: &str, stream: bool) -> String {
-    format!(
-        "{}/google/models/{}{}",
-        publishers(project, region),
-        segment(model),
-        gemini_method(stream)
-    )
-}
-
-/// The Vertex AI path for Anthropic's `model` (`claude-sonnet-4@20250514`)
-/// in `project` and `region`: `rawPredict`, or `streamRawPredict` when
-/// `stream` (which the body must say too: see
-/// [`anthropic_body_for_vertex`]).
-pub fn vertex_anthropic_path(project: &str, region: &str, model: &str, stream: bool) -> String {
-    let method = if stream {
-        "streamRawPredict"
-    } else {
-        "rawPredict"
-    };
-    format!(
-        "{}/anthropic/models/{}:{method}",
-        publishers(project, region),
-        segment(model)
-    )
 }
 
 /// `body` (an Anthropic messages request, one JSON object) as Vertex AI
@@ -105,14 +71,6 @@ pub fn gemini_method(stream: bool) -> &'static str {
     } else {
         GENERATE
     }
-}
-
-fn publishers(project: &str, region: &str) -> String {
-    format!(
-        "/v1/projects/{}/locations/{}/publishers",
-        segment(project),
-        segment(region)
-    )
 }
 
 /// A name as one path segment: percent-encoded but for the characters
@@ -134,38 +92,59 @@ fn segment(name: &str) -> String {
 mod tests {
     use super::*;
 
+    fn target(root: &str, operation: &str, model: &str) -> String {
+        let mut out = Vec::new();
+        write_model_target(&mut out, root, operation, model);
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
-    fn gemini_api_paths() {
+    fn gemini_api_targets() {
         assert_eq!(
-            gemini_api_path("gemini-2.5-flash", false),
+            target(GEMINI_API_VERSION, GENERATE, "gemini-2.5-flash"),
             "/v1beta/models/gemini-2.5-flash:generateContent"
         );
         assert_eq!(
-            gemini_api_path("gemini-2.5-flash", true),
+            target(GEMINI_API_VERSION, gemini_method(true), "gemini-2.5-flash"),
             "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
         );
         assert_eq!(
-            gemini_api_path("a/b?c", false),
+            target(GEMINI_API_VERSION, GENERATE, "a/b?c"),
             "/v1beta/models/a%2Fb%3Fc:generateContent"
         );
     }
 
     #[test]
-    fn vertex_paths_and_hosts() {
+    fn vertex_targets_and_hosts() {
         assert_eq!(
             vertex_host("us-central1"),
             "us-central1-aiplatform.googleapis.com"
         );
         assert_eq!(vertex_host("global"), "aiplatform.googleapis.com");
+        let settings = vertex::VertexSettings {
+            region: "europe-west1".into(),
+            project: "my-project".into(),
+            credentials_file: "sa.json".into(),
+        };
+        let root = vertex::path_root("", &settings);
+        let at = |operation: &str, model: &str| {
+            target(
+                &format!("{root}{}", vertex::publisher(operation)),
+                operation,
+                model,
+            )
+        };
         assert_eq!(
-            vertex_gemini_path("my-project", "us-central1", "gemini-2.5-pro", true),
-            "/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
+            at(STREAM_GENERATE, "gemini-2.5-pro"),
+            "/v1/projects/my-project/locations/europe-west1/publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
         );
         assert_eq!(
-            vertex_anthropic_path("my-project", "europe-west1", "claude-sonnet-4@20250514", false),
+            at(vertex::RAW_PREDICT, "claude-sonnet-4@20250514"),
             "/v1/projects/my-project/locations/europe-west1/publishers/anthropic/models/claude-sonnet-4@20250514:rawPredict"
         );
-        assert!(vertex_anthropic_path("p", "r", "m", true).ends_with("/m:streamRawPredict"));
+        assert!(
+            at(vertex::STREAM_RAW_PREDICT, "m").ends_with("/anthropic/models/m:streamRawPredict")
+        );
     }
 
     #[test]
