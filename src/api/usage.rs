@@ -167,14 +167,19 @@ struct CachedDetails {
 /// (which allocates its path): this runs once per proxied response, and
 /// the usage object itself is parsed strictly.
 fn raw_usage_at<'de, T: Deserialize<'de>>(body: &'de [u8], path: &[&str]) -> Option<T> {
+    sonic_rs::from_slice(usage_json(body, path)?).ok()
+}
+
+/// The non-generic half of [`raw_usage_at`]: one copy of the locating
+/// code for every usage shape, into which `json::locate`'s helpers are
+/// inlined (into a copy per shape they were not, which cost every proxied
+/// response about 800 instructions: bench/README.md).
+fn usage_json<'a>(body: &'a [u8], path: &[&str]) -> Option<&'a [u8]> {
     let mut raw = body;
     for key in path {
         raw = top_level_value(raw, key.as_bytes())?;
     }
-    if raw == b"null" {
-        return None;
-    }
-    sonic_rs::from_slice(raw).ok()
+    (raw != b"null").then_some(raw)
 }
 
 impl RawUsage {

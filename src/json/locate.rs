@@ -6,9 +6,10 @@
 //! past it. Here strings are skipped with `memchr2` on `"` and `\`, and
 //! containers by counting brackets outside strings.
 //!
-//! The three helpers are `#[inline]`: with one usage reader per provider
-//! shape, the compiler stopped inlining them into each, which cost every
-//! proxied response about 370 instructions (bench/README.md).
+//! All of it is `#[inline(always)]`, and `api::usage` calls it from one
+//! non-generic function: with a usage reader per provider shape and a few
+//! cold callers, the compiler stopped inlining the helpers, which cost
+//! every proxied response hundreds of instructions (bench/README.md).
 //!
 //! Invariants: never panics, never allocates, no recursion, O(len). On valid
 //! JSON the result is exactly the raw text of the first member named `key`
@@ -19,7 +20,7 @@ use memchr::memchr2;
 
 /// The raw text of the value of the first top-level member whose key,
 /// as written (escapes not decoded), is `key`.
-#[inline]
+#[inline(always)]
 pub fn top_level_value<'a>(json: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     let mut at = skip_space(json, 0);
     if json.get(at) != Some(&b'{') {
@@ -58,7 +59,7 @@ fn skip_space(json: &[u8], mut at: usize) -> usize {
 }
 
 /// One past the closing quote of the string opening at `open`.
-#[inline]
+#[inline(always)]
 fn string_end(json: &[u8], open: usize) -> Option<usize> {
     let mut at = open + 1;
     loop {
@@ -71,7 +72,7 @@ fn string_end(json: &[u8], open: usize) -> Option<usize> {
 }
 
 /// One past the end of the value starting at `start`.
-#[inline]
+#[inline(always)]
 fn value_end(json: &[u8], start: usize) -> Option<usize> {
     match *json.get(start)? {
         b'"' => string_end(json, start),
@@ -88,6 +89,7 @@ fn value_end(json: &[u8], start: usize) -> Option<usize> {
 
 /// One past the bracket closing the container opening at `open`. Bracket
 /// kinds are not matched against each other: valid JSON needs no check.
+#[inline(always)]
 fn container_end(json: &[u8], open: usize) -> Option<usize> {
     let mut depth = 0usize;
     let mut at = open;

@@ -526,6 +526,10 @@ impl<'a> Attempts<'a> {
         )
         .await;
         drop(flight);
+        // An upload whose rest went (or began to go) upstream cannot be
+        // sent again: its buffer is not taken back, so no attempt follows
+        // and the connection closes after the answer.
+        let body_back = body_back.filter(|_| !self.side.report.upload_taken);
         if let Ok(Relayed::Complete { .. }) = &result {
             self.note_resource(provider);
         }

@@ -85,22 +85,6 @@ pub struct Leg<'a> {
 pub async fn forward<S: ClientIo>(
     leg: &Leg<'_>,
     side: &mut UpstreamSide,
-    req: OutgoingRequest,
-    client: &mut ClientStream<S>,
-    facts: &ClientFacts,
-    on_head: &mut dyn FnMut(u16),
-) -> (Result<Relayed, Error>, Option<PooledBuf>) {
-    let (result, body) = forward_once(leg, side, req, client, facts, on_head).await;
-    // An upload whose rest went (or began to go) upstream cannot be sent
-    // again: its buffer is not handed back, so no attempt follows and the
-    // connection closes after the answer.
-    let body = if side.report.upload_taken { None } else { body };
-    (result, body)
-}
-
-async fn forward_once<S: ClientIo>(
-    leg: &Leg<'_>,
-    side: &mut UpstreamSide,
     mut req: OutgoingRequest,
     client: &mut ClientStream<S>,
     facts: &ClientFacts,
