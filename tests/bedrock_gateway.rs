@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    free_port, python_modules_available, Gateway, GatewayOpts, MockUpstream, Recorded, Reply,
-    TempDir, Writer,
+    data_events, free_port, python_modules_available, sample, scrape, Gateway, GatewayOpts,
+    MockUpstream, Recorded, Reply, TempDir, Writer,
 };
 use serde_json::{json, Value};
 use shardgate::api::eventstream::{encode, event};
@@ -320,33 +320,6 @@ fn env_credentials() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-fn metrics(admin: SocketAddr) -> String {
-    let mut s = TcpStream::connect(admin).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    io::Read::read_to_string(&mut s, &mut out).unwrap();
-    out
-}
-
-fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
-}
-
-/// The JSON `data:` payloads of an SSE body (`[DONE]` left out).
-fn data_events(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
-}
-
 #[test]
 fn openai_chat_through_converse_signed_translated_and_metered() {
     if !python_modules_available("bedrock_gateway", "botocore") {
@@ -445,7 +418,7 @@ fn openai_chat_through_converse_signed_translated_and_metered() {
     // cut stream's input estimate and relayed output on top.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let m = metrics(admin);
+        let m = scrape(admin);
         let input = sample(
             &m,
             "shardgate_tokens_total",

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -136,17 +136,8 @@ fn upload(gw: &Gateway, provider: Option<&str>) -> Response {
     )
 }
 
-fn metrics(admin: SocketAddr) -> String {
-    let mut s = TcpStream::connect(admin).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 fn input_tokens(admin: SocketAddr) -> f64 {
-    metrics(admin)
+    scrape(admin)
         .lines()
         .filter(|l| l.starts_with("shardgate_tokens_total{") && l.contains("direction=\"input\""))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())

@@ -111,10 +111,6 @@ fn admin_call(admin: SocketAddr, method: &str, path: &str, body: &str) -> String
     out.split_once("\r\n\r\n").unwrap().1.to_string()
 }
 
-fn scrape(admin: SocketAddr) -> String {
-    admin_call(admin, "GET", "/metrics", "")
-}
-
 /// Key `id` once none of its requests is in flight (a response reaches the
 /// client just before its shard settles it).
 fn settled_key(admin: SocketAddr, id: &str) -> Value {
@@ -128,25 +124,6 @@ fn settled_key(admin: SocketAddr, id: &str) -> Value {
         }
         thread::sleep(Duration::from_millis(5));
     }
-}
-
-/// The sum of the samples named `name` carrying every label in `labels`.
-fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
-}
-
-/// The JSON `data:` payloads of an SSE body (`[DONE]` left out).
-fn data_events(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
 }
 
 /// One request of the test: what the client sends and which provider's

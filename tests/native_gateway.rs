@@ -16,7 +16,10 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{free_port, Gateway, GatewayOpts, MockUpstream, Recorded, Reply, Writer};
+use common::{
+    data_events, free_port, sample, scrape, Gateway, GatewayOpts, MockUpstream, Recorded, Reply,
+    Writer,
+};
 use serde_json::{json, Value};
 
 const GEMINI_KEY: &str = "AIza-test-key";
@@ -379,33 +382,6 @@ fn gateway(gemini: &MockUpstream, cohere: &MockUpstream) -> (Gateway, SocketAddr
     (gw, admin)
 }
 
-fn metrics(admin: SocketAddr) -> String {
-    let mut s = TcpStream::connect(admin).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    io::Read::read_to_string(&mut s, &mut out).unwrap();
-    out
-}
-
-fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| labels.iter().all(|want| l.contains(want)))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum()
-}
-
-/// The JSON `data:` payloads of an SSE body (`[DONE]` left out).
-fn data_events(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| *d != "[DONE]")
-        .map(|d| serde_json::from_str(d).unwrap())
-        .collect()
-}
-
 fn content_of(events: &[Value]) -> String {
     events
         .iter()
@@ -562,7 +538,7 @@ fn openai_chat_through_the_gemini_api() {
 fn wait_metric(admin: SocketAddr, name: &str, labels: &[&str], want: f64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let m = metrics(admin);
+        let m = scrape(admin);
         let got = sample(&m, name, labels);
         if got == want {
             return;

@@ -37,7 +37,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 
 use super::downstream::Upload;
-use crate::buf::{write_all, write_all_vectored, PooledBuf};
+use crate::buf::{write_all, write_all_vectored, IoVecs, PooledBuf};
 use crate::error::{Error, Kind, Retry};
 use crate::http1::framing::{response_framing, BodyKind};
 use crate::http1::parse::Parsed;
@@ -272,34 +272,12 @@ pub(super) async fn exchange<D: Dial>(
         // The total runs from the send (connecting has its own limit).
         let clock = AttemptClock::start(timeouts, Instant::now());
         // Hand the buffers to the iovec for the write, take them back after.
-        iov.reset(
-            mem::replace(&mut req.head, PooledBuf::empty()),
-            req.body.take(),
-        );
-        req.segments(&mut iov);
-        let request_len = iov.remaining();
-        let written =
-            monoio::time::timeout(timeouts.first_byte, write_all_vectored(&mut up, iov)).await;
-        let Ok((res, back)) = written else {
-            // The upstream did not take the request in time; its buffers
-            // went with the cancelled write.
-            return Exchanged::WriteTimedOut(Error::upstream(
-                Kind::UpstreamTimeout,
-                false,
-                format!(
-                    "{name} did not take the request within {:?}",
-                    timeouts.first_byte
-                ),
-            ));
+        let Some((res, none_taken, back)) =
+            write_request(&mut up, req, iov, timeouts.first_byte).await
+        else {
+            return Exchanged::WriteTimedOut(write_timed_out(name, "request", timeouts.first_byte));
         };
         iov = back;
-        // Not a byte taken: the upstream cannot have read the request. (A
-        // TLS stream takes the first segment, the head, before writing it:
-        // it may have had part of the head, never the body.)
-        let none_taken = iov.remaining() == request_len;
-        let (h, b) = iov.take_bufs();
-        req.head = h.expect("head buffer returned");
-        req.body = b;
         if let Err(e) = res {
             let retry = reached(none_taken, reused);
             if resend_on_fresh(retry, reused, idempotent, resent) {
@@ -353,6 +331,44 @@ pub(super) async fn exchange<D: Dial>(
     exchanged
 }
 
+/// Writes `req`'s head and body segments on `up` within `limit` and takes
+/// its buffers back: the write's result, whether not a byte of it was
+/// taken, and the iovecs. `None` when the time ran out: the buffers went
+/// with the cancelled write.
+async fn write_request(
+    up: &mut impl AsyncWriteRent,
+    req: &mut OutgoingRequest,
+    mut iov: IoVecs,
+    limit: Duration,
+) -> Option<(std::io::Result<()>, bool, IoVecs)> {
+    iov.reset(
+        mem::replace(&mut req.head, PooledBuf::empty()),
+        req.body.take(),
+    );
+    req.segments(&mut iov);
+    let request_len = iov.remaining();
+    let (res, mut iov) = monoio::time::timeout(limit, write_all_vectored(up, iov))
+        .await
+        .ok()?;
+    // Not a byte taken: the upstream cannot have read the request. (A TLS
+    // stream takes the first segment, the head, before writing it: it may
+    // have had part of the head, never the body.)
+    let none_taken = iov.remaining() == request_len;
+    let (h, b) = iov.take_bufs();
+    req.head = h.expect("head buffer returned");
+    req.body = b;
+    Some((res, none_taken, iov))
+}
+
+/// The error of an upstream that did not take `what` within `limit`.
+fn write_timed_out(name: &str, what: &str, limit: Duration) -> Error {
+    Error::upstream(
+        Kind::UpstreamTimeout,
+        false,
+        format!("{name} did not take the {what} within {limit:?}"),
+    )
+}
+
 /// How much of an upload is copied at a time.
 const UPLOAD_COPY_BYTES: usize = 64 * 1024;
 
@@ -376,30 +392,11 @@ async fn exchange_upload<S: ClientIo>(
         Err(e) => return Exchanged::Failed(e),
     };
     let clock = AttemptClock::start(timeouts, Instant::now());
-    let mut iov = side.iov.take().unwrap_or_default();
-    iov.reset(
-        mem::replace(&mut req.head, PooledBuf::empty()),
-        req.body.take(),
-    );
-    req.segments(&mut iov);
-    let request_len = iov.remaining();
-    let written =
-        monoio::time::timeout(timeouts.first_byte, write_all_vectored(&mut up, iov)).await;
-    let Ok((res, back)) = written else {
-        return Exchanged::WriteTimedOut(Error::upstream(
-            Kind::UpstreamTimeout,
-            false,
-            format!(
-                "{name} did not take the upload within {:?}",
-                timeouts.first_byte
-            ),
-        ));
+    let iov = side.iov.take().unwrap_or_default();
+    let Some((res, none_taken, iov)) = write_request(&mut up, req, iov, timeouts.first_byte).await
+    else {
+        return Exchanged::WriteTimedOut(write_timed_out(name, "upload", timeouts.first_byte));
     };
-    let none_taken = back.remaining() == request_len;
-    iov = back;
-    let (h, b) = iov.take_bufs();
-    req.head = h.expect("head buffer returned");
-    req.body = b;
     side.iov = Some(iov);
     if let Err(e) = res {
         return closed(

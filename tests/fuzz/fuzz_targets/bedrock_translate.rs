@@ -14,20 +14,9 @@ use shardgate::api::translate::{
 };
 use shardgate::providers::aws::invoke::{anthropic_body_for_invoke, invoke_stream_event};
 
-fn check_json(out: &[u8]) {
-    serde_json::from_slice::<serde_json::Value>(out)
-        .unwrap_or_else(|e| panic!("output is not JSON ({e}): {}", String::from_utf8_lossy(out)));
-}
-
-fn check_sse(out: &[u8]) {
-    let text = std::str::from_utf8(out).expect("translated stream is UTF-8");
-    for event in text.split("\n\n").filter(|e| !e.is_empty()) {
-        let data = event.strip_prefix("data: ").expect("only data lines");
-        if data != "[DONE]" {
-            check_json(data.as_bytes());
-        }
-    }
-}
+#[path = "output_checks.rs"]
+mod output_checks;
+use output_checks::{check_json, check_sse};
 
 fuzz_target!(|data: &[u8]| {
     let [mode, rest @ ..] = data else {
