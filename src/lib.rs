@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod api;
 pub mod buf;
+pub mod cache;
 pub mod civil;
 pub mod config;
 pub mod error;

@@ -1,0 +1,449 @@
+//! The exact cache's key: SHA-256 over the caller's namespace, the route,
+//! the resolved model and the request body in a canonical form, so that
+//! two requests that mean the same get the same key however their JSON is
+//! spaced or their members ordered.
+//!
+//! The canonical form is streamed into the hash as the body is walked, never
+//! written out: each object's members in the order of their (decoded) keys,
+//! strings decoded and length-prefixed, numbers as written, every value
+//! tagged by its kind, so no two different documents give the same stream.
+//! Members the answer does not depend on are left out at the top level:
+//! `stream`, `stream_options`, `user`, and the configured ones.
+//!
+//! Invariants: never panics, allocates only for an escaped key or string
+//! (decoded to compare or hash) and the members of the objects being
+//! walked (one scratch list, reused down the nesting); depth is bounded by
+//! [`MAX_NESTING`]; a body the walk finds malformed has no key (`None`:
+//! not cacheable; bodies are validated at admission, so numbers are taken
+//! as written rather than checked again).
+//! Numbers are not normalised: `1` and `1.0` are different requests.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use ring::digest::{Context, SHA256};
+
+use crate::json::MAX_NESTING;
+
+/// Top-level members every key leaves out: they change how an answer is
+/// delivered or who asked, not what it says.
+pub const ALWAYS_EXCLUDED: &[&str] = &["stream", "stream_options", "user"];
+
+/// A request's cache key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CacheKey(pub [u8; 32]);
+
+impl CacheKey {
+    /// Lowercase hex, for a Redis key or a log line.
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// The key of `body` (a JSON object) sent to `route` for `model` by a
+/// caller in `namespace`, leaving out the top-level members in `exclude`
+/// (besides [`ALWAYS_EXCLUDED`]). `None` when the body is not well-formed
+/// JSON or nests too deep.
+pub fn cache_key(
+    namespace: &str,
+    route: &str,
+    model: &str,
+    body: &[u8],
+    exclude: &[String],
+) -> Option<CacheKey> {
+    let mut hash = Context::new(&SHA256);
+    for part in [namespace, route, model] {
+        write_len(&mut hash, part.len());
+        hash.update(part.as_bytes());
+    }
+    let mut walk = Canonical {
+        json: body,
+        hash,
+        members: Vec::new(),
+        exclude,
+    };
+    let start = skip_space(body, 0);
+    let end = walk.value(start, 0)?;
+    if skip_space(body, end) != body.len() {
+        return None;
+    }
+    let digest = walk.hash.finish();
+    let mut key = [0u8; 32];
+    key.copy_from_slice(digest.as_ref());
+    Some(CacheKey(key))
+}
+
+/// One object member: its key's raw text (quotes excluded) and its value.
+#[derive(Clone)]
+struct Member {
+    key: Range<usize>,
+    escaped: bool,
+    value: Range<usize>,
+}
+
+struct Canonical<'a> {
+    json: &'a [u8],
+    hash: Context,
+    /// Members of the objects being walked, innermost last.
+    members: Vec<Member>,
+    exclude: &'a [String],
+}
+
+impl Canonical<'_> {
+    /// Hashes the value at `at` (no space before it); where it ends.
+    fn value(&mut self, at: usize, depth: usize) -> Option<usize> {
+        match *self.json.get(at)? {
+            b'{' => self.object(at, depth),
+            b'[' => self.array(at, depth),
+            b'"' => {
+                let (end, escaped) = string_end(self.json, at)?;
+                let text = decoded(self.json, at + 1..end - 1, escaped)?;
+                self.hash.update(b"s");
+                write_len(&mut self.hash, text.len());
+                self.hash.update(&text);
+                Some(end)
+            }
+            b't' => self.literal(at, b"true", b"t"),
+            b'f' => self.literal(at, b"false", b"f"),
+            b'n' => self.literal(at, b"null", b"z"),
+            b'-' | b'0'..=b'9' => {
+                let len = self.json[at..]
+                    .iter()
+                    .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .unwrap_or(self.json.len() - at);
+                self.hash.update(b"n");
+                write_len(&mut self.hash, len);
+                self.hash.update(&self.json[at..at + len]);
+                Some(at + len)
+            }
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, at: usize, word: &[u8], tag: &[u8]) -> Option<usize> {
+        self.json[at..].starts_with(word).then(|| {
+            self.hash.update(tag);
+            at + word.len()
+        })
+    }
+
+    fn array(&mut self, open: usize, depth: usize) -> Option<usize> {
+        if depth + 1 >= MAX_NESTING {
+            return None;
+        }
+        self.hash.update(b"[");
+        let mut at = skip_space(self.json, open + 1);
+        if self.json.get(at) == Some(&b']') {
+            self.hash.update(b"]");
+            return Some(at + 1);
+        }
+        loop {
+            at = self.value(at, depth + 1)?;
+            at = skip_space(self.json, at);
+            match self.json.get(at)? {
+                b',' => at = skip_space(self.json, at + 1),
+                b']' => {
+                    self.hash.update(b"]");
+                    return Some(at + 1);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Collects the members, then hashes them in the order of their keys.
+    fn object(&mut self, open: usize, depth: usize) -> Option<usize> {
+        if depth + 1 >= MAX_NESTING {
+            return None;
+        }
+        let first = self.members.len();
+        let mut at = skip_space(self.json, open + 1);
+        let end = if self.json.get(at) == Some(&b'}') {
+            at + 1
+        } else {
+            loop {
+                if self.json.get(at) != Some(&b'"') {
+                    return None;
+                }
+                let (key_end, escaped) = string_end(self.json, at)?;
+                let key = at + 1..key_end - 1;
+                at = skip_space(self.json, key_end);
+                if self.json.get(at) != Some(&b':') {
+                    return None;
+                }
+                let value_start = skip_space(self.json, at + 1);
+                let value_end = skip_value(self.json, value_start, depth + 1)?;
+                let excluded = depth == 0 && self.is_excluded(&key, escaped);
+                if !excluded {
+                    self.members.push(Member {
+                        key,
+                        escaped,
+                        value: value_start..value_end,
+                    });
+                }
+                at = skip_space(self.json, value_end);
+                match self.json.get(at)? {
+                    b',' => at = skip_space(self.json, at + 1),
+                    b'}' => break at + 1,
+                    _ => return None,
+                }
+            }
+        };
+        let json = self.json;
+        let key_text = |m: &Member| decoded(json, m.key.clone(), m.escaped);
+        // A key that does not decode is malformed JSON.
+        if self.members[first..].iter().any(|m| key_text(m).is_none()) {
+            return None;
+        }
+        self.members[first..].sort_by(|a, b| key_text(a).cmp(&key_text(b)));
+        self.hash.update(b"{");
+        for i in first..self.members.len() {
+            let member = self.members[i].clone();
+            let key = key_text(&member)?;
+            write_len(&mut self.hash, key.len());
+            self.hash.update(&key);
+            self.value(member.value.start, depth + 1)?;
+        }
+        self.hash.update(b"}");
+        self.members.truncate(first);
+        Some(end)
+    }
+
+    fn is_excluded(&self, key: &Range<usize>, escaped: bool) -> bool {
+        let Some(key) = decoded(self.json, key.clone(), escaped) else {
+            return false;
+        };
+        ALWAYS_EXCLUDED.iter().any(|e| e.as_bytes() == &*key)
+            || self.exclude.iter().any(|e| e.as_bytes() == &*key)
+    }
+}
+
+/// A string's contents (`raw`, between its quotes) decoded.
+fn decoded(json: &[u8], raw: Range<usize>, escaped: bool) -> Option<Cow<'_, [u8]>> {
+    if !escaped {
+        return Some(Cow::Borrowed(&json[raw]));
+    }
+    let quoted = &json[raw.start - 1..raw.end + 1];
+    let text: String = sonic_rs::from_slice(quoted).ok()?;
+    Some(Cow::Owned(text.into_bytes()))
+}
+
+fn write_len(hash: &mut Context, len: usize) {
+    hash.update(&(len as u64).to_le_bytes());
+}
+
+fn skip_space(json: &[u8], mut at: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = json.get(at) {
+        at += 1;
+    }
+    at
+}
+
+/// One past the closing quote of the string opening at `open`, and whether
+/// it has escapes.
+fn string_end(json: &[u8], open: usize) -> Option<(usize, bool)> {
+    let mut at = open + 1;
+    let mut escaped = false;
+    loop {
+        let hit = at + memchr::memchr2(b'"', b'\\', json.get(at..)?)?;
+        if json[hit] == b'"' {
+            return Some((hit + 1, escaped));
+        }
+        escaped = true;
+        at = hit + 2;
+    }
+}
+
+/// One past the end of the value starting at `start` (its syntax is
+/// checked when it is hashed).
+fn skip_value(json: &[u8], start: usize, depth: usize) -> Option<usize> {
+    match *json.get(start)? {
+        b'"' => string_end(json, start).map(|(end, _)| end),
+        b'{' | b'[' => {
+            let mut nesting = 0usize;
+            let mut at = start;
+            while let Some(&b) = json.get(at) {
+                match b {
+                    b'"' => {
+                        at = string_end(json, at)?.0;
+                        continue;
+                    }
+                    b'{' | b'[' => {
+                        nesting += 1;
+                        if depth + nesting >= MAX_NESTING + 1 {
+                            return None;
+                        }
+                    }
+                    b'}' | b']' => {
+                        nesting -= 1;
+                        if nesting == 0 {
+                            return Some(at + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                at += 1;
+            }
+            None
+        }
+        _ => {
+            let len = json[start..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
+                .unwrap_or(json.len() - start);
+            (len > 0).then_some(start + len)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn key(body: &str) -> Option<CacheKey> {
+        cache_key("team-a", "chat_completions", "gpt-4o", body.as_bytes(), &[])
+    }
+
+    #[test]
+    fn spacing_key_order_and_escapes_do_not_matter() {
+        let a = key(
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"temperature":0}"#,
+        );
+        let b = key(
+            "{ \"temperature\" : 0,\n\t\"messages\": [ {\"content\":\"h\\u0069\", \"role\":\"user\"} ],\"model\":\"gpt-4o\" }",
+        );
+        assert!(a.is_some());
+        assert_eq!(a, b);
+        // What delivers or attributes the answer is left out.
+        let c = key(
+            r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"user":"u1","messages":[{"role":"user","content":"hi"}],"temperature":0}"#,
+        );
+        assert_eq!(a, c);
+    }
+
+    #[test]
+    fn anything_else_that_differs_changes_the_key() {
+        let base = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+        let k = key(base).unwrap();
+        for other in [
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi "}]}"#,
+            r#"{"model":"gpt-4o","messages":[{"role":"system","content":"hi"}]}"#,
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":["hi"]}]}"#,
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}],"n":2}"#,
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"},{"role":"user","content":"hi"}]}"#,
+            // A nested `user` or `stream` is content, not delivery.
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi","user":"x"}]}"#,
+            // Arrays keep their order.
+            r#"{"model":"gpt-4o","messages":[],"stop":["b","a"]}"#,
+            r#"{"model":"gpt-4o","messages":[],"stop":["a","b"]}"#,
+        ] {
+            assert_ne!(key(other), Some(k), "{other}");
+        }
+        let other_tenant = cache_key("team-b", "chat_completions", "gpt-4o", base.as_bytes(), &[]);
+        let other_route = cache_key("team-a", "responses", "gpt-4o", base.as_bytes(), &[]);
+        let other_model = cache_key(
+            "team-a",
+            "chat_completions",
+            "gpt-4o-mini",
+            base.as_bytes(),
+            &[],
+        );
+        for k2 in [other_tenant, other_route, other_model] {
+            assert_ne!(k2, Some(k));
+        }
+        // Kinds are tagged: a string and a number of the same text differ.
+        assert_ne!(key(r#"{"a":"1"}"#), key(r#"{"a":1}"#));
+        // Boundaries are length-prefixed: moving text between parts shows.
+        assert_ne!(
+            cache_key("ab", "c", "m", b"{}", &[]),
+            cache_key("a", "bc", "m", b"{}", &[])
+        );
+    }
+
+    #[test]
+    fn configured_fields_are_left_out_at_the_top_only() {
+        let exclude = vec!["metadata".to_string()];
+        let k = |body: &str| cache_key("n", "r", "m", body.as_bytes(), &exclude);
+        assert_eq!(
+            k(r#"{"messages":[],"metadata":{"trace":"1"}}"#),
+            k(r#"{"messages":[]}"#)
+        );
+        assert_ne!(
+            k(r#"{"messages":[{"metadata":1}]}"#),
+            k(r#"{"messages":[{}]}"#)
+        );
+    }
+
+    #[test]
+    fn malformed_or_too_deep_bodies_have_no_key() {
+        for bad in [
+            "",
+            "{",
+            r#"{"a":}"#,
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            "{} x",
+            r#"{"a":tru}"#,
+            r#"{"a":"\u12"}"#,
+        ] {
+            assert_eq!(key(bad), None, "{bad}");
+        }
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(key(&format!(r#"{{"a":{deep}}}"#)), None);
+        let fine = format!("{}{}", "[".repeat(20), "]".repeat(20));
+        assert!(key(&format!(r#"{{"a":{fine}}}"#)).is_some());
+    }
+
+    /// Any JSON value, with its members shuffled and re-spaced by serde.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i32>().prop_map(|n| json!(n)),
+            "[a-z\"\\\\\u{e9}\n]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-e]{1,3}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// The same document written with its object members reversed.
+    fn reversed(v: &Value) -> String {
+        match v {
+            Value::Object(m) => {
+                let members: Vec<String> = m
+                    .iter()
+                    .rev()
+                    .map(|(k, v)| format!("{} : {}", json!(k), reversed(v)))
+                    .collect();
+                format!("{{ {} }}", members.join(" ,\n"))
+            }
+            Value::Array(a) => {
+                let items: Vec<String> = a.iter().map(reversed).collect();
+                format!("[ {} ]", items.join(", "))
+            }
+            other => other.to_string(),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_same_document_however_written_has_one_key(body in prop::collection::btree_map("[a-e]{1,3}", any_json(), 0..5)) {
+            let v = Value::Object(body.into_iter().collect());
+            let compact = key(&v.to_string());
+            prop_assert!(compact.is_some());
+            prop_assert_eq!(compact, key(&reversed(&v)));
+        }
+
+        #[test]
+        fn any_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = cache_key("n", "r", "m", &body, &[]);
+        }
+    }
+}
