@@ -270,7 +270,7 @@ fn skip_value(json: &[u8], start: usize, depth: usize) -> Option<usize> {
                     }
                     b'{' | b'[' => {
                         nesting += 1;
-                        if depth + nesting >= MAX_NESTING + 1 {
+                        if depth + nesting > MAX_NESTING {
                             return None;
                         }
                     }
