@@ -1,0 +1,282 @@
+//! The exact cache's in-process tier, sans-IO: entries by key, each kept
+//! until its time to live runs out, the whole bounded in bytes
+//! (`max_bytes`) and each entry too (`max_entry_bytes`). Eviction is CLOCK
+//! (second chance): the entries sit in one dense ring, a hit marks its
+//! entry referenced, and the hand sweeping the ring clears a mark or evicts
+//! an unmarked entry, so an insert does O(1) amortised work however full
+//! the cache is and whatever the load.
+//!
+//! Invariants: `bytes` is the sum of the live entries' sizes and never
+//! exceeds `max_bytes` after an insert; the map and the ring always name the
+//! same entries (a removal swaps the last entry into the hole and re-points
+//! its map slot); an expired entry is never returned. Time is the caller's
+//! (`now`, seconds), so the store is tested without a clock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::key::CacheKey;
+
+/// What the cache keeps of an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The answer as it is replayed (a whole body, or a stream's events).
+    pub body: Vec<u8>,
+    /// When it was stored, and until when it is served (Unix seconds).
+    pub stored_at: u64,
+    pub expires_at: u64,
+}
+
+impl Entry {
+    /// Bytes it counts for against the bounds: its body and a fixed share
+    /// for its key and bookkeeping.
+    pub fn size(&self) -> usize {
+        self.body.len() + OVERHEAD
+    }
+}
+
+/// What an entry costs beyond its body (key, ring slot, map slot).
+const OVERHEAD: usize = 128;
+
+/// Why an insert was not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Larger than `max_entry_bytes` (or than the whole cache).
+    TooLarge,
+    /// Already expired.
+    Expired,
+}
+
+struct Slot {
+    key: CacheKey,
+    entry: Arc<Entry>,
+    referenced: bool,
+}
+
+/// The bounded store.
+pub struct Store {
+    index: HashMap<CacheKey, usize>,
+    ring: Vec<Slot>,
+    hand: usize,
+    bytes: usize,
+    max_bytes: usize,
+    max_entry_bytes: usize,
+    evictions: u64,
+}
+
+impl Store {
+    pub fn new(max_bytes: usize, max_entry_bytes: usize) -> Store {
+        Store {
+            index: HashMap::new(),
+            ring: Vec::new(),
+            hand: 0,
+            bytes: 0,
+            max_bytes,
+            max_entry_bytes: max_entry_bytes.min(max_bytes),
+            evictions: 0,
+        }
+    }
+
+    /// The entry for `key` if one is live at `now` and no older than
+    /// `max_age` seconds (a client's `Cache-Control: max-age`), marked
+    /// referenced. An expired one is dropped.
+    pub fn get(&mut self, key: &CacheKey, now: u64, max_age: Option<u64>) -> Option<Arc<Entry>> {
+        let &at = self.index.get(key)?;
+        let slot = &mut self.ring[at];
+        if slot.entry.expires_at <= now {
+            self.remove_at(at);
+            return None;
+        }
+        if max_age.is_some_and(|age| now.saturating_sub(slot.entry.stored_at) > age) {
+            return None;
+        }
+        slot.referenced = true;
+        Some(slot.entry.clone())
+    }
+
+    /// Keeps `entry` under `key` (replacing what was there), evicting
+    /// unreferenced entries until it fits.
+    pub fn insert(&mut self, key: CacheKey, entry: Entry, now: u64) -> Result<(), Refused> {
+        let size = entry.size();
+        if size > self.max_entry_bytes {
+            return Err(Refused::TooLarge);
+        }
+        if entry.expires_at <= now {
+            return Err(Refused::Expired);
+        }
+        if let Some(&at) = self.index.get(&key) {
+            self.remove_at(at);
+        }
+        while self.bytes + size > self.max_bytes {
+            self.evict_one();
+        }
+        self.bytes += size;
+        self.index.insert(key, self.ring.len());
+        self.ring.push(Slot {
+            key,
+            entry: Arc::new(entry),
+            referenced: false,
+        });
+        Ok(())
+    }
+
+    /// Drops `key`'s entry, if any (a `Cache-Control: no-cache` refresh
+    /// that failed, say).
+    pub fn remove(&mut self, key: &CacheKey) {
+        if let Some(&at) = self.index.get(key) {
+            self.remove_at(at);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// Bytes the live entries count for.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Entries evicted for room so far.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// One sweep step after another until an unreferenced entry is found
+    /// and evicted: each step clears a mark or evicts, so at most two laps.
+    /// Only called with entries in the ring: an entry fits an empty store
+    /// (`max_entry_bytes <= max_bytes`).
+    fn evict_one(&mut self) {
+        loop {
+            if self.hand >= self.ring.len() {
+                self.hand = 0;
+            }
+            let slot = &mut self.ring[self.hand];
+            if slot.referenced {
+                slot.referenced = false;
+                self.hand += 1;
+            } else {
+                self.remove_at(self.hand);
+                self.evictions += 1;
+                return;
+            }
+        }
+    }
+
+    /// Removes the entry at `at`: the last one moves into its place.
+    fn remove_at(&mut self, at: usize) {
+        let slot = self.ring.swap_remove(at);
+        self.index.remove(&slot.key);
+        self.bytes -= slot.entry.size();
+        if let Some(moved) = self.ring.get(at) {
+            self.index.insert(moved.key, at);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(n: u8) -> CacheKey {
+        CacheKey([n; 32])
+    }
+
+    fn entry(len: usize, stored_at: u64, ttl: u64) -> Entry {
+        Entry {
+            body: vec![b'x'; len],
+            stored_at,
+            expires_at: stored_at + ttl,
+        }
+    }
+
+    #[test]
+    fn entries_live_for_their_ttl_and_max_age_is_in_seconds() {
+        let mut s = Store::new(1 << 20, 1 << 16);
+        s.insert(key(1), entry(10, 100, 60), 100).unwrap();
+        assert!(s.get(&key(1), 159, None).is_some());
+        assert!(s.get(&key(1), 130, Some(30)).is_some());
+        assert!(
+            s.get(&key(1), 131, Some(30)).is_none(),
+            "older than max-age"
+        );
+        assert!(s.get(&key(1), 131, None).is_some(), "still stored");
+        assert!(s.get(&key(1), 160, None).is_none(), "expired");
+        assert!(s.is_empty(), "an expired entry is dropped");
+        assert_eq!(s.bytes(), 0);
+        assert_eq!(
+            s.insert(key(2), entry(10, 100, 0), 100),
+            Err(Refused::Expired)
+        );
+    }
+
+    #[test]
+    fn bounds_hold_and_referenced_entries_get_a_second_chance() {
+        let size = entry(372, 0, 9).size();
+        assert_eq!(size, 500);
+        let mut s = Store::new(4 * size, 2 * size);
+        assert_eq!(
+            s.insert(key(9), entry(3 * size, 0, 9), 0),
+            Err(Refused::TooLarge)
+        );
+        for n in 0..4 {
+            s.insert(key(n), entry(372, 0, 9), 0).unwrap();
+        }
+        assert_eq!(s.bytes(), 4 * size);
+        // 0 and 2 were read: 1 goes first, then 3.
+        s.get(&key(0), 1, None).unwrap();
+        s.get(&key(2), 1, None).unwrap();
+        s.insert(key(4), entry(372, 1, 9), 1).unwrap();
+        assert!(s.get(&key(1), 1, None).is_none());
+        s.insert(key(5), entry(372, 1, 9), 1).unwrap();
+        assert!(s.get(&key(3), 1, None).is_none());
+        assert_eq!((s.len(), s.bytes(), s.evictions()), (4, 4 * size, 2));
+        // A replacement counts once.
+        s.insert(key(5), entry(100, 2, 9), 2).unwrap();
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.get(&key(5), 2, None).unwrap().body.len(), 100);
+    }
+
+    proptest! {
+        /// Under any mix of inserts, reads and removals the bounds hold,
+        /// the index and the ring agree, and what is read is what was
+        /// stored last under that key.
+        #[test]
+        fn any_workload_keeps_the_invariants(ops in prop::collection::vec((0u8..3, 0u8..24, 0usize..900, 0u64..20), 1..300)) {
+            let mut s = Store::new(4_000, 1_500);
+            let mut last: HashMap<CacheKey, Entry> = HashMap::new();
+            let mut now = 0;
+            for (op, k, len, ttl) in ops {
+                now += ttl % 3;
+                let k = key(k);
+                match op {
+                    0 => {
+                        let e = entry(len, now, ttl);
+                        if s.insert(k, e.clone(), now).is_ok() {
+                            last.insert(k, e);
+                        }
+                    }
+                    1 => {
+                        if let Some(got) = s.get(&k, now, None) {
+                            prop_assert_eq!(Some(&*got), last.get(&k));
+                            prop_assert!(got.expires_at > now);
+                        }
+                    }
+                    _ => s.remove(&k),
+                }
+                prop_assert!(s.bytes() <= 4_000);
+                prop_assert_eq!(s.index.len(), s.ring.len());
+                let sum: usize = s.ring.iter().map(|slot| slot.entry.size()).sum();
+                prop_assert_eq!(sum, s.bytes());
+                for (i, slot) in s.ring.iter().enumerate() {
+                    prop_assert_eq!(s.index.get(&slot.key), Some(&i));
+                }
+            }
+        }
+    }
+}
