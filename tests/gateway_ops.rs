@@ -317,6 +317,49 @@ fn chat_requests(mock: &MockUpstream) -> Vec<Recorded> {
 // SIGHUP
 // ---------------------------------------------------------------------------
 
+/// A keep-alive connection idle across a reload does not keep the old
+/// generation alive: once a request has installed the new one, the old
+/// one's pooled upstream connection is closed, not held until the client
+/// leaves.
+#[test]
+fn an_idle_connection_does_not_keep_a_reloaded_away_generation() {
+    each_driver(|d| {
+        let (old_up, new_up) = (MockUpstream::start(), MockUpstream::start());
+        let gw = Gateway::start(GatewayOpts::config(
+            d,
+            ops_config(&old_up.base_url(), "", ""),
+        ));
+        let request = format!(
+            "POST {STREAM_PATH} HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+            chat_body("fast", false).len(),
+            chat_body("fast", false)
+        );
+        // A client connection left idle after a request: the shard's pool
+        // holds one upstream connection to the old provider.
+        let mut idle = gw.connect();
+        assert_eq!(idle.request(&request).unwrap().status, 200);
+        let fds = fd_count(gw.pid());
+        gw.rewrite_config(&ops_config(&new_up.base_url(), "", ""));
+        gw.signal(libc::SIGHUP);
+        assert!(gw.wait_log("configuration reloaded", 1, Duration::from_secs(5)));
+        // Another client's request takes the new generation (and a new
+        // upstream connection); the old one's goes with it.
+        assert_eq!(gw.post(STREAM_PATH, &chat_body("fast", false)).status, 200);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while fd_count(gw.pid()) > fds {
+            assert!(
+                Instant::now() < deadline,
+                "{d:?}: {} fds, {fds} before the reload: the old pool is still open",
+                fd_count(gw.pid())
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        // The idle connection goes on, on the new routes.
+        assert_eq!(idle.request(&request).unwrap().status, 200);
+        assert_eq!(chat_requests(&new_up).len(), 2);
+    });
+}
+
 #[test]
 fn sighup_reload_switches_routes_under_load_without_a_failed_request() {
     each_driver(|d| {

@@ -196,7 +196,9 @@ pub(super) async fn admit<S: ClientIo>(
     ctx: &mut RequestCtx,
     down: &mut Downstream<S>,
 ) -> Result<Admitted, Refused> {
-    let limits = &ctx.generation.gateway.config.limits;
+    // Its own handle: the phases below change the rest of `ctx`.
+    let generation = ctx.generation().clone();
+    let limits = &generation.gateway.config.limits;
     let framing = request_framing(&down.rbuf, &down.head).map_err(|e| {
         Refused::closing(match e {
             FramingError::Invalid(why) => {
@@ -305,7 +307,7 @@ pub(super) async fn admit<S: ClientIo>(
         body
     };
 
-    let router = &ctx.generation.gateway.router;
+    let router = &generation.gateway.router;
     // Sent as it is to a provider: `/v1/models` to the default one when no
     // models are configured, the routes that name no model to theirs.
     let direct_provider = match endpoint {

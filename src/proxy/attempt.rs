@@ -23,6 +23,7 @@
 use crate::net::ClientIo;
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use monoio::net::TcpStream;
@@ -61,15 +62,15 @@ pub(super) async fn run_attempts<S: ClientIo>(
     down: &mut Downstream<S>,
     request: Request,
 ) -> Result<Relayed, Error> {
+    let generation: Rc<Generation> = ctx.generation().clone();
+    let generation: &Generation = &generation;
     let RequestCtx {
-        generation,
         facts,
         side,
         outcome,
         key,
         ..
     } = ctx;
-    let generation: &Generation = generation;
     let Request {
         endpoint,
         mut body,

@@ -15,7 +15,7 @@ use std::time::Instant;
 use super::admit::{admit, Admitted, Refused};
 use super::attempt::run_attempts;
 use super::context::RequestCtx;
-use super::downstream::Downstream;
+use super::downstream::{Downstream, HeadWait};
 use super::headers::PeerAddr;
 use super::respond::{respond_error, respond_local, respond_relayed, Next};
 use super::settle::settle;
@@ -28,16 +28,13 @@ pub async fn serve_connection<S: ClientIo>(stream: S, peer: SocketAddr, shard: R
     // Responses (and stream chunks) must leave as soon as they are written.
     let _ = stream.tcp().set_nodelay(true);
     let mut down = Downstream::new(ClientStream::new(stream), PeerAddr::new(peer.ip()));
-    let mut ctx = RequestCtx::new(shard.generation());
+    let mut ctx = RequestCtx::new();
     let mut first = true;
     loop {
-        // The current generation's limits, borrowed: a copy would sit in
-        // every idle connection's task while it waits.
-        let generation = shard.generation();
-        let read = down
-            .read_head(&generation.gateway.config.limits, first)
-            .await;
-        drop(generation);
+        // The wait's few limits, copied: an idle connection's task holds
+        // them, not the generation (see `HeadWait`).
+        let wait = HeadWait::of(&shard.generation().gateway.config.limits);
+        let read = down.read_head(wait, first).await;
         first = false;
         let next = match read {
             Ok(true) => {
@@ -55,6 +52,7 @@ pub async fn serve_connection<S: ClientIo>(stream: S, peer: SocketAddr, shard: R
         };
         ctx.outcome.bytes_out = down.stream.take_written();
         settle(&shard, &mut ctx);
+        ctx.end();
         match next {
             Next::KeepAlive => {}
             Next::Close => return,

@@ -22,8 +22,10 @@ use crate::providers::Dialect;
 use crate::shard::Generation;
 
 pub(super) struct RequestCtx {
-    /// The generation the request started on (and finishes on).
-    pub generation: Rc<Generation>,
+    /// The generation the request started on (and finishes on); none
+    /// between requests, so an idle keep-alive connection does not keep a
+    /// reloaded-away generation (its pools, its threads' work) alive.
+    generation: Option<Rc<Generation>>,
     pub facts: ClientFacts,
     pub side: UpstreamSide,
     pub outcome: Outcome,
@@ -37,9 +39,9 @@ pub(super) struct RequestCtx {
 }
 
 impl RequestCtx {
-    pub fn new(generation: Rc<Generation>) -> RequestCtx {
+    pub fn new() -> RequestCtx {
         RequestCtx {
-            generation,
+            generation: None,
             facts: ClientFacts::default(),
             side: UpstreamSide::default(),
             outcome: Outcome::default(),
@@ -52,11 +54,23 @@ impl RequestCtx {
     /// Starts a request on `generation`, at `started`.
     pub fn begin(&mut self, generation: Rc<Generation>, started: Instant) {
         self.side.begin_request(&generation.gateway.config.limits);
-        self.generation = generation;
+        self.generation = Some(generation);
         self.facts = ClientFacts::default();
         self.outcome.reset(started);
         self.next_request = 0;
         self.key = None;
+    }
+
+    /// The generation of the request being served.
+    pub fn generation(&self) -> &Rc<Generation> {
+        self.generation
+            .as_ref()
+            .expect("a request runs between begin and end")
+    }
+
+    /// Ends the request: its generation is let go.
+    pub fn end(&mut self) {
+        self.generation = None;
     }
 }
 

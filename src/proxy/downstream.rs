@@ -40,6 +40,30 @@ pub const READ_BUF_BYTES: usize = 16 * 1024;
 /// read buffer waiting for the next one before it waits without it.
 const HOT_WAIT: Duration = Duration::from_millis(250);
 
+/// What waiting for a request head is bounded by, copied out of the
+/// generation's limits so that an idle connection's task holds these few
+/// words and not the generation (which a reload would otherwise keep
+/// alive, its pools and all, as long as the connection idles).
+#[derive(Clone, Copy, Debug)]
+pub struct HeadWait {
+    pub head: HeadLimits,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl HeadWait {
+    pub fn of(limits: &LimitsConfig) -> HeadWait {
+        HeadWait {
+            head: HeadLimits {
+                max_head_bytes: limits.max_head_bytes,
+                max_headers: limits.max_headers,
+            },
+            header_timeout: limits.header_read_timeout_ms,
+            idle_timeout: limits.keepalive_idle_timeout_ms,
+        }
+    }
+}
+
 /// Where a request body is.
 pub enum Body {
     Empty,
@@ -140,14 +164,11 @@ impl<S: ClientIo> Downstream<S> {
     /// timeout (closed silently). The head must arrive whole within
     /// `header_read_timeout_ms`, counted from now on a connection's first
     /// request and from the first byte of a later one; else 408.
-    pub async fn read_head(&mut self, limits: &LimitsConfig, first: bool) -> Result<bool, Error> {
-        let head_limits = HeadLimits {
-            max_head_bytes: limits.max_head_bytes,
-            max_headers: limits.max_headers,
-        };
+    pub async fn read_head(&mut self, limits: HeadWait, first: bool) -> Result<bool, Error> {
+        let head_limits = limits.head;
         let now = Instant::now();
-        let head_timeout = limits.header_read_timeout_ms;
-        let idle_deadline = now + limits.keepalive_idle_timeout_ms;
+        let head_timeout = limits.header_timeout;
+        let idle_deadline = now + limits.idle_timeout;
         let mut head_deadline = (first || !self.rbuf.is_empty()).then(|| now + head_timeout);
         loop {
             match self

@@ -25,7 +25,7 @@ pub(super) async fn respond_local<S: ClientIo>(
     down: &mut Downstream<S>,
     answer: LocalAnswer,
 ) -> Next {
-    let gw = &ctx.generation.gateway;
+    let gw = &ctx.generation().gateway;
     // A key limited to some models sees only those.
     let (filtered, listed);
     let lists = &gw.router.model_lists;

@@ -14,7 +14,8 @@ use crate::telemetry::{metrics, AccessRecord, RequestMetrics};
 
 /// Records the finished request in the shard's metrics and access log.
 pub(super) fn settle(shard: &Shard, ctx: &mut RequestCtx) {
-    let (outcome, router) = (&ctx.outcome, &ctx.generation.gateway.router);
+    let generation = ctx.generation().clone();
+    let (outcome, router) = (&ctx.outcome, &generation.gateway.router);
     // One lookup prices the request for the metrics and for its key.
     let price = router.prices.price(&outcome.upstream_model);
     if let Some(gate) = ctx.side.gate.take() {
