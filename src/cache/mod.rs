@@ -1,8 +1,9 @@
 //! The response cache (issue 17): what a request's cache key is (`key`),
 //! what its headers ask of the cache (`directive`), the bounded in-process
 //! store of exact entries (`store`), and a recorded chat stream put back
-//! together as a whole answer (`assemble`). Wiring into the proxy's lookup
-//! and settle phases, Redis sharing and the semantic index come next.
+//! together as a whole answer (`assemble`, not used yet). The proxy's
+//! lookup phase (`proxy::lookup`) reads and fills the store for whole
+//! answers; streams, Redis sharing and the semantic index come next.
 
 pub mod assemble;
 pub mod directive;

@@ -67,6 +67,8 @@ pub struct Config {
     pub governance: GovernanceConfig,
     #[serde(default)]
     pub state: StateConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
     /// Virtual keys declared in the file (the admin API adds more).
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
@@ -85,6 +87,35 @@ pub struct Config {
     /// table, by the model name sent upstream.
     #[serde(default)]
     pub prices: Vec<PriceConfig>,
+}
+
+/// `[cache]`: the exact response cache, in this process's memory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Answer repeated requests from the cache.
+    pub enabled: bool,
+    /// How long an answer is kept, seconds (a model's `cache_ttl_s` wins).
+    pub ttl_s: u64,
+    /// Memory the whole cache may hold, bytes (least recently hit first out).
+    pub max_bytes: usize,
+    /// The largest answer kept, bytes.
+    pub max_entry_bytes: usize,
+    /// Top-level request members the key leaves out, besides `stream`,
+    /// `stream_options` and `user` (which it always does).
+    pub exclude_fields: Vec<String>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: false,
+            ttl_s: 300,
+            max_bytes: 64 * 1024 * 1024,
+            max_entry_bytes: 1024 * 1024,
+            exclude_fields: Vec::new(),
+        }
+    }
 }
 
 /// One `[[prices]]` entry.
@@ -499,6 +530,10 @@ pub struct ModelConfig {
     /// Other names clients may use for this model.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// `false`: this model's answers are never cached (with `[cache]` on).
+    pub cache: Option<bool>,
+    /// How long this model's answers are kept, seconds.
+    pub cache_ttl_s: Option<u64>,
     /// Several places that serve this model (instead of `provider`).
     #[serde(default)]
     pub deployments: Vec<DeploymentConfig>,

@@ -124,9 +124,22 @@ impl Config {
                 return Err(bad("default_provider", format!("no provider named {d:?}")));
             }
         }
+        let c = &self.cache;
+        if c.ttl_s == 0 {
+            return Err(bad("cache.ttl_s", "must be at least 1 (second)"));
+        }
+        if c.max_entry_bytes == 0 || c.max_entry_bytes > c.max_bytes {
+            return Err(bad(
+                "cache.max_entry_bytes",
+                "must be at least 1 and at most cache.max_bytes",
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, m) in self.models.iter().enumerate() {
             let field = |f: &str| format!("models[{i}].{f}");
+            if m.cache_ttl_s == Some(0) {
+                return Err(bad(field("cache_ttl_s"), "must be at least 1 (second)"));
+            }
             match (&m.provider, m.deployments.is_empty()) {
                 (Some(_), false) => {
                     return Err(bad(

@@ -36,6 +36,7 @@ use super::exchange::{ClientFacts, OutgoingRequest, Relayed, UpstreamSide, PIPEL
 use super::forward::{forward, relay_held, Leg};
 use super::govern;
 use super::lend::Lent;
+use super::lookup;
 use super::offload::{self, OffLoop};
 use super::route::{
     at_quota, pick_deployment, plan_request, quota_full, Choice, FirstRoute, Pick, Plan, Source,
@@ -93,6 +94,8 @@ pub(super) async fn run_attempts<S: ClientIo>(
         pinned: None,
     };
     let mut scanned = None;
+    // The lookup phase's plan, once made (`Some(None)`: no cache for it).
+    let mut cache: Option<Option<lookup::CachePlan>> = None;
     let result = loop {
         let (provider, plan) = match direct_provider {
             Some(provider) => (
@@ -198,6 +201,40 @@ pub(super) async fn run_attempts<S: ClientIo>(
             }
         }
 
+        // The lookup phase, once, after the key's checks.
+        if direct_provider.is_none() && cache.is_none() && gw.cache.is_some() {
+            let body_bytes: &[u8] = match &body {
+                Body::InPlace(r) => &down.rbuf[r.clone()],
+                Body::Decoded(b) => b,
+                Body::Empty | Body::Streamed(_) => b"",
+            };
+            let key = key.as_deref();
+            let planned = lookup::plan(
+                gw,
+                endpoint,
+                body_bytes,
+                &outcome.model,
+                key,
+                &down.head,
+                &down.rbuf,
+            );
+            if let Some(p) = &planned {
+                let now = crate::governance::unix_now();
+                if let Some(entry) = lookup::find(gw, p, now) {
+                    attempts.side.report.status = 200;
+                    attempts.side.report.usage = Some(Default::default());
+                    attempts.side.report.mark_first_body();
+                    let age = now.saturating_sub(entry.stored_at);
+                    break Ok(
+                        lookup::answer_hit(&mut down.stream, attempts.facts, &entry, age).await,
+                    );
+                }
+                attempts.facts.cache = Some(p.status());
+                attempts.side.capture_body = p.key.is_some() && p.directive.write;
+            }
+            cache = Some(planned);
+        }
+
         // A provider quota filled since the pick (by another shard, or
         // while a retry backed off), or one on a direct route: nothing was
         // sent, so another deployment or fallback may take it, else 429.
@@ -283,6 +320,12 @@ pub(super) async fn run_attempts<S: ClientIo>(
         .first_event()
         .map(|t| t.duration_since(outcome.started));
     outcome.usage = side.report.usage;
+    // A whole 2xx answer the cache may keep.
+    if let (Some(Some(plan)), Some(body)) = (&cache, side.cache_body.take()) {
+        if (200..300).contains(&side.report.status) && !side.report.truncated {
+            lookup::keep(gw, plan, body, crate::governance::unix_now());
+        }
+    }
     // A completed batch fetched: its usage, once, as its model's.
     if let Some((usage, model)) = side.batch_usage.take() {
         let (path, _) = split_target(down.head.target.get(&down.rbuf));

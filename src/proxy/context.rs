@@ -176,6 +176,7 @@ impl Default for ClientFacts {
             dialect: Dialect::OpenAi,
             write_timeout: Duration::ZERO,
             rate: None,
+            cache: None,
         }
     }
 }

@@ -125,6 +125,10 @@ pub struct UpstreamSide {
     pub(super) no_usage: bool,
     /// A batch fetched: its `usage` and `model` if it is completed.
     pub(super) batch_usage: Option<(Usage, String)>,
+    /// The answer may be cached: a whole 2xx body is copied into
+    /// `cache_body` as it goes out.
+    pub(super) capture_body: bool,
+    pub(super) cache_body: Option<Vec<u8>>,
 }
 
 /// The bounds on an upstream response that `[limits]` sets
@@ -243,6 +247,22 @@ pub struct ClientFacts {
     /// The key's `x-ratelimit-*` headers, for every response head (a
     /// limited key's only); they replace any the upstream sent.
     pub rate: Option<crate::governance::RateHeaders>,
+    /// With `[cache]` on, the `x-shardgate-cache` value of a relayed
+    /// answer (`miss` or `bypass`).
+    pub cache: Option<&'static str>,
+}
+
+impl ClientFacts {
+    /// Appends the headers the gateway adds to every relayed answer: the
+    /// key's rate headers and the cache's verdict.
+    pub(super) fn push_gateway_headers(&self, out: &mut Vec<u8>) {
+        if let Some(rate) = &self.rate {
+            rate.push(out);
+        }
+        if let Some(cache) = self.cache {
+            crate::http1::write::push_header(out, b"x-shardgate-cache", cache.as_bytes());
+        }
+    }
 }
 
 impl UpstreamSide {
@@ -258,6 +278,8 @@ impl UpstreamSide {
         self.forget_id = None;
         self.no_usage = false;
         self.batch_usage = None;
+        self.capture_body = false;
+        self.cache_body = None;
     }
 
     /// Takes the held response, if any.

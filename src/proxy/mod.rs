@@ -7,6 +7,8 @@
 //!   rules;
 //! - `route` — model → provider (or a configured model's deployment), and
 //!   pass-through or translation;
+//! - `lookup` — with `[cache]` on, a whole answer from the exact cache
+//!   (after the key's checks, before any attempt), and what a miss keeps;
 //! - `attempt` — the upstream attempts: retries, fail-over, breakers and
 //!   balancers; each one assembled by `upstream_request` and sent by
 //!   `forward` (pooled connection, write, response head), its response
@@ -31,6 +33,7 @@ mod forward;
 mod govern;
 mod headers;
 mod lend;
+mod lookup;
 mod offload;
 mod relay;
 mod respond;

@@ -87,9 +87,7 @@ pub(super) async fn relay_response(
             push_header(&mut hbuf, name, h.value.get(&urbuf));
         }
     }
-    if let Some(rate) = &facts.rate {
-        rate.push(&mut hbuf);
-    }
+    facts.push_gateway_headers(&mut hbuf);
     match framing.body {
         BodyKind::Length(n) => push_content_length(&mut hbuf, n),
         BodyKind::Chunked if !decode_for_client => {
@@ -228,6 +226,9 @@ async fn read_body_start(
         }
         if side.capture_id {
             side.created_id = created_id(body);
+        }
+        if side.capture_body {
+            side.cache_body = Some(body.to_vec());
         }
     }
     Ok(BodyStart {

@@ -569,11 +569,12 @@ async fn answer_whole(
     if close {
         push_header(&mut out, b"connection", b"close");
     }
-    if let Some(rate) = &facts.rate {
-        rate.push(&mut out);
-    }
+    facts.push_gateway_headers(&mut out);
     end_head(&mut out);
     out.extend_from_slice(&whole.body);
+    if side.capture_body && (200..300).contains(&whole.status) {
+        side.cache_body = Some(whole.body.clone());
+    }
     if !matches!(
         to_client(facts, client.write_all(out)).await,
         Some((Ok(_), _))
@@ -619,9 +620,7 @@ async fn relay_stream(
     } else {
         push_header(&mut head, b"connection", b"close");
     }
-    if let Some(rate) = &facts.rate {
-        rate.push(&mut head);
-    }
+    facts.push_gateway_headers(&mut head);
     end_head(&mut head);
     if !matches!(
         to_client(facts, client.write_all(head)).await,

@@ -19,6 +19,26 @@ use crate::telemetry::MetricsSnapshot;
 pub struct Gateway {
     pub config: Config,
     pub router: Router,
+    /// The exact response cache, with `[cache]` on (one per generation: a
+    /// reload starts it empty).
+    pub cache: Option<std::sync::Mutex<crate::cache::store::Store>>,
+}
+
+impl Gateway {
+    pub fn new(config: Config, router: Router) -> Gateway {
+        let c = &config.cache;
+        let cache = c.enabled.then(|| {
+            std::sync::Mutex::new(crate::cache::store::Store::new(
+                c.max_bytes,
+                c.max_entry_bytes,
+            ))
+        });
+        Gateway {
+            config,
+            router,
+            cache,
+        }
+    }
 }
 
 /// Process-wide control shared with the main thread: config generations

@@ -231,6 +231,7 @@ pub(super) fn facts(dialect: Dialect) -> ClientFacts {
         dialect,
         write_timeout: Duration::from_secs(5),
         rate: None,
+        cache: None,
     }
 }
 

@@ -1,0 +1,158 @@
+//! The exact response cache over real sockets: a repeated request (its
+//! JSON re-spaced and reordered) is answered from the cache, once, with
+//! `x-shardgate-cache: hit` and `Age`; `Cache-Control` (`no-cache`,
+//! `no-store`, `max-age` in seconds) and `x-shardgate-cache: bypass` are
+//! honoured; streams, another model, a model with `cache = false` and
+//! another caller's namespace go upstream.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn gateway(mock: &MockUpstream) -> Gateway {
+    let config = config_for(
+        mock,
+        "",
+        "[cache]\nenabled = true\nttl_s = 60\n\n\
+         [[models]]\nname = \"fresh\"\nprovider = \"openai\"\ncache = false\n",
+    );
+    Gateway::start(GatewayOpts::config(Driver::IoUring, config))
+}
+
+fn send(gw: &Gateway, body: &str, headers: &[&str]) -> Response {
+    gw.connect()
+        .request(post("/v1/chat/completions", body, headers))
+        .unwrap()
+}
+
+fn chat_requests(mock: &MockUpstream) -> usize {
+    mock.requests()
+        .iter()
+        .filter(|r| r.target == "/v1/chat/completions")
+        .count()
+}
+
+const BODY: &str = r#"{"model":"gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"What is 2+2?"}]}"#;
+const SAME: &str = "{ \"messages\" : [ {\"content\": \"What is 2+2?\", \"role\": \"user\"} ],\n  \"temperature\": 0, \"model\": \"gpt-4o-mini\", \"user\": \"someone-else\" }";
+
+#[test]
+fn a_repeated_request_is_answered_once_from_the_cache() {
+    let mock = MockUpstream::start();
+    let gw = gateway(&mock);
+    let first = send(&gw, BODY, &[]);
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.header("x-shardgate-cache"), Some("miss"));
+    let hit = send(&gw, SAME, &[]);
+    assert_eq!(hit.status, 200);
+    assert_eq!(hit.header("x-shardgate-cache"), Some("hit"));
+    assert!(hit.header("age").is_some_and(|a| a.parse::<u64>().is_ok()));
+    assert_eq!(hit.json(), first.json());
+    assert_eq!(chat_requests(&mock), 1, "answered from the cache");
+
+    // no-cache goes upstream and refreshes the entry; no-store neither
+    // reads nor writes; bypass keeps the cache out altogether.
+    let r = send(&gw, BODY, &["cache-control: no-cache"]);
+    assert_eq!(r.header("x-shardgate-cache"), Some("miss"));
+    assert_eq!(chat_requests(&mock), 2);
+    let r = send(&gw, BODY, &["x-shardgate-cache: bypass"]);
+    assert_eq!(r.header("x-shardgate-cache"), Some("bypass"));
+    assert_eq!(chat_requests(&mock), 3);
+    let other = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Not stored"}]}"#;
+    send(&gw, other, &["cache-control: no-store"]);
+    let r = send(&gw, other, &[]);
+    assert_eq!(
+        r.header("x-shardgate-cache"),
+        Some("miss"),
+        "no-store kept nothing"
+    );
+    assert_eq!(chat_requests(&mock), 5);
+
+    // max-age is in seconds: an entry a second old is too old for 0.
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = send(&gw, BODY, &["cache-control: max-age=30"]);
+    assert_eq!(r.header("x-shardgate-cache"), Some("hit"));
+    let r = send(&gw, BODY, &["cache-control: max-age=0"]);
+    assert_eq!(r.header("x-shardgate-cache"), Some("miss"));
+    assert_eq!(chat_requests(&mock), 6);
+}
+
+#[test]
+fn streams_other_models_and_uncached_models_go_upstream() {
+    let mock = MockUpstream::start();
+    let gw = gateway(&mock);
+    let stream =
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    for _ in 0..2 {
+        let r = send(&gw, stream, &[]);
+        assert_eq!(r.header("x-shardgate-cache"), Some("bypass"));
+    }
+    assert_eq!(chat_requests(&mock), 2);
+    for model in ["gpt-4o", "fresh", "fresh"] {
+        let body = BODY.replace("gpt-4o-mini", model);
+        let r = send(&gw, &body, &[]);
+        assert_eq!(r.status, 200);
+        let want = if model == "fresh" { "bypass" } else { "miss" };
+        assert_eq!(r.header("x-shardgate-cache"), Some(want), "{model}");
+    }
+    assert_eq!(chat_requests(&mock), 5);
+    // An error answer is not kept.
+    let failing = MockUpstream::with(|_| Reply::Error {
+        status: 500,
+        message: "boom".into(),
+        headers: vec![],
+    });
+    let gw = gateway(&failing);
+    for _ in 0..2 {
+        let r = send(&gw, BODY, &[]);
+        let v: Value = r.json();
+        assert!(v["error"].is_object());
+    }
+    assert_eq!(chat_requests(&failing), 2);
+}
+
+/// Keys of one team share its answers; another team's identical request
+/// is a miss, never another tenant's answer.
+#[test]
+fn each_team_reads_only_its_own_answers() {
+    let mock = MockUpstream::start();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let config = config_for(
+        &mock,
+        "",
+        &format!(
+            "[admin]\nlisten = \"{admin}\"\ntoken = \"admin-token-for-tests\"\n\n\
+             [cache]\nenabled = true\n\n\
+             [[teams]]\nid = \"red\"\n\n[[teams]]\nid = \"blue\"\n\n\
+             [[keys]]\nname = \"red-1\"\nkey_env = \"RED_1\"\nteam = \"red\"\n\n\
+             [[keys]]\nname = \"red-2\"\nkey_env = \"RED_2\"\nteam = \"red\"\n\n\
+             [[keys]]\nname = \"blue-1\"\nkey_env = \"BLUE_1\"\nteam = \"blue\"\n"
+        ),
+    );
+    let opts = GatewayOpts::config(Driver::IoUring, config);
+    let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let env = [
+        ("RED_1", "sk-red-one"),
+        ("RED_2", "sk-red-two"),
+        ("BLUE_1", "sk-blue-one"),
+    ];
+    let gw = Gateway::spawn_at(&opts, addr, &[], &env).unwrap();
+    let as_key = |secret: &str| send(&gw, BODY, &[&format!("authorization: Bearer {secret}")]);
+    assert_eq!(
+        as_key("sk-red-one").header("x-shardgate-cache"),
+        Some("miss")
+    );
+    assert_eq!(
+        as_key("sk-red-two").header("x-shardgate-cache"),
+        Some("hit")
+    );
+    assert_eq!(
+        as_key("sk-blue-one").header("x-shardgate-cache"),
+        Some("miss")
+    );
+    assert_eq!(chat_requests(&mock), 2);
+    // Without a key that may, the cache answers nothing.
+    assert_eq!(as_key("sk-unknown").status, 401);
+}
