@@ -16,6 +16,8 @@
 # concurrency cap and a budget far above what the run uses, so every
 # request is checked, reserved and settled and none refused; compare with
 # BASELINE=target/release/shardgate (the same build, keys off).
+# CACHED=1 runs the first with the exact response cache on: wrk sends one
+# body, so every request after the first is a hit (answered in memory).
 # GOVERNED=redis runs the first with the same key on the Redis backend (a
 # redis-server of its own on 127.0.0.1:19105, no persistence, stopped
 # after) and a BASELINE with that key on the local backend, so
@@ -72,6 +74,16 @@ max_concurrent = 100000
 budget_usd = 1000000000.0
 TOML
   SG_ARGS=(--config "$DIR/governed.toml")
+fi
+if [[ -n "${CACHED:-}" ]]; then
+  cat > "$DIR/cached.toml" <<TOML
+[providers.openai]
+base_url = "http://127.0.0.1:19101/v1"
+api_key = "sk-up"
+[cache]
+enabled = true
+TOML
+  SG_ARGS=(--config "$DIR/cached.toml")
 fi
 BL_ARGS=()
 if [[ "${GOVERNED:-}" == redis ]]; then
