@@ -134,6 +134,9 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
             let mut text = String::with_capacity(16 * 1024);
             prometheus::render(&merged, &mut text);
             crate::governance::metrics::render(&admin.control.governance.table, &mut text);
+            if let Some(cache) = &config.cache {
+                crate::cache::metrics::render(cache, &mut text);
+            }
             respond(&mut stream, 200, prometheus::CONTENT_TYPE, text.as_bytes())
         }
         (b"POST", b"/admin/reload") => {

@@ -12,14 +12,22 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn gateway(mock: &MockUpstream) -> Gateway {
+/// A gateway with the cache on, and its admin listener.
+fn gateway(mock: &MockUpstream) -> (Gateway, std::net::SocketAddr) {
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = config_for(
         mock,
         "",
-        "[cache]\nenabled = true\nttl_s = 60\n\n\
-         [[models]]\nname = \"fresh\"\nprovider = \"openai\"\ncache = false\n",
+        &format!(
+            "[admin]\nlisten = \"{admin}\"\n\n[cache]\nenabled = true\nttl_s = 60\n\n\
+             [[prices]]\nmodel = \"gpt-4o-mini\"\ninput = 1.0\noutput = 2.0\n\n\
+             [[models]]\nname = \"fresh\"\nprovider = \"openai\"\ncache = false\n"
+        ),
     );
-    Gateway::start(GatewayOpts::config(Driver::IoUring, config))
+    (
+        Gateway::start(GatewayOpts::config(Driver::IoUring, config)),
+        admin,
+    )
 }
 
 fn send(gw: &Gateway, body: &str, headers: &[&str]) -> Response {
@@ -41,7 +49,7 @@ const SAME: &str = "{ \"messages\" : [ {\"content\": \"What is 2+2?\", \"role\":
 #[test]
 fn a_repeated_request_is_answered_once_from_the_cache() {
     let mock = MockUpstream::start();
-    let gw = gateway(&mock);
+    let (gw, admin) = gateway(&mock);
     let first = send(&gw, BODY, &[]);
     assert_eq!(first.status, 200, "{}", first.text());
     assert_eq!(first.header("x-shardgate-cache"), Some("miss"));
@@ -77,12 +85,48 @@ fn a_repeated_request_is_answered_once_from_the_cache() {
     let r = send(&gw, BODY, &["cache-control: max-age=0"]);
     assert_eq!(r.header("x-shardgate-cache"), Some("miss"));
     assert_eq!(chat_requests(&mock), 6);
+
+    // Its metrics: two hits, each saving the answer's 5 + 7 tokens at
+    // $1 and $2 per million.
+    let m = scrape(admin);
+    assert_eq!(
+        sample(&m, "shardgate_cache_lookups_total", &["result=\"hit\""]),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "shardgate_cache_saved_tokens_total",
+            &["direction=\"input\""]
+        ),
+        10.0
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "shardgate_cache_saved_tokens_total",
+            &["direction=\"output\""]
+        ),
+        14.0
+    );
+    let saved = m
+        .lines()
+        .find_map(|l| l.strip_prefix("shardgate_cache_saved_usd_total "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap();
+    assert!((saved - 2.0 * (5.0 + 14.0) / 1e6).abs() < 1e-12, "{saved}");
+    let entries = m
+        .lines()
+        .find_map(|l| l.strip_prefix("shardgate_cache_entries "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert_eq!(entries, Some(2), "BODY's and the no-store-free request's");
 }
 
 #[test]
 fn streams_other_models_and_uncached_models_go_upstream() {
     let mock = MockUpstream::start();
-    let gw = gateway(&mock);
+    let (gw, _) = gateway(&mock);
     let stream =
         r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     for _ in 0..2 {
@@ -104,7 +148,7 @@ fn streams_other_models_and_uncached_models_go_upstream() {
         message: "boom".into(),
         headers: vec![],
     });
-    let gw = gateway(&failing);
+    let (gw, _) = gateway(&failing);
     for _ in 0..2 {
         let r = send(&gw, BODY, &[]);
         let v: Value = r.json();

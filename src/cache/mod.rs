@@ -8,4 +8,5 @@
 pub mod assemble;
 pub mod directive;
 pub mod key;
+pub mod metrics;
 pub mod store;

@@ -25,6 +25,27 @@ pub struct Entry {
     /// When it was stored, and until when it is served (Unix seconds).
     pub stored_at: u64,
     pub expires_at: u64,
+    /// What the answer cost upstream, which each hit saves.
+    pub saved: Saved,
+}
+
+/// Tokens and nano-dollars (what a hit saves, or all hits saved).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Saved {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub nanos: u64,
+}
+
+/// What the store has done, for its metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub entries: usize,
+    pub bytes: usize,
+    pub saved: Saved,
 }
 
 impl Entry {
@@ -62,6 +83,9 @@ pub struct Store {
     max_bytes: usize,
     max_entry_bytes: usize,
     evictions: u64,
+    hits: u64,
+    misses: u64,
+    saved: Saved,
 }
 
 impl Store {
@@ -74,6 +98,9 @@ impl Store {
             max_bytes,
             max_entry_bytes: max_entry_bytes.min(max_bytes),
             evictions: 0,
+            hits: 0,
+            misses: 0,
+            saved: Saved::default(),
         }
     }
 
@@ -81,6 +108,20 @@ impl Store {
     /// `max_age` seconds (a client's `Cache-Control: max-age`), marked
     /// referenced. An expired one is dropped.
     pub fn get(&mut self, key: &CacheKey, now: u64, max_age: Option<u64>) -> Option<Arc<Entry>> {
+        let found = self.find(key, now, max_age);
+        match &found {
+            Some(e) => {
+                self.hits += 1;
+                self.saved.input_tokens += e.saved.input_tokens;
+                self.saved.output_tokens += e.saved.output_tokens;
+                self.saved.nanos += e.saved.nanos;
+            }
+            None => self.misses += 1,
+        }
+        found
+    }
+
+    fn find(&mut self, key: &CacheKey, now: u64, max_age: Option<u64>) -> Option<Arc<Entry>> {
         let &at = self.index.get(key)?;
         let slot = &mut self.ring[at];
         if slot.entry.expires_at <= now {
@@ -92,6 +133,18 @@ impl Store {
         }
         slot.referenced = true;
         Some(slot.entry.clone())
+    }
+
+    /// Counts and sizes, for the metrics.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            hits: self.hits,
+            misses: self.misses,
+            evictions: self.evictions,
+            entries: self.ring.len(),
+            bytes: self.bytes,
+            saved: self.saved,
+        }
     }
 
     /// Keeps `entry` under `key` (replacing what was there), evicting
@@ -192,6 +245,11 @@ mod tests {
             body: vec![b'x'; len],
             stored_at,
             expires_at: stored_at + ttl,
+            saved: Saved {
+                input_tokens: 3,
+                output_tokens: 2,
+                nanos: 10,
+            },
         }
     }
 
@@ -236,6 +294,16 @@ mod tests {
         s.insert(key(5), entry(372, 1, 9), 1).unwrap();
         assert!(s.get(&key(3), 1, None).is_none());
         assert_eq!((s.len(), s.bytes(), s.evictions()), (4, 4 * size, 2));
+        let stats = s.stats();
+        assert_eq!((stats.hits, stats.misses, stats.entries), (2, 2, 4));
+        assert_eq!(
+            stats.saved,
+            Saved {
+                input_tokens: 6,
+                output_tokens: 4,
+                nanos: 20
+            }
+        );
         // A replacement counts once.
         s.insert(key(5), entry(100, 2, 9), 2).unwrap();
         assert_eq!(s.len(), 4);

@@ -323,7 +323,14 @@ pub(super) async fn run_attempts<S: ClientIo>(
     // A whole 2xx answer the cache may keep.
     if let (Some(Some(plan)), Some(body)) = (&cache, side.cache_body.take()) {
         if (200..300).contains(&side.report.status) && !side.report.truncated {
-            lookup::keep(gw, plan, body, crate::governance::unix_now());
+            let usage = outcome.usage.unwrap_or_default();
+            let price = gw.router.prices.price(&outcome.upstream_model);
+            let saved = crate::cache::store::Saved {
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                nanos: price.map_or(0, |p| p.cost_nanos(&usage)),
+            };
+            lookup::keep(gw, plan, body, saved, crate::governance::unix_now());
         }
     }
     // A completed batch fetched: its usage, once, as its model's.

@@ -24,7 +24,7 @@ use super::exchange::{to_client, ClientFacts, Relayed};
 use crate::buf::PooledBuf;
 use crate::cache::directive::{directive, Directive};
 use crate::cache::key::{cache_key, CacheKey};
-use crate::cache::store::Entry;
+use crate::cache::store::{Entry, Saved};
 use crate::governance::KeyEntry;
 use crate::http1::parse::RequestHead;
 use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
@@ -109,8 +109,9 @@ pub(super) fn find(gw: &Gateway, plan: &CachePlan, now: u64) -> Option<Arc<Entry
     store.get(key, now, plan.directive.max_age)
 }
 
-/// Keeps `body`, a whole 2xx answer to `plan`'s request, stored at `now`.
-pub(super) fn keep(gw: &Gateway, plan: &CachePlan, body: Vec<u8>, now: u64) {
+/// Keeps `body`, a whole 2xx answer to `plan`'s request that cost `saved`,
+/// stored at `now`.
+pub(super) fn keep(gw: &Gateway, plan: &CachePlan, body: Vec<u8>, saved: Saved, now: u64) {
     let (Some((key, ttl)), true) = (plan.key, plan.directive.write) else {
         return;
     };
@@ -121,6 +122,7 @@ pub(super) fn keep(gw: &Gateway, plan: &CachePlan, body: Vec<u8>, now: u64) {
         body,
         stored_at: now,
         expires_at: now.saturating_add(ttl),
+        saved,
     };
     // Too large for the cache, say: the answer went out all the same.
     let _ = cache
