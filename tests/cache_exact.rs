@@ -12,21 +12,25 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-/// A gateway with the cache on, and its admin listener.
-fn gateway(mock: &MockUpstream) -> (Gateway, std::net::SocketAddr) {
+/// A gateway with the cache on, its admin listener, and its access log.
+fn gateway(mock: &MockUpstream) -> (Gateway, std::net::SocketAddr, TempDir) {
     let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let dir = TempDir::new("cache-log");
     let config = config_for(
         mock,
         "",
         &format!(
-            "[admin]\nlisten = \"{admin}\"\n\n[cache]\nenabled = true\nttl_s = 60\n\n\
+            "[admin]\nlisten = \"{admin}\"\n\n[access_log]\ntarget = \"file\"\npath = \"{}\"\n\n\
+             [cache]\nenabled = true\nttl_s = 60\n\n\
              [[prices]]\nmodel = \"gpt-4o-mini\"\ninput = 1.0\noutput = 2.0\n\n\
-             [[models]]\nname = \"fresh\"\nprovider = \"openai\"\ncache = false\n"
+             [[models]]\nname = \"fresh\"\nprovider = \"openai\"\ncache = false\n",
+            dir.0.join("access.log").display()
         ),
     );
     (
         Gateway::start(GatewayOpts::config(Driver::IoUring, config)),
         admin,
+        dir,
     )
 }
 
@@ -49,7 +53,7 @@ const SAME: &str = "{ \"messages\" : [ {\"content\": \"What is 2+2?\", \"role\":
 #[test]
 fn a_repeated_request_is_answered_once_from_the_cache() {
     let mock = MockUpstream::start();
-    let (gw, admin) = gateway(&mock);
+    let (gw, admin, dir) = gateway(&mock);
     let first = send(&gw, BODY, &[]);
     assert_eq!(first.status, 200, "{}", first.text());
     assert_eq!(first.header("x-shardgate-cache"), Some("miss"));
@@ -121,12 +125,27 @@ fn a_repeated_request_is_answered_once_from_the_cache() {
         .find_map(|l| l.strip_prefix("shardgate_cache_entries "))
         .and_then(|v| v.parse::<u64>().ok());
     assert_eq!(entries, Some(2), "BODY's and the no-store-free request's");
+    // The access log says which answers the cache gave.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let hits = loop {
+        let log = std::fs::read_to_string(dir.0.join("access.log")).unwrap_or_default();
+        let hits = log
+            .lines()
+            .filter(|l| l.contains("\"cache\":\"hit\""))
+            .count();
+        if hits >= 2 || std::time::Instant::now() > deadline {
+            break hits;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(dir.0.join("access.log")).unwrap_or_default();
+    assert_eq!(hits, 2, "{log}");
 }
 
 #[test]
 fn streams_other_models_and_uncached_models_go_upstream() {
     let mock = MockUpstream::start();
-    let (gw, _) = gateway(&mock);
+    let (gw, _, _dir) = gateway(&mock);
     let stream =
         r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
     for _ in 0..2 {
@@ -148,7 +167,7 @@ fn streams_other_models_and_uncached_models_go_upstream() {
         message: "boom".into(),
         headers: vec![],
     });
-    let (gw, _) = gateway(&failing);
+    let (gw, _, _dir) = gateway(&failing);
     for _ in 0..2 {
         let r = send(&gw, BODY, &[]);
         let v: Value = r.json();

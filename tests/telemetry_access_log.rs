@@ -43,6 +43,7 @@ fn record<'a>(request_id: &'a str, model: &'a str) -> AccessRecord<'a> {
         ttft: None,
         bytes_in: 300,
         truncated: false,
+        cache: None,
         bytes_out: 900,
     }
 }

@@ -225,11 +225,13 @@ pub(super) async fn run_attempts<S: ClientIo>(
                     attempts.side.report.usage = Some(Default::default());
                     attempts.side.report.mark_first_body();
                     let age = now.saturating_sub(entry.stored_at);
+                    outcome.cache = Some("hit");
                     break Ok(
                         lookup::answer_hit(&mut down.stream, attempts.facts, &entry, age).await,
                     );
                 }
                 attempts.facts.cache = Some(p.status());
+                outcome.cache = Some(p.status());
                 attempts.side.capture_body = p.key.is_some() && p.directive.write;
             }
             cache = Some(planned);

@@ -118,6 +118,8 @@ pub struct Outcome {
     pub bytes_out: u64,
     /// The upstream cut the response before its end.
     pub truncated: bool,
+    /// With the response cache on, what it did: `hit`, `miss`, `bypass`.
+    pub cache: Option<&'static str>,
     /// Output tokens a stream relayed, as its running count estimated them
     /// (what a stream without a usage event is charged).
     pub output_seen: u64,
@@ -151,6 +153,7 @@ impl Outcome {
             bytes_in: 0,
             bytes_out: 0,
             truncated: false,
+            cache: None,
             output_seen: 0,
         }
     }

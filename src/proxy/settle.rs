@@ -93,6 +93,7 @@ pub(super) fn settle(shard: &Shard, ctx: &mut RequestCtx) {
                 bytes_in: outcome.bytes_in,
                 bytes_out: outcome.bytes_out,
                 truncated: outcome.truncated,
+                cache: outcome.cache,
             },
             Instant::now(),
         );

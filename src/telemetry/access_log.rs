@@ -77,6 +77,8 @@ pub struct AccessRecord<'a> {
     pub bytes_out: u64,
     /// The upstream cut the response before its end (the client got part).
     pub truncated: bool,
+    /// With the response cache on: `hit`, `miss` or `bypass`.
+    pub cache: Option<&'static str>,
 }
 
 impl AccessRecord<'_> {
@@ -107,6 +109,11 @@ impl AccessRecord<'_> {
             None => out.extend_from_slice(b"null"),
         }
         push_field(out, b",\"status\":", self.status as u64);
+        if let Some(cache) = self.cache {
+            out.extend_from_slice(b",\"cache\":\"");
+            out.extend_from_slice(cache.as_bytes());
+            out.push(b'"');
+        }
         out.extend_from_slice(if self.truncated {
             b",\"truncated\":true"
         } else {
