@@ -188,17 +188,6 @@ fn verify(
     body: &str,
     session_token: Option<&str>,
 ) -> Value {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/aws/sigv4_verify.py"
-    );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
     let case = json!({
         "method": "POST",
         "target": target,
@@ -209,19 +198,7 @@ fn verify(
         "region": "us-east-1",
         "service": "bedrock",
     });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(case.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "verifier failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("verifier prints JSON")
+    common::python_verdict("aws/sigv4_verify.py", &case)
 }
 
 /// The verifier a mock Bedrock will run accepts what we sign and refuses

@@ -14,7 +14,6 @@ mod common;
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -90,17 +89,6 @@ impl MockBedrock {
 
 /// `tests/fixtures/aws/sigv4_verify.py` on one received request.
 fn verify(rec: &Recorded, expected: &Expected) -> Value {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/aws/sigv4_verify.py"
-    );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
     let case = json!({
         "method": rec.method,
         "target": rec.target,
@@ -111,19 +99,7 @@ fn verify(rec: &Recorded, expected: &Expected) -> Value {
         "region": REGION,
         "service": "bedrock",
     });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(case.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "verifier: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::python_verdict("aws/sigv4_verify.py", &case)
 }
 
 fn respond(stream: &mut TcpStream, status: u16, content_type: &str, body: &[u8]) -> io::Result<()> {

@@ -8,9 +8,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use common::python_modules_available;
 use serde_json::{json, Value};
 use shardgate::providers::google::service_account::ServiceAccount;
@@ -19,32 +16,9 @@ const KEY_FILE: &str = include_str!("fixtures/google/test-service-account.json")
 const NOW: u64 = 1_767_225_600;
 
 fn verify(body: &str, now: u64) -> Value {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/google/jwt_verify.py"
-    );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
     let account: Value = serde_json::from_str(KEY_FILE).unwrap();
     let case = json!({"service_account": account, "body": body, "now": now});
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(case.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "verifier failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the verifier prints JSON")
+    common::python_verdict("google/jwt_verify.py", &case)
 }
 
 #[test]

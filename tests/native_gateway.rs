@@ -931,27 +931,8 @@ impl TokenEndpoint {
 }
 
 fn verify_jwt(account: &Value, body: &str, now: u64) -> Value {
-    use std::process::{Command, Stdio};
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/google/jwt_verify.py"
-    );
-    let mut child = Command::new("python3")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
     let case = json!({"service_account": account, "body": body, "now": now});
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(case.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    serde_json::from_slice(&out.stdout).unwrap_or(json!({"ok": false, "why": "verifier failed"}))
+    common::python_verdict("google/jwt_verify.py", &case)
 }
 
 /// Vertex AI's side: Gemini models as the Gemini mock answers them,

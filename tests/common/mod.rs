@@ -1490,3 +1490,31 @@ pub fn data_events(text: &str) -> Vec<Value> {
         .map(|d| serde_json::from_str(d).unwrap())
         .collect()
 }
+
+/// Runs the Python checker `tests/fixtures/{fixture}` (an independent
+/// implementation: botocore's signer, `cryptography`'s RS256) with `case`
+/// as JSON on stdin; the verdict it prints (`{"ok": …}`). Panics when the
+/// checker itself fails.
+pub fn python_verdict(fixture: &str, case: &Value) -> Value {
+    let script = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new("python3")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(case.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{fixture} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the checker prints JSON")
+}
