@@ -10,9 +10,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use common::python_modules_available;
 use serde_json::{json, Value};
 use shardgate::providers::aws::sigv4::{
@@ -42,26 +39,7 @@ print(json.dumps({"authorization": req.headers["Authorization"], "canonical": ca
 "#;
 
 fn botocore(case: &Value) -> Value {
-    let mut child = Command::new("python3")
-        .args(["-c", BOTOCORE_SIGN])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(case.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "botocore signer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("botocore prints JSON")
+    common::python_json(&["-c", BOTOCORE_SIGN], case)
 }
 
 struct Case<'a> {

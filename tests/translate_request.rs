@@ -4,8 +4,8 @@ mod translate_support;
 
 use serde_json::{json, Value};
 use shardgate::api::translate::{
-    anthropic_request_to_openai, anthropic_request_to_openai_keeping_cache,
-    openai_request_to_anthropic, openai_stream_wants_usage, TranslateError, TranslateLimits,
+    anthropic_request_to_openai, openai_request_to_anthropic, openai_stream_wants_usage,
+    translate_request, RequestInto, TranslateError, TranslateLimits,
 };
 use translate_support::{fixture, parse};
 
@@ -457,7 +457,8 @@ fn cache_marks_are_kept_only_on_the_way_to_converse() {
     assert_eq!(plain["messages"][1]["content"], "Doc.");
     // On the way to Converse: kept where they were, the system as parts.
     let kept = parse(
-        &anthropic_request_to_openai_keeping_cache(
+        &translate_request(
+            RequestInto::OpenAiKeepingCache,
             body.as_bytes(),
             "m",
             TranslateLimits::DEFAULT,

@@ -7,8 +7,8 @@
 //! Invariants: no shard waits on a provider for it: a request reads the
 //! last rendered body; a provider whose fetch fails keeps its last list
 //! (none at first), and the configured models are always there; a
-//! provider's answer is bounded in size ([`MAX_LIST_BYTES`]) and count
-//! ([`MAX_MODELS`]); the thread holds only a [`Weak`] and ends soon after
+//! provider's answer is bounded in size (`MAX_LIST_BYTES`) and count
+//! (`MAX_MODELS`); the thread holds only a [`Weak`] and ends soon after
 //! its router is dropped (a reload starts another).
 
 use std::sync::{Arc, RwLock, Weak};

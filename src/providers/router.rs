@@ -59,7 +59,6 @@ pub struct Router {
     pub models_pass_through: Option<usize>,
     /// Prices for the cost of each request.
     pub prices: PriceTable,
-    pub has_models: bool,
     /// Each provider's own quota (indexed like `providers`), shared by
     /// every request sent to it.
     pub provider_quotas: Vec<Option<Quota>>,
@@ -138,7 +137,6 @@ impl Router {
             model_lists,
             models_pass_through,
             prices: PriceTable::new(&config.prices),
-            has_models: !config.models.is_empty(),
             provider_quotas,
         })
     }

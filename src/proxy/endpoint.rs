@@ -223,9 +223,10 @@ pub fn api_path(path: &[u8]) -> &[u8] {
     path.strip_prefix(b"/v1").unwrap_or(path)
 }
 
-/// A stored response's id as OpenAI makes them (`resp_…`): letters,
-/// digits, `_` and `-`, so the path sent upstream is the one checked here.
-fn is_response_id(id: &[u8]) -> bool {
+/// A stored resource's id as OpenAI makes them (`resp_…`, `file-…`,
+/// `batch_…`): letters, digits, `_` and `-`, so the path sent upstream is
+/// the one checked here.
+fn is_resource_id(id: &[u8]) -> bool {
     (1..=128).contains(&id.len())
         && id
             .iter()
@@ -251,42 +252,58 @@ fn is_plain_api_path(path: &[u8]) -> bool {
         })
 }
 
-/// The methods of a path under `/v1/responses/`, if it is one of the API's.
-fn response_by_id(rest: &[u8]) -> Option<&'static [&'static [u8]]> {
-    let (id, sub) = match rest.iter().position(|&b| b == b'/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, &b""[..]),
-    };
-    if !is_response_id(id) {
-        return None;
-    }
-    match sub {
-        b"" => Some(&[b"GET", b"DELETE"]),
-        b"/input_items" => Some(&[b"GET"]),
-        b"/cancel" => Some(&[b"POST"]),
-        _ => None,
-    }
-}
+/// Methods, by the path's tail after a resource id (`""`: the resource).
+type Subs = &'static [(&'static [u8], &'static [&'static [u8]])];
 
-/// The methods of a path under `/v1/files/` or `/v1/batches/` (`rest`, the
-/// part after it), if it is one of the API's: the id, then `sub` (the
-/// sub-resource and its methods) or nothing (`own`).
-fn resource_by_id(
-    rest: &[u8],
-    own: &'static [&'static [u8]],
-    sub: (&'static [u8], &'static [&'static [u8]]),
-) -> Option<&'static [&'static [u8]]> {
+/// The routes that name a stored resource by id: the prefix, the
+/// endpoint, each tail's methods, and whether another tail under the
+/// prefix is the 404 (files, batches) rather than a pass-through.
+const BY_ID: &[(&[u8], Endpoint, Subs, bool)] = &[
+    (
+        b"/responses/",
+        Endpoint::ResponseById,
+        &[
+            (b"", &[b"GET", b"DELETE"]),
+            (b"/input_items", &[b"GET"]),
+            (b"/cancel", &[b"POST"]),
+        ],
+        false,
+    ),
+    (
+        b"/files/",
+        Endpoint::FileById,
+        &[(b"", &[b"GET", b"DELETE"]), (b"/content", &[b"GET"])],
+        true,
+    ),
+    (
+        b"/batches/",
+        Endpoint::BatchById,
+        &[(b"", &[b"GET"]), (b"/cancel", &[b"POST"])],
+        true,
+    ),
+];
+
+/// What a path under one of [`BY_ID`]'s prefixes is: `Some(Ok)` its
+/// endpoint and methods, `Some(Err(()))` a 404, `None` not such a path
+/// (or one that may pass through).
+#[allow(clippy::type_complexity)]
+fn by_id(api: &[u8]) -> Option<Result<(Endpoint, &'static [&'static [u8]]), ()>> {
+    let (rest, endpoint, subs, closed) = BY_ID.iter().find_map(|&(prefix, e, subs, closed)| {
+        Some((api.strip_prefix(prefix)?, e, subs, closed))
+    })?;
     let (id, tail) = match rest.iter().position(|&b| b == b'/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, &b""[..]),
     };
-    if !is_response_id(id) {
-        return None;
-    }
-    match tail {
-        b"" => Some(own),
-        t if t == sub.0 => Some(sub.1),
-        _ => None,
+    let methods = subs
+        .iter()
+        .find(|(sub, _)| *sub == tail)
+        .filter(|_| is_resource_id(id))
+        .map(|(_, methods)| *methods);
+    match (methods, closed) {
+        (Some(methods), _) => Some(Ok((endpoint, methods))),
+        (None, true) => Some(Err(())),
+        (None, false) => None,
     }
 }
 
@@ -312,24 +329,10 @@ pub fn classify(method: &[u8], path: &[u8]) -> Result<Endpoint, Error> {
         b"/files" => (Endpoint::Files, &[b"POST", b"GET"]),
         b"/batches" => (Endpoint::Batches, &[b"POST", b"GET"]),
         b"/health" if path == b"/health" => (Endpoint::Health, &[b"GET"]),
-        _ => match api.strip_prefix(b"/responses/").and_then(response_by_id) {
-            Some(methods) => (Endpoint::ResponseById, methods),
-            None if api.starts_with(b"/files/") => {
-                let rest = &api[b"/files/".len()..];
-                match resource_by_id(rest, &[b"GET", b"DELETE"], (b"/content", &[b"GET"])) {
-                    Some(methods) => (Endpoint::FileById, methods),
-                    None => return Err(not_found(method, path)),
-                }
-            }
-            None if api.starts_with(b"/batches/") => {
-                let rest = &api[b"/batches/".len()..];
-                match resource_by_id(rest, &[b"GET"], (b"/cancel", &[b"POST"])) {
-                    Some(methods) => (Endpoint::BatchById, methods),
-                    None => return Err(not_found(method, path)),
-                }
-            }
+        _ => match by_id(api) {
+            Some(Ok(found)) => found,
             None if is_plain_api_path(path) => return Ok(Endpoint::PassThrough),
-            None => return Err(not_found(method, path)),
+            _ => return Err(not_found(method, path)),
         },
     };
     if allowed

@@ -13,10 +13,9 @@ use super::endpoint::Endpoint;
 use super::translated::{NativeApi, TranslatedCall, Translation};
 use crate::api::multipart::{self, Scan};
 use crate::api::translate::{
-    anthropic_request_to_openai_keeping_cache, openai_embedding_format,
-    openai_embeddings_to_cohere, openai_request_to_cohere_chat, openai_request_to_converse,
-    openai_request_to_gemini, openai_stream_wants_usage, translate_request, EmbeddingFormat,
-    RequestInto, TranslateError, TranslateLimits,
+    openai_embedding_format, openai_embeddings_to_cohere, openai_request_to_cohere_chat,
+    openai_request_to_converse, openai_request_to_gemini, openai_stream_wants_usage,
+    translate_request, EmbeddingFormat, RequestInto, TranslateError, TranslateLimits,
 };
 use crate::error::{Error, Kind};
 use crate::json::{scan_top_level, JsonError, StringField, TopLevel};
@@ -407,11 +406,10 @@ pub(super) fn translate_body(
         Translation::NativeToAnthropic(api) => {
             // Converse caches what Anthropic's marks say: they are kept.
             let openai = match api {
-                NativeApi::Converse => {
-                    anthropic_request_to_openai_keeping_cache(body, upstream_model, limits, true)?
-                }
-                _ => translate_request(RequestInto::OpenAi, body, upstream_model, limits, true)?,
+                NativeApi::Converse => RequestInto::OpenAiKeepingCache,
+                _ => RequestInto::OpenAi,
             };
+            let openai = translate_request(openai, body, upstream_model, limits, true)?;
             native_request(*api, &openai, upstream_model, limits, false)
         }
         Translation::CohereEmbed(format) => {

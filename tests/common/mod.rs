@@ -1497,8 +1497,14 @@ pub fn data_events(text: &str) -> Vec<Value> {
 /// checker itself fails.
 pub fn python_verdict(fixture: &str, case: &Value) -> Value {
     let script = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
+    python_json(&[&script], case)
+}
+
+/// Runs `python3 args…` with `case` as JSON on stdin; the JSON it prints.
+/// Panics when the script fails.
+pub fn python_json(args: &[&str], case: &Value) -> Value {
     let mut child = Command::new("python3")
-        .arg(&script)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1513,8 +1519,9 @@ pub fn python_verdict(fixture: &str, case: &Value) -> Value {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "{fixture} failed: {}",
+        "python3 {:?} failed: {}",
+        args.first(),
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("the checker prints JSON")
+    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
 }

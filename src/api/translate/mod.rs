@@ -137,6 +137,10 @@ pub enum RequestInto {
     Anthropic,
     /// An Anthropic messages request becomes an OpenAI chat-completions one.
     OpenAi,
+    /// The same on its way to Bedrock's Converse: its `cache_control`
+    /// marks kept on the parts and tools they were on, for
+    /// [`openai_request_to_converse`] to make cache points of.
+    OpenAiKeepingCache,
 }
 
 /// Translates a request body `into` the other dialect for `upstream_model`,
@@ -158,25 +162,10 @@ pub fn translate_request(
     match into {
         RequestInto::Anthropic => request_to_anthropic::translate(request, upstream_model, limits),
         RequestInto::OpenAi => request_to_openai::translate(request, upstream_model, limits, false),
+        RequestInto::OpenAiKeepingCache => {
+            request_to_openai::translate(request, upstream_model, limits, true)
+        }
     }
-}
-
-/// An Anthropic messages request as an OpenAI chat-completions one on its
-/// way to Bedrock's Converse: as [`translate_request`] into OpenAI, but
-/// its `cache_control` marks kept on the parts and tools they were on, for
-/// [`openai_request_to_converse`] to make cache points of.
-pub fn anthropic_request_to_openai_keeping_cache(
-    body: &[u8],
-    upstream_model: &str,
-    limits: TranslateLimits,
-    validated: bool,
-) -> Result<Vec<u8>, TranslateError> {
-    let request = if validated {
-        raw::scanned_document(body)?
-    } else {
-        raw::document(body)?
-    };
-    request_to_openai::translate(request, upstream_model, limits, true)
 }
 
 /// An OpenAI chat-completions request as an Anthropic messages request for

@@ -9,7 +9,7 @@
 //!
 //! Anthropic's `cache_control` marks are dropped (OpenAI caches by itself),
 //! except in the translation on the way to Bedrock's Converse
-//! ([`super::anthropic_request_to_openai_keeping_cache`]): there they stay on
+//! ([`super::RequestInto::OpenAiKeepingCache`]): there they stay on
 //! the text parts, system parts and tools they were on, in the convention
 //! OpenAI-style clients of Anthropic use, for `request_to_converse` to
 //! turn into cache points.
