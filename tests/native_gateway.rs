@@ -158,6 +158,21 @@ fn google_answer(stream: &mut TcpStream, rec: &Recorded, front: GoogleFront) -> 
         .next()
         .unwrap_or("")
         .to_string();
+    if model.contains("garbage") {
+        // A 200 that is no generateContent answer, then a stream that is
+        // no SSE of one.
+        let body = b"<html>upstream proxy error</html>";
+        if !rec.target.contains(":stream") {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes())?;
+            stream.write_all(body)?;
+            return Ok(true);
+        }
+        return respond_sse(stream, &["data: {not json\r\n\r\n".to_string()], false);
+    }
     if model.contains("exhausted") {
         return google_error(
             stream,
@@ -593,6 +608,29 @@ fn gemini_errors_and_cut_streams_in_the_clients_dialect() {
     let text = r.text();
     assert!(text.contains("event: error"), "{text}");
     assert!(!text.contains("event: message_stop"), "{text}");
+
+    // A lying upstream: an answer that is not Gemini's is a 502 in the
+    // client's dialect; a stream whose event is not JSON ends in the
+    // stream's error event, one head only.
+    let r = gw.post(
+        "/v1/chat/completions",
+        &chat("google/gemini-garbage", false),
+    );
+    let e = r.assert_openai_error(502);
+    assert!(e["message"].as_str().unwrap().contains("translate"), "{e}");
+    let r = gw.post("/v1/chat/completions", &chat("google/gemini-garbage", true));
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert_eq!(text.matches("HTTP/1.1").count(), 0, "{text}");
+    assert!(
+        data_events(&text).last().unwrap()["error"].is_object(),
+        "{text}"
+    );
+    let mut garbage = anthropic.clone();
+    garbage["model"] = json!("google/gemini-garbage");
+    let r = gw.post("/v1/messages", &garbage.to_string());
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert_eq!(r.json()["type"], "error");
 
     // What the Gemini API has no equivalent of is refused before sending.
     let sent = g.requests().len();

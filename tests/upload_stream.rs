@@ -52,8 +52,21 @@ fn form_around(fields_first: &[(&str, &str)], fields_after: &[(&str, &str)]) -> 
 }
 
 fn gateway(mock: &MockUpstream, limits: &str) -> Gateway {
-    let config = config_for(mock, "", &format!("[limits]\n{limits}"));
-    Gateway::start(GatewayOpts::config(Driver::IoUring, config))
+    gateway_with_admin(mock, limits).0
+}
+
+/// The same, with an admin listener for its metrics.
+fn gateway_with_admin(mock: &MockUpstream, limits: &str) -> (Gateway, std::net::SocketAddr) {
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = config_for(
+        mock,
+        "",
+        &format!("[admin]\nlisten = \"{admin}\"\n\n[limits]\n{limits}"),
+    );
+    (
+        Gateway::start(GatewayOpts::config(Driver::IoUring, config)),
+        admin,
+    )
 }
 
 /// Sends an upload's head and form start, then `file_len` file bytes (or
@@ -92,7 +105,7 @@ fn send_upload(
 #[test]
 fn a_200_mib_upload_streams_through_in_bounded_memory() {
     let mock = MockUpstream::start();
-    let gw = gateway(&mock, "");
+    let (gw, admin) = gateway_with_admin(&mock, "");
     let idle = rss_kib(gw.pid());
     let peak = Arc::new(AtomicU64::new(idle));
     let done = Arc::new(AtomicBool::new(false));
@@ -147,6 +160,21 @@ fn a_200_mib_upload_streams_through_in_bounded_memory() {
         peak < idle + 24 * 1024,
         "RSS grew from {idle} KiB to {peak} KiB during a 200 MiB upload"
     );
+    // Its usage (the mock's transcription usage) is metered like any other.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = scrape(admin);
+        let input = sample(&m, "shardgate_tokens_total", &["direction=\"input\""]);
+        let output = sample(&m, "shardgate_tokens_total", &["direction=\"output\""]);
+        if (input, output) == (14.0, 5.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "usage not metered: {input}/{output}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     gw.assert_healthy();
 }
 
