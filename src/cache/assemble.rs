@@ -1,19 +1,26 @@
-//! An OpenAI chat stream put back together as the whole answer it streamed,
-//! so that a recorded stream can answer a later request that does not
-//! stream (issue 17: "a non-streamed request can be answered from a
-//! recorded stream"). Sans-IO: each `data:` payload in, one
-//! `chat.completion` body out.
+//! A recorded stream put back together as the whole answer it streamed, so
+//! that it can answer a later request that does not stream (issue 17: "a
+//! non-streamed request can be answered from a recorded stream"). Sans-IO:
+//! each event in, one whole body out: [`ChatAssembler`] for an OpenAI chat
+//! stream (`chat.completion`), [`MessageAssembler`] for an Anthropic
+//! messages stream (`message`).
 //!
-//! Per choice (by `index`): the `content` deltas joined, the `refusal`
+//! Chat, per choice (by `index`): the `content` deltas joined, the `refusal`
 //! deltas joined, each tool call (by its `index`) with its id, type and
 //! name from the chunk that opened it and its `arguments` fragments joined,
 //! and the last `finish_reason`. The response's `id`, `created`, `model`
 //! and `system_fingerprint` are the chunks' (the first that says each);
 //! `usage` is the usage chunk's, when the stream had one.
 //!
-//! Invariants: the result is JSON whenever [`ChatAssembler::finish`] gives
-//! one; a stream that did not finish (no `finish_reason` on a choice) or
-//! said an error gives none, as such a stream is not an answer to keep.
+//! Messages: `message_start`'s message, each content block (by `index`)
+//! as `content_block_start` opened it with its deltas applied (text,
+//! thinking and signature joined; a tool call's `partial_json` joined and
+//! parsed as its `input`), and `message_delta`'s stop reason, stop
+//! sequence and usage merged in.
+//!
+//! Invariants: the result is JSON whenever `finish` gives one; a stream
+//! that did not finish (no `finish_reason` on a choice; no `message_stop`)
+//! or said an error gives none, as such a stream is not an answer to keep.
 
 use serde_json::{json, Map, Value};
 
@@ -155,6 +162,114 @@ impl ChatAssembler {
     }
 }
 
+/// Gathers an Anthropic messages stream's events.
+#[derive(Default)]
+pub struct MessageAssembler {
+    message: Option<Map<String, Value>>,
+    /// Content blocks by index, with a tool call's input JSON as text.
+    blocks: Vec<(u64, Value, String)>,
+    stopped: bool,
+    failed: bool,
+}
+
+impl MessageAssembler {
+    /// Takes one event: its name and its `data:` payload.
+    pub fn on_event(&mut self, event: &[u8], data: &[u8]) {
+        if self.failed {
+            return;
+        }
+        let Ok(ev) = serde_json::from_slice::<Value>(data) else {
+            self.failed = true;
+            return;
+        };
+        let kind = match ev["type"].as_str() {
+            Some(kind) => kind.as_bytes(),
+            None => event,
+        };
+        match kind {
+            b"message_start" => match ev["message"].as_object() {
+                Some(m) => self.message = Some(m.clone()),
+                None => self.failed = true,
+            },
+            b"content_block_start" => {
+                let index = ev["index"].as_u64().unwrap_or(0);
+                let block = ev["content_block"].clone();
+                match self.blocks.iter_mut().find(|(i, _, _)| *i == index) {
+                    Some(slot) => slot.1 = block,
+                    None => self.blocks.push((index, block, String::new())),
+                }
+            }
+            b"content_block_delta" => {
+                let index = ev["index"].as_u64().unwrap_or(0);
+                let Some((_, block, json)) = self.blocks.iter_mut().find(|(i, _, _)| *i == index)
+                else {
+                    self.failed = true;
+                    return;
+                };
+                let delta = &ev["delta"];
+                let (field, fragment) = match delta["type"].as_str() {
+                    Some("text_delta") => ("text", &delta["text"]),
+                    Some("thinking_delta") => ("thinking", &delta["thinking"]),
+                    Some("signature_delta") => ("signature", &delta["signature"]),
+                    Some("input_json_delta") => {
+                        json.push_str(delta["partial_json"].as_str().unwrap_or_default());
+                        return;
+                    }
+                    _ => return,
+                };
+                let Some(fragment) = fragment.as_str() else {
+                    return;
+                };
+                if let Some(b) = block.as_object_mut() {
+                    let text = b.entry(field).or_insert_with(|| json!(""));
+                    let joined = format!("{}{fragment}", text.as_str().unwrap_or_default());
+                    *text = Value::String(joined);
+                }
+            }
+            b"message_delta" => {
+                let Some(m) = self.message.as_mut() else {
+                    self.failed = true;
+                    return;
+                };
+                for key in ["stop_reason", "stop_sequence"] {
+                    if let Some(v) = ev["delta"].get(key) {
+                        m.insert(key.into(), v.clone());
+                    }
+                }
+                if let Some(usage) = ev["usage"].as_object() {
+                    let merged = m.entry("usage").or_insert_with(|| json!({}));
+                    if let Some(into) = merged.as_object_mut() {
+                        for (k, v) in usage {
+                            into.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+            b"message_stop" => self.stopped = true,
+            b"error" => self.failed = true,
+            _ => {}
+        }
+    }
+
+    /// The `message` the stream was, if it ended whole.
+    pub fn finish(mut self) -> Option<Vec<u8>> {
+        let mut message = self.message.take()?;
+        if self.failed || !self.stopped {
+            return None;
+        }
+        self.blocks.sort_by_key(|(i, _, _)| *i);
+        let mut content = Vec::with_capacity(self.blocks.len());
+        for (_, mut block, json) in self.blocks {
+            if block["type"] == "tool_use" && !json.is_empty() {
+                block["input"] = serde_json::from_str(&json).ok()?;
+            }
+            content.push(block);
+        }
+        message.insert("content".into(), Value::Array(content));
+        serde_json::to_vec(&Value::Object(message)).ok()
+    }
+}
+
 /// The entry for `index`, made when first seen.
 fn slot<T: Default>(items: &mut Vec<(u64, T)>, index: u64) -> &mut T {
     let at = match items.iter().position(|(i, _)| *i == index) {
@@ -251,5 +366,73 @@ mod tests {
         a.on_data(chunk(json!({}), json!("stop")).to_string().as_bytes());
         assert_eq!(a.finish(), None);
         assert_eq!(assemble(&[]), None);
+    }
+
+    fn messages(events: &[(&str, Value)]) -> Option<Value> {
+        let mut a = MessageAssembler::default();
+        for (name, data) in events {
+            a.on_event(name.as_bytes(), data.to_string().as_bytes());
+        }
+        a.finish().map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    fn message_start() -> (&'static str, Value) {
+        ("message_start", json!({"type": "message_start", "message": {
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 12, "output_tokens": 1}}}))
+    }
+
+    #[test]
+    fn a_messages_stream_makes_its_message() {
+        let got = messages(&[
+            message_start(),
+            ("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
+            ("ping", json!({"type": "ping"})),
+            ("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}})),
+            ("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}})),
+            ("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+            ("content_block_start", json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}})),
+            ("content_block_delta", json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"city\":"}})),
+            ("content_block_delta", json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "\"Paris\"}"}})),
+            ("content_block_stop", json!({"type": "content_block_stop", "index": 1})),
+            ("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null}, "usage": {"output_tokens": 9}})),
+            ("message_stop", json!({"type": "message_stop"})),
+        ])
+        .unwrap();
+        assert_eq!(
+            got,
+            json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                   "content": [{"type": "text", "text": "Hello"},
+                               {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}],
+                   "stop_reason": "tool_use", "stop_sequence": null,
+                   "usage": {"input_tokens": 12, "output_tokens": 9}})
+        );
+    }
+
+    #[test]
+    fn a_messages_stream_that_did_not_end_or_failed_is_no_message() {
+        let text = ("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+        assert_eq!(messages(&[message_start(), text.clone()]), None);
+        assert_eq!(
+            messages(&[
+                message_start(),
+                text.clone(),
+                ("error", json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})),
+                ("message_stop", json!({"type": "message_stop"})),
+            ]),
+            None
+        );
+        assert_eq!(messages(&[("message_stop", json!({"type": "message_stop"}))]), None);
+        let bad_input = ("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {}}}));
+        assert_eq!(
+            messages(&[
+                message_start(),
+                bad_input,
+                ("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"cut"}})),
+                ("message_stop", json!({"type": "message_stop"})),
+            ]),
+            None
+        );
     }
 }

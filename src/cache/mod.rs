@@ -1,12 +1,17 @@
 //! The response cache (issue 17): what a request's cache key is (`key`),
 //! what its headers ask of the cache (`directive`), the bounded in-process
-//! store of exact entries (`store`), and a recorded chat stream put back
-//! together as a whole answer (`assemble`, not used yet). The proxy's
-//! lookup phase (`proxy::lookup`) reads and fills the store for whole
-//! answers; streams, Redis sharing and the semantic index come next.
+//! store of exact entries (`store`), and what an entry answers a request
+//! with (`replay`): a whole answer or a recorded stream, given back as
+//! kept, or a stream put back together as the whole answer (`assemble`)
+//! and a whole answer told as a stream (`synthesize`); a stream is recorded
+//! as it passes (`record`). The proxy's lookup phase (`proxy::lookup`)
+//! reads and fills the store.
 
 pub mod assemble;
 pub mod directive;
 pub mod key;
 pub mod metrics;
+pub mod record;
+pub mod replay;
 pub mod store;
+pub mod synthesize;

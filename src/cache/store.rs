@@ -16,12 +16,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::key::CacheKey;
+pub use super::replay::Form;
 
 /// What the cache keeps of an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// The answer as it is replayed (a whole body, or a stream's events).
     pub body: Vec<u8>,
+    pub form: Form,
     /// When it was stored, and until when it is served (Unix seconds).
     pub stored_at: u64,
     pub expires_at: u64,
@@ -106,19 +108,23 @@ impl Store {
 
     /// The entry for `key` if one is live at `now` and no older than
     /// `max_age` seconds (a client's `Cache-Control: max-age`), marked
-    /// referenced. An expired one is dropped.
+    /// referenced. An expired one is dropped. The lookup is counted apart
+    /// ([`Store::count`]), once the caller knows whether the entry answers.
     pub fn get(&mut self, key: &CacheKey, now: u64, max_age: Option<u64>) -> Option<Arc<Entry>> {
-        let found = self.find(key, now, max_age);
-        match &found {
-            Some(e) => {
+        self.find(key, now, max_age)
+    }
+
+    /// Counts one lookup: a hit that saved `saved`, or a miss.
+    pub fn count(&mut self, hit: Option<&Saved>) {
+        match hit {
+            Some(saved) => {
                 self.hits += 1;
-                self.saved.input_tokens += e.saved.input_tokens;
-                self.saved.output_tokens += e.saved.output_tokens;
-                self.saved.nanos += e.saved.nanos;
+                self.saved.input_tokens += saved.input_tokens;
+                self.saved.output_tokens += saved.output_tokens;
+                self.saved.nanos += saved.nanos;
             }
             None => self.misses += 1,
         }
-        found
     }
 
     fn find(&mut self, key: &CacheKey, now: u64, max_age: Option<u64>) -> Option<Arc<Entry>> {
@@ -243,6 +249,7 @@ mod tests {
     fn entry(len: usize, stored_at: u64, ttl: u64) -> Entry {
         Entry {
             body: vec![b'x'; len],
+            form: Form::Whole,
             stored_at,
             expires_at: stored_at + ttl,
             saved: Saved {
@@ -287,12 +294,16 @@ mod tests {
         }
         assert_eq!(s.bytes(), 4 * size);
         // 0 and 2 were read: 1 goes first, then 3.
-        s.get(&key(0), 1, None).unwrap();
-        s.get(&key(2), 1, None).unwrap();
+        for n in [0, 2] {
+            let hit = s.get(&key(n), 1, None).unwrap();
+            s.count(Some(&hit.saved));
+        }
         s.insert(key(4), entry(372, 1, 9), 1).unwrap();
         assert!(s.get(&key(1), 1, None).is_none());
+        s.count(None);
         s.insert(key(5), entry(372, 1, 9), 1).unwrap();
         assert!(s.get(&key(3), 1, None).is_none());
+        s.count(None);
         assert_eq!((s.len(), s.bytes(), s.evictions()), (4, 4 * size, 2));
         let stats = s.stats();
         assert_eq!((stats.hits, stats.misses, stats.entries), (2, 2, 4));

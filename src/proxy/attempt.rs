@@ -220,19 +220,20 @@ pub(super) async fn run_attempts<S: ClientIo>(
             );
             if let Some(p) = &planned {
                 let now = crate::governance::unix_now();
-                if let Some(entry) = lookup::find(gw, p, now) {
+                if let Some((hit, age)) = lookup::find(gw, p, now) {
                     attempts.side.report.status = 200;
+                    attempts.side.report.streamed = hit.streams;
                     attempts.side.report.usage = Some(Default::default());
                     attempts.side.report.mark_first_body();
-                    let age = now.saturating_sub(entry.stored_at);
                     outcome.cache = Some("hit");
                     break Ok(
-                        lookup::answer_hit(&mut down.stream, attempts.facts, &entry, age).await,
+                        lookup::answer_hit(&mut down.stream, attempts.facts, &hit, age).await,
                     );
                 }
                 attempts.facts.cache = Some(p.status());
                 outcome.cache = Some(p.status());
-                attempts.side.capture_body = p.key.is_some() && p.directive.write;
+                attempts.side.capture_body = (p.key.is_some() && p.directive.write)
+                    .then_some(gw.config.cache.max_entry_bytes);
             }
             cache = Some(planned);
         }
@@ -322,7 +323,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
         .first_event()
         .map(|t| t.duration_since(outcome.started));
     outcome.usage = side.report.usage;
-    // A whole 2xx answer the cache may keep.
+    // A 2xx answer (whole, or a stream recorded) the cache may keep.
     if let (Some(Some(plan)), Some(body)) = (&cache, side.cache_body.take()) {
         if (200..300).contains(&side.report.status) && !side.report.truncated {
             let usage = outcome.usage.unwrap_or_default();

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 
 use super::govern::Cut;
+use crate::cache::replay::Form;
 use crate::api::translate::{
     ANTHROPIC_BUDGET_CUT, ANTHROPIC_STREAM_CUT, ANTHROPIC_TOKENS_CUT, OPENAI_BUDGET_CUT,
     OPENAI_STREAM_CUT, OPENAI_TOKENS_CUT,
@@ -126,9 +127,10 @@ pub struct UpstreamSide {
     /// A batch fetched: its `usage` and `model` if it is completed.
     pub(super) batch_usage: Option<(Usage, String)>,
     /// The answer may be cached: a whole 2xx body is copied into
-    /// `cache_body` as it goes out.
-    pub(super) capture_body: bool,
-    pub(super) cache_body: Option<Vec<u8>>,
+    /// `cache_body` as it goes out, a stream recorded into it (bounded by
+    /// `max_entry_bytes`) as it passes.
+    pub(super) capture_body: Option<usize>,
+    pub(super) cache_body: Option<(Form, Vec<u8>)>,
 }
 
 /// The bounds on an upstream response that `[limits]` sets
@@ -278,7 +280,7 @@ impl UpstreamSide {
         self.forget_id = None;
         self.no_usage = false;
         self.batch_usage = None;
-        self.capture_body = false;
+        self.capture_body = None;
         self.cache_body = None;
     }
 

@@ -1,20 +1,23 @@
 //! The lookup phase: with `[cache]` on, whether a request may be answered
 //! from the exact cache, the answer when it may, and what its miss stores.
 //!
-//! What is cached: whole (non-streamed) answers to chat completions,
-//! completions, embeddings and Anthropic messages, 2xx and complete, as
-//! the client got them, keyed by the caller's namespace (its key's team,
-//! else the key, else the gateway), the route, the client's model name
-//! and the body in canonical form (`cache::key`). A streamed request
-//! neither reads nor writes the cache yet (`x-shardgate-cache: bypass`).
-//! A model with `cache = false` is never cached.
+//! What is cached: answers to chat completions, completions, embeddings
+//! and Anthropic messages, 2xx and complete, as the client got them: a
+//! whole body, or a stream's events recorded as they passed. Keyed by the
+//! caller's namespace (its key's team, else the key, else the gateway),
+//! the route, the client's model name and the body in canonical form
+//! (`cache::key`, which leaves `stream` out), so a streamed request and a
+//! whole one share their entry: each is answered from the other's form
+//! (`cache::replay`). A model with `cache = false` is never cached.
 //!
 //! Invariants: a hit is answered only for the namespace that stored it; an
 //! entry older than its TTL, or than the client's `max-age`, never
 //! answers; a hit costs no tokens (its usage is zero), and is answered
 //! after the key's checks, so a key that may not use the model never
-//! reads another's answer.
+//! reads another's answer; an entry that cannot give the form asked (a
+//! usage chunk it never had) is a miss, and the miss's answer replaces it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
@@ -24,6 +27,7 @@ use super::exchange::{to_client, ClientFacts, Relayed};
 use crate::buf::PooledBuf;
 use crate::cache::directive::{directive, Directive};
 use crate::cache::key::{cache_key, CacheKey};
+use crate::cache::replay::{replay, stream_is_whole, Form, Shape, Want};
 use crate::cache::store::{Entry, Saved};
 use crate::governance::KeyEntry;
 use crate::http1::parse::RequestHead;
@@ -36,6 +40,22 @@ pub(super) struct CachePlan {
     /// The key, and how long an answer is kept, when the request is one
     /// the cache serves.
     pub key: Option<(CacheKey, u64)>,
+    /// The form the request wants its answer in.
+    pub want: Want,
+}
+
+/// An entry that answers a request, in the form it asked for.
+pub(super) struct Hit {
+    entry: Arc<Entry>,
+    /// The entry's answer told in another form (else its own body).
+    converted: Option<Vec<u8>>,
+    pub streams: bool,
+}
+
+impl Hit {
+    fn body(&self) -> &[u8] {
+        self.converted.as_deref().unwrap_or(&self.entry.body)
+    }
 }
 
 impl CachePlan {
@@ -68,20 +88,28 @@ pub(super) fn plan(
             .map(|h| h.value.get(rbuf)),
         head.header(rbuf, b"x-shardgate-cache"),
     );
-    let route = match endpoint {
-        Endpoint::ChatCompletions => "chat_completions",
-        Endpoint::Completions => "completions",
-        Endpoint::Embeddings => "embeddings",
-        Endpoint::Messages => "messages",
+    let shape = match endpoint {
+        Endpoint::ChatCompletions => Shape::Chat,
+        Endpoint::Completions => Shape::Completions,
+        Endpoint::Embeddings => Shape::Embeddings,
+        Endpoint::Messages => Shape::Messages,
         _ => return None,
     };
-    let streams = crate::json::top_level_value(body, b"stream") == Some(b"true");
+    let top = |field: &[u8]| crate::json::top_level_value(body, field);
+    let want = Want {
+        shape,
+        streams: top(b"stream") == Some(b"true"),
+        include_usage: top(b"stream_options")
+            .and_then(|o| crate::json::top_level_value(o, b"include_usage"))
+            == Some(b"true"),
+    };
     let configured = gw.router.model_index(model).map(|m| &gw.config.models[m]);
     let off = configured.is_some_and(|m| m.cache == Some(false));
-    if streams || off || !(asked.read || asked.write) {
+    if off || !(asked.read || asked.write) {
         return Some(CachePlan {
             directive: asked,
             key: None,
+            want,
         });
     }
     let namespace = match key {
@@ -92,34 +120,62 @@ pub(super) fn plan(
         None => String::new(),
     };
     let ttl = configured.and_then(|m| m.cache_ttl_s).unwrap_or(cfg.ttl_s);
-    let key = cache_key(&namespace, route, model, body, &cfg.exclude_fields);
+    let key = cache_key(&namespace, shape.route(), model, body, &cfg.exclude_fields);
     Some(CachePlan {
         directive: asked,
         key: key.map(|k| (k, ttl)),
+        want,
     })
 }
 
-/// The entry that answers `plan` at `now`, if any.
-pub(super) fn find(gw: &Gateway, plan: &CachePlan, now: u64) -> Option<Arc<Entry>> {
+/// The entry that answers `plan` at `now`, if any, and how old it is.
+pub(super) fn find(gw: &Gateway, plan: &CachePlan, now: u64) -> Option<(Hit, u64)> {
     let (key, _) = plan.key.as_ref()?;
     if !plan.directive.read {
         return None;
     }
-    let mut store = gw.cache.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
-    store.get(key, now, plan.directive.max_age)
+    let store = gw.cache.as_ref()?;
+    let lock = || store.lock().unwrap_or_else(|e| e.into_inner());
+    let found = lock().get(key, now, plan.directive.max_age);
+    // Told in another form off the lock: that parses the answer.
+    let hit = found.and_then(|entry| {
+        let converted = match replay(entry.form, &entry.body, plan.want)? {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(body) => Some(body),
+        };
+        Some(Hit {
+            entry,
+            converted,
+            streams: plan.want.streams,
+        })
+    });
+    lock().count(hit.as_ref().map(|h| &h.entry.saved));
+    let hit = hit?;
+    let age = now.saturating_sub(hit.entry.stored_at);
+    Some((hit, age))
 }
 
-/// Keeps `body`, a whole 2xx answer to `plan`'s request that cost `saved`,
-/// stored at `now`.
-pub(super) fn keep(gw: &Gateway, plan: &CachePlan, body: Vec<u8>, saved: Saved, now: u64) {
+/// Keeps `body`, a 2xx answer to `plan`'s request in `form` that cost
+/// `saved`, stored at `now`; a stream only if it ended whole.
+pub(super) fn keep(
+    gw: &Gateway,
+    plan: &CachePlan,
+    (form, body): (Form, Vec<u8>),
+    saved: Saved,
+    now: u64,
+) {
     let (Some((key, ttl)), true) = (plan.key, plan.directive.write) else {
         return;
     };
     let Some(cache) = gw.cache.as_ref() else {
         return;
     };
+    if form == Form::Stream && !stream_is_whole(plan.want.shape, &body) {
+        return;
+    }
     let entry = Entry {
         body,
+        form,
         stored_at: now,
         expires_at: now.saturating_add(ttl),
         saved,
@@ -131,18 +187,24 @@ pub(super) fn keep(gw: &Gateway, plan: &CachePlan, body: Vec<u8>, saved: Saved, 
         .insert(key, entry, now);
 }
 
-/// Answers from `entry`, stored `age` seconds ago.
+/// Answers with `hit`, stored `age` seconds ago.
 pub(super) async fn answer_hit(
     client: &mut impl AsyncWriteRent,
     facts: &ClientFacts,
-    entry: &Entry,
+    hit: &Hit,
     age: u64,
 ) -> Relayed {
     let close = !facts.keep_alive || facts.http10;
-    let mut out = PooledBuf::take(256 + entry.body.len());
+    let body = hit.body();
+    let mut out = PooledBuf::take(256 + body.len());
     push_status_line(&mut out, 200);
-    push_header(&mut out, b"content-type", b"application/json");
-    push_content_length(&mut out, entry.body.len() as u64);
+    if hit.streams {
+        push_header(&mut out, b"content-type", b"text/event-stream");
+        push_header(&mut out, b"cache-control", b"no-cache");
+    } else {
+        push_header(&mut out, b"content-type", b"application/json");
+    }
+    push_content_length(&mut out, body.len() as u64);
     push_header(&mut out, b"x-shardgate-cache", b"hit");
     push_header(&mut out, b"age", itoa::Buffer::new().format(age).as_bytes());
     if close {
@@ -153,7 +215,7 @@ pub(super) async fn answer_hit(
     }
     end_head(&mut out);
     if !facts.is_head {
-        out.extend_from_slice(&entry.body);
+        out.extend_from_slice(body);
     }
     match to_client(facts, client.write_all(out)).await {
         Some((Ok(_), _)) => Relayed::Complete { close },

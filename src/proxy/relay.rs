@@ -28,6 +28,8 @@ use crate::http1::parse::media_type_is;
 use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
 use crate::providers::Dialect;
 use crate::proxy::body::{BodyFailure, BodyProgress, ClientPosition};
+use crate::cache::record::Recorder;
+use crate::cache::replay::Form;
 use crate::proxy::downstream::read_more;
 use crate::proxy::headers::{is_forwarded_response_header, ConnectionOptions};
 use crate::upstream::timeouts::AttemptClock;
@@ -118,6 +120,11 @@ pub(super) async fn relay_response(
         close,
         hold,
     };
+    // A 2xx stream the cache may keep: recorded as the client gets it.
+    let mut record = side
+        .capture_body
+        .filter(|_| side.report.streamed && (200..300).contains(&side.head.status))
+        .map(|limit| Recorder::new(limit, framing.relays_chunks()));
     let relayed =
         match read_body_start(up, urbuf, side, facts, clock, &framing, &mut usage_scan).await {
             Ok(start) => {
@@ -125,8 +132,15 @@ pub(super) async fn relay_response(
                     head: hbuf,
                     framing: &framing,
                     usage_scan: usage_scan.as_mut(),
+                    record: record.as_mut(),
                 };
-                Ok(send_response(up, start, committed, side, client, facts, clock).await)
+                let relayed = send_response(up, start, committed, side, client, facts, clock).await;
+                if let (Relayed::Complete { .. }, Some(r)) = (&relayed, record) {
+                    if !side.report.truncated {
+                        side.cache_body = r.finish().map(|events| (Form::Stream, events));
+                    }
+                }
+                Ok(relayed)
             }
             Err(e) => Err(e),
         };
@@ -143,11 +157,13 @@ pub(super) async fn relay_response(
 }
 
 /// The response as the client gets it: its head, how its body is framed,
-/// and the stream's usage scanner (streams only).
+/// the stream's usage scanner (streams only) and its recording (a stream
+/// the cache may keep).
 struct Committed<'a> {
     head: PooledBuf,
     framing: &'a ClientFraming,
     usage_scan: Option<&'a mut StreamUsageScanner>,
+    record: Option<&'a mut Recorder>,
 }
 
 /// How the body reaches the client.
@@ -227,8 +243,8 @@ async fn read_body_start(
         if side.capture_id {
             side.created_id = created_id(body);
         }
-        if side.capture_body {
-            side.cache_body = Some(body.to_vec());
+        if side.capture_body.is_some_and(|limit| body.len() <= limit) {
+            side.cache_body = Some((Form::Whole, body.to_vec()));
         }
     }
     Ok(BodyStart {
@@ -281,6 +297,7 @@ async fn send_response(
         head: hbuf,
         framing,
         mut usage_scan,
+        mut record,
     } = committed;
     let BodyStart {
         mut urbuf,
@@ -319,6 +336,12 @@ async fn send_response(
     }
     if body_end > head_len {
         side.report.mark_first_body();
+    }
+    if let Some(r) = record.as_deref_mut() {
+        r.push(match decoded.as_deref() {
+            Some(d) => d,
+            None => &urbuf[head_len..body_end],
+        });
     }
     if let Some(d) = decoded.as_mut() {
         if !write_out(client, d, facts).await {
@@ -368,6 +391,12 @@ async fn send_response(
         );
         extra |= take < n;
         side.report.mark_first_body();
+        if let Some(r) = record.as_deref_mut() {
+            r.push(match decoded.as_deref() {
+                Some(d) => d,
+                None => &urbuf[..take],
+            });
+        }
         match decoded.as_mut() {
             Some(d) => {
                 if !write_out(client, d, facts).await {

@@ -15,6 +15,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::body::BodyProgress;
 use super::downstream::read_more;
+use crate::cache::record::Recorder;
+use crate::cache::replay::Form;
 use super::exchange::{to_client, write_stream_cut, ClientFacts, Relayed, UpstreamSide};
 use super::govern::Cut;
 use crate::api::eventstream::{Decoder, Message};
@@ -572,8 +574,10 @@ async fn answer_whole(
     facts.push_gateway_headers(&mut out);
     end_head(&mut out);
     out.extend_from_slice(&whole.body);
-    if side.capture_body && (200..300).contains(&whole.status) {
-        side.cache_body = Some(whole.body.clone());
+    if side.capture_body.is_some_and(|limit| whole.body.len() <= limit)
+        && (200..300).contains(&whole.status)
+    {
+        side.cache_body = Some((Form::Whole, whole.body.clone()));
     }
     if !matches!(
         to_client(facts, client.write_all(out)).await,
@@ -634,6 +638,8 @@ async fn relay_stream(
         Framing::Sse(SseScanner::new(MAX_SSE_EVENT))
     };
     let mut events = PooledBuf::take(16 * 1024);
+    // A stream the cache may keep: recorded as the client gets it.
+    let mut record = side.capture_body.map(|limit| Recorder::new(limit, false));
     // Why the stream stopped before its read.framing's end, if it did. Only
     // whole events are ever written, so the client is never inside one.
     let mut broken: Option<&'static str> = None;
@@ -669,6 +675,9 @@ async fn relay_stream(
         read.payload.clear();
         if !events.is_empty() {
             side.report.mark_first_body();
+        }
+        if let Some(r) = record.as_mut() {
+            r.push(&events);
         }
         if !write_chunk(client, &events, chunked, facts).await {
             return Relayed::Broken;
@@ -739,6 +748,10 @@ async fn relay_stream(
     side.report.usage = translator.usage();
     if !write_chunk(client, &events, chunked, facts).await {
         return Relayed::Broken;
+    }
+    if let (None, Some(mut r)) = (broken, record) {
+        r.push(&events);
+        side.cache_body = r.finish().map(|recorded| (Form::Stream, recorded));
     }
     if chunked {
         let mut last = PooledBuf::take(8);
