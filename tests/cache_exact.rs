@@ -212,3 +212,43 @@ fn each_team_reads_only_its_own_answers() {
     // Without a key that may, the cache answers nothing.
     assert_eq!(as_key("sk-unknown").status, 401);
 }
+
+/// A hit spends nothing of its key's budget, unless `charge_hits` meters
+/// it at its answer's usage: the mock's 5 input and 7 output tokens at $1
+/// and $2 per million, 19 µ$ an answer.
+#[test]
+fn a_hit_is_charged_only_when_configured() {
+    for (charge, answers_charged) in [(false, 1.0), (true, 3.0)] {
+        let mock = MockUpstream::start();
+        let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = config_for(
+            &mock,
+            "",
+            &format!(
+                "[admin]\nlisten = \"{admin}\"\n\n\
+                 [cache]\nenabled = true\ncharge_hits = {charge}\n\n\
+                 [[prices]]\nmodel = \"gpt-4o-mini\"\ninput = 1.0\noutput = 2.0\n\n\
+                 [[keys]]\nname = \"payer\"\nkey_env = \"PAYER\"\nbudget_usd = 1.0\n"
+            ),
+        );
+        let opts = GatewayOpts::config(Driver::IoUring, config);
+        let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let gw = Gateway::spawn_at(&opts, addr, &[], &[("PAYER", "sk-payer")]).unwrap();
+        for want in ["miss", "hit", "hit"] {
+            let r = send(&gw, BODY, &["authorization: Bearer sk-payer"]);
+            assert_eq!(r.header("x-shardgate-cache"), Some(want));
+        }
+        assert_eq!(chat_requests(&mock), 1);
+        let want = answers_charged * 19e-6;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let spent = loop {
+            let m = scrape(admin);
+            let spent = sample(&m, "shardgate_key_spend_usd_total", &["key=\"payer\""]);
+            if (spent - want).abs() < 1e-12 || std::time::Instant::now() > deadline {
+                break spent;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!((spent - want).abs() < 1e-12, "charge_hits={charge}: {spent}");
+    }
+}

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use super::key::CacheKey;
 pub use super::replay::Form;
+use crate::api::usage::Usage;
 
 /// What the cache keeps of an answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,9 @@ pub struct Entry {
     pub expires_at: u64,
     /// What the answer cost upstream, which each hit saves.
     pub saved: Saved,
+    /// The answer's usage, which a hit is metered at with
+    /// `cache.charge_hits`.
+    pub usage: Usage,
 }
 
 /// Tokens and nano-dollars (what a hit saves, or all hits saved).
@@ -257,6 +261,7 @@ mod tests {
                 output_tokens: 2,
                 nanos: 10,
             },
+            usage: Usage::default(),
         }
     }
 

@@ -104,6 +104,10 @@ pub struct CacheConfig {
     /// Top-level request members the key leaves out, besides `stream`,
     /// `stream_options` and `user` (which it always does).
     pub exclude_fields: Vec<String>,
+    /// Meter a hit at its answer's usage, against budgets and token
+    /// limits, as if it had gone upstream. Off: a hit costs nothing (it
+    /// still counts as a request for `rpm`).
+    pub charge_hits: bool,
 }
 
 impl Default for CacheConfig {
@@ -114,6 +118,7 @@ impl Default for CacheConfig {
             max_bytes: 64 * 1024 * 1024,
             max_entry_bytes: 1024 * 1024,
             exclude_fields: Vec::new(),
+            charge_hits: false,
         }
     }
 }

@@ -223,7 +223,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
                 if let Some((hit, age)) = lookup::find(gw, p, now) {
                     attempts.side.report.status = 200;
                     attempts.side.report.streamed = hit.streams;
-                    attempts.side.report.usage = Some(Default::default());
+                    attempts.side.report.usage = Some(hit.usage(gw));
                     attempts.side.report.mark_first_body();
                     outcome.cache = Some("hit");
                     break Ok(
@@ -333,7 +333,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
                 output_tokens: usage.output_tokens,
                 nanos: price.map_or(0, |p| p.cost_nanos(&usage)),
             };
-            lookup::keep(gw, plan, body, saved, crate::governance::unix_now());
+            lookup::keep(gw, plan, body, (usage, saved), crate::governance::unix_now());
         }
     }
     // A completed batch fetched: its usage, once, as its model's.

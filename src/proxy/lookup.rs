@@ -12,7 +12,8 @@
 //!
 //! Invariants: a hit is answered only for the namespace that stored it; an
 //! entry older than its TTL, or than the client's `max-age`, never
-//! answers; a hit costs no tokens (its usage is zero), and is answered
+//! answers; a hit costs no tokens (its usage is zero, unless
+//! `cache.charge_hits` meters it at its answer's), and is answered
 //! after the key's checks, so a key that may not use the model never
 //! reads another's answer; an entry that cannot give the form asked (a
 //! usage chunk it never had) is a miss, and the miss's answer replaces it.
@@ -24,6 +25,7 @@ use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 
 use super::endpoint::Endpoint;
 use super::exchange::{to_client, ClientFacts, Relayed};
+use crate::api::usage::Usage;
 use crate::buf::PooledBuf;
 use crate::cache::directive::{directive, Directive};
 use crate::cache::key::{cache_key, CacheKey};
@@ -55,6 +57,15 @@ pub(super) struct Hit {
 impl Hit {
     fn body(&self) -> &[u8] {
         self.converted.as_deref().unwrap_or(&self.entry.body)
+    }
+
+    /// What the hit is metered at: nothing, or with `cache.charge_hits`
+    /// the usage of the answer it gives again.
+    pub fn usage(&self, gw: &Gateway) -> Usage {
+        match gw.config.cache.charge_hits {
+            true => self.entry.usage,
+            false => Usage::default(),
+        }
     }
 }
 
@@ -155,13 +166,14 @@ pub(super) fn find(gw: &Gateway, plan: &CachePlan, now: u64) -> Option<(Hit, u64
     Some((hit, age))
 }
 
-/// Keeps `body`, a 2xx answer to `plan`'s request in `form` that cost
-/// `saved`, stored at `now`; a stream only if it ended whole.
+/// Keeps `body`, a 2xx answer to `plan`'s request in `form` that used
+/// `usage` and cost `saved`, stored at `now`; a stream only if it ended
+/// whole.
 pub(super) fn keep(
     gw: &Gateway,
     plan: &CachePlan,
     (form, body): (Form, Vec<u8>),
-    saved: Saved,
+    (usage, saved): (Usage, Saved),
     now: u64,
 ) {
     let (Some((key, ttl)), true) = (plan.key, plan.directive.write) else {
@@ -179,6 +191,7 @@ pub(super) fn keep(
         stored_at: now,
         expires_at: now.saturating_add(ttl),
         saved,
+        usage,
     };
     // Too large for the cache, say: the answer went out all the same.
     let _ = cache
