@@ -149,6 +149,27 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
             body.push(b'}');
             respond(&mut stream, status, "application/json", &body)
         }
+        (b"DELETE", b"/admin/cache") => {
+            let allowed = match config.config.admin.token.as_deref() {
+                Some(token) => crate::governance::presents_admin_token(
+                    token,
+                    head.header(&buf, b"authorization"),
+                ),
+                None => true,
+            };
+            let purged = match (&config.cache, allowed) {
+                (_, false) => return respond(
+                    &mut stream,
+                    401,
+                    "application/json",
+                    b"{\"error\":\"DELETE /admin/cache needs `Authorization: Bearer <admin token>`\"}",
+                ),
+                (Some(cache), true) => cache.lock().unwrap_or_else(|e| e.into_inner()).clear(),
+                (None, true) => 0,
+            };
+            let body = format!("{{\"purged\":{purged}}}");
+            respond(&mut stream, 200, "application/json", body.as_bytes())
+        }
         (b"GET", b"/health") => {
             respond(&mut stream, 200, "application/json", b"{\"status\":\"ok\"}")
         }

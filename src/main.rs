@@ -327,7 +327,9 @@ fn reload_config(
     control.governance.sync_config(&config)?;
     shardgate::governance::check_exposure(&control.governance, &config)?;
     let cert_file = config.server.tls.as_ref().map(|t| t.cert_file.clone());
-    control.publish(Arc::new(Gateway::new(config, router)));
+    let mut next = Gateway::new(config, router);
+    next.carry_cache(&old);
+    control.publish(Arc::new(next));
     let mut applied = format!("configuration reloaded: {providers} provider(s), {models} model(s)");
     if let (Some(key), Some(cert), Some(file)) = (tls_key, server_cert, cert_file) {
         cert.replace(key);

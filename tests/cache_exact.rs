@@ -252,3 +252,46 @@ fn a_hit_is_charged_only_when_configured() {
         assert!((spent - want).abs() < 1e-12, "charge_hits={charge}: {spent}");
     }
 }
+
+/// A reload keeps the cache's answers (its bounds follow the new
+/// config); `DELETE /admin/cache` empties it, with the admin token when
+/// one is set.
+#[test]
+fn a_reload_keeps_the_cache_and_a_purge_empties_it() {
+    let mock = MockUpstream::start();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = |ttl: u64| {
+        config_for(
+            &mock,
+            "",
+            &format!(
+                "[admin]\nlisten = \"{admin}\"\ntoken = \"admin-token-for-tests\"\n\n\
+                 [cache]\nenabled = true\nttl_s = {ttl}\n\n\
+                 [[keys]]\nname = \"k\"\nkey_env = \"K1\"\n"
+            ),
+        )
+    };
+    let opts = GatewayOpts::config(Driver::IoUring, config(60));
+    let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gw = Gateway::spawn_at(&opts, addr, &[], &[("K1", "sk-one")]).unwrap();
+    let ask = || {
+        send(&gw, BODY, &["authorization: Bearer sk-one"])
+            .header("x-shardgate-cache")
+            .map(String::from)
+    };
+    assert_eq!(ask().as_deref(), Some("miss"));
+    gw.rewrite_config(&config(120));
+    let (status, body) = admin_request(admin, "POST", "/admin/reload", &[]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ask().as_deref(), Some("hit"));
+    assert_eq!(chat_requests(&mock), 1);
+
+    let (status, _) = admin_request(admin, "DELETE", "/admin/cache", &[]);
+    assert_eq!(status, 401);
+    assert_eq!(ask().as_deref(), Some("hit"));
+    let bearer = "authorization: Bearer admin-token-for-tests";
+    let (status, body) = admin_request(admin, "DELETE", "/admin/cache", &[bearer]);
+    assert_eq!((status, body.as_str()), (200, "{\"purged\":1}"));
+    assert_eq!(ask().as_deref(), Some("miss"));
+    assert_eq!(chat_requests(&mock), 2);
+}

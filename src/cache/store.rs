@@ -191,6 +191,26 @@ impl Store {
         }
     }
 
+    /// New bounds (a reload's): entries go, by the same sweep, until the
+    /// whole fits.
+    pub fn set_bounds(&mut self, max_bytes: usize, max_entry_bytes: usize) {
+        self.max_bytes = max_bytes;
+        self.max_entry_bytes = max_entry_bytes.min(max_bytes);
+        while self.bytes > self.max_bytes {
+            self.evict_one();
+        }
+    }
+
+    /// Drops every entry; how many there were.
+    pub fn clear(&mut self) -> usize {
+        let n = self.ring.len();
+        self.index.clear();
+        self.ring.clear();
+        self.hand = 0;
+        self.bytes = 0;
+        n
+    }
+
     pub fn len(&self) -> usize {
         self.ring.len()
     }
@@ -320,6 +340,15 @@ mod tests {
                 nanos: 20
             }
         );
+        // Smaller bounds (a reload's) evict until the whole fits.
+        s.set_bounds(2 * size, size);
+        assert_eq!((s.len(), s.bytes()), (2, 2 * size));
+        assert_eq!(s.clear(), 2);
+        assert_eq!((s.len(), s.bytes()), (0, 0));
+        s.set_bounds(4 * size, size);
+        for n in 0..4 {
+            s.insert(key(n), entry(372, 1, 9), 1).unwrap();
+        }
         // A replacement counts once.
         s.insert(key(5), entry(100, 2, 9), 2).unwrap();
         assert_eq!(s.len(), 4);

@@ -38,6 +38,15 @@ fn error(status: u16, kind: &str, message: impl Into<String>) -> AdminAnswer {
     )
 }
 
+/// Whether `authorization` presents `token` (`Bearer`), compared by
+/// SHA-256 so the compare's timing says nothing of the token.
+pub fn presents_admin_token(token: &str, authorization: Option<&[u8]>) -> bool {
+    let presented = authorization
+        .and_then(|a| super::presented_secret(Some(a), None))
+        .unwrap_or_default();
+    secret::hash(presented) == secret::hash(token.as_bytes())
+}
+
 /// Handles `method path` if it is one of the governance endpoints (`None`
 /// otherwise, for the caller's other routes).
 pub fn handle_admin(
@@ -60,10 +69,7 @@ pub fn handle_admin(
         return None;
     }
     let token = config.admin.token.as_deref()?;
-    let presented = authorization
-        .and_then(|a| super::presented_secret(Some(a), None))
-        .unwrap_or_default();
-    if secret::hash(presented) != secret::hash(token.as_bytes()) {
+    if !presents_admin_token(token, authorization) {
         return Some(error(
             401,
             "authentication_error",

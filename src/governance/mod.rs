@@ -35,7 +35,7 @@ pub mod store;
 mod table;
 mod window;
 
-pub use admin_api::{handle_admin, AdminAnswer};
+pub use admin_api::{handle_admin, presents_admin_token, AdminAnswer};
 pub use admission::{admit, Admission, Denied, RateHeaders};
 pub use clock::{format_rfc3339, parse_rfc3339, unix_now, Period};
 pub use ledger::{Need, Refusal, Used, View};

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::cache::store::Store;
 use crate::config::Config;
 use crate::governance::Governance;
 use crate::providers::router::Router;
@@ -19,24 +20,36 @@ use crate::telemetry::MetricsSnapshot;
 pub struct Gateway {
     pub config: Config,
     pub router: Router,
-    /// The exact response cache, with `[cache]` on (one per generation: a
-    /// reload starts it empty).
-    pub cache: Option<std::sync::Mutex<crate::cache::store::Store>>,
+    /// The exact response cache, with `[cache]` on: carried from one
+    /// generation to the next by a reload ([`Gateway::carry_cache`]).
+    pub cache: Option<Arc<Mutex<Store>>>,
 }
 
 impl Gateway {
     pub fn new(config: Config, router: Router) -> Gateway {
         let c = &config.cache;
-        let cache = c.enabled.then(|| {
-            std::sync::Mutex::new(crate::cache::store::Store::new(
-                c.max_bytes,
-                c.max_entry_bytes,
-            ))
-        });
+        let cache = c
+            .enabled
+            .then(|| Arc::new(Mutex::new(Store::new(c.max_bytes, c.max_entry_bytes))));
         Gateway {
             config,
             router,
             cache,
+        }
+    }
+
+    /// Keeps `old`'s cache (with this generation's bounds, evicting to fit
+    /// them), so a reload does not throw its answers away. Entries stay
+    /// keyed by the client's model name: an answer kept before a reload
+    /// that moved its model elsewhere is served until its TTL (or a
+    /// `DELETE /admin/cache`).
+    pub fn carry_cache(&mut self, old: &Gateway) {
+        if let (Some(_), Some(kept)) = (&self.cache, &old.cache) {
+            let c = &self.config.cache;
+            kept.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_bounds(c.max_bytes, c.max_entry_bytes);
+            self.cache = Some(kept.clone());
         }
     }
 }

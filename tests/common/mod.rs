@@ -1471,6 +1471,29 @@ pub fn scrape(admin: SocketAddr) -> String {
     out
 }
 
+/// One body-less call to the admin listener with extra `headers`: its
+/// status and body.
+pub fn admin_request(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+) -> (u16, String) {
+    let mut s = TcpStream::connect(admin).unwrap();
+    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n{extra}\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
+    (status, body.unwrap_or_default())
+}
+
 /// The sum of the samples named `name` carrying every label in `labels`
 /// (0 when there is none).
 pub fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
