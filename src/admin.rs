@@ -135,7 +135,7 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
             prometheus::render(&merged, &mut text);
             crate::governance::metrics::render(&admin.control.governance.table, &mut text);
             if let Some(cache) = &config.cache {
-                crate::cache::metrics::render(cache, &mut text);
+                crate::cache::metrics::render(cache, config.shared_cache.as_deref(), &mut text);
             }
             respond(&mut stream, 200, prometheus::CONTENT_TYPE, text.as_bytes())
         }
@@ -157,6 +157,7 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
                 ),
                 None => true,
             };
+            let mut shared = "";
             let purged = match (&config.cache, allowed) {
                 (_, false) => return respond(
                     &mut stream,
@@ -164,10 +165,18 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
                     "application/json",
                     b"{\"error\":\"DELETE /admin/cache needs `Authorization: Bearer <admin token>`\"}",
                 ),
-                (Some(cache), true) => cache.lock().unwrap_or_else(|e| e.into_inner()).clear(),
+                (Some(cache), true) => {
+                    if let Some(tier) = &config.shared_cache {
+                        shared = match tier.purge() {
+                            true => ",\"shared\":\"queued\"",
+                            false => ",\"shared\":\"unavailable\"",
+                        };
+                    }
+                    cache.lock().unwrap_or_else(|e| e.into_inner()).clear()
+                }
                 (None, true) => 0,
             };
-            let body = format!("{{\"purged\":{purged}}}");
+            let body = format!("{{\"purged\":{purged}{shared}}}");
             respond(&mut stream, 200, "application/json", body.as_bytes())
         }
         (b"GET", b"/health") => {

@@ -175,8 +175,8 @@ fn run(
         })
         .collect();
     let admin_listen = config.admin.listen;
-    let control =
-        Control::with_governance(Arc::new(Gateway::new(config, router)), shards, governance);
+    let gateway = Arc::new(Gateway::new(config, router, None)?);
+    let control = Control::with_governance(gateway, shards, governance);
     // The admin port is the operator's view and hand on the gateway
     // (metrics, reload): a gateway that cannot have it does not start,
     // unless it was turned off.
@@ -327,9 +327,7 @@ fn reload_config(
     control.governance.sync_config(&config)?;
     shardgate::governance::check_exposure(&control.governance, &config)?;
     let cert_file = config.server.tls.as_ref().map(|t| t.cert_file.clone());
-    let mut next = Gateway::new(config, router);
-    next.carry_cache(&old);
-    control.publish(Arc::new(next));
+    control.publish(Arc::new(Gateway::new(config, router, Some(&old))?));
     let mut applied = format!("configuration reloaded: {providers} provider(s), {models} model(s)");
     if let (Some(key), Some(cert), Some(file)) = (tls_key, server_cert, cert_file) {
         cert.replace(key);

@@ -144,7 +144,7 @@ fn start_shard() -> SocketAddr {
     shardgate::providers::validate(&config).unwrap();
     let router = Router::new(&config).unwrap();
     let labels = Arc::new(LabelTable::from_config(&config, &ROUTE_NAMES));
-    let gateway = Arc::new(Gateway::new(config, router));
+    let gateway = Arc::new(Gateway::new(config, router, None).unwrap());
     let listener = shardgate::net::bind_listeners("127.0.0.1:0".parse().unwrap(), 1, false)
         .unwrap()
         .sockets

@@ -249,7 +249,10 @@ fn a_hit_is_charged_only_when_configured() {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        assert!((spent - want).abs() < 1e-12, "charge_hits={charge}: {spent}");
+        assert!(
+            (spent - want).abs() < 1e-12,
+            "charge_hits={charge}: {spent}"
+        );
     }
 }
 

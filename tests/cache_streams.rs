@@ -43,14 +43,32 @@ fn openai_events(model: &str, include_usage: bool) -> Vec<String> {
 /// An Anthropic messages stream as the provider sends it.
 fn anthropic_events(model: &str) -> Vec<String> {
     let events = [
-        ("message_start", json!({"type": "message_start", "message": {"id": "msg_s", "type": "message",
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_s", "type": "message",
             "role": "assistant", "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": 9, "output_tokens": 1}}})),
-        ("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})),
-        ("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}})),
-        ("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " world"}})),
-        ("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
-        ("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 2}})),
+            "usage": {"input_tokens": 9, "output_tokens": 1}}}),
+        ),
+        (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello"}}),
+        ),
+        (
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " world"}}),
+        ),
+        (
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 0}),
+        ),
+        (
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 2}}),
+        ),
         ("message_stop", json!({"type": "message_stop"})),
     ];
     events
@@ -76,7 +94,7 @@ fn chunked_stream(events: Vec<String>) -> Reply {
 /// The mock: OpenAI chat and Anthropic messages, whole or streamed.
 fn mock() -> MockUpstream {
     MockUpstream::with(|rec| {
-        let req: Value = serde_json::from_slice(&rec.body).unwrap_or_default();
+        let req: Value = serde_json::from_slice(rec.body).unwrap_or_default();
         let model = req["model"].as_str().unwrap_or_default().to_owned();
         let streams = req["stream"] == true;
         let usage = req["stream_options"]["include_usage"] == true;
@@ -147,13 +165,16 @@ fn joined_openai_text(events: &[String]) -> String {
         .filter(|d| *d != "[DONE]")
         .filter_map(|d| {
             let v: Value = serde_json::from_str(d).unwrap();
-            v["choices"][0]["delta"]["content"].as_str().map(String::from)
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(String::from)
         })
         .collect()
 }
 
 fn chat(prompt: &str, stream: bool, usage: bool) -> Value {
-    let mut body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]});
+    let mut body =
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]});
     if stream {
         body["stream"] = json!(true);
     }
@@ -175,10 +196,7 @@ fn an_openai_stream_is_replayed_and_answers_both_forms() {
 
     // Keys reordered: the same events, token by token, from the cache.
     let reordered = r#"{"stream_options":{"include_usage":true},"messages":[{"content":"stream me","role":"user"}],"stream":true,"model":"gpt-4o-mini"}"#;
-    let hit = gw
-        .connect()
-        .request(post(CHAT, reordered, &[]))
-        .unwrap();
+    let hit = gw.connect().request(post(CHAT, reordered, &[])).unwrap();
     assert_eq!(hit.header("x-shardgate-cache"), Some("hit"));
     assert!(hit.header("age").is_some());
     assert_eq!(hit.header("content-type"), Some("text/event-stream"));
@@ -252,7 +270,10 @@ fn anthropic_streams_are_replayed_passed_through_and_translated() {
     assert_eq!(whole.header("x-shardgate-cache"), Some("hit"));
     let v = whole.json();
     assert_eq!(v["type"], "message");
-    assert_eq!(v["content"], json!([{"type": "text", "text": "Hello world"}]));
+    assert_eq!(
+        v["content"],
+        json!([{"type": "text", "text": "Hello world"}])
+    );
     assert_eq!(v["stop_reason"], "end_turn");
     assert_eq!(v["usage"]["output_tokens"], 2);
     assert_eq!(upstream_calls(&mock), 1);
@@ -277,11 +298,19 @@ fn anthropic_streams_are_replayed_passed_through_and_translated() {
     assert_eq!(data_of(&hit), recorded);
 
     // A whole Anthropic answer told as a stream.
-    let kept = send(&gw, MESSAGES, &json!({"model": "claude-x", "max_tokens": 64,
-        "messages": [{"role": "user", "content": "whole first"}]}));
+    let kept = send(
+        &gw,
+        MESSAGES,
+        &json!({"model": "claude-x", "max_tokens": 64,
+        "messages": [{"role": "user", "content": "whole first"}]}),
+    );
     assert_eq!(kept.header("x-shardgate-cache"), Some("miss"));
-    let streamed = send(&gw, MESSAGES, &json!({"model": "claude-x", "max_tokens": 64, "stream": true,
-        "messages": [{"role": "user", "content": "whole first"}]}));
+    let streamed = send(
+        &gw,
+        MESSAGES,
+        &json!({"model": "claude-x", "max_tokens": 64, "stream": true,
+        "messages": [{"role": "user", "content": "whole first"}]}),
+    );
     assert_eq!(streamed.header("x-shardgate-cache"), Some("hit"));
     let events = named_events(&streamed);
     let text: String = events
@@ -295,9 +324,7 @@ fn anthropic_streams_are_replayed_passed_through_and_translated() {
 
 #[test]
 fn cut_unfinished_and_oversized_streams_are_not_kept() {
-    let stream = |tag: &str| {
-        json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": tag}]})
-    };
+    let stream = |tag: &str| json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": tag}]});
     // Cut mid-stream: the client is told in-band, and nothing is kept.
     let cut = MockUpstream::with(|_| Reply::SseCut { events: 2 });
     let gw = gateway(&cut, "");

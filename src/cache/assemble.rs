@@ -377,10 +377,13 @@ mod tests {
     }
 
     fn message_start() -> (&'static str, Value) {
-        ("message_start", json!({"type": "message_start", "message": {
+        (
+            "message_start",
+            json!({"type": "message_start", "message": {
             "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
             "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": 12, "output_tokens": 1}}}))
+            "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+        )
     }
 
     #[test]
@@ -412,24 +415,39 @@ mod tests {
 
     #[test]
     fn a_messages_stream_that_did_not_end_or_failed_is_no_message() {
-        let text = ("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}));
+        let text = (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        );
         assert_eq!(messages(&[message_start(), text.clone()]), None);
         assert_eq!(
             messages(&[
                 message_start(),
                 text.clone(),
-                ("error", json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})),
+                (
+                    "error",
+                    json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+                ),
                 ("message_stop", json!({"type": "message_stop"})),
             ]),
             None
         );
-        assert_eq!(messages(&[("message_stop", json!({"type": "message_stop"}))]), None);
-        let bad_input = ("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {}}}));
+        assert_eq!(
+            messages(&[("message_stop", json!({"type": "message_stop"}))]),
+            None
+        );
+        let bad_input = (
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "t", "name": "f", "input": {}}}),
+        );
         assert_eq!(
             messages(&[
                 message_start(),
                 bad_input,
-                ("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"cut"}})),
+                (
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"cut"}})
+                ),
                 ("message_stop", json!({"type": "message_stop"})),
             ]),
             None

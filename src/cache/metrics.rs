@@ -1,14 +1,19 @@
-//! The cache's Prometheus families, read off the store when the admin
-//! listener is scraped (the store is the current generation's: a reload
-//! starts it, and its counters, anew, which `rate()` takes as a reset).
+//! The cache's Prometheus families, read off the store and its shared
+//! tier when the admin listener is scraped (both live across reloads, so
+//! their counters do too).
 
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
+use super::shared::SharedTier;
 use super::store::Store;
 use crate::telemetry::prometheus::{family, sample};
 
 /// Appends the cache's families.
-pub fn render(store: &Mutex<Store>, out: &mut String) {
+pub fn render(store: &Mutex<Store>, shared: Option<&SharedTier>, out: &mut String) {
+    if let Some(tier) = shared {
+        render_shared(tier, out);
+    }
     let s = store.lock().unwrap_or_else(|e| e.into_inner()).stats();
     family(
         out,
@@ -71,4 +76,48 @@ pub fn render(store: &Mutex<Store>, out: &mut String) {
         "shardgate_cache_saved_usd_total {}\n",
         s.saved.nanos as f64 / 1e9
     ));
+}
+
+/// The shared tier's families.
+fn render_shared(tier: &SharedTier, out: &mut String) {
+    let c = &tier.counts;
+    family(
+        out,
+        "shardgate_cache_shared_up",
+        "gauge",
+        "1 while the shared tier holds a working Redis connection.",
+    );
+    sample(out, "shardgate_cache_shared_up", &[], tier.is_up() as u64);
+    family(
+        out,
+        "shardgate_cache_shared_lookups_total",
+        "counter",
+        "In-process misses asked of Redis, by result (hit, miss, or unavailable: not asked, or not answered within cache.shared_wait_ms).",
+    );
+    for (result, n) in [
+        ("hit", &c.hits),
+        ("miss", &c.misses),
+        ("unavailable", &c.unavailable),
+    ] {
+        sample(
+            out,
+            "shardgate_cache_shared_lookups_total",
+            &[("result", result)],
+            n.load(Ordering::Relaxed),
+        );
+    }
+    family(
+        out,
+        "shardgate_cache_shared_stores_total",
+        "counter",
+        "Answers written to Redis, by result (stored, or dropped: Redis down, the queue full, a failed call).",
+    );
+    for (result, n) in [("stored", &c.stored), ("dropped", &c.dropped)] {
+        sample(
+            out,
+            "shardgate_cache_shared_stores_total",
+            &[("result", result)],
+            n.load(Ordering::Relaxed),
+        );
+    }
 }

@@ -13,5 +13,7 @@ pub mod key;
 pub mod metrics;
 pub mod record;
 pub mod replay;
+pub mod shared;
 pub mod store;
 pub mod synthesize;
+pub mod wire;

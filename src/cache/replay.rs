@@ -208,13 +208,24 @@ data: [DONE]\n\n";
         let again = replay(Form::Whole, &whole, want(Shape::Chat, true, true)).unwrap();
         assert!(stream_is_whole(Shape::Chat, &again));
         let back = replay(Form::Stream, &again, want(Shape::Chat, false, false)).unwrap();
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&back).unwrap(), v);
         assert_eq!(
-            replay(Form::Whole, b"{\"data\":[]}", want(Shape::Embeddings, true, false)),
+            serde_json::from_slice::<serde_json::Value>(&back).unwrap(),
+            v
+        );
+        assert_eq!(
+            replay(
+                Form::Whole,
+                b"{\"data\":[]}",
+                want(Shape::Embeddings, true, false)
+            ),
             None
         );
         assert_eq!(
-            replay(Form::Stream, b"data: [DONE]\n\n", want(Shape::Completions, false, false)),
+            replay(
+                Form::Stream,
+                b"data: [DONE]\n\n",
+                want(Shape::Completions, false, false)
+            ),
             None
         );
     }
@@ -234,7 +245,10 @@ data: [DONE]\n\n";
             Shape::Completions,
             b"data: {\"error\":{}}\n\ndata: [DONE]\n\n"
         ));
-        assert!(!stream_is_whole(Shape::Messages, b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+        assert!(!stream_is_whole(
+            Shape::Messages,
+            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+        ));
         assert!(!stream_is_whole(Shape::Embeddings, b"data: [DONE]\n\n"));
     }
 }

@@ -158,8 +158,8 @@ impl Store {
     }
 
     /// Keeps `entry` under `key` (replacing what was there), evicting
-    /// unreferenced entries until it fits.
-    pub fn insert(&mut self, key: CacheKey, entry: Entry, now: u64) -> Result<(), Refused> {
+    /// unreferenced entries until it fits; the entry as kept.
+    pub fn insert(&mut self, key: CacheKey, entry: Entry, now: u64) -> Result<Arc<Entry>, Refused> {
         let size = entry.size();
         if size > self.max_entry_bytes {
             return Err(Refused::TooLarge);
@@ -175,12 +175,13 @@ impl Store {
         }
         self.bytes += size;
         self.index.insert(key, self.ring.len());
+        let entry = Arc::new(entry);
         self.ring.push(Slot {
             key,
-            entry: Arc::new(entry),
+            entry: entry.clone(),
             referenced: false,
         });
-        Ok(())
+        Ok(entry)
     }
 
     /// Drops `key`'s entry, if any (a `Cache-Control: no-cache` refresh

@@ -41,7 +41,13 @@ pub fn chat_stream(whole: &[u8], include_usage: bool) -> Option<Vec<u8>> {
                     json!({"index": i, "id": c["id"], "type": c["type"], "function": c["function"]})
                 })
                 .collect();
-            push_chunk(&mut out, &head, index, json!({"tool_calls": calls}), Value::Null);
+            push_chunk(
+                &mut out,
+                &head,
+                index,
+                json!({"tool_calls": calls}),
+                Value::Null,
+            );
         }
         let finish = choice.get("finish_reason").cloned().unwrap_or(Value::Null);
         push_chunk(&mut out, &head, index, json!({}), finish);
@@ -247,7 +253,9 @@ mod tests {
         assert_eq!(value(&a.finish().unwrap()), whole);
 
         let bare = chat_stream(whole.to_string().as_bytes(), false).unwrap();
-        assert!(events(&bare).iter().all(|(_, d)| !d.starts_with(b"{") || value(d).get("usage").is_none()));
+        assert!(events(&bare)
+            .iter()
+            .all(|(_, d)| !d.starts_with(b"{") || value(d).get("usage").is_none()));
         let no_usage = json!({"id": "x", "choices": []});
         assert_eq!(chat_stream(no_usage.to_string().as_bytes(), true), None);
         assert!(chat_stream(no_usage.to_string().as_bytes(), false).is_some());

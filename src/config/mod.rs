@@ -108,6 +108,13 @@ pub struct CacheConfig {
     /// limits, as if it had gone upstream. Off: a hit costs nothing (it
     /// still counts as a request for `rpm`).
     pub charge_hits: bool,
+    /// With `state.backend = "redis"`: entries are kept in that Redis too,
+    /// shared by every instance, behind the in-process store.
+    pub shared: bool,
+    /// The longest a request waits for the shared tier's answer,
+    /// milliseconds; past it the lookup is a miss.
+    #[serde(deserialize_with = "ms")]
+    pub shared_wait_ms: Duration,
 }
 
 impl Default for CacheConfig {
@@ -119,6 +126,8 @@ impl Default for CacheConfig {
             max_entry_bytes: 1024 * 1024,
             exclude_fields: Vec::new(),
             charge_hits: false,
+            shared: true,
+            shared_wait_ms: Duration::from_millis(25),
         }
     }
 }

@@ -220,7 +220,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
             );
             if let Some(p) = &planned {
                 let now = crate::governance::unix_now();
-                if let Some((hit, age)) = lookup::find(gw, p, now) {
+                if let Some((hit, age)) = lookup::find(gw, p, now).await {
                     attempts.side.report.status = 200;
                     attempts.side.report.streamed = hit.streams;
                     attempts.side.report.usage = Some(hit.usage(gw));
@@ -333,7 +333,13 @@ pub(super) async fn run_attempts<S: ClientIo>(
                 output_tokens: usage.output_tokens,
                 nanos: price.map_or(0, |p| p.cost_nanos(&usage)),
             };
-            lookup::keep(gw, plan, body, (usage, saved), crate::governance::unix_now());
+            lookup::keep(
+                gw,
+                plan,
+                body,
+                (usage, saved),
+                crate::governance::unix_now(),
+            );
         }
     }
     // A completed batch fetched: its usage, once, as its model's.

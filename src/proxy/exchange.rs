@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
 
 use super::govern::Cut;
-use crate::cache::replay::Form;
 use crate::api::translate::{
     ANTHROPIC_BUDGET_CUT, ANTHROPIC_STREAM_CUT, ANTHROPIC_TOKENS_CUT, OPENAI_BUDGET_CUT,
     OPENAI_STREAM_CUT, OPENAI_TOKENS_CUT,
 };
 use crate::api::usage::{StreamUsageScanner, Usage};
 use crate::buf::{IoVecs, PooledBuf};
+use crate::cache::replay::Form;
 use crate::config::LimitsConfig;
 use crate::http1::chunked::{ChunkLimits, ChunkedDecoder};
 use crate::http1::parse::{HeadLimits, HeadScanner, ResponseHead};

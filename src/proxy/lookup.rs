@@ -139,15 +139,31 @@ pub(super) fn plan(
     })
 }
 
-/// The entry that answers `plan` at `now`, if any, and how old it is.
-pub(super) fn find(gw: &Gateway, plan: &CachePlan, now: u64) -> Option<(Hit, u64)> {
+/// The entry that answers `plan` at `now`, if any, and how old it is:
+/// the in-process store's, else the shared tier's (then kept in-process).
+pub(super) async fn find(gw: &Gateway, plan: &CachePlan, now: u64) -> Option<(Hit, u64)> {
     let (key, _) = plan.key.as_ref()?;
     if !plan.directive.read {
         return None;
     }
     let store = gw.cache.as_ref()?;
     let lock = || store.lock().unwrap_or_else(|e| e.into_inner());
-    let found = lock().get(key, now, plan.directive.max_age);
+    let mut found = lock().get(key, now, plan.directive.max_age);
+    if found.is_none() {
+        if let Some(tier) = &gw.shared_cache {
+            let fresh = |e: &Entry| {
+                e.expires_at > now
+                    && plan
+                        .directive
+                        .max_age
+                        .is_none_or(|age| now.saturating_sub(e.stored_at) <= age)
+            };
+            found = match tier.get(key).await.filter(fresh) {
+                Some(entry) => lock().insert(*key, entry, now).ok(),
+                None => None,
+            };
+        }
+    }
     // Told in another form off the lock: that parses the answer.
     let hit = found.and_then(|entry| {
         let converted = match replay(entry.form, &entry.body, plan.want)? {
@@ -194,10 +210,13 @@ pub(super) fn keep(
         usage,
     };
     // Too large for the cache, say: the answer went out all the same.
-    let _ = cache
+    let kept = cache
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, entry, now);
+    if let (Ok(entry), Some(tier)) = (kept, &gw.shared_cache) {
+        tier.put(&key, &entry, now);
+    }
 }
 
 /// Answers with `hit`, stored `age` seconds ago.

@@ -22,14 +22,14 @@ use crate::api::usage::{
     anthropic_response_usage, openai_response_usage, StreamUsageScanner, Usage,
 };
 use crate::buf::{write_all_vectored, PooledBuf};
+use crate::cache::record::Recorder;
+use crate::cache::replay::Form;
 use crate::error::{Error, Kind};
 use crate::http1::framing::{response_framing, BodyKind, ResponseFraming};
 use crate::http1::parse::media_type_is;
 use crate::http1::write::{end_head, push_content_length, push_header, push_status_line};
 use crate::providers::Dialect;
 use crate::proxy::body::{BodyFailure, BodyProgress, ClientPosition};
-use crate::cache::record::Recorder;
-use crate::cache::replay::Form;
 use crate::proxy::downstream::read_more;
 use crate::proxy::headers::{is_forwarded_response_header, ConnectionOptions};
 use crate::upstream::timeouts::AttemptClock;

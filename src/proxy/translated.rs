@@ -15,8 +15,6 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::body::BodyProgress;
 use super::downstream::read_more;
-use crate::cache::record::Recorder;
-use crate::cache::replay::Form;
 use super::exchange::{to_client, write_stream_cut, ClientFacts, Relayed, UpstreamSide};
 use super::govern::Cut;
 use crate::api::eventstream::{Decoder, Message};
@@ -35,6 +33,8 @@ use crate::api::usage::{
     openai_stream_usage, Usage,
 };
 use crate::buf::PooledBuf;
+use crate::cache::record::Recorder;
+use crate::cache::replay::Form;
 use crate::error::{Error, Kind};
 use crate::http1::framing::{response_framing, BodyKind, ResponseFraming};
 use crate::http1::parse::media_type_is;
@@ -574,7 +574,9 @@ async fn answer_whole(
     facts.push_gateway_headers(&mut out);
     end_head(&mut out);
     out.extend_from_slice(&whole.body);
-    if side.capture_body.is_some_and(|limit| whole.body.len() <= limit)
+    if side
+        .capture_body
+        .is_some_and(|limit| whole.body.len() <= limit)
         && (200..300).contains(&whole.status)
     {
         side.cache_body = Some((Form::Whole, whole.body.clone()));

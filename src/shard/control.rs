@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::cache::shared::SharedTier;
 use crate::cache::store::Store;
 use crate::config::Config;
 use crate::governance::Governance;
@@ -21,36 +22,49 @@ pub struct Gateway {
     pub config: Config,
     pub router: Router,
     /// The exact response cache, with `[cache]` on: carried from one
-    /// generation to the next by a reload ([`Gateway::carry_cache`]).
+    /// generation to the next by a reload.
     pub cache: Option<Arc<Mutex<Store>>>,
+    /// Its shared tier, with `cache.shared` and a Redis state backend
+    /// (carried too: one `cache-sync` thread however many reloads).
+    pub shared_cache: Option<Arc<SharedTier>>,
 }
 
 impl Gateway {
-    pub fn new(config: Config, router: Router) -> Gateway {
+    /// The generation after `old` (none at start): `old`'s cache is kept,
+    /// with this generation's bounds (evicting to fit them), so a reload
+    /// does not throw its answers away. Entries stay keyed by the client's
+    /// model name: an answer kept before a reload that moved its model
+    /// elsewhere is served until its TTL (or a `DELETE /admin/cache`).
+    pub fn new(config: Config, router: Router, old: Option<&Gateway>) -> Result<Gateway, String> {
         let c = &config.cache;
-        let cache = c
-            .enabled
-            .then(|| Arc::new(Mutex::new(Store::new(c.max_bytes, c.max_entry_bytes))));
-        Gateway {
+        let cache = match (c.enabled, old.and_then(|o| o.cache.as_ref())) {
+            (false, _) => None,
+            (true, Some(kept)) => {
+                kept.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .set_bounds(c.max_bytes, c.max_entry_bytes);
+                Some(kept.clone())
+            }
+            (true, None) => Some(Arc::new(Mutex::new(Store::new(
+                c.max_bytes,
+                c.max_entry_bytes,
+            )))),
+        };
+        let wants_shared = c.enabled && c.shared && config.state.backend == "redis";
+        let shared_cache = match (wants_shared, old.and_then(|o| o.shared_cache.as_ref())) {
+            (false, _) => None,
+            (true, Some(kept)) => Some(kept.clone()),
+            (true, None) => Some(Arc::new(SharedTier::spawn(
+                &config.state,
+                c.shared_wait_ms,
+            )?)),
+        };
+        Ok(Gateway {
             config,
             router,
             cache,
-        }
-    }
-
-    /// Keeps `old`'s cache (with this generation's bounds, evicting to fit
-    /// them), so a reload does not throw its answers away. Entries stay
-    /// keyed by the client's model name: an answer kept before a reload
-    /// that moved its model elsewhere is served until its TTL (or a
-    /// `DELETE /admin/cache`).
-    pub fn carry_cache(&mut self, old: &Gateway) {
-        if let (Some(_), Some(kept)) = (&self.cache, &old.cache) {
-            let c = &self.config.cache;
-            kept.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .set_bounds(c.max_bytes, c.max_entry_bytes);
-            self.cache = Some(kept.clone());
-        }
+            shared_cache,
+        })
     }
 }
 

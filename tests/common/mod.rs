@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -1499,7 +1501,7 @@ pub fn admin_request(
 pub fn sample(metrics: &str, name: &str, labels: &[&str]) -> f64 {
     metrics
         .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
         .filter(|l| labels.iter().all(|want| l.contains(want)))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
         .sum()

@@ -29,7 +29,7 @@
 //! `Flags::unavailable`.
 
 pub mod lease;
-mod resp;
+pub(crate) mod resp;
 mod scripts;
 
 use std::collections::{BTreeMap, HashMap};
