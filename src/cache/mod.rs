@@ -5,11 +5,13 @@
 //! lookup phase (`proxy::lookup`) reads and fills the store for whole
 //! answers; streams, Redis sharing and the semantic lookup come next.
 //! The semantic cache's sans-IO pieces are here, not yet wired in: the
-//! bounded vector index by partition (`semantic`).
+//! bounded vector index by partition (`semantic`) and the text a request is
+//! embedded from, with the embeddings request and answer (`semantic_text`).
 
 pub mod assemble;
 pub mod directive;
 pub mod key;
 pub mod metrics;
 pub mod semantic;
+pub mod semantic_text;
 pub mod store;
