@@ -24,6 +24,8 @@ use shardgate::http1::{
     ChunkedDecoder, HeadLimits, Parsed, RequestHead, ResponseHead,
 };
 
+pub mod embed;
+
 /// Default deadline for one response read by the tests.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The key the gateway is configured to send upstream.
