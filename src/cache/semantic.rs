@@ -24,7 +24,7 @@
 //! that change an answer, not by anything per request.
 //!
 //! Invariants: at most `max_vectors` vectors in all partitions together,
-//! the oldest evicted first (O(1) amortised: a queue of insertion ids,
+//! and at most `max_partitions` partitions, the oldest vectors evicted first (O(1) amortised: a queue of insertion ids,
 //! stale ids skipped and the queue compacted when they outnumber the live
 //! ones); a target has at most one vector (re-inserting replaces it);
 //! vectors are L2-normalised on insert and query, and a zero, non-finite,
@@ -70,6 +70,7 @@ const PER_PARTITION: usize = 48 * 1024;
 /// The bounded index of embeddings, by partition.
 pub struct SemanticIndex {
     max_vectors: usize,
+    max_partitions: usize,
     partitions: HashMap<CacheKey, Partition>,
     /// Where each target's vector is: its id, and its partition.
     by_target: HashMap<CacheKey, (u64, CacheKey)>,
@@ -87,10 +88,12 @@ struct Partition {
 }
 
 impl SemanticIndex {
-    /// An empty index that holds at most `max_vectors` vectors.
+    /// An empty index that holds at most `max_vectors` vectors (in as
+    /// many partitions as they fall in: see [`Self::with_max_partitions`]).
     pub fn new(max_vectors: usize) -> Self {
         Self {
             max_vectors,
+            max_partitions: usize::MAX,
             partitions: HashMap::new(),
             by_target: HashMap::new(),
             by_id: HashMap::new(),
@@ -98,6 +101,14 @@ impl SemanticIndex {
             next_id: 0,
             bytes: 0,
         }
+    }
+
+    /// Bounds the partitions too, each costing [`PER_PARTITION`] however
+    /// few vectors it holds: a vector for a new partition past the bound
+    /// evicts the oldest vectors until a partition is gone.
+    pub fn with_max_partitions(mut self, max_partitions: usize) -> Self {
+        self.max_partitions = max_partitions.max(1);
+        self
     }
 
     /// Stores `vector` in `partition`, pointing at `target`, replacing the
@@ -122,7 +133,10 @@ impl SemanticIndex {
             }
         }
         self.remove_target(&target);
-        while self.by_id.len() >= self.max_vectors {
+        while self.by_id.len() >= self.max_vectors
+            || (!self.partitions.contains_key(&partition)
+                && self.partitions.len() >= self.max_partitions)
+        {
             if !self.evict_oldest() {
                 break;
             }
@@ -402,6 +416,23 @@ mod tests {
         assert!(index.is_empty());
         assert!(index.partitions.is_empty(), "empty partitions dropped");
         assert_eq!(index.bytes(), 0);
+    }
+
+    #[test]
+    fn a_new_partition_past_the_bound_evicts_the_oldest() {
+        let mut idx = SemanticIndex::new(100).with_max_partitions(2);
+        assert!(idx.insert(key(1), &[1.0, 0.0], key(11)));
+        assert!(idx.insert(key(1), &[0.0, 1.0], key(12)));
+        assert!(idx.insert(key(2), &[1.0, 0.0], key(21)));
+        // Partition 3 needs room: 1's two vectors go (oldest first).
+        assert!(idx.insert(key(3), &[1.0, 0.0], key(31)));
+        assert_eq!(idx.len(), 2);
+        assert_eq!(idx.nearest(&key(1), &[1.0, 0.0], 0.5), None);
+        assert_eq!(idx.nearest(&key(2), &[1.0, 0.0], 0.5).map(|h| h.0), Some(key(21)));
+        assert_eq!(idx.nearest(&key(3), &[1.0, 0.0], 0.5).map(|h| h.0), Some(key(31)));
+        // An existing partition takes more without evicting.
+        assert!(idx.insert(key(3), &[0.0, 1.0], key(32)));
+        assert_eq!(idx.len(), 3);
     }
 
     #[test]
