@@ -135,7 +135,12 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
             prometheus::render(&merged, &mut text);
             crate::governance::metrics::render(&admin.control.governance.table, &mut text);
             if let Some(cache) = &config.cache {
-                crate::cache::metrics::render(cache, config.shared_cache.as_deref(), &mut text);
+                crate::cache::metrics::render(
+                    cache,
+                    config.shared_cache.as_deref(),
+                    config.semantic.as_ref(),
+                    &mut text,
+                );
             }
             respond(&mut stream, 200, prometheus::CONTENT_TYPE, text.as_bytes())
         }

@@ -5,14 +5,23 @@
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
+use super::semantic_tier::SemanticTier;
 use super::shared::SharedTier;
 use super::store::Store;
 use crate::telemetry::prometheus::{family, sample};
 
 /// Appends the cache's families.
-pub fn render(store: &Mutex<Store>, shared: Option<&SharedTier>, out: &mut String) {
+pub fn render(
+    store: &Mutex<Store>,
+    shared: Option<&SharedTier>,
+    semantic: Option<&SemanticTier>,
+    out: &mut String,
+) {
     if let Some(tier) = shared {
         render_shared(tier, out);
+    }
+    if let Some(tier) = semantic {
+        render_semantic(tier, out);
     }
     let s = store.lock().unwrap_or_else(|e| e.into_inner()).stats();
     family(
@@ -120,4 +129,72 @@ fn render_shared(tier: &SharedTier, out: &mut String) {
             n.load(Ordering::Relaxed),
         );
     }
+}
+
+/// The semantic cache's families.
+fn render_semantic(tier: &SemanticTier, out: &mut String) {
+    let c = &tier.embedder.counts;
+    family(
+        out,
+        "shardgate_cache_semantic_hits_total",
+        "counter",
+        "Requests answered by meaning: the entry of a request whose embedding was within the threshold (part of shardgate_cache_lookups_total{result=\"hit\"}).",
+    );
+    sample(
+        out,
+        "shardgate_cache_semantic_hits_total",
+        &[],
+        tier.hits.load(Ordering::Relaxed),
+    );
+    family(
+        out,
+        "shardgate_cache_semantic_embeddings_total",
+        "counter",
+        "Requests' texts embedded for the semantic cache, by result (ok, or failed: the call failed, was late or could not be queued).",
+    );
+    for (result, n) in [("ok", &c.embedded), ("failed", &c.failed)] {
+        sample(
+            out,
+            "shardgate_cache_semantic_embeddings_total",
+            &[("result", result)],
+            n.load(Ordering::Relaxed),
+        );
+    }
+    family(
+        out,
+        "shardgate_cache_semantic_embedding_tokens_total",
+        "counter",
+        "Input tokens the embedding model reported for the semantic cache's own calls.",
+    );
+    sample(
+        out,
+        "shardgate_cache_semantic_embedding_tokens_total",
+        &[],
+        c.tokens.load(Ordering::Relaxed),
+    );
+    let index = tier.index.lock().unwrap_or_else(|e| e.into_inner());
+    family(
+        out,
+        "shardgate_cache_semantic_vectors",
+        "gauge",
+        "Embeddings held now.",
+    );
+    sample(
+        out,
+        "shardgate_cache_semantic_vectors",
+        &[],
+        index.len() as u64,
+    );
+    family(
+        out,
+        "shardgate_cache_semantic_index_bytes",
+        "gauge",
+        "Bytes the vector index holds now (estimated: floats, graphs, bookkeeping).",
+    );
+    sample(
+        out,
+        "shardgate_cache_semantic_index_bytes",
+        &[],
+        index.bytes() as u64,
+    );
 }

@@ -13,12 +13,15 @@
 
 pub mod assemble;
 pub mod directive;
+pub mod embedder;
+pub mod handoff;
 pub mod key;
 pub mod metrics;
 pub mod record;
 pub mod replay;
 pub mod semantic;
 pub mod semantic_text;
+pub mod semantic_tier;
 pub mod shared;
 pub mod store;
 pub mod synthesize;

@@ -428,8 +428,14 @@ mod tests {
         assert!(idx.insert(key(3), &[1.0, 0.0], key(31)));
         assert_eq!(idx.len(), 2);
         assert_eq!(idx.nearest(&key(1), &[1.0, 0.0], 0.5), None);
-        assert_eq!(idx.nearest(&key(2), &[1.0, 0.0], 0.5).map(|h| h.0), Some(key(21)));
-        assert_eq!(idx.nearest(&key(3), &[1.0, 0.0], 0.5).map(|h| h.0), Some(key(31)));
+        assert_eq!(
+            idx.nearest(&key(2), &[1.0, 0.0], 0.5).map(|h| h.0),
+            Some(key(21))
+        );
+        assert_eq!(
+            idx.nearest(&key(3), &[1.0, 0.0], 0.5).map(|h| h.0),
+            Some(key(31))
+        );
         // An existing partition takes more without evicting.
         assert!(idx.insert(key(3), &[0.0, 1.0], key(32)));
         assert_eq!(idx.len(), 3);

@@ -21,14 +21,12 @@
 //! - What comes back is decoded (`wire`) and checked like any entry: bytes
 //!   that are not one, or an expired one, are a miss.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::handoff::Handoff;
 use super::key::CacheKey;
 use super::store::Entry;
 use super::wire;
@@ -65,7 +63,7 @@ pub struct Counts {
 }
 
 enum Job {
-    Get(CacheKey, Arc<Answer>),
+    Get(CacheKey, Arc<Handoff<Vec<u8>>>),
     Put(CacheKey, Vec<u8>, u64),
     /// Every entry deleted (`DELETE /admin/cache`).
     Purge,
@@ -111,10 +109,12 @@ impl SharedTier {
 
     /// The entry Redis holds for `key`, if it answers within the wait.
     pub async fn get(&self, key: &CacheKey) -> Option<Entry> {
-        let answer = Arc::new(Answer::default());
+        let answer = Arc::new(Handoff::default());
         let asked = self.is_up() && self.jobs.try_send(Job::Get(*key, answer.clone())).is_ok();
         let got = match asked {
-            true => monoio::time::timeout(self.wait, Pending(answer)).await.ok(),
+            true => monoio::time::timeout(self.wait, Handoff::wait(answer))
+                .await
+                .ok(),
             false => None,
         };
         let (counter, entry) = match got {
@@ -154,50 +154,6 @@ impl SharedTier {
     /// it could not be asked (the tier down, the queue full).
     pub fn purge(&self) -> bool {
         self.is_up() && self.jobs.try_send(Job::Purge).is_ok()
-    }
-}
-
-/// A lookup's answer, filled by the thread.
-#[derive(Default)]
-struct Answer {
-    slot: Mutex<Slot>,
-}
-
-#[derive(Default)]
-struct Slot {
-    /// `Some(None)`: answered, not there.
-    value: Option<Option<Vec<u8>>>,
-    waker: Option<Waker>,
-}
-
-impl Answer {
-    fn fill(&self, value: Option<Vec<u8>>) {
-        let waker = {
-            let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
-            slot.value = Some(value);
-            slot.waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-}
-
-/// Waits for an [`Answer`].
-struct Pending(Arc<Answer>);
-
-impl Future for Pending {
-    type Output = Option<Vec<u8>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut slot = self.0.slot.lock().unwrap_or_else(|e| e.into_inner());
-        match slot.value.take() {
-            Some(value) => Poll::Ready(value),
-            None => {
-                slot.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
     }
 }
 

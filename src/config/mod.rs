@@ -115,6 +115,42 @@ pub struct CacheConfig {
     /// milliseconds; past it the lookup is a miss.
     #[serde(deserialize_with = "ms")]
     pub shared_wait_ms: Duration,
+    /// The semantic cache, for the models that opt in (`[[models]]
+    /// semantic = true`).
+    pub semantic: SemanticConfig,
+}
+
+/// `[cache.semantic]`: a request whose text means the same as one already
+/// answered (for the same tenant, model and parameters) gets that answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SemanticConfig {
+    /// The model requests' text is embedded with, routed like any model
+    /// (to an OpenAI-compatible provider's `/embeddings`).
+    pub embedding_model: Option<String>,
+    /// The cosine similarity at or above which two requests are the same.
+    pub threshold: f32,
+    /// Embeddings kept, at most (the oldest go first).
+    pub max_vectors: usize,
+    /// Partitions (tenant, route, model and parameters) indexed, at most:
+    /// each costs about 48 KiB however few embeddings it holds.
+    pub max_partitions: usize,
+    /// The longest a request waits for its embedding, milliseconds; past
+    /// it the request is an exact-cache miss.
+    #[serde(deserialize_with = "ms")]
+    pub timeout_ms: Duration,
+}
+
+impl Default for SemanticConfig {
+    fn default() -> Self {
+        SemanticConfig {
+            embedding_model: None,
+            threshold: crate::cache::semantic::DEFAULT_THRESHOLD,
+            max_vectors: 10_000,
+            max_partitions: 256,
+            timeout_ms: Duration::from_millis(500),
+        }
+    }
 }
 
 impl Default for CacheConfig {
@@ -128,6 +164,7 @@ impl Default for CacheConfig {
             charge_hits: false,
             shared: true,
             shared_wait_ms: Duration::from_millis(25),
+            semantic: SemanticConfig::default(),
         }
     }
 }
@@ -548,6 +585,10 @@ pub struct ModelConfig {
     pub cache: Option<bool>,
     /// How long this model's answers are kept, seconds.
     pub cache_ttl_s: Option<u64>,
+    /// `true`: this model's answers are found by meaning too
+    /// (`[cache.semantic]`).
+    #[serde(default)]
+    pub semantic: bool,
     /// Several places that serve this model (instead of `provider`).
     #[serde(default)]
     pub deployments: Vec<DeploymentConfig>,

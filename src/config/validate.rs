@@ -134,6 +134,22 @@ impl Config {
                 "must be at least 1 and at most cache.max_bytes",
             ));
         }
+        let sem = &c.semantic;
+        if !(sem.threshold > 0.0 && sem.threshold <= 1.0) {
+            return Err(bad("cache.semantic.threshold", "must be in (0, 1]"));
+        }
+        if sem.max_vectors == 0 || sem.max_partitions == 0 {
+            return Err(bad(
+                "cache.semantic.max_vectors",
+                "max_vectors and max_partitions must be at least 1",
+            ));
+        }
+        if self.models.iter().any(|m| m.semantic) && sem.embedding_model.is_none() {
+            return Err(bad(
+                "cache.semantic.embedding_model",
+                "a model has semantic = true: name the model requests are embedded with",
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, m) in self.models.iter().enumerate() {
             let field = |f: &str| format!("models[{i}].{f}");

@@ -353,6 +353,24 @@ impl Provider {
         Some(out)
     }
 
+    /// The head of the gateway's own `POST …/embeddings` for the semantic
+    /// cache, up to (not including) its `content-length` and blank line:
+    /// OpenAI's API and every compatible server (Azure's takes the model in
+    /// the path), `None` for the others.
+    pub fn embeddings_request_head(&self, upstream_model: &str) -> Option<Vec<u8>> {
+        if !matches!(self.family, Family::OpenAi | Family::Azure) {
+            return None;
+        }
+        let mut out = b"POST ".to_vec();
+        self.write_request_target(&mut out, "/embeddings", Some(upstream_model), b"");
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        crate::http1::write::push_header(&mut out, b"host", self.url.host_header.as_bytes());
+        out.extend_from_slice(&self.headers);
+        out.extend_from_slice(b"content-type: application/json\r\naccept: application/json\r\n");
+        out.extend_from_slice(b"user-agent: shardgate (semantic cache)\r\nconnection: close\r\n");
+        Some(out)
+    }
+
     /// Where the gateway's own blocking requests to this provider go.
     pub fn blocking_peer(&self) -> crate::upstream::blocking::Peer<'_> {
         let tls = self

@@ -209,7 +209,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
                 Body::Empty | Body::Streamed(_) => b"",
             };
             let key = key.as_deref();
-            let planned = lookup::plan(
+            let mut planned = lookup::plan(
                 gw,
                 endpoint,
                 body_bytes,
@@ -218,7 +218,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
                 &down.head,
                 &down.rbuf,
             );
-            if let Some(p) = &planned {
+            if let Some(p) = &mut planned {
                 let now = crate::governance::unix_now();
                 if let Some((hit, age)) = lookup::find(gw, p, now).await {
                     attempts.side.report.status = 200;

@@ -30,6 +30,7 @@ use crate::buf::PooledBuf;
 use crate::cache::directive::{directive, Directive};
 use crate::cache::key::{cache_key, CacheKey};
 use crate::cache::replay::{replay, stream_is_whole, Form, Shape, Want};
+use crate::cache::semantic_text::semantic_text;
 use crate::cache::store::{Entry, Saved};
 use crate::governance::KeyEntry;
 use crate::http1::parse::RequestHead;
@@ -44,6 +45,17 @@ pub(super) struct CachePlan {
     pub key: Option<(CacheKey, u64)>,
     /// The form the request wants its answer in.
     pub want: Want,
+    /// With its model opted in to the semantic cache: what it is found by.
+    pub semantic: Option<SemanticAsk>,
+}
+
+/// A request's semantic lookup: its partition (the key of everything but
+/// its text), its text, and once embedded its vector (which its miss's
+/// answer is indexed under).
+pub(super) struct SemanticAsk {
+    partition: CacheKey,
+    text: String,
+    vector: Option<Vec<f32>>,
 }
 
 /// An entry that answers a request, in the form it asked for.
@@ -52,6 +64,8 @@ pub(super) struct Hit {
     /// The entry's answer told in another form (else its own body).
     converted: Option<Vec<u8>>,
     pub streams: bool,
+    /// Found by meaning: how close the request was to the one answered.
+    similarity: Option<f32>,
 }
 
 impl Hit {
@@ -121,6 +135,7 @@ pub(super) fn plan(
             directive: asked,
             key: None,
             want,
+            semantic: None,
         });
     }
     let namespace = match key {
@@ -132,36 +147,79 @@ pub(super) fn plan(
     };
     let ttl = configured.and_then(|m| m.cache_ttl_s).unwrap_or(cfg.ttl_s);
     let key = cache_key(&namespace, shape.route(), model, body, &cfg.exclude_fields);
+    let semantic = match (&gw.semantic, configured) {
+        (Some(_), Some(m)) if m.semantic && key.is_some() => semantic_text(shape.route(), body)
+            .and_then(|text| {
+                let mut exclude = cfg.exclude_fields.clone();
+                exclude.extend(TEXT_FIELDS.iter().map(|f| f.to_string()));
+                let partition = cache_key(&namespace, shape.route(), model, body, &exclude)?;
+                Some(SemanticAsk {
+                    partition,
+                    text,
+                    vector: None,
+                })
+            }),
+        _ => None,
+    };
     Some(CachePlan {
         directive: asked,
         key: key.map(|k| (k, ttl)),
         want,
+        semantic,
     })
 }
 
+/// The members a request's text is in: left out of its semantic
+/// partition, which is everything else about it.
+const TEXT_FIELDS: &[&str] = &["messages", "system", "prompt"];
+
+/// The exact entry for `key`: the in-process store's, else the shared
+/// tier's (then kept in-process).
+async fn exact(gw: &Gateway, key: &CacheKey, now: u64, max_age: Option<u64>) -> Option<Arc<Entry>> {
+    let store = gw.cache.as_ref()?;
+    let lock = || store.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = lock().get(key, now, max_age) {
+        return Some(found);
+    }
+    let fresh = |e: &Entry| {
+        e.expires_at > now && max_age.is_none_or(|age| now.saturating_sub(e.stored_at) <= age)
+    };
+    let entry = gw.shared_cache.as_ref()?.get(key).await.filter(fresh)?;
+    lock().insert(*key, entry, now).ok()
+}
+
 /// The entry that answers `plan` at `now`, if any, and how old it is:
-/// the in-process store's, else the shared tier's (then kept in-process).
-pub(super) async fn find(gw: &Gateway, plan: &CachePlan, now: u64) -> Option<(Hit, u64)> {
+/// the exact entry (in-process, else shared), else with the semantic
+/// cache the entry of the nearest request answered (its embedding kept in
+/// `plan` for the miss's answer).
+pub(super) async fn find(gw: &Gateway, plan: &mut CachePlan, now: u64) -> Option<(Hit, u64)> {
     let (key, _) = plan.key.as_ref()?;
     if !plan.directive.read {
         return None;
     }
     let store = gw.cache.as_ref()?;
     let lock = || store.lock().unwrap_or_else(|e| e.into_inner());
-    let mut found = lock().get(key, now, plan.directive.max_age);
-    if found.is_none() {
-        if let Some(tier) = &gw.shared_cache {
-            let fresh = |e: &Entry| {
-                e.expires_at > now
-                    && plan
-                        .directive
-                        .max_age
-                        .is_none_or(|age| now.saturating_sub(e.stored_at) <= age)
-            };
-            found = match tier.get(key).await.filter(fresh) {
-                Some(entry) => lock().insert(*key, entry, now).ok(),
-                None => None,
-            };
+    let max_age = plan.directive.max_age;
+    let mut found = exact(gw, key, now, max_age).await;
+    let mut similarity = None;
+    if let (None, Some(tier), Some(ask)) = (&found, &gw.semantic, plan.semantic.as_mut()) {
+        ask.vector = tier.embedder.embed(std::mem::take(&mut ask.text)).await;
+        let index = || tier.index.lock().unwrap_or_else(|e| e.into_inner());
+        let near = ask
+            .vector
+            .as_ref()
+            .and_then(|v| index().nearest(&ask.partition, v, tier.threshold));
+        if let Some((target, sim)) = near {
+            found = exact(gw, &target, now, max_age).await;
+            match found {
+                Some(_) => {
+                    similarity = Some(sim);
+                    tier.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                // Its answer is gone: so is the way to it.
+                None if max_age.is_none() => index().remove_target(&target),
+                None => {}
+            }
         }
     }
     // Told in another form off the lock: that parses the answer.
@@ -174,6 +232,7 @@ pub(super) async fn find(gw: &Gateway, plan: &CachePlan, now: u64) -> Option<(Hi
             entry,
             converted,
             streams: plan.want.streams,
+            similarity,
         })
     });
     lock().count(hit.as_ref().map(|h| &h.entry.saved));
@@ -214,8 +273,17 @@ pub(super) fn keep(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, entry, now);
-    if let (Ok(entry), Some(tier)) = (kept, &gw.shared_cache) {
+    let Ok(entry) = kept else {
+        return;
+    };
+    if let Some(tier) = &gw.shared_cache {
         tier.put(&key, &entry, now);
+    }
+    if let (Some(tier), Some(ask)) = (&gw.semantic, &plan.semantic) {
+        if let Some(vector) = &ask.vector {
+            let mut index = tier.index.lock().unwrap_or_else(|e| e.into_inner());
+            index.insert(ask.partition, vector, key);
+        }
     }
 }
 
@@ -239,6 +307,14 @@ pub(super) async fn answer_hit(
     push_content_length(&mut out, body.len() as u64);
     push_header(&mut out, b"x-shardgate-cache", b"hit");
     push_header(&mut out, b"age", itoa::Buffer::new().format(age).as_bytes());
+    if let Some(similarity) = hit.similarity {
+        let similarity = format!("{similarity:.4}");
+        push_header(
+            &mut out,
+            b"x-shardgate-cache-similarity",
+            similarity.as_bytes(),
+        );
+    }
     if close {
         push_header(&mut out, b"connection", b"close");
     }

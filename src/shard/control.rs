@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::cache::semantic_tier::SemanticTier;
 use crate::cache::shared::SharedTier;
 use crate::cache::store::Store;
 use crate::config::Config;
@@ -27,6 +28,8 @@ pub struct Gateway {
     /// Its shared tier, with `cache.shared` and a Redis state backend
     /// (carried too: one `cache-sync` thread however many reloads).
     pub shared_cache: Option<Arc<SharedTier>>,
+    /// The semantic cache, with `[cache.semantic]` and a model opted in.
+    pub semantic: Option<SemanticTier>,
 }
 
 impl Gateway {
@@ -59,11 +62,13 @@ impl Gateway {
                 c.shared_wait_ms,
             )?)),
         };
+        let semantic = SemanticTier::build(&config, &router)?;
         Ok(Gateway {
             config,
             router,
             cache,
             shared_cache,
+            semantic,
         })
     }
 }
