@@ -18,6 +18,10 @@
 # BASELINE=target/release/shardgate (the same build, keys off).
 # CACHED=1 runs the first with the exact response cache on: wrk sends one
 # body, so every request after the first is a hit (answered in memory).
+# CACHED=miss runs it with the cache on and every request's prompt unique
+# (a counter per wrk thread, for every target alike), so every request is a
+# miss that is stored (and, once the cache is full, evicts); compare with
+# BASELINE=target/release/shardgate (the same build, cache off).
 # GOVERNED=redis runs the first with the same key on the Redis backend (a
 # redis-server of its own on 127.0.0.1:19105, no persistence, stopped
 # after) and a BASELINE with that key on the local backend, so
@@ -56,6 +60,17 @@ local f = io.open("$DIR/body.json"); wrk.body = f:read("*a"); f:close()
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer sk-client"
 LUA
+if [[ "${CACHED:-}" == miss ]]; then
+  # Each request's prompt made unique: thread number and a counter.
+  cat >> "$DIR/post.lua" <<'LUA'
+local threads, id, n = 0, 0, 0
+function setup(thread) threads = threads + 1; thread:set("id", threads) end
+function request()
+  n = n + 1
+  return wrk.format(nil, nil, nil, (wrk.body:gsub("Write a haiku", "Write haiku " .. id .. "-" .. n, 1)))
+end
+LUA
+fi
 nginx -c "$DIR/nginx.conf" -p "$DIR" -g 'daemon on;'
 SG_ARGS=()
 if [[ -n "${GOVERNED:-}" ]]; then

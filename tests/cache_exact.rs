@@ -298,3 +298,54 @@ fn a_reload_keeps_the_cache_and_a_purge_empties_it() {
     assert_eq!(ask().as_deref(), Some("miss"));
     assert_eq!(chat_requests(&mock), 2);
 }
+
+/// A flood of unique prompts (every one a miss that is kept) holds the
+/// cache to `max_bytes`, evicting, and the process's memory with it.
+#[test]
+fn a_flood_of_unique_prompts_stays_within_max_bytes() {
+    const MAX_BYTES: f64 = 1024.0 * 1024.0;
+    let mock = MockUpstream::start();
+    let admin: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = config_for(
+        &mock,
+        "",
+        &format!(
+            "[admin]\nlisten = \"{admin}\"\n\n\
+             [cache]\nenabled = true\nmax_bytes = {MAX_BYTES}\nmax_entry_bytes = 65536\n"
+        ),
+    );
+    let gw = std::sync::Arc::new(Gateway::start(GatewayOpts::config(Driver::IoUring, config)));
+    // Warm: the shard's buffers and pools at their working size.
+    for i in 0..200 {
+        send(&gw, &BODY.replace("2+2", &format!("warm {i}")), &[]);
+    }
+    let before = rss_kib(gw.pid());
+    let flood: Vec<_> = (0..4)
+        .map(|t| {
+            let gw = gw.clone();
+            std::thread::spawn(move || {
+                let mut client = gw.connect();
+                for i in 0..2000 {
+                    let body = BODY.replace(
+                        "2+2",
+                        &format!("{t}-{i} and a longer prompt to make each entry weigh"),
+                    );
+                    let r = client
+                        .request(post("/v1/chat/completions", &body, &[]))
+                        .unwrap();
+                    assert_eq!(r.header("x-shardgate-cache"), Some("miss"));
+                }
+            })
+        })
+        .collect();
+    for f in flood {
+        f.join().unwrap();
+    }
+    let m = scrape(admin);
+    let bytes = sample(&m, "shardgate_cache_size_bytes", &[]);
+    let evictions = sample(&m, "shardgate_cache_evictions_total", &[]);
+    assert!(bytes <= MAX_BYTES && bytes > MAX_BYTES / 2.0, "{bytes}");
+    assert!(evictions > 1000.0, "{evictions}");
+    let grown = rss_kib(gw.pid()).saturating_sub(before);
+    assert!(grown < 4 * 1024, "RSS grew {grown} KiB over a 1 MiB cache");
+}

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod answers;
 pub mod redis;
 
 use std::io::{self, Read, Write};
