@@ -19,7 +19,8 @@
 # CACHED=1 runs the first with the exact response cache on: wrk sends one
 # body, so every request after the first is a hit (answered in memory).
 # CACHED=miss runs it with the cache on and every request's prompt unique
-# (a counter per wrk thread, for every target alike), so every request is a
+# (the round, the target, the wrk thread and a counter, for every target
+# alike), so every request is a
 # miss that is stored (and, once the cache is full, evicts); compare with
 # BASELINE=target/release/shardgate (the same build, cache off).
 # GOVERNED=redis runs the first with the same key on the Redis backend (a
@@ -63,11 +64,13 @@ LUA
 if [[ "${CACHED:-}" == miss ]]; then
   # Each request's prompt made unique: thread number and a counter.
   cat >> "$DIR/post.lua" <<'LUA'
-local threads, id, n = 0, 0, 0
+-- `id` is global: thread:set() gives each thread's state its own.
+id = 0
+local threads, n, nonce = 0, 0, os.getenv("NONCE") or ""
 function setup(thread) threads = threads + 1; thread:set("id", threads) end
 function request()
   n = n + 1
-  return wrk.format(nil, nil, nil, (wrk.body:gsub("Write a haiku", "Write haiku " .. id .. "-" .. n, 1)))
+  return wrk.format(nil, nil, nil, (wrk.body:gsub("Write a haiku", "Write haiku " .. nonce .. id .. "-" .. n, 1)))
 end
 LUA
 fi
@@ -141,7 +144,7 @@ for round in $(seq "$ROUNDS"); do
     name=${t%%:*}; port=${t##*:}
     pid=${PID[$name]:-}
     [[ -n "$pid" ]] && t0=$(ticks "$pid")
-    out=$(wrk -t2 -c10 -d"${SECS}s" -s "$DIR/post.lua" "http://127.0.0.1:$port/v1/chat/completions")
+    out=$(NONCE="$round-$name-" wrk -t2 -c10 -d"${SECS}s" -s "$DIR/post.lua" "http://127.0.0.1:$port/v1/chat/completions")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     # A refusal is cheaper than a proxied answer: a round with any is no measure.
     if grep -q 'Non-2xx' <<<"$out"; then echo "$name: $(grep 'Non-2xx' <<<"$out")" >&2; exit 1; fi

@@ -30,7 +30,7 @@ use crate::json::MAX_NESTING;
 pub const ALWAYS_EXCLUDED: &[&str] = &["stream", "stream_options", "user"];
 
 /// A request's cache key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheKey(pub [u8; 32]);
 
 impl CacheKey {
@@ -51,7 +51,7 @@ pub fn cache_key(
     body: &[u8],
     exclude: &[String],
 ) -> Option<CacheKey> {
-    let mut hash = Context::new(&SHA256);
+    let mut hash = Buffered::new();
     for part in [namespace, route, model] {
         write_len(&mut hash, part.len());
         hash.update(part.as_bytes());
@@ -83,7 +83,7 @@ struct Member {
 
 struct Canonical<'a> {
     json: &'a [u8],
-    hash: Context,
+    hash: Buffered,
     /// Members of the objects being walked, innermost last.
     members: Vec<Member>,
     exclude: &'a [String],
@@ -228,8 +228,81 @@ fn decoded(json: &[u8], raw: Range<usize>, escaped: bool) -> Option<Cow<'_, [u8]
     Some(Cow::Owned(text.into_bytes()))
 }
 
-fn write_len(hash: &mut Context, len: usize) {
+fn write_len(hash: &mut Buffered, len: usize) {
     hash.update(&(len as u64).to_le_bytes());
+}
+
+/// The digest, fed through a block-sized buffer: the canonical form comes
+/// in many pieces of a few bytes (tags, lengths), and each `Context::update`
+/// call costs more than copying a few bytes does.
+struct Buffered {
+    context: Context,
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Buffered {
+    fn new() -> Buffered {
+        Buffered {
+            context: Context::new(&SHA256),
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        if self.len + data.len() > self.buf.len() {
+            self.context.update(&self.buf[..self.len]);
+            self.len = 0;
+            if data.len() > self.buf.len() {
+                self.context.update(data);
+                return;
+            }
+        }
+        self.buf[self.len..self.len + data.len()].copy_from_slice(data);
+        self.len += data.len();
+    }
+
+    fn finish(mut self) -> ring::digest::Digest {
+        self.context.update(&self.buf[..self.len]);
+        self.context.finish()
+    }
+}
+
+/// The hasher of maps keyed by [`CacheKey`]: a key is already a uniform
+/// SHA-256, so its first eight bytes are as good a hash as any (and nobody
+/// can choose them without a preimage), at no cost.
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = self.0.rotate_left(29) ^ n;
+    }
+}
+
+/// A map keyed by [`CacheKey`].
+pub type KeyMap<V> =
+    std::collections::HashMap<CacheKey, V, std::hash::BuildHasherDefault<KeyHasher>>;
+
+impl std::hash::Hash for CacheKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
 }
 
 fn skip_space(json: &[u8], mut at: usize) -> usize {

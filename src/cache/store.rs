@@ -1,21 +1,22 @@
 //! The exact cache's in-process tier, sans-IO: entries by key, each kept
 //! until its time to live runs out, the whole bounded in bytes
 //! (`max_bytes`) and each entry too (`max_entry_bytes`). Eviction is CLOCK
-//! (second chance): the entries sit in one dense ring, a hit marks its
+//! (second chance): the entries sit in one ring of slots, a hit marks its
 //! entry referenced, and the hand sweeping the ring clears a mark or evicts
-//! an unmarked entry, so an insert does O(1) amortised work however full
-//! the cache is and whatever the load.
+//! an unmarked entry; a new entry takes a freed slot, the one the hand just
+//! passed when it evicted for room, so it is the last the hand comes back
+//! to. An insert does O(1) amortised work however full the cache is and
+//! whatever the load.
 //!
 //! Invariants: `bytes` is the sum of the live entries' sizes and never
-//! exceeds `max_bytes` after an insert; the map and the ring always name the
-//! same entries (a removal swaps the last entry into the hole and re-points
-//! its map slot); an expired entry is never returned. Time is the caller's
-//! (`now`, seconds), so the store is tested without a clock.
+//! exceeds `max_bytes` after an insert; every live slot is in the index at
+//! its position and every free one in `free`; an expired entry is never
+//! returned. Time is the caller's (`now`, seconds), so the store is tested
+//! without a clock.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::key::CacheKey;
+use super::key::{CacheKey, KeyMap};
 pub use super::replay::Form;
 use crate::api::usage::Usage;
 
@@ -77,13 +78,17 @@ pub enum Refused {
 struct Slot {
     key: CacheKey,
     entry: Arc<Entry>,
+    /// The entry's size, kept here so that a sweep reads the ring alone.
+    size: usize,
     referenced: bool,
 }
 
 /// The bounded store.
 pub struct Store {
-    index: HashMap<CacheKey, usize>,
-    ring: Vec<Slot>,
+    index: KeyMap<usize>,
+    ring: Vec<Option<Slot>>,
+    /// The ring's free slots, the last freed on top.
+    free: Vec<usize>,
     hand: usize,
     bytes: usize,
     max_bytes: usize,
@@ -97,8 +102,9 @@ pub struct Store {
 impl Store {
     pub fn new(max_bytes: usize, max_entry_bytes: usize) -> Store {
         Store {
-            index: HashMap::new(),
+            index: KeyMap::default(),
             ring: Vec::new(),
+            free: Vec::new(),
             hand: 0,
             bytes: 0,
             max_bytes,
@@ -133,7 +139,7 @@ impl Store {
 
     fn find(&mut self, key: &CacheKey, now: u64, max_age: Option<u64>) -> Option<Arc<Entry>> {
         let &at = self.index.get(key)?;
-        let slot = &mut self.ring[at];
+        let slot = self.ring[at].as_mut()?;
         if slot.entry.expires_at <= now {
             self.remove_at(at);
             return None;
@@ -151,7 +157,7 @@ impl Store {
             hits: self.hits,
             misses: self.misses,
             evictions: self.evictions,
-            entries: self.ring.len(),
+            entries: self.index.len(),
             bytes: self.bytes,
             saved: self.saved,
         }
@@ -174,13 +180,24 @@ impl Store {
             self.evict_one();
         }
         self.bytes += size;
-        self.index.insert(key, self.ring.len());
         let entry = Arc::new(entry);
-        self.ring.push(Slot {
+        let slot = Slot {
             key,
             entry: entry.clone(),
+            size,
             referenced: false,
-        });
+        };
+        let at = match self.free.pop() {
+            Some(at) => {
+                self.ring[at] = Some(slot);
+                at
+            }
+            None => {
+                self.ring.push(Some(slot));
+                self.ring.len() - 1
+            }
+        };
+        self.index.insert(key, at);
         Ok(entry)
     }
 
@@ -204,20 +221,21 @@ impl Store {
 
     /// Drops every entry; how many there were.
     pub fn clear(&mut self) -> usize {
-        let n = self.ring.len();
+        let n = self.index.len();
         self.index.clear();
         self.ring.clear();
+        self.free.clear();
         self.hand = 0;
         self.bytes = 0;
         n
     }
 
     pub fn len(&self) -> usize {
-        self.ring.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.ring.is_empty()
+        self.index.is_empty()
     }
 
     /// Bytes the live entries count for.
@@ -231,33 +249,34 @@ impl Store {
     }
 
     /// One sweep step after another until an unreferenced entry is found
-    /// and evicted: each step clears a mark or evicts, so at most two laps.
-    /// Only called with entries in the ring: an entry fits an empty store
-    /// (`max_entry_bytes <= max_bytes`).
+    /// and evicted: each step clears a mark, passes a free slot or evicts,
+    /// so at most two laps. Only called with entries in the ring: an entry
+    /// fits an empty store (`max_entry_bytes <= max_bytes`).
     fn evict_one(&mut self) {
         loop {
             if self.hand >= self.ring.len() {
                 self.hand = 0;
             }
-            let slot = &mut self.ring[self.hand];
-            if slot.referenced {
-                slot.referenced = false;
-                self.hand += 1;
-            } else {
-                self.remove_at(self.hand);
-                self.evictions += 1;
-                return;
+            let at = self.hand;
+            self.hand += 1;
+            match self.ring[at].as_mut() {
+                Some(slot) if slot.referenced => slot.referenced = false,
+                Some(_) => {
+                    self.remove_at(at);
+                    self.evictions += 1;
+                    return;
+                }
+                None => {}
             }
         }
     }
 
-    /// Removes the entry at `at`: the last one moves into its place.
+    /// Frees the slot at `at` (it holds an entry).
     fn remove_at(&mut self, at: usize) {
-        let slot = self.ring.swap_remove(at);
-        self.index.remove(&slot.key);
-        self.bytes -= slot.entry.size();
-        if let Some(moved) = self.ring.get(at) {
-            self.index.insert(moved.key, at);
+        if let Some(slot) = self.ring[at].take() {
+            self.index.remove(&slot.key);
+            self.bytes -= slot.size;
+            self.free.push(at);
         }
     }
 }
@@ -283,6 +302,24 @@ mod tests {
                 nanos: 10,
             },
             usage: Usage::default(),
+        }
+    }
+
+    #[test]
+    fn unreferenced_entries_go_oldest_first() {
+        let size = entry(372, 0, 9).size();
+        let mut s = Store::new(3 * size, size);
+        for n in 0..3 {
+            s.insert(key(n), entry(372, 0, 9), 0).unwrap();
+        }
+        // Each insert past the bound evicts the oldest left, never the
+        // newest just added.
+        for n in 3..10 {
+            s.insert(key(n), entry(372, 0, 9), 0).unwrap();
+            assert!(s.get(&key(n - 3), 1, None).is_none(), "{} kept", n - 3);
+            for kept in n - 1..=n {
+                assert!(s.index.contains_key(&key(kept)), "{kept} evicted");
+            }
         }
     }
 
@@ -363,7 +400,7 @@ mod tests {
         #[test]
         fn any_workload_keeps_the_invariants(ops in prop::collection::vec((0u8..3, 0u8..24, 0usize..900, 0u64..20), 1..300)) {
             let mut s = Store::new(4_000, 1_500);
-            let mut last: HashMap<CacheKey, Entry> = HashMap::new();
+            let mut last: std::collections::HashMap<CacheKey, Entry> = Default::default();
             let mut now = 0;
             for (op, k, len, ttl) in ops {
                 now += ttl % 3;
@@ -384,11 +421,16 @@ mod tests {
                     _ => s.remove(&k),
                 }
                 prop_assert!(s.bytes() <= 4_000);
-                prop_assert_eq!(s.index.len(), s.ring.len());
-                let sum: usize = s.ring.iter().map(|slot| slot.entry.size()).sum();
+                let live: Vec<(usize, &Slot)> = s.ring.iter().enumerate().filter_map(|(i, slot)| Some((i, slot.as_ref()?))).collect();
+                prop_assert_eq!(s.index.len(), live.len());
+                prop_assert_eq!(s.ring.len(), live.len() + s.free.len());
+                let sum: usize = live.iter().map(|(_, slot)| slot.entry.size()).sum();
                 prop_assert_eq!(sum, s.bytes());
-                for (i, slot) in s.ring.iter().enumerate() {
+                for (i, slot) in live {
                     prop_assert_eq!(s.index.get(&slot.key), Some(&i));
+                }
+                for &i in &s.free {
+                    prop_assert!(s.ring[i].is_none());
                 }
             }
         }

@@ -23,6 +23,7 @@
 use crate::net::ClientIo;
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::ops::Range;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -91,6 +92,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
         tried: Vec::new(),
         retry: generation.retry.start(Instant::now()),
         max_output: None,
+        stream: (false, None),
         pinned: None,
     };
     let mut scanned = None;
@@ -209,10 +211,16 @@ pub(super) async fn run_attempts<S: ClientIo>(
                 Body::Empty | Body::Streamed(_) => b"",
             };
             let key = key.as_deref();
+            let (streams, options) = &attempts.stream;
+            let include_usage = options.as_ref().is_some_and(|o| {
+                crate::json::top_level_value(&body_bytes[o.clone()], b"include_usage")
+                    == Some(b"true")
+            });
             let mut planned = lookup::plan(
                 gw,
                 endpoint,
                 body_bytes,
+                (*streams, include_usage),
                 &outcome.model,
                 key,
                 &down.head,
@@ -407,6 +415,8 @@ struct Attempts<'a> {
     retry: RetryState,
     /// The most output the request allows (its `max_tokens`), if it says.
     max_output: Option<u64>,
+    /// Whether it streams, and where its `stream_options` value is.
+    stream: (bool, Option<Range<usize>>),
     /// The configured model's deployment a `provider/model` name pins
     /// (sent direct, but counted against that deployment's quota).
     pinned: Option<(usize, usize)>,
@@ -467,6 +477,7 @@ impl<'a> Attempts<'a> {
             first.then_some(FirstRoute {
                 model: &mut *model,
                 max_output: &mut self.max_output,
+                stream: &mut self.stream,
             }),
             upstream_model,
             &mut self.choice,

@@ -99,6 +99,7 @@ pub(super) fn plan(
     gw: &Gateway,
     endpoint: Endpoint,
     body: &[u8],
+    (streams, include_usage): (bool, bool),
     model: &str,
     key: Option<&Arc<KeyEntry>>,
     head: &RequestHead,
@@ -120,13 +121,10 @@ pub(super) fn plan(
         Endpoint::Messages => Shape::Messages,
         _ => return None,
     };
-    let top = |field: &[u8]| crate::json::top_level_value(body, field);
     let want = Want {
         shape,
-        streams: top(b"stream") == Some(b"true"),
-        include_usage: top(b"stream_options")
-            .and_then(|o| crate::json::top_level_value(o, b"include_usage"))
-            == Some(b"true"),
+        streams,
+        include_usage,
     };
     let configured = gw.router.model_index(model).map(|m| &gw.config.models[m]);
     let off = configured.is_some_and(|m| m.cache == Some(false));

@@ -52,10 +52,12 @@ pub(super) enum Plan<'a> {
 }
 
 /// What the first routing of a request notes of its body for later
-/// phases: the client's model name and the most output it allows.
+/// phases: the client's model name, the most output it allows, and how it
+/// streams (`stream`, and where `stream_options` is: the lookup phase's).
 pub(super) struct FirstRoute<'a> {
     pub model: &'a mut String,
     pub max_output: &'a mut Option<u64>,
+    pub stream: &'a mut (bool, Option<Range<usize>>),
 }
 
 /// Where `plan_request` finds what it needs of the body.
@@ -103,6 +105,10 @@ pub(super) fn plan_request<'a>(
     if let Some(first) = first {
         first.model.push_str(&model.value);
         *first.max_output = top.max_output_tokens;
+        *first.stream = (
+            top.stream == Some(true),
+            top.stream_options.as_ref().map(|o| o.value.clone()),
+        );
     }
     // Route on the unescaped name; a name that needed unescaping (rare)
     // is the only case that owns its copy.
