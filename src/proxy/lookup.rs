@@ -172,13 +172,28 @@ pub(super) fn plan(
 const TEXT_FIELDS: &[&str] = &["messages", "system", "prompt"];
 
 /// The exact entry for `key`: the in-process store's, else the shared
-/// tier's (then kept in-process).
+/// tier's.
 async fn exact(gw: &Gateway, key: &CacheKey, now: u64, max_age: Option<u64>) -> Option<Arc<Entry>> {
     let store = gw.cache.as_ref()?;
-    let lock = || store.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(found) = lock().get(key, now, max_age) {
-        return Some(found);
+    let found = store
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(key, now, max_age);
+    match found {
+        Some(entry) => Some(entry),
+        None => shared(gw, key, now, max_age).await,
     }
+}
+
+/// The shared tier's entry for `key`, then kept in-process.
+async fn shared(
+    gw: &Gateway,
+    key: &CacheKey,
+    now: u64,
+    max_age: Option<u64>,
+) -> Option<Arc<Entry>> {
+    let store = gw.cache.as_ref()?;
+    let lock = || store.lock().unwrap_or_else(|e| e.into_inner());
     let fresh = |e: &Entry| {
         e.expires_at > now && max_age.is_none_or(|age| now.saturating_sub(e.stored_at) <= age)
     };
@@ -198,7 +213,20 @@ pub(super) async fn find(gw: &Gateway, plan: &mut CachePlan, now: u64) -> Option
     let store = gw.cache.as_ref()?;
     let lock = || store.lock().unwrap_or_else(|e| e.into_inner());
     let max_age = plan.directive.max_age;
-    let mut found = exact(gw, key, now, max_age).await;
+    let local = {
+        let mut s = lock();
+        let local = s.get(key, now, max_age);
+        // The common miss (no other tier to ask), counted under this lock.
+        if local.is_none() && gw.shared_cache.is_none() && plan.semantic.is_none() {
+            s.count(None);
+            return None;
+        }
+        local
+    };
+    let mut found = match local {
+        Some(entry) => Some(entry),
+        None => shared(gw, key, now, max_age).await,
+    };
     let mut similarity = None;
     if let (None, Some(tier), Some(ask)) = (&found, &gw.semantic, plan.semantic.as_mut()) {
         ask.vector = tier.embedder.embed(std::mem::take(&mut ask.text)).await;
