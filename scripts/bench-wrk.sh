@@ -23,6 +23,9 @@
 # alike), so every request is a
 # miss that is stored (and, once the cache is full, evicts); compare with
 # BASELINE=target/release/shardgate (the same build, cache off).
+# CACHED=stream: the cache on, and the mock answers an SSE chat stream (role,
+# two deltas, finish, usage chunk, [DONE]) to a body that asks to stream, so
+# every request after the first is a streamed hit replayed from the record.
 # GOVERNED=redis runs the first with the same key on the Redis backend (a
 # redis-server of its own on 127.0.0.1:19105, no persistence, stopped
 # after) and a BASELINE with that key on the local backend, so
@@ -40,6 +43,12 @@ BL=
 REDIS=
 trap 'kill $(cat $DIR/nginx.pid) $SG $BL $REDIS 2>/dev/null || true; rm -rf $DIR' EXIT
 RESP='{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Packets flow like streams"},"finish_reason":"stop"}],"usage":{"prompt_tokens":50,"completion_tokens":8,"total_tokens":58}}'
+CTYPE=application/json
+if [[ "${CACHED:-}" == stream ]]; then
+  CTYPE=text/event-stream
+  C='"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini"'
+  RESP=$(printf 'data: {%s,"choices":[{"index":0,"delta":{"role":"assistant","content":"Packets"},"finish_reason":null}]}\n\ndata: {%s,"choices":[{"index":0,"delta":{"content":" flow like streams"},"finish_reason":null}]}\n\ndata: {%s,"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: {%s,"choices":[],"usage":{"prompt_tokens":50,"completion_tokens":8,"total_tokens":58}}\n\ndata: [DONE]\n\n' "$C" "$C" "$C" "$C")$'\n\n' # ($(…) drops the last blank line)
+fi
 cat > "$DIR/nginx.conf" <<NGX
 worker_processes 1;
 pid $DIR/nginx.pid;
@@ -49,11 +58,12 @@ http {
   access_log off;
   keepalive_requests 1000000;
   upstream mock { server 127.0.0.1:19101; keepalive 64; }
-  server { listen 127.0.0.1:19101; location / { default_type application/json; return 200 '$RESP'; } }
+  server { listen 127.0.0.1:19101; location / { default_type $CTYPE; return 200 '$RESP'; } }
   server { listen 127.0.0.1:19102; location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection ""; } }
 }
 NGX
 BODY='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write a haiku about a gateway that forwards requests quickly and never gets in the way of the traffic it carries. '"$(printf 'x%.0s' $(seq 250))"'"}],"temperature":0.7,"max_tokens":64}'
+[[ "${CACHED:-}" == stream ]] && BODY=${BODY/\"max_tokens\":64/\"max_tokens\":64,\"stream\":true,\"stream_options\":{\"include_usage\":true\}}
 printf '%s' "$BODY" > "$DIR/body.json"
 cat > "$DIR/post.lua" <<LUA
 wrk.method = "POST"

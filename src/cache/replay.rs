@@ -6,7 +6,9 @@
 //!   stream, are given back as kept (borrowed, not copied).
 //! - An OpenAI stream to a stream: the same events, except that the usage
 //!   chunk goes only to a request that asked for it (`include_usage`); one
-//!   that asked, of a recording without one, is not answered.
+//!   that asked, of a recording without one, is not answered. A recording
+//!   is kept normalized ([`normalize_openai`]) so that this reads only its
+//!   last event.
 //! - A stream to a whole request is put back together (`assemble`); a
 //!   whole answer to a stream is told as one (`synthesize`). Embeddings
 //!   never stream; a completions stream is not put back together.
@@ -130,28 +132,56 @@ fn assemble(shape: Shape, stream: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// An OpenAI stream's events with the usage chunk kept only when asked.
-fn openai_events(stream: &[u8], include_usage: bool) -> Option<Cow<'_, [u8]>> {
-    let mut has_usage = false;
+/// A recorded OpenAI stream as it is kept: each event framed `data: X` and
+/// a blank line, the usage chunk (if any) last before `[DONE]`, where the
+/// providers put it, so a replay finds it without reading the rest.
+pub fn normalize_openai(stream: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(stream.len());
+    let mut usage: Option<Vec<u8>> = None;
     SseScanner::new(MAX_EVENT)
-        .feed(stream, |ev| has_usage |= is_usage_chunk(ev.data))
+        .feed(stream, |ev| {
+            if ev.data == b"[DONE]" {
+                return;
+            }
+            if usage.is_none() && is_usage_chunk(ev.data) {
+                usage = Some(ev.data.to_vec());
+                return;
+            }
+            push_data(&mut out, ev.data);
+        })
         .ok()?;
+    if let Some(u) = usage {
+        push_data(&mut out, &u);
+    }
+    out.extend_from_slice(DONE);
+    Some(out)
+}
+
+const DONE: &[u8] = b"data: [DONE]\n\n";
+
+fn push_data(out: &mut Vec<u8>, data: &[u8]) {
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// A kept (normalized) OpenAI stream's events with the usage chunk given
+/// only when asked; read from its last event alone.
+fn openai_events(stream: &[u8], include_usage: bool) -> Option<Cow<'_, [u8]>> {
+    let head = stream.strip_suffix(DONE)?;
+    let last_start = match head.len().checked_sub(2) {
+        Some(end) => memchr::memmem::rfind(&head[..end], b"\n\n").map_or(0, |at| at + 2),
+        None => 0,
+    };
+    let last = &head[last_start..];
+    let has_usage = last
+        .strip_prefix(b"data: ")
+        .and_then(|d| d.strip_suffix(b"\n\n"))
+        .is_some_and(is_usage_chunk);
     match (include_usage, has_usage) {
         (true, true) | (false, false) => Some(Cow::Borrowed(stream)),
         (true, false) => None,
-        (false, true) => {
-            let mut out = Vec::with_capacity(stream.len());
-            SseScanner::new(MAX_EVENT)
-                .feed(stream, |ev| {
-                    if !is_usage_chunk(ev.data) {
-                        out.extend_from_slice(b"data: ");
-                        out.extend_from_slice(ev.data);
-                        out.extend_from_slice(b"\n\n");
-                    }
-                })
-                .ok()?;
-            Some(Cow::Owned(out))
-        }
+        (false, true) => Some(Cow::Owned([&stream[..last_start], DONE].concat())),
     }
 }
 
@@ -176,6 +206,18 @@ data: [DONE]\n\n";
             streams,
             include_usage,
         }
+    }
+
+    #[test]
+    fn a_kept_stream_is_framed_alike_with_its_usage_chunk_last() {
+        let odd = b"data:{\"choices\":[],\"usage\":{\"total_tokens\":5}}\r\n\r\n: comment\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+        let kept = normalize_openai(odd).unwrap();
+        assert_eq!(
+            String::from_utf8(kept).unwrap(),
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"finish_reason\":\"stop\"}]}\n\n\
+             data: {\"choices\":[],\"usage\":{\"total_tokens\":5}}\n\ndata: [DONE]\n\n"
+        );
+        assert_eq!(normalize_openai(CHAT).unwrap(), CHAT, "already as kept");
     }
 
     #[test]

@@ -29,7 +29,7 @@ use crate::api::usage::Usage;
 use crate::buf::PooledBuf;
 use crate::cache::directive::{directive, Directive};
 use crate::cache::key::{cache_key, CacheKey};
-use crate::cache::replay::{replay, stream_is_whole, Form, Shape, Want};
+use crate::cache::replay::{normalize_openai, replay, stream_is_whole, Form, Shape, Want};
 use crate::cache::semantic_text::semantic_text;
 use crate::cache::store::{Entry, Saved};
 use crate::governance::KeyEntry;
@@ -283,9 +283,16 @@ pub(super) fn keep(
     let Some(cache) = gw.cache.as_ref() else {
         return;
     };
-    if form == Form::Stream && !stream_is_whole(plan.want.shape, &body) {
-        return;
-    }
+    let body = match form {
+        Form::Stream if !stream_is_whole(plan.want.shape, &body) => return,
+        Form::Stream if matches!(plan.want.shape, Shape::Chat | Shape::Completions) => {
+            match normalize_openai(&body) {
+                Some(kept) => kept,
+                None => return,
+            }
+        }
+        _ => body,
+    };
     let entry = Entry {
         body,
         form,
