@@ -177,7 +177,7 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
                             false => ",\"shared\":\"unavailable\"",
                         };
                     }
-                    cache.lock().unwrap_or_else(|e| e.into_inner()).clear()
+                    cache.clear()
                 }
                 (None, true) => 0,
             };

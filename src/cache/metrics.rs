@@ -3,16 +3,15 @@
 //! their counters do too).
 
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 
+use super::partitioned::Partitioned;
 use super::semantic_tier::SemanticTier;
 use super::shared::SharedTier;
-use super::store::Store;
 use crate::telemetry::prometheus::{family, sample};
 
 /// Appends the cache's families.
 pub fn render(
-    store: &Mutex<Store>,
+    store: &Partitioned,
     shared: Option<&SharedTier>,
     semantic: Option<&SemanticTier>,
     out: &mut String,
@@ -23,7 +22,7 @@ pub fn render(
     if let Some(tier) = semantic {
         render_semantic(tier, out);
     }
-    let s = store.lock().unwrap_or_else(|e| e.into_inner()).stats();
+    let s = store.stats();
     family(
         out,
         "shardgate_cache_lookups_total",

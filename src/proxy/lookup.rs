@@ -174,11 +174,7 @@ const TEXT_FIELDS: &[&str] = &["messages", "system", "prompt"];
 /// The exact entry for `key`: the in-process store's, else the shared
 /// tier's.
 async fn exact(gw: &Gateway, key: &CacheKey, now: u64, max_age: Option<u64>) -> Option<Arc<Entry>> {
-    let store = gw.cache.as_ref()?;
-    let found = store
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(key, now, max_age);
+    let found = gw.cache.as_ref()?.part(key).get(key, now, max_age);
     match found {
         Some(entry) => Some(entry),
         None => shared(gw, key, now, max_age).await,
@@ -193,12 +189,11 @@ async fn shared(
     max_age: Option<u64>,
 ) -> Option<Arc<Entry>> {
     let store = gw.cache.as_ref()?;
-    let lock = || store.lock().unwrap_or_else(|e| e.into_inner());
     let fresh = |e: &Entry| {
         e.expires_at > now && max_age.is_none_or(|age| now.saturating_sub(e.stored_at) <= age)
     };
     let entry = gw.shared_cache.as_ref()?.get(key).await.filter(fresh)?;
-    lock().insert(*key, entry, now).ok()
+    store.part(key).insert(*key, entry, now).ok()
 }
 
 /// The entry that answers `plan` at `now`, if any, and how old it is:
@@ -211,10 +206,9 @@ pub(super) async fn find(gw: &Gateway, plan: &mut CachePlan, now: u64) -> Option
         return None;
     }
     let store = gw.cache.as_ref()?;
-    let lock = || store.lock().unwrap_or_else(|e| e.into_inner());
     let max_age = plan.directive.max_age;
     let local = {
-        let mut s = lock();
+        let mut s = store.part(key);
         let local = s.get(key, now, max_age);
         // The common miss (no other tier to ask), counted under this lock.
         if local.is_none() && gw.shared_cache.is_none() && plan.semantic.is_none() {
@@ -261,7 +255,7 @@ pub(super) async fn find(gw: &Gateway, plan: &mut CachePlan, now: u64) -> Option
             similarity,
         })
     });
-    lock().count(hit.as_ref().map(|h| &h.entry.saved));
+    store.part(key).count(hit.as_ref().map(|h| &h.entry.saved));
     let hit = hit?;
     let age = now.saturating_sub(hit.entry.stored_at);
     Some((hit, age))
@@ -302,10 +296,7 @@ pub(super) fn keep(
         usage,
     };
     // Too large for the cache, say: the answer went out all the same.
-    let kept = cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, entry, now);
+    let kept = cache.part(&key).insert(key, entry, now);
     let Ok(entry) = kept else {
         return;
     };

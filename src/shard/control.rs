@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::cache::partitioned::Partitioned;
 use crate::cache::semantic_tier::SemanticTier;
 use crate::cache::shared::SharedTier;
-use crate::cache::store::Store;
 use crate::config::Config;
 use crate::governance::Governance;
 use crate::providers::router::Router;
@@ -24,7 +24,7 @@ pub struct Gateway {
     pub router: Router,
     /// The exact response cache, with `[cache]` on: carried from one
     /// generation to the next by a reload.
-    pub cache: Option<Arc<Mutex<Store>>>,
+    pub cache: Option<Arc<Partitioned>>,
     /// Its shared tier, with `cache.shared` and a Redis state backend
     /// (carried too: one `cache-sync` thread however many reloads).
     pub shared_cache: Option<Arc<SharedTier>>,
@@ -43,15 +43,10 @@ impl Gateway {
         let cache = match (c.enabled, old.and_then(|o| o.cache.as_ref())) {
             (false, _) => None,
             (true, Some(kept)) => {
-                kept.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .set_bounds(c.max_bytes, c.max_entry_bytes);
+                kept.set_bounds(c.max_bytes, c.max_entry_bytes);
                 Some(kept.clone())
             }
-            (true, None) => Some(Arc::new(Mutex::new(Store::new(
-                c.max_bytes,
-                c.max_entry_bytes,
-            )))),
+            (true, None) => Some(Arc::new(Partitioned::new(c.max_bytes, c.max_entry_bytes))),
         };
         let wants_shared = c.enabled && c.shared && config.state.backend == "redis";
         let shared_cache = match (wants_shared, old.and_then(|o| o.shared_cache.as_ref())) {
