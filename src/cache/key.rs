@@ -5,7 +5,7 @@
 //!
 //! The canonical form is streamed into the hash as the body is walked, never
 //! written out: each object's members in the order of their (decoded) keys,
-//! strings decoded and length-prefixed, numbers as written, every value
+//! strings decoded and length-prefixed (LEB128), numbers as written, every value
 //! tagged by its kind, so no two different documents give the same stream.
 //! Members the answer does not depend on are left out at the top level:
 //! `stream`, `stream_options`, `user`, and the configured ones.
@@ -228,8 +228,23 @@ fn decoded(json: &[u8], raw: Range<usize>, escaped: bool) -> Option<Cow<'_, [u8]
     Some(Cow::Owned(text.into_bytes()))
 }
 
+/// A length as LEB128: one byte below 128, so the canonical form stays
+/// close to the body's own size (it is what the digest's time goes on).
 fn write_len(hash: &mut Buffered, len: usize) {
-    hash.update(&(len as u64).to_le_bytes());
+    let mut bytes = [0u8; 10];
+    let (mut n, mut i) = (len as u64, 0);
+    loop {
+        let low = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            bytes[i] = low;
+            i += 1;
+            break;
+        }
+        bytes[i] = low | 0x80;
+        i += 1;
+    }
+    hash.update(&bytes[..i]);
 }
 
 /// The digest, fed through a block-sized buffer: the canonical form comes
