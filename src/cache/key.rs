@@ -3,16 +3,17 @@
 //! two requests that mean the same get the same key however their JSON is
 //! spaced or their members ordered.
 //!
-//! The canonical form is streamed into the hash as the body is walked, never
-//! written out: each object's members in the order of their (decoded) keys,
-//! strings decoded and length-prefixed (LEB128), numbers as written, every value
-//! tagged by its kind, so no two different documents give the same stream.
-//! Members the answer does not depend on are left out at the top level:
-//! `stream`, `stream_options`, `user`, and the configured ones.
+//! The canonical form is written in one pass over the body and hashed in
+//! one call: each object's members in the order of their (decoded) keys
+//! (written as they come, then moved into order, if they were not in it),
+//! strings decoded and length-prefixed (LEB128), numbers as written, every
+//! value tagged by its kind, so no two different documents give the same
+//! form. Members the answer does not depend on are left out at the top
+//! level: `stream`, `stream_options`, `user`, and the configured ones.
 //!
-//! Invariants: never panics, allocates only for an escaped key or string
-//! (decoded to compare or hash) and the members of the objects being
-//! walked (one scratch list, reused down the nesting); depth is bounded by
+//! Invariants: never panics; allocates the form (about the body's size),
+//! one scratch buffer for reordering and one member list, both reused down
+//! the nesting, and an escaped key or string decoded; depth is bounded by
 //! [`MAX_NESTING`]; a body the walk finds malformed has no key (`None`:
 //! not cacheable; bodies are validated at admission, so numbers are taken
 //! as written rather than checked again).
@@ -21,7 +22,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use ring::digest::{Context, SHA256};
+use ring::digest::SHA256;
 
 use crate::json::MAX_NESTING;
 
@@ -51,14 +52,15 @@ pub fn cache_key(
     body: &[u8],
     exclude: &[String],
 ) -> Option<CacheKey> {
-    let mut hash = Buffered::new();
+    let mut out = Vec::with_capacity(body.len() + 64);
     for part in [namespace, route, model] {
-        write_len(&mut hash, part.len());
-        hash.update(part.as_bytes());
+        write_len(&mut out, part.len());
+        out.extend_from_slice(part.as_bytes());
     }
     let mut walk = Canonical {
         json: body,
-        hash,
+        out,
+        scratch: Vec::new(),
         members: Vec::new(),
         exclude,
     };
@@ -67,30 +69,36 @@ pub fn cache_key(
     if skip_space(body, end) != body.len() {
         return None;
     }
-    let digest = walk.hash.finish();
+    let digest = ring::digest::digest(&SHA256, &walk.out);
     let mut key = [0u8; 32];
     key.copy_from_slice(digest.as_ref());
     Some(CacheKey(key))
 }
 
-/// One object member: its key's raw text (quotes excluded) and its value.
-#[derive(Clone)]
+/// One object member: its key's raw text (quotes excluded), and where its
+/// canonical bytes (key and value) are in the output.
 struct Member {
     key: Range<usize>,
     escaped: bool,
-    value: Range<usize>,
+    canonical: Range<usize>,
 }
 
+/// One pass over the body, writing the canonical form: each value once, an
+/// object's members then put in the order of their keys (by moving their
+/// bytes, already written), so the digest is taken over the whole in one
+/// call.
 struct Canonical<'a> {
     json: &'a [u8],
-    hash: Buffered,
+    out: Vec<u8>,
+    /// An object's members in key order, while they are moved.
+    scratch: Vec<u8>,
     /// Members of the objects being walked, innermost last.
     members: Vec<Member>,
     exclude: &'a [String],
 }
 
 impl Canonical<'_> {
-    /// Hashes the value at `at` (no space before it); where it ends.
+    /// Writes the value at `at` (no space before it); where it ends.
     fn value(&mut self, at: usize, depth: usize) -> Option<usize> {
         match *self.json.get(at)? {
             b'{' => self.object(at, depth),
@@ -98,31 +106,31 @@ impl Canonical<'_> {
             b'"' => {
                 let (end, escaped) = string_end(self.json, at)?;
                 let text = decoded(self.json, at + 1..end - 1, escaped)?;
-                self.hash.update(b"s");
-                write_len(&mut self.hash, text.len());
-                self.hash.update(&text);
+                self.out.push(b's');
+                write_len(&mut self.out, text.len());
+                self.out.extend_from_slice(&text);
                 Some(end)
             }
-            b't' => self.literal(at, b"true", b"t"),
-            b'f' => self.literal(at, b"false", b"f"),
-            b'n' => self.literal(at, b"null", b"z"),
+            b't' => self.literal(at, b"true", b't'),
+            b'f' => self.literal(at, b"false", b'f'),
+            b'n' => self.literal(at, b"null", b'z'),
             b'-' | b'0'..=b'9' => {
                 let len = self.json[at..]
                     .iter()
                     .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
                     .unwrap_or(self.json.len() - at);
-                self.hash.update(b"n");
-                write_len(&mut self.hash, len);
-                self.hash.update(&self.json[at..at + len]);
+                self.out.push(b'n');
+                write_len(&mut self.out, len);
+                self.out.extend_from_slice(&self.json[at..at + len]);
                 Some(at + len)
             }
             _ => None,
         }
     }
 
-    fn literal(&mut self, at: usize, word: &[u8], tag: &[u8]) -> Option<usize> {
+    fn literal(&mut self, at: usize, word: &[u8], tag: u8) -> Option<usize> {
         self.json[at..].starts_with(word).then(|| {
-            self.hash.update(tag);
+            self.out.push(tag);
             at + word.len()
         })
     }
@@ -131,10 +139,10 @@ impl Canonical<'_> {
         if depth + 1 >= MAX_NESTING {
             return None;
         }
-        self.hash.update(b"[");
+        self.out.push(b'[');
         let mut at = skip_space(self.json, open + 1);
         if self.json.get(at) == Some(&b']') {
-            self.hash.update(b"]");
+            self.out.push(b']');
             return Some(at + 1);
         }
         loop {
@@ -143,7 +151,7 @@ impl Canonical<'_> {
             match self.json.get(at)? {
                 b',' => at = skip_space(self.json, at + 1),
                 b']' => {
-                    self.hash.update(b"]");
+                    self.out.push(b']');
                     return Some(at + 1);
                 }
                 _ => return None,
@@ -151,12 +159,15 @@ impl Canonical<'_> {
         }
     }
 
-    /// Collects the members, then hashes them in the order of their keys.
+    /// Writes each member (its key, then its value) as it comes, then puts
+    /// them in the order of their keys.
     fn object(&mut self, open: usize, depth: usize) -> Option<usize> {
         if depth + 1 >= MAX_NESTING {
             return None;
         }
         let first = self.members.len();
+        self.out.push(b'{');
+        let body_start = self.out.len();
         let mut at = skip_space(self.json, open + 1);
         let end = if self.json.get(at) == Some(&b'}') {
             at + 1
@@ -172,15 +183,21 @@ impl Canonical<'_> {
                     return None;
                 }
                 let value_start = skip_space(self.json, at + 1);
-                let value_end = skip_value(self.json, value_start, depth + 1)?;
-                let excluded = depth == 0 && self.is_excluded(&key, escaped);
-                if !excluded {
+                let value_end = if depth == 0 && self.is_excluded(&key, escaped) {
+                    skip_value(self.json, value_start, depth + 1)?
+                } else {
+                    let text = decoded(self.json, key.clone(), escaped)?;
+                    let from = self.out.len();
+                    write_len(&mut self.out, text.len());
+                    self.out.extend_from_slice(&text);
+                    let value_end = self.value(value_start, depth + 1)?;
                     self.members.push(Member {
                         key,
                         escaped,
-                        value: value_start..value_end,
+                        canonical: from..self.out.len(),
                     });
-                }
+                    value_end
+                };
                 at = skip_space(self.json, value_end);
                 match self.json.get(at)? {
                     b',' => at = skip_space(self.json, at + 1),
@@ -190,21 +207,20 @@ impl Canonical<'_> {
             }
         };
         let json = self.json;
-        let key_text = |m: &Member| decoded(json, m.key.clone(), m.escaped);
-        // A key that does not decode is malformed JSON.
-        if self.members[first..].iter().any(|m| key_text(m).is_none()) {
-            return None;
+        // Keys decoded above; the unescaped (nearly all) are borrowed.
+        let key_text = |m: &Member| decoded(json, m.key.clone(), m.escaped).unwrap_or_default();
+        let members = &mut self.members[first..];
+        if !members.is_sorted_by(|a, b| key_text(a) <= key_text(b)) {
+            members.sort_by(|a, b| key_text(a).cmp(&key_text(b)));
+            self.scratch.clear();
+            for m in members.iter() {
+                self.scratch
+                    .extend_from_slice(&self.out[m.canonical.clone()]);
+            }
+            self.out.truncate(body_start);
+            self.out.extend_from_slice(&self.scratch);
         }
-        self.members[first..].sort_by(|a, b| key_text(a).cmp(&key_text(b)));
-        self.hash.update(b"{");
-        for i in first..self.members.len() {
-            let member = self.members[i].clone();
-            let key = key_text(&member)?;
-            write_len(&mut self.hash, key.len());
-            self.hash.update(&key);
-            self.value(member.value.start, depth + 1)?;
-        }
-        self.hash.update(b"}");
+        self.out.push(b'}');
         self.members.truncate(first);
         Some(end)
     }
@@ -230,7 +246,7 @@ fn decoded(json: &[u8], raw: Range<usize>, escaped: bool) -> Option<Cow<'_, [u8]
 
 /// A length as LEB128: one byte below 128, so the canonical form stays
 /// close to the body's own size (it is what the digest's time goes on).
-fn write_len(hash: &mut Buffered, len: usize) {
+fn write_len(out: &mut Vec<u8>, len: usize) {
     let mut bytes = [0u8; 10];
     let (mut n, mut i) = (len as u64, 0);
     loop {
@@ -244,44 +260,7 @@ fn write_len(hash: &mut Buffered, len: usize) {
         bytes[i] = low | 0x80;
         i += 1;
     }
-    hash.update(&bytes[..i]);
-}
-
-/// The digest, fed through a block-sized buffer: the canonical form comes
-/// in many pieces of a few bytes (tags, lengths), and each `Context::update`
-/// call costs more than copying a few bytes does.
-struct Buffered {
-    context: Context,
-    buf: [u8; 256],
-    len: usize,
-}
-
-impl Buffered {
-    fn new() -> Buffered {
-        Buffered {
-            context: Context::new(&SHA256),
-            buf: [0; 256],
-            len: 0,
-        }
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        if self.len + data.len() > self.buf.len() {
-            self.context.update(&self.buf[..self.len]);
-            self.len = 0;
-            if data.len() > self.buf.len() {
-                self.context.update(data);
-                return;
-            }
-        }
-        self.buf[self.len..self.len + data.len()].copy_from_slice(data);
-        self.len += data.len();
-    }
-
-    fn finish(mut self) -> ring::digest::Digest {
-        self.context.update(&self.buf[..self.len]);
-        self.context.finish()
-    }
+    out.extend_from_slice(&bytes[..i]);
 }
 
 /// The hasher of maps keyed by [`CacheKey`]: a key is already a uniform
@@ -527,6 +506,15 @@ mod tests {
             let compact = key(&v.to_string());
             prop_assert!(compact.is_some());
             prop_assert_eq!(compact, key(&reversed(&v)));
+        }
+
+        #[test]
+        fn different_documents_have_different_keys(
+            a in prop::collection::btree_map("[a-e]{1,3}", any_json(), 0..4),
+            b in prop::collection::btree_map("[a-e]{1,3}", any_json(), 0..4),
+        ) {
+            let (a, b) = (Value::Object(a.into_iter().collect()), Value::Object(b.into_iter().collect()));
+            prop_assert_eq!(a == b, key(&a.to_string()) == key(&b.to_string()));
         }
 
         #[test]
