@@ -184,18 +184,38 @@ fn another_tenants_paraphrase_misses() {
     assert_eq!(calls(&mock, CHAT), 2);
 }
 
-/// An embedding model that errors or stalls: requests are answered from
-/// upstream (and exact repeats from the cache), each within the bound.
+/// An embedding model that errors, stalls or lies (a 200 that is no
+/// embedding, or a vector of another width each time): requests are
+/// answered from upstream (and exact repeats from the cache), each within
+/// the bound, and nothing panics.
 #[test]
-fn a_failing_or_stalled_embedding_model_costs_only_the_bound() {
-    for stalled in [false, true] {
-        let mock = MockUpstream::with(move |rec| match (rec.path, stalled) {
-            ("/v1/embeddings", false) => Reply::Error {
+fn a_failing_stalled_or_lying_embedding_model_costs_only_the_bound() {
+    for how in ["error", "stall", "garbage", "widths"] {
+        let widths = std::sync::atomic::AtomicUsize::new(4);
+        let mock = MockUpstream::with(move |rec| match (rec.path, how) {
+            ("/v1/embeddings", "error") => Reply::Error {
                 status: 500,
                 message: "embedding backend down".into(),
                 headers: vec![],
             },
-            ("/v1/embeddings", true) => Reply::Stall(Duration::from_secs(3)),
+            ("/v1/embeddings", "stall") => Reply::Stall(Duration::from_secs(3)),
+            ("/v1/embeddings", "garbage") => Reply::Raw {
+                status: 200,
+                content_type: "application/json".into(),
+                headers: vec![],
+                body: br#"{"data":[{"embedding":"not a vector"}],"usage":7}"#.to_vec(),
+            },
+            ("/v1/embeddings", _) => {
+                let n = widths.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Reply::Raw {
+                    status: 200,
+                    content_type: "application/json".into(),
+                    headers: vec![],
+                    body: json!({"data": [{"embedding": vec![0.5f32; n]}]})
+                        .to_string()
+                        .into_bytes(),
+                }
+            }
             _ => Reply::Auto,
         });
         let admin = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -210,17 +230,23 @@ fn a_failing_or_stalled_embedding_model_costs_only_the_bound() {
         ] {
             let t = Instant::now();
             let r = ask(&gw, "smart", prompt, &[]);
-            assert_eq!(r.status, 200, "{}", r.text());
-            assert_eq!(r.header("x-shardgate-cache"), Some(want), "{prompt}");
-            assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+            assert_eq!(r.status, 200, "{how}: {}", r.text());
+            assert_eq!(r.header("x-shardgate-cache"), Some(want), "{how}: {prompt}");
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "{how}: {:?}",
+                t.elapsed()
+            );
         }
-        let m = scrape(admin);
-        assert!(
-            sample(
+        gw.assert_healthy();
+        if how != "widths" {
+            let m = scrape(admin);
+            let failed = sample(
                 &m,
                 "shardgate_cache_semantic_embeddings_total",
-                &["result=\"failed\""]
-            ) >= 2.0
-        );
+                &["result=\"failed\""],
+            );
+            assert!(failed >= 2.0, "{how}: {m}");
+        }
     }
 }
