@@ -50,11 +50,10 @@ pub(super) struct CachePlan {
 }
 
 /// A request's semantic lookup: its partition (the key of everything but
-/// its text), its text, and once embedded its vector (which its miss's
-/// answer is indexed under).
+/// its text) and, once its text was embedded on an exact miss, its vector
+/// (which its miss's answer is indexed under).
 pub(super) struct SemanticAsk {
     partition: CacheKey,
-    text: String,
     vector: Option<Vec<f32>>,
 }
 
@@ -146,17 +145,16 @@ pub(super) fn plan(
     let ttl = configured.and_then(|m| m.cache_ttl_s).unwrap_or(cfg.ttl_s);
     let key = cache_key(&namespace, shape.route(), model, body, &cfg.exclude_fields);
     let semantic = match (&gw.semantic, configured) {
-        (Some(_), Some(m)) if m.semantic && key.is_some() => semantic_text(shape.route(), body)
-            .and_then(|text| {
-                let mut exclude = cfg.exclude_fields.clone();
-                exclude.extend(TEXT_FIELDS.iter().map(|f| f.to_string()));
-                let partition = cache_key(&namespace, shape.route(), model, body, &exclude)?;
-                Some(SemanticAsk {
+        (Some(_), Some(m)) if m.semantic && key.is_some() => {
+            let mut exclude = cfg.exclude_fields.clone();
+            exclude.extend(TEXT_FIELDS.iter().map(|f| f.to_string()));
+            cache_key(&namespace, shape.route(), model, body, &exclude).map(|partition| {
+                SemanticAsk {
                     partition,
-                    text,
                     vector: None,
-                })
-            }),
+                }
+            })
+        }
         _ => None,
     };
     Some(CachePlan {
@@ -196,11 +194,17 @@ async fn shared(
     store.part(key).insert(*key, entry, now).ok()
 }
 
-/// The entry that answers `plan` at `now`, if any, and how old it is:
-/// the exact entry (in-process, else shared), else with the semantic
-/// cache the entry of the nearest request answered (its embedding kept in
-/// `plan` for the miss's answer).
-pub(super) async fn find(gw: &Gateway, plan: &mut CachePlan, now: u64) -> Option<(Hit, u64)> {
+/// The entry that answers `plan` (for `body`) at `now`, if any, and how
+/// old it is: the exact entry (in-process, else shared), else with the
+/// semantic cache the entry of the nearest request answered (the text
+/// read from `body` only then, and its embedding kept in `plan` for the
+/// miss's answer).
+pub(super) async fn find(
+    gw: &Gateway,
+    plan: &mut CachePlan,
+    body: &[u8],
+    now: u64,
+) -> Option<(Hit, u64)> {
     let (key, _) = plan.key.as_ref()?;
     if !plan.directive.read {
         return None;
@@ -222,8 +226,12 @@ pub(super) async fn find(gw: &Gateway, plan: &mut CachePlan, now: u64) -> Option
         None => shared(gw, key, now, max_age).await,
     };
     let mut similarity = None;
+    let route = plan.want.shape.route();
     if let (None, Some(tier), Some(ask)) = (&found, &gw.semantic, plan.semantic.as_mut()) {
-        ask.vector = tier.embedder.embed(std::mem::take(&mut ask.text)).await;
+        ask.vector = match semantic_text(route, body) {
+            Some(text) => tier.embedder.embed(text).await,
+            None => None,
+        };
         let index = || tier.index.lock().unwrap_or_else(|e| e.into_inner());
         let near = ask
             .vector
