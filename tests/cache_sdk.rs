@@ -1,9 +1,11 @@
 //! The response cache through the official Python SDKs
 //! (`tests/sdk/cache_sdk.py`): reordered keys and re-spaced JSON hit,
 //! another tenant misses, a streamed hit replays chunk by chunk (OpenAI
-//! and Anthropic), `Cache-Control` in seconds. Skipped with a SKIP line
-//! when `python3 -c "import openai, anthropic"` fails, unless
-//! `SHARDGATE_REQUIRE_SDK=1`.
+//! and Anthropic), `Cache-Control` in seconds; and the same hits, misses
+//! and replays through the official Node SDKs (`tests/sdk/node/cache.mjs`).
+//! Skipped with a SKIP line when the SDKs are not installed, unless
+//! `SHARDGATE_REQUIRE_SDK=1` (Python) or `SHARDGATE_REQUIRE_NODE_SDK=1`
+//! (Node).
 
 mod common;
 
@@ -12,14 +14,11 @@ use std::time::Duration;
 use common::answers::realistic_mock;
 use common::*;
 
-#[test]
-fn the_official_sdks_see_the_cache_as_documented() {
-    if !python_modules_available("cache_sdk", "openai, anthropic") {
-        return;
-    }
-    let mock = realistic_mock();
+/// A gateway with the cache on, an Anthropic provider for `claude-x`, and
+/// two keys in two teams (`sk-red`, `sk-blue`).
+fn gateway(mock: &MockUpstream) -> Gateway {
     let config = config_for(
-        &mock,
+        mock,
         "",
         &format!(
             "[providers.an]\nkind = \"anthropic\"\nbase_url = \"{}\"\napi_key = \"an-key\"\n\n\
@@ -33,8 +32,16 @@ fn the_official_sdks_see_the_cache_as_documented() {
     );
     let opts = GatewayOpts::config(Driver::IoUring, config);
     let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let gw =
-        Gateway::spawn_at(&opts, addr, &[], &[("RED", "sk-red"), ("BLUE", "sk-blue")]).unwrap();
+    Gateway::spawn_at(&opts, addr, &[], &[("RED", "sk-red"), ("BLUE", "sk-blue")]).unwrap()
+}
+
+#[test]
+fn the_official_sdks_see_the_cache_as_documented() {
+    if !python_modules_available("cache_sdk", "openai, anthropic") {
+        return;
+    }
+    let mock = realistic_mock();
+    let gw = gateway(&mock);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/cache_sdk.py");
     let out = run_python(
         script,
@@ -61,4 +68,30 @@ fn the_official_sdks_see_the_cache_as_documented() {
         .filter(|r| r.target == "/v1/messages")
         .count();
     assert_eq!((chats, messages), (5, 1), "{:#?}", mock.requests());
+}
+
+#[test]
+fn the_official_node_sdks_see_the_cache_as_documented() {
+    if !node_sdks_available("the_official_node_sdks_see_the_cache_as_documented") {
+        return;
+    }
+    let mock = realistic_mock();
+    let gw = gateway(&mock);
+    let out = run_node(
+        "cache.mjs",
+        &[gw.base_url().trim_end_matches("/v1"), "sk-red", "sk-blue"],
+        Duration::from_secs(60),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ok"),
+        "{stdout}\n{}\ngateway log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    let upstream = |path: &str| mock.requests().iter().filter(|r| r.target == path).count();
+    assert_eq!(
+        (upstream("/v1/chat/completions"), upstream("/v1/messages")),
+        (3, 1)
+    );
 }
