@@ -1,6 +1,7 @@
 //! The response cache (issue 17): what a request's cache key is (`key`),
 //! what its headers ask of the cache (`directive`), the bounded in-process
-//! store of exact entries (`store`, in parts by key: `partitioned`), and what an entry answers a request
+//! store of exact entries (`store`, in parts by key: `partitioned`, with a
+//! byte-identical fast path in front: `raw`), and what an entry answers a request
 //! with (`replay`): a whole answer or a recorded stream, given back as
 //! kept, or a stream put back together as the whole answer (`assemble`)
 //! and a whole answer told as a stream (`synthesize`); a stream is recorded
@@ -18,6 +19,7 @@ pub mod handoff;
 pub mod key;
 pub mod metrics;
 pub mod partitioned;
+pub mod raw;
 pub mod record;
 pub mod replay;
 pub mod semantic;

@@ -14,28 +14,42 @@
 use std::sync::{Mutex, MutexGuard};
 
 use super::key::CacheKey;
+use super::raw::RawIndex;
 use super::store::{Stats, Store};
 
 /// Parts at most: enough that two to a few dozen shards seldom share one.
 const MAX_PARTS: usize = 16;
 
-/// The store, in parts.
+/// The store, in parts, and the byte-identical index in front of it.
 pub struct Partitioned {
     parts: Vec<Mutex<Store>>,
+    /// Requests' exact bytes to their canonical keys (an eighth of
+    /// `max_bytes`; the parts share the rest).
+    pub raw: RawIndex,
+}
+
+/// The share of `max_bytes` the byte-identical index holds.
+fn raw_share(max_bytes: usize) -> usize {
+    max_bytes / 8
 }
 
 impl Partitioned {
     /// Parts enough for the shards, each large enough for four entries of
     /// the largest size.
     pub fn new(max_bytes: usize, max_entry_bytes: usize) -> Partitioned {
-        let n = (max_bytes / max_entry_bytes.max(1) / 4).clamp(1, MAX_PARTS);
+        let raw = raw_share(max_bytes);
+        let stored = max_bytes - raw;
+        let n = (stored / max_entry_bytes.max(1) / 4).clamp(1, MAX_PARTS);
         let parts = (0..n)
             .map(|_| {
-                let share = max_bytes / n;
+                let share = stored / n;
                 Mutex::new(Store::new(share, max_entry_bytes.min(share)))
             })
             .collect();
-        Partitioned { parts }
+        Partitioned {
+            parts,
+            raw: RawIndex::new(raw),
+        }
     }
 
     /// The part `key` lives in, locked.
@@ -46,7 +60,7 @@ impl Partitioned {
 
     /// New bounds (a reload's), shared among the parts.
     pub fn set_bounds(&self, max_bytes: usize, max_entry_bytes: usize) {
-        let share = max_bytes / self.parts.len();
+        let share = (max_bytes - raw_share(max_bytes)) / self.parts.len();
         for p in &self.parts {
             lock(p).set_bounds(share, max_entry_bytes.min(share));
         }
@@ -54,6 +68,7 @@ impl Partitioned {
 
     /// Drops every entry; how many there were.
     pub fn clear(&self) -> usize {
+        self.raw.clear();
         self.parts.iter().map(|p| lock(p).clear()).sum()
     }
 
@@ -99,7 +114,7 @@ mod tests {
     #[test]
     fn keys_spread_over_parts_and_the_whole_stays_bounded() {
         let p = Partitioned::new(64 * 1024, 1024);
-        assert_eq!(p.parts.len(), 16);
+        assert_eq!(p.parts.len(), 14);
         for n in 0..2000u32 {
             let mut key = [0u8; 32];
             key[..4].copy_from_slice(&n.to_le_bytes());
@@ -109,10 +124,10 @@ mod tests {
             assert!(p.part(&key).get(&key, 1, None).is_some());
         }
         let s = p.stats();
-        assert!(s.bytes <= 64 * 1024 && s.bytes > 48 * 1024, "{}", s.bytes);
+        assert!(s.bytes <= 56 * 1024 && s.bytes > 40 * 1024, "{}", s.bytes);
         assert!(s.evictions > 1000);
         p.set_bounds(16 * 1024, 1024);
-        assert!(p.stats().bytes <= 16 * 1024);
+        assert!(p.stats().bytes <= 14 * 1024);
         let held = p.stats().entries;
         assert_eq!(p.clear(), held);
         assert_eq!(p.stats().entries, 0);

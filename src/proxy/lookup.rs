@@ -29,6 +29,7 @@ use crate::api::usage::Usage;
 use crate::buf::PooledBuf;
 use crate::cache::directive::{directive, Directive};
 use crate::cache::key::{cache_key, CacheKey};
+use crate::cache::raw::Identity;
 use crate::cache::replay::{normalize_openai, replay, stream_is_whole, Form, Shape, Want};
 use crate::cache::semantic_text::semantic_text;
 use crate::cache::store::{Entry, Saved};
@@ -143,7 +144,19 @@ pub(super) fn plan(
         None => String::new(),
     };
     let ttl = configured.and_then(|m| m.cache_ttl_s).unwrap_or(cfg.ttl_s);
-    let key = cache_key(&namespace, shape.route(), model, body, &cfg.exclude_fields);
+    // A byte-identical repeat skips the canonical walk and its digest.
+    let store = gw.cache.as_ref()?;
+    let id = Identity::new(&namespace, shape.route(), model, body);
+    let key = match store.raw.get(&id) {
+        Some(key) => Some(key),
+        None => {
+            let key = cache_key(&namespace, shape.route(), model, body, &cfg.exclude_fields);
+            if let Some(key) = key {
+                store.raw.insert(&id, key);
+            }
+            key
+        }
+    };
     let semantic = match (&gw.semantic, configured) {
         (Some(_), Some(m)) if m.semantic && key.is_some() => {
             let mut exclude = cfg.exclude_fields.clone();
