@@ -188,13 +188,12 @@ fn each_team_reads_only_its_own_answers() {
         ),
     );
     let opts = GatewayOpts::config(Driver::IoUring, config);
-    let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let env = [
         ("RED_1", "sk-red-one"),
         ("RED_2", "sk-red-two"),
         ("BLUE_1", "sk-blue-one"),
     ];
-    let gw = Gateway::spawn_at(&opts, addr, &[], &env).unwrap();
+    let gw = Gateway::start_with_env(&opts, &env);
     let as_key = |secret: &str| send(&gw, BODY, &[&format!("authorization: Bearer {secret}")]);
     assert_eq!(
         as_key("sk-red-one").header("x-shardgate-cache"),
@@ -232,8 +231,7 @@ fn a_hit_is_charged_only_when_configured() {
             ),
         );
         let opts = GatewayOpts::config(Driver::IoUring, config);
-        let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let gw = Gateway::spawn_at(&opts, addr, &[], &[("PAYER", "sk-payer")]).unwrap();
+        let gw = Gateway::start_with_env(&opts, &[("PAYER", "sk-payer")]);
         for want in ["miss", "hit", "hit"] {
             let r = send(&gw, BODY, &["authorization: Bearer sk-payer"]);
             assert_eq!(r.header("x-shardgate-cache"), Some(want));
@@ -275,8 +273,7 @@ fn a_reload_keeps_the_cache_and_a_purge_empties_it() {
         )
     };
     let opts = GatewayOpts::config(Driver::IoUring, config(60));
-    let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let gw = Gateway::spawn_at(&opts, addr, &[], &[("K1", "sk-one")]).unwrap();
+    let gw = Gateway::start_with_env(&opts, &[("K1", "sk-one")]);
     let ask = || {
         send(&gw, BODY, &["authorization: Bearer sk-one"])
             .header("x-shardgate-cache")

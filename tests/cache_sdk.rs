@@ -31,8 +31,7 @@ fn gateway(mock: &MockUpstream) -> Gateway {
         ),
     );
     let opts = GatewayOpts::config(Driver::IoUring, config);
-    let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    Gateway::spawn_at(&opts, addr, &[], &[("RED", "sk-red"), ("BLUE", "sk-blue")]).unwrap()
+    Gateway::start_with_env(&opts, &[("RED", "sk-red"), ("BLUE", "sk-blue")])
 }
 
 #[test]

@@ -157,9 +157,7 @@ fn another_tenants_paraphrase_misses() {
                  [[keys]]\nname = \"r\"\nkey_env = \"RED\"\nteam = \"red\"\n\n\
                  [[keys]]\nname = \"b\"\nkey_env = \"BLUE\"\nteam = \"blue\"\n";
     let opts = GatewayOpts::config(Driver::IoUring, config(&mock, admin, teams));
-    let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let gw =
-        Gateway::spawn_at(&opts, addr, &[], &[("RED", "sk-red"), ("BLUE", "sk-blue")]).unwrap();
+    let gw = Gateway::start_with_env(&opts, &[("RED", "sk-red"), ("BLUE", "sk-blue")]);
     let red = ask(
         &gw,
         "smart",

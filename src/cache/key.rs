@@ -24,7 +24,7 @@ use std::ops::Range;
 
 use ring::digest::SHA256;
 
-use crate::json::MAX_NESTING;
+use crate::json::{skip_space, value_end, MAX_NESTING};
 
 /// Top-level members every key leaves out: they change how an answer is
 /// delivered or who asked, not what it says.
@@ -184,7 +184,7 @@ impl Canonical<'_> {
                 }
                 let value_start = skip_space(self.json, at + 1);
                 let value_end = if depth == 0 && self.is_excluded(&key, escaped) {
-                    skip_value(self.json, value_start, depth + 1)?
+                    value_end(self.json, value_start)?
                 } else {
                     let text = decoded(self.json, key.clone(), escaped)?;
                     let from = self.out.len();
@@ -299,13 +299,6 @@ impl std::hash::Hash for CacheKey {
     }
 }
 
-fn skip_space(json: &[u8], mut at: usize) -> usize {
-    while let Some(b' ' | b'\n' | b'\r' | b'\t') = json.get(at) {
-        at += 1;
-    }
-    at
-}
-
 /// One past the closing quote of the string opening at `open`, and whether
 /// it has escapes.
 fn string_end(json: &[u8], open: usize) -> Option<(usize, bool)> {
@@ -318,48 +311,6 @@ fn string_end(json: &[u8], open: usize) -> Option<(usize, bool)> {
         }
         escaped = true;
         at = hit + 2;
-    }
-}
-
-/// One past the end of the value starting at `start` (its syntax is
-/// checked when it is hashed).
-fn skip_value(json: &[u8], start: usize, depth: usize) -> Option<usize> {
-    match *json.get(start)? {
-        b'"' => string_end(json, start).map(|(end, _)| end),
-        b'{' | b'[' => {
-            let mut nesting = 0usize;
-            let mut at = start;
-            while let Some(&b) = json.get(at) {
-                match b {
-                    b'"' => {
-                        at = string_end(json, at)?.0;
-                        continue;
-                    }
-                    b'{' | b'[' => {
-                        nesting += 1;
-                        if depth + nesting > MAX_NESTING {
-                            return None;
-                        }
-                    }
-                    b'}' | b']' => {
-                        nesting -= 1;
-                        if nesting == 0 {
-                            return Some(at + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                at += 1;
-            }
-            None
-        }
-        _ => {
-            let len = json[start..]
-                .iter()
-                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
-                .unwrap_or(json.len() - start);
-            (len > 0).then_some(start + len)
-        }
     }
 }
 

@@ -121,7 +121,17 @@ impl Store {
     /// referenced. An expired one is dropped. The lookup is counted apart
     /// ([`Store::count`]), once the caller knows whether the entry answers.
     pub fn get(&mut self, key: &CacheKey, now: u64, max_age: Option<u64>) -> Option<Arc<Entry>> {
-        self.find(key, now, max_age)
+        let &at = self.index.get(key)?;
+        let slot = self.ring[at].as_mut()?;
+        if slot.entry.expires_at <= now {
+            self.remove_at(at);
+            return None;
+        }
+        if max_age.is_some_and(|age| now.saturating_sub(slot.entry.stored_at) > age) {
+            return None;
+        }
+        slot.referenced = true;
+        Some(slot.entry.clone())
     }
 
     /// Counts one lookup: a hit that saved `saved`, or a miss.
@@ -135,20 +145,6 @@ impl Store {
             }
             None => self.misses += 1,
         }
-    }
-
-    fn find(&mut self, key: &CacheKey, now: u64, max_age: Option<u64>) -> Option<Arc<Entry>> {
-        let &at = self.index.get(key)?;
-        let slot = self.ring[at].as_mut()?;
-        if slot.entry.expires_at <= now {
-            self.remove_at(at);
-            return None;
-        }
-        if max_age.is_some_and(|age| now.saturating_sub(slot.entry.stored_at) > age) {
-            return None;
-        }
-        slot.referenced = true;
-        Some(slot.entry.clone())
     }
 
     /// Counts and sizes, for the metrics.

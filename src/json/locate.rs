@@ -51,7 +51,8 @@ pub fn top_level_value<'a>(json: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
     }
 }
 
-fn skip_space(json: &[u8], mut at: usize) -> usize {
+/// Where the whitespace at `at` ends.
+pub fn skip_space(json: &[u8], mut at: usize) -> usize {
     while let Some(b' ' | b'\n' | b'\r' | b'\t') = json.get(at) {
         at += 1;
     }
@@ -71,9 +72,9 @@ fn string_end(json: &[u8], open: usize) -> Option<usize> {
     }
 }
 
-/// One past the end of the value starting at `start`.
+/// One past the end of the value starting at `start` (not validated).
 #[inline(always)]
-fn value_end(json: &[u8], start: usize) -> Option<usize> {
+pub fn value_end(json: &[u8], start: usize) -> Option<usize> {
     match *json.get(start)? {
         b'"' => string_end(json, start),
         b'{' | b'[' => container_end(json, start),

@@ -874,6 +874,13 @@ impl Gateway {
     /// environment `env` (e.g. `--share-port` beside a running instance,
     /// `NOTIFY_SOCKET`), and waits until it answers `/health` and has logged
     /// that it listens. No retry: the caller chose the port.
+    /// Starts one on a free port with these environment variables (the
+    /// keys' `key_env` secrets, say).
+    pub fn start_with_env(opts: &GatewayOpts, env: &[(&str, &str)]) -> Gateway {
+        let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Gateway::spawn_at(opts, addr, &[], env).unwrap()
+    }
+
     pub fn spawn_at(
         opts: &GatewayOpts,
         addr: SocketAddr,

@@ -123,30 +123,23 @@ check(
 )
 
 # max-age in seconds: an entry over a second old is too old for max-age=0.
+def prime_with(cache_control):
+    h, _ = chat_raw(
+        client,
+        model="gpt-4o-mini",
+        temperature=0,
+        messages=[{"role": "user", "content": "Name a prime number."}],
+        extra_headers={"cache-control": cache_control},
+    )
+    return h
+
+
 time.sleep(1.1)
-aged_h, _ = chat_raw(
-    client,
-    model="gpt-4o-mini",
-    temperature=0,
-    messages=[{"role": "user", "content": "Name a prime number."}],
-    extra_headers={"cache-control": "max-age=60"},
-)
+aged_h = prime_with("max-age=60")
 check("max-age=60 accepts a second-old entry", aged_h == "hit", aged_h)
-fresh_h, _ = chat_raw(
-    client,
-    model="gpt-4o-mini",
-    temperature=0,
-    messages=[{"role": "user", "content": "Name a prime number."}],
-    extra_headers={"cache-control": "max-age=0"},
-)
+fresh_h = prime_with("max-age=0")
 check("max-age=0 refuses it", fresh_h == "miss", fresh_h)
-nc_h, _ = chat_raw(
-    client,
-    model="gpt-4o-mini",
-    temperature=0,
-    messages=[{"role": "user", "content": "Name a prime number."}],
-    extra_headers={"cache-control": "no-cache"},
-)
+nc_h = prime_with("no-cache")
 check("no-cache goes upstream", nc_h == "miss", nc_h)
 
 # Anthropic's SDK: a streamed hit replays its events.
