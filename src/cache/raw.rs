@@ -2,7 +2,9 @@
 //! of a request are the same bytes (one client serialises the same way
 //! each time), so the request's exact bytes, with its namespace, route and
 //! model, are mapped to the canonical key they had, and a repeat skips the
-//! canonical walk and its SHA-256.
+//! canonical walk and its SHA-256. A mapping is made on a request's first
+//! hit (`proxy::lookup`), not on its miss: a miss that is never asked
+//! again, the common case under unique prompts, then costs only the hash.
 //!
 //! Invariants: a match is decided by comparing the whole identity (the
 //! bytes, not only their hash), so a hash collision can never give another

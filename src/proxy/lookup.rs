@@ -48,6 +48,10 @@ pub(super) struct CachePlan {
     pub want: Want,
     /// With its model opted in to the semantic cache: what it is found by.
     pub semantic: Option<SemanticAsk>,
+    /// The caller's namespace, when the key came from the canonical walk:
+    /// a hit then remembers the request's bytes (`cache::raw`), so only a
+    /// request seen answered before pays for that copy, never a miss.
+    remember: Option<String>,
 }
 
 /// A request's semantic lookup: its partition (the key of everything but
@@ -134,6 +138,7 @@ pub(super) fn plan(
             key: None,
             want,
             semantic: None,
+            remember: None,
         });
     }
     let namespace = match key {
@@ -147,15 +152,12 @@ pub(super) fn plan(
     // A byte-identical repeat skips the canonical walk and its digest.
     let store = gw.cache.as_ref()?;
     let id = Identity::new(&namespace, shape.route(), model, body);
-    let key = match store.raw.get(&id) {
-        Some(key) => Some(key),
-        None => {
-            let key = cache_key(&namespace, shape.route(), model, body, &cfg.exclude_fields);
-            if let Some(key) = key {
-                store.raw.insert(&id, key);
-            }
-            key
-        }
+    let (key, remember) = match store.raw.get(&id) {
+        Some(key) => (Some(key), false),
+        None => (
+            cache_key(&namespace, shape.route(), model, body, &cfg.exclude_fields),
+            true,
+        ),
     };
     let semantic = match (&gw.semantic, configured) {
         (Some(_), Some(m)) if m.semantic && key.is_some() => {
@@ -175,6 +177,7 @@ pub(super) fn plan(
         key: key.map(|k| (k, ttl)),
         want,
         semantic,
+        remember: remember.then_some(namespace),
     })
 }
 
@@ -215,7 +218,7 @@ async fn shared(
 pub(super) async fn find(
     gw: &Gateway,
     plan: &mut CachePlan,
-    body: &[u8],
+    (model, body): (&str, &[u8]),
     now: u64,
 ) -> Option<(Hit, u64)> {
     let (key, _) = plan.key.as_ref()?;
@@ -238,8 +241,13 @@ pub(super) async fn find(
         Some(entry) => Some(entry),
         None => shared(gw, key, now, max_age).await,
     };
-    let mut similarity = None;
     let route = plan.want.shape.route();
+    if let (Some(_), Some(namespace)) = (&found, &plan.remember) {
+        store
+            .raw
+            .insert(&Identity::new(namespace, route, model, body), *key);
+    }
+    let mut similarity = None;
     if let (None, Some(tier), Some(ask)) = (&found, &gw.semantic, plan.semantic.as_mut()) {
         ask.vector = match semantic_text(route, body) {
             Some(text) => tier.embedder.embed(text).await,
