@@ -133,6 +133,9 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
             merged.access_log_dropped = admin.log_dropped.load(Ordering::Relaxed);
             let mut text = String::with_capacity(16 * 1024);
             prometheus::render(&merged, &mut text);
+            prometheus::render_gen_ai(&merged, &mut text);
+            prometheus::render_process_info(&mut text, &admin.control.reload_counts());
+            crate::telemetry::process::ProcessStats::read().render(&mut text);
             crate::governance::metrics::render(&admin.control.governance.table, &mut text);
             if let Some(cache) = &config.cache {
                 crate::cache::metrics::render(

@@ -18,7 +18,8 @@ use shardgate::proxy::ROUTE_NAMES;
 use shardgate::server::spawn_shards;
 use shardgate::shard::{allowed_cores, Control, Gateway, ShardSetup};
 use shardgate::telemetry::{
-    log_error, log_info, log_warn, notify, AccessLog, AccessLogOptions, LabelTable, LogTarget,
+    init_log, log_error, log_event, log_info, log_warn, notify, AccessLog, AccessLogOptions,
+    Field, LabelTable, Level, LogFormat, LogTarget,
 };
 
 #[global_allocator]
@@ -50,6 +51,35 @@ struct Args {
     /// Validate the configuration and exit (non-zero if invalid)
     #[arg(long)]
     check_config: bool,
+    /// Operational log format on stderr: `text` or `json` (default: text,
+    /// or $SHARDGATE_LOG_FORMAT). Under journald neither has a timestamp.
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    /// Least important operational lines written: error, warn, info or
+    /// debug (default: info, or $SHARDGATE_LOG_LEVEL)
+    #[arg(long, value_name = "LEVEL", value_parser = ["error", "warn", "info", "debug"])]
+    log_level: Option<String>,
+}
+
+/// The log format and level: the flag's, else the environment's, else the
+/// defaults; a bad environment value is an error, not ignored.
+fn log_settings(args: &Args) -> Result<(LogFormat, Level), String> {
+    let pick = |flag: &Option<String>, var: &str| match flag {
+        Some(v) => Some(v.clone()),
+        None => std::env::var(var).ok().filter(|v| !v.is_empty()),
+    };
+    let format = match pick(&args.log_format, "SHARDGATE_LOG_FORMAT") {
+        None => LogFormat::Text,
+        Some(v) => LogFormat::parse(&v)
+            .ok_or_else(|| format!("SHARDGATE_LOG_FORMAT={v}: expected text or json"))?,
+    };
+    let level = match pick(&args.log_level, "SHARDGATE_LOG_LEVEL") {
+        None => Level::Info,
+        Some(v) => Level::parse(&v).ok_or_else(|| {
+            format!("SHARDGATE_LOG_LEVEL={v}: expected error, warn, info or debug")
+        })?,
+    };
+    Ok((format, level))
 }
 
 fn main() -> ExitCode {
@@ -63,6 +93,13 @@ fn main() -> ExitCode {
     // `--help` and `--version` exit 0 on stdout; a bad argument exits 2
     // with clap's message on stderr.
     let args = Args::parse();
+    match log_settings(&args) {
+        Ok((format, level)) => init_log(format, level),
+        Err(e) => {
+            eprintln!("shardgate: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let (config, tls_key) = match load_config(&args).and_then(|c| {
         let key = load_tls_key(&c)?;
         Ok((c, key))
@@ -120,6 +157,20 @@ fn run(
     args: &Args,
 ) -> Result<(), String> {
     let started = std::time::Instant::now();
+    let config_path = args
+        .config
+        .as_ref()
+        .map_or("(none)".into(), |p| p.display().to_string());
+    log_event(
+        Level::Info,
+        "start",
+        &[
+            ("version", Field::Str(env!("CARGO_PKG_VERSION"))),
+            ("pid", Field::U64(std::process::id().into())),
+            ("config", Field::Str(&config_path)),
+        ],
+        Some(format_args!("shardgate {} starting", env!("CARGO_PKG_VERSION"))),
+    );
     // Signals are taken by the main thread only: block them before any
     // shard thread exists so the threads inherit the mask.
     let signals = block_signals();
@@ -197,7 +248,12 @@ fn run(
                  --admin-listen ADDR or admin.listen, or run without it: --admin-listen off)"
             )
         })?;
-        log_info(format_args!("admin (metrics, reload) on http://{bound}"));
+        log_event(
+            Level::Info,
+            "admin_listening",
+            &[("addr", Field::Shown(&bound))],
+            Some(format_args!("admin (metrics, reload) on http://{bound}")),
+        );
     }
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let _threads = spawn_shards(
@@ -214,13 +270,31 @@ fn run(
             .map_err(|_| "a shard died during start-up".to_string())?;
         let driver = res.map_err(|e| format!("shard {id} failed to start: {e}"))?;
         let core = placement[id].map_or("unpinned".to_string(), |c| format!("cpu {}", c.id));
-        log_info(format_args!("shard {id}: {driver} driver, {core}"));
+        log_event(
+            Level::Info,
+            "shard_started",
+            &[
+                ("shard", Field::U64(id as u64)),
+                ("driver", Field::Shown(&driver)),
+                ("cpu", Field::Str(&core)),
+            ],
+            Some(format_args!("shard {id}: {driver} driver, {core}")),
+        );
         drivers[id] = Some(driver);
     }
-    log_info(format_args!(
-        "listening on {bound} with {shards} shard(s), ready in {:.1} ms",
-        started.elapsed().as_secs_f64() * 1e3
-    ));
+    let ready_ms = (started.elapsed().as_secs_f64() * 1e4).round() / 10.0;
+    log_event(
+        Level::Info,
+        "ready",
+        &[
+            ("listen", Field::Shown(&bound)),
+            ("shards", Field::U64(shards as u64)),
+            ("ready_ms", Field::F64(ready_ms)),
+        ],
+        Some(format_args!(
+            "listening on {bound} with {shards} shard(s), ready in {ready_ms:.1} ms"
+        )),
+    );
     // systemd (Type=notify): every shard is accepting.
     let _ = notify::ready();
     let _ = notify::status(&format!("listening on {bound} with {shards} shard(s)"));
@@ -233,10 +307,15 @@ fn run(
             .then_some(std::time::Duration::from_secs(1));
         let Some(signal) = wait_for_signal(&signals, poll) else {
             if let Ok(true) = claim.try_again() {
-                log_info(format_args!(
-                    "port {}: the previous gateway has gone; this one now holds the port",
-                    claim.port()
-                ));
+                log_event(
+                    Level::Info,
+                    "port_claimed",
+                    &[("port", Field::U64(claim.port().into()))],
+                    Some(format_args!(
+                        "port {}: the previous gateway has gone; this one now holds the port",
+                        claim.port()
+                    )),
+                );
             }
             continue;
         };
@@ -294,11 +373,27 @@ impl Reloader {
         let _ = notify::reloading();
         let outcome = reload_config(&self.args, &self.control, self.server_cert.as_deref());
         let _ = notify::ready();
+        self.control.note_reload(outcome.is_ok());
+        let generation = Field::U64(self.control.generation());
         match &outcome {
-            Ok(applied) => log_info(format_args!("{applied}")),
-            Err(why) => log_error(format_args!(
-                "reload refused, keeping the running configuration: {why}"
-            )),
+            Ok(applied) => log_event(
+                Level::Info,
+                "reload",
+                &[("outcome", Field::Str("applied")), ("generation", generation)],
+                Some(format_args!("{applied}")),
+            ),
+            Err(why) => log_event(
+                Level::Error,
+                "reload",
+                &[
+                    ("outcome", Field::Str("refused")),
+                    ("generation", generation),
+                    ("error", Field::Str(why)),
+                ],
+                Some(format_args!(
+                    "reload refused, keeping the running configuration: {why}"
+                )),
+            ),
         }
         outcome
     }
@@ -349,7 +444,16 @@ fn reload_config(
 /// drain timeout), then returns so the process exits.
 fn drain(control: &Control, listener_fds: &[RawFd], sig: i32) {
     let timeout = control.current().config.server.drain_timeout_ms;
-    log_info(format_args!("signal {sig}: draining (up to {timeout:?})"));
+    log_event(
+        Level::Info,
+        "drain",
+        &[
+            ("signal", Field::U64(sig as u64)),
+            ("timeout_ms", Field::U64(timeout.as_millis() as u64)),
+            ("in_flight", Field::U64(control.in_flight() as u64)),
+        ],
+        Some(format_args!("signal {sig}: draining (up to {timeout:?})")),
+    );
     let _ = notify::stopping();
     control.start_draining();
     for &fd in listener_fds {
@@ -370,18 +474,26 @@ fn drain(control: &Control, listener_fds: &[RawFd], sig: i32) {
             0
         };
         if idle_checks >= 2 {
-            log_info(format_args!(
-                "drained in {:.0} ms; exiting",
-                started.elapsed().as_secs_f64() * 1e3
-            ));
+            let ms = started.elapsed().as_millis() as u64;
+            log_event(
+                Level::Info,
+                "drained",
+                &[("drain_ms", Field::U64(ms))],
+                Some(format_args!("drained in {ms} ms; exiting")),
+            );
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    log_warn(format_args!(
-        "drain timeout: {} request(s) still in flight; exiting",
-        control.in_flight()
-    ));
+    let left = control.in_flight();
+    log_event(
+        Level::Warn,
+        "drain_timeout",
+        &[("in_flight", Field::U64(left as u64))],
+        Some(format_args!(
+            "drain timeout: {left} request(s) still in flight; exiting"
+        )),
+    );
 }
 
 fn start_access_log(cfg: &shardgate::config::AccessLogConfig) -> Result<Option<AccessLog>, String> {

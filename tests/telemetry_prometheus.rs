@@ -11,7 +11,9 @@ use shardgate::runtime::Driver;
 use shardgate::telemetry::metrics::{
     LabelTable, MergedMetrics, RequestMetrics, ShardMetrics, Usage,
 };
-use shardgate::telemetry::prometheus::{render, CONTENT_TYPE};
+use shardgate::telemetry::prometheus::{
+    render, render_gen_ai, render_process_info, ReloadCounts, CONTENT_TYPE,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 struct Sample {
@@ -210,6 +212,16 @@ fn renders_merged_shards_that_parse_back() {
     merged.access_log_dropped = 7;
     let mut text = String::new();
     render(&merged, &mut text);
+    render_gen_ai(&merged, &mut text);
+    render_process_info(
+        &mut text,
+        &ReloadCounts {
+            generation: 2,
+            applied: 2,
+            refused: 1,
+            applied_at_unix: 1_800_000_000,
+        },
+    );
     let (types, s) = parse(&text);
 
     for (name, kind) in [
@@ -228,7 +240,7 @@ fn renders_merged_shards_that_parse_back() {
         ("shardgate_ejections_total", "counter"),
         ("shardgate_open_connections", "gauge"),
         ("shardgate_access_log_dropped_total", "counter"),
-        ("shardgate_shard_driver", "gauge"),
+        ("shardgate_shard_info", "gauge"),
     ] {
         assert_eq!(types.get(name).map(String::as_str), Some(kind), "{name}");
     }
@@ -301,7 +313,7 @@ fn renders_merged_shards_that_parse_back() {
         assert_eq!(
             value(
                 &s,
-                "shardgate_shard_driver",
+                "shardgate_shard_info",
                 &[("shard", shard), ("driver", driver)]
             ),
             1.0
@@ -355,6 +367,56 @@ fn renders_merged_shards_that_parse_back() {
         &[("provider", "openai")]
     )
     .is_empty());
+
+    // The GenAI conventions' names, from the same counts: 60 chat requests
+    // of 100 input tokens (le 256) and 20 output (le 64).
+    let tokens = |kind: &str, le: &str| {
+        value(
+            &s,
+            "gen_ai_client_token_usage_bucket",
+            &[
+                ("gen_ai_operation_name", "chat"),
+                ("gen_ai_provider_name", "openai"),
+                ("gen_ai_request_model", "fast"),
+                ("gen_ai_token_type", kind),
+                ("le", le),
+            ],
+        )
+    };
+    assert_eq!((tokens("input", "64"), tokens("input", "256")), (0.0, 60.0));
+    assert_eq!((tokens("output", "16"), tokens("output", "64")), (0.0, 60.0));
+    assert_eq!(tokens("input", "+Inf"), 60.0);
+    let genai_sum = find(&s, "gen_ai_client_token_usage_sum", &[("gen_ai_token_type", "input")]);
+    assert_eq!(genai_sum.len(), 1);
+    assert_eq!(genai_sum[0].value, 6000.0);
+    let ttft_le = |le| {
+        value(
+            &s,
+            "gen_ai_server_time_to_first_token_seconds_bucket",
+            &[("gen_ai_provider_name", "openai"), ("le", le)],
+        )
+    };
+    assert_eq!((ttft_le("0.25"), ttft_le("0.5")), (0.0, 60.0));
+    assert_eq!(
+        value(
+            &s,
+            "gen_ai_client_operation_duration_seconds_count",
+            &[("gen_ai_provider_name", "openai")]
+        ),
+        60.0
+    );
+    assert_eq!(
+        value(
+            &s,
+            "shardgate_config_reloads_total",
+            &[("outcome", "refused")]
+        ),
+        1.0
+    );
+    assert_eq!(value(&s, "shardgate_config_generation", &[]), 2.0);
+    let build = find(&s, "shardgate_build_info", &[]);
+    assert_eq!(build.len(), 1);
+    assert_eq!(build[0].labels["version"], env!("CARGO_PKG_VERSION"));
 
     let ttft = check_hist("shardgate_stream_ttft_seconds", Some("openai"));
     assert_eq!(at(&ttft, 0.25), 0.0);

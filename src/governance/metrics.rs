@@ -95,6 +95,57 @@ pub fn render(table: &Table, out: &mut String) {
             sample(out, "shardgate_key_tokens_total", &labels, v);
         }
     }
+    render_budgets(table, out);
+}
+
+/// Budgets and this period's spend, for the keys and teams that have one:
+/// the [`NAMED_KEYS`] nearest to exhaustion (what an alert needs), so the
+/// series stay bounded however many keys have budgets.
+fn render_budgets(table: &Table, out: &mut String) {
+    let now = super::unix_now();
+    let mut rows: Vec<(&str, String, String, u64, u64)> = Vec::new();
+    for k in table.keys() {
+        if let Some(budget) = k.limits.budget_nanos {
+            let spent = k.ledger.lock().spent_nanos(&k.limits, now);
+            let team = k.team.as_ref().map_or(String::new(), |t| t.spec.name.clone());
+            rows.push(("key", k.spec.name.clone(), team, budget, spent));
+        }
+    }
+    for t in table.teams() {
+        if let Some(budget) = t.limits.budget_nanos {
+            let spent = t.ledger.lock().spent_nanos(&t.limits, now);
+            rows.push(("team", String::new(), t.spec.name.clone(), budget, spent));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let used = |r: &(&str, String, String, u64, u64)| r.4 as f64 / r.3.max(1) as f64;
+    rows.sort_by(|a, b| used(b).total_cmp(&used(a)).then_with(|| a.1.cmp(&b.1)));
+    rows.truncate(NAMED_KEYS);
+    for (name, help, field) in [
+        (
+            "shardgate_budget_usd",
+            "Budgets in US dollars per period, by subject (key or team), key and team: the 100 nearest to exhaustion.",
+            3,
+        ),
+        (
+            "shardgate_budget_spent_usd",
+            "US dollars spent in the budget's current period, by subject (key or team), key and team.",
+            4,
+        ),
+    ] {
+        family(out, name, "gauge", help);
+        for r in &rows {
+            sample_start(
+                out,
+                name,
+                &[("subject", r.0), ("key", &r.1), ("team", &r.2)],
+            );
+            let nanos = if field == 3 { r.3 } else { r.4 };
+            out.push_str(&format!("{}\n", nanos as f64 / 1e9));
+        }
+    }
 }
 
 #[cfg(test)]

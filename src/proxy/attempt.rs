@@ -813,8 +813,41 @@ fn report_breaker(
             .metrics
             .ejection(shard.metrics.labels().provider(d.provider));
     }
-    crate::telemetry::log_warn(format_args!(
-        "shard {}: model {} deployment {index} ({provider}, {}): breaker {event:?}",
-        shard.id, m.name, d.upstream_model
-    ));
+    use crate::telemetry::{log_event, Field, Level};
+    let (name, level, cool_down, ejections) = match event {
+        BreakerEvent::Ejected {
+            cool_down,
+            ejections,
+            ..
+        }
+        | BreakerEvent::ReEjected {
+            cool_down,
+            ejections,
+        } => ("ejection", Level::Warn, Some(cool_down), Some(ejections)),
+        BreakerEvent::HalfOpen => ("probe", Level::Info, None, None),
+        BreakerEvent::Closed => ("recovery", Level::Info, None, None),
+    };
+    let mut fields = vec![
+        ("shard", Field::U64(shard.id as u64)),
+        ("model", Field::Str(&m.name)),
+        ("deployment", Field::U64(index as u64)),
+        ("provider", Field::Str(provider)),
+        ("upstream_model", Field::Str(&d.upstream_model)),
+    ];
+    if let BreakerEvent::Ejected { failures, .. } = event {
+        fields.push(("failures", Field::U64(failures.into())));
+    }
+    if let (Some(cool_down), Some(ejections)) = (cool_down, ejections) {
+        fields.push(("cool_down_ms", Field::U64(cool_down.as_millis() as u64)));
+        fields.push(("ejections", Field::U64(ejections.into())));
+    }
+    log_event(
+        level,
+        name,
+        &fields,
+        Some(format_args!(
+            "shard {}: model {} deployment {index} ({provider}, {}): breaker {event:?}",
+            shard.id, m.name, d.upstream_model
+        )),
+    );
 }

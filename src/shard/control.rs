@@ -82,6 +82,9 @@ pub struct Control {
     pub(super) snapshots: Vec<Mutex<(u64, Option<MetricsSnapshot>)>>,
     /// Keys, teams and their ledgers: process-wide, across reloads.
     pub governance: Arc<Governance>,
+    /// Reloads applied and refused, and when the running configuration
+    /// was applied (unix seconds).
+    reloads: ([AtomicU64; 2], AtomicU64),
 }
 
 /// A counter alone on its cache line, so shards never share one.
@@ -107,6 +110,10 @@ impl Control {
             in_flight: (0..shards).map(|_| PaddedCounter::default()).collect(),
             snapshot_request: AtomicU64::new(0),
             snapshots: (0..shards).map(|_| Mutex::new((0, None))).collect(),
+            reloads: (
+                [AtomicU64::new(0), AtomicU64::new(0)],
+                AtomicU64::new(crate::governance::unix_now()),
+            ),
         })
     }
 
@@ -137,6 +144,37 @@ impl Control {
     pub fn publish(&self, gateway: Arc<Gateway>) {
         *self.next.lock().unwrap_or_else(|e| e.into_inner()) = gateway;
         self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The configuration generation: 0 at start, one more per reload
+    /// applied.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Counts a reload's outcome (a refused one changes nothing else).
+    pub fn note_reload(&self, applied: bool) {
+        let (count, at) = &self.reloads;
+        match applied {
+            true => {
+                count[0].fetch_add(1, Ordering::Relaxed);
+                at.store(crate::governance::unix_now(), Ordering::Relaxed);
+            }
+            false => {
+                count[1].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The reload counts, for `/metrics`.
+    pub fn reload_counts(&self) -> crate::telemetry::prometheus::ReloadCounts {
+        let (count, at) = &self.reloads;
+        crate::telemetry::prometheus::ReloadCounts {
+            generation: self.generation(),
+            applied: count[0].load(Ordering::Relaxed),
+            refused: count[1].load(Ordering::Relaxed),
+            applied_at_unix: at.load(Ordering::Relaxed),
+        }
     }
 
     pub fn current(&self) -> Arc<Gateway> {

@@ -169,7 +169,7 @@ fn push_fixed(out: &mut Vec<u8>, v: u64, scale: u64, digits: usize) {
 }
 
 /// `2024-05-01T12:34:56.789Z` (UTC, milliseconds).
-fn push_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
+pub(super) fn push_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (y, m, day) = civil_from_days((secs / 86_400) as i64);

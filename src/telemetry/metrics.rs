@@ -267,6 +267,45 @@ impl Usage {
     }
 }
 
+/// The upper bounds of `gen_ai.client.token.usage`'s buckets, as the
+/// OpenTelemetry GenAI conventions advise: powers of 4 from 1 to 4^13.
+pub const TOKEN_BOUNDS: [u64; 14] = [
+    1, 4, 16, 64, 256, 1_024, 4_096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304,
+    16_777_216, 67_108_864,
+];
+
+/// Tokens per request in [`TOKEN_BOUNDS`]' buckets (not cumulative; the
+/// last one is above every bound), and their sum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    pub buckets: [u64; TOKEN_BOUNDS.len() + 1],
+    pub sum: u64,
+}
+
+impl TokenCounts {
+    /// Counts a request that used `tokens`: the bucket is the first power
+    /// of 4 at or above it, found from its bit length.
+    pub fn record(&mut self, tokens: u64) {
+        let bucket = match tokens {
+            0 | 1 => 0,
+            t => ((64 - (t - 1).leading_zeros() as usize) + 1) / 2,
+        };
+        self.buckets[bucket.min(TOKEN_BOUNDS.len())] += 1;
+        self.sum = self.sum.saturating_add(tokens);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    fn add(&mut self, o: &TokenCounts) {
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets) {
+            *a += b;
+        }
+        self.sum = self.sum.saturating_add(o.sum);
+    }
+}
+
 /// What the proxy knows about one finished request.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestMetrics {
@@ -319,6 +358,8 @@ pub struct ShardMetrics {
     errors: RefCell<FxMap<(u16, &'static str), u64>>,
     providers: RefCell<Vec<ProviderCounters>>,
     usage: RefCell<FxMap<u32, Usage>>,
+    /// (route, provider, model) → input and output tokens per request.
+    token_usage: RefCell<FxMap<u64, [TokenCounts; 2]>>,
     hist: RefCell<Histograms>,
     open_connections: Cell<i64>,
     /// (model, provider, deployment index) → times passed over at quota.
@@ -335,6 +376,7 @@ impl ShardMetrics {
             errors: RefCell::default(),
             providers: RefCell::new(vec![ProviderCounters::default(); n]),
             usage: RefCell::default(),
+            token_usage: RefCell::default(),
             hist: RefCell::new(Histograms {
                 request: vec![Latency::default(); n],
                 upstream: vec![Latency::default(); n],
@@ -373,6 +415,12 @@ impl ShardMetrics {
                 .entry(usage_key(r.provider, r.model))
                 .or_default()
                 .add(&r.usage);
+            let mut tokens = self.token_usage.borrow_mut();
+            let [input, output] = tokens
+                .entry(request_key(r.route, r.provider, r.model, 0))
+                .or_default();
+            input.record(r.usage.input_tokens);
+            output.record(r.usage.output_tokens);
         }
     }
 
@@ -450,6 +498,12 @@ impl ShardMetrics {
             errors: self.errors.borrow().iter().map(|(&k, &v)| (k, v)).collect(),
             providers: self.providers.borrow().clone(),
             usage: self.usage.borrow().iter().map(|(&k, &v)| (k, v)).collect(),
+            token_usage: self
+                .token_usage
+                .borrow()
+                .iter()
+                .map(|(&k, &v)| (k, v))
+                .collect(),
             request_duration: h.request.clone(),
             upstream_duration: h.upstream.clone(),
             stream_ttft: h.ttft.clone(),
@@ -475,6 +529,7 @@ pub struct MetricsSnapshot {
     errors: Vec<((u16, &'static str), u64)>,
     providers: Vec<ProviderCounters>,
     usage: Vec<(u32, Usage)>,
+    token_usage: Vec<(u64, [TokenCounts; 2])>,
     request_duration: Vec<Latency>,
     upstream_duration: Vec<Latency>,
     stream_ttft: Vec<Latency>,
@@ -504,6 +559,8 @@ pub struct MergedMetrics {
     pub providers: BTreeMap<Arc<str>, ProviderCounters>,
     /// (provider, model) → usage.
     pub usage: BTreeMap<(Arc<str>, Arc<str>), Usage>,
+    /// (route, provider, model) → input and output tokens per request.
+    pub token_usage: BTreeMap<(Arc<str>, Arc<str>, Arc<str>), [TokenCounts; 2]>,
     /// By provider.
     pub request_duration: BTreeMap<Arc<str>, Latency>,
     pub upstream_duration: BTreeMap<Arc<str>, Latency>,
@@ -565,6 +622,17 @@ impl MergedMetrics {
             );
             self.usage.entry(key).or_default().add(&u);
         }
+        for (k, [input, output]) in &s.token_usage {
+            let (r, p, m, _) = unpack_request_key(*k);
+            let key = (
+                l.route_name(r).clone(),
+                l.provider_name(p).clone(),
+                l.model_name(m).clone(),
+            );
+            let [i, o] = self.token_usage.entry(key).or_default();
+            i.add(input);
+            o.add(output);
+        }
         for (dst, src) in [
             (&mut self.request_duration, &s.request_duration),
             (&mut self.upstream_duration, &s.upstream_duration),
@@ -589,6 +657,37 @@ impl MergedMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_counts_fall_in_the_first_bound_at_or_above() {
+        let mut t = TokenCounts::default();
+        for (tokens, bucket) in [
+            (0, 0),
+            (1, 0),
+            (2, 1),
+            (4, 1),
+            (5, 2),
+            (16, 2),
+            (17, 3),
+            (1_024, 5),
+            (1_025, 6),
+            (67_108_864, 13),
+            (67_108_865, 14),
+            (u64::MAX, 14),
+        ] {
+            let before = t.buckets[bucket];
+            t.record(tokens);
+            assert_eq!(t.buckets[bucket], before + 1, "{tokens} tokens");
+            if bucket < TOKEN_BOUNDS.len() {
+                assert!(tokens <= TOKEN_BOUNDS[bucket]);
+            }
+            if bucket > 0 {
+                assert!(tokens > TOKEN_BOUNDS[bucket - 1]);
+            }
+        }
+        assert_eq!(t.count(), 12);
+        assert_eq!(t.sum, u64::MAX);
+    }
 
     fn labels() -> Arc<LabelTable> {
         Arc::new(LabelTable::new(

@@ -5,11 +5,14 @@ mod log;
 mod log_file;
 pub mod metrics;
 pub mod notify;
+pub mod process;
 pub mod prometheus;
 pub mod request_id;
 
 pub use access_log::{AccessLog, AccessLogOptions, AccessLogSender, AccessRecord, LogTarget};
-pub use log::{log_error, log_info, log_warn};
+pub use log::{
+    init_log, log_debug, log_error, log_event, log_info, log_warn, Field, Level, LogFormat,
+};
 pub use metrics::{
     LabelTable, MergedMetrics, MetricsSnapshot, ModelId, ProviderId, RequestMetrics, RouteId,
     ShardMetrics, Usage,

@@ -256,19 +256,87 @@ pub fn render(m: &MergedMetrics, out: &mut String) {
 
     family(
         out,
-        "shardgate_shard_driver",
+        "shardgate_shard_info",
         "gauge",
-        "The I/O driver each shard runs on (always 1).",
+        "Each shard and the I/O driver it runs on (always 1).",
     );
     for s in &m.shards {
         let mut id = itoa::Buffer::new();
         sample(
             out,
-            "shardgate_shard_driver",
+            "shardgate_shard_info",
             &[("shard", id.format(s.shard)), ("driver", s.driver.as_str())],
             1,
         );
     }
+}
+
+/// How the configuration has been reloaded since start.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReloadCounts {
+    /// 0 at start, one more per reload applied.
+    pub generation: u64,
+    pub applied: u64,
+    pub refused: u64,
+    /// When the running configuration was applied (start or last reload).
+    pub applied_at_unix: u64,
+}
+
+/// `shardgate_build_info` and the configuration's reload outcomes.
+pub fn render_process_info(out: &mut String, reloads: &ReloadCounts) {
+    family(
+        out,
+        "shardgate_build_info",
+        "gauge",
+        "The running build: version, target architecture and OS (always 1).",
+    );
+    sample(
+        out,
+        "shardgate_build_info",
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("arch", std::env::consts::ARCH),
+            ("os", std::env::consts::OS),
+        ],
+        1,
+    );
+    family(
+        out,
+        "shardgate_config_generation",
+        "gauge",
+        "The running configuration's generation: 0 at start, one more per reload applied.",
+    );
+    sample(out, "shardgate_config_generation", &[], reloads.generation);
+    family(
+        out,
+        "shardgate_config_reloads_total",
+        "counter",
+        "Configuration reloads (SIGHUP or POST /admin/reload), by outcome.",
+    );
+    sample(
+        out,
+        "shardgate_config_reloads_total",
+        &[("outcome", "applied")],
+        reloads.applied,
+    );
+    sample(
+        out,
+        "shardgate_config_reloads_total",
+        &[("outcome", "refused")],
+        reloads.refused,
+    );
+    family(
+        out,
+        "shardgate_config_applied_timestamp_seconds",
+        "gauge",
+        "When the running configuration was applied (start or last reload), unix seconds.",
+    );
+    sample(
+        out,
+        "shardgate_config_applied_timestamp_seconds",
+        &[],
+        reloads.applied_at_unix,
+    );
 }
 
 pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -307,6 +375,16 @@ fn sample_i64(out: &mut String, name: &str, v: i64) {
 
 fn histogram(out: &mut String, name: &str, provider: Option<&str>, h: &Latency, bounds: &[u64]) {
     let base: Vec<(&str, &str)> = provider.map(|p| ("provider", p)).into_iter().collect();
+    histogram_with(out, name, &base, h, bounds);
+}
+
+fn histogram_with(
+    out: &mut String,
+    name: &str,
+    base: &[(&str, &str)],
+    h: &Latency,
+    bounds: &[u64],
+) {
     let bucket = format!("{name}_bucket");
     let mut le = String::new();
     for bound in bounds.iter().map(Some).chain([None]) {
@@ -321,13 +399,101 @@ fn histogram(out: &mut String, name: &str, provider: Option<&str>, h: &Latency, 
                 h.count()
             }
         };
-        let mut labels = base.clone();
+        let mut labels = base.to_vec();
         labels.push(("le", &le));
         sample(out, &bucket, &labels, count);
     }
-    sample_start(out, &format!("{name}_sum"), &base);
+    sample_start(out, &format!("{name}_sum"), base);
     let _ = writeln!(out, "{}", h.sum_seconds());
-    sample(out, &format!("{name}_count"), &base, h.count());
+    sample(out, &format!("{name}_count"), base, h.count());
+}
+
+/// `gen_ai.client.operation.duration`'s advised bounds (µs): 10 ms doubling
+/// to 81.92 s.
+const GEN_AI_DURATION_BOUNDS_US: [u64; 14] = [
+    10_000, 20_000, 40_000, 80_000, 160_000, 320_000, 640_000, 1_280_000, 2_560_000, 5_120_000,
+    10_240_000, 20_480_000, 40_960_000, 81_920_000,
+];
+
+/// `gen_ai.server.time_to_first_token`'s advised bounds (µs): 1 ms to 10 s.
+const GEN_AI_TTFT_BOUNDS_US: [u64; 16] = [
+    1_000, 5_000, 10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 250_000, 500_000, 750_000,
+    1_000_000, 2_500_000, 5_000_000, 7_500_000, 10_000_000,
+];
+
+/// The GenAI operation a route is (`gen_ai.operation.name`'s values).
+fn gen_ai_operation(route: &str) -> &str {
+    match route {
+        "chat_completions" | "messages" | "responses" => "chat",
+        "completions" => "text_completion",
+        "embeddings" => "embeddings",
+        other => other,
+    }
+}
+
+/// The OpenTelemetry GenAI semantic conventions' metrics, beside ours and
+/// from the same counts, named as OpenTelemetry's Prometheus exporters
+/// name them (dots to underscores, the unit as a suffix).
+pub fn render_gen_ai(m: &MergedMetrics, out: &mut String) {
+    let name = "gen_ai_client_token_usage";
+    family(
+        out,
+        name,
+        "histogram",
+        "Tokens used per request (OpenTelemetry gen_ai.client.token.usage), by token type.",
+    );
+    let bucket = format!("{name}_bucket");
+    for ((route, provider, model), counts) in &m.token_usage {
+        for (kind, c) in ["input", "output"].iter().zip(counts) {
+            let base = [
+                ("gen_ai_operation_name", gen_ai_operation(route)),
+                ("gen_ai_provider_name", provider.as_ref()),
+                ("gen_ai_request_model", model.as_ref()),
+                ("gen_ai_token_type", kind),
+            ];
+            let mut cumulative = 0;
+            let mut le = itoa::Buffer::new();
+            for (i, n) in c.buckets.iter().enumerate() {
+                cumulative += n;
+                let bound = match super::metrics::TOKEN_BOUNDS.get(i) {
+                    Some(b) => le.format(*b),
+                    None => "+Inf",
+                };
+                let mut labels = base.to_vec();
+                labels.push(("le", bound));
+                sample(out, &bucket, &labels, cumulative);
+            }
+            sample(out, &format!("{name}_sum"), &base, c.sum);
+            sample(out, &format!("{name}_count"), &base, c.count());
+        }
+    }
+    let by_provider = [
+        (
+            "gen_ai_server_request_duration_seconds",
+            "Request duration at the gateway (OpenTelemetry gen_ai.server.request.duration).",
+            &m.request_duration,
+            &GEN_AI_DURATION_BOUNDS_US[..],
+        ),
+        (
+            "gen_ai_client_operation_duration_seconds",
+            "Upstream call duration, the gateway as the provider's client \
+             (OpenTelemetry gen_ai.client.operation.duration).",
+            &m.upstream_duration,
+            &GEN_AI_DURATION_BOUNDS_US[..],
+        ),
+        (
+            "gen_ai_server_time_to_first_token_seconds",
+            "Time to the first streamed token (OpenTelemetry gen_ai.server.time_to_first_token).",
+            &m.stream_ttft,
+            &GEN_AI_TTFT_BOUNDS_US[..],
+        ),
+    ];
+    for (name, help, hists, bounds) in by_provider {
+        family(out, name, "histogram", help);
+        for (provider, h) in hists {
+            histogram_with(out, name, &[("gen_ai_provider_name", provider)], h, bounds);
+        }
+    }
 }
 
 /// Writes `micros / 10^6` exactly, without trailing zeros.
