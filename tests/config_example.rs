@@ -26,6 +26,12 @@ fn example_config_parses_and_validates() {
     assert_eq!(config.state.flush_interval_ms, d.state.flush_interval_ms);
 
     assert_eq!(config.server.listen, d.server.listen);
+    let (log, dlog) = (&config.access_log, &d.access_log);
+    assert_eq!(
+        (&log.target, &log.path, log.max_bytes, log.keep),
+        (&dlog.target, &dlog.path, dlog.max_bytes, dlog.keep)
+    );
+    assert_eq!(config.admin.listen, d.admin.listen);
     assert_eq!(config.limits.max_body_bytes, d.limits.max_body_bytes);
     assert_eq!(config.limits.max_head_bytes, d.limits.max_head_bytes);
     assert_eq!(config.limits.max_headers, d.limits.max_headers);
