@@ -18,8 +18,8 @@ use shardgate::proxy::ROUTE_NAMES;
 use shardgate::server::spawn_shards;
 use shardgate::shard::{allowed_cores, Control, Gateway, ShardSetup};
 use shardgate::telemetry::{
-    init_log, log_error, log_event, log_info, log_warn, notify, AccessLog, AccessLogOptions,
-    Field, LabelTable, Level, LogFormat, LogTarget,
+    init_log, log_error, log_event, log_info, log_warn, notify, AccessLog, AccessLogOptions, Field,
+    LabelTable, Level, LogFormat, LogTarget,
 };
 
 #[global_allocator]
@@ -169,7 +169,10 @@ fn run(
             ("pid", Field::U64(std::process::id().into())),
             ("config", Field::Str(&config_path)),
         ],
-        Some(format_args!("shardgate {} starting", env!("CARGO_PKG_VERSION"))),
+        Some(format_args!(
+            "shardgate {} starting",
+            env!("CARGO_PKG_VERSION")
+        )),
     );
     // Signals are taken by the main thread only: block them before any
     // shard thread exists so the threads inherit the mask.
@@ -379,7 +382,10 @@ impl Reloader {
             Ok(applied) => log_event(
                 Level::Info,
                 "reload",
-                &[("outcome", Field::Str("applied")), ("generation", generation)],
+                &[
+                    ("outcome", Field::Str("applied")),
+                    ("generation", generation),
+                ],
                 Some(format_args!("{applied}")),
             ),
             Err(why) => log_event(

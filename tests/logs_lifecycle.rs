@@ -68,9 +68,15 @@ fn json_lines_name_each_lifecycle_event() {
     }
 
     let admin_addr = format!("127.0.0.1:{admin}").parse().unwrap();
-    assert_eq!(admin_request(admin_addr, "POST", "/admin/reload", &[]).0, 200);
+    assert_eq!(
+        admin_request(admin_addr, "POST", "/admin/reload", &[]).0,
+        200
+    );
     gw.rewrite_config("this is not toml");
-    assert_eq!(admin_request(admin_addr, "POST", "/admin/reload", &[]).0, 422);
+    assert_eq!(
+        admin_request(admin_addr, "POST", "/admin/reload", &[]).0,
+        422
+    );
     gw.signal(libc::SIGTERM);
     assert!(gw.wait_exit(Duration::from_secs(10)).is_some());
 
@@ -168,7 +174,11 @@ fn under_journald_lines_have_a_priority_and_no_timestamp() {
     let log = run_with_journal_stream(|m| format!("{}:{}", m.dev(), m.ino() + 1));
     let first = log.lines().next().unwrap();
     assert!(!first.starts_with('<'), "{first}");
-    assert_eq!(first.as_bytes()[4], b'-', "an RFC 3339 timestamp first: {first}");
+    assert_eq!(
+        first.as_bytes()[4],
+        b'-',
+        "an RFC 3339 timestamp first: {first}"
+    );
     assert!(first.contains("Z shardgate info: event=start"), "{first}");
 }
 

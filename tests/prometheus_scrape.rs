@@ -94,11 +94,13 @@ fn promtool_lints_a_real_scrape_clean() {
         );
     }
     // The configured model's name, not `other`.
-    assert!(common::sample(
-        text,
-        "shardgate_requests_total",
-        &["model=\"assistant\"", "status=\"200\""]
-    ) >= 3.0);
+    assert!(
+        common::sample(
+            text,
+            "shardgate_requests_total",
+            &["model=\"assistant\"", "status=\"200\""]
+        ) >= 3.0
+    );
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -118,7 +120,10 @@ fn promtool_lints_a_real_scrape_clean() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\n{text}");
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{text}"
+    );
 }
 
 /// Every metric name a PromQL expression mentions (the identifiers in the
@@ -292,7 +297,10 @@ fn a_real_prometheus_scrapes_the_gateway() {
     );
     let mut prom = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.0.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.0.join("prometheus.log")).unwrap())

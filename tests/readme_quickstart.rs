@@ -19,7 +19,9 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The README's section from `heading` to the next `## `.
 fn section(heading: &str) -> String {
     let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
-    let start = readme.find(heading).unwrap_or_else(|| panic!("no {heading}"));
+    let start = readme
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading}"));
     let rest = &readme[start + heading.len()..];
     rest[..rest.find("\n## ").unwrap_or(rest.len())].to_string()
 }
@@ -104,8 +106,13 @@ fn the_offline_quick_start_answers_every_example() {
         .replace("127.0.0.1:9090", &admin.to_string());
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = config.replace("127.0.0.1:8080", &addr.to_string());
-    let gw = Gateway::spawn_at(&GatewayOpts::config(Driver::IoUring, config), addr, &[], &[])
-        .unwrap();
+    let gw = Gateway::spawn_at(
+        &GatewayOpts::config(Driver::IoUring, config),
+        addr,
+        &[],
+        &[],
+    )
+    .unwrap();
 
     // Each curl example: its path, headers and body as written.
     let curls: Vec<&String> = sh.iter().filter(|b| b.starts_with("curl ")).collect();

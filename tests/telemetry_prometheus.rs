@@ -384,9 +384,16 @@ fn renders_merged_shards_that_parse_back() {
         )
     };
     assert_eq!((tokens("input", "64"), tokens("input", "256")), (0.0, 60.0));
-    assert_eq!((tokens("output", "16"), tokens("output", "64")), (0.0, 60.0));
+    assert_eq!(
+        (tokens("output", "16"), tokens("output", "64")),
+        (0.0, 60.0)
+    );
     assert_eq!(tokens("input", "+Inf"), 60.0);
-    let genai_sum = find(&s, "gen_ai_client_token_usage_sum", &[("gen_ai_token_type", "input")]);
+    let genai_sum = find(
+        &s,
+        "gen_ai_client_token_usage_sum",
+        &[("gen_ai_token_type", "input")],
+    );
     assert_eq!(genai_sum.len(), 1);
     assert_eq!(genai_sum[0].value, 6000.0);
     let ttft_le = |le| {

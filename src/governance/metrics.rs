@@ -107,7 +107,10 @@ fn render_budgets(table: &Table, out: &mut String) {
     for k in table.keys() {
         if let Some(budget) = k.limits.budget_nanos {
             let spent = k.ledger.lock().spent_nanos(&k.limits, now);
-            let team = k.team.as_ref().map_or(String::new(), |t| t.spec.name.clone());
+            let team = k
+                .team
+                .as_ref()
+                .map_or(String::new(), |t| t.spec.name.clone());
             rows.push(("key", k.spec.name.clone(), team, budget, spent));
         }
     }

@@ -19,11 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::log_file::LogSink;
 pub use super::log_file::LogTarget;
-use crate::civil::civil_from_days;
 
 /// Batching and queueing limits.
 #[derive(Clone, Copy, Debug)]
@@ -86,7 +85,7 @@ impl AccessRecord<'_> {
     pub fn write_json(&self, out: &mut Vec<u8>) {
         use crate::json::push_json_string as string;
         out.extend_from_slice(b"{\"ts\":\"");
-        push_rfc3339(out, self.time);
+        crate::civil::push_rfc3339_millis(out, self.time);
         out.extend_from_slice(b"\",\"request_id\":");
         string(out, self.request_id);
         out.extend_from_slice(b",\"key_id\":");
@@ -166,29 +165,6 @@ fn push_fixed(out: &mut Vec<u8>, v: u64, scale: u64, digits: usize) {
     let s = buf.format(frac).as_bytes();
     out.extend(std::iter::repeat_n(b'0', digits - s.len()));
     out.extend_from_slice(s);
-}
-
-/// `2024-05-01T12:34:56.789Z` (UTC, milliseconds).
-pub(super) fn push_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (y, m, day) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    let mut b = *b"0000-00-00T00:00:00.000Z";
-    let mut put = |at: usize, width: usize, mut v: u64| {
-        for i in (at..at + width).rev() {
-            b[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-    };
-    put(0, 4, y as u64);
-    put(5, 2, m as u64);
-    put(8, 2, day as u64);
-    put(11, 2, rem / 3600);
-    put(14, 2, rem / 60 % 60);
-    put(17, 2, rem % 60);
-    put(20, 3, d.subsec_millis() as u64);
-    out.extend_from_slice(&b);
 }
 
 struct Batch {
@@ -380,9 +356,9 @@ mod tests {
 
     fn ts(secs: u64, millis: u32) -> String {
         let mut out = Vec::new();
-        push_rfc3339(
+        crate::civil::push_rfc3339_millis(
             &mut out,
-            UNIX_EPOCH + Duration::new(secs, millis * 1_000_000),
+            std::time::UNIX_EPOCH + Duration::new(secs, millis * 1_000_000),
         );
         String::from_utf8(out).unwrap()
     }

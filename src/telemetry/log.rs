@@ -295,7 +295,7 @@ fn push_json_str(out: &mut String, s: &str) {
 
 fn push_time(out: &mut String, now: SystemTime) {
     let mut b = Vec::with_capacity(24);
-    super::access_log::push_rfc3339(&mut b, now);
+    crate::civil::push_rfc3339_millis(&mut b, now);
     out.push_str(&String::from_utf8_lossy(&b));
 }
 
@@ -356,7 +356,12 @@ mod tests {
 
     fn line(settings: LogSettings, l: &Line<'_>) -> String {
         let mut out = String::new();
-        render(&mut out, &settings, UNIX_EPOCH + Duration::from_millis(1_500), l);
+        render(
+            &mut out,
+            &settings,
+            UNIX_EPOCH + Duration::from_millis(1_500),
+            l,
+        );
         out
     }
 

@@ -270,8 +270,8 @@ impl Usage {
 /// The upper bounds of `gen_ai.client.token.usage`'s buckets, as the
 /// OpenTelemetry GenAI conventions advise: powers of 4 from 1 to 4^13.
 pub const TOKEN_BOUNDS: [u64; 14] = [
-    1, 4, 16, 64, 256, 1_024, 4_096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304,
-    16_777_216, 67_108_864,
+    1, 4, 16, 64, 256, 1_024, 4_096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216,
+    67_108_864,
 ];
 
 /// Tokens per request in [`TOKEN_BOUNDS`]' buckets (not cumulative; the
@@ -288,7 +288,7 @@ impl TokenCounts {
     pub fn record(&mut self, tokens: u64) {
         let bucket = match tokens {
             0 | 1 => 0,
-            t => ((64 - (t - 1).leading_zeros() as usize) + 1) / 2,
+            t => (64 - (t - 1).leading_zeros() as usize).div_ceil(2),
         };
         self.buckets[bucket.min(TOKEN_BOUNDS.len())] += 1;
         self.sum = self.sum.saturating_add(tokens);
@@ -305,6 +305,12 @@ impl TokenCounts {
         self.sum = self.sum.saturating_add(o.sum);
     }
 }
+
+/// A request's input and output tokens, counted apart.
+pub type InputOutput = [TokenCounts; 2];
+
+/// (route, provider, model) label values.
+pub type RouteProviderModel = (Arc<str>, Arc<str>, Arc<str>);
 
 /// What the proxy knows about one finished request.
 #[derive(Clone, Copy, Debug)]
@@ -560,7 +566,7 @@ pub struct MergedMetrics {
     /// (provider, model) → usage.
     pub usage: BTreeMap<(Arc<str>, Arc<str>), Usage>,
     /// (route, provider, model) → input and output tokens per request.
-    pub token_usage: BTreeMap<(Arc<str>, Arc<str>, Arc<str>), [TokenCounts; 2]>,
+    pub token_usage: BTreeMap<RouteProviderModel, InputOutput>,
     /// By provider.
     pub request_duration: BTreeMap<Arc<str>, Latency>,
     pub upstream_duration: BTreeMap<Arc<str>, Latency>,

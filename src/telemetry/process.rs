@@ -59,7 +59,9 @@ pub fn parse_boot_time(text: &str) -> Option<u64> {
 /// The soft limit of `Max open files` in `/proc/self/limits`.
 pub fn parse_max_fds(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("Max open files"))?;
-    let soft = line["Max open files".len()..].split_ascii_whitespace().next()?;
+    let soft = line["Max open files".len()..]
+        .split_ascii_whitespace()
+        .next()?;
     soft.parse().ok()
 }
 
@@ -82,9 +84,7 @@ impl ProcessStats {
         let ticks = (ticks > 0).then_some(ticks as f64);
         let page = (page > 0).then_some(page as u64);
         ProcessStats {
-            cpu_seconds: stat
-                .zip(ticks)
-                .map(|(s, t)| (s.utime + s.stime) as f64 / t),
+            cpu_seconds: stat.zip(ticks).map(|(s, t)| (s.utime + s.stime) as f64 / t),
             resident_bytes: stat.zip(page).map(|(s, p)| s.rss_pages * p),
             virtual_bytes: stat.map(|s| s.vsize),
             start_time_seconds: match (stat, ticks, boot) {
@@ -186,7 +186,10 @@ mod tests {
                       Max cpu time              unlimited            unlimited            seconds   \n\
                       Max open files            1048576              1048576              files     \n";
         assert_eq!(parse_max_fds(limits), Some(1048576));
-        assert_eq!(parse_max_fds("Max open files unlimited unlimited files"), None);
+        assert_eq!(
+            parse_max_fds("Max open files unlimited unlimited files"),
+            None
+        );
     }
 
     #[test]
