@@ -1,5 +1,5 @@
 //! The README's "Try it offline" as a user runs it: the bundled mock
-//! (`loadgen mock`), the gateway on `scripts/shardgate.starter.toml`, then
+//! (`loadgen mock`), the gateway on `scripts/shardgate.quickstart.toml`, then
 //! every example that follows: the curl bodies, sent as written, and the
 //! Python block, run with the official SDKs (skipped without them unless
 //! `SHARDGATE_REQUIRE_SDK=1`). Only the ports change, so tests can run side
@@ -78,7 +78,7 @@ fn the_offline_quick_start_answers_every_example() {
         sh[0]
     );
     assert!(
-        sh[0].contains("cargo run --release -- --config scripts/shardgate.starter.toml"),
+        sh[0].contains("cargo run --release -- --config scripts/shardgate.quickstart.toml"),
         "{}",
         sh[0]
     );
@@ -96,7 +96,7 @@ fn the_offline_quick_start_answers_every_example() {
 
     // The starter config with the ports moved (and only them).
     let starter =
-        std::fs::read_to_string(Path::new(ROOT).join("scripts/shardgate.starter.toml")).unwrap();
+        std::fs::read_to_string(Path::new(ROOT).join("scripts/shardgate.quickstart.toml")).unwrap();
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     for port in ["127.0.0.1:8000", "127.0.0.1:8080", "127.0.0.1:9090"] {
         assert!(starter.contains(port), "{port} not in the starter config");
