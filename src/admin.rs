@@ -186,7 +186,8 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
             respond(&mut stream, 200, "application/json", body.as_bytes())
         }
         (b"GET", b"/admin/status") => {
-            let (status, body) = crate::shard::render_status(&crate::shard::Status::of(&admin.control));
+            let (status, body) =
+                crate::shard::render_status(&crate::shard::Status::of(&admin.control));
             respond(&mut stream, status, "application/json", &body)
         }
         (b"GET", b"/health") => {

@@ -71,12 +71,25 @@ fn every_command_has_help_listing_what_it_takes() {
     for (args, says) in [
         (
             &["--help"][..],
-            &["check-config", "status", "keys", "--check-config", "--config"][..],
+            &[
+                "check-config",
+                "status",
+                "keys",
+                "--check-config",
+                "--config",
+            ][..],
         ),
         (&["check-config", "--help"], &["--config", "invalid"]),
         (
             &["status", "--help"],
-            &["--admin", "--json", "--config", "--timeout", "generation", "driver"],
+            &[
+                "--admin",
+                "--json",
+                "--config",
+                "--timeout",
+                "generation",
+                "driver",
+            ],
         ),
         (&["keys", "--help"], &["create", "list", "revoke"]),
         (
@@ -98,12 +111,22 @@ fn every_command_has_help_listing_what_it_takes() {
                 "--json",
             ],
         ),
-        (&["keys", "list", "--help"], &["--admin", "--token", "--json"]),
-        (&["keys", "revoke", "--help"], &["<ID>", "--admin", "--token"]),
+        (
+            &["keys", "list", "--help"],
+            &["--admin", "--token", "--json"],
+        ),
+        (
+            &["keys", "revoke", "--help"],
+            &["<ID>", "--admin", "--token"],
+        ),
     ] {
         let out = ok(&shardgate(args, &[]));
         for s in says {
-            assert!(out.contains(s), "`shardgate {}` lacks {s}:\n{out}", args.join(" "));
+            assert!(
+                out.contains(s),
+                "`shardgate {}` lacks {s}:\n{out}",
+                args.join(" ")
+            );
         }
     }
     // A missing argument is clap's usage error.
@@ -180,7 +203,8 @@ fn keys_created_listed_used_and_revoked_from_the_command_line() {
     assert!(row.contains("cli-key") && row.contains("100"), "{row}");
     assert!(out.contains("$5.00/month"), "{out}");
     assert!(!out.contains(&secret), "the list never shows a secret");
-    let list: Value = serde_json::from_str(&ok(&run(&with(&["keys", "list", "--json"]), &token))).unwrap();
+    let list: Value =
+        serde_json::from_str(&ok(&run(&with(&["keys", "list", "--json"]), &token))).unwrap();
     assert_eq!(list["data"].as_array().unwrap().len(), 2, "{list}");
 
     // The key works through the gateway at once, on either shard.
@@ -201,12 +225,19 @@ fn keys_created_listed_used_and_revoked_from_the_command_line() {
     // Twice: the API's own words, exit 1.
     let out = run(&with(&["keys", "revoke", &id]), &token);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&format!("no key with id `{id}`")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("no key with id `{id}`")),
+        "{}",
+        stderr(&out)
+    );
 
     // The token from --token, and from the gateway's config file.
     ok(&run(&with(&["keys", "list", "--token", ADMIN_TOKEN]), &[]));
     let conf = gw.config_path();
-    ok(&shardgate(&["keys", "list", "--config", conf.to_str().unwrap()], &[]));
+    ok(&shardgate(
+        &["keys", "list", "--config", conf.to_str().unwrap()],
+        &[],
+    ));
     ok(&shardgate(&["-c", conf.to_str().unwrap(), "status"], &[]));
 }
 
@@ -228,7 +259,10 @@ fn a_wrong_or_missing_token_is_refused_with_a_clear_line() {
     let out = shardgate(&["keys", "create", "--name", "x", "--admin", &admin], &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("needs its token") && err.contains("SHARDGATE_ADMIN_TOKEN"), "{err}");
+    assert!(
+        err.contains("needs its token") && err.contains("SHARDGATE_ADMIN_TOKEN"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -245,20 +279,32 @@ fn status_reports_ready_shards_drivers_and_generation_moves_on_reload() {
         let out = ok(&shardgate(&["status", "--admin", &admin_s], &[]));
         assert!(out.contains(": ready"), "{out}");
         assert!(out.contains("generation  0"), "{out}");
-        assert!(out.contains(&format!("shards      2: 2 {want_driver}")), "{out}");
+        assert!(
+            out.contains(&format!("shards      2: 2 {want_driver}")),
+            "{out}"
+        );
         assert!(out.contains("in flight   0"), "{out}");
-        let v: Value =
-            serde_json::from_str(&ok(&shardgate(&["status", "--admin", &admin_s, "--json"], &[])))
-                .unwrap();
+        let v: Value = serde_json::from_str(&ok(&shardgate(
+            &["status", "--admin", &admin_s, "--json"],
+            &[],
+        )))
+        .unwrap();
         assert_eq!(v["ready"], true, "{v}");
         assert_eq!(v["status"], "ready", "{v}");
         assert_eq!(v["generation"], 0, "{v}");
         assert_eq!(v["version"], env!("CARGO_PKG_VERSION"), "{v}");
         assert_eq!(v["shards"].as_array().unwrap().len(), 2, "{v}");
         assert_eq!(v["drivers"][want_driver], 2, "{v}");
-        assert!(v["shards"].as_array().unwrap().iter().all(|s| s["driver"] == want_driver));
+        assert!(v["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["driver"] == want_driver));
         assert!(v["uptime_s"].is_u64(), "{v}");
-        assert!(!v.to_string().contains(ADMIN_TOKEN), "no secrets in the status");
+        assert!(
+            !v.to_string().contains(ADMIN_TOKEN),
+            "no secrets in the status"
+        );
 
         // A reload moves the generation.
         gw.rewrite_config(&config(&mock, admin, "second"));
@@ -273,7 +319,11 @@ fn status_reports_ready_shards_drivers_and_generation_moves_on_reload() {
 fn admin_post(admin: SocketAddr, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(admin).unwrap();
-    write!(s, "POST {path} HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n").unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let status = out[9..12].parse().unwrap();
@@ -291,13 +341,20 @@ fn an_unreachable_admin_listener_is_exit_1_with_the_address() {
         let out = shardgate(args, &[]);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = stderr(&out);
-        assert!(err.contains(&format!("cannot reach the admin listener at {addr}")), "{err}");
+        assert!(
+            err.contains(&format!("cannot reach the admin listener at {addr}")),
+            "{err}"
+        );
         assert!(stdout(&out).is_empty(), "{}", stdout(&out));
     }
     // Not an address at all: said so, exit 1.
     let out = shardgate(&["status", "--admin", "nowhere"], &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("not an admin address"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not an admin address"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -316,6 +373,16 @@ fn check_config_subcommand_is_the_flag() {
         assert_eq!(stdout(&sub), stdout(&flag));
         assert_eq!(stderr(&sub), stderr(&flag));
     }
-    assert_eq!(shardgate(&["check-config", "-c", good.to_str().unwrap()], &[]).status.code(), Some(0));
-    assert_eq!(shardgate(&["check-config", "-c", bad.to_str().unwrap()], &[]).status.code(), Some(2));
+    assert_eq!(
+        shardgate(&["check-config", "-c", good.to_str().unwrap()], &[])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(
+        shardgate(&["check-config", "-c", bad.to_str().unwrap()], &[])
+            .status
+            .code(),
+        Some(2)
+    );
 }

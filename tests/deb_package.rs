@@ -63,7 +63,12 @@ fn text(out: &Output) -> String {
 fn build_deb(dir: &Path) -> PathBuf {
     let out = run(Command::new("sh")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/build-deb.sh"))
-        .args(["--binary", env!("CARGO_BIN_EXE_shardgate"), "--compress", "gzip"])
+        .args([
+            "--binary",
+            env!("CARGO_BIN_EXE_shardgate"),
+            "--compress",
+            "gzip",
+        ])
         .arg("--out")
         .arg(dir));
     let path = PathBuf::from(text(&out).lines().last().unwrap().trim());
@@ -106,7 +111,10 @@ fn the_deb_lists_its_files_and_control_fields() {
         ("-rw-r--r--", "./etc/shardgate/shardgate.toml"),
         ("-rw-------", "./etc/shardgate/shardgate.env"),
         ("-rw-r--r--", "./usr/share/doc/shardgate/copyright"),
-        ("-rw-r--r--", "./usr/share/doc/shardgate/changelog.Debian.gz"),
+        (
+            "-rw-r--r--",
+            "./usr/share/doc/shardgate/changelog.Debian.gz",
+        ),
         (
             "-rw-r--r--",
             "./usr/share/doc/shardgate/examples/shardgate.example.toml",
@@ -127,9 +135,12 @@ fn the_deb_lists_its_files_and_control_fields() {
 
     // Control fields and conffiles.
     let field = |name: &str| {
-        text(&run(Command::new("dpkg-deb").args(["-f"]).arg(&deb).arg(name)))
-            .trim()
-            .to_string()
+        text(&run(Command::new("dpkg-deb")
+            .args(["-f"])
+            .arg(&deb)
+            .arg(name)))
+        .trim()
+        .to_string()
     };
     assert_eq!(field("Package"), "shardgate");
     assert_eq!(field("Version"), format!("{}-1", env!("CARGO_PKG_VERSION")));
@@ -311,7 +322,16 @@ fn the_deb_installs_into_a_clean_root_and_starts() {
     .unwrap();
     std::fs::set_permissions(stub.join("systemctl"), PermissionsExt::from_mode(0o755)).unwrap();
     let host_before = host_accounts();
-    let host_state = Path::new("/var/lib/shardgate").exists();
+    let host_paths = [
+        "/var/lib/shardgate",
+        "/etc/shardgate",
+        "/etc/systemd/system/multi-user.target.wants/shardgate.service",
+        "/var/lib/systemd/deb-systemd-helper-enabled/shardgate.service.dsh-also",
+    ];
+    let host_had: Vec<bool> = host_paths
+        .iter()
+        .map(|p| std::fs::symlink_metadata(p).is_ok())
+        .collect();
 
     let deb_s = deb.to_str().unwrap();
     dpkg(&root, &stub, &["-i", deb_s]);
@@ -332,11 +352,19 @@ fn the_deb_installs_into_a_clean_root_and_starts() {
     let uid: u32 = fields[2].parse().unwrap();
     assert!(uid > 0 && uid < 1000, "a system uid: {user}");
     let group = std::fs::read_to_string(root.join("etc/group")).unwrap();
-    assert!(group.lines().any(|l| l.starts_with("shardgate:")), "{group}");
+    assert!(
+        group.lines().any(|l| l.starts_with("shardgate:")),
+        "{group}"
+    );
     let state = root.join("var/lib/shardgate");
     assert_eq!(mode(&state), 0o700);
     assert_eq!(std::fs::metadata(&state).unwrap().uid(), uid);
-    assert_eq!(std::fs::metadata(root.join("var/log/shardgate")).unwrap().uid(), uid);
+    assert_eq!(
+        std::fs::metadata(root.join("var/log/shardgate"))
+            .unwrap()
+            .uid(),
+        uid
+    );
     assert_eq!(mode(&root.join("etc/shardgate/shardgate.env")), 0o600);
     assert_eq!(mode(&root.join("usr/bin/shardgate")), 0o755);
 
@@ -384,13 +412,22 @@ fn the_deb_installs_into_a_clean_root_and_starts() {
 
     // A reinstall keeps an edited conffile (the admin's), and the state.
     let config = root.join("etc/shardgate/shardgate.toml");
-    let edited = format!("{}\n# edited by the admin\n", std::fs::read_to_string(&config).unwrap());
+    let edited = format!(
+        "{}\n# edited by the admin\n",
+        std::fs::read_to_string(&config).unwrap()
+    );
     std::fs::write(&config, &edited).unwrap();
     std::fs::write(state.join("marker"), "kept").unwrap();
     dpkg(&root, &stub, &["--force-confold", "-i", deb_s]);
     assert_eq!(std::fs::read_to_string(&config).unwrap(), edited);
     assert!(state.join("marker").exists());
-    assert_eq!(passwd.lines().filter(|l| l.starts_with("shardgate:")).count(), 1);
+    assert_eq!(
+        passwd
+            .lines()
+            .filter(|l| l.starts_with("shardgate:"))
+            .count(),
+        1
+    );
 
     // Remove: the binary goes, the conffiles and state stay, the unit is
     // masked (as dh_installsystemd leaves it); purge: all gone.
@@ -412,6 +449,15 @@ fn the_deb_installs_into_a_clean_root_and_starts() {
         "systemctl was called: {}",
         std::fs::read_to_string(&calls).unwrap_or_default()
     );
-    assert!(host_accounts() == host_before, "this system's /etc/passwd or /etc/group changed");
-    assert_eq!(Path::new("/var/lib/shardgate").exists(), host_state);
+    assert!(
+        host_accounts() == host_before,
+        "this system's /etc/passwd or /etc/group changed"
+    );
+    for (path, had) in host_paths.iter().zip(host_had) {
+        assert_eq!(
+            std::fs::symlink_metadata(path).is_ok(),
+            had,
+            "{path} changed here"
+        );
+    }
 }

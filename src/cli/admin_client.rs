@@ -62,15 +62,20 @@ impl fmt::Display for AdminError {
             AdminError::Connect { addr, source } => {
                 write!(f, "cannot reach the admin listener at {addr}: {source}")
             }
-            AdminError::Exchange { addr, source } if timed_out(source) => write!(
-                f,
-                "the admin listener at {addr} did not answer in time"
-            ),
+            AdminError::Exchange { addr, source } if timed_out(source) => {
+                write!(f, "the admin listener at {addr} did not answer in time")
+            }
             AdminError::Exchange { addr, source } => {
-                write!(f, "the exchange with the admin listener at {addr} failed: {source}")
+                write!(
+                    f,
+                    "the exchange with the admin listener at {addr} failed: {source}"
+                )
             }
             AdminError::Malformed { addr, why } => {
-                write!(f, "the admin listener at {addr} answered something unexpected: {why}")
+                write!(
+                    f,
+                    "the admin listener at {addr} answered something unexpected: {why}"
+                )
             }
         }
     }
@@ -219,7 +224,10 @@ fn complete_len(bytes: &[u8]) -> Option<usize> {
 }
 
 fn find_head_end(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+    bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
 }
 
 /// The head's Content-Length: `Ok(None)` without one.
@@ -345,9 +353,18 @@ mod tests {
             (b"SSH-2.0-OpenSSH\r\n", "not HTTP"),
             (b"HTTP/1.1 200 OK\r\ncontent-le", "inside its head"),
             (b"HTTP/1.1 2x0 OK\r\n\r\n", "status line"),
-            (b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{}", "2 of its 9"),
-            (b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n", "Content-Length of `x`"),
-            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", "chunked"),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{}",
+                "2 of its 9",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n",
+                "Content-Length of `x`",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+                "chunked",
+            ),
         ] {
             let e = parse_response(bytes).unwrap_err();
             assert!(e.contains(says), "{e} lacks {says}");

@@ -107,7 +107,13 @@ pub(super) fn run(action: KeysCommand, config: Option<&Path>) -> Result<ExitCode
         KeysCommand::Create(create) => {
             let client = connect(&create.admin, config)?;
             let body = create.body().to_string();
-            let v = call(&client, "POST", "/admin/keys", Some(body.as_bytes()), create.json)?;
+            let v = call(
+                &client,
+                "POST",
+                "/admin/keys",
+                Some(body.as_bytes()),
+                create.json,
+            )?;
             if !create.json {
                 print!("{}", created(&v));
             }
@@ -120,8 +126,14 @@ pub(super) fn run(action: KeysCommand, config: Option<&Path>) -> Result<ExitCode
             }
         }
         KeysCommand::Revoke { id, admin, json } => {
-            if id.is_empty() || id.bytes().any(|b| !b.is_ascii_graphic() || b"/?#%".contains(&b)) {
-                return Err(format!("`{id}` is not a key id (key_...; see `shardgate keys list`)"));
+            if id.is_empty()
+                || id
+                    .bytes()
+                    .any(|b| !b.is_ascii_graphic() || b"/?#%".contains(&b))
+            {
+                return Err(format!(
+                    "`{id}` is not a key id (key_...; see `shardgate keys list`)"
+                ));
             }
             let client = connect(&admin, config)?;
             call(&client, "DELETE", &format!("/admin/keys/{id}"), None, json)?;
@@ -205,11 +217,7 @@ fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
-        Value::Array(items) => items
-            .iter()
-            .map(text)
-            .collect::<Vec<_>>()
-            .join(","),
+        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
         v => v.to_string(),
     }
 }
@@ -331,8 +339,14 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines.len(), 3, "{t}");
         assert!(lines[0].starts_with("ID      NAME           TEAM"), "{t}");
-        assert!(lines[1].contains("$10.00/month") && lines[1].contains("$0.0012"), "{t}");
-        assert!(lines[2].contains("gpt-*,o1") && lines[2].contains("2027-01-01T00:00:00Z"), "{t}");
+        assert!(
+            lines[1].contains("$10.00/month") && lines[1].contains("$0.0012"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("gpt-*,o1") && lines[2].contains("2027-01-01T00:00:00Z"),
+            "{t}"
+        );
         // Columns start at the same offset on every line.
         let col = lines[0].find("NAME").unwrap();
         assert_eq!(&lines[2][col..col + 13], "a longer name");

@@ -201,7 +201,11 @@ fn api_message(body: &[u8]) -> String {
             .unwrap_or("no message")
             .to_string(),
         Some(serde_json::Value::String(s)) => s.clone(),
-        _ => String::from_utf8_lossy(body).trim().chars().take(300).collect(),
+        _ => String::from_utf8_lossy(body)
+            .trim()
+            .chars()
+            .take(300)
+            .collect(),
     }
 }
 

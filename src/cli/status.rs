@@ -11,15 +11,16 @@ use super::{api_message, AdminClient};
 
 pub(super) fn run(client: &AdminClient, json: bool) -> Result<ExitCode, String> {
     let addr = client.addr();
-    let answer = client
-        .request("GET", "/admin/status", None)
-        .map_err(|e| match e.is_unreachable() {
-            true => format!(
-                "{e}\n  is the gateway running, with admin.listen at this address? \
+    let answer =
+        client
+            .request("GET", "/admin/status", None)
+            .map_err(|e| match e.is_unreachable() {
+                true => format!(
+                    "{e}\n  is the gateway running, with admin.listen at this address? \
                  (choose another with --admin ADDR or --config PATH)"
-            ),
-            false => e.to_string(),
-        })?;
+                ),
+                false => e.to_string(),
+            })?;
     let status: Value = match (answer.status, serde_json::from_slice(&answer.body)) {
         (200 | 503, Ok(v @ Value::Object(_))) => v,
         (404, _) => {
@@ -53,12 +54,7 @@ pub(super) fn run(client: &AdminClient, json: bool) -> Result<ExitCode, String> 
 
 /// `1h 02m 03s`, `4m 05s`, `7s`.
 fn duration(secs: u64) -> String {
-    let (d, h, m, s) = (
-        secs / 86_400,
-        secs / 3600 % 24,
-        secs / 60 % 60,
-        secs % 60,
-    );
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     match (d, h, m) {
         (0, 0, 0) => format!("{s}s"),
         (0, 0, _) => format!("{m}m {s:02}s"),
@@ -126,7 +122,10 @@ mod tests {
             ]
         });
         let s = summary(&v, "127.0.0.1:9090");
-        assert!(s.starts_with("shardgate 0.1.0 at 127.0.0.1:9090: ready\n"), "{s}");
+        assert!(
+            s.starts_with("shardgate 0.1.0 at 127.0.0.1:9090: ready\n"),
+            "{s}"
+        );
         assert!(s.contains("uptime      1h 02m 03s"), "{s}");
         assert!(s.contains("generation  2 "), "{s}");
         assert!(s.contains("in flight   1\n"), "{s}");

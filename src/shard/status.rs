@@ -69,13 +69,7 @@ impl Status {
 /// The status as `GET /admin/status` answers it: 200 when ready, else 503
 /// (so a probe can use it as is), and the JSON body either way.
 pub fn render_status(status: &Status) -> (u16, Vec<u8>) {
-    let count = |d: Driver| {
-        status
-            .shards
-            .iter()
-            .filter(|s| s.driver == Some(d))
-            .count()
-    };
+    let count = |d: Driver| status.shards.iter().filter(|s| s.driver == Some(d)).count();
     let shards: Vec<serde_json::Value> = status
         .shards
         .iter()
@@ -133,7 +127,10 @@ mod tests {
 
     #[test]
     fn ready_when_every_shard_has_a_driver() {
-        let (code, v) = json(&status(&[Some(Driver::IoUring), Some(Driver::Epoll)], false));
+        let (code, v) = json(&status(
+            &[Some(Driver::IoUring), Some(Driver::Epoll)],
+            false,
+        ));
         assert_eq!(code, 200);
         assert_eq!(v["status"], "ready");
         assert_eq!(v["ready"], true);
@@ -150,7 +147,10 @@ mod tests {
     #[test]
     fn starting_and_draining_are_not_ready() {
         let (code, v) = json(&status(&[Some(Driver::IoUring), None], false));
-        assert_eq!((code, &v["status"], &v["ready"]), (503, &"starting".into(), &false.into()));
+        assert_eq!(
+            (code, &v["status"], &v["ready"]),
+            (503, &"starting".into(), &false.into())
+        );
         assert_eq!(v["shards"][1]["driver"], serde_json::Value::Null);
         let (code, v) = json(&status(&[Some(Driver::IoUring)], true));
         assert_eq!((code, &v["status"]), (503, &"draining".into()));
