@@ -228,9 +228,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
             );
             if let Some(p) = &mut planned {
                 let now = crate::governance::unix_now();
-                if let Some((hit, age)) =
-                    lookup::find(gw, p, (&outcome.model, body_bytes), now).await
-                {
+                if let Some((hit, age)) = lookup::find(gw, p, (&outcome.model, body_bytes), now).await {
                     attempts.side.report.status = 200;
                     attempts.side.report.streamed = hit.streams;
                     attempts.side.report.usage = Some(hit.usage(gw));
