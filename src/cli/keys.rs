@@ -206,10 +206,14 @@ fn created(v: &Value) -> String {
 }
 
 fn usd(v: &Value) -> Option<String> {
-    v.as_f64().map(|usd| match usd {
-        u if u == 0.0 => "$0".to_string(),
-        u if u < 0.01 => format!("${u:.4}"),
-        u => format!("${u:.2}"),
+    v.as_f64().map(|u| {
+        if u == 0.0 {
+            "$0".to_string()
+        } else if u < 0.01 {
+            format!("${u:.4}")
+        } else {
+            format!("${u:.2}")
+        }
     })
 }
 

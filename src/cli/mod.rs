@@ -67,7 +67,7 @@ pub enum Command {
 #[derive(Clone, Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a key and print its secret (shown this once)
-    Create(keys::CreateKey),
+    Create(Box<keys::CreateKey>),
     /// List the keys with their limits, spend and requests
     List {
         #[command(flatten)]
