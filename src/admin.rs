@@ -1,6 +1,7 @@
 //! The admin listener: `GET /metrics` (Prometheus text merged from every
 //! shard's snapshot), `POST /admin/reload` (the same reload as SIGHUP,
-//! answered with its outcome), `GET /health`, and the key and team
+//! answered with its outcome), `GET /health`, `GET /admin/status` (ready,
+//! shards and their drivers, generation, in flight: `shard::status`), and the key and team
 //! endpoints (`governance::handle_admin`, behind the admin token). It runs on a thread of its
 //! own, off the shards, serving one short connection at a time: it is for
 //! operators and scrapers, not traffic. It sits above `shard` and
@@ -186,6 +187,11 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
             };
             let body = format!("{{\"purged\":{purged}{shared}}}");
             respond(&mut stream, 200, "application/json", body.as_bytes())
+        }
+        (b"GET", b"/admin/status") => {
+            let (status, body) =
+                crate::shard::render_status(&crate::shard::Status::of(&admin.control));
+            respond(&mut stream, status, "application/json", &body)
         }
         (b"GET", b"/health") => {
             respond(&mut stream, 200, "application/json", b"{\"status\":\"ok\"}")

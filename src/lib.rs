@@ -10,6 +10,7 @@ pub mod api;
 pub mod buf;
 pub mod cache;
 pub mod civil;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod governance;

@@ -26,9 +26,14 @@ use shardgate::telemetry::{
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// shardgate — a thread-per-core LLM gateway (OpenAI-compatible)
+///
+/// Without a command it runs the gateway; the commands are an operator's
+/// chores (each has --help).
 #[derive(Clone, Parser)]
 #[command(name = "shardgate", version, args_override_self = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<shardgate::cli::Command>,
     /// TOML config file (default: none; providers from the environment,
     /// e.g. OPENAI_API_KEY and OPENAI_BASE_URL)
     #[arg(short = 'c', long, value_name = "PATH")]
@@ -92,13 +97,22 @@ fn main() -> ExitCode {
     }
     // `--help` and `--version` exit 0 on stdout; a bad argument exits 2
     // with clap's message on stderr.
-    let args = Args::parse();
+    let mut args = Args::parse();
     match log_settings(&args) {
         Ok((format, level)) => init_log(format, level),
         Err(e) => {
             eprintln!("shardgate: {e}");
             return ExitCode::from(2);
         }
+    }
+    match args.command.take() {
+        // The same as --check-config, with the same config load.
+        Some(shardgate::cli::Command::CheckConfig { config }) => {
+            args.config = config.or(args.config);
+            args.check_config = true;
+        }
+        Some(chore) => return shardgate::cli::run(chore, args.config.as_deref()),
+        None => {}
     }
     let (config, tls_key) = match load_config(&args).and_then(|c| {
         let key = load_tls_key(&c)?;

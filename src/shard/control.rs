@@ -6,9 +6,9 @@
 //! a line that rarely changes), and each shard writes only its own padded
 //! counter and its own snapshot slot.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cache::partitioned::Partitioned;
 use crate::cache::semantic_tier::SemanticTier;
@@ -16,6 +16,7 @@ use crate::cache::shared::SharedTier;
 use crate::config::Config;
 use crate::governance::Governance;
 use crate::providers::router::Router;
+use crate::runtime::Driver;
 use crate::telemetry::MetricsSnapshot;
 
 /// What every shard reads: the validated config and the routes built from it.
@@ -85,6 +86,11 @@ pub struct Control {
     /// Reloads applied and refused, and when the running configuration
     /// was applied (unix seconds).
     reloads: ([AtomicU64; 2], AtomicU64),
+    /// Each shard's driver once it accepts (0 until then; see
+    /// [`Control::driver`]), written once by that shard.
+    drivers: Vec<AtomicU8>,
+    /// When this control was made: the process's start, near enough.
+    started: Instant,
 }
 
 /// A counter alone on its cache line, so shards never share one.
@@ -114,7 +120,50 @@ impl Control {
                 [AtomicU64::new(0), AtomicU64::new(0)],
                 AtomicU64::new(crate::governance::unix_now()),
             ),
+            drivers: (0..shards).map(|_| AtomicU8::new(0)).collect(),
+            started: Instant::now(),
         })
+    }
+
+    /// Shard `id` runs on `driver` and is about to accept.
+    pub(super) fn set_driver(&self, id: usize, driver: Driver) {
+        let code = match driver {
+            Driver::IoUring => 1,
+            Driver::Epoll => 2,
+        };
+        if let Some(slot) = self.drivers.get(id) {
+            slot.store(code, Ordering::Release);
+        }
+    }
+
+    /// Shard `id`'s driver; `None` while it has not started.
+    pub fn driver(&self, id: usize) -> Option<Driver> {
+        match self.drivers.get(id)?.load(Ordering::Acquire) {
+            1 => Some(Driver::IoUring),
+            2 => Some(Driver::Epoll),
+            _ => None,
+        }
+    }
+
+    pub fn shards(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Reloads published since start (0 before the first).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Requests being served by shard `id`.
+    pub fn shard_in_flight(&self, id: usize) -> usize {
+        self.in_flight
+            .get(id)
+            .map_or(0, |c| c.0.load(Ordering::Acquire))
+    }
+
+    /// How long since this control was made (the gateway's start).
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// Asks every shard for a metrics snapshot and waits (up to `timeout`)
@@ -144,12 +193,6 @@ impl Control {
     pub fn publish(&self, gateway: Arc<Gateway>) {
         *self.next.lock().unwrap_or_else(|e| e.into_inner()) = gateway;
         self.generation.fetch_add(1, Ordering::Release);
-    }
-
-    /// The configuration generation: 0 at start, one more per reload
-    /// applied.
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
     }
 
     /// Counts a reload's outcome (a refused one changes nothing else).

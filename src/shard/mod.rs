@@ -12,6 +12,7 @@ mod control;
 mod generation;
 mod give_back;
 mod housekeeping;
+mod status;
 mod topology;
 
 use std::cell::{Cell, RefCell};
@@ -26,6 +27,7 @@ pub use catch_panic::{panic_message, CatchPanic};
 pub use control::{Control, Gateway};
 pub use generation::{Generation, ModelState, UpstreamSlot};
 pub use housekeeping::housekeeping;
+pub use status::{render_status, ShardStatus, Status};
 pub use topology::{allowed_cores, CoreId};
 
 /// What a shard gets from start-up besides its listener.
@@ -59,6 +61,7 @@ impl Shard {
     pub fn new(id: usize, driver: Driver, control: Arc<Control>, setup: ShardSetup) -> Shard {
         let current_no = control.generation.load(Ordering::Acquire);
         let current = Rc::new(Generation::new(control.current(), None));
+        control.set_driver(id, driver);
         Shard {
             id,
             driver,
