@@ -18,6 +18,9 @@ use crate::http1::parse::{parse_request, HeadLimits, Parsed, RequestHead};
 use crate::shard::Control;
 use crate::telemetry::{log_error, prometheus, MergedMetrics};
 
+/// The dashboard: `GET /` (the page) and `GET /admin/stats` (what it polls).
+mod dashboard;
+
 /// The largest admin request body (a key or team object).
 const MAX_BODY: usize = 64 * 1024;
 
@@ -40,6 +43,7 @@ pub struct Admin {
 pub fn spawn_admin(addr: SocketAddr, admin: Admin) -> io::Result<SocketAddr> {
     let listener = crate::net::bind_admin(addr)?;
     let bound = listener.local_addr()?;
+    dashboard::mark_start();
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || {
@@ -193,6 +197,11 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
                 crate::shard::render_status(&crate::shard::Status::of(&admin.control));
             respond(&mut stream, status, "application/json", &body)
         }
+        (b"GET", b"/admin/stats") => {
+            let body = dashboard::stats_body(admin, &config);
+            respond(&mut stream, 200, "application/json", &body)
+        }
+        (b"GET", b"/" | b"/dashboard") => dashboard::respond_page(&mut stream),
         (b"GET", b"/health") => {
             respond(&mut stream, 200, "application/json", b"{\"status\":\"ok\"}")
         }

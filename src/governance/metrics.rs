@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::{Map, Value};
+
 use super::ledger::Totals;
 use super::Table;
 use crate::telemetry::prometheus::{family, sample, sample_start};
@@ -16,8 +18,9 @@ use crate::telemetry::prometheus::{family, sample, sample_start};
 /// Keys named in the metrics; the rest are `other`.
 pub const NAMED_KEYS: usize = 100;
 
-/// Appends the governance families (nothing when there are no keys).
-pub fn render(table: &Table, out: &mut String) {
+/// (key label, team) → summed totals: the [`NAMED_KEYS`] busiest keys by
+/// name, the rest as `other` (their teams kept).
+pub fn rows(table: &Table) -> BTreeMap<(String, String), Totals> {
     let mut keys: Vec<(String, String, Totals)> = table
         .keys()
         .iter()
@@ -29,11 +32,7 @@ pub fn render(table: &Table, out: &mut String) {
             (k.spec.name.clone(), team, k.ledger.lock().totals)
         })
         .collect();
-    if keys.is_empty() {
-        return;
-    }
     keys.sort_by(|a, b| b.2.requests.cmp(&a.2.requests).then_with(|| a.0.cmp(&b.0)));
-    // (key label, team) → summed totals.
     let mut rows: BTreeMap<(String, String), Totals> = BTreeMap::new();
     for (i, (name, team, t)) in keys.into_iter().enumerate() {
         let name = if i < NAMED_KEYS { name } else { "other".into() };
@@ -44,6 +43,50 @@ pub fn render(table: &Table, out: &mut String) {
         row.input_tokens += t.input_tokens;
         row.output_tokens += t.output_tokens;
         row.spent_nanos += t.spent_nanos;
+    }
+    rows
+}
+
+fn totals_json(t: &Totals, out: &mut Map<String, Value>) {
+    out.insert("requests".into(), t.requests.into());
+    out.insert("rate_limited".into(), t.rate_limited.into());
+    out.insert("budget_exceeded".into(), t.over_budget.into());
+    out.insert("input_tokens".into(), t.input_tokens.into());
+    out.insert("output_tokens".into(), t.output_tokens.into());
+    out.insert("spend_usd".into(), (t.spent_nanos as f64 / 1e9).into());
+}
+
+/// The governance part of `/admin/stats`: the same rows as the metrics
+/// (names, never ids or secrets), and each team's totals.
+pub fn stats(table: &Table) -> (Value, Value) {
+    let keys = rows(table)
+        .iter()
+        .map(|((key, team), t)| {
+            let mut o = Map::new();
+            o.insert("key".into(), key.as_str().into());
+            o.insert("team".into(), team.as_str().into());
+            totals_json(t, &mut o);
+            Value::Object(o)
+        })
+        .collect();
+    let teams = table
+        .teams()
+        .iter()
+        .map(|t| {
+            let mut o = Map::new();
+            o.insert("team".into(), t.spec.name.as_str().into());
+            totals_json(&t.ledger.lock().totals, &mut o);
+            Value::Object(o)
+        })
+        .collect();
+    (keys, teams)
+}
+
+/// Appends the governance families (nothing when there are no keys).
+pub fn render(table: &Table, out: &mut String) {
+    let rows = rows(table);
+    if rows.is_empty() {
+        return;
     }
     family(
         out,

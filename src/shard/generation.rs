@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use super::Gateway;
 use crate::providers::router::{Deployment, Router};
+use crate::telemetry::health::{BreakerState, DeploymentHealth};
 use crate::upstream::balance::{Balancer, ShardRng};
 use crate::upstream::breaker::Breaker;
 use crate::upstream::retry::RetryPolicy;
@@ -117,6 +118,39 @@ impl Generation {
             retry,
             rng: ShardRng::new(seed),
         }
+    }
+
+    /// Each deployment's breaker state, in-flight count and latency on this
+    /// shard, for a metrics snapshot (built when a scrape asks, off the
+    /// request path).
+    pub fn deployment_health(&self) -> Vec<DeploymentHealth> {
+        let router = &self.gateway.router;
+        let mut rows = Vec::new();
+        for (route, state) in router.model_routes.iter().zip(&self.models) {
+            let model: Arc<str> = Arc::from(route.name.as_str());
+            for (i, (d, breaker)) in route.deployments.iter().zip(&state.breakers).enumerate() {
+                let breaker = if breaker.is_half_open() {
+                    BreakerState::HalfOpen
+                } else if breaker.is_ejected() {
+                    BreakerState::Ejected
+                } else {
+                    BreakerState::Closed
+                };
+                rows.push(DeploymentHealth {
+                    model: model.clone(),
+                    index: i.min(u16::MAX as usize) as u16,
+                    provider: Arc::from(router.providers[d.provider].name.as_str()),
+                    upstream_model: Arc::from(d.upstream_model.as_str()),
+                    breaker,
+                    in_flight: state.balancer.in_flight(i),
+                    latency_us: state
+                        .balancer
+                        .last_latency(i)
+                        .map(|l| u64::try_from(l.as_micros()).unwrap_or(u64::MAX)),
+                });
+            }
+        }
+        rows
     }
 
     /// Takes one of the `limits.max_in_flight_per_upstream` slots for

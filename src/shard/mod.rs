@@ -87,7 +87,8 @@ impl Shard {
         let slot = &self.control.snapshots[self.id];
         let answered = slot.lock().map(|s| s.0).unwrap_or(u64::MAX);
         if answered < wanted {
-            let snapshot = self.metrics.snapshot();
+            let mut snapshot = self.metrics.snapshot();
+            snapshot.deployments = self.current.borrow().deployment_health();
             if let Ok(mut s) = slot.lock() {
                 *s = (wanted, Some(snapshot));
             }

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use super::health::{DeploymentHealth, HealthMap};
 use crate::config::Config;
 use crate::runtime::Driver;
 
@@ -521,6 +522,7 @@ impl ShardMetrics {
                 .iter()
                 .map(|(&k, &v)| (k, v))
                 .collect(),
+            deployments: Vec::new(),
         }
     }
 }
@@ -542,6 +544,9 @@ pub struct MetricsSnapshot {
     gateway_overhead: Latency,
     open_connections: i64,
     quota_passed: Vec<((u16, u16, u16), u64)>,
+    /// Each deployment's breaker, in-flight count and latency on this
+    /// shard; filled in by the shard (it owns the breakers), not here.
+    pub deployments: Vec<DeploymentHealth>,
 }
 
 /// A shard and the I/O driver it runs on.
@@ -579,6 +584,8 @@ pub struct MergedMetrics {
     /// (model, provider, deployment index) → requests that passed the
     /// deployment over at its quota.
     pub quota_passed: BTreeMap<(Arc<str>, Arc<str>, u16), u64>,
+    /// (model, deployment index) → its health over every shard.
+    pub deployments: HealthMap,
 }
 
 impl MergedMetrics {
@@ -657,6 +664,7 @@ impl MergedMetrics {
             let key = (l.model_name(m).clone(), l.provider_name(p).clone(), d);
             *self.quota_passed.entry(key).or_insert(0) += v;
         }
+        super::health::merge_into(&mut self.deployments, &s.deployments);
     }
 }
 

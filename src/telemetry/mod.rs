@@ -1,6 +1,7 @@
 //! Metrics, Prometheus text, the access log, and the systemd notify protocol.
 
 pub mod access_log;
+pub mod health;
 mod log;
 mod log_file;
 pub mod metrics;
@@ -8,6 +9,7 @@ pub mod notify;
 pub mod process;
 pub mod prometheus;
 pub mod request_id;
+pub mod stats;
 
 pub use access_log::{AccessLog, AccessLogOptions, AccessLogSender, AccessRecord, LogTarget};
 pub use log::{

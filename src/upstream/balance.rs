@@ -151,6 +151,15 @@ impl Balancer {
             .map(|ns| Duration::from_nanos(ns as u64))
     }
 
+    /// The latency average as last sampled (not faded while unsampled);
+    /// `None` before the first sample. For the dashboard.
+    pub fn last_latency(&self, index: usize) -> Option<Duration> {
+        self.deployments[index]
+            .ewma
+            .get()
+            .map(|(ns, _)| Duration::from_nanos(ns as u64))
+    }
+
     /// The deployment for the next attempt, never one in `exclude` nor one
     /// at its quota; `None` when every deployment is one or the other.
     pub fn pick(&self, exclude: &[usize], now: Instant, rng: &ShardRng) -> Option<usize> {

@@ -179,6 +179,11 @@ impl Breaker {
         !matches!(self.state.get(), State::Closed { .. })
     }
 
+    /// Whether its cool-down ended and a probe decides (for the dashboard).
+    pub fn is_half_open(&self) -> bool {
+        matches!(self.state.get(), State::HalfOpen { .. })
+    }
+
     /// Asks to send one request now. Call right before sending; report the
     /// outcome with [`Breaker::record`].
     pub fn admit(&self, now: Instant) -> Admission {
