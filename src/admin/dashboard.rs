@@ -105,8 +105,16 @@ mod tests {
     #[test]
     fn the_page_is_small_and_asks_nothing_of_elsewhere() {
         assert!(PAGE.len() < 96 * 1024, "{} bytes", PAGE.len());
-        for outside in ["http://", "https://", "//cdn", "@import", "<link", "src=\""] {
+        for outside in ["http://", "https://", "//cdn", "@import", "src=", "url("] {
             assert!(!PAGE.contains(outside), "the page mentions {outside}");
+        }
+        for (i, _) in PAGE.match_indices("href=\"") {
+            let target = &PAGE[i + 6..];
+            assert!(
+                target.starts_with('#') || target.starts_with("data:"),
+                "a link away from the page: {}",
+                &target[..target.len().min(40)]
+            );
         }
     }
 }

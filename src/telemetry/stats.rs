@@ -244,9 +244,11 @@ pub fn config_summary(config: &Config) -> Value {
         .providers
         .iter()
         .map(|(name, p)| {
-            let key = match (&p.api_key, &p.api_key_env) {
-                (Some(_), _) => Value::from("inline"),
-                (None, Some(var)) => Value::from(format!("env {var}")),
+            // Loading fills `api_key` from `api_key_env`: the variable's
+            // name says where the key came from.
+            let key = match (&p.api_key_env, &p.api_key) {
+                (Some(var), _) => Value::from(format!("env {var}")),
+                (None, Some(_)) => Value::from("inline"),
                 (None, None) => Value::Null,
             };
             json!({
@@ -317,6 +319,8 @@ mod tests {
             [providers.an]
             kind = "anthropic"
             api_key_env = "ANTHROPIC_KEY"
+            # as loading leaves it: filled from the variable
+            api_key = "sk-ant-filled-from-the-environment"
             [[models]]
             name = "fast"
             aliases = ["gpt-4o-mini"]
@@ -425,7 +429,11 @@ mod tests {
     #[test]
     fn no_secret_is_rendered() {
         let text = serde_json::to_string(&render(&merged(), &config())).unwrap();
-        for secret in ["sk-very-secret-provider-key", "admin-very-secret-token"] {
+        for secret in [
+            "sk-very-secret-provider-key",
+            "sk-ant-filled-from-the-environment",
+            "admin-very-secret-token",
+        ] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
     }
