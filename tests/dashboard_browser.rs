@@ -107,7 +107,10 @@ fn http(addr: SocketAddr, method: &str, path: &str, headers: &[&str], body: &str
     let text = String::from_utf8_lossy(&out).into_owned();
     let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_string()
@@ -236,7 +239,8 @@ impl WebDriver {
     }
 
     fn text_of(&self, id: &str) -> String {
-        let script = format!("const e = document.getElementById('{id}'); return e ? e.textContent : null;");
+        let script =
+            format!("const e = document.getElementById('{id}'); return e ? e.textContent : null;");
         self.js(&script).as_str().unwrap_or_default().to_string()
     }
 
@@ -304,7 +308,14 @@ fn config(mock: &MockUpstream, admin: SocketAddr) -> String {
 fn chat(gw: &Gateway, key: &str, model: &str) -> u16 {
     let body = format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hello"}}]}}"#);
     let auth = format!("authorization: Bearer {key}");
-    http(gw.addr, "POST", "/v1/chat/completions", &["content-type: application/json", &auth], &body).0
+    http(
+        gw.addr,
+        "POST",
+        "/v1/chat/completions",
+        &["content-type: application/json", &auth],
+        &body,
+    )
+    .0
 }
 
 /// The leading number of a figure such as `1,234` or `12.5`.
@@ -335,7 +346,10 @@ fn the_dashboard_in_a_real_browser_moves_under_load_and_manages_keys() {
     let (status, stats) = http(admin, "GET", "/admin/stats", &[], "");
     assert_eq!(status, 200, "{stats}");
     for secret in [ADMIN_TOKEN, KEY_SECRET, PROVIDER_KEY] {
-        assert!(!page.contains(secret) && !stats.contains(secret), "{secret} is shown");
+        assert!(
+            !page.contains(secret) && !stats.contains(secret),
+            "{secret} is shown"
+        );
     }
 
     let profile = TempDir::new("chromium");
@@ -372,7 +386,10 @@ fn the_dashboard_in_a_real_browser_moves_under_load_and_manages_keys() {
     let mut rps_max = 0.0f64;
     let deadline = Instant::now() + Duration::from_secs(30);
     while seen.len() < 4 || rps_max <= 0.0 {
-        assert!(Instant::now() < deadline, "figures did not move: {seen:?}, rps {rps_max}");
+        assert!(
+            Instant::now() < deadline,
+            "figures did not move: {seen:?}, rps {rps_max}"
+        );
         let polls = wd.js("return Number(document.body.dataset.polls);");
         wd.wait_for(
             "the next poll",
@@ -391,11 +408,20 @@ fn the_dashboard_in_a_real_browser_moves_under_load_and_manages_keys() {
     // The tables fill: both models with spend, the deployment healthy, the
     // running config shown, the key's and team's spend.
     let models = wd.text_of("models-table");
-    assert!(models.contains("fast") && models.contains("smart") && models.contains('$'), "{models}");
+    assert!(
+        models.contains("fast") && models.contains("smart") && models.contains('$'),
+        "{models}"
+    );
     let deployments = wd.text_of("deployments-table");
-    assert!(deployments.contains("mock-fast") && deployments.contains("healthy"), "{deployments}");
+    assert!(
+        deployments.contains("mock-fast") && deployments.contains("healthy"),
+        "{deployments}"
+    );
     let providers = wd.text_of("config-providers");
-    assert!(providers.contains("mockai") && providers.contains("inline"), "{providers}");
+    assert!(
+        providers.contains("mockai") && providers.contains("inline"),
+        "{providers}"
+    );
     assert!(wd.text_of("spend-keys-table").contains("loadgen"));
     assert!(wd.text_of("spend-teams-table").contains("Core"));
     assert!(figure(&wd.text_of("kpi-tps")) > 0.0 || figure(&wd.text_of("kpi-tokens")) > 0.0);
@@ -429,11 +455,9 @@ fn the_dashboard_in_a_real_browser_moves_under_load_and_manages_keys() {
         Duration::from_secs(10),
     );
     assert_eq!(chat(&gw, &secret, "fast"), 200, "the new key works");
-    let id = wd.js(
-        "return [...document.querySelectorAll('#keys-table tr')]
+    let id = wd.js("return [...document.querySelectorAll('#keys-table tr')]
            .find(r => r.textContent.includes('from-the-dashboard'))
-           .querySelector('button').dataset.id;",
-    );
+           .querySelector('button').dataset.id;");
     let id = id.as_str().unwrap().to_string();
     let button = format!("#keys-table button[data-id='{id}']");
     wd.click(&button); // arms
@@ -443,7 +467,11 @@ fn the_dashboard_in_a_real_browser_moves_under_load_and_manages_keys() {
         &format!("!document.getElementById('keys-table').textContent.includes('{id}')"),
         Duration::from_secs(10),
     );
-    assert_eq!(chat(&gw, &secret, "fast"), 401, "the revoked key is refused");
+    assert_eq!(
+        chat(&gw, &secret, "fast"),
+        401,
+        "the revoked key is refused"
+    );
 
     // The page as rendered shows no secret (the new key's only in its box).
     wd.click("#key-secret-hide");
@@ -470,9 +498,6 @@ fn the_dashboard_in_a_real_browser_moves_under_load_and_manages_keys() {
     for entry in &console {
         eprintln!("console: {entry}");
     }
-    let errors: Vec<_> = console
-        .iter()
-        .filter(|e| e["level"] == "SEVERE")
-        .collect();
+    let errors: Vec<_> = console.iter().filter(|e| e["level"] == "SEVERE").collect();
     assert!(errors.is_empty(), "console errors: {errors:?}");
 }

@@ -69,13 +69,23 @@ fn stats_add_up_stay_cheap_under_load_and_show_no_secret() {
         let dead = free_port();
         let mut opts = GatewayOpts::config(d, config(&mock, admin, dead));
         opts.shards = 2;
-        let gw = Gateway::start_with_env(&opts, &[("STATS_TEST_KEY", KEY_SECRET), ("GONE_KEY", "sk-gone-upstream-secret")]);
+        let gw = Gateway::start_with_env(
+            &opts,
+            &[
+                ("STATS_TEST_KEY", KEY_SECRET),
+                ("GONE_KEY", "sk-gone-upstream-secret"),
+            ],
+        );
 
         // Before any traffic (only the start-up's `/health`): the shape,
         // zeros, the running config.
         let s = stats(admin);
         let base = s["requests"]["total"].as_u64().unwrap();
-        assert_eq!(s["requests"]["by_route"].as_object().unwrap().len() as u64, base.min(1), "{s}");
+        assert_eq!(
+            s["requests"]["by_route"].as_object().unwrap().len() as u64,
+            base.min(1),
+            "{s}"
+        );
         assert_eq!(s["shards"].as_array().unwrap().len(), 2, "{s}");
         assert_eq!(s["latency"]["bounds_us"].as_array().unwrap().len(), 48);
         for series in ["upstream", "ttft", "overhead"] {
@@ -157,7 +167,10 @@ fn stats_add_up_stay_cheap_under_load_and_show_no_secret() {
         let broken = &s["deployments"][0];
         assert_eq!(broken["model"], "broken", "{s}");
         assert_eq!(broken["ejected_shards"], 1, "{s}");
-        assert_eq!(broken["state"], "degraded", "ejected on one of two shards: {s}");
+        assert_eq!(
+            broken["state"], "degraded",
+            "ejected on one of two shards: {s}"
+        );
         assert!(s["errors"]["total"].as_u64().unwrap() >= 1, "{s}");
         assert_eq!(s["requests"]["by_status"]["502"], 1, "{s}");
 
@@ -167,9 +180,17 @@ fn stats_add_up_stay_cheap_under_load_and_show_no_secret() {
         let (status, head, page) = admin_get(admin, "/");
         assert_eq!(status, 200);
         assert!(head.contains("content-type: text/html"), "{head}");
-        assert!(head.contains("content-security-policy: default-src 'none'"), "{head}");
+        assert!(
+            head.contains("content-security-policy: default-src 'none'"),
+            "{head}"
+        );
         assert!(page.contains("/admin/stats"));
-        for secret in [ADMIN_TOKEN, KEY_SECRET, PROVIDER_KEY, "sk-gone-upstream-secret"] {
+        for secret in [
+            ADMIN_TOKEN,
+            KEY_SECRET,
+            PROVIDER_KEY,
+            "sk-gone-upstream-secret",
+        ] {
             assert!(!text.contains(secret), "{secret} in /admin/stats");
             assert!(!page.contains(secret), "{secret} in the page");
         }

@@ -407,7 +407,10 @@ mod tests {
         assert_eq!(lat["ttft"]["count"], 0);
 
         let u = &doc["usage"][0];
-        assert_eq!((u["model"].as_str(), u["provider"].as_str()), (Some("fast"), Some("oa")));
+        assert_eq!(
+            (u["model"].as_str(), u["provider"].as_str()),
+            (Some("fast"), Some("oa"))
+        );
         assert_eq!(u["input_tokens"], 40);
         assert!((u["cost_usd"].as_f64().unwrap() - 6e-6).abs() < 1e-12);
 
@@ -419,9 +422,15 @@ mod tests {
         let c = &doc["config"];
         assert_eq!(c["shards"], 2);
         assert_eq!(c["models"][0]["deployments"][0]["weight"], 3);
-        assert_eq!(c["models"][0]["deployments"][1]["upstream_model"], "claude-haiku");
+        assert_eq!(
+            c["models"][0]["deployments"][1]["upstream_model"],
+            "claude-haiku"
+        );
         let an = &c["providers"][0];
-        assert_eq!((an["name"].as_str(), an["key"].as_str()), (Some("an"), Some("env ANTHROPIC_KEY")));
+        assert_eq!(
+            (an["name"].as_str(), an["key"].as_str()),
+            (Some("an"), Some("env ANTHROPIC_KEY"))
+        );
         assert_eq!(c["providers"][1]["key"], "inline");
         assert_eq!(c["providers"][1]["base_url"], "https://api.example.com/v1");
     }
