@@ -3,7 +3,7 @@
 # One shardgate shard on CPU $SUT_CPU, the bundled mock and loadgen on CPU
 # $GEN_CPU; loadgen sends chat completions open loop at $RATE req/s for
 # $DUR per run, alternating runs without and with `GET /admin/stats` polled
-# once a second ($POLL_S) by curl, $RUNS times each. Prints each run and the
+# once a second ($POLL_S) by curl (on $GEN_CPU), $RUNS times each. Prints each run and the
 # medians; raw JSON goes to $OUT (default target/bench/dashboard-<timestamp>).
 #
 #   scripts/bench-dashboard.sh          RATE=3000 DUR=5s RUNS=3 POLL_S=1
@@ -41,12 +41,12 @@ PIDS+=($!)
 wait_port $GATE_PORT && wait_port $ADMIN_PORT
 
 run() { # name
-  taskset -c "$GEN_CPU" "$LOADGEN" run --target "127.0.0.1:$GATE_PORT" --workload chat \
+  "$LOADGEN" run --target "127.0.0.1:$GATE_PORT" --workload chat \
     --cores "=$GEN_CPU" --connections 64 --rate "$RATE" --warmup 1s --duration "$DUR" --json >"$OUT/$1.json"
 }
 for i in $(seq "$RUNS"); do
   run "off.$i"
-  ( while :; do curl -s -o /dev/null "http://127.0.0.1:$ADMIN_PORT/admin/stats"; sleep "$POLL_S"; done ) &
+  ( while :; do taskset -c "$GEN_CPU" curl -s -o /dev/null "http://127.0.0.1:$ADMIN_PORT/admin/stats"; sleep "$POLL_S"; done ) &
   POLLER=$!
   run "on.$i"
   kill "$POLLER"; wait "$POLLER" 2>/dev/null || true

@@ -117,19 +117,24 @@ fn errors(m: &MergedMetrics) -> Value {
     })
 }
 
-/// One histogram: count, sum, quantiles over its life, cumulative counts at
-/// [`BOUNDS_US`].
-pub fn histogram(h: &Latency) -> Value {
+/// One histogram: count, sum, quantiles over its life, and (`le`) the
+/// cumulative counts at [`BOUNDS_US`], which the page subtracts between
+/// polls (given for the four overall series only: each is 48 walks of the
+/// histogram's buckets).
+pub fn histogram(h: &Latency, le: bool) -> Value {
     let q = |q: f64| if h.count() == 0 { 0 } else { h.quantile_us(q) };
-    json!({
+    let mut out = json!({
         "count": h.count(),
         "sum_s": h.sum_seconds(),
         "p50_us": q(0.5),
         "p90_us": q(0.9),
         "p99_us": q(0.99),
         "max_us": q(1.0),
-        "le": BOUNDS_US.iter().map(|&b| h.count_le(b)).collect::<Vec<_>>(),
-    })
+    });
+    if le {
+        out["le"] = BOUNDS_US.iter().map(|&b| h.count_le(b)).collect();
+    }
+    out
 }
 
 fn all_providers(by_provider: &BTreeMap<Arc<str>, Latency>) -> Latency {
@@ -144,21 +149,21 @@ fn latency(m: &MergedMetrics) -> Value {
     let mut by_provider = Map::new();
     for (name, h) in &m.request_duration {
         let mut p = Map::new();
-        p.insert("request".into(), histogram(h));
+        p.insert("request".into(), histogram(h, false));
         if let Some(u) = m.upstream_duration.get(name) {
-            p.insert("upstream".into(), histogram(u));
+            p.insert("upstream".into(), histogram(u, false));
         }
         if let Some(t) = m.stream_ttft.get(name) {
-            p.insert("ttft".into(), histogram(t));
+            p.insert("ttft".into(), histogram(t, false));
         }
         by_provider.insert(name.to_string(), Value::Object(p));
     }
     json!({
         "bounds_us": &BOUNDS_US[..],
-        "request": histogram(&all_providers(&m.request_duration)),
-        "upstream": histogram(&all_providers(&m.upstream_duration)),
-        "ttft": histogram(&all_providers(&m.stream_ttft)),
-        "overhead": histogram(&m.gateway_overhead),
+        "request": histogram(&all_providers(&m.request_duration), true),
+        "upstream": histogram(&all_providers(&m.upstream_duration), true),
+        "ttft": histogram(&all_providers(&m.stream_ttft), true),
+        "overhead": histogram(&m.gateway_overhead, true),
         "by_provider": by_provider,
     })
 }
@@ -404,6 +409,7 @@ mod tests {
         assert_eq!(lat["overhead"]["count"], 4);
         assert!(lat["overhead"]["p99_us"].as_u64().unwrap() <= 100);
         assert_eq!(lat["by_provider"]["oa"]["request"]["count"], 4);
+        assert!(lat["by_provider"]["oa"]["request"].get("le").is_none());
         assert_eq!(lat["ttft"]["count"], 0);
 
         let u = &doc["usage"][0];
