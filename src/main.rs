@@ -293,7 +293,14 @@ fn run(
             &[
                 ("shard", Field::U64(id as u64)),
                 ("driver", Field::Shown(&driver)),
-                ("cpu", Field::Str(&core)),
+                // The CPU it is pinned to, or "unpinned".
+                (
+                    "cpu",
+                    match placement[id] {
+                        Some(c) => Field::U64(c.id as u64),
+                        None => Field::Str("unpinned"),
+                    },
+                ),
             ],
             Some(format_args!("shard {id}: {driver} driver, {core}")),
         );
