@@ -32,6 +32,8 @@ pub struct Admin {
     pub control: Arc<Control>,
     /// Access-log lines dropped (a slow writer), for `/metrics`.
     pub log_dropped: Arc<AtomicU64>,
+    /// The OTLP exporter's counters, when tracing is on.
+    pub traces: Option<Arc<crate::telemetry::trace::TraceCounters>>,
     pub reload: Reload,
 }
 
@@ -134,6 +136,9 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
             let mut text = String::with_capacity(16 * 1024);
             prometheus::render(&merged, &mut text);
             crate::governance::metrics::render(&admin.control.governance.table, &mut text);
+            if let Some(traces) = &admin.traces {
+                traces.render(&mut text);
+            }
             if let Some(cache) = &config.cache {
                 crate::cache::metrics::render(
                     cache,

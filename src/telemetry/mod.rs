@@ -1,4 +1,5 @@
-//! Metrics, Prometheus text, the access log, and the systemd notify protocol.
+//! Metrics, Prometheus text, the access log, OpenTelemetry traces, and the
+//! systemd notify protocol.
 
 pub mod access_log;
 mod log;
@@ -7,6 +8,7 @@ pub mod metrics;
 pub mod notify;
 pub mod prometheus;
 pub mod request_id;
+pub mod trace;
 
 pub use access_log::{AccessLog, AccessLogOptions, AccessLogSender, AccessRecord, LogTarget};
 pub use log::{log_error, log_info, log_warn};

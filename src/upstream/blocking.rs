@@ -1,6 +1,7 @@
 //! The gateway's own blocking HTTP/1.1 exchanges, made from threads of
 //! their own (never a shard): a form POST to an OAuth 2.0 token endpoint
-//! (Vertex AI's tokens) and a provider's model list. Over TLS for `https`
+//! (Vertex AI's tokens), a provider's model list, and the OTLP exporter's
+//! POSTs of spans. Over TLS for `https`
 //! (with the trust the caller gives: the platform's roots, or a provider's
 //! own), plain TCP otherwise.
 //!
@@ -62,6 +63,61 @@ pub fn post_form(url: &str, body: &str, timeout: Duration) -> Result<(u16, Vec<u
     );
     let peer = Peer { addrs: &addrs, tls };
     send(&peer, request.as_bytes(), timeout, MAX_TOKEN_ANSWER)
+}
+
+/// The OTLP/HTTP exporter's POST (`telemetry::trace::Post`): each export's
+/// protobuf body to `<endpoint>/v1/traces` (an endpoint that already ends
+/// so is used as it is), with the configured `headers`; each step bounded
+/// by `timeout`. The collector's address is resolved for each export, on
+/// the exporter's thread, so a collector that moves is followed.
+pub fn otlp_post(
+    endpoint: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<crate::telemetry::trace::Post, String> {
+    let target = UpstreamUrl::parse(endpoint)?;
+    let tls = if target.tls {
+        let config = tls::client_config(Trust::Default, "OTLP collector")?;
+        let name = ServerName::try_from(target.host.clone())
+            .map_err(|e| format!("bad TLS server name: {e}"))?;
+        Some((config, name))
+    } else {
+        None
+    };
+    let path = if target.path_prefix.ends_with("/v1/traces") {
+        target.path_prefix.clone()
+    } else {
+        format!("{}/v1/traces", target.path_prefix)
+    };
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-protobuf\r\n",
+        target.host_header
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let mut request = Vec::new();
+    Ok(Box::new(move |body: &[u8]| {
+        let addrs = target
+            .resolve()
+            .map_err(|e| format!("cannot resolve {}: {e}", target.host))?;
+        request.clear();
+        request.extend_from_slice(head.as_bytes());
+        request.extend_from_slice(
+            format!(
+                "content-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        request.extend_from_slice(body);
+        let peer = Peer {
+            addrs: &addrs,
+            tls: tls.clone(),
+        };
+        // A collector's answer is an (often empty) ExportTraceServiceResponse.
+        send(&peer, &request, timeout, MAX_TOKEN_ANSWER).map(|(status, _)| status)
+    }))
 }
 
 /// Sends `request` (a whole HTTP/1.1 request that says `connection:
