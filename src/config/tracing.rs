@@ -113,3 +113,50 @@ impl TracingConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn check(toml: &str) -> Result<Config, String> {
+        let c = Config::from_toml(toml).map_err(|e| e.to_string())?;
+        c.validate_with(|_, _| Ok(())).map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    #[test]
+    fn off_by_default_and_parsed_when_given() {
+        let c = check("").unwrap();
+        assert_eq!(c.tracing.otlp_endpoint, None);
+        assert_eq!(c.tracing.sample_ratio, 1.0);
+        let c = check(
+            "[tracing]\notlp_endpoint = \"http://127.0.0.1:4318\"\nsample_ratio = 0.25\n\
+             headers = { authorization = \"Bearer x\" }\nflush_interval_ms = 200\n",
+        )
+        .unwrap();
+        assert_eq!(c.tracing.sample_ratio, 0.25);
+        assert_eq!(c.tracing.headers["authorization"], "Bearer x");
+        assert_eq!(c.tracing.flush_interval_ms.as_millis(), 200);
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        for (toml, field) in [
+            ("otlp_endpoint = \"127.0.0.1:4318\"", "tracing.otlp_endpoint"),
+            ("sample_ratio = 1.5", "tracing.sample_ratio"),
+            ("sample_ratio = -0.1", "tracing.sample_ratio"),
+            ("service_name = \"\"", "tracing.service_name"),
+            ("headers = { \"bad name\" = \"v\" }", "tracing.headers.bad name"),
+            ("headers = { x = \"a\\r\\nb: c\" }", "tracing.headers.x"),
+            ("queue_batches = 0", "tracing.queue_batches"),
+            ("shard_batch_spans = 0", "tracing.shard_batch_spans"),
+            ("max_export_spans = 0", "tracing.max_export_spans"),
+            ("flush_interval_ms = 0", "tracing.flush_interval_ms"),
+            ("export_timeout_ms = 0", "tracing.export_timeout_ms"),
+        ] {
+            let e = check(&format!("[tracing]\n{toml}\n")).unwrap_err();
+            assert!(e.starts_with(&format!("{field}:")), "{toml}: {e}");
+        }
+        assert!(check("[tracing]\nsampling = 1\n").unwrap_err().contains("sampling"));
+    }
+}
