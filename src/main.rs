@@ -173,9 +173,9 @@ fn run(
         .map(|_| ShardSetup {
             labels: labels.clone(),
             access_log: access_log.as_ref().map(|l| l.sender()),
-            tracer: tracing.as_ref().map(|e| {
-                ShardTracer::new(e.sender(), config.tracing.sample_ratio, random_seed())
-            }),
+            tracer: tracing
+                .as_ref()
+                .map(|e| ShardTracer::new(e.sender(), config.tracing.sample_ratio, random_seed())),
             tls: tls_config.clone(),
         })
         .collect();
@@ -400,8 +400,9 @@ fn start_tracing(cfg: &shardgate::config::TracingConfig) -> Result<Option<Export
     let Some(endpoint) = &cfg.otlp_endpoint else {
         return Ok(None);
     };
-    let post = shardgate::upstream::blocking::otlp_post(endpoint, &cfg.headers, cfg.export_timeout_ms)
-        .map_err(|e| format!("tracing.otlp_endpoint: {e}"))?;
+    let post =
+        shardgate::upstream::blocking::otlp_post(endpoint, &cfg.headers, cfg.export_timeout_ms)
+            .map_err(|e| format!("tracing.otlp_endpoint: {e}"))?;
     let opts = ExporterOptions {
         shard_batch_spans: cfg.shard_batch_spans,
         flush_interval: cfg.flush_interval_ms,

@@ -130,7 +130,13 @@ fn serve(mut conn: TcpStream, kept: &Mutex<Vec<Export>>) -> std::io::Result<()> 
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut lines = head.split("\r\n");
-    let path = lines.next().unwrap_or("").split(' ').nth(1).unwrap_or("").to_string();
+    let path = lines
+        .next()
+        .unwrap_or("")
+        .split(' ')
+        .nth(1)
+        .unwrap_or("")
+        .to_string();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
@@ -196,7 +202,11 @@ fn split(spans: &[Span], trace_id: &[u8]) -> (Span, Vec<Span>) {
         .iter()
         .filter(|s| s.kind == SpanKind::Server as i32)
         .collect();
-    assert_eq!(servers.len(), 1, "one server span per request: {of_trace:#?}");
+    assert_eq!(
+        servers.len(),
+        1,
+        "one server span per request: {of_trace:#?}"
+    );
     let server = (*servers[0]).clone();
     let mut clients: Vec<Span> = of_trace
         .iter()
@@ -254,7 +264,12 @@ fn each_request_is_a_server_span_with_the_genai_attributes_and_a_span_per_attemp
 
         let e = &receiver.exports()[0];
         assert_eq!(e.path, "/v1/traces");
-        let header = |n: &str| e.headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        let header = |n: &str| {
+            e.headers
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(header("content-type"), Some("application/x-protobuf"));
         assert_eq!(header("authorization"), Some("Bearer collector-secret"));
 
@@ -284,7 +299,11 @@ fn each_request_is_a_server_span_with_the_genai_attributes_and_a_span_per_attemp
         assert_eq!(clients.len(), 1);
         let c = &clients[0];
         assert_eq!(c.parent_span_id, server.span_id);
-        assert_eq!(hex(&c.span_id), span_hex, "the upstream got the attempt's span");
+        assert_eq!(
+            hex(&c.span_id),
+            span_hex,
+            "the upstream got the attempt's span"
+        );
         assert_eq!(&tp[53..], "01");
         assert_eq!(c.name, "chat up-m");
         let ca = attrs(c);
@@ -336,9 +355,15 @@ fn a_retry_is_two_attempt_spans_with_the_decision_as_an_event() {
     let (server, clients) = split(&spans, &spans[0].trace_id);
     assert_eq!(clients.len(), 2, "{spans:#?}");
     let (failed, ok) = (&clients[0], &clients[1]);
-    assert_eq!(attrs(failed)["http.response.status_code"], Any::IntValue(503));
+    assert_eq!(
+        attrs(failed)["http.response.status_code"],
+        Any::IntValue(503)
+    );
     assert_eq!(attrs(failed)["error.type"], s("503"));
-    assert_eq!(failed.status.as_ref().unwrap().code, StatusCode::Error as i32);
+    assert_eq!(
+        failed.status.as_ref().unwrap().code,
+        StatusCode::Error as i32
+    );
     let retry = failed
         .events
         .iter()
@@ -363,7 +388,10 @@ fn a_retry_is_two_attempt_spans_with_the_decision_as_an_event() {
     assert_eq!(sent.len(), 2);
     assert_eq!(&sent[0][36..52], hex(&failed.span_id));
     assert_eq!(&sent[1][36..52], hex(&ok.span_id));
-    assert_eq!(attrs(&server)["http.response.status_code"], Any::IntValue(200));
+    assert_eq!(
+        attrs(&server)["http.response.status_code"],
+        Any::IntValue(200)
+    );
 }
 
 #[test]
@@ -394,7 +422,11 @@ fn a_clients_traceparent_is_continued_and_its_sampled_flag_followed() {
     assert_eq!(server.flags & 0x300, 0x300, "the parent is remote");
     let tp = sent.header("traceparent").unwrap();
     assert_eq!(tp, format!("00-{trace}-{}-01", hex(&clients[0].span_id)));
-    assert_eq!(sent.header_all("traceparent").len(), 1, "the client's is replaced");
+    assert_eq!(
+        sent.header_all("traceparent").len(),
+        1,
+        "the client's is replaced"
+    );
     assert_eq!(sent.header("tracestate"), Some("vendor=opaque"));
 
     // Not sampled by the client: the trace goes on upstream, nothing is
@@ -407,7 +439,10 @@ fn a_clients_traceparent_is_continued_and_its_sampled_flag_followed() {
         .unwrap();
     assert_eq!(r.status, 200);
     let tp = upstream.last().header("traceparent").unwrap().to_string();
-    assert!(tp.starts_with(&format!("00-{trace}-")) && tp.ends_with("-00"), "{tp}");
+    assert!(
+        tp.starts_with(&format!("00-{trace}-")) && tp.ends_with("-00"),
+        "{tp}"
+    );
     let bad = format!("traceparent: 00-{}-{parent}-01", trace.to_uppercase());
     let r = gw
         .connect()
@@ -418,7 +453,9 @@ fn a_clients_traceparent_is_continued_and_its_sampled_flag_followed() {
     assert!(!tp.contains(trace) && tp.ends_with("-01"), "{tp}");
     let spans = receiver.wait_spans(before + 2);
     assert_eq!(spans.len(), before + 2, "only the new trace's two spans");
-    assert!(spans[before..].iter().all(|s| hex(&s.trace_id) == tp[3..35]));
+    assert!(spans[before..]
+        .iter()
+        .all(|s| hex(&s.trace_id) == tp[3..35]));
 }
 
 #[test]
@@ -464,7 +501,9 @@ fn a_collector_that_is_down_or_stuck_never_stalls_requests() {
         let started = Instant::now();
         for _ in 0..300 {
             let t = Instant::now();
-            let r = client.request(post("/v1/chat/completions", &chat(false), &[])).unwrap();
+            let r = client
+                .request(post("/v1/chat/completions", &chat(false), &[]))
+                .unwrap();
             assert_eq!(r.status, 200);
             slowest = slowest.max(t.elapsed());
         }

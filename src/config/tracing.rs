@@ -142,11 +142,17 @@ mod tests {
     #[test]
     fn bad_values_name_their_field() {
         for (toml, field) in [
-            ("otlp_endpoint = \"127.0.0.1:4318\"", "tracing.otlp_endpoint"),
+            (
+                "otlp_endpoint = \"127.0.0.1:4318\"",
+                "tracing.otlp_endpoint",
+            ),
             ("sample_ratio = 1.5", "tracing.sample_ratio"),
             ("sample_ratio = -0.1", "tracing.sample_ratio"),
             ("service_name = \"\"", "tracing.service_name"),
-            ("headers = { \"bad name\" = \"v\" }", "tracing.headers.bad name"),
+            (
+                "headers = { \"bad name\" = \"v\" }",
+                "tracing.headers.bad name",
+            ),
             ("headers = { x = \"a\\r\\nb: c\" }", "tracing.headers.x"),
             ("queue_batches = 0", "tracing.queue_batches"),
             ("shard_batch_spans = 0", "tracing.shard_batch_spans"),
@@ -157,6 +163,8 @@ mod tests {
             let e = check(&format!("[tracing]\n{toml}\n")).unwrap_err();
             assert!(e.starts_with(&format!("{field}:")), "{toml}: {e}");
         }
-        assert!(check("[tracing]\nsampling = 1\n").unwrap_err().contains("sampling"));
+        assert!(check("[tracing]\nsampling = 1\n")
+            .unwrap_err()
+            .contains("sampling"));
     }
 }

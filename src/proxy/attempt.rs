@@ -231,7 +231,9 @@ pub(super) async fn run_attempts<S: ClientIo>(
             );
             if let Some(p) = &mut planned {
                 let now = crate::governance::unix_now();
-                if let Some((hit, age)) = lookup::find(gw, p, (&outcome.model, body_bytes), now).await {
+                if let Some((hit, age)) =
+                    lookup::find(gw, p, (&outcome.model, body_bytes), now).await
+                {
                     attempts.side.report.status = 200;
                     attempts.side.report.streamed = hit.streams;
                     attempts.side.report.usage = Some(hit.usage(gw));
@@ -718,7 +720,10 @@ impl<'a> Attempts<'a> {
         match decision {
             Decision::Retry { after } => {
                 let backoff = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
-                self.trace_event("retry", Some(("shardgate.backoff_ms", EventValue::Int(backoff))));
+                self.trace_event(
+                    "retry",
+                    Some(("shardgate.backoff_ms", EventValue::Int(backoff))),
+                );
                 let metrics = &self.shard.metrics;
                 metrics.retry(metrics.labels().provider(from));
                 Some(NextAttempt {

@@ -163,7 +163,7 @@ fn record(
             Value::Double(ttft.as_secs_f64()),
         );
     }
-    attrs.str("http.route", route);
+    attrs.str("shardgate.route", route);
     if outcome.status != 0 {
         attrs.int("http.response.status_code", i64::from(outcome.status));
     }
@@ -226,14 +226,17 @@ fn events_of<'a>(trace: &RequestTrace, list: &'a [TraceEvent], out: &mut [Event<
         *slot = Event {
             time_unix_nanos: trace.unix_nanos(e.at),
             name: e.name,
-            attr: e.attr.as_ref().map(|(key, v)| crate::telemetry::trace::span::Attr {
-                key,
-                value: match v {
-                    EventValue::Int(i) => Value::Int(*i),
-                    EventValue::Static(s) => Value::Str(s),
-                    EventValue::Text(s) => Value::Str(s),
-                },
-            }),
+            attr: e
+                .attr
+                .as_ref()
+                .map(|(key, v)| crate::telemetry::trace::span::Attr {
+                    key,
+                    value: match v {
+                        EventValue::Int(i) => Value::Int(*i),
+                        EventValue::Static(s) => Value::Str(s),
+                        EventValue::Text(s) => Value::Str(s),
+                    },
+                }),
         };
     }
     list.len().min(out.len())

@@ -116,11 +116,7 @@ pub struct Exporter {
 
 impl Exporter {
     /// Starts the thread; `post` sends each export's body.
-    pub fn start(
-        service_name: String,
-        opts: ExporterOptions,
-        post: Post,
-    ) -> io::Result<Exporter> {
+    pub fn start(service_name: String, opts: ExporterOptions, post: Post) -> io::Result<Exporter> {
         let (tx, rx) = sync_channel(opts.queue_batches.max(1));
         let counters = Arc::new(TraceCounters::default());
         let thread = {
@@ -386,7 +382,10 @@ mod tests {
             "svc".into(),
             opts(),
             Box::new(move |_| {
-                let _ = release_rx.lock().unwrap().recv_timeout(Duration::from_secs(5));
+                let _ = release_rx
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(5));
                 Err("stuck".into())
             }),
         )

@@ -230,7 +230,12 @@ impl RequestTrace {
 
     /// A decision: on the latest attempt's span, or the server span's
     /// before any attempt.
-    pub fn event(&mut self, at: Instant, name: &'static str, attr: Option<(&'static str, EventValue)>) {
+    pub fn event(
+        &mut self,
+        at: Instant,
+        name: &'static str,
+        attr: Option<(&'static str, EventValue)>,
+    ) {
         if !self.sampled() {
             return;
         }
@@ -295,7 +300,10 @@ mod tests {
         t.begin(&mut slot, Some(header), Some(b"k=v"), Instant::now());
         let trace = slot.as_ref().unwrap();
         assert_eq!(trace.trace_id, traceparent::parse(header).unwrap().trace_id);
-        assert_eq!(trace.parent, Some(traceparent::parse(header).unwrap().parent_id));
+        assert_eq!(
+            trace.parent,
+            Some(traceparent::parse(header).unwrap().parent_id)
+        );
         // The client said not sampled: we follow.
         assert!(!trace.sampled());
         t.begin(&mut slot, Some(b"00-zz"), None, Instant::now());
@@ -313,7 +321,11 @@ mod tests {
         trace.event(t0, "early", None);
         let a = trace.start_attempt(t0, 1, "m1");
         trace.end_attempt(t0 + Duration::from_millis(5), 500, None);
-        trace.event(t0, "retry", Some(("shardgate.backoff_ms", EventValue::Int(10))));
+        trace.event(
+            t0,
+            "retry",
+            Some(("shardgate.backoff_ms", EventValue::Int(10))),
+        );
         let b = trace.start_attempt(t0, 1, "m1");
         trace.end_attempt(t0, 200, None);
         assert_ne!(a, b);

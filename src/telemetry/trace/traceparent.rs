@@ -98,7 +98,10 @@ mod tests {
         let tp = parse(EXAMPLE).unwrap();
         assert_eq!(tp.trace_id.0[0], 0x4b);
         assert_eq!(tp.trace_id.0[15], 0x36);
-        assert_eq!(tp.parent_id.0, [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]);
+        assert_eq!(
+            tp.parent_id.0,
+            [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]
+        );
         assert!(tp.sampled());
         assert_eq!(&format(&tp.trace_id, &tp.parent_id, tp.flags)[..], EXAMPLE);
     }
