@@ -92,7 +92,7 @@ fn record(
         // answered (HTTP's conventions for client spans).
         let error = a
             .error
-            .or_else(|| (a.status >= 400).then(|| &*status_text.format(a.status)));
+            .or_else(|| (a.status >= 400).then(|| status_text.format(a.status)));
         if let Some(e) = error {
             attrs.str("error.type", e);
         }
@@ -174,7 +174,7 @@ fn record(
     let error = match (outcome.error, outcome.truncated) {
         (Some(e), _) if failed => Some(e),
         (_, true) => Some("truncated"),
-        _ if failed => Some(&*status_text.format(outcome.status)),
+        _ if failed => Some(status_text.format(outcome.status)),
         _ => None,
     };
     if let Some(e) = error {

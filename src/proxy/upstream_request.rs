@@ -161,6 +161,12 @@ struct HeadRanges {
     insert: Range<usize>,
 }
 
+/// Whether the attempt's own `traceparent` (with tracing on) takes the
+/// place of the client's header `name`.
+fn replaces(traceparent: Option<&[u8]>, name: &[u8]) -> bool {
+    traceparent.is_some() && name.eq_ignore_ascii_case(b"traceparent")
+}
+
 /// `,"stream_options":{"include_usage":true}` (without the comma when the
 /// body's object is empty).
 const INCLUDE_USAGE: &[u8] = b",\"stream_options\":{\"include_usage\":true}";
@@ -236,7 +242,7 @@ fn build_head(
         if is_forwarded_request_header(name)
             && !connection.names(name)
             && !p.overrides_request_header(name)
-            && !(traceparent.is_some() && name.eq_ignore_ascii_case(b"traceparent"))
+            && !replaces(traceparent, name)
         {
             push_header(&mut out, name, h.value.get(rbuf));
         }
