@@ -22,11 +22,9 @@ use super::endpoint::ROUTE_NAMES;
 use crate::http1::parse::RequestHead;
 use crate::providers::catalog::Family;
 use crate::shard::Shard;
-use crate::telemetry::trace::span::{Attrs, Event, Span, SpanKind, StatusCode, Value};
+use crate::telemetry::trace::otlp::SpanWriter;
+use crate::telemetry::trace::span::{Attr, Event, Span, SpanKind, StatusCode, Value};
 use crate::telemetry::trace::{EventValue, RequestTrace, TraceEvent};
-
-/// Events kept per span at most (a request rarely has more than three).
-const MAX_EVENTS: usize = 8;
 
 /// Starts the request's trace when the shard traces; `head` is the
 /// request's head and the buffer it spans (none for a head that could not
@@ -71,102 +69,51 @@ fn record(
 
     for (i, a) in trace.attempts().iter().enumerate() {
         let provider = router.providers.get(a.provider);
-        let mut attrs = Attrs::default();
-        if let Some(op) = operation {
-            attrs.str("gen_ai.operation.name", op);
-        }
-        if let Some(p) = provider {
-            attrs.str("gen_ai.provider.name", provider_name(p.family));
-            attrs.str("shardgate.provider", &p.name);
-            attrs.str("server.address", &p.url.host);
-            attrs.int("server.port", i64::from(p.url.port));
-        }
-        if !a.model.is_empty() {
-            attrs.str("gen_ai.request.model", &a.model);
-        }
-        if a.status != 0 {
-            attrs.int("http.response.status_code", i64::from(a.status));
-        }
         let mut status_text = itoa::Buffer::new();
         // A client span's error: a failure, or any 4xx/5xx the upstream
         // answered (HTTP's conventions for client spans).
         let error = a
             .error
             .or_else(|| (a.status >= 400).then(|| status_text.format(a.status)));
-        if let Some(e) = error {
-            attrs.str("error.type", e);
-        }
-        attrs.int("shardgate.attempt", (i + 1) as i64);
-        let mut events = [EMPTY_EVENT; MAX_EVENTS];
-        let n = events_of(trace, &a.events, &mut events);
-        sender.record(
-            &Span {
-                trace_id: trace.trace_id,
-                span_id: a.span_id,
-                parent: Some(trace.span_id),
-                flags: trace.flags,
-                parent_remote: false,
-                trace_state: &trace.trace_state,
-                name: (operation.unwrap_or(route), &a.model),
-                kind: SpanKind::Client,
-                start_unix_nanos: trace.unix_nanos(a.start),
-                end_unix_nanos: trace.unix_nanos(a.end),
-                attrs: &attrs,
-                events: &events[..n],
-                status: if error.is_some() {
-                    StatusCode::Error
-                } else {
-                    StatusCode::Unset
-                },
-                status_message: a.error.unwrap_or_default(),
-            },
-            now,
-        );
+        let span = Span {
+            trace_id: trace.trace_id,
+            span_id: a.span_id,
+            parent: Some(trace.span_id),
+            flags: trace.flags,
+            parent_remote: false,
+            trace_state: &trace.trace_state,
+            name: (operation.unwrap_or(route), &a.model),
+            kind: SpanKind::Client,
+            start_unix_nanos: trace.unix_nanos(a.start),
+            end_unix_nanos: trace.unix_nanos(a.end),
+            status: status_of(error),
+            status_message: a.error.unwrap_or_default(),
+        };
+        sender.record(&span, now, |w| {
+            if let Some(op) = operation {
+                w.str("gen_ai.operation.name", op);
+            }
+            if let Some(p) = provider {
+                w.str("gen_ai.provider.name", provider_name(p.family));
+                w.str("shardgate.provider", &p.name);
+                w.str("server.address", &p.url.host);
+                w.int("server.port", i64::from(p.url.port));
+            }
+            if !a.model.is_empty() {
+                w.str("gen_ai.request.model", &a.model);
+            }
+            if a.status != 0 {
+                w.int("http.response.status_code", i64::from(a.status));
+            }
+            if let Some(e) = error {
+                w.str("error.type", e);
+            }
+            w.int("shardgate.attempt", (i + 1) as i64);
+            events(w, trace, &a.events);
+        });
     }
 
     let provider = outcome.provider.and_then(|p| router.providers.get(p));
-    let mut attrs = Attrs::default();
-    if let Some(op) = operation {
-        attrs.str("gen_ai.operation.name", op);
-    }
-    if let Some(p) = provider {
-        attrs.str("gen_ai.provider.name", provider_name(p.family));
-        attrs.str("shardgate.provider", &p.name);
-    }
-    if !outcome.model.is_empty() {
-        attrs.str("gen_ai.request.model", &outcome.model);
-    }
-    // The model that answered: the name sent upstream (the gateway does not
-    // parse an answer's own `model`).
-    if provider.is_some() && !outcome.upstream_model.is_empty() {
-        attrs.str("gen_ai.response.model", &outcome.upstream_model);
-    }
-    if let Some(u) = &outcome.usage {
-        attrs.int("gen_ai.usage.input_tokens", saturating(u.input_tokens));
-        attrs.int("gen_ai.usage.output_tokens", saturating(u.output_tokens));
-        if u.cache_read_tokens > 0 {
-            attrs.int(
-                "gen_ai.usage.cache_read.input_tokens",
-                saturating(u.cache_read_tokens),
-            );
-        }
-        if u.cache_write_tokens > 0 {
-            attrs.int(
-                "gen_ai.usage.cache_creation.input_tokens",
-                saturating(u.cache_write_tokens),
-            );
-        }
-    }
-    if let (true, Some(ttft)) = (ctx.side.report.streamed, outcome.ttft) {
-        attrs.push(
-            "gen_ai.response.time_to_first_chunk",
-            Value::Double(ttft.as_secs_f64()),
-        );
-    }
-    attrs.str("shardgate.route", route);
-    if outcome.status != 0 {
-        attrs.int("http.response.status_code", i64::from(outcome.status));
-    }
     // A server span's error: the gateway's own failure or a 5xx; a 4xx is
     // the client's (HTTP's conventions for server spans).
     let mut status_text = itoa::Buffer::new();
@@ -177,69 +124,96 @@ fn record(
         _ if failed => Some(status_text.format(outcome.status)),
         _ => None,
     };
-    if let Some(e) = error {
-        attrs.str("error.type", e);
-    }
-    attrs.str("shardgate.request_id", &outcome.request_id);
-    if let Some(cache) = outcome.cache {
-        attrs.str("shardgate.cache", cache);
-    }
-    let mut events = [EMPTY_EVENT; MAX_EVENTS];
-    let n = events_of(trace, trace.events(), &mut events);
-    sender.record(
-        &Span {
-            trace_id: trace.trace_id,
-            span_id: trace.span_id,
-            parent: trace.parent,
-            flags: trace.flags,
-            parent_remote: true,
-            trace_state: &trace.trace_state,
-            name: match operation {
-                Some(op) => (op, &outcome.model),
-                None => (route, ""),
-            },
-            kind: SpanKind::Server,
-            start_unix_nanos: trace.unix_nanos(trace.started()),
-            end_unix_nanos: trace.unix_nanos(now),
-            attrs: &attrs,
-            events: &events[..n],
-            status: if error.is_some() {
-                StatusCode::Error
-            } else {
-                StatusCode::Unset
-            },
-            status_message: error.unwrap_or_default(),
+    let span = Span {
+        trace_id: trace.trace_id,
+        span_id: trace.span_id,
+        parent: trace.parent,
+        flags: trace.flags,
+        parent_remote: true,
+        trace_state: &trace.trace_state,
+        name: match operation {
+            Some(op) => (op, &outcome.model),
+            None => (route, ""),
         },
-        now,
-    );
+        kind: SpanKind::Server,
+        start_unix_nanos: trace.unix_nanos(trace.started()),
+        end_unix_nanos: trace.unix_nanos(now),
+        status: status_of(error),
+        status_message: error.unwrap_or_default(),
+    };
+    sender.record(&span, now, |w| {
+        if let Some(op) = operation {
+            w.str("gen_ai.operation.name", op);
+        }
+        if let Some(p) = provider {
+            w.str("gen_ai.provider.name", provider_name(p.family));
+            w.str("shardgate.provider", &p.name);
+        }
+        if !outcome.model.is_empty() {
+            w.str("gen_ai.request.model", &outcome.model);
+        }
+        // The model that answered: the name sent upstream (the gateway
+        // does not parse an answer's own `model`).
+        if provider.is_some() && !outcome.upstream_model.is_empty() {
+            w.str("gen_ai.response.model", &outcome.upstream_model);
+        }
+        if let Some(u) = &outcome.usage {
+            w.int("gen_ai.usage.input_tokens", saturating(u.input_tokens));
+            w.int("gen_ai.usage.output_tokens", saturating(u.output_tokens));
+            if u.cache_read_tokens > 0 {
+                let n = saturating(u.cache_read_tokens);
+                w.int("gen_ai.usage.cache_read.input_tokens", n);
+            }
+            if u.cache_write_tokens > 0 {
+                let n = saturating(u.cache_write_tokens);
+                w.int("gen_ai.usage.cache_creation.input_tokens", n);
+            }
+        }
+        if let (true, Some(ttft)) = (ctx.side.report.streamed, outcome.ttft) {
+            w.attr(
+                "gen_ai.response.time_to_first_chunk",
+                Value::Double(ttft.as_secs_f64()),
+            );
+        }
+        w.str("shardgate.route", route);
+        if outcome.status != 0 {
+            w.int("http.response.status_code", i64::from(outcome.status));
+        }
+        if let Some(e) = error {
+            w.str("error.type", e);
+        }
+        w.str("shardgate.request_id", &outcome.request_id);
+        if let Some(cache) = outcome.cache {
+            w.str("shardgate.cache", cache);
+        }
+        events(w, trace, trace.events());
+    });
 }
 
-const EMPTY_EVENT: Event<'static> = Event {
-    time_unix_nanos: 0,
-    name: "",
-    attr: None,
-};
+fn status_of(error: Option<&str>) -> StatusCode {
+    if error.is_some() {
+        StatusCode::Error
+    } else {
+        StatusCode::Unset
+    }
+}
 
-/// `list` as span events in `out`; how many.
-fn events_of<'a>(trace: &RequestTrace, list: &'a [TraceEvent], out: &mut [Event<'a>]) -> usize {
-    for (e, slot) in list.iter().zip(out.iter_mut()) {
-        *slot = Event {
+/// `list` as the span's events.
+fn events(w: &mut SpanWriter<'_>, trace: &RequestTrace, list: &[TraceEvent]) {
+    for e in list {
+        w.event(&Event {
             time_unix_nanos: trace.unix_nanos(e.at),
             name: e.name,
-            attr: e
-                .attr
-                .as_ref()
-                .map(|(key, v)| crate::telemetry::trace::span::Attr {
-                    key,
-                    value: match v {
-                        EventValue::Int(i) => Value::Int(*i),
-                        EventValue::Static(s) => Value::Str(s),
-                        EventValue::Text(s) => Value::Str(s),
-                    },
-                }),
-        };
+            attr: e.attr.as_ref().map(|(key, v)| Attr {
+                key,
+                value: match v {
+                    EventValue::Int(i) => Value::Int(*i),
+                    EventValue::Static(s) => Value::Str(s),
+                    EventValue::Text(s) => Value::Str(s),
+                },
+            }),
+        });
     }
-    list.len().min(out.len())
 }
 
 fn saturating(v: u64) -> i64 {

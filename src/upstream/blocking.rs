@@ -96,27 +96,21 @@ pub fn otlp_post(
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    let mut request = Vec::new();
-    Ok(Box::new(move |body: &[u8]| {
+    Ok(Box::new(move |body: &[&[u8]]| {
         let addrs = target
             .resolve()
             .map_err(|e| format!("cannot resolve {}: {e}", target.host))?;
-        request.clear();
-        request.extend_from_slice(head.as_bytes());
-        request.extend_from_slice(
-            format!(
-                "content-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            )
-            .as_bytes(),
-        );
-        request.extend_from_slice(body);
+        let length: usize = body.iter().map(|part| part.len()).sum();
+        let head = format!("{head}content-length: {length}\r\nconnection: close\r\n\r\n");
+        let mut parts = Vec::with_capacity(1 + body.len());
+        parts.push(head.as_bytes());
+        parts.extend_from_slice(body);
         let peer = Peer {
             addrs: &addrs,
             tls: tls.clone(),
         };
         // A collector's answer is an (often empty) ExportTraceServiceResponse.
-        send(&peer, &request, timeout, MAX_TOKEN_ANSWER).map(|(status, _)| status)
+        send_parts(&peer, &parts, timeout, MAX_TOKEN_ANSWER).map(|(status, _)| status)
     }))
 }
 
@@ -126,6 +120,17 @@ pub fn otlp_post(
 pub fn send(
     peer: &Peer<'_>,
     request: &[u8],
+    timeout: Duration,
+    max_answer: usize,
+) -> Result<(u16, Vec<u8>), String> {
+    send_parts(peer, &[request], timeout, max_answer)
+}
+
+/// [`send`] for a request given in parts, written one after another (a
+/// large body is not copied behind its head).
+pub fn send_parts(
+    peer: &Peer<'_>,
+    request: &[&[u8]],
     timeout: Duration,
     max_answer: usize,
 ) -> Result<(u16, Vec<u8>), String> {
@@ -141,6 +146,9 @@ pub fn send(
         .ok_or(last)?;
     tcp.set_read_timeout(Some(timeout)).map_err(io)?;
     tcp.set_write_timeout(Some(timeout)).map_err(io)?;
+    // Parts go as they are written: Nagle would hold a body behind its
+    // head until the head's ACK, which the peer delays.
+    tcp.set_nodelay(true).map_err(io)?;
     match &peer.tls {
         Some((config, name)) => {
             let conn = rustls::ClientConnection::new(config.clone(), name.clone())
@@ -159,11 +167,12 @@ fn io(e: std::io::Error) -> String {
 /// (or, for one delimited by the close, until the server closes).
 fn exchange(
     mut stream: impl Read + Write,
-    request: &[u8],
+    request: &[&[u8]],
     max_answer: usize,
 ) -> Result<(u16, Vec<u8>), String> {
-    stream
-        .write_all(request)
+    request
+        .iter()
+        .try_for_each(|part| stream.write_all(part))
         .and_then(|()| stream.flush())
         .map_err(|e| format!("cannot send the request: {e}"))?;
     let mut answer = Vec::new();

@@ -23,11 +23,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::otlp::{self, Resource};
+use super::otlp::{self, Resource, SpanWriter};
 use super::span::Span;
 
-/// Sends one export's body; the HTTP status, or why there was none.
-pub type Post = Box<dyn FnMut(&[u8]) -> Result<u16, String> + Send>;
+/// Sends one export's body, given in parts (the envelope, then the spans,
+/// so they are not copied together); the HTTP status, or why there was
+/// none.
+pub type Post = Box<dyn FnMut(&[&[u8]]) -> Result<u16, String> + Send>;
 
 /// Bounds on batching and queueing (`[tracing]`'s).
 #[derive(Clone, Copy, Debug)]
@@ -172,7 +174,7 @@ fn run(
         service_version: env!("CARGO_PKG_VERSION"),
     };
     let (mut pending, mut pending_spans) = (Vec::new(), 0u32);
-    let mut body = Vec::new();
+    let mut prefix = Vec::new();
     // When the oldest pending span arrived: exported at most one
     // `flush_interval` later.
     let mut since: Option<Instant> = None;
@@ -181,10 +183,10 @@ fn run(
         if *spans == 0 {
             return;
         }
-        body.clear();
-        otlp::encode_request(&mut body, &resource, pending);
+        prefix.clear();
+        otlp::encode_request_prefix(&mut prefix, &resource, pending.len());
         let n = u64::from(*spans);
-        match post(&body) {
+        match post(&[&prefix, pending]) {
             Ok(status) if (200..300).contains(&status) => {
                 counters.exported.fetch_add(n, Ordering::Relaxed);
                 failing = false;
@@ -203,12 +205,12 @@ fn run(
                 }
             }
         }
+        // A buffer grown by an unusual burst is not kept.
+        if pending.capacity() > 16 << 20 {
+            *pending = Vec::new();
+        }
         pending.clear();
         *spans = 0;
-        // A body grown by an unusual burst is not kept.
-        if body.capacity() > 16 << 20 {
-            body = Vec::new();
-        }
     };
     loop {
         let msg = match since {
@@ -256,9 +258,18 @@ pub struct TraceSender {
 }
 
 impl TraceSender {
-    /// Encodes `span` into the batch; hands the batch over when it is full.
-    pub fn record(&mut self, span: &Span<'_>, now: Instant) {
-        otlp::encode_span(&mut self.buf, span);
+    /// Encodes a span into the batch — the attributes and events `fill`
+    /// writes, then `span`'s own fields — and hands the batch over when it
+    /// is full.
+    pub fn record(
+        &mut self,
+        span: &Span<'_>,
+        now: Instant,
+        fill: impl FnOnce(&mut SpanWriter<'_>),
+    ) {
+        let mut w = SpanWriter::begin(&mut self.buf);
+        fill(&mut w);
+        w.finish(span);
         self.spans += 1;
         self.oldest.get_or_insert(now);
         if self.spans >= self.opts.shard_batch_spans {
@@ -314,12 +325,11 @@ impl Drop for TraceSender {
 
 #[cfg(test)]
 mod tests {
-    use super::super::span::{Attrs, SpanId, SpanKind, StatusCode, TraceId};
+    use super::super::span::{SpanId, SpanKind, StatusCode, TraceId};
     use super::*;
     use std::sync::Mutex;
 
     fn span() -> Span<'static> {
-        static EMPTY: std::sync::OnceLock<Attrs<'static>> = std::sync::OnceLock::new();
         Span {
             trace_id: TraceId([1; 16]),
             span_id: SpanId([2; 8]),
@@ -331,8 +341,6 @@ mod tests {
             kind: SpanKind::Server,
             start_unix_nanos: 1,
             end_unix_nanos: 2,
-            attrs: EMPTY.get_or_init(Attrs::default),
-            events: &[],
             status: StatusCode::Unset,
             status_message: "",
         }
@@ -354,8 +362,10 @@ mod tests {
         let exporter = Exporter::start(
             "svc".into(),
             opts(),
-            Box::new(move |body| {
-                seen.lock().unwrap().push(body.len());
+            Box::new(move |parts| {
+                seen.lock()
+                    .unwrap()
+                    .push(parts.iter().map(|p| p.len()).sum());
                 Ok(200)
             }),
         )
@@ -363,7 +373,7 @@ mod tests {
         let mut sender = exporter.sender();
         let now = Instant::now();
         for _ in 0..5 {
-            sender.record(&span(), now);
+            sender.record(&span(), now, |w| w.int("n", 1));
             std::thread::sleep(Duration::from_millis(5));
         }
         drop(sender); // the fifth span goes with the drop
@@ -393,7 +403,7 @@ mod tests {
         let mut sender = exporter.sender();
         let started = Instant::now();
         for _ in 0..1000 {
-            sender.record(&span(), Instant::now());
+            sender.record(&span(), Instant::now(), |_| {});
         }
         assert!(started.elapsed() < Duration::from_secs(1));
         let counters = exporter.counters();

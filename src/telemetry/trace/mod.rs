@@ -286,7 +286,7 @@ mod tests {
         let exporter = Exporter::start(
             "t".into(),
             ExporterOptions::default(),
-            Box::new(|_| Ok(200)),
+            Box::new(|_: &[&[u8]]| Ok(200)),
         )
         .unwrap();
         (ShardTracer::new(exporter.sender(), ratio, 42), exporter)

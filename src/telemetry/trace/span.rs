@@ -1,11 +1,12 @@
 //! The span record a shard fills at the end of a request, borrowed from
 //! what the request already holds (its model names, its provider's name),
-//! for `otlp` to encode: ids, start and end in Unix nanoseconds, kind,
-//! status, a few typed attributes and events.
+//! for `otlp` to encode: ids, start and end in Unix nanoseconds, kind and
+//! status ([`Span`]); its attributes and events ([`Attr`], [`Event`]) are
+//! handed to `otlp::SpanWriter` one by one and encoded as they come.
 //!
-//! Invariant: a record owns nothing and allocates nothing; its attributes
-//! live in a fixed array ([`Attrs`]), so building and encoding a span costs
-//! no allocation on the shard.
+//! Invariant: a record owns nothing and allocates nothing, and nothing is
+//! gathered before it is encoded: a span costs the shard no allocation and
+//! no copy but its bytes in the batch.
 
 /// A W3C / OTLP trace id: 16 bytes, never all zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -59,55 +60,6 @@ pub struct Attr<'a> {
     pub value: Value<'a>,
 }
 
-/// At most this many attributes on one span (the server span uses ~16).
-pub const MAX_ATTRS: usize = 24;
-
-/// A span's attributes in a fixed array: pushing past [`MAX_ATTRS`] drops
-/// the attribute and counts it (OTLP's `dropped_attributes_count`).
-#[derive(Clone, Copy, Debug)]
-pub struct Attrs<'a> {
-    items: [Attr<'a>; MAX_ATTRS],
-    len: usize,
-    pub dropped: u32,
-}
-
-impl Default for Attrs<'_> {
-    fn default() -> Self {
-        Attrs {
-            items: [Attr {
-                key: "",
-                value: Value::Bool(false),
-            }; MAX_ATTRS],
-            len: 0,
-            dropped: 0,
-        }
-    }
-}
-
-impl<'a> Attrs<'a> {
-    pub fn push(&mut self, key: &'static str, value: Value<'a>) {
-        match self.items.get_mut(self.len) {
-            Some(slot) => {
-                *slot = Attr { key, value };
-                self.len += 1;
-            }
-            None => self.dropped += 1,
-        }
-    }
-
-    pub fn str(&mut self, key: &'static str, value: &'a str) {
-        self.push(key, Value::Str(value));
-    }
-
-    pub fn int(&mut self, key: &'static str, value: i64) {
-        self.push(key, Value::Int(value));
-    }
-
-    pub fn as_slice(&self) -> &[Attr<'a>] {
-        &self.items[..self.len]
-    }
-}
-
 /// An event on a span: a decision at a moment (a retry, a fail-over, a
 /// breaker's change), with at most one attribute.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -117,7 +69,8 @@ pub struct Event<'a> {
     pub attr: Option<Attr<'a>>,
 }
 
-/// One finished span, ready to encode.
+/// One finished span's own fields (its attributes and events go through
+/// `otlp::SpanWriter`).
 #[derive(Clone, Copy, Debug)]
 pub struct Span<'a> {
     pub trace_id: TraceId,
@@ -137,8 +90,6 @@ pub struct Span<'a> {
     pub kind: SpanKind,
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
-    pub attrs: &'a Attrs<'a>,
-    pub events: &'a [Event<'a>],
     pub status: StatusCode,
     /// The status's message (empty for none): the error's kind.
     pub status_message: &'a str,
