@@ -212,7 +212,36 @@ pub fn encode_request(out: &mut Vec<u8>, resource: &Resource<'_>, spans: &[u8]) 
 }
 
 /// `KeyValue { key = 1, value = 2 (AnyValue) }` as field `field`.
+#[inline]
 fn key_value(out: &mut Vec<u8>, field: u32, attr: &Attr<'_>) {
+    let k = attr.key.len();
+    // The common attribute, a short string or an int under a short key
+    // (field < 16), in a few wide writes: every length fits one byte.
+    match attr.value {
+        Value::Str(v) if k + v.len() < 120 => {
+            let any = 2 + v.len();
+            out.reserve(8 + k + v.len());
+            out.extend_from_slice(&[tag(field, LEN), (2 + k + 2 + any) as u8, 0x0a, k as u8]);
+            out.extend_from_slice(attr.key.as_bytes());
+            out.extend_from_slice(&[0x12, any as u8, 0x0a, v.len() as u8]);
+            out.extend_from_slice(v.as_bytes());
+        }
+        Value::Int(i) if k < 100 && (0..1 << 56).contains(&i) => {
+            let mut digits = [0u8; 10];
+            let n = varint_into(&mut digits, i as u64);
+            let any = 1 + n;
+            out.reserve(7 + k + n);
+            out.extend_from_slice(&[tag(field, LEN), (2 + k + 2 + any) as u8, 0x0a, k as u8]);
+            out.extend_from_slice(attr.key.as_bytes());
+            out.extend_from_slice(&[0x12, any as u8, 0x18]);
+            out.extend_from_slice(&digits[..n]);
+        }
+        _ => key_value_any(out, field, attr),
+    }
+}
+
+/// [`key_value`] for any attribute.
+fn key_value_any(out: &mut Vec<u8>, field: u32, attr: &Attr<'_>) {
     key(out, field, LEN);
     varint(out, kv_size(attr) as u64);
     string_field(out, 1, attr.key);
@@ -294,20 +323,33 @@ fn close(out: &mut Vec<u8>, slot: usize, width: usize) {
     out[slot..slot + n].copy_from_slice(&digits[..n]);
 }
 
-#[inline]
+/// A field's tag (field number under 16).
+#[inline(always)]
+fn tag(field: u32, wire: u8) -> u8 {
+    debug_assert!(field < 16);
+    ((field << 3) as u8) | wire
+}
+
+#[inline(always)]
 fn key(out: &mut Vec<u8>, field: u32, wire: u8) {
     varint(out, (u64::from(field) << 3) | u64::from(wire));
 }
 
-#[inline]
+#[inline(always)]
 fn varint(out: &mut Vec<u8>, v: u64) {
     if v < 0x80 {
         out.push(v as u8);
     } else {
-        let mut digits = [0u8; 10];
-        let n = varint_into(&mut digits, v);
-        out.extend_from_slice(&digits[..n]);
+        varint_long(out, v);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn varint_long(out: &mut Vec<u8>, v: u64) {
+    let mut digits = [0u8; 10];
+    let n = varint_into(&mut digits, v);
+    out.extend_from_slice(&digits[..n]);
 }
 
 fn varint_size(v: u64) -> usize {
@@ -386,6 +428,37 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_short_paths_write_what_the_general_one_writes() {
+        let long = "v".repeat(300);
+        let keys: [&'static str; 3] = ["k", "gen_ai.usage.input_tokens", KEY_100];
+        for key in keys {
+            for value in [
+                Value::Str(""),
+                Value::Str("openai"),
+                Value::Str(&long[..115]),
+                Value::Str(&long),
+                Value::Int(0),
+                Value::Int(127),
+                Value::Int(128),
+                Value::Int((1 << 56) - 1),
+                Value::Int(1 << 56),
+                Value::Int(-1),
+                Value::Double(0.25),
+                Value::Bool(true),
+            ] {
+                let attr = Attr { key, value };
+                let (mut fast, mut general) = (Vec::new(), Vec::new());
+                key_value(&mut fast, 9, &attr);
+                key_value_any(&mut general, 9, &attr);
+                assert_eq!(fast, general, "{attr:?}");
+                assert_eq!(fast.len(), field_size(kv_size(&attr)), "{attr:?}");
+            }
+        }
+    }
+
+    const KEY_100: &str = "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
 
     fn span() -> Span<'static> {
         Span {
