@@ -14,9 +14,11 @@
 //! Invariants: with tracing off no shard holds a tracer and a request
 //! holds no trace (the request path pays one branch); an unsampled
 //! request still gets ids, so the `traceparent` it sends upstream carries
-//! the trace on, but records nothing; a request's trace allocates nothing
-//! in steady state but a fallback event's model name (its slots and
-//! strings are reused from request to request).
+//! the trace on, but records nothing; a request's trace reuses its slots
+//! and strings from request to request (only a fallback event's model
+//! name is allocated), and spans are encoded into batch buffers that the
+//! exporter hands back, so steady tracing allocates only when a buffer
+//! has not come back in time.
 
 pub mod exporter;
 pub mod otlp;
