@@ -31,6 +31,12 @@
 # after) and a BASELINE with that key on the local backend, so
 # `shardgate / baseline` is Redis against local; Redis's INFO commandstats,
 # read before and after the rounds, gives its commands per request served.
+# TRACED=1 runs the first with OpenTelemetry tracing on at a sample ratio of
+# 1 (every request a server span and a client span), exported over OTLP/HTTP
+# to a sink that reads and discards (a server of the same nginx on 19106);
+# compare with BASELINE=target/release/shardgate (the same build, tracing
+# off). Its admin port (19107) is read after the rounds for the spans
+# exported and dropped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
@@ -60,6 +66,7 @@ http {
   upstream mock { server 127.0.0.1:19101; keepalive 64; }
   server { listen 127.0.0.1:19101; location / { default_type $CTYPE; return 200 '$RESP'; } }
   server { listen 127.0.0.1:19102; location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:19106; client_max_body_size 64m; location / { return 200; } }
 }
 NGX
 BODY='{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Write a haiku about a gateway that forwards requests quickly and never gets in the way of the traffic it carries. '"$(printf 'x%.0s' $(seq 250))"'"}],"temperature":0.7,"max_tokens":64}'
@@ -113,6 +120,19 @@ enabled = true
 TOML
   SG_ARGS=(--config "$DIR/cached.toml")
 fi
+if [[ -n "${TRACED:-}" ]]; then
+  cat > "$DIR/traced.toml" <<TOML
+[providers.openai]
+base_url = "http://127.0.0.1:19101/v1"
+api_key = "sk-up"
+[tracing]
+otlp_endpoint = "http://127.0.0.1:19106"
+sample_ratio = 1.0
+TOML
+  SG_ARGS=(--config "$DIR/traced.toml")
+fi
+SG_ADMIN=off
+[[ -n "${TRACED:-}" ]] && SG_ADMIN=127.0.0.1:19107
 BL_ARGS=()
 if [[ "${GOVERNED:-}" == redis ]]; then
   command -v redis-server >/dev/null || { echo "GOVERNED=redis needs redis-server"; exit 1; }
@@ -129,7 +149,7 @@ fi
 # Every command Redis has run so far, from its own count.
 redis_calls() { redis-cli -p 19105 info commandstats | awk -F'[=,:]' '/^cmdstat_/ {n += $3} END {print n + 0}'; }
 OPENAI_API_KEY=sk-up OPENAI_BASE_URL=http://127.0.0.1:19101/v1 target/release/shardgate \
-  --listen 127.0.0.1:19103 --admin-listen off "${SG_ARGS[@]}" 2>"$DIR/shardgate.log" &
+  --listen 127.0.0.1:19103 --admin-listen "$SG_ADMIN" "${SG_ARGS[@]}" 2>"$DIR/shardgate.log" &
 SG=$!
 TARGETS="direct:19101 nginx:19102 shardgate:19103"
 if [[ -n "${BASELINE:-}" ]]; then
@@ -179,6 +199,11 @@ awk -v n="$NC" -v s="$SC" 'BEGIN { printf "median CPU per request: nginx %.2f us
 if [[ -n "$BL" ]]; then
   B=$(echo "${R[baseline]}" | median); BC=$(echo "${C[baseline]}" | median)
   awk -v b="$B" -v s="$S" -v bc="$BC" -v sc="$SC" 'BEGIN { printf "baseline: median %.0f req/s, %.2f us CPU/request; shardgate / baseline = %.2fx throughput, %.2fx CPU per request\n", b, bc, s/b, sc/bc }'
+fi
+if [[ -n "${TRACED:-}" ]]; then
+  sleep 1.5 # the last batches exported
+  curl -s http://127.0.0.1:19107/metrics | grep '^shardgate_trace_' | tr '\n' ' '
+  echo "(shardgate served $SERVED requests over the rounds, +1 probe)"
 fi
 if [[ -n "$REDIS" ]]; then
   awk -v c="$(( CALLS1 - CALLS0 ))" -v n="$SERVED" 'BEGIN { printf "redis: %d commands over the rounds for %d requests served by shardgate = %.4f per request\n", c, n, c/n }'

@@ -22,7 +22,8 @@
 #   scripts/callgrind.sh [REQUESTS] [WARMUP]     defaults 20000 and 2000
 #
 # Environment: GATE_BIN (the shardgate binary, default the release build),
-# GOVERNED (1: virtual keys on, see below), SYSTEMS (part 1's proxies,
+# GOVERNED (1: virtual keys on, see below), TRACED (1: tracing on, see
+# below), SYSTEMS (part 1's proxies,
 # default "shardgate nginx"),
 # CG_CONNS (client connections for the callgrind runs, default
 # "1 64"), PARTS (default "1 2 3 4": which parts to run), WRK_ROUNDS (default
@@ -174,6 +175,17 @@ max_concurrent = 100000
 budget_usd = 1000000000.0
 CONF
 fi
+# TRACED=1: OpenTelemetry tracing on at a sample ratio of 1, exported over
+# OTLP/HTTP to the mock (which answers the POSTs like any other), so the
+# counts include the spans' encoding and the otel-export thread's exports
+# (bench/README.md, tracing).
+if [[ -n "${TRACED:-}" ]]; then
+  cat >>"$OUT/shardgate.toml" <<CONF
+[tracing]
+otlp_endpoint = "http://127.0.0.1:$MOCK_PORT"
+sample_ratio = 1.0
+CONF
+fi
 # nginx as scripts/bench.sh runs it (one worker, upstream keep-alive pool,
 # no buffering), in one process so valgrind and perf see all of it.
 mkdir -p "$OUT/nginx"
@@ -225,6 +237,9 @@ stop_sut() {
       callgrind_control --dump="$name/$w/c$c" "$SUT_PID" >/dev/null 2>&1 || die "callgrind_control --dump failed"
     done
   done
+  if [[ -n "${TRACED:-}" && $name == shardgate ]]; then
+    log "   traces: $(curl -s -m 30 "http://127.0.0.1:$ADMIN_PORT/metrics" | grep '^shardgate_trace_' | tr '\n' ' ')"
+  fi
   stop_sut
 done
 

@@ -36,6 +36,8 @@ pub struct Admin {
     pub control: Arc<Control>,
     /// Access-log lines dropped (a slow writer), for `/metrics`.
     pub log_dropped: Arc<AtomicU64>,
+    /// The OTLP exporter's counters, when tracing is on.
+    pub traces: Option<Arc<crate::telemetry::trace::TraceCounters>>,
     pub reload: Reload,
 }
 
@@ -142,6 +144,9 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
             prometheus::render_process_info(&mut text, &admin.control.reload_counts());
             crate::telemetry::process::ProcessStats::read().render(&mut text);
             crate::governance::metrics::render(&admin.control.governance.table, &mut text);
+            if let Some(traces) = &admin.traces {
+                traces.render(&mut text);
+            }
             if let Some(cache) = &config.cache {
                 crate::cache::metrics::render(
                     cache,

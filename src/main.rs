@@ -17,6 +17,7 @@ use shardgate::admin::{spawn_admin, Admin};
 use shardgate::proxy::ROUTE_NAMES;
 use shardgate::server::spawn_shards;
 use shardgate::shard::{allowed_cores, Control, Gateway, ShardSetup};
+use shardgate::telemetry::trace::{Exporter, ExporterOptions, ShardTracer};
 use shardgate::telemetry::{
     init_log, log_error, log_event, log_info, log_warn, notify, AccessLog, AccessLogOptions, Field,
     LabelTable, Level, LogFormat, LogTarget,
@@ -235,10 +236,14 @@ fn run(
     }
     let labels = Arc::new(LabelTable::from_config(&config, &ROUTE_NAMES));
     let access_log = start_access_log(&config.access_log)?;
+    let tracing = start_tracing(&config.tracing)?;
     let setups = (0..shards)
         .map(|_| ShardSetup {
             labels: labels.clone(),
             access_log: access_log.as_ref().map(|l| l.sender()),
+            tracer: tracing
+                .as_ref()
+                .map(|e| ShardTracer::new(e.sender(), config.tracing.sample_ratio, random_seed())),
             tls: tls_config.clone(),
         })
         .collect();
@@ -257,6 +262,7 @@ fn run(
                 .as_ref()
                 .map(|l| l.dropped_counter())
                 .unwrap_or_default(),
+            traces: tracing.as_ref().map(|e| e.counters()),
             reload: Box::new(move || reloader.reload()),
         };
         let bound = spawn_admin(addr, admin).map_err(|e| {
@@ -357,6 +363,11 @@ fn run(
                     // Shards flush their batches on their next tick.
                     std::thread::sleep(std::time::Duration::from_millis(150));
                     log.shutdown();
+                }
+                if let Some(tracing) = tracing {
+                    // What the shards handed over is exported; what they
+                    // still batch (under a second's worth) is not waited for.
+                    tracing.shutdown();
                 }
                 // After the drain: the requests that finished are charged.
                 store_writer.stop();
@@ -521,6 +532,38 @@ fn drain(control: &Control, listener_fds: &[RawFd], sig: i32) {
             "drain timeout: {left} request(s) still in flight; exiting"
         )),
     );
+}
+
+/// `[tracing]`: the OTLP exporter thread, when `otlp_endpoint` is set.
+fn start_tracing(cfg: &shardgate::config::TracingConfig) -> Result<Option<Exporter>, String> {
+    let Some(endpoint) = &cfg.otlp_endpoint else {
+        return Ok(None);
+    };
+    let post =
+        shardgate::upstream::blocking::otlp_post(endpoint, &cfg.headers, cfg.export_timeout_ms)
+            .map_err(|e| format!("tracing.otlp_endpoint: {e}"))?;
+    let opts = ExporterOptions {
+        shard_batch_spans: cfg.shard_batch_spans,
+        flush_interval: cfg.flush_interval_ms,
+        queue_batches: cfg.queue_batches,
+        export_spans: cfg.max_export_spans,
+    };
+    let exporter = Exporter::start(cfg.service_name.clone(), opts, post)
+        .map_err(|e| format!("tracing: cannot start the exporter thread: {e}"))?;
+    log_info(format_args!(
+        "tracing: OTLP/HTTP to {endpoint}, sample ratio {}",
+        cfg.sample_ratio
+    ));
+    Ok(Some(exporter))
+}
+
+/// A seed for a shard's trace and span ids, from the OS: ids must not
+/// repeat across shards, processes and restarts.
+fn random_seed() -> u64 {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    u64::from_le_bytes(bytes)
 }
 
 fn start_access_log(cfg: &shardgate::config::AccessLogConfig) -> Result<Option<AccessLog>, String> {

@@ -159,6 +159,7 @@ fn start_shard() -> SocketAddr {
             0,
             Control::new(gateway, 1),
             ShardSetup {
+                tracer: None,
                 labels,
                 access_log: None,
                 tls: None,

@@ -24,6 +24,8 @@ fn example_config_parses_and_validates() {
         d.governance.default_max_output_tokens
     );
     assert_eq!(config.state.flush_interval_ms, d.state.flush_interval_ms);
+    // Every [tracing] option is shown, at its default (tracing off).
+    assert_eq!(config.tracing, d.tracing);
 
     assert_eq!(config.server.listen, d.server.listen);
     let (log, dlog) = (&config.access_log, &d.access_log);

@@ -22,6 +22,7 @@ mod parse;
 mod server_tls;
 #[cfg(test)]
 mod tests;
+mod tracing;
 mod validate;
 
 use error::bad;
@@ -32,6 +33,7 @@ pub use governance::{
 };
 pub use ipnet::IpNet;
 pub use server_tls::ServerTlsConfig;
+pub use tracing::TracingConfig;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -69,6 +71,9 @@ pub struct Config {
     pub state: StateConfig,
     #[serde(default)]
     pub cache: CacheConfig,
+    /// OpenTelemetry traces (off unless `otlp_endpoint` is set).
+    #[serde(default)]
+    pub tracing: TracingConfig,
     /// Virtual keys declared in the file (the admin API adds more).
     #[serde(default)]
     pub keys: Vec<KeyConfig>,

@@ -109,6 +109,7 @@ impl Config {
             }
         }
         self.resilience.validate()?;
+        self.tracing.validate()?;
         for (name, p) in &self.providers {
             if name.is_empty() || name.contains('/') {
                 return Err(bad(

@@ -49,6 +49,7 @@ use crate::error::{Error, Kind, Retry};
 use crate::governance::RateHeaders;
 use crate::http1::parse::RequestHead;
 use crate::shard::{Generation, Shard};
+use crate::telemetry::trace::{EventValue, RequestTrace};
 use crate::upstream::breaker::{BreakerEvent, Outcome as BreakerOutcome, Ticket};
 use crate::upstream::quota;
 use crate::upstream::retry::{Attempt, Decision, RetryState};
@@ -71,6 +72,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
         side,
         outcome,
         key,
+        trace,
         ..
     } = ctx;
     let Request {
@@ -94,6 +96,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
         max_output: None,
         stream: (false, None),
         pinned: None,
+        trace: trace.as_mut(),
     };
     let mut scanned = None;
     // The lookup phase's plan, once made (`Some(None)`: no cache for it).
@@ -283,6 +286,12 @@ pub(super) async fn run_attempts<S: ClientIo>(
         outcome.provider = Some(provider);
         outcome.deployment = attempts.quota_deployment();
         let p = &gw.router.providers[provider];
+        // With tracing on, the attempt's span starts here: its id goes
+        // upstream in the `traceparent` the head carries.
+        let traceparent = attempts.trace.as_deref_mut().map(|t| {
+            let span = t.start_attempt(Instant::now(), provider, &outcome.upstream_model);
+            t.traceparent(&span)
+        });
         let source = HeadSource {
             server: &gw.config.server,
             rbuf: &down.rbuf,
@@ -291,13 +300,17 @@ pub(super) async fn run_attempts<S: ClientIo>(
             provider: p,
             query: query.clone(),
             request_id,
+            traceparent: traceparent.as_ref().map(|t| &t[..]),
         };
         let (mut req, translated, call) = upstream_request(&source, &body, plan, endpoint);
         let lent = Lent::lend(&mut req, translated, down, &mut body);
-        let (result, failure) = match attempts
+        let tried = attempts
             .send(down, &mut body, provider, req, lent, call.as_ref())
-            .await
-        {
+            .await;
+        if attempts.trace.is_some() {
+            attempts.trace_attempt_end(&tried);
+        }
+        let (result, failure) = match tried {
             Tried::Answer(result) => break result,
             Tried::Failed(result, failure) => (result, failure),
         };
@@ -420,8 +433,11 @@ struct Attempts<'a> {
     /// Whether it streams, and where its `stream_options` value is.
     stream: (bool, Option<Range<usize>>),
     /// The configured model's deployment a `provider/model` name pins
-    /// (sent direct, but counted against that deployment's quota).
+    /// sent direct, but counted against that deployment's quota).
     pinned: Option<(usize, usize)>,
+    /// The request's trace, with tracing on: each attempt's span, and the
+    /// decisions between them as its events.
+    trace: Option<&'a mut RequestTrace>,
 }
 
 /// What one attempt came to.
@@ -546,10 +562,13 @@ impl<'a> Attempts<'a> {
             Choice::Deployment { model, index } => Some((model, index)),
             _ => None,
         };
+        // A breaker's change of state during the attempt, for its span.
+        let breaker_event = Cell::new(None);
         let admitted = deployment.and_then(|(model, index)| {
             let admission = generation.models[model].breakers[index].admit(Instant::now());
             if let Some(event) = admission.event() {
                 report_breaker(shard, generation, model, index, event);
+                breaker_event.set(Some(event));
             }
             admission.ticket().map(|ticket| Admitted {
                 model,
@@ -579,7 +598,9 @@ impl<'a> Attempts<'a> {
                 }
             }
             if let Some(a) = admitted {
-                a.record(shard, generation, BreakerOutcome::Status(status), now);
+                if let Some(e) = a.record(shard, generation, BreakerOutcome::Status(status), now) {
+                    breaker_event.set(Some(e));
+                }
             }
         };
         let leg = Leg {
@@ -599,6 +620,9 @@ impl<'a> Attempts<'a> {
         )
         .await;
         drop(flight);
+        if let Some(event) = breaker_event.take() {
+            self.trace_breaker(event);
+        }
         // An upload whose rest went (or began to go) upstream cannot be
         // sent again: its buffer is not taken back, so no attempt follows
         // and the connection closes after the answer.
@@ -620,7 +644,9 @@ impl<'a> Attempts<'a> {
                     _ => BreakerOutcome::Protocol,
                 };
                 if let (Some(a), false) = (admitted, head_seen.get()) {
-                    a.record(shard, generation, o, Instant::now());
+                    if let Some(e) = a.record(shard, generation, o, Instant::now()) {
+                        breaker_event.set(Some(e));
+                    }
                 }
                 Some(o)
             }
@@ -693,6 +719,11 @@ impl<'a> Attempts<'a> {
         };
         match decision {
             Decision::Retry { after } => {
+                let backoff = i64::try_from(after.as_millis()).unwrap_or(i64::MAX);
+                self.trace_event(
+                    "retry",
+                    Some(("shardgate.backoff_ms", EventValue::Int(backoff))),
+                );
                 let metrics = &self.shard.metrics;
                 metrics.retry(metrics.labels().provider(from));
                 Some(NextAttempt {
@@ -720,9 +751,49 @@ impl<'a> Attempts<'a> {
             pick_deployment(self.generation, metrics, model, &self.tried)
         {
             metrics.retry(metrics.labels().provider(from));
+            let deployment = i64::try_from(index).unwrap_or(i64::MAX);
+            self.trace_event(
+                "failover",
+                Some(("shardgate.deployment", EventValue::Int(deployment))),
+            );
             return Some(Choice::Deployment { model, index });
         }
         self.next_fallback(from)
+    }
+
+    /// A decision, as an event on the current attempt's span.
+    fn trace_event(&mut self, name: &'static str, attr: Option<(&'static str, EventValue)>) {
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.event(Instant::now(), name, attr);
+        }
+    }
+
+    /// A breaker's change of state, as an event on the attempt's span.
+    fn trace_breaker(&mut self, event: BreakerEvent) {
+        let state = match event {
+            BreakerEvent::Ejected { .. } => "ejected",
+            BreakerEvent::HalfOpen => "half_open",
+            BreakerEvent::Closed => "closed",
+            BreakerEvent::ReEjected { .. } => "re_ejected",
+        };
+        self.trace_event(
+            "breaker",
+            Some(("shardgate.breaker.state", EventValue::Static(state))),
+        );
+    }
+
+    /// The attempt just sent ended: its status, or the error it failed with.
+    fn trace_attempt_end(&mut self, tried: &Tried) {
+        let (Tried::Answer(result) | Tried::Failed(result, _)) = tried;
+        let (status, error) = match result {
+            Ok(Relayed::Held) => (self.side.head.status, None),
+            Err(e) => (0, Some(e.metric_kind())),
+            Ok(_) if self.side.report.client_left => (self.side.report.status, Some("client_left")),
+            Ok(_) => (self.side.report.status, None),
+        };
+        if let Some(t) = self.trace.as_deref_mut() {
+            t.end_attempt(Instant::now(), status, error);
+        }
     }
 
     /// The origin model's next fallback that has a deployment to take the
@@ -758,6 +829,10 @@ impl<'a> Attempts<'a> {
             return None;
         };
         metrics.fallback(metrics.labels().provider(from));
+        if self.trace.is_some() {
+            let model = EventValue::Text(name.to_string());
+            self.trace_event("fallback", Some(("shardgate.fallback_model", model)));
+        }
         crate::telemetry::log_info(format_args!(
             "shard {}: falling back to model {name}",
             self.shard.id
@@ -790,12 +865,19 @@ struct Admitted {
 }
 
 impl Admitted {
-    /// Tells the breaker how the attempt went.
-    fn record(self, shard: &Shard, generation: &Generation, outcome: BreakerOutcome, now: Instant) {
+    /// Tells the breaker how the attempt went; its change of state, if
+    /// any (logged and counted here).
+    fn record(
+        self,
+        shard: &Shard,
+        generation: &Generation,
+        outcome: BreakerOutcome,
+        now: Instant,
+    ) -> Option<BreakerEvent> {
         let breaker = &generation.models[self.model].breakers[self.index];
-        if let Some(event) = breaker.record(self.ticket, outcome, now) {
-            report_breaker(shard, generation, self.model, self.index, event);
-        }
+        let event = breaker.record(self.ticket, outcome, now)?;
+        report_breaker(shard, generation, self.model, self.index, event);
+        Some(event)
     }
 }
 

@@ -19,6 +19,7 @@ use super::downstream::{Downstream, HeadWait};
 use super::headers::PeerAddr;
 use super::respond::{respond_error, respond_local, respond_relayed, Next};
 use super::settle::settle;
+use super::trace;
 use crate::net::{ClientIo, ClientStream};
 use crate::shard::Shard;
 
@@ -40,6 +41,7 @@ pub async fn serve_connection<S: ClientIo>(stream: S, peer: SocketAddr, shard: R
             Ok(true) => {
                 let _in_flight = shard.request_guard();
                 ctx.begin(shard.generation(), Instant::now());
+                trace::begin(&shard, &mut ctx, Some((&down.head, &down.rbuf)));
                 handle_request(&shard, &mut ctx, &mut down).await
             }
             Ok(false) => return,
@@ -47,6 +49,7 @@ pub async fn serve_connection<S: ClientIo>(stream: S, peer: SocketAddr, shard: R
                 // A head that cannot be read is answered, counted and
                 // logged like any other refusal; the connection ends.
                 ctx.begin(shard.generation(), Instant::now());
+                trace::begin(&shard, &mut ctx, None);
                 respond_error(&mut ctx, &mut down, &e, true).await
             }
         };

@@ -20,6 +20,7 @@ use crate::api::usage::Usage;
 use crate::governance::{KeyMemo, ShardKey};
 use crate::providers::Dialect;
 use crate::shard::Generation;
+use crate::telemetry::trace::RequestTrace;
 
 pub(super) struct RequestCtx {
     /// The generation the request started on (and finishes on); none
@@ -36,6 +37,9 @@ pub(super) struct RequestCtx {
     pub key: Option<ShardKey>,
     /// The connection's last key (kept across its requests).
     pub key_memo: Option<KeyMemo>,
+    /// With tracing on, the request's trace (restarted by `trace::begin`
+    /// for every request, its allocations kept); always `None` with it off.
+    pub trace: Option<RequestTrace>,
 }
 
 impl RequestCtx {
@@ -48,6 +52,7 @@ impl RequestCtx {
             next_request: 0,
             key: None,
             key_memo: None,
+            trace: None,
         }
     }
 

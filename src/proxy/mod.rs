@@ -41,6 +41,7 @@ mod route;
 mod settle;
 #[cfg(test)]
 mod tests;
+mod trace;
 mod translated;
 mod upstream_request;
 

@@ -1,5 +1,6 @@
 //! The log phase: what a request came to (its `Outcome`), recorded into
-//! the shard's metrics and access log once its response is done, whatever
+//! the shard's metrics, access log and (with tracing on) trace once its
+//! response is done, whatever
 //! answered it (an upstream, the gateway itself, or a cut), and the tokens
 //! it used into the provider quotas it counts against. Allocates nothing in
 //! steady state.
@@ -98,4 +99,5 @@ pub(super) fn settle(shard: &Shard, ctx: &mut RequestCtx) {
             Instant::now(),
         );
     }
+    super::trace::finish(shard, ctx);
 }

@@ -135,6 +135,9 @@ pub(super) struct HeadSource<'a> {
     pub query: Range<usize>,
     /// The gateway's own request id, sent as `x-request-id`.
     pub request_id: Option<&'a str>,
+    /// With tracing on: the attempt's own `traceparent`, sent in place of
+    /// the client's (whose `tracestate` crosses as it came).
+    pub traceparent: Option<&'a [u8]>,
 }
 
 /// What is done to the body on its way upstream, for the head's
@@ -156,6 +159,12 @@ struct HeadRanges {
     head: Range<usize>,
     value: Range<usize>,
     insert: Range<usize>,
+}
+
+/// Whether the attempt's own `traceparent` (with tracing on) takes the
+/// place of the client's header `name`.
+fn replaces(traceparent: Option<&[u8]>, name: &[u8]) -> bool {
+    traceparent.is_some() && name.eq_ignore_ascii_case(b"traceparent")
 }
 
 /// `,"stream_options":{"include_usage":true}` (without the comma when the
@@ -184,6 +193,7 @@ fn build_head(
         provider: p,
         ref query,
         request_id,
+        traceparent,
     } = source;
     let mut out = PooledBuf::take(1024 + head.head_len);
     let mut content_length = edits.len;
@@ -221,6 +231,9 @@ fn build_head(
     if let Some(id) = request_id {
         push_header(&mut out, b"x-request-id", id.as_bytes());
     }
+    if let Some(tp) = traceparent {
+        push_header(&mut out, b"traceparent", tp);
+    }
     push_accept_identity(&mut out);
     let headers = &head.headers;
     let connection = ConnectionOptions::of(headers, rbuf);
@@ -229,6 +242,7 @@ fn build_head(
         if is_forwarded_request_header(name)
             && !connection.names(name)
             && !p.overrides_request_header(name)
+            && !replaces(traceparent, name)
         {
             push_header(&mut out, name, h.value.get(rbuf));
         }

@@ -1,5 +1,5 @@
 //! A shard's housekeeping task, off the request path: the access log's
-//! batch flushed, scrapes answered, stale pooled connections closed, memory
+//! and the tracer's batches flushed, scrapes answered, stale pooled connections closed, memory
 //! given back once the load is gone.
 
 use std::rc::Rc;
@@ -21,6 +21,12 @@ pub async fn housekeeping(shard: Rc<Shard>) {
         give_back.on_tick(std::time::Instant::now());
         if let Some(log) = shard.access_log.borrow_mut().as_mut() {
             log.maybe_flush(std::time::Instant::now());
+        }
+        if let Some(tracer) = &shard.tracer {
+            tracer
+                .borrow_mut()
+                .sender
+                .maybe_flush(std::time::Instant::now());
         }
         shard.answer_scrape();
         // Twice a second: a few comparisons per idle connection.

@@ -1,6 +1,6 @@
 //! Per-core shards: the state one pinned thread (one monoio runtime, one
-//! listener) keeps for itself — its metrics, access-log sender, request
-//! ids, connection counts and the configuration generation it serves.
+//! listener) keeps for itself — its metrics, access-log sender, tracer,
+//! request ids, connection counts and the configuration generation it serves.
 //! Starting the threads and accepting connections is `server`'s.
 //!
 //! Invariant: nothing here is shared between shards except the read-only
@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::runtime::Driver;
+use crate::telemetry::trace::ShardTracer;
 use crate::telemetry::{AccessLogSender, LabelTable, RequestIdGen, ShardMetrics};
 
 pub use catch_panic::{panic_message, CatchPanic};
@@ -34,6 +35,8 @@ pub use topology::{allowed_cores, CoreId};
 pub struct ShardSetup {
     pub labels: Arc<LabelTable>,
     pub access_log: Option<AccessLogSender>,
+    /// `[tracing]`: the shard's tracer, when tracing is on.
+    pub tracer: Option<ShardTracer>,
     /// `[server.tls]`: the listener's TLS settings, shared by every shard.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -44,6 +47,8 @@ pub struct Shard {
     pub driver: Driver,
     pub metrics: ShardMetrics,
     pub access_log: RefCell<Option<AccessLogSender>>,
+    /// None with tracing off: the request path's one branch.
+    pub tracer: Option<RefCell<ShardTracer>>,
     pub request_ids: RequestIdGen,
     control: Arc<Control>,
     /// The generation new requests start on, and its number in `control`.
@@ -67,6 +72,7 @@ impl Shard {
             driver,
             metrics: ShardMetrics::new(id, driver, setup.labels),
             access_log: RefCell::new(setup.access_log),
+            tracer: setup.tracer.map(RefCell::new),
             request_ids: RequestIdGen::new(id),
             control,
             current: RefCell::new(current),

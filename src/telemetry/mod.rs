@@ -1,4 +1,5 @@
-//! Metrics, Prometheus text, the access log, and the systemd notify protocol.
+//! Metrics, Prometheus text, the access log, OpenTelemetry traces, and the
+//! systemd notify protocol.
 
 pub mod access_log;
 pub mod health;
@@ -10,6 +11,7 @@ pub mod process;
 pub mod prometheus;
 pub mod request_id;
 pub mod stats;
+pub mod trace;
 
 pub use access_log::{AccessLog, AccessLogOptions, AccessLogSender, AccessRecord, LogTarget};
 pub use log::{

@@ -1,6 +1,7 @@
 //! The gateway's own blocking HTTP/1.1 exchanges, made from threads of
 //! their own (never a shard): a form POST to an OAuth 2.0 token endpoint
-//! (Vertex AI's tokens) and a provider's model list. Over TLS for `https`
+//! (Vertex AI's tokens), a provider's model list, and the OTLP exporter's
+//! POSTs of spans. Over TLS for `https`
 //! (with the trust the caller gives: the platform's roots, or a provider's
 //! own), plain TCP otherwise.
 //!
@@ -64,12 +65,72 @@ pub fn post_form(url: &str, body: &str, timeout: Duration) -> Result<(u16, Vec<u
     send(&peer, request.as_bytes(), timeout, MAX_TOKEN_ANSWER)
 }
 
+/// The OTLP/HTTP exporter's POST (`telemetry::trace::Post`): each export's
+/// protobuf body to `<endpoint>/v1/traces` (an endpoint that already ends
+/// so is used as it is), with the configured `headers`; each step bounded
+/// by `timeout`. The collector's address is resolved for each export, on
+/// the exporter's thread, so a collector that moves is followed.
+pub fn otlp_post(
+    endpoint: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+    timeout: Duration,
+) -> Result<crate::telemetry::trace::Post, String> {
+    let target = UpstreamUrl::parse(endpoint)?;
+    let tls = if target.tls {
+        let config = tls::client_config(Trust::Default, "OTLP collector")?;
+        let name = ServerName::try_from(target.host.clone())
+            .map_err(|e| format!("bad TLS server name: {e}"))?;
+        Some((config, name))
+    } else {
+        None
+    };
+    let path = if target.path_prefix.ends_with("/v1/traces") {
+        target.path_prefix.clone()
+    } else {
+        format!("{}/v1/traces", target.path_prefix)
+    };
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-protobuf\r\n",
+        target.host_header
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    Ok(Box::new(move |body: &[&[u8]]| {
+        let addrs = target
+            .resolve()
+            .map_err(|e| format!("cannot resolve {}: {e}", target.host))?;
+        let length: usize = body.iter().map(|part| part.len()).sum();
+        let head = format!("{head}content-length: {length}\r\nconnection: close\r\n\r\n");
+        let mut parts = Vec::with_capacity(1 + body.len());
+        parts.push(head.as_bytes());
+        parts.extend_from_slice(body);
+        let peer = Peer {
+            addrs: &addrs,
+            tls: tls.clone(),
+        };
+        // A collector's answer is an (often empty) ExportTraceServiceResponse.
+        send_parts(&peer, &parts, timeout, MAX_TOKEN_ANSWER).map(|(status, _)| status)
+    }))
+}
+
 /// Sends `request` (a whole HTTP/1.1 request that says `connection:
 /// close`) to `peer`; the answer's status and body, at most `max_answer`
 /// bytes of it.
 pub fn send(
     peer: &Peer<'_>,
     request: &[u8],
+    timeout: Duration,
+    max_answer: usize,
+) -> Result<(u16, Vec<u8>), String> {
+    send_parts(peer, &[request], timeout, max_answer)
+}
+
+/// [`send`] for a request given in parts, written one after another (a
+/// large body is not copied behind its head).
+pub fn send_parts(
+    peer: &Peer<'_>,
+    request: &[&[u8]],
     timeout: Duration,
     max_answer: usize,
 ) -> Result<(u16, Vec<u8>), String> {
@@ -85,6 +146,9 @@ pub fn send(
         .ok_or(last)?;
     tcp.set_read_timeout(Some(timeout)).map_err(io)?;
     tcp.set_write_timeout(Some(timeout)).map_err(io)?;
+    // Parts go as they are written: Nagle would hold a body behind its
+    // head until the head's ACK, which the peer delays.
+    tcp.set_nodelay(true).map_err(io)?;
     match &peer.tls {
         Some((config, name)) => {
             let conn = rustls::ClientConnection::new(config.clone(), name.clone())
@@ -103,11 +167,12 @@ fn io(e: std::io::Error) -> String {
 /// (or, for one delimited by the close, until the server closes).
 fn exchange(
     mut stream: impl Read + Write,
-    request: &[u8],
+    request: &[&[u8]],
     max_answer: usize,
 ) -> Result<(u16, Vec<u8>), String> {
-    stream
-        .write_all(request)
+    request
+        .iter()
+        .try_for_each(|part| stream.write_all(part))
         .and_then(|()| stream.flush())
         .map_err(|e| format!("cannot send the request: {e}"))?;
     let mut answer = Vec::new();
