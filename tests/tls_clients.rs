@@ -219,7 +219,8 @@ impl TlsGateway {
         let admin = log
             .split("admin (metrics, reload) on http://")
             .nth(1)
-            .and_then(|s| s.split_whitespace().next())
+            // The line's end: a space, or the quote closing its msg="…".
+            .and_then(|s| s.split(|c: char| c.is_whitespace() || c == '"').next())
             .expect("admin address in the log");
         let mut c = Client::connect(admin.parse().unwrap()).unwrap();
         let r = c

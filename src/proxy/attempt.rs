@@ -96,7 +96,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
         max_output: None,
         stream: (false, None),
         pinned: None,
-        trace: trace.as_mut(),
+        trace: trace.as_deref_mut(),
     };
     let mut scanned = None;
     // The lookup phase's plan, once made (`Some(None)`: no cache for it).
@@ -286,23 +286,27 @@ pub(super) async fn run_attempts<S: ClientIo>(
         outcome.provider = Some(provider);
         outcome.deployment = attempts.quota_deployment();
         let p = &gw.router.providers[provider];
-        // With tracing on, the attempt's span starts here: its id goes
-        // upstream in the `traceparent` the head carries.
-        let traceparent = attempts.trace.as_deref_mut().map(|t| {
-            let span = t.start_attempt(Instant::now(), provider, &outcome.upstream_model);
-            t.traceparent(&span)
-        });
-        let source = HeadSource {
-            server: &gw.config.server,
-            rbuf: &down.rbuf,
-            head: &down.head,
-            peer: &down.peer,
-            provider: p,
-            query: query.clone(),
-            request_id,
-            traceparent: traceparent.as_ref().map(|t| &t[..]),
+        // In a block of its own: what builds the head is not kept across
+        // the sending's awaits, so every connection's task stays smaller.
+        let (mut req, translated, call) = {
+            // With tracing on, the attempt's span starts here: its id goes
+            // upstream in the `traceparent` the head carries.
+            let traceparent = attempts.trace.as_deref_mut().map(|t| {
+                let span = t.start_attempt(Instant::now(), provider, &outcome.upstream_model);
+                t.traceparent(&span)
+            });
+            let source = HeadSource {
+                server: &gw.config.server,
+                rbuf: &down.rbuf,
+                head: &down.head,
+                peer: &down.peer,
+                provider: p,
+                query: query.clone(),
+                request_id,
+                traceparent: traceparent.as_ref().map(|t| &t[..]),
+            };
+            upstream_request(&source, &body, plan, endpoint)
         };
-        let (mut req, translated, call) = upstream_request(&source, &body, plan, endpoint);
         let lent = Lent::lend(&mut req, translated, down, &mut body);
         let tried = attempts
             .send(down, &mut body, provider, req, lent, call.as_ref())

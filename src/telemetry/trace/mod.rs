@@ -59,7 +59,7 @@ impl ShardTracer {
     /// says.
     pub fn begin(
         &mut self,
-        slot: &mut Option<RequestTrace>,
+        slot: &mut Option<Box<RequestTrace>>,
         traceparent: Option<&[u8]>,
         tracestate: Option<&[u8]>,
         started: Instant,
@@ -75,7 +75,7 @@ impl ShardTracer {
             },
         };
         let sampled = self.sampler.sampled(&trace_id, parent.map(|p| p.sampled()));
-        let trace = slot.get_or_insert_with(RequestTrace::default);
+        let trace = slot.get_or_insert_with(Box::default);
         trace.rng = fastrand::Rng::with_seed(self.rng.u64(..));
         trace.trace_id = trace_id;
         trace.span_id = trace.new_span_id();
