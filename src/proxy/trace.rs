@@ -67,7 +67,7 @@ fn record(
     let route = ROUTE_NAMES[outcome.route];
     let operation = operation(route);
 
-    for (i, a) in trace.attempts().iter().enumerate() {
+    for a in trace.attempts() {
         let provider = router.providers.get(a.provider);
         let mut status_text = itoa::Buffer::new();
         // A client span's error: a failure, or any 4xx/5xx the upstream
@@ -97,7 +97,6 @@ fn record(
                 w.str("gen_ai.provider.name", provider_name(p.family));
                 w.str("shardgate.provider", &p.name);
                 w.str("server.address", &p.url.host);
-                w.int("server.port", i64::from(p.url.port));
             }
             if !a.model.is_empty() {
                 w.str("gen_ai.request.model", &a.model);
@@ -108,7 +107,6 @@ fn record(
             if let Some(e) = error {
                 w.str("error.type", e);
             }
-            w.int("shardgate.attempt", (i + 1) as i64);
             events(w, trace, &a.events);
         });
     }
@@ -145,9 +143,10 @@ fn record(
         if let Some(op) = operation {
             w.str("gen_ai.operation.name", op);
         }
+        // The configured provider's own name (`shardgate.provider`) and
+        // its address are on the attempt's span, not repeated here.
         if let Some(p) = provider {
             w.str("gen_ai.provider.name", provider_name(p.family));
-            w.str("shardgate.provider", &p.name);
         }
         if !outcome.model.is_empty() {
             w.str("gen_ai.request.model", &outcome.model);
@@ -175,7 +174,6 @@ fn record(
                 Value::Double(ttft.as_secs_f64()),
             );
         }
-        w.str("shardgate.route", route);
         if outcome.status != 0 {
             w.int("http.response.status_code", i64::from(outcome.status));
         }

@@ -68,8 +68,13 @@ pub fn post_form(url: &str, body: &str, timeout: Duration) -> Result<(u16, Vec<u
 /// The OTLP/HTTP exporter's POST (`telemetry::trace::Post`): each export's
 /// protobuf body to `<endpoint>/v1/traces` (an endpoint that already ends
 /// so is used as it is), with the configured `headers`; each step bounded
-/// by `timeout`. The collector's address is resolved for each export, on
-/// the exporter's thread, so a collector that moves is followed.
+/// by `timeout`. The connection is kept alive from export to export while
+/// the collector keeps it (HTTP/1.1's default); one the collector closed
+/// while idle (it fails before any byte of an answer, and not by a
+/// timeout) is replaced once, at once, so an export waits at most one
+/// `timeout` per step on a connection that answers nothing. The
+/// collector's address is resolved for each new connection, on the
+/// exporter's thread, so a collector that moves is followed.
 pub fn otlp_post(
     endpoint: &str,
     headers: &std::collections::BTreeMap<String, String>,
@@ -96,22 +101,97 @@ pub fn otlp_post(
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
+    let mut kept: Option<Conn> = None;
     Ok(Box::new(move |body: &[&[u8]]| {
-        let addrs = target
-            .resolve()
-            .map_err(|e| format!("cannot resolve {}: {e}", target.host))?;
         let length: usize = body.iter().map(|part| part.len()).sum();
-        let head = format!("{head}content-length: {length}\r\nconnection: close\r\n\r\n");
+        let head = format!("{head}content-length: {length}\r\n\r\n");
         let mut parts = Vec::with_capacity(1 + body.len());
         parts.push(head.as_bytes());
         parts.extend_from_slice(body);
+        // A collector's answer is an (often empty) ExportTraceServiceResponse.
+        if let Some(mut conn) = kept.take() {
+            match exchange_kept(&mut conn, &parts, MAX_TOKEN_ANSWER) {
+                Ok((status, _, keep)) => {
+                    kept = keep.then_some(conn);
+                    return Ok(status);
+                }
+                Err(Failure { message, stale }) if !stale => return Err(message),
+                // Closed by the collector while idle: a new connection.
+                Err(_) => {}
+            }
+        }
+        let addrs = target
+            .resolve()
+            .map_err(|e| format!("cannot resolve {}: {e}", target.host))?;
         let peer = Peer {
             addrs: &addrs,
             tls: tls.clone(),
         };
-        // A collector's answer is an (often empty) ExportTraceServiceResponse.
-        send_parts(&peer, &parts, timeout, MAX_TOKEN_ANSWER).map(|(status, _)| status)
+        let mut conn = connect(&peer, timeout)?;
+        let (status, _, keep) =
+            exchange_kept(&mut conn, &parts, MAX_TOKEN_ANSWER).map_err(|f| f.message)?;
+        kept = keep.then_some(conn);
+        Ok(status)
     }))
+}
+
+/// A connection to a peer, plain or TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Connects to the first of `peer`'s addresses that answers, every step
+/// bounded by `timeout`.
+fn connect(peer: &Peer<'_>, timeout: Duration) -> Result<Conn, String> {
+    let mut last = "no address".to_string();
+    let tcp = peer
+        .addrs
+        .iter()
+        .find_map(|a| {
+            TcpStream::connect_timeout(a, timeout)
+                .map_err(|e| last = format!("cannot connect to {a}: {e}"))
+                .ok()
+        })
+        .ok_or(last)?;
+    tcp.set_read_timeout(Some(timeout)).map_err(io)?;
+    tcp.set_write_timeout(Some(timeout)).map_err(io)?;
+    // Parts go as they are written: Nagle would hold a body behind its
+    // head until the head's ACK, which the peer delays.
+    tcp.set_nodelay(true).map_err(io)?;
+    Ok(match &peer.tls {
+        Some((config, name)) => {
+            let conn = rustls::ClientConnection::new(config.clone(), name.clone())
+                .map_err(|e| e.to_string())?;
+            Conn::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
+        }
+        None => Conn::Plain(tcp),
+    })
 }
 
 /// Sends `request` (a whole HTTP/1.1 request that says `connection:
@@ -134,47 +214,57 @@ pub fn send_parts(
     timeout: Duration,
     max_answer: usize,
 ) -> Result<(u16, Vec<u8>), String> {
-    let mut last = "no address".to_string();
-    let tcp = peer
-        .addrs
-        .iter()
-        .find_map(|a| {
-            TcpStream::connect_timeout(a, timeout)
-                .map_err(|e| last = format!("cannot connect to {a}: {e}"))
-                .ok()
-        })
-        .ok_or(last)?;
-    tcp.set_read_timeout(Some(timeout)).map_err(io)?;
-    tcp.set_write_timeout(Some(timeout)).map_err(io)?;
-    // Parts go as they are written: Nagle would hold a body behind its
-    // head until the head's ACK, which the peer delays.
-    tcp.set_nodelay(true).map_err(io)?;
-    match &peer.tls {
-        Some((config, name)) => {
-            let conn = rustls::ClientConnection::new(config.clone(), name.clone())
-                .map_err(|e| e.to_string())?;
-            exchange(rustls::StreamOwned::new(conn, tcp), request, max_answer)
-        }
-        None => exchange(tcp, request, max_answer),
-    }
+    let mut conn = connect(peer, timeout)?;
+    exchange_kept(&mut conn, request, max_answer)
+        .map(|(status, body, _)| (status, body))
+        .map_err(|f| f.message)
 }
 
 fn io(e: std::io::Error) -> String {
     e.to_string()
 }
 
+/// Why an exchange failed; `stale`: the connection was closed or reset
+/// before any byte of an answer came (not a timeout), as a kept-alive
+/// connection the server closed while idle is.
+struct Failure {
+    message: String,
+    stale: bool,
+}
+
+impl Failure {
+    fn new(message: String) -> Failure {
+        Failure {
+            message,
+            stale: false,
+        }
+    }
+}
+
+fn closed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof
+    )
+}
+
 /// Writes the request and reads until the answer is whole by its framing
-/// (or, for one delimited by the close, until the server closes).
-fn exchange(
-    mut stream: impl Read + Write,
+/// (or, for one delimited by the close, until the server closes); the
+/// status, the body, and whether the connection may carry another request.
+fn exchange_kept(
+    stream: &mut (impl Read + Write),
     request: &[&[u8]],
     max_answer: usize,
-) -> Result<(u16, Vec<u8>), String> {
+) -> Result<(u16, Vec<u8>, bool), Failure> {
     request
         .iter()
         .try_for_each(|part| stream.write_all(part))
         .and_then(|()| stream.flush())
-        .map_err(|e| format!("cannot send the request: {e}"))?;
+        .map_err(|e| Failure {
+            message: format!("cannot send the request: {e}"),
+            stale: closed(&e),
+        })?;
     let mut answer = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -183,17 +273,27 @@ fn exchange(
             // A TLS peer that closes without close_notify: what arrived is
             // judged by its framing.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
-            Err(e) => return Err(format!("cannot read the answer: {e}")),
+            Err(e) => {
+                return Err(Failure {
+                    message: format!("cannot read the answer: {e}"),
+                    stale: answer.is_empty() && closed(&e),
+                })
+            }
         };
         answer.extend_from_slice(&chunk[..n]);
-        if let Some(whole) = whole_answer(&answer, n == 0)? {
+        if let Some(whole) = whole_answer_kept(&answer, n == 0).map_err(Failure::new)? {
             return Ok(whole);
         }
         if n == 0 {
-            return Err("the answer ended early".into());
+            return Err(Failure {
+                message: "the answer ended early".into(),
+                stale: answer.is_empty(),
+            });
         }
         if answer.len() > max_answer {
-            return Err(format!("the answer is larger than {max_answer} bytes"));
+            return Err(Failure::new(format!(
+                "the answer is larger than {max_answer} bytes"
+            )));
         }
     }
 }
@@ -201,7 +301,14 @@ fn exchange(
 /// The status and body of an HTTP/1.1 answer once it is whole; `None`
 /// while more is to come (`closed`: the server has closed, which ends a
 /// close-delimited body).
+#[cfg(test)]
 fn whole_answer(answer: &[u8], closed: bool) -> Result<Option<(u16, Vec<u8>)>, String> {
+    whole_answer_kept(answer, closed).map(|w| w.map(|(status, body, _)| (status, body)))
+}
+
+/// [`whole_answer`], and whether the connection may be used again (the
+/// answer did not say `connection: close` nor end with the close).
+fn whole_answer_kept(answer: &[u8], closed: bool) -> Result<Option<(u16, Vec<u8>, bool)>, String> {
     let mut head = ResponseHead::default();
     match parse_response(answer, &HeadLimits::default(), &mut head) {
         Ok(Parsed::Complete) => {}
@@ -231,7 +338,8 @@ fn whole_answer(answer: &[u8], closed: bool) -> Result<Option<(u16, Vec<u8>)>, S
         BodyKind::CloseDelimited if closed => rest.to_vec(),
         BodyKind::CloseDelimited => return Ok(None),
     };
-    Ok(Some((head.status, body)))
+    let reusable = framing.keep_alive && !closed && framing.body != BodyKind::CloseDelimited;
+    Ok(Some((head.status, body, reusable)))
 }
 
 #[cfg(test)]
@@ -274,6 +382,46 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn otlp_posts_keep_the_connection_and_replace_one_the_collector_closed() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Answers two POSTs on its first connection, then closes it; one
+        // more on the second.
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for answers in [2, 1] {
+                let (mut s, _) = listener.accept().unwrap();
+                for _ in 0..answers {
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !got.ends_with(b"BODY") {
+                        let n = s.read(&mut buf).unwrap();
+                        assert!(n > 0);
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                    seen.push(String::from_utf8(got).unwrap());
+                    s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .unwrap();
+                }
+            }
+            seen
+        });
+        let endpoint = format!("http://{addr}");
+        let mut post = otlp_post(&endpoint, &Default::default(), Duration::from_secs(5)).unwrap();
+        for _ in 0..3 {
+            assert_eq!(post(&[b"BO", b"DY"]), Ok(200));
+        }
+        let seen = server.join().unwrap();
+        assert_eq!(seen.len(), 3);
+        assert!(
+            seen[0].starts_with("POST /v1/traces HTTP/1.1\r\n"),
+            "{}",
+            seen[0]
+        );
+        assert!(!seen[0].contains("connection: close"), "{}", seen[0]);
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! Each shard owns a [`TraceSender`]: it encodes spans into a reusable
 //! buffer and hands the buffer over when it holds `shard_batch_spans`
 //! spans or, on the shard's periodic tick, when its oldest span is
-//! `flush_interval` old; buffers come back to the shard for reuse.
+//! `flush_interval` old. The thread keeps the batches as they came and
+//! writes them one after another behind the export's envelope (they are
+//! not copied into one body); once exported, each buffer goes back to its
+//! shard for reuse.
 //!
 //! Invariants: a shard never blocks on the exporter — a full queue drops
 //! the batch, counted in [`TraceCounters::dropped`]; so does an export the
@@ -137,12 +140,17 @@ impl Exporter {
 
     /// A sender for one shard (`Send`: built here, moved to its thread).
     pub fn sender(&self) -> TraceSender {
-        let (recycle_tx, recycle_rx) = sync_channel(2);
+        // Room for every batch this shard can have out (an export's worth
+        // held by the thread, one more arriving, one queued), so that each
+        // comes back for reuse.
+        let out = self.opts.export_spans / self.opts.shard_batch_spans.max(1);
+        let (recycle_tx, recycle_rx) = sync_channel(out as usize + 3);
         TraceSender {
             tx: self.tx.clone(),
             recycle_tx,
             recycle_rx,
             buf: Vec::new(),
+            capacity: 0,
             spans: 0,
             oldest: None,
             opts: self.opts,
@@ -173,20 +181,29 @@ fn run(
         service_name,
         service_version: env!("CARGO_PKG_VERSION"),
     };
-    let (mut pending, mut pending_spans) = (Vec::new(), 0u32);
+    // The batches to export, kept as they came (each goes back to its
+    // shard once exported): the POST writes them one after another, so
+    // their bytes are not copied together.
+    let (mut pending, mut pending_spans) = (Vec::<Batch>::new(), 0u32);
     let mut prefix = Vec::new();
     // When the oldest pending span arrived: exported at most one
     // `flush_interval` later.
     let mut since: Option<Instant> = None;
     let mut failing = false;
-    let mut export = |pending: &mut Vec<u8>, spans: &mut u32| {
+    let mut export = |pending: &mut Vec<Batch>, spans: &mut u32| {
         if *spans == 0 {
             return;
         }
         prefix.clear();
-        otlp::encode_request_prefix(&mut prefix, &resource, pending.len());
+        let len = pending.iter().map(|b| b.buf.len()).sum();
+        otlp::encode_request_prefix(&mut prefix, &resource, len);
         let n = u64::from(*spans);
-        match post(&[&prefix, pending]) {
+        let mut body = Vec::with_capacity(1 + pending.len());
+        body.push(&prefix[..]);
+        body.extend(pending.iter().map(|b| &b.buf[..]));
+        let answer = post(&body);
+        drop(body);
+        match answer {
             Ok(status) if (200..300).contains(&status) => {
                 counters.exported.fetch_add(n, Ordering::Relaxed);
                 failing = false;
@@ -205,11 +222,16 @@ fn run(
                 }
             }
         }
-        // A buffer grown by an unusual burst is not kept.
-        if pending.capacity() > 16 << 20 {
-            *pending = Vec::new();
+        for Batch {
+            mut buf, recycle, ..
+        } in pending.drain(..)
+        {
+            // A buffer grown by an unusual burst is not kept.
+            if buf.capacity() <= 16 << 20 {
+                buf.clear();
+                let _ = recycle.try_send(buf);
+            }
         }
-        pending.clear();
         *spans = 0;
     };
     loop {
@@ -218,16 +240,10 @@ fn run(
             Some(t) => rx.recv_timeout(opts.flush_interval.saturating_sub(t.elapsed())),
         };
         match msg {
-            Ok(Msg::Batch(Batch {
-                mut buf,
-                spans,
-                recycle,
-            })) => {
-                pending.extend_from_slice(&buf);
-                pending_spans += spans;
+            Ok(Msg::Batch(batch)) => {
+                pending_spans += batch.spans;
+                pending.push(batch);
                 since.get_or_insert_with(Instant::now);
-                buf.clear();
-                let _ = recycle.try_send(buf);
                 if pending_spans >= opts.export_spans {
                     export(&mut pending, &mut pending_spans);
                     since = None;
@@ -251,6 +267,8 @@ pub struct TraceSender {
     recycle_tx: SyncSender<Vec<u8>>,
     recycle_rx: Receiver<Vec<u8>>,
     buf: Vec<u8>,
+    /// The last batch's capacity, for a new buffer's.
+    capacity: usize,
     spans: u32,
     oldest: Option<Instant>,
     opts: ExporterOptions,
@@ -293,13 +311,20 @@ impl TraceSender {
         if self.spans == 0 {
             return;
         }
+        self.capacity = self.buf.capacity().min(1 << 20);
         let batch = Batch {
             buf: std::mem::take(&mut self.buf),
             spans: self.spans,
             recycle: self.recycle_tx.clone(),
         };
         match self.tx.try_send(Msg::Batch(batch)) {
-            Ok(()) => self.buf = self.recycle_rx.try_recv().unwrap_or_default(),
+            Ok(()) => {
+                // None back yet: a new one, as large as the last.
+                self.buf = self
+                    .recycle_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(self.capacity));
+            }
             Err(TrySendError::Full(msg) | TrySendError::Disconnected(msg)) => {
                 self.counters
                     .dropped
