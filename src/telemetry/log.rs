@@ -6,7 +6,7 @@
 //!   `shardgate info: event=ready listen=… shards=2 msg="…"` (logfmt:
 //!   a value with a space, `"` or `=` is quoted and escaped);
 //! - `json`: one object per line, `{"ts":…,"level":…,"event":…,"msg":…,
-//!   <fields>}`, numbers and booleans as JSON numbers and booleans.
+//!   <fields>}`, numbers as JSON numbers.
 //!
 //! Under journald (`$JOURNAL_STREAM` names stderr, as systemd sets it) a
 //! line has no timestamp, since journald adds its own, and starts with the
@@ -126,44 +126,7 @@ pub enum Field<'a> {
     Str(&'a str),
     U64(u64),
     F64(f64),
-    Bool(bool),
     Shown(&'a dyn Display),
-}
-
-impl<'a> From<&'a str> for Field<'a> {
-    fn from(v: &'a str) -> Self {
-        Field::Str(v)
-    }
-}
-impl<'a> From<&'a String> for Field<'a> {
-    fn from(v: &'a String) -> Self {
-        Field::Str(v)
-    }
-}
-impl From<u64> for Field<'_> {
-    fn from(v: u64) -> Self {
-        Field::U64(v)
-    }
-}
-impl From<usize> for Field<'_> {
-    fn from(v: usize) -> Self {
-        Field::U64(v as u64)
-    }
-}
-impl From<u32> for Field<'_> {
-    fn from(v: u32) -> Self {
-        Field::U64(v.into())
-    }
-}
-impl From<f64> for Field<'_> {
-    fn from(v: f64) -> Self {
-        Field::F64(v)
-    }
-}
-impl From<bool> for Field<'_> {
-    fn from(v: bool) -> Self {
-        Field::Bool(v)
-    }
 }
 
 /// One line: a lifecycle event (with named fields), or a message alone.
@@ -208,9 +171,6 @@ fn render_text(out: &mut String, settings: &LogSettings, now: SystemTime, line: 
                 let _ = write!(out, "{v}");
             }
             Field::F64(v) => {
-                let _ = write!(out, "{v}");
-            }
-            Field::Bool(v) => {
                 let _ = write!(out, "{v}");
             }
             Field::Shown(v) => push_logfmt(out, &v.to_string()),
@@ -277,9 +237,6 @@ fn render_json(out: &mut String, settings: &LogSettings, now: SystemTime, line: 
                 let _ = write!(out, "{v}");
             }
             Field::F64(_) => out.push_str("null"),
-            Field::Bool(v) => {
-                let _ = write!(out, "{v}");
-            }
             Field::Shown(v) => push_json_str(out, &v.to_string()),
         }
     }
@@ -331,10 +288,6 @@ fn message(level: Level, args: Arguments<'_>) {
         msg: Some(args),
         fields: &[],
     });
-}
-
-pub fn log_debug(args: Arguments<'_>) {
-    message(Level::Debug, args);
 }
 
 pub fn log_info(args: Arguments<'_>) {
@@ -398,7 +351,6 @@ mod tests {
     fn json_is_one_object_with_typed_fields() {
         let fields = [
             ("shards", Field::U64(2)),
-            ("ok", Field::Bool(true)),
             ("nan", Field::F64(f64::NAN)),
             ("why", Field::Str("x\"\n")),
         ];
@@ -414,7 +366,6 @@ mod tests {
         assert_eq!(v["event"], "ready");
         assert_eq!(v["msg"], "up");
         assert_eq!(v["shards"], 2);
-        assert_eq!(v["ok"], true);
         assert!(v["nan"].is_null());
         assert_eq!(v["why"], "x\"\n");
     }

@@ -14,9 +14,7 @@ pub mod stats;
 pub mod trace;
 
 pub use access_log::{AccessLog, AccessLogOptions, AccessLogSender, AccessRecord, LogTarget};
-pub use log::{
-    init_log, log_debug, log_error, log_event, log_info, log_warn, Field, Level, LogFormat,
-};
+pub use log::{init_log, log_error, log_event, log_info, log_warn, Field, Level, LogFormat};
 pub use metrics::{
     LabelTable, MergedMetrics, MetricsSnapshot, ModelId, ProviderId, RequestMetrics, RouteId,
     ShardMetrics, Usage,
