@@ -2,9 +2,10 @@
 //! state changes; never the hot path (the access log is the per-request
 //! record). Two formats, chosen once at start (`--log-format`):
 //!
-//! - `text`: `shardgate info: <message>`, and for a lifecycle event
-//!   `shardgate info: event=ready listen=… shards=2 msg="…"` (logfmt:
-//!   a value with a space, `"` or `=` is quoted and escaped);
+//! - `text`: `<RFC 3339 time> shardgate info: <message>`, and for a
+//!   lifecycle event `… shardgate info: event=ready listen=… shards=2
+//!   msg="…"` (logfmt: a value with a space, `"` or `=` is quoted and
+//!   escaped);
 //! - `json`: one object per line, `{"ts":…,"level":…,"event":…,"msg":…,
 //!   <fields>}`, numbers as JSON numbers.
 //!
@@ -14,9 +15,8 @@
 //! which journald reads as the entry's level and strips.
 //!
 //! Invariants: one `write` per line, so lines from threads never
-//! interleave; a line is never longer than its parts (no truncation, no
-//! buffering beyond it); lines under the configured level cost one
-//! comparison.
+//! interleave; a value never breaks its line (control characters are
+//! escaped); lines under the configured level cost one comparison.
 
 use std::fmt::{Arguments, Display, Write as _};
 use std::io::Write;
