@@ -224,6 +224,17 @@ fn run(
         .map(|i| config.server.pin_cores.then(|| cores[i % cores.len()]))
         .collect();
     let listener_fds: Vec<RawFd> = listeners.iter().map(|l| l.as_raw_fd()).collect();
+    if config.server.incoming_cpu {
+        for (fd, core) in listener_fds.iter().zip(&placement) {
+            let Some(core) = core else { continue };
+            if let Err(e) = shardgate::net::set_incoming_cpu(*fd, core.id) {
+                log_warn(format_args!(
+                    "SO_INCOMING_CPU {} on a listener: {e}",
+                    core.id
+                ));
+            }
+        }
+    }
     // The certificate is swapped behind one ServerConfig on reload (see
     // `net::server_tls`); whether the listener speaks TLS is fixed here.
     let server_cert = tls_key.map(ServerCert::new);

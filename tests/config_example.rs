@@ -34,6 +34,7 @@ fn example_config_parses_and_validates() {
         (&dlog.target, &dlog.path, dlog.max_bytes, dlog.keep)
     );
     assert_eq!(config.admin.listen, d.admin.listen);
+    assert_eq!(config.server.incoming_cpu, d.server.incoming_cpu);
     assert_eq!(config.limits.max_body_bytes, d.limits.max_body_bytes);
     assert_eq!(config.limits.max_head_bytes, d.limits.max_head_bytes);
     assert_eq!(config.limits.max_headers, d.limits.max_headers);

@@ -252,6 +252,12 @@ pub struct ServerConfig {
     pub shards: usize,
     /// Pin each shard thread to its own CPU.
     pub pin_cores: bool,
+    /// With `pin_cores`: each shard's listener asks the kernel
+    /// (`SO_INCOMING_CPU`) for the connections whose packets arrive on its
+    /// CPU. Off by default: it helps only where the NIC spreads flows over
+    /// the CPUs (RSS, or RPS), and with clients on one CPU (a local proxy,
+    /// loopback) it sends every connection to that CPU's shard.
+    pub incoming_cpu: bool,
     /// Start even if another process already listens on the port (only for a
     /// zero-downtime upgrade, where the old binary drains beside the new one).
     pub share_port: bool,
@@ -286,6 +292,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             shards: 0,
             pin_cores: true,
+            incoming_cpu: false,
             share_port: false,
             drain_timeout_ms: Duration::from_millis(30_000),
             forwarded_for: ForwardedFor::Append,

@@ -121,6 +121,16 @@ fn provider_timeouts_are_validated_naming_the_field() {
 }
 
 #[test]
+fn incoming_cpu_needs_pinned_shards() {
+    let c = Config::from_toml("[server]\nincoming_cpu = true\npin_cores = false\n").unwrap();
+    let e = validate(&c).unwrap_err();
+    assert_eq!(e.field, "server.incoming_cpu");
+    assert!(e.message.contains("pin_cores"), "{e}");
+    let c = Config::from_toml("[server]\nincoming_cpu = true\n").unwrap();
+    validate(&c).unwrap();
+}
+
+#[test]
 fn duplicate_model_names_are_refused() {
     let c = Config::from_toml(
         "[providers.a]\nbase_url = \"http://127.0.0.1:1/v1\"\n[[models]]\nname = \"m\"\nprovider = \"a\"\n[[models]]\nname = \"n\"\nprovider = \"a\"\naliases = [\"m\"]\n",

@@ -34,6 +34,13 @@ impl Config {
                 ));
             }
         }
+        if self.server.incoming_cpu && !self.server.pin_cores {
+            return Err(bad(
+                "server.incoming_cpu",
+                "needs server.pin_cores = true: a listener can only ask for its own CPU's \
+                 connections when its shard runs on that CPU",
+            ));
+        }
         if !matches!(self.access_log.target.as_str(), "off" | "stdout" | "file") {
             return Err(bad(
                 "access_log.target",

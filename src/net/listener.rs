@@ -198,6 +198,28 @@ fn report_leftover_listeners(addr: SocketAddr) {
     ));
 }
 
+/// Asks the kernel to give the listening socket `fd` the connections whose
+/// packets are received on `cpu` (`SO_INCOMING_CPU`; among SO_REUSEPORT
+/// listeners the one whose CPU matches is chosen, since Linux 6.1; without
+/// a match, the usual hash).
+pub fn set_incoming_cpu(fd: std::os::fd::RawFd, cpu: usize) -> io::Result<()> {
+    let cpu = libc::c_int::try_from(cpu).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: setsockopt on a socket fd we own, with a c_int option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_INCOMING_CPU,
+            (&cpu as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
 fn new_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -234,6 +256,29 @@ mod tests {
             .all(|l| l.local_addr().unwrap().port() == port));
         assert!(ls.claim.is_held());
         assert_eq!(ls.claim.port(), port);
+    }
+
+    #[test]
+    fn each_listener_asks_for_its_cpu() {
+        use std::os::fd::AsRawFd;
+        let ls = bind_listeners("127.0.0.1:0".parse().unwrap(), 2, false).unwrap();
+        for (cpu, l) in ls.sockets.iter().enumerate() {
+            set_incoming_cpu(l.as_raw_fd(), cpu).unwrap();
+            let mut got: libc::c_int = -1;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: getsockopt into a c_int on a socket we own.
+            let rc = unsafe {
+                libc::getsockopt(
+                    l.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_INCOMING_CPU,
+                    (&mut got as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!((rc, got), (0, cpu as libc::c_int));
+        }
+        assert!(set_incoming_cpu(-1, 0).is_err());
     }
 
     #[test]
