@@ -54,6 +54,7 @@
 //! no longer meter the stream, and the caller must end it.
 
 use serde::Deserialize;
+use std::sync::LazyLock;
 
 use super::sse::{SseError, SseEvent, SseScanner};
 use crate::json::top_level_value;
@@ -355,9 +356,13 @@ pub fn cohere_usage(body: &[u8]) -> Option<Usage> {
 /// Whether `data` has a `"usage"` key whose value is an object: a cheap
 /// test that spares the walk of every chunk of a stream whose chunks carry
 /// `"usage":null` (OpenAI's with `include_usage`). A key inside a string
-/// value cannot match: its quotes would be escaped.
+/// value cannot match: its quotes would be escaped. The searcher is built
+/// once: `memmem::find_iter` builds one per call, which cost every stream
+/// event about 350 instructions (bench/README.md).
 fn has_usage_object(data: &[u8]) -> bool {
-    memchr::memmem::find_iter(data, b"\"usage\"").any(|at| {
+    static USAGE_KEY: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+    USAGE_KEY.find_iter(data).any(|at| {
         let mut rest = data[at + 7..]
             .iter()
             .skip_while(|b| b.is_ascii_whitespace());
