@@ -268,11 +268,11 @@ fn skip_blanks(text: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// Values up to about this long are skipped byte by byte; longer ones by
-/// sonic-rs's SIMD skipper (unchecked: the text is valid), which costs a
-/// parser set-up per value but goes through escapes and nested strings
-/// 32 or 64 bytes at a time.
-const SHORT_VALUE: usize = 64;
+/// Values up to about this long are skipped here (strings eight bytes at a
+/// time); longer ones by sonic-rs's SIMD skipper (unchecked: the text is
+/// valid), which costs a parser set-up per value but goes through escapes
+/// and nested strings 32 or 64 bytes at a time.
+const SHORT_VALUE: usize = 32;
 
 /// The end of the value that starts at `at`. The text is valid JSON, so
 /// only quotes, backslashes (inside strings) and brackets need looking at.
@@ -488,6 +488,23 @@ mod tests {
                 short_string_end(&bytes, at, limit),
                 string_end_bytewise(&bytes, at, limit)
             );
+        }
+    }
+
+    #[test]
+    fn values_of_any_length_end_where_sonic_ends_them() {
+        for len in 0..2 * SHORT_VALUE + 20 {
+            let filler: String = "ab\\\"c{[]}, é".chars().cycle().take(len).collect();
+            let filler = filler.trim_end_matches('\\');
+            for text in [
+                format!("\"{filler}\" ,1"),
+                format!("[\"{filler}\",{{\"k\":[1,2,\"{filler}\"]}}] ,1"),
+                format!("{{\"a\":{{\"b\":\"{filler}\"}},\"c\":[]}}]"),
+            ] {
+                let mut parser = Parser::new(Read::from(text.as_str()));
+                parser.skip_one(false).unwrap();
+                assert_eq!(skip_value(&text, 0), parser.offset(), "{text}");
+            }
         }
     }
 }
