@@ -248,10 +248,7 @@ impl<'a> Flat<'a> {
     }
 
     /// `{}` or `{"key": value, ...}`, `value` read by `member`.
-    fn members(
-        &mut self,
-        mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>,
-    ) -> Option<()> {
+    fn members(&mut self, mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
         if self.peek()? != b'{' {
             return None;
         }

@@ -326,10 +326,7 @@ mod tests {
         assert_eq!(plain_string_end(b"\"a\nb\", 12345678", 0), None);
         let long = format!("\"{}\", 1234567", "x".repeat(PLAIN_STRING));
         assert_eq!(plain_string_end(long.as_bytes(), 0), None);
-        assert_eq!(
-            plain_string_end(br#""model":"gpt-4o-mini","#, 0),
-            Some(7)
-        );
+        assert_eq!(plain_string_end(br#""model":"gpt-4o-mini","#, 0), Some(7));
     }
 
     #[test]
