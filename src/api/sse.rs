@@ -287,6 +287,14 @@ fn line_end(bytes: &[u8]) -> Option<usize> {
 }
 
 fn field(line: &[u8]) -> Field<'_> {
+    // The common lines, without looking for their colon (the first one is
+    // the one after the name, which has none).
+    if let Some(value) = line.strip_prefix(b"data:") {
+        return Field::Data(value.strip_prefix(b" ").unwrap_or(value));
+    }
+    if let Some(value) = line.strip_prefix(b"event:") {
+        return Field::Event(value.strip_prefix(b" ").unwrap_or(value));
+    }
     if line[0] == b':' {
         return Field::Other;
     }

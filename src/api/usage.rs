@@ -54,9 +54,10 @@
 //! no longer meter the stream, and the caller must end it.
 
 use serde::Deserialize;
+use std::sync::LazyLock;
 
 use super::sse::{SseError, SseEvent, SseScanner};
-use crate::json::top_level_value;
+use crate::json::{skip_space, top_level_value};
 
 /// Tokens consumed by one request, in the gateway's terms (see the module
 /// docs): `input_tokens` includes both cache counts.
@@ -128,6 +129,7 @@ impl Usage {
 
 /// The union of the OpenAI and Anthropic usage fields.
 #[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 #[serde(default)]
 struct RawUsage {
     // OpenAI chat/completions/embeddings.
@@ -148,12 +150,14 @@ struct RawUsage {
 }
 
 #[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 #[serde(default)]
 struct CacheCreation {
     ephemeral_1h_input_tokens: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 #[serde(default)]
 struct CachedDetails {
     cached_tokens: Option<u64>,
@@ -180,6 +184,154 @@ fn usage_json<'a>(body: &'a [u8], path: &[&str]) -> Option<&'a [u8]> {
         raw = top_level_value(raw, key.as_bytes())?;
     }
     (raw != b"null").then_some(raw)
+}
+
+/// [`RawUsage`] at `path`: the common shapes read by [`flat_raw_usage`],
+/// anything else by serde (the result is the same either way).
+fn raw_usage(body: &[u8], path: &[&str]) -> Option<RawUsage> {
+    let raw = usage_json(body, path)?;
+    flat_raw_usage(raw).or_else(|| sonic_rs::from_slice(raw).ok())
+}
+
+/// A usage object read without serde (whose setup and visitor cost a
+/// proxied response about 2,000 instructions: bench/README.md), for the
+/// shapes providers send: members whose keys are printable ASCII without
+/// escapes and whose values are unsigned integers or objects of such
+/// members. `None` for anything else (another value, an escape, a known
+/// key twice, ...), which is then left to serde: accepted here is a strict
+/// subset of what serde accepts, read to the same result.
+fn flat_raw_usage(raw: &[u8]) -> Option<RawUsage> {
+    let mut c = Flat { json: raw, at: 0 };
+    let mut u = RawUsage::default();
+    c.members(|c, key| {
+        let slot = match key {
+            b"prompt_tokens" => &mut u.prompt_tokens,
+            b"completion_tokens" => &mut u.completion_tokens,
+            b"input_tokens" => &mut u.input_tokens,
+            b"output_tokens" => &mut u.output_tokens,
+            b"prompt_cache_hit_tokens" => &mut u.prompt_cache_hit_tokens,
+            b"cache_creation_input_tokens" => &mut u.cache_creation_input_tokens,
+            b"cache_read_input_tokens" => &mut u.cache_read_input_tokens,
+            b"prompt_tokens_details" => return c.details(&mut u.prompt_tokens_details),
+            b"input_tokens_details" => return c.details(&mut u.input_tokens_details),
+            b"cache_creation" => {
+                if u.cache_creation.is_some() {
+                    return None;
+                }
+                let mut cc = CacheCreation::default();
+                c.members(|c, key| match key {
+                    b"ephemeral_1h_input_tokens" => c.count(&mut cc.ephemeral_1h_input_tokens),
+                    _ => c.ignored_count(),
+                })?;
+                u.cache_creation = Some(cc);
+                return Some(());
+            }
+            // Ignored by serde too: an unknown count, or an object of them.
+            _ if c.peek() == Some(b'{') => return c.members(|c, _| c.ignored_count()),
+            _ => return c.ignored_count(),
+        };
+        c.count(slot)
+    })?;
+    (skip_space(raw, c.at) == raw.len()).then_some(u)
+}
+
+/// The cursor of [`flat_raw_usage`].
+struct Flat<'a> {
+    json: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Flat<'a> {
+    fn peek(&mut self) -> Option<u8> {
+        self.at = skip_space(self.json, self.at);
+        self.json.get(self.at).copied()
+    }
+
+    /// `{}` or `{"key": value, ...}`, `value` read by `member`.
+    fn members(&mut self, mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
+        if self.peek()? != b'{' {
+            return None;
+        }
+        self.at += 1;
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            if self.peek()? != b'"' {
+                return None;
+            }
+            let start = self.at + 1;
+            let len = self.json[start..]
+                .iter()
+                .position(|&b| !matches!(b, b' ' | b'!' | b'#'..=b'[' | b']'..=b'~'))?;
+            if self.json[start + len] != b'"' {
+                return None; // an escape, a control or non-ASCII byte
+            }
+            self.at = start + len + 1;
+            if self.peek()? != b':' {
+                return None;
+            }
+            self.at += 1;
+            let json = self.json;
+            member(self, &json[start..start + len])?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// An unsigned integer as JSON writes it (no leading zero, no fraction
+    /// or exponent: the byte after it must end the member), within `u64`.
+    fn uint(&mut self) -> Option<u64> {
+        let first = self.peek()?;
+        if !first.is_ascii_digit() {
+            return None;
+        }
+        self.at += 1;
+        let mut n = u64::from(first - b'0');
+        if n == 0 {
+            return Some(0);
+        }
+        while let Some(&d @ b'0'..=b'9') = self.json.get(self.at) {
+            n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            self.at += 1;
+        }
+        Some(n)
+    }
+
+    /// A known count, which must not have been seen already (serde refuses
+    /// a duplicate field).
+    fn count(&mut self, slot: &mut Option<u64>) -> Option<()> {
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(self.uint()?);
+        Some(())
+    }
+
+    fn ignored_count(&mut self) -> Option<()> {
+        self.uint().map(drop)
+    }
+
+    fn details(&mut self, slot: &mut Option<CachedDetails>) -> Option<()> {
+        if slot.is_some() {
+            return None;
+        }
+        let mut d = CachedDetails::default();
+        self.members(|c, key| match key {
+            b"cached_tokens" => c.count(&mut d.cached_tokens),
+            b"cache_write_tokens" => c.count(&mut d.cache_write_tokens),
+            _ => c.ignored_count(),
+        })?;
+        *slot = Some(d);
+        Some(())
+    }
 }
 
 impl RawUsage {
@@ -310,21 +462,21 @@ impl GeminiUsage {
 /// Usage in a non-streaming OpenAI response: chat completions, completions,
 /// embeddings (no output tokens) or responses.
 pub fn openai_response_usage(body: &[u8]) -> Option<Usage> {
-    raw_usage_at(body, &["usage"]).map(RawUsage::openai)
+    raw_usage(body, &["usage"]).map(RawUsage::openai)
 }
 
 /// Usage in the `data` of an OpenAI stream event: the final chat chunk sent
 /// with `stream_options.include_usage` (top-level `usage`), or the responses
 /// API's `response.completed` event (`response.usage`). Other chunks: `None`.
 pub fn openai_stream_usage(data: &[u8]) -> Option<Usage> {
-    raw_usage_at(data, &["usage"])
-        .or_else(|| raw_usage_at(data, &["response", "usage"]))
+    raw_usage(data, &["usage"])
+        .or_else(|| raw_usage(data, &["response", "usage"]))
         .map(RawUsage::openai)
 }
 
 /// Usage in a non-streaming Anthropic Messages response.
 pub fn anthropic_response_usage(body: &[u8]) -> Option<Usage> {
-    raw_usage_at(body, &["usage"]).map(RawUsage::anthropic)
+    raw_usage(body, &["usage"]).map(RawUsage::anthropic)
 }
 
 /// Usage in a Bedrock Converse response (`usage`) or in the `metadata`
@@ -355,9 +507,13 @@ pub fn cohere_usage(body: &[u8]) -> Option<Usage> {
 /// Whether `data` has a `"usage"` key whose value is an object: a cheap
 /// test that spares the walk of every chunk of a stream whose chunks carry
 /// `"usage":null` (OpenAI's with `include_usage`). A key inside a string
-/// value cannot match: its quotes would be escaped.
+/// value cannot match: its quotes would be escaped. The searcher is built
+/// once: `memmem::find_iter` builds one per call, which cost every stream
+/// event about 350 instructions (bench/README.md).
 fn has_usage_object(data: &[u8]) -> bool {
-    memchr::memmem::find_iter(data, b"\"usage\"").any(|at| {
+    static USAGE_KEY: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+    USAGE_KEY.find_iter(data).any(|at| {
         let mut rest = data[at + 7..]
             .iter()
             .skip_while(|b| b.is_ascii_whitespace());
@@ -381,7 +537,7 @@ impl AnthropicStreamUsage {
             b"message_delta" => &["usage"],
             _ => return,
         };
-        let Some(raw) = raw_usage_at::<RawUsage>(event.data, path) else {
+        let Some(raw) = raw_usage(event.data, path) else {
             return;
         };
         self.seen = true;
@@ -814,5 +970,125 @@ mod tests {
         // An embed response (v2 reference's example) bills its input in `meta`.
         let embed = br#"{"id":"da6e531f","embeddings":{"float":[[0.016296387]]},"texts":["hello"],"meta":{"api_version":{"version":"2"},"billed_units":{"input_tokens":2}}}"#;
         assert_eq!(cohere_usage(embed), Some(Usage::from_inclusive(2, 0, 0)));
+    }
+
+    fn serde_usage(raw: &[u8]) -> Option<RawUsage> {
+        sonic_rs::from_slice(raw).ok()
+    }
+
+    #[test]
+    fn the_flat_reader_reads_what_serde_reads() {
+        for raw in [
+            r#"{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29}"#,
+            r#"{}"#,
+            " { \"input_tokens\" :\n0 , \"output_tokens\":\t18446744073709551615 } ",
+            r#"{"prompt_tokens":5,"prompt_tokens_details":{"cached_tokens":3,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}"#,
+            r#"{"input_tokens":1,"input_tokens_details":{},"cache_creation":{"ephemeral_5m_input_tokens":2,"ephemeral_1h_input_tokens":4},"cache_read_input_tokens":7,"cache_creation_input_tokens":6}"#,
+            r#"{"prompt_tokens":2,"prompt_cache_hit_tokens":1,"prompt_tokens_details":{"cache_write_tokens":1},"x y!#~":3,"x":4,"x":5}"#,
+        ] {
+            let flat = flat_raw_usage(raw.as_bytes());
+            assert!(flat.is_some(), "{raw}");
+            assert_eq!(flat, serde_usage(raw.as_bytes()), "{raw}");
+        }
+    }
+
+    #[test]
+    fn the_flat_reader_leaves_the_rest_to_serde() {
+        for raw in [
+            // Values serde reads differently or refuses.
+            r#"{"prompt_tokens":null}"#,
+            r#"{"prompt_tokens":1.0}"#,
+            r#"{"prompt_tokens":1e3}"#,
+            r#"{"prompt_tokens":-1}"#,
+            r#"{"prompt_tokens":01}"#,
+            r#"{"prompt_tokens":18446744073709551616}"#,
+            r#"{"prompt_tokens":"1"}"#,
+            r#"{"prompt_tokens_details":null}"#,
+            r#"{"prompt_tokens_details":{"cached_tokens":{}}}"#,
+            r#"{"service_tier":"default","prompt_tokens":1}"#,
+            r#"{"x":[1]}"#,
+            r#"{"x":{"y":{"z":1}}}"#,
+            // A known key twice (serde refuses), in the object or its details.
+            r#"{"prompt_tokens":1,"prompt_tokens":2}"#,
+            r#"{"prompt_tokens_details":{},"prompt_tokens_details":{}}"#,
+            r#"{"prompt_tokens_details":{"cached_tokens":1,"cached_tokens":1}}"#,
+            r#"{"cache_creation":{},"cache_creation":{}}"#,
+            // Keys with escapes (which decode to a known key) or odd bytes.
+            r#"{"prompt\u005ftokens":1}"#,
+            r#"{"prompt_tokens\"":1}"#,
+            "{\"pr\u{e9}\":1}",
+            "{\"a\tb\":1}",
+            // Not one object.
+            r#"{"prompt_tokens":1"#,
+            r#"{"prompt_tokens":1,}"#,
+            r#"{"prompt_tokens":1} {}"#,
+            r#"{,"prompt_tokens":1}"#,
+            r#"[]"#,
+            "",
+        ] {
+            assert_eq!(flat_raw_usage(raw.as_bytes()), None, "{raw}");
+        }
+        // Serde still reads the ones it can.
+        let u = openai_response_usage(br#"{"usage":{"prompt_tokens":7,"service_tier":"x"}}"#);
+        assert_eq!(u.map(|u| u.input_tokens), Some(7));
+        assert_eq!(
+            openai_response_usage(br#"{"usage":{"prompt_tokens":1,"prompt_tokens":2}}"#),
+            None
+        );
+    }
+
+    #[test]
+    fn a_decoy_usage_inside_a_string_or_a_nested_object_is_not_read() {
+        let body = br#"{"choices":[{"message":{"content":"\"usage\":{\"prompt_tokens\":666}"}}],"x":{"usage":{"prompt_tokens":555}},"usage":{"prompt_tokens":3,"completion_tokens":4}}"#;
+        assert_eq!(
+            openai_response_usage(body),
+            Some(Usage::from_inclusive(3, 0, 4))
+        );
+        let body = br#"{"content":"\"usage\":{\"prompt_tokens\":666}","x":{"usage":{"prompt_tokens":555}}}"#;
+        assert_eq!(openai_response_usage(body), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn whatever_the_flat_reader_reads_serde_reads_the_same(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                "{", "}", ":", ",", " ", "\n", "0", "7", "01", "1.5", "-1", "null", "\"s\"", "[]",
+                "18446744073709551615", "18446744073709551616",
+                "\"prompt_tokens\"", "\"completion_tokens\"", "\"input_tokens\"",
+                "\"prompt_tokens_details\"", "\"cached_tokens\"", "\"cache_creation\"",
+                "\"ephemeral_1h_input_tokens\"", "\"x\"", "\"prompt\\u005ftokens\"",
+            ]), 0..24)
+        ) {
+            let raw = parts.concat();
+            if let Some(flat) = flat_raw_usage(raw.as_bytes()) {
+                proptest::prop_assert_eq!(Some(flat), serde_usage(raw.as_bytes()), "{}", raw);
+            }
+        }
+
+        #[test]
+        fn well_formed_usage_objects_take_the_flat_path(
+            counts in proptest::collection::vec(
+                (proptest::sample::select(vec![
+                    "prompt_tokens", "completion_tokens", "total_tokens", "input_tokens",
+                    "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens",
+                ]), proptest::num::u64::ANY),
+                0..6,
+            ),
+            cached in proptest::option::of(proptest::num::u64::ANY),
+        ) {
+            let mut seen = std::collections::HashSet::new();
+            let mut members: Vec<String> = counts
+                .iter()
+                .filter(|(k, _)| seen.insert(*k))
+                .map(|(k, n)| format!("\"{k}\": {n}"))
+                .collect();
+            if let Some(n) = cached {
+                members.push(format!("\"prompt_tokens_details\":{{\"cached_tokens\":{n}}}"));
+            }
+            let raw = format!("{{{}}}", members.join(","));
+            let flat = flat_raw_usage(raw.as_bytes());
+            proptest::prop_assert!(flat.is_some(), "{}", raw);
+            proptest::prop_assert_eq!(flat, serde_usage(raw.as_bytes()), "{}", raw);
+        }
     }
 }

@@ -14,10 +14,12 @@
 //! confirms only whitespace follows. Offsets are byte offsets into the body.
 
 use sonic_rs::parser::{ParseStatus, Parser};
+use sonic_rs::reader::Reader;
 use sonic_rs::Read;
 
 use super::error::{JsonError, JsonErrorKind};
 use super::escape::check_escapes;
+use super::locate::quotes_or_backslashes;
 
 /// Deepest nesting of arrays/objects accepted, the top-level object included.
 /// Real requests (tool schemas included) stay far below it.
@@ -205,8 +207,17 @@ impl<'a> MemberWalker<'a> {
     }
 
     /// A string, number or literal; never called on `{` or `[`, so sonic-rs
-    /// does not recurse.
+    /// does not recurse. A short string with no escape and no control
+    /// character is skipped here: sonic-rs's set-up costs a hundred
+    /// instructions or so per value, more than such a key or value takes.
     fn skip_scalar(&mut self) -> Result<(usize, &'a str, ParseStatus), JsonError> {
+        if self.parser.skip_space_peek() == Some(b'"') {
+            let start = self.parser.offset();
+            if let Some(end) = plain_string_end(self.text.as_bytes(), start) {
+                self.parser.read.set_index(end);
+                return Ok((start, &self.text[start..end], ParseStatus::None));
+            }
+        }
         let (raw, status) = self
             .parser
             .skip_one(true)
@@ -245,6 +256,122 @@ impl<'a> MemberWalker<'a> {
     }
 }
 
+/// Strings up to this long (quotes included, about) are looked at here;
+/// longer ones are left to sonic-rs's wider SIMD scan.
+const PLAIN_STRING: usize = 40;
+
+/// One past the closing quote of the string opening at `open`, when it
+/// closes within [`PLAIN_STRING`] bytes with no backslash and no control
+/// character before its quote: such a string is valid (the text is UTF-8
+/// already) and has nothing to unescape, as sonic-rs would find. `None`
+/// for anything else, which sonic-rs then skips and judges.
+fn plain_string_end(bytes: &[u8], open: usize) -> Option<usize> {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut at = open + 1;
+    while at < open + PLAIN_STRING {
+        let word = u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?);
+        // Bytes below 0x20, flagged like the quotes and backslashes: exact
+        // up to the lowest flagged byte.
+        let controls = word.wrapping_sub(LOW * 0x20) & !word & HIGH;
+        let flags = quotes_or_backslashes(word) | controls;
+        if flags != 0 {
+            let hit = at + flags.trailing_zeros() as usize / 8;
+            return (bytes[hit] == b'"').then_some(hit + 1);
+        }
+        at += 8;
+    }
+    None
+}
+
 fn syntax_at(what: &str, at: usize) -> JsonError {
     JsonError::syntax(format!("{what} at byte {at}"), at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What sonic-rs's checked skipper makes of the string at `open`.
+    fn sonic_string_end(text: &str, open: usize) -> Option<(usize, ParseStatus)> {
+        let mut parser = Parser::new(Read::from(&text[open..]));
+        let (_, status) = parser.skip_one(true).ok()?;
+        Some((open + parser.offset(), status))
+    }
+
+    #[test]
+    fn plain_strings_end_where_sonic_ends_them() {
+        for text in [
+            r#""model":"gpt-4o-mini","#,
+            r#""a""#,
+            r#""""#,
+            r#""The quick brown fox jumps over the lazy""#,
+            r#""h\u00e9llo","x":1"#,
+            "\"tab\there\", 1",
+            "\"caf\u{e9} \u{1f600}\"        ",
+            r#""unterminated        "#,
+        ] {
+            let end = plain_string_end(text.as_bytes(), 0);
+            if let Some(end) = end {
+                assert_eq!(
+                    sonic_string_end(text, 0),
+                    Some((end, ParseStatus::None)),
+                    "{text}"
+                );
+            }
+        }
+        // Escapes, control characters and long strings are sonic-rs's.
+        assert_eq!(plain_string_end(br#""a\"b", 12345678"#, 0), None);
+        assert_eq!(plain_string_end(b"\"a\nb\", 12345678", 0), None);
+        let long = format!("\"{}\", 1234567", "x".repeat(PLAIN_STRING));
+        assert_eq!(plain_string_end(long.as_bytes(), 0), None);
+        assert_eq!(plain_string_end(br#""model":"gpt-4o-mini","#, 0), Some(7));
+    }
+
+    #[test]
+    fn a_walk_reports_plain_and_escaped_members_as_before() {
+        let text = r#"{"model" : "gpt-4o-mini","k\u0065y":"v\"w","n":1,"s":"The quick brown fox jumps over the lazy dog.","e":""}"#;
+        let mut walker = MemberWalker::new(text).unwrap();
+        let mut seen = Vec::new();
+        while let Some(m) = walker.next_member().unwrap() {
+            seen.push((m.key_raw, m.key_status, m.value_raw, m.value_status));
+        }
+        assert_eq!(walker.finish().unwrap(), text.len() - 1);
+        let none = ParseStatus::None;
+        let escaped = ParseStatus::HasEscaped;
+        assert_eq!(
+            seen,
+            [
+                (r#""model""#, none, r#""gpt-4o-mini""#, none),
+                (r#""k\u0065y""#, escaped, r#""v\"w""#, escaped),
+                (r#""n""#, none, "1", none),
+                (
+                    r#""s""#,
+                    none,
+                    r#""The quick brown fox jumps over the lazy dog.""#,
+                    none
+                ),
+                (r#""e""#, none, r#""""#, none),
+            ]
+        );
+        // A control character in a string is still refused.
+        let mut walker = MemberWalker::new("{\"a\":\"x\u{1}y\",\"b\":1}").unwrap();
+        assert!(walker.next_member().is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn whatever_ends_here_sonic_ends_the_same(
+            chars in prop::collection::vec(
+                prop::sample::select(vec!['a', '"', '\\', '\u{1}', '\n', ' ', '\u{e9}', '\u{1f600}', 'u', '0']),
+                0..60,
+            ),
+        ) {
+            let text: String = std::iter::once('"').chain(chars).collect();
+            if let Some(end) = plain_string_end(text.as_bytes(), 0) {
+                prop_assert_eq!(sonic_string_end(&text, 0), Some((end, ParseStatus::None)), "{:?}", text);
+            }
+        }
+    }
 }

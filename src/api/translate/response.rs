@@ -72,12 +72,10 @@ pub fn openai_response_to_anthropic(
         block.close();
     }
     blocks.close();
-    top.json(
-        "stop_reason",
-        &format!(
-            "\"{}\"",
-            anthropic_stop_reason(finish_reason.as_str().as_deref())
-        ),
+    joined_string(
+        top.key("stop_reason"),
+        [anthropic_stop_reason(finish_reason.as_str().as_deref())],
+        "",
     );
     top.json("stop_sequence", "null");
     let [prompt_tokens, completion_tokens, details] = usage.pick([
@@ -179,12 +177,10 @@ pub fn anthropic_response_to_openai(
     }
     message.close();
     choice.json("logprobs", "null");
-    choice.json(
-        "finish_reason",
-        &format!(
-            "\"{}\"",
-            openai_finish_reason(stop_reason.as_str().as_deref())
-        ),
+    joined_string(
+        choice.key("finish_reason"),
+        [openai_finish_reason(stop_reason.as_str().as_deref())],
+        "",
     );
     choice.close();
     choices.close();
