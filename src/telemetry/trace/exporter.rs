@@ -350,26 +350,9 @@ impl Drop for TraceSender {
 
 #[cfg(test)]
 mod tests {
-    use super::super::span::{SpanId, SpanKind, StatusCode, TraceId};
+    use super::super::span::sample as span;
     use super::*;
     use std::sync::Mutex;
-
-    fn span() -> Span<'static> {
-        Span {
-            trace_id: TraceId([1; 16]),
-            span_id: SpanId([2; 8]),
-            parent: None,
-            flags: 1,
-            parent_remote: false,
-            trace_state: "",
-            name: ("chat", "m"),
-            kind: SpanKind::Server,
-            start_unix_nanos: 1,
-            end_unix_nanos: 2,
-            status: StatusCode::Unset,
-            status_message: "",
-        }
-    }
 
     fn opts() -> ExporterOptions {
         ExporterOptions {

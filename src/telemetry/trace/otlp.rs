@@ -413,7 +413,7 @@ fn fixed64_field(out: &mut Vec<u8>, field: u32, v: u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::span::{SpanId, SpanKind, TraceId};
+    use super::super::span::sample as span;
     use super::*;
 
     fn enc(v: u64) -> Vec<u8> {
@@ -480,23 +480,6 @@ mod tests {
     }
 
     const KEY_100: &str = "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk";
-
-    fn span() -> Span<'static> {
-        Span {
-            trace_id: TraceId([1; 16]),
-            span_id: SpanId([2; 8]),
-            parent: None,
-            flags: 1,
-            parent_remote: false,
-            trace_state: "",
-            name: ("chat", "m"),
-            kind: SpanKind::Server,
-            start_unix_nanos: 1,
-            end_unix_nanos: 2,
-            status: StatusCode::Unset,
-            status_message: "",
-        }
-    }
 
     #[test]
     fn the_written_length_is_the_spans_and_an_unfinished_span_leaves_nothing() {

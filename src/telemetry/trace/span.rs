@@ -94,3 +94,22 @@ pub struct Span<'a> {
     /// The status's message (empty for none): the error's kind.
     pub status_message: &'a str,
 }
+
+/// A minimal server span, for the encoder's and the exporter's tests.
+#[cfg(test)]
+pub(super) fn sample() -> Span<'static> {
+    Span {
+        trace_id: TraceId([1; 16]),
+        span_id: SpanId([2; 8]),
+        parent: None,
+        flags: 1,
+        parent_remote: false,
+        trace_state: "",
+        name: ("chat", "m"),
+        kind: SpanKind::Server,
+        start_unix_nanos: 1,
+        end_unix_nanos: 2,
+        status: StatusCode::Unset,
+        status_message: "",
+    }
+}
