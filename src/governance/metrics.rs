@@ -144,9 +144,12 @@ pub fn render(table: &Table, out: &mut String) {
 /// Budgets and this period's spend, for the keys and teams that have one:
 /// the [`NAMED_KEYS`] nearest to exhaustion (what an alert needs), so the
 /// series stay bounded however many keys have budgets.
+/// (subject, key name, team name, budget, this period's spend), nano-dollars.
+type BudgetRow = (&'static str, String, String, u64, u64);
+
 fn render_budgets(table: &Table, out: &mut String) {
     let now = super::unix_now();
-    let mut rows: Vec<(&str, String, String, u64, u64)> = Vec::new();
+    let mut rows: Vec<BudgetRow> = Vec::new();
     for k in table.keys() {
         if let Some(budget) = k.limits.budget_nanos {
             let spent = k.ledger.lock().spent_nanos(&k.limits, now);
@@ -166,19 +169,21 @@ fn render_budgets(table: &Table, out: &mut String) {
     if rows.is_empty() {
         return;
     }
-    let used = |r: &(&str, String, String, u64, u64)| r.4 as f64 / r.3.max(1) as f64;
+    let used = |r: &BudgetRow| r.4 as f64 / r.3.max(1) as f64;
     rows.sort_by(|a, b| used(b).total_cmp(&used(a)).then_with(|| a.1.cmp(&b.1)));
     rows.truncate(NAMED_KEYS);
-    for (name, help, field) in [
+    let budget: fn(&BudgetRow) -> u64 = |r| r.3;
+    let spent: fn(&BudgetRow) -> u64 = |r| r.4;
+    for (name, help, nanos) in [
         (
             "shardgate_budget_usd",
             "Budgets in US dollars per period, by subject (key or team), key and team: the 100 nearest to exhaustion.",
-            3,
+            budget,
         ),
         (
             "shardgate_budget_spent_usd",
             "US dollars spent in the budget's current period, by subject (key or team), key and team.",
-            4,
+            spent,
         ),
     ] {
         family(out, name, "gauge", help);
@@ -188,8 +193,7 @@ fn render_budgets(table: &Table, out: &mut String) {
                 name,
                 &[("subject", r.0), ("key", &r.1), ("team", &r.2)],
             );
-            let nanos = if field == 3 { r.3 } else { r.4 };
-            out.push_str(&format!("{}\n", nanos as f64 / 1e9));
+            out.push_str(&format!("{}\n", nanos(r) as f64 / 1e9));
         }
     }
 }
