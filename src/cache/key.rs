@@ -4,27 +4,31 @@
 //! spaced or their members ordered.
 //!
 //! The canonical form is written in one pass over the body and hashed in
-//! one call: each object's members in the order of their (decoded) keys
-//! (written as they come, then moved into order, if they were not in it),
-//! strings decoded and length-prefixed (LEB128), numbers as written, every
-//! value tagged by its kind, so no two different documents give the same
-//! form. Members the answer does not depend on are left out at the top
-//! level: `stream`, `stream_options`, `user`, and the configured ones.
+//! one call: compact JSON (no space outside strings) with each object's
+//! members in the order of their keys (written as they come, then moved
+//! into order, if they were not in it) and each string in one escaping
+//! (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, `\u00xx` for the other
+//! control characters, everything else as UTF-8), after the namespace,
+//! route and model, each length-prefixed (LEB128). JSON delimits itself,
+//! so no two different documents give the same form; a string already in
+//! that escaping (nearly all) is copied as it stands. Members the answer
+//! does not depend on are left out at the top level: `stream`,
+//! `stream_options`, `user`, and the configured ones.
 //!
-//! Invariants: never panics; allocates the form (about the body's size),
-//! one scratch buffer for reordering and one member list, both reused down
-//! the nesting, and an escaped key or string decoded; depth is bounded by
+//! Invariants: never panics; the form, a scratch buffer for reordering and
+//! the member list are kept per thread and reused (a body past
+//! [`KEPT_CAPACITY`] does not keep them grown); a string with other
+//! escapes is decoded and escaped again; depth is bounded by
 //! [`MAX_NESTING`]; a body the walk finds malformed has no key (`None`:
 //! not cacheable; bodies are validated at admission, so numbers are taken
 //! as written rather than checked again).
 //! Numbers are not normalised: `1` and `1.0` are different requests.
 
-use std::borrow::Cow;
 use std::ops::Range;
 
 use ring::digest::SHA256;
 
-use crate::json::{skip_space, value_end, MAX_NESTING};
+use crate::json::{push_json_string, quotes_or_backslashes, skip_space, value_end, MAX_NESTING};
 
 /// Top-level members every key leaves out: they change how an answer is
 /// delivered or who asked, not what it says.
@@ -52,75 +56,96 @@ pub fn cache_key(
     body: &[u8],
     exclude: &[String],
 ) -> Option<CacheKey> {
-    let mut out = Vec::with_capacity(body.len() + 64);
-    for part in [namespace, route, model] {
-        write_len(&mut out, part.len());
-        out.extend_from_slice(part.as_bytes());
-    }
-    let mut walk = Canonical {
-        json: body,
-        out,
-        scratch: Vec::new(),
-        members: Vec::new(),
-        exclude,
-    };
-    let start = skip_space(body, 0);
-    let end = walk.value(start, 0)?;
-    if skip_space(body, end) != body.len() {
-        return None;
-    }
-    let digest = ring::digest::digest(&SHA256, &walk.out);
-    let mut key = [0u8; 32];
-    key.copy_from_slice(digest.as_ref());
-    Some(CacheKey(key))
+    BUFFERS.with(|buffers| {
+        let mut buffers = buffers.try_borrow_mut().ok()?;
+        let Buffers {
+            out,
+            scratch,
+            members,
+        } = &mut *buffers;
+        out.clear();
+        members.clear();
+        for part in [namespace, route, model] {
+            write_len(out, part.len());
+            out.extend_from_slice(part.as_bytes());
+        }
+        let mut walk = Canonical {
+            json: body,
+            out,
+            scratch,
+            members,
+            exclude,
+        };
+        let start = skip_space(body, 0);
+        let end = walk.value(start, 0)?;
+        if skip_space(body, end) != body.len() {
+            return None;
+        }
+        let digest = ring::digest::digest(&SHA256, out);
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        // A huge body's buffer is not kept for the next, small one.
+        if out.capacity() > KEPT_CAPACITY {
+            *out = Vec::new();
+            *scratch = Vec::new();
+        }
+        Some(CacheKey(key))
+    })
 }
 
-/// One object member: its key's raw text (quotes excluded), and where its
-/// canonical bytes (key and value) are in the output.
+/// The most a thread keeps of its walk buffers between keys.
+const KEPT_CAPACITY: usize = 256 * 1024;
+
+/// The walk's buffers, kept per thread so a request's key allocates
+/// nothing once they have grown to its body's size.
+#[derive(Default)]
+struct Buffers {
+    out: Vec<u8>,
+    scratch: Vec<u8>,
+    members: Vec<Member>,
+}
+
+thread_local! {
+    static BUFFERS: std::cell::RefCell<Buffers> = Default::default();
+}
+
+/// One object member: where its key (canonical text, quotes included) and
+/// the whole member (key, colon and value) are in the output.
 struct Member {
     key: Range<usize>,
-    escaped: bool,
-    canonical: Range<usize>,
+    whole: Range<usize>,
 }
 
-/// One pass over the body, writing the canonical form: each value once, an
-/// object's members then put in the order of their keys (by moving their
-/// bytes, already written), so the digest is taken over the whole in one
-/// call.
-struct Canonical<'a> {
+/// One pass over the body, writing the canonical form: compact JSON, each
+/// object's members in the order of their canonical keys (moved into it,
+/// already written, only where they were not), strings with one escaping.
+/// A string with no escape, or only the short ones, is its canonical self
+/// and is copied as it stands.
+struct Canonical<'a, 'b> {
     json: &'a [u8],
-    out: Vec<u8>,
+    out: &'b mut Vec<u8>,
     /// An object's members in key order, while they are moved.
-    scratch: Vec<u8>,
+    scratch: &'b mut Vec<u8>,
     /// Members of the objects being walked, innermost last.
-    members: Vec<Member>,
+    members: &'b mut Vec<Member>,
     exclude: &'a [String],
 }
 
-impl Canonical<'_> {
+impl Canonical<'_, '_> {
     /// Writes the value at `at` (no space before it); where it ends.
     fn value(&mut self, at: usize, depth: usize) -> Option<usize> {
         match *self.json.get(at)? {
             b'{' => self.object(at, depth),
             b'[' => self.array(at, depth),
-            b'"' => {
-                let (end, escaped) = string_end(self.json, at)?;
-                let text = decoded(self.json, at + 1..end - 1, escaped)?;
-                self.out.push(b's');
-                write_len(&mut self.out, text.len());
-                self.out.extend_from_slice(&text);
-                Some(end)
-            }
-            b't' => self.literal(at, b"true", b't'),
-            b'f' => self.literal(at, b"false", b'f'),
-            b'n' => self.literal(at, b"null", b'z'),
+            b'"' => self.string(at),
+            b't' => self.literal(at, b"true"),
+            b'f' => self.literal(at, b"false"),
+            b'n' => self.literal(at, b"null"),
             b'-' | b'0'..=b'9' => {
                 let len = self.json[at..]
                     .iter()
                     .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
                     .unwrap_or(self.json.len() - at);
-                self.out.push(b'n');
-                write_len(&mut self.out, len);
                 self.out.extend_from_slice(&self.json[at..at + len]);
                 Some(at + len)
             }
@@ -128,9 +153,21 @@ impl Canonical<'_> {
         }
     }
 
-    fn literal(&mut self, at: usize, word: &[u8], tag: u8) -> Option<usize> {
+    /// Writes the string opening at `at` in canonical form; where it ends.
+    fn string(&mut self, at: usize) -> Option<usize> {
+        let (end, plain) = string_end(self.json, at)?;
+        if plain {
+            self.out.extend_from_slice(&self.json[at..end]);
+        } else {
+            let text: String = sonic_rs::from_slice(&self.json[at..end]).ok()?;
+            push_json_string(self.out, &text);
+        }
+        Some(end)
+    }
+
+    fn literal(&mut self, at: usize, word: &[u8]) -> Option<usize> {
         self.json[at..].starts_with(word).then(|| {
-            self.out.push(tag);
+            self.out.extend_from_slice(word);
             at + word.len()
         })
     }
@@ -149,7 +186,10 @@ impl Canonical<'_> {
             at = self.value(at, depth + 1)?;
             at = skip_space(self.json, at);
             match self.json.get(at)? {
-                b',' => at = skip_space(self.json, at + 1),
+                b',' => {
+                    self.out.push(b',');
+                    at = skip_space(self.json, at + 1);
+                }
                 b']' => {
                     self.out.push(b']');
                     return Some(at + 1);
@@ -159,8 +199,9 @@ impl Canonical<'_> {
         }
     }
 
-    /// Writes each member (its key, then its value) as it comes, then puts
-    /// them in the order of their keys.
+    /// Writes each member (its key, then its value) as it comes, comma
+    /// separated, then, if they were not in the order of their keys, puts
+    /// them in it.
     fn object(&mut self, open: usize, depth: usize) -> Option<usize> {
         if depth + 1 >= MAX_NESTING {
             return None;
@@ -168,6 +209,7 @@ impl Canonical<'_> {
         let first = self.members.len();
         self.out.push(b'{');
         let body_start = self.out.len();
+        let mut sorted = true;
         let mut at = skip_space(self.json, open + 1);
         let end = if self.json.get(at) == Some(&b'}') {
             at + 1
@@ -176,26 +218,28 @@ impl Canonical<'_> {
                 if self.json.get(at) != Some(&b'"') {
                     return None;
                 }
-                let (key_end, escaped) = string_end(self.json, at)?;
-                let key = at + 1..key_end - 1;
+                let key_start = self.out.len();
+                let key_end = self.string(at)?;
+                let key = key_start..self.out.len();
                 at = skip_space(self.json, key_end);
                 if self.json.get(at) != Some(&b':') {
                     return None;
                 }
                 let value_start = skip_space(self.json, at + 1);
-                let value_end = if depth == 0 && self.is_excluded(&key, escaped) {
+                let value_end = if depth == 0 && self.is_excluded(&self.out[key.clone()]) {
+                    self.out.truncate(key_start);
                     value_end(self.json, value_start)?
                 } else {
-                    let text = decoded(self.json, key.clone(), escaped)?;
-                    let from = self.out.len();
-                    write_len(&mut self.out, text.len());
-                    self.out.extend_from_slice(&text);
+                    self.out.push(b':');
                     let value_end = self.value(value_start, depth + 1)?;
+                    if let Some(last) = self.members[first..].last() {
+                        sorted &= self.out[last.key.clone()] <= self.out[key.clone()];
+                    }
                     self.members.push(Member {
                         key,
-                        escaped,
-                        canonical: from..self.out.len(),
+                        whole: key_start..self.out.len(),
                     });
+                    self.out.push(b',');
                     value_end
                 };
                 at = skip_space(self.json, value_end);
@@ -206,42 +250,35 @@ impl Canonical<'_> {
                 }
             }
         };
-        let json = self.json;
-        // Keys decoded above; the unescaped (nearly all) are borrowed.
-        let key_text = |m: &Member| decoded(json, m.key.clone(), m.escaped).unwrap_or_default();
-        let members = &mut self.members[first..];
-        if !members.is_sorted_by(|a, b| key_text(a) <= key_text(b)) {
-            members.sort_by(|a, b| key_text(a).cmp(&key_text(b)));
+        if !sorted {
+            let out = &*self.out;
+            let members = &mut self.members[first..];
+            members.sort_by(|a, b| out[a.key.clone()].cmp(&out[b.key.clone()]));
             self.scratch.clear();
             for m in members.iter() {
-                self.scratch
-                    .extend_from_slice(&self.out[m.canonical.clone()]);
+                self.scratch.extend_from_slice(&out[m.whole.clone()]);
+                self.scratch.push(b',');
             }
             self.out.truncate(body_start);
-            self.out.extend_from_slice(&self.scratch);
+            self.out.extend_from_slice(self.scratch);
+        }
+        // The last member's comma becomes the closing brace.
+        if self.out.len() > body_start {
+            self.out.pop();
         }
         self.out.push(b'}');
         self.members.truncate(first);
         Some(end)
     }
 
-    fn is_excluded(&self, key: &Range<usize>, escaped: bool) -> bool {
-        let Some(key) = decoded(self.json, key.clone(), escaped) else {
+    /// Whether a top-level member's key (canonical, quoted) is left out.
+    fn is_excluded(&self, key: &[u8]) -> bool {
+        let Some(name) = key.get(1..key.len() - 1) else {
             return false;
         };
-        ALWAYS_EXCLUDED.iter().any(|e| e.as_bytes() == &*key)
-            || self.exclude.iter().any(|e| e.as_bytes() == &*key)
+        ALWAYS_EXCLUDED.iter().any(|e| e.as_bytes() == name)
+            || self.exclude.iter().any(|e| e.as_bytes() == name)
     }
-}
-
-/// A string's contents (`raw`, between its quotes) decoded.
-fn decoded(json: &[u8], raw: Range<usize>, escaped: bool) -> Option<Cow<'_, [u8]>> {
-    if !escaped {
-        return Some(Cow::Borrowed(&json[raw]));
-    }
-    let quoted = &json[raw.start - 1..raw.end + 1];
-    let text: String = sonic_rs::from_slice(quoted).ok()?;
-    Some(Cow::Owned(text.into_bytes()))
 }
 
 /// A length as LEB128: one byte below 128, so the canonical form stays
@@ -300,16 +337,38 @@ impl std::hash::Hash for CacheKey {
 }
 
 /// One past the closing quote of the string opening at `open`, and whether
-/// it has escapes.
+/// it is plain: no escapes but the short ones the canonical form keeps
+/// (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`), so it is its own
+/// canonical text. Looks at eight bytes at a time.
 fn string_end(json: &[u8], open: usize) -> Option<(usize, bool)> {
     let mut at = open + 1;
-    let mut escaped = false;
+    let mut plain = true;
     loop {
-        let hit = at + memchr::memchr2(b'"', b'\\', json.get(at..)?)?;
-        if json[hit] == b'"' {
-            return Some((hit + 1, escaped));
+        // Most strings (keys, roles, ids) end within sixteen bytes, where
+        // `memchr2`'s set-up costs more than the search.
+        let mut hit = None;
+        for _ in 0..2 {
+            let Some(word) = json.get(at..at + 8) else {
+                break;
+            };
+            let flags = quotes_or_backslashes(u64::from_le_bytes(word.try_into().ok()?));
+            if flags != 0 {
+                hit = Some(at + flags.trailing_zeros() as usize / 8);
+                break;
+            }
+            at += 8;
         }
-        escaped = true;
+        let hit = match hit {
+            Some(hit) => hit,
+            None => at + memchr::memchr2(b'"', b'\\', json.get(at..)?)?,
+        };
+        if json[hit] == b'"' {
+            return Some((hit + 1, plain));
+        }
+        plain &= matches!(
+            json.get(hit + 1)?,
+            b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't'
+        );
         at = hit + 2;
     }
 }
@@ -339,6 +398,24 @@ mod tests {
             r#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"user":"u1","messages":[{"role":"user","content":"hi"}],"temperature":0}"#,
         );
         assert_eq!(a, c);
+    }
+
+    #[test]
+    fn one_escaping_for_every_string() {
+        for (a, b) in [
+            (r#"{"a":"x/y"}"#, r#"{"a":"x\/y"}"#),
+            (r#"{"a":"\n"}"#, r#"{"a":"\u000a"}"#),
+            (r#"{"a":"\b"}"#, r#"{"a":"\u0008"}"#),
+            (r#"{"a":"\u0001"}"#, r#"{"a":"\u0001"}"#),
+            ("{\"a\":\"\u{e9}\"}", r#"{"a":"\u00e9"}"#),
+            (r#"{"a":"\""}"#, r#"{"a":"\u0022"}"#),
+            (r#"{"\u0062":1,"a":2}"#, r#"{"a":2,"b":1}"#),
+        ] {
+            assert!(key(a).is_some(), "{a}");
+            assert_eq!(key(a), key(b), "{a} {b}");
+        }
+        assert_ne!(key(r#"{"a":"\\n"}"#), key(r#"{"a":"\n"}"#));
+        assert_eq!(key(r#"{"a":"\x"}"#), None);
     }
 
     #[test]
