@@ -42,6 +42,7 @@
 //!   [`TranslateError::TooLarge`] as soon as a count passes its limit); a
 //!   response's blocks are bounded by [`MAX_RESPONSE_BLOCKS`].
 
+mod chat_completion;
 mod embed_cohere;
 mod error;
 mod openai_chunks;
