@@ -143,6 +143,13 @@ impl<'a> MemberWalker<'a> {
         }
     }
 
+    /// The byte offset the walk has read to: after [`Self::peek`], where
+    /// the next value starts; after a value, where it ended.
+    #[inline]
+    pub fn offset(&self) -> usize {
+        self.parser.offset()
+    }
+
     /// The first byte of the next value, not consumed.
     #[inline]
     pub fn peek(&mut self) -> Option<u8> {

@@ -46,6 +46,10 @@ pub(super) struct ChatCompletion<'a> {
     pub prompt_tokens: Raw<'a>,
     pub completion_tokens: Raw<'a>,
     pub cached_tokens: Raw<'a>,
+    /// The value of the first top-level member whose key is written
+    /// `"usage"` (escapes not decoded): what `api::usage`'s locator finds
+    /// in a valid body, so the gateway's accounting need not look again.
+    pub usage_value: Option<&'a [u8]>,
 }
 
 /// One element of the message's `tool_calls` (all [`NULL`] when it is not
@@ -98,6 +102,7 @@ fn read_text(text: &str) -> Result<ChatCompletion<'_>, JsonError> {
         prompt_tokens: NULL,
         completion_tokens: NULL,
         cached_tokens: NULL,
+        usage_value: None,
     };
     while let Some(key) = walker.next_key()? {
         match &*name(key) {
@@ -112,7 +117,12 @@ fn read_text(text: &str) -> Result<ChatCompletion<'_>, JsonError> {
                 read.prompt_tokens = NULL;
                 read.completion_tokens = NULL;
                 read.cached_tokens = NULL;
+                walker.peek();
+                let start = walker.offset();
                 usage(&mut walker, &mut read)?;
+                if read.usage_value.is_none() && key.1 == "\"usage\"" {
+                    read.usage_value = Some(&text.as_bytes()[start..walker.offset()]);
+                }
             }
             _ => drop(walker.value(0)?),
         }
@@ -300,6 +310,7 @@ mod tests {
     use super::super::response::openai_response_to_anthropic;
     use super::super::response::two_pass::openai_response_to_anthropic_two_pass as two_pass;
     use super::*;
+    use crate::api::usage::{openai_response_usage, openai_usage_value};
     use crate::json::MAX_NESTING;
 
     const FIXTURES: [&str; 5] = [
@@ -314,9 +325,11 @@ mod tests {
     const MOCK: &str = r#"{"id":"chatcmpl-mock1","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","system_fingerprint":"fp_mock","choices":[{"index":0,"message":{"role":"assistant","content":"tok tok tok tok tok tok tok tok tok tok tok tok tok tok tok tok","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":16,"total_tokens":28}}"#;
 
     /// The one-pass translation and the two-pass one agree: the same bytes,
-    /// or the same error.
+    /// or the same error; and where it reads, the usage it kept is the
+    /// locator's.
     fn same(body: &[u8]) {
         same_translation(body);
+        same_usage(body);
     }
 
     fn same_translation(body: &[u8]) {
@@ -326,6 +339,42 @@ mod tests {
             "{:?}",
             String::from_utf8_lossy(body)
         );
+    }
+
+    fn same_usage(body: &[u8]) {
+        if let Ok(read) = read(body) {
+            assert_eq!(
+                read.usage_value.and_then(openai_usage_value),
+                openai_response_usage(body),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn the_usage_kept_is_the_first_written_usage() {
+        for (body, kept) in [
+            (
+                r#"{"usage":{"prompt_tokens":1},"usage":null}"#,
+                Some(r#"{"prompt_tokens":1}"#),
+            ),
+            (
+                r#"{"\u0075sage":{"prompt_tokens":1},"usage": 7 }"#,
+                Some("7"),
+            ),
+            (
+                r#"{"usage" : [1, {"a":2}] , "x":1}"#,
+                Some(r#"[1, {"a":2}]"#),
+            ),
+            (r#"{"x":{"usage":{}}}"#, None),
+        ] {
+            let read = read(body.as_bytes()).unwrap();
+            assert_eq!(read.usage_value, kept.map(str::as_bytes), "{body}");
+            same_usage(body.as_bytes());
+        }
+        same_usage(FIXTURES[4].as_bytes());
+        assert!(openai_usage_value(b"null").is_none());
     }
 
     #[test]
@@ -460,7 +509,9 @@ mod tests {
 
     #[test]
     fn nesting_is_capped_where_the_walk_caps_it() {
-        // Open containers around the innermost one, by where it sits.
+        // Open containers around the innermost one, by where it sits. (Not
+        // the usage: serde reads a deep one by recursion, too deep for a
+        // test thread's stack unoptimized; the usage paths are the same.)
         let wrappers: [(&str, &str, usize); 6] = [
             (r#"{"choices":[{"message":{"content":"#, "}}]}", 3),
             (
@@ -597,6 +648,7 @@ mod tests {
                 openai_response_to_anthropic(&bytes, "m"),
                 two_pass(&bytes, "m")
             );
+            same_usage(&bytes);
         }
 
         #[test]
@@ -615,6 +667,7 @@ mod tests {
                 openai_response_to_anthropic(body.as_bytes(), "m"),
                 two_pass(body.as_bytes(), "m")
             );
+            same_usage(body.as_bytes());
         }
     }
 }

@@ -28,12 +28,22 @@ fn too_many_blocks() -> TranslateError {
 }
 
 /// Translates an OpenAI chat completion into an Anthropic message, naming
-/// `client_model` as the model. The body is read once
-/// ([`chat_completion::read`]: validated, the fields kept on the way).
+/// `client_model` as the model.
 pub fn openai_response_to_anthropic(
     body: &[u8],
     client_model: &str,
 ) -> Result<Vec<u8>, TranslateError> {
+    openai_response_to_anthropic_with_usage(body, client_model).map(|(out, _)| out)
+}
+
+/// [`openai_response_to_anthropic`], and the text of the body's top-level
+/// `usage` value as `crate::api::usage::openai_response_usage` locates it
+/// (for `crate::api::usage::openai_usage_value`). The body is read once
+/// ([`chat_completion::read`]: validated, the fields kept on the way).
+pub fn openai_response_to_anthropic_with_usage<'a>(
+    body: &'a [u8],
+    client_model: &str,
+) -> Result<(Vec<u8>, Option<&'a [u8]>), TranslateError> {
     let read = chat_completion::read(body)?;
     if !read.has_choice {
         return Err(TranslateError::Invalid("response has no choices".into()));
@@ -91,7 +101,7 @@ pub fn openai_response_to_anthropic(
     written.u64("cache_read_input_tokens", usage.cache_read_input_tokens);
     written.close();
     top.close();
-    Ok(out)
+    Ok((out, read.usage_value))
 }
 
 /// A string member copied as it is, or `""` when it is absent or not a
