@@ -465,6 +465,19 @@ pub fn openai_response_usage(body: &[u8]) -> Option<Usage> {
     raw_usage(body, &["usage"]).map(RawUsage::openai)
 }
 
+/// [`openai_response_usage`] for a body already walked by a reader that
+/// kept its top-level `usage` value's text (`raw`, as the locator would
+/// find it: the translation of a chat completion): the same result
+/// without looking for it again.
+pub fn openai_usage_value(raw: &[u8]) -> Option<Usage> {
+    if raw == b"null" {
+        return None;
+    }
+    flat_raw_usage(raw)
+        .or_else(|| sonic_rs::from_slice(raw).ok())
+        .map(RawUsage::openai)
+}
+
 /// Usage in the `data` of an OpenAI stream event: the final chat chunk sent
 /// with `stream_options.include_usage` (top-level `usage`), or the responses
 /// API's `response.completed` event (`response.usage`). Other chunks: `None`.

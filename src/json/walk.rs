@@ -9,9 +9,18 @@
 //! bit-stack (no recursion, no allocation, depth capped at [`MAX_NESTING`]),
 //! and strings that contain escapes get their escapes checked.
 //!
+//! A reader that wants a few nested values (a translator) can walk into
+//! containers instead of past them (`next_key`, `enter_object`,
+//! `enter_array`, `next_key_in`, `next_in_array`, `value`, `end_member`):
+//! the same parser calls in the same order as skipping them whole, so the
+//! same checks, errors and offsets, and the body is still read once.
+//!
 //! Invariant: `next_member` returns members in order, each value validated in
 //! full; when it returns `Ok(None)` the object was closed, and `finish` then
 //! confirms only whitespace follows. Offsets are byte offsets into the body.
+//! Walking into containers keeps that invariant as long as every value is
+//! either walked into to its close or read with `value`, each at the depth
+//! of the containers open around it.
 
 use sonic_rs::parser::{ParseStatus, Parser};
 use sonic_rs::reader::Reader;
@@ -79,6 +88,28 @@ impl<'a> MemberWalker<'a> {
     }
 
     pub fn next_member(&mut self) -> Result<Option<Member<'a>>, JsonError> {
+        let Some((key_start, key_raw, key_status)) = self.next_key()? else {
+            return Ok(None);
+        };
+        let (value_start, value_raw, value_status) = self.skip_value()?;
+        self.end_member()?;
+        Ok(Some(Member {
+            key_start,
+            key_raw,
+            key_status,
+            value_start,
+            value_raw,
+            value_status,
+        }))
+    }
+
+    /// The next top-level key (start, literal, escapes), its `:` consumed;
+    /// `None` once the object closed. The caller then reads the value
+    /// ([`Self::value`], or [`Self::enter_object`] / [`Self::enter_array`]
+    /// at depth 1) and calls [`Self::end_member`]: together, exactly
+    /// [`Self::next_member`]'s checks in its order.
+    #[inline]
+    pub fn next_key(&mut self) -> Result<Option<(usize, &'a str, ParseStatus)>, JsonError> {
         if self.object_end.is_some() {
             return Ok(None);
         }
@@ -91,28 +122,109 @@ impl<'a> MemberWalker<'a> {
             Some(b'"') => self.first = false,
             _ => return Err(self.error_here("Expected an object key or '}'")),
         }
-        let (key_start, key_raw, key_status) = self.skip_scalar()?;
+        let key = self.skip_scalar()?;
         match self.parser.skip_space() {
-            Some(b':') => {}
-            found => return Err(self.unexpected(found, "Expected ':' after an object key")),
+            Some(b':') => Ok(Some(key)),
+            found => Err(self.unexpected(found, "Expected ':' after an object key")),
         }
-        let (value_start, value_raw, value_status) = self.skip_value()?;
+    }
+
+    /// What follows a top-level member's value: `,` and a key, or `}`.
+    #[inline]
+    pub fn end_member(&mut self) -> Result<(), JsonError> {
         match self.parser.skip_space() {
-            Some(b',') if self.parser.skip_space_peek() == Some(b'"') => {}
-            Some(b',') => return Err(self.error_here("Expected an object key after ','")),
-            Some(b'}') => self.object_end = Some(self.parser.offset() - 1),
-            found => {
-                return Err(self.unexpected(found, "Expected ',' or '}' after an object member"))
+            Some(b',') if self.parser.skip_space_peek() == Some(b'"') => Ok(()),
+            Some(b',') => Err(self.error_here("Expected an object key after ','")),
+            Some(b'}') => {
+                self.object_end = Some(self.parser.offset() - 1);
+                Ok(())
             }
+            found => Err(self.unexpected(found, "Expected ',' or '}' after an object member")),
         }
-        Ok(Some(Member {
-            key_start,
-            key_raw,
-            key_status,
-            value_start,
-            value_raw,
-            value_status,
-        }))
+    }
+
+    /// The byte offset the walk has read to: after [`Self::peek`], where
+    /// the next value starts; after a value, where it ended.
+    #[inline]
+    pub fn offset(&self) -> usize {
+        self.parser.offset()
+    }
+
+    /// The first byte of the next value, not consumed.
+    #[inline]
+    pub fn peek(&mut self) -> Option<u8> {
+        self.parser.skip_space_peek()
+    }
+
+    /// Validates the next value in full, `depth` arrays and objects being
+    /// open around it below the top-level object (0 for a member's value):
+    /// start, text, and whether a string has escapes.
+    #[inline]
+    pub fn value(&mut self, depth: usize) -> Result<(usize, &'a str, ParseStatus), JsonError> {
+        self.skip_value_at(depth)
+    }
+
+    /// Opens the object that is next ([`Self::peek`] saw `{`), to be
+    /// `depth` deep (1 for a member's value), and reads its first key:
+    /// `None` when it is empty (and closed). The same checks, offsets and
+    /// messages as validating it whole with [`Self::value`]; then each
+    /// value is read at `depth` and followed by [`Self::next_key_in`].
+    #[inline]
+    pub fn enter_object(
+        &mut self,
+        depth: usize,
+    ) -> Result<Option<(usize, &'a str, ParseStatus)>, JsonError> {
+        if !self.open(depth, b'}')? {
+            return Ok(None);
+        }
+        self.skip_key_and_colon().map(Some)
+    }
+
+    /// After a value in an object opened with [`Self::enter_object`]: the
+    /// next key, or `None` when the object closed.
+    #[inline]
+    pub fn next_key_in(&mut self) -> Result<Option<(usize, &'a str, ParseStatus)>, JsonError> {
+        match self.parser.skip_space() {
+            Some(b',') => self.skip_key_and_colon().map(Some),
+            Some(b'}') => Ok(None),
+            found => Err(self.unexpected(found, "Expected ',' or '}' in an object")),
+        }
+    }
+
+    /// Opens the array that is next ([`Self::peek`] saw `[`), to be `depth`
+    /// deep: whether it has an element (read at `depth`, then followed by
+    /// [`Self::next_in_array`]).
+    #[inline]
+    pub fn enter_array(&mut self, depth: usize) -> Result<bool, JsonError> {
+        self.open(depth, b']')
+    }
+
+    /// After an element of an array opened with [`Self::enter_array`]:
+    /// whether another one follows (`false`: the array closed).
+    #[inline]
+    pub fn next_in_array(&mut self) -> Result<bool, JsonError> {
+        match self.parser.skip_space() {
+            Some(b',') => Ok(true),
+            Some(b']') => Ok(false),
+            found => Err(self.unexpected(found, "Expected ',' or ']' in an array")),
+        }
+    }
+
+    /// Consumes an opening bracket as [`Self::skip_value_at`] does: the
+    /// nesting cap, then whether the container closes at once.
+    #[inline]
+    fn open(&mut self, depth: usize, close: u8) -> Result<bool, JsonError> {
+        self.parser.skip_space();
+        if depth >= MAX_NESTING {
+            let at = self.parser.offset() - 1;
+            let limit = MAX_NESTING;
+            return Err(JsonError::new(JsonErrorKind::TooDeep { limit }, at));
+        }
+        if self.parser.skip_space_peek() == Some(close) {
+            self.parser.skip_space();
+            return Ok(false);
+        }
+        Ok(true)
     }
 
     /// Offset of the closing `}`, after checking only whitespace follows it.
@@ -129,15 +241,22 @@ impl<'a> MemberWalker<'a> {
     /// Validates one value of any kind without recursion. Returns its start,
     /// its text, and (for a string) whether it has escapes.
     fn skip_value(&mut self) -> Result<(usize, &'a str, ParseStatus), JsonError> {
+        self.skip_value_at(0)
+    }
+
+    /// [`Self::skip_value`] for a value inside `base` open containers
+    /// (below the top-level object), so the nesting cap counts them.
+    fn skip_value_at(&mut self, base: usize) -> Result<(usize, &'a str, ParseStatus), JsonError> {
         match self.parser.skip_space_peek() {
             Some(b'{' | b'[') => {}
             _ => return self.skip_scalar(),
         }
         let start = self.parser.offset();
-        // Bit `d` set: the container open at depth `d` (1-based, below the
-        // top-level object) is an object.
+        // Bit `d - 1` set: the container open at depth `d` (1-based, below
+        // the top-level object) is an object. Levels up to `base` are the
+        // caller's and never looked at.
         let mut objects: u128 = 0;
-        let mut depth = 0usize;
+        let mut depth = base;
         let mut want_value = true;
         loop {
             if want_value {
@@ -172,7 +291,7 @@ impl<'a> MemberWalker<'a> {
                     }
                 }
             } else {
-                if depth == 0 {
+                if depth == base {
                     let end = self.parser.offset();
                     return Ok((start, &self.text[start..end], ParseStatus::None));
                 }
@@ -195,13 +314,13 @@ impl<'a> MemberWalker<'a> {
         }
     }
 
-    fn skip_key_and_colon(&mut self) -> Result<(), JsonError> {
+    fn skip_key_and_colon(&mut self) -> Result<(usize, &'a str, ParseStatus), JsonError> {
         if self.parser.skip_space_peek() != Some(b'"') {
             return Err(self.error_here("Expected an object key"));
         }
-        self.skip_scalar()?;
+        let key = self.skip_scalar()?;
         match self.parser.skip_space() {
-            Some(b':') => Ok(()),
+            Some(b':') => Ok(key),
             found => Err(self.unexpected(found, "Expected ':' after an object key")),
         }
     }
@@ -360,7 +479,88 @@ mod tests {
         assert!(walker.next_member().is_err());
     }
 
+    /// Walks `text` going into every container (by recursion: test input
+    /// only), and returns what the walk made of it.
+    fn walk_into_everything(text: &str) -> Result<usize, JsonError> {
+        fn value(walker: &mut MemberWalker<'_>, depth: usize) -> Result<(), JsonError> {
+            match walker.peek() {
+                Some(b'{') => {
+                    let mut key = walker.enter_object(depth + 1)?;
+                    while key.is_some() {
+                        value(walker, depth + 1)?;
+                        key = walker.next_key_in()?;
+                    }
+                    Ok(())
+                }
+                Some(b'[') => {
+                    if walker.enter_array(depth + 1)? {
+                        value(walker, depth + 1)?;
+                        while walker.next_in_array()? {
+                            value(walker, depth + 1)?;
+                        }
+                    }
+                    Ok(())
+                }
+                _ => walker.value(depth).map(drop),
+            }
+        }
+        let mut walker = MemberWalker::new(text)?;
+        while walker.next_key()?.is_some() {
+            value(&mut walker, 0)?;
+            walker.end_member()?;
+        }
+        walker.finish()
+    }
+
+    fn walk_past_everything(text: &str) -> Result<usize, JsonError> {
+        let mut walker = MemberWalker::new(text)?;
+        while walker.next_member()?.is_some() {}
+        walker.finish()
+    }
+
+    #[test]
+    fn walking_into_containers_judges_as_walking_past_them() {
+        let deep = |n: usize| format!("{{\"a\":{}{}}}", "[".repeat(n), "]".repeat(n));
+        for text in [
+            r#"{"a":[1,{"b":[],"c":{}},"x"],"d":{"e":{"f":[true,null]}}}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":[,1]}"#,
+            r#"{"a":{"b":1,}}"#,
+            r#"{"a":{,"b":1}}"#,
+            r#"{"a":{"b" 1}}"#,
+            r#"{"a":{1:1}}"#,
+            r#"{"a":[1 2]}"#,
+            r#"{"a":{"b":1]}"#,
+            r#"{"a":[1}"#,
+            r#"{"a":[{"b":"\x"}]}"#,
+            r#"{"a":[{"b":"\ud800"}]}"#,
+            r#"{"a":[  ],"b":{  }}"#,
+            r#"{"a":[{"b":[{"c":"#,
+            "{\"a\":[\"\u{1}\"]}",
+            &deep(MAX_NESTING - 2),
+            &deep(MAX_NESTING - 1),
+            &deep(MAX_NESTING),
+        ] {
+            assert_eq!(
+                walk_into_everything(text),
+                walk_past_everything(text),
+                "{text}"
+            );
+        }
+    }
+
     proptest! {
+        #[test]
+        fn any_text_is_judged_alike_walked_into_or_past(
+            text in prop::collection::vec(
+                prop::sample::select(vec!["{", "}", "[", "]", ",", ":", " ", "\"k\"", "1", "-", "\"\\u00e9\"", "\"\\q\"", "null", "tru"]),
+                0..40,
+            ),
+        ) {
+            let text = format!("{{\"a\":{}", text.concat());
+            prop_assert_eq!(walk_into_everything(&text), walk_past_everything(&text));
+        }
+
         #[test]
         fn whatever_ends_here_sonic_ends_the_same(
             chars in prop::collection::vec(

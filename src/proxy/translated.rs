@@ -24,13 +24,14 @@ use crate::api::translate::{
     anthropic_error_to_openai, anthropic_response_to_openai, cohere_chat_response_to_openai,
     cohere_embed_to_openai, converse_response_to_openai, gemini_response_to_openai,
     google_error_to_openai, message_error_to_anthropic, message_error_to_openai,
-    openai_error_to_anthropic, openai_response_to_anthropic, AnthropicToOpenAiStream,
-    BedrockToOpenAiStream, CohereToOpenAiStream, EmbeddingFormat, GeminiToOpenAiStream,
-    OpenAiToAnthropicStream, StreamEnd, TranslateError, TranslatedError, STREAM_ENDED_EARLY,
+    openai_error_to_anthropic, openai_response_to_anthropic,
+    openai_response_to_anthropic_with_usage, AnthropicToOpenAiStream, BedrockToOpenAiStream,
+    CohereToOpenAiStream, EmbeddingFormat, GeminiToOpenAiStream, OpenAiToAnthropicStream,
+    StreamEnd, TranslateError, TranslatedError, STREAM_ENDED_EARLY,
 };
 use crate::api::usage::{
     anthropic_response_usage, bedrock_usage, cohere_usage, gemini_usage, openai_response_usage,
-    openai_stream_usage, Usage,
+    openai_stream_usage, openai_usage_value, Usage,
 };
 use crate::buf::PooledBuf;
 use crate::cache::record::Recorder;
@@ -532,20 +533,31 @@ async fn collect_whole(
             ));
         }
     }
-    side.report.usage = match call.translation {
-        Translation::OpenAiToAnthropic | Translation::HideUsageChunk => {
-            openai_response_usage(&read.payload)
-        }
-        Translation::AnthropicToOpenAi { .. }
-        | Translation::ClaudeOnVertexToOpenAi { .. }
-        | Translation::InvokeToAnthropic
-        | Translation::ClaudeOnVertex => anthropic_response_usage(&read.payload),
-        Translation::NativeToOpenAi { api, .. } | Translation::NativeToAnthropic(api) => {
-            api.usage(&read.payload)
-        }
-        Translation::CohereEmbed(_) => cohere_usage(&read.payload),
+    let mut usage_read = None;
+    let translated = translate_whole(
+        side.head.status,
+        &read.payload,
+        call,
+        &read.request_id,
+        &mut usage_read,
+    );
+    side.report.usage = match usage_read {
+        Some(usage) => usage,
+        None => match call.translation {
+            Translation::OpenAiToAnthropic | Translation::HideUsageChunk => {
+                openai_response_usage(&read.payload)
+            }
+            Translation::AnthropicToOpenAi { .. }
+            | Translation::ClaudeOnVertexToOpenAi { .. }
+            | Translation::InvokeToAnthropic
+            | Translation::ClaudeOnVertex => anthropic_response_usage(&read.payload),
+            Translation::NativeToOpenAi { api, .. } | Translation::NativeToAnthropic(api) => {
+                api.usage(&read.payload)
+            }
+            Translation::CohereEmbed(_) => cohere_usage(&read.payload),
+        },
     };
-    let (status, body) = translate_whole(side.head.status, &read.payload, call, &read.request_id)?;
+    let (status, body) = translated?;
     Ok(WholeAnswer {
         status,
         body,
@@ -783,11 +795,14 @@ enum Framing {
 /// Largest single event-stream message accepted (Bedrock's are a few KiB).
 const MAX_STREAM_MESSAGE: u32 = 1024 * 1024;
 
+/// `usage_read` is set when the translation read the usage on its way (a
+/// chat completion translated whole): the same as locating it again.
 fn translate_whole(
     status: u16,
     body: &[u8],
     call: &TranslatedCall,
     request_id: &str,
+    usage_read: &mut Option<Option<Usage>>,
 ) -> Result<(u16, Vec<u8>), Error> {
     let ok = (200..300).contains(&status);
     let bad = |e: crate::api::translate::TranslateError| {
@@ -800,10 +815,12 @@ fn translate_whole(
     Ok(match (&call.translation, ok) {
         // Nothing to translate: the response goes out as it came.
         (Translation::HideUsageChunk, _) => (status, body.to_vec()),
-        (Translation::OpenAiToAnthropic, true) => (
-            status,
-            openai_response_to_anthropic(body, &call.client_model).map_err(bad)?,
-        ),
+        (Translation::OpenAiToAnthropic, true) => {
+            let (translated, usage) =
+                openai_response_to_anthropic_with_usage(body, &call.client_model).map_err(bad)?;
+            *usage_read = Some(usage.and_then(openai_usage_value));
+            (status, translated)
+        }
         (
             Translation::AnthropicToOpenAi { .. } | Translation::ClaudeOnVertexToOpenAi { .. },
             true,

@@ -42,6 +42,7 @@
 //!   [`TranslateError::TooLarge`] as soon as a count passes its limit); a
 //!   response's blocks are bounded by [`MAX_RESPONSE_BLOCKS`].
 
+mod chat_completion;
 mod embed_cohere;
 mod error;
 mod openai_chunks;
@@ -79,7 +80,8 @@ pub use request_to_cohere::openai_request_to_cohere_chat;
 pub use request_to_converse::openai_request_to_converse;
 pub use request_to_gemini::openai_request_to_gemini;
 pub use response::{
-    anthropic_response_to_openai, openai_response_to_anthropic, MAX_RESPONSE_BLOCKS,
+    anthropic_response_to_openai, openai_response_to_anthropic,
+    openai_response_to_anthropic_with_usage, MAX_RESPONSE_BLOCKS,
 };
 pub use response_bedrock::converse_response_to_openai;
 pub use response_cohere::cohere_chat_response_to_openai;

@@ -8,6 +8,7 @@
 
 use sonic_rs::{JsonValueTrait, Value};
 
+use super::chat_completion;
 use super::raw::{document, Raw};
 use super::request_to_anthropic::tool_input;
 use super::wire::{AnthropicUsage, OpenAiUsage};
@@ -32,26 +33,33 @@ pub fn openai_response_to_anthropic(
     body: &[u8],
     client_model: &str,
 ) -> Result<Vec<u8>, TranslateError> {
-    let response = document(body)?;
-    let [id, choices, usage] = response.pick(["id", "choices", "usage"]);
-    let choice = choices.elements().next().filter(|c| c.is_object());
-    let Some(choice) = choice else {
+    openai_response_to_anthropic_with_usage(body, client_model).map(|(out, _)| out)
+}
+
+/// [`openai_response_to_anthropic`], and the text of the body's top-level
+/// `usage` value as `crate::api::usage::openai_response_usage` locates it
+/// (for `crate::api::usage::openai_usage_value`). The body is read once
+/// ([`chat_completion::read`]: validated, the fields kept on the way).
+pub fn openai_response_to_anthropic_with_usage<'a>(
+    body: &'a [u8],
+    client_model: &str,
+) -> Result<(Vec<u8>, Option<&'a [u8]>), TranslateError> {
+    let read = chat_completion::read(body)?;
+    if !read.has_choice {
         return Err(TranslateError::Invalid("response has no choices".into()));
-    };
-    let [message, finish_reason] = choice.pick(["message", "finish_reason"]);
-    let [content, refusal, tool_calls] = message.pick(["content", "refusal", "tool_calls"]);
-    if tool_calls.elements().nth(MAX_RESPONSE_BLOCKS).is_some() {
+    }
+    if read.too_many_tool_calls {
         return Err(too_many_blocks());
     }
     let mut out = Vec::with_capacity(body.len() + 256);
     let mut top = Obj::open(&mut out);
-    let id = id.as_str().unwrap_or_default();
+    let id = read.id.as_str().unwrap_or_default();
     top.str("id", &swap_id_prefix(&id, "chatcmpl-", "msg_"));
     top.json("type", "\"message\"");
     top.json("role", "\"assistant\"");
     top.str("model", client_model);
     let mut blocks = Arr::open(top.key("content"));
-    for text in [content, refusal] {
+    for text in [read.content, read.refusal] {
         if text.str_inner().is_some_and(|t| !t.is_empty()) {
             let mut block = Obj::open(blocks.item());
             block.json("type", "\"text\"");
@@ -59,34 +67,29 @@ pub fn openai_response_to_anthropic(
             block.close();
         }
     }
-    for call in tool_calls.elements() {
-        let [id, function] = call.pick(["id", "function"]);
-        let [name, arguments] = function.pick(["name", "arguments"]);
-        let arguments = arguments.as_str().unwrap_or_default();
+    for call in &read.tool_calls {
+        let arguments = call.arguments.as_str().unwrap_or_default();
         let input = tool_input(&arguments)?;
         let mut block = Obj::open(blocks.item());
         block.json("type", "\"tool_use\"");
-        write_str_or_empty(block.key("id"), id);
-        write_str_or_empty(block.key("name"), name);
+        write_str_or_empty(block.key("id"), call.id);
+        write_str_or_empty(block.key("name"), call.name);
         block.json("input", input);
         block.close();
     }
     blocks.close();
     joined_string(
         top.key("stop_reason"),
-        [anthropic_stop_reason(finish_reason.as_str().as_deref())],
+        [anthropic_stop_reason(
+            read.finish_reason.as_str().as_deref(),
+        )],
         "",
     );
     top.json("stop_sequence", "null");
-    let [prompt_tokens, completion_tokens, details] = usage.pick([
-        "prompt_tokens",
-        "completion_tokens",
-        "prompt_tokens_details",
-    ]);
     let usage = AnthropicUsage::new(TokenUsage::from_inclusive(
-        prompt_tokens.as_u64().unwrap_or(0),
-        details.get("cached_tokens").as_u64().unwrap_or(0),
-        completion_tokens.as_u64().unwrap_or(0),
+        read.prompt_tokens.as_u64().unwrap_or(0),
+        read.cached_tokens.as_u64().unwrap_or(0),
+        read.completion_tokens.as_u64().unwrap_or(0),
     ));
     let mut written = Obj::open(top.key("usage"));
     written.u64("input_tokens", usage.input_tokens);
@@ -98,7 +101,7 @@ pub fn openai_response_to_anthropic(
     written.u64("cache_read_input_tokens", usage.cache_read_input_tokens);
     written.close();
     top.close();
-    Ok(out)
+    Ok((out, read.usage_value))
 }
 
 /// A string member copied as it is, or `""` when it is absent or not a
@@ -239,4 +242,85 @@ fn token_usage_from(count: impl Fn(&str) -> u64) -> TokenUsage {
         count("cache_creation_input_tokens"),
         count("output_tokens"),
     )
+}
+
+#[cfg(test)]
+pub(super) mod two_pass {
+    use super::*;
+
+    /// The translation as it was before the one-pass reader: the whole body
+    /// validated, then the fields found with the cursor. What the tests hold
+    /// [`openai_response_to_anthropic`] to, byte for byte and error for error.
+    pub(in crate::api::translate) fn openai_response_to_anthropic_two_pass(
+        body: &[u8],
+        client_model: &str,
+    ) -> Result<Vec<u8>, TranslateError> {
+        let response = document(body)?;
+        let [id, choices, usage] = response.pick(["id", "choices", "usage"]);
+        let choice = choices.elements().next().filter(|c| c.is_object());
+        let Some(choice) = choice else {
+            return Err(TranslateError::Invalid("response has no choices".into()));
+        };
+        let [message, finish_reason] = choice.pick(["message", "finish_reason"]);
+        let [content, refusal, tool_calls] = message.pick(["content", "refusal", "tool_calls"]);
+        if tool_calls.elements().nth(MAX_RESPONSE_BLOCKS).is_some() {
+            return Err(too_many_blocks());
+        }
+        let mut out = Vec::with_capacity(body.len() + 256);
+        let mut top = Obj::open(&mut out);
+        let id = id.as_str().unwrap_or_default();
+        top.str("id", &swap_id_prefix(&id, "chatcmpl-", "msg_"));
+        top.json("type", "\"message\"");
+        top.json("role", "\"assistant\"");
+        top.str("model", client_model);
+        let mut blocks = Arr::open(top.key("content"));
+        for text in [content, refusal] {
+            if text.str_inner().is_some_and(|t| !t.is_empty()) {
+                let mut block = Obj::open(blocks.item());
+                block.json("type", "\"text\"");
+                block.raw("text", text);
+                block.close();
+            }
+        }
+        for call in tool_calls.elements() {
+            let [id, function] = call.pick(["id", "function"]);
+            let [name, arguments] = function.pick(["name", "arguments"]);
+            let arguments = arguments.as_str().unwrap_or_default();
+            let input = tool_input(&arguments)?;
+            let mut block = Obj::open(blocks.item());
+            block.json("type", "\"tool_use\"");
+            write_str_or_empty(block.key("id"), id);
+            write_str_or_empty(block.key("name"), name);
+            block.json("input", input);
+            block.close();
+        }
+        blocks.close();
+        joined_string(
+            top.key("stop_reason"),
+            [anthropic_stop_reason(finish_reason.as_str().as_deref())],
+            "",
+        );
+        top.json("stop_sequence", "null");
+        let [prompt_tokens, completion_tokens, details] = usage.pick([
+            "prompt_tokens",
+            "completion_tokens",
+            "prompt_tokens_details",
+        ]);
+        let usage = AnthropicUsage::new(TokenUsage::from_inclusive(
+            prompt_tokens.as_u64().unwrap_or(0),
+            details.get("cached_tokens").as_u64().unwrap_or(0),
+            completion_tokens.as_u64().unwrap_or(0),
+        ));
+        let mut written = Obj::open(top.key("usage"));
+        written.u64("input_tokens", usage.input_tokens);
+        written.u64("output_tokens", usage.output_tokens);
+        written.u64(
+            "cache_creation_input_tokens",
+            usage.cache_creation_input_tokens,
+        );
+        written.u64("cache_read_input_tokens", usage.cache_read_input_tokens);
+        written.close();
+        top.close();
+        Ok(out)
+    }
 }
