@@ -3,6 +3,9 @@
 #![warn(missing_docs, unreachable_pub)]
 #![allow(stable_features)]
 #![allow(clippy::macro_metavars_in_unsafe)]
+// shardgate patch: a path dependency's warnings are not capped the way a
+// crates.io dependency's are (vendor/monoio/PATCHES.md).
+#![allow(warnings)]
 #![cfg_attr(feature = "unstable", feature(io_error_more))]
 #![cfg_attr(feature = "unstable", feature(lazy_cell))]
 #![cfg_attr(feature = "unstable", feature(stmt_expr_attributes))]
