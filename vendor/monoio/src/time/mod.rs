@@ -88,6 +88,8 @@
 
 mod clock;
 pub(crate) use self::clock::Clock;
+// shardgate patch: the loop clock (clock.rs).
+pub use self::clock::cached_now;
 
 pub(crate) mod driver;
 

@@ -31,7 +31,8 @@ pub fn timeout<T>(duration: Duration, future: T) -> Timeout<T>
 where
     T: Future,
 {
-    let deadline = Instant::now().checked_add(duration);
+    // shardgate patch: from the loop clock, not a clock read (time/clock.rs).
+    let deadline = crate::time::cached_now().checked_add(duration);
     let delay = match deadline {
         Some(deadline) => Sleep::new_timeout(deadline),
         None => Sleep::far_future(),

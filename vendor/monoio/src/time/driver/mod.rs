@@ -125,7 +125,11 @@ impl ClockTime {
     }
 
     pub(self) fn now(&self) -> u64 {
-        self.instant_to_tick(self.clock.now())
+        // shardgate patch: the loop clock, read when the loop last woke (see
+        // time/clock.rs). Before a park this is up to one iteration's task
+        // time behind, so the park may last that much longer than the next
+        // timer needs: late by at most one iteration, never early.
+        self.instant_to_tick(super::clock::cached_now())
     }
 }
 
@@ -217,7 +221,9 @@ where
 impl Handle {
     /// Runs timer related logic, and returns the next wakeup time
     pub(self) fn process(&self) {
-        let now = self.time_source().now();
+        // shardgate patch: the iteration's one clock read, kept as the loop
+        // clock until the next wake (time/clock.rs).
+        let now = self.time_source().instant_to_tick(super::clock::refresh());
 
         self.process_at_time(now)
     }
@@ -312,10 +318,15 @@ where
     D: Driver + 'static,
 {
     fn with<R>(&self, f: impl FnOnce() -> R) -> R {
+        // shardgate patch: the loop clock runs while the runtime does.
+        let _clock = super::clock::LoopClock::start();
         self.park.with(f)
     }
 
     fn submit(&self) -> io::Result<()> {
+        // shardgate patch: a loop with tasks left submits instead of parking
+        // (monoio's `block_on`); a busy loop must still move its clock.
+        super::clock::refresh();
         self.park.submit()
     }
 

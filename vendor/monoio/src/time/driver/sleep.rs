@@ -90,7 +90,8 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
 #[cfg_attr(docsrs, doc(alias = "delay_for"))]
 #[cfg_attr(docsrs, doc(alias = "wait"))]
 pub fn sleep(duration: Duration) -> Sleep {
-    match Instant::now().checked_add(duration) {
+    // shardgate patch: from the loop clock, not a clock read (time/clock.rs).
+    match crate::time::cached_now().checked_add(duration) {
         Some(deadline) => sleep_until(deadline),
         None => sleep_until(Instant::far_future()),
     }
