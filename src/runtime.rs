@@ -7,6 +7,11 @@
 //! `monoio::spawn_blocking` runs the CPU-heavy work of large request bodies
 //! (`proxy::offload`) off the event loops.
 //!
+//! [`loop_now`] is the shard's loop clock: the instant its event loop last
+//! woke, which deadlines, windows and idle bookkeeping on the hot path are
+//! computed from instead of a clock read each (latency measurements still
+//! read the clock).
+//!
 //! `MONOIO_FORCE_LEGACY_DRIVER=1` forces the epoll driver (monoio reads it in
 //! `detect_uring`); io_uring is also skipped where the kernel or a seccomp
 //! policy refuses it.
@@ -54,6 +59,19 @@ pub type ShardRuntime = monoio::FusionRuntime<
     monoio::time::TimeDriver<monoio::IoUringDriver>,
     monoio::time::TimeDriver<monoio::LegacyDriver>,
 >;
+
+/// The loop clock: when this thread's event loop last woke from a park (or
+/// submitted without parking), as monoio's time driver keeps it (a shardgate
+/// patch, vendor/monoio/PATCHES.md); a clock read off a runtime. It lags the
+/// clock by the tasks run since that wake: a deadline computed from it falls
+/// early by at most that (the ones `monoio::time::sleep` and `timeout` make
+/// already do), a duration measured with it is off by up to that. So it is
+/// for deadlines, rate windows and idle bookkeeping; request, upstream and
+/// first-token latencies read `Instant::now()`.
+#[inline]
+pub fn loop_now() -> std::time::Instant {
+    monoio::time::cached_now().into_std()
+}
 
 /// Submission queue depth: enough for every connection of a shard to have a
 /// read and a write in flight without forcing early submits.
@@ -156,5 +174,56 @@ mod tests {
         });
         assert_eq!(v, 7);
         assert!(matches!(driver, Driver::IoUring | Driver::Epoll));
+    }
+
+    /// Ready once it has been polled once: a turn of the loop without a park.
+    struct YieldNow(bool);
+
+    impl std::future::Future for YieldNow {
+        type Output = ();
+
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            if self.0 {
+                return std::task::Poll::Ready(());
+            }
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+
+    #[test]
+    fn the_loop_clock_stands_within_an_iteration_and_moves_between_them() {
+        use std::time::{Duration, Instant};
+        let before = Instant::now();
+        assert!(loop_now() >= before, "off a runtime it is a clock read");
+        let (mut rt, _) = build_runtime().unwrap();
+        rt.block_on(async {
+            let t0 = loop_now();
+            std::thread::sleep(Duration::from_millis(3));
+            assert_eq!(loop_now(), t0, "no turn of the loop, no new read");
+            // A busy loop (a task always ready) never parks: its clock
+            // must move all the same.
+            let mut turns = 0;
+            while loop_now() == t0 {
+                YieldNow(false).await;
+                turns += 1;
+                assert!(turns < 1000, "the loop clock stood still in a busy loop");
+            }
+            assert!(loop_now() >= t0 + Duration::from_millis(3));
+            // A timer from the loop clock: never before its deadline.
+            let t1 = loop_now();
+            monoio::time::sleep(Duration::from_millis(5)).await;
+            assert!(Instant::now() >= t1 + Duration::from_millis(5));
+            assert!(
+                loop_now() >= t1 + Duration::from_millis(5),
+                "the wake read the clock"
+            );
+        });
+        let after = Instant::now();
+        assert!(loop_now() >= after, "after the runtime, a clock read again");
     }
 }

@@ -48,6 +48,7 @@ use crate::api::multipart;
 use crate::error::{Error, Kind, Retry};
 use crate::governance::RateHeaders;
 use crate::http1::parse::RequestHead;
+use crate::runtime::loop_now;
 use crate::shard::{Generation, Shard};
 use crate::telemetry::trace::{EventValue, RequestTrace};
 use crate::upstream::breaker::{BreakerEvent, Outcome as BreakerOutcome, Ticket};
@@ -92,7 +93,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
         choice: Choice::Route,
         origin_model: None,
         tried: Vec::new(),
-        retry: generation.retry.start(Instant::now()),
+        retry: generation.retry.start(loop_now()),
         max_output: None,
         stream: (false, None),
         pinned: None,
@@ -254,7 +255,7 @@ pub(super) async fn run_attempts<S: ClientIo>(
         // A provider quota filled since the pick (by another shard, or
         // while a retry backed off), or one on a direct route: nothing was
         // sent, so another deployment or fallback may take it, else 429.
-        let second = quota::now_secs(Instant::now());
+        let second = quota::now_secs(loop_now());
         if let Some(wait) = quota_full(&gw.router, provider, attempts.quota_deployment(), second) {
             match attempts.fail_over(provider) {
                 Some(c) => {
@@ -569,7 +570,7 @@ impl<'a> Attempts<'a> {
         // A breaker's change of state during the attempt, for its span.
         let breaker_event = Cell::new(None);
         let admitted = deployment.and_then(|(model, index)| {
-            let admission = generation.models[model].breakers[index].admit(Instant::now());
+            let admission = generation.models[model].breakers[index].admit(loop_now());
             if let Some(event) = admission.event() {
                 report_breaker(shard, generation, model, index, event);
                 breaker_event.set(Some(event));
@@ -581,7 +582,7 @@ impl<'a> Attempts<'a> {
             })
         });
         // Counted as sent: the quota holds requests the provider received.
-        let second = quota::now_secs(Instant::now());
+        let second = quota::now_secs(loop_now());
         for q in generation
             .gateway
             .router
@@ -589,6 +590,7 @@ impl<'a> Attempts<'a> {
         {
             q.count_request(second);
         }
+        // Clock reads, not the loop clock: the balancer's latency samples.
         let mut flight =
             deployment.map(|(m, i)| generation.models[m].balancer.begin(i, Instant::now()));
         let head_seen = Cell::new(false);

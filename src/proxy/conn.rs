@@ -40,6 +40,8 @@ pub async fn serve_connection<S: ClientIo>(stream: S, peer: SocketAddr, shard: R
         let next = match read {
             Ok(true) => {
                 let _in_flight = shard.request_guard();
+                // A clock read, not the loop clock: the request's duration
+                // and its time to first token run from here.
                 ctx.begin(shard.generation(), Instant::now());
                 trace::begin(&shard, &mut ctx, Some((&down.head, &down.rbuf)));
                 handle_request(&shard, &mut ctx, &mut down).await

@@ -30,6 +30,7 @@ use crate::http1::write::{end_head, push_content_length, push_header, push_statu
 use crate::net::{ClientIo, ClientStream};
 use crate::providers::Dialect;
 use crate::proxy::headers::PeerAddr;
+use crate::runtime::loop_now;
 use monoio::net::TcpStream;
 
 /// Read buffer taken when a request starts arriving: a typical chat
@@ -135,11 +136,12 @@ pub async fn read_more<S: AsyncReadRent>(stream: &mut S, buf: &mut PooledBuf) ->
 /// timeout the read's buffer is left empty (the in-flight read owns it, or
 /// it was never taken): the caller closes the connection.
 async fn before<T>(deadline: Instant, read: impl Future<Output = T>) -> Option<T> {
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
+    // A deadline, so the loop clock (`runtime::loop_now`), and the timer is
+    // set at it rather than at a duration measured again.
+    if deadline <= loop_now() {
         return None;
     }
-    monoio::time::timeout(left, read).await.ok()
+    monoio::time::timeout_at(deadline.into(), read).await.ok()
 }
 
 fn read_timeout(what: &'static str) -> Error {
@@ -166,7 +168,7 @@ impl<S: ClientIo> Downstream<S> {
     /// request and from the first byte of a later one; else 408.
     pub async fn read_head(&mut self, limits: HeadWait, first: bool) -> Result<bool, Error> {
         let head_limits = limits.head;
-        let now = Instant::now();
+        let now = loop_now();
         let head_timeout = limits.header_timeout;
         let idle_deadline = now + limits.idle_timeout;
         let mut head_deadline = (first || !self.rbuf.is_empty()).then(|| now + head_timeout);
@@ -180,7 +182,7 @@ impl<S: ClientIo> Downstream<S> {
                 Err(e) => return Err(head_error(e)),
             }
             if head_deadline.is_none() && !self.rbuf.is_empty() {
-                head_deadline = Some(Instant::now() + head_timeout);
+                head_deadline = Some(loop_now() + head_timeout);
             }
             let deadline = head_deadline.unwrap_or(idle_deadline);
             let read = if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
@@ -188,7 +190,7 @@ impl<S: ClientIo> Downstream<S> {
                 // follows, and a read on the buffer in hand costs one ring
                 // op. A quiet client gets the buffer back after HOT_WAIT
                 // (the timed-out read takes it; the next turn waits bare).
-                let hot = deadline.min(Instant::now() + HOT_WAIT);
+                let hot = deadline.min(loop_now() + HOT_WAIT);
                 match before(hot, read_more(&mut self.stream, &mut self.rbuf)).await {
                     None if hot < deadline => continue,
                     read => read,
@@ -231,7 +233,7 @@ impl<S: ClientIo> Downstream<S> {
         limits: &LimitsConfig,
     ) -> Result<(Body, usize), Error> {
         let head_len = self.head.head_len;
-        let deadline = Instant::now() + limits.body_read_timeout_ms;
+        let deadline = loop_now() + limits.body_read_timeout_ms;
         match framing.body {
             BodyKind::Empty | BodyKind::CloseDelimited => Ok((Body::Empty, head_len)),
             BodyKind::Length(0) => Ok((Body::Empty, head_len)),
@@ -279,7 +281,7 @@ impl<S: ClientIo> Downstream<S> {
             ));
         }
         let head_len = self.head.head_len;
-        let deadline = Instant::now() + limits.body_read_timeout_ms;
+        let deadline = loop_now() + limits.body_read_timeout_ms;
         let cap = (len as usize).min(UPLOAD_PREFIX_BYTES);
         if framing.expect_continue {
             self.write_continue().await?;

@@ -199,6 +199,7 @@ impl Report {
     }
 
     pub fn mark_first_body(&mut self) {
+        // A clock read, not the loop clock: time to first token runs to it.
         self.first_body.get_or_insert_with(Instant::now);
     }
 }

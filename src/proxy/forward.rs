@@ -45,6 +45,7 @@ use crate::net::peer_gone;
 use crate::net::{ClientIo, ClientStream};
 use crate::providers::Provider;
 use crate::proxy::downstream::read_more;
+use crate::runtime::loop_now;
 use crate::shard::{Generation, Shard};
 use crate::upstream::timeouts::Timeouts;
 use crate::upstream::timeouts::{AttemptClock, Expired};
@@ -114,6 +115,7 @@ pub async fn forward<S: ClientIo>(
     }
 
     side.report = Report {
+        // A clock read, not the loop clock: the upstream latency runs from it.
         sent_at: Some(Instant::now()),
         ..Report::default()
     };
@@ -270,7 +272,7 @@ pub(super) async fn exchange<D: Dial>(
             },
         };
         // The total runs from the send (connecting has its own limit).
-        let clock = AttemptClock::start(timeouts, Instant::now());
+        let clock = AttemptClock::start(timeouts, loop_now());
         // Hand the buffers to the iovec for the write, take them back after.
         let Some((res, none_taken, back)) =
             write_request(&mut up, req, iov, timeouts.first_byte).await
@@ -391,7 +393,7 @@ async fn exchange_upload<S: ClientIo>(
         Ok(c) => c,
         Err(e) => return Exchanged::Failed(e),
     };
-    let clock = AttemptClock::start(timeouts, Instant::now());
+    let clock = AttemptClock::start(timeouts, loop_now());
     let iov = side.iov.take().unwrap_or_default();
     let Some((res, none_taken, iov)) = write_request(&mut up, req, iov, timeouts.first_byte).await
     else {
@@ -465,7 +467,7 @@ async fn copy_upload<S: ClientIo>(
     while rest > 0 {
         let want = (rest as usize).min(UPLOAD_COPY_BYTES);
         buf.clear();
-        let left = upload.deadline.saturating_duration_since(Instant::now());
+        let left = upload.deadline.saturating_duration_since(loop_now());
         let read = monoio::time::timeout(left, client.read(buf.slice_mut(0..want))).await;
         let Ok((res, slice)) = read else {
             return Err(UploadCut::Client(

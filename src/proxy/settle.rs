@@ -5,11 +5,12 @@
 //! it used into the provider quotas it counts against. Allocates nothing in
 //! steady state.
 
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use super::context::RequestCtx;
 use super::endpoint::ROUTE_NAMES;
 use super::govern;
+use crate::runtime::loop_now;
 use crate::shard::Shard;
 use crate::telemetry::{metrics, AccessRecord, RequestMetrics};
 
@@ -32,12 +33,13 @@ pub(super) fn settle(shard: &Shard, ctx: &mut RequestCtx) {
             outcome.output_seen,
         );
     }
+    // A clock read, not the loop clock: the request's duration.
     let total = outcome.started.elapsed();
     let labels = shard.metrics.labels();
     let usage = outcome.usage.unwrap_or_default();
     if let (Some(p), Some(u)) = (outcome.provider, outcome.usage) {
         let tokens = u.input_tokens + u.output_tokens;
-        let second = crate::upstream::quota::now_secs(Instant::now());
+        let second = crate::upstream::quota::now_secs(loop_now());
         for q in router.quotas(p, outcome.deployment) {
             q.count_tokens(second, tokens);
         }
@@ -96,7 +98,7 @@ pub(super) fn settle(shard: &Shard, ctx: &mut RequestCtx) {
                 truncated: outcome.truncated,
                 cache: outcome.cache,
             },
-            Instant::now(),
+            loop_now(),
         );
     }
     super::trace::finish(shard, ctx);

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::UpstreamConn;
 use crate::net::{peek, Peeked};
+use crate::runtime::loop_now;
 
 pub struct UpstreamPool {
     idle: RefCell<Vec<(UpstreamConn, Instant)>>,
@@ -41,7 +42,7 @@ impl UpstreamPool {
     /// Take it right before writing a request on it.
     pub fn take(&self) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
-        let now = Instant::now();
+        let now = loop_now();
         while let Some((conn, since)) = idle.pop() {
             if now.duration_since(since) < self.idle_timeout && is_clean(&conn) {
                 return Some(conn);
@@ -54,7 +55,7 @@ impl UpstreamPool {
     pub fn put(&self, conn: UpstreamConn) {
         let mut idle = self.idle.borrow_mut();
         if idle.len() < self.max_idle {
-            idle.push((conn, Instant::now()));
+            idle.push((conn, loop_now()));
         }
     }
 

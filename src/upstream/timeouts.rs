@@ -85,7 +85,7 @@ impl AttemptClock {
     }
 
     fn within<F: Future>(&self, phase: Phase, read: F) -> Within<F> {
-        match self.wait(phase, Instant::now) {
+        match self.wait(phase, crate::runtime::loop_now) {
             Ok((wait, limit)) => Within {
                 read: Some(monoio::time::timeout(wait, read)),
                 limit,
