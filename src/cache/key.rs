@@ -28,7 +28,7 @@ use std::ops::Range;
 
 use ring::digest::SHA256;
 
-use crate::json::{push_json_string, quotes_or_backslashes, skip_space, value_end, MAX_NESTING};
+use crate::json::{next_quote_or_backslash, push_json_string, skip_space, value_end, MAX_NESTING};
 
 /// Top-level members every key leaves out: they change how an answer is
 /// delivered or who asked, not what it says.
@@ -339,29 +339,12 @@ impl std::hash::Hash for CacheKey {
 /// One past the closing quote of the string opening at `open`, and whether
 /// it is plain: no escapes but the short ones the canonical form keeps
 /// (`\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`), so it is its own
-/// canonical text. Looks at eight bytes at a time.
+/// canonical text.
 fn string_end(json: &[u8], open: usize) -> Option<(usize, bool)> {
     let mut at = open + 1;
     let mut plain = true;
     loop {
-        // Most strings (keys, roles, ids) end within sixteen bytes, where
-        // `memchr2`'s set-up costs more than the search.
-        let mut hit = None;
-        for _ in 0..2 {
-            let Some(word) = json.get(at..at + 8) else {
-                break;
-            };
-            let flags = quotes_or_backslashes(u64::from_le_bytes(word.try_into().ok()?));
-            if flags != 0 {
-                hit = Some(at + flags.trailing_zeros() as usize / 8);
-                break;
-            }
-            at += 8;
-        }
-        let hit = match hit {
-            Some(hit) => hit,
-            None => at + memchr::memchr2(b'"', b'\\', json.get(at..)?)?,
-        };
+        let hit = next_quote_or_backslash(json, at)?;
         if json[hit] == b'"' {
             return Some((hit + 1, plain));
         }

@@ -59,35 +59,35 @@ pub fn skip_space(json: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// One past the closing quote of the string opening at `open`. The first
-/// sixteen bytes are looked at eight at a time (most strings, keys and ids,
-/// end there), the rest with `memchr2`, whose set-up costs more than a
-/// short string.
+/// One past the closing quote of the string opening at `open`.
 #[inline(always)]
 fn string_end(json: &[u8], open: usize) -> Option<usize> {
     let mut at = open + 1;
     loop {
-        let mut hit = None;
-        for _ in 0..2 {
-            let Some(word) = json.get(at..at + 8) else {
-                break;
-            };
-            let flags = quotes_or_backslashes(u64::from_le_bytes(word.try_into().ok()?));
-            if flags != 0 {
-                hit = Some(at + flags.trailing_zeros() as usize / 8);
-                break;
-            }
-            at += 8;
-        }
-        let hit = match hit {
-            Some(hit) => hit,
-            None => at + memchr2(b'"', b'\\', json.get(at..)?)?,
-        };
+        let hit = next_quote_or_backslash(json, at)?;
         if json[hit] == b'"' {
             return Some(hit + 1);
         }
         at = hit + 2; // the escaped byte cannot close the string
     }
+}
+
+/// The first quote or backslash at or after `at`. The first sixteen bytes
+/// are looked at eight at a time (most strings, keys and ids, end there),
+/// the rest with `memchr2`, whose set-up costs more than a short string.
+#[inline(always)]
+pub fn next_quote_or_backslash(json: &[u8], mut at: usize) -> Option<usize> {
+    for _ in 0..2 {
+        let Some(word) = json.get(at..at + 8) else {
+            break;
+        };
+        let flags = quotes_or_backslashes(u64::from_le_bytes(word.try_into().ok()?));
+        if flags != 0 {
+            return Some(at + flags.trailing_zeros() as usize / 8);
+        }
+        at += 8;
+    }
+    Some(at + memchr2(b'"', b'\\', json.get(at..)?)?)
 }
 
 /// The quotes and backslashes among eight bytes (`word`, little-endian):

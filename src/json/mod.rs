@@ -16,7 +16,9 @@ use std::ops::Range;
 
 pub use error::{JsonError, JsonErrorKind};
 pub use escape::push_json_string;
-pub use locate::{quotes_or_backslashes, skip_space, top_level_value, value_end};
+pub use locate::{
+    next_quote_or_backslash, quotes_or_backslashes, skip_space, top_level_value, value_end,
+};
 pub use scan::{scan_top_level, FieldSpan, StringField, TopLevel};
 pub use walk::MAX_NESTING;
 
