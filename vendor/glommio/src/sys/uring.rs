@@ -564,7 +564,7 @@ where
         }
 
         // shardgate patch: a multishot request that stays armed keeps its
-        // source registered; each report replaces the last result.
+        // source registered, and its reports accumulate until taken.
         let id = from_user_data(value.user_data());
         let finished = value.raw_flags() & IORING_CQE_F_MORE == 0;
         let src = if !finished {
@@ -577,9 +577,18 @@ where
 
         let mut woke = false;
         if try_process(src.borrow()).is_none() {
-            let res = Some(post_process(src.borrow_mut(), transmute_error(result)));
+            let res = post_process(src.borrow_mut(), transmute_error(result));
             let mut inner_source = src.borrow_mut();
-            inner_source.wakers.result = res;
+            // shardgate patch: a poll's report holds the events of one
+            // wake-up (the kernel passes on the waker's key when it has one),
+            // not the file's state: a FIN's `POLLRDHUP` can be followed by a
+            // report of `POLLIN` alone. Replacing an untaken report would lose
+            // the end, so the events of a multishot poll's reports are joined.
+            let res = match (inner_source.wakers.result.take(), res) {
+                (Some(Ok(seen)), Ok(events)) if !finished => Ok(seen | events),
+                (_, res) => res,
+            };
+            inner_source.wakers.result = Some(res);
             woke = inner_source.wakers.wake_waiters();
         }
         // shardgate patch: whether the request left the kernel, for `in_kernel`.
