@@ -94,6 +94,10 @@ fn run_command() -> Command {
                 "Send this body instead of a workload (needs --path)",
             ),
             valued("path", "/v1/...", "Request path"),
+            Arg::new("unique")
+                .long("unique")
+                .action(ArgAction::SetTrue)
+                .help("Start every request's prompt with its own number (a cache miss each time)"),
             Arg::new("json")
                 .long("json")
                 .action(ArgAction::SetTrue)

@@ -6,7 +6,7 @@
 use crate::deadline::Deadline;
 use crate::readbuf::ReadBuf;
 use crate::validate::{check_json, ErrorClass, StreamCheck};
-use crate::workload::StreamEnd;
+use crate::workload::{StreamEnd, UNIQUE_DIGITS};
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use shardgate::http1::chunked::{ChunkLimits, ChunkedDecoder};
@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 pub struct Target {
     pub addr: SocketAddr,
     pub request: Vec<u8>,
+    /// `--unique`: where each request's number goes in `request`
+    /// ([`UNIQUE_DIGITS`] hex digits).
+    pub unique_at: Option<usize>,
     pub stream: Option<StreamEnd>,
     pub timeout: Duration,
 }
@@ -33,6 +36,11 @@ pub struct Exchange {
 
 pub struct Conn {
     stream: Option<TcpStream>,
+    /// `--unique`: this connection's copy of the request, and the number
+    /// the next one is sent with (the connection's own in the top 24 bits,
+    /// a count in the rest, so no two requests of a run share one).
+    request: Vec<u8>,
+    next_number: u64,
     deadline: Rc<Deadline>,
     input: ReadBuf,
     head: ResponseHead,
@@ -68,6 +76,15 @@ impl KnownHead {
     }
 }
 
+/// Writes `number` into `digits` as lowercase hex, most significant first.
+fn stamp(digits: &mut [u8], number: u64) {
+    let mut n = number;
+    for d in digits.iter_mut().rev() {
+        *d = b"0123456789abcdef"[(n & 15) as usize];
+        n >>= 4;
+    }
+}
+
 /// A connection lost before its response: on a reused connection with
 /// nothing read, the server may have closed it while idle (`Stale`).
 fn lost(stream: &mut Option<TcpStream>, reused: bool, input_empty: bool) -> Failure {
@@ -94,10 +111,12 @@ impl From<ErrorClass> for Failure {
 
 impl Conn {
     /// A connection whose exchanges the watchdog of `deadline` times out.
-    pub fn new(deadline: Rc<Deadline>) -> Conn {
+    pub fn new(deadline: Rc<Deadline>, number: u64) -> Conn {
         Conn {
             deadline,
             stream: None,
+            request: Vec::new(),
+            next_number: number << 40,
             input: ReadBuf::new(16 * 1024),
             head: ResponseHead::default(),
             scanner: HeadScanner::default(),
@@ -115,6 +134,13 @@ impl Conn {
         target: &Target,
         deadline: Instant,
     ) -> Result<Exchange, ErrorClass> {
+        if let Some(at) = target.unique_at {
+            if self.request.is_empty() {
+                self.request.clone_from(&target.request);
+            }
+            stamp(&mut self.request[at..at + UNIQUE_DIGITS], self.next_number);
+            self.next_number += 1;
+        }
         let slot = self.deadline.clone();
         let attempt = async {
             match self.attempt(target).await {
@@ -196,7 +222,11 @@ impl Conn {
             self.input.clear();
         }
         let stream = self.stream.as_mut().expect("connected above");
-        if stream.write_all(&target.request).await.is_err() {
+        let request = match target.unique_at {
+            Some(_) => &self.request,
+            None => &target.request,
+        };
+        if stream.write_all(request).await.is_err() {
             return Err(lost(&mut self.stream, reused, true));
         }
         let (status, framing, head_len) = self.read_head(reused).await?;
@@ -281,5 +311,17 @@ impl Conn {
                 })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stamps_fixed_width_hex() {
+        let mut d = [b'x'; super::UNIQUE_DIGITS];
+        super::stamp(&mut d, (3 << 40) | 0x2a);
+        assert_eq!(&d, b"000003000000002a");
+        super::stamp(&mut d, u64::MAX);
+        assert_eq!(&d, b"ffffffffffffffff");
     }
 }

@@ -34,6 +34,8 @@ pub struct Plan {
     /// Open loop: this executor's rate (req/s) and arrival process.
     pub rate: Option<(f64, Arrivals)>,
     pub seed: u64,
+    /// The run-wide number of this executor's first connection.
+    pub first_connection: u64,
 }
 
 /// Completions so far, read by the progress line from another thread.
@@ -96,11 +98,11 @@ pub async fn drive(target: Arc<Target>, plan: Plan, progress: Arc<Progress>) -> 
         deadlines.clone(),
         deadline::tick_for(target.timeout),
     ));
-    let tasks: Vec<_> = deadlines
-        .iter()
-        .map(|slot| {
+    let tasks: Vec<_> = (gate.plan.first_connection..)
+        .zip(deadlines.iter())
+        .map(|(number, slot)| {
             glommio::spawn_local(connection(
-                Conn::new(slot.clone()),
+                Conn::new(slot.clone(), number),
                 target.clone(),
                 gate.clone(),
                 stats.clone(),

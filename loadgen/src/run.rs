@@ -17,9 +17,13 @@ fn share(total: u64, parts: usize, index: usize) -> u64 {
 }
 
 pub fn run(config: RunConfig) -> Result<(), String> {
+    let request = config.workload.encode(&config.target);
+    // The body is the request's end.
+    let body_at = request.len() - config.workload.body.len();
     let target = Arc::new(Target {
         addr: config.addr,
-        request: config.workload.encode(&config.target),
+        unique_at: config.workload.unique_at.map(|at| body_at + at),
+        request,
         stream: config.workload.stream,
         timeout: config.timeout,
     });
@@ -36,6 +40,9 @@ pub fn run(config: RunConfig) -> Result<(), String> {
             quota: config.requests.map(|n| share(n, cores, i)),
             rate: config.rate.map(|(r, a)| (r / cores as f64, a)),
             seed: config.seed.wrapping_add(i as u64),
+            first_connection: (0..i)
+                .map(|j| share(config.connections as u64, cores, j))
+                .sum(),
         })
         .collect();
     let progress: Vec<Arc<Progress>> = (0..cores).map(|_| Arc::default()).collect();

@@ -40,13 +40,16 @@ impl RunConfig {
             .and_then(|mut a| a.next())
             .ok_or_else(|| format!("--target: cannot resolve `{host}`"))?;
         let path = f.take("path");
+        let unique = f.switch("unique");
         let workload = match f.take("body") {
+            Some(_) if unique => return Err("--unique needs a built-in workload".into()),
             Some(file) => Workload::custom(&file, path.ok_or("--body needs --path /v1/...")?)?,
             None => Workload::builtin(
                 &f.take("workload").unwrap_or_else(|| "chat".into()),
                 &f.take("model").unwrap_or_else(|| "gpt-4o-mini".into()),
                 f.parsed("body-bytes")?.unwrap_or(500),
                 path,
+                unique,
             )?,
         };
         let arrivals = match f.take("arrivals").as_deref() {

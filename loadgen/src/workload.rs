@@ -35,7 +35,14 @@ pub struct Workload {
     pub body: Vec<u8>,
     /// `Some` when the response is an SSE stream that must end this way.
     pub stream: Option<StreamEnd>,
+    /// `--unique`: where in the body the [`UNIQUE_DIGITS`] of each
+    /// request's own number go (the start of its prompt).
+    pub unique_at: Option<usize>,
 }
+
+/// Hex digits at the start of a `--unique` prompt, rewritten per request
+/// (the same width each time, so the body's length never changes).
+pub const UNIQUE_DIGITS: usize = 16;
 
 pub const NAMES: &str =
     "chat, chat-stream, responses, responses-stream, messages, messages-stream, \
@@ -58,6 +65,7 @@ impl Workload {
         model: &str,
         body_bytes: usize,
         path: Option<String>,
+        unique: bool,
     ) -> Result<Workload, String> {
         let (base, stream) = match name.strip_suffix("-stream") {
             Some(base) => (base, true),
@@ -65,13 +73,22 @@ impl Workload {
         };
         let model = serde_json::to_string(model).map_err(|e| e.to_string())?;
         let mut body = Vec::new();
+        // A unique prompt starts with its number's digits, then a space.
+        let slot = if unique { UNIQUE_DIGITS + 1 } else { 0 };
+        let text = |overhead: usize| {
+            let padding = padded_text(body_bytes, overhead + slot);
+            match unique {
+                true => format!("{} {padding}", "0".repeat(UNIQUE_DIGITS)),
+                false => padding,
+            }
+        };
         let (default_path, method) = match base {
             "chat" => {
                 let overhead = 160 + model.len();
                 let _ = write!(
                     body,
                     r#"{{"model":{model},"messages":[{{"role":"system","content":"You are a helpful assistant."}},{{"role":"user","content":"{}"}}],"max_tokens":64,"temperature":0.7{}}}"#,
-                    padded_text(body_bytes, overhead),
+                    text(overhead),
                     if stream {
                         r#","stream":true,"stream_options":{"include_usage":true}"#
                     } else {
@@ -84,7 +101,7 @@ impl Workload {
                 let _ = write!(
                     body,
                     r#"{{"model":{model},"input":"{}","max_output_tokens":64{}}}"#,
-                    padded_text(body_bytes, 80 + model.len()),
+                    text(80 + model.len()),
                     if stream { r#","stream":true"# } else { "" }
                 );
                 ("/v1/responses", "POST")
@@ -93,7 +110,7 @@ impl Workload {
                 let _ = write!(
                     body,
                     r#"{{"model":{model},"max_tokens":64,"messages":[{{"role":"user","content":"{}"}}]{}}}"#,
-                    padded_text(body_bytes, 90 + model.len()),
+                    text(90 + model.len()),
                     if stream { r#","stream":true"# } else { "" }
                 );
                 ("/v1/messages", "POST")
@@ -102,7 +119,7 @@ impl Workload {
                 let _ = write!(
                     body,
                     r#"{{"model":{model},"prompt":"{}","max_tokens":64{}}}"#,
-                    padded_text(body_bytes, 70 + model.len()),
+                    text(70 + model.len()),
                     if stream { r#","stream":true"# } else { "" }
                 );
                 ("/v1/completions", "POST")
@@ -111,21 +128,30 @@ impl Workload {
                 let _ = write!(
                     body,
                     r#"{{"model":{model},"input":"{}"}}"#,
-                    padded_text(body_bytes, 30 + model.len())
+                    text(30 + model.len())
                 );
                 ("/v1/embeddings", "POST")
             }
-            "models" if !stream => ("/v1/models", "GET"),
+            "models" if !stream && !unique => ("/v1/models", "GET"),
+            "models" => return Err("--unique needs a workload with a prompt".into()),
             _ => return Err(format!("unknown workload `{name}`; built in: {NAMES}")),
         };
         let path = path.unwrap_or_else(|| default_path.to_string());
         let stream = stream.then(|| StreamEnd::for_path(default_path));
+        let unique_at = unique.then(|| {
+            let digits = "0".repeat(UNIQUE_DIGITS) + " ";
+            // The last match: a model name before the prompt may hold the digits too.
+            body.windows(digits.len())
+                .rposition(|w| w == digits.as_bytes())
+                .expect("the prompt starts with them")
+        });
         Ok(Workload {
             name: name.to_string(),
             method,
             path,
             body,
             stream,
+            unique_at,
         })
     }
 
@@ -142,6 +168,7 @@ impl Workload {
             path,
             body,
             stream,
+            unique_at: None,
         })
     }
 
@@ -179,7 +206,7 @@ mod tests {
             "completions",
             "embeddings",
         ] {
-            let w = Workload::builtin(name, "gpt-4o-mini", 500, None).unwrap();
+            let w = Workload::builtin(name, "gpt-4o-mini", 500, None, false).unwrap();
             let v: serde_json::Value = serde_json::from_slice(&w.body).unwrap();
             assert_eq!(v["model"], "gpt-4o-mini");
             assert!(
@@ -189,11 +216,42 @@ mod tests {
             );
         }
         assert_eq!(
-            Workload::builtin("messages-stream", "m", 500, None)
+            Workload::builtin("messages-stream", "m", 500, None, false)
                 .unwrap()
                 .stream,
             Some(StreamEnd::MessageStop)
         );
-        assert!(Workload::builtin("embeddings-stream", "m", 500, None).is_err());
+        assert!(Workload::builtin("embeddings-stream", "m", 500, None, false).is_err());
+    }
+
+    #[test]
+    fn a_unique_prompt_starts_with_digits_rewritten_in_place() {
+        for name in [
+            "chat",
+            "responses-stream",
+            "messages",
+            "completions",
+            "embeddings",
+        ] {
+            let w = Workload::builtin(name, "0000000000000000 ", 500, None, true).unwrap();
+            let at = w.unique_at.unwrap();
+            let plain = Workload::builtin(name, "0000000000000000 ", 500, None, false).unwrap();
+            assert_eq!(
+                w.body.len(),
+                plain.body.len(),
+                "{name}: the same size asked"
+            );
+            let mut stamped = w.body.clone();
+            stamped[at..at + UNIQUE_DIGITS].copy_from_slice(b"00000100000000ff");
+            let v: serde_json::Value = serde_json::from_slice(&stamped).unwrap();
+            // The digits are the prompt's, not the model name's.
+            assert_eq!(v["model"], "0000000000000000 ", "{name}");
+            let text = String::from_utf8(stamped).unwrap();
+            assert!(
+                text.contains("\"00000100000000ff The quick"),
+                "{name}: {text}"
+            );
+        }
+        assert!(Workload::builtin("models", "m", 500, None, true).is_err());
     }
 }

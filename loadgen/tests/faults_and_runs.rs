@@ -211,3 +211,83 @@ fn nothing_listening_is_a_connect_error() {
     let r = run(port, &["--requests", "3", "--connections", "1"]);
     assert_eq!(errors(&r, "connect"), 3, "{r}");
 }
+
+/// A keep-alive HTTP/1.1 server that answers every request with one chat
+/// completion and hands each request's body to `bodies`.
+fn recording_server() -> (std::net::SocketAddr, std::sync::mpsc::Receiver<Vec<u8>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let (mut reader, tx) = (BufReader::new(conn.unwrap()), tx.clone());
+            std::thread::spawn(move || loop {
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let _ = tx.send(body);
+                let answer = r#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}"#;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    answer.len()
+                );
+                let stream = reader.get_mut();
+                if stream.write_all(head.as_bytes()).is_err()
+                    || stream.write_all(answer.as_bytes()).is_err()
+                {
+                    return;
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[test]
+fn unique_prompts_differ_on_every_request_and_connection() {
+    let (addr, bodies) = recording_server();
+    let r = run(
+        addr,
+        &[
+            "--unique",
+            "--requests",
+            "300",
+            "--connections",
+            "4",
+            "--cores",
+            "2",
+        ],
+    );
+    assert_eq!(r["ok"], 300, "{r}");
+    let bodies: Vec<Vec<u8>> = bodies.try_iter().collect();
+    assert_eq!(bodies.len(), 300);
+    let distinct: std::collections::HashSet<&Vec<u8>> = bodies.iter().collect();
+    assert_eq!(distinct.len(), 300, "every prompt its own");
+    for body in &bodies {
+        assert_eq!(body.len(), bodies[0].len());
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let prompt = v["messages"][1]["content"].as_str().unwrap();
+        assert!(
+            prompt[..16].bytes().all(|b| b.is_ascii_hexdigit()),
+            "{prompt}"
+        );
+    }
+    // Without the flag, one body every time.
+    let (addr, bodies) = recording_server();
+    run(addr, &["--requests", "20", "--connections", "2"]);
+    let same: std::collections::HashSet<Vec<u8>> = bodies.try_iter().collect();
+    assert_eq!(same.len(), 1);
+}
