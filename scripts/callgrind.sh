@@ -23,6 +23,7 @@
 #
 # Environment: GATE_BIN (the shardgate binary, default the release build),
 # GOVERNED (1: virtual keys on, see below), TRACED (1: tracing on, see
+# below), CACHED (miss: the response cache on and every prompt unique, see
 # below), SYSTEMS (part 1's proxies,
 # default "shardgate nginx"),
 # CG_CONNS (client connections for the callgrind runs, default
@@ -119,7 +120,7 @@ lg() { # port workload connections requests json-file [more loadgen flags]
   local port=$1 w=$2 c=$3 n=$4 file=$5
   shift 5
   timeout "$RUN_LIMIT" "$LOADGEN" run --target "http://127.0.0.1:$port" --workload "$w" \
-    --connections "$c" --requests "$n" --cores "=$GEN_CPU" --json "$@" >"$file" 2>/dev/null || return 1
+    --connections "$c" --requests "$n" --cores "=$GEN_CPU" --json "${LG_EXTRA[@]}" "$@" >"$file" 2>/dev/null || return 1
   python3 - "$file" "$n" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
@@ -184,6 +185,18 @@ if [[ -n "${TRACED:-}" ]]; then
 [tracing]
 otlp_endpoint = "http://127.0.0.1:$MOCK_PORT"
 sample_ratio = 1.0
+CONF
+fi
+# CACHED=miss: the exact response cache on (its defaults), and loadgen's
+# --unique, so every request is a miss whose answer is stored (and, once
+# the cache is full, evicts): compare with the same build without it
+# (bench/README.md, response cache). Every system gets the unique prompts.
+LG_EXTRA=()
+if [[ "${CACHED:-}" == miss ]]; then
+  LG_EXTRA=(--unique)
+  cat >>"$OUT/shardgate.toml" <<CONF
+[cache]
+enabled = true
 CONF
 fi
 # nginx as scripts/bench.sh runs it (one worker, upstream keep-alive pool,

@@ -37,10 +37,11 @@ pub struct Exchange {
 pub struct Conn {
     stream: Option<TcpStream>,
     /// `--unique`: this connection's copy of the request, and the number
-    /// the next one is sent with (the connection's own in the top 24 bits,
-    /// a count in the rest, so no two requests of a run share one).
+    /// the next one is sent with: the run's nonce in the top 32 bits, the
+    /// connection's number in the next 24, a count in the last 40, so no two
+    /// requests of a run, or of two runs, share one.
     request: Vec<u8>,
-    next_number: u64,
+    next_number: u128,
     deadline: Rc<Deadline>,
     input: ReadBuf,
     head: ResponseHead,
@@ -77,7 +78,7 @@ impl KnownHead {
 }
 
 /// Writes `number` into `digits` as lowercase hex, most significant first.
-fn stamp(digits: &mut [u8], number: u64) {
+fn stamp(digits: &mut [u8], number: u128) {
     let mut n = number;
     for d in digits.iter_mut().rev() {
         *d = b"0123456789abcdef"[(n & 15) as usize];
@@ -111,12 +112,12 @@ impl From<ErrorClass> for Failure {
 
 impl Conn {
     /// A connection whose exchanges the watchdog of `deadline` times out.
-    pub fn new(deadline: Rc<Deadline>, number: u64) -> Conn {
+    pub fn new(deadline: Rc<Deadline>, nonce: u32, number: u64) -> Conn {
         Conn {
             deadline,
             stream: None,
             request: Vec::new(),
-            next_number: number << 40,
+            next_number: (u128::from(nonce) << 64) | (u128::from(number & 0xff_ffff) << 40),
             input: ReadBuf::new(16 * 1024),
             head: ResponseHead::default(),
             scanner: HeadScanner::default(),
@@ -319,9 +320,9 @@ mod tests {
     #[test]
     fn stamps_fixed_width_hex() {
         let mut d = [b'x'; super::UNIQUE_DIGITS];
-        super::stamp(&mut d, (3 << 40) | 0x2a);
-        assert_eq!(&d, b"000003000000002a");
-        super::stamp(&mut d, u64::MAX);
-        assert_eq!(&d, b"ffffffffffffffff");
+        super::stamp(&mut d, (7 << 64) | (3 << 40) | 0x2a);
+        assert_eq!(&d, b"00000007000003000000002a");
+        super::stamp(&mut d, u128::MAX);
+        assert_eq!(&d, b"ffffffffffffffffffffffff");
     }
 }

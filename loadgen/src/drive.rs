@@ -36,6 +36,8 @@ pub struct Plan {
     pub seed: u64,
     /// The run-wide number of this executor's first connection.
     pub first_connection: u64,
+    /// `--unique`: what sets this run's prompts apart from other runs'.
+    pub nonce: u32,
 }
 
 /// Completions so far, read by the progress line from another thread.
@@ -102,7 +104,7 @@ pub async fn drive(target: Arc<Target>, plan: Plan, progress: Arc<Progress>) -> 
         .zip(deadlines.iter())
         .map(|(number, slot)| {
             glommio::spawn_local(connection(
-                Conn::new(slot.clone(), number),
+                Conn::new(slot.clone(), gate.plan.nonce, number),
                 target.clone(),
                 gate.clone(),
                 stats.clone(),

@@ -28,6 +28,16 @@ pub fn run(config: RunConfig) -> Result<(), String> {
         timeout: config.timeout,
     });
     let cores = config.cpus.len();
+    // A new nonce each run: a cache must not answer this run's unique
+    // prompts from the last run's (or from a warm-up's).
+    let nonce = {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mixed = (t.as_nanos() as u64 ^ u64::from(std::process::id()) << 32)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (mixed >> 32) as u32
+    };
     // Executors start a little in the future so all begin the schedule together.
     let start = Instant::now() + Duration::from_millis(50);
     let measure_from = start + config.warmup;
@@ -40,6 +50,7 @@ pub fn run(config: RunConfig) -> Result<(), String> {
             quota: config.requests.map(|n| share(n, cores, i)),
             rate: config.rate.map(|(r, a)| (r / cores as f64, a)),
             seed: config.seed.wrapping_add(i as u64),
+            nonce,
             first_connection: (0..i)
                 .map(|j| share(config.connections as u64, cores, j))
                 .sum(),

@@ -42,7 +42,7 @@ pub struct Workload {
 
 /// Hex digits at the start of a `--unique` prompt, rewritten per request
 /// (the same width each time, so the body's length never changes).
-pub const UNIQUE_DIGITS: usize = 16;
+pub const UNIQUE_DIGITS: usize = 24;
 
 pub const NAMES: &str =
     "chat, chat-stream, responses, responses-stream, messages, messages-stream, \
@@ -233,22 +233,23 @@ mod tests {
             "completions",
             "embeddings",
         ] {
-            let w = Workload::builtin(name, "0000000000000000 ", 500, None, true).unwrap();
+            let w = Workload::builtin(name, "000000000000000000000000 ", 500, None, true).unwrap();
             let at = w.unique_at.unwrap();
-            let plain = Workload::builtin(name, "0000000000000000 ", 500, None, false).unwrap();
+            let plain =
+                Workload::builtin(name, "000000000000000000000000 ", 500, None, false).unwrap();
             assert_eq!(
                 w.body.len(),
                 plain.body.len(),
                 "{name}: the same size asked"
             );
             let mut stamped = w.body.clone();
-            stamped[at..at + UNIQUE_DIGITS].copy_from_slice(b"00000100000000ff");
+            stamped[at..at + UNIQUE_DIGITS].copy_from_slice(b"00000100000000ff00000000");
             let v: serde_json::Value = serde_json::from_slice(&stamped).unwrap();
             // The digits are the prompt's, not the model name's.
-            assert_eq!(v["model"], "0000000000000000 ", "{name}");
+            assert_eq!(v["model"], "000000000000000000000000 ", "{name}");
             let text = String::from_utf8(stamped).unwrap();
             assert!(
-                text.contains("\"00000100000000ff The quick"),
+                text.contains("\"00000100000000ff00000000 The quick"),
                 "{name}: {text}"
             );
         }

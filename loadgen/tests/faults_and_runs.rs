@@ -272,16 +272,22 @@ fn unique_prompts_differ_on_every_request_and_connection() {
         ],
     );
     assert_eq!(r["ok"], 300, "{r}");
+    // A second run numbers its prompts apart from the first's.
+    let r = run(
+        addr,
+        &["--unique", "--requests", "100", "--connections", "2"],
+    );
+    assert_eq!(r["ok"], 100, "{r}");
     let bodies: Vec<Vec<u8>> = bodies.try_iter().collect();
-    assert_eq!(bodies.len(), 300);
+    assert_eq!(bodies.len(), 400);
     let distinct: std::collections::HashSet<&Vec<u8>> = bodies.iter().collect();
-    assert_eq!(distinct.len(), 300, "every prompt its own");
+    assert_eq!(distinct.len(), 400, "every prompt its own");
     for body in &bodies {
         assert_eq!(body.len(), bodies[0].len());
         let v: serde_json::Value = serde_json::from_slice(body).unwrap();
         let prompt = v["messages"][1]["content"].as_str().unwrap();
         assert!(
-            prompt[..16].bytes().all(|b| b.is_ascii_hexdigit()),
+            prompt[..24].bytes().all(|b| b.is_ascii_hexdigit()),
             "{prompt}"
         );
     }
