@@ -14,7 +14,7 @@ mod common;
 
 use common::embed::toy_embedding;
 use serde_json::{json, Value};
-use shardgate::cache::key::{cache_key, CacheKey};
+use shardgate::cache::key::{cache_key, CacheKey, KeyDigest};
 use shardgate::cache::semantic::{SemanticIndex, DEFAULT_THRESHOLD};
 use shardgate::cache::semantic_text::semantic_text;
 
@@ -52,7 +52,15 @@ fn request(prompt: &str) -> Vec<u8> {
 fn embed(prompt: &str) -> (Vec<f32>, CacheKey) {
     let body = request(prompt);
     let text = semantic_text("chat_completions", &body).unwrap();
-    let key = cache_key("tenant", "chat_completions", "m", &body, &[]).unwrap();
+    let key = cache_key(
+        &KeyDigest::Sha256,
+        "tenant",
+        "chat_completions",
+        "m",
+        &body,
+        &[],
+    )
+    .unwrap();
     (toy_embedding(&text), key)
 }
 

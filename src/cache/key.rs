@@ -1,7 +1,14 @@
-//! The exact cache's key: SHA-256 over the caller's namespace, the route,
+//! The exact cache's key: a digest of the caller's namespace, the route,
 //! the resolved model and the request body in a canonical form, so that
 //! two requests that mean the same get the same key however their JSON is
 //! spaced or their members ordered.
+//!
+//! The digest ([`KeyDigest`]) is SHA-256 when keys name entries in a
+//! shared tier (every instance must compute the same one), and otherwise
+//! keyed SipHash-1-3 with a 128-bit output and a random key drawn per
+//! process: a keyed PRF, so no caller can make two requests collide
+//! without the key, at a fraction of SHA-256's time (the canonical form of
+//! a chat body is a few hundred bytes, and a miss pays for its digest).
 //!
 //! The canonical form is written in one pass over the body and hashed in
 //! one call: compact JSON (no space outside strings) with each object's
@@ -27,6 +34,8 @@
 use std::ops::Range;
 
 use ring::digest::SHA256;
+use siphasher::sip128::{Hasher128, SipHasher13};
+use std::hash::Hasher;
 
 use crate::json::{next_quote_or_backslash, push_json_string, skip_space, value_end, MAX_NESTING};
 
@@ -38,6 +47,52 @@ pub const ALWAYS_EXCLUDED: &[&str] = &["stream", "stream_options", "user"];
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheKey(pub [u8; 32]);
 
+/// How a canonical form becomes a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyDigest {
+    /// Keyed SipHash-1-3, 128 bits (the key's last 16 bytes are zero):
+    /// keys that never leave the process.
+    Keyed(u64, u64),
+    /// SHA-256: keys a shared tier (Redis) holds, the same on every instance.
+    Sha256,
+}
+
+impl KeyDigest {
+    /// A keyed digest with a key from the system's CSPRNG.
+    pub fn random() -> KeyDigest {
+        use ring::rand::SecureRandom;
+        let mut key = [0u8; 16];
+        // A failing system RNG leaves no secret to key with: fall back to
+        // the clock and the process id rather than refuse to cache.
+        if ring::rand::SystemRandom::new().fill(&mut key).is_err() {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos() as u64;
+            let mixed = (t ^ u64::from(std::process::id())).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            key[..8].copy_from_slice(&t.to_le_bytes());
+            key[8..].copy_from_slice(&mixed.to_le_bytes());
+        }
+        let half = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        KeyDigest::Keyed(half(&key[..8]), half(&key[8..]))
+    }
+
+    fn key(&self, form: &[u8]) -> CacheKey {
+        let mut key = [0u8; 32];
+        match *self {
+            KeyDigest::Keyed(k0, k1) => {
+                let mut h = SipHasher13::new_with_keys(k0, k1);
+                h.write(form);
+                key[..16].copy_from_slice(&h.finish128().as_bytes());
+            }
+            KeyDigest::Sha256 => {
+                key.copy_from_slice(ring::digest::digest(&SHA256, form).as_ref());
+            }
+        }
+        CacheKey(key)
+    }
+}
+
 impl CacheKey {
     /// Lowercase hex, for a Redis key or a log line.
     pub fn hex(&self) -> String {
@@ -45,11 +100,12 @@ impl CacheKey {
     }
 }
 
-/// The key of `body` (a JSON object) sent to `route` for `model` by a
-/// caller in `namespace`, leaving out the top-level members in `exclude`
-/// (besides [`ALWAYS_EXCLUDED`]). `None` when the body is not well-formed
-/// JSON or nests too deep.
+/// The key, by `digest`, of `body` (a JSON object) sent to `route` for
+/// `model` by a caller in `namespace`, leaving out the top-level members in
+/// `exclude` (besides [`ALWAYS_EXCLUDED`]). `None` when the body is not
+/// well-formed JSON or nests too deep.
 pub fn cache_key(
+    digest: &KeyDigest,
     namespace: &str,
     route: &str,
     model: &str,
@@ -81,15 +137,13 @@ pub fn cache_key(
         if skip_space(body, end) != body.len() {
             return None;
         }
-        let digest = ring::digest::digest(&SHA256, out);
-        let mut key = [0u8; 32];
-        key.copy_from_slice(digest.as_ref());
+        let key = digest.key(out);
         // A huge body's buffer is not kept for the next, small one.
         if out.capacity() > KEPT_CAPACITY {
             *out = Vec::new();
             *scratch = Vec::new();
         }
-        Some(CacheKey(key))
+        Some(key)
     })
 }
 
@@ -301,8 +355,9 @@ fn write_len(out: &mut Vec<u8>, len: usize) {
 }
 
 /// The hasher of maps keyed by [`CacheKey`]: a key is already a uniform
-/// SHA-256, so its first eight bytes are as good a hash as any (and nobody
-/// can choose them without a preimage), at no cost.
+/// digest (SHA-256, or SipHash under a key nobody outside knows), so its
+/// first eight bytes are as good a hash as any, and nobody can choose
+/// them, at no cost.
 #[derive(Default)]
 pub struct KeyHasher(u64);
 
@@ -362,8 +417,40 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
+    /// A fixed key, so failures repeat.
+    const D: KeyDigest = KeyDigest::Keyed(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
+
     fn key(body: &str) -> Option<CacheKey> {
-        cache_key("team-a", "chat_completions", "gpt-4o", body.as_bytes(), &[])
+        cache_key(
+            &D,
+            "team-a",
+            "chat_completions",
+            "gpt-4o",
+            body.as_bytes(),
+            &[],
+        )
+    }
+
+    #[test]
+    fn both_digests_see_the_same_canonical_form_and_keys_differ_by_secret() {
+        let a = br#"{"b":[1,{"y":2,"x":"\u0041"}],"a":null}"#;
+        let b = br#" { "a" : null , "b" : [ 1 , { "x" : "A" , "y" : 2 } ] } "#;
+        for d in [D, KeyDigest::Sha256, KeyDigest::random()] {
+            let k = |body: &[u8]| cache_key(&d, "n", "r", "m", body, &[]).unwrap();
+            assert_eq!(k(a), k(b), "{d:?}");
+            assert_ne!(k(a), k(br#"{"a":null}"#), "{d:?}");
+        }
+        let keyed = cache_key(&D, "n", "r", "m", a, &[]).unwrap();
+        assert_eq!(keyed.0[16..], [0; 16], "128 bits");
+        assert_ne!(keyed.0[..16], [0; 16]);
+        let other = cache_key(&KeyDigest::Keyed(1, 2), "n", "r", "m", a, &[]).unwrap();
+        assert_ne!(keyed, other, "another secret, another key");
+        assert_ne!(KeyDigest::random(), KeyDigest::random());
+        // SHA-256 of the canonical form: the same on every instance.
+        let sha = cache_key(&KeyDigest::Sha256, "n", "r", "m", a, &[]).unwrap();
+        let mut form = vec![1, b'n', 1, b'r', 1, b'm'];
+        form.extend_from_slice(br#"{"a":null,"b":[1,{"x":"A","y":2}]}"#);
+        assert_eq!(sha.0[..], *ring::digest::digest(&SHA256, &form).as_ref());
     }
 
     #[test]
@@ -419,9 +506,17 @@ mod tests {
         ] {
             assert_ne!(key(other), Some(k), "{other}");
         }
-        let other_tenant = cache_key("team-b", "chat_completions", "gpt-4o", base.as_bytes(), &[]);
-        let other_route = cache_key("team-a", "responses", "gpt-4o", base.as_bytes(), &[]);
+        let other_tenant = cache_key(
+            &D,
+            "team-b",
+            "chat_completions",
+            "gpt-4o",
+            base.as_bytes(),
+            &[],
+        );
+        let other_route = cache_key(&D, "team-a", "responses", "gpt-4o", base.as_bytes(), &[]);
         let other_model = cache_key(
+            &D,
             "team-a",
             "chat_completions",
             "gpt-4o-mini",
@@ -435,15 +530,15 @@ mod tests {
         assert_ne!(key(r#"{"a":"1"}"#), key(r#"{"a":1}"#));
         // Boundaries are length-prefixed: moving text between parts shows.
         assert_ne!(
-            cache_key("ab", "c", "m", b"{}", &[]),
-            cache_key("a", "bc", "m", b"{}", &[])
+            cache_key(&D, "ab", "c", "m", b"{}", &[]),
+            cache_key(&D, "a", "bc", "m", b"{}", &[])
         );
     }
 
     #[test]
     fn configured_fields_are_left_out_at_the_top_only() {
         let exclude = vec!["metadata".to_string()];
-        let k = |body: &str| cache_key("n", "r", "m", body.as_bytes(), &exclude);
+        let k = |body: &str| cache_key(&D, "n", "r", "m", body.as_bytes(), &exclude);
         assert_eq!(
             k(r#"{"messages":[],"metadata":{"trace":"1"}}"#),
             k(r#"{"messages":[]}"#)
@@ -530,7 +625,7 @@ mod tests {
 
         #[test]
         fn any_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256)) {
-            let _ = cache_key("n", "r", "m", &body, &[]);
+            let _ = cache_key(&D, "n", "r", "m", &body, &[]);
         }
     }
 }

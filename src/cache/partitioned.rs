@@ -13,7 +13,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use super::key::CacheKey;
+use super::key::{CacheKey, KeyDigest};
 use super::raw::RawIndex;
 use super::store::{Stats, Store};
 
@@ -26,6 +26,9 @@ pub struct Partitioned {
     /// Requests' exact bytes to their canonical keys (an eighth of
     /// `max_bytes`; the parts share the rest).
     pub raw: RawIndex,
+    /// How this store's keys are made: fixed for its life, since an entry
+    /// is found only by a key made the same way.
+    pub digest: KeyDigest,
 }
 
 /// The share of `max_bytes` the byte-identical index holds.
@@ -35,8 +38,8 @@ fn raw_share(max_bytes: usize) -> usize {
 
 impl Partitioned {
     /// Parts enough for the shards, each large enough for four entries of
-    /// the largest size.
-    pub fn new(max_bytes: usize, max_entry_bytes: usize) -> Partitioned {
+    /// the largest size, keyed by `digest`.
+    pub fn new(max_bytes: usize, max_entry_bytes: usize, digest: KeyDigest) -> Partitioned {
         let raw = raw_share(max_bytes);
         let stored = max_bytes - raw;
         let n = (stored / max_entry_bytes.max(1) / 4).clamp(1, MAX_PARTS);
@@ -49,6 +52,7 @@ impl Partitioned {
         Partitioned {
             parts,
             raw: RawIndex::new(raw),
+            digest,
         }
     }
 
@@ -113,7 +117,7 @@ mod tests {
 
     #[test]
     fn keys_spread_over_parts_and_the_whole_stays_bounded() {
-        let p = Partitioned::new(64 * 1024, 1024);
+        let p = Partitioned::new(64 * 1024, 1024, KeyDigest::random());
         assert_eq!(p.parts.len(), 14);
         for n in 0..2000u32 {
             let mut key = [0u8; 32];
@@ -131,6 +135,11 @@ mod tests {
         let held = p.stats().entries;
         assert_eq!(p.clear(), held);
         assert_eq!(p.stats().entries, 0);
-        assert_eq!(Partitioned::new(1024, 1024).parts.len(), 1);
+        assert_eq!(
+            Partitioned::new(1024, 1024, KeyDigest::random())
+                .parts
+                .len(),
+            1
+        );
     }
 }

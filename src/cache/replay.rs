@@ -16,13 +16,25 @@
 //! Invariants: `None` means "not from this entry" (the request goes
 //! upstream and its answer replaces the entry), never an error; only a
 //! stream that ended as its dialect ends one, with no error event, is
-//! kept ([`stream_is_whole`]).
+//! kept ([`kept_stream`]).
+//!
+//! Whether an OpenAI stream ended whole is read in the pass that
+//! normalizes it, from each event's structure ([`crate::json::Items`]:
+//! the members `error`, `usage` and `choices`, and each choice's `index`
+//! and `finish_reason`), not by parsing its events into values: putting
+//! a recording back together to see whether it could be (as a whole
+//! request's replay does) cost a streamed miss nine times the rest of
+//! its request (bench/README.md). Values are delimited, not validated, so
+//! a recording whose events are not all JSON can be kept; it is replayed
+//! as the upstream sent it, and a whole request it cannot answer
+//! (`assemble` says no) goes upstream.
 
 use std::borrow::Cow;
 
 use super::assemble::{ChatAssembler, MessageAssembler};
 use super::synthesize::{chat_stream, completion_stream, message_stream};
 use crate::api::sse::SseScanner;
+use crate::json::Items;
 
 /// How an entry's answer was kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,23 +99,14 @@ pub fn replay<'a>(form: Form, body: &'a [u8], want: Want) -> Option<Cow<'a, [u8]
     }
 }
 
-/// Whether `stream`, recorded as the client got it, is a whole answer.
-pub fn stream_is_whole(shape: Shape, stream: &[u8]) -> bool {
+/// What of `stream`, recorded as the client got it, the cache keeps, if it
+/// is a whole answer: an OpenAI stream normalized ([`normalize_openai`]),
+/// an Anthropic one as recorded. Embeddings never stream.
+pub fn kept_stream(shape: Shape, stream: Vec<u8>) -> Option<Vec<u8>> {
     match shape {
-        Shape::Chat | Shape::Messages => assemble(shape, stream).is_some(),
-        Shape::Completions => {
-            let mut done = false;
-            let mut failed = false;
-            let scanned = SseScanner::new(MAX_EVENT).feed(stream, |ev| {
-                if ev.data == b"[DONE]" {
-                    done = true;
-                } else if crate::json::top_level_value(ev.data, b"error").is_some() {
-                    failed = true;
-                }
-            });
-            scanned.is_ok() && done && !failed
-        }
-        Shape::Embeddings => false,
+        Shape::Chat | Shape::Completions => normalize_openai(shape, &stream),
+        Shape::Messages => assemble(shape, &stream).map(|_| stream),
+        Shape::Embeddings => None,
     }
 }
 
@@ -132,29 +135,102 @@ fn assemble(shape: Shape, stream: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// A recorded OpenAI stream as it is kept: each event framed `data: X` and
-/// a blank line, the usage chunk (if any) last before `[DONE]`, where the
-/// providers put it, so a replay finds it without reading the rest.
-pub fn normalize_openai(stream: &[u8]) -> Option<Vec<u8>> {
+/// A recorded OpenAI stream as it is kept, if it ended whole: each event
+/// framed `data: X` and a blank line, the usage chunk (if any) last before
+/// `[DONE]`, where the providers put it, so a replay finds it without
+/// reading the rest.
+fn normalize_openai(shape: Shape, stream: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(stream.len());
     let mut usage: Option<Vec<u8>> = None;
+    let mut end = OpenAiEnd::default();
     SseScanner::new(MAX_EVENT)
         .feed(stream, |ev| {
             if ev.data == b"[DONE]" {
+                end.done = true;
                 return;
             }
-            if usage.is_none() && is_usage_chunk(ev.data) {
+            if end.on_chunk(ev.data) && usage.is_none() {
                 usage = Some(ev.data.to_vec());
                 return;
             }
             push_data(&mut out, ev.data);
         })
         .ok()?;
+    if !end.whole(shape) {
+        return None;
+    }
     if let Some(u) = usage {
         push_data(&mut out, &u);
     }
     out.extend_from_slice(DONE);
     Some(out)
+}
+
+/// How an OpenAI stream ended, from its chunks' structure.
+#[derive(Default)]
+struct OpenAiEnd {
+    done: bool,
+    failed: bool,
+    /// Each choice seen, by `index`, and whether a `finish_reason` closed it.
+    choices: Vec<(u64, bool)>,
+}
+
+impl OpenAiEnd {
+    /// Takes one chunk; whether it is the usage chunk (a `usage` object,
+    /// no choices). A chunk that is not an object, or says an error, fails
+    /// the stream, as it fails putting the stream back together.
+    fn on_chunk(&mut self, data: &[u8]) -> bool {
+        let mut members = Items::new(data);
+        let (mut usage, mut no_choices) = (false, false);
+        for (key, value) in &mut members {
+            match key {
+                b"error" => self.failed |= value != b"null",
+                b"usage" => usage = value.starts_with(b"{"),
+                b"choices" => no_choices = self.on_choices(value),
+                _ => {}
+            }
+        }
+        self.failed |= !(members.is_object() && members.complete());
+        usage && no_choices
+    }
+
+    /// Takes a chunk's `choices`; whether there were none.
+    fn on_choices(&mut self, choices: &[u8]) -> bool {
+        let mut items = Items::new(choices);
+        let mut none = true;
+        for (_, choice) in &mut items {
+            none = false;
+            let (mut index, mut finished) = (0, false);
+            let mut fields = Items::new(choice);
+            for (key, value) in &mut fields {
+                match key {
+                    // As the assembler reads it: not a count is choice 0.
+                    b"index" => {
+                        index = std::str::from_utf8(value)
+                            .ok()
+                            .and_then(|n| n.parse().ok())
+                            .unwrap_or(0)
+                    }
+                    b"finish_reason" => finished = value != b"null",
+                    _ => {}
+                }
+            }
+            self.failed |= !(fields.is_object() && fields.complete());
+            match self.choices.iter_mut().find(|(i, _)| *i == index) {
+                Some((_, closed)) => *closed |= finished,
+                None => self.choices.push((index, finished)),
+            }
+        }
+        self.failed |= !(items.is_array() && items.complete());
+        none
+    }
+
+    /// A chat stream ended whole when every choice it had finished; a
+    /// completions stream (never put back together) when it ended.
+    fn whole(&self, shape: Shape) -> bool {
+        let choices_closed = !self.choices.is_empty() && self.choices.iter().all(|(_, f)| *f);
+        self.done && !self.failed && (shape != Shape::Chat || choices_closed)
+    }
 }
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
@@ -194,11 +270,16 @@ fn is_usage_chunk(data: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const CHAT: &[u8] = b"data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n\
 data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n\
 data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":7,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n\
 data: [DONE]\n\n";
+
+    fn kept(shape: Shape, stream: &[u8]) -> bool {
+        kept_stream(shape, stream.to_vec()).is_some()
+    }
 
     fn want(shape: Shape, streams: bool, include_usage: bool) -> Want {
         Want {
@@ -211,13 +292,17 @@ data: [DONE]\n\n";
     #[test]
     fn a_kept_stream_is_framed_alike_with_its_usage_chunk_last() {
         let odd = b"data:{\"choices\":[],\"usage\":{\"total_tokens\":5}}\r\n\r\n: comment\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
-        let kept = normalize_openai(odd).unwrap();
+        let kept = normalize_openai(Shape::Chat, odd).unwrap();
         assert_eq!(
             String::from_utf8(kept).unwrap(),
             "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"},\"finish_reason\":\"stop\"}]}\n\n\
              data: {\"choices\":[],\"usage\":{\"total_tokens\":5}}\n\ndata: [DONE]\n\n"
         );
-        assert_eq!(normalize_openai(CHAT).unwrap(), CHAT, "already as kept");
+        assert_eq!(
+            normalize_openai(Shape::Chat, CHAT).unwrap(),
+            CHAT,
+            "already as kept"
+        );
     }
 
     #[test]
@@ -248,7 +333,7 @@ data: [DONE]\n\n";
         assert_eq!(v["choices"][0]["message"]["content"], "Hello");
         assert_eq!(v["usage"]["total_tokens"], 5);
         let again = replay(Form::Whole, &whole, want(Shape::Chat, true, true)).unwrap();
-        assert!(stream_is_whole(Shape::Chat, &again));
+        assert!(kept(Shape::Chat, &again));
         let back = replay(Form::Stream, &again, want(Shape::Chat, false, false)).unwrap();
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&back).unwrap(),
@@ -274,23 +359,108 @@ data: [DONE]\n\n";
 
     #[test]
     fn only_streams_that_ended_whole_are_kept() {
-        assert!(stream_is_whole(Shape::Chat, CHAT));
+        assert!(kept(Shape::Chat, CHAT));
         let cut = &CHAT[..CHAT.len() - b"data: [DONE]\n\n".len()];
-        assert!(!stream_is_whole(Shape::Chat, cut));
+        assert!(!kept(Shape::Chat, cut));
         let errored = [CHAT, b"data: {\"error\":{\"message\":\"x\"}}\n\n"].concat();
-        assert!(!stream_is_whole(Shape::Chat, &errored));
-        assert!(stream_is_whole(
+        assert!(!kept(Shape::Chat, &errored));
+        assert!(kept(
             Shape::Completions,
             b"data: {\"choices\":[{\"text\":\"a\",\"index\":0}]}\n\ndata: [DONE]\n\n"
         ));
-        assert!(!stream_is_whole(
+        assert!(!kept(
             Shape::Completions,
             b"data: {\"error\":{}}\n\ndata: [DONE]\n\n"
         ));
-        assert!(!stream_is_whole(
+        assert!(!kept(
             Shape::Messages,
             b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
         ));
-        assert!(!stream_is_whole(Shape::Embeddings, b"data: [DONE]\n\n"));
+        assert!(!kept(Shape::Embeddings, b"data: [DONE]\n\n"));
+    }
+
+    #[test]
+    fn a_chat_stream_is_whole_when_every_choice_finished_and_nothing_failed() {
+        let ev = |data: &str| format!("data: {data}\n\n");
+        let open = ev(
+            r#"{"choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null},{"index":1,"delta":{"content":"b"}}]}"#,
+        );
+        let close0 = ev(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#);
+        let close1 = ev(r#"{"choices":[{"delta":{},"index":1,"finish_reason":"length"}]}"#);
+        let done = ev("[DONE]");
+        let stream = |parts: &[&str]| parts.concat().into_bytes();
+        assert!(kept(
+            Shape::Chat,
+            &stream(&[&open, &close0, &close1, &done])
+        ));
+        assert!(
+            !kept(Shape::Chat, &stream(&[&open, &close0, &done])),
+            "choice 1 open"
+        );
+        assert!(!kept(Shape::Chat, &stream(&[&done])), "no choice at all");
+        assert!(
+            !kept(Shape::Chat, &stream(&[&open, &close0, &close1])),
+            "no [DONE]"
+        );
+        for bad in [
+            r#"{"choices":[{"index":0,"finish_reason":"stop"}]"#,
+            "not json",
+            r#"{"choices":{}}"#,
+            r#"{"choices":[1]}"#,
+            r#"{"error":{"message":"overloaded"}}"#,
+        ] {
+            let s = stream(&[&open, &close0, &close1, &ev(bad), &done]);
+            assert!(!kept(Shape::Chat, &s), "{bad}");
+        }
+        let null_error = ev(r#"{"error":null,"choices":[]}"#);
+        assert!(kept(
+            Shape::Chat,
+            &stream(&[&open, &null_error, &close0, &close1, &done])
+        ));
+        // A completions stream only has to end, without an error.
+        assert!(kept(Shape::Completions, &stream(&[&open, &done])));
+    }
+
+    fn chunk_strategy() -> impl Strategy<Value = String> {
+        let choice = (
+            0u64..3,
+            prop_oneof![Just(None), Just(Some("null")), Just(Some("\"stop\""))],
+            any::<bool>(),
+        )
+            .prop_map(|(index, finish, with_index)| {
+                let mut fields = vec![r#""delta":{"content":"x"}"#.to_string()];
+                if with_index {
+                    fields.push(format!(r#""index":{index}"#));
+                }
+                if let Some(f) = finish {
+                    fields.push(format!(r#""finish_reason":{f}"#));
+                }
+                format!("{{{}}}", fields.join(","))
+            });
+        prop_oneof![
+            8 => prop::collection::vec(choice, 0..3).prop_map(|c| format!(r#"{{"id":"c","choices":[{}]}}"#, c.join(","))),
+            1 => Just(r#"{"choices":[],"usage":{"total_tokens":3}}"#.to_string()),
+            1 => Just(r#"{"error":{"message":"x"}}"#.to_string()),
+            1 => Just(r#"{"error":null,"choices":[]}"#.to_string()),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Reading the structure decides as putting the stream together does.
+        #[test]
+        fn the_structural_check_agrees_with_the_assembler(
+            chunks in prop::collection::vec(chunk_strategy(), 0..6),
+            done in any::<bool>(),
+        ) {
+            let mut s = String::new();
+            for c in &chunks {
+                s += &format!("data: {c}\n\n");
+            }
+            if done {
+                s += "data: [DONE]\n\n";
+            }
+            let assembled = assemble(Shape::Chat, s.as_bytes()).is_some();
+            proptest::prop_assert_eq!(kept(Shape::Chat, s.as_bytes()), assembled, "{}", s);
+        }
     }
 }

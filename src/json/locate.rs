@@ -144,6 +144,105 @@ fn container_end(json: &[u8], open: usize) -> Option<usize> {
     None
 }
 
+/// The members of an object (`{…}`), or the elements of an array (`[…]`),
+/// whose raw text is `json`: each as its key's raw text (quotes off, escapes
+/// not decoded; empty for an array's element) and its value's raw text, in
+/// order. Values are delimited, not validated. The iteration ends at the
+/// closing bracket, or early at malformed text; [`Items::complete`] tells
+/// which (and that only whitespace follows the bracket).
+pub struct Items<'a> {
+    json: &'a [u8],
+    at: usize,
+    /// `Some(true)` for an object, `Some(false)` an array, `None` neither.
+    object: Option<bool>,
+    first: bool,
+    ended: bool,
+    complete: bool,
+}
+
+impl<'a> Items<'a> {
+    pub fn new(json: &'a [u8]) -> Items<'a> {
+        let at = skip_space(json, 0);
+        let object = match json.get(at) {
+            Some(b'{') => Some(true),
+            Some(b'[') => Some(false),
+            _ => None,
+        };
+        Items {
+            json,
+            at: at + 1,
+            object,
+            first: true,
+            ended: object.is_none(),
+            complete: false,
+        }
+    }
+
+    /// Whether `json` is an object (as opposed to an array or neither).
+    pub fn is_object(&self) -> bool {
+        self.object == Some(true)
+    }
+
+    /// Whether `json` is an array.
+    pub fn is_array(&self) -> bool {
+        self.object == Some(false)
+    }
+
+    /// Whether the iteration reached the closing bracket, with only
+    /// whitespace after it.
+    pub fn complete(&self) -> bool {
+        self.complete
+    }
+
+    #[inline(always)]
+    fn step(&mut self) -> Option<(&'a [u8], &'a [u8])> {
+        let (json, object) = (self.json, self.object == Some(true));
+        let close = if object { b'}' } else { b']' };
+        let mut at = skip_space(json, self.at);
+        let first = std::mem::take(&mut self.first);
+        match json.get(at) {
+            Some(&c) if c == close => {
+                self.complete = skip_space(json, at + 1) == json.len();
+                return None;
+            }
+            Some(b',') if !first => at = skip_space(json, at + 1),
+            _ if first => {}
+            _ => return None,
+        }
+        let key = if object {
+            if json.get(at) != Some(&b'"') {
+                return None;
+            }
+            let end = string_end(json, at)?;
+            let key = &json[at + 1..end - 1];
+            at = skip_space(json, end);
+            if json.get(at) != Some(&b':') {
+                return None;
+            }
+            at = skip_space(json, at + 1);
+            key
+        } else {
+            &json[at..at]
+        };
+        let end = value_end(json, at)?;
+        self.at = end;
+        Some((key, &json[at..end]))
+    }
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.ended {
+            return None;
+        }
+        let item = self.step();
+        self.ended = item.is_none();
+        item
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +310,113 @@ mod tests {
         ) {
             if let Some(value) = top_level_value(&bytes, b"usage") {
                 prop_assert!(!value.is_empty());
+            }
+            // Nested too, as a caller walks into what it is given.
+            let mut stack = vec![&bytes[..]];
+            while let Some(json) = stack.pop() {
+                for (_, value) in Items::new(json) {
+                    prop_assert!(!value.is_empty() && value.len() < json.len());
+                    stack.push(value);
+                }
+            }
+        }
+    }
+
+    fn items(json: &str) -> (Vec<(String, String)>, bool) {
+        let mut it = Items::new(json.as_bytes());
+        let got = (&mut it)
+            .map(|(k, v)| {
+                (
+                    String::from_utf8(k.to_vec()).unwrap(),
+                    String::from_utf8(v.to_vec()).unwrap(),
+                )
+            })
+            .collect();
+        (got, it.complete())
+    }
+
+    #[test]
+    fn items_are_an_objects_members_or_an_arrays_elements() {
+        let (got, complete) = items(r#" { "a" : [1, {"b": "}"}] , "c\"d": "x\"y", "e": null } "#);
+        assert!(complete);
+        let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a", "c\\\"d", "e"]);
+        assert_eq!(got[0].1, r#"[1, {"b": "}"}]"#);
+        assert_eq!(got[1].1, r#""x\"y""#);
+        let (got, complete) = items(r#"[ {"i":0} ,2,"s" ]"#);
+        assert!(complete);
+        let values: Vec<&str> = got.iter().map(|(_, v)| v.as_str()).collect();
+        assert_eq!(values, [r#"{"i":0}"#, "2", r#""s""#]);
+        assert_eq!(items("{}"), (vec![], true));
+        assert_eq!(items(" [ ] "), (vec![], true));
+    }
+
+    #[test]
+    fn malformed_items_end_incomplete() {
+        for json in [
+            "",
+            "1",
+            r#""s""#,
+            "{",
+            "[",
+            r#"{"a":1,}"#,
+            "[1,]",
+            r#"{"a" 1}"#,
+            r#"{"a":1 "b":2}"#,
+            r#"{"a":1}x"#,
+            r#"{"a":"#,
+            r#"{"a":"x}"#,
+            "[1 2]",
+            r#"{1:2}"#,
+            ",",
+            "{,}",
+        ] {
+            let (_, complete) = items(json);
+            assert!(!complete, "{json}");
+        }
+    }
+
+    fn json_value(depth: u32) -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i32>().prop_map(Value::from),
+            "[a-z\"\\\\\u{e9}\n{}\\[\\],:]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(depth, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-c\"\\\\]{1,3}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn items_of_valid_json_are_what_serde_sees(v in json_value(3)) {
+            let text = v.to_string();
+            let mut it = Items::new(text.as_bytes());
+            let got: Vec<(Vec<u8>, serde_json::Value)> = (&mut it)
+                .map(|(k, v)| (k.to_vec(), serde_json::from_slice(v).unwrap()))
+                .collect();
+            match &v {
+                serde_json::Value::Object(m) => {
+                    prop_assert!(it.complete());
+                    let want: Vec<(Vec<u8>, serde_json::Value)> = m.iter()
+                        .map(|(k, v)| {
+                            let quoted = serde_json::to_string(k).unwrap();
+                            (quoted.as_bytes()[1..quoted.len() - 1].to_vec(), v.clone())
+                        })
+                        .collect();
+                    prop_assert_eq!(got, want);
+                }
+                serde_json::Value::Array(a) => {
+                    prop_assert!(it.complete());
+                    prop_assert_eq!(got.into_iter().map(|(_, v)| v).collect::<Vec<_>>(), a.clone());
+                }
+                _ => prop_assert!(!it.complete() && got.is_empty()),
             }
         }
     }

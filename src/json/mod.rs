@@ -17,7 +17,7 @@ use std::ops::Range;
 pub use error::{JsonError, JsonErrorKind};
 pub use escape::push_json_string;
 pub use locate::{
-    next_quote_or_backslash, quotes_or_backslashes, skip_space, top_level_value, value_end,
+    next_quote_or_backslash, quotes_or_backslashes, skip_space, top_level_value, value_end, Items,
 };
 pub use scan::{scan_top_level, FieldSpan, StringField, TopLevel};
 pub use walk::MAX_NESTING;

@@ -30,7 +30,7 @@ use crate::buf::PooledBuf;
 use crate::cache::directive::{directive, Directive};
 use crate::cache::key::{cache_key, CacheKey};
 use crate::cache::raw::Identity;
-use crate::cache::replay::{normalize_openai, replay, stream_is_whole, Form, Shape, Want};
+use crate::cache::replay::{kept_stream, replay, Form, Shape, Want};
 use crate::cache::semantic_text::semantic_text;
 use crate::cache::store::{Entry, Saved};
 use crate::governance::KeyEntry;
@@ -155,7 +155,14 @@ pub(super) fn plan(
     let (key, remember) = match store.raw.get(&id) {
         Some(key) => (Some(key), false),
         None => (
-            cache_key(&namespace, shape.route(), model, body, &cfg.exclude_fields),
+            cache_key(
+                &store.digest,
+                &namespace,
+                shape.route(),
+                model,
+                body,
+                &cfg.exclude_fields,
+            ),
             true,
         ),
     };
@@ -163,11 +170,17 @@ pub(super) fn plan(
         (Some(_), Some(m)) if m.semantic && key.is_some() => {
             let mut exclude = cfg.exclude_fields.clone();
             exclude.extend(TEXT_FIELDS.iter().map(|f| f.to_string()));
-            cache_key(&namespace, shape.route(), model, body, &exclude).map(|partition| {
-                SemanticAsk {
-                    partition,
-                    vector: None,
-                }
+            cache_key(
+                &store.digest,
+                &namespace,
+                shape.route(),
+                model,
+                body,
+                &exclude,
+            )
+            .map(|partition| SemanticAsk {
+                partition,
+                vector: None,
             })
         }
         _ => None,
@@ -307,14 +320,11 @@ pub(super) fn keep(
         return;
     };
     let body = match form {
-        Form::Stream if !stream_is_whole(plan.want.shape, &body) => return,
-        Form::Stream if matches!(plan.want.shape, Shape::Chat | Shape::Completions) => {
-            match normalize_openai(&body) {
-                Some(kept) => kept,
-                None => return,
-            }
-        }
-        _ => body,
+        Form::Stream => match kept_stream(plan.want.shape, body) {
+            Some(kept) => kept,
+            None => return,
+        },
+        Form::Whole => body,
     };
     let entry = Entry {
         body,

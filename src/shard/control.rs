@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::cache::key::KeyDigest;
 use crate::cache::partitioned::Partitioned;
 use crate::cache::semantic_tier::SemanticTier;
 use crate::cache::shared::SharedTier;
@@ -41,15 +42,30 @@ impl Gateway {
     /// elsewhere is served until its TTL (or a `DELETE /admin/cache`).
     pub fn new(config: Config, router: Router, old: Option<&Gateway>) -> Result<Gateway, String> {
         let c = &config.cache;
+        let wants_shared = c.enabled && c.shared && config.state.backend == "redis";
+        // Keys a shared tier holds are SHA-256 (the same on every
+        // instance); others are keyed per process. A reload that adds or
+        // drops the shared tier starts a new store: the old one's entries
+        // could no longer be found.
+        let same_keys = |kept: &Partitioned| (kept.digest == KeyDigest::Sha256) == wants_shared;
         let cache = match (c.enabled, old.and_then(|o| o.cache.as_ref())) {
             (false, _) => None,
-            (true, Some(kept)) => {
+            (true, Some(kept)) if same_keys(kept) => {
                 kept.set_bounds(c.max_bytes, c.max_entry_bytes);
                 Some(kept.clone())
             }
-            (true, None) => Some(Arc::new(Partitioned::new(c.max_bytes, c.max_entry_bytes))),
+            (true, _) => {
+                let digest = match wants_shared {
+                    true => KeyDigest::Sha256,
+                    false => KeyDigest::random(),
+                };
+                Some(Arc::new(Partitioned::new(
+                    c.max_bytes,
+                    c.max_entry_bytes,
+                    digest,
+                )))
+            }
         };
-        let wants_shared = c.enabled && c.shared && config.state.backend == "redis";
         let shared_cache = match (wants_shared, old.and_then(|o| o.shared_cache.as_ref())) {
             (false, _) => None,
             (true, Some(kept)) => Some(kept.clone()),
