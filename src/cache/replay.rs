@@ -182,11 +182,19 @@ impl OpenAiEnd {
     fn on_chunk(&mut self, data: &[u8]) -> bool {
         let mut members = Items::new(data);
         let (mut usage, mut no_choices) = (false, false);
-        for (key, value) in &mut members {
+        while let Some((key, at)) = members.next_key() {
+            if key == b"choices" {
+                let mut choices = Items::inner(data, at);
+                no_choices = self.on_choices(data, &mut choices);
+                members.resume(&choices);
+                continue;
+            }
+            let Some(value) = members.skip_value() else {
+                break;
+            };
             match key {
                 b"error" => self.failed |= value != b"null",
                 b"usage" => usage = value.starts_with(b"{"),
-                b"choices" => no_choices = self.on_choices(value),
                 _ => {}
             }
         }
@@ -194,14 +202,16 @@ impl OpenAiEnd {
         usage && no_choices
     }
 
-    /// Takes a chunk's `choices`; whether there were none.
-    fn on_choices(&mut self, choices: &[u8]) -> bool {
-        let mut items = Items::new(choices);
+    /// Takes a chunk's `choices` (walked into, in `data`); whether there
+    /// were none.
+    fn on_choices<'a>(&mut self, data: &'a [u8], choices: &mut Items<'a>) -> bool {
+        self.failed |= !choices.is_array();
         let mut none = true;
-        for (_, choice) in &mut items {
+        while let Some((_, at)) = choices.next_key() {
             none = false;
             let (mut index, mut finished) = (0, false);
-            let mut fields = Items::new(choice);
+            let mut fields = Items::inner(data, at);
+            self.failed |= !fields.is_object();
             for (key, value) in &mut fields {
                 match key {
                     // As the assembler reads it: not a count is choice 0.
@@ -215,13 +225,12 @@ impl OpenAiEnd {
                     _ => {}
                 }
             }
-            self.failed |= !(fields.is_object() && fields.complete());
+            choices.resume(&fields);
             match self.choices.iter_mut().find(|(i, _)| *i == index) {
                 Some((_, closed)) => *closed |= finished,
                 None => self.choices.push((index, finished)),
             }
         }
-        self.failed |= !(items.is_array() && items.complete());
         none
     }
 

@@ -144,25 +144,42 @@ fn container_end(json: &[u8], open: usize) -> Option<usize> {
     None
 }
 
-/// The members of an object (`{…}`), or the elements of an array (`[…]`),
-/// whose raw text is `json`: each as its key's raw text (quotes off, escapes
-/// not decoded; empty for an array's element) and its value's raw text, in
-/// order. Values are delimited, not validated. The iteration ends at the
-/// closing bracket, or early at malformed text; [`Items::complete`] tells
-/// which (and that only whitespace follows the bracket).
+/// The members of an object (`{…}`), or the elements of an array (`[…]`):
+/// each as its key's raw text (quotes off, escapes not decoded; empty for
+/// an array's element) and its value's raw text, in order. Values are
+/// delimited, not validated. The iteration ends at the closing bracket, or
+/// early at malformed text; [`Items::complete`] tells which (and, for the
+/// outermost container, that only whitespace follows it).
+///
+/// A reader that wants a nested container's items walks into it instead of
+/// past it ([`Items::next_key`], [`Items::inner`], [`Items::resume`]), so
+/// its bytes are read once rather than once to find its end and again to
+/// read it.
 pub struct Items<'a> {
     json: &'a [u8],
     at: usize,
     /// `Some(true)` for an object, `Some(false)` an array, `None` neither.
     object: Option<bool>,
+    /// The outermost container: only whitespace may follow its close.
+    outer: bool,
     first: bool,
     ended: bool,
     complete: bool,
 }
 
 impl<'a> Items<'a> {
+    /// The items of the container `json` is.
     pub fn new(json: &'a [u8]) -> Items<'a> {
-        let at = skip_space(json, 0);
+        Items::open(json, skip_space(json, 0), true)
+    }
+
+    /// The items of the container opening at `at` in `json` (as
+    /// [`Items::next_key`] gives it).
+    pub fn inner(json: &'a [u8], at: usize) -> Items<'a> {
+        Items::open(json, at, false)
+    }
+
+    fn open(json: &'a [u8], at: usize, outer: bool) -> Items<'a> {
         let object = match json.get(at) {
             Some(b'{') => Some(true),
             Some(b'[') => Some(false),
@@ -172,6 +189,7 @@ impl<'a> Items<'a> {
             json,
             at: at + 1,
             object,
+            outer,
             first: true,
             ended: object.is_none(),
             complete: false,
@@ -188,21 +206,54 @@ impl<'a> Items<'a> {
         self.object == Some(false)
     }
 
-    /// Whether the iteration reached the closing bracket, with only
-    /// whitespace after it.
+    /// Whether the iteration reached the closing bracket (with, for the
+    /// outermost container, only whitespace after it).
     pub fn complete(&self) -> bool {
         self.complete
     }
 
+    /// The next item's key and where its value starts, the value not read:
+    /// follow with [`Items::skip_value`], or walk into it with
+    /// [`Items::inner`] and then [`Items::resume`].
     #[inline(always)]
-    fn step(&mut self) -> Option<(&'a [u8], &'a [u8])> {
+    pub fn next_key(&mut self) -> Option<(&'a [u8], usize)> {
+        if self.ended {
+            return None;
+        }
+        let key = self.key();
+        self.ended = key.is_none();
+        key
+    }
+
+    /// Past the value [`Items::next_key`] stopped at; its raw text.
+    #[inline(always)]
+    pub fn skip_value(&mut self) -> Option<&'a [u8]> {
+        let Some(end) = value_end(self.json, self.at) else {
+            self.ended = true;
+            return None;
+        };
+        let value = &self.json[self.at..end];
+        self.at = end;
+        Some(value)
+    }
+
+    /// Past the value [`Items::next_key`] stopped at, which `inner` walked
+    /// to its close; the iteration ends unless `inner` is complete.
+    pub fn resume(&mut self, inner: &Items<'a>) {
+        self.at = inner.at;
+        self.ended |= !inner.complete;
+    }
+
+    #[inline(always)]
+    fn key(&mut self) -> Option<(&'a [u8], usize)> {
         let (json, object) = (self.json, self.object == Some(true));
         let close = if object { b'}' } else { b']' };
         let mut at = skip_space(json, self.at);
         let first = std::mem::take(&mut self.first);
         match json.get(at) {
             Some(&c) if c == close => {
-                self.complete = skip_space(json, at + 1) == json.len();
+                self.at = at + 1;
+                self.complete = !self.outer || skip_space(json, at + 1) == json.len();
                 return None;
             }
             Some(b',') if !first => at = skip_space(json, at + 1),
@@ -224,9 +275,8 @@ impl<'a> Items<'a> {
         } else {
             &json[at..at]
         };
-        let end = value_end(json, at)?;
-        self.at = end;
-        Some((key, &json[at..end]))
+        self.at = at;
+        Some((key, at))
     }
 }
 
@@ -234,12 +284,8 @@ impl<'a> Iterator for Items<'a> {
     type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.ended {
-            return None;
-        }
-        let item = self.step();
-        self.ended = item.is_none();
-        item
+        let (key, _) = self.next_key()?;
+        Some((key, self.skip_value()?))
     }
 }
 
@@ -349,6 +395,42 @@ mod tests {
         assert_eq!(values, [r#"{"i":0}"#, "2", r#""s""#]);
         assert_eq!(items("{}"), (vec![], true));
         assert_eq!(items(" [ ] "), (vec![], true));
+    }
+
+    #[test]
+    fn a_nested_container_is_walked_into_and_past() {
+        let json = br#"{"a": [ {"i": 1}, {"i": 2} ], "b": true}"#;
+        let mut top = Items::new(json);
+        let (key, at) = top.next_key().unwrap();
+        assert_eq!(key, b"a");
+        let mut list = Items::inner(json, at);
+        let mut seen = vec![];
+        while let Some((_, at)) = list.next_key() {
+            let mut fields = Items::inner(json, at);
+            seen.extend((&mut fields).map(|(k, v)| (k.to_vec(), v.to_vec())));
+            list.resume(&fields);
+        }
+        assert!(list.complete());
+        assert_eq!(
+            seen,
+            [
+                (b"i".to_vec(), b"1".to_vec()),
+                (b"i".to_vec(), b"2".to_vec())
+            ]
+        );
+        top.resume(&list);
+        assert_eq!(top.next(), Some((&b"b"[..], &b"true"[..])));
+        assert_eq!(top.next(), None);
+        assert!(top.complete());
+        // An inner container cut short ends the outer iteration too.
+        let cut = br#"{"a": [1, 2 "b": 3}"#;
+        let mut top = Items::new(cut);
+        let (_, at) = top.next_key().unwrap();
+        let mut list = Items::inner(cut, at);
+        while list.next().is_some() {}
+        top.resume(&list);
+        assert_eq!(top.next(), None);
+        assert!(!top.complete());
     }
 
     #[test]
