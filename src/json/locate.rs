@@ -108,14 +108,26 @@ pub fn value_end(json: &[u8], start: usize) -> Option<usize> {
     match *json.get(start)? {
         b'"' => string_end(json, start),
         b'{' | b'[' => container_end(json, start),
+        // Most scalars in LLM JSON are `null`: a literal is compared whole
+        // rather than read byte by byte to a delimiter.
+        b'n' => literal_end(json, start, b"null"),
+        b't' => literal_end(json, start, b"true"),
+        b'f' => literal_end(json, start, b"false"),
         _ => {
             let len = json[start..]
                 .iter()
-                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
+                .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
                 .unwrap_or(json.len() - start);
             (len > 0).then_some(start + len)
         }
     }
+}
+
+/// One past `literal`, if it is what starts at `start`.
+#[inline(always)]
+fn literal_end(json: &[u8], start: usize, literal: &[u8]) -> Option<usize> {
+    let end = start + literal.len();
+    (json.get(start..end)? == literal).then_some(end)
 }
 
 /// One past the bracket closing the container opening at `open`. Bracket
