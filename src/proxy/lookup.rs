@@ -152,33 +152,25 @@ pub(super) fn plan(
     // A byte-identical repeat skips the canonical walk and its digest.
     let store = gw.cache.as_ref()?;
     let id = Identity::new(&namespace, shape.route(), model, body);
+    let key_of = |exclude: &[String]| {
+        cache_key(
+            &store.digest,
+            &namespace,
+            shape.route(),
+            model,
+            body,
+            exclude,
+        )
+    };
     let (key, remember) = match store.raw.get(&id) {
         Some(key) => (Some(key), false),
-        None => (
-            cache_key(
-                &store.digest,
-                &namespace,
-                shape.route(),
-                model,
-                body,
-                &cfg.exclude_fields,
-            ),
-            true,
-        ),
+        None => (key_of(&cfg.exclude_fields), true),
     };
     let semantic = match (&gw.semantic, configured) {
         (Some(_), Some(m)) if m.semantic && key.is_some() => {
             let mut exclude = cfg.exclude_fields.clone();
             exclude.extend(TEXT_FIELDS.iter().map(|f| f.to_string()));
-            cache_key(
-                &store.digest,
-                &namespace,
-                shape.route(),
-                model,
-                body,
-                &exclude,
-            )
-            .map(|partition| SemanticAsk {
+            key_of(&exclude).map(|partition| SemanticAsk {
                 partition,
                 vector: None,
             })
