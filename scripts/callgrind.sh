@@ -22,6 +22,7 @@
 #   scripts/callgrind.sh [REQUESTS] [WARMUP]     defaults 20000 and 2000
 #
 # Environment: GATE_BIN (the shardgate binary, default the release build),
+# WORKLOADS (default "chat chat-stream messages"),
 # GOVERNED (1: virtual keys on, see below), TRACED (1: tracing on, see
 # below), CACHED (miss: the response cache on and every prompt unique, see
 # below), SYSTEMS (part 1's proxies,
@@ -60,7 +61,7 @@ for base in 18300 18310 18320 18330 18340 18350 18360 18370 18380 18390; do
   for ((p = base; p < base + 10; p++)); do port_busy $p && busy=1; done
   ((busy)) || break
 done
-WORKLOADS=(chat chat-stream messages)
+read -r -a WORKLOADS <<<"${WORKLOADS:-chat chat-stream messages}"
 RUN_LIMIT=600 # seconds for any one loadgen run
 
 log() { printf '%s\n' "$*" >&2; }

@@ -623,6 +623,28 @@ mod tests {
             prop_assert_eq!(a == b, key(&a.to_string()) == key(&b.to_string()));
         }
 
+        /// The form is serde_json's compact print of the same document
+        /// (its maps sort their keys, and it escapes strings as the form
+        /// does), however the body was spaced and ordered, with the
+        /// always-excluded members left out at the top level only.
+        #[test]
+        fn the_form_is_the_sorted_compact_document(
+            body in prop::collection::btree_map("[a-e]{1,3}|stream|user", any_json(), 0..5),
+        ) {
+            let v = Value::Object(body.into_iter().collect());
+            let mut kept = v.clone();
+            for e in ALWAYS_EXCLUDED {
+                kept.as_object_mut().unwrap().remove(*e);
+            }
+            let mut form = vec![1, b'n', 1, b'r', 1, b'm'];
+            form.extend_from_slice(kept.to_string().as_bytes());
+            let want = ring::digest::digest(&SHA256, &form);
+            for text in [v.to_string(), reversed(&v)] {
+                let got = cache_key(&KeyDigest::Sha256, "n", "r", "m", text.as_bytes(), &[]);
+                prop_assert_eq!(got.map(|k| k.0.to_vec()), Some(want.as_ref().to_vec()), "{}", text);
+            }
+        }
+
         #[test]
         fn any_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..256)) {
             let _ = cache_key(&D, "n", "r", "m", &body, &[]);
