@@ -173,6 +173,21 @@ struct OpenAiEnd {
     failed: bool,
     /// Each choice seen, by `index`, and whether a `finish_reason` closed it.
     choices: Vec<(u64, bool)>,
+    /// The first chunk's members before its `choices`, as read: a chunk
+    /// that starts with the same bytes is taken up at its `choices`.
+    prefix: Option<Prefix>,
+}
+
+/// A chunk's bytes up to its `choices` key's opening quote (included), and
+/// what reading them found. A provider repeats the members before
+/// `choices` (`id`, `object`, `created`, `model`, …) in every chunk of a
+/// stream, byte for byte, so each chunk's check after the first compares
+/// them rather than walking them; reading the same bytes decides the same,
+/// so the result is the walk's (an `error` among them failed the stream
+/// at the first chunk already, so only `usage` is remembered).
+struct Prefix {
+    bytes: Vec<u8>,
+    usage: bool,
 }
 
 impl OpenAiEnd {
@@ -180,10 +195,21 @@ impl OpenAiEnd {
     /// no choices). A chunk that is not an object, or says an error, fails
     /// the stream, as it fails putting the stream back together.
     fn on_chunk(&mut self, data: &[u8]) -> bool {
-        let mut members = Items::new(data);
-        let (mut usage, mut no_choices) = (false, false);
+        let (mut members, mut usage) = match &self.prefix {
+            Some(p) if data.starts_with(&p.bytes) => {
+                (Items::from_member(data, p.bytes.len() - 1), p.usage)
+            }
+            _ => (Items::new(data), false),
+        };
+        let (mut no_choices, mut failed) = (false, false);
         while let Some((key, at)) = members.next_key() {
             if key == b"choices" {
+                if self.prefix.is_none() {
+                    self.prefix = Some(Prefix {
+                        bytes: data[..=members.key_at()].to_vec(),
+                        usage,
+                    });
+                }
                 let mut choices = Items::inner(data, at);
                 no_choices = self.on_choices(data, &mut choices);
                 members.resume(&choices);
@@ -193,12 +219,12 @@ impl OpenAiEnd {
                 break;
             };
             match key {
-                b"error" => self.failed |= value != b"null",
+                b"error" => failed |= value != b"null",
                 b"usage" => usage = value.starts_with(b"{"),
                 _ => {}
             }
         }
-        self.failed |= !(members.is_object() && members.complete());
+        self.failed |= failed || !(members.is_object() && members.complete());
         usage && no_choices
     }
 
@@ -446,8 +472,29 @@ data: [DONE]\n\n";
                 }
                 format!("{{{}}}", fields.join(","))
             });
+        // The members around `choices`: mostly the same in every chunk (the
+        // prefix a later chunk is taken up after), sometimes not.
+        let before = prop::sample::select(vec![
+            r#""id":"c","#,
+            r#""id":"c","#,
+            r#""id":"d","#,
+            r#" "id":"c", "#,
+            r#""id":"c","error":{"m":1},"#,
+            r#""id":"c","usage":{"t":1},"#,
+            r#""error":null,"#,
+            "",
+        ]);
+        let after = prop::sample::select(vec![
+            "",
+            "",
+            r#","usage":null"#,
+            r#","usage":{"t":2}"#,
+            ",",
+            r#","error":1"#,
+        ]);
         prop_oneof![
-            8 => prop::collection::vec(choice, 0..3).prop_map(|c| format!(r#"{{"id":"c","choices":[{}]}}"#, c.join(","))),
+            8 => (before, prop::collection::vec(choice, 0..3), after).prop_map(|(b, c, a)| format!(r#"{{{b}"choices":[{}]{a}}}"#, c.join(","))),
+            1 => Just(r#"{"id":"c","choices":[{"index":0,"#.to_string()),
             1 => Just(r#"{"choices":[],"usage":{"total_tokens":3}}"#.to_string()),
             1 => Just(r#"{"error":{"message":"x"}}"#.to_string()),
             1 => Just(r#"{"error":null,"choices":[]}"#.to_string()),
@@ -458,7 +505,7 @@ data: [DONE]\n\n";
         /// Reading the structure decides as putting the stream together does.
         #[test]
         fn the_structural_check_agrees_with_the_assembler(
-            chunks in prop::collection::vec(chunk_strategy(), 0..6),
+            chunks in prop::collection::vec(chunk_strategy(), 0..8),
             done in any::<bool>(),
         ) {
             let mut s = String::new();
@@ -470,6 +517,20 @@ data: [DONE]\n\n";
             }
             let assembled = assemble(Shape::Chat, s.as_bytes()).is_some();
             proptest::prop_assert_eq!(kept(Shape::Chat, s.as_bytes()), assembled, "{}", s);
+        }
+
+        /// Taking a chunk up after the prefix it shares with the first
+        /// decides as walking it whole: the same usage chunk, the same state.
+        #[test]
+        fn a_shared_prefix_is_taken_up_as_walked(chunks in prop::collection::vec(chunk_strategy(), 0..8)) {
+            let (mut memo, mut walked) = (OpenAiEnd::default(), OpenAiEnd::default());
+            for c in &chunks {
+                walked.prefix = None;
+                let usage = walked.on_chunk(c.as_bytes());
+                proptest::prop_assert_eq!(memo.on_chunk(c.as_bytes()), usage, "{}", c);
+                proptest::prop_assert_eq!(memo.failed, walked.failed);
+                proptest::prop_assert_eq!(&memo.choices, &walked.choices);
+            }
         }
     }
 }

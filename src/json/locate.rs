@@ -177,6 +177,7 @@ pub struct Items<'a> {
     first: bool,
     ended: bool,
     complete: bool,
+    key_at: usize,
 }
 
 impl<'a> Items<'a> {
@@ -205,7 +206,31 @@ impl<'a> Items<'a> {
             first: true,
             ended: object.is_none(),
             complete: false,
+            key_at: at,
         }
+    }
+
+    /// The members of the object `json` is, read from the one whose key
+    /// opens at `key` (its separator, if any, already passed): where a
+    /// reader that saw the bytes before `key`, and the quote at it, in an
+    /// earlier object takes up this one (the walk so far is decided by
+    /// those bytes alone).
+    pub fn from_member(json: &'a [u8], key: usize) -> Items<'a> {
+        Items {
+            json,
+            at: key,
+            object: Some(true),
+            outer: true,
+            first: true,
+            ended: false,
+            complete: false,
+            key_at: key,
+        }
+    }
+
+    /// Where the key [`Items::next_key`] returned last opens (its quote).
+    pub fn key_at(&self) -> usize {
+        self.key_at
     }
 
     /// Whether `json` is an object (as opposed to an array or neither).
@@ -276,6 +301,7 @@ impl<'a> Items<'a> {
             if json.get(at) != Some(&b'"') {
                 return None;
             }
+            self.key_at = at;
             let end = string_end(json, at)?;
             let key = &json[at + 1..end - 1];
             at = skip_space(json, end);
