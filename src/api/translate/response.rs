@@ -91,6 +91,13 @@ pub fn openai_response_to_anthropic_with_usage<'a>(
         read.cached_tokens.as_u64().unwrap_or(0),
         read.completion_tokens.as_u64().unwrap_or(0),
     ));
+    write_usage(&mut top, &usage);
+    top.close();
+    Ok((out, read.usage_value))
+}
+
+/// A message's `usage` member.
+fn write_usage(top: &mut Obj<'_>, usage: &AnthropicUsage) {
     let mut written = Obj::open(top.key("usage"));
     written.u64("input_tokens", usage.input_tokens);
     written.u64("output_tokens", usage.output_tokens);
@@ -100,8 +107,6 @@ pub fn openai_response_to_anthropic_with_usage<'a>(
     );
     written.u64("cache_read_input_tokens", usage.cache_read_input_tokens);
     written.close();
-    top.close();
-    Ok((out, read.usage_value))
 }
 
 /// A string member copied as it is, or `""` when it is absent or not a
@@ -311,15 +316,7 @@ pub(super) mod two_pass {
             details.get("cached_tokens").as_u64().unwrap_or(0),
             completion_tokens.as_u64().unwrap_or(0),
         ));
-        let mut written = Obj::open(top.key("usage"));
-        written.u64("input_tokens", usage.input_tokens);
-        written.u64("output_tokens", usage.output_tokens);
-        written.u64(
-            "cache_creation_input_tokens",
-            usage.cache_creation_input_tokens,
-        );
-        written.u64("cache_read_input_tokens", usage.cache_read_input_tokens);
-        written.close();
+        write_usage(&mut top, &usage);
         top.close();
         Ok(out)
     }
