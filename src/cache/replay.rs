@@ -18,10 +18,11 @@
 //! stream that ended as its dialect ends one, with no error event, is
 //! kept ([`kept_stream`]).
 //!
-//! Whether an OpenAI stream ended whole is read in the pass that
-//! normalizes it, from each event's structure ([`crate::json::Items`]:
+//! Whether a stream ended whole is read from each event's structure
+//! ([`crate::json::Items`]; for OpenAI, in the pass that normalizes it:
 //! the members `error`, `usage` and `choices`, and each choice's `index`
-//! and `finish_reason`), not by parsing its events into values: putting
+//! and `finish_reason`; for Anthropic, each event's `type`, `index` and
+//! `message`), not by parsing its events into values: putting
 //! a recording back together to see whether it could be (as a whole
 //! request's replay does) cost a streamed miss nine times the rest of
 //! its request (bench/README.md). Values are delimited, not validated, so
@@ -105,9 +106,74 @@ pub fn replay<'a>(form: Form, body: &'a [u8], want: Want) -> Option<Cow<'a, [u8]
 pub fn kept_stream(shape: Shape, stream: Vec<u8>) -> Option<Vec<u8>> {
     match shape {
         Shape::Chat | Shape::Completions => normalize_openai(shape, &stream),
-        Shape::Messages => assemble(shape, &stream).map(|_| stream),
+        Shape::Messages => messages_whole(&stream).then_some(stream),
         Shape::Embeddings => None,
     }
+}
+
+/// Whether a recorded Anthropic stream ended whole, read from its events'
+/// structure as [`MessageAssembler`] decides it: a `message_start` with a
+/// message, deltas only to blocks opened before them and a `message_delta`
+/// only after the start, a `message_stop`, no `error`, and every payload
+/// an object. Values are delimited, not validated (as for OpenAI streams);
+/// a tool call's input is not parsed, so a whole request its joined
+/// fragments cannot answer goes upstream at the hit.
+fn messages_whole(stream: &[u8]) -> bool {
+    let (mut started, mut stopped, mut failed) = (false, false, false);
+    let mut blocks: Vec<u64> = Vec::new();
+    let scanned = SseScanner::new(MAX_EVENT).feed(stream, |ev| {
+        if failed {
+            return;
+        }
+        let mut members = Items::new(ev.data);
+        let (mut kind, mut index, mut message) = (None, 0, false);
+        for (key, value) in &mut members {
+            match key {
+                b"type" => kind = string_value(value),
+                b"index" => index = count(value),
+                b"message" => message = value.starts_with(b"{"),
+                _ => {}
+            }
+        }
+        if !(members.is_object() && members.complete()) {
+            failed = true;
+            return;
+        }
+        let kind = kind.as_deref().unwrap_or(ev.event);
+        match kind {
+            b"message_start" => {
+                started |= message;
+                failed |= !message;
+            }
+            b"content_block_start" if !blocks.contains(&index) => blocks.push(index),
+            b"content_block_delta" => failed |= !blocks.contains(&index),
+            b"message_delta" => failed |= !started,
+            b"message_stop" => stopped = true,
+            b"error" => failed = true,
+            _ => {}
+        }
+    });
+    scanned.is_ok() && started && stopped && !failed
+}
+
+/// A member's value as the string it is (escapes decoded only where there
+/// are any), `None` when it is not a string.
+fn string_value(value: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let inner = value.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if !inner.contains(&b'\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    let text: String = serde_json::from_slice(value).ok()?;
+    Some(Cow::Owned(text.into_bytes()))
+}
+
+/// A count as the assemblers read one: not a whole number is 0.
+fn count(value: &[u8]) -> u64 {
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn assemble(shape: Shape, stream: &[u8]) -> Option<Vec<u8>> {
@@ -241,12 +307,7 @@ impl OpenAiEnd {
             for (key, value) in &mut fields {
                 match key {
                     // As the assembler reads it: not a count is choice 0.
-                    b"index" => {
-                        index = std::str::from_utf8(value)
-                            .ok()
-                            .and_then(|n| n.parse().ok())
-                            .unwrap_or(0)
-                    }
+                    b"index" => index = count(value),
                     b"finish_reason" => finished = value != b"null",
                     _ => {}
                 }
@@ -501,6 +562,35 @@ data: [DONE]\n\n";
         ]
     }
 
+    fn message_event() -> impl Strategy<Value = String> {
+        let index = 0u64..3;
+        prop_oneof![
+            Just(r#"event: message_start
+data: {"type":"message_start","message":{"id":"m","role":"assistant","content":[],"usage":{"input_tokens":1}}}"#.to_string()),
+            Just(r#"event: message_start
+data: {"type":"message_start","message":null}"#.to_string()),
+            index.clone().prop_map(|i| format!(
+                "event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":{i},\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}"
+            )),
+            index.prop_map(|i| format!(
+                "event: content_block_delta\ndata: {{\"index\":{i},\"type\":\"content_block_delta\",\"delta\":{{\"type\":\"text_delta\",\"text\":\"x\"}}}}"
+            )),
+            Just(r#"event: message_delta
+data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":2}}"#.to_string()),
+            // The kind from the event's name when the payload has none,
+            // and from an escaped `type`.
+            Just("event: message_stop\ndata: {}".to_string()),
+            Just(r#"event: x
+data: {"type":"message_st\u006fp"}"#.to_string()),
+            Just(r#"event: error
+data: {"type":"error","error":{"type":"overloaded_error"}}"#.to_string()),
+            Just(r#"event: ping
+data: {"type":"ping"}"#.to_string()),
+            Just(r#"event: content_block_stop
+data: {"type":"content_block_stop","index":0"#.to_string()),
+        ]
+    }
+
     proptest::proptest! {
         /// Reading the structure decides as putting the stream together does.
         #[test]
@@ -517,6 +607,14 @@ data: [DONE]\n\n";
             }
             let assembled = assemble(Shape::Chat, s.as_bytes()).is_some();
             proptest::prop_assert_eq!(kept(Shape::Chat, s.as_bytes()), assembled, "{}", s);
+        }
+
+        /// An Anthropic stream's structure decides as putting it together.
+        #[test]
+        fn the_messages_check_agrees_with_the_assembler(events in prop::collection::vec(message_event(), 0..9)) {
+            let s: String = events.iter().map(|e| format!("{e}\n\n")).collect();
+            let assembled = assemble(Shape::Messages, s.as_bytes()).is_some();
+            proptest::prop_assert_eq!(messages_whole(s.as_bytes()), assembled, "{}", s);
         }
 
         /// Taking a chunk up after the prefix it shares with the first
