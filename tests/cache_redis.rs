@@ -22,18 +22,28 @@ struct Instance {
     admin: SocketAddr,
 }
 
-fn instance(mock: &MockUpstream, redis: &Redis) -> Instance {
-    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let text = config_for(
+/// An instance's config: the cache on, shared through `redis` if given.
+fn config(mock: &MockUpstream, admin: SocketAddr, redis: Option<&Redis>) -> String {
+    let state = match redis {
+        Some(r) => format!(
+            "[state]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_timeout_ms = 200\n",
+            r.url()
+        ),
+        None => String::new(),
+    };
+    config_for(
         mock,
         "",
         &format!(
             "[admin]\nlisten = \"{admin}\"\n\n\
-             [cache]\nenabled = true\nshared_wait_ms = 50\n\n\
-             [state]\nbackend = \"redis\"\nredis_url = \"{}\"\nredis_timeout_ms = 200\n",
-            redis.url()
+             [cache]\nenabled = true\nshared_wait_ms = 50\n\n{state}"
         ),
-    );
+    )
+}
+
+fn instance(mock: &MockUpstream, redis: &Redis) -> Instance {
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let text = config(mock, admin, Some(redis));
     let mut opts = GatewayOpts::config(Driver::IoUring, text);
     opts.shards = 2;
     Instance {
@@ -204,4 +214,59 @@ fn redis_killed_under_load_means_misses_then_sharing_again() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(cache_header(&b.ask(&chat("after"))), "hit");
+}
+
+/// A reload that adds the shared tier starts a store keyed as every
+/// instance keys (SHA-256), and one that drops it a store keyed per
+/// process: an answer stored before either is not found after it, and
+/// after adding it another instance finds the answer in Redis.
+#[test]
+fn a_reload_that_adds_or_drops_the_shared_tier_starts_a_new_store() {
+    if !have_redis("a_reload_that_adds_or_drops_the_shared_tier_starts_a_new_store") {
+        return;
+    }
+    let redis = Redis::start();
+    let mock = MockUpstream::start();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let a = Instance {
+        gw: Gateway::start(GatewayOpts::config(
+            Driver::IoUring,
+            config(&mock, admin, None),
+        )),
+        admin,
+    };
+    let asks = |want: [&str; 2]| {
+        for w in want {
+            let r = a.ask(&chat("reloaded"));
+            assert_eq!(r.status, 200, "{}", a.gw.log());
+            assert_eq!(cache_header(&r), w, "{}", a.gw.log());
+        }
+    };
+    asks(["miss", "hit"]);
+    let reload = |n: usize, redis: Option<&Redis>| {
+        a.gw.rewrite_config(&config(&mock, admin, redis));
+        a.gw.signal(libc::SIGHUP);
+        assert!(
+            a.gw.wait_log("configuration reloaded", n, Duration::from_secs(5)),
+            "{}",
+            a.gw.log()
+        );
+    };
+
+    reload(1, Some(&redis));
+    a.wait_shared(true, Duration::from_secs(5));
+    asks(["miss", "hit"]);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while redis.cli(&["KEYS", "sg:cache:*"]).is_empty() {
+        assert!(Instant::now() < deadline, "nothing was written to Redis");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let b = instance(&mock, &redis);
+    b.wait_shared(true, Duration::from_secs(5));
+    assert_eq!(cache_header(&b.ask(&chat("reloaded"))), "hit");
+
+    reload(2, None);
+    a.wait_shared(false, Duration::from_secs(5));
+    asks(["miss", "hit"]);
+    assert_eq!(mock.requests().len(), 3);
 }
