@@ -22,7 +22,9 @@
 # (the round, the target, the wrk thread and a counter, for every target
 # alike), so every request is a
 # miss that is stored (and, once the cache is full, evicts); compare with
-# BASELINE=target/release/shardgate (the same build, cache off).
+# BASELINE=target/release/shardgate (the same build, cache off). With any
+# CACHED its admin port (19107) is read after the rounds for the cache's
+# lookups and evictions; a miss run that counted a hit fails.
 # CACHED=stream: the cache on, and the mock answers an SSE chat stream (role,
 # two deltas, finish, usage chunk, [DONE]) to a body that asks to stream, so
 # every request after the first is a streamed hit replayed from the record.
@@ -132,7 +134,7 @@ TOML
   SG_ARGS=(--config "$DIR/traced.toml")
 fi
 SG_ADMIN=off
-[[ -n "${TRACED:-}" ]] && SG_ADMIN=127.0.0.1:19107
+[[ -n "${TRACED:-}" || -n "${CACHED:-}" ]] && SG_ADMIN=127.0.0.1:19107
 BL_ARGS=()
 if [[ "${GOVERNED:-}" == redis ]]; then
   command -v redis-server >/dev/null || { echo "GOVERNED=redis needs redis-server"; exit 1; }
@@ -204,6 +206,15 @@ if [[ -n "${TRACED:-}" ]]; then
   sleep 1.5 # the last batches exported
   curl -s http://127.0.0.1:19107/metrics | grep '^shardgate_trace_' | tr '\n' ' '
   echo "(shardgate served $SERVED requests over the rounds, +1 probe)"
+fi
+if [[ -n "${CACHED:-}" ]]; then
+  # The cache's own count of what it answered: a miss run that hit is no measure.
+  curl -s http://127.0.0.1:19107/metrics | grep -E '^shardgate_cache_(lookups|evictions)_total' | tr '\n' ' '
+  echo "(shardgate served $SERVED requests over the rounds, +1 probe)"
+  if [[ "${CACHED}" == miss ]]; then
+    hits=$(curl -s http://127.0.0.1:19107/metrics | awk '/^shardgate_cache_lookups_total\{result="hit"\}/ {print $2}')
+    (( ${hits%.*} == 0 )) || { echo "error: $hits hits in a miss run"; exit 1; }
+  fi
 fi
 if [[ -n "$REDIS" ]]; then
   awk -v c="$(( CALLS1 - CALLS0 ))" -v n="$SERVED" 'BEGIN { printf "redis: %d commands over the rounds for %d requests served by shardgate = %.4f per request\n", c, n, c/n }'
