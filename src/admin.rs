@@ -157,6 +157,12 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
             }
             respond(&mut stream, 200, prometheus::CONTENT_TYPE, text.as_bytes())
         }
+        (b"POST", b"/admin/reload") if !operator(&config.config, &head, &buf) => respond(
+            &mut stream,
+            401,
+            "application/json",
+            b"{\"error\":\"POST /admin/reload needs `Authorization: Bearer <admin token>`\"}",
+        ),
         (b"POST", b"/admin/reload") => {
             let (status, outcome, detail, text) = match (admin.reload)() {
                 Ok(applied) => (200, "applied", "message", applied),
@@ -168,13 +174,7 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
             respond(&mut stream, status, "application/json", &body)
         }
         (b"DELETE", b"/admin/cache") => {
-            let allowed = match config.config.admin.token.as_deref() {
-                Some(token) => crate::governance::presents_admin_token(
-                    token,
-                    head.header(&buf, b"authorization"),
-                ),
-                None => true,
-            };
+            let allowed = operator(&config.config, &head, &buf);
             let mut shared = "";
             let purged = match (&config.cache, allowed) {
                 (_, false) => return respond(
@@ -216,6 +216,17 @@ fn serve(mut stream: TcpStream, admin: &Admin) -> io::Result<()> {
             "application/json",
             b"{\"error\":\"not found\"}",
         ),
+    }
+}
+
+/// Whether a request may change what the gateway does (reload it, purge
+/// its cache): with an admin token set, only one that presents it.
+fn operator(config: &crate::config::Config, head: &RequestHead, buf: &[u8]) -> bool {
+    match config.admin.token.as_deref() {
+        Some(token) => {
+            crate::governance::presents_admin_token(token, head.header(buf, b"authorization"))
+        }
+        None => true,
     }
 }
 

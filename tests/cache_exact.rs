@@ -281,7 +281,8 @@ fn a_reload_keeps_the_cache_and_a_purge_empties_it() {
     };
     assert_eq!(ask().as_deref(), Some("miss"));
     gw.rewrite_config(&config(120));
-    let (status, body) = admin_request(admin, "POST", "/admin/reload", &[]);
+    let bearer = "authorization: Bearer admin-token-for-tests";
+    let (status, body) = admin_request(admin, "POST", "/admin/reload", &[bearer]);
     assert_eq!(status, 200, "{body}");
     assert_eq!(ask().as_deref(), Some("hit"));
     assert_eq!(chat_requests(&mock), 1);
@@ -289,7 +290,6 @@ fn a_reload_keeps_the_cache_and_a_purge_empties_it() {
     let (status, _) = admin_request(admin, "DELETE", "/admin/cache", &[]);
     assert_eq!(status, 401);
     assert_eq!(ask().as_deref(), Some("hit"));
-    let bearer = "authorization: Bearer admin-token-for-tests";
     let (status, body) = admin_request(admin, "DELETE", "/admin/cache", &[bearer]);
     assert_eq!((status, body.as_str()), (200, "{\"purged\":1}"));
     assert_eq!(ask().as_deref(), Some("miss"));

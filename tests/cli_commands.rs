@@ -306,22 +306,38 @@ fn status_reports_ready_shards_drivers_and_generation_moves_on_reload() {
             "no secrets in the status"
         );
 
-        // A reload moves the generation.
+        // A reload moves the generation; with an admin token set, only one
+        // that presents it reloads.
         gw.rewrite_config(&config(&mock, admin, "second"));
-        let (status, body) = admin_post(admin, "/admin/reload");
+        for wrong in ["", "Bearer not-the-admin-token-at-all"] {
+            let (status, body) = admin_post(admin, "/admin/reload", wrong);
+            assert_eq!(status, 401, "{body}");
+            assert!(
+                body.contains("needs `Authorization: Bearer <admin token>`"),
+                "{body}"
+            );
+        }
+        let out = ok(&shardgate(&["status", "--admin", &admin_s], &[]));
+        assert!(out.contains("generation  0"), "{out}");
+        let (status, body) = admin_post(admin, "/admin/reload", &format!("Bearer {ADMIN_TOKEN}"));
         assert_eq!(status, 200, "{body}");
         let out = ok(&shardgate(&["status", "--admin", &admin_s], &[]));
         assert!(out.contains("generation  1"), "{out}");
     });
 }
 
-/// `POST path` on the admin listener, by hand.
-fn admin_post(admin: SocketAddr, path: &str) -> (u16, String) {
+/// `POST path` on the admin listener, by hand, with `authorization` (if
+/// not empty).
+fn admin_post(admin: SocketAddr, path: &str, authorization: &str) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(admin).unwrap();
+    let auth = match authorization {
+        "" => String::new(),
+        a => format!("authorization: {a}\r\n"),
+    };
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nhost: a\r\n{auth}content-length: 0\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
