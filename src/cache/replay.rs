@@ -83,6 +83,12 @@ pub struct Want {
 /// Largest event a recorded stream may hold (bounded by the entry anyway).
 const MAX_EVENT: usize = 1 << 20;
 
+/// Most choices (OpenAI) or content blocks (Anthropic) a kept stream may
+/// have: each event's is looked up among those seen, so an upstream that
+/// numbers every event anew cannot make the check quadratic in the
+/// recording (real streams have a few; OpenAI's `n` stops at 128).
+const MAX_PARTS: usize = 1024;
+
 /// The answer `body`, kept as `form`, gives `want`, if it can give one.
 pub fn replay<'a>(form: Form, body: &'a [u8], want: Want) -> Option<Cow<'a, [u8]>> {
     match (form, want.streams) {
@@ -114,10 +120,11 @@ pub fn kept_stream(shape: Shape, stream: Vec<u8>) -> Option<Vec<u8>> {
 /// Whether a recorded Anthropic stream ended whole, read from its events'
 /// structure as [`MessageAssembler`] decides it: a `message_start` with a
 /// message, deltas only to blocks opened before them and a `message_delta`
-/// only after the start, a `message_stop`, no `error`, and every payload
-/// an object. Values are delimited, not validated (as for OpenAI streams);
-/// a tool call's input is not parsed, so a whole request its joined
-/// fragments cannot answer goes upstream at the hit.
+/// only after the start, a `message_stop`, no `error`; stricter in that
+/// every payload must be an object, and that a stream of more than
+/// [`MAX_PARTS`] blocks is not kept. Values are delimited, not validated
+/// (as for OpenAI streams); a tool call's input is not parsed, so a whole
+/// request its joined fragments cannot answer goes upstream at the hit.
 fn messages_whole(stream: &[u8]) -> bool {
     let (mut started, mut stopped, mut failed) = (false, false, false);
     let mut blocks: Vec<u64> = Vec::new();
@@ -145,7 +152,10 @@ fn messages_whole(stream: &[u8]) -> bool {
                 started |= message;
                 failed |= !message;
             }
-            b"content_block_start" if !blocks.contains(&index) => blocks.push(index),
+            b"content_block_start" if !blocks.contains(&index) => match blocks.len() < MAX_PARTS {
+                true => blocks.push(index),
+                false => failed = true,
+            },
             b"content_block_delta" => failed |= !blocks.contains(&index),
             b"message_delta" => failed |= !started,
             b"message_stop" => stopped = true,
@@ -261,13 +271,16 @@ impl OpenAiEnd {
     /// no choices). A chunk that is not an object, or says an error, fails
     /// the stream, as it fails putting the stream back together.
     fn on_chunk(&mut self, data: &[u8]) -> bool {
+        if self.failed {
+            return false;
+        }
         let (mut members, mut usage) = match &self.prefix {
             Some(p) if data.starts_with(&p.bytes) => {
                 (Items::from_member(data, p.bytes.len() - 1), p.usage)
             }
             _ => (Items::new(data), false),
         };
-        let (mut no_choices, mut failed) = (false, false);
+        let mut no_choices = false;
         while let Some((key, at)) = members.next_key() {
             if key == b"choices" {
                 if self.prefix.is_none() {
@@ -285,12 +298,12 @@ impl OpenAiEnd {
                 break;
             };
             match key {
-                b"error" => failed |= value != b"null",
+                b"error" => self.failed |= value != b"null",
                 b"usage" => usage = value.starts_with(b"{"),
                 _ => {}
             }
         }
-        self.failed |= failed || !(members.is_object() && members.complete());
+        self.failed |= !(members.is_object() && members.complete());
         usage && no_choices
     }
 
@@ -313,8 +326,10 @@ impl OpenAiEnd {
                 }
             }
             choices.resume(&fields);
+            let full = self.choices.len() == MAX_PARTS;
             match self.choices.iter_mut().find(|(i, _)| *i == index) {
                 Some((_, closed)) => *closed |= finished,
+                None if full => self.failed = true,
                 None => self.choices.push((index, finished)),
             }
         }
@@ -515,6 +530,33 @@ data: [DONE]\n\n";
         ));
         // A completions stream only has to end, without an error.
         assert!(kept(Shape::Completions, &stream(&[&open, &done])));
+    }
+
+    #[test]
+    fn a_stream_of_more_parts_than_the_bound_is_not_kept() {
+        let chat = |n: u64| {
+            let mut s = String::new();
+            for i in 0..n {
+                s += &format!(
+                    "data: {{\"choices\":[{{\"index\":{i},\"delta\":{{}},\"finish_reason\":\"stop\"}}]}}\n\n"
+                );
+            }
+            s + "data: [DONE]\n\n"
+        };
+        let bound = MAX_PARTS as u64;
+        assert!(kept(Shape::Chat, chat(bound).as_bytes()));
+        assert!(!kept(Shape::Chat, chat(bound + 1).as_bytes()));
+        let messages = |n: u64| {
+            let mut s = String::from(
+                "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{}}\n\n",
+            );
+            for i in 0..n {
+                s += &format!("data: {{\"type\":\"content_block_start\",\"index\":{i}}}\n\n");
+            }
+            s + "data: {\"type\":\"message_stop\"}\n\n"
+        };
+        assert!(messages_whole(messages(bound).as_bytes()));
+        assert!(!messages_whole(messages(bound + 1).as_bytes()));
     }
 
     fn chunk_strategy() -> impl Strategy<Value = String> {
