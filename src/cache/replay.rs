@@ -179,10 +179,14 @@ fn string_value(value: &[u8]) -> Option<Cow<'_, [u8]>> {
 
 /// A count as the assemblers read one: not a whole number is 0.
 fn count(value: &[u8]) -> u64 {
-    std::str::from_utf8(value)
-        .ok()
-        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|n| n.parse().ok())
+    let digits = !value.is_empty() && value.iter().all(u8::is_ascii_digit);
+    digits
+        .then(|| {
+            value.iter().try_fold(0u64, |n, &d| {
+                n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            })
+        })
+        .flatten()
         .unwrap_or(0)
 }
 
@@ -530,6 +534,23 @@ data: [DONE]\n\n";
         ));
         // A completions stream only has to end, without an error.
         assert!(kept(Shape::Completions, &stream(&[&open, &done])));
+    }
+
+    #[test]
+    fn a_count_is_a_whole_number_or_zero() {
+        for (text, n) in [
+            ("0", 0),
+            ("7", 7),
+            ("18446744073709551615", u64::MAX),
+            ("18446744073709551616", 0),
+            ("", 0),
+            ("-1", 0),
+            ("+1", 0),
+            ("1.0", 0),
+            ("\"1\"", 0),
+        ] {
+            assert_eq!(count(text.as_bytes()), n, "{text}");
+        }
     }
 
     #[test]
