@@ -35,7 +35,7 @@ use std::borrow::Cow;
 use super::assemble::{ChatAssembler, MessageAssembler};
 use super::synthesize::{chat_stream, completion_stream, message_stream};
 use crate::api::sse::SseScanner;
-use crate::json::Items;
+use crate::json::{string_contents, Items};
 
 /// How an entry's answer was kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +136,7 @@ fn messages_whole(stream: &[u8]) -> bool {
         let (mut kind, mut index, mut message) = (None, 0, false);
         for (key, value) in &mut members {
             match key {
-                b"type" => kind = string_value(value),
+                b"type" => kind = std::str::from_utf8(value).ok().and_then(string_contents),
                 b"index" => index = count(value),
                 b"message" => message = value.starts_with(b"{"),
                 _ => {}
@@ -146,7 +146,7 @@ fn messages_whole(stream: &[u8]) -> bool {
             failed = true;
             return;
         }
-        let kind = kind.as_deref().unwrap_or(ev.event);
+        let kind = kind.as_ref().map_or(ev.event, |k| k.as_bytes());
         match kind {
             b"message_start" => {
                 started |= message;
@@ -164,17 +164,6 @@ fn messages_whole(stream: &[u8]) -> bool {
         }
     });
     scanned.is_ok() && started && stopped && !failed
-}
-
-/// A member's value as the string it is (escapes decoded only where there
-/// are any), `None` when it is not a string.
-fn string_value(value: &[u8]) -> Option<Cow<'_, [u8]>> {
-    let inner = value.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
-    if !inner.contains(&b'\\') {
-        return Some(Cow::Borrowed(inner));
-    }
-    let text: String = serde_json::from_slice(value).ok()?;
-    Some(Cow::Owned(text.into_bytes()))
 }
 
 /// A count as the assemblers read one: not a whole number is 0.

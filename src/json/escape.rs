@@ -4,9 +4,23 @@
 //! escaped (quote, backslash, U+0000..U+001F) escaped and everything else
 //! copied unchanged, so the output is valid JSON decoding to exactly the
 //! input. `check_escapes` is the escape validation sonic-rs's skipper leaves
-//! out (it takes any four bytes after `\u`).
+//! out (it takes any four bytes after `\u`). `string_contents` reads a
+//! string literal back, decoding only one that has escapes.
+
+use std::borrow::Cow;
 
 use super::error::JsonError;
+
+/// The text of a JSON string literal (quotes included): borrowed when it
+/// has no escapes, decoded when it has; `None` when it is not a string or
+/// will not decode.
+pub fn string_contents(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    sonic_rs::from_str::<String>(raw).ok().map(Cow::Owned)
+}
 
 /// Appends `s` to `out` as a JSON string literal, quotes included.
 pub fn push_json_string(out: &mut Vec<u8>, s: &str) {

@@ -15,7 +15,7 @@ pub(crate) mod walk;
 use std::ops::Range;
 
 pub use error::{JsonError, JsonErrorKind};
-pub use escape::push_json_string;
+pub use escape::{push_json_string, string_contents};
 pub use locate::{
     next_quote_or_backslash, quotes_or_backslashes, skip_space, top_level_value, value_end, Items,
 };

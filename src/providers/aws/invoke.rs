@@ -49,7 +49,7 @@ pub(crate) fn anthropic_body_for_platform(
     let mut has_version = false;
     let mut first = true;
     while let Some(member) = walker.next_member()? {
-        let key = unescaped_key(member.key_raw);
+        let key = crate::json::string_contents(member.key_raw);
         match key.as_deref() {
             Some(name) if dropped.contains(&name) => continue,
             Some("anthropic_version") => has_version = true,
@@ -73,16 +73,6 @@ pub(crate) fn anthropic_body_for_platform(
     }
     out.push(b'}');
     Ok(out)
-}
-
-/// A key literal (quotes included) decoded; `None` if it will not decode,
-/// which the walker has ruled out for a member it returned.
-fn unescaped_key(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
-    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
-    if !inner.contains('\\') {
-        return Some(inner.into());
-    }
-    sonic_rs::from_str::<String>(raw).ok().map(Into::into)
 }
 
 /// What one InvokeModelWithResponseStream message carries.
